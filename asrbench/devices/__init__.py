@@ -1,0 +1,50 @@
+"""Device backends behind one interface; `get_device("auto")` picks hpu > cuda > cpu.
+
+Backends are imported lazily so that importing asrbench never needs habana_frameworks.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from asrbench.devices.base import PRECISIONS, Device, check_precision
+from asrbench.errors import AsrbenchError
+
+# Order matters: "auto" takes the first available backend.
+BACKENDS = {
+    "hpu": ("asrbench.devices.hpu", "HPUDevice"),
+    "cuda": ("asrbench.devices.cuda", "CUDADevice"),
+    "cpu": ("asrbench.devices.cpu", "CPUDevice"),
+}
+DEVICE_CHOICES = ("auto", *BACKENDS)
+
+
+def backend_class(kind: str) -> type[Device]:
+    """The Device subclass for a backend name."""
+    if kind not in BACKENDS:
+        raise AsrbenchError(f"unknown device {kind!r}: choose one of {', '.join(DEVICE_CHOICES)}")
+    module, name = BACKENDS[kind]
+    return getattr(importlib.import_module(module), name)
+
+
+def resolve_kind(kind: str) -> str:
+    """Turn 'auto' into the first available backend; check an explicit one is available."""
+    if kind == "auto":
+        for candidate in BACKENDS:
+            if backend_class(candidate).is_available():
+                return candidate
+        return "cpu"
+    cls = backend_class(kind)
+    if not cls.is_available():
+        raise AsrbenchError(cls.unavailable_reason())
+    return kind
+
+
+def get_device(kind: str = "auto", **options: Any) -> Device:
+    """Provision a device backend by name ('auto', 'hpu', 'cuda', 'cpu')."""
+    return backend_class(resolve_kind(kind))(**options)
+
+
+__all__ = ["BACKENDS", "DEVICE_CHOICES", "PRECISIONS", "Device", "check_precision", "get_device",
+           "resolve_kind", "backend_class"]

@@ -1,0 +1,55 @@
+"""CPU backend: fp32 by default, bf16/fp16 through torch.autocast (AMX on recent Xeons)."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any, ContextManager
+
+import torch
+
+from asrbench.devices.base import Device
+
+
+def cpu_model_name() -> str:
+    """The CPU model string from /proc/cpuinfo, or platform.processor() elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class CPUDevice(Device):
+    """Runs on the host CPU with torch's intra-op thread pool."""
+
+    kind = "cpu"
+    distributed_backend = "gloo"
+
+    def __init__(self, **_: Any) -> None:
+        self._device = torch.device("cpu")
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return True
+
+    @property
+    def torch_device(self) -> torch.device:
+        return self._device
+
+    def device_class(self) -> str:
+        return "cpu"
+
+    def description(self) -> str:
+        return f"{cpu_model_name()} ({torch.get_num_threads()} threads)"
+
+    def environment(self) -> dict[str, Any]:
+        return {"cpu": cpu_model_name(), "torch_threads": torch.get_num_threads()}
+
+    def autocast(self, precision: str) -> ContextManager[Any]:
+        if precision == "fp32":
+            return super().autocast(precision)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast("cpu", dtype=dtype)

@@ -1,0 +1,308 @@
+"""Intel Gaudi (HPU) backend, following optimum-habana 1.21's own Whisper inference path.
+
+Nothing from habana_frameworks or optimum.habana is imported at module level: both exist only
+in the Habana PyTorch image, and `import optimum.habana` fails elsewhere (its package init runs
+`pip list | grep habana-torch-plugin`). They are imported inside methods, once the HPU device
+has been selected. docs/hpu.md lists the optimum-habana source each step comes from.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import weakref
+from typing import Any, ContextManager
+
+import torch
+
+from asrbench.devices.base import Device, check_precision
+from asrbench.errors import AsrbenchError
+
+#: Gaudi generations optimum-habana tells apart (optimum/habana/utils/misc.py get_device_name),
+#: paired with the habana_frameworks synDeviceType member that identifies each.
+GAUDI_GENERATIONS = (
+    ("gaudi", "synDeviceGaudi"),
+    ("gaudi2", "synDeviceGaudi2"),
+    ("gaudi3", "synDeviceGaudi3"),
+)
+#: Environment variable read by habana_frameworks when it loads its PyTorch bridge.
+LAZY_MODE_VAR = "PT_HPU_LAZY_MODE"
+#: Set by GaudiConfig.declare_autocast_bf16_fp32_ops(); read when habana_frameworks loads.
+AUTOCAST_OPS_VAR = "PT_HPU_AUTOCAST_LOWER_PRECISION_OPS_LIST"
+
+
+def generation_from_device_name(name: str) -> str:
+    """Gaudi generation from habana_frameworks' device name: 'GAUDI2' -> 'gaudi2'."""
+    match = re.search(r"gaudi\s*(\d*)", name.lower())
+    if not match:
+        return "unknown"
+    number = match.group(1)
+    return "gaudi" if number in ("", "1") else f"gaudi{number}"
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception message, for one-line user errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _distribution_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _driver_version() -> str | None:
+    """Driver version from `hl-smi`, as optimum-habana's get_driver_version() reads it."""
+    if shutil.which("hl-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["hl-smi"], capture_output=True, text=True, timeout=20,
+                             env={**os.environ, "ENABLE_CONSOLE": "true"}, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"Driver Version:\s*([0-9][0-9A-Za-z.\-]*)", out)
+    return match.group(1) if match else None
+
+
+class HPUDevice(Device):
+    """One Gaudi card per process, in lazy mode, with optional HPU graphs and bf16 autocast.
+
+    Construct it before the model is loaded: adapt_transformers_to_gaudi() swaps the Whisper
+    classes inside transformers, and a model instantiated earlier keeps the stock classes.
+    """
+
+    kind = "hpu"
+    distributed_backend = "hccl"
+    supports_graphs = True
+
+    def __init__(self, local_rank: int | None = None, gaudi_config: str | None = None,
+                 sdp_on_bf16: bool = False, **_: Any) -> None:
+        if local_rank is None:
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        # The HCCL runtime gives each process the card whose module id equals its local rank
+        # (Habana "Gaudi-to-process assignment"); inside a process that card is just "hpu".
+        self.local_rank = local_rank
+        self._device = torch.device("hpu")
+        self._generation: str | None = None
+        self._wrapped: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+
+        # habana_frameworks.torch picks its bridge library (lazy vs eager/compile) from this
+        # variable when it is first imported, and exports wrap_in_hpu_graph only in lazy mode;
+        # optimum-habana's Whisper commands all run with PT_HPU_LAZY_MODE=1. Newer Habana
+        # images default to eager, so it must be set before the import below.
+        os.environ.setdefault(LAZY_MODE_VAR, "1")
+        if os.environ[LAZY_MODE_VAR] == "0":
+            raise AsrbenchError(
+                f"{LAZY_MODE_VAR}=0 (eager mode) is set, but asrbench runs Gaudi in lazy mode as "
+                f"optimum-habana's Whisper example does: unset it or export {LAZY_MODE_VAR}=1")
+
+        # Before habana_frameworks.torch.core is imported: GaudiConfig may declare autocast op
+        # lists through environment variables that the bridge reads when it loads.
+        self.gaudi_config = self._load_gaudi_config(gaudi_config) if gaudi_config else None
+        self.gaudi_config_ref = gaudi_config
+
+        # GaudiTrainingArguments.__post_init__ (optimum/habana/transformers/training_args.py).
+        self.sdp_on_bf16 = bool(sdp_on_bf16)
+        if self.sdp_on_bf16:
+            torch._C._set_math_sdp_allow_fp16_bf16_reduction(True)
+
+        try:
+            import habana_frameworks.torch.core as htcore  # registers torch.hpu, mark_step
+            import habana_frameworks.torch.hpu as hthpu
+        except ImportError as exc:
+            raise AsrbenchError(self.unavailable_reason()) from exc
+        self._htcore = htcore
+        self._hthpu = hthpu
+
+        # GaudiTrainingArguments._setup_devices calls it "before model instantiation".
+        # Importing this submodule runs optimum/habana/__init__.py too (a Python package's
+        # parent is always imported first): fine in the Habana image, fatal elsewhere.
+        try:
+            from optimum.habana.transformers.modeling_utils import adapt_transformers_to_gaudi
+        except Exception as exc:  # noqa: BLE001 - any import failure has the same fix
+            raise AsrbenchError(
+                f"could not import optimum-habana ({type(exc).__name__}: {_first_line(exc)}); "
+                "install asrbench[hpu] inside the Habana PyTorch image") from exc
+        adapt_transformers_to_gaudi()
+
+    # -- availability -------------------------------------------------------------------
+
+    @classmethod
+    def is_available(cls) -> bool:
+        if importlib.util.find_spec("habana_frameworks") is None:
+            return False
+        # The import below loads the bridge, so lazy mode must be chosen first (see __init__).
+        os.environ.setdefault(LAZY_MODE_VAR, "1")
+        try:
+            import habana_frameworks.torch.hpu as hthpu
+
+            return bool(hthpu.is_available())
+        except Exception:  # noqa: BLE001 - a broken install simply means "not available"
+            return False
+
+    @classmethod
+    def unavailable_reason(cls) -> str:
+        return ("--device hpu was requested but no Gaudi HPU (habana_frameworks) was found here: "
+                "use --device cpu or --device cuda, or install asrbench[hpu] inside the "
+                "Habana PyTorch image on a Gaudi machine")
+
+    # -- identity -------------------------------------------------------------------------
+
+    @property
+    def torch_device(self) -> torch.device:
+        return self._device
+
+    def generation(self) -> str:
+        """'gaudi', 'gaudi2' or 'gaudi3', detected the way optimum-habana's get_device_name() does."""
+        if self._generation is None:
+            self._generation = self._detect_generation()
+        return self._generation
+
+    def _detect_generation(self) -> str:
+        try:
+            import habana_frameworks.torch.utils.experimental as htexp
+
+            device_type = htexp._get_device_type()
+            for generation, member in GAUDI_GENERATIONS:
+                if device_type == getattr(htexp.synDeviceType, member, object()):
+                    return generation
+        except Exception:  # noqa: BLE001 - fall back to the device name string
+            pass
+        return generation_from_device_name(self._device_name())
+
+    def _device_name(self) -> str:
+        try:
+            return str(self._hthpu.get_device_name())
+        except Exception:  # noqa: BLE001
+            return ""
+
+    def device_class(self) -> str:
+        return f"hpu-{self.generation()}"
+
+    def description(self) -> str:
+        label = self.generation().replace("gaudi", "Gaudi")
+        name = self._device_name()
+        return f"Intel {label} HPU ({name})" if name else f"Intel {label} HPU"
+
+    def environment(self) -> dict[str, Any]:
+        return {
+            "hpu": self._device_name() or None,
+            "device_class": self.device_class(),
+            # optimum-habana reads the SynapseAI version from this distribution (utils/misc.py
+            # get_habana_frameworks_version, via `pip list`).
+            "habana_frameworks": _distribution_version("habana-torch-plugin"),
+            "optimum_habana": _distribution_version("optimum-habana"),
+            "driver": _driver_version(),
+            "lazy_mode": os.environ.get(LAZY_MODE_VAR),
+            "gaudi_config": self.gaudi_config_ref,
+            "sdp_on_bf16": self.sdp_on_bf16,
+        }
+
+    # -- running ------------------------------------------------------------------------
+
+    def prepare(self, model: torch.nn.Module, precision: str, graphs: bool) -> torch.nn.Module:
+        self._autocast_dtype(precision)  # refuse a bad precision before touching the device
+        self._check_adapted(model)
+        model.eval()
+        model = model.to(self.torch_device)
+        # GaudiTrainer._move_model_to_device: moving to HPU unties tied weights (Whisper's
+        # output projection and token embedding), so tie them again.
+        if hasattr(model, "tie_weights"):
+            model.tie_weights()
+        if graphs and model not in self._wrapped:
+            # GaudiTrainer.evaluation_loop wraps the model once for inference; it edits
+            # model.forward in place and returns the same module.
+            model = self._hthpu.wrap_in_hpu_graph(model)
+            self._wrapped.add(model)
+        return model
+
+    def autocast(self, precision: str) -> ContextManager[Any]:
+        dtype = self._autocast_dtype(precision)
+        if dtype is None:
+            return super().autocast(precision)
+        # GaudiSeq2SeqTrainer.prediction_step wraps generate() in this context.
+        return torch.autocast(device_type="hpu", dtype=dtype)
+
+    def generate_kwargs(self, graphs: bool) -> dict[str, Any]:
+        # The keywords GaudiSeq2SeqTrainer.prediction_step passes to GaudiGenerationMixin.generate
+        # (optimum/habana/transformers/generation/utils.py), except ignore_eos: the trainer's
+        # default is True, and GaudiGenerationMixin._prepare_generation_config turns a missing
+        # ignore_eos into the value of lazy_mode, so it must be passed as False explicitly or
+        # every batch decodes to max length and keeps the tokens after end-of-sequence.
+        # static_shapes is what generate() infers for Whisper (MODELS_OPTIMIZED_WITH_STATIC_SHAPES);
+        # it is stated so a report shows it.
+        return {"lazy_mode": True, "hpu_graphs": bool(graphs), "ignore_eos": False,
+                "static_shapes": True}
+
+    def synchronize(self) -> None:
+        # In lazy mode queued ops are only launched at a mark_step; synchronize() then waits
+        # for the device (Habana's mark_step reference: mark_step alone does not wait).
+        self._htcore.mark_step()
+        self._hthpu.synchronize()
+
+    def reset_peak_memory(self) -> None:
+        self._hthpu.reset_peak_memory_stats()
+
+    def peak_memory_bytes(self) -> int | None:
+        return int(self._hthpu.max_memory_allocated())
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _autocast_dtype(self, precision: str) -> torch.dtype | None:
+        check_precision(precision)
+        if precision == "fp16":
+            raise AsrbenchError("precision fp16 is not supported on HPU: use bf16 (what "
+                                "optimum-habana's Whisper example runs) or fp32")
+        if precision == "fp32":
+            if self.gaudi_config is not None and getattr(self.gaudi_config, "use_torch_autocast", False):
+                raise AsrbenchError(
+                    f"Gaudi config {self.gaudi_config_ref!r} turns on bf16 autocast "
+                    "(use_torch_autocast) but precision is fp32: use precision bf16 or drop the "
+                    "Gaudi config")
+            return None
+        return torch.bfloat16
+
+    def _check_adapted(self, model: torch.nn.Module) -> None:
+        """Refuse a Whisper model built from the stock classes (loaded before this device)."""
+        config = getattr(model, "config", None)
+        if getattr(config, "model_type", None) == "whisper" and \
+                not type(model).__module__.startswith("optimum.habana"):
+            raise AsrbenchError(
+                f"{type(model).__name__} was instantiated before the HPU device adapted "
+                "transformers to Gaudi: create the device (get_device('hpu')) before loading "
+                "the model")
+
+    def _load_gaudi_config(self, ref: str) -> Any:
+        """GaudiConfig.from_pretrained on a gaudi_config.json path, a folder or a Hub name."""
+        try:
+            from optimum.habana.transformers.gaudi_configuration import GaudiConfig
+        except Exception as exc:  # noqa: BLE001
+            raise AsrbenchError(
+                f"could not import optimum-habana to read Gaudi config {ref!r} "
+                f"({type(exc).__name__}: {_first_line(exc)}); install asrbench[hpu] inside the "
+                "Habana PyTorch image") from exc
+        try:
+            config = GaudiConfig.from_pretrained(ref)
+        except (OSError, ValueError) as exc:
+            raise AsrbenchError(
+                f"could not load Gaudi config {ref!r} ({_first_line(exc)}): pass a "
+                "gaudi_config.json path or a Hub name such as Habana/whisper") from exc
+        # GaudiTrainer.__init__ declares the op lists only when the user has not set them.
+        has_lists = config.autocast_bf16_ops is not None and config.autocast_fp32_ops is not None
+        if has_lists and AUTOCAST_OPS_VAR not in os.environ:
+            if "habana_frameworks.torch.core" in sys.modules:
+                raise AsrbenchError(
+                    f"Gaudi config {ref!r} lists autocast ops, but habana_frameworks was loaded "
+                    "before they could be declared: export "
+                    f"{AUTOCAST_OPS_VAR} and PT_HPU_AUTOCAST_FP32_OPS_LIST yourself, or use a "
+                    "Gaudi config without autocast_bf16_ops/autocast_fp32_ops")
+            config.declare_autocast_bf16_fp32_ops()
+        return config
+
