@@ -16,6 +16,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (Gaudi images)
     import tomli as tomllib
 
+PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_MODEL = "bundled:whisper-base"
 DEFAULT_GENERATION_MAX_LENGTH = 225  # optimum-habana's Whisper example uses 225
 DEFAULT_MAX_DURATION = 30.0  # seconds; clips at or above it are dropped, as optimum-habana does
@@ -25,6 +26,13 @@ DEFAULT_PASSES = 3
 EMBEDDED_CORPUS = Path(__file__).resolve().parent.parent / "data" / "commonvoice-mini"
 # (dataset config, language) pairs of the embedded default run.
 EMBEDDED_RUNS = (("hi", "hindi"), ("en", "english"))
+
+
+def check_precision(precision: str) -> str:
+    """Validate a precision name; raise a user error naming the choices."""
+    if precision not in PRECISIONS:
+        raise AsrbenchError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return precision
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class BenchConfig:
             raise AsrbenchError(f"max duration must be > 0 seconds, got {self.max_duration}")
         if self.limit is not None and self.limit < 1:
             raise AsrbenchError(f"--limit must be >= 1, got {self.limit}")
+        check_precision(self.precision)
         if self.task not in ("transcribe", "translate"):
             raise AsrbenchError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from asrbench.devices.base import PRECISIONS, Device, check_precision
+from asrbench.config import PRECISIONS
+from asrbench.devices.base import Device
 from asrbench.errors import AsrbenchError
 
 # Order matters: "auto" takes the first available backend.
@@ -46,5 +47,5 @@ def get_device(kind: str = "auto", **options: Any) -> Device:
     return backend_class(resolve_kind(kind))(**options)
 
 
-__all__ = ["BACKENDS", "DEVICE_CHOICES", "PRECISIONS", "Device", "check_precision", "get_device",
+__all__ = ["BACKENDS", "DEVICE_CHOICES", "PRECISIONS", "Device", "get_device",
            "resolve_kind", "backend_class"]

@@ -8,7 +8,8 @@ from typing import Any, ContextManager
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+from asrbench.config import check_precision  # noqa: F401  (re-exported for backends)
+
 
 
 class Device(ABC):
@@ -71,11 +72,3 @@ class Device(ABC):
         """Peak device memory since the last reset, or None where it is not measurable."""
         return None
 
-
-def check_precision(precision: str) -> str:
-    """Validate a precision name; raise a user error naming the choices."""
-    from asrbench.errors import AsrbenchError
-
-    if precision not in PRECISIONS:
-        raise AsrbenchError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    return precision

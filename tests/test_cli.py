@@ -1,0 +1,117 @@
+"""`asrbench run` end to end on the embedded model, on corpora inside and outside the repo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jiwer
+import pytest
+
+from asrbench.cli import main
+from asrbench.config import EMBEDDED_CORPUS
+from asrbench.metrics import normalizer_for
+
+from conftest import embedded_rows
+
+
+@pytest.fixture(scope="module")
+def english_report(tmp_path_factory) -> dict:
+    """3 English clips, batch 2 (so the last batch carries a dummy row), 2 timed passes."""
+    path = tmp_path_factory.mktemp("report") / "r.json"
+    code = main(["run", "--dataset", str(EMBEDDED_CORPUS), "--dataset-config", "en",
+                 "--language", "english", "--limit", "3", "--batch-size", "2", "--passes", "2",
+                 "--device", "cpu", "--report", str(path), "--no-progress"])
+    assert code == 0
+    return json.loads(path.read_text())
+
+
+def test_report_has_schema_environment_and_one_run(english_report):
+    assert english_report["schema"] == 1
+    env = english_report["environment"]
+    assert env["packages"]["torch"] and env["packages"]["transformers"]
+    assert env["device"]["class"] == "cpu"
+    assert "commit" in env["git"]
+    (run,) = english_report["runs"]
+    assert run["config"]["id"] == "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-n3"
+    for key in ("wer", "wer_normalized", "cer", "samples_per_second", "rtfx", "tokens_per_second"):
+        assert isinstance(run["metrics"][key], float)
+
+
+def test_dummy_rows_never_reach_the_report(english_report):
+    (run,) = english_report["runs"]
+    expected = [Path(r["path"]).stem for r in embedded_rows("en")[:3]]
+    assert [u["id"] for u in run["utterances"]] == expected
+    assert run["dataset"]["utterances"] == 3
+    assert run["timings"]["batches_per_pass"] == 2
+
+
+def test_wer_in_report_equals_jiwer_recomputed_from_its_utterances(english_report):
+    (run,) = english_report["runs"]
+    refs = [u["reference"] for u in run["utterances"]]
+    hyps = [u["prediction"] for u in run["utterances"]]
+    assert run["metrics"]["wer"] == pytest.approx(jiwer.wer(refs, hyps))
+    assert run["metrics"]["cer"] == pytest.approx(jiwer.cer(refs, hyps))
+    norm = normalizer_for("english")
+    assert run["metrics"]["wer_normalized"] == pytest.approx(
+        jiwer.wer([norm(r) for r in refs], [norm(h) for h in hyps]))
+
+
+def test_model_really_transcribes_english(english_report):
+    (run,) = english_report["runs"]
+    assert run["metrics"]["wer_normalized"] < 0.35
+    assert all(u["prediction"] for u in run["utterances"])
+    assert all(2 <= u["tokens"] < 225 for u in run["utterances"])  # stopped at EOS
+
+
+def test_throughput_is_utterances_over_timed_pass_seconds(english_report):
+    (run,) = english_report["runs"]
+    passes = run["timings"]["pass_seconds"]
+    assert len(passes) == 2 and run["passes_identical"] is True
+    per_pass = run["throughput"]["samples_per_second_per_pass"]
+    assert per_pass == pytest.approx([3 / s for s in passes])
+    assert run["metrics"]["samples_per_second"] == pytest.approx(sorted(per_pass)[len(per_pass) // 2]
+                                                                 if len(per_pass) % 2 else sum(per_pass) / 2)
+    audio = sum(u["audio_seconds"] for u in run["utterances"])
+    assert run["metrics"]["rtfx"] == pytest.approx(audio / run["timings"]["pass_seconds_median"])
+    assert run["timings"]["warmup_seconds"] > 0
+    assert run["timings"]["end_to_end_seconds"] > run["timings"]["pass_seconds_median"]
+
+
+def test_run_on_a_corpus_outside_the_repo_lists_bad_rows(outside_corpus, tmp_path, capsys):
+    report = tmp_path / "out.json"
+    code = main(["run", "--dataset", str(outside_corpus / "en"), "--language", "en",
+                 "--passes", "1", "--device", "cpu", "--report", str(report), "--no-progress"])
+    assert code == 0
+    (run,) = json.loads(report.read_text())["runs"]
+    assert run["dataset"]["utterances"] == 3
+    assert run["dataset"]["skipped_count"] == 4
+    assert {s["id"] for s in run["dataset"]["skipped"]} >= {"missing", "zero", "truncated"}
+    assert "4 row(s) skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device", "hpu"], "HPU"),
+    (["--dataset", "/no/such/corpus"], "does not exist"),
+    (["--model", "/no/such/model"], "does not exist"),
+    (["--graphs", "--device", "cpu", "--limit", "1"], "HPU only"),
+    (["--batch-size", "0"], "batch size"),
+])
+def test_user_errors_exit_2_with_one_line(args, message, capsys, tmp_path):
+    code = main(["run", "--no-progress", "--report", str(tmp_path / "r.json"), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("asrbench: error:") and message.lower() in err.lower()
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_help_and_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "asrbench", "run", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--dataset-config" in out and "embedded default" in out
+    version = subprocess.run([sys.executable, "-m", "asrbench", "--version"], capture_output=True,
+                             text=True, check=True).stdout
+    assert version.startswith("asrbench ")
