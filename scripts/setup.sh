@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh machine for asrbench on CPU: a virtual environment in .venv with
+# torch 2.13.0 (CPU build), asrbench and its dev extra; Debian's espeak-ng, ffmpeg and sox when
+# running as root (only needed to regenerate the embedded corpus). Re-running is cheap: the pip
+# step is skipped while pyproject.toml is unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    missing=()
+    for tool in espeak-ng ffmpeg sox; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "setup: apt-get install ${missing[*]}" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv" >&2
+    "${PYTHON:-python3}" -m venv .venv
+fi
+stamp=.venv/.asrbench-setup
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing torch==2.13.0 (CPU) and asrbench[dev] into .venv" >&2
+    .venv/bin/python -m pip install -q --upgrade pip
+    # torch is pinned here, not in pyproject: Gaudi and CUDA images bring their own build.
+    .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q torch==2.13.0
+    .venv/bin/python -m pip install -q -e ".[dev]"
+    echo "$want" > "$stamp"
+fi
