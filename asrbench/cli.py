@@ -14,6 +14,7 @@ from asrbench.devices import DEVICE_CHOICES, PRECISIONS
 from asrbench.errors import AsrbenchError
 
 DEFAULT_REPORT = Path("reports") / "latest.json"
+DEFAULT_BASELINE_DIR = Path("baselines")
 
 RUN_HELP = """\
 Evaluate a speech-to-text model on a test split and write a JSON report.
@@ -68,6 +69,32 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="evaluate and write a JSON report", description=RUN_HELP,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_arguments(run)
+
+    compare = sub.add_parser(
+        "compare", help="gate a report against stored baselines (exit 0 ok, 1 regression, 2 bad input)",
+        description="Compare a report with baselines/<device class>.json. Each metric gets a "
+                    "verdict (improved, unchanged, regressed, new, missing). Exit status: 0 no "
+                    "regression, 1 regression or missing baseline entry, 2 usage or invalid input.")
+    compare.add_argument("--report", type=Path, default=DEFAULT_REPORT,
+                         help=f"report to check (default {DEFAULT_REPORT})")
+    compare.add_argument("--baseline-dir", type=Path, default=DEFAULT_BASELINE_DIR,
+                         help=f"directory of <device class>.json files (default {DEFAULT_BASELINE_DIR})")
+    compare.add_argument("--markdown", type=Path, help="write the Markdown summary here "
+                         "(it is also appended to $GITHUB_STEP_SUMMARY when that is set)")
+    compare.add_argument("--allow-missing-baselines", action="store_true",
+                         help="a config without a baseline entry is reported as new, not a failure")
+
+    baseline = sub.add_parser("baseline", help="manage stored baselines")
+    baseline_sub = baseline.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
+    update = baseline_sub.add_parser(
+        "update", help="rewrite baseline entries from a report, on purpose",
+        description="Rewrite the entries of the report's configs in <baseline dir>/<device class>"
+                    ".json (others are kept), atomically and under a lock; prints old -> new.")
+    update.add_argument("--report", type=Path, default=DEFAULT_REPORT,
+                        help=f"report to take the numbers from (default {DEFAULT_REPORT})")
+    update.add_argument("--baseline-dir", type=Path, default=DEFAULT_BASELINE_DIR,
+                        help=f"where the baseline files live (default {DEFAULT_BASELINE_DIR})")
+    update.add_argument("--only", nargs="+", metavar="ID", help="update only these config ids")
     return parser
 
 
@@ -123,6 +150,30 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_compare(args: argparse.Namespace) -> int:
+    """`asrbench compare`: verdicts, Markdown summary, exit status for CI."""
+    from asrbench.gate import gate_report
+    from asrbench.report import load_report
+
+    outcome = gate_report(load_report(args.report), args.baseline_dir,
+                          allow_missing=args.allow_missing_baselines, report_path=args.report)
+    print(outcome.text)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(outcome.markdown, encoding="utf-8")
+    outcome.append_step_summary()
+    return 1 if outcome.failed else 0
+
+
+def command_baseline_update(args: argparse.Namespace) -> int:
+    """`asrbench baseline update`: rewrite selected entries from a report."""
+    from asrbench.gate import update_baselines
+    from asrbench.report import load_report
+
+    print(update_baselines(load_report(args.report), args.baseline_dir, args.only))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2, never a traceback."""
     parser = build_parser()
@@ -131,8 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `asrbench` alone runs the embedded default, like `asrbench run`.
         args = parser.parse_args(["run", *(argv or [])])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    commands = {"run": command_run, "compare": command_compare,
+                "baseline": command_baseline_update}
     try:
-        return command_run(args)
+        return commands[args.command](args)
     except AsrbenchError as exc:
         print(f"asrbench: error: {exc}", file=sys.stderr)
         return 2

@@ -222,7 +222,7 @@ class Evaluator:
             config=self.config, utterances=results, skipped=list(split.skipped), errors=errors,
             throughput=throughput(len(results), pass_seconds), timings=timings,
             device={"kind": self.device.kind, "class": self.device.device_class(),
-                    "name": self.device.description()},
+                    "name": self.device.description(), "environment": self.device.environment()},
             dataset_name=split.name, passes_identical=identical,
         )
 

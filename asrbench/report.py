@@ -122,3 +122,99 @@ def summary_table(results: Iterable[RunResult]) -> str:
                        for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _report_error(path: Path, where: str, problem: str) -> "AsrbenchError":
+    from asrbench.errors import AsrbenchError
+
+    return AsrbenchError(f"invalid report {path}: {where}: {problem}")
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Load a report and validate what comparison and baseline refresh rely on."""
+    from asrbench.errors import AsrbenchError
+
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            document = json.load(fh)
+    except FileNotFoundError:
+        raise AsrbenchError(f"report {path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise AsrbenchError(f"invalid report {path}: not valid JSON ({exc})") from None
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise _report_error(path, "schema", f"expected {SCHEMA}")
+    if not isinstance(document.get("environment"), dict):
+        raise _report_error(path, "environment", "expected an object")
+    runs = document.get("runs")
+    if not isinstance(runs, list):
+        raise _report_error(path, "runs", "expected a list")
+    for i, run in enumerate(runs):
+        where = f"runs[{i}]"
+        if not isinstance(run, dict):
+            raise _report_error(path, where, "expected an object")
+        if not isinstance(run.get("config"), dict) or not isinstance(run["config"].get("id"), str):
+            raise _report_error(path, f"{where}.config.id", "expected a string")
+        if not isinstance(run.get("device"), dict) or not isinstance(run["device"].get("class"), str):
+            raise _report_error(path, f"{where}.device.class", "expected a string")
+        metrics = run.get("metrics")
+        if not isinstance(metrics, dict):
+            raise _report_error(path, f"{where}.metrics", "expected an object")
+        for name in ("wer", "wer_normalized", "cer", "samples_per_second"):
+            value = metrics.get(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _report_error(path, f"{where}.metrics.{name}", "expected a number")
+        per_pass = run.get("throughput", {}).get("samples_per_second_per_pass")
+        if not isinstance(per_pass, list) or not per_pass or not all(
+                isinstance(v, (int, float)) and v > 0 for v in per_pass):
+            raise _report_error(path, f"{where}.throughput.samples_per_second_per_pass",
+                                "expected a non-empty list of positive numbers")
+        if not isinstance(run.get("throughput", {}).get("samples_per_second_rsd"), (int, float)):
+            raise _report_error(path, f"{where}.throughput.samples_per_second_rsd", "expected a number")
+        utterances = run.get("utterances")
+        if not isinstance(utterances, list) or not all(
+                isinstance(u, dict) and isinstance(u.get("id"), str) and isinstance(u.get("prediction"), str)
+                for u in utterances):
+            raise _report_error(path, f"{where}.utterances", "expected a list of {id, prediction, ...}")
+    return document
+
+
+_ARROWS = {"improved": "✅ improved", "unchanged": "➖ unchanged", "regressed": "❌ regressed",
+           "new": "🆕 new", "missing": "⚠️ missing"}
+
+
+def _fmt(value: float | None, metric: str) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4g}" if metric == "samples_per_second" else f"{value:.4f}"
+
+
+def markdown_summary(comparisons: list, title: str = "asrbench regression check",
+                     max_transcripts: int = 20) -> str:
+    """GitHub-flavoured Markdown: one table per config, then its changed transcripts."""
+    regressed = [c for c in comparisons if c.regressed]
+    lines = [f"## {title}", ""]
+    lines.append(f"**{'❌ ' + str(len(regressed)) + ' config(s) regressed' if regressed else '✅ no regression'}**"
+                 f" across {len(comparisons)} config(s).")
+    for comparison in comparisons:
+        lines += ["", f"### `{comparison.config_id}`", "",
+                  "| metric | baseline | current | Δ | Δ % | allowed | verdict | note |",
+                  "|---|---:|---:|---:|---:|---:|---|---|"]
+        for v in comparison.verdicts:
+            arrow = "" if v.delta is None or v.delta == 0 else ("▲ " if v.delta > 0 else "▼ ")
+            delta = "–" if v.delta is None else f"{arrow}{v.delta:+.4f}"
+            rel = "–" if v.relative is None else f"{v.relative:+.1%}"
+            allowed = "–" if v.allowed is None else f"±{_fmt(v.allowed, v.metric)}"
+            lines.append(f"| {v.metric} | {_fmt(v.baseline, v.metric)} | {_fmt(v.value, v.metric)} | "
+                         f"{delta} | {rel} | {allowed} | {_ARROWS.get(v.verdict, v.verdict)} | {v.note} |")
+        if comparison.transcripts:
+            shown = comparison.transcripts[:max_transcripts]
+            lines += ["", f"<details><summary>{len(comparison.transcripts)} transcript(s) changed"
+                          "</summary>", "", "| utterance | word diff (baseline → current) |", "|---|---|"]
+            for change in shown:
+                diff = change.diff.replace("|", "\\|")
+                lines.append(f"| `{change.id}` | {diff} |")
+            if len(comparison.transcripts) > len(shown):
+                lines.append(f"| … | {len(comparison.transcripts) - len(shown)} more in the JSON report |")
+            lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"

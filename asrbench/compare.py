@@ -1,0 +1,179 @@
+"""Compare a run with its baseline entry: one verdict per metric, and the changed transcripts.
+
+Verdicts: improved, unchanged, regressed, new (no baseline entry), missing (baseline entry
+with no run). Error rates are deterministic on one device class, so any move beyond the
+absolute tolerance counts. Throughput is noisy: it regresses only when the median drop exceeds
+max(relative tolerance, noise_factor x measured RSD) AND a one-sided Mann-Whitney U test on the
+per-pass samples of both runs says the drop is significant (p <= ALPHA). When there are too
+few passes for the test to ever reach ALPHA, the band alone decides, and the verdict says so.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from asrbench.baselines import GATED_METRICS, tolerance_of
+from asrbench.stats import mann_whitney_greater, minimum_p_value
+
+ALPHA = 0.05
+LOWER_IS_BETTER = {"wer": True, "wer_normalized": True, "cer": True, "samples_per_second": False}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome for one metric of one config."""
+
+    config_id: str
+    metric: str
+    verdict: str  # improved | unchanged | regressed | new | missing
+    value: float | None
+    baseline: float | None
+    delta: float | None  # value - baseline
+    allowed: float | None  # allowed move in the bad direction (absolute, in metric units)
+    note: str = ""  # e.g. significance in words
+
+    @property
+    def relative(self) -> float | None:
+        if self.delta is None or not self.baseline:
+            return None
+        return self.delta / self.baseline
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config_id": self.config_id, "metric": self.metric, "verdict": self.verdict,
+                "value": self.value, "baseline": self.baseline, "delta": self.delta,
+                "allowed": self.allowed, "note": self.note}
+
+
+@dataclass(frozen=True)
+class TranscriptChange:
+    """An utterance whose prediction differs from the baseline's."""
+
+    id: str
+    baseline: str | None  # None: the baseline has no such utterance
+    current: str | None  # None: the run has no such utterance
+    diff: str  # word-level: [-removed-] {+added+}
+
+
+@dataclass
+class Comparison:
+    """Everything compared for one config."""
+
+    config_id: str
+    verdicts: list[Verdict] = field(default_factory=list)
+    transcripts: list[TranscriptChange] = field(default_factory=list)
+
+    @property
+    def regressed(self) -> bool:
+        return any(v.verdict == "regressed" for v in self.verdicts)
+
+    def verdict(self, metric: str) -> Verdict:
+        return next(v for v in self.verdicts if v.metric == metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config_id": self.config_id, "regressed": self.regressed,
+                "verdicts": [v.to_dict() for v in self.verdicts],
+                "transcripts_changed": [t.__dict__ for t in self.transcripts]}
+
+
+def word_diff(before: str, after: str) -> str:
+    """Word-level diff: unchanged words plain, removed as [-w-], added as {+w+}."""
+    a, b = before.split(), after.split()
+    out = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.extend(a[i1:i2])
+            continue
+        if i2 > i1:
+            out.append("[-" + " ".join(a[i1:i2]) + "-]")
+        if j2 > j1:
+            out.append("{+" + " ".join(b[j1:j2]) + "+}")
+    return " ".join(out)
+
+
+def changed_transcripts(baseline: dict[str, str], current: dict[str, str]) -> list[TranscriptChange]:
+    """Every utterance whose text differs, appears or disappears, in a stable order."""
+    changes = []
+    for uid in list(current) + [k for k in baseline if k not in current]:
+        old, new = baseline.get(uid), current.get(uid)
+        if old != new:
+            changes.append(TranscriptChange(uid, old, new, word_diff(old or "", new or "")))
+    return changes
+
+
+def _error_rate_verdict(config_id: str, metric: str, value: float, base: float,
+                        allowed: float) -> Verdict:
+    if math.isnan(value) or math.isnan(base):
+        same = math.isnan(value) and math.isnan(base)
+        return Verdict(config_id, metric, "unchanged" if same else "regressed", value, base, None,
+                       allowed, "" if same else "one side is undefined (NaN)")
+    delta = value - base
+    verdict = "regressed" if delta > allowed + 1e-12 else "improved" if delta < -allowed - 1e-12 else "unchanged"
+    return Verdict(config_id, metric, verdict, value, base, delta, allowed)
+
+
+def _throughput_verdict(config_id: str, run: dict[str, Any], entry: dict[str, Any]) -> Verdict:
+    tolerance = tolerance_of(entry)
+    value = run["metrics"]["samples_per_second"]
+    base = entry["metrics"]["samples_per_second"]
+    current_rsd = run["throughput"]["samples_per_second_rsd"]
+    base_rsd = entry.get("noise", {}).get("samples_per_second_rsd", 0.0)
+    rel_band = max(tolerance["samples_per_second_rel"],
+                   tolerance["noise_factor"] * max(current_rsd, base_rsd))
+    allowed = rel_band * base
+    delta = value - base
+    current = run["throughput"]["samples_per_second_per_pass"]
+    previous = entry.get("noise", {}).get("samples_per_second_per_pass") or [base]
+    band_note = f"band {rel_band:.1%} (max of {tolerance['samples_per_second_rel']:.0%} and " \
+                f"{tolerance['noise_factor']:g}x noise)"
+    if delta < -allowed:
+        if minimum_p_value(len(previous), len(current)) > ALPHA:
+            return Verdict(config_id, "samples_per_second", "regressed", value, base, delta, allowed,
+                           f"drop beyond {band_note}; too few passes for a significance test")
+        p = mann_whitney_greater(previous, current)
+        if p <= ALPHA:
+            return Verdict(config_id, "samples_per_second", "regressed", value, base, delta, allowed,
+                           f"significant drop (Mann-Whitney p={p:.3f}), beyond {band_note}")
+        return Verdict(config_id, "samples_per_second", "unchanged", value, base, delta, allowed,
+                       f"drop beyond {band_note} but not significant (p={p:.3f})")
+    if delta > allowed:
+        return Verdict(config_id, "samples_per_second", "improved", value, base, delta, allowed, band_note)
+    return Verdict(config_id, "samples_per_second", "unchanged", value, base, delta, allowed,
+                   f"within {band_note}")
+
+
+def compare_run(run: dict[str, Any], entry: dict[str, Any] | None) -> Comparison:
+    """Verdicts for one report run against its baseline entry (None: no entry yet)."""
+    config_id = run["config"]["id"]
+    comparison = Comparison(config_id)
+    metrics = run["metrics"]
+    if entry is None:
+        comparison.verdicts = [Verdict(config_id, m, "new", metrics[m], None, None, None,
+                                       "no baseline entry") for m in GATED_METRICS]
+        return comparison
+    tolerance = tolerance_of(entry)
+    for metric in ("wer", "wer_normalized"):
+        comparison.verdicts.append(_error_rate_verdict(
+            config_id, metric, metrics[metric], entry["metrics"][metric], tolerance["wer_abs"]))
+    comparison.verdicts.append(_error_rate_verdict(
+        config_id, "cer", metrics["cer"], entry["metrics"]["cer"], tolerance["cer_abs"]))
+    comparison.verdicts.append(_throughput_verdict(config_id, run, entry))
+    current = {u["id"]: u["prediction"] for u in run["utterances"]}
+    comparison.transcripts = changed_transcripts(entry.get("predictions", {}), current)
+    return comparison
+
+
+def missing_entries(baseline_entries: dict[str, Any], run_ids: set[str], selected: set[str] | None
+                    ) -> list[Comparison]:
+    """Baseline entries with no run (only among `selected` ids when given)."""
+    out = []
+    for config_id, entry in baseline_entries.items():
+        if config_id in run_ids or (selected is not None and config_id not in selected):
+            continue
+        comparison = Comparison(config_id)
+        comparison.verdicts = [Verdict(config_id, m, "missing", None, entry["metrics"][m], None,
+                                       None, "baseline entry has no run") for m in GATED_METRICS]
+        out.append(comparison)
+    return out
