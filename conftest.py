@@ -1,0 +1,3 @@
+"""Root conftest: registers the asrbench pytest plugin for tests/ and benchmarks/."""
+
+pytest_plugins = ["asrbench.plugin"]

@@ -1,0 +1,189 @@
+"""The pytest gate on real runs of the embedded model: refresh, rerun, doctored baselines.
+
+Two small configs on the embedded English corpus (3 clips, batch 2 and batch 3, 3 timed
+passes) keep this affordable on a 2-core CPU; everything else is the real plugin, the real
+benchmark tests and the real baseline files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asrbench.baselines import predictions_digest
+from asrbench.cli import main
+
+BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"
+A = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-n3"
+B = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs3-n3"
+MATRIX = """
+[cpu]
+models = ["bundled:whisper-base"]
+datasets = [{ dataset = "embedded", dataset_config = "en", language = "english" }]
+precisions = ["fp32"]
+batch_sizes = [2, 3]
+limit = 3
+passes = 3
+"""
+
+
+class Outcome:
+    """A finished pytest run: its output and the counts from its summary line."""
+
+    def __init__(self, proc: subprocess.CompletedProcess) -> None:
+        self.returncode = proc.returncode
+        self.out = proc.stdout + proc.stderr
+        summary = self.out.strip().splitlines()[-1] if self.out.strip() else ""
+        self.counts = {kind.rstrip("s") if kind != "passed" else kind: int(n)
+                       for n, kind in re.findall(r"(\d+) (passed|failed|skipped|warnings?|errors?)", summary)}
+
+    def assert_outcomes(self, **expected: int) -> None:
+        got = {k: v for k, v in self.counts.items() if k in ("passed", "failed", "skipped", "warning")}
+        want = {k.rstrip("s") if k == "warnings" else k: v for k, v in expected.items()}
+        assert {k: got.get(k, 0) for k in ("passed", "failed", "skipped")} == \
+            {k: want.get(k, 0) for k in ("passed", "failed", "skipped")}, self.out[-3000:]
+        if "warning" in want:
+            assert got.get("warning", 0) == want["warning"], self.out[-3000:]
+
+
+class Suite:
+    """A throwaway project holding the benchmark tests, a matrix and a baseline directory.
+
+    Each run is a separate `python -m pytest` process, as a user would start it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        (path / "conftest.py").write_text('pytest_plugins = ["asrbench.plugin"]\n')
+        shutil.copy(BENCH_FILE, path / "test_bench.py")
+        (path / "matrix.toml").write_text(MATRIX)
+        self.baselines = path / "baselines"
+
+    def run(self, *args: str, baselines: Path | None = None, report: str = "report.json") -> Outcome:
+        command = [sys.executable, "-m", "pytest", "test_bench.py", "--device", "cpu",
+                   "--matrix", "matrix.toml", "-p", "no:cacheprovider", "--rootdir", str(self.path),
+                   "--baseline-dir", str(baselines or self.baselines), "--report", report, "-rA", *args]
+        return Outcome(subprocess.run(command, cwd=self.path, capture_output=True, text=True,
+                                      timeout=900))
+
+    def baseline(self, directory: Path | None = None) -> dict:
+        return json.loads(((directory or self.baselines) / "cpu.json").read_text())
+
+    def doctor(self, name: str, change) -> Path:
+        """Copy the baseline file into another directory with `change` applied to it."""
+        document = copy.deepcopy(self.baseline())
+        change(document["entries"])
+        target = self.path / name
+        target.mkdir(exist_ok=True)
+        (target / "cpu.json").write_text(json.dumps(document))
+        return target
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    """The suite after a first `--update-baselines` run recorded both entries."""
+    suite = Suite(tmp_path_factory.mktemp("suite"))
+    first = suite.run("--update-baselines")
+    first.assert_outcomes(skipped=8)
+    suite.first = first
+    return suite
+
+
+def test_update_creates_entries_with_noise_and_predictions(suite):
+    entries = suite.baseline()["entries"]
+    assert set(entries) == {A, B}
+    for entry in entries.values():
+        assert entry["noise"]["passes"] == 3 and len(entry["noise"]["samples_per_second_per_pass"]) == 3
+        assert predictions_digest(entry["predictions"]) == entry["predictions_sha256"]
+        assert entry["environment"]["torch"] and entry["updated"]
+    assert f"{A}  (new entry)" in suite.first.out
+
+
+def test_identical_rerun_passes_without_false_alarm(suite):
+    result = suite.run(report="rerun.json")
+    result.assert_outcomes(passed=8)
+    report = json.loads((suite.path / "rerun.json").read_text())
+    assert {r["config"]["id"] for r in report["runs"]} == {A, B}
+    assert all(r["comparison"]["regressed"] is False for r in report["runs"])
+    assert main(["compare", "--report", str(suite.path / "rerun.json"),
+                 "--baseline-dir", str(suite.baselines)]) == 0
+
+
+def _doctored(entries):
+    a, b = entries[A], entries[B]
+    a["metrics"]["samples_per_second"] *= 2  # claims twice the throughput
+    a["noise"]["samples_per_second_per_pass"] = [2 * v for v in a["noise"]["samples_per_second_per_pass"]]
+    b["metrics"]["wer"] -= 0.05  # claims a better WER
+    first = next(iter(b["predictions"]))
+    b["predictions"][first] = "an entirely different sentence"
+    b["predictions_sha256"] = predictions_digest(b["predictions"])
+
+
+def test_doctored_baseline_fails_throughput_wer_and_lists_changed_transcript(suite, capsys):
+    doctored = suite.doctor("doctored", _doctored)
+    result = suite.run(baselines=doctored, report="doctored.json")
+    result.assert_outcomes(passed=5, failed=3)
+    out = result.out
+    assert f"FAILED test_bench.py::test_throughput[{A}]" in out
+    assert f"FAILED test_bench.py::test_wer[{B}]" in out
+    assert f"FAILED test_bench.py::test_transcripts[{B}]" in out
+    changed = next(iter(suite.baseline()["entries"][B]["predictions"]))
+    assert f"{changed}: [-an entirely different sentence-]" in out
+    # the CLI gate agrees on the same report: exit 1, and says what moved
+    code = main(["compare", "--report", str(suite.path / "rerun.json"),
+                 "--baseline-dir", str(doctored), "--markdown", str(suite.path / "s.md")])
+    assert code == 1
+    text = capsys.readouterr().out
+    assert f"REGRESSED  {A} samples_per_second" in text and f"REGRESSED  {B} wer:" in text
+    markdown = (suite.path / "s.md").read_text()
+    assert "❌ regressed" in markdown and changed in markdown
+
+
+def test_transcripts_warn_mode_reports_without_failing(suite):
+    doctored = suite.path / "doctored"
+    result = suite.run("-k", f"test_transcripts and bs3", "--transcripts", "warn",
+                       baselines=doctored, report="warn.json")
+    result.assert_outcomes(passed=1, warnings=1)
+    assert "transcript(s) differ from the baseline" in result.out
+
+
+def test_malformed_baseline_is_a_clear_error(suite, capsys):
+    def break_it(entries):
+        entries[A]["metrics"]["wer"] = "low"
+
+    broken = suite.doctor("broken", break_it)
+    result = suite.run("-k", "test_wer", baselines=broken, report="broken.json")
+    result.assert_outcomes(failed=2)
+    assert f"invalid baseline file {broken / 'cpu.json'}: entries['{A}'].metrics.wer: expected a number" \
+        in result.out
+    assert main(["compare", "--report", str(suite.path / "rerun.json"),
+                 "--baseline-dir", str(broken)]) == 2
+    assert "metrics.wer" in capsys.readouterr().err
+
+
+def test_missing_entry_names_the_command_that_creates_it(suite):
+    empty = suite.doctor("empty", lambda entries: entries.clear())
+    result = suite.run("-k", f"test_cer and bs2", baselines=empty, report="missing.json")
+    result.assert_outcomes(failed=1)
+    assert "--update-baselines" in result.out and f"--only {A}" in result.out
+    allowed = suite.run("-k", f"test_cer and bs2", "--allow-missing-baselines", baselines=empty,
+                        report="missing.json")
+    allowed.assert_outcomes(skipped=1)
+
+
+def test_update_rewrites_only_the_selected_entries(suite):
+    directory = suite.path / "doctored"
+    before = json.loads((directory / "cpu.json").read_text())["entries"]
+    result = suite.run("-k", "bs2", "--update-baselines", baselines=directory, report="upd.json")
+    result.assert_outcomes(skipped=4)
+    after = json.loads((directory / "cpu.json").read_text())["entries"]
+    assert after[B] == before[B]  # untouched, still doctored
+    assert after[A]["metrics"]["samples_per_second"] < before[A]["metrics"]["samples_per_second"]
+    assert "->" in result.out
