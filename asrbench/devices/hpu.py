@@ -76,6 +76,9 @@ class HPUDevice(Device):
 
     Construct it before the model is loaded: adapt_transformers_to_gaudi() swaps the Whisper
     classes inside transformers, and a model instantiated earlier keeps the stock classes.
+    Options: local_rank (recorded; HCCL picks the card), gaudi_config (a gaudi_config.json path
+    or a Hub name such as Habana/whisper), sdp_on_bf16, static_shapes (decoder static shapes
+    in generate(), off by default: see generate_kwargs).
     """
 
     kind = "hpu"
@@ -83,7 +86,7 @@ class HPUDevice(Device):
     supports_graphs = True
 
     def __init__(self, local_rank: int | None = None, gaudi_config: str | None = None,
-                 sdp_on_bf16: bool = False, **_: Any) -> None:
+                 sdp_on_bf16: bool = False, static_shapes: bool = False, **_: Any) -> None:
         if local_rank is None:
             local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         # The HCCL runtime gives each process the card whose module id equals its local rank
@@ -92,11 +95,14 @@ class HPUDevice(Device):
         self._device = torch.device("hpu")
         self._generation: str | None = None
         self._wrapped: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+        #: decoder-side static shapes in generate() (see generate_kwargs for why it is off)
+        self.static_shapes = bool(static_shapes)
 
         # habana_frameworks.torch picks its bridge library (lazy vs eager/compile) from this
         # variable when it is first imported, and exports wrap_in_hpu_graph only in lazy mode;
-        # optimum-habana's Whisper commands all run with PT_HPU_LAZY_MODE=1. Newer Habana
-        # images default to eager, so it must be set before the import below.
+        # optimum-habana's Whisper commands all run with PT_HPU_LAZY_MODE=1. Current Gaudi
+        # releases default to eager mode (Habana's "PyTorch Gaudi Theory of Operations"), so
+        # it must be set before the import below.
         os.environ.setdefault(LAZY_MODE_VAR, "1")
         if os.environ[LAZY_MODE_VAR] == "0":
             raise AsrbenchError(
@@ -203,6 +209,7 @@ class HPUDevice(Device):
             "lazy_mode": os.environ.get(LAZY_MODE_VAR),
             "gaudi_config": self.gaudi_config_ref,
             "sdp_on_bf16": self.sdp_on_bf16,
+            "static_shapes": self.static_shapes,
         }
 
     # -- running ------------------------------------------------------------------------
@@ -232,14 +239,18 @@ class HPUDevice(Device):
 
     def generate_kwargs(self, graphs: bool) -> dict[str, Any]:
         # The keywords GaudiSeq2SeqTrainer.prediction_step passes to GaudiGenerationMixin.generate
-        # (optimum/habana/transformers/generation/utils.py), except ignore_eos: the trainer's
-        # default is True, and GaudiGenerationMixin._prepare_generation_config turns a missing
-        # ignore_eos into the value of lazy_mode, so it must be passed as False explicitly or
-        # every batch decodes to max length and keeps the tokens after end-of-sequence.
-        # static_shapes is what generate() infers for Whisper (MODELS_OPTIMIZED_WITH_STATIC_SHAPES);
-        # it is stated so a report shows it.
+        # (optimum/habana/transformers/generation/utils.py), with two deliberate differences.
+        # ignore_eos: the trainer's default is True, and when it is missing
+        # GaudiGenerationMixin._prepare_generation_config sets it to the value of lazy_mode (for
+        # Whisper, whose generate() forwards lazy_mode in **kwargs) and stores it on
+        # model.generation_config, so every batch would decode to max length.
+        # static_shapes: generate() turns it on for Whisper (MODELS_OPTIMIZED_WITH_STATIC_SHAPES),
+        # but running optimum-habana 1.21.2's generation code with transformers 4.55 (on CPU,
+        # fake habana_frameworks) decodes Whisper wrongly with it: the stock
+        # prepare_inputs_for_generation feeds the last slot of the padded decoder buffer (a pad
+        # token) at every step. Off, the transcripts equal stock transformers'. docs/hpu.md.
         return {"lazy_mode": True, "hpu_graphs": bool(graphs), "ignore_eos": False,
-                "static_shapes": True}
+                "static_shapes": self.static_shapes}
 
     def synchronize(self) -> None:
         # In lazy mode queued ops are only launched at a mark_step; synchronize() then waits
