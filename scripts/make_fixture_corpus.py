@@ -100,26 +100,6 @@ HI_SENTENCES: tuple[str, ...] = (
     "मेरी दादी पूरे परिवार में सबसे अच्छे पराठे बनाती हैं।",
     "आसमान में काले बादल छा गए और तेज़ हवा चलने लगी।",
     "रेलवे स्टेशन के बगल में एक छोटी सी बेकरी है।",
-    "हम साढ़े आठ बजे मुख्य द्वार पर मिलेंगे।",
-    "बर्तन में रखा पानी अब उबलने लगा है।",
-    "मैंने अपनी जैकेट रसोई की कुर्सी पर ही छोड़ दी।",
-    "होटल का कमरा साफ़, शांत और हमारी उम्मीद से कहीं ज़्यादा बड़ा था।",
-    "वह हर सुबह नाश्ते से पहले नदी के किनारे आधा घंटा दौड़ती है।",
-    "क्या आप जानते हैं कि सबसे नज़दीकी दवा की दुकान कहाँ है?",
-    "किसान साप्ताहिक बाज़ार में शहद, पनीर और ताज़ा मक्खन बेचता है।",
-    "छोटे से सभागार में गाना सुनने के लिए निन्यानवे लोग आए।",
-    "कृपया भारी डिब्बे सबसे नीचे वाली अलमारी में रखिए।",
-    "समुद्र के किनारे वाली सड़क बहुत सुंदर है, लेकिन वह संकरी है और उसमें कई तीखे मोड़ हैं, "
-    "इसलिए रात में सावधानी से गाड़ी चलाइए।",
-    "गर्मी की छुट्टियों में हम पूरे परिवार के साथ पहाड़ों पर घूमने गए और वहाँ हमने "
-    "पाँच दिन बिताए।",
-    "मेरी माँ रोज़ शाम को छत पर पौधों को पानी देती हैं।",
-    "अगर इस हफ़्ते मौसम साफ़ रहा तो हम साइकिल से नदी के किनारे वाले पुराने रास्ते पर जाएँगे "
-    "और पेड़ों के नीचे बैठकर खाना खाएँगे।",
-    "सर्दियों की ठंडी शामों में मेरे पिताजी आग के पास बैठकर गरम सूप पीना और अखबार पढ़ना "
-    "पसंद करते हैं।",
-    "स्टेशन पहुँचने तक आखिरी ट्रेन जा चुकी थी, इसलिए हमने पास की एक छोटी दुकान में गरम चाय पी "
-    "और सुबह की पहली बस का इंतज़ार किया।",
 )
 
 EN_SENTENCES: tuple[str, ...] = (
@@ -163,26 +143,6 @@ EN_SENTENCES: tuple[str, ...] = (
     "My grandmother makes the best bread in the whole family.",
     "The sky turned dark and a strong wind started to blow.",
     "There is a small bakery next to the train station.",
-    "We will meet at the main gate at half past eight.",
-    "The water in the pot is starting to boil.",
-    "I left my jacket on the chair in the kitchen.",
-    "The hotel room was clean, quiet and much larger than we expected.",
-    "Every morning she runs along the river for half an hour before breakfast.",
-    "Do you know where the nearest pharmacy is?",
-    "The farmer sells honey, cheese and fresh butter at the weekly market.",
-    "Ninety-nine people came to listen to the music in the small hall.",
-    "Please put the heavy boxes on the bottom shelf.",
-    "The road along the coast is beautiful, but it is narrow and has many sharp turns, "
-    "so please drive carefully at night.",
-    "During the summer holidays the whole family went to the mountains, and we stayed "
-    "there for five quiet days.",
-    "My mother waters the plants on the roof every evening.",
-    "If the weather stays dry this weekend, we will ride our bicycles along the old river path "
-    "and have lunch under the tall trees.",
-    "On cold winter evenings my father likes to sit by the fire with a big bowl of hot soup "
-    "and a good book.",
-    "When we reached the station the last train had already gone, so we drank hot tea in a small "
-    "shop and waited for the first bus of the morning.",
 )
 
 # --------------------------------------------------------------------------
