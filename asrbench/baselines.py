@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from asrbench.errors import AsrbenchError
-from asrbench.report import write_json_atomic
+from asrbench.report import read_json, write_json_atomic
 
 SCHEMA = 1
 DEFAULT_TOLERANCE = {
@@ -109,14 +109,7 @@ def validate(document: Any, path: Path) -> dict[str, Any]:
 def load(path: str | Path) -> dict[str, Any]:
     """Load and validate one baseline file."""
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            document = json.load(fh)
-    except FileNotFoundError:
-        raise AsrbenchError(f"baseline file {path} not found") from None
-    except json.JSONDecodeError as exc:
-        raise AsrbenchError(f"invalid baseline file {path}: not valid JSON ({exc})") from None
-    return validate(document, path)
+    return validate(read_json(path, "baseline file"), path)
 
 
 def load_for(directory: str | Path, device_class: str) -> dict[str, Any] | None:

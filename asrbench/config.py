@@ -130,19 +130,24 @@ def _coerce(values: dict[str, Any], where: str) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in FIELD_NAMES}
 
 
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is a user error naming it."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise AsrbenchError(f"{what} {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise AsrbenchError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
 def load_config_file(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int | None]:
     """Read a TOML config: top-level settings, optional [[runs]] tables, optional passes.
 
     Returns (shared settings, per-run overrides, passes).
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise AsrbenchError(f"config file {path} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise AsrbenchError(f"config file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "config file")
     runs = data.get("runs", [])
     if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
         raise AsrbenchError(f"{path}: 'runs' must be an array of tables ([[runs]])")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from asrbench.config import EMBEDDED_CORPUS, BenchConfig, build_configs, tomllib
+from asrbench.config import EMBEDDED_CORPUS, BenchConfig, build_configs, read_toml
 from asrbench.errors import AsrbenchError
 
 DEFAULT_MATRIX = Path("benchmarks") / "matrix.toml"
@@ -91,13 +91,7 @@ def _expand_section(section: dict[str, Any], device: str, where: str) -> tuple[l
 
 def matrix_configs(path: Path, device_class: str, kind: str, device: str) -> tuple[list[BenchConfig], int | None]:
     """The matrix section for a device class (falling back to its kind, e.g. 'cuda')."""
-    try:
-        with open(path, "rb") as fh:
-            matrix = tomllib.load(fh)
-    except FileNotFoundError:
-        raise AsrbenchError(f"matrix file {path} not found (pass --matrix)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise AsrbenchError(f"matrix file {path} is not valid TOML: {exc}") from None
+    matrix = read_toml(path, "matrix file (--matrix)")
     for name in (device_class, kind):
         if name in matrix:
             return _expand_section(matrix[name], device, f"{path} [{name}]")

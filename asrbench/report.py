@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from asrbench.engine import RunResult
+from asrbench.errors import AsrbenchError
 
 SCHEMA = 1
 PACKAGES = ("asrbench", "torch", "transformers", "datasets", "jiwer", "soundfile", "soxr",
@@ -124,24 +125,25 @@ def summary_table(results: Iterable[RunResult]) -> str:
     return "\n".join(lines)
 
 
-def _report_error(path: Path, where: str, problem: str) -> "AsrbenchError":
-    from asrbench.errors import AsrbenchError
-
+def _report_error(path: Path, where: str, problem: str) -> AsrbenchError:
     return AsrbenchError(f"invalid report {path}: {where}: {problem}")
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Parse a JSON file; a missing or malformed file is a user error naming it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise AsrbenchError(f"{what} {path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise AsrbenchError(f"invalid {what} {path}: not valid JSON ({exc})") from None
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
     """Load a report and validate what comparison and baseline refresh rely on."""
-    from asrbench.errors import AsrbenchError
-
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            document = json.load(fh)
-    except FileNotFoundError:
-        raise AsrbenchError(f"report {path} not found") from None
-    except json.JSONDecodeError as exc:
-        raise AsrbenchError(f"invalid report {path}: not valid JSON ({exc})") from None
+    document = read_json(path, "report")
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise _report_error(path, "schema", f"expected {SCHEMA}")
     if not isinstance(document.get("environment"), dict):

@@ -148,7 +148,7 @@ def test_doctored_baseline_fails_throughput_wer_and_lists_changed_transcript(sui
 
 def test_transcripts_warn_mode_reports_without_failing(suite):
     doctored = suite.path / "doctored"
-    result = suite.run("-k", f"test_transcripts and bs3", "--transcripts", "warn",
+    result = suite.run("-k", "test_transcripts and bs3", "--transcripts", "warn",
                        baselines=doctored, report="warn.json")
     result.assert_outcomes(passed=1, warnings=1)
     assert "transcript(s) differ from the baseline" in result.out
@@ -170,10 +170,10 @@ def test_malformed_baseline_is_a_clear_error(suite, capsys):
 
 def test_missing_entry_names_the_command_that_creates_it(suite):
     empty = suite.doctor("empty", lambda entries: entries.clear())
-    result = suite.run("-k", f"test_cer and bs2", baselines=empty, report="missing.json")
+    result = suite.run("-k", "test_cer and bs2", baselines=empty, report="missing.json")
     result.assert_outcomes(failed=1)
     assert "--update-baselines" in result.out and f"--only {A}" in result.out
-    allowed = suite.run("-k", f"test_cer and bs2", "--allow-missing-baselines", baselines=empty,
+    allowed = suite.run("-k", "test_cer and bs2", "--allow-missing-baselines", baselines=empty,
                         report="missing.json")
     allowed.assert_outcomes(skipped=1)
 

@@ -8,8 +8,6 @@ from typing import Any, ContextManager
 
 import torch
 
-from asrbench.config import check_precision  # noqa: F401  (re-exported for backends)
-
 
 
 class Device(ABC):

@@ -20,7 +20,8 @@ from typing import Any, ContextManager
 
 import torch
 
-from asrbench.devices.base import Device, check_precision
+from asrbench.config import check_precision
+from asrbench.devices.base import Device
 from asrbench.errors import AsrbenchError
 
 #: Gaudi generations optimum-habana tells apart (optimum/habana/utils/misc.py get_device_name),
