@@ -10,6 +10,7 @@ and each config is evaluated once however many tests read it (runner.Session cac
 from __future__ import annotations
 
 import itertools
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,7 @@ def bench_comparison(request, bench_entry, bench_run):
     if bench_entry is None:
         message = (f"no baseline entry for {config_id} in "
                    f"{baselines.baseline_path(opt.baseline_dir, bench_run['device']['class'])}; "
-                   f"create it with: pytest {' '.join(_selection_args(request.config))} "
+                   f"create it with: pytest {shlex.join(_selection_args(request.config))} "
                    f"--update-baselines   (or: {refresh_command([config_id], opt.report)})")
         if opt.allow_missing_baselines:
             pytest.skip(message)

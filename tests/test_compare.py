@@ -1,0 +1,141 @@
+"""Verdicts, significance and baseline validation on hand-built numbers (no model runs)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from asrbench.baselines import load, predictions_digest, validate
+from asrbench.compare import compare_run, word_diff
+from asrbench.errors import AsrbenchError
+from asrbench.stats import mann_whitney_greater, minimum_p_value
+
+
+def test_mann_whitney_exact_p_values():
+    # complete separation, 3 vs 3: 1 of C(6,3) = 20 arrangements is as extreme -> p = 0.05
+    assert mann_whitney_greater([4, 5, 6], [1, 2, 3]) == pytest.approx(1 / 20)
+    assert mann_whitney_greater([1, 2, 3], [4, 5, 6]) == pytest.approx(1.0)
+    # U([4,5,2] > [1,3,6]) = 5; arrangements with U >= 5 among 20: 10 -> p = 0.5
+    assert mann_whitney_greater([4, 5, 2], [1, 3, 6]) == pytest.approx(0.5)
+    assert minimum_p_value(3, 3) == pytest.approx(0.05)
+    assert minimum_p_value(1, 3) == pytest.approx(0.25)
+
+
+def test_mann_whitney_normal_approximation_for_large_samples():
+    x = [float(v) for v in range(100, 120)]
+    y = [float(v) for v in range(0, 20)]
+    assert mann_whitney_greater(x, y) < 1e-6
+    assert mann_whitney_greater(y, x) > 0.999
+
+
+def _run(wer=0.2, cer=0.1, rates=(10.0, 10.0, 10.0), predictions=None):
+    predictions = predictions or {"a": "hello world"}
+    rsd = 0.0 if len(set(rates)) == 1 else (
+        math.sqrt(sum((r - sum(rates) / len(rates)) ** 2 for r in rates) / (len(rates) - 1)) / (sum(rates) / len(rates)))
+    return {"config": {"id": "cfg"}, "device": {"class": "cpu"},
+            "metrics": {"wer": wer, "wer_normalized": wer, "cer": cer,
+                        "samples_per_second": sorted(rates)[len(rates) // 2]},
+            "throughput": {"samples_per_second_per_pass": list(rates), "samples_per_second_rsd": rsd},
+            "utterances": [{"id": k, "prediction": v} for k, v in predictions.items()]}
+
+
+def _entry(run, **tolerance):
+    predictions = {u["id"]: u["prediction"] for u in run["utterances"]}
+    return {"metrics": {k: run["metrics"][k] for k in ("wer", "wer_normalized", "cer", "samples_per_second")},
+            "tolerance": tolerance,
+            "noise": {"samples_per_second_rsd": run["throughput"]["samples_per_second_rsd"],
+                      "passes": len(run["throughput"]["samples_per_second_per_pass"]),
+                      "samples_per_second_per_pass": run["throughput"]["samples_per_second_per_pass"]},
+            "predictions": predictions, "predictions_sha256": predictions_digest(predictions)}
+
+
+def test_error_rate_verdicts_at_the_tolerance_edges():
+    entry = _entry(_run(wer=0.200))
+    assert compare_run(_run(wer=0.205), entry).verdict("wer").verdict == "unchanged"  # == +0.005
+    assert compare_run(_run(wer=0.206), entry).verdict("wer").verdict == "regressed"
+    assert compare_run(_run(wer=0.190), entry).verdict("wer").verdict == "improved"
+    assert compare_run(_run(wer=0.250), _entry(_run(wer=0.2), wer_abs=0.1)).verdict("wer").verdict == "unchanged"
+
+
+def test_throughput_within_band_is_unchanged():
+    entry = _entry(_run(rates=(10.0, 10.1, 9.9)))
+    assert compare_run(_run(rates=(9.6, 9.7, 9.65)), entry).verdict("samples_per_second").verdict == "unchanged"
+
+
+def test_throughput_drop_beyond_band_and_significant_regresses():
+    entry = _entry(_run(rates=(20.0, 20.2, 19.8)))  # claims twice the throughput
+    verdict = compare_run(_run(rates=(10.0, 10.1, 9.9)), entry).verdict("samples_per_second")
+    assert verdict.verdict == "regressed" and "Mann-Whitney" in verdict.note
+    assert verdict.delta == pytest.approx(-10.0)
+    assert verdict.allowed == pytest.approx(0.05 * 20.0)  # baseline RSD 1% -> the 5% floor applies
+
+
+def test_throughput_drop_that_is_not_significant_is_not_a_failure():
+    entry = _entry(_run(rates=(10.0, 10.5, 11.0)))
+    # median drops 8.6%, inside the band of 3x the baseline's 4.8% RSD (14.3%) -> unchanged
+    assert compare_run(_run(rates=(9.5, 9.6, 12.0)), entry).verdict("samples_per_second").verdict == "unchanged"
+    # overlapping samples: a drop beyond the band that the test cannot call significant
+    wide = _entry(_run(rates=(10.0, 10.0, 10.0)), samples_per_second_rel=0.01)
+    verdict = compare_run(_run(rates=(5.0, 9.0, 10.0)), wide).verdict("samples_per_second")
+    assert verdict.verdict == "unchanged" and "not significant" in verdict.note
+
+
+def test_too_few_passes_for_significance_falls_back_to_the_band():
+    entry = _entry(_run(rates=(20.0,)))
+    verdict = compare_run(_run(rates=(10.0,)), entry).verdict("samples_per_second")
+    assert verdict.verdict == "regressed" and "too few passes" in verdict.note
+
+
+def test_changed_transcripts_are_listed_with_word_diffs_even_when_wer_is_equal():
+    entry = _entry(_run(predictions={"a": "the cat sat", "b": "same"}))
+    comparison = compare_run(_run(predictions={"a": "the dog sat", "b": "same"}), entry)
+    assert [c.id for c in comparison.transcripts] == ["a"]
+    assert comparison.transcripts[0].diff == "the [-cat-] {+dog+} sat"
+    assert not comparison.regressed
+
+
+def test_missing_baseline_entry_is_new():
+    comparison = compare_run(_run(), None)
+    assert {v.verdict for v in comparison.verdicts} == {"new"}
+
+
+def test_word_diff_marks_insertions_and_deletions():
+    assert word_diff("a b c", "a c d") == "a [-b-] c {+d+}"
+
+
+def test_predictions_digest_ignores_order():
+    assert predictions_digest({"a": "x", "b": "y"}) == predictions_digest({"b": "y", "a": "x"})
+    assert predictions_digest({"a": "x"}) != predictions_digest({"a": "y"})
+
+
+def _document(entry):
+    return {"schema": 1, "device_class": "cpu", "entries": {"cfg": entry}}
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda e: e["metrics"].pop("cer"), "entries['cfg'].metrics.cer: missing"),
+    (lambda e: e["metrics"].update(wer="x"), "entries['cfg'].metrics.wer: expected a number"),
+    (lambda e: e["tolerance"].update(wer_pct=1), "entries['cfg'].tolerance.wer_pct: unknown"),
+    (lambda e: e["tolerance"].update(wer_abs=-1), "entries['cfg'].tolerance.wer_abs: must be >= 0"),
+    (lambda e: e["predictions"].update(a="tampered"), "predictions_sha256: does not match"),
+    (lambda e: e.update(predictions_sha256="abc"), "predictions_sha256: expected a sha256"),
+])
+def test_baseline_validation_names_file_and_field(tmp_path, mutate, field):
+    entry = _entry(_run())
+    mutate(entry)
+    path = tmp_path / "cpu.json"
+    path.write_text(json.dumps(_document(entry)))
+    with pytest.raises(AsrbenchError, match="invalid baseline file") as info:
+        load(path)
+    assert str(path) in str(info.value) and field in str(info.value)
+
+
+def test_baseline_schema_version_is_checked(tmp_path):
+    with pytest.raises(AsrbenchError, match="schema"):
+        validate({"schema": 2, "device_class": "cpu", "entries": {}}, tmp_path / "x.json")
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(AsrbenchError, match="not valid JSON"):
+        load(path)
