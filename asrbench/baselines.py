@@ -129,16 +129,28 @@ def tolerance_of(entry: dict[str, Any]) -> dict[str, float]:
     return {**DEFAULT_TOLERANCE, **entry.get("tolerance", {})}
 
 
+def check_tolerance(tolerance: dict[str, Any], where: str) -> dict[str, float]:
+    """Validate tolerance overrides (known names, non-negative numbers)."""
+    for name, value in tolerance.items():
+        if name not in DEFAULT_TOLERANCE:
+            raise AsrbenchError(f"{where}: unknown tolerance {name!r} (known: {', '.join(DEFAULT_TOLERANCE)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise AsrbenchError(f"{where}: tolerance {name} must be a number >= 0, got {value!r}")
+    return {k: float(v) for k, v in tolerance.items()}
+
+
 def entry_from_run(run: dict[str, Any], environment: dict[str, Any],
-                   previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A baseline entry from one report run; per-entry tolerance overrides are kept."""
+                   previous: dict[str, Any] | None = None,
+                   tolerance: dict[str, float] | None = None) -> dict[str, Any]:
+    """A baseline entry from one report run; the previous entry's tolerance overrides are kept,
+    and `tolerance` (e.g. the matrix's per-device-class policy) is applied on top."""
     metrics = run["metrics"]
     predictions = {u["id"]: u["prediction"] for u in run["utterances"]}
     packages = environment.get("packages", {})
     device = environment.get("device", {})
     entry = {
         "metrics": {name: metrics[name] for name in GATED_METRICS},
-        "tolerance": dict((previous or {}).get("tolerance", {})),
+        "tolerance": {**(previous or {}).get("tolerance", {}), **(tolerance or {})},
         "noise": {
             "samples_per_second_rsd": run["throughput"]["samples_per_second_rsd"],
             "passes": len(run["throughput"]["samples_per_second_per_pass"]),
@@ -155,7 +167,8 @@ def entry_from_run(run: dict[str, Any], environment: dict[str, Any],
 
 
 def update(directory: str | Path, device_class: str, runs: list[dict[str, Any]],
-           environment: dict[str, Any]) -> list[tuple[str, dict | None, dict]]:
+           environment: dict[str, Any], tolerance: dict[str, float] | None = None
+           ) -> list[tuple[str, dict | None, dict]]:
     """Rewrite only the given runs' entries in <directory>/<device_class>.json, atomically.
 
     Holds a lock file while reading and writing, so two refreshes never interleave. Returns
@@ -174,7 +187,7 @@ def update(directory: str | Path, device_class: str, runs: list[dict[str, Any]],
         for run in runs:
             config_id = run["config"]["id"]
             old = document["entries"].get(config_id)
-            new = entry_from_run(run, environment, old)
+            new = entry_from_run(run, environment, old, tolerance)
             document["entries"][config_id] = new
             changes.append((config_id, old, new))
         document["entries"] = dict(sorted(document["entries"].items()))

@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--baseline-dir", type=Path, default=DEFAULT_BASELINE_DIR,
                         help=f"where the baseline files live (default {DEFAULT_BASELINE_DIR})")
     update.add_argument("--only", nargs="+", metavar="ID", help="update only these config ids")
+    update.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
+                        help="set a tolerance on the written entries, e.g. samples_per_second_rel=0.4 "
+                             "(names: wer_abs, cer_abs, samples_per_second_rel, noise_factor); "
+                             "entries otherwise keep the overrides they had")
     return parser
 
 
@@ -167,10 +171,21 @@ def command_compare(args: argparse.Namespace) -> int:
 
 def command_baseline_update(args: argparse.Namespace) -> int:
     """`asrbench baseline update`: rewrite selected entries from a report."""
+    from asrbench.baselines import check_tolerance
     from asrbench.gate import update_baselines
     from asrbench.report import load_report
 
-    print(update_baselines(load_report(args.report), args.baseline_dir, args.only))
+    tolerance = {}
+    for item in args.tolerance:
+        name, sep, value = item.partition("=")
+        try:
+            tolerance[name] = float(value) if sep else None
+        except ValueError:
+            raise AsrbenchError(f"--tolerance {item}: value is not a number") from None
+        if not sep:
+            raise AsrbenchError(f"--tolerance {item}: expected NAME=VALUE")
+    tolerance = check_tolerance(tolerance, "--tolerance")
+    print(update_baselines(load_report(args.report), args.baseline_dir, args.only, tolerance or None))
     return 0
 
 

@@ -100,8 +100,8 @@ def gate_report(report: dict[str, Any], baseline_dir: str | Path, allow_missing:
     return outcome
 
 
-def update_baselines(report: dict[str, Any], baseline_dir: str | Path, only: list[str] | None = None
-                     ) -> str:
+def update_baselines(report: dict[str, Any], baseline_dir: str | Path, only: list[str] | None = None,
+                     tolerance: dict[str, float] | None = None) -> str:
     """Rewrite the baseline entries of the report's runs (or only the given ids)."""
     runs = report["runs"]
     if only:
@@ -116,7 +116,7 @@ def update_baselines(report: dict[str, Any], baseline_dir: str | Path, only: lis
     tables = []
     for device_class in sorted({r["device"]["class"] for r in runs}):
         selected = [r for r in runs if r["device"]["class"] == device_class]
-        changes = baselines.update(baseline_dir, device_class, selected, report["environment"])
+        changes = baselines.update(baseline_dir, device_class, selected, report["environment"], tolerance)
         tables.append(f"updated {baselines.baseline_path(baseline_dir, device_class)}:\n"
                       + baselines.change_table(changes))
     return "\n".join(tables)

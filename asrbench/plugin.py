@@ -22,7 +22,7 @@ from asrbench.errors import AsrbenchError
 
 DEFAULT_MATRIX = Path("benchmarks") / "matrix.toml"
 STATE_KEY = pytest.StashKey[dict]()
-MATRIX_KEYS = {"models", "datasets", "precisions", "batch_sizes", "graphs", "passes",
+MATRIX_KEYS = {"models", "datasets", "precisions", "batch_sizes", "graphs", "passes", "tolerance",
                "sdp_on_bf16", "gaudi_config", "generation_max_length", "max_duration", "limit"}
 
 
@@ -53,7 +53,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "asrbench: a benchmark test driven by the asrbench matrix")
-    config.stash[STATE_KEY] = {"session": None, "configs": None, "results": {}, "comparisons": {}}
+    config.stash[STATE_KEY] = {"session": None, "configs": None, "results": {}, "comparisons": {},
+                               "tolerance": None}
 
 
 def _state(config: pytest.Config) -> dict[str, Any]:
@@ -69,10 +70,16 @@ def _session(config: pytest.Config):
     return state["session"]
 
 
-def _expand_section(section: dict[str, Any], device: str, where: str) -> tuple[list[BenchConfig], int | None]:
+def _expand_section(section: dict[str, Any], device: str, where: str
+                    ) -> tuple[list[BenchConfig], int | None, dict[str, float] | None]:
+    from asrbench.baselines import check_tolerance
+
     unknown = set(section) - MATRIX_KEYS
     if unknown:
         raise AsrbenchError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    tolerance = section.get("tolerance")
+    if tolerance is not None:
+        tolerance = check_tolerance(tolerance, f"{where} tolerance")
     datasets = section.get("datasets", [{"dataset": "embedded"}])
     configs = []
     for model, data, precision, batch, graphs in itertools.product(
@@ -87,11 +94,13 @@ def _expand_section(section: dict[str, Any], device: str, where: str) -> tuple[l
                 entry.setdefault(key, section[key])
         configs += build_configs({**entry, "model": model, "precision": precision,
                                   "batch_size": batch, "graphs": graphs, "device": device}, [])
-    return configs, section.get("passes")
+    return configs, section.get("passes"), tolerance
 
 
-def matrix_configs(path: Path, device_class: str, kind: str, device: str) -> tuple[list[BenchConfig], int | None]:
-    """The matrix section for a device class (falling back to its kind, e.g. 'cuda')."""
+def matrix_configs(path: Path, device_class: str, kind: str, device: str
+                   ) -> tuple[list[BenchConfig], int | None, dict[str, float] | None]:
+    """The matrix section for a device class (falling back to its kind, e.g. 'cuda'): configs,
+    passes, and the tolerance policy written into new or refreshed baseline entries."""
     matrix = read_toml(path, "matrix file (--matrix)")
     for name in (device_class, kind):
         if name in matrix:
@@ -115,8 +124,9 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
                 if v is not None}
             configs = build_configs(shared, [])
         else:
-            configs, passes = matrix_configs(Path(opt.matrix), probe.device_class(), probe.kind,
-                                             opt.device)
+            configs, passes, tolerance = matrix_configs(Path(opt.matrix), probe.device_class(),
+                                                        probe.kind, opt.device)
+            state["tolerance"] = tolerance
             if opt.limit is not None:
                 configs = [c.replace(limit=opt.limit) for c in configs]
         state["configs"] = (configs, opt.passes or passes or 3)
@@ -256,7 +266,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if opt.update_baselines:
         for device_class in sorted({r["device"]["class"] for r in runs}):
             selected = [r for r in runs if r["device"]["class"] == device_class]
-            changes = baselines.update(opt.baseline_dir, device_class, selected, env)
+            changes = baselines.update(opt.baseline_dir, device_class, selected, env, state["tolerance"])
             lines.append(f"asrbench: updated {baselines.baseline_path(opt.baseline_dir, device_class)}")
             lines.append(baselines.change_table(changes))
     for line in lines:

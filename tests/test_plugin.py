@@ -31,6 +31,7 @@ precisions = ["fp32"]
 batch_sizes = [2, 3]
 limit = 3
 passes = 5
+tolerance = { samples_per_second_rel = 0.4 }  # the [cpu] policy of benchmarks/matrix.toml
 """
 
 
@@ -103,6 +104,7 @@ def test_update_creates_entries_with_noise_and_predictions(suite):
         assert entry["noise"]["passes"] == 5 and len(entry["noise"]["samples_per_second_per_pass"]) == 5
         assert predictions_digest(entry["predictions"]) == entry["predictions_sha256"]
         assert entry["environment"]["torch"] and entry["updated"]
+        assert entry["tolerance"] == {"samples_per_second_rel": 0.4}
     assert f"{A}  (new entry)" in suite.first.out
 
 
