@@ -167,8 +167,13 @@ def build_configs(shared: dict[str, Any], runs: list[dict[str, Any]]) -> list[Be
     if runs:
         entries = [{**shared, **r} for r in runs]
     elif "dataset" not in shared:
+        # The embedded corpus: every locale, or only the one --dataset-config names.
+        wanted = shared.get("dataset_config")
         entries = [{**shared, "dataset_config": cfg, "language": shared.get("language", lang)}
-                   for cfg, lang in EMBEDDED_RUNS]
+                   for cfg, lang in EMBEDDED_RUNS if wanted in (None, cfg)]
+        if not entries:
+            raise AsrbenchError(f"the embedded corpus has no locale {wanted!r}: choose one of "
+                                + ", ".join(cfg for cfg, _ in EMBEDDED_RUNS))
     else:
         entries = [dict(shared)]
     configs = []

@@ -24,7 +24,10 @@ def _run(report: Path, args: argparse.Namespace) -> dict:
                      "--report", str(report), "--no-progress", *args.extra])
     if code != 0:
         raise SystemExit(f"asrbench run failed with exit code {code}")
-    return json.loads(report.read_text())
+    document = json.loads(report.read_text())
+    if len(document["runs"]) != 1:
+        raise SystemExit(f"expected one run, got {len(document['runs'])}")
+    return document
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,13 @@ def test_default_expands_to_hindi_and_english_embedded_runs():
     assert all(c.model == "bundled:whisper-base" for c in configs)
 
 
+def test_dataset_config_alone_selects_one_embedded_locale():
+    (config,) = build_configs({"dataset_config": "en"}, [])
+    assert (config.dataset_config, config.language) == ("en", "english")
+    with pytest.raises(AsrbenchError, match="no locale 'fr'"):
+        build_configs({"dataset_config": "fr"}, [])
+
+
 def test_locale_is_used_as_language_when_none_given():
     (config,) = build_configs({"dataset": "/x", "dataset_config": "hi"}, [])
     assert config.language == "hi"
