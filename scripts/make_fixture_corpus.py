@@ -406,7 +406,7 @@ they make no claim about real-world recognition accuracy.
 |---|---|---|---|
 {chr(10).join(rows)}
 
-\* as reported by ffprobe, which counts ~50 ms of MP3 encoder padding per
+\\* as reported by ffprobe, which counts ~50 ms of MP3 encoder padding per
 clip; gapless decoders (libsndfile/mpg123) report slightly less.
 
 ## How it was generated
