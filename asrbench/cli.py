@@ -56,6 +56,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="evaluate only the first N usable utterances")
     p.add_argument("--report", type=Path, help=f"JSON report path (default {DEFAULT_REPORT})")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--dist-timeout", type=float, metavar="SECONDS",
+                   help="data-parallel runs (torchrun, gaudi_spawn.py): give up on a rank that "
+                        "has not arrived after this long (default $ASRBENCH_DIST_TIMEOUT or 600)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,11 +139,18 @@ def configs_from_args(args: argparse.Namespace) -> tuple[list[BenchConfig], int]
 
 def command_run(args: argparse.Namespace) -> int:
     """`asrbench run`: evaluate each config, print a summary, write the report."""
+    from asrbench.distributed import World
     from asrbench.report import build_report, environment, summary_table, write_json_atomic
     from asrbench.runner import run_configs
 
     configs, passes = configs_from_args(args)
-    results, device_info = run_configs(configs, passes, progress=not args.no_progress)
+    world = World.from_environment(args.dist_timeout)
+    configs = world.configs(configs)
+    results, device_info = run_configs(configs, passes, progress=not args.no_progress
+                                       and world.is_main, world=world)
+    world.close()
+    if not world.is_main:
+        return 0  # rank 0 has every rank's results and writes the one report
     report_path = args.report or DEFAULT_REPORT
     write_json_atomic(report_path, build_report(results, environment(device_info)))
     print(summary_table(results))
@@ -150,6 +160,9 @@ def command_run(args: argparse.Namespace) -> int:
                   f"(listed in the report), e.g. {result.skipped[0].id}: {result.skipped[0].reason}")
         if not result.passes_identical:
             print(f"{result.config.id}: WARNING transcripts differed between timed passes")
+    if world.size > 1:
+        print(f"{world.size} ranks ({world.launch.launcher}): samples/s = all utterances / the "
+              "slowest rank's pass time; per-rank timings are in the report")
     print(f"report written to {report_path}")
     return 0
 
@@ -189,6 +202,15 @@ def command_baseline_update(args: argparse.Namespace) -> int:
     return 0
 
 
+def _launch_or_none():
+    from asrbench.distributed import detect_launch
+
+    try:
+        return detect_launch()
+    except AsrbenchError:
+        return None  # reported by the command itself
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2, never a traceback."""
     parser = build_parser()
@@ -199,11 +221,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     commands = {"run": command_run, "compare": command_compare,
                 "baseline": command_baseline_update}
+    launch = _launch_or_none()
+    where = f"{launch.label}: " if launch is not None and launch.world_size > 1 else ""
     try:
         return commands[args.command](args)
     except AsrbenchError as exc:
-        print(f"asrbench: error: {exc}", file=sys.stderr)
+        print(f"asrbench: error: {where}{exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if not where:
+            raise
+        # One rank of several: the traceback, then one line naming the rank, so the launcher's
+        # output says which rank failed and why.
+        import traceback
+
+        traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"asrbench: error: {where}failed: {type(exc).__name__}: {first}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("asrbench: interrupted", file=sys.stderr)
         return 130

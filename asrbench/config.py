@@ -55,6 +55,7 @@ class BenchConfig:
     gaudi_config: str | None = None  # Gaudi config name or JSON path (HPU only)
     limit: int | None = None  # evaluate only the first N usable utterances
     device: str = "auto"  # auto | hpu | cuda | cpu (not part of the id: the baseline file is)
+    world_size: int = 1  # data-parallel ranks (torchrun / gaudi_spawn.py); set by the launcher
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -65,6 +66,8 @@ class BenchConfig:
             raise AsrbenchError(f"max duration must be > 0 seconds, got {self.max_duration}")
         if self.limit is not None and self.limit < 1:
             raise AsrbenchError(f"--limit must be >= 1, got {self.limit}")
+        if self.world_size < 1:
+            raise AsrbenchError(f"world size must be >= 1, got {self.world_size}")
         check_precision(self.precision)
         if self.task not in ("transcribe", "translate"):
             raise AsrbenchError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
@@ -87,6 +90,9 @@ class BenchConfig:
             parts.append(f"n{self.limit}")
         if self.text_column != "sentence":
             parts.append(f"col-{self.text_column}")
+        if self.world_size > 1:
+            # Throughput of N ranks is a different number: its own baseline entry.
+            parts.append(f"ws{self.world_size}")
         return "-".join(_slug(p) for p in parts)
 
     def to_dict(self) -> dict[str, Any]:

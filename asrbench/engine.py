@@ -110,13 +110,16 @@ class Evaluator:
     """Runs one BenchConfig over one loaded split on a prepared model."""
 
     def __init__(self, prepared: PreparedModel, config: BenchConfig,
-                 progress: Callable[[str, int], Any] | None = None) -> None:
+                 progress: Callable[[str, int], Any] | None = None,
+                 barrier: Callable[[], None] | None = None) -> None:
         self.prepared = prepared
         self.config = config
         self.device = prepared.device
         self.processor = prepared.loaded.processor
         self.generation_config = prepared.loaded.model.generation_config
         self.progress = progress
+        # Data-parallel runs: every rank waits here before each pass, so passes start together.
+        self.barrier = barrier or (lambda: None)
         self._prompt_ids = _prompt_token_ids(self.generation_config)
         self._eos = self.generation_config.eos_token_id
         if isinstance(self._eos, list):
@@ -177,10 +180,12 @@ class Evaluator:
         feature_seconds = time.perf_counter() - t_features
 
         self.device.reset_peak_memory()
+        self.barrier()
         warmup_seconds, _, _ = self._pass(batches, real, "warm-up")
         pass_seconds, latencies, first_sequences = [], [], None
         identical = True
         for number in range(passes):
+            self.barrier()
             seconds, batch_latencies, sequences = self._pass(batches, real, f"pass {number + 1}/{passes}")
             pass_seconds.append(seconds)
             latencies.extend(batch_latencies)

@@ -49,12 +49,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--passes", type=int, help="timed passes per config (default: matrix, else 3)")
     group.addoption("--transcripts", choices=("fail", "warn"), default="fail",
                     help="changed transcripts fail the test (default) or only warn")
+    group.addoption("--nproc", type=int, default=1,
+                    help="data-parallel processes per config: N > 1 runs each config with "
+                         "torchrun --nproc-per-node N (one device each) and gates its report")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "asrbench: a benchmark test driven by the asrbench matrix")
     config.stash[STATE_KEY] = {"session": None, "configs": None, "results": {}, "comparisons": {},
-                               "tolerance": None}
+                               "tolerance": None, "device_class": None}
 
 
 def _state(config: pytest.Config) -> dict[str, Any]:
@@ -113,8 +116,17 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
     state = _state(config)
     if state["configs"] is None:
         opt = config.option
-        session = _session(config)
-        probe = session.device(BenchConfig(device=opt.device))
+        if opt.nproc < 1:
+            raise AsrbenchError(f"--nproc must be >= 1, got {opt.nproc}")
+        if opt.nproc > 1:
+            # The ranks need every card: this process must not hold one, so a child probes.
+            from asrbench.distributed import probe_device
+
+            device_class, kind = probe_device(opt.device)
+        else:
+            probe = _session(config).device(BenchConfig(device=opt.device))
+            device_class, kind = probe.device_class(), probe.kind
+        state["device_class"] = device_class
         passes = None
         if opt.model or opt.dataset:
             shared = {k: v for k, v in {
@@ -124,11 +136,13 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
                 if v is not None}
             configs = build_configs(shared, [])
         else:
-            configs, passes, tolerance = matrix_configs(Path(opt.matrix), probe.device_class(),
-                                                        probe.kind, opt.device)
+            configs, passes, tolerance = matrix_configs(Path(opt.matrix), device_class, kind,
+                                                        opt.device)
             state["tolerance"] = tolerance
             if opt.limit is not None:
                 configs = [c.replace(limit=opt.limit) for c in configs]
+        if opt.nproc > 1:
+            configs = [c.replace(world_size=opt.nproc) for c in configs]  # ...-wsN ids
         state["configs"] = (configs, opt.passes or passes or 3)
     return state["configs"]
 
@@ -174,22 +188,28 @@ def bench_split(bench_session, bench_config):
 
 
 @pytest.fixture
-def bench_run(request, bench_session, bench_config, bench_passes) -> dict[str, Any]:
-    """This config's evaluation as a report entry (evaluated once per session)."""
+def bench_run(request, bench_config, bench_passes, tmp_path_factory) -> dict[str, Any]:
+    """This config's evaluation as a report entry (evaluated once per session); with
+    --nproc N > 1, by torchrun on N processes, read back from the report rank 0 wrote."""
+    from asrbench.distributed import launch_run
     from asrbench.report import run_entry
 
     results = _state(request.config)["results"]
     if bench_config.id not in results:
         try:
-            result = bench_session.evaluate(bench_config, bench_passes)
+            if bench_config.world_size > 1:
+                results[bench_config.id] = launch_run(bench_config, bench_passes,
+                                                      tmp_path_factory.mktemp("asrbench-ranks"))
+            else:
+                result = request.getfixturevalue("bench_session").evaluate(bench_config, bench_passes)
+                results[bench_config.id] = run_entry(result)
         except AsrbenchError as exc:
             pytest.fail(f"asrbench: {exc}", pytrace=False)
-        results[bench_config.id] = run_entry(result)
     return results[bench_config.id]
 
 
 @pytest.fixture
-def bench_entry(request, bench_device, bench_config) -> dict[str, Any] | None:
+def bench_entry(request, bench_config) -> dict[str, Any] | None:
     """This config's baseline entry (None if absent or being rewritten). Loaded before the
     evaluation, so a malformed baseline file fails at once."""
     from asrbench import baselines
@@ -197,8 +217,11 @@ def bench_entry(request, bench_device, bench_config) -> dict[str, Any] | None:
     opt = request.config.option
     if opt.update_baselines:
         return None
+    # With --nproc the probed class: this process holds no device (the ranks do).
+    device_class = (_state(request.config)["device_class"] if bench_config.world_size > 1
+                    else request.getfixturevalue("bench_device").device_class())
     try:
-        document = baselines.load_for(opt.baseline_dir, bench_device.device_class())
+        document = baselines.load_for(opt.baseline_dir, device_class)
     except AsrbenchError as exc:
         pytest.fail(f"asrbench: {exc}", pytrace=False)
     return (document or {}).get("entries", {}).get(bench_config.id)

@@ -140,6 +140,18 @@ def read_json(path: Path, what: str) -> Any:
         raise AsrbenchError(f"invalid {what} {path}: not valid JSON ({exc})") from None
 
 
+def _check_ranks(path: Path, where: str, world_size: Any, timings: Any) -> None:
+    """A data-parallel run carries one timing entry per rank."""
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise _report_error(path, f"{where}.config.world_size", "expected a positive integer")
+    ranks = timings.get("ranks") if isinstance(timings, dict) else None
+    if not isinstance(ranks, list) or len(ranks) != world_size or not all(
+            isinstance(r, dict) and isinstance(r.get("pass_seconds"), list)
+            and isinstance(r.get("utterances"), int) for r in ranks):
+        raise _report_error(path, f"{where}.timings.ranks",
+                            f"expected {world_size} entries of {{rank, utterances, pass_seconds, ...}}")
+
+
 def load_report(path: str | Path) -> dict[str, Any]:
     """Load a report and validate what comparison and baseline refresh rely on."""
     path = Path(path)
@@ -173,6 +185,9 @@ def load_report(path: str | Path) -> dict[str, Any]:
                                 "expected a non-empty list of positive numbers")
         if not isinstance(run.get("throughput", {}).get("samples_per_second_rsd"), (int, float)):
             raise _report_error(path, f"{where}.throughput.samples_per_second_rsd", "expected a number")
+        world_size = run["config"].get("world_size", 1)
+        if world_size != 1:
+            _check_ranks(path, where, world_size, run.get("timings"))
         utterances = run.get("utterances")
         if not isinstance(utterances, list) or not all(
                 isinstance(u, dict) and isinstance(u.get("id"), str) and isinstance(u.get("prediction"), str)

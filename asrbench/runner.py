@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asrbench.config import BenchConfig
 from asrbench.data import LoadedSplit, load_split
@@ -18,6 +18,9 @@ from asrbench.devices import Device, get_device
 from asrbench.engine import Evaluator, PreparedModel, RunResult
 from asrbench.errors import AsrbenchError
 from asrbench.models import load
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asrbench.distributed import World
 
 
 def quiet_transformers() -> None:
@@ -33,8 +36,9 @@ def quiet_transformers() -> None:
 class Session:
     """Caches of everything that is expensive to build, keyed by what determines it."""
 
-    def __init__(self, progress: bool = True) -> None:
+    def __init__(self, progress: bool = True, world: "World | None" = None) -> None:
         self.progress = progress
+        self.world = world  # a data-parallel run's rank; None (or size 1): this process alone
         self._devices: dict[tuple, Device] = {}
         self._models: dict[tuple, PreparedModel] = {}
         self._splits: dict[tuple, LoadedSplit] = {}
@@ -83,6 +87,12 @@ class Session:
 
     def _evaluate(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
                   passes: int) -> RunResult:
+        if self.world is not None and self.world.size > 1:
+            return self._evaluate_shard(prepared, config, split, passes, self.world)
+        return self._evaluate_split(prepared, config, split, passes)
+
+    def _evaluate_split(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
+                        passes: int, barrier: Any = None) -> RunResult:
         from tqdm.auto import tqdm
 
         batches = -(-len(split.utterances) // config.batch_size)
@@ -92,12 +102,32 @@ class Session:
                 bar.set_postfix_str(label, refresh=False)
                 bar.update(n)
 
-            return Evaluator(prepared, config, progress=advance).run(split, passes)
+            return Evaluator(prepared, config, progress=advance, barrier=barrier).run(split, passes)
+
+    def _evaluate_shard(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
+                        passes: int, world: "World") -> RunResult:
+        """This rank's contiguous shard through the unchanged engine, then every rank's results
+        merged (each rank gets the same merged run; rank 0 reports it)."""
+        from asrbench.distributed import merge_results, shard
+
+        count = len(split.utterances)
+        if count < world.size:
+            raise AsrbenchError(f"{config.id}: {count} utterance(s) cannot be shared among "
+                                f"{world.size} ranks (each needs one): use fewer processes "
+                                "or a larger --limit")
+        mine = shard(count, world.size, world.rank)
+        part = LoadedSplit(split.name, split.utterances[mine.start:mine.stop], list(split.skipped))
+        world.connect(prepared.device)
+        local = self._evaluate_split(prepared, config, part, passes, barrier=world.barrier)
+        parts = world.all_gather(local)
+        tokenizer = prepared.loaded.processor.tokenizer
+        return merge_results(parts, getattr(tokenizer, "english_spelling_normalizer", None))
 
 
-def run_configs(configs: list[BenchConfig], passes: int, progress: bool = True
-                ) -> tuple[list[RunResult], dict[str, Any]]:
-    """Evaluate configs in order; returns the results and the (last) device's description."""
-    session = Session(progress=progress)
+def run_configs(configs: list[BenchConfig], passes: int, progress: bool = True,
+                world: "World | None" = None) -> tuple[list[RunResult], dict[str, Any]]:
+    """Evaluate configs in order; returns the results and the (last) device's description.
+    In a data-parallel run (world of several ranks) every rank gets the merged results."""
+    session = Session(progress=progress, world=world)
     results = [session.evaluate(config, passes) for config in configs]
     return results, dict(results[-1].device) if results else {}

@@ -19,6 +19,9 @@ class Device(ABC):
     distributed_backend: str = "gloo"
     #: whether prepare(graphs=True) does something (HPU graphs); elsewhere it is refused
     supports_graphs: bool = False
+    #: whether a batch may change shape between decoder steps (finished rows dropped); HPU
+    #: graphs and lazy-mode recipes are shape-specialized, so there it stays static
+    dynamic_shapes: bool = True
 
     @classmethod
     @abstractmethod
@@ -59,6 +62,9 @@ class Device(ABC):
     def generate_kwargs(self, graphs: bool) -> dict[str, Any]:
         """Extra keyword arguments this backend's generate() needs (static shapes, ...)."""
         return {}
+
+    def setup_distributed(self) -> None:
+        """Make `distributed_backend` usable in this process, before the process group starts."""
 
     def synchronize(self) -> None:
         """Wait for queued device work, so a clock read after it is honest."""

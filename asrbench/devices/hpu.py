@@ -85,6 +85,7 @@ class HPUDevice(Device):
     kind = "hpu"
     distributed_backend = "hccl"
     supports_graphs = True
+    dynamic_shapes = False
 
     def __init__(self, local_rank: int | None = None, gaudi_config: str | None = None,
                  sdp_on_bf16: bool = False, static_shapes: bool = False, **_: Any) -> None:
@@ -138,6 +139,11 @@ class HPUDevice(Device):
                 f"could not import optimum-habana ({type(exc).__name__}: {_first_line(exc)}); "
                 "install asrbench[hpu] inside the Habana PyTorch image") from exc
         adapt_transformers_to_gaudi()
+
+    def setup_distributed(self) -> None:
+        # Importing this module registers the "hccl" backend with torch.distributed (Habana's
+        # "Setting Up Distributed Training"); RANK/WORLD_SIZE/LOCAL_RANK must be set before it.
+        import habana_frameworks.torch.distributed.hccl  # noqa: F401
 
     # -- availability -------------------------------------------------------------------
 

@@ -1,0 +1,300 @@
+"""Data-parallel runs: sharding, launch detection, merging, and real 2-rank gloo runs on CPU.
+
+The subprocess tests launch `python -m torch.distributed.run --nproc-per-node 2` on a few
+English clips of the embedded corpus and compare with a 1-process run of the same config. The
+ranks run 1 thread each (torchrun sets OMP_NUM_THREADS=1), so the 1-process reference does
+too: CPU kernels reduce in a different order with 2 threads, which here changed the token ids
+(not the text) of 4 of these 9 clips; the comparison is about sharding, not thread counts.
+Every launch has a subprocess timeout and a short process-group timeout, so a broken rank can
+never hang the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch.distributed as dist
+
+from asrbench.config import EMBEDDED_CORPUS, BenchConfig, build_configs, load_config_file
+from asrbench.data import Skipped
+from asrbench.distributed import (Launch, World, config_toml, cpu_threads, detect_launch,
+                                  merge_results, shard)
+from asrbench.engine import RunResult, UtteranceResult
+from asrbench.errors import AsrbenchError
+from asrbench.metrics import throughput
+from asrbench.report import load_report
+
+from conftest import embedded_rows
+
+needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                reason="this torch build has no torch.distributed gloo backend")
+
+# 9 English clips (odd: rank 0 gets 5, rank 1 gets 4), batch 4 (each rank pads its last batch).
+SMALL = ["--device", "cpu", "--dataset-config", "en", "--limit", "9", "--batch-size", "4",
+         "--passes", "1", "--generation-max-length", "64", "--no-progress"]
+LAUNCH_TIMEOUT = 300  # seconds; a healthy 2-rank run of SMALL takes well under a minute here
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.setdefault("ASRBENCH_DIST_TIMEOUT", "120")
+    env.update(extra)
+    return env
+
+
+def torchrun(target: list[str], args: list[str], cwd: Path, nproc: int = 2, **env: str
+             ) -> subprocess.CompletedProcess:
+    """`python -m torch.distributed.run --standalone --nproc-per-node N <target> <args>`."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", *target, *args]
+    return subprocess.run(command, cwd=cwd, env=_env(**env), capture_output=True, text=True,
+                          timeout=LAUNCH_TIMEOUT)
+
+
+# -- sharding -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("count, world", [(9, 2), (40, 3), (7, 8), (0, 2), (1, 1), (80, 8)])
+def test_shards_cover_every_index_once_in_order(count, world):
+    shards = [shard(count, world, rank) for rank in range(world)]
+    assert [i for s in shards for i in s] == list(range(count))
+    sizes = [len(s) for s in shards]
+    assert max(sizes) - min(sizes) <= 1
+    assert sizes == sorted(sizes, reverse=True)  # the remainder goes to the first ranks
+    assert shards == [shard(count, world, rank) for rank in range(world)]  # deterministic
+
+
+def test_shard_sizes_by_hand():
+    assert [len(shard(9, 2, r)) for r in range(2)] == [5, 4]
+    assert [list(shard(7, 3, r)) for r in range(3)] == [[0, 1, 2], [3, 4], [5, 6]]
+    assert [len(shard(3, 5, r)) for r in range(5)] == [1, 1, 1, 0, 0]
+    with pytest.raises(ValueError):
+        shard(9, 2, 2)
+
+
+# -- launch environment -------------------------------------------------------------------
+
+def test_detect_launch_torchrun_mpirun_and_none():
+    assert detect_launch({}) == Launch()
+    torchrun_env = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3", "LOCAL_WORLD_SIZE": "8"}
+    assert detect_launch(torchrun_env) == Launch(3, 8, 3, 8, "torchrun")
+    mpi_env = {"OMPI_COMM_WORLD_RANK": "5", "OMPI_COMM_WORLD_SIZE": "8",
+               "OMPI_COMM_WORLD_LOCAL_RANK": "5", "OMPI_COMM_WORLD_LOCAL_SIZE": "8"}
+    assert detect_launch(mpi_env) == Launch(5, 8, 5, 8, "mpirun")
+    assert detect_launch(mpi_env).label == "rank 5 of 8"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"RANK": "2", "WORLD_SIZE": "2"}, "inconsistent"),
+    ({"RANK": "0"}, "WORLD_SIZE is not set"),
+    ({"OMPI_COMM_WORLD_RANK": "x", "OMPI_COMM_WORLD_SIZE": "2"}, "not an integer"),
+])
+def test_bad_launch_environment_is_a_user_error(env, message):
+    with pytest.raises(AsrbenchError, match=message):
+        detect_launch(env)
+
+
+def test_cpu_threads_follow_omp_then_binding_then_share():
+    two = Launch(0, 2, 0, 2, "torchrun")
+    assert cpu_threads(two, {"OMP_NUM_THREADS": "1"}, available=16, total=16) == 1
+    assert cpu_threads(two, {}, available=4, total=16) == 4  # bound to 4 cores by mpirun
+    assert cpu_threads(two, {}, available=16, total=16) == 8  # 16 cores shared by 2 ranks
+    assert cpu_threads(Launch(0, 8, 0, 8), {}, available=2, total=2) == 1
+
+
+def test_world_size_is_in_the_id_only_above_one():
+    one = BenchConfig(dataset_config="en", language="english")
+    assert "ws" not in one.id
+    assert one.replace(world_size=2).id == one.id + "-ws2"
+    with pytest.raises(AsrbenchError, match="world size"):
+        BenchConfig(world_size=0)
+
+
+def test_world_sets_its_size_and_refuses_a_config_asking_for_another():
+    world = World(Launch(0, 2, 0, 2, "torchrun"), timeout_s=5)
+    (config,) = world.configs([BenchConfig()])
+    assert config.world_size == 2 and config.id.endswith("-ws2")
+    with pytest.raises(AsrbenchError, match="world_size 4 but 2 process"):
+        world.configs([BenchConfig(world_size=4)])
+
+
+def test_config_toml_round_trips_to_the_same_config(tmp_path):
+    config = BenchConfig(dataset=str(EMBEDDED_CORPUS), dataset_config="en", language="english",
+                         batch_size=4, limit=9, generation_max_length=64, device="cpu",
+                         world_size=2)
+    path = tmp_path / "c.toml"
+    path.write_text(config_toml(config, passes=2))
+    shared, runs, passes = load_config_file(path)
+    (again,) = build_configs(shared, runs)
+    assert again == config and passes == 2
+
+
+# -- merging shard results ----------------------------------------------------------------
+
+def _part(ids: list[str], predictions: list[str], pass_seconds: list[float]) -> RunResult:
+    utterances = [UtteranceResult(i, "the cat sat", p, 4, 2.0) for i, p in zip(ids, predictions)]
+    timings = {"feature_extraction_seconds": 0.1, "warmup_seconds": 1.0, "pass_seconds": pass_seconds,
+               "pass_seconds_median": statistics.median(pass_seconds), "passes": len(pass_seconds),
+               "batches_per_pass": 1, "batch_latency_p50": 0.5, "batch_latency_p90": 0.6,
+               "detokenize_seconds": 0.01, "end_to_end_seconds": 1.0,
+               "peak_device_memory_bytes": None, "peak_host_rss_bytes": 100}
+    return RunResult(BenchConfig(language="english", world_size=2), utterances,
+                     [Skipped("bad", "empty reference")], None, throughput(len(ids), pass_seconds),
+                     timings, {"kind": "cpu", "class": "cpu", "name": "cpu"}, "cv", True)
+
+
+def test_merge_keeps_split_order_and_times_each_pass_by_its_slowest_rank():
+    merged = merge_results([_part(["a", "b", "c"], ["the cat sat", "the cat", "a cat sat"], [2.0, 3.0]),
+                            _part(["d", "e"], ["the cat sat", "the dog sat"], [4.0, 1.0])])
+    assert [u.id for u in merged.utterances] == ["a", "b", "c", "d", "e"]
+    assert merged.timings["pass_seconds"] == [4.0, 3.0]
+    assert list(merged.throughput.per_pass) == pytest.approx([5 / 4.0, 5 / 3.0])
+    assert [r["utterances"] for r in merged.timings["ranks"]] == [3, 2]
+    # 15 reference words; errors: 1 deletion (b), 1 substitution (c), 1 substitution (e)
+    assert merged.errors.wer == pytest.approx(3 / 15)
+    assert len(merged.skipped) == 1 and merged.timings["world_size"] == 2
+
+
+# -- real 2-rank runs (gloo, CPU) -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def one_and_two_ranks(tmp_path_factory):
+    """The SMALL config run once in this process and once by torchrun on 2 ranks."""
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("this torch build has no torch.distributed gloo backend")
+    path = tmp_path_factory.mktemp("dist")
+    one = subprocess.run([sys.executable, "-m", "asrbench", "run", *SMALL, "--report",
+                          str(path / "one.json")], cwd=path, env=_env(OMP_NUM_THREADS="1"),
+                         capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    assert one.returncode == 0, one.stderr[-4000:]
+    proc = torchrun(["-m", "asrbench"], ["run", *SMALL, "--report", str(path / "two.json")], path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return (load_report(path / "one.json")["runs"][0], load_report(path / "two.json")["runs"][0],
+            proc, path)
+
+
+@needs_gloo
+def test_two_ranks_give_the_one_rank_predictions_and_wer(one_and_two_ranks):
+    one, two, _, _ = one_and_two_ranks
+    expected_ids = [Path(r["path"]).stem for r in embedded_rows("en")[:9]]
+    assert [u["id"] for u in two["utterances"]] == expected_ids  # each once, in split order
+    assert [u["prediction"] for u in two["utterances"]] == [u["prediction"] for u in one["utterances"]]
+    assert [u["tokens"] for u in two["utterances"]] == [u["tokens"] for u in one["utterances"]]
+    for metric in ("wer", "wer_normalized", "cer", "tokens_per_sample"):
+        assert two["metrics"][metric] == one["metrics"][metric]
+    assert one["device"]["environment"]["torch_threads"] == 1
+    assert two["config"]["id"] == one["config"]["id"] + "-ws2"
+    assert two["dataset"]["utterances"] == 9 and two["passes_identical"] is True
+
+
+@needs_gloo
+def test_two_rank_throughput_is_all_utterances_over_the_slowest_rank(one_and_two_ranks):
+    _, two, _, _ = one_and_two_ranks
+    ranks = two["timings"]["ranks"]
+    assert [r["utterances"] for r in ranks] == [5, 4]
+    assert [r["batches_per_pass"] for r in ranks] == [2, 1]  # 5 = 4 + 1 real rows, 4 = 4
+    slowest = [max(r["pass_seconds"][0] for r in ranks)]
+    assert two["timings"]["pass_seconds"] == slowest
+    assert two["throughput"]["samples_per_second_per_pass"] == pytest.approx([9 / s for s in slowest])
+    assert two["device"]["environment"]["torch_threads"] == 1  # torchrun's OMP_NUM_THREADS=1
+
+
+@needs_gloo
+def test_only_rank_zero_prints_and_writes(one_and_two_ranks):
+    _, _, proc, path = one_and_two_ranks
+    assert proc.stdout.count("report written to") == 1
+    assert proc.stdout.count("2 ranks (torchrun)") == 1
+    assert sorted(p.name for p in path.iterdir()) == ["one.json", "two.json"]
+
+
+@needs_gloo
+def test_more_ranks_than_utterances_is_a_clear_error(tmp_path):
+    args = [a if a != "9" else "1" for a in SMALL]
+    proc = torchrun(["-m", "asrbench"], ["run", *args, "--report", str(tmp_path / "r.json")], tmp_path)
+    assert proc.returncode != 0
+    assert "asrbench: error: rank 0 of 2: " in proc.stderr
+    assert "1 utterance(s) cannot be shared among 2 ranks" in proc.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+FAULTY_RANK = textwrap.dedent('''
+    """asrbench run with a fault on rank $FAULT_RANK: an exception, or a hang, in its features."""
+    import os, sys, time
+    from asrbench import engine
+    from asrbench.cli import main
+    
+    if os.environ["RANK"] == os.environ["FAULT_RANK"]:
+        def fault(self, *args, **kwargs):
+            if os.environ["FAULT"] == "hang":
+                time.sleep(3600)
+            raise RuntimeError("injected fault in feature extraction")
+        engine.Evaluator.featurize = fault
+    sys.exit(main(sys.argv[1:]))
+''')
+
+
+@needs_gloo
+@pytest.mark.parametrize("fault, timeout, blamed", [
+    ("raise", "120", "rank 1 of 2: failed: RuntimeError: injected fault"),
+    ("hang", "15", "rank 0 of 2: barrier before a timed pass failed: another rank failed or "
+                   "did not arrive within 15 s"),
+])
+def test_a_failing_rank_fails_the_run_with_a_clear_error(tmp_path, fault, timeout, blamed):
+    script = tmp_path / "faulty_rank.py"
+    script.write_text(FAULTY_RANK)
+    started = time.perf_counter()
+    proc = torchrun([str(script)], ["run", *SMALL, "--report", str(tmp_path / "r.json")], tmp_path,
+                    FAULT_RANK="1", FAULT=fault, ASRBENCH_DIST_TIMEOUT=timeout)
+    assert proc.returncode != 0
+    assert f"asrbench: error: {blamed}" in proc.stderr, proc.stderr[-4000:]
+    assert not (tmp_path / "r.json").exists()
+    assert time.perf_counter() - started < 120  # torchrun tore the job down; nothing hung
+
+
+# -- pytest benchmarks --nproc 2 ------------------------------------------------------------
+
+MATRIX = """
+[cpu]
+models = ["bundled:whisper-base"]
+datasets = [{ dataset = "embedded", dataset_config = "en", language = "english" }]
+batch_sizes = [2]
+limit = 3
+passes = 2
+generation_max_length = 64
+tolerance = { samples_per_second_rel = 0.4 }
+"""
+BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"
+
+
+@needs_gloo
+def test_pytest_nproc_runs_each_config_distributed_and_gates_it(tmp_path):
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["asrbench.plugin"]\n')
+    (tmp_path / "test_bench.py").write_text(BENCH_FILE.read_text())
+    (tmp_path / "matrix.toml").write_text(MATRIX)
+
+    def pytest_run(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "pytest", "test_bench.py", "--device", "cpu", "--nproc", "2",
+                   "--matrix", "matrix.toml", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+                   "--baseline-dir", "baselines", "-rA", *args]
+        return subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                              timeout=2 * LAUNCH_TIMEOUT)
+
+    config_id = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-ml64-n3-ws2"
+    first = pytest_run("--update-baselines", "--report", "first.json")
+    assert first.returncode == 0 and "4 skipped" in first.stdout, first.stdout[-3000:]
+    entries = json.loads((tmp_path / "baselines" / "cpu.json").read_text())["entries"]
+    assert list(entries) == [config_id]  # the world size is part of the baseline key
+    second = pytest_run("--report", "second.json")
+    assert second.returncode == 0 and "4 passed" in second.stdout, second.stdout[-3000:]
+    (run,) = load_report(tmp_path / "second.json")["runs"]
+    assert run["config"]["id"] == config_id and len(run["timings"]["ranks"]) == 2
+    assert run["comparison"]["regressed"] is False
+    assert set(entries[config_id]["predictions"].values()) == {u["prediction"] for u in run["utterances"]}
