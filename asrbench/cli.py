@@ -12,6 +12,7 @@ from asrbench import __version__
 from asrbench.config import DEFAULT_PASSES, BenchConfig, build_configs, load_config_file
 from asrbench.devices import DEVICE_CHOICES, PRECISIONS
 from asrbench.errors import AsrbenchError
+from asrbench.peers import PEER_NAMES
 
 DEFAULT_REPORT = Path("reports") / "latest.json"
 DEFAULT_BASELINE_DIR = Path("baselines")
@@ -24,6 +25,19 @@ shipped on PyPI, converted once into the cache) on the Common Voice-layout corpu
 data/commonvoice-mini, one run for Hindi and one for English, on the best device found.
 
 Settings come from --config FILE (TOML; see configs/) and are overridden by flags.
+"""
+
+
+PEERS_HELP = """\
+Time the asrbench engine against the evaluation loops users would otherwise run, on the same
+model, clips, precision and greedy settings, interleaved in one process:
+  trainer      transformers Seq2SeqTrainer.predict(predict_with_generate) (the seed's loop)
+  pipeline     transformers pipeline("automatic-speech-recognition", batch_size=...)
+  ctranslate2  CTranslate2 Whisper (faster-whisper's engine), batched greedy
+  asrbench     this engine
+Each is timed from decoded audio to transcripts (features and detokenizing included), after
+one warm-up batch; the median of --rounds rounds counts. Prints samples/s, RTFx, WER, the
+speed-up of asrbench over each peer and whether its transcripts equal asrbench's.
 """
 
 
@@ -87,6 +101,28 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--allow-missing-baselines", action="store_true",
                          help="a config without a baseline entry is reported as new, not a failure")
 
+    peers = sub.add_parser(
+        "peers", help="time asrbench against Trainer, pipeline and CTranslate2 on the same clips",
+        description=PEERS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    peers.add_argument("--model", default="bundled:whisper-base",
+                       help="model reference (default bundled:whisper-base)")
+    peers.add_argument("--device", choices=DEVICE_CHOICES, default="cpu",
+                       help="cpu (default) or cuda; HPU is not a peer platform")
+    peers.add_argument("--dataset", help="dataset as for `run` (default: the embedded corpus)")
+    peers.add_argument("--dataset-config", default=None,
+                       help="locale / Hub config (default en for the embedded corpus)")
+    peers.add_argument("--language", help="forced decoder language (default: the locale)")
+    peers.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32 (default), bf16")
+    peers.add_argument("--batch-size", type=int, default=8, help="batch size for every peer (default 8)")
+    peers.add_argument("--generation-max-length", type=int,
+                       help="decoder length cap, prompt included (default 225)")
+    peers.add_argument("--limit", type=int, help="only the first N clips")
+    peers.add_argument("--rounds", type=int, default=3, help="timed rounds per peer (default 3)")
+    peers.add_argument("--peers", default=",".join(PEER_NAMES),
+                       help=f"comma-separated subset of {','.join(PEER_NAMES)} (asrbench always runs)")
+    peers.add_argument("--json", type=Path, help="write the comparison as JSON here")
+    peers.add_argument("--no-progress", action="store_true", help="no progress output")
+
     baseline = sub.add_parser("baseline", help="manage stored baselines")
     baseline_sub = baseline.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
     update = baseline_sub.add_parser(
@@ -103,6 +139,50 @@ def build_parser() -> argparse.ArgumentParser:
                              "(names: wer_abs, cer_abs, samples_per_second_rel, noise_factor); "
                              "entries otherwise keep the overrides they had")
     return parser
+
+
+def command_peers(args: argparse.Namespace) -> int:
+    """`asrbench peers`: one interleaved run of every peer; table, optional JSON."""
+    from asrbench.devices import get_device
+    from asrbench.models import load
+    from asrbench.peers import run_peers, summarize, table
+    from asrbench.report import environment, write_json_atomic
+    from asrbench.runner import Session, quiet_transformers
+
+    names = tuple(n.strip() for n in args.peers.split(",") if n.strip())
+    unknown = [n for n in names if n not in PEER_NAMES]
+    if unknown:
+        raise AsrbenchError(f"unknown peer(s) {', '.join(unknown)}: choose from {', '.join(PEER_NAMES)}")
+    if args.device not in ("cpu", "cuda"):
+        raise AsrbenchError("asrbench peers runs on cpu or cuda (the peers have no HPU path)")
+    shared: dict[str, Any] = {"model": args.model, "device": args.device,
+                              "precision": args.precision, "batch_size": args.batch_size}
+    for flag in ("dataset", "language", "generation_max_length", "limit"):
+        if getattr(args, flag) is not None:
+            shared[flag] = getattr(args, flag)
+    if args.dataset is None:
+        shared["dataset_config"] = args.dataset_config or "en"
+    elif args.dataset_config:
+        shared["dataset_config"] = args.dataset_config
+    config = build_configs(shared, [])[0]
+    quiet_transformers()
+    device = get_device(config.device)
+    split = Session(progress=not args.no_progress).split(config)
+    loaded = load(config.model)
+
+    def say(message: str) -> None:
+        if not args.no_progress:
+            print(f"peers: {message}", file=sys.stderr, flush=True)
+
+    results = run_peers(config, split, loaded, device, names, args.rounds, progress=say)
+    document = summarize(config, split, loaded, results,
+                         environment({"kind": device.kind, "class": device.device_class(),
+                                      "name": device.description()}))
+    print(table(document))
+    if args.json:
+        write_json_atomic(args.json, document)
+        print(f"written to {args.json}")
+    return 0
 
 
 _FLAG_TO_FIELD = {"device": "device", "model": "model", "dataset": "dataset",
@@ -219,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `asrbench` alone runs the embedded default, like `asrbench run`.
         args = parser.parse_args(["run", *(argv or [])])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    commands = {"run": command_run, "compare": command_compare,
+    commands = {"run": command_run, "compare": command_compare, "peers": command_peers,
                 "baseline": command_baseline_update}
     launch = _launch_or_none()
     where = f"{launch.label}: " if launch is not None and launch.world_size > 1 else ""

@@ -15,10 +15,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
+from asrbench import decoding
 from asrbench.config import BenchConfig
 from asrbench.data import SAMPLE_RATE, LoadedSplit, Skipped
+from asrbench.decoding import GreedyDecoder, whisper_prompt
 from asrbench.devices import Device
 from asrbench.metrics import ErrorRates, Throughput, error_rates, percentile, throughput
 from asrbench.models import LoadedModel
@@ -106,6 +109,32 @@ def count_generated(sequence: list[int], prompt_ids: set[int], eos_id: int | Non
     return count
 
 
+@dataclass
+class Batches:
+    """A split cut into static-shape batches, in decoding order."""
+
+    features: list[torch.Tensor]  # one (batch_size, mels, frames) tensor per batch
+    real: list[int]  # real rows per batch; the rest are dummy padding
+    order: list[int]  # split index of each real row, in decoding order
+
+    def restore(self, rows: list[Any]) -> list[Any]:
+        """Per-row values from decoding order back to the split's order."""
+        restored: list[Any] = [None] * len(rows)
+        for position, index in enumerate(self.order):
+            restored[index] = rows[position]
+        return restored
+
+
+@dataclass
+class PassResult:
+    """One pass over every batch."""
+
+    seconds: float = 0.0  # wall time of the pass, device synchronized at both ends
+    model_seconds: float = 0.0  # time inside the model calls (generate / decoder), synchronized
+    latencies: list[float] = field(default_factory=list)  # per batch
+    sequences: list[list[int]] = field(default_factory=list)  # token ids, split order
+
+
 class Evaluator:
     """Runs one BenchConfig over one loaded split on a prepared model."""
 
@@ -124,6 +153,16 @@ class Evaluator:
         self._eos = self.generation_config.eos_token_id
         if isinstance(self._eos, list):
             self._eos = self._eos[0]
+        self.decoder = self._fast_decoder()
+
+    def _fast_decoder(self) -> GreedyDecoder | None:
+        """GreedyDecoder when the device allows a shrinking batch and it matches generate()."""
+        model = self.prepared.model
+        if (not self.device.dynamic_shapes or self.prepared.graphs
+                or not decoding.supports(model, self.config.language)):
+            return None
+        prompt = whisper_prompt(self.generation_config, self.config.language, self.config.task)
+        return GreedyDecoder(model, prompt, self.config.generation_max_length)
 
     def generate_kwargs(self) -> dict[str, Any]:
         """Greedy decoding, forced language/task, stop at EOS, capped length."""
@@ -136,68 +175,91 @@ class Evaluator:
         kwargs.update(self.device.generate_kwargs(self.prepared.graphs))
         return kwargs
 
-    def featurize(self, split: LoadedSplit) -> tuple[list[torch.Tensor], list[int]]:
-        """Log-mel features for every batch (last one padded); also the real row counts."""
+    def featurize(self, audio: list[np.ndarray]) -> Batches:
+        """Log-mel features per static-shape batch, longest clips first (last batch padded).
+
+        Sorting by duration puts clips with similar transcript lengths in one batch, so fewer
+        decoder steps are spent on rows that have already finished.
+        """
         size = self.config.batch_size
         extractor = self.processor.feature_extractor
-        batches, real = [], []
-        for start in range(0, len(split.utterances), size):
-            chunk = [u.audio for u in split.utterances[start:start + size]]
-            real.append(len(chunk))
+        order = sorted(range(len(audio)), key=lambda i: (-len(audio[i]), i))
+        batches = Batches([], [], order)
+        for start in range(0, len(order), size):
+            chunk = [audio[i] for i in order[start:start + size]]
+            batches.real.append(len(chunk))
             chunk += [chunk[-1]] * (size - len(chunk))  # dummy rows: dropped from every metric
             features = extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="pt")
-            batches.append(features.input_features)
-        return batches, real
+            batches.features.append(features.input_features)
+        return batches
 
-    def _pass(self, batches: list[torch.Tensor], real: list[int], label: str
-              ) -> tuple[float, list[float], list[list[int]]]:
-        """One pass over all batches; returns wall seconds, batch latencies, token ids."""
-        model, device = self.prepared.model, self.device
-        kwargs = self.generate_kwargs()
-        latencies: list[float] = []
-        sequences: list[list[int]] = []
+    def _generate(self, features: torch.Tensor) -> torch.Tensor:
+        """Token ids for one batch: the finished-rows-dropping decoder where it applies."""
+        if self.decoder is not None:
+            return self.decoder(features)
+        out = self.prepared.model.generate(features, **self.generate_kwargs())
+        return out if torch.is_tensor(out) else out.sequences
+
+    def _pass(self, batches: Batches, label: str) -> PassResult:
+        """One pass over all batches (rows returned in the split's order)."""
+        device = self.device
+        result = PassResult()
+        rows: list[list[int]] = []
         device.synchronize()
         start = time.perf_counter()
-        for features, count in zip(batches, real):
+        for features, count in zip(batches.features, batches.real):
             t0 = time.perf_counter()
             with torch.inference_mode(), device.autocast(self.prepared.precision):
-                out = model.generate(features.to(device.torch_device), **kwargs)
+                out = self._generate(features.to(device.torch_device))
             device.synchronize()
-            rows = out[:count].tolist() if torch.is_tensor(out) else out.sequences[:count].tolist()
-            latencies.append(time.perf_counter() - t0)
-            sequences.extend(rows)
+            t1 = time.perf_counter()
+            rows.extend(out[:count].tolist())
+            result.model_seconds += t1 - t0
+            result.latencies.append(time.perf_counter() - t0)
             if self.progress:
                 self.progress(label, 1)
         device.synchronize()
-        return time.perf_counter() - start, latencies, sequences
+        result.seconds = time.perf_counter() - start
+        result.sequences = batches.restore(rows)
+        return result
+
+    def detokenize(self, sequences: list[list[int]]) -> list[str]:
+        """Token ids to transcripts (special tokens dropped, outer spaces stripped)."""
+        texts = self.processor.tokenizer.batch_decode(sequences, skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    def transcribe(self, audio: list[np.ndarray]) -> list[str]:
+        """Audio arrays to transcripts: features, one pass, detokenize (what peers time)."""
+        return self.detokenize(self._pass(self.featurize(audio), "transcribe").sequences)
 
     def run(self, split: LoadedSplit, passes: int) -> RunResult:
         """Warm up once, time `passes` passes, decode and score."""
         if passes < 1:
             raise ValueError("passes must be >= 1")
         t_features = time.perf_counter()
-        batches, real = self.featurize(split)
+        batches = self.featurize([u.audio for u in split.utterances])
         feature_seconds = time.perf_counter() - t_features
 
         self.device.reset_peak_memory()
         self.barrier()
-        warmup_seconds, _, _ = self._pass(batches, real, "warm-up")
-        pass_seconds, latencies, first_sequences = [], [], None
+        warmup_seconds = self._pass(batches, "warm-up").seconds
+        pass_seconds, model_seconds, latencies, first_sequences = [], [], [], None
         identical = True
         for number in range(passes):
             self.barrier()
-            seconds, batch_latencies, sequences = self._pass(batches, real, f"pass {number + 1}/{passes}")
-            pass_seconds.append(seconds)
-            latencies.extend(batch_latencies)
+            timed = self._pass(batches, f"pass {number + 1}/{passes}")
+            pass_seconds.append(timed.seconds)
+            model_seconds.append(timed.model_seconds)
+            latencies.extend(timed.latencies)
             if first_sequences is None:
-                first_sequences = sequences
-            elif sequences != first_sequences:
+                first_sequences = timed.sequences
+            elif timed.sequences != first_sequences:
                 identical = False
         assert first_sequences is not None
 
         t_decode = time.perf_counter()
         tokenizer = self.processor.tokenizer
-        predictions = [t.strip() for t in tokenizer.batch_decode(first_sequences, skip_special_tokens=True)]
+        predictions = self.detokenize(first_sequences)
         decode_seconds = time.perf_counter() - t_decode
 
         results = [
@@ -215,7 +277,10 @@ class Evaluator:
             "pass_seconds": pass_seconds,
             "pass_seconds_median": median_pass,
             "passes": passes,
-            "batches_per_pass": len(batches),
+            "batches_per_pass": len(batches.features),
+            # Share of timed wall time spent outside the model calls (copies, host reads, loop).
+            "harness_overhead": 1 - sum(model_seconds) / sum(pass_seconds),
+            "decoder": "asrbench greedy (finished rows dropped)" if self.decoder else "generate",
             "batch_latency_p50": percentile(latencies, 50),
             "batch_latency_p90": percentile(latencies, 90),
             "detokenize_seconds": decode_seconds,

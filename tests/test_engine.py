@@ -27,15 +27,22 @@ class _Extractor:
         return SimpleNamespace(input_features=torch.tensor([[float(len(c))] for c in clips]))
 
 
-def test_last_batch_is_padded_to_the_static_batch_size_and_counts_real_rows():
-    utts = [Utterance(f"u{i}", np.zeros(100 * (i + 1), dtype=np.float32), "x") for i in range(5)]
+def test_batches_are_longest_first_static_shape_and_padded_with_dummy_rows():
+    lengths = [300, 100, 500, 200, 400]
+    utts = [np.zeros(n, dtype=np.float32) for n in lengths]
     prepared = SimpleNamespace(loaded=SimpleNamespace(
         processor=SimpleNamespace(feature_extractor=_Extractor()),
         model=SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=0))),
-        device=None, graphs=False)
+        device=SimpleNamespace(dynamic_shapes=True), graphs=False, model=None)
     evaluator = Evaluator(prepared, BenchConfig(batch_size=2))
-    batches, real = evaluator.featurize(LoadedSplit("t", utts))
-    assert real == [2, 2, 1]
-    assert [tuple(b.shape) for b in batches] == [(2, 1)] * 3
-    # the dummy row repeats the last real clip of the batch
-    assert batches[2][:, 0].tolist() == [500.0, 500.0]
+    batches = evaluator.featurize(utts)
+    assert batches.real == [2, 2, 1]
+    assert [tuple(b.shape) for b in batches.features] == [(2, 1)] * 3
+    assert batches.order == [2, 4, 0, 3, 1]  # longest clip first
+    assert [b[:, 0].tolist() for b in batches.features] == [[500.0, 400.0], [300.0, 200.0],
+                                                            [100.0, 100.0]]  # dummy repeats 100
+    # rows come back in the split's order whatever order they were decoded in
+    decoded = [f"len{lengths[i]}" for i in batches.order]
+    assert batches.restore(decoded) == [f"len{n}" for n in lengths]
+
+
