@@ -23,6 +23,7 @@ from asrbench.config import BenchConfig
 from asrbench.data import SAMPLE_RATE, LoadedSplit, Skipped
 from asrbench.decoding import GreedyDecoder, whisper_prompt
 from asrbench.devices import Device
+from asrbench.errors import AsrbenchError
 from asrbench.metrics import ErrorRates, Throughput, error_rates, percentile, throughput
 from asrbench.models import LoadedModel
 
@@ -161,7 +162,11 @@ class Evaluator:
         if (not self.device.dynamic_shapes or self.prepared.graphs
                 or not decoding.supports(model, self.config.language)):
             return None
-        prompt = whisper_prompt(self.generation_config, self.config.language, self.config.task)
+        try:
+            prompt = whisper_prompt(self.generation_config, self.config.language, self.config.task)
+        except (ValueError, KeyError) as exc:
+            raise AsrbenchError(f"--language {self.config.language!r} / --task "
+                                f"{self.config.task!r}: {exc}") from None
         return GreedyDecoder(model, prompt, self.config.generation_max_length)
 
     def generate_kwargs(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from asrbench.config import BenchConfig
@@ -46,3 +47,18 @@ def test_batches_are_longest_first_static_shape_and_padded_with_dummy_rows():
     assert batches.restore(decoded) == [f"len{n}" for n in lengths]
 
 
+
+
+def test_unknown_forced_language_is_a_user_error():
+    from asrbench.errors import AsrbenchError
+
+    generation = SimpleNamespace(eos_token_id=50257, decoder_start_token_id=50258,
+                                 no_timestamps_token_id=50363, lang_to_id={"<|en|>": 50259},
+                                 task_to_id={"transcribe": 50359})
+    model = SimpleNamespace(config=SimpleNamespace(model_type="whisper"),
+                            generation_config=generation, proj_out=None, get_encoder=None)
+    prepared = SimpleNamespace(loaded=SimpleNamespace(processor=None, model=model),
+                               device=SimpleNamespace(dynamic_shapes=True), graphs=False,
+                               model=model)
+    with pytest.raises(AsrbenchError, match="klingon"):
+        Evaluator(prepared, BenchConfig(language="klingon"))
