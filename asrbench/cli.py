@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     peers.add_argument("--peers", default=",".join(PEER_NAMES),
                        help=f"comma-separated subset of {','.join(PEER_NAMES)} (asrbench always runs)")
     peers.add_argument("--json", type=Path, help="write the comparison as JSON here")
+    peers.add_argument("--markdown", type=Path, help="write the table as Markdown here")
     peers.add_argument("--no-progress", action="store_true", help="no progress output")
 
     baseline = sub.add_parser("baseline", help="manage stored baselines")
@@ -145,7 +146,7 @@ def command_peers(args: argparse.Namespace) -> int:
     """`asrbench peers`: one interleaved run of every peer; table, optional JSON."""
     from asrbench.devices import get_device
     from asrbench.models import load
-    from asrbench.peers import run_peers, summarize, table
+    from asrbench.peers import markdown, run_peers, summarize, table
     from asrbench.report import environment, write_json_atomic
     from asrbench.runner import Session, quiet_transformers
 
@@ -182,6 +183,10 @@ def command_peers(args: argparse.Namespace) -> int:
     if args.json:
         write_json_atomic(args.json, document)
         print(f"written to {args.json}")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(document), encoding="utf-8")
+        print(f"written to {args.markdown}")
     return 0
 
 

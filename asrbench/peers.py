@@ -408,3 +408,21 @@ def table(document: dict[str, Any]) -> str:
                      f"{row['wer']:>7.4f} {rsd:>9} {row['asrbench_speedup']:>9.2f}x  {same}"
                      + (f" ({note})" if note else ""))
     return "\n".join(lines)
+
+
+def markdown(document: dict[str, Any]) -> str:
+    """The peer rows as a Markdown table (docs/performance.md is assembled from these)."""
+    lines = ["| peer | samples/s | RTFx | WER | round RSD | asrbench speed-up | transcripts |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for row in document["peers"]:
+        if "skipped" in row:
+            lines.append(f"| {row['name']} | skipped: {row['skipped']} | | | | | |")
+            continue
+        rsd = "-" if row["round_rsd"] is None else f"{100 * row['round_rsd']:.1f}%"
+        same = ("identical" if row["transcripts_equal_to_asrbench"]
+                else f"{len(row['transcripts_differing'])} differ")
+        compute = row.get("detail", {}).get("compute_type")
+        name = f"{row['name']} ({compute})" if compute else row["name"]
+        lines.append(f"| {name} | {row['samples_per_second']:.3f} | {row['rtfx']:.2f} | "
+                     f"{row['wer']:.4f} | {rsd} | {row['asrbench_speedup']:.2f}x | {same} |")
+    return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ import pytest
 from asrbench.cli import main
 from asrbench.config import BenchConfig
 from asrbench.data import LoadedSplit, Utterance
-from asrbench.peers import PeerResult, summarize, table
+from asrbench.peers import PeerResult, markdown, summarize, table
 
 import numpy as np
 
@@ -40,6 +40,8 @@ def test_summary_ratios_wer_and_differing_transcripts():
     assert rows["ctranslate2"] == {"name": "ctranslate2", "skipped": "not installed"}
     text = table(doc)
     assert "5.00x" in text and "1 differ" in text and "skipped: not installed" in text
+    md = markdown(doc).splitlines()
+    assert md[2].startswith("| trainer | 0.400 | 0.80 | 0.1667 |") and md[2].endswith("| 5.00x | 1 differ |")
 
 
 def test_unknown_peer_and_hpu_are_user_errors(capsys):
@@ -53,7 +55,8 @@ def test_every_peer_runs_and_agrees_with_asrbench(tmp_path, capsys):
     """A short real run: 3 English clips, batch 2 (one padded batch), 24-token cap, fp32."""
     out = tmp_path / "peers.json"
     code = main(["peers", "--limit", "3", "--batch-size", "2", "--rounds", "2",
-                 "--generation-max-length", "24", "--json", str(out), "--no-progress"])
+                 "--generation-max-length", "24", "--json", str(out), "--no-progress",
+                 "--markdown", str(tmp_path / "peers.md")])
     assert code == 0
     doc = json.loads(out.read_text())
     assert {"machine", "precision", "peers"} <= set(doc) and doc["precision"] == "fp32"
@@ -72,3 +75,4 @@ def test_every_peer_runs_and_agrees_with_asrbench(tmp_path, capsys):
     assert rows["ctranslate2"]["detail"]["compute_type"] == "float32"
     assert "original CTranslate2" in rows["ctranslate2"]["detail"]["weights"]
     assert "asrbench x" in capsys.readouterr().out
+    assert (tmp_path / "peers.md").read_text().count("| identical |") == 4
