@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -223,6 +224,38 @@ def test_more_ranks_than_utterances_is_a_clear_error(tmp_path):
     assert "asrbench: error: rank 0 of 2: " in proc.stderr
     assert "1 utterance(s) cannot be shared among 2 ranks" in proc.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@needs_gloo
+def test_mpirun_environment_as_gaudi_spawn_sets_it(tmp_path):
+    """Two processes with only mpirun's OMPI_COMM_WORLD_* variables and gaudi_spawn.py's
+    MASTER_ADDR/MASTER_PORT (no mpirun here: the variables are what asrbench reads)."""
+    args = [sys.executable, "-m", "asrbench", "run", "--device", "cpu", "--dataset-config", "en",
+            "--limit", "3", "--batch-size", "2", "--passes", "1", "--generation-max-length", "32",
+            "--no-progress", "--report", str(tmp_path / "r.json")]
+    port = str(_free_port())
+    procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=_env(OMPI_COMM_WORLD_RANK=str(rank), OMPI_COMM_WORLD_SIZE="2",
+                                                  OMPI_COMM_WORLD_LOCAL_RANK=str(rank),
+                                                  OMPI_COMM_WORLD_LOCAL_SIZE="2", OMP_NUM_THREADS="1",
+                                                  MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+             for rank in range(2)]
+    try:
+        outputs = [proc.communicate(timeout=LAUNCH_TIMEOUT) for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert [proc.returncode for proc in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert "2 ranks (mpirun)" in outputs[0][0] and outputs[1][0] == ""
+    (run,) = load_report(tmp_path / "r.json")["runs"]
+    assert run["config"]["id"].endswith("-n3-ws2")
+    assert [r["utterances"] for r in run["timings"]["ranks"]] == [2, 1]
 
 
 FAULTY_RANK = textwrap.dedent('''
