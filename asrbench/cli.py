@@ -62,7 +62,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-duration", type=float,
                    help="drop clips of this many seconds or more (default 30)")
     p.add_argument("--graphs", action=argparse.BooleanOptionalAction, default=None,
-                   help="HPU graphs (HPU only; default off unless the config file turns them on)")
+                   help="graph replay: HPU graphs on HPU; on CUDA a static KV cache + torch.compile("
+                        "mode='reduce-overhead') (CUDA graphs). Refused on CPU. Default off "
+                        "unless the config file turns them on")
     p.add_argument("--sdp-on-bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="allow bf16 reductions in math SDPA, like optimum-habana's --sdp_on_bf16")
     p.add_argument("--gaudi-config", help="Gaudi config name (Habana/whisper) or JSON file (HPU)")

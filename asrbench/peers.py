@@ -103,13 +103,19 @@ class PipelinePeer(Peer):
                              tokenizer=_padding_tokenizer(processor.tokenizer),
                              feature_extractor=processor.feature_extractor,
                              device=self.device.torch_device, batch_size=self.config.batch_size)
+        # Autocast around the model call only: on CPU it would also turn the pipeline's own
+        # feature extraction (torch STFT) into bf16, which the other peers do in fp32.
+        forward = self.pipe._forward
+
+        def forward_at_precision(*args: Any, **kwargs: Any) -> Any:
+            with self.autocast():
+                return forward(*args, **kwargs)
+
+        self.pipe._forward = forward_at_precision
 
     def transcribe(self, audio: list[np.ndarray], references: list[str]) -> list[str]:
-        import torch
-
         inputs = [{"raw": a, "sampling_rate": SAMPLE_RATE} for a in audio]
-        with torch.inference_mode(), self.autocast():
-            outputs = self.pipe(inputs, generate_kwargs=self.generate_kwargs())
+        outputs = self.pipe(inputs, generate_kwargs=self.generate_kwargs())
         return [o["text"].strip() for o in outputs]
 
 
@@ -322,10 +328,17 @@ def run_peers(config: BenchConfig, split: LoadedSplit, loaded: LoadedModel, devi
             result.skipped = str(exc)
             continue
         result.detail = peer.detail
-        peers.append(peer)
         if progress:
             progress(f"warm-up {name}")
-        peer.transcribe(audio[:config.batch_size], references[:config.batch_size])
+        try:
+            peer.transcribe(audio[:config.batch_size], references[:config.batch_size])
+        except Exception as exc:  # a peer that breaks is reported, the others still run
+            if name == "asrbench":
+                raise
+            result.skipped = f"failed in warm-up: {type(exc).__name__}: {exc}"
+            getattr(peer, "close", lambda: None)()
+            continue
+        peers.append(peer)
     try:
         for number in range(rounds):
             shift = number % len(peers)

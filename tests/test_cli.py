@@ -96,7 +96,7 @@ def test_run_on_a_corpus_outside_the_repo_lists_bad_rows(outside_corpus, tmp_pat
     (["--device", "hpu"], "HPU"),
     (["--dataset", "/no/such/corpus"], "does not exist"),
     (["--model", "/no/such/model"], "does not exist"),
-    (["--graphs", "--device", "cpu", "--limit", "1"], "HPU only"),
+    (["--graphs", "--device", "cpu", "--limit", "1"], "HPU and CUDA only"),
     (["--batch-size", "0"], "batch size"),
 ])
 def test_user_errors_exit_2_with_one_line(args, message, capsys, tmp_path):

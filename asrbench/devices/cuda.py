@@ -29,6 +29,7 @@ class CUDADevice(Device):
 
     kind = "cuda"
     distributed_backend = "nccl"
+    supports_graphs = True
 
     def __init__(self, local_rank: int | None = None, **_: Any) -> None:
         if local_rank is None:
@@ -59,6 +60,16 @@ class CUDADevice(Device):
             return super().autocast(precision)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return torch.autocast("cuda", dtype=dtype)
+
+    def prepare(self, model: torch.nn.Module, precision: str, graphs: bool) -> torch.nn.Module:
+        """On the GPU; with graphs, the CUDA analogue of HPU graphs: a static KV cache and
+        torch.compile(mode="reduce-overhead"), which captures the decoder step in a CUDA graph.
+        The engine then decodes with generate() (fixed shapes), not the shrinking-batch decoder."""
+        model = super().prepare(model, precision, graphs)
+        if graphs:
+            model.generation_config.cache_implementation = "static"
+            model.forward = torch.compile(model.forward, mode="reduce-overhead")
+        return model
 
     def synchronize(self) -> None:
         torch.cuda.synchronize(self._device)
