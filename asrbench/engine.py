@@ -283,7 +283,8 @@ class Evaluator:
             "pass_seconds_median": median_pass,
             "passes": passes,
             "batches_per_pass": len(batches.features),
-            # Share of timed wall time spent outside the model calls (copies, host reads, loop).
+            # Share of timed wall time spent outside the model calls (token read-back, loop,
+            # progress); the host-to-device copy and the synchronize count as model time.
             "harness_overhead": 1 - sum(model_seconds) / sum(pass_seconds),
             "decoder": "asrbench greedy (finished rows dropped)" if self.decoder else "generate",
             "batch_latency_p50": percentile(latencies, 50),
