@@ -232,7 +232,11 @@ class CTranslate2Peer(Peer):
             self.detail["note"] = (f"CTranslate2 has no {wanted[0]} on this {kind} "
                                    f"(supported: {', '.join(sorted(supported))}); ran {compute}")
         self._dir = tempfile.mkdtemp(prefix="asrbench-ct2-")
-        self.detail["weights"] = self._materialize(Path(self._dir))
+        try:
+            self.detail["weights"] = self._materialize(Path(self._dir))
+        except BaseException:
+            self.close()
+            raise
         threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         import torch
 
