@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
-from asrbench.errors import AsrbenchError
+from asrbench.errors import AsrbenchError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.config import BenchConfig
@@ -192,7 +192,7 @@ class World:
                              else dist.new_group(backend="gloo", timeout=timeout))
         except (RuntimeError, ValueError) as exc:
             raise AsrbenchError(f"could not start the {backend} process group within "
-                                f"{self.timeout_s:g} s (did every rank start?): {_first_line(exc)}"
+                                f"{self.timeout_s:g} s (did every rank start?): {first_line(exc)}"
                                 ) from None
         self._device = device
 
@@ -203,7 +203,7 @@ class World:
             raise AsrbenchError(
                 f"{what} failed: another rank failed or did not arrive within {self.timeout_s:g} s "
                 f"(see its error; raise the limit with --dist-timeout or ${TIMEOUT_ENV}): "
-                f"{_first_line(exc)}") from None
+                f"{first_line(exc)}") from None
 
     def barrier(self) -> None:
         """Wait until every rank arrives (a one-element all-reduce on the device)."""
@@ -256,11 +256,6 @@ def default_timeout() -> float:
         return float(value)
     except ValueError:
         raise AsrbenchError(f"{TIMEOUT_ENV}={value!r} is not a number of seconds") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def merge_results(parts: list["RunResult"], spelling: Any = None) -> "RunResult":

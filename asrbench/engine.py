@@ -198,16 +198,17 @@ class Evaluator:
             batches.features.append(features.input_features)
         return batches
 
-    def _generate(self, features: torch.Tensor) -> torch.Tensor:
+    def _generate(self, features: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
         """Token ids for one batch: the finished-rows-dropping decoder where it applies."""
         if self.decoder is not None:
             return self.decoder(features)
-        out = self.prepared.model.generate(features, **self.generate_kwargs())
+        out = self.prepared.model.generate(features, **kwargs)
         return out if torch.is_tensor(out) else out.sequences
 
     def _pass(self, batches: Batches, label: str) -> PassResult:
         """One pass over all batches (rows returned in the split's order)."""
         device = self.device
+        kwargs = {} if self.decoder is not None else self.generate_kwargs()
         result = PassResult()
         rows: list[list[int]] = []
         device.synchronize()
@@ -215,7 +216,7 @@ class Evaluator:
         for features, count in zip(batches.features, batches.real):
             t0 = time.perf_counter()
             with torch.inference_mode(), device.autocast(self.prepared.precision):
-                out = self._generate(features.to(device.torch_device))
+                out = self._generate(features.to(device.torch_device), kwargs)
             device.synchronize()
             t1 = time.perf_counter()
             rows.extend(out[:count].tolist())

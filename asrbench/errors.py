@@ -1,6 +1,12 @@
 """The one exception type for errors a user can cause and fix."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if empty), for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class AsrbenchError(Exception):
     """A problem the user can fix (bad path, bad audio, unknown model, missing baseline).
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from asrbench.bundled import BUNDLED_PREFIX, ensure_converted
-from asrbench.errors import AsrbenchError
+from asrbench.errors import AsrbenchError, first_line
 
 
 @dataclass
@@ -51,10 +51,9 @@ def load(reference: str, trust_remote_code: bool = False) -> LoadedModel:
         model = AutoModelForSpeechSeq2Seq.from_pretrained(
             source, torch_dtype=torch.float32, use_safetensors=True, **options)
     except (OSError, ValueError, EnvironmentError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = "from the directory" if local else "from the Hugging Face Hub"
         raise AsrbenchError(
-            f"could not load model {reference!r} {where}: {first_line}"
+            f"could not load model {reference!r} {where}: {first_line(exc)}"
             + ("" if local else ". Offline? Use a local directory or bundled:whisper-base."))
     model.eval()
     return LoadedModel(model=model, processor=processor, reference=reference, path=source)

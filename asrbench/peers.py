@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import shutil
 import statistics
 import tempfile
@@ -34,6 +33,7 @@ import numpy as np
 from asrbench.bundled import BUNDLED_PREFIX, bundled_source
 from asrbench.config import BenchConfig
 from asrbench.data import SAMPLE_RATE, LoadedSplit
+from asrbench.decoding import whisper_prompt
 from asrbench.devices import Device
 from asrbench.engine import Evaluator, PreparedModel
 from asrbench.errors import AsrbenchError
@@ -237,12 +237,11 @@ class CTranslate2Peer(Peer):
         except BaseException:
             self.close()
             raise
-        threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         import torch
 
-        self.model = ctranslate2.models.Whisper(
-            self._dir, device=kind, compute_type=compute,
-            intra_threads=threads or torch.get_num_threads())
+        # torch's intra-op thread count (OMP_NUM_THREADS if set), so both engines use the same.
+        self.model = ctranslate2.models.Whisper(self._dir, device=kind, compute_type=compute,
+                                                intra_threads=torch.get_num_threads())
         self.prompt = self._prompt()
 
     def _materialize(self, out: Path) -> str:
@@ -270,16 +269,10 @@ class CTranslate2Peer(Peer):
 
     def _prompt(self) -> list[int]:
         """[start, language, task, no-timestamps], as transformers forces them."""
-        config = self.loaded.model.generation_config
-        language = self.config.language
-        if not language:
+        if not self.config.language:
             raise PeerUnavailable("CTranslate2 needs a forced language (--language)")
-        from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
-
-        code = TO_LANGUAGE_CODE.get(language.lower(), language.lower())
-        tokens = [config.decoder_start_token_id, config.lang_to_id[f"<|{code}|>"],
-                  config.task_to_id[self.config.task], config.no_timestamps_token_id]
-        return [int(t) for t in tokens]
+        return whisper_prompt(self.loaded.model.generation_config, self.config.language,
+                              self.config.task)
 
     def transcribe(self, audio: list[np.ndarray], references: list[str]) -> list[str]:
         extractor = self.loaded.processor.feature_extractor

@@ -11,7 +11,7 @@ from typing import Iterator
 
 from asrbench.data import RawRow, unusable
 from asrbench.data.audio import decode_audio
-from asrbench.errors import AsrbenchError
+from asrbench.errors import AsrbenchError, first_line
 
 
 def load(dataset_id: str, config: str | None, split: str):
@@ -21,10 +21,9 @@ def load(dataset_id: str, config: str | None, split: str):
     try:
         return datasets.load_dataset(dataset_id, config, split=split)
     except Exception as exc:  # network, missing config/split, auth: all user-fixable
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AsrbenchError(
             f"could not load dataset {dataset_id!r} (config {config!r}, split {split!r}) from the "
-            f"Hugging Face Hub: {first_line}. Offline? Pass a local Common Voice directory or a "
+            f"Hugging Face Hub: {first_line(exc)}. Offline? Pass a local Common Voice directory or a "
             "JSONL manifest to --dataset.") from None
 
 

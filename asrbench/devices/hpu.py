@@ -22,7 +22,7 @@ import torch
 
 from asrbench.config import check_precision
 from asrbench.devices.base import Device
-from asrbench.errors import AsrbenchError
+from asrbench.errors import AsrbenchError, first_line
 
 #: Gaudi generations optimum-habana tells apart (optimum/habana/utils/misc.py get_device_name),
 #: paired with the habana_frameworks synDeviceType member that identifies each.
@@ -44,12 +44,6 @@ def generation_from_device_name(name: str) -> str:
         return "unknown"
     number = match.group(1)
     return "gaudi" if number in ("", "1") else f"gaudi{number}"
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception message, for one-line user errors."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _distribution_version(name: str) -> str | None:
@@ -136,7 +130,7 @@ class HPUDevice(Device):
             from optimum.habana.transformers.modeling_utils import adapt_transformers_to_gaudi
         except Exception as exc:  # noqa: BLE001 - any import failure has the same fix
             raise AsrbenchError(
-                f"could not import optimum-habana ({type(exc).__name__}: {_first_line(exc)}); "
+                f"could not import optimum-habana ({type(exc).__name__}: {first_line(exc)}); "
                 "install asrbench[hpu] inside the Habana PyTorch image") from exc
         adapt_transformers_to_gaudi()
 
@@ -304,13 +298,13 @@ class HPUDevice(Device):
         except Exception as exc:  # noqa: BLE001
             raise AsrbenchError(
                 f"could not import optimum-habana to read Gaudi config {ref!r} "
-                f"({type(exc).__name__}: {_first_line(exc)}); install asrbench[hpu] inside the "
+                f"({type(exc).__name__}: {first_line(exc)}); install asrbench[hpu] inside the "
                 "Habana PyTorch image") from exc
         try:
             config = GaudiConfig.from_pretrained(ref)
         except (OSError, ValueError) as exc:
             raise AsrbenchError(
-                f"could not load Gaudi config {ref!r} ({_first_line(exc)}): pass a "
+                f"could not load Gaudi config {ref!r} ({first_line(exc)}): pass a "
                 "gaudi_config.json path or a Hub name such as Habana/whisper") from exc
         # GaudiTrainer.__init__ declares the op lists only when the user has not set them.
         has_lists = config.autocast_bf16_ops is not None and config.autocast_fp32_ops is not None
