@@ -301,6 +301,8 @@ def merge_results(parts: list["RunResult"], spelling: Any = None) -> "RunResult"
                                + slowest("detokenize_seconds")),
         "peak_device_memory_bytes": slowest("peak_device_memory_bytes"),
         "peak_host_rss_bytes": slowest("peak_host_rss_bytes"),
+        "harness_overhead": slowest("harness_overhead"),
+        "decoder": first.timings.get("decoder"),
         "world_size": len(parts),
         "ranks": ranks,
     }

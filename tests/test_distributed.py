@@ -140,13 +140,15 @@ def test_config_toml_round_trips_to_the_same_config(tmp_path):
 
 # -- merging shard results ----------------------------------------------------------------
 
-def _part(ids: list[str], predictions: list[str], pass_seconds: list[float]) -> RunResult:
+def _part(ids: list[str], predictions: list[str], pass_seconds: list[float],
+          overhead: float = 0.001) -> RunResult:
     utterances = [UtteranceResult(i, "the cat sat", p, 4, 2.0) for i, p in zip(ids, predictions)]
     timings = {"feature_extraction_seconds": 0.1, "warmup_seconds": 1.0, "pass_seconds": pass_seconds,
                "pass_seconds_median": statistics.median(pass_seconds), "passes": len(pass_seconds),
                "batches_per_pass": 1, "batch_latency_p50": 0.5, "batch_latency_p90": 0.6,
                "detokenize_seconds": 0.01, "end_to_end_seconds": 1.0,
-               "peak_device_memory_bytes": None, "peak_host_rss_bytes": 100}
+               "peak_device_memory_bytes": None, "peak_host_rss_bytes": 100,
+               "harness_overhead": overhead, "decoder": "generate"}
     return RunResult(BenchConfig(language="english", world_size=2), utterances,
                      [Skipped("bad", "empty reference")], None, throughput(len(ids), pass_seconds),
                      timings, {"kind": "cpu", "class": "cpu", "name": "cpu"}, "cv", True)
@@ -154,7 +156,7 @@ def _part(ids: list[str], predictions: list[str], pass_seconds: list[float]) -> 
 
 def test_merge_keeps_split_order_and_times_each_pass_by_its_slowest_rank():
     merged = merge_results([_part(["a", "b", "c"], ["the cat sat", "the cat", "a cat sat"], [2.0, 3.0]),
-                            _part(["d", "e"], ["the cat sat", "the dog sat"], [4.0, 1.0])])
+                            _part(["d", "e"], ["the cat sat", "the dog sat"], [4.0, 1.0], 0.02)])
     assert [u.id for u in merged.utterances] == ["a", "b", "c", "d", "e"]
     assert merged.timings["pass_seconds"] == [4.0, 3.0]
     assert list(merged.throughput.per_pass) == pytest.approx([5 / 4.0, 5 / 3.0])
@@ -162,6 +164,7 @@ def test_merge_keeps_split_order_and_times_each_pass_by_its_slowest_rank():
     # 15 reference words; errors: 1 deletion (b), 1 substitution (c), 1 substitution (e)
     assert merged.errors.wer == pytest.approx(3 / 15)
     assert len(merged.skipped) == 1 and merged.timings["world_size"] == 2
+    assert merged.timings["harness_overhead"] == 0.02 and merged.timings["decoder"] == "generate"
 
 
 # -- real 2-rank runs (gloo, CPU) -----------------------------------------------------------
