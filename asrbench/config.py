@@ -22,6 +22,7 @@ DEFAULT_GENERATION_MAX_LENGTH = 225  # optimum-habana's Whisper example uses 225
 DEFAULT_MAX_DURATION = 30.0  # seconds; clips at or above it are dropped, as optimum-habana does
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_PASSES = 3
+DEFAULT_REFERENCE_UTTERANCES = 16  # first N utterances decoded by the stock fp32 CPU reference
 # The embedded corpus lives in the repository, next to the package.
 EMBEDDED_CORPUS = Path(__file__).resolve().parent.parent / "data" / "commonvoice-mini"
 # (dataset config, language) pairs of the embedded default run.
@@ -54,8 +55,12 @@ class BenchConfig:
     sdp_on_bf16: bool = False  # allow bf16 reductions in math SDPA (optimum-habana flag)
     gaudi_config: str | None = None  # Gaudi config name or JSON path (HPU only)
     limit: int | None = None  # evaluate only the first N usable utterances
-    device: str = "auto"  # auto | hpu | cuda | cpu (not part of the id: the baseline file is)
+    device: str = "auto"  # auto | hpu | cuda | cpu | hpu-emulated (not in the id: the file is)
     world_size: int = 1  # data-parallel ranks (torchrun / gaudi_spawn.py); set by the launcher
+    eos_check_every: int = 1  # static decoder: read "all rows finished?" every K steps
+    ignore_eos: bool = False  # decode to the length cap as optimum-habana's trainer does
+    warmup_batches: int | None = None  # None: what the device needs (1, or a full pass)
+    reference_utterances: int = DEFAULT_REFERENCE_UTTERANCES  # agreement check; 0 = off
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -68,6 +73,13 @@ class BenchConfig:
             raise AsrbenchError(f"--limit must be >= 1, got {self.limit}")
         if self.world_size < 1:
             raise AsrbenchError(f"world size must be >= 1, got {self.world_size}")
+        if self.eos_check_every < 1:
+            raise AsrbenchError(f"--eos-check-every must be >= 1, got {self.eos_check_every}")
+        if self.warmup_batches is not None and self.warmup_batches < 0:
+            raise AsrbenchError(f"--warmup-batches must be >= 0, got {self.warmup_batches}")
+        if self.reference_utterances < 0:
+            raise AsrbenchError(f"--reference-utterances must be >= 0, got "
+                                f"{self.reference_utterances}")
         check_precision(self.precision)
         if self.task not in ("transcribe", "translate"):
             raise AsrbenchError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
@@ -93,6 +105,11 @@ class BenchConfig:
         if self.world_size > 1:
             # Throughput of N ranks is a different number: its own baseline entry.
             parts.append(f"ws{self.world_size}")
+        # Same transcripts, different throughput: their own baseline entries.
+        if self.ignore_eos:
+            parts.append("ignoreeos")
+        if self.eos_check_every != 1:
+            parts.append(f"eos{self.eos_check_every}")
         return "-".join(_slug(p) for p in parts)
 
     def to_dict(self) -> dict[str, Any]:

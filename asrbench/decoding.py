@@ -1,14 +1,23 @@
-"""Greedy Whisper decoding that stops spending compute on rows that have finished.
+"""Greedy Whisper decoding, two ways, both making generate()'s decisions.
 
-transformers' generate() keeps every row of a batch in every decoder step until the longest
-row ends, feeding end-of-text padding through the decoder and the vocabulary projection. Here a
-row leaves the batch (and its key/value cache) as soon as it emits end-of-text, and only the
-last position is projected onto the vocabulary. The decisions are generate()'s: the same
-forced prompt, the same suppression rules, argmax over float32 scores, the same length cap,
-so the transcripts are the same (tests/test_decoding.py checks that against generate()).
+The decisions are transformers' generate()'s: the same forced prompt, the same suppression
+rules, argmax over float32 scores, the same length cap, and rows that have emitted end-of-text
+continue as padding; so the transcripts are the same (tests/test_decoding.py checks both
+decoders against generate(), token for token).
 
-Used on devices with dynamic shapes (CPU, CUDA) for Whisper models with a forced language;
-HPU keeps optimum-habana's static-shape generate, where a shrinking batch would re-compile.
+- GreedyDecoder (devices with dynamic shapes, no graphs: CPU, CUDA eager): a row leaves the
+  batch, and its key/value cache, as soon as it has emitted end-of-text, and only the last
+  position is projected onto the vocabulary.
+- StaticGreedyDecoder (HPU, and any run with graphs): every shape is fixed. A static KV cache of
+  the batch size and the length cap, updated in place; the encoder and the decoder step are the
+  modules handed to the device's graph wrapper, and the step's arguments are tensors of fixed
+  shape only. The cache and the encoder states are attributes of the step, not arguments: HPU
+  graphs key a non-tensor argument by its identity and never see what Python changed inside it
+  (docs/hpu.md), and a 30 s encoder state passed as an argument would be copied into the
+  graph's input at every token. Whether every row has finished is read from the device only
+  every `eos_check_every` steps (a graph-replayed loop pays a host sync for each read), or never
+  with `ignore_eos` (decode to the cap as optimum-habana's trainer does; rows are still cut at
+  their first end-of-text, so the transcripts do not change).
 """
 
 from __future__ import annotations
@@ -114,3 +123,135 @@ class GreedyDecoder:
                 hidden, live, chosen = hidden[index], live[index], chosen[index]
             tokens = chosen[:, None]
         return out[:, :length]
+
+
+class _Encode(torch.nn.Module):
+    """Encoder states of one static batch of log-mel features."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.encoder = model.get_encoder()
+        self.dtype = model.dtype
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.encoder(features.to(self.dtype)).last_hidden_state
+
+
+class _Step(torch.nn.Module):
+    """One decoder step on fixed shapes: tokens (batch, T) at cache positions (T,) -> the next
+    token of every row. T is the prompt length on the first step and 1 afterwards, so a graph
+    wrapper holds two graphs; the first step is also the one that fills the cross-attention
+    cache and applies the begin-suppression rule."""
+
+    def __init__(self, model: Any, cache: Any, hidden: torch.Tensor,
+                 rules: list[SuppressTokens]) -> None:
+        super().__init__()
+        self.decoder = model.get_decoder()
+        self.proj_out = model.proj_out
+        self.cache = cache
+        self.hidden = hidden
+        self.rules = rules
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        state = self.decoder(input_ids=tokens, encoder_hidden_states=self.hidden,
+                             past_key_values=self.cache, use_cache=True,
+                             cache_position=positions).last_hidden_state
+        scores = self.proj_out(state[:, -1]).float()
+        step = 0 if tokens.shape[1] > 1 else 1  # the prompt step emits the first token
+        for rule in self.rules:
+            rule(scores, step)
+        return scores.argmax(dim=-1)
+
+
+class StaticGreedyDecoder:
+    """Greedy Whisper decoding in fixed shapes, for graph replay (HPU graphs, CUDA graphs).
+
+    `graph` wraps a module for capture and replay (the device's wrapper; identity when graphs
+    are off). Every call takes a batch of exactly `batch_size` rows and returns a
+    (batch_size, max_length) tensor: prompt, tokens, then padding after end-of-text.
+    """
+
+    def __init__(self, model: Any, prompt: list[int], max_length: int, batch_size: int,
+                 graph: Any = None, eos_check_every: int = 1, ignore_eos: bool = False) -> None:
+        if eos_check_every < 1:
+            raise ValueError("eos_check_every must be >= 1")
+        if max_length <= len(prompt):
+            raise ValueError(f"max_length {max_length} leaves no room after the "
+                             f"{len(prompt)}-token prompt")
+        generation = model.generation_config
+        self.model = model
+        self.prompt = prompt
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.graph = graph or (lambda module: module)
+        self.eos_check_every = eos_check_every
+        self.ignore_eos = ignore_eos
+        eos = generation.eos_token_id
+        self.eos = eos[0] if isinstance(eos, list) else eos
+        pad = generation.pad_token_id
+        self.pad = self.eos if pad is None else pad
+        device = model.device
+        self.device = device
+        self.rules = [SuppressTokens(generation.suppress_tokens, device),
+                      SuppressAtBegin(generation.begin_suppress_tokens, device)]
+        # Persistent tensors: the same objects (and shapes) at every step and every batch.
+        size = len(prompt)
+        prompt_tensor = torch.tensor(prompt, dtype=torch.long, device=device)
+        self.prompt_tokens = prompt_tensor.expand(batch_size, -1).contiguous()
+        self.prompt_positions = torch.arange(size, dtype=torch.long, device=device)
+        self.template = torch.full((batch_size, max_length), self.pad, dtype=torch.long,
+                                   device=device)
+        self.template[:, :size] = prompt_tensor
+        self.start = torch.tensor([size], dtype=torch.long, device=device)
+        self.out = self.template.clone()
+        self.cursor = self.start.clone()
+        self.done = torch.zeros(batch_size, dtype=torch.bool, device=device)
+        self.encode = self.graph(_Encode(model))
+        self.step: Any = None  # built on the first batch, once the encoder's output is known
+        self.steps_run = 0  # decoder steps of the last call (prompt step included)
+
+    def _build(self, hidden: torch.Tensor) -> None:
+        from transformers.cache_utils import EncoderDecoderCache, StaticCache
+
+        config = self.model.config.get_text_config()
+        common = dict(config=config, max_batch_size=self.batch_size, device=self.device,
+                      dtype=self.model.dtype)
+        # generate() sizes its static cache max_length - 1: the last token is never fed back.
+        cache = EncoderDecoderCache(StaticCache(max_cache_len=self.max_length - 1, **common),
+                                    StaticCache(max_cache_len=hidden.shape[1], **common))
+        self.hidden = torch.empty_like(hidden)
+        self.cache = cache
+        self.step = self.graph(_Step(self.model, cache, self.hidden, self.rules))
+
+    @torch.inference_mode()
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        if features.shape[0] != self.batch_size:
+            raise ValueError(f"static batch of {self.batch_size} rows expected, got "
+                             f"{features.shape[0]}")
+        hidden = self.encode(features)
+        if self.step is None:
+            self._build(hidden)
+        self.hidden.copy_(hidden)
+        self.cache.reset()  # in place: the graphs keep reading the same cache tensors
+        self.out.copy_(self.template)
+        self.cursor.copy_(self.start)
+        self.done.zero_()
+        chosen = self.step(self.prompt_tokens, self.prompt_positions)
+        length, steps = len(self.prompt), 1
+        while True:
+            # Rows that have ended continue as padding, as in generate().
+            chosen = torch.where(self.done, self.pad, chosen)
+            self.out.index_copy_(1, self.cursor, chosen[:, None])
+            self.done |= chosen == self.eos
+            length += 1
+            if length >= self.max_length:
+                break
+            # The one host read of the loop, every eos_check_every steps (never with ignore_eos).
+            if (not self.ignore_eos and steps % self.eos_check_every == 0
+                    and bool(self.done.all())):
+                break
+            chosen = self.step(chosen[:, None], self.cursor)
+            self.cursor.add_(1)
+            steps += 1
+        self.steps_run = steps
+        return self.out

@@ -1,10 +1,13 @@
-"""The evaluation loop: features once, static-shape batches, one warm-up pass, timed passes.
+"""The evaluation loop: features once, batches, a warm-up, timed passes.
 
 Throughput is real utterances / wall time of a timed pass, with the device synchronized before
 every clock read; warm-up (graph capture, compilation, allocator growth) is excluded and
-reported separately. Every batch has the same shape: features are padded to 30 s by the
-feature extractor and the last batch is filled with dummy rows that never reach a metric, so
-an HPU graph or a compiled graph is never re-captured mid-run.
+reported separately. Features are padded to 30 s by the feature extractor. Where shapes must be
+static (HPU, graphs) the decoder is asrbench's static decoder and the last batch is filled with
+dummy rows that never reach a metric, so a graph is never re-captured mid-run; elsewhere the
+last batch keeps only its real rows (dummy rows would cost real time). Graph compilations and
+captures are counted over the warm-up and over each timed pass: a timed pass must compile
+nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch
 from asrbench import decoding
 from asrbench.config import BenchConfig
 from asrbench.data import SAMPLE_RATE, LoadedSplit, Skipped
-from asrbench.decoding import GreedyDecoder, whisper_prompt
+from asrbench.decoding import GreedyDecoder, StaticGreedyDecoder, whisper_prompt
 from asrbench.devices import Device
 from asrbench.errors import AsrbenchError
 from asrbench.metrics import ErrorRates, Throughput, error_rates, percentile, throughput
@@ -84,7 +87,20 @@ class PreparedModel:
     model: Any = field(init=False)
 
     def __post_init__(self) -> None:
-        self.model = self.device.prepare(self.loaded.model, self.precision, self.graphs)
+        self.model = self.device.prepare(self.loaded.model, self.precision)
+        self._graphed_model: Any = None
+
+    def graphed_model(self) -> Any:
+        """The whole model wrapped for graph replay (generate() decoding with a static cache),
+        wrapped once however many configs use it."""
+        if self._graphed_model is None:
+            if not getattr(self.model, "_can_compile_fullgraph", False):
+                raise AsrbenchError(
+                    f"--graphs needs a static KV cache, which {type(self.model).__name__} does "
+                    "not support: graphs over a growing cache would replay stale steps; run "
+                    "without --graphs")
+            self._graphed_model = self.device.graph(self.model)
+        return self._graphed_model
 
 
 def _prompt_token_ids(generation_config: Any) -> set[int]:
@@ -94,6 +110,18 @@ def _prompt_token_ids(generation_config: Any) -> set[int]:
     ids.update((getattr(generation_config, "lang_to_id", None) or {}).values())
     ids.update((getattr(generation_config, "task_to_id", None) or {}).values())
     return {i for i in ids if i is not None}
+
+
+def cut_after_eos(sequence: list[int], prompt_len: int, eos_id: int | None) -> list[int]:
+    """A row up to and including its first end-of-text after the prompt: the padding after it
+    depends only on the decoder (generate() trims to the longest row, the static decoder keeps
+    the length cap), never on the transcript."""
+    if eos_id is None:
+        return sequence
+    for index in range(prompt_len, len(sequence)):
+        if sequence[index] == eos_id:
+            return sequence[:index + 1]
+    return sequence
 
 
 def count_generated(sequence: list[int], prompt_ids: set[int], eos_id: int | None) -> int:
@@ -131,6 +159,7 @@ class PassResult:
     """One pass over every batch."""
 
     seconds: float = 0.0  # wall time of the pass, device synchronized at both ends
+    compilations: int | None = None  # graph compilations/captures during the pass
     model_seconds: float = 0.0  # time inside the model calls (generate / decoder), synchronized
     latencies: list[float] = field(default_factory=list)  # per batch
     sequences: list[list[int]] = field(default_factory=list)  # token ids, split order
@@ -154,20 +183,49 @@ class Evaluator:
         self._eos = self.generation_config.eos_token_id
         if isinstance(self._eos, list):
             self._eos = self._eos[0]
-        self.decoder = self._fast_decoder()
+        # Static shapes: the device needs them (HPU), graphs need them, or the EOS settings
+        # only the static decoder has were asked for.
+        self.static = (prepared.graphs or not self.device.dynamic_shapes or config.ignore_eos
+                       or config.eos_check_every != 1)
+        self.decoder = self._asrbench_decoder()
+        if self.decoder is None and (config.ignore_eos or config.eos_check_every != 1):
+            raise AsrbenchError("--ignore-eos and --eos-check-every need asrbench's static "
+                                "decoder (Whisper with a forced --language)")
+        self.model = (prepared.graphed_model() if self.decoder is None and prepared.graphs
+                      else prepared.model)
 
-    def _fast_decoder(self) -> GreedyDecoder | None:
-        """GreedyDecoder when the device allows a shrinking batch and it matches generate()."""
+    def _asrbench_decoder(self) -> GreedyDecoder | StaticGreedyDecoder | None:
+        """asrbench's greedy decoder where it reproduces generate(): static shapes (graphs,
+        HPU) or finished rows dropped (elsewhere). None: generate() decodes."""
         model = self.prepared.model
-        if (not self.device.dynamic_shapes or self.prepared.graphs
-                or not decoding.supports(model, self.config.language)):
+        if not decoding.supports(model, self.config.language):
             return None
         try:
             prompt = whisper_prompt(self.generation_config, self.config.language, self.config.task)
         except (ValueError, KeyError) as exc:
             raise AsrbenchError(f"--language {self.config.language!r} / --task "
                                 f"{self.config.task!r}: {exc}") from None
-        return GreedyDecoder(model, prompt, self.config.generation_max_length)
+        length = self.config.generation_max_length
+        if not self.static:
+            return GreedyDecoder(model, prompt, length)
+        if length <= len(prompt):
+            raise AsrbenchError(f"--generation-max-length {length} leaves no room after the "
+                                f"{len(prompt)}-token prompt")
+        return StaticGreedyDecoder(
+            model, prompt, length, self.config.batch_size,
+            graph=self.device.graph if self.prepared.graphs else None,
+            eos_check_every=self.config.eos_check_every, ignore_eos=self.config.ignore_eos)
+
+    def decoder_name(self) -> str:
+        """Which decoder ran, for the report."""
+        if isinstance(self.decoder, StaticGreedyDecoder):
+            graphs = ", graphs" if self.prepared.graphs else ""
+            eos = ("decodes to the cap (ignore_eos)" if self.config.ignore_eos
+                   else f"EOS read every {self.config.eos_check_every} step(s)")
+            return f"asrbench static greedy (static KV cache{graphs}; {eos})"
+        if self.decoder is not None:
+            return "asrbench greedy (finished rows dropped)"
+        return "generate (static KV cache, graphs)" if self.prepared.graphs else "generate"
 
     def generate_kwargs(self) -> dict[str, Any]:
         """Greedy decoding, forced language/task, stop at EOS, capped length."""
@@ -181,7 +239,8 @@ class Evaluator:
         return kwargs
 
     def featurize(self, audio: list[np.ndarray]) -> Batches:
-        """Log-mel features per static-shape batch, longest clips first (last batch padded).
+        """Log-mel features per batch, longest clips first; with static shapes the last batch is
+        filled with dummy rows (copies of its last clip), otherwise it keeps its real rows.
 
         Sorting by duration puts clips with similar transcript lengths in one batch, so fewer
         decoder steps are spent on rows that have already finished.
@@ -193,40 +252,49 @@ class Evaluator:
         for start in range(0, len(order), size):
             chunk = [audio[i] for i in order[start:start + size]]
             batches.real.append(len(chunk))
-            chunk += [chunk[-1]] * (size - len(chunk))  # dummy rows: dropped from every metric
+            if self.static:
+                chunk += [chunk[-1]] * (size - len(chunk))  # dummy rows: dropped from every metric
             features = extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="pt")
             batches.features.append(features.input_features)
         return batches
 
     def _generate(self, features: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
-        """Token ids for one batch: the finished-rows-dropping decoder where it applies."""
+        """Token ids for one batch: asrbench's decoder where it applies, else generate()."""
         if self.decoder is not None:
             return self.decoder(features)
-        out = self.prepared.model.generate(features, **kwargs)
+        out = self.model.generate(features, **kwargs)
         return out if torch.is_tensor(out) else out.sequences
 
-    def _pass(self, batches: Batches, label: str) -> PassResult:
-        """One pass over all batches (rows returned in the split's order)."""
+    def _pass(self, batches: Batches, label: str, limit: int | None = None) -> PassResult:
+        """One pass over all batches, or the first `limit` (rows returned in the split's order
+        for a full pass); graph compilations during it are counted."""
         device = self.device
         kwargs = {} if self.decoder is not None else self.generate_kwargs()
         result = PassResult()
         rows: list[list[int]] = []
+        prompt_len = len(getattr(self.decoder, "prompt", ()))
+        chosen = list(zip(batches.features, batches.real))[:limit]
         device.synchronize()
+        compiled_before = device.compile_count()
         start = time.perf_counter()
-        for features, count in zip(batches.features, batches.real):
+        for features, count in chosen:
             t0 = time.perf_counter()
             with torch.inference_mode(), device.autocast(self.prepared.precision):
                 out = self._generate(features.to(device.torch_device), kwargs)
             device.synchronize()
             t1 = time.perf_counter()
-            rows.extend(out[:count].tolist())
+            # The whole (fixed-shape) output comes back; rows are trimmed on the host.
+            rows.extend(cut_after_eos(r, prompt_len, self._eos) for r in out.cpu().tolist()[:count])
             result.model_seconds += t1 - t0
             result.latencies.append(time.perf_counter() - t0)
             if self.progress:
                 self.progress(label, 1)
         device.synchronize()
         result.seconds = time.perf_counter() - start
-        result.sequences = batches.restore(rows)
+        compiled_after = device.compile_count()
+        if compiled_before is not None and compiled_after is not None:
+            result.compilations = compiled_after - compiled_before
+        result.sequences = batches.restore(rows) if limit is None else rows
         return result
 
     def detokenize(self, sequences: list[list[int]]) -> list[str]:
@@ -238,8 +306,17 @@ class Evaluator:
         """Audio arrays to transcripts: features, one pass, detokenize (what peers time)."""
         return self.detokenize(self._pass(self.featurize(audio), "transcribe").sequences)
 
+    def warmup_batches(self, available: int) -> int:
+        """Batches to warm up on: the config's number, else what the device needs (one batch
+        captures every graph when shapes are static; a full pass where they vary and the
+        device compiles per shape)."""
+        wanted = self.config.warmup_batches
+        if wanted is None:
+            wanted = self.device.warmup_batches(self.static)
+        return available if wanted is None else min(wanted, available)
+
     def run(self, split: LoadedSplit, passes: int) -> RunResult:
-        """Warm up once, time `passes` passes, decode and score."""
+        """Warm up, time `passes` passes, decode and score."""
         if passes < 1:
             raise ValueError("passes must be >= 1")
         t_features = time.perf_counter()
@@ -248,14 +325,17 @@ class Evaluator:
 
         self.device.reset_peak_memory()
         self.barrier()
-        warmup_seconds = self._pass(batches, "warm-up").seconds
+        warmup_batches = self.warmup_batches(len(batches.features))
+        warmup = self._pass(batches, "warm-up", limit=warmup_batches)
         pass_seconds, model_seconds, latencies, first_sequences = [], [], [], None
+        pass_compilations: list[int | None] = []
         identical = True
         for number in range(passes):
             self.barrier()
             timed = self._pass(batches, f"pass {number + 1}/{passes}")
             pass_seconds.append(timed.seconds)
             model_seconds.append(timed.model_seconds)
+            pass_compilations.append(timed.compilations)
             latencies.extend(timed.latencies)
             if first_sequences is None:
                 first_sequences = timed.sequences
@@ -277,9 +357,11 @@ class Evaluator:
         spelling = getattr(tokenizer, "english_spelling_normalizer", None)
         errors = error_rates([r.reference for r in results], predictions, language, spelling)
         median_pass = statistics.median(pass_seconds)
+        counted = warmup.compilations is not None and None not in pass_compilations
         timings = {
             "feature_extraction_seconds": feature_seconds,
-            "warmup_seconds": warmup_seconds,
+            "warmup_seconds": warmup.seconds,
+            "warmup_batches": warmup_batches,
             "pass_seconds": pass_seconds,
             "pass_seconds_median": median_pass,
             "passes": passes,
@@ -287,7 +369,12 @@ class Evaluator:
             # Share of timed wall time spent outside the model calls (token read-back, loop,
             # progress); the host-to-device copy and the synchronize count as model time.
             "harness_overhead": 1 - sum(model_seconds) / sum(pass_seconds),
-            "decoder": "asrbench greedy (finished rows dropped)" if self.decoder else "generate",
+            "decoder": self.decoder_name(),
+            # Graph compilations/captures (device counter) in the warm-up and in each timed
+            # pass; None where the backend compiles nothing. Timed passes must show zeros.
+            "compilations": {"counter": self.device.compile_counter(),
+                             "warmup": warmup.compilations,
+                             "passes": pass_compilations} if counted else None,
             "batch_latency_p50": percentile(latencies, 50),
             "batch_latency_p90": percentile(latencies, 90),
             "detokenize_seconds": decode_seconds,

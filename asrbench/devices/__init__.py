@@ -12,12 +12,15 @@ from asrbench.config import PRECISIONS
 from asrbench.devices.base import Device
 from asrbench.errors import AsrbenchError
 
-# Order matters: "auto" takes the first available backend.
 BACKENDS = {
     "hpu": ("asrbench.devices.hpu", "HPUDevice"),
     "cuda": ("asrbench.devices.cuda", "CUDADevice"),
     "cpu": ("asrbench.devices.cpu", "CPUDevice"),
+    # optimum-habana's real code on the CPU with HPU-graph replay emulated: correctness only
+    "hpu-emulated": ("asrbench.devices.hpu_emulated", "EmulatedHPUDevice"),
 }
+#: what "auto" tries, in order (never the emulator: it must be asked for by name)
+AUTO_ORDER = ("hpu", "cuda", "cpu")
 DEVICE_CHOICES = ("auto", *BACKENDS)
 
 
@@ -32,7 +35,7 @@ def backend_class(kind: str) -> type[Device]:
 def resolve_kind(kind: str) -> str:
     """Turn 'auto' into the first available backend; check an explicit one is available."""
     if kind == "auto":
-        for candidate in BACKENDS:
+        for candidate in AUTO_ORDER:
             if backend_class(candidate).is_available():
                 return candidate
         return "cpu"

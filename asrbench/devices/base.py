@@ -8,6 +8,7 @@ from typing import Any, ContextManager
 
 import torch
 
+from asrbench.errors import AsrbenchError
 
 
 class Device(ABC):
@@ -22,6 +23,9 @@ class Device(ABC):
     #: whether a batch may change shape between decoder steps (finished rows dropped); HPU
     #: graphs and lazy-mode recipes are shape-specialized, so there it stays static
     dynamic_shapes: bool = True
+    #: whether every new input shape costs a compilation (Gaudi lazy-mode recipes): a warm-up
+    #: must then see every shape the timed passes will, i.e. a full pass unless shapes are static
+    compiles_per_shape: bool = False
 
     @classmethod
     @abstractmethod
@@ -50,8 +54,9 @@ class Device(ABC):
         """Driver and runtime versions that belong in a report's environment block."""
         return {}
 
-    def prepare(self, model: torch.nn.Module, precision: str, graphs: bool) -> torch.nn.Module:
-        """Move the model to the device, set its precision and wrap it for graph replay."""
+    def prepare(self, model: torch.nn.Module, precision: str) -> torch.nn.Module:
+        """Move the model to the device in eval mode (weights stay fp32; precision is autocast);
+        graph wrapping is separate (graph()), on the modules the decoder actually runs."""
         model.eval()
         return model.to(self.torch_device)
 
@@ -62,6 +67,27 @@ class Device(ABC):
     def generate_kwargs(self, graphs: bool) -> dict[str, Any]:
         """Extra keyword arguments this backend's generate() needs (static shapes, ...)."""
         return {}
+
+    def graph(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Wrap a module for graph capture and replay (its forward, in place); the engine hands
+        it only modules whose arguments are tensors of fixed shapes."""
+        raise AsrbenchError(f"graph replay (--graphs) is not supported on {self.kind}")
+
+    def compile_count(self) -> int | None:
+        """Graph compilations/captures so far in this process (a running total), or None where
+        this backend compiles nothing or cannot count; the engine reports the difference over
+        the warm-up and over each timed pass."""
+        return None
+
+    def compile_counter(self) -> str | None:
+        """What compile_count() counts, in words, for the report."""
+        return None
+
+    def warmup_batches(self, static_shapes: bool) -> int | None:
+        """Batches the warm-up needs before timing: one batch captures every graph when shapes
+        are static, and eager backends compile nothing; None means a full pass (a backend that
+        compiles per shape, decoding with shapes that vary)."""
+        return None if self.compiles_per_shape and not static_shapes else 1
 
     def setup_distributed(self) -> None:
         """Make `distributed_backend` usable in this process, before the process group starts."""

@@ -36,6 +36,7 @@ class CUDADevice(Device):
             local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self._device = torch.device("cuda", local_rank)
         torch.cuda.set_device(self._device)
+        self._compiled = False
 
     @classmethod
     def is_available(cls) -> bool:
@@ -61,15 +62,27 @@ class CUDADevice(Device):
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return torch.autocast("cuda", dtype=dtype)
 
-    def prepare(self, model: torch.nn.Module, precision: str, graphs: bool) -> torch.nn.Module:
-        """On the GPU; with graphs, the CUDA analogue of HPU graphs: a static KV cache and
-        torch.compile(mode="reduce-overhead"), which captures the decoder step in a CUDA graph.
-        The engine then decodes with generate() (fixed shapes), not the shrinking-batch decoder."""
-        model = super().prepare(model, precision, graphs)
-        if graphs:
-            model.generation_config.cache_implementation = "static"
-            model.forward = torch.compile(model.forward, mode="reduce-overhead")
-        return model
+    def graph(self, module: torch.nn.Module) -> torch.nn.Module:
+        """The CUDA analogue of HPU graphs: torch.compile(mode="reduce-overhead") captures the
+        module in CUDA graphs. The engine hands over fixed-shape modules only (the static
+        decoder's encoder and step, or a whole model decoding with a static KV cache)."""
+        module.forward = torch.compile(module.forward, mode="reduce-overhead")
+        self._compiled = True
+        return module
+
+    def generate_kwargs(self, graphs: bool) -> dict[str, Any]:
+        # A graph over a growing DynamicCache would replay stale shapes: a static cache.
+        return {"cache_implementation": "static"} if graphs else {}
+
+    def compile_count(self) -> int | None:
+        if not self._compiled:
+            return None
+        from torch._dynamo.utils import counters
+
+        return int(counters["stats"]["unique_graphs"])
+
+    def compile_counter(self) -> str | None:
+        return "torch._dynamo unique graphs compiled" if self._compiled else None
 
     def synchronize(self) -> None:
         torch.cuda.synchronize(self._device)

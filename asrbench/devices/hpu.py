@@ -66,6 +66,36 @@ def _driver_version() -> str | None:
     return match.group(1) if match else None
 
 
+def _contains_dynamic_cache(value: Any, depth: int = 0) -> bool:
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+    if isinstance(value, DynamicCache):
+        return True
+    if isinstance(value, EncoderDecoderCache):
+        return (isinstance(value.self_attention_cache, DynamicCache)
+                or isinstance(value.cross_attention_cache, DynamicCache))
+    if depth < 2 and isinstance(value, (list, tuple)):
+        return any(_contains_dynamic_cache(v, depth + 1) for v in value)
+    if depth < 2 and isinstance(value, dict):
+        return any(_contains_dynamic_cache(v, depth + 1) for v in value.values())
+    return False
+
+
+def refuse_growing_cache(args: tuple, kwargs: dict) -> None:
+    """Raise before an HPU graph is captured or replayed over a growing KV cache.
+
+    habana_frameworks' graph cache keys a non-tensor argument by hash(), i.e. by identity for a
+    transformers Cache; a DynamicCache keeps its identity while it grows in Python, so every
+    decode step after the first replays the first step's graph over the first step's cache:
+    truncated transcripts, no error, and fast (docs/hpu.md, finding 1).
+    """
+    if any(_contains_dynamic_cache(v) for v in (*args, *kwargs.values())):
+        raise AsrbenchError(
+            "HPU graphs over a growing (dynamic) KV cache would replay the first decode step at "
+            "every step: decode with a static cache (asrbench's static decoder, or generate("
+            "cache_implementation='static')) or run without --graphs")
+
+
 class HPUDevice(Device):
     """One Gaudi card per process, in lazy mode, with optional HPU graphs and bf16 autocast.
 
@@ -80,6 +110,7 @@ class HPUDevice(Device):
     distributed_backend = "hccl"
     supports_graphs = True
     dynamic_shapes = False
+    compiles_per_shape = True  # lazy mode compiles a recipe per new graph shape
 
     def __init__(self, local_rank: int | None = None, gaudi_config: str | None = None,
                  sdp_on_bf16: bool = False, static_shapes: bool = False, **_: Any) -> None:
@@ -133,6 +164,13 @@ class HPUDevice(Device):
                 f"could not import optimum-habana ({type(exc).__name__}: {first_line(exc)}); "
                 "install asrbench[hpu] inside the Habana PyTorch image") from exc
         adapt_transformers_to_gaudi()
+
+        # GaudiTrainer.__init__ in lazy mode (trainer.py:313-316): dynamic shapes follow the
+        # Gaudi config's use_dynamic_shapes, which is False by default and in Habana/whisper.
+        if self.gaudi_config is not None and getattr(self.gaudi_config, "use_dynamic_shapes", False):
+            hthpu.enable_dynamic_shape()
+        else:
+            hthpu.disable_dynamic_shape()
 
     def setup_distributed(self) -> None:
         # Importing this module registers the "hccl" backend with torch.distributed (Habana's
@@ -215,7 +253,7 @@ class HPUDevice(Device):
 
     # -- running ------------------------------------------------------------------------
 
-    def prepare(self, model: torch.nn.Module, precision: str, graphs: bool) -> torch.nn.Module:
+    def prepare(self, model: torch.nn.Module, precision: str) -> torch.nn.Module:
         self._autocast_dtype(precision)  # refuse a bad precision before touching the device
         self._check_adapted(model)
         model.eval()
@@ -224,12 +262,38 @@ class HPUDevice(Device):
         # output projection and token embedding), so tie them again.
         if hasattr(model, "tie_weights"):
             model.tie_weights()
-        if graphs and model not in self._wrapped:
-            # GaudiTrainer.evaluation_loop wraps the model once for inference; it edits
-            # model.forward in place and returns the same module.
-            model = self._hthpu.wrap_in_hpu_graph(model)
-            self._wrapped.add(model)
         return model
+
+    def graph(self, module: torch.nn.Module) -> torch.nn.Module:
+        """wrap_in_hpu_graph(module), as GaudiTrainer.evaluation_loop wraps a model for
+        inference, behind a guard that refuses a growing cache as an argument (see
+        refuse_growing_cache). Edits module.forward in place and returns the same module."""
+        if module in self._wrapped:
+            return module
+        module = self._hthpu.wrap_in_hpu_graph(module)
+        graphed = module.forward
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            refuse_growing_cache(args, kwargs)
+            return graphed(*args, **kwargs)
+
+        module.forward = forward
+        self._wrapped.add(module)
+        return module
+
+    def compile_count(self) -> int | None:
+        # habana_frameworks' global "graph_compilation" metric: every graph compilation of the
+        # bridge (lazy-mode recipes and HPU graph captures), read by tag (the list may carry a
+        # "recipe" entry too when PT_HPU_METRICS_GC_DETAILS is set).
+        from habana_frameworks.torch.hpu.metrics import metric_global
+
+        metric = metric_global("graph_compilation")
+        if metric is None:
+            return None
+        return int(dict(metric.stats()).get("TotalNumber", 0))
+
+    def compile_counter(self) -> str | None:
+        return "habana_frameworks metric graph_compilation (TotalNumber)"
 
     def autocast(self, precision: str) -> ContextManager[Any]:
         dtype = self._autocast_dtype(precision)
@@ -250,8 +314,13 @@ class HPUDevice(Device):
         # fake habana_frameworks) decodes Whisper wrongly with it: the stock
         # prepare_inputs_for_generation feeds the last slot of the padded decoder buffer (a pad
         # token) at every step. Off, the transcripts equal stock transformers'. docs/hpu.md.
-        return {"lazy_mode": True, "hpu_graphs": bool(graphs), "ignore_eos": False,
-                "static_shapes": self.static_shapes}
+        kwargs: dict[str, Any] = {"lazy_mode": True, "hpu_graphs": bool(graphs),
+                                  "ignore_eos": False, "static_shapes": self.static_shapes}
+        if graphs and not self.static_shapes:
+            # HPU graphs need a KV cache updated in place at fixed shapes; a DynamicCache grows
+            # in Python, which a replay never runs (refuse_growing_cache).
+            kwargs["cache_implementation"] = "static"
+        return kwargs
 
     def synchronize(self) -> None:
         # In lazy mode queued ops are only launched at a mark_step; synchronize() then waits

@@ -1,0 +1,69 @@
+"""The emulated Gaudi (`--device hpu-emulated`): asrbench's real HPU backend, optimum-habana's
+real code and HPU-graph replay semantics, on the CPU (asrbench/emulation).
+
+A correctness tool, never a speed claim: its device class is `hpu-emulated` (own baselines,
+never compared with hardware), its description says "emulated", and its timings measure the
+emulator, not a Gaudi.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ContextManager
+
+import torch
+
+from asrbench import emulation
+from asrbench.devices.cpu import cpu_model_name
+from asrbench.devices.hpu import HPUDevice
+
+
+class EmulatedHPUDevice(HPUDevice):
+    """HPUDevice on stub habana_frameworks modules; "hpu" tensors live on the CPU."""
+
+    kind = "hpu-emulated"
+    distributed_backend = "gloo"  # no HCCL off a Gaudi
+
+    def __init__(self, **options: Any) -> None:
+        emulation.activate()  # before HPUDevice imports habana_frameworks and optimum-habana
+        super().__init__(**options)
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return emulation.optimum_habana_installed() and not emulation.real_habana_installed()
+
+    @classmethod
+    def unavailable_reason(cls) -> str:
+        if emulation.real_habana_installed():
+            return ("--device hpu-emulated is refused where a real habana_frameworks is "
+                    "installed: use --device hpu")
+        return (f"--device hpu-emulated runs optimum-habana's code on the CPU and needs "
+                f"optimum-habana=={emulation.OPTIMUM_HABANA_VERSION}: pip install -e '.[dev]' "
+                "(scripts/setup.sh does it)")
+
+    def setup_distributed(self) -> None:
+        """gloo needs nothing set up (there is no HCCL here)."""
+
+    def device_class(self) -> str:
+        return "hpu-emulated"
+
+    def description(self) -> str:
+        return (f"emulated Intel {self.generation().replace('gaudi', 'Gaudi')} HPU on "
+                f"{cpu_model_name()} ({torch.get_num_threads()} threads): correctness only, "
+                "not a speed measurement")
+
+    def environment(self) -> dict[str, Any]:
+        return {**super().environment(), "emulated": True,
+                "cpu": cpu_model_name(), "torch_threads": torch.get_num_threads()}
+
+    def autocast(self, precision: str) -> ContextManager[Any]:
+        """HPU autocast as the real backend enters it (optimum-habana and the graph key read its
+        state), plus CPU autocast so the CPU kernels compute in bf16 (CPU numerics, not
+        Gaudi's)."""
+        hpu = super().autocast(precision)
+        if precision != "bf16":
+            return hpu
+        stack = contextlib.ExitStack()
+        stack.enter_context(hpu)
+        stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+        return stack

@@ -1,0 +1,1 @@
+"""Emulated habana_frameworks.torch.hpex: no fused Gaudi kernels are emulated."""

@@ -1,0 +1,1 @@
+"""Placeholder (see torchvision/__init__.py)."""
