@@ -44,7 +44,9 @@ speed-up of asrbench over each peer and whether its transcripts equal asrbench's
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML file of settings (flags override it)")
     p.add_argument("--device", choices=DEVICE_CHOICES,
-                   help="hpu, cuda, cpu, or auto (hpu > cuda > cpu; default auto)")
+                   help="hpu, cuda, cpu, or auto (hpu > cuda > cpu; default auto); hpu-emulated "
+                        "runs optimum-habana's real code on the CPU with HPU graphs emulated "
+                        "(a correctness check, never a speed measurement)")
     p.add_argument("--model", help="Hub id (openai/whisper-small), local transformers directory, "
                                    "or bundled:whisper-base (default)")
     p.add_argument("--dataset", help="Common Voice release directory (DIR with <locale>/test.tsv, "
@@ -62,9 +64,26 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-duration", type=float,
                    help="drop clips of this many seconds or more (default 30)")
     p.add_argument("--graphs", action=argparse.BooleanOptionalAction, default=None,
-                   help="graph replay: HPU graphs on HPU; on CUDA a static KV cache + torch.compile("
-                        "mode='reduce-overhead') (CUDA graphs). Refused on CPU. Default off "
-                        "unless the config file turns them on")
+                   help="graph replay over static shapes (a static KV cache, a fixed batch): HPU "
+                        "graphs on HPU, torch.compile(mode='reduce-overhead') (CUDA graphs) on "
+                        "CUDA. Refused on CPU. Default off unless the config file turns them on")
+    p.add_argument("--eos-check-every", type=int, metavar="K",
+                   help="static decoder: read 'have all rows ended?' from the device every K "
+                        "steps instead of every step (transcripts unchanged; default 1)")
+    p.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=None,
+                   help="static decoder: decode every batch to the length cap, as "
+                        "optimum-habana's trainer does by default (ignore_eos=True), so "
+                        "samples/s lines up with its eval_samples_per_second; transcripts are "
+                        "still cut at the first end-of-text")
+    p.add_argument("--warmup-batches", type=int, metavar="N",
+                   help="batches to warm up on before timing (default: what the device needs: "
+                        "1 where shapes are static or nothing compiles, a full pass otherwise)")
+    p.add_argument("--reference-utterances", type=int, metavar="N",
+                   help="check the first N transcripts against stock transformers generate() in "
+                        "fp32 on CPU (decoded once in a child process, cached); default 16, 0 = "
+                        "off; not run for CPU fp32 runs, which are the reference setup")
+    p.add_argument("--print-transcripts", action="store_true",
+                   help="print every utterance's id and transcript after the summary")
     p.add_argument("--sdp-on-bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="allow bf16 reductions in math SDPA, like optimum-habana's --sdp_on_bf16")
     p.add_argument("--gaudi-config", help="Gaudi config name (Habana/whisper) or JSON file (HPU)")
@@ -197,7 +216,9 @@ _FLAG_TO_FIELD = {"device": "device", "model": "model", "dataset": "dataset",
                   "language": "language", "task": "task", "batch_size": "batch_size",
                   "precision": "precision", "generation_max_length": "generation_max_length",
                   "max_duration": "max_duration", "graphs": "graphs", "sdp_on_bf16": "sdp_on_bf16",
-                  "gaudi_config": "gaudi_config", "limit": "limit"}
+                  "gaudi_config": "gaudi_config", "limit": "limit",
+                  "eos_check_every": "eos_check_every", "ignore_eos": "ignore_eos",
+                  "warmup_batches": "warmup_batches", "reference_utterances": "reference_utterances"}
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[list[BenchConfig], int]:
@@ -227,7 +248,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[list[BenchConfig], int]
 def command_run(args: argparse.Namespace) -> int:
     """`asrbench run`: evaluate each config, print a summary, write the report."""
     from asrbench.distributed import World
-    from asrbench.report import build_report, environment, summary_table, write_json_atomic
+    from asrbench.report import build_report, environment, run_notes, summary_table, write_json_atomic
     from asrbench.runner import run_configs
 
     configs, passes = configs_from_args(args)
@@ -241,6 +262,12 @@ def command_run(args: argparse.Namespace) -> int:
     report_path = args.report or DEFAULT_REPORT
     write_json_atomic(report_path, build_report(results, environment(device_info)))
     print(summary_table(results))
+    for line in run_notes(results):
+        print(line)
+    if args.print_transcripts:
+        for result in results:
+            for u in result.utterances:
+                print(f"{result.config.id}\t{u.id}\t{u.prediction}")
     for result in results:
         if result.skipped:
             print(f"{result.config.id}: {len(result.skipped)} row(s) skipped "

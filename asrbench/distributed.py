@@ -258,6 +258,17 @@ def default_timeout() -> float:
         raise AsrbenchError(f"{TIMEOUT_ENV}={value!r} is not a number of seconds") from None
 
 
+def merge_compilations(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Compilations of all ranks: summed per pass (any rank compiling in a timed pass counts);
+    None unless every rank counted."""
+    if not parts or any(p is None for p in parts):
+        return None
+    passes = len(parts[0]["passes"])
+    return {"counter": parts[0]["counter"],
+            "warmup": sum(p["warmup"] for p in parts),
+            "passes": [sum(p["passes"][i] for p in parts) for i in range(passes)]}
+
+
 def merge_results(parts: list["RunResult"], spelling: Any = None) -> "RunResult":
     """One run from the ranks' shard results (in rank order): every utterance once, in split
     order; each pass as long as its slowest rank; error rates over all utterances."""
@@ -303,6 +314,8 @@ def merge_results(parts: list["RunResult"], spelling: Any = None) -> "RunResult"
         "peak_host_rss_bytes": slowest("peak_host_rss_bytes"),
         "harness_overhead": slowest("harness_overhead"),
         "decoder": first.timings.get("decoder"),
+        "warmup_batches": first.timings.get("warmup_batches"),
+        "compilations": merge_compilations([p.timings.get("compilations") for p in parts]),
         "world_size": len(parts),
         "ranks": ranks,
     }

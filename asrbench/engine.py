@@ -55,6 +55,9 @@ class RunResult:
     device: dict[str, Any]
     dataset_name: str
     passes_identical: bool  # every timed pass produced the same transcripts as the first
+    #: agreement with the stock reference (reference.Agreement.to_dict() plus what was compared);
+    #: None where the run is the reference setup itself or the check is off
+    reference: dict[str, Any] | None = None
 
     @property
     def audio_seconds(self) -> float:
@@ -165,6 +168,13 @@ class PassResult:
     sequences: list[list[int]] = field(default_factory=list)  # token ids, split order
 
 
+def needs_static_shapes(device: Device, graphs: bool, config: BenchConfig) -> bool:
+    """Static shapes (fixed batch, static KV cache): the device needs them (HPU), graphs need
+    them, or the EOS settings only the static decoder has were asked for."""
+    return (graphs or not device.dynamic_shapes or config.ignore_eos
+            or config.eos_check_every != 1)
+
+
 class Evaluator:
     """Runs one BenchConfig over one loaded split on a prepared model."""
 
@@ -183,10 +193,7 @@ class Evaluator:
         self._eos = self.generation_config.eos_token_id
         if isinstance(self._eos, list):
             self._eos = self._eos[0]
-        # Static shapes: the device needs them (HPU), graphs need them, or the EOS settings
-        # only the static decoder has were asked for.
-        self.static = (prepared.graphs or not self.device.dynamic_shapes or config.ignore_eos
-                       or config.eos_check_every != 1)
+        self.static = needs_static_shapes(self.device, prepared.graphs, config)
         self.decoder = self._asrbench_decoder()
         if self.decoder is None and (config.ignore_eos or config.eos_check_every != 1):
             raise AsrbenchError("--ignore-eos and --eos-check-every need asrbench's static "

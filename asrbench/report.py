@@ -77,6 +77,7 @@ def run_entry(result: RunResult) -> dict[str, Any]:
             "normalized_wer_excluded": result.errors.normalized_excluded,
         },
         "passes_identical": result.passes_identical,
+        "reference": result.reference,
         "utterances": [
             {"id": u.id, "reference": u.reference, "prediction": u.prediction,
              "tokens": u.tokens, "audio_seconds": u.audio_seconds}
@@ -123,6 +124,27 @@ def summary_table(results: Iterable[RunResult]) -> str:
                        for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def run_notes(results: Iterable[RunResult]) -> list[str]:
+    """Lines under the summary: emulated devices, compilations in timed passes, agreement with
+    the stock reference."""
+    lines = []
+    for r in results:
+        if r.device.get("class") == "hpu-emulated":
+            lines.append(f"{r.config.id}: EMULATED Gaudi on the CPU: transcripts and graph "
+                         "behaviour are the point; samples/s measure the emulator, not a Gaudi")
+        compilations = r.timings.get("compilations")
+        if compilations is not None:
+            during = sum(compilations["passes"])
+            lines.append(f"{r.config.id}: graph compilations: warm-up {compilations['warmup']}, "
+                         f"timed passes {compilations['passes']}"
+                         + ("  <- RECOMPILED while timed" if during else ""))
+        if r.reference is not None:
+            lines.append(f"{r.config.id}: agreement with {r.reference['reference']}: "
+                         f"{r.reference['identical']}/{r.reference['utterances']} transcripts "
+                         f"identical, WER vs reference {r.reference['wer']:.4f}")
+    return lines
 
 
 def _report_error(path: Path, where: str, problem: str) -> AsrbenchError:

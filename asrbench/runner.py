@@ -9,13 +9,14 @@ config is evaluated once however many tests read its result.
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
 from asrbench.config import BenchConfig
 from asrbench.data import LoadedSplit, load_split
 from asrbench.devices import Device, get_device
-from asrbench.engine import Evaluator, PreparedModel, RunResult
+from asrbench.engine import Evaluator, PreparedModel, RunResult, needs_static_shapes
 from asrbench.errors import AsrbenchError
 from asrbench.models import load
 
@@ -77,13 +78,40 @@ class Session:
         return self._splits[key]
 
     def evaluate(self, config: BenchConfig, passes: int) -> RunResult:
-        """Evaluate a config (cached: a second call with the same config returns the same run)."""
+        """Evaluate a config (cached: a second call with the same config returns the same run),
+        then check its transcripts against the stock reference where that applies."""
         key = (config, passes)
         if key not in self._results:
             prepared = self.model(config)
             split = self.split(config)
-            self._results[key] = self._evaluate(prepared, config, split, passes)
+            result = self._evaluate(prepared, config, split, passes)
+            if self.world is None or self.world.is_main:
+                result.reference = self.reference_agreement(prepared, config, result)
+            self._results[key] = result
         return self._results[key]
+
+    def reference_agreement(self, prepared: PreparedModel, config: BenchConfig,
+                            result: RunResult) -> dict[str, Any] | None:
+        """How far the run's first N transcripts agree with stock transformers generate() in
+        fp32 on CPU (decoded in a child process, cached); None for the reference setup itself
+        (CPU, fp32, no static decoder: asrbench's CPU decoder is checked token for token
+        against generate() by tests/test_decoding.py) or with --reference-utterances 0."""
+        from asrbench.reference import ReferenceRequest, agreement, reference_transcripts
+
+        reference_setup = (prepared.device.kind == "cpu" and config.precision == "fp32"
+                           and not needs_static_shapes(prepared.device, config.graphs, config))
+        count = min(config.reference_utterances, len(result.utterances))
+        if reference_setup or count == 0:
+            return None
+        if self.progress:
+            print(f"{config.id}: decoding the stock reference (transformers generate(), fp32, "
+                  f"CPU) of the first {count} utterance(s)", file=sys.stderr, flush=True)
+        request = ReferenceRequest.for_config(config, count)
+        transcripts = reference_transcripts(request)
+        run = {u.id: u.prediction for u in result.utterances[:count]}
+        return {"reference": "transformers generate(), fp32, CPU",
+                "requested": config.reference_utterances,
+                **agreement(run, transcripts).to_dict()}
 
     def _evaluate(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
                   passes: int) -> RunResult:

@@ -138,6 +138,8 @@ def _fake_modules(calls: list, gaudi_config_fields: dict) -> dict[str, types.Mod
             is_available=recorder("hpu.is_available", True),
             synchronize=recorder("hpu.synchronize"),
             wrap_in_hpu_graph=wrap_in_hpu_graph,
+            enable_dynamic_shape=recorder("hpu.enable_dynamic_shape"),
+            disable_dynamic_shape=recorder("hpu.disable_dynamic_shape"),
             reset_peak_memory_stats=recorder("hpu.reset_peak_memory_stats"),
             max_memory_allocated=recorder("hpu.max_memory_allocated", 123456),
             get_device_name=recorder("hpu.get_device_name", "GAUDI2")),
@@ -221,8 +223,9 @@ def test_contract_hpu_backend_follows_optimum_habana_call_order(fake_gaudi):
                         unknown_option="ignored")
     assert isinstance(device, HPUDevice)
     model = RecordingModel(calls)
-    prepared = device.prepare(model, "bf16", graphs=True)
+    prepared = device.prepare(model, "bf16")
     assert prepared is model
+    assert device.graph(prepared) is model
     with device.autocast("bf16"):
         assert torch.is_autocast_enabled("hpu")
         assert torch.get_autocast_dtype("hpu") == torch.bfloat16
@@ -238,8 +241,8 @@ def test_contract_hpu_backend_follows_optimum_habana_call_order(fake_gaudi):
 
     order = ["hpu.is_available", "GaudiConfig.from_pretrained",
              "set_math_sdp_allow_fp16_bf16_reduction", "import habana_frameworks.torch.core",
-             "adapt_transformers_to_gaudi", "model.eval", "model.to", "model.tie_weights",
-             "wrap_in_hpu_graph", "forward", "mark_step", "hpu.synchronize"]
+             "adapt_transformers_to_gaudi", "hpu.disable_dynamic_shape", "model.eval", "model.to",
+             "model.tie_weights", "wrap_in_hpu_graph", "forward", "mark_step", "hpu.synchronize"]
     positions = [labels.index(label) for label in order]
     assert positions == sorted(positions), labels
     assert ("set_math_sdp_allow_fp16_bf16_reduction", True) in calls
@@ -248,8 +251,11 @@ def test_contract_hpu_backend_follows_optimum_habana_call_order(fake_gaudi):
 
     # the Habana/whisper-like config carries no op lists, so nothing is declared
     assert "declare_autocast_bf16_fp32_ops" not in labels
+    # the trainer's switch: Habana/whisper-like configs leave dynamic shapes off
+    assert "hpu.enable_dynamic_shape" not in labels
     assert device.generate_kwargs(graphs=True) == {
-        "lazy_mode": True, "hpu_graphs": True, "ignore_eos": False, "static_shapes": False}
+        "lazy_mode": True, "hpu_graphs": True, "ignore_eos": False, "static_shapes": False,
+        "cache_implementation": "static"}
     assert device.generate_kwargs(graphs=False)["hpu_graphs"] is False
     assert device.generate_kwargs(graphs=False)["ignore_eos"] is False
 
@@ -285,8 +291,9 @@ def test_contract_graphs_off_and_fp32(fake_gaudi):
     """CONTRACT test against fake modules: no HPU graph wrap when graphs=False; fp32 = no autocast."""
     calls = fake_gaudi()
     device = HPUDevice()
-    device.prepare(RecordingModel(calls), "fp32", graphs=False)
+    device.prepare(RecordingModel(calls), "fp32")
     assert "wrap_in_hpu_graph" not in _labels(calls)
+    assert "cache_implementation" not in device.generate_kwargs(graphs=False)
     with device.autocast("fp32"):
         assert not torch.is_autocast_enabled("hpu")
 
@@ -299,7 +306,7 @@ def test_contract_precision_refusals(fake_gaudi):
         with pytest.raises(AsrbenchError):
             device.autocast(precision)
         with pytest.raises(AsrbenchError):
-            device.prepare(RecordingModel(calls), precision, graphs=False)
+            device.prepare(RecordingModel(calls), precision)
     assert "model.to" not in _labels(calls)
 
 
@@ -310,7 +317,7 @@ def test_contract_whisper_loaded_before_adaptation_is_refused(fake_gaudi):
     model = RecordingModel(calls)
     model.config = types.SimpleNamespace(model_type="whisper")
     with pytest.raises(AsrbenchError, match="before loading the model"):
-        device.prepare(model, "bf16", graphs=True)
+        device.prepare(model, "bf16")
 
 
 def test_contract_gaudi_config_op_lists_declared_before_habana_loads(fake_gaudi):
