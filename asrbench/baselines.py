@@ -28,6 +28,13 @@ DEFAULT_TOLERANCE = {
     "cer_abs": 0.005,  # absolute CER points
     "samples_per_second_rel": 0.05,  # relative drop always allowed
     "noise_factor": 3.0,  # ...or this many times the measured relative noise, if larger
+    # Agreement with the stock fp32 CPU reference (runs that are not that setup): at least this
+    # share of the first N transcripts identical, and at most this WER against the reference's.
+    # Measured (docs/hpu.md): graphs over a DynamicCache 1/6 identical, WER 0.6; optimum-habana's
+    # static path 0/6, WER ~1; CPU bf16 against the fp32 reference: English 15/16 and WER 0.012,
+    # the synthetic Hindi (long loops that bf16 bends) 7/16 and WER 0.159.
+    "reference_share_min": 0.25,
+    "reference_wer_max": 0.3,
 }
 GATED_METRICS = ("wer", "wer_normalized", "cer", "samples_per_second")
 ENVIRONMENT_KEYS = ("torch", "transformers", "optimum-habana", "datasets", "habana-torch-plugin")

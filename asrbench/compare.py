@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from asrbench.baselines import GATED_METRICS, tolerance_of
+from asrbench.baselines import DEFAULT_TOLERANCE, GATED_METRICS, tolerance_of
 from asrbench.stats import mann_whitney_greater, minimum_p_value
 
 ALPHA = 0.05
@@ -144,14 +144,54 @@ def _throughput_verdict(config_id: str, run: dict[str, Any], entry: dict[str, An
                    f"within {band_note}")
 
 
-def compare_run(run: dict[str, Any], entry: dict[str, Any] | None) -> Comparison:
-    """Verdicts for one report run against its baseline entry (None: no entry yet)."""
+def compilation_verdict(run: dict[str, Any]) -> Verdict | None:
+    """Graph compilations during the timed passes: any is a regression (an exact count, no
+    noise; a timed pass that compiles measures the compiler). None where nothing was counted."""
+    config_id = run["config"]["id"]
+    compilations = (run.get("timings") or {}).get("compilations")
+    if not compilations:
+        return None
+    during = int(sum(compilations["passes"]))
+    note = (f"warm-up {compilations['warmup']}, timed passes {compilations['passes']} "
+            f"({compilations['counter']})")
+    return Verdict(config_id, "compilations_in_timed_passes", "regressed" if during else "unchanged",
+                   float(during), 0.0, float(during), 0.0, note)
+
+
+def agreement_verdict(run: dict[str, Any], tolerance: dict[str, float]) -> Verdict | None:
+    """Agreement with the stock fp32 CPU reference: regressed when the share of identical
+    transcripts falls below reference_share_min or their WER against the reference exceeds
+    reference_wer_max. None where the run is the reference setup (nothing was checked)."""
+    config_id = run["config"]["id"]
+    reference = run.get("reference")
+    if not reference:
+        return None
+    low_share = reference["share"] < tolerance["reference_share_min"]
+    high_wer = reference["wer"] > tolerance["reference_wer_max"]
+    note = (f"{reference['identical']}/{reference['utterances']} identical to {reference['reference']},"
+            f" WER vs reference {reference['wer']:.4f} (limits: share >= "
+            f"{tolerance['reference_share_min']:g}, WER <= {tolerance['reference_wer_max']:g})")
+    return Verdict(config_id, "reference_agreement",
+                   "regressed" if low_share or high_wer else "unchanged", reference["share"],
+                   tolerance["reference_share_min"], None, None, note)
+
+
+def run_checks(run: dict[str, Any], tolerance: dict[str, float]) -> list[Verdict]:
+    """Verdicts that need no baseline: compilations while timed, agreement with the reference."""
+    return [v for v in (compilation_verdict(run), agreement_verdict(run, tolerance)) if v]
+
+
+def compare_run(run: dict[str, Any], entry: dict[str, Any] | None,
+                policy: dict[str, float] | None = None) -> Comparison:
+    """Verdicts for one report run against its baseline entry (None: no entry yet; `policy`,
+    e.g. the matrix section's tolerance, then stands in for the entry's)."""
     config_id = run["config"]["id"]
     comparison = Comparison(config_id)
     metrics = run["metrics"]
     if entry is None:
         comparison.verdicts = [Verdict(config_id, m, "new", metrics[m], None, None, None,
                                        "no baseline entry") for m in GATED_METRICS]
+        comparison.verdicts += run_checks(run, {**DEFAULT_TOLERANCE, **(policy or {})})
         return comparison
     tolerance = tolerance_of(entry)
     for metric in ("wer", "wer_normalized"):
@@ -160,6 +200,7 @@ def compare_run(run: dict[str, Any], entry: dict[str, Any] | None) -> Comparison
     comparison.verdicts.append(_error_rate_verdict(
         config_id, "cer", metrics["cer"], entry["metrics"]["cer"], tolerance["cer_abs"]))
     comparison.verdicts.append(_throughput_verdict(config_id, run, entry))
+    comparison.verdicts += run_checks(run, tolerance)
     current = {u["id"]: u["prediction"] for u in run["utterances"]}
     comparison.transcripts = changed_transcripts(entry.get("predictions", {}), current)
     return comparison

@@ -23,7 +23,11 @@ from asrbench.errors import AsrbenchError
 DEFAULT_MATRIX = Path("benchmarks") / "matrix.toml"
 STATE_KEY = pytest.StashKey[dict]()
 MATRIX_KEYS = {"models", "datasets", "precisions", "batch_sizes", "graphs", "passes", "tolerance",
-               "sdp_on_bf16", "gaudi_config", "generation_max_length", "max_duration", "limit"}
+               "sdp_on_bf16", "gaudi_config", "generation_max_length", "max_duration", "limit",
+               "eos_check_every", "ignore_eos", "warmup_batches", "reference_utterances"}
+#: matrix keys copied onto every config of a section (the rest expand to a cross product)
+SECTION_SETTINGS = ("sdp_on_bf16", "gaudi_config", "generation_max_length", "max_duration", "limit",
+                    "eos_check_every", "ignore_eos", "warmup_batches", "reference_utterances")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -92,7 +96,7 @@ def _expand_section(section: dict[str, Any], device: str, where: str
         entry = dict(data)
         if entry.get("dataset") == "embedded":
             entry["dataset"] = str(EMBEDDED_CORPUS)
-        for key in ("sdp_on_bf16", "gaudi_config", "generation_max_length", "max_duration", "limit"):
+        for key in SECTION_SETTINGS:
             if key in section:
                 entry.setdefault(key, section[key])
         configs += build_configs({**entry, "model": model, "precision": precision,
@@ -238,7 +242,7 @@ def bench_comparison(request, bench_entry, bench_run):
     if opt.update_baselines:
         pytest.skip("--update-baselines: this entry is rewritten from this run, not checked")
     config_id = bench_run["config"]["id"]
-    comparison = compare_run(bench_run, bench_entry)
+    comparison = compare_run(bench_run, bench_entry, _state(request.config)["tolerance"])
     _state(request.config)["comparisons"][config_id] = comparison
     if bench_entry is None:
         message = (f"no baseline entry for {config_id} in "
@@ -249,6 +253,17 @@ def bench_comparison(request, bench_entry, bench_run):
             pytest.skip(message)
         pytest.fail(message, pytrace=False)
     return comparison
+
+
+@pytest.fixture
+def bench_tolerance(request, bench_entry) -> dict[str, float]:
+    """The tolerances this config is held to: its baseline entry's, else the matrix section's
+    policy over the defaults (the checks that need no baseline use it too)."""
+    from asrbench.baselines import DEFAULT_TOLERANCE, tolerance_of
+
+    if bench_entry is not None:
+        return tolerance_of(bench_entry)
+    return {**DEFAULT_TOLERANCE, **(_state(request.config)["tolerance"] or {})}
 
 
 def _selection_args(config: pytest.Config) -> list[str]:

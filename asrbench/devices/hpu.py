@@ -8,6 +8,7 @@ has been selected. docs/hpu.md lists the optimum-habana source each step comes f
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -273,6 +274,9 @@ class HPUDevice(Device):
         module = self._hthpu.wrap_in_hpu_graph(module)
         graphed = module.forward
 
+        # functools.wraps as wrap_in_hpu_graph does: generate() filters the keywords it passes
+        # by inspect.signature(model.forward), which follows __wrapped__ to the original.
+        @functools.wraps(graphed)
         def forward(*args: Any, **kwargs: Any) -> Any:
             refuse_growing_cache(args, kwargs)
             return graphed(*args, **kwargs)

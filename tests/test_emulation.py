@@ -1,0 +1,238 @@
+"""The emulated Gaudi end to end: asrbench's HPU backend on optimum-habana 1.21.2's real code,
+with HPU graphs emulated (asrbench/emulation), checked against stock transformers on CPU.
+
+Every emulated run happens in a child process: activating the emulator patches transformers
+(adapt_transformers_to_gaudi) and torch (the "hpu" device) for the whole process, while this
+process computes the stock references with unmodified transformers.
+
+What is pinned here:
+- with the seed's settings (graphs on; fp32 and bf16 autocast; batch 4 over 6 clips, so the
+  last batch is partial) asrbench's transcripts equal stock generate() on English and Hindi;
+- timed passes capture nothing (the warm-up captured the encoder, prompt-step and token-step
+  graphs), and the report's agreement with the stock reference is complete;
+- HPU graphs over a growing DynamicCache are refused with one line; with the refusal bypassed
+  the emulator reproduces the replay bug (finding 1 in docs/hpu.md), so it can fail;
+- optimum-habana 1.21.2's own static_shapes=True Whisper path is wrong under transformers 4.55
+  (finding 3), and the agreement check says so. The day optimum-habana fixes it, the test
+  asserting the failure tells.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from asrbench.baselines import DEFAULT_TOLERANCE
+from asrbench.compare import agreement_verdict
+from asrbench.config import EMBEDDED_CORPUS
+from asrbench.data import load_split
+from asrbench.devices.hpu_emulated import EmulatedHPUDevice
+from asrbench.reference import agreement
+
+REPO = Path(__file__).resolve().parent.parent
+LIMIT, BATCH, MAX_LENGTH = 6, 4, 48  # 6 clips in batches of 4: the last batch is partial
+LANGUAGES = {"en": "english", "hi": "hindi"}
+
+pytestmark = pytest.mark.skipif(not EmulatedHPUDevice.is_available(),
+                                reason=EmulatedHPUDevice.unavailable_reason())
+
+
+def _run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def stock():
+    """Stock transformers generate() on CPU (this process adapts nothing): locale ->
+    precision -> {id: transcript} for the first LIMIT clips, MAX_LENGTH tokens."""
+    from asrbench.models import load
+
+    loaded = load("bundled:whisper-base")
+    model, processor = loaded.model, loaded.processor
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for locale, language in LANGUAGES.items():
+        split = load_split(str(EMBEDDED_CORPUS), locale, limit=LIMIT, progress=False)
+        features = processor.feature_extractor([u.audio for u in split.utterances],
+                                               sampling_rate=16000, return_tensors="pt").input_features
+        out[locale] = {}
+        for precision in ("fp32", "bf16"):
+            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,
+                                                        enabled=precision == "bf16"):
+                tokens = model.generate(features, language=language, task="transcribe",
+                                        do_sample=False, num_beams=1, max_length=MAX_LENGTH)
+            texts = processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+            out[locale][precision] = {u.id: t.strip() for u, t in zip(split.utterances, texts)}
+    return out
+
+
+def _emulated_report(tmp_path_factory, precision: str) -> dict:
+    report = tmp_path_factory.mktemp(f"emulated-{precision}") / "report.json"
+    proc = _run(["-m", "asrbench", "run", "--device", "hpu-emulated", "--graphs",
+                 "--precision", precision, "--limit", str(LIMIT), "--batch-size", str(BATCH),
+                 "--generation-max-length", str(MAX_LENGTH), "--passes", "2", "--no-progress",
+                 "--report", str(report)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    document = json.loads(report.read_text())
+    document["stdout"] = proc.stdout
+    return document
+
+
+@pytest.fixture(scope="module")
+def fp32_report(tmp_path_factory):
+    return _emulated_report(tmp_path_factory, "fp32")
+
+
+@pytest.fixture(scope="module")
+def bf16_report(tmp_path_factory):
+    return _emulated_report(tmp_path_factory, "bf16")
+
+
+def _runs(report: dict) -> dict[str, dict]:
+    return {r["config"]["dataset_config"]: r for r in report["runs"]}
+
+
+@pytest.mark.parametrize("locale", list(LANGUAGES))
+def test_emulated_graphs_fp32_transcripts_equal_stock_generate(fp32_report, stock, locale):
+    run = _runs(fp32_report)[locale]
+    assert {u["id"]: u["prediction"] for u in run["utterances"]} == stock[locale]["fp32"]
+    assert run["device"]["class"] == "hpu-emulated" and run["config"]["graphs"]
+
+
+@pytest.mark.parametrize("locale", list(LANGUAGES))
+def test_emulated_graphs_bf16_transcripts_equal_stock_generate_under_cpu_bf16(bf16_report,
+                                                                            stock, locale):
+    """bf16 on the emulator is CPU bf16 autocast: stock generate() under the same autocast is
+    its like-for-like reference (agreement with fp32 is what the report measures)."""
+    run = _runs(bf16_report)[locale]
+    assert {u["id"]: u["prediction"] for u in run["utterances"]} == stock[locale]["bf16"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_timed_passes_capture_nothing_and_warmup_captured_three_graphs(fp32_report, bf16_report,
+                                                                      precision):
+    report = fp32_report if precision == "fp32" else bf16_report
+    for run in report["runs"]:
+        compilations = run["timings"]["compilations"]
+        # encoder, prompt step, token step; the partial last batch is padded to the same shape
+        assert compilations["warmup"] == 3, compilations
+        assert compilations["passes"] == [0, 0], compilations
+        assert run["timings"]["warmup_batches"] == 1
+        assert run["timings"]["batches_per_pass"] == 2
+        assert len(run["utterances"]) == LIMIT
+        assert "static KV cache, graphs" in run["timings"]["decoder"]
+    assert "EMULATED" in report["stdout"]
+
+
+def test_report_carries_agreement_with_the_stock_reference(fp32_report, stock):
+    for locale, run in _runs(fp32_report).items():
+        reference = run["reference"]
+        assert reference["utterances"] == LIMIT and reference["identical"] == LIMIT
+        assert reference["wer"] == 0.0
+        verdict = agreement_verdict(run, DEFAULT_TOLERANCE)
+        assert verdict is not None and verdict.verdict == "unchanged"
+
+
+FINDINGS = r"""
+import json, sys, torch
+from asrbench.devices import get_device
+from asrbench.errors import AsrbenchError
+from asrbench.models import load
+from asrbench.data import load_split
+from asrbench.config import EMBEDDED_CORPUS
+from asrbench.emulation import state
+
+limit, max_length = int(sys.argv[1]), int(sys.argv[2])
+device = get_device("hpu-emulated")  # activates the emulator, adapts transformers to Gaudi
+out = {"dynamic_shapes_after_init": state.DYNAMIC_SHAPES["enabled"]}
+loaded = load("bundled:whisper-base")
+model = device.prepare(loaded.model, "fp32")
+out["model_class"] = type(model).__module__ + "." + type(model).__name__
+split = load_split(str(EMBEDDED_CORPUS), "en", limit=limit, progress=False)
+features = loaded.processor.feature_extractor([u.audio for u in split.utterances],
+    sampling_rate=16000, return_tensors="pt").input_features.to(device.torch_device)
+decode = dict(do_sample=False, num_beams=1, max_length=max_length, language="english",
+              task="transcribe", lazy_mode=True, ignore_eos=False)
+
+def texts(tokens):
+    return [t.strip() for t in loaded.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+
+ids = [u.id for u in split.utterances]
+# 1. asrbench's guarded wrapper refuses a growing cache under graphs, in one line.
+device.graph(model)
+try:
+    with torch.inference_mode():
+        model.generate(features, hpu_graphs=True, static_shapes=False, **decode)
+    out["refused"] = None
+except AsrbenchError as exc:
+    out["refused"] = str(exc)
+# 2. The same with the refusal bypassed: the stub wrap_in_hpu_graph alone, as a user calling
+#    habana_frameworks directly would get it.
+import habana_frameworks.torch.hpu as hthpu
+from transformers import AutoModelForSpeechSeq2Seq
+from asrbench.models import resolve
+raw = AutoModelForSpeechSeq2Seq.from_pretrained(resolve("bundled:whisper-base")[0]).eval()
+raw = hthpu.wrap_in_hpu_graph(raw.to(device.torch_device))
+with torch.inference_mode():
+    out["dynamic_cache_under_graphs"] = dict(zip(ids, texts(
+        raw.generate(features, hpu_graphs=True, static_shapes=False, **decode))))
+    out["graphs_in_bypassed_model"] = len(raw._asrbench_graph_cache)
+# 3. optimum-habana's own static-shape Whisper path (its default for Whisper), no graphs.
+plain = AutoModelForSpeechSeq2Seq.from_pretrained(resolve("bundled:whisper-base")[0]).eval()
+plain = device.prepare(plain, "fp32")
+with torch.inference_mode():
+    out["optimum_habana_static_shapes"] = dict(zip(ids, texts(
+        plain.generate(features, hpu_graphs=False, static_shapes=True, **decode))))
+print("RESULT " + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def findings():
+    proc = _run(["-c", FINDINGS, str(LIMIT), str(MAX_LENGTH)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+def test_emulated_device_runs_the_gaudi_classes_and_disables_dynamic_shapes(findings):
+    """adapt_transformers_to_gaudi() swapped the Whisper class; the backend switched dynamic
+    shapes off as GaudiTrainer does with a default Gaudi config."""
+    assert findings["model_class"].startswith("optimum.habana.")
+    assert findings["dynamic_shapes_after_init"] is False
+
+
+def test_graphs_over_a_growing_cache_are_refused_in_one_line(findings):
+    message = findings["refused"]
+    assert message is not None, "generate() over a DynamicCache ran under HPU graphs"
+    assert "\n" not in message and "dynamic" in message and "static" in message
+
+
+def test_the_emulator_reproduces_the_dynamic_cache_replay_bug(findings, stock):
+    """Finding 1: every step after the first replays one graph over the cache it captured, so
+    transcripts stop early. An emulator that ran the module eagerly could not fail this way."""
+    replayed, reference = findings["dynamic_cache_under_graphs"], stock["en"]["fp32"]
+    assert findings["graphs_in_bypassed_model"] == 2  # the prompt step and one token step
+    result = agreement(replayed, reference)
+    assert agreement_verdict({"config": {"id": "bypassed"}, "reference": {
+        **result.to_dict(), "reference": "stock"}}, DEFAULT_TOLERANCE).verdict == "regressed"
+    truncated = [i for i in reference if len(replayed[i].split()) < len(reference[i].split())
+                 and reference[i].startswith(replayed[i])]
+    assert len(truncated) >= LIMIT // 2, replayed
+
+
+def test_optimum_habana_static_shapes_whisper_path_is_detected_as_wrong(findings, stock):
+    """Finding 3 (optimum-habana 1.21.2 + transformers 4.55): its static-shape Whisper decode
+    feeds the pad token from the last buffer slot. If this starts failing, optimum-habana fixed
+    it: re-check docs/hpu.md and consider its static path again."""
+    decoded, reference = findings["optimum_habana_static_shapes"], stock["en"]["fp32"]
+    result = agreement(decoded, reference)
+    verdict = agreement_verdict({"config": {"id": "oh-static"}, "reference": {
+        **result.to_dict(), "reference": "stock"}}, DEFAULT_TOLERANCE)
+    assert verdict.verdict == "regressed", decoded
+    assert result.identical <= 1
