@@ -207,6 +207,7 @@ class StaticGreedyDecoder:
         self.cursor = self.start.clone()
         self.done = torch.zeros(batch_size, dtype=torch.bool, device=device)
         self.encode = self.graph(_Encode(model))
+        self.features: torch.Tensor | None = None  # the encoder's input, one tensor for all
         self.step: Any = None  # built on the first batch, once the encoder's output is known
         self.steps_run = 0  # decoder steps of the last call (prompt step included)
 
@@ -228,7 +229,12 @@ class StaticGreedyDecoder:
         if features.shape[0] != self.batch_size:
             raise ValueError(f"static batch of {self.batch_size} rows expected, got "
                              f"{features.shape[0]}")
-        hidden = self.encode(features)
+        # One input tensor for every batch: a graph keys its inputs by shape and view (stride,
+        # offset), and a caller's slice of a larger tensor must not make a new graph.
+        if self.features is None:
+            self.features = torch.empty_like(features, memory_format=torch.contiguous_format)
+        self.features.copy_(features)
+        hidden = self.encode(self.features)
         if self.step is None:
             self._build(hidden)
         self.hidden.copy_(hidden)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a fresh machine for asrbench on CPU: a virtual environment in .venv with
-# torch 2.13.0 (CPU build), asrbench and its dev extra; Debian's espeak-ng, ffmpeg and sox when
+# torch 2.13.0 (CPU build), asrbench and its dev extra (pytest, the peers, optimum-habana for the
+# emulated Gaudi); Debian's espeak-ng, ffmpeg and sox when
 # running as root (only needed to regenerate the embedded corpus). Re-running is cheap: the pip
 # step is skipped while pyproject.toml is unchanged.
 set -euo pipefail
@@ -20,12 +21,13 @@ if [ ! -x .venv/bin/python ]; then
     "${PYTHON:-python3}" -m venv .venv
 fi
 stamp=.venv/.asrbench-setup
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing torch==2.13.0 (CPU) and asrbench[dev] into .venv" >&2
     .venv/bin/python -m pip install -q --upgrade pip
     # torch is pinned here, not in pyproject: Gaudi and CUDA images bring their own build.
     .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q torch==2.13.0
-    .venv/bin/python -m pip install -q -e ".[dev]"
+    # constraints.txt keeps pip from backtracking for minutes over huggingface_hub releases.
+    .venv/bin/python -m pip install -q -e ".[dev]" -c constraints.txt
     echo "$want" > "$stamp"
 fi

@@ -76,3 +76,83 @@ def test_same_tokens_as_generate(whisper, locale, language, precision):
         # the comparison covers rows that finished early while others went on
         assert len(set(ended)) > 1 and max(ended) < max_length - 4
     assert all(len(r) <= max_length for r in ours)
+
+
+def _features(whisper, locale, count):
+    split = load_split(str(EMBEDDED_CORPUS), locale, limit=count, progress=False)
+    return whisper.processor.feature_extractor([u.audio for u in split.utterances],
+                                               sampling_rate=16000,
+                                               return_tensors="pt").input_features
+
+
+def _text_tokens(row, prompt, eos):
+    row = [t for t in row[len(prompt):]]
+    return row[:row.index(eos)] if eos in row else row
+
+
+@pytest.mark.parametrize("locale,language,precision", [("en", "english", "fp32"),
+                                                        ("hi", "hindi", "fp32"),
+                                                        ("en", "english", "bf16")])
+def test_static_decoder_under_emulated_hpu_graphs_equals_generate(whisper, locale, language,
+                                                                  precision):
+    """The static decoder with its encoder and step wrapped in (emulated) HPU graphs: two
+    batches of 4 decode like generate(); the second batch only replays (3 graphs in all)."""
+    from asrbench.decoding import StaticGreedyDecoder
+    from asrbench.emulation.graphs import STATS, wrap_in_hpu_graph
+
+    model = whisper.model
+    max_length = 32
+    features = _features(whisper, locale, 8)
+    prompt = whisper_prompt(model.generation_config, language, "transcribe")
+    eos = model.generation_config.eos_token_id
+    captures = STATS.captures
+    decoder = StaticGreedyDecoder(model, prompt, max_length, 4, graph=wrap_in_hpu_graph)
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+        ours = [r for half in (features[:4], features[4:]) for r in decoder(half).tolist()]
+        theirs = model.generate(features, language=language, task="transcribe", do_sample=False,
+                                num_beams=1, max_length=max_length).tolist()
+    assert STATS.captures - captures == 3  # encoder, prompt step, token step
+    assert all(len(r) == max_length for r in ours)
+    prompt_len = len(prompt)
+    assert [r[:prompt_len] for r in ours] == [prompt] * 8
+    # generate() drops the prompt for Whisper; compare the generated tokens up to EOS
+    assert [_text_tokens(r, prompt, eos) for r in ours] == \
+        [_text_tokens(prompt + [t for t in r if t not in prompt], prompt, eos) for r in theirs]
+
+
+@pytest.mark.parametrize("every,ignore_eos", [(4, False), (16, False), (1, True)])
+def test_eos_cadence_and_ignore_eos_change_steps_not_tokens(whisper, every, ignore_eos):
+    from asrbench.decoding import StaticGreedyDecoder
+
+    model = whisper.model
+    max_length = 40
+    features = _features(whisper, "en", 4)
+    prompt = whisper_prompt(model.generation_config, "english", "transcribe")
+    eos = model.generation_config.eos_token_id
+    with torch.inference_mode():
+        each = StaticGreedyDecoder(model, prompt, max_length, 4)
+        baseline = each(features).tolist()
+        other = StaticGreedyDecoder(model, prompt, max_length, 4, eos_check_every=every,
+                                    ignore_eos=ignore_eos)
+        rows = other(features).tolist()
+    assert [_text_tokens(r, prompt, eos) for r in rows] == \
+        [_text_tokens(r, prompt, eos) for r in baseline]
+    ended = max(len(_text_tokens(r, prompt, eos)) + 1 for r in baseline)  # +1: the EOS itself
+    assert each.steps_run == ended < max_length - len(prompt)
+    if ignore_eos:
+        assert other.steps_run == max_length - len(prompt)  # to the cap, as optimum-habana
+    else:
+        # stops at the first multiple of `every` at which every row had ended
+        assert other.steps_run == min(-(-ended // every) * every, max_length - len(prompt))
+
+
+def test_static_decoder_refuses_a_batch_of_another_size(whisper):
+    from asrbench.decoding import StaticGreedyDecoder
+
+    model = whisper.model
+    prompt = whisper_prompt(model.generation_config, "english", "transcribe")
+    decoder = StaticGreedyDecoder(model, prompt, 16, 4)
+    with pytest.raises(ValueError, match="static batch of 4"):
+        decoder(torch.zeros(3, 80, 3000))
+    with pytest.raises(ValueError, match="eos_check_every"):
+        StaticGreedyDecoder(model, prompt, 16, 4, eos_check_every=0)

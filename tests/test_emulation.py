@@ -236,3 +236,18 @@ def test_optimum_habana_static_shapes_whisper_path_is_detected_as_wrong(findings
         **result.to_dict(), "reference": "stock"}}, DEFAULT_TOLERANCE)
     assert verdict.verdict == "regressed", decoded
     assert result.identical <= 1
+
+
+def test_pytest_gate_on_the_emulated_gaudi_passes_against_its_committed_baselines(tmp_path):
+    """The pytest front door on --device hpu-emulated: the [hpu-emulated] matrix section gated
+    against baselines/hpu-emulated.json, including test_no_recompilation and
+    test_reference_agreement on real emulated runs (fp32 configs, to keep CI short)."""
+    proc = _run(["-m", "pytest", "benchmarks", "--device", "hpu-emulated", "-k", "fp32",
+                 "-p", "no:cacheprovider", "-q", "-rA", "--report", str(tmp_path / "gate.json")],
+                timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    out = proc.stdout
+    assert out.count("PASSED benchmarks/test_asr_regression.py::test_no_recompilation[") == 2
+    assert out.count("PASSED benchmarks/test_asr_regression.py::test_reference_agreement[") == 2
+    report = json.loads((tmp_path / "gate.json").read_text())
+    assert {r["device"]["class"] for r in report["runs"]} == {"hpu-emulated"}

@@ -10,12 +10,15 @@ tensor inputs are copied into the captured input tensors, the captured work is r
 *captured* output objects are returned. Python control flow, object attributes (a DynamicCache's
 growing lists) and anything read on the host during capture are frozen at their captured values.
 
-Here a capture records every aten operation the module dispatches (a TorchDispatchMode) together
-with the tensors it read and wrote; a replay re-executes those operations on the recorded tensors
-and writes each result into the recorded output, so later operations read it. Views keep aliasing
-the recorded storage, in-place operations mutate the recorded tensors, tensors created during the
-capture keep their identity. That is the property the tests rely on: a module whose Python would
-have decided differently on the second call (a cache that grew) replays the first decision.
+Here a capture records every aten operation the module dispatches (a TorchDispatchMode). Tensors
+from outside the graph (its inputs, parameters, a static KV cache) are recorded by reference;
+tensors produced inside it become numbered slots. A replay re-executes the operations in order on
+the same outside tensors, so in-place updates of a cache happen again, and then writes the final
+value of every produced tensor that outlived the capture (the returned outputs, or a tensor a
+Python object kept, like a DynamicCache's concatenated keys) into that very tensor object, as a
+real replay writes into its captured buffers. Python control flow never runs again: a module
+whose Python would decide differently on the second call (a cache that grew) replays the first
+decision. That is the property the tests rely on.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ import contextlib
 import functools
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from asrbench.errors import AsrbenchError
 
@@ -90,29 +94,30 @@ def copy_inputs(captured: Any, new: Any) -> None:
         captured.copy_(new)
 
 
-def _storages(args: tuple, kwargs: dict) -> set[int]:
-    flat, _ = tree_flatten((args, kwargs))
-    return {t.untyped_storage().data_ptr() for t in flat if torch.is_tensor(t) and t.numel()}
+class _Slot:
+    """Marks a tensor produced inside the graph: replays keep its fresh value in slot `index`."""
 
+    __slots__ = ("index",)
 
-def _needs_copy_back(output: Any, inputs: set[int]) -> bool:
-    """An output that shares storage with an input (a view, an in-place or out= result, or
-    contiguous() of a contiguous tensor) is refreshed by re-running the op; any other output is
-    a new tensor whose recorded object later ops read, so the fresh value is copied into it."""
-    return (torch.is_tensor(output) and output.numel() > 0
-            and output.untyped_storage().data_ptr() not in inputs)
+    def __init__(self, index: int) -> None:
+        self.index = index
 
 
 @dataclass
 class _Op:
     func: torch._ops.OpOverload
-    args: tuple
-    kwargs: dict
-    outputs: list  # flattened outputs as recorded; None where nothing is copied back
+    leaves: list  # flattened (args, kwargs); _Slot where a tensor came from an earlier op
+    spec: Any  # pytree spec to rebuild (args, kwargs) from the leaves
+    slots: list  # (leaf position, slot index) pairs, precomputed for the replay
+    outputs: list  # per flattened output: the slot it fills, or None (external, non-tensor)
+    frees: list = field(default_factory=list)  # slots whose last reader this op is
 
 
 class _Recorder(TorchDispatchMode):
-    """Records each dispatched aten op with the tensor objects it read and produced."""
+    """Records each dispatched aten op. Tensors it did not produce (graph inputs, parameters,
+    a static cache) are kept by reference, as a graph reads them; tensors produced inside the
+    graph become numbered slots, so the capture holds no intermediate alive (a replay needs
+    memory like one eager call, not one buffer per intermediate)."""
 
     # Host reads: Python decides on their value during the capture, never again on replay.
     HOST_READS = {"aten::_local_scalar_dense", "aten::is_nonzero", "aten::equal"}
@@ -120,6 +125,12 @@ class _Recorder(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.ops: list[_Op] = []
+        self.produced: list[torch.Tensor] = []  # slot -> tensor, held only while capturing
+        self._slot_of: dict[int, int] = {}  # id(tensor) -> slot
+
+    def _slot(self, value: Any) -> int | None:
+        index = self._slot_of.get(id(value))
+        return index if index is not None and self.produced[index] is value else None
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -127,12 +138,47 @@ class _Recorder(TorchDispatchMode):
         if func._schema.name in self.HOST_READS:
             STATS.host_reads_frozen += 1
             return out
-        flat, _ = tree_flatten(out)
-        if any(torch.is_tensor(t) for t in flat):
-            inputs = _storages(args, kwargs)
-            outputs = [t if _needs_copy_back(t, inputs) else None for t in flat]
-            self.ops.append(_Op(func, args, kwargs, outputs))
+        flat_out, _ = tree_flatten(out)
+        if not any(torch.is_tensor(t) for t in flat_out):
+            return out
+        leaves, spec = tree_flatten((args, kwargs))
+        slots = []
+        for position, leaf in enumerate(leaves):
+            index = self._slot(leaf) if torch.is_tensor(leaf) else None
+            if index is not None:
+                leaves[position] = _Slot(index)
+                slots.append((position, index))
+        externals = {id(leaf) for leaf in leaves if torch.is_tensor(leaf)}
+        outputs: list[int | None] = []
+        for value in flat_out:
+            if not torch.is_tensor(value) or id(value) in externals:
+                outputs.append(None)  # in place on a tensor from outside: the op writes into it
+                continue
+            index = self._slot(value)
+            if index is None:  # a new tensor (an in-place op on a slot returns that slot)
+                index = len(self.produced)
+                self.produced.append(value)
+                self._slot_of[id(value)] = index
+            outputs.append(index)
+        self.ops.append(_Op(func, leaves, spec, slots, outputs))
         return out
+
+    def finish(self) -> tuple[list[_Op], dict[int, torch.Tensor]]:
+        """The ops, with each slot freed after its last reader, and the produced tensors that
+        outlive the capture (the returned outputs, tensors a Python object kept): those are
+        the objects a real replay writes into, so the emulator refreshes them too."""
+        last_read: dict[int, int] = {}
+        for number, op in enumerate(self.ops):
+            for _, index in op.slots:
+                last_read[index] = number
+        refs = [weakref.ref(t) for t in self.produced]
+        self.produced.clear()
+        self._slot_of.clear()
+        escaped = {index: ref() for index, ref in enumerate(refs) if ref() is not None}
+        for index, number in last_read.items():
+            if index not in escaped:
+                self.ops[number].frees.append(index)
+        return self.ops, escaped
 
 
 @dataclass
@@ -140,25 +186,38 @@ class CapturedGraph:
     """One captured call: its recorded ops, its input and output objects."""
 
     ops: list[_Op]
+    escaped: dict[int, torch.Tensor]  # slot -> tensor still referenced outside the graph
     inputs: Any  # the (args, kwargs) of the capturing call
     outputs: Any  # the object the capturing call returned; every replay returns it again
+    slots: int = 0
     replays: int = field(default=0)
 
     def replay(self) -> None:
-        """Re-execute the recorded ops on the recorded tensors (autocast already applied)."""
+        """Re-execute the recorded ops (autocast was already applied when they were recorded),
+        then write the values of tensors that outlived the capture into those tensors."""
+        env: list[Any] = [None] * self.slots
         with torch.autocast("cpu", enabled=False), torch.autocast("hpu", enabled=False):
             for op in self.ops:
-                result = op.func(*op.args, **op.kwargs)
-                fresh, _ = tree_flatten(result)
-                for recorded, value in zip(op.outputs, fresh):
-                    if recorded is None or recorded is value:
-                        continue
-                    if recorded.shape != value.shape:
-                        raise EmulatedGraphError(
-                            f"HPU graph replay: {op.func} produced shape {tuple(value.shape)} where "
-                            f"the capture produced {tuple(recorded.shape)} (a data-dependent shape "
-                            "inside a graph; a real HPU graph would replay the captured one)")
-                    recorded.copy_(value)
+                leaves = list(op.leaves)
+                for position, index in op.slots:
+                    leaves[position] = env[index]
+                args, kwargs = tree_unflatten(leaves, op.spec)
+                fresh, _ = tree_flatten(op.func(*args, **kwargs))
+                for index, value in zip(op.outputs, fresh):
+                    if index is not None:
+                        env[index] = value
+                for index in op.frees:
+                    env[index] = None
+            for index, recorded in self.escaped.items():
+                value = env[index]
+                if value is recorded:
+                    continue
+                if recorded.shape != value.shape:
+                    raise EmulatedGraphError(
+                        f"HPU graph replay produced shape {tuple(value.shape)} where the capture "
+                        f"produced {tuple(recorded.shape)} (a data-dependent shape inside a "
+                        "graph; a real HPU graph would replay the captured one)")
+                recorded.copy_(value)
         self.replays += 1
 
 
@@ -188,7 +247,9 @@ def graphed_forward(cache: dict[int, CapturedGraph], forward: Callable[..., Any]
         with _LOCK:
             STATS.captures += 1
             STATS.capture_ms += (time.perf_counter() - start) * 1000
-        cache[key] = CapturedGraph(recorder.ops, inputs, outputs)
+        slots = len(recorder.produced)
+        ops, escaped = recorder.finish()
+        cache[key] = CapturedGraph(ops, escaped, inputs, outputs, slots)
         return outputs
     if warmup_mode:
         return cached.outputs
