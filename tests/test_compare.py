@@ -139,3 +139,46 @@ def test_baseline_schema_version_is_checked(tmp_path):
     path.write_text("{not json")
     with pytest.raises(AsrbenchError, match="not valid JSON"):
         load(path)
+
+
+def _with(run, compilations=None, reference=None):
+    run = dict(run)
+    run["timings"] = {"compilations": compilations}
+    run["reference"] = reference
+    return run
+
+
+def test_any_compilation_in_a_timed_pass_is_a_regression_with_or_without_a_baseline():
+    from asrbench.compare import compilation_verdict
+
+    quiet = _with(_run(), {"counter": "c", "warmup": 3, "passes": [0, 0, 0]})
+    noisy = _with(_run(), {"counter": "c", "warmup": 3, "passes": [0, 2, 0]})
+    assert compilation_verdict(quiet).verdict == "unchanged"
+    verdict = compilation_verdict(noisy)
+    assert verdict.verdict == "regressed" and verdict.value == 2.0
+    assert compilation_verdict(_with(_run())) is None  # nothing counted (CPU): no verdict
+    # the same verdict inside both kinds of comparison
+    assert compare_run(noisy, None).regressed
+    assert "compilations_in_timed_passes" in {v.metric for v in compare_run(noisy, None).verdicts}
+    assert not compare_run(quiet, None).regressed
+
+
+@pytest.mark.parametrize("identical,wer,verdict", [
+    (16, 0.0, "unchanged"),
+    (15, 0.012, "unchanged"),  # a bf16 flip
+    (7, 0.159, "unchanged"),  # 7/16 = 0.4375 >= 0.25, WER 0.159 <= 0.3
+    (3, 0.2, "regressed"),  # 3/16 = 0.1875 < 0.25
+    (12, 0.6, "regressed"),  # WER beyond 0.3
+])
+def test_agreement_with_the_reference_against_the_default_limits(identical, wer, verdict):
+    from asrbench.baselines import DEFAULT_TOLERANCE
+    from asrbench.compare import agreement_verdict
+
+    reference = {"reference": "stock", "utterances": 16, "identical": identical,
+                 "share": identical / 16, "wer": wer, "differing": []}
+    run = _with(_run(), reference=reference)
+    assert agreement_verdict(run, DEFAULT_TOLERANCE).verdict == verdict
+    assert agreement_verdict(_with(_run()), DEFAULT_TOLERANCE) is None  # the reference setup
+    # a section may widen the WER limit (the emulated Gaudi's synthetic Hindi under bf16)
+    wide = {**DEFAULT_TOLERANCE, "reference_wer_max": 0.7, "reference_share_min": 0.0}
+    assert agreement_verdict(run, wide).verdict == "unchanged"
