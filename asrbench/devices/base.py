@@ -23,9 +23,6 @@ class Device(ABC):
     #: whether a batch may change shape between decoder steps (finished rows dropped); HPU
     #: graphs and lazy-mode recipes are shape-specialized, so there it stays static
     dynamic_shapes: bool = True
-    #: whether every new input shape costs a compilation (Gaudi lazy-mode recipes): a warm-up
-    #: must then see every shape the timed passes will, i.e. a full pass unless shapes are static
-    compiles_per_shape: bool = False
 
     @classmethod
     @abstractmethod
@@ -84,10 +81,11 @@ class Device(ABC):
         return None
 
     def warmup_batches(self, static_shapes: bool) -> int | None:
-        """Batches the warm-up needs before timing: one batch captures every graph when shapes
-        are static, and eager backends compile nothing; None means a full pass (a backend that
-        compiles per shape, decoding with shapes that vary)."""
-        return None if self.compiles_per_shape and not static_shapes else 1
+        """Batches the warm-up needs before timing: with static shapes one batch meets every
+        shape and captures every graph; None (a full pass) where shapes vary, so every shape
+        the timed passes meet was met once (on CPU, a one-batch warm-up left the first timed
+        pass of the shrinking-batch decoder ~5% slower than the others: docs/performance.md)."""
+        return 1 if static_shapes else None
 
     def setup_distributed(self) -> None:
         """Make `distributed_backend` usable in this process, before the process group starts."""

@@ -111,7 +111,6 @@ class HPUDevice(Device):
     distributed_backend = "hccl"
     supports_graphs = True
     dynamic_shapes = False
-    compiles_per_shape = True  # lazy mode compiles a recipe per new graph shape
 
     def __init__(self, local_rank: int | None = None, gaudi_config: str | None = None,
                  sdp_on_bf16: bool = False, static_shapes: bool = False, **_: Any) -> None:
