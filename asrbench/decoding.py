@@ -167,12 +167,16 @@ class StaticGreedyDecoder:
     """Greedy Whisper decoding in fixed shapes, for graph replay (HPU graphs, CUDA graphs).
 
     `graph` wraps a module for capture and replay (the device's wrapper; identity when graphs
-    are off). Every call takes a batch of exactly `batch_size` rows and returns a
-    (batch_size, max_length) tensor: prompt, tokens, then padding after end-of-text.
+    are off); `mark_step` ends a lazy-mode step (Gaudi: htcore.mark_step, called once per token
+    as optimum-habana's generation loop does), so the per-token bookkeeping is one small graph
+    rather than one that grows with the decode. Every call takes a batch of exactly
+    `batch_size` rows and returns a (batch_size, max_length) tensor: prompt, tokens, then
+    padding after end-of-text. The tensor is reused by the next call: read it first.
     """
 
     def __init__(self, model: Any, prompt: list[int], max_length: int, batch_size: int,
-                 graph: Any = None, eos_check_every: int = 1, ignore_eos: bool = False) -> None:
+                 graph: Any = None, eos_check_every: int = 1, ignore_eos: bool = False,
+                 mark_step: Any = None) -> None:
         if eos_check_every < 1:
             raise ValueError("eos_check_every must be >= 1")
         if max_length <= len(prompt):
@@ -184,6 +188,7 @@ class StaticGreedyDecoder:
         self.max_length = max_length
         self.batch_size = batch_size
         self.graph = graph or (lambda module: module)
+        self.mark_step = mark_step or (lambda: None)
         self.eos_check_every = eos_check_every
         self.ignore_eos = ignore_eos
         eos = generation.eos_token_id
@@ -249,6 +254,7 @@ class StaticGreedyDecoder:
             chosen = torch.where(self.done, self.pad, chosen)
             self.out.index_copy_(1, self.cursor, chosen[:, None])
             self.done |= chosen == self.eos
+            self.mark_step()
             length += 1
             if length >= self.max_length:
                 break

@@ -221,7 +221,8 @@ class Evaluator:
         return StaticGreedyDecoder(
             model, prompt, length, self.config.batch_size,
             graph=self.device.graph if self.prepared.graphs else None,
-            eos_check_every=self.config.eos_check_every, ignore_eos=self.config.ignore_eos)
+            eos_check_every=self.config.eos_check_every, ignore_eos=self.config.ignore_eos,
+            mark_step=self.device.mark_step)
 
     def decoder_name(self) -> str:
         """Which decoder ran, for the report."""
@@ -279,7 +280,6 @@ class Evaluator:
         kwargs = {} if self.decoder is not None else self.generate_kwargs()
         result = PassResult()
         rows: list[list[int]] = []
-        prompt_len = len(getattr(self.decoder, "prompt", ()))
         chosen = list(zip(batches.features, batches.real))[:limit]
         device.synchronize()
         compiled_before = device.compile_count()
@@ -291,7 +291,7 @@ class Evaluator:
             device.synchronize()
             t1 = time.perf_counter()
             # The whole (fixed-shape) output comes back; rows are trimmed on the host.
-            rows.extend(cut_after_eos(r, prompt_len, self._eos) for r in out.cpu().tolist()[:count])
+            rows.extend(self._trim(r) for r in out.cpu().tolist()[:count])
             result.model_seconds += t1 - t0
             result.latencies.append(time.perf_counter() - t0)
             if self.progress:
@@ -304,6 +304,14 @@ class Evaluator:
         result.sequences = batches.restore(rows) if limit is None else rows
         return result
 
+    def _trim(self, row: list[int]) -> list[int]:
+        """asrbench's decoders: the row up to its first end-of-text after the prompt (their
+        padding length is the decoder's, not the transcript's). generate()'s rows stay as
+        they are: for some models the decoder start token is the end-of-text token."""
+        if self.decoder is None:
+            return row
+        return cut_after_eos(row, len(self.decoder.prompt), self._eos)
+
     def detokenize(self, sequences: list[list[int]]) -> list[str]:
         """Token ids to transcripts (special tokens dropped, outer spaces stripped)."""
         texts = self.processor.tokenizer.batch_decode(sequences, skip_special_tokens=True)
@@ -314,9 +322,8 @@ class Evaluator:
         return self.detokenize(self._pass(self.featurize(audio), "transcribe").sequences)
 
     def warmup_batches(self, available: int) -> int:
-        """Batches to warm up on: the config's number, else what the device needs (one batch
-        captures every graph when shapes are static; a full pass where they vary and the
-        device compiles per shape)."""
+        """Batches to warm up on: the config's number, else what the run needs (one batch
+        captures every graph when shapes are static; a full pass where they vary)."""
         wanted = self.config.warmup_batches
         if wanted is None:
             wanted = self.device.warmup_batches(self.static)

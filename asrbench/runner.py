@@ -123,14 +123,17 @@ class Session:
                         passes: int, barrier: Any = None) -> RunResult:
         from tqdm.auto import tqdm
 
+        evaluator = Evaluator(prepared, config, barrier=barrier)
         batches = -(-len(split.utterances) // config.batch_size)
-        with tqdm(total=batches * (passes + 1), desc=config.id, unit="batch",
-                  disable=not self.progress, leave=False) as bar:
+        total = evaluator.warmup_batches(batches) + batches * passes
+        with tqdm(total=total, desc=config.id, unit="batch", disable=not self.progress,
+                  leave=False) as bar:
             def advance(label: str, n: int) -> None:
                 bar.set_postfix_str(label, refresh=False)
                 bar.update(n)
 
-            return Evaluator(prepared, config, progress=advance, barrier=barrier).run(split, passes)
+            evaluator.progress = advance
+            return evaluator.run(split, passes)
 
     def _evaluate_shard(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
                         passes: int, world: "World") -> RunResult:

@@ -90,6 +90,9 @@ class Device(ABC):
     def setup_distributed(self) -> None:
         """Make `distributed_backend` usable in this process, before the process group starts."""
 
+    def mark_step(self) -> None:
+        """End one decode step's queued work in lazy mode (Gaudi); nothing elsewhere."""
+
     def synchronize(self) -> None:
         """Wait for queued device work, so a clock read after it is honest."""
 

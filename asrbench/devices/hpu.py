@@ -325,6 +325,12 @@ class HPUDevice(Device):
             kwargs["cache_implementation"] = "static"
         return kwargs
 
+    def mark_step(self) -> None:
+        # optimum-habana's generation loop marks a step at every token in lazy mode
+        # (generation/utils.py, _sample); without it the bookkeeping ops of every token pile
+        # up into one lazy graph that grows with the decode.
+        self._htcore.mark_step()
+
     def synchronize(self) -> None:
         # In lazy mode queued ops are only launched at a mark_step; synchronize() then waits
         # for the device (Habana's mark_step reference: mark_step alone does not wait).
