@@ -166,6 +166,11 @@ def agreement_verdict(run: dict[str, Any], tolerance: dict[str, float]) -> Verdi
     reference = run.get("reference")
     if not reference:
         return None
+    if reference.get("error"):
+        return Verdict(config_id, "reference_agreement", "regressed", None,
+                       tolerance["reference_share_min"], None, None,
+                       f"the reference could not be decoded, so agreement is unknown: "
+                       f"{reference['error']}")
     low_share = reference["share"] < tolerance["reference_share_min"]
     high_wer = reference["wer"] > tolerance["reference_wer_max"]
     note = (f"{reference['identical']}/{reference['utterances']} identical to {reference['reference']},"

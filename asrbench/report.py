@@ -140,7 +140,10 @@ def run_notes(results: Iterable[RunResult]) -> list[str]:
             lines.append(f"{r.config.id}: graph compilations: warm-up {compilations['warmup']}, "
                          f"timed passes {compilations['passes']}"
                          + ("  <- RECOMPILED while timed" if during else ""))
-        if r.reference is not None:
+        if r.reference is not None and r.reference.get("error"):
+            lines.append(f"{r.config.id}: agreement with the stock reference UNKNOWN: "
+                         f"{r.reference['error']}")
+        elif r.reference is not None:
             lines.append(f"{r.config.id}: agreement with {r.reference['reference']}: "
                          f"{r.reference['identical']}/{r.reference['utterances']} transcripts "
                          f"identical, WER vs reference {r.reference['wer']:.4f}")

@@ -73,7 +73,7 @@ def test_reference_agreement(bench_run, bench_tolerance):
         pytest.skip("this run is the reference setup itself (CPU, fp32, no static decoder) or "
                     "the check is off (reference_utterances = 0)")
     if verdict.verdict == "regressed":
-        differing = bench_run["reference"]["differing"][:10]
+        differing = bench_run["reference"].get("differing", [])[:10]
         listing = "\n".join(f"  {d['id']}: reference {d['reference_transcript']!r} / run "
                             f"{d['run_transcript']!r}" for d in differing)
         pytest.fail(f"agreement with the stock reference collapsed: {verdict.note}\n{listing}",

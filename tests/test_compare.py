@@ -182,3 +182,13 @@ def test_agreement_with_the_reference_against_the_default_limits(identical, wer,
     # a section may widen the WER limit (the emulated Gaudi's synthetic Hindi under bf16)
     wide = {**DEFAULT_TOLERANCE, "reference_wer_max": 0.7, "reference_share_min": 0.0}
     assert agreement_verdict(run, wide).verdict == "unchanged"
+
+
+def test_a_reference_that_could_not_be_decoded_fails_the_agreement_check():
+    from asrbench.baselines import DEFAULT_TOLERANCE
+    from asrbench.compare import agreement_verdict
+
+    run = _with(_run(), reference={"reference": "stock", "requested": 16,
+                                   "error": "reference decoding failed: no network"})
+    verdict = agreement_verdict(run, DEFAULT_TOLERANCE)
+    assert verdict.verdict == "regressed" and "no network" in verdict.note
