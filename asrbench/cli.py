@@ -76,8 +76,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "samples/s lines up with its eval_samples_per_second; transcripts are "
                         "still cut at the first end-of-text")
     p.add_argument("--warmup-batches", type=int, metavar="N",
-                   help="batches to warm up on before timing (default: what the device needs: "
-                        "1 where shapes are static or nothing compiles, a full pass otherwise)")
+                   help="batches to warm up on before timing (default: 1 where shapes are "
+                        "static, which captures every graph; a full pass where they vary)")
     p.add_argument("--reference-utterances", type=int, metavar="N",
                    help="check the first N transcripts against stock transformers generate() in "
                         "fp32 on CPU (decoded once in a child process, cached); default 16, 0 = "

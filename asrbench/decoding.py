@@ -69,8 +69,9 @@ class SuppressAtBegin(SuppressTokens):
             super().__call__(scores, step)
 
 
-class GreedyDecoder:
-    """Batched greedy decoding for WhisperForConditionalGeneration, finished rows dropped."""
+class _WhisperGreedy:
+    """What both decoders take from generate(): prompt, length cap, end-of-text and padding
+    ids, and the suppression rules of the model's generation config."""
 
     def __init__(self, model: Any, prompt: list[int], max_length: int) -> None:
         generation = model.generation_config
@@ -81,9 +82,13 @@ class GreedyDecoder:
         self.eos = eos[0] if isinstance(eos, list) else eos
         pad = generation.pad_token_id
         self.pad = self.eos if pad is None else pad
-        device = model.device
-        self.rules = [SuppressTokens(generation.suppress_tokens, device),
-                      SuppressAtBegin(generation.begin_suppress_tokens, device)]
+        self.device = model.device
+        self.rules = [SuppressTokens(generation.suppress_tokens, self.device),
+                      SuppressAtBegin(generation.begin_suppress_tokens, self.device)]
+
+
+class GreedyDecoder(_WhisperGreedy):
+    """Batched greedy decoding for WhisperForConditionalGeneration, finished rows dropped."""
 
     @torch.inference_mode()
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
@@ -163,7 +168,7 @@ class _Step(torch.nn.Module):
         return scores.argmax(dim=-1)
 
 
-class StaticGreedyDecoder:
+class StaticGreedyDecoder(_WhisperGreedy):
     """Greedy Whisper decoding in fixed shapes, for graph replay (HPU graphs, CUDA graphs).
 
     `graph` wraps a module for capture and replay (the device's wrapper; identity when graphs
@@ -182,23 +187,13 @@ class StaticGreedyDecoder:
         if max_length <= len(prompt):
             raise ValueError(f"max_length {max_length} leaves no room after the "
                              f"{len(prompt)}-token prompt")
-        generation = model.generation_config
-        self.model = model
-        self.prompt = prompt
-        self.max_length = max_length
+        super().__init__(model, prompt, max_length)
+        device = self.device
         self.batch_size = batch_size
         self.graph = graph or (lambda module: module)
         self.mark_step = mark_step or (lambda: None)
         self.eos_check_every = eos_check_every
         self.ignore_eos = ignore_eos
-        eos = generation.eos_token_id
-        self.eos = eos[0] if isinstance(eos, list) else eos
-        pad = generation.pad_token_id
-        self.pad = self.eos if pad is None else pad
-        device = model.device
-        self.device = device
-        self.rules = [SuppressTokens(generation.suppress_tokens, device),
-                      SuppressAtBegin(generation.begin_suppress_tokens, device)]
         # Persistent tensors: the same objects (and shapes) at every step and every batch.
         size = len(prompt)
         prompt_tensor = torch.tensor(prompt, dtype=torch.long, device=device)

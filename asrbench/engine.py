@@ -326,7 +326,10 @@ class Evaluator:
         captures every graph when shapes are static; a full pass where they vary)."""
         wanted = self.config.warmup_batches
         if wanted is None:
-            wanted = self.device.warmup_batches(self.static)
+            # Shapes stay fixed from batch to batch with the static decoder or a static cache
+            # under graphs; generate() over a growing cache (HPU without graphs) varies them.
+            fixed = isinstance(self.decoder, StaticGreedyDecoder) or self.prepared.graphs
+            wanted = self.device.warmup_batches(fixed)
         return available if wanted is None else min(wanted, available)
 
     def run(self, split: LoadedSplit, passes: int) -> RunResult:

@@ -292,6 +292,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for run in runs:
         comparison = state["comparisons"].get(run["config"]["id"])
         run["comparison"] = comparison.to_dict() if comparison else None
+        # The section's tolerance policy, so `asrbench compare` on this report holds a config
+        # without a baseline entry to the same limits as these tests did.
+        run["tolerance_policy"] = state["tolerance"]
     env = environment(dict(runs[-1]["device"]))
     report_path = Path(opt.report)
     write_json_atomic(report_path, {"schema": SCHEMA, "environment": env, "runs": runs})

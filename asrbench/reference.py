@@ -58,25 +58,32 @@ class ReferenceRequest:
     language: str | None  # forced language (None: the model detects it)
     task: str  # "transcribe" or "translate"
     generation_max_length: int  # length cap of generate(), prompt included
+    # sha256 of the ids and decoded audio the run saw (runner.audio_digest): the cache must miss
+    # when the clips behind the same ids change; the child checks it against what it decodes
+    audio_sha256: str | None = None
 
     @classmethod
-    def for_config(cls, config: Any, utterances: int = DEFAULT_REFERENCE_UTTERANCES
-                   ) -> "ReferenceRequest":
+    def for_config(cls, config: Any, utterances: int = DEFAULT_REFERENCE_UTTERANCES,
+                   audio_sha256: str | None = None) -> "ReferenceRequest":
         """The request matching a BenchConfig's model, data and decoding settings."""
-        return cls(model=config.model, dataset=config.dataset,
+        dataset = config.dataset
+        if Path(dataset).expanduser().exists():
+            dataset = str(Path(dataset).expanduser().resolve())  # a local path, wherever run from
+        return cls(model=config.model, dataset=dataset,
                    dataset_config=config.dataset_config, split=config.split,
                    text_column=config.text_column, max_duration=float(config.max_duration),
                    utterances=int(utterances), language=config.language, task=config.task,
-                   generation_max_length=int(config.generation_max_length))
+                   generation_max_length=int(config.generation_max_length),
+                   audio_sha256=audio_sha256)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ReferenceRequest":
         """Rebuild a request from to_dict()'s output (the child reads it this way)."""
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in data]
+        missing = [n for n in names if n not in data and n != "audio_sha256"]
         if missing:
             raise AsrbenchError(f"reference request lacks {', '.join(missing)}")
-        return cls(**{n: data[n] for n in names})
+        return cls(**{n: data[n] for n in names if n in data})
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""
@@ -199,6 +206,10 @@ def clean_child_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     else:
         env.pop("PYTHONPATH", None)
     env.update(CHILD_ENV)
+    if int(env.get("WORLD_SIZE", "1") or 1) > 1:
+        # A rank of a data-parallel run (torchrun sets OMP_NUM_THREADS=1): the other ranks wait
+        # for this decode, so it may use the host's cores.
+        env["OMP_NUM_THREADS"] = str(os.cpu_count() or 1)
     return env
 
 
@@ -302,6 +313,18 @@ def reference_transcripts(request: ReferenceRequest, cache_dir: Path | None = No
     return dict(zip(document["ids"], document["transcripts"]))
 
 
+def audio_digest(utterances: Sequence[Any]) -> str:
+    """sha256 over utterance ids and decoded samples: the reference cache must miss when the
+    audio behind the same ids changes, and the child checks it decoded what the run saw."""
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for utterance in utterances:
+        digest.update(utterance.id.encode("utf-8") + b"\0")
+        digest.update(np.ascontiguousarray(utterance.audio, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
 def language_kwargs(generation_config: Any, language: str | None, task: str) -> dict[str, str]:
     """generate()'s language/task arguments: only multilingual Whisper configs accept them."""
     if not getattr(generation_config, "lang_to_id", None):
@@ -316,6 +339,9 @@ def decode(request: ReferenceRequest) -> tuple[list[str], list[str]]:
     split = load_split(request.dataset, request.dataset_config, request.split,
                        request.text_column, request.max_duration, limit=request.utterances,
                        progress=False)
+    if request.audio_sha256 is not None and audio_digest(split.utterances) != request.audio_sha256:
+        raise AsrbenchError("the clips decoded for the reference differ from the ones the run "
+                            "evaluated (the dataset changed in between?)")
     import torch
     from asrbench.models import load
 

@@ -177,6 +177,44 @@ def _check_ranks(path: Path, where: str, world_size: Any, timings: Any) -> None:
                             f"expected {world_size} entries of {{rank, utterances, pass_seconds, ...}}")
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_compilations(path: Path, where: str, compilations: Any) -> None:
+    """timings.compilations: null, or {counter, warmup: count, passes: [count, ...]}."""
+    if compilations is None:
+        return
+    field = f"{where}.timings.compilations"
+    if not isinstance(compilations, dict) or not _is_count(compilations.get("warmup")):
+        raise _report_error(path, field, "expected {counter, warmup, passes} with counts")
+    passes = compilations.get("passes")
+    if not isinstance(passes, list) or not passes or not all(_is_count(p) for p in passes):
+        raise _report_error(path, f"{field}.passes", "expected a non-empty list of counts")
+
+
+def _check_reference(path: Path, where: str, reference: Any) -> None:
+    """reference: null, {error: text, ...}, or {utterances, identical, share, wer, ...}."""
+    if reference is None:
+        return
+    field = f"{where}.reference"
+    if not isinstance(reference, dict):
+        raise _report_error(path, field, "expected an object or null")
+    if "error" in reference:
+        if not isinstance(reference["error"], str):
+            raise _report_error(path, f"{field}.error", "expected a string")
+        return
+    for name in ("utterances", "identical"):
+        if not _is_count(reference.get(name)):
+            raise _report_error(path, f"{field}.{name}", "expected a count")
+    for name in ("share", "wer"):
+        value = reference.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise _report_error(path, f"{field}.{name}", "expected a number >= 0")
+    if reference["identical"] > reference["utterances"] or reference["share"] > 1:
+        raise _report_error(path, field, "more identical transcripts than utterances")
+
+
 def load_report(path: str | Path) -> dict[str, Any]:
     """Load a report and validate what comparison and baseline refresh rely on."""
     path = Path(path)
@@ -213,6 +251,18 @@ def load_report(path: str | Path) -> dict[str, Any]:
         world_size = run["config"].get("world_size", 1)
         if world_size != 1:
             _check_ranks(path, where, world_size, run.get("timings"))
+        _check_compilations(path, where, (run.get("timings") or {}).get("compilations"))
+        _check_reference(path, where, run.get("reference"))
+        policy = run.get("tolerance_policy")
+        if policy is not None:
+            from asrbench.baselines import check_tolerance
+
+            if not isinstance(policy, dict):
+                raise _report_error(path, f"{where}.tolerance_policy", "expected an object")
+            try:
+                check_tolerance(policy, f"{where}.tolerance_policy")
+            except AsrbenchError as exc:
+                raise _report_error(path, f"{where}.tolerance_policy", str(exc)) from None
         utterances = run.get("utterances")
         if not isinstance(utterances, list) or not all(
                 isinstance(u, dict) and isinstance(u.get("id"), str) and isinstance(u.get("prediction"), str)

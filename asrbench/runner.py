@@ -17,11 +17,16 @@ from asrbench.config import BenchConfig
 from asrbench.data import LoadedSplit, load_split
 from asrbench.devices import Device, get_device
 from asrbench.engine import Evaluator, PreparedModel, RunResult, needs_static_shapes
-from asrbench.errors import AsrbenchError
+from asrbench.errors import AsrbenchError, first_line
 from asrbench.models import load
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.distributed import World
+
+
+def _emulation_active() -> bool:
+    emulation = sys.modules.get("asrbench.emulation")
+    return emulation is not None and emulation.is_active()
 
 
 def quiet_transformers() -> None:
@@ -49,6 +54,10 @@ class Session:
     def device(self, config: BenchConfig) -> Device:
         """The provisioned device for a config (one per backend and backend options)."""
         key = (config.device, config.gaudi_config, config.sdp_on_bf16)
+        if config.device != "hpu-emulated" and _emulation_active():
+            raise AsrbenchError(
+                f"{config.id}: this process runs the emulated Gaudi, which patches transformers "
+                "and torch for the whole process; run other devices in a separate asrbench run")
         if key not in self._devices:
             self._devices[key] = get_device(config.device, gaudi_config=config.gaudi_config,
                                             sdp_on_bf16=config.sdp_on_bf16)
@@ -85,18 +94,20 @@ class Session:
             prepared = self.model(config)
             split = self.split(config)
             result = self._evaluate(prepared, config, split, passes)
-            if self.world is None or self.world.is_main:
-                result.reference = self.reference_agreement(prepared, config, result)
+            # Every rank asks (one decodes, the others wait on its cache file, so no rank sits
+            # at the next barrier while rank 0 decodes); rank 0 reports it.
+            result.reference = self.reference_agreement(prepared, config, split, result)
             self._results[key] = result
         return self._results[key]
 
     def reference_agreement(self, prepared: PreparedModel, config: BenchConfig,
-                            result: RunResult) -> dict[str, Any] | None:
+                            split: LoadedSplit, result: RunResult) -> dict[str, Any] | None:
         """How far the run's first N transcripts agree with stock transformers generate() in
         fp32 on CPU (decoded in a child process, cached); None for the reference setup itself
         (CPU, fp32, no static decoder: asrbench's CPU decoder is checked token for token
         against generate() by tests/test_decoding.py) or with --reference-utterances 0."""
-        from asrbench.reference import ReferenceRequest, agreement, reference_transcripts
+        from asrbench.reference import (ReferenceRequest, agreement, audio_digest,
+                                        reference_transcripts)
 
         reference_setup = (prepared.device.kind == "cpu" and config.precision == "fp32"
                            and not needs_static_shapes(prepared.device, config.graphs, config))
@@ -106,17 +117,20 @@ class Session:
         if self.progress:
             print(f"{config.id}: decoding the stock reference (transformers generate(), fp32, "
                   f"CPU) of the first {count} utterance(s)", file=sys.stderr, flush=True)
-        request = ReferenceRequest.for_config(config, count)
         described = {"reference": "transformers generate(), fp32, CPU",
                      "requested": config.reference_utterances}
         try:
+            request = ReferenceRequest.for_config(config, count,
+                                                  audio_sha256=audio_digest(split.utterances[:count]))
             transcripts = reference_transcripts(request)
-        except AsrbenchError as exc:
+            run = {u.id: u.prediction for u in result.utterances[:count]}
+            return {**described, **agreement(run, transcripts).to_dict()}
+        except (AsrbenchError, OSError) as exc:
             # The run's results are kept; the check that could not be made fails the gate.
-            print(f"{config.id}: WARNING {exc}", file=sys.stderr, flush=True)
-            return {**described, "error": str(exc)}
-        run = {u.id: u.prediction for u in result.utterances[:count]}
-        return {**described, **agreement(run, transcripts).to_dict()}
+            message = first_line(exc)
+            print(f"{config.id}: WARNING agreement not checked: {message}", file=sys.stderr,
+                  flush=True)
+            return {**described, "error": message}
 
     def _evaluate(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
                   passes: int) -> RunResult:

@@ -192,3 +192,25 @@ def test_a_reference_that_could_not_be_decoded_fails_the_agreement_check():
                                    "error": "reference decoding failed: no network"})
     verdict = agreement_verdict(run, DEFAULT_TOLERANCE)
     assert verdict.verdict == "regressed" and "no network" in verdict.note
+
+
+@pytest.mark.parametrize("field,value,where", [
+    ("compilations", {"counter": "c", "warmup": 3, "passes": [0, -1]}, "timings.compilations.passes"),
+    ("compilations", {"counter": "c", "passes": [0]}, "timings.compilations"),
+    ("reference", {"utterances": 4, "identical": 5, "share": 1.25, "wer": 0.0}, "reference"),
+    ("reference", {"utterances": 4, "identical": 2, "share": "half", "wer": 0.0}, "reference.share"),
+    ("reference", {"error": 3}, "reference.error"),
+])
+def test_report_loading_validates_compilations_and_reference(tmp_path, field, value, where):
+    from asrbench.report import load_report
+
+    run = _run()
+    run["utterances"] = [{"id": "a", "prediction": "hello world"}]
+    if field == "compilations":
+        run["timings"] = {"compilations": value}
+    else:
+        run["reference"] = value
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"schema": 1, "environment": {}, "runs": [run]}))
+    with pytest.raises(AsrbenchError, match=f"runs\\[0\\].{where.replace('.', '[.]')}"):
+        load_report(path)

@@ -189,3 +189,33 @@ def test_capture_counter_counts_captures_only():
         for _ in range(3):
             module(torch.ones(1, 2))
     assert STATS.captures == before + 1
+
+
+class MaskedSum(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[x > 0].sum()
+
+
+def test_a_data_dependent_shape_in_the_middle_of_a_graph_is_refused_too():
+    """Eager re-execution would return the right sum; a real graph replays the captured mask
+    size, so the emulator must not pass it silently."""
+    module = wrap_in_hpu_graph(MaskedSum())
+    with torch.inference_mode():
+        assert module(torch.tensor([1.0, 2.0, -1.0, -1.0])).item() == 3.0
+        with pytest.raises(EmulatedGraphError, match="data-dependent shape"):
+            module(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+
+
+def test_an_emulated_process_never_takes_its_stubs_for_a_gaudi_nor_runs_other_devices(monkeypatch):
+    """Once the emulator is active (faked here: activating it would patch this process), the
+    real HPU backend reports no Gaudi and a session refuses other devices."""
+    import asrbench.emulation as emulation
+    from asrbench.config import BenchConfig
+    from asrbench.devices.hpu import HPUDevice
+    from asrbench.errors import AsrbenchError
+    from asrbench.runner import Session
+
+    monkeypatch.setattr(emulation, "is_active", lambda: True)
+    assert HPUDevice.is_available() is False
+    with pytest.raises(AsrbenchError, match="separate asrbench run"):
+        Session(progress=False).device(BenchConfig(device="cpu"))

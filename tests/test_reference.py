@@ -111,7 +111,8 @@ def test_key_is_stable_and_changes_with_every_field():
     assert make_request().key() == make_request().key()
     changed = dict(model="openai/whisper-small", dataset="other/dataset", dataset_config="hi",
                    split="validation", text_column="text", max_duration=20.0, utterances=8,
-                   language=None, task="translate", generation_max_length=128)
+                   language=None, task="translate", generation_max_length=128,
+                   audio_sha256="0" * 64)
     assert set(changed) == {f.name for f in dataclasses.fields(ReferenceRequest)}
     keys = {make_request(**{name: value}).key() for name, value in changed.items()}
     keys.add(make_request().key())
@@ -285,3 +286,19 @@ def test_child_matches_stock_generate_and_is_cached(tmp_path, monkeypatch):
         "torch", "transformers"}
     monkeypatch.setattr(subprocess, "run", no_child)
     assert reference_transcripts(request, cache_dir=tmp_path) == result
+
+
+def test_audio_digest_changes_with_samples_and_ids():
+    """Same ids, other samples (a regenerated corpus): another digest, so another cache key."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    from asrbench.reference import audio_digest
+
+    a = [SimpleNamespace(id="u1", audio=np.zeros(4, dtype=np.float32))]
+    b = [SimpleNamespace(id="u1", audio=np.array([0, 0, 0, 1e-6], dtype=np.float32))]
+    c = [SimpleNamespace(id="u2", audio=np.zeros(4, dtype=np.float32))]
+    assert audio_digest(a) == audio_digest([SimpleNamespace(id="u1", audio=np.zeros(4))])
+    assert len({audio_digest(a), audio_digest(b), audio_digest(c)}) == 3
+    assert make_request(audio_sha256=audio_digest(a)).key() != \
+        make_request(audio_sha256=audio_digest(b)).key()

@@ -181,6 +181,9 @@ class HPUDevice(Device):
 
     @classmethod
     def is_available(cls) -> bool:
+        emulation = sys.modules.get("asrbench.emulation")
+        if emulation is not None and emulation.is_active():
+            return False  # the stubs of an emulated Gaudi are not a Gaudi
         if importlib.util.find_spec("habana_frameworks") is None:
             return False
         # The import below loads the bridge, so lazy mode must be chosen first (see __init__).

@@ -9,7 +9,7 @@ emulator, not a Gaudi.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Iterator
 
 import torch
 
@@ -59,11 +59,12 @@ class EmulatedHPUDevice(HPUDevice):
     def autocast(self, precision: str) -> ContextManager[Any]:
         """HPU autocast as the real backend enters it (optimum-habana and the graph key read its
         state), plus CPU autocast so the CPU kernels compute in bf16 (CPU numerics, not
-        Gaudi's)."""
-        hpu = super().autocast(precision)
-        if precision != "bf16":
-            return hpu
-        stack = contextlib.ExitStack()
-        stack.enter_context(hpu)
-        stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
-        return stack
+        Gaudi's). Both are entered when the returned context is."""
+        hpu = super().autocast(precision)  # validates the precision now, as HPUDevice does
+
+        @contextlib.contextmanager
+        def both() -> Iterator[None]:
+            with hpu, torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                yield
+
+        return both()

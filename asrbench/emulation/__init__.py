@@ -130,5 +130,9 @@ def activate() -> None:
 
     mode = HPUOnCPU()
     mode.__enter__()  # for the rest of the process: the emulated process has no real "hpu"
+    try:
+        _import_optimum_habana()
+    except BaseException:
+        mode.__exit__(None, None, None)
+        raise
     _active["mode"] = mode
-    _import_optimum_habana()

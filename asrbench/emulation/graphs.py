@@ -110,6 +110,7 @@ class _Op:
     spec: Any  # pytree spec to rebuild (args, kwargs) from the leaves
     slots: list  # (leaf position, slot index) pairs, precomputed for the replay
     outputs: list  # per flattened output: the slot it fills, or None (external, non-tensor)
+    shapes: list  # per flattened output: its shape at capture (None for a non-tensor)
     frees: list = field(default_factory=list)  # slots whose last reader this op is
 
 
@@ -160,7 +161,8 @@ class _Recorder(TorchDispatchMode):
                 self.produced.append(value)
                 self._slot_of[id(value)] = index
             outputs.append(index)
-        self.ops.append(_Op(func, leaves, spec, slots, outputs))
+        shapes = [tuple(v.shape) if torch.is_tensor(v) else None for v in flat_out]
+        self.ops.append(_Op(func, leaves, spec, slots, outputs, shapes))
         return out
 
     def finish(self) -> tuple[list[_Op], dict[int, torch.Tensor]]:
@@ -203,21 +205,22 @@ class CapturedGraph:
                     leaves[position] = env[index]
                 args, kwargs = tree_unflatten(leaves, op.spec)
                 fresh, _ = tree_flatten(op.func(*args, **kwargs))
-                for index, value in zip(op.outputs, fresh):
+                for index, shape, value in zip(op.outputs, op.shapes, fresh):
+                    if shape is not None and tuple(value.shape) != shape:
+                        # A real graph replays the captured shapes; eager re-execution would
+                        # silently compute the right answer, so the emulator refuses instead.
+                        raise EmulatedGraphError(
+                            f"HPU graph replay: {op.func} produced shape {tuple(value.shape)} "
+                            f"where the capture produced {shape} (a data-dependent shape inside "
+                            "a graph; a real HPU graph would replay the captured one)")
                     if index is not None:
                         env[index] = value
                 for index in op.frees:
                     env[index] = None
             for index, recorded in self.escaped.items():
                 value = env[index]
-                if value is recorded:
-                    continue
-                if recorded.shape != value.shape:
-                    raise EmulatedGraphError(
-                        f"HPU graph replay produced shape {tuple(value.shape)} where the capture "
-                        f"produced {tuple(recorded.shape)} (a data-dependent shape inside a "
-                        "graph; a real HPU graph would replay the captured one)")
-                recorded.copy_(value)
+                if value is not recorded:
+                    recorded.copy_(value)
         self.replays += 1
 
 
