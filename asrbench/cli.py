@@ -42,58 +42,26 @@ speed-up of asrbench over each peer and whether its transcripts equal asrbench's
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    from asrbench.options import RUN_OPTIONS
+
     p.add_argument("--config", type=Path, help="TOML file of settings (flags override it)")
-    p.add_argument("--device", choices=DEVICE_CHOICES,
-                   help="hpu, cuda, cpu, or auto (hpu > cuda > cpu; default auto); hpu-emulated "
-                        "runs optimum-habana's real code on the CPU with HPU graphs emulated "
-                        "(a correctness check, never a speed measurement)")
-    p.add_argument("--model", help="Hub id (openai/whisper-small), local transformers directory, "
-                                   "or bundled:whisper-base (default)")
-    p.add_argument("--dataset", help="Common Voice release directory (DIR with <locale>/test.tsv, "
-                                     "or DIR/<locale>), a JSONL manifest, or a Hub dataset id "
-                                     "(default: the embedded corpus, hi and en)")
-    p.add_argument("--dataset-config", help="Hub config or Common Voice locale (e.g. hi)")
-    p.add_argument("--split", help="split name (default test)")
-    p.add_argument("--text-column", help="reference text column for Hub datasets (default sentence)")
-    p.add_argument("--language", help="forced decoder language, e.g. hindi or hi "
-                                      "(default: the dataset config's locale; else detected)")
-    p.add_argument("--task", choices=("transcribe", "translate"), help="default transcribe")
-    p.add_argument("--batch-size", type=int, help="static batch size (default 8)")
-    p.add_argument("--precision", choices=PRECISIONS, help="fp32 (default), bf16 or fp16")
-    p.add_argument("--generation-max-length", type=int, help="decoder length cap (default 225)")
-    p.add_argument("--max-duration", type=float,
-                   help="drop clips of this many seconds or more (default 30)")
-    p.add_argument("--graphs", action=argparse.BooleanOptionalAction, default=None,
-                   help="graph replay over static shapes (a static KV cache, a fixed batch): HPU "
-                        "graphs on HPU, torch.compile(mode='reduce-overhead') (CUDA graphs) on "
-                        "CUDA. Refused on CPU. Default off unless the config file turns them on")
-    p.add_argument("--eos-check-every", type=int, metavar="K",
-                   help="static decoder: read 'have all rows ended?' from the device every K "
-                        "steps instead of every step (transcripts unchanged; default 1)")
-    p.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=None,
-                   help="static decoder: decode every batch to the length cap, as "
-                        "optimum-habana's trainer does by default (ignore_eos=True), so "
-                        "samples/s lines up with its eval_samples_per_second; transcripts are "
-                        "still cut at the first end-of-text")
-    p.add_argument("--warmup-batches", type=int, metavar="N",
-                   help="batches to warm up on before timing (default: 1 where shapes are "
-                        "static, which captures every graph; a full pass where they vary)")
-    p.add_argument("--reference-utterances", type=int, metavar="N",
-                   help="check the first N transcripts against stock transformers generate() in "
-                        "fp32 on CPU (decoded once in a child process, cached); default 16, 0 = "
-                        "off; not run for CPU fp32 runs, which are the reference setup")
+    for option in RUN_OPTIONS:  # declared once, shared with the pytest plugin
+        option.add_to_argparse(p)
+    p.add_argument("--report", type=Path, help=f"JSON report path (default {DEFAULT_REPORT})")
     p.add_argument("--print-transcripts", action="store_true",
                    help="print every utterance's id and transcript after the summary")
-    p.add_argument("--sdp-on-bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="allow bf16 reductions in math SDPA, like optimum-habana's --sdp_on_bf16")
-    p.add_argument("--gaudi-config", help="Gaudi config name (Habana/whisper) or JSON file (HPU)")
-    p.add_argument("--passes", type=int, help=f"timed passes after one warm-up (default {DEFAULT_PASSES})")
-    p.add_argument("--limit", type=int, help="evaluate only the first N usable utterances")
-    p.add_argument("--report", type=Path, help=f"JSON report path (default {DEFAULT_REPORT})")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--dist-timeout", type=float, metavar="SECONDS",
                    help="data-parallel runs (torchrun, gaudi_spawn.py): give up on a rank that "
                         "has not arrived after this long (default $ASRBENCH_DIST_TIMEOUT or 600)")
+
+
+def _add_policy_arguments(p: argparse.ArgumentParser) -> None:
+    """The failure policy's options (the pytest plugin registers the same ones)."""
+    from asrbench.options import POLICY_OPTIONS
+
+    for option in POLICY_OPTIONS:
+        option.add_to_argparse(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,18 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(run)
 
     compare = sub.add_parser(
-        "compare", help="gate a report against stored baselines (exit 0 ok, 1 regression, 2 bad input)",
+        "compare", help="gate a report against stored baselines (exit 0 ok, 1 fail, 2 bad input)",
         description="Compare a report with baselines/<device class>.json. Each metric gets a "
-                    "verdict (improved, unchanged, regressed, new, missing). Exit status: 0 no "
-                    "regression, 1 regression or missing baseline entry, 2 usage or invalid input.")
+                    "verdict (improved, unchanged, regressed, new, missing); the failure policy "
+                    "(the same as pytest's) says what fails: a regression, an error rate better "
+                    "than the baseline beyond tolerance (unless --allow-improvements), changed "
+                    "transcripts (unless --transcripts warn), a missing entry (unless "
+                    "--allow-missing-baselines). Exit status: 0 pass, 1 fail, 2 usage or invalid "
+                    "input.")
     compare.add_argument("--report", type=Path, default=DEFAULT_REPORT,
                          help=f"report to check (default {DEFAULT_REPORT})")
     compare.add_argument("--baseline-dir", type=Path, default=DEFAULT_BASELINE_DIR,
                          help=f"directory of <device class>.json files (default {DEFAULT_BASELINE_DIR})")
     compare.add_argument("--markdown", type=Path, help="write the Markdown summary here "
                          "(it is also appended to $GITHUB_STEP_SUMMARY when that is set)")
-    compare.add_argument("--allow-missing-baselines", action="store_true",
-                         help="a config without a baseline entry is reported as new, not a failure")
+    _add_policy_arguments(compare)
 
     peers = sub.add_parser(
         "peers", help="time asrbench against Trainer, pipeline and CTranslate2 on the same clips",
@@ -212,44 +183,31 @@ def command_peers(args: argparse.Namespace) -> int:
     return 0
 
 
-_FLAG_TO_FIELD = {"device": "device", "model": "model", "dataset": "dataset",
-                  "dataset_config": "dataset_config", "split": "split", "text_column": "text_column",
-                  "language": "language", "task": "task", "batch_size": "batch_size",
-                  "precision": "precision", "generation_max_length": "generation_max_length",
-                  "max_duration": "max_duration", "graphs": "graphs", "sdp_on_bf16": "sdp_on_bf16",
-                  "gaudi_config": "gaudi_config", "limit": "limit",
-                  "eos_check_every": "eos_check_every", "ignore_eos": "ignore_eos",
-                  "warmup_batches": "warmup_batches", "reference_utterances": "reference_utterances"}
-
-
 def configs_from_args(args: argparse.Namespace) -> tuple[list[BenchConfig], int]:
     """Merge the config file (if any) with the flags given; returns configs and passes."""
+    from asrbench.options import checked_passes, run_overrides
+
     shared: dict[str, Any] = {}
     runs: list[dict[str, Any]] = []
     passes = None
     if args.config:
         shared, runs, passes = load_config_file(args.config)
-    for flag, name in _FLAG_TO_FIELD.items():
-        value = getattr(args, flag)
-        if value is not None:
-            shared[name] = value
-            for run in runs:
-                run.pop(name, None)  # a flag overrides every run of the file
+    for name, value in run_overrides(args).items():
+        shared[name] = value
+        for run in runs:
+            run.pop(name, None)  # a flag overrides every run of the file
     if args.dataset is not None and args.language is None and args.dataset_config is None:
         # A new dataset on the command line: the embedded runs' locales no longer apply.
         shared.pop("dataset_config", None)
-    if args.passes is not None:
-        passes = args.passes
-    passes = passes if passes is not None else DEFAULT_PASSES
-    if passes < 1:
-        raise AsrbenchError(f"--passes must be >= 1, got {passes}")
+    passes = checked_passes(args.passes) or passes or DEFAULT_PASSES
     return build_configs(shared, runs), passes
 
 
 def command_run(args: argparse.Namespace) -> int:
     """`asrbench run`: evaluate each config, print a summary, write the report."""
     from asrbench.distributed import World
-    from asrbench.report import build_report, environment, run_notes, summary_table, write_json_atomic
+    from asrbench.render import run_notes, summary_table
+    from asrbench.report import build_report, environment, write_json_atomic
     from asrbench.runner import run_configs
 
     configs, passes = configs_from_args(args)
@@ -287,8 +245,10 @@ def command_compare(args: argparse.Namespace) -> int:
     from asrbench.gate import gate_report
     from asrbench.report import load_report
 
-    outcome = gate_report(load_report(args.report), args.baseline_dir,
-                          allow_missing=args.allow_missing_baselines, report_path=args.report)
+    from asrbench.options import policy_from
+
+    outcome = gate_report(load_report(args.report), args.baseline_dir, policy_from(args),
+                          report_path=args.report)
     print(outcome.text)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,7 @@ class Comparison:
     config_id: str
     verdicts: list[Verdict] = field(default_factory=list)
     transcripts: list[TranscriptChange] = field(default_factory=list)
+    has_entry: bool = True  # False: the run has no baseline entry (its verdicts are "new")
 
     @property
     def regressed(self) -> bool:
@@ -74,6 +75,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {"config_id": self.config_id, "regressed": self.regressed,
+                "has_entry": self.has_entry,
                 "verdicts": [v.to_dict() for v in self.verdicts],
                 "transcripts_changed": [t.__dict__ for t in self.transcripts]}
 
@@ -191,7 +193,7 @@ def compare_run(run: dict[str, Any], entry: dict[str, Any] | None,
     """Verdicts for one report run against its baseline entry (None: no entry yet; `policy`,
     e.g. the matrix section's tolerance, then stands in for the entry's)."""
     config_id = run["config"]["id"]
-    comparison = Comparison(config_id)
+    comparison = Comparison(config_id, has_entry=entry is not None)
     metrics = run["metrics"]
     if entry is None:
         comparison.verdicts = [Verdict(config_id, m, "new", metrics[m], None, None, None,
@@ -211,12 +213,11 @@ def compare_run(run: dict[str, Any], entry: dict[str, Any] | None,
     return comparison
 
 
-def missing_entries(baseline_entries: dict[str, Any], run_ids: set[str], selected: set[str] | None
-                    ) -> list[Comparison]:
-    """Baseline entries with no run (only among `selected` ids when given)."""
+def missing_entries(baseline_entries: dict[str, Any], run_ids: set[str]) -> list[Comparison]:
+    """Baseline entries with no run in the report (informational: not a failure)."""
     out = []
     for config_id, entry in baseline_entries.items():
-        if config_id in run_ids or (selected is not None and config_id not in selected):
+        if config_id in run_ids:
             continue
         comparison = Comparison(config_id)
         comparison.verdicts = [Verdict(config_id, m, "missing", None, entry["metrics"][m], None,

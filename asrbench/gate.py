@@ -1,7 +1,7 @@
 """The PR gate: a report and the stored baselines in, verdicts and a summary out.
 
 Shared by `asrbench compare`, `asrbench baseline update` and the pytest plugin, so the three
-always agree on what a regression is.
+always agree on what a regression is; what fails is the Policy's call (policy.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 from asrbench import baselines
 from asrbench.compare import Comparison, compare_run, missing_entries
 from asrbench.errors import AsrbenchError
-from asrbench.report import markdown_summary
+from asrbench.policy import Policy
+from asrbench.render import gate_text, markdown_summary
 
 
 def refresh_command(config_ids: list[str], report: str = "reports/latest.json") -> str:
@@ -24,44 +25,32 @@ def refresh_command(config_ids: list[str], report: str = "reports/latest.json") 
 
 @dataclass
 class GateOutcome:
-    """Verdicts of every config in a report, and what to tell the user."""
+    """Verdicts of every config in a report, judged by one policy, and what to tell the user."""
 
     comparisons: list[Comparison]
-    new_ids: list[str] = field(default_factory=list)  # configs without a baseline entry
-    allow_missing: bool = False
+    policy: Policy = field(default_factory=Policy)
     report_path: str = "reports/latest.json"  # named in the command that creates entries
+    documents: dict[str, Any] = field(default_factory=dict)  # baseline file per device class
+
+    @property
+    def new_ids(self) -> list[str]:
+        """Configs without a baseline entry."""
+        return [c.config_id for c in self.comparisons if not c.has_entry]
 
     @property
     def failed(self) -> bool:
-        return any(c.regressed for c in self.comparisons) or (bool(self.new_ids) and not self.allow_missing)
+        return self.policy.fails(self.comparisons)
+
+    def _refresh(self) -> str | None:
+        return refresh_command(self.new_ids, self.report_path) if self.new_ids else None
 
     @property
     def markdown(self) -> str:
-        text = markdown_summary(self.comparisons)
-        if self.new_ids:
-            text += ("\n" + ("No baseline entry yet" if self.allow_missing else "❌ **Missing baseline entries**")
-                     + f" for {len(self.new_ids)} config(s); create them with:\n\n"
-                     f"```\n{refresh_command(self.new_ids, self.report_path)}\n```\n")
-        return text
+        return markdown_summary(self.comparisons, self.policy, self._refresh())
 
     @property
     def text(self) -> str:
-        lines = []
-        for c in self.comparisons:
-            for v in c.verdicts:
-                value = "-" if v.value is None else f"{v.value:.4f}"
-                base = "-" if v.baseline is None else f"{v.baseline:.4f}"
-                delta = "" if v.delta is None else f" ({v.delta:+.4f}, allowed ±{v.allowed:.4f})"
-                lines.append(f"{v.verdict.upper():<10} {c.config_id} {v.metric}: {base} -> {value}{delta}"
-                             + (f"  [{v.note}]" if v.note else ""))
-            if c.transcripts:
-                lines.append(f"CHANGED    {c.config_id}: {len(c.transcripts)} transcript(s)")
-                lines += [f"           {t.id}: {t.diff}" for t in c.transcripts[:10]]
-        if self.new_ids:
-            lines.append(f"{'NOTE' if self.allow_missing else 'MISSING'}    no baseline entry for "
-                         f"{', '.join(self.new_ids)}; create with: {refresh_command(self.new_ids, self.report_path)}")
-        lines.append("result: " + ("FAIL" if self.failed else "ok"))
-        return "\n".join(lines)
+        return gate_text(self.comparisons, self.policy, self._refresh())
 
     def append_step_summary(self) -> None:
         """Append the Markdown summary to GitHub's step summary when running in Actions."""
@@ -71,33 +60,30 @@ class GateOutcome:
                 fh.write(self.markdown)
 
 
-def gate_runs(runs: list[dict[str, Any]], baseline_dir: str | Path, allow_missing: bool = False,
+def gate_runs(runs: list[dict[str, Any]], baseline_dir: str | Path, policy: Policy | None = None,
               report_path: str | Path = "reports/latest.json") -> GateOutcome:
     """Compare each run with its device class's baseline file."""
     documents: dict[str, dict[str, Any] | None] = {}
-    comparisons, new_ids = [], []
+    comparisons = []
     for run in runs:
         device_class = run["device"]["class"]
         if device_class not in documents:
             documents[device_class] = baselines.load_for(baseline_dir, device_class)
         document = documents[device_class]
         entry = (document or {}).get("entries", {}).get(run["config"]["id"])
-        if entry is None:
-            new_ids.append(run["config"]["id"])
         # The matrix section's policy the pytest door ran with, for configs without an entry.
         comparisons.append(compare_run(run, entry, run.get("tolerance_policy")))
-    return GateOutcome(comparisons, new_ids, allow_missing, str(report_path))
+    return GateOutcome(comparisons, policy or Policy(), str(report_path), documents)
 
 
-def gate_report(report: dict[str, Any], baseline_dir: str | Path, allow_missing: bool = False,
+def gate_report(report: dict[str, Any], baseline_dir: str | Path, policy: Policy | None = None,
                 report_path: str | Path = "reports/latest.json") -> GateOutcome:
     """Gate every run of a report; baseline entries of the same classes with no run are listed."""
-    outcome = gate_runs(report["runs"], baseline_dir, allow_missing, report_path)
+    outcome = gate_runs(report["runs"], baseline_dir, policy, report_path)
     run_ids = {r["config"]["id"] for r in report["runs"]}
-    for device_class in {r["device"]["class"] for r in report["runs"]}:
-        document = baselines.load_for(baseline_dir, device_class)
+    for document in outcome.documents.values():
         if document:
-            outcome.comparisons += missing_entries(document["entries"], run_ids, None)
+            outcome.comparisons += missing_entries(document["entries"], run_ids)
     return outcome
 
 

@@ -9,7 +9,6 @@ and each config is evaluated once however many tests read it (runner.Session cac
 
 from __future__ import annotations
 
-import itertools
 import shlex
 import sys
 from pathlib import Path
@@ -17,51 +16,34 @@ from typing import Any
 
 import pytest
 
-from asrbench.config import EMBEDDED_CORPUS, BenchConfig, build_configs, read_toml
+from asrbench.config import DEFAULT_PASSES, BenchConfig, build_configs
 from asrbench.errors import AsrbenchError
 
-DEFAULT_MATRIX = Path("benchmarks") / "matrix.toml"
 STATE_KEY = pytest.StashKey[dict]()
-MATRIX_KEYS = {"models", "datasets", "precisions", "batch_sizes", "graphs", "passes", "tolerance",
-               "sdp_on_bf16", "gaudi_config", "generation_max_length", "max_duration", "limit",
-               "eos_check_every", "ignore_eos", "warmup_batches", "reference_utterances"}
-#: matrix keys copied onto every config of a section (the rest expand to a cross product)
-SECTION_SETTINGS = ("sdp_on_bf16", "gaudi_config", "generation_max_length", "max_duration", "limit",
-                    "eos_check_every", "ignore_eos", "warmup_batches", "reference_utterances")
+#: options that pick the data: any of them builds the configs from the options, as
+#: `asrbench run` does without a config file, instead of from the matrix
+SELECTION_FIELDS = ("model", "dataset", "dataset_config", "split", "text_column", "language")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("asrbench", "asrbench speech-recognition regression benchmarks")
-    group.addoption("--device", default="auto", help="hpu, cuda, cpu or auto (default auto)")
-    group.addoption("--model", help="benchmark this model instead of the matrix's")
-    group.addoption("--dataset", help="benchmark this dataset instead of the matrix's")
-    group.addoption("--dataset-config", help="Hub config / Common Voice locale for --dataset")
-    group.addoption("--split", default=None, help="split for --dataset (default test)")
-    group.addoption("--language", help="forced language for --dataset")
-    group.addoption("--precision", help="precision for --model/--dataset runs (default fp32)")
-    group.addoption("--batch-size", type=int, help="batch size for --model/--dataset runs")
-    group.addoption("--limit", type=int, help="only the first N usable utterances")
-    group.addoption("--matrix", default=str(DEFAULT_MATRIX),
-                    help=f"matrix of configs per device class (default {DEFAULT_MATRIX})")
-    group.addoption("--baseline-dir", default="baselines", help="baseline files (default baselines/)")
-    group.addoption("--report", default="reports/latest.json",
-                    help="JSON report of this session (default reports/latest.json)")
-    group.addoption("--update-baselines", action="store_true",
-                    help="rewrite the baseline entries of the configs run in this session")
-    group.addoption("--allow-missing-baselines", action="store_true",
-                    help="a config without a baseline entry skips its checks instead of failing")
-    group.addoption("--passes", type=int, help="timed passes per config (default: matrix, else 3)")
-    group.addoption("--transcripts", choices=("fail", "warn"), default="fail",
-                    help="changed transcripts fail the test (default) or only warn")
-    group.addoption("--nproc", type=int, default=1,
-                    help="data-parallel processes per config: N > 1 runs each config with "
-                         "torchrun --nproc-per-node N (one device each) and gates its report")
+    from asrbench.options import PLUGIN_OPTIONS, POLICY_OPTIONS, RUN_OPTIONS
+
+    group = parser.getgroup("asrbench", "asrbench speech-recognition regression benchmarks "
+                                        "(every option is --asrbench-<name>; see also "
+                                        "asrbench.options.add_short_aliases)")
+    for option in (*RUN_OPTIONS, *POLICY_OPTIONS, *PLUGIN_OPTIONS):
+        option.add_to_pytest(group)
+
+
+def option(config: pytest.Config, name: str) -> Any:
+    """An asrbench option's value ("batch_size" for --asrbench-batch-size)."""
+    return config.getoption(f"asrbench_{name}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "asrbench: a benchmark test driven by the asrbench matrix")
     config.stash[STATE_KEY] = {"session": None, "configs": None, "results": {}, "comparisons": {},
-                               "tolerance": None, "device_class": None}
+                               "tolerance": None, "device_class": None, "device_classes": {}}
 
 
 def _state(config: pytest.Config) -> dict[str, Any]:
@@ -77,78 +59,66 @@ def _session(config: pytest.Config):
     return state["session"]
 
 
-def _expand_section(section: dict[str, Any], device: str, where: str
-                    ) -> tuple[list[BenchConfig], int | None, dict[str, float] | None]:
-    from asrbench.baselines import check_tolerance
-
-    unknown = set(section) - MATRIX_KEYS
-    if unknown:
-        raise AsrbenchError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    tolerance = section.get("tolerance")
-    if tolerance is not None:
-        tolerance = check_tolerance(tolerance, f"{where} tolerance")
-    datasets = section.get("datasets", [{"dataset": "embedded"}])
-    configs = []
-    for model, data, precision, batch, graphs in itertools.product(
-            section.get("models", ["bundled:whisper-base"]), datasets,
-            section.get("precisions", ["fp32"]), section.get("batch_sizes", [8]),
-            section.get("graphs", [False])):
-        entry = dict(data)
-        if entry.get("dataset") == "embedded":
-            entry["dataset"] = str(EMBEDDED_CORPUS)
-        for key in SECTION_SETTINGS:
-            if key in section:
-                entry.setdefault(key, section[key])
-        configs += build_configs({**entry, "model": model, "precision": precision,
-                                  "batch_size": batch, "graphs": graphs, "device": device}, [])
-    return configs, section.get("passes"), tolerance
-
-
-def matrix_configs(path: Path, device_class: str, kind: str, device: str
-                   ) -> tuple[list[BenchConfig], int | None, dict[str, float] | None]:
-    """The matrix section for a device class (falling back to its kind, e.g. 'cuda'): configs,
-    passes, and the tolerance policy written into new or refreshed baseline entries."""
-    matrix = read_toml(path, "matrix file (--matrix)")
-    for name in (device_class, kind):
-        if name in matrix:
-            return _expand_section(matrix[name], device, f"{path} [{name}]")
-    raise AsrbenchError(f"{path} has no section for device class {device_class!r} or {kind!r} "
-                        f"(sections: {', '.join(matrix)})")
-
-
 def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
+    from asrbench.matrix import load_section
+    from asrbench.options import checked_passes, run_overrides
+
     state = _state(config)
+    if state["configs"] is None and option(config, "from_report"):
+        state["configs"] = _configs_from_report(config)
     if state["configs"] is None:
-        opt = config.option
-        if opt.nproc < 1:
-            raise AsrbenchError(f"--nproc must be >= 1, got {opt.nproc}")
-        if opt.nproc > 1:
+        nproc = option(config, "nproc")
+        device = option(config, "device")
+        if nproc < 1:
+            raise AsrbenchError(f"--asrbench-nproc must be >= 1, got {nproc}")
+        if nproc > 1:
             # The ranks need every card: this process must not hold one, so a child probes.
             from asrbench.distributed import probe_device
 
-            device_class, kind = probe_device(opt.device)
+            device_class, kind = probe_device(device)
         else:
-            probe = _session(config).device(BenchConfig(device=opt.device))
+            probe = _session(config).device(BenchConfig(device=device))
             device_class, kind = probe.device_class(), probe.kind
         state["device_class"] = device_class
-        passes = None
-        if opt.model or opt.dataset:
-            shared = {k: v for k, v in {
-                "model": opt.model, "dataset": opt.dataset, "dataset_config": opt.dataset_config,
-                "split": opt.split, "language": opt.language, "precision": opt.precision,
-                "batch_size": opt.batch_size, "limit": opt.limit, "device": opt.device}.items()
-                if v is not None}
-            configs = build_configs(shared, [])
+        overrides = run_overrides(config.option, prefix="asrbench_")
+        passes = checked_passes(option(config, "passes"))
+        if any(name in overrides for name in SELECTION_FIELDS):
+            configs = build_configs(overrides, [])  # the options say what to run
         else:
-            configs, passes, tolerance = matrix_configs(Path(opt.matrix), device_class, kind,
-                                                        opt.device)
-            state["tolerance"] = tolerance
-            if opt.limit is not None:
-                configs = [c.replace(limit=opt.limit) for c in configs]
-        if opt.nproc > 1:
-            configs = [c.replace(world_size=opt.nproc) for c in configs]  # ...-wsN ids
-        state["configs"] = (configs, opt.passes or passes or 3)
+            section = load_section(option(config, "matrix"), device_class, kind, device)
+            state["tolerance"] = section.tolerance
+            # Any other setting given on the command line overrides the section's.
+            configs = [c.replace(**overrides) for c in section.configs]
+            passes = passes or section.passes
+        if nproc > 1:
+            configs = [c.replace(world_size=nproc) for c in configs]  # ...-wsN ids
+        state["configs"] = (configs, passes or DEFAULT_PASSES)
     return state["configs"]
+
+
+def _configs_from_report(config: pytest.Config) -> tuple[list[BenchConfig], int]:
+    """--asrbench-from-report: the report's runs stand in for evaluations."""
+    import dataclasses
+
+    from asrbench.report import load_report
+
+    state = _state(config)
+    report = load_report(option(config, "from_report"))
+    names = {f.name for f in dataclasses.fields(BenchConfig)}
+    configs = []
+    for run in report["runs"]:
+        fields = {k: v for k, v in run["config"].items() if k in names}
+        try:
+            bench = BenchConfig(**fields)
+        except (TypeError, AsrbenchError) as exc:
+            raise AsrbenchError(f"{option(config, 'from_report')}: run {run['config']['id']}: "
+                                f"invalid config ({exc})") from None
+        configs.append(bench)
+        state["results"][bench.id] = run
+        state["device_classes"][bench.id] = run["device"]["class"]
+        if run.get("tolerance_policy") is not None:
+            state["tolerance"] = run["tolerance_policy"]
+    return configs, DEFAULT_PASSES
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -218,40 +188,51 @@ def bench_entry(request, bench_config) -> dict[str, Any] | None:
     evaluation, so a malformed baseline file fails at once."""
     from asrbench import baselines
 
-    opt = request.config.option
-    if opt.update_baselines:
+    if option(request.config, "update_baselines"):
         return None
-    # With --nproc the probed class: this process holds no device (the ranks do).
-    device_class = (_state(request.config)["device_class"] if bench_config.world_size > 1
-                    else request.getfixturevalue("bench_device").device_class())
+    state = _state(request.config)
+    # From a report: the class it ran on. With --nproc: the probed class (this process holds
+    # no device, the ranks do). Otherwise the provisioned device's.
+    device_class = state["device_classes"].get(bench_config.id) or (
+        state["device_class"] if bench_config.world_size > 1
+        else request.getfixturevalue("bench_device").device_class())
     try:
-        document = baselines.load_for(opt.baseline_dir, device_class)
+        document = baselines.load_for(option(request.config, "baseline_dir"), device_class)
     except AsrbenchError as exc:
         pytest.fail(f"asrbench: {exc}", pytrace=False)
     return (document or {}).get("entries", {}).get(bench_config.id)
 
 
+def bench_policy(config: pytest.Config):
+    """The failure policy these options say: the same object `asrbench compare` builds."""
+    from asrbench.options import policy_from
+
+    return policy_from(config.option, prefix="asrbench_")
+
+
 @pytest.fixture
 def bench_comparison(request, bench_entry, bench_run):
-    """Verdicts of this config against its baseline entry; a missing entry fails (or skips)."""
+    """Verdicts of this config against its baseline entry; a missing entry fails (or skips),
+    as the policy says."""
     from asrbench import baselines
     from asrbench.compare import compare_run
     from asrbench.gate import refresh_command
 
-    opt = request.config.option
-    if opt.update_baselines:
+    if option(request.config, "update_baselines"):
         pytest.skip("--update-baselines: this entry is rewritten from this run, not checked")
     config_id = bench_run["config"]["id"]
     comparison = compare_run(bench_run, bench_entry, _state(request.config)["tolerance"])
     _state(request.config)["comparisons"][config_id] = comparison
-    if bench_entry is None:
-        message = (f"no baseline entry for {config_id} in "
-                   f"{baselines.baseline_path(opt.baseline_dir, bench_run['device']['class'])}; "
-                   f"create it with: pytest {shlex.join(_selection_args(request.config))} "
-                   f"--update-baselines   (or: {refresh_command([config_id], opt.report)})")
-        if opt.allow_missing_baselines:
-            pytest.skip(message)
-        pytest.fail(message, pytrace=False)
+    for finding in bench_policy(request.config).findings(comparison, ["missing"]):
+        path = baselines.baseline_path(option(request.config, "baseline_dir"),
+                                       bench_run["device"]["class"])
+        message = (f"no baseline entry for {config_id} in {path}; create it with: pytest "
+                   f"{shlex.join(_selection_args(request.config))} --asrbench-update-baselines"
+                   f"   (or: "
+                   f"{refresh_command([config_id], option(request.config, 'report'))})")
+        if finding.fails:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     return comparison
 
 
@@ -266,16 +247,23 @@ def bench_tolerance(request, bench_entry) -> dict[str, float]:
     return {**DEFAULT_TOLERANCE, **(_state(request.config)["tolerance"] or {})}
 
 
+def apply_policy(config: pytest.Config, comparison: Any, check: str,
+                 detail: str = "") -> None:
+    """Fail (or warn) this test as the policy says for one check of one comparison."""
+    import warnings
+
+    failing, warning = [], []
+    for finding in bench_policy(config).findings(comparison, [check]):
+        (failing if finding.fails else warning).append(finding.message)
+    if warning:
+        warnings.warn("; ".join(warning) + (f"\n{detail}" if detail else ""))
+    if failing:
+        pytest.fail("\n".join(failing) + (f"\n{detail}" if detail else ""), pytrace=False)
+
+
 def _selection_args(config: pytest.Config) -> list[str]:
-    return [a for a in config.invocation_params.args if a != "--update-baselines"] or ["benchmarks"]
-
-
-def describe(verdict) -> str:
-    """One line: metric, baseline -> current, delta, allowed band, verdict and note."""
-    delta = "n/a" if verdict.delta is None else f"{verdict.delta:+.4f}"
-    return (f"{verdict.metric}: baseline {verdict.baseline:.4f} -> {verdict.value:.4f} "
-            f"(delta {delta}, allowed ±{verdict.allowed:.4f}) {verdict.verdict.upper()}"
-            + (f" [{verdict.note}]" if verdict.note else ""))
+    return [a for a in config.invocation_params.args
+            if a not in ("--update-baselines", "--asrbench-update-baselines")] or ["benchmarks"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -287,7 +275,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from asrbench.gate import GateOutcome
     from asrbench.report import SCHEMA, environment, write_json_atomic
 
-    opt = session.config.option
+    config = session.config
     runs = list(state["results"].values())
     for run in runs:
         comparison = state["comparisons"].get(run["config"]["id"])
@@ -296,19 +284,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         # without a baseline entry to the same limits as these tests did.
         run["tolerance_policy"] = state["tolerance"]
     env = environment(dict(runs[-1]["device"]))
-    report_path = Path(opt.report)
+    report_path = Path(option(config, "report"))
     write_json_atomic(report_path, {"schema": SCHEMA, "environment": env, "runs": runs})
-    outcome = GateOutcome(list(state["comparisons"].values()))
+    outcome = GateOutcome(list(state["comparisons"].values()), bench_policy(config))
     markdown_path = report_path.with_suffix(".md")
     markdown_path.write_text(outcome.markdown, encoding="utf-8")
     outcome.append_step_summary()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     lines = [f"asrbench: report written to {report_path} (summary: {markdown_path})"]
-    if opt.update_baselines:
+    if option(config, "update_baselines"):
+        directory = option(config, "baseline_dir")
         for device_class in sorted({r["device"]["class"] for r in runs}):
             selected = [r for r in runs if r["device"]["class"] == device_class]
-            changes = baselines.update(opt.baseline_dir, device_class, selected, env, state["tolerance"])
-            lines.append(f"asrbench: updated {baselines.baseline_path(opt.baseline_dir, device_class)}")
+            changes = baselines.update(directory, device_class, selected, env, state["tolerance"])
+            lines.append(f"asrbench: updated {baselines.baseline_path(directory, device_class)}")
             lines.append(baselines.change_table(changes))
     for line in lines:
         if reporter is not None:

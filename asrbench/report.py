@@ -109,47 +109,6 @@ def write_json_atomic(path: Path, document: Any) -> None:
         raise
 
 
-def summary_table(results: Iterable[RunResult]) -> str:
-    """Plain-text table of the headline numbers, one row per run."""
-    header = ("run", "utts", "skip", "WER", "WER norm", "CER", "samples/s", "RSD", "RTFx", "tok/s")
-    rows = [header]
-    for r in results:
-        m = r.metrics()
-        rows.append((r.config.id, str(len(r.utterances)), str(len(r.skipped)),
-                     f"{m['wer']:.4f}", f"{m['wer_normalized']:.4f}", f"{m['cer']:.4f}",
-                     f"{m['samples_per_second']:.3f}", f"{r.throughput.rsd * 100:.1f}%",
-                     f"{m['rtfx']:.2f}", f"{m['tokens_per_second']:.1f}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def run_notes(results: Iterable[RunResult]) -> list[str]:
-    """Lines under the summary: emulated devices, compilations in timed passes, agreement with
-    the stock reference."""
-    lines = []
-    for r in results:
-        if r.device.get("class") == "hpu-emulated":
-            lines.append(f"{r.config.id}: EMULATED Gaudi on the CPU: transcripts and graph "
-                         "behaviour are the point; samples/s measure the emulator, not a Gaudi")
-        compilations = r.timings.get("compilations")
-        if compilations is not None:
-            during = sum(compilations["passes"])
-            lines.append(f"{r.config.id}: graph compilations: warm-up {compilations['warmup']}, "
-                         f"timed passes {compilations['passes']}"
-                         + ("  <- RECOMPILED while timed" if during else ""))
-        if r.reference is not None and r.reference.get("error"):
-            lines.append(f"{r.config.id}: agreement with the stock reference UNKNOWN: "
-                         f"{r.reference['error']}")
-        elif r.reference is not None:
-            lines.append(f"{r.config.id}: agreement with {r.reference['reference']}: "
-                         f"{r.reference['identical']}/{r.reference['utterances']} transcripts "
-                         f"identical, WER vs reference {r.reference['wer']:.4f}")
-    return lines
-
-
 def _report_error(path: Path, where: str, problem: str) -> AsrbenchError:
     return AsrbenchError(f"invalid report {path}: {where}: {problem}")
 
@@ -269,44 +228,3 @@ def load_report(path: str | Path) -> dict[str, Any]:
                 for u in utterances):
             raise _report_error(path, f"{where}.utterances", "expected a list of {id, prediction, ...}")
     return document
-
-
-_ARROWS = {"improved": "✅ improved", "unchanged": "➖ unchanged", "regressed": "❌ regressed",
-           "new": "🆕 new", "missing": "⚠️ missing"}
-
-
-def _fmt(value: float | None, metric: str) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.4g}" if metric == "samples_per_second" else f"{value:.4f}"
-
-
-def markdown_summary(comparisons: list, title: str = "asrbench regression check",
-                     max_transcripts: int = 20) -> str:
-    """GitHub-flavoured Markdown: one table per config, then its changed transcripts."""
-    regressed = [c for c in comparisons if c.regressed]
-    lines = [f"## {title}", ""]
-    lines.append(f"**{'❌ ' + str(len(regressed)) + ' config(s) regressed' if regressed else '✅ no regression'}**"
-                 f" across {len(comparisons)} config(s).")
-    for comparison in comparisons:
-        lines += ["", f"### `{comparison.config_id}`", "",
-                  "| metric | baseline | current | Δ | Δ % | allowed | verdict | note |",
-                  "|---|---:|---:|---:|---:|---:|---|---|"]
-        for v in comparison.verdicts:
-            arrow = "" if v.delta is None or v.delta == 0 else ("▲ " if v.delta > 0 else "▼ ")
-            delta = "–" if v.delta is None else f"{arrow}{v.delta:+.4f}"
-            rel = "–" if v.relative is None else f"{v.relative:+.1%}"
-            allowed = "–" if v.allowed is None else f"±{_fmt(v.allowed, v.metric)}"
-            lines.append(f"| {v.metric} | {_fmt(v.baseline, v.metric)} | {_fmt(v.value, v.metric)} | "
-                         f"{delta} | {rel} | {allowed} | {_ARROWS.get(v.verdict, v.verdict)} | {v.note} |")
-        if comparison.transcripts:
-            shown = comparison.transcripts[:max_transcripts]
-            lines += ["", f"<details><summary>{len(comparison.transcripts)} transcript(s) changed"
-                          "</summary>", "", "| utterance | word diff (baseline → current) |", "|---|---|"]
-            for change in shown:
-                diff = change.diff.replace("|", "\\|")
-                lines.append(f"| `{change.id}` | {diff} |")
-            if len(comparison.transcripts) > len(shown):
-                lines.append(f"| … | {len(comparison.transcripts) - len(shown)} more in the JSON report |")
-            lines += ["", "</details>"]
-    return "\n".join(lines) + "\n"

@@ -317,20 +317,21 @@ def test_pytest_nproc_runs_each_config_distributed_and_gates_it(tmp_path):
     (tmp_path / "matrix.toml").write_text(MATRIX)
 
     def pytest_run(*args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "pytest", "test_bench.py", "--device", "cpu", "--nproc", "2",
-                   "--matrix", "matrix.toml", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
-                   "--baseline-dir", "baselines", "-rA", *args]
+        command = [sys.executable, "-m", "pytest", "test_bench.py", "--asrbench-device", "cpu",
+                   "--asrbench-nproc", "2", "--asrbench-matrix", "matrix.toml", "-p",
+                   "no:cacheprovider", "--rootdir", str(tmp_path), "--asrbench-baseline-dir",
+                   "baselines", "-rA", *args]
         return subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True,
                               timeout=2 * LAUNCH_TIMEOUT)
 
     config_id = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-ml64-n3-ws2"
-    first = pytest_run("--update-baselines", "--report", "first.json")
+    first = pytest_run("--asrbench-update-baselines", "--asrbench-report", "first.json")
     # 6 tests: the 4 baseline checks skip while rewriting; on CPU fp32 nothing compiles and the
     # run is the reference setup, so the other two skip with their reasons every time.
     assert first.returncode == 0 and "6 skipped" in first.stdout, first.stdout[-3000:]
     entries = json.loads((tmp_path / "baselines" / "cpu.json").read_text())["entries"]
     assert list(entries) == [config_id]  # the world size is part of the baseline key
-    second = pytest_run("--report", "second.json")
+    second = pytest_run("--asrbench-report", "second.json")
     assert second.returncode == 0 and "4 passed, 2 skipped" in second.stdout, second.stdout[-3000:]
     (run,) = load_report(tmp_path / "second.json")["runs"]
     assert run["config"]["id"] == config_id and len(run["timings"]["ranks"]) == 2

@@ -68,9 +68,11 @@ class Suite:
         self.baselines = path / "baselines"
 
     def run(self, *args: str, baselines: Path | None = None, report: str = "report.json") -> Outcome:
-        command = [sys.executable, "-m", "pytest", "test_bench.py", "--device", "cpu",
-                   "--matrix", "matrix.toml", "-p", "no:cacheprovider", "--rootdir", str(self.path),
-                   "--baseline-dir", str(baselines or self.baselines), "--report", report, "-rA", *args]
+        # A repository of its own: the plugin's own option names (--asrbench-*), no aliases.
+        command = [sys.executable, "-m", "pytest", "test_bench.py", "--asrbench-device", "cpu",
+                   "--asrbench-matrix", "matrix.toml", "-p", "no:cacheprovider", "--rootdir",
+                   str(self.path), "--asrbench-baseline-dir", str(baselines or self.baselines),
+                   "--asrbench-report", report, "-rA", *args]
         return Outcome(subprocess.run(command, cwd=self.path, capture_output=True, text=True,
                                       timeout=900))
 
@@ -91,7 +93,7 @@ class Suite:
 def suite(tmp_path_factory):
     """The suite after a first `--update-baselines` run recorded both entries."""
     suite = Suite(tmp_path_factory.mktemp("suite"))
-    first = suite.run("--update-baselines")
+    first = suite.run("--asrbench-update-baselines")
     # 6 tests per config; on CPU fp32 nothing compiles and the run is the reference setup, so
     # test_no_recompilation and test_reference_agreement skip (with their reasons) every time.
     first.assert_outcomes(skipped=12)
@@ -155,7 +157,7 @@ def test_doctored_baseline_fails_throughput_wer_and_lists_changed_transcript(sui
 
 def test_transcripts_warn_mode_reports_without_failing(suite):
     doctored = suite.path / "doctored"
-    result = suite.run("-k", "test_transcripts and bs3", "--transcripts", "warn",
+    result = suite.run("-k", "test_transcripts and bs3", "--asrbench-transcripts", "warn",
                        baselines=doctored, report="warn.json")
     result.assert_outcomes(passed=1, warnings=1)
     assert "transcript(s) differ from the baseline" in result.out
@@ -179,9 +181,9 @@ def test_missing_entry_names_the_command_that_creates_it(suite):
     empty = suite.doctor("empty", lambda entries: entries.clear())
     result = suite.run("-k", "test_cer and bs2", baselines=empty, report="missing.json")
     result.assert_outcomes(errors=1)
-    assert "-k 'test_cer and bs2' --update-baselines" in result.out
+    assert "-k 'test_cer and bs2' --asrbench-update-baselines" in result.out
     assert "--update-baselines" in result.out and f"--only {A}" in result.out
-    allowed = suite.run("-k", "test_cer and bs2", "--allow-missing-baselines", baselines=empty,
+    allowed = suite.run("-k", "test_cer and bs2", "--asrbench-allow-missing-baselines", baselines=empty,
                         report="missing.json")
     allowed.assert_outcomes(skipped=1)
 
@@ -189,7 +191,7 @@ def test_missing_entry_names_the_command_that_creates_it(suite):
 def test_update_rewrites_only_the_selected_entries(suite):
     directory = suite.path / "doctored"
     before = json.loads((directory / "cpu.json").read_text())["entries"]
-    result = suite.run("-k", "bs2", "--update-baselines", baselines=directory, report="upd.json")
+    result = suite.run("-k", "bs2", "--asrbench-update-baselines", baselines=directory, report="upd.json")
     result.assert_outcomes(skipped=6)
     after = json.loads((directory / "cpu.json").read_text())["entries"]
     assert after[B] == before[B]  # untouched, still doctored
