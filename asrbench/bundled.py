@@ -276,7 +276,8 @@ def convert(source: BundledSource, out_dir: Path) -> None:
     state = {k: torch.from_numpy(np.array(a, dtype=np.float32))
              for k, a in transformers_state_dict(variables).items()}
     model = WhisperForConditionalGeneration(config)
-    # strict=True: every parameter of the transformers model must come from the source.
+    # strict=False, then checked below: every parameter must come from the source except the
+    # output projection, which is tied to the token embedding (filled by tie_weights).
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k != "proj_out.weight"]  # tied, filled by tie_weights
     if missing or unexpected:

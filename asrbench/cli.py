@@ -45,6 +45,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     from asrbench.options import RUN_OPTIONS
 
     p.add_argument("--config", type=Path, help="TOML file of settings (flags override it)")
+    p.add_argument("--matrix", type=Path,
+                   help="run the section of this benchmark matrix (benchmarks/matrix.toml) for "
+                        "the device's class, as `pytest benchmarks` does; flags override it")
     for option in RUN_OPTIONS:  # declared once, shared with the pytest plugin
         option.add_to_argparse(p)
     p.add_argument("--report", type=Path, help=f"JSON report path (default {DEFAULT_REPORT})")
@@ -203,6 +206,22 @@ def configs_from_args(args: argparse.Namespace) -> tuple[list[BenchConfig], int]
     return build_configs(shared, runs), passes
 
 
+def matrix_configs_from_args(args: argparse.Namespace, session: Any) -> tuple[list[BenchConfig], int]:
+    """`asrbench run --matrix FILE`: the section of the device's class (as pytest runs it), with
+    the flags given overriding its settings."""
+    from asrbench.matrix import load_section
+    from asrbench.options import checked_passes, run_overrides
+
+    if args.config:
+        raise AsrbenchError("--matrix and --config both say what to run: give one of them")
+    device_name = args.device or "auto"
+    device = session.device(BenchConfig(device=device_name))
+    section = load_section(args.matrix, device.device_class(), device.kind, device_name)
+    overrides = run_overrides(args)
+    configs = [c.replace(**overrides) for c in section.configs]
+    return configs, checked_passes(args.passes) or section.passes or DEFAULT_PASSES
+
+
 def command_run(args: argparse.Namespace) -> int:
     """`asrbench run`: evaluate each config, print a summary, write the report."""
     from asrbench.distributed import World
@@ -210,11 +229,14 @@ def command_run(args: argparse.Namespace) -> int:
     from asrbench.report import build_report, environment, write_json_atomic
     from asrbench.runner import run_configs
 
-    configs, passes = configs_from_args(args)
+    from asrbench.runner import Session
+
     world = World.from_environment(args.dist_timeout)
+    session = Session(progress=not args.no_progress and world.is_main, world=world)
+    configs, passes = (matrix_configs_from_args(args, session) if args.matrix
+                       else configs_from_args(args))
     configs = world.configs(configs)
-    results, device_info = run_configs(configs, passes, progress=not args.no_progress
-                                       and world.is_main, world=world)
+    results, device_info = run_configs(configs, passes, session=session)
     world.close()
     if not world.is_main:
         return 0  # rank 0 has every rank's results and writes the one report

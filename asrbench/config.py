@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,15 +134,6 @@ def _slug(text: str) -> str:
 
 
 FIELD_NAMES = {f.name for f in dataclasses.fields(BenchConfig)}
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """What a config file asks for: shared settings plus one entry per run."""
-
-    runs: tuple[BenchConfig, ...]
-    passes: int = DEFAULT_PASSES
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _coerce(values: dict[str, Any], where: str) -> dict[str, Any]:

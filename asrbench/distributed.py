@@ -213,7 +213,8 @@ class World:
         import torch.distributed as dist
 
         device = self._device
-        assert device is not None, "connect() first"
+        if device is None:
+            raise RuntimeError("World.barrier() before connect(): a programming error")
 
         def meet() -> None:
             flag = torch.zeros(1, device=device.torch_device)

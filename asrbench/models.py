@@ -39,13 +39,14 @@ def resolve(reference: str) -> tuple[str, bool]:
     return reference, False
 
 
-def load(reference: str, trust_remote_code: bool = False) -> LoadedModel:
+def load(reference: str) -> LoadedModel:
     """Load model (fp32 weights, eval mode, on CPU) and processor; the device moves it."""
     import torch
     from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
     source, local = resolve(reference)
-    options = dict(local_files_only=local, trust_remote_code=trust_remote_code)
+    # Remote code stays off: a model repository's Python never runs here.
+    options = dict(local_files_only=local, trust_remote_code=False)
     try:
         processor = AutoProcessor.from_pretrained(source, **options)
         model = AutoModelForSpeechSeq2Seq.from_pretrained(

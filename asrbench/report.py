@@ -21,9 +21,9 @@ PACKAGES = ("asrbench", "torch", "transformers", "datasets", "jiwer", "soundfile
             "numpy", "optimum-habana", "habana-torch-plugin", "ctranslate2")
 
 
-def git_commit(cwd: Path | None = None) -> dict[str, Any]:
+def git_commit() -> dict[str, Any]:
     """Commit of the working directory's repository (and whether it has local changes)."""
-    cwd = cwd or Path.cwd()
+    cwd = Path.cwd()
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()

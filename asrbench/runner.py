@@ -175,9 +175,10 @@ class Session:
 
 
 def run_configs(configs: list[BenchConfig], passes: int, progress: bool = True,
-                world: "World | None" = None) -> tuple[list[RunResult], dict[str, Any]]:
+                world: "World | None" = None, session: Session | None = None
+                ) -> tuple[list[RunResult], dict[str, Any]]:
     """Evaluate configs in order; returns the results and the (last) device's description.
     In a data-parallel run (world of several ranks) every rank gets the merged results."""
-    session = Session(progress=progress, world=world)
+    session = session or Session(progress=progress, world=world)
     results = [session.evaluate(config, passes) for config in configs]
     return results, dict(results[-1].device) if results else {}

@@ -115,3 +115,25 @@ def test_help_and_module_entry_point():
     version = subprocess.run([sys.executable, "-m", "asrbench", "--version"], capture_output=True,
                              text=True, check=True).stdout
     assert version.startswith("asrbench ")
+
+
+def test_run_matrix_runs_the_section_of_the_device_class(tmp_path):
+    """`asrbench run --matrix` expands the same section pytest would, flags override it."""
+    import json
+
+    from asrbench.cli import main
+
+    matrix = tmp_path / "matrix.toml"
+    matrix.write_text('[cpu]\nmodels = ["bundled:whisper-base"]\n'
+                      'datasets = [{ dataset = "embedded", dataset_config = "en", '
+                      'language = "english" }]\nbatch_sizes = [2, 3]\nlimit = 2\npasses = 1\n'
+                      'generation_max_length = 24\n[cuda]\nbatch_sizes = [64]\n')
+    report = tmp_path / "r.json"
+    assert main(["run", "--matrix", str(matrix), "--device", "cpu", "--limit", "1",
+                 "--no-progress", "--report", str(report)]) == 0
+    runs = json.loads(report.read_text())["runs"]
+    # two batch sizes from [cpu] (not [cuda]); --limit 1 overrode the section's limit 2
+    assert [r["config"]["batch_size"] for r in runs] == [2, 3]
+    assert all(r["config"]["limit"] == 1 and r["dataset"]["utterances"] == 1 for r in runs)
+    assert all(len(r["throughput"]["samples_per_second_per_pass"]) == 1 for r in runs)
+    assert main(["run", "--matrix", str(matrix), "--config", str(matrix)]) == 2

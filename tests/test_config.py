@@ -13,9 +13,16 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_id_is_readable_and_stable():
     config = BenchConfig(model="openai/whisper-small", dataset="regisss/common_voice_11_0_hi",
                          language="hindi", precision="bf16", batch_size=32, graphs=True)
-    assert config.id == "whisper-small-common_voice_11_0_hi-test-hindi-transcribe-bf16-bs32-graphs".replace("_", "-")
-    assert BenchConfig(model="openai/whisper-small", dataset="regisss/common_voice_11_0_hi",
-                       language="hindi", precision="bf16", batch_size=32, graphs=True).id == config.id
+    assert config.id == "whisper-small-common-voice-11-0-hi-test-hindi-transcribe-bf16-bs32-graphs"
+    # stable across processes: a fresh interpreter computes the same id
+    import subprocess
+    import sys
+
+    code = ("from asrbench.config import BenchConfig; print(BenchConfig(model='openai/whisper-small',"
+            " dataset='regisss/common_voice_11_0_hi', language='hindi', precision='bf16', "
+            "batch_size=32, graphs=True).id)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == config.id
 
 
 def test_id_changes_with_every_result_affecting_field():
@@ -86,3 +93,13 @@ def test_shipped_gaudi_config_reproduces_the_seed_command():
     assert config.max_duration == 30.0 and config.precision == "bf16"
     assert config.sdp_on_bf16 and config.graphs and config.device == "hpu"
     assert config.gaudi_config == "Habana/whisper" and config.text_column == "sentence"
+
+
+def test_device_options_that_do_not_apply_are_user_errors():
+    from asrbench.devices import get_device
+    from asrbench.errors import AsrbenchError
+
+    with pytest.raises(AsrbenchError, match="--gaudi-config does not apply to the cpu device"):
+        get_device("cpu", gaudi_config="Habana/whisper")
+    # left at their defaults, options of other backends are not "given"
+    assert get_device("cpu", gaudi_config=None, sdp_on_bf16=False).kind == "cpu"

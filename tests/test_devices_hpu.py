@@ -219,8 +219,12 @@ def test_contract_hpu_backend_follows_optimum_habana_call_order(fake_gaudi):
     keywords that keep stopping at end-of-sequence (ignore_eos=False, passed explicitly).
     """
     calls = fake_gaudi({"use_torch_autocast": True})
-    device = get_device("hpu", local_rank=0, gaudi_config="Habana/whisper", sdp_on_bf16=True,
-                        unknown_option="ignored")
+    with pytest.raises(AsrbenchError, match="--unknown-option does not apply to the hpu device"):
+        get_device("hpu", unknown_option="set")  # a set option is never dropped silently
+    calls.clear()
+    for name in [n for n in sys.modules if n.startswith("habana_frameworks")]:
+        del sys.modules[name]  # the refused call imported them: start the recording again
+    device = get_device("hpu", gaudi_config="Habana/whisper", sdp_on_bf16=True)
     assert isinstance(device, HPUDevice)
     model = RecordingModel(calls)
     prepared = device.prepare(model, "bf16")

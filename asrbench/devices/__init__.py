@@ -46,8 +46,20 @@ def resolve_kind(kind: str) -> str:
 
 
 def get_device(kind: str = "auto", **options: Any) -> Device:
-    """Provision a device backend by name ('auto', 'hpu', 'cuda', 'cpu')."""
-    return backend_class(resolve_kind(kind))(**options)
+    """Provision a device backend by name ('auto', 'hpu', 'cuda', 'cpu', 'hpu-emulated').
+
+    Options left at their defaults (None, False) are dropped; one that is set but not an option
+    of the chosen backend is a user error (--gaudi-config on a CPU, say), never ignored."""
+    resolved = resolve_kind(kind)
+    cls = backend_class(resolved)
+    given = {name: value for name, value in options.items() if value not in (None, False)}
+    unknown = sorted(set(given) - set(cls.OPTIONS))
+    if unknown:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unknown)
+        raise AsrbenchError(f"{flags} {'does' if len(unknown) == 1 else 'do'} not apply to the "
+                            f"{resolved} device (options there: "
+                            f"{', '.join(cls.OPTIONS) or 'none'})")
+    return cls(**given)
 
 
 __all__ = ["BACKENDS", "DEVICE_CHOICES", "PRECISIONS", "Device", "get_device",

@@ -16,6 +16,9 @@ class Device(ABC):
 
     #: short backend name, also what `--device` takes
     kind: str = ""
+    #: the keyword options this backend's constructor takes (get_device refuses any other that
+    #: is set, rather than dropping it silently)
+    OPTIONS: tuple[str, ...] = ()
     #: torch.distributed backend used for data-parallel runs on this device kind
     distributed_backend: str = "gloo"
     #: whether prepare(graphs=True) does something (HPU graphs); elsewhere it is refused

@@ -28,7 +28,7 @@ class CPUDevice(Device):
     kind = "cpu"
     distributed_backend = "gloo"
 
-    def __init__(self, **_: Any) -> None:
+    def __init__(self) -> None:
         self._device = torch.device("cpu")
 
     @classmethod

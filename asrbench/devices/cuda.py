@@ -31,7 +31,9 @@ class CUDADevice(Device):
     distributed_backend = "nccl"
     supports_graphs = True
 
-    def __init__(self, local_rank: int | None = None, **_: Any) -> None:
+    OPTIONS = ("local_rank",)
+
+    def __init__(self, local_rank: int | None = None) -> None:
         if local_rank is None:
             local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self._device = torch.device("cuda", local_rank)

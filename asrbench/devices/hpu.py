@@ -102,7 +102,7 @@ class HPUDevice(Device):
 
     Construct it before the model is loaded: adapt_transformers_to_gaudi() swaps the Whisper
     classes inside transformers, and a model instantiated earlier keeps the stock classes.
-    Options: local_rank (recorded; HCCL picks the card), gaudi_config (a gaudi_config.json path
+    Options: gaudi_config (a gaudi_config.json path
     or a Hub name such as Habana/whisper), sdp_on_bf16, static_shapes (decoder static shapes
     in generate(), off by default: see generate_kwargs).
     """
@@ -112,13 +112,12 @@ class HPUDevice(Device):
     supports_graphs = True
     dynamic_shapes = False
 
-    def __init__(self, local_rank: int | None = None, gaudi_config: str | None = None,
-                 sdp_on_bf16: bool = False, static_shapes: bool = False, **_: Any) -> None:
-        if local_rank is None:
-            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    OPTIONS = ("gaudi_config", "sdp_on_bf16", "static_shapes")
+
+    def __init__(self, gaudi_config: str | None = None, sdp_on_bf16: bool = False,
+                 static_shapes: bool = False) -> None:
         # The HCCL runtime gives each process the card whose module id equals its local rank
         # (Habana "Gaudi-to-process assignment"); inside a process that card is just "hpu".
-        self.local_rank = local_rank
         self._device = torch.device("hpu")
         self._generation: str | None = None
         self._wrapped: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()

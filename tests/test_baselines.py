@@ -1,0 +1,114 @@
+"""Baseline files (asrbench/baselines.py): validation, digests, atomic locked updates, and the
+`asrbench baseline update` command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from asrbench.baselines import load, predictions_digest, validate
+from asrbench.errors import AsrbenchError
+
+from test_compare import _entry, _run
+
+
+def test_predictions_digest_ignores_order():
+    assert predictions_digest({"a": "x", "b": "y"}) == predictions_digest({"b": "y", "a": "x"})
+    assert predictions_digest({"a": "x"}) != predictions_digest({"a": "y"})
+
+
+def _document(entry):
+    return {"schema": 1, "device_class": "cpu", "entries": {"cfg": entry}}
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda e: e["metrics"].pop("cer"), "entries['cfg'].metrics.cer: missing"),
+    (lambda e: e["metrics"].update(wer="x"), "entries['cfg'].metrics.wer: expected a number"),
+    (lambda e: e["tolerance"].update(wer_pct=1), "entries['cfg'].tolerance.wer_pct: unknown"),
+    (lambda e: e["tolerance"].update(wer_abs=-1), "entries['cfg'].tolerance.wer_abs: must be >= 0"),
+    (lambda e: e["predictions"].update(a="tampered"), "predictions_sha256: does not match"),
+    (lambda e: e.update(predictions_sha256="abc"), "predictions_sha256: expected a sha256"),
+])
+def test_baseline_validation_names_file_and_field(tmp_path, mutate, field):
+    entry = _entry(_run())
+    mutate(entry)
+    path = tmp_path / "cpu.json"
+    path.write_text(json.dumps(_document(entry)))
+    with pytest.raises(AsrbenchError, match="invalid baseline file") as info:
+        load(path)
+    assert str(path) in str(info.value) and field in str(info.value)
+
+
+def test_baseline_schema_version_is_checked(tmp_path):
+    with pytest.raises(AsrbenchError, match="schema"):
+        validate({"schema": 2, "device_class": "cpu", "entries": {}}, tmp_path / "x.json")
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(AsrbenchError, match="not valid JSON"):
+        load(path)
+
+
+def _report_file(tmp_path, runs):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"schema": 1, "environment": {"packages": {"torch": "x"}},
+                                "runs": runs}))
+    return path
+
+
+def _named(run, config_id, wer=0.2):
+    run = json.loads(json.dumps(run))
+    run["config"]["id"] = config_id
+    run["metrics"]["wer"] = wer
+    return run
+
+
+def test_baseline_update_command_rewrites_only_selected_entries_and_keeps_others(tmp_path, capsys):
+    from asrbench.cli import main
+
+    directory = tmp_path / "baselines"
+    first = _report_file(tmp_path, [_named(_run(), "a", 0.2), _named(_run(), "b", 0.3)])
+    assert main(["baseline", "update", "--report", str(first), "--baseline-dir",
+                 str(directory), "--tolerance", "samples_per_second_rel=0.4"]) == 0
+    document = json.loads((directory / "cpu.json").read_text())
+    assert set(document["entries"]) == {"a", "b"}
+    assert document["entries"]["a"]["tolerance"] == {"samples_per_second_rel": 0.4}
+    b_before = (directory / "cpu.json").read_text()
+    second = _report_file(tmp_path, [_named(_run(), "a", 0.25), _named(_run(), "b", 0.9)])
+    assert main(["baseline", "update", "--report", str(second), "--baseline-dir",
+                 str(directory), "--only", "a"]) == 0
+    after = json.loads((directory / "cpu.json").read_text())["entries"]
+    assert after["a"]["metrics"]["wer"] == 0.25
+    assert after["a"]["tolerance"] == {"samples_per_second_rel": 0.4}  # the override is kept
+    assert after["b"] == json.loads(b_before)["entries"]["b"]  # not selected: untouched
+    printed = capsys.readouterr().out
+    assert "wer" in printed and "0.2" in printed and "0.25" in printed  # the old -> new table
+    # user errors: an unknown id, a bad tolerance, each one line and exit 2
+    assert main(["baseline", "update", "--report", str(second), "--baseline-dir",
+                 str(directory), "--only", "zzz"]) == 2
+    assert main(["baseline", "update", "--report", str(second), "--baseline-dir",
+                 str(directory), "--tolerance", "wer_abs=lots"]) == 2
+    assert main(["baseline", "update", "--report", str(second), "--baseline-dir",
+                 str(directory), "--tolerance", "speed=1"]) == 2
+    assert "unknown tolerance" in capsys.readouterr().err
+
+
+def test_update_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
+    """A failure while writing leaves the old file intact and no temp file behind."""
+    from asrbench import baselines
+    from asrbench.cli import main
+
+    directory = tmp_path / "baselines"
+    report = _report_file(tmp_path, [_named(_run(), "a", 0.2)])
+    assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
+                 str(directory)]) == 0
+    before = (directory / "cpu.json").read_bytes()
+
+    def broken_dump(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(json, "dump", broken_dump)
+    with pytest.raises(OSError):
+        baselines.update(directory, "cpu", [_named(_run(), "a", 0.5)], {}, None)
+    assert (directory / "cpu.json").read_bytes() == before
+    assert [p.name for p in directory.iterdir() if p.suffix == ".tmp"] == []

@@ -1,0 +1,53 @@
+"""The gate (asrbench/gate.py): a report against baseline files under one policy."""
+
+from __future__ import annotations
+
+import json
+
+from asrbench.gate import gate_report
+from asrbench.policy import Policy
+
+from test_compare import _entry, _run
+
+
+def _write(directory, entries):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cpu.json").write_text(json.dumps({"schema": 1, "device_class": "cpu",
+                                                    "entries": entries}))
+
+
+def _report(*runs):
+    return {"schema": 1, "environment": {}, "runs": list(runs)}
+
+
+def _named(config_id, **kwargs):
+    run = _run(**kwargs)
+    run["config"] = {"id": config_id}
+    return run
+
+
+def test_entries_without_a_run_are_listed_not_failed(tmp_path):
+    _write(tmp_path, {"a": _entry(_run()), "b": _entry(_run())})
+    outcome = gate_report(_report(_named("a")), tmp_path)
+    by_id = {c.config_id: c for c in outcome.comparisons}
+    assert {v.verdict for v in by_id["b"].verdicts} == {"missing"}
+    assert not outcome.failed and "result: ok" in outcome.text
+
+
+def test_a_run_without_an_entry_fails_unless_allowed_and_names_the_command(tmp_path):
+    _write(tmp_path, {})
+    outcome = gate_report(_report(_named("a")), tmp_path, report_path="r.json")
+    assert outcome.failed and outcome.new_ids == ["a"]
+    assert "asrbench baseline update --report r.json --only a" in outcome.text
+    assert not gate_report(_report(_named("a")), tmp_path, Policy(allow_missing=True)).failed
+
+
+def test_each_baseline_file_is_read_once(tmp_path, monkeypatch):
+    from asrbench import baselines
+
+    _write(tmp_path, {"a": _entry(_run()), "b": _entry(_run())})
+    reads = []
+    original = baselines.load_for
+    monkeypatch.setattr(baselines, "load_for", lambda *a: reads.append(a) or original(*a))
+    gate_report(_report(_named("a"), _named("b")), tmp_path)
+    assert len(reads) == 1

@@ -1,0 +1,50 @@
+"""Rendering (asrbench/render.py): what data puts into the Markdown posted to pull requests is
+escaped, and the one-line verdict reads right even where a value is missing."""
+
+from __future__ import annotations
+
+import pytest
+
+from asrbench.compare import Comparison, TranscriptChange, Verdict
+from asrbench.policy import Policy
+from asrbench.render import describe_verdict, escape_md, markdown_summary
+
+HOSTILE = [
+    "<img src=x onerror=alert(1)>", "</details><script>alert(1)</script>", "a | b | c",
+    "`code` and ``` fences", "@octocat please look", "line one\nline two\r\n## heading",
+    "[link](http://evil)", "**bold** _it_ # not a heading", "back\\slash",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_escape_md_leaves_no_markup_from_data(text):
+    out = escape_md(text)
+    for forbidden in ("<", ">", "|", "`", "\n", "\r", "[", "]", "*", "_"):
+        assert forbidden not in out, (text, out)
+    assert "@octocat" not in out  # no mention: the @ is followed by a zero-width space
+    assert "#" not in out or "&#" in out  # only inside entities
+
+
+def test_markdown_summary_escapes_ids_transcripts_and_notes():
+    verdict = Verdict("cfg|x", "wer", "regressed", 0.3, 0.2, 0.1, 0.005, note="<b>note</b>")
+    change = TranscriptChange("utt|<img src=x>", "old", "new @team", "[-old-] {+new @team+}")
+    comparison = Comparison("cfg|x\n## injected", [verdict], [change])
+    text = markdown_summary([comparison], Policy())
+    body = "\n".join(line for line in text.splitlines())
+    assert "<img" not in body and "<b>" not in body and "@team" not in body
+    assert "\n## injected" not in body  # the id's newline did not start a heading
+    # every table row has its header's column count: no | from data split a cell
+    lines = body.splitlines()
+    for header in ("| metric |", "| utterance |"):
+        start = next(i for i, line in enumerate(lines) if line.startswith(header))
+        rows = [lines[start]] + [l for l in lines[start + 2:] if l.startswith("| ")][:1]
+        assert len(rows) == 2 and rows[0].count("|") == rows[1].count("|"), rows
+    assert "❌ 1 config(s) fail" in text
+
+
+def test_describe_verdict_handles_missing_numbers():
+    line = describe_verdict(Verdict("c", "reference_agreement", "regressed", None, 0.25, None,
+                                    None, note="reference could not be decoded"))
+    assert line.startswith("reference_agreement: baseline 0.2500 -> - REGRESSED")
+    full = describe_verdict(Verdict("c", "wer", "improved", 0.19, 0.2, -0.01, 0.005))
+    assert full == "wer: baseline 0.2000 -> 0.1900 (delta -0.0100, allowed ±0.0050) IMPROVED"
