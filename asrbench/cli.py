@@ -226,7 +226,7 @@ def command_run(args: argparse.Namespace) -> int:
     """`asrbench run`: evaluate each config, print a summary, write the report."""
     from asrbench.distributed import World
     from asrbench.render import run_notes, summary_table
-    from asrbench.report import build_report, environment, write_json_atomic
+    from asrbench.report import build_report, environment, write_report
     from asrbench.runner import run_configs
 
     from asrbench.runner import Session
@@ -241,7 +241,7 @@ def command_run(args: argparse.Namespace) -> int:
     if not world.is_main:
         return 0  # rank 0 has every rank's results and writes the one report
     report_path = args.report or DEFAULT_REPORT
-    write_json_atomic(report_path, build_report(results, environment(device_info)))
+    write_report(report_path, build_report(results, environment(device_info)))
     print(summary_table(results))
     for line in run_notes(results):
         print(line)

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from asrbench.baselines import DEFAULT_TOLERANCE, GATED_METRICS, tolerance_of
+from asrbench.baselines import GATED_METRICS, tolerance_of
+from asrbench.results import BaselineEntry, Run
 from asrbench.stats import mann_whitney_greater, minimum_p_value
 
 ALPHA = 0.05
@@ -105,29 +106,45 @@ def changed_transcripts(baseline: dict[str, str], current: dict[str, str]) -> li
     return changes
 
 
-def _error_rate_verdict(config_id: str, metric: str, value: float, base: float,
+def as_run(run: Run | dict[str, Any]) -> Run:
+    """A report run as the typed model (a dict is validated: hand-built runs in tests)."""
+    return run if isinstance(run, Run) else Run.model_validate(run)
+
+
+def as_entry(entry: BaselineEntry | dict[str, Any] | None) -> BaselineEntry | None:
+    """A baseline entry as the typed model, or None."""
+    if entry is None or isinstance(entry, BaselineEntry):
+        return entry
+    return BaselineEntry.model_validate(entry)
+
+
+def _undefined(value: float | None) -> bool:
+    return value is None or math.isnan(value)
+
+
+def _error_rate_verdict(config_id: str, metric: str, value: float | None, base: float | None,
                         allowed: float) -> Verdict:
-    if math.isnan(value) or math.isnan(base):
-        same = math.isnan(value) and math.isnan(base)
+    if _undefined(value) or _undefined(base):
+        same = _undefined(value) and _undefined(base)
         return Verdict(config_id, metric, "unchanged" if same else "regressed", value, base, None,
-                       allowed, "" if same else "one side is undefined (NaN)")
+                       allowed, "" if same else "one side is undefined (no normalized words)")
     delta = value - base
     verdict = "regressed" if delta > allowed + 1e-12 else "improved" if delta < -allowed - 1e-12 else "unchanged"
     return Verdict(config_id, metric, verdict, value, base, delta, allowed)
 
 
-def _throughput_verdict(config_id: str, run: dict[str, Any], entry: dict[str, Any]) -> Verdict:
-    tolerance = tolerance_of(entry)
-    value = run["metrics"]["samples_per_second"]
-    base = entry["metrics"]["samples_per_second"]
+def _throughput_verdict(config_id: str, run: Run, entry: BaselineEntry,
+                        tolerance: dict[str, float]) -> Verdict:
+    value = run.metrics.samples_per_second
+    base = entry.metrics.samples_per_second
     # The band comes from the noise measured when the baseline was recorded; the current
     # run's own spread enters through the significance test on its per-pass samples.
-    base_rsd = entry.get("noise", {}).get("samples_per_second_rsd", 0.0)
+    base_rsd = entry.noise.samples_per_second_rsd
     rel_band = max(tolerance["samples_per_second_rel"], tolerance["noise_factor"] * base_rsd)
     allowed = rel_band * base
     delta = value - base
-    current = run["throughput"]["samples_per_second_per_pass"]
-    previous = entry.get("noise", {}).get("samples_per_second_per_pass") or [base]
+    current = run.throughput.samples_per_second_per_pass
+    previous = entry.noise.samples_per_second_per_pass or [base]
     band_note = f"band {rel_band:.1%} (max of {tolerance['samples_per_second_rel']:.0%} and " \
                 f"{tolerance['noise_factor']:g}x noise)"
     if delta < -allowed:
@@ -146,81 +163,86 @@ def _throughput_verdict(config_id: str, run: dict[str, Any], entry: dict[str, An
                    f"within {band_note}")
 
 
-def compilation_verdict(run: dict[str, Any]) -> Verdict | None:
+def compilation_verdict(run: Run | dict[str, Any]) -> Verdict | None:
     """Graph compilations during the timed passes: any is a regression (an exact count, no
     noise; a timed pass that compiles measures the compiler). None where nothing was counted."""
-    config_id = run["config"]["id"]
-    compilations = (run.get("timings") or {}).get("compilations")
-    if not compilations:
+    run = as_run(run)
+    compilations = run.timings.compilations
+    if compilations is None:
         return None
-    during = int(sum(compilations["passes"]))
-    note = (f"warm-up {compilations['warmup']}, timed passes {compilations['passes']} "
-            f"({compilations['counter']})")
-    return Verdict(config_id, "compilations_in_timed_passes", "regressed" if during else "unchanged",
-                   float(during), 0.0, float(during), 0.0, note)
+    during = int(sum(compilations.passes))
+    note = (f"warm-up {compilations.warmup}, timed passes {compilations.passes} "
+            f"({compilations.counter})")
+    return Verdict(run.config.id, "compilations_in_timed_passes",
+                   "regressed" if during else "unchanged", float(during), 0.0, float(during), 0.0,
+                   note)
 
 
-def agreement_verdict(run: dict[str, Any], tolerance: dict[str, float]) -> Verdict | None:
+def agreement_verdict(run: Run | dict[str, Any], tolerance: dict[str, float]) -> Verdict | None:
     """Agreement with the stock fp32 CPU reference: regressed when the share of identical
     transcripts falls below reference_share_min or their WER against the reference exceeds
     reference_wer_max. None where the run is the reference setup (nothing was checked)."""
-    config_id = run["config"]["id"]
-    reference = run.get("reference")
-    if not reference:
+    run = as_run(run)
+    reference = run.reference
+    if reference is None:
         return None
-    if reference.get("error"):
+    config_id = run.config.id
+    if reference.error is not None:
         return Verdict(config_id, "reference_agreement", "regressed", None,
                        tolerance["reference_share_min"], None, None,
                        f"the reference could not be decoded, so agreement is unknown: "
-                       f"{reference['error']}")
-    low_share = reference["share"] < tolerance["reference_share_min"]
-    high_wer = reference["wer"] > tolerance["reference_wer_max"]
-    note = (f"{reference['identical']}/{reference['utterances']} identical to {reference['reference']},"
-            f" WER vs reference {reference['wer']:.4f} (limits: share >= "
+                       f"{reference.error}")
+    low_share = reference.share < tolerance["reference_share_min"]
+    high_wer = reference.wer > tolerance["reference_wer_max"]
+    note = (f"{reference.identical}/{reference.utterances} identical to {reference.reference},"
+            f" WER vs reference {reference.wer:.4f} (limits: share >= "
             f"{tolerance['reference_share_min']:g}, WER <= {tolerance['reference_wer_max']:g})")
     return Verdict(config_id, "reference_agreement",
-                   "regressed" if low_share or high_wer else "unchanged", reference["share"],
+                   "regressed" if low_share or high_wer else "unchanged", reference.share,
                    tolerance["reference_share_min"], None, None, note)
 
 
-def run_checks(run: dict[str, Any], tolerance: dict[str, float]) -> list[Verdict]:
+def run_checks(run: Run | dict[str, Any], tolerance: dict[str, float]) -> list[Verdict]:
     """Verdicts that need no baseline: compilations while timed, agreement with the reference."""
     return [v for v in (compilation_verdict(run), agreement_verdict(run, tolerance)) if v]
 
 
-def compare_run(run: dict[str, Any], entry: dict[str, Any] | None,
+def compare_run(run: Run | dict[str, Any], entry: BaselineEntry | dict[str, Any] | None,
                 policy: dict[str, float] | None = None) -> Comparison:
     """Verdicts for one report run against its baseline entry (None: no entry yet; `policy`,
     e.g. the matrix section's tolerance, then stands in for the entry's)."""
-    config_id = run["config"]["id"]
+    run, entry = as_run(run), as_entry(entry)
+    config_id = run.config.id
     comparison = Comparison(config_id, has_entry=entry is not None)
-    metrics = run["metrics"]
+    tolerance = tolerance_of(entry, policy)
     if entry is None:
-        comparison.verdicts = [Verdict(config_id, m, "new", metrics[m], None, None, None,
-                                       "no baseline entry") for m in GATED_METRICS]
-        comparison.verdicts += run_checks(run, {**DEFAULT_TOLERANCE, **(policy or {})})
+        comparison.verdicts = [Verdict(config_id, m, "new", getattr(run.metrics, m), None, None,
+                                       None, "no baseline entry") for m in GATED_METRICS]
+        comparison.verdicts += run_checks(run, tolerance)
         return comparison
-    tolerance = tolerance_of(entry)
     for metric in ("wer", "wer_normalized"):
         comparison.verdicts.append(_error_rate_verdict(
-            config_id, metric, metrics[metric], entry["metrics"][metric], tolerance["wer_abs"]))
+            config_id, metric, getattr(run.metrics, metric), getattr(entry.metrics, metric),
+            tolerance["wer_abs"]))
     comparison.verdicts.append(_error_rate_verdict(
-        config_id, "cer", metrics["cer"], entry["metrics"]["cer"], tolerance["cer_abs"]))
-    comparison.verdicts.append(_throughput_verdict(config_id, run, entry))
+        config_id, "cer", run.metrics.cer, entry.metrics.cer, tolerance["cer_abs"]))
+    comparison.verdicts.append(_throughput_verdict(config_id, run, entry, tolerance))
     comparison.verdicts += run_checks(run, tolerance)
-    current = {u["id"]: u["prediction"] for u in run["utterances"]}
-    comparison.transcripts = changed_transcripts(entry.get("predictions", {}), current)
+    current = {u.id: u.prediction for u in run.utterances}
+    comparison.transcripts = changed_transcripts(entry.predictions, current)
     return comparison
 
 
-def missing_entries(baseline_entries: dict[str, Any], run_ids: set[str]) -> list[Comparison]:
+def missing_entries(baseline_entries: dict[str, BaselineEntry], run_ids: set[str]
+                    ) -> list[Comparison]:
     """Baseline entries with no run in the report (informational: not a failure)."""
     out = []
     for config_id, entry in baseline_entries.items():
         if config_id in run_ids:
             continue
         comparison = Comparison(config_id)
-        comparison.verdicts = [Verdict(config_id, m, "missing", None, entry["metrics"][m], None,
-                                       None, "baseline entry has no run") for m in GATED_METRICS]
+        comparison.verdicts = [Verdict(config_id, m, "missing", None, getattr(entry.metrics, m),
+                                       None, None, "baseline entry has no run")
+                               for m in GATED_METRICS]
         out.append(comparison)
     return out

@@ -380,10 +380,10 @@ def launch_run(config: "BenchConfig", passes: int, workdir: Path,
         lines = error_lines(output) or output.strip().splitlines()[-5:]
         raise AsrbenchError(f"{config.id}: torchrun --nproc-per-node {config.world_size} exited "
                             f"with status {proc.returncode}: " + " | ".join(lines))
-    runs = load_report(report)["runs"]
-    if len(runs) != 1 or runs[0]["config"]["id"] != config.id:
+    runs = load_report(report).runs
+    if len(runs) != 1 or runs[0].config.id != config.id:
         raise AsrbenchError(f"{report}: expected one run of {config.id}, got "
-                            f"{[r['config']['id'] for r in runs]}")
+                            f"{[r.config.id for r in runs]}")
     return runs[0]
 
 

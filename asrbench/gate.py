@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from asrbench import baselines
-from asrbench.compare import Comparison, compare_run, missing_entries
+from asrbench.compare import Comparison, as_run, compare_run, missing_entries
 from asrbench.errors import AsrbenchError
 from asrbench.policy import Policy
 from asrbench.render import gate_text, markdown_summary
+from asrbench.results import BaselineFile, Report, Run, parse_report
 
 
 def refresh_command(config_ids: list[str], report: str = "reports/latest.json") -> str:
@@ -60,50 +61,55 @@ class GateOutcome:
                 fh.write(self.markdown)
 
 
-def gate_runs(runs: list[dict[str, Any]], baseline_dir: str | Path, policy: Policy | None = None,
-              report_path: str | Path = "reports/latest.json") -> GateOutcome:
-    """Compare each run with its device class's baseline file."""
-    documents: dict[str, dict[str, Any] | None] = {}
+def gate_runs(runs: list[Run | dict[str, Any]], baseline_dir: str | Path,
+              policy: Policy | None = None, report_path: str | Path = "reports/latest.json"
+              ) -> GateOutcome:
+    """Compare each run with its device class's baseline file (each file read once)."""
+    documents: dict[str, BaselineFile | None] = {}
     comparisons = []
-    for run in runs:
-        device_class = run["device"]["class"]
+    for run in map(as_run, runs):
+        device_class = run.device.class_
         if device_class not in documents:
             documents[device_class] = baselines.load_for(baseline_dir, device_class)
         document = documents[device_class]
-        entry = (document or {}).get("entries", {}).get(run["config"]["id"])
-        # The matrix section's policy the pytest door ran with, for configs without an entry.
-        comparisons.append(compare_run(run, entry, run.get("tolerance_policy")))
+        entry = document.entries.get(run.config.id) if document is not None else None
+        # The matrix section's policy the pytest door ran with, for limits the entry lacks.
+        policy_table = run.tolerance_policy.given() if run.tolerance_policy else None
+        comparisons.append(compare_run(run, entry, policy_table))
     return GateOutcome(comparisons, policy or Policy(), str(report_path), documents)
 
 
-def gate_report(report: dict[str, Any], baseline_dir: str | Path, policy: Policy | None = None,
+def gate_report(report: Report, baseline_dir: str | Path, policy: Policy | None = None,
                 report_path: str | Path = "reports/latest.json") -> GateOutcome:
     """Gate every run of a report; baseline entries of the same classes with no run are listed."""
-    outcome = gate_runs(report["runs"], baseline_dir, policy, report_path)
-    run_ids = {r["config"]["id"] for r in report["runs"]}
+    if not isinstance(report, Report):
+        report = parse_report(report, report_path)
+    outcome = gate_runs(report.runs, baseline_dir, policy, report_path)
+    run_ids = {r.config.id for r in report.runs}
     for document in outcome.documents.values():
-        if document:
-            outcome.comparisons += missing_entries(document["entries"], run_ids)
+        if document is not None:
+            outcome.comparisons += missing_entries(document.entries, run_ids)
     return outcome
 
 
-def update_baselines(report: dict[str, Any], baseline_dir: str | Path, only: list[str] | None = None,
+def update_baselines(report: Report, baseline_dir: str | Path, only: list[str] | None = None,
                      tolerance: dict[str, float] | None = None) -> str:
     """Rewrite the baseline entries of the report's runs (or only the given ids)."""
-    runs = report["runs"]
+    runs = list(report.runs)
     if only:
-        known = {r["config"]["id"] for r in runs}
+        known = {r.config.id for r in runs}
         unknown = [i for i in only if i not in known]
         if unknown:
             raise AsrbenchError(f"--only: no run with id {', '.join(unknown)} in the report "
                                 f"(it has: {', '.join(sorted(known))})")
-        runs = [r for r in runs if r["config"]["id"] in only]
+        runs = [r for r in runs if r.config.id in only]
     if not runs:
         raise AsrbenchError("the report has no runs to take baselines from")
     tables = []
-    for device_class in sorted({r["device"]["class"] for r in runs}):
-        selected = [r for r in runs if r["device"]["class"] == device_class]
-        changes = baselines.update(baseline_dir, device_class, selected, report["environment"], tolerance)
+    for device_class in sorted({r.device.class_ for r in runs}):
+        selected = [r for r in runs if r.device.class_ == device_class]
+        changes = baselines.update(baseline_dir, device_class, selected, report.environment,
+                                   tolerance)
         tables.append(f"updated {baselines.baseline_path(baseline_dir, device_class)}:\n"
                       + baselines.change_table(changes))
     return "\n".join(tables)

@@ -106,18 +106,21 @@ def _configs_from_report(config: pytest.Config) -> tuple[list[BenchConfig], int]
     report = load_report(option(config, "from_report"))
     names = {f.name for f in dataclasses.fields(BenchConfig)}
     configs = []
-    for run in report["runs"]:
-        fields = {k: v for k, v in run["config"].items() if k in names}
+    for run in report.runs:
+        fields = {k: v for k, v in run.config.model_dump().items() if k in names}
         try:
             bench = BenchConfig(**fields)
         except (TypeError, AsrbenchError) as exc:
-            raise AsrbenchError(f"{option(config, 'from_report')}: run {run['config']['id']}: "
+            raise AsrbenchError(f"{option(config, 'from_report')}: run {run.config.id}: "
                                 f"invalid config ({exc})") from None
+        if bench.id != run.config.id:
+            raise AsrbenchError(f"{option(config, 'from_report')}: run {run.config.id}: its "
+                                f"settings give the id {bench.id}")
         configs.append(bench)
         state["results"][bench.id] = run
-        state["device_classes"][bench.id] = run["device"]["class"]
-        if run.get("tolerance_policy") is not None:
-            state["tolerance"] = run["tolerance_policy"]
+        state["device_classes"][bench.id] = run.device.class_
+        if run.tolerance_policy is not None:
+            state["tolerance"] = run.tolerance_policy.given()
     return configs, DEFAULT_PASSES
 
 
@@ -200,7 +203,7 @@ def bench_entry(request, bench_config) -> dict[str, Any] | None:
         document = baselines.load_for(option(request.config, "baseline_dir"), device_class)
     except AsrbenchError as exc:
         pytest.fail(f"asrbench: {exc}", pytrace=False)
-    return (document or {}).get("entries", {}).get(bench_config.id)
+    return document.entries.get(bench_config.id) if document is not None else None
 
 
 def bench_policy(config: pytest.Config):
@@ -220,12 +223,12 @@ def bench_comparison(request, bench_entry, bench_run):
 
     if option(request.config, "update_baselines"):
         pytest.skip("--update-baselines: this entry is rewritten from this run, not checked")
-    config_id = bench_run["config"]["id"]
+    config_id = bench_run.config.id
     comparison = compare_run(bench_run, bench_entry, _state(request.config)["tolerance"])
     _state(request.config)["comparisons"][config_id] = comparison
     for finding in bench_policy(request.config).findings(comparison, ["missing"]):
         path = baselines.baseline_path(option(request.config, "baseline_dir"),
-                                       bench_run["device"]["class"])
+                                       bench_run.device.class_)
         message = (f"no baseline entry for {config_id} in {path}; create it with: pytest "
                    f"{shlex.join(_selection_args(request.config))} --asrbench-update-baselines"
                    f"   (or: "
@@ -273,19 +276,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from asrbench import baselines
     from asrbench.gate import GateOutcome
-    from asrbench.report import SCHEMA, environment, write_json_atomic
+    from asrbench.report import build_report, environment, write_report
+    from asrbench.results import ComparisonRecord, Tolerance
 
     config = session.config
-    runs = list(state["results"].values())
-    for run in runs:
-        comparison = state["comparisons"].get(run["config"]["id"])
-        run["comparison"] = comparison.to_dict() if comparison else None
+    runs = []
+    for run in state["results"].values():
+        comparison = state["comparisons"].get(run.config.id)
         # The section's tolerance policy, so `asrbench compare` on this report holds a config
-        # without a baseline entry to the same limits as these tests did.
-        run["tolerance_policy"] = state["tolerance"]
-    env = environment(dict(runs[-1]["device"]))
+        # to the same limits as these tests did.
+        policy = state["tolerance"]
+        runs.append(run.model_copy(update={
+            "comparison": ComparisonRecord.model_validate(comparison.to_dict()) if comparison else None,
+            "tolerance_policy": Tolerance.model_validate(policy) if policy else None}))
+    env = environment(runs[-1].device.model_dump(by_alias=True))
     report_path = Path(option(config, "report"))
-    write_json_atomic(report_path, {"schema": SCHEMA, "environment": env, "runs": runs})
+    write_report(report_path, build_report(runs, env))
     outcome = GateOutcome(list(state["comparisons"].values()), bench_policy(config))
     markdown_path = report_path.with_suffix(".md")
     markdown_path.write_text(outcome.markdown, encoding="utf-8")
@@ -294,8 +300,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     lines = [f"asrbench: report written to {report_path} (summary: {markdown_path})"]
     if option(config, "update_baselines"):
         directory = option(config, "baseline_dir")
-        for device_class in sorted({r["device"]["class"] for r in runs}):
-            selected = [r for r in runs if r["device"]["class"] == device_class]
+        for device_class in sorted({r.device.class_ for r in runs}):
+            selected = [r for r in runs if r.device.class_ == device_class]
             changes = baselines.update(directory, device_class, selected, env, state["tolerance"])
             lines.append(f"asrbench: updated {baselines.baseline_path(directory, device_class)}")
             lines.append(baselines.change_table(changes))

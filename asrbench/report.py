@@ -1,4 +1,5 @@
-"""The JSON report (schema 1): environment, then one entry per run; written atomically."""
+"""The JSON report: environment, then one entry per run (results.Report, schema 1; its JSON
+Schema is schemas/report.schema.json); written atomically, validated on load."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Any, Iterable
 
 from asrbench.engine import RunResult
 from asrbench.errors import AsrbenchError
+from asrbench.results import SCHEMA_VERSION, Report, Run, dump, parse_report
 
-SCHEMA = 1
 PACKAGES = ("asrbench", "torch", "transformers", "datasets", "jiwer", "soundfile", "soxr",
             "numpy", "optimum-habana", "habana-torch-plugin", "ctranslate2")
 
@@ -55,9 +56,9 @@ def environment(device_info: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
-def run_entry(result: RunResult) -> dict[str, Any]:
+def run_entry(result: RunResult) -> Run:
     """One run as the report stores it."""
-    return {
+    return Run.model_validate({
         "config": result.config.to_dict(),
         "device": result.device,
         "metrics": result.metrics(),
@@ -83,12 +84,18 @@ def run_entry(result: RunResult) -> dict[str, Any]:
              "tokens": u.tokens, "audio_seconds": u.audio_seconds}
             for u in result.utterances
         ],
-    }
+    })
 
 
-def build_report(results: Iterable[RunResult], env: dict[str, Any]) -> dict[str, Any]:
+def build_report(runs: Iterable[Run | RunResult], env: dict[str, Any]) -> Report:
     """The whole report document."""
-    return {"schema": SCHEMA, "environment": env, "runs": [run_entry(r) for r in results]}
+    entries = [r if isinstance(r, Run) else run_entry(r) for r in runs]
+    return Report.model_validate({"schema": SCHEMA_VERSION, "environment": env, "runs": entries})
+
+
+def write_report(path: Path, report: Report) -> None:
+    """Write a report atomically (temp file + rename)."""
+    write_json_atomic(path, dump(report))
 
 
 def write_json_atomic(path: Path, document: Any) -> None:
@@ -97,6 +104,11 @@ def write_json_atomic(path: Path, document: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); a report or baseline is read by others (CI
+        # artifact upload, reviewers): the usual mode for a new file under the umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(document, fh, indent=2, ensure_ascii=False, allow_nan=False)
             fh.write("\n")
@@ -107,10 +119,6 @@ def write_json_atomic(path: Path, document: Any) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-
-
-def _report_error(path: Path, where: str, problem: str) -> AsrbenchError:
-    return AsrbenchError(f"invalid report {path}: {where}: {problem}")
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -124,107 +132,7 @@ def read_json(path: Path, what: str) -> Any:
         raise AsrbenchError(f"invalid {what} {path}: not valid JSON ({exc})") from None
 
 
-def _check_ranks(path: Path, where: str, world_size: Any, timings: Any) -> None:
-    """A data-parallel run carries one timing entry per rank."""
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise _report_error(path, f"{where}.config.world_size", "expected a positive integer")
-    ranks = timings.get("ranks") if isinstance(timings, dict) else None
-    if not isinstance(ranks, list) or len(ranks) != world_size or not all(
-            isinstance(r, dict) and isinstance(r.get("pass_seconds"), list)
-            and isinstance(r.get("utterances"), int) for r in ranks):
-        raise _report_error(path, f"{where}.timings.ranks",
-                            f"expected {world_size} entries of {{rank, utterances, pass_seconds, ...}}")
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _check_compilations(path: Path, where: str, compilations: Any) -> None:
-    """timings.compilations: null, or {counter, warmup: count, passes: [count, ...]}."""
-    if compilations is None:
-        return
-    field = f"{where}.timings.compilations"
-    if not isinstance(compilations, dict) or not _is_count(compilations.get("warmup")):
-        raise _report_error(path, field, "expected {counter, warmup, passes} with counts")
-    passes = compilations.get("passes")
-    if not isinstance(passes, list) or not passes or not all(_is_count(p) for p in passes):
-        raise _report_error(path, f"{field}.passes", "expected a non-empty list of counts")
-
-
-def _check_reference(path: Path, where: str, reference: Any) -> None:
-    """reference: null, {error: text, ...}, or {utterances, identical, share, wer, ...}."""
-    if reference is None:
-        return
-    field = f"{where}.reference"
-    if not isinstance(reference, dict):
-        raise _report_error(path, field, "expected an object or null")
-    if "error" in reference:
-        if not isinstance(reference["error"], str):
-            raise _report_error(path, f"{field}.error", "expected a string")
-        return
-    for name in ("utterances", "identical"):
-        if not _is_count(reference.get(name)):
-            raise _report_error(path, f"{field}.{name}", "expected a count")
-    for name in ("share", "wer"):
-        value = reference.get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise _report_error(path, f"{field}.{name}", "expected a number >= 0")
-    if reference["identical"] > reference["utterances"] or reference["share"] > 1:
-        raise _report_error(path, field, "more identical transcripts than utterances")
-
-
-def load_report(path: str | Path) -> dict[str, Any]:
-    """Load a report and validate what comparison and baseline refresh rely on."""
+def load_report(path: str | Path) -> Report:
+    """Load a report and validate it (results.Report); errors name the file and the field."""
     path = Path(path)
-    document = read_json(path, "report")
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        raise _report_error(path, "schema", f"expected {SCHEMA}")
-    if not isinstance(document.get("environment"), dict):
-        raise _report_error(path, "environment", "expected an object")
-    runs = document.get("runs")
-    if not isinstance(runs, list):
-        raise _report_error(path, "runs", "expected a list")
-    for i, run in enumerate(runs):
-        where = f"runs[{i}]"
-        if not isinstance(run, dict):
-            raise _report_error(path, where, "expected an object")
-        if not isinstance(run.get("config"), dict) or not isinstance(run["config"].get("id"), str):
-            raise _report_error(path, f"{where}.config.id", "expected a string")
-        if not isinstance(run.get("device"), dict) or not isinstance(run["device"].get("class"), str):
-            raise _report_error(path, f"{where}.device.class", "expected a string")
-        metrics = run.get("metrics")
-        if not isinstance(metrics, dict):
-            raise _report_error(path, f"{where}.metrics", "expected an object")
-        for name in ("wer", "wer_normalized", "cer", "samples_per_second"):
-            value = metrics.get(name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise _report_error(path, f"{where}.metrics.{name}", "expected a number")
-        per_pass = run.get("throughput", {}).get("samples_per_second_per_pass")
-        if not isinstance(per_pass, list) or not per_pass or not all(
-                isinstance(v, (int, float)) and v > 0 for v in per_pass):
-            raise _report_error(path, f"{where}.throughput.samples_per_second_per_pass",
-                                "expected a non-empty list of positive numbers")
-        if not isinstance(run.get("throughput", {}).get("samples_per_second_rsd"), (int, float)):
-            raise _report_error(path, f"{where}.throughput.samples_per_second_rsd", "expected a number")
-        world_size = run["config"].get("world_size", 1)
-        if world_size != 1:
-            _check_ranks(path, where, world_size, run.get("timings"))
-        _check_compilations(path, where, (run.get("timings") or {}).get("compilations"))
-        _check_reference(path, where, run.get("reference"))
-        policy = run.get("tolerance_policy")
-        if policy is not None:
-            from asrbench.baselines import check_tolerance
-
-            if not isinstance(policy, dict):
-                raise _report_error(path, f"{where}.tolerance_policy", "expected an object")
-            try:
-                check_tolerance(policy, f"{where}.tolerance_policy")
-            except AsrbenchError as exc:
-                raise _report_error(path, f"{where}.tolerance_policy", str(exc)) from None
-        utterances = run.get("utterances")
-        if not isinstance(utterances, list) or not all(
-                isinstance(u, dict) and isinstance(u.get("id"), str) and isinstance(u.get("prediction"), str)
-                for u in utterances):
-            raise _report_error(path, f"{where}.utterances", "expected a list of {id, prediction, ...}")
-    return document
+    return parse_report(read_json(path, "report"), path)

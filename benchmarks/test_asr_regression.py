@@ -40,7 +40,7 @@ def test_transcripts(request, bench_comparison):
 
 
 def _baseline_free(bench_run, bench_tolerance) -> Comparison:
-    return Comparison(bench_run["config"]["id"], run_checks(bench_run, bench_tolerance))
+    return Comparison(bench_run.config.id, run_checks(bench_run, bench_tolerance))
 
 
 def test_no_recompilation(request, bench_run, bench_tolerance):
@@ -48,7 +48,7 @@ def test_no_recompilation(request, bench_run, bench_tolerance):
     have captured every graph the passes replay)."""
     comparison = _baseline_free(bench_run, bench_tolerance)
     if not any(v.metric == "compilations_in_timed_passes" for v in comparison.verdicts):
-        pytest.skip(f"{bench_run['device']['kind']}: nothing is compiled or captured on this "
+        pytest.skip(f"{bench_run.device.kind}: nothing is compiled or captured on this "
                     "backend and setting, so there is no compilation count to check")
     apply_policy(request.config, comparison, "compilations")
 
@@ -60,7 +60,7 @@ def test_reference_agreement(request, bench_run, bench_tolerance):
     if not any(v.metric == "reference_agreement" for v in comparison.verdicts):
         pytest.skip("this run is the reference setup itself (CPU, fp32, no static decoder) or "
                     "the check is off (reference_utterances = 0)")
-    differing = bench_run["reference"].get("differing", [])[:10]
-    listing = "\n".join(f"  {d['id']}: reference {d['reference_transcript']!r} / run "
-                        f"{d['run_transcript']!r}" for d in differing)
+    differing = bench_run.reference.differing[:10]
+    listing = "\n".join(f"  {d.id}: reference {d.reference_transcript!r} / run "
+                        f"{d.run_transcript!r}" for d in differing)
     apply_policy(request.config, comparison, "agreement", listing)

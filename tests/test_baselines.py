@@ -27,7 +27,7 @@ def _document(entry):
     (lambda e: e["metrics"].update(wer="x"), "entries['cfg'].metrics.wer: expected a number"),
     (lambda e: e["tolerance"].update(wer_pct=1), "entries['cfg'].tolerance.wer_pct: unknown"),
     (lambda e: e["tolerance"].update(wer_abs=-1), "entries['cfg'].tolerance.wer_abs: must be >= 0"),
-    (lambda e: e["predictions"].update(a="tampered"), "predictions_sha256: does not match"),
+    (lambda e: e["predictions"].update(a="tampered"), "entries['cfg']: predictions_sha256 does not match"),
     (lambda e: e.update(predictions_sha256="abc"), "predictions_sha256: expected a sha256"),
 ])
 def test_baseline_validation_names_file_and_field(tmp_path, mutate, field):
