@@ -306,7 +306,8 @@ batch_sizes = [2]
 limit = 3
 passes = 2
 generation_max_length = 64
-tolerance = { samples_per_second_rel = 0.4 }
+# Throughput is compared between separate processes: on a busy machine only a 10x slowdown fails.
+tolerance = { samples_per_second_rel = 0.9 }
 """
 BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"
 

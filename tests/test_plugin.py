@@ -31,7 +31,10 @@ precisions = ["fp32"]
 batch_sizes = [2, 3]
 limit = 3
 passes = 5
-tolerance = { samples_per_second_rel = 0.4 }  # the [cpu] policy of benchmarks/matrix.toml
+# Wider than benchmarks/matrix.toml's 0.4: these tests compare throughput between separate
+# processes, and a busy machine (another job on the same cores) can slow one of them a lot.
+# Only a 10x slowdown fails here; the doctored baseline below claims 100x.
+tolerance = { samples_per_second_rel = 0.9 }
 """
 
 
@@ -108,7 +111,7 @@ def test_update_creates_entries_with_noise_and_predictions(suite):
         assert entry["noise"]["passes"] == 5 and len(entry["noise"]["samples_per_second_per_pass"]) == 5
         assert predictions_digest(entry["predictions"]) == entry["predictions_sha256"]
         assert entry["environment"]["torch"] and entry["updated"]
-        assert entry["tolerance"] == {"samples_per_second_rel": 0.4}
+        assert entry["tolerance"] == {"samples_per_second_rel": 0.9}
     assert f"{A}  (new entry)" in suite.first.out
 
 
@@ -125,10 +128,13 @@ def test_identical_rerun_passes_without_false_alarm(suite):
 
 def _doctored(entries):
     a, b = entries[A], entries[B]
-    # Claims ten times the throughput: a drop that fails whatever speed this machine runs the
+    # Claims 100 times the throughput: a drop that fails whatever speed this machine runs the
     # recording process and the checking process at (they are separate processes).
-    a["metrics"]["samples_per_second"] *= 10
-    a["noise"]["samples_per_second_per_pass"] = [10 * v for v in a["noise"]["samples_per_second_per_pass"]]
+    a["metrics"]["samples_per_second"] *= 100
+    a["noise"]["samples_per_second_per_pass"] = [100 * v for v in a["noise"]["samples_per_second_per_pass"]]
+    # ...measured without noise: a noisy recording (a busy machine) would widen the band to
+    # 3x its RSD and could swallow even this drop.
+    a["noise"]["samples_per_second_rsd"] = 0.0
     b["metrics"]["wer"] -= 0.05  # claims a better WER
     first = next(iter(b["predictions"]))
     b["predictions"][first] = "an entirely different sentence"
