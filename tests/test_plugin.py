@@ -188,7 +188,7 @@ def test_missing_entry_names_the_command_that_creates_it(suite):
     result = suite.run("-k", "test_cer and bs2", baselines=empty, report="missing.json")
     result.assert_outcomes(errors=1)
     assert "-k 'test_cer and bs2' --asrbench-update-baselines" in result.out
-    assert "--update-baselines" in result.out and f"--only {A}" in result.out
+    assert f"asrbench baseline update --report missing.json --only {A}" in result.out
     allowed = suite.run("-k", "test_cer and bs2", "--asrbench-allow-missing-baselines", baselines=empty,
                         report="missing.json")
     allowed.assert_outcomes(skipped=1)
@@ -203,3 +203,39 @@ def test_update_rewrites_only_the_selected_entries(suite):
     assert after[B] == before[B]  # untouched, still doctored
     assert after[A]["metrics"]["samples_per_second"] < before[A]["metrics"]["samples_per_second"]
     assert "->" in result.out
+
+
+def test_the_installed_plugin_runs_in_another_repository_with_its_own_device_option(tmp_path):
+    """A team's repository: no reference to asrbench in its conftest (pytest finds the plugin
+    through the pytest11 entry point that `pip install asrbench` registers), its own `--device`
+    option (no clash: asrbench's options are --asrbench-*), its own matrix and baselines."""
+    repo = tmp_path / "team-repo"
+    repo.mkdir()
+    (repo / "conftest.py").write_text(
+        'def pytest_addoption(parser):\n'
+        '    parser.addoption("--device", default="team-default", help="the team\'s own option")\n'
+        '\n'
+        'def pytest_configure(config):\n'
+        '    print("TEAM DEVICE", config.getoption("--device"))\n')
+    shutil.copy(BENCH_FILE, repo / "test_speech.py")
+    (repo / "speech-matrix.toml").write_text(
+        '[cpu]\nmodels = ["bundled:whisper-base"]\n'
+        'datasets = [{ dataset = "embedded", dataset_config = "en", language = "english" }]\n'
+        'batch_sizes = [2]\nlimit = 2\npasses = 1\ngeneration_max_length = 24\n'
+        'tolerance = { samples_per_second_rel = 0.9 }\n')
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "test_speech.py", "-p", "no:cacheprovider", "-s",
+             "--rootdir", str(repo), "--device", "gpu-7", "--asrbench-device", "cpu",
+             "--asrbench-matrix", "speech-matrix.toml", "--asrbench-baseline-dir", "team-baselines",
+             "--asrbench-report", "team-report.json", *args],
+            cwd=repo, capture_output=True, text=True, timeout=900)
+
+    first = run("--asrbench-update-baselines")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    assert "TEAM DEVICE gpu-7" in first.stdout  # the team's option kept its meaning
+    assert (repo / "team-baselines" / "cpu.json").exists()
+    second = run()
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert "4 passed, 2 skipped" in second.stdout
