@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -259,73 +258,21 @@ def default_timeout() -> float:
         raise AsrbenchError(f"{TIMEOUT_ENV}={value!r} is not a number of seconds") from None
 
 
-def merge_compilations(parts: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Compilations of all ranks: summed per pass (any rank compiling in a timed pass counts);
-    None unless every rank counted."""
-    if not parts or any(p is None for p in parts):
-        return None
-    passes = len(parts[0]["passes"])
-    return {"counter": parts[0]["counter"],
-            "warmup": sum(p["warmup"] for p in parts),
-            "passes": [sum(p["passes"][i] for p in parts) for i in range(passes)]}
-
-
-def merge_results(parts: list["RunResult"], spelling: Any = None) -> "RunResult":
+def merge_results(parts: list["RunResult"]) -> "RunResult":
     """One run from the ranks' shard results (in rank order): every utterance once, in split
-    order; each pass as long as its slowest rank; error rates over all utterances."""
-    from asrbench.engine import RunResult
-    from asrbench.metrics import error_rates, percentile, throughput
+    order, and the ranks' timings merged (Timings.merge). Unscored: the caller scores the
+    merged run once."""
+    from asrbench.engine import RunResult, Timings
 
     first = parts[0]
-    config = first.config
-    utterances = [u for part in parts for u in part.utterances]
-    passes = first.timings["passes"]
-    # The ranks started each pass together (barrier), so the pass ended with the slowest one.
-    pass_seconds = [max(p.timings["pass_seconds"][i] for p in parts) for i in range(passes)]
-    median_pass = statistics.median(pass_seconds)
-
-    def slowest(name: str) -> Any:
-        values = [p.timings[name] for p in parts if p.timings.get(name) is not None]
-        return max(values) if values else None
-
-    ranks = [{"rank": r, "utterances": len(p.utterances), "pass_seconds": p.timings["pass_seconds"],
-              "warmup_seconds": p.timings["warmup_seconds"],
-              "feature_extraction_seconds": p.timings["feature_extraction_seconds"],
-              "batches_per_pass": p.timings["batches_per_pass"],
-              "batch_latency_p50": p.timings["batch_latency_p50"],
-              "batch_latency_p90": p.timings["batch_latency_p90"],
-              "peak_device_memory_bytes": p.timings["peak_device_memory_bytes"],
-              "device": p.device.get("name")}
-             for r, p in enumerate(parts)]
-    timings = {
-        "feature_extraction_seconds": slowest("feature_extraction_seconds"),
-        "warmup_seconds": slowest("warmup_seconds"),
-        "pass_seconds": pass_seconds,
-        "pass_seconds_median": median_pass,
-        "passes": passes,
-        "batches_per_pass": slowest("batches_per_pass"),
-        # Percentiles of every rank's batches cannot be rebuilt from per-rank percentiles:
-        # these are the slowest rank's; each rank's own are under "ranks".
-        "batch_latency_p50": slowest("batch_latency_p50"),
-        "batch_latency_p90": slowest("batch_latency_p90"),
-        "detokenize_seconds": slowest("detokenize_seconds"),
-        "end_to_end_seconds": (slowest("feature_extraction_seconds") + median_pass
-                               + slowest("detokenize_seconds")),
-        "peak_device_memory_bytes": slowest("peak_device_memory_bytes"),
-        "peak_host_rss_bytes": slowest("peak_host_rss_bytes"),
-        "harness_overhead": slowest("harness_overhead"),
-        "decoder": first.timings.get("decoder"),
-        "warmup_batches": first.timings.get("warmup_batches"),
-        "compilations": merge_compilations([p.timings.get("compilations") for p in parts]),
-        "world_size": len(parts),
-        "ranks": ranks,
-    }
-    predictions = [u.prediction for u in utterances]
-    errors = error_rates([u.reference for u in utterances], predictions, config.language, spelling)
+    timings = Timings.merge([p.timings for p in parts])
+    for rank, part in zip(timings.ranks or [], parts):
+        rank["utterances"] = len(part.utterances)
+        rank["device"] = part.device.get("name")
     return RunResult(
-        config=config, utterances=utterances, skipped=list(first.skipped), errors=errors,
-        throughput=throughput(len(utterances), pass_seconds), timings=timings,
-        device=dict(first.device), dataset_name=first.dataset_name,
+        config=first.config, utterances=[u for part in parts for u in part.utterances],
+        skipped=list(first.skipped), timings=timings, device=dict(first.device),
+        dataset_name=first.dataset_name,
         passes_identical=all(p.passes_identical for p in parts))
 
 

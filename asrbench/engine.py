@@ -42,32 +42,139 @@ class UtteranceResult:
     audio_seconds: float
 
 
+def _largest(values: list[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+@dataclass
+class Timings:
+    """Where one run's time went. A data-parallel run merges its ranks' timings (merge()); the
+    report stores to_dict(). Nothing here scores transcripts."""
+
+    pass_seconds: list[float]  # wall time of each timed pass (device synchronized at both ends)
+    model_seconds: float = 0.0  # time inside the model calls over all timed passes
+    feature_extraction_seconds: float = 0.0
+    warmup_seconds: float = 0.0
+    warmup_batches: int = 0
+    batches_per_pass: int = 0
+    latencies: list[float] = field(default_factory=list)  # every timed batch's seconds
+    detokenize_seconds: float = 0.0
+    decoder: str = ""
+    #: graph compilations/captures {counter, warmup, passes}; None where nothing is counted
+    compilations: dict[str, Any] | None = None
+    peak_device_memory_bytes: int | None = None
+    peak_host_rss_bytes: int | None = None
+    ranks: list[dict[str, Any]] | None = None  # per-rank figures of a merged run
+
+    @property
+    def median_pass(self) -> float:
+        return statistics.median(self.pass_seconds)
+
+    @property
+    def harness_overhead(self) -> float:
+        """Share of timed wall time outside the model calls (token read-back, loop, progress);
+        the host-to-device copy and the synchronize count as model time."""
+        return 1 - self.model_seconds / sum(self.pass_seconds)
+
+    @classmethod
+    def merge(cls, parts: list["Timings"]) -> "Timings":
+        """The ranks of one data-parallel run: they started each pass together (barrier), so a
+        pass lasted as long as its slowest rank; latencies pool; compilations add up (any rank
+        compiling while timed counts); the other figures are the largest rank's."""
+        passes = len(parts[0].pass_seconds)
+        slowest = [max(p.pass_seconds[i] for p in parts) for i in range(passes)]
+        counted = [p.compilations for p in parts]
+        compilations = None if any(c is None for c in counted) else {
+            "counter": counted[0]["counter"],
+            "warmup": sum(c["warmup"] for c in counted),
+            "passes": [sum(c["passes"][i] for c in counted) for i in range(passes)]}
+        # The slowest rank's share outside the model, so harness_overhead stays a rank's figure.
+        overhead = max(p.harness_overhead for p in parts)
+        return cls(
+            pass_seconds=slowest, model_seconds=(1 - overhead) * sum(slowest),
+            feature_extraction_seconds=max(p.feature_extraction_seconds for p in parts),
+            warmup_seconds=max(p.warmup_seconds for p in parts),
+            warmup_batches=parts[0].warmup_batches,
+            batches_per_pass=max(p.batches_per_pass for p in parts),
+            latencies=[t for p in parts for t in p.latencies],
+            detokenize_seconds=max(p.detokenize_seconds for p in parts),
+            decoder=parts[0].decoder, compilations=compilations,
+            peak_device_memory_bytes=_largest([p.peak_device_memory_bytes for p in parts]),
+            peak_host_rss_bytes=_largest([p.peak_host_rss_bytes for p in parts]),
+            ranks=[{"rank": rank, "pass_seconds": p.pass_seconds,
+                    "warmup_seconds": p.warmup_seconds,
+                    "feature_extraction_seconds": p.feature_extraction_seconds,
+                    "batches_per_pass": p.batches_per_pass,
+                    "batch_latency_p50": percentile(p.latencies, 50),
+                    "batch_latency_p90": percentile(p.latencies, 90),
+                    "peak_device_memory_bytes": p.peak_device_memory_bytes}
+                   for rank, p in enumerate(parts)])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's `timings` block."""
+        out = {
+            "feature_extraction_seconds": self.feature_extraction_seconds,
+            "warmup_seconds": self.warmup_seconds,
+            "warmup_batches": self.warmup_batches,
+            "pass_seconds": list(self.pass_seconds),
+            "pass_seconds_median": self.median_pass,
+            "passes": len(self.pass_seconds),
+            "batches_per_pass": self.batches_per_pass,
+            "harness_overhead": self.harness_overhead,
+            "decoder": self.decoder,
+            "compilations": self.compilations,
+            "batch_latency_p50": percentile(self.latencies, 50),
+            "batch_latency_p90": percentile(self.latencies, 90),
+            "detokenize_seconds": self.detokenize_seconds,
+            "end_to_end_seconds": (self.feature_extraction_seconds + self.median_pass
+                                   + self.detokenize_seconds),
+            "peak_device_memory_bytes": self.peak_device_memory_bytes,
+            "peak_host_rss_bytes": self.peak_host_rss_bytes,
+        }
+        if self.ranks is not None:
+            out["world_size"] = len(self.ranks)
+            out["ranks"] = self.ranks
+        return out
+
+
 @dataclass
 class RunResult:
-    """Everything one evaluation produced; report.py serializes it."""
+    """Everything one evaluation produced; report.py serializes it. Scored once, by score(),
+    after the ranks of a data-parallel run are merged."""
 
     config: BenchConfig
     utterances: list[UtteranceResult]
     skipped: list[Skipped]
-    errors: ErrorRates
-    throughput: Throughput
-    timings: dict[str, Any]
+    timings: Timings
     device: dict[str, Any]
     dataset_name: str
     passes_identical: bool  # every timed pass produced the same transcripts as the first
     #: agreement with the stock reference (reference.Agreement.to_dict() plus what was compared);
     #: None where the run is the reference setup itself or the check is off
     reference: dict[str, Any] | None = None
+    errors: ErrorRates | None = None  # set by score()
+    throughput: Throughput | None = None  # set by score()
 
     @property
     def audio_seconds(self) -> float:
         return float(sum(u.audio_seconds for u in self.utterances))
 
+    def score(self, spelling: Any = None) -> "RunResult":
+        """WER, CER (corpus level) and throughput from the utterances and the pass times."""
+        self.errors = error_rates([u.reference for u in self.utterances],
+                                  [u.prediction for u in self.utterances],
+                                  self.config.language, spelling)
+        self.throughput = throughput(len(self.utterances), self.timings.pass_seconds)
+        return self
+
     def metrics(self) -> dict[str, Any]:
         """Headline numbers: what tests and baselines compare."""
+        if self.errors is None or self.throughput is None:
+            raise RuntimeError("RunResult.metrics() before score()")
         n = len(self.utterances)
         tokens = sum(u.tokens for u in self.utterances)
-        median_pass = self.timings["pass_seconds_median"]
+        median_pass = self.timings.median_pass
         return {
             "wer": self.errors.wer,
             "wer_normalized": self.errors.wer_normalized,
@@ -333,7 +440,8 @@ class Evaluator:
         return available if wanted is None else min(wanted, available)
 
     def run(self, split: LoadedSplit, passes: int) -> RunResult:
-        """Warm up, time `passes` passes, decode and score."""
+        """Warm up, time `passes` passes, decode (unscored: the caller scores once, after any
+        merge of data-parallel ranks)."""
         if passes < 1:
             raise ValueError("passes must be >= 1")
         t_features = time.perf_counter()
@@ -362,7 +470,6 @@ class Evaluator:
             raise RuntimeError("no timed pass ran")
 
         t_decode = time.perf_counter()
-        tokenizer = self.processor.tokenizer
         predictions = self.detokenize(first_sequences)
         decode_seconds = time.perf_counter() - t_decode
 
@@ -371,40 +478,26 @@ class Evaluator:
                             count_generated(seq, self._prompt_ids, self._eos), u.audio_seconds)
             for u, prediction, seq in zip(split.utterances, predictions, first_sequences)
         ]
-        language = self.config.language
-        spelling = getattr(tokenizer, "english_spelling_normalizer", None)
-        errors = error_rates([r.reference for r in results], predictions, language, spelling)
-        median_pass = statistics.median(pass_seconds)
         counted = warmup.compilations is not None and None not in pass_compilations
-        timings = {
-            "feature_extraction_seconds": feature_seconds,
-            "warmup_seconds": warmup.seconds,
-            "warmup_batches": warmup_batches,
-            "pass_seconds": pass_seconds,
-            "pass_seconds_median": median_pass,
-            "passes": passes,
-            "batches_per_pass": len(batches.features),
-            # Share of timed wall time spent outside the model calls (token read-back, loop,
-            # progress); the host-to-device copy and the synchronize count as model time.
-            "harness_overhead": 1 - sum(model_seconds) / sum(pass_seconds),
-            "decoder": self.decoder_name(),
+        timings = Timings(
+            pass_seconds=pass_seconds, model_seconds=sum(model_seconds),
+            feature_extraction_seconds=feature_seconds, warmup_seconds=warmup.seconds,
+            warmup_batches=warmup_batches, batches_per_pass=len(batches.features),
+            latencies=latencies, detokenize_seconds=decode_seconds, decoder=self.decoder_name(),
             # Graph compilations/captures (device counter) in the warm-up and in each timed
             # pass; None where the backend compiles nothing. Timed passes must show zeros.
-            "compilations": {"counter": self.device.compile_counter(),
-                             "warmup": warmup.compilations,
-                             "passes": pass_compilations} if counted else None,
-            "batch_latency_p50": percentile(latencies, 50),
-            "batch_latency_p90": percentile(latencies, 90),
-            "detokenize_seconds": decode_seconds,
-            "end_to_end_seconds": feature_seconds + median_pass + decode_seconds,
-            "peak_device_memory_bytes": self.device.peak_memory_bytes(),
-            "peak_host_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        }
+            compilations={"counter": self.device.compile_counter(), "warmup": warmup.compilations,
+                          "passes": pass_compilations} if counted else None,
+            peak_device_memory_bytes=self.device.peak_memory_bytes(),
+            peak_host_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
         return RunResult(
-            config=self.config, utterances=results, skipped=list(split.skipped), errors=errors,
-            throughput=throughput(len(results), pass_seconds), timings=timings,
+            config=self.config, utterances=results, skipped=list(split.skipped), timings=timings,
             device={"kind": self.device.kind, "class": self.device.device_class(),
                     "name": self.device.description(), "environment": self.device.environment()},
             dataset_name=split.name, passes_identical=identical,
         )
+
+    def spelling(self) -> Any:
+        """The tokenizer's English spelling normalizer (for scoring), if it has one."""
+        return getattr(self.processor.tokenizer, "english_spelling_normalizer", None)
 

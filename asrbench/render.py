@@ -82,7 +82,7 @@ def run_notes(results: Iterable["RunResult"]) -> list[str]:
         if r.device.get("class") == "hpu-emulated":
             lines.append(f"{r.config.id}: EMULATED Gaudi on the CPU: transcripts and graph "
                          "behaviour are the point; samples/s measure the emulator, not a Gaudi")
-        compilations = r.timings.get("compilations")
+        compilations = r.timings.compilations
         if compilations is not None:
             during = sum(compilations["passes"])
             lines.append(f"{r.config.id}: graph compilations: warm-up {compilations['warmup']}, "

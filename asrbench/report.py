@@ -68,7 +68,7 @@ def run_entry(result: RunResult) -> Run:
             "samples_per_second_max": result.throughput.maximum,
             "samples_per_second_rsd": result.throughput.rsd,
         },
-        "timings": result.timings,
+        "timings": result.timings.to_dict(),
         "dataset": {
             "name": result.dataset_name,
             "utterances": len(result.utterances),

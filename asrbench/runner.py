@@ -139,7 +139,9 @@ class Session:
         return self._evaluate_split(prepared, config, split, passes)
 
     def _evaluate_split(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
-                        passes: int, barrier: Any = None) -> RunResult:
+                        passes: int, barrier: Any = None, score: bool = True) -> RunResult:
+        """Evaluate on this process's device; scored unless it is a shard (scored after the
+        merge instead)."""
         from tqdm.auto import tqdm
 
         evaluator = Evaluator(prepared, config, barrier=barrier)
@@ -152,7 +154,8 @@ class Session:
                 bar.update(n)
 
             evaluator.progress = advance
-            return evaluator.run(split, passes)
+            result = evaluator.run(split, passes)
+        return result.score(evaluator.spelling()) if score else result
 
     def _evaluate_shard(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
                         passes: int, world: "World") -> RunResult:
@@ -168,10 +171,12 @@ class Session:
         mine = shard(count, world.size, world.rank)
         part = LoadedSplit(split.name, split.utterances[mine.start:mine.stop], list(split.skipped))
         world.connect(prepared.device)
-        local = self._evaluate_split(prepared, config, part, passes, barrier=world.barrier)
+        local = self._evaluate_split(prepared, config, part, passes, barrier=world.barrier,
+                                     score=False)
         parts = world.all_gather(local)
         tokenizer = prepared.loaded.processor.tokenizer
-        return merge_results(parts, getattr(tokenizer, "english_spelling_normalizer", None))
+        # Scored once, on the merged run: never per shard and again after the merge.
+        return merge_results(parts).score(getattr(tokenizer, "english_spelling_normalizer", None))
 
 
 def run_configs(configs: list[BenchConfig], passes: int, progress: bool = True,

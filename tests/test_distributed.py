@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -28,10 +27,10 @@ from asrbench.config import EMBEDDED_CORPUS, BenchConfig, build_configs, load_co
 from asrbench.data import Skipped
 from asrbench.distributed import (Launch, World, config_toml, cpu_threads, detect_launch,
                                   merge_results, shard)
-from asrbench.engine import RunResult, UtteranceResult
+from asrbench.engine import RunResult, Timings, UtteranceResult
 from asrbench.errors import AsrbenchError
-from asrbench.metrics import throughput
 from asrbench.report import load_report
+from asrbench.results import dump
 
 from conftest import embedded_rows
 
@@ -142,30 +141,43 @@ def test_config_toml_round_trips_to_the_same_config(tmp_path):
 # -- merging shard results ----------------------------------------------------------------
 
 def _part(ids: list[str], predictions: list[str], pass_seconds: list[float],
-          overhead: float = 0.001) -> RunResult:
+          overhead: float = 0.001, compilations: dict | None = None) -> RunResult:
     utterances = [UtteranceResult(i, "the cat sat", p, 4, 2.0) for i, p in zip(ids, predictions)]
-    timings = {"feature_extraction_seconds": 0.1, "warmup_seconds": 1.0, "pass_seconds": pass_seconds,
-               "pass_seconds_median": statistics.median(pass_seconds), "passes": len(pass_seconds),
-               "batches_per_pass": 1, "batch_latency_p50": 0.5, "batch_latency_p90": 0.6,
-               "detokenize_seconds": 0.01, "end_to_end_seconds": 1.0,
-               "peak_device_memory_bytes": None, "peak_host_rss_bytes": 100,
-               "harness_overhead": overhead, "decoder": "generate"}
+    timings = Timings(pass_seconds=pass_seconds, model_seconds=(1 - overhead) * sum(pass_seconds),
+                      feature_extraction_seconds=0.1, warmup_seconds=1.0, warmup_batches=1,
+                      batches_per_pass=1, latencies=[0.5, 0.6], detokenize_seconds=0.01,
+                      decoder="generate", compilations=compilations, peak_host_rss_bytes=100)
     return RunResult(BenchConfig(language="english", world_size=2), utterances,
-                     [Skipped("bad", "empty reference")], None, throughput(len(ids), pass_seconds),
-                     timings, {"kind": "cpu", "class": "cpu", "name": "cpu"}, "cv", True)
+                     [Skipped("bad", "empty reference")], timings,
+                     {"kind": "cpu", "class": "cpu", "name": "cpu"}, "cv", True)
 
 
 def test_merge_keeps_split_order_and_times_each_pass_by_its_slowest_rank():
     merged = merge_results([_part(["a", "b", "c"], ["the cat sat", "the cat", "a cat sat"], [2.0, 3.0]),
                             _part(["d", "e"], ["the cat sat", "the dog sat"], [4.0, 1.0], 0.02)])
+    assert merged.errors is None  # merged unscored: scored once, after the merge
+    merged.score()
     assert [u.id for u in merged.utterances] == ["a", "b", "c", "d", "e"]
-    assert merged.timings["pass_seconds"] == [4.0, 3.0]
+    timings = merged.timings.to_dict()
+    assert timings["pass_seconds"] == [4.0, 3.0]
     assert list(merged.throughput.per_pass) == pytest.approx([5 / 4.0, 5 / 3.0])
-    assert [r["utterances"] for r in merged.timings["ranks"]] == [3, 2]
+    assert [r["utterances"] for r in timings["ranks"]] == [3, 2]
     # 15 reference words; errors: 1 deletion (b), 1 substitution (c), 1 substitution (e)
     assert merged.errors.wer == pytest.approx(3 / 15)
-    assert len(merged.skipped) == 1 and merged.timings["world_size"] == 2
-    assert merged.timings["harness_overhead"] == 0.02 and merged.timings["decoder"] == "generate"
+    assert len(merged.skipped) == 1 and timings["world_size"] == 2
+    assert timings["harness_overhead"] == pytest.approx(0.02) and timings["decoder"] == "generate"
+    # latencies pool over ranks: p50 of [0.5, 0.6, 0.5, 0.6]
+    assert timings["batch_latency_p50"] == pytest.approx(0.55)
+
+
+def test_merged_compilations_add_up_and_stay_unknown_if_any_rank_did_not_count():
+    counted = {"counter": "c", "warmup": 3, "passes": [0, 1]}
+    merged = Timings.merge([_part(["a"], ["x"], [1.0, 1.0], compilations=counted).timings,
+                            _part(["b"], ["y"], [1.0, 1.0], compilations=counted).timings])
+    assert merged.compilations == {"counter": "c", "warmup": 6, "passes": [0, 2]}
+    partial = Timings.merge([_part(["a"], ["x"], [1.0], compilations=counted).timings,
+                             _part(["b"], ["y"], [1.0]).timings])
+    assert partial.compilations is None
 
 
 # -- real 2-rank runs (gloo, CPU) -----------------------------------------------------------
@@ -182,7 +194,7 @@ def one_and_two_ranks(tmp_path_factory):
     assert one.returncode == 0, one.stderr[-4000:]
     proc = torchrun(["-m", "asrbench"], ["run", *SMALL, "--report", str(path / "two.json")], path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return (load_report(path / "one.json")["runs"][0], load_report(path / "two.json")["runs"][0],
+    return (dump(load_report(path / "one.json"))["runs"][0], dump(load_report(path / "two.json"))["runs"][0],
             proc, path)
 
 
@@ -257,7 +269,7 @@ def test_mpirun_environment_as_gaudi_spawn_sets_it(tmp_path):
             proc.kill()
     assert [proc.returncode for proc in procs] == [0, 0], [err[-2000:] for _, err in outputs]
     assert "2 ranks (mpirun)" in outputs[0][0] and outputs[1][0] == ""
-    (run,) = load_report(tmp_path / "r.json")["runs"]
+    (run,) = dump(load_report(tmp_path / "r.json"))["runs"]
     assert run["config"]["id"].endswith("-n3-ws2")
     assert [r["utterances"] for r in run["timings"]["ranks"]] == [2, 1]
 
@@ -335,7 +347,7 @@ def test_pytest_nproc_runs_each_config_distributed_and_gates_it(tmp_path):
     assert list(entries) == [config_id]  # the world size is part of the baseline key
     second = pytest_run("--asrbench-report", "second.json")
     assert second.returncode == 0 and "4 passed, 2 skipped" in second.stdout, second.stdout[-3000:]
-    (run,) = load_report(tmp_path / "second.json")["runs"]
+    (run,) = dump(load_report(tmp_path / "second.json"))["runs"]
     assert run["config"]["id"] == config_id and len(run["timings"]["ranks"]) == 2
     assert run["comparison"]["regressed"] is False
     assert set(entries[config_id]["predictions"].values()) == {u["prediction"] for u in run["utterances"]}
