@@ -347,22 +347,22 @@ def _check_version(document: Any, what: str, path: Any) -> None:
                                                               supported=SCHEMA_VERSION))
 
 
+def _parse(model: type[BaseModel], document: Any, what: str, path: Any) -> Any:
+    _check_version(document, what, path)
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise validation_error(exc, what, path) from None
+
+
 def parse_report(document: Any, path: Any = "<report>") -> Report:
     """A report document, validated (AsrbenchError naming the file and the field)."""
-    _check_version(document, "report", path)
-    try:
-        return Report.model_validate(document)
-    except ValidationError as exc:
-        raise validation_error(exc, "report", path) from None
+    return _parse(Report, document, "report", path)
 
 
 def parse_baselines(document: Any, path: Any = "<baseline file>") -> BaselineFile:
     """A baseline document, validated (AsrbenchError naming the file and the field)."""
-    _check_version(document, "baseline file", path)
-    try:
-        return BaselineFile.model_validate(document)
-    except ValidationError as exc:
-        raise validation_error(exc, "baseline file", path) from None
+    return _parse(BaselineFile, document, "baseline file", path)
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
