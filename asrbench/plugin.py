@@ -1,6 +1,7 @@
 """pytest plugin: benchmark options, session fixtures, the matrix, the report and the gate.
 
-Registered by the repository's root conftest.py (`pytest_plugins = ["asrbench.plugin"]`).
+Registered through a pytest11 entry point, so any repository that installs asrbench has it (its
+options are --asrbench-*; see asrbench/options.py), and by this repository's conftest.py.
 Tests that take the `bench_config` fixture are parametrized with one config per matrix row
 (test ids are config ids, so `-k whisper-small` selects). The device is provisioned once, each
 model is loaded/warmed once per (model, precision, graphs, device), each split is decoded once,
@@ -31,8 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("asrbench", "asrbench speech-recognition regression benchmarks "
                                         "(every option is --asrbench-<name>; see also "
                                         "asrbench.options.add_short_aliases)")
-    for option in (*RUN_OPTIONS, *POLICY_OPTIONS, *PLUGIN_OPTIONS):
-        option.add_to_pytest(group)
+    for declared in (*RUN_OPTIONS, *POLICY_OPTIONS, *PLUGIN_OPTIONS):
+        declared.add_to_pytest(group)
 
 
 def option(config: pytest.Config, name: str) -> Any:
