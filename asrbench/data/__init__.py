@@ -55,14 +55,14 @@ class RawRow:
     """A row before decoding: where its audio is and what it should say."""
 
     id: str
-    audio: Callable[[], np.ndarray]  # decodes on demand; raises AudioError
+    audio: Callable[..., np.ndarray]  # decodes on demand (max_seconds=...); raises AudioError
     reference: str | None
 
 
 def unusable(reason: str) -> Callable[[], np.ndarray]:
     """An audio loader for a row without usable audio: it raises AudioError(reason)."""
 
-    def fail() -> np.ndarray:
+    def fail(max_seconds: float | None = None) -> np.ndarray:
         raise AudioError(reason)
 
     return fail
@@ -70,10 +70,13 @@ def unusable(reason: str) -> Callable[[], np.ndarray]:
 
 def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int | None,
             progress: bool = False) -> LoadedSplit:
-    """Decode rows, keeping usable ones and recording why the others were dropped."""
+    """Decode rows, keeping usable ones and recording why the others were dropped. Ids are
+    unique: a later row with an id already seen is skipped as a duplicate (its transcript
+    would overwrite the first one's in a baseline)."""
     from tqdm.auto import tqdm
 
     split = LoadedSplit(name=name)
+    seen: set[str] = set()
     bar = tqdm(desc=f"loading {name}", unit="clip", disable=not progress, leave=False)
     for row in rows:
         bar.update(1)
@@ -83,8 +86,11 @@ def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int |
         if not reference:
             split.skipped.append(Skipped(row.id, "empty reference"))
             continue
+        if row.id in seen:
+            split.skipped.append(Skipped(row.id, "duplicate: an earlier row has the same id"))
+            continue
         try:
-            audio = row.audio()
+            audio = row.audio(max_seconds=max_duration)
         except AudioError as exc:
             split.skipped.append(Skipped(row.id, str(exc)))
             continue
@@ -92,6 +98,7 @@ def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int |
         if seconds >= max_duration:
             split.skipped.append(Skipped(row.id, f"too long: {seconds:.1f} s >= {max_duration:g} s"))
             continue
+        seen.add(row.id)
         split.utterances.append(Utterance(row.id, audio, reference))
     bar.close()
     if not split.utterances:

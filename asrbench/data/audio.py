@@ -14,10 +14,25 @@ class AudioError(Exception):
     """A clip that cannot be used; the message is the reason listed in the report."""
 
 
-def decode_audio(source: str | Path | bytes) -> np.ndarray:
+#: a decode shorter than this share of the length the file declares is a truncated file
+TRUNCATION_TOLERANCE = 0.98
+
+
+def _reason(exc: Exception, exists: bool) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if exists and "does not exist" in text:
+        # libsndfile's message for a file it cannot recognise says "does not exist".
+        return "not a recognised audio file (no known audio format in it)"
+    return f"undecodable audio: {text}"
+
+
+def decode_audio(source: str | Path | bytes, max_seconds: float | None = None) -> np.ndarray:
     """Decode a file path or encoded bytes to float32 mono at 16 kHz.
 
-    Raises AudioError with a short reason (missing, empty, undecodable, no samples).
+    The length the file declares is read from its header first: a clip of `max_seconds` or
+    more is refused before it is decoded, and a decode that comes out shorter than declared
+    (a truncated file) is refused rather than scored against its whole reference. Raises
+    AudioError with a short reason (missing, empty, unrecognised, truncated, too long, ...).
     """
     import soundfile as sf
     import soxr
@@ -29,16 +44,27 @@ def decode_audio(source: str | Path | bytes) -> np.ndarray:
         if path.stat().st_size == 0:
             raise AudioError(f"empty audio file {path.name} (0 bytes)")
         handle: object = str(path)
+        reopen = lambda: str(path)  # noqa: E731
     else:
         if not source:
             raise AudioError("empty audio bytes")
         handle = io.BytesIO(source)
+        reopen = lambda: io.BytesIO(source)  # noqa: E731
     try:
-        samples, rate = sf.read(handle, dtype="float32", always_2d=True)
+        info = sf.info(handle)
+        declared = info.frames / info.samplerate if info.samplerate else 0.0
+        if max_seconds is not None and declared >= max_seconds:
+            raise AudioError(f"too long: {declared:.1f} s >= {max_seconds:g} s")
+        samples, rate = sf.read(reopen(), dtype="float32", always_2d=True)
+    except AudioError:
+        raise
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
-        raise AudioError(f"undecodable audio: {str(exc).strip() or type(exc).__name__}") from None
+        raise AudioError(_reason(exc, isinstance(source, (str, Path)))) from None
     if samples.shape[0] == 0:
         raise AudioError("audio has no samples")
+    if info.frames > 0 and samples.shape[0] < TRUNCATION_TOLERANCE * info.frames:
+        raise AudioError(f"truncated: decoded {samples.shape[0] / rate:.2f} s of the "
+                         f"{declared:.2f} s the file declares")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")

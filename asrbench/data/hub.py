@@ -62,9 +62,8 @@ def _iter_rows(ds, column: str, text_column: str, split: str) -> Iterator[RawRow
         row_id = row_id.rsplit("/", 1)[-1].rsplit(".", 1)[0] or f"{split}:{index}"
         if audio.get("bytes"):
             loader = functools.partial(decode_audio, audio["bytes"])
-        elif audio.get("path"):
-            loader = functools.partial(decode_audio, audio["path"])
         else:
-            loader = unusable("row has no audio bytes or path")
+            # A row's path is data from the Hub: never a file to open on this machine.
+            loader = unusable("row has no audio bytes (a path alone is not read)")
         text = record.get(text_column)
         yield RawRow(row_id, loader, text if isinstance(text, str) else None)

@@ -12,12 +12,18 @@ from asrbench.data.audio import decode_audio
 
 
 def rows(path: Path) -> Iterator[RawRow]:
-    """Iterate a manifest; relative audio paths are relative to the manifest's directory."""
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
+    """Iterate a manifest; relative audio paths are relative to the manifest's directory.
+    A line that is not UTF-8 or not JSON, or has no usable audio_filepath, is one skipped row."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            row_id = f"{path.stem}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield RawRow(row_id, unusable("line is not valid UTF-8"), "?")
+                continue
             if not line.strip():
                 continue
-            row_id = f"{path.stem}:{number}"
             try:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -26,9 +32,19 @@ def rows(path: Path) -> Iterator[RawRow]:
             if not isinstance(item, dict) or not item.get("audio_filepath"):
                 yield RawRow(row_id, unusable("no audio_filepath"), "?")
                 continue
-            audio = Path(item["audio_filepath"]).expanduser()
+            given = item["audio_filepath"]
+            if not isinstance(given, str):
+                yield RawRow(row_id, unusable("audio_filepath is not a string"), "?")
+                continue
+            try:
+                audio = Path(given).expanduser()
+            except RuntimeError:  # ~user of a user this machine does not have
+                yield RawRow(row_id, unusable(f"cannot expand {given!r}"), "?")
+                continue
             if not audio.is_absolute():
                 audio = path.parent / audio
             text = item.get("text")
-            yield RawRow(str(item.get("id") or row_id), functools.partial(decode_audio, audio),
+            item_id = item.get("id")
+            yield RawRow(str(item_id) if item_id not in (None, "") else row_id,
+                         functools.partial(decode_audio, audio),
                          text if isinstance(text, str) else None)

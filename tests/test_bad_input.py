@@ -1,0 +1,158 @@
+"""Bad input is accounted for, never scored and never a traceback (issue 11, data cases).
+
+Each case builds its own hostile file; the big test puts every kind of bad row into one Common
+Voice directory and checks that each row of the table is in the report, used or skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asrbench.config import EMBEDDED_CORPUS
+from asrbench.data import collect, hub, load_split
+from asrbench.data.audio import AudioError, decode_audio
+from asrbench.errors import AsrbenchError
+
+from conftest import HEADER, embedded_rows, write_cv_table
+
+CLIPS = EMBEDDED_CORPUS / "en" / "clips"
+
+
+def _good(name: str) -> Path:
+    return CLIPS / name
+
+
+def _wav(path: Path, seconds: float, rate: int = 16000) -> Path:
+    sf.write(path, np.zeros(int(seconds * rate), dtype=np.float32), rate, format="WAV")
+    return path
+
+
+def test_a_truncated_mp3_is_skipped_not_scored_against_its_whole_reference(tmp_path):
+    whole = _good("common_voice_en_fixture_0001.mp3").read_bytes()
+    half = tmp_path / "half.mp3"
+    half.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(AudioError, match="truncated: decoded .* of the .* s the file declares"):
+        decode_audio(half)
+    assert len(decode_audio(_good("common_voice_en_fixture_0001.mp3"))) > 0  # whole: fine
+
+
+def test_a_text_file_named_mp3_says_what_is_wrong(tmp_path):
+    fake = tmp_path / "fake.mp3"
+    fake.write_text("this is a text file, not audio\n")
+    with pytest.raises(AudioError, match="not a recognised audio file"):
+        decode_audio(fake)
+
+
+def test_a_long_clip_is_refused_from_its_header_before_decoding(tmp_path, monkeypatch):
+    long_clip = _wav(tmp_path / "long.wav", 40.0)
+    monkeypatch.setattr(sf, "read", lambda *a, **k: pytest.fail("decoded a clip that is too long"))
+    with pytest.raises(AudioError, match="too long: 40.0 s >= 30 s"):
+        decode_audio(long_clip, max_seconds=30.0)
+
+
+def test_duplicate_rows_are_skipped_and_same_stem_files_stay_distinct(tmp_path):
+    root = tmp_path / "cv" / "en"
+    (root / "clips").mkdir(parents=True)
+    shutil.copy(_good("common_voice_en_fixture_0001.mp3"), root / "clips" / "same.mp3")
+    _wav(root / "clips" / "same.wav", 1.0)
+    write_cv_table(root, [{"path": "same.mp3", "sentence": "first", "locale": "en"},
+                          {"path": "same.wav", "sentence": "second", "locale": "en"},
+                          {"path": "same.mp3", "sentence": "listed twice", "locale": "en"}])
+    split = load_split(str(root.parent), "en")
+    assert [u.id for u in split.utterances] == ["same", "same.wav"]
+    assert [(s.id, s.reason.split(":")[0]) for s in split.skipped] == [("same", "duplicate")]
+
+
+def test_a_row_that_is_not_utf8_is_one_skipped_row(tmp_path):
+    root = tmp_path / "cv" / "en"
+    (root / "clips").mkdir(parents=True)
+    shutil.copy(_good("common_voice_en_fixture_0001.mp3"), root / "clips" / "ok.mp3")
+    header = "\t".join(HEADER).encode()
+    good = "\t".join(["c", "ok.mp3", "a good row", "", "", "", "", "", "en", ""]).encode()
+    bad = b"\t".join([b"c", b"bad.mp3", b"caf\xe9 latin-1 bytes", b"", b"", b"", b"", b"", b"en", b""])
+    (root / "test.tsv").write_bytes(header + b"\n" + bad + b"\n" + good + b"\n")
+    split = load_split(str(root.parent), "en")
+    assert [u.id for u in split.utterances] == ["ok"]
+    assert [s.reason for s in split.skipped] == ["row is not valid UTF-8"]
+
+
+def test_a_header_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    root = tmp_path / "cv" / "en"
+    root.mkdir(parents=True)
+    (root / "test.tsv").write_bytes(b"client_id\tp\xe4th\tsentence\n")
+    with pytest.raises(AsrbenchError) as info:
+        load_split(str(root.parent), "en")
+    assert "header line is not valid UTF-8" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_manifest_rows_with_bad_paths_or_bytes_are_skipped(tmp_path):
+    _wav(tmp_path / "a.wav", 1.0)
+    lines = [json.dumps({"audio_filepath": "a.wav", "text": "good"}).encode(),
+             json.dumps({"audio_filepath": 42, "text": "a number"}).encode(),
+             json.dumps({"audio_filepath": "~no-such-user-here/x.wav", "text": "tilde"}).encode(),
+             b'{"audio_filepath": "a.wav", "text": "caf\xe9"}',
+             json.dumps({"audio_filepath": "a.wav", "text": "same id", "id": "m:1"}).encode()]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(b"\n".join(lines) + b"\n")
+    split = load_split(str(manifest))
+    assert [u.id for u in split.utterances] == ["m:1"]
+    reasons = {s.id: s.reason for s in split.skipped}
+    assert reasons["m:2"] == "audio_filepath is not a string"
+    assert "cannot expand" in reasons["m:3"] or "missing audio file" in reasons["m:3"]
+    assert reasons["m:4"] == "line is not valid UTF-8"
+    assert sum(1 for s in split.skipped if s.reason.startswith("duplicate")) == 1
+
+
+def test_a_hub_row_with_a_local_path_and_no_bytes_never_reads_that_path(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    secret = _wav(tmp_path / "local-secret.wav", 1.0)
+    ds = datasets.Dataset.from_dict({
+        "audio": [{"bytes": None, "path": str(secret)}],
+        "sentence": ["one"],
+    }).cast_column("audio", datasets.Audio(decode=False))
+    name, rows = hub.rows("someone/cv", None, "test", "sentence", ds=ds)
+    with pytest.raises(AsrbenchError, match="no usable utterances"):
+        collect(name, rows, max_duration=30, limit=None)
+
+
+def test_every_kind_of_bad_row_is_accounted_for(tmp_path):
+    """One Common Voice directory holding each bad case: every table row is either an
+    utterance or a skipped row with its reason; nothing is lost or counted twice."""
+    root = tmp_path / "cv" / "en"
+    clips = root / "clips"
+    clips.mkdir(parents=True)
+    good_rows = embedded_rows("en")[:2]
+    for row in good_rows:
+        shutil.copy(CLIPS / row["path"], clips / row["path"])
+    whole = (CLIPS / good_rows[0]["path"]).read_bytes()
+    (clips / "half.mp3").write_bytes(whole[:len(whole) // 2])
+    (clips / "text.mp3").write_text("not audio")
+    (clips / "zero.mp3").write_bytes(b"")
+    _wav(clips / "long.wav", 31.0)
+    _wav(clips / "nan.wav", 1.0)
+    samples, rate = sf.read(clips / "nan.wav")
+    samples[10] = np.nan
+    sf.write(clips / "nan.wav", samples, rate, subtype="FLOAT")
+    bad = [{"path": "half.mp3", "sentence": "truncated"}, {"path": "text.mp3", "sentence": "text"},
+           {"path": "zero.mp3", "sentence": "empty file"}, {"path": "missing.mp3", "sentence": "gone"},
+           {"path": "long.wav", "sentence": "too long"}, {"path": "nan.wav", "sentence": "nan"},
+           {"path": good_rows[1]["path"], "sentence": ""},
+           {"path": good_rows[0]["path"], "sentence": "listed again"},
+           {"path": "../../etc/passwd", "sentence": "escape"}, {"path": "", "sentence": "no path"}]
+    write_cv_table(root, good_rows + [{**r, "locale": "en"} for r in bad])
+    split = load_split(str(root.parent), "en")
+    table_rows = len(good_rows) + len(bad)
+    assert len(split.utterances) + len(split.skipped) == table_rows
+    assert [u.id for u in split.utterances] == [Path(r["path"]).stem for r in good_rows]
+    reasons = [s.reason for s in split.skipped]
+    for expected in ("truncated", "not a recognised audio file", "empty audio file",
+                     "missing audio file", "too long", "NaN", "empty reference", "duplicate",
+                     "not a file name in clips/", "no clip path"):
+        assert any(expected in r for r in reasons), (expected, reasons)
