@@ -47,7 +47,14 @@ def predictions_digest(predictions: dict[str, str]) -> str:
 
 
 def baseline_path(directory: str | Path, device_class: str) -> Path:
-    """baselines/<device class>.json"""
+    """baselines/<device class>.json; a device class is a plain name, never a path."""
+    import re
+
+    from asrbench.results import NAME_PATTERN
+
+    if not re.fullmatch(NAME_PATTERN, device_class):
+        raise AsrbenchError(f"device class {device_class!r} is not a plain name (letters, digits, "
+                            "., _, +, -): it names a file in the baseline directory")
     return Path(directory) / f"{device_class}.json"
 
 
@@ -99,6 +106,8 @@ def entry_from_run(run: Run, environment: dict[str, Any], previous: Optional[Bas
     """A baseline entry from one report run; the previous entry's tolerance overrides are kept,
     and `tolerance` (e.g. the matrix's per-device-class policy) is applied on top."""
     predictions = {u.id: u.prediction for u in run.utterances}
+    if not isinstance(environment, dict):  # results.Environment
+        environment = environment.model_dump()
     packages = environment.get("packages", {})
     device = environment.get("device", {})
     kept = previous.tolerance.given() if previous is not None else {}
@@ -125,6 +134,17 @@ def update(directory: str | Path, device_class: str, runs: list[Run],
     Holds a lock file while reading and writing, so two refreshes never interleave. Returns
     (config id, old entry or None, new entry) for every entry written.
     """
+    try:
+        return _update(directory, device_class, runs, environment, tolerance)
+    except OSError as exc:  # a read-only directory, a directory where the file should be, ...
+        where = baseline_path(directory, device_class)
+        raise AsrbenchError(f"cannot write baseline file {where} "
+                            f"({exc.strerror or exc})") from None
+
+
+def _update(directory: str | Path, device_class: str, runs: list[Run],
+            environment: dict[str, Any], tolerance: dict[str, float] | None
+            ) -> list[tuple[str, BaselineEntry | None, BaselineEntry]]:
     from filelock import FileLock
 
     path = baseline_path(directory, device_class)

@@ -222,26 +222,101 @@ def matrix_configs_from_args(args: argparse.Namespace, session: Any) -> tuple[li
     return configs, checked_passes(args.passes) or section.passes or DEFAULT_PASSES
 
 
-def command_run(args: argparse.Namespace) -> int:
-    """`asrbench run`: evaluate each config, print a summary, write the report."""
-    from asrbench.distributed import World
-    from asrbench.render import run_notes, summary_table
-    from asrbench.report import build_report, environment, write_report
-    from asrbench.runner import run_configs
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM during a run (a BaseException, like KeyboardInterrupt)."""
 
-    from asrbench.runner import Session
+    def __init__(self, signal_name: str, code: int) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.code = code
+
+
+def _on_signals() -> Any:
+    """SIGINT and SIGTERM raise Interrupted in the main thread; returns the old handlers."""
+    import signal
+
+    def handler(number: int, frame: Any) -> None:
+        name = signal.Signals(number).name
+        raise Interrupted(name, 128 + number)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (an embedding caller): leave signals alone
+            pass
+    return previous
+
+
+def command_run(args: argparse.Namespace) -> int:
+    """`asrbench run`: evaluate each config, print a summary, write the report. Everything a
+    user can get wrong is checked before the first model loads; an interrupted run writes the
+    runs it finished, marked interrupted; a report that cannot be written goes elsewhere."""
+    import signal
+
+    from asrbench.distributed import World
+    from asrbench.report import check_writable
+    from asrbench.runner import Session, preflight
 
     world = World.from_environment(args.dist_timeout)
     session = Session(progress=not args.no_progress and world.is_main, world=world)
     configs, passes = (matrix_configs_from_args(args, session) if args.matrix
                        else configs_from_args(args))
     configs = world.configs(configs)
-    results, device_info = run_configs(configs, passes, session=session)
+    report_path = Path(args.report or DEFAULT_REPORT)
+    if world.is_main:
+        check_writable(report_path)
+    preflight(configs)
+    results: list[Any] = []
+    previous = _on_signals()
+    try:
+        for config in configs:
+            results.append(session.evaluate(config, passes))
+    except (Interrupted, KeyboardInterrupt) as exc:
+        name, code = ((exc.signal_name, exc.code) if isinstance(exc, Interrupted)
+                      else ("SIGINT", 128 + signal.SIGINT))
+        if world.is_main:
+            where = _write_report(results, report_path, session, interrupted=True)
+            print(f"asrbench: interrupted ({name}) after {len(results)} of {len(configs)} "
+                  f"run(s); the finished runs are in {where}, marked interrupted", file=sys.stderr)
+        return code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     world.close()
     if not world.is_main:
         return 0  # rank 0 has every rank's results and writes the one report
-    report_path = args.report or DEFAULT_REPORT
-    write_report(report_path, build_report(results, environment(device_info)))
+    where = _write_report(results, report_path, session)
+    _print_summary(args, results, world)
+    if where != report_path:
+        return 1
+    print(f"report written to {report_path}")
+    return 0
+
+
+def _write_report(results: list[Any], path: Path, session: Any, interrupted: bool = False) -> Path:
+    """Write the report; if `path` cannot be written, save it beside the temp files and say
+    where (the run's results are never thrown away at the end)."""
+    import tempfile
+
+    from asrbench.report import build_report, environment, write_report
+
+    device = dict(results[-1].device) if results else {}
+    report = build_report(results, environment(device), interrupted=interrupted)
+    try:
+        write_report(path, report)
+        return path
+    except OSError as exc:
+        fallback = Path(tempfile.mkdtemp(prefix="asrbench-report-")) / path.name
+        write_report(fallback, report)
+        print(f"asrbench: could not write {path} ({exc.strerror or exc}); the report was saved "
+              f"to {fallback}", file=sys.stderr)
+        return fallback
+
+
+def _print_summary(args: argparse.Namespace, results: list[Any], world: Any) -> None:
+    from asrbench.render import run_notes, summary_table
+
     print(summary_table(results))
     for line in run_notes(results):
         print(line)
@@ -258,8 +333,6 @@ def command_run(args: argparse.Namespace) -> int:
     if world.size > 1:
         print(f"{world.size} ranks ({world.launch.launcher}): samples/s = all utterances / the "
               "slowest rank's pass time; per-rank timings are in the report")
-    print(f"report written to {report_path}")
-    return 0
 
 
 def command_compare(args: argparse.Namespace) -> int:
@@ -272,10 +345,14 @@ def command_compare(args: argparse.Namespace) -> int:
     outcome = gate_report(load_report(args.report), args.baseline_dir, policy_from(args),
                           report_path=args.report)
     print(outcome.text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(outcome.markdown, encoding="utf-8")
-    outcome.append_step_summary()
+    try:
+        if args.markdown:
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            args.markdown.write_text(outcome.markdown, encoding="utf-8")
+        outcome.append_step_summary()
+    except OSError as exc:
+        raise AsrbenchError(f"could not write the Markdown summary ({exc.strerror or exc}): "
+                            f"the verdicts above stand") from None
     return 1 if outcome.failed else 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -63,12 +64,14 @@ class BenchConfig:
     reference_utterances: int = DEFAULT_REFERENCE_UTTERANCES  # agreement check; 0 = off
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.batch_size < 1:
             raise AsrbenchError(f"batch size must be >= 1, got {self.batch_size}")
         if self.generation_max_length < 8:
             raise AsrbenchError(f"generation max length must be >= 8, got {self.generation_max_length}")
-        if self.max_duration <= 0:
-            raise AsrbenchError(f"max duration must be > 0 seconds, got {self.max_duration}")
+        if not math.isfinite(self.max_duration) or self.max_duration <= 0:
+            raise AsrbenchError(f"max duration must be a finite number of seconds > 0, got "
+                                f"{self.max_duration}")
         if self.limit is not None and self.limit < 1:
             raise AsrbenchError(f"--limit must be >= 1, got {self.limit}")
         if self.world_size < 1:
@@ -83,6 +86,20 @@ class BenchConfig:
         check_precision(self.precision)
         if self.task not in ("transcribe", "translate"):
             raise AsrbenchError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
+
+    def _check_types(self) -> None:
+        """Every setting of the type it must have (a TOML `batch_size = 8.0` or a string where
+        a number belongs is refused here, before any model loads)."""
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            kinds = _FIELD_TYPES.get(spec.name)
+            if kinds is None or value is None and type(None) in kinds:
+                continue
+            ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+            if not ok:
+                wanted = " or ".join(k.__name__ for k in kinds if k is not type(None))
+                raise AsrbenchError(f"setting {spec.name} must be {wanted}, got "
+                                    f"{type(value).__name__} {value!r}")
 
     @property
     def id(self) -> str:
@@ -119,6 +136,18 @@ class BenchConfig:
     def replace(self, **changes: Any) -> "BenchConfig":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+_NONE = type(None)
+#: the types each BenchConfig field accepts (checked by BenchConfig._check_types)
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,), "dataset": (str,), "dataset_config": (str, _NONE), "split": (str,),
+    "text_column": (str,), "language": (str, _NONE), "task": (str,), "precision": (str,),
+    "batch_size": (int,), "generation_max_length": (int,), "max_duration": (int, float),
+    "graphs": (bool,), "sdp_on_bf16": (bool,), "gaudi_config": (str, _NONE),
+    "limit": (int, _NONE), "device": (str,), "world_size": (int,), "eos_check_every": (int,),
+    "ignore_eos": (bool,), "warmup_batches": (int, _NONE), "reference_utterances": (int,),
+}
 
 
 def _short_name(ref: str) -> str:

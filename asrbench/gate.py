@@ -79,11 +79,20 @@ def gate_runs(runs: list[Run | dict[str, Any]], baseline_dir: str | Path,
     return GateOutcome(comparisons, policy or Policy(), str(report_path), documents)
 
 
+def refuse_interrupted(report: Report, path: Any) -> None:
+    """An interrupted run's report is a record of what finished, not something to gate on."""
+    if report.interrupted:
+        raise AsrbenchError(f"{path} is the report of an interrupted run ({len(report.runs)} "
+                            "run(s) finished): run it again to completion before gating or "
+                            "recording baselines")
+
+
 def gate_report(report: Report, baseline_dir: str | Path, policy: Policy | None = None,
                 report_path: str | Path = "reports/latest.json") -> GateOutcome:
     """Gate every run of a report; baseline entries of the same classes with no run are listed."""
     if not isinstance(report, Report):
         report = parse_report(report, report_path)
+    refuse_interrupted(report, report_path)
     outcome = gate_runs(report.runs, baseline_dir, policy, report_path)
     run_ids = {r.config.id for r in report.runs}
     for document in outcome.documents.values():
@@ -95,6 +104,7 @@ def gate_report(report: Report, baseline_dir: str | Path, policy: Policy | None 
 def update_baselines(report: Report, baseline_dir: str | Path, only: list[str] | None = None,
                      tolerance: dict[str, float] | None = None) -> str:
     """Rewrite the baseline entries of the report's runs (or only the given ids)."""
+    refuse_interrupted(report, "the report")
     runs = list(report.runs)
     if only:
         known = {r.config.id for r in runs}

@@ -39,14 +39,55 @@ def resolve(reference: str) -> tuple[str, bool]:
     return reference, False
 
 
+HUB_PROBE_SECONDS = 3.0
+
+
+def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether a TCP connection to the Hugging Face Hub opens within `timeout` seconds."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _source_options(reference: str) -> tuple[str, bool, dict[str, Any]]:
+    """(path or hub id, is local, from_pretrained options). A hub model already in the local
+    cache loads from it; one that is not, with the Hub out of reach, fails at once with one
+    line (instead of minutes of retries)."""
+    import os
+
+    from transformers import AutoConfig
+
+    source, local = resolve(reference)
+    options: dict[str, Any] = dict(local_files_only=local, trust_remote_code=False)
+    if local:
+        return source, local, options
+    try:
+        AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=False)
+        return source, local, {**options, "local_files_only": True}
+    except (OSError, ValueError):
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+        raise AsrbenchError(f"model {reference!r} is not in the local Hugging Face cache and the "
+                            "Hub cannot be reached: connect, or use a local directory or "
+                            "bundled:whisper-base")
+    return source, local, options
+
+
 def load(reference: str) -> LoadedModel:
     """Load model (fp32 weights, eval mode, on CPU) and processor; the device moves it."""
     import torch
     from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
-    source, local = resolve(reference)
     # Remote code stays off: a model repository's Python never runs here.
-    options = dict(local_files_only=local, trust_remote_code=False)
+    source, local, options = _source_options(reference)
     try:
         processor = AutoProcessor.from_pretrained(source, **options)
         model = AutoModelForSpeechSeq2Seq.from_pretrained(
@@ -58,3 +99,20 @@ def load(reference: str) -> LoadedModel:
             + ("" if local else ". Offline? Use a local directory or bundled:whisper-base."))
     model.eval()
     return LoadedModel(model=model, processor=processor, reference=reference, path=source)
+
+
+def model_limits(reference: str) -> tuple[float | None, int | None]:
+    """(seconds of audio the feature extractor takes, decoder positions) from the model's
+    config files, without loading weights; None where the model does not say."""
+    from transformers import AutoConfig, AutoFeatureExtractor
+
+    source, local, options = _source_options(reference)
+    try:
+        config = AutoConfig.from_pretrained(source, **options)
+        extractor = AutoFeatureExtractor.from_pretrained(source, **options)
+    except (OSError, ValueError) as exc:
+        where = "from the directory" if local else "from the Hugging Face Hub"
+        raise AsrbenchError(f"could not read model {reference!r} {where}: {first_line(exc)}")
+    window = getattr(extractor, "chunk_length", None)
+    positions = getattr(config, "max_target_positions", None)
+    return (float(window) if window else None), (int(positions) if positions else None)

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import platform
+import stat
 import subprocess
 import sys
 import tempfile
@@ -87,10 +88,28 @@ def run_entry(result: RunResult) -> Run:
     })
 
 
-def build_report(runs: Iterable[Run | RunResult], env: dict[str, Any]) -> Report:
-    """The whole report document."""
+def build_report(runs: Iterable[Run | RunResult], env: dict[str, Any],
+                 interrupted: bool = False) -> Report:
+    """The whole report document (`interrupted`: a run stopped by a signal; the runs it
+    finished are kept, and the gate refuses such a report)."""
     entries = [r if isinstance(r, Run) else run_entry(r) for r in runs]
-    return Report.model_validate({"schema": SCHEMA_VERSION, "environment": env, "runs": entries})
+    return Report.model_validate({"schema": SCHEMA_VERSION, "environment": env, "runs": entries,
+                                  "interrupted": interrupted})
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, before any work, a report path that is a directory or in a directory that cannot
+    be created or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise AsrbenchError(f"--report {path} is a directory: name a file, e.g. {path / 'report.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".asrbench-probe-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise AsrbenchError(f"--report {path}: its directory cannot be written "
+                            f"({exc.strerror or exc})") from None
 
 
 def write_report(path: Path, report: Report) -> None:
@@ -105,10 +124,13 @@ def write_json_atomic(path: Path, document: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file private (0600); a report or baseline is read by others (CI
-        # artifact upload, reviewers): the usual mode for a new file under the umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        # artifact upload, reviewers): keep an existing file's mode, else the umask's default.
+        if path.exists():
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(document, fh, indent=2, ensure_ascii=False, allow_nan=False)
             fh.write("\n")
@@ -128,8 +150,12 @@ def read_json(path: Path, what: str) -> Any:
             return json.load(fh)
     except FileNotFoundError:
         raise AsrbenchError(f"{what} {path} not found") from None
+    except UnicodeDecodeError:
+        raise AsrbenchError(f"invalid {what} {path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise AsrbenchError(f"invalid {what} {path}: not valid JSON ({exc})") from None
+    except (OSError, RecursionError) as exc:  # a directory, no permission, nested too deep
+        raise AsrbenchError(f"{what} {path} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def load_report(path: str | Path) -> Report:

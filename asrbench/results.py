@@ -34,11 +34,11 @@ VERDICTS = Literal["improved", "unchanged", "regressed", "new", "missing"]
 class _Model(BaseModel):
     """Reports carry more than the gate reads (informational fields): extra keys are kept."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 # -- a run ------------------------------------------------------------------------------------
@@ -227,12 +227,27 @@ class Run(_Model):
         return self
 
 
+class Environment(_Model):
+    """Where the numbers came from (what baselines record is typed; the rest is kept)."""
+
+    packages: dict[str, Optional[str]] = Field(default_factory=dict)
+    device: dict[str, Any] = Field(default_factory=dict)
+    git: dict[str, Any] = Field(default_factory=dict)
+
+
 class Report(_Model):
     """A whole report: where it came from, and its runs."""
 
     schema_: Literal[1] = Field(alias="schema")
-    environment: dict[str, Any]
+    environment: Environment
     runs: list[Run]
+    interrupted: bool = Field(False, description="stopped by a signal: only finished runs")
+
+    @model_validator(mode="after")
+    def _has_runs(self) -> "Report":
+        if not self.runs and not self.interrupted:
+            raise ValueError("the report holds no runs")
+        return self
 
 
 # -- baselines --------------------------------------------------------------------------------
@@ -283,7 +298,7 @@ class BaselineFile(_Model):
 # -- loading, errors, schemas -------------------------------------------------------------------
 
 #: fields whose children are keys of a mapping, shown as ['key'] in error locations
-_MAPPINGS = {"entries", "predictions", "environment"}
+_MAPPINGS = {"entries", "predictions"}
 _MESSAGES = {
     "float_type": "expected a number", "float_parsing": "expected a number",
     "int_type": "expected an integer", "int_parsing": "expected an integer",

@@ -179,6 +179,29 @@ class Session:
         return merge_results(parts).score(getattr(tokenizer, "english_spelling_normalizer", None))
 
 
+def preflight(configs: list[BenchConfig]) -> None:
+    """Check the settings a model limits, for every config, before the first one runs: a
+    clip longer than the feature extractor's window would be cut silently, and a length cap
+    beyond the decoder's positions fails minutes into a run. Reads only the model's config
+    files (no weights)."""
+    from asrbench.models import model_limits
+
+    seen: dict[str, tuple[float | None, int | None]] = {}
+    for config in configs:
+        if config.model not in seen:
+            seen[config.model] = model_limits(config.model)
+        window, positions = seen[config.model]
+        if window is not None and config.max_duration > window:
+            raise AsrbenchError(
+                f"{config.id}: --max-duration {config.max_duration:g} s is beyond the "
+                f"{window:g} s the model's feature extractor takes (longer clips would be cut "
+                f"and scored as whole): use at most {window:g}")
+        if positions is not None and config.generation_max_length > positions:
+            raise AsrbenchError(
+                f"{config.id}: --generation-max-length {config.generation_max_length} is "
+                f"beyond the model's {positions} decoder positions: use at most {positions}")
+
+
 def run_configs(configs: list[BenchConfig], passes: int, progress: bool = True,
                 world: "World | None" = None, session: Session | None = None
                 ) -> tuple[list[RunResult], dict[str, Any]]:

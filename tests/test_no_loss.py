@@ -1,0 +1,242 @@
+"""No run thrown away, nothing let in (issue 11): settings checked before any model loads,
+interrupted runs keep what they finished, unwritable outputs go elsewhere, and hostile gate
+inputs are one-line errors (exit 2) naming the file and the field."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from asrbench.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+OLD_REPORT = Path(__file__).resolve().parent / "data" / "report-v0.1.0-schema1.json"
+
+
+def _report(mutate=None) -> dict:
+    document = json.loads(OLD_REPORT.read_text())
+    if mutate:
+        mutate(document)
+    return document
+
+
+def _write(tmp_path: Path, document: dict, name: str = "r.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(document, allow_nan=True))
+    return path
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("asrbench: error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+# -- gate inputs ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mutate,field", [
+    (lambda r: r["runs"][0]["metrics"].update(samples_per_second=float("nan")),
+     "runs[0].metrics.samples_per_second"),
+    (lambda r: r["runs"][0]["metrics"].update(wer=float("inf")), "runs[0].metrics.wer"),
+    (lambda r: r["runs"][0]["metrics"].update(cer=-0.5), "runs[0].metrics.cer"),
+    (lambda r: r["runs"][0]["throughput"].update(samples_per_second_per_pass=[1.0, float("inf")]),
+     "runs[0].throughput.samples_per_second_per_pass"),
+    (lambda r: r["runs"][0].update(throughput=[1.0, 2.0]), "runs[0].throughput"),
+    (lambda r: r["environment"].update(packages="torch 2"), "environment.packages"),
+    (lambda r: r.update(runs=[]), "the report holds no runs"),
+])
+def test_hostile_reports_are_refused_by_compare_and_baseline_update(tmp_path, capsys, mutate,
+                                                                    field):
+    path = _write(tmp_path, _report(mutate))
+    assert main(["compare", "--report", str(path), "--baseline-dir", str(tmp_path / "b")]) == 2
+    assert field in _one_line_error(capsys)
+    assert main(["baseline", "update", "--report", str(path), "--baseline-dir",
+                 str(tmp_path / "b")]) == 2
+    assert field in _one_line_error(capsys)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_baseline_with_negative_throughput_cannot_switch_the_gate_off(tmp_path, capsys):
+    report = _write(tmp_path, _report())
+    assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
+                 str(tmp_path / "b")]) == 0
+    path = tmp_path / "b" / "cpu.json"
+    document = json.loads(path.read_text())
+    (entry,) = document["entries"].values()
+    entry["metrics"]["samples_per_second"] = -1.0
+    path.write_text(json.dumps(document))
+    capsys.readouterr()
+    assert main(["compare", "--report", str(report), "--baseline-dir", str(tmp_path / "b")]) == 2
+    assert "metrics.samples_per_second: must be > 0" in _one_line_error(capsys)
+
+
+def test_a_device_class_that_is_a_path_never_writes_outside_the_baseline_directory(tmp_path,
+                                                                                  capsys):
+    path = _write(tmp_path, _report(lambda r: r["runs"][0]["device"].update({"class": "../escaped"})))
+    assert main(["baseline", "update", "--report", str(path), "--baseline-dir",
+                 str(tmp_path / "b")]) == 2
+    assert "runs[0].device.class" in _one_line_error(capsys)
+    assert not (tmp_path / "escaped.json").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_baseline_directory_that_cannot_be_written_is_a_one_line_error(tmp_path, capsys):
+    """A file where the directory should be (what root meets instead of a read-only
+    directory, which root may write anyway)."""
+    blocker = tmp_path / "b"
+    blocker.write_text("not a directory")
+    assert main(["baseline", "update", "--report", str(_write(tmp_path, _report())),
+                 "--baseline-dir", str(blocker)]) == 2
+    assert "cannot write baseline file" in _one_line_error(capsys)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories anyway; "
+                                              "the test above covers the same error path")
+def test_a_read_only_baseline_directory_is_a_one_line_error(tmp_path, capsys):
+    directory = tmp_path / "b"
+    directory.mkdir()
+    directory.chmod(0o500)
+    try:
+        assert main(["baseline", "update", "--report", str(_write(tmp_path, _report())),
+                     "--baseline-dir", str(directory)]) == 2
+        assert "cannot write baseline file" in _one_line_error(capsys)
+    finally:
+        directory.chmod(0o700)
+
+
+def test_a_directory_where_the_baseline_file_should_be_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "b" / "cpu.json").mkdir(parents=True)
+    report = _write(tmp_path, _report())
+    assert main(["compare", "--report", str(report), "--baseline-dir", str(tmp_path / "b")]) == 2
+    assert "cannot be read" in _one_line_error(capsys)
+    assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
+                 str(tmp_path / "b")]) == 2
+    _one_line_error(capsys)
+
+
+def test_rewriting_a_baseline_keeps_its_mode_and_leaves_no_temp_file(tmp_path):
+    report = _write(tmp_path, _report())
+    args = ["baseline", "update", "--report", str(report), "--baseline-dir", str(tmp_path / "b")]
+    assert main(args) == 0
+    path = tmp_path / "b" / "cpu.json"
+    path.chmod(0o640)
+    assert main(args) == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert sorted(p.name for p in path.parent.iterdir()) == ["cpu.json", "cpu.json.lock"]
+    ignored = subprocess.run(["git", "check-ignore", "-q", "baselines/.cpu.json.x1y2.tmp"],
+                             cwd=ROOT)
+    assert ignored.returncode == 0  # a temp file a killed writer left is never committed
+
+
+# -- settings checked before any model loads -----------------------------------------------
+
+@pytest.mark.parametrize("args,message", [
+    (["--max-duration", "nan"], "max duration must be a finite number"),
+    (["--max-duration", "inf"], "max duration must be a finite number"),
+    (["--max-duration", "60"], "beyond the 30 s the model's feature extractor takes"),
+    (["--generation-max-length", "100000"], "beyond the model's 448 decoder positions"),
+])
+def test_impossible_settings_fail_before_the_run(tmp_path, capsys, args, message):
+    report = tmp_path / "r.json"
+    started = time.perf_counter()
+    assert main(["run", "--dataset-config", "en", "--limit", "1", "--no-progress",
+                 "--report", str(report), *args]) == 2
+    assert message in _one_line_error(capsys)
+    assert not report.exists()
+    assert time.perf_counter() - started < 60  # refused up front, not after a run
+
+
+def test_a_bad_later_run_in_a_config_file_is_refused_before_the_first_run(tmp_path, capsys):
+    config = tmp_path / "runs.toml"
+    config.write_text('dataset_config = "en"\nlimit = 1\n[[runs]]\nbatch_size = 2\n'
+                      '[[runs]]\nbatch_size = 8.0\n')
+    report = tmp_path / "r.json"
+    assert main(["run", "--config", str(config), "--no-progress", "--report", str(report)]) == 2
+    assert "setting batch_size must be int, got float 8.0" in _one_line_error(capsys)
+    assert not report.exists()
+
+
+def test_a_report_path_that_is_a_directory_is_refused_before_the_run(tmp_path, capsys):
+    assert main(["run", "--dataset-config", "en", "--limit", "1", "--no-progress",
+                 "--report", str(tmp_path)]) == 2
+    assert "is a directory" in _one_line_error(capsys)
+
+
+def test_an_unwritable_report_is_saved_elsewhere_and_says_where(tmp_path, capsys, monkeypatch):
+    from asrbench import report as report_module
+
+    target = tmp_path / "r.json"
+    real = report_module.write_report
+
+    def refuse_target(path, document):
+        if Path(path) == target:
+            raise PermissionError(13, "Permission denied")
+        real(path, document)
+
+    monkeypatch.setattr(report_module, "write_report", refuse_target)
+    code = main(["run", "--dataset-config", "en", "--limit", "1", "--passes", "1",
+                 "--generation-max-length", "16", "--no-progress", "--report", str(target)])
+    err = capsys.readouterr().err
+    assert code == 1 and f"could not write {target} (Permission denied)" in err
+    saved = Path(err.split("the report was saved to ")[1].split()[0])
+    assert json.loads(saved.read_text())["runs"][0]["config"]["limit"] == 1
+
+
+def test_an_offline_hub_model_fails_at_once(monkeypatch):
+    from asrbench import models
+    from asrbench.errors import AsrbenchError
+
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    started = time.perf_counter()
+    with pytest.raises(AsrbenchError, match="not in the local Hugging Face cache and the Hub "
+                                            "cannot be reached"):
+        models.load("someone/no-such-model-in-any-cache")
+    assert time.perf_counter() - started < 30
+
+
+# -- interruptions ----------------------------------------------------------------------------
+
+SIGNAL_DURING_SECOND_RUN = r"""
+import os, signal, sys, time
+from asrbench import runner
+from asrbench.cli import main
+
+calls = []
+original = runner.Session.evaluate
+
+def evaluate(self, config, passes):
+    calls.append(config.id)
+    if len(calls) == 2:  # the second config: a signal arrives while it runs
+        os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+        time.sleep(30)
+    return original(self, config, passes)
+
+runner.Session.evaluate = evaluate
+sys.exit(main(["run", "--limit", "1", "--passes", "1", "--generation-max-length", "16",
+               "--no-progress", "--report", sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize("name,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_during_the_second_run_keeps_the_first(tmp_path, name, code, capsys):
+    report = tmp_path / "r.json"
+    report.write_text('{"stale": "a report from an earlier run"}')
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_DURING_SECOND_RUN, name, str(report)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("asrbench:")]
+    assert lines == [f"asrbench: interrupted ({name}) after 1 of 2 run(s); the finished runs are "
+                     f"in {report}, marked interrupted"]
+    document = json.loads(report.read_text())
+    assert document["interrupted"] is True and len(document["runs"]) == 1
+    assert document["runs"][0]["config"]["dataset_config"] == "hi"
+    # such a report is a record, not something to gate on
+    assert main(["compare", "--report", str(report), "--baseline-dir", str(tmp_path)]) == 2
+    assert "interrupted run" in capsys.readouterr().err
