@@ -156,3 +156,28 @@ def test_every_kind_of_bad_row_is_accounted_for(tmp_path):
                      "missing audio file", "too long", "NaN", "empty reference", "duplicate",
                      "not a file name in clips/", "no clip path"):
         assert any(expected in r for r in reasons), (expected, reasons)
+
+
+def test_asrbench_run_reports_every_row_of_a_bad_directory(tmp_path):
+    """The same directory through `asrbench run`: the report lists each table row once, as an
+    utterance or as a skipped row with its reason."""
+    from asrbench.cli import main
+
+    root = tmp_path / "cv" / "en"
+    clips = root / "clips"
+    clips.mkdir(parents=True)
+    good = embedded_rows("en")[:1]
+    shutil.copy(CLIPS / good[0]["path"], clips / good[0]["path"])
+    (clips / "text.mp3").write_text("not audio")
+    rows = good + [{"path": "text.mp3", "sentence": "text", "locale": "en"},
+                   {"path": "missing.mp3", "sentence": "gone", "locale": "en"},
+                   {"path": good[0]["path"], "sentence": "again", "locale": "en"}]
+    write_cv_table(root, rows)
+    report = tmp_path / "r.json"
+    assert main(["run", "--dataset", str(root.parent), "--dataset-config", "en",
+                 "--generation-max-length", "16", "--passes", "1", "--no-progress",
+                 "--report", str(report)]) == 0
+    (run,) = json.loads(report.read_text())["runs"]
+    assert len(run["utterances"]) + len(run["dataset"]["skipped"]) == len(rows)
+    assert sorted(s["reason"].split(" ")[0] for s in run["dataset"]["skipped"]) == \
+        ["duplicate:", "missing", "not"]
