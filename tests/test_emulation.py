@@ -213,14 +213,22 @@ def test_graphs_over_a_growing_cache_are_refused_in_one_line(findings):
     assert "\n" not in message and "dynamic" in message and "static" in message
 
 
+def _judged(result) -> str:
+    """The agreement verdict a run with this agreement would get (default limits)."""
+    run = {"config": {"id": "emulated"}, "device": {"class": "hpu-emulated"},
+           "metrics": {"wer": 0.0, "wer_normalized": 0.0, "cer": 0.0, "samples_per_second": 1.0},
+           "throughput": {"samples_per_second_per_pass": [1.0], "samples_per_second_rsd": 0.0},
+           "utterances": [], "reference": {**result.to_dict(), "reference": "stock"}}
+    return agreement_verdict(run, DEFAULT_TOLERANCE).verdict
+
+
 def test_the_emulator_reproduces_the_dynamic_cache_replay_bug(findings, stock):
     """Finding 1: every step after the first replays one graph over the cache it captured, so
     transcripts stop early. An emulator that ran the module eagerly could not fail this way."""
     replayed, reference = findings["dynamic_cache_under_graphs"], stock["en"]["fp32"]
     assert findings["graphs_in_bypassed_model"] == 2  # the prompt step and one token step
     result = agreement(replayed, reference)
-    assert agreement_verdict({"config": {"id": "bypassed"}, "reference": {
-        **result.to_dict(), "reference": "stock"}}, DEFAULT_TOLERANCE).verdict == "regressed"
+    assert _judged(result) == "regressed"
     truncated = [i for i in reference if len(replayed[i].split()) < len(reference[i].split())
                  and reference[i].startswith(replayed[i])]
     assert len(truncated) >= LIMIT // 2, replayed
@@ -232,9 +240,7 @@ def test_optimum_habana_static_shapes_whisper_path_is_detected_as_wrong(findings
     it: re-check docs/hpu.md and consider its static path again."""
     decoded, reference = findings["optimum_habana_static_shapes"], stock["en"]["fp32"]
     result = agreement(decoded, reference)
-    verdict = agreement_verdict({"config": {"id": "oh-static"}, "reference": {
-        **result.to_dict(), "reference": "stock"}}, DEFAULT_TOLERANCE)
-    assert verdict.verdict == "regressed", decoded
+    assert _judged(result) == "regressed", decoded
     assert result.identical <= 1
 
 
