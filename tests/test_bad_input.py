@@ -6,7 +6,6 @@ Voice directory and checks that each row of the table is in the report, used or 
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path

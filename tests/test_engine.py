@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from asrbench.config import BenchConfig
-from asrbench.data import LoadedSplit, Utterance
 from asrbench.engine import Evaluator, count_generated
 
 

@@ -23,7 +23,6 @@ decision. That is the property the tests rely on.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
 import time
@@ -292,14 +291,3 @@ def wrap_in_hpu_graph_func(func: Callable[..., Any], asynchronous: bool = False,
         return graphed_forward(cache, func, args, kwargs, max_graphs)
 
     return forward
-
-
-@contextlib.contextmanager
-def no_graphs_counted():
-    """For tests: the capture counters as they stand, restored afterwards."""
-    saved = GraphStats(**vars(STATS))
-    try:
-        yield STATS
-    finally:
-        for name, value in vars(saved).items():
-            setattr(STATS, name, value)
