@@ -108,7 +108,7 @@ def test_update_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(json, "dump", broken_dump)
-    with pytest.raises(OSError):
+    with pytest.raises(AsrbenchError, match="cannot write baseline file .*cpu.json \\(disk full\\)"):
         baselines.update(directory, "cpu", [_named(_run(), "a", 0.5)], {}, None)
     assert (directory / "cpu.json").read_bytes() == before
     assert [p.name for p in directory.iterdir() if p.suffix == ".tmp"] == []
