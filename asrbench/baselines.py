@@ -5,7 +5,8 @@ The file format is results.BaselineFile (schema 1; its JSON Schema is schemas/ba
         "metrics": {"wer", "wer_normalized", "cer", "samples_per_second"},
         "tolerance": {"wer_abs", "cer_abs", "samples_per_second_rel", "noise_factor",
                       "reference_share_min", "reference_wer_max"},
-        "noise": {"samples_per_second_rsd", "passes", "samples_per_second_per_pass"},
+        "noise": {"samples_per_second_rsd", "passes", "samples_per_second_per_pass",
+                  "samples_per_second_per_process"},
         "predictions_sha256": "...", "predictions": {"<utterance id>": "<text>"},
         "environment": {...}, "commit": "...", "updated": "<ISO date>"}}}
 """
@@ -105,18 +106,52 @@ def entry_from_run(run: Run, environment: dict[str, Any], previous: Optional[Bas
                    tolerance: dict[str, float] | None = None) -> BaselineEntry:
     """A baseline entry from one report run; the previous entry's tolerance overrides are kept,
     and `tolerance` (e.g. the matrix's per-device-class policy) is applied on top."""
+    return entry_from_runs([run], environment, previous, tolerance)
+
+
+def check_same_transcripts(runs: list[Run]) -> None:
+    """Runs of one config from several processes must agree on every transcript: otherwise
+    they did not run the same code and settings, and their spread is not noise."""
+    first = {u.id: u.prediction for u in runs[0].utterances}
+    for number, run in enumerate(runs[1:], start=2):
+        other = {u.id: u.prediction for u in run.utterances}
+        if other != first:
+            differ = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+            raise AsrbenchError(
+                f"{run.config.id}: report {number} disagrees with report 1 on {len(differ)} "
+                f"transcript(s) (e.g. {differ[0]}): record a baseline from runs of the same "
+                "code and settings")
+
+
+def entry_from_runs(runs: list[Run], environment: dict[str, Any],
+                    previous: Optional[BaselineEntry] = None,
+                    tolerance: dict[str, float] | None = None) -> BaselineEntry:
+    """A baseline entry from one config's runs in one or more independent processes.
+
+    Error rates and transcripts must be identical across them (check_same_transcripts); the
+    throughput is the median of the processes' medians, and with two or more processes their
+    medians are kept, so the band comes from the spread between processes."""
+    import statistics
+
+    check_same_transcripts(runs)
+    run = runs[0]
     predictions = {u.id: u.prediction for u in run.utterances}
     if not isinstance(environment, dict):  # results.Environment
         environment = environment.model_dump()
     packages = environment.get("packages", {})
     device = environment.get("device", {})
     kept = previous.tolerance.given() if previous is not None else {}
+    per_process = [r.metrics.samples_per_second for r in runs]
+    metrics = {name: getattr(run.metrics, name) for name in GATED_METRICS}
+    metrics["samples_per_second"] = statistics.median(per_process)
+    per_pass = [v for r in runs for v in r.throughput.samples_per_second_per_pass]
     return BaselineEntry.model_validate({
-        "metrics": {name: getattr(run.metrics, name) for name in GATED_METRICS},
+        "metrics": metrics,
         "tolerance": {**kept, **(tolerance or {})},
-        "noise": {"samples_per_second_rsd": run.throughput.samples_per_second_rsd,
-                  "passes": len(run.throughput.samples_per_second_per_pass),
-                  "samples_per_second_per_pass": list(run.throughput.samples_per_second_per_pass)},
+        "noise": {"samples_per_second_rsd": max(r.throughput.samples_per_second_rsd for r in runs),
+                  "passes": len(per_pass),
+                  "samples_per_second_per_pass": per_pass,
+                  "samples_per_second_per_process": per_process if len(runs) > 1 else []},
         "predictions_sha256": predictions_digest(predictions),
         "predictions": predictions,
         "environment": {**{k: packages.get(k) for k in ENVIRONMENT_KEYS},
@@ -126,13 +161,15 @@ def entry_from_run(run: Run, environment: dict[str, Any], previous: Optional[Bas
     })
 
 
-def update(directory: str | Path, device_class: str, runs: list[Run],
+def update(directory: str | Path, device_class: str, runs: list[Run] | list[list[Run]],
            environment: dict[str, Any], tolerance: dict[str, float] | None = None
            ) -> list[tuple[str, BaselineEntry | None, BaselineEntry]]:
     """Rewrite only the given runs' entries in <directory>/<device_class>.json, atomically.
 
-    Holds a lock file while reading and writing, so two refreshes never interleave. Returns
-    (config id, old entry or None, new entry) for every entry written.
+    `runs` holds one run per config, or per config a list of its runs from several
+    independent processes (entry_from_runs). Holds a lock file while reading and writing, so
+    two refreshes never interleave. Returns (config id, old entry or None, new entry) for every
+    entry written.
     """
     try:
         return _update(directory, device_class, runs, environment, tolerance)
@@ -142,7 +179,7 @@ def update(directory: str | Path, device_class: str, runs: list[Run],
                             f"({exc.strerror or exc})") from None
 
 
-def _update(directory: str | Path, device_class: str, runs: list[Run],
+def _update(directory: str | Path, device_class: str, runs: list[Run] | list[list[Run]],
             environment: dict[str, Any], tolerance: dict[str, float] | None
             ) -> list[tuple[str, BaselineEntry | None, BaselineEntry]]:
     from filelock import FileLock
@@ -153,12 +190,12 @@ def _update(directory: str | Path, device_class: str, runs: list[Run],
         document = load_for(directory, device_class) if path.exists() else None
         entries = dict(document.entries) if document is not None else {}
         changes = []
-        for run in runs:
-            if not isinstance(run, Run):
-                run = Run.model_validate(run)
-            config_id = run.config.id
+        for group in runs:
+            group = [r if isinstance(r, Run) else Run.model_validate(r)
+                     for r in (group if isinstance(group, list) else [group])]
+            config_id = group[0].config.id
             old = entries.get(config_id)
-            new = entry_from_run(run, environment, old, tolerance)
+            new = entry_from_runs(group, environment, old, tolerance)
             entries[config_id] = new
             changes.append((config_id, old, new))
         written = BaselineFile.model_validate({"schema": SCHEMA_VERSION,
@@ -180,6 +217,10 @@ def change_table(changes: list[tuple[str, BaselineEntry | None, BaselineEntry]])
         for name in GATED_METRICS:
             before = "-" if old is None else _fmt(getattr(old.metrics, name))
             lines.append(f"  {name:<20} {before:>10} -> {_fmt(getattr(new.metrics, name))}")
+        processes = new.noise.samples_per_second_per_process
+        if processes:
+            lines.append(f"  recorded from {len(processes)} processes: samples/s "
+                         + ", ".join(f"{v:.4g}" for v in processes))
         if old is not None and old.predictions_sha256 != new.predictions_sha256:
             changed = sum(1 for k, v in new.predictions.items() if old.predictions.get(k) != v)
             lines.append(f"  transcripts: {changed} changed")

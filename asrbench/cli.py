@@ -125,8 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         "update", help="rewrite baseline entries from a report, on purpose",
         description="Rewrite the entries of the report's configs in <baseline dir>/<device class>"
                     ".json (others are kept), atomically and under a lock; prints old -> new.")
-    update.add_argument("--report", type=Path, default=DEFAULT_REPORT,
-                        help=f"report to take the numbers from (default {DEFAULT_REPORT})")
+    update.add_argument("--report", type=Path, nargs="+", default=[DEFAULT_REPORT],
+                        metavar="REPORT",
+                        help=f"report(s) to take the numbers from (default {DEFAULT_REPORT}); "
+                             "several reports of the same configs, each from its own `asrbench "
+                             "run` process, record the spread between processes, and the "
+                             "throughput band comes from it (3 or more recommended)")
     update.add_argument("--baseline-dir", type=Path, default=DEFAULT_BASELINE_DIR,
                         help=f"where the baseline files live (default {DEFAULT_BASELINE_DIR})")
     update.add_argument("--only", nargs="+", metavar="ID", help="update only these config ids")
@@ -135,7 +139,90 @@ def build_parser() -> argparse.ArgumentParser:
                              "(names: wer_abs, cer_abs, samples_per_second_rel, noise_factor, "
                              "reference_share_min, reference_wer_max); "
                              "entries otherwise keep the overrides they had")
+
+    ab = sub.add_parser("ab", help="A/B: base against head on this machine, interleaved rounds "
+                                   "until the throughput verdict is clear",
+                        description=AB_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_ab_arguments(ab)
+
+    worker = sub.add_parser("worker", help="(used by `asrbench ab --mode workers`) serve timed "
+                                           "passes over stdin/stdout")
+    worker.add_argument("--config", type=Path, help="TOML file of settings (flags override it)")
+    from asrbench.options import RUN_OPTIONS
+
+    for option in RUN_OPTIONS:
+        option.add_to_argparse(worker)
+    worker.add_argument("--rounds-limit", type=int, metavar="N",
+                        help="time the rounds on the first N utterances")
     return parser
+
+
+AB_HELP = """\
+Compare a base and a head on this machine: accuracy once per side on the whole split (WER,
+CER and every transcript, exactly), then throughput in rounds. Each round runs both sides
+back to back in a random order; after --min-rounds the rule decides DIFFERENT (significant,
+with the effect and its confidence interval), SAME (a change as large as --threshold ruled
+out) or UNKNOWN (another round, up to --max-rounds). Same verdicts, Markdown summary and exit
+codes as `asrbench compare`: 0 pass, 1 fail (e.g. head DIFFERENT and slower, transcripts
+changed), 2 usage or invalid input.
+
+The sides differ in environment (--base-python / --head-python: each checkout's virtual
+environment) or in settings (--base-args / --head-args: run options of one side); the run
+options given here apply to both. Examples:
+  asrbench ab --base-python ../base/.venv/bin/python --head-python .venv/bin/python \\
+      --dataset-config en --rounds-limit 8
+  asrbench ab --dataset-config en --limit 8 --base-args "--batch-size 1" \\
+      --head-args "--batch-size 8" --mode workers
+"""
+
+
+def _add_ab_arguments(p: argparse.ArgumentParser) -> None:
+    from asrbench.ab import MODES
+    from asrbench.options import RUN_OPTIONS
+
+    p.add_argument("--config", type=Path, help="TOML file of settings for both sides")
+    for option in RUN_OPTIONS:  # shared by both sides
+        option.add_to_argparse(p)
+    for side in ("base", "head"):
+        p.add_argument(f"--{side}-python", metavar="PYTHON",
+                       help=f"interpreter of the {side} side's environment (runs `PYTHON -m "
+                            "asrbench`; default this interpreter)")
+        p.add_argument(f"--{side}-command", metavar="CMD",
+                       help=f"command that runs asrbench for the {side} side, instead of "
+                            f"--{side}-python (e.g. \"/opt/base/bin/asrbench\")")
+        p.add_argument(f"--{side}-args", default="", metavar="ARGS",
+                       help=f"run options of the {side} side only, as one string "
+                            "(e.g. \"--batch-size 16\")")
+        p.add_argument(f"--{side}-cwd", type=Path, metavar="DIR",
+                       help=f"working directory of the {side} side (e.g. its checkout)")
+    p.add_argument("--mode", choices=MODES, default="processes",
+                   help="processes (default): a fresh process per side per round, one at a "
+                        "time (works on every device, samples the noise between processes); "
+                        "workers: one long-lived worker per side, much cheaper rounds, where the "
+                        "device lets two processes hold it (CPU, CUDA)")
+    p.add_argument("--threshold", type=float, default=0.05,
+                   help="smallest throughput change that matters, relative (default 0.05)")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="chance of calling identical sides DIFFERENT over all looks "
+                        "(default 0.05)")
+    p.add_argument("--min-rounds", type=int, default=4, help="rounds before deciding (default 4)")
+    p.add_argument("--max-rounds", type=int, default=12,
+                   help="give up with UNKNOWN after this many rounds (default 12)")
+    p.add_argument("--rounds-limit", type=int, metavar="N",
+                   help="the throughput subset: time the rounds on the first N utterances "
+                        "(accuracy still uses the whole split)")
+    p.add_argument("--seed", type=int, help="seed of the random order within rounds "
+                                            "(default: random; recorded)")
+    p.add_argument("--round-timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="give up on a side that has not answered after this long (default 3600)")
+    p.add_argument("--json", type=Path, default=Path("reports") / "ab.json",
+                   help="write the whole result here (default reports/ab.json)")
+    p.add_argument("--markdown", type=Path, help="write the Markdown summary here (it is also "
+                                                 "appended to $GITHUB_STEP_SUMMARY when set)")
+    p.add_argument("--keep-reports", type=Path, metavar="DIR",
+                   help="keep every process's report here (default: a temporary directory)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    _add_policy_arguments(p)
 
 
 def command_peers(args: argparse.Namespace) -> int:
@@ -372,8 +459,114 @@ def command_baseline_update(args: argparse.Namespace) -> int:
         if not sep:
             raise AsrbenchError(f"--tolerance {item}: expected NAME=VALUE")
     tolerance = check_tolerance(tolerance, "--tolerance")
-    print(update_baselines(load_report(args.report), args.baseline_dir, args.only, tolerance or None))
+    reports = [load_report(path) for path in args.report]
+    print(update_baselines(reports, args.baseline_dir, args.only, tolerance or None))
     return 0
+
+
+def command_ab(args: argparse.Namespace) -> int:
+    """`asrbench ab`: run both sides, decide, print, write JSON and Markdown, exit like
+    compare."""
+    import shlex
+    import tempfile
+
+    from asrbench.ab import (Settings, Side, comparisons, default_command, document, header,
+                             run_ab)
+    from asrbench.options import policy_from, to_argv
+    from asrbench.render import gate_text, markdown_summary
+    from asrbench.report import check_writable, write_json_atomic
+
+    shared = (["--config", str(args.config.resolve())] if args.config else []) + to_argv(args)
+    for flag in ("--passes",):
+        if flag in shared:  # per round: --passes is the A/B's own setting, below
+            index = shared.index(flag)
+            del shared[index:index + 2]
+    settings = Settings(shared=shared, threshold=args.threshold, alpha=args.alpha,
+                        min_rounds=args.min_rounds, max_rounds=args.max_rounds, mode=args.mode,
+                        passes=args.passes, rounds_limit=args.rounds_limit, seed=args.seed,
+                        round_timeout=args.round_timeout)
+    sides = {}
+    for name in ("base", "head"):
+        cwd = getattr(args, f"{name}_cwd")
+        if cwd is not None and not cwd.is_dir():
+            raise AsrbenchError(f"--{name}-cwd {cwd}: not a directory")
+        try:
+            extra = shlex.split(getattr(args, f"{name}_args"))
+        except ValueError as exc:
+            raise AsrbenchError(f"--{name}-args: {exc}") from None
+        sides[name] = Side(name, default_command(getattr(args, f"{name}_python"),
+                                                 getattr(args, f"{name}_command"), name),
+                           extra, cwd.resolve() if cwd else None)
+    policy = policy_from(args)
+    check_writable(args.json)
+
+    def say(message: str) -> None:
+        if not args.no_progress:
+            print(f"ab: {message}", file=sys.stderr, flush=True)
+
+    previous = _on_signals()
+    try:
+        if args.keep_reports:
+            args.keep_reports.mkdir(parents=True, exist_ok=True)
+            outcome = run_ab(settings, sides, args.keep_reports.resolve(), say,
+                             (Interrupted, KeyboardInterrupt))
+        else:
+            with tempfile.TemporaryDirectory(prefix="asrbench-ab-") as tmp:
+                outcome = run_ab(settings, sides, Path(tmp), say, (Interrupted, KeyboardInterrupt))
+    except Interrupted as exc:  # before the rounds (accuracy runs): nothing decided yet
+        print(f"asrbench: interrupted ({exc.signal_name}) before any round finished",
+              file=sys.stderr)
+        return exc.code
+    finally:
+        import signal
+
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if len(outcome.reports) < 2:
+        print("asrbench: interrupted before both accuracy runs finished; nothing to compare",
+              file=sys.stderr)
+        return 130
+    comps = comparisons(outcome)
+    failed = policy.fails(comps)
+    lines = header(outcome)
+    print("\n".join(lines))
+    print(gate_text(comps, policy, None))
+    markdown = markdown_summary(comps, policy, title="asrbench A/B") + "\n" + "\n".join(
+        f"- {escape}" for escape in _escaped(lines)) + "\n"
+    write_json_atomic(args.json, document(outcome, comps, failed))
+    print(f"A/B result written to {args.json}")
+    try:
+        if args.markdown:
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            args.markdown.write_text(markdown, encoding="utf-8")
+        target = os.environ.get("GITHUB_STEP_SUMMARY")
+        if target:
+            with open(target, "a", encoding="utf-8") as fh:
+                fh.write(markdown)
+    except OSError as exc:
+        raise AsrbenchError(f"could not write the Markdown summary ({exc.strerror or exc}): "
+                            f"the verdicts above stand") from None
+    if outcome.interrupted:
+        return 130
+    return 1 if failed else 0
+
+
+def _escaped(lines: list[str]) -> list[str]:
+    from asrbench.render import escape_md
+
+    return [escape_md(line) for line in lines]
+
+
+def command_worker(args: argparse.Namespace) -> int:
+    """`asrbench worker`: the long-lived side of `asrbench ab --mode workers`."""
+    from asrbench.ab import serve
+    from asrbench.options import checked_passes
+
+    configs, passes = configs_from_args(args)
+    from asrbench.runner import preflight
+
+    preflight(configs)
+    return serve(configs, checked_passes(args.passes) or 1, args.rounds_limit)
 
 
 def _launch_or_none():
@@ -394,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(["run", *(argv or [])])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     commands = {"run": command_run, "compare": command_compare, "peers": command_peers,
-                "baseline": command_baseline_update}
+                "baseline": command_baseline_update, "ab": command_ab, "worker": command_worker}
     launch = _launch_or_none()
     where = f"{launch.label}: " if launch is not None and launch.world_size > 1 else ""
     try:

@@ -2,10 +2,15 @@
 
 Verdicts: improved, unchanged, regressed, new (no baseline entry), missing (baseline entry
 with no run). Error rates are deterministic on one device class, so any move beyond the
-absolute tolerance counts. Throughput is noisy: it regresses only when the median drop exceeds
-max(relative tolerance, noise_factor x the RSD recorded with the baseline) AND a one-sided Mann-Whitney U test on the
-per-pass samples of both runs says the drop is significant (p <= ALPHA). When there are too
-few passes for the test to ever reach ALPHA, the band alone decides, and the verdict says so.
+absolute tolerance counts. Throughput is noisy:
+- an entry recorded from one process: it regresses only when the median drop exceeds
+  max(relative tolerance, noise_factor x the RSD recorded with the baseline) AND a one-sided
+  Mann-Whitney U test on the per-pass samples of both runs says the drop is significant
+  (p <= ALPHA). When there are too few passes for the test to ever reach ALPHA, the band
+  alone decides, and the verdict says so.
+- an entry recorded from several processes (`asrbench baseline update --report r1 r2 r3`):
+  the band is the prediction bound from the spread between those processes
+  (_between_processes_verdict), with the relative tolerance as its floor.
 """
 
 from __future__ import annotations
@@ -133,8 +138,40 @@ def _error_rate_verdict(config_id: str, metric: str, value: float | None, base: 
     return Verdict(config_id, metric, verdict, value, base, delta, allowed)
 
 
+def _between_processes_verdict(config_id: str, run: Run, entry: BaselineEntry,
+                               tolerance: dict[str, float]) -> Verdict:
+    """The band of an entry recorded from k >= 2 processes: the one-sided (1 - ALPHA)
+    prediction bound for one new process, t(1 - ALPHA, k - 1) * sqrt(1 + 1/k) times the larger
+    of the spread between the recorded processes and this run's own passes; never below the
+    relative floor (samples_per_second_rel, e.g. the matrix's per-device-class tolerance). The
+    per-pass Mann-Whitney test is not used here: passes inside one process do not see the
+    noise between processes, so that test would call a slower process significant."""
+    import statistics
+
+    from scipy import stats
+
+    value = run.metrics.samples_per_second
+    base = entry.metrics.samples_per_second
+    processes = entry.noise.samples_per_second_per_process
+    k = len(processes)
+    between = statistics.stdev(processes) / statistics.fmean(processes)
+    own = run.throughput.samples_per_second_rsd
+    factor = float(stats.t.ppf(1.0 - ALPHA, k - 1)) * math.sqrt(1.0 + 1.0 / k)
+    floor = tolerance["samples_per_second_rel"]
+    rel_band = max(floor, factor * max(between, own))
+    allowed = rel_band * base
+    delta = value - base
+    note = (f"band {rel_band:.1%}: max of the {floor:.0%} floor and the {1 - ALPHA:.0%} "
+            f"prediction bound for one process ({factor:.2f} x {max(between, own):.1%}; spread "
+            f"of the {k} recorded processes {between:.1%}, this run's passes {own:.1%})")
+    verdict = "regressed" if delta < -allowed else "improved" if delta > allowed else "unchanged"
+    return Verdict(config_id, "samples_per_second", verdict, value, base, delta, allowed, note)
+
+
 def _throughput_verdict(config_id: str, run: Run, entry: BaselineEntry,
                         tolerance: dict[str, float]) -> Verdict:
+    if len(entry.noise.samples_per_second_per_process) >= 2:
+        return _between_processes_verdict(config_id, run, entry, tolerance)
     value = run.metrics.samples_per_second
     base = entry.metrics.samples_per_second
     # The band comes from the noise measured when the baseline was recorded; the current

@@ -101,11 +101,18 @@ def gate_report(report: Report, baseline_dir: str | Path, policy: Policy | None 
     return outcome
 
 
-def update_baselines(report: Report, baseline_dir: str | Path, only: list[str] | None = None,
+def update_baselines(report: Report | list[Report], baseline_dir: str | Path,
+                     only: list[str] | None = None,
                      tolerance: dict[str, float] | None = None) -> str:
-    """Rewrite the baseline entries of the report's runs (or only the given ids)."""
-    refuse_interrupted(report, "the report")
-    runs = list(report.runs)
+    """Rewrite the baseline entries of the report's runs (or only the given ids).
+
+    Several reports (of the same configs, each from its own process) make one entry per
+    config that keeps every process's throughput: the band then comes from the spread between
+    processes, which passes inside one process do not see."""
+    reports = report if isinstance(report, list) else [report]
+    for number, each in enumerate(reports, start=1):
+        refuse_interrupted(each, "the report" if len(reports) == 1 else f"report {number}")
+    runs = list(reports[0].runs)
     if only:
         known = {r.config.id for r in runs}
         unknown = [i for i in only if i not in known]
@@ -115,10 +122,24 @@ def update_baselines(report: Report, baseline_dir: str | Path, only: list[str] |
         runs = [r for r in runs if r.config.id in only]
     if not runs:
         raise AsrbenchError("the report has no runs to take baselines from")
+    groups = []
+    for run in runs:
+        group = [run]
+        for number, other in enumerate(reports[1:], start=2):
+            match = [r for r in other.runs if r.config.id == run.config.id]
+            if not match:
+                raise AsrbenchError(f"report {number} has no run of {run.config.id}: every "
+                                    "report must hold the configs recorded")
+            if match[0].device.class_ != run.device.class_:
+                raise AsrbenchError(f"{run.config.id}: report {number} ran on device class "
+                                    f"{match[0].device.class_!r}, report 1 on "
+                                    f"{run.device.class_!r}")
+            group.append(match[0])
+        groups.append(group)
     tables = []
     for device_class in sorted({r.device.class_ for r in runs}):
-        selected = [r for r in runs if r.device.class_ == device_class]
-        changes = baselines.update(baseline_dir, device_class, selected, report.environment,
+        selected = [g for g in groups if g[0].device.class_ == device_class]
+        changes = baselines.update(baseline_dir, device_class, selected, reports[0].environment,
                                    tolerance)
         tables.append(f"updated {baselines.baseline_path(baseline_dir, device_class)}:\n"
                       + baselines.change_table(changes))

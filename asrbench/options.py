@@ -146,6 +146,23 @@ def run_overrides(values: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def to_argv(values: Any) -> list[str]:
+    """The run options set in an argparse namespace, as command-line arguments again (what
+    `asrbench ab` passes on to both sides' processes)."""
+    argv: list[str] = []
+    for option in RUN_OPTIONS:
+        value = getattr(values, option.dest, None)
+        if value is None or (option.kind == "flag" and not value):
+            continue
+        if option.kind == "switch":
+            argv.append(f"--{option.name}" if value else f"--no-{option.name}")
+        elif option.kind == "flag":
+            argv.append(f"--{option.name}")
+        else:
+            argv += [f"--{option.name}", str(value)]
+    return argv
+
+
 def checked_passes(value: int | None) -> int | None:
     """--passes as given (None: not given); 0 or less is a user error on both doors."""
     if value is not None and value < 1:

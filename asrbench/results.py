@@ -18,7 +18,8 @@ import math
 from typing import Any, Literal, Optional
 
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt,
-                      ValidationError, field_validator, model_serializer, model_validator)
+                      PositiveFloat, PositiveInt, ValidationError, field_validator,
+                      model_serializer, model_validator)
 
 from asrbench.errors import AsrbenchError
 
@@ -253,9 +254,17 @@ class Report(_Model):
 # -- baselines --------------------------------------------------------------------------------
 
 class Noise(_Model):
-    samples_per_second_rsd: NonNegativeFloat = 0.0
+    """The throughput noise recorded with a baseline: within one process (its passes) and,
+    when the entry was recorded from several independent processes, between them."""
+
+    samples_per_second_rsd: NonNegativeFloat = Field(
+        0.0, description="relative standard deviation of the passes within a process (the "
+                         "largest over the processes recorded)")
     passes: Optional[NonNegativeInt] = None
     samples_per_second_per_pass: list[float] = Field(default_factory=list)
+    samples_per_second_per_process: list[PositiveFloat] = Field(
+        default_factory=list, description="each recorded process's median samples/s (two or "
+                                          "more: the band comes from their spread)")
 
 
 class BaselineEntry(_Model):
@@ -293,6 +302,50 @@ class BaselineFile(_Model):
         if bad:
             raise ValueError(f"config id {bad[0]!r} is not a valid name")
         return entries
+
+
+# -- A/B -------------------------------------------------------------------------------------
+
+class AbDecision(_Model):
+    outcome: Literal["DIFFERENT", "SAME", "UNKNOWN"]
+    rounds: NonNegativeInt
+    ratio: Optional[PositiveFloat] = Field(None, description="head/base, exp(mean log-ratio)")
+    ci_low: Optional[PositiveFloat] = None
+    ci_high: Optional[PositiveFloat] = None
+    confidence: float = Field(gt=0, lt=1)
+    p_value: Optional[float] = Field(None, ge=0, le=1)
+    ratio_of_medians: Optional[PositiveFloat] = None
+    threshold: float = Field(gt=0, lt=1)
+
+
+class AbRound(_Model):
+    number: PositiveInt
+    order: list[Literal["base", "head"]]
+    seconds: NonNegativeFloat
+    samples_per_second: dict[Literal["base", "head"], list[PositiveFloat]]
+
+
+class AbSide(_Model):
+    command: list[str] = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    cwd: Optional[str] = None
+    report: Optional[Report] = Field(None, description="the side's accuracy run (whole split)")
+
+
+class AbReport(_Model):
+    """What `asrbench ab` writes: both sides, every round, the decisions and the verdicts."""
+
+    schema_: Literal[1] = Field(alias="schema")
+    kind: Literal["ab"]
+    interrupted: bool = False
+    failed: bool
+    environment: Environment
+    settings: dict[str, Any]
+    sides: dict[Literal["base", "head"], AbSide]
+    pairs: list[dict[Literal["base", "head"], str]] = Field(default_factory=list)
+    rounds: list[AbRound] = Field(default_factory=list)
+    decisions: list[AbDecision] = Field(default_factory=list)
+    comparisons: list[ComparisonRecord] = Field(default_factory=list)
 
 
 # -- loading, errors, schemas -------------------------------------------------------------------
@@ -389,7 +442,8 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schemas published in schemas/: file name -> schema."""
     out = {}
     for name, model, title in (("report.schema.json", Report, "asrbench report"),
-                               ("baseline.schema.json", BaselineFile, "asrbench baseline file")):
+                               ("baseline.schema.json", BaselineFile, "asrbench baseline file"),
+                               ("ab.schema.json", AbReport, "asrbench A/B result")):
         schema = model.model_json_schema(by_alias=True, mode="validation")
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
                   "$id": f"https://asrbench.invalid/schemas/{name}", **schema, "title": title}
