@@ -8,13 +8,17 @@ options, so the two sides can differ in environment or in settings.
 
 1. Accuracy, once per side, on the whole split: WER, CER and every transcript, compared
    exactly (no tolerance: the same split through the same code gives the same text).
-2. Throughput, in rounds: each round measures both sides once, back to back in a random order
-   (the order is recorded). `--mode processes` (default) runs a fresh `asrbench run` process
-   per side per round, so the noise between processes is sampled, and only one process holds
-   the device at a time (a Gaudi card takes one). `--mode workers` keeps one long-lived worker
-   per side (`asrbench worker`) that runs a timed pass when asked: much cheaper per round,
-   where the device lets two processes hold it (CPU, CUDA); differences fixed for a process's
-   life stay in the effect, and the equivalence margin is what absorbs small ones.
+2. Throughput, in rounds: each round runs a fresh `asrbench run` process per side, back to
+   back in a random order (recorded), on the throughput subset (--rounds-limit). Only one
+   process holds the device at a time (a Gaudi card takes one).
+
+Why a fresh process every round, not two long-lived workers that alternate: throughput has a
+part that is fixed for a process's life and differs between processes. Measured here (2-core
+VM, whisper-base, 4 English clips, one pass a round): two long-lived workers running the same
+code and settings differed in every one of 8 alternating rounds, head/base 0.919 (CI
+0.902-0.936), a false DIFFERENT; a second pair differed by 3-7% a round. Only new processes
+sample that part, so each round pays a process start (about 7 s here: imports, model, data,
+warm-up), and the rule needs more rounds than the spread inside one process suggests.
 3. After each round from --min-rounds on, abstats.decide() says DIFFERENT, SAME or UNKNOWN;
    UNKNOWN runs another round, up to --max-rounds.
 
@@ -25,10 +29,7 @@ SAME and UNKNOWN unchanged (UNKNOWN is said in the note and the summary: not pro
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import select
 import shlex
 import subprocess
 import sys
@@ -40,8 +41,6 @@ from typing import Any, Callable
 from asrbench.abstats import Decision, decide, look_alpha
 from asrbench.errors import AsrbenchError
 
-MODES = ("processes", "workers")
-PROTOCOL = "ASRBENCH-WORKER "  # prefix of the worker's reply lines on stdout
 DEFAULT_ROUND_TIMEOUT = 3600.0
 
 
@@ -68,15 +67,12 @@ class Settings:
     alpha: float = 0.05  # overall chance of calling identical sides DIFFERENT
     min_rounds: int = 4
     max_rounds: int = 12
-    mode: str = "processes"
-    passes: int | None = None  # timed passes per side per round (default 3 processes, 1 workers)
+    passes: int | None = None  # timed passes per side per round (default 2)
     rounds_limit: int | None = None  # the throughput subset (first N utterances) for the rounds
     seed: int | None = None
     round_timeout: float = DEFAULT_ROUND_TIMEOUT
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise AsrbenchError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not 0 < self.threshold < 1:
             raise AsrbenchError(f"--threshold must be between 0 and 1, got {self.threshold}")
         if not 0 < self.alpha < 1:
@@ -96,7 +92,7 @@ class Settings:
 
     @property
     def round_passes(self) -> int:
-        return self.passes or (3 if self.mode == "processes" else 1)
+        return self.passes or 2
 
     @property
     def per_look_alpha(self) -> float:
@@ -190,91 +186,6 @@ class ProcessRunner:
         pass
 
 
-class Worker:
-    """A long-lived `asrbench worker` process of one side, driven over stdin/stdout."""
-
-    def __init__(self, side: Side, settings: Settings) -> None:
-        self.side, self.timeout = side, settings.round_timeout
-        argv = ["worker", *settings.shared, *side.args, "--passes", str(settings.round_passes)]
-        if settings.rounds_limit is not None:
-            argv += ["--rounds-limit", str(settings.rounds_limit)]
-        try:
-            self.process = subprocess.Popen(side.command + argv, cwd=side.cwd, text=True,
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE)
-        except FileNotFoundError:
-            raise AsrbenchError(f"{side.name}: cannot run {shlex.join(side.command)}: no such "
-                                "program") from None
-        self._stderr: list[str] = []
-
-    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        process = self.process
-        assert process.stdin is not None and process.stdout is not None
-        try:
-            process.stdin.write(json.dumps(request) + "\n")
-            process.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise AsrbenchError(self._died()) from None
-        deadline = time.monotonic() + self.timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AsrbenchError(f"{self.side.name}: the worker gave no answer in "
-                                    f"{self.timeout:g} s")
-            ready, _, _ = select.select([process.stdout], [], [], min(left, 5.0))
-            if not ready:
-                continue
-            line = process.stdout.readline()
-            if not line:
-                raise AsrbenchError(self._died())
-            if line.startswith(PROTOCOL):
-                reply = json.loads(line[len(PROTOCOL):])
-                if not reply.get("ok"):
-                    raise AsrbenchError(f"{self.side.name}: {reply.get('error', 'worker failed')}")
-                return reply
-
-    def _died(self) -> str:
-        try:
-            _, err = self.process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            _, err = self.process.communicate()
-        return (f"{self.side.name}: the worker ({shlex.join(self.side.command)} worker) exited "
-                f"{self.process.returncode}: {_tail(err or '')}")
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.ask({"op": "quit"})
-            except AsrbenchError:
-                pass
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-class WorkerRunner:
-    """One long-lived worker per side; rounds ask each for a timed pass."""
-
-    def __init__(self, settings: Settings, sides: dict[str, Side], workdir: Path) -> None:
-        self.workdir = workdir
-        self.workers = {name: Worker(side, settings) for name, side in sides.items()}
-
-    def accuracy(self, name: str) -> Any:
-        path = self.workdir / f"accuracy-{name}.json"
-        self.workers[name].ask({"op": "accuracy", "report": str(path.resolve())})
-        return _report_rates(path, name)[0]
-
-    def measure(self, name: str, number: int) -> list[float]:
-        return [float(v) for v in self.workers[name].ask({"op": "round"})["samples_per_second"]]
-
-    def close(self) -> None:
-        for worker in self.workers.values():
-            worker.close()
-
-
 # -- the A/B --------------------------------------------------------------------------------
 
 def pair_runs(reports: dict[str, Any]) -> list[tuple[str, str]]:
@@ -293,8 +204,7 @@ def run_ab(settings: Settings, sides: dict[str, Side], workdir: Path,
     An interruption (`interrupts`: Ctrl-C, or the caller's SIGTERM exception) returns what
     finished, marked interrupted."""
     order_rng = random.Random(settings.seed)
-    runner = (WorkerRunner if settings.mode == "workers" else ProcessRunner)(settings, sides,
-                                                                             workdir)
+    runner = ProcessRunner(settings, sides, workdir)
     outcome = Outcome(settings, sides, {}, [])
     try:
         for name in ("base", "head"):
@@ -344,7 +254,7 @@ def _throughput_verdict(label: str, decision: Decision, base: list[float], head:
         verdict = "regressed" if decision.slower else "improved"
     else:
         verdict = "unchanged"
-    note = f"A/B {decision.describe()}; {settings.mode}, {settings.round_passes} pass(es) a round"
+    note = f"A/B {decision.describe()}; {settings.round_passes} pass(es) a process"
     if decision.outcome == "UNKNOWN":
         note += "; not proven either way: more --max-rounds or a larger --threshold decides"
     return Verdict(label, "samples_per_second", verdict, head_median, base_median,
@@ -386,8 +296,8 @@ def header(outcome: Outcome) -> list[str]:
     lines = [f"base: {outcome.sides['base'].describe()}",
              f"head: {outcome.sides['head'].describe()}",
              f"shared options: {shlex.join(s.shared) or '(none)'}",
-             f"{len(outcome.rounds)} round(s), mode {s.mode}, {s.round_passes} timed pass(es) per "
-             f"side per round" + (f" on the first {s.rounds_limit} utterances"
+             f"{len(outcome.rounds)} round(s) of fresh processes, {s.round_passes} timed pass(es) "
+             f"per side per round" + (f" on the first {s.rounds_limit} utterances"
                                   if s.rounds_limit else "")
              + f", threshold {s.threshold:.0%}, alpha {s.alpha:g} "
              f"({s.per_look_alpha:.4g} per look), order seed {s.seed}"]
@@ -407,7 +317,7 @@ def document(outcome: Outcome, comps: list[Any], failed: bool) -> dict[str, Any]
         "environment": environment(),
         "settings": {"shared": s.shared, "threshold": s.threshold, "alpha": s.alpha,
                      "alpha_per_look": s.per_look_alpha, "min_rounds": s.min_rounds,
-                     "max_rounds": s.max_rounds, "mode": s.mode, "passes": s.round_passes,
+                     "max_rounds": s.max_rounds, "passes": s.round_passes,
                      "rounds_limit": s.rounds_limit, "seed": s.seed},
         "sides": {name: {"command": side.command, "args": side.args,
                          "cwd": str(side.cwd) if side.cwd else None,
@@ -434,61 +344,3 @@ def default_command(python: str | None, command: str | None, name: str) -> list[
             raise AsrbenchError(f"--{name}-command is empty")
         return parts
     return [python or sys.executable, "-m", "asrbench"]
-
-
-# -- the worker (the other end of WorkerRunner) ------------------------------------------------
-
-def serve(configs: list[Any], passes: int, rounds_limit: int | None,
-          stdin: Any = None) -> int:
-    """`asrbench worker`: answer accuracy/round/quit requests, one JSON line each, on the
-    stdout the process started with; everything else printed goes to stderr."""
-    from asrbench.report import build_report, environment, write_report
-    from asrbench.runner import Session
-
-    protocol = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # stray prints (libraries, progress) cannot corrupt the replies
-    sys.stdout = sys.stderr
-    stdin = stdin or sys.stdin
-    session = Session(progress=False)
-    rounds = 0
-
-    def reply(body: dict[str, Any]) -> None:
-        protocol.write(PROTOCOL + json.dumps(body) + "\n")
-        protocol.flush()
-
-    for line in stdin:
-        try:
-            request = json.loads(line)
-            op = request.get("op")
-            if op == "quit":
-                reply({"ok": True})
-                return 0
-            if op == "accuracy":
-                results = [session.evaluate(config, 1) for config in configs]
-                device = dict(results[-1].device) if results else {}
-                write_report(Path(request["report"]), build_report(results, environment(device)))
-                reply({"ok": True})
-            elif op == "round":
-                rates = []
-                for config in configs:
-                    timed = config.replace(
-                        limit=rounds_limit if rounds_limit is not None else config.limit,
-                        # The process is warm after the accuracy run; the first round still
-                        # warms the (possibly smaller) subset's shapes once.
-                        warmup_batches=config.warmup_batches if rounds == 0 else 0)
-                    result = session.measure(timed, passes)
-                    rates.append(result.metrics()["samples_per_second"])
-                rounds += 1
-                reply({"ok": True, "samples_per_second": rates})
-            else:
-                reply({"ok": False, "error": f"unknown request {op!r}"})
-        except AsrbenchError as exc:
-            reply({"ok": False, "error": str(exc)})
-            return 2
-        except Exception as exc:  # the parent prints one line; the traceback is on stderr
-            import traceback
-
-            traceback.print_exc()
-            reply({"ok": False, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]})
-            return 1
-    return 0

@@ -103,7 +103,7 @@ def decide(base: Sequence[float], head: Sequence[float], threshold: float,
         return Decision("UNKNOWN", rounds, None, None, None, confidence, None, medians, threshold)
     d = np.log(np.asarray(head, dtype=float)) - np.log(np.asarray(base, dtype=float))
     mean = float(d.mean())
-    if float(d.std()) == 0.0:
+    if float(np.ptp(d)) <= 1e-12 * max(1.0, abs(mean)):
         # Every round gave exactly the same ratio (synthetic data, or a clock too coarse to
         # see a difference): no spread to test against; the interval is that one point.
         low = high = mean

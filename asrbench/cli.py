@@ -145,15 +145,6 @@ def build_parser() -> argparse.ArgumentParser:
                         description=AB_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_ab_arguments(ab)
 
-    worker = sub.add_parser("worker", help="(used by `asrbench ab --mode workers`) serve timed "
-                                           "passes over stdin/stdout")
-    worker.add_argument("--config", type=Path, help="TOML file of settings (flags override it)")
-    from asrbench.options import RUN_OPTIONS
-
-    for option in RUN_OPTIONS:
-        option.add_to_argparse(worker)
-    worker.add_argument("--rounds-limit", type=int, metavar="N",
-                        help="time the rounds on the first N utterances")
     return parser
 
 
@@ -172,12 +163,16 @@ options given here apply to both. Examples:
   asrbench ab --base-python ../base/.venv/bin/python --head-python .venv/bin/python \\
       --dataset-config en --rounds-limit 8
   asrbench ab --dataset-config en --limit 8 --base-args "--batch-size 1" \\
-      --head-args "--batch-size 8" --mode workers
+      --head-args "--batch-size 8"
+
+--passes is the number of timed passes of each process (default 2). Every round starts a
+fresh process per side: throughput has a part fixed for a process's life
+(two long-lived processes of the same code differed by 3-8% here), which only new processes
+sample.
 """
 
 
 def _add_ab_arguments(p: argparse.ArgumentParser) -> None:
-    from asrbench.ab import MODES
     from asrbench.options import RUN_OPTIONS
 
     p.add_argument("--config", type=Path, help="TOML file of settings for both sides")
@@ -195,11 +190,6 @@ def _add_ab_arguments(p: argparse.ArgumentParser) -> None:
                             "(e.g. \"--batch-size 16\")")
         p.add_argument(f"--{side}-cwd", type=Path, metavar="DIR",
                        help=f"working directory of the {side} side (e.g. its checkout)")
-    p.add_argument("--mode", choices=MODES, default="processes",
-                   help="processes (default): a fresh process per side per round, one at a "
-                        "time (works on every device, samples the noise between processes); "
-                        "workers: one long-lived worker per side, much cheaper rounds, where the "
-                        "device lets two processes hold it (CPU, CUDA)")
     p.add_argument("--threshold", type=float, default=0.05,
                    help="smallest throughput change that matters, relative (default 0.05)")
     p.add_argument("--alpha", type=float, default=0.05,
@@ -482,7 +472,7 @@ def command_ab(args: argparse.Namespace) -> int:
             index = shared.index(flag)
             del shared[index:index + 2]
     settings = Settings(shared=shared, threshold=args.threshold, alpha=args.alpha,
-                        min_rounds=args.min_rounds, max_rounds=args.max_rounds, mode=args.mode,
+                        min_rounds=args.min_rounds, max_rounds=args.max_rounds,
                         passes=args.passes, rounds_limit=args.rounds_limit, seed=args.seed,
                         round_timeout=args.round_timeout)
     sides = {}
@@ -557,18 +547,6 @@ def _escaped(lines: list[str]) -> list[str]:
     return [escape_md(line) for line in lines]
 
 
-def command_worker(args: argparse.Namespace) -> int:
-    """`asrbench worker`: the long-lived side of `asrbench ab --mode workers`."""
-    from asrbench.ab import serve
-    from asrbench.options import checked_passes
-
-    configs, passes = configs_from_args(args)
-    from asrbench.runner import preflight
-
-    preflight(configs)
-    return serve(configs, checked_passes(args.passes) or 1, args.rounds_limit)
-
-
 def _launch_or_none():
     from asrbench.distributed import detect_launch
 
@@ -587,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(["run", *(argv or [])])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     commands = {"run": command_run, "compare": command_compare, "peers": command_peers,
-                "baseline": command_baseline_update, "ab": command_ab, "worker": command_worker}
+                "baseline": command_baseline_update, "ab": command_ab}
     launch = _launch_or_none()
     where = f"{launch.label}: " if launch is not None and launch.world_size > 1 else ""
     try:

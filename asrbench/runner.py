@@ -100,11 +100,6 @@ class Session:
             self._results[key] = result
         return self._results[key]
 
-    def measure(self, config: BenchConfig, passes: int) -> RunResult:
-        """One fresh, uncached evaluation (timing only: no reference check), on the models
-        and splits already loaded: a round of `asrbench ab --mode workers`."""
-        return self._evaluate(self.model(config), config, self.split(config), passes)
-
     def reference_agreement(self, prepared: PreparedModel, config: BenchConfig,
                             split: LoadedSplit, result: RunResult) -> dict[str, Any] | None:
         """How far the run's first N transcripts agree with stock transformers generate() in

@@ -1,25 +1,27 @@
 """The gate's measured power: false alarms on identical reruns, detections of injected slowdowns.
 
-For each policy, every trial asks "does the gate fail?" on the same workload (the embedded
-corpus, a small English slice by default), with a throughput loss injected or not:
+Each trial runs one whole `asrbench ab` of base (this code) against head (this code with a
+throughput loss injected, or not) on a small English slice of the embedded corpus, keeping
+every process's report. Four policies judge each trial:
 
-  stored, default band      baseline from 1 process; band max(5%, 3x its pass RSD) + Mann-Whitney
-  stored, per-class band    baseline from 1 process; the cpu matrix section's 40% floor
-  stored, between-process   baseline from --baseline-processes processes; band = the prediction
-                            bound from their spread, 5% floor
-  A/B                       `asrbench ab` (workers mode by default): base and head interleaved on
-                            this machine, adaptive rounds
+  stored, default band      head's first process against a baseline recorded from 1 process:
+                            band max(5%, 3x its pass RSD) and a Mann-Whitney test on passes
+  stored, per-class band    the same against the cpu matrix section's 40% floor
+  stored, between-process   the same against a baseline recorded from --baseline-processes
+                            processes: band = the prediction bound from their spread, 5% floor
+  A/B                       the `asrbench ab` verdict: fresh processes per round, interleaved,
+                            adaptive (4 to --max-rounds rounds)
 
-A trial of a stored policy is one fresh `asrbench run` process compared with the stored
-baseline; a trial of A/B is one whole `asrbench ab`. Slowdowns are injected by
-benchmarks/slowdown.py (a test-only wrapper that sleeps a fixed share of each model call's own
-time), never through asrbench's code paths. Trials of all levels run in a shuffled order, so a
-slow spell of the machine does not land on one level only.
+A stored-baseline trial is one fresh process (the head's first round), exactly what a PR job
+on a stored baseline runs. Slowdowns are injected by benchmarks/slowdown.py, a test-only wrapper
+that sleeps a fixed share of each model call's own time, never through asrbench's code paths.
+Trials of all levels run in a shuffled order, so a slow spell of the machine does not land on
+one level only.
 
 Prints one line per trial and the table: false alarms (level 0), detections per level, the
 median time to a verdict. Nothing is asserted: the numbers go in docs/performance.md.
 
-    python benchmarks/gate_power.py [--trials 10] [--slowdowns 0.05,0.10,0.20] [--no-ab]
+    python benchmarks/gate_power.py [--trials 10] [--trials-other 5] [--slowdowns 0.05,0.10,0.20]
 """
 
 from __future__ import annotations
@@ -61,9 +63,14 @@ def asrbench(level: float, args: list[str], check: bool = True) -> tuple[int, fl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=10, help="trials per level (default 10)")
+    parser.add_argument("--trials", type=int, default=10,
+                        help="trials with no slowdown and with the --key-slowdown (default 10)")
+    parser.add_argument("--trials-other", type=int, default=None,
+                        help="trials of the other slowdowns (default: --trials)")
     parser.add_argument("--slowdowns", default="0.05,0.10,0.20",
                         help="injected throughput losses (default 0.05,0.10,0.20)")
+    parser.add_argument("--key-slowdown", type=float, default=0.10,
+                        help="the slowdown the A/B target is about (default 0.10)")
     parser.add_argument("--baseline-processes", type=int, default=5,
                         help="processes recorded for the between-process baseline (default 5)")
     parser.add_argument("--locale", default="en")
@@ -71,70 +78,67 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--generation-max-length", type=int, default=40)
-    parser.add_argument("--passes", type=int, default=3, help="timed passes of a stored trial")
+    parser.add_argument("--passes", type=int, default=2, help="timed passes of each process")
     parser.add_argument("--cpu-floor", type=float, default=0.4,
                         help="the per-class band (default 0.4, as benchmarks/matrix.toml [cpu])")
-    parser.add_argument("--ab-mode", default="workers", choices=("workers", "processes"))
     parser.add_argument("--ab-args", default="", help="more `asrbench ab` options, one string")
-    parser.add_argument("--no-ab", action="store_true", help="stored policies only")
-    parser.add_argument("--no-stored", action="store_true", help="A/B only")
     parser.add_argument("--seed", type=int, default=0, help="order of the trials (default 0)")
     parser.add_argument("--json", type=Path, help="write every trial here")
     args = parser.parse_args(argv)
-    levels = [0.0] + [float(v) for v in args.slowdowns.split(",") if v.strip()]
+    others = [float(v) for v in args.slowdowns.split(",") if v.strip()]
+    levels = [0.0] + others
+    other_trials = args.trials if args.trials_other is None else args.trials_other
     workload = ["--dataset-config", args.locale, "--language", args.language,
                 "--limit", str(args.limit), "--batch-size", str(args.batch_size),
                 "--generation-max-length", str(args.generation_max_length), "--no-progress"]
-    policies = ([] if args.no_stored else list(STORED)) + ([] if args.no_ab else ["A/B"])
-    trials = [(level, number) for level in levels for number in range(args.trials)]
+    policies = list(STORED) + ["A/B"]
+    trials = [(level, number) for level in levels
+              for number in range(args.trials if level in (0.0, args.key_slowdown)
+                                  else other_trials)]
     random.Random(args.seed).shuffle(trials)
     results: dict[str, dict[float, list[tuple[bool, float]]]] = {
         p: {level: [] for level in levels} for p in policies}
     records = []
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gate-power-") as tmp:
         work = Path(tmp)
-        if not args.no_stored:
-            reports = []
-            for number in range(max(1, args.baseline_processes)):
-                path = work / f"baseline{number}.json"
-                asrbench(0.0, ["run", *workload, "--passes", str(args.passes),
-                               "--report", str(path)])
-                reports.append(str(path))
-            for name, extra in ((STORED[0], [reports[0]]),
-                                (STORED[1], [reports[0], "--tolerance",
-                                             f"samples_per_second_rel={args.cpu_floor}"]),
-                                (STORED[2], reports)):
-                code, _, _ = asrbench(0.0, ["baseline", "update", "--baseline-dir",
-                                            str(work / name.replace(" ", "_").replace(",", "")),
-                                            "--report", *extra])
-                if code != 0:
-                    raise SystemExit(f"recording the baseline of {name!r} failed")
-            print(f"baselines recorded from {len(reports)} process(es)", flush=True)
+        reports = []
+        for number in range(max(1, args.baseline_processes)):
+            path = work / f"baseline{number}.json"
+            asrbench(0.0, ["run", *workload, "--passes", str(args.passes), "--report", str(path)])
+            reports.append(str(path))
+        for name, extra in ((STORED[0], [reports[0]]),
+                            (STORED[1], [reports[0], "--tolerance",
+                                         f"samples_per_second_rel={args.cpu_floor}"]),
+                            (STORED[2], reports)):
+            code, _, _ = asrbench(0.0, ["baseline", "update", "--baseline-dir",
+                                        str(work / _slug(name)), "--report", *extra])
+            if code != 0:
+                raise SystemExit(f"recording the baseline of {name!r} failed")
+        print(f"baselines recorded from {len(reports)} process(es)", flush=True)
         for index, (level, number) in enumerate(trials, start=1):
-            record = {"level": level, "trial": number}
-            if not args.no_stored:
-                report = work / f"trial{index}.json"
-                _, seconds, _ = asrbench(level, ["run", *workload, "--passes", str(args.passes),
-                                                 "--report", str(report)])
-                rate = json.loads(report.read_text())["runs"][0]["metrics"]["samples_per_second"]
-                record["samples_per_second"] = rate
-                for name in STORED:  # `asrbench compare`'s gate, in this process
-                    failed = gate_report(load_report(report),
-                                         work / name.replace(" ", "_").replace(",", "")).failed
-                    results[name][level].append((failed, seconds))
-                    record[name] = int(failed)
-            if not args.no_ab:
-                out = work / f"ab{index}.json"
-                ab = ["ab", *workload, "--mode", args.ab_mode, "--base-command",
-                      shlex.join(side(0.0)), "--head-command", shlex.join(side(level)),
-                      "--json", str(out), "--seed", str(index), *args.ab_args.split()]
-                code, seconds, _ = asrbench(0.0, ab)
-                document = json.loads(out.read_text())
-                decision = document["decisions"][0]
-                results["A/B"][level].append((code == 1, seconds))
-                record.update({"A/B": code, "ab_outcome": decision["outcome"],
-                               "ab_ratio": decision["ratio"], "ab_rounds": decision["rounds"],
-                               "ab_seconds": seconds})
+            record: dict = {"level": level, "trial": number}
+            out, kept = work / f"ab{index}.json", work / f"ab{index}"
+            ab = ["ab", *workload, "--passes", str(args.passes), "--base-command",
+                  shlex.join(side(0.0)), "--head-command", shlex.join(side(level)),
+                  "--json", str(out), "--keep-reports", str(kept), "--seed", str(index),
+                  *shlex.split(args.ab_args)]
+            code, seconds, _ = asrbench(0.0, ab)
+            document = json.loads(out.read_text())
+            decision = document["decisions"][0]
+            results["A/B"][level].append((code == 1, seconds))
+            # the stored-baseline policies judge the head's first process, as a PR job would
+            first = kept / "round1-head.json"
+            one_process = document["rounds"][0]["seconds"] / 2
+            for name in STORED:
+                failed = gate_report(load_report(first), work / _slug(name)).failed
+                results[name][level].append((failed, one_process))
+                record[name] = int(failed)
+            record.update({"samples_per_second": load_report(first).runs[0].metrics
+                           .samples_per_second, "A/B": code,
+                           "ab_outcome": decision["outcome"], "ab_ratio": decision["ratio"],
+                           "ab_ci": [decision["ci_low"], decision["ci_high"]],
+                           "ab_rounds": decision["rounds"], "ab_seconds": seconds})
             records.append(record)
             print(f"trial {index}/{len(trials)} slowdown {level:.0%}: "
                   + ", ".join(f"{k}={v}" for k, v in record.items()
@@ -150,12 +154,18 @@ def main(argv: list[str] | None = None) -> int:
         cells.append(f"{statistics.median(times):.0f} s" if times else "-")
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    print()
+    print(f"\n{len(trials)} trials in {time.perf_counter() - started:.0f} s; workload: "
+          f"{' '.join(workload)} --passes {args.passes}; stored baselines: time to verdict is one "
+          "process (recording the baseline not counted)")
     for row in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
     if args.json:
         args.json.write_text(json.dumps({"trials": records}, indent=1))
     return 0
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_").replace(",", "").replace("/", "")
 
 
 if __name__ == "__main__":

@@ -112,3 +112,40 @@ def test_update_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
         baselines.update(directory, "cpu", [_named(_run(), "a", 0.5)], {}, None)
     assert (directory / "cpu.json").read_bytes() == before
     assert [p.name for p in directory.iterdir() if p.suffix == ".tmp"] == []
+
+
+def _report_named(tmp_path, name, runs):
+    path = _report_file(tmp_path, runs)
+    return path.rename(tmp_path / name)
+
+
+def test_baseline_from_several_processes_keeps_each_process_and_its_spread(tmp_path, capsys):
+    from asrbench.cli import main
+
+    paths = [_report_named(tmp_path, f"r{i}.json", [_named(_run(rates=rates), "a")])
+             for i, rates in enumerate([(10.0, 10.1, 9.9), (11.0, 11.1, 10.9), (9.0, 9.1, 8.9)])]
+    directory = tmp_path / "baselines"
+    assert main(["baseline", "update", "--report", *map(str, paths),
+                 "--baseline-dir", str(directory)]) == 0
+    entry = json.loads((directory / "cpu.json").read_text())["entries"]["a"]
+    assert entry["noise"]["samples_per_second_per_process"] == [10.0, 11.0, 9.0]
+    assert entry["metrics"]["samples_per_second"] == 10.0  # median of the processes' medians
+    assert len(entry["noise"]["samples_per_second_per_pass"]) == 9
+    assert "recorded from 3 processes" in capsys.readouterr().out
+
+
+def test_baseline_from_several_processes_refuses_reports_that_disagree(tmp_path, capsys):
+    from asrbench.cli import main
+
+    one = _report_named(tmp_path, "one.json", [_named(_run(), "a")])
+    other = _report_named(tmp_path, "other.json",
+                          [_named(_run(predictions={"a": "something else"}), "a")])
+    missing = _report_named(tmp_path, "missing.json", [_named(_run(), "b")])
+    directory = tmp_path / "baselines"
+    assert main(["baseline", "update", "--report", str(one), str(other),
+                 "--baseline-dir", str(directory)]) == 2
+    assert "report 2 disagrees with report 1 on 1 transcript(s)" in capsys.readouterr().err
+    assert main(["baseline", "update", "--report", str(one), str(missing),
+                 "--baseline-dir", str(directory)]) == 2
+    assert "report 2 has no run of a" in capsys.readouterr().err
+    assert not (directory / "cpu.json").exists()  # nothing written on a refusal

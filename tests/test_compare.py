@@ -138,3 +138,39 @@ def test_a_reference_that_could_not_be_decoded_fails_the_agreement_check():
     assert verdict.verdict == "regressed" and "no network" in verdict.note
 
 
+
+
+def _processes_entry(per_process, rsd=0.01, **tolerance):
+    entry = _entry(_run(), **tolerance)
+    entry["metrics"]["samples_per_second"] = sorted(per_process)[len(per_process) // 2]
+    entry["noise"]["samples_per_second_per_process"] = list(per_process)
+    entry["noise"]["samples_per_second_rsd"] = rsd
+    return entry
+
+
+def test_between_process_band_is_the_prediction_bound_of_the_recorded_spread():
+    from scipy import stats
+
+    processes = [10.0, 10.4, 9.6, 10.2, 9.8]  # spread 3.16% of the mean
+    entry = _processes_entry(processes)
+    spread = 0.0316227766
+    factor = stats.t.ppf(0.95, 4) * math.sqrt(1 + 1 / 5)  # 2.33
+    band = factor * spread  # 7.4%: wider than the 5% floor
+    inside = compare_run(_run(rates=(9.35, 9.35, 9.35)), entry).verdict("samples_per_second")
+    assert inside.verdict == "unchanged" and inside.allowed == pytest.approx(band * 10.0, rel=1e-6)
+    assert "prediction bound" in inside.note and "5 recorded processes" in inside.note
+    # beyond the band: regressed with no per-pass significance test (passes cannot see it)
+    beyond = compare_run(_run(rates=(9.2, 9.2, 9.2)), entry).verdict("samples_per_second")
+    assert beyond.verdict == "regressed" and "Mann-Whitney" not in beyond.note
+    faster = compare_run(_run(rates=(10.9, 10.9, 10.9)), entry).verdict("samples_per_second")
+    assert faster.verdict == "improved"
+
+
+def test_between_process_band_never_goes_below_the_floor_and_widens_with_the_runs_own_noise():
+    tight = _processes_entry([10.0, 10.0, 10.0001], samples_per_second_rel=0.4)
+    verdict = compare_run(_run(rates=(7.0, 7.0, 7.0)), tight).verdict("samples_per_second")
+    assert verdict.verdict == "unchanged" and verdict.allowed == pytest.approx(4.0)  # 40% floor
+    quiet = _processes_entry([10.0, 10.0, 10.0001])
+    # this run's own passes spread 10%: the band follows them, not the quiet baseline
+    noisy = compare_run(_run(rates=(8.0, 9.0, 10.0)), quiet).verdict("samples_per_second")
+    assert noisy.verdict == "unchanged" and noisy.allowed > 0.3 * 10.0

@@ -26,6 +26,11 @@ def comment():
     return _load("gaudi-benchmarks-comment.yml")
 
 
+@pytest.fixture(scope="module")
+def ab():
+    return _load("gaudi-ab.yml")
+
+
 def _steps(job: dict) -> list[dict]:
     return job["steps"]
 
@@ -78,12 +83,12 @@ def test_the_hub_token_is_only_in_a_download_step_before_any_pull_request_code(b
         assert "${{" not in step.get("run", ""), step["name"]
 
 
-def test_image_pinned_by_digest_and_actions_by_commit(bench, comment):
-    job = bench["jobs"]["hpu"]
-    assert job["container"]["image"] == "${{ vars.GAUDI_IMAGE }}"
-    guard = _steps(job)[0]
-    assert "@sha256:" in guard["run"] and "exit 1" in guard["run"]
-    for workflow in (bench, comment):
+def test_image_pinned_by_digest_and_actions_by_commit(bench, comment, ab):
+    for job in (bench["jobs"]["hpu"], ab["jobs"]["ab"]):
+        assert job["container"]["image"] == "${{ vars.GAUDI_IMAGE }}"
+        guard = _steps(job)[0]
+        assert "@sha256:" in guard["run"] and "exit 1" in guard["run"]
+    for workflow in (bench, comment, ab):
         for each in workflow["jobs"].values():
             for step in each["steps"]:
                 if "uses" in step:
@@ -93,7 +98,7 @@ def test_image_pinned_by_digest_and_actions_by_commit(bench, comment):
 def test_the_comment_is_posted_by_a_workflow_that_runs_no_pull_request_code(bench, comment):
     assert "pull-requests" not in str(bench.get("permissions"))
     assert set(comment["on"]) == {"workflow_run"}
-    assert comment["on"]["workflow_run"]["workflows"] == [bench["name"]]
+    assert comment["on"]["workflow_run"]["workflows"] == [bench["name"], "gaudi-ab"]
     assert comment["permissions"] == {"actions": "read", "pull-requests": "write"}
     steps = comment["jobs"]["comment"]["steps"]
     assert not any(s.get("uses", "").startswith("actions/checkout@") for s in steps)
@@ -101,3 +106,35 @@ def test_the_comment_is_posted_by_a_workflow_that_runs_no_pull_request_code(benc
     script = steps[-1]["with"]["script"]
     assert "pr.head.sha !== context.payload.workflow_run.head_sha" in script
     assert "/^[0-9]{1,9}$/" in script
+
+
+def test_ab_workflow_checks_out_and_sets_up_both_sides_and_runs_asrbench_ab(ab):
+    assert ab["name"] == "gaudi-ab" and set(ab["on"]) == {"pull_request"}
+    assert ab["permissions"] == {"contents": "read"}
+    job = ab["jobs"]["ab"]
+    assert job["environment"] == "gaudi"
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in job["if"]
+    steps = _steps(job)
+    checkouts = [s for s in steps if s.get("uses", "").startswith("actions/checkout@")]
+    assert [c["with"]["path"] for c in checkouts] == ["base", "head"]
+    assert checkouts[0]["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    assert all(c["with"]["persist-credentials"] is False for c in checkouts)
+    # the Hub token: one step, before either checkout exists or is installed
+    with_token = [i for i, s in enumerate(steps) if "HF_TOKEN" in str(s.get("env", {}))]
+    first_checkout = steps.index(checkouts[0])
+    assert len(with_token) == 1 and with_token[0] < first_checkout
+    assert "HF_TOKEN" not in job.get("env", {})
+    scripts = "\n".join(s.get("run", "") for s in steps)
+    assert "${{" not in scripts
+    setup = next(s["run"] for s in steps if "venv" in s.get("run", ""))
+    assert 'for side in base head' in setup and '-c "$side/constraints.txt"' in setup
+    run = next(s["run"] for s in steps if "asrbench ab" in s.get("run", ""))
+    for flag in ("--base-python base/.venv/bin/python", "--head-python head/.venv/bin/python",
+                 "--base-cwd base", "--head-cwd head", "--mode processes", "--graphs",
+                 "--markdown reports/hpu-summary.md"):
+        assert flag in run, flag
+    # every option the workflow passes is one `asrbench ab` accepts
+    from asrbench.cli import build_parser
+
+    argv = run.replace("\\\n", " ").split("asrbench ab", 1)[1].split()
+    build_parser().parse_args(["ab", *argv])

@@ -1,0 +1,211 @@
+"""`asrbench ab`: end to end on the embedded corpus (two sides that truly differ, identical
+sides, two environments), and its pieces on hand-built data (verdicts, JSON, interruption)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asrbench.ab import Outcome, Round, Settings, Side, comparisons, run_ab
+from asrbench.abstats import decide
+from asrbench.cli import main
+from asrbench.errors import AsrbenchError
+from asrbench.policy import Policy
+from asrbench.results import Report
+
+ROOT = Path(__file__).resolve().parent.parent
+SLOWDOWN = ROOT / "benchmarks" / "slowdown.py"
+# A small English slice: 2 clips, one batch, short decodes (about 8 s a process here, most of
+# it the process start).
+WORKLOAD = ["--dataset-config", "en", "--language", "english", "--limit", "2", "--batch-size",
+            "2", "--generation-max-length", "30"]
+
+
+def _ab(tmp_path, *extra, name="ab"):
+    out = tmp_path / f"{name}.json"
+    code = main(["ab", *WORKLOAD, "--json", str(out), "--markdown", str(tmp_path / f"{name}.md"),
+                 "--no-progress", *extra])
+    return code, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def _schema_check(document):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "schemas" / "ab.schema.json").read_text())
+    jsonschema.validate(document, schema)
+
+
+def test_ab_finds_a_real_slowdown_of_the_head(tmp_path, capsys):
+    """Head runs the same code with every model call slowed by its own time again (a test-only
+    wrapper, benchmarks/slowdown.py): about half the samples/s, under any load, since both
+    sides share the machine round by round."""
+    head = shlex.join([sys.executable, str(SLOWDOWN), "0.5"])
+    base = shlex.join([sys.executable, str(SLOWDOWN), "0"])
+    code, document = _ab(tmp_path, "--base-command", base, "--head-command", head,
+                         "--min-rounds", "3", "--max-rounds", "5", "--passes", "1", "--seed", "1")
+    out = capsys.readouterr().out
+    assert code == 1, out
+    decision = document["decisions"][0]
+    assert decision["outcome"] == "DIFFERENT" and decision["ratio"] < 0.8
+    assert decision["ci_high"] < 1.0 and 3 <= decision["rounds"] <= 5
+    assert len(document["rounds"]) == decision["rounds"]
+    # the order inside rounds is recorded, and both sides measured every round
+    assert all(sorted(r["order"]) == ["base", "head"] for r in document["rounds"])
+    # accuracy is compared exactly: same code, same transcripts
+    verdicts = {v["metric"]: v for v in document["comparisons"][0]["verdicts"]}
+    assert verdicts["wer"]["verdict"] == "unchanged" and verdicts["wer"]["allowed"] == 0.0
+    assert verdicts["samples_per_second"]["verdict"] == "regressed"
+    assert document["comparisons"][0]["transcripts_changed"] == []
+    assert document["failed"] is True
+    assert "REGRESSED" in out and "result: FAIL" in out
+    markdown = (tmp_path / "ab.md").read_text()
+    assert "## asrbench A/B" in markdown and "❌ regressed" in markdown
+    _schema_check(document)
+
+
+def test_ab_two_settings_in_one_environment_batch_sizes(tmp_path):
+    """Two settings: batch 1 against batch 2. The ids differ (the batch size is part of a
+    config's id), the runs are paired by position, the transcripts come out the same, so
+    accuracy passes exactly; the throughput verdict is the rule applied to the recorded
+    rounds, and the exit status follows it."""
+    code, document = _ab(tmp_path, "--base-args", "--batch-size 1", "--head-args",
+                         "--batch-size 2", "--min-rounds", "2", "--max-rounds", "2",
+                         "--passes", "1", "--threshold", "0.1", "--seed", "2")
+    pair = document["pairs"][0]
+    assert "-bs1-" in pair["base"] and "-bs2-" in pair["head"]
+    comparison = document["comparisons"][0]
+    assert comparison["config_id"] == f"{pair['base']} -> {pair['head']}"
+    verdicts = {v["metric"]: v["verdict"] for v in comparison["verdicts"]}
+    assert verdicts["wer"] == verdicts["cer"] == "unchanged"
+    decision = document["decisions"][0]
+    rounds = document["rounds"]
+    base = [r["samples_per_second"]["base"][0] for r in rounds]
+    head = [r["samples_per_second"]["head"][0] for r in rounds]
+    again = decide(base, head, 0.1, document["settings"]["alpha_per_look"])
+    assert again.outcome == decision["outcome"] and again.ratio == pytest.approx(decision["ratio"])
+    assert code == (1 if verdicts["samples_per_second"] == "regressed" else 0)
+    assert document["sides"]["base"]["report"]["runs"][0]["config"]["batch_size"] == 1
+
+
+def test_ab_between_two_environments_with_identical_code_passes(tmp_path):
+    """Base is another checkout (its own commit, its own copy of asrbench on PYTHONPATH, run
+    from its own directory); head is this one. The code is the same, so nothing may fail
+    (with a 50% threshold no process-to-process spread can make a DIFFERENT); every
+    process's report is kept."""
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("needs this repository as a git checkout to clone the base side from")
+    checkout = tmp_path / "base-checkout"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(checkout)], check=True)
+    (checkout / "BASE-SIDE").write_text("the base side of an A/B test\n")
+    git = ["git", "-C", str(checkout), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(git + ["add", "BASE-SIDE"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "base side"], check=True)
+    base_commit = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True,
+                                 text=True).stdout.strip()
+    base = shlex.join(["env", f"PYTHONPATH={checkout}", sys.executable, "-m", "asrbench"])
+    kept = tmp_path / "kept"
+    code, document = _ab(tmp_path, "--base-command", base, "--base-cwd", str(checkout),
+                         "--min-rounds", "2", "--max-rounds", "2", "--passes", "1",
+                         "--keep-reports", str(kept), "--threshold", "0.5", "--seed", "4")
+    assert code == 0
+    assert document["decisions"][0]["outcome"] in ("SAME", "UNKNOWN")
+    assert document["comparisons"][0]["regressed"] is False
+    base_report = document["sides"]["base"]["report"]
+    assert base_report["environment"]["git"]["commit"] == base_commit
+    assert document["sides"]["head"]["report"]["environment"]["git"]["commit"] != base_commit
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "accuracy-base.json", "accuracy-head.json", "round1-base.json", "round1-head.json",
+        "round2-base.json", "round2-head.json"]
+    assert len(document["rounds"]) == 2
+    _schema_check(document)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--base-python", "/nonexistent/python"], "base: cannot run /nonexistent/python"),
+    (["--min-rounds", "1"], "--min-rounds must be >= 2"),
+    (["--min-rounds", "5", "--max-rounds", "4"], "--max-rounds (4) must be >= --min-rounds"),
+    (["--threshold", "2"], "--threshold must be between 0 and 1"),
+    (["--base-python", "x", "--base-command", "y"], "give one"),
+    (["--head-args", "'unclosed"], "--head-args"),
+])
+def test_ab_user_errors_are_one_line(tmp_path, capsys, argv, message):
+    code, _ = _ab(tmp_path, *argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+# -- pieces, on hand-built data ---------------------------------------------------------------
+
+def _report(predictions, rate=10.0, config_id="cfg"):
+    return Report.model_validate({
+        "schema": 1, "environment": {}, "runs": [{
+            "config": {"id": config_id}, "device": {"class": "cpu"},
+            "metrics": {"wer": 0.1, "wer_normalized": 0.1, "cer": 0.05,
+                        "samples_per_second": rate},
+            "throughput": {"samples_per_second_per_pass": [rate], "samples_per_second_rsd": 0.0},
+            "utterances": [{"id": k, "prediction": v} for k, v in predictions.items()]}]})
+
+
+def _outcome(base_predictions, head_predictions, base_rates, head_rates):
+    settings = Settings(shared=[], seed=0)
+    sides = {"base": Side("base", ["python"]), "head": Side("head", ["python"])}
+    outcome = Outcome(settings, sides, {"base": _report(base_predictions),
+                                        "head": _report(head_predictions)}, [("cfg", "cfg")])
+    outcome.rounds = [Round(i + 1, ["base", "head"], {"base": [b], "head": [h]}, 1.0)
+                      for i, (b, h) in enumerate(zip(base_rates, head_rates))]
+    outcome.decisions = [decide(base_rates, head_rates, settings.threshold,
+                                settings.per_look_alpha)]
+    return outcome
+
+
+def test_changed_transcripts_fail_even_when_throughput_is_the_same():
+    outcome = _outcome({"a": "hello world", "b": "<b>@team</b> | x"},
+                       {"a": "hello there world", "b": "<b>@team</b> | x"},
+                       [10.0, 10.1, 9.9, 10.0], [10.0, 10.1, 9.9, 10.0])
+    comps = comparisons(outcome)
+    assert [t.id for t in comps[0].transcripts] == ["a"]
+    assert comps[0].verdict("samples_per_second").verdict == "unchanged"
+    assert Policy().fails(comps) and not Policy(transcripts="warn").fails(comps)
+
+
+def test_a_faster_head_is_an_improvement_that_passes():
+    outcome = _outcome({"a": "x"}, {"a": "x"}, [10.0, 10.1, 9.9, 10.0], [12.0, 12.1, 11.9, 12.0])
+    verdict = comparisons(outcome)[0].verdict("samples_per_second")
+    assert verdict.verdict == "improved" and "DIFFERENT" in verdict.note
+    assert not Policy().fails(comparisons(outcome))
+
+
+def test_an_interrupted_ab_keeps_the_rounds_that_finished(tmp_path, monkeypatch):
+    from asrbench import ab
+
+    reports = {"base": _report({"a": "x"}), "head": _report({"a": "x"})}
+    calls = []
+
+    def measure(self, name, number):
+        calls.append((number, name))
+        if number == 3:
+            raise KeyboardInterrupt
+        if name == "base":
+            return [10.0]
+        return [13.0 if number % 2 else 7.5]  # head swings: no verdict yet
+
+    monkeypatch.setattr(ab.ProcessRunner, "accuracy", lambda self, name: reports[name])
+    monkeypatch.setattr(ab.ProcessRunner, "measure", measure)
+    settings = Settings(shared=[], min_rounds=2, max_rounds=6, seed=0)
+    sides = {"base": Side("base", ["python"]), "head": Side("head", ["python"])}
+    outcome = run_ab(settings, sides, tmp_path)
+    assert outcome.interrupted and len(outcome.rounds) == 2
+    assert outcome.decisions[0].rounds == 2
+
+
+def test_ab_settings_refuse_nonsense():
+    with pytest.raises(AsrbenchError, match="--rounds-limit"):
+        Settings(shared=[], rounds_limit=0)
+    with pytest.raises(AsrbenchError, match="--passes"):
+        Settings(shared=[], passes=0)
+    assert Settings(shared=[]).round_passes == 2 and Settings(shared=[], passes=1).round_passes == 1
