@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"directory of <device class>.json files (default {DEFAULT_BASELINE_DIR})")
     compare.add_argument("--markdown", type=Path, help="write the Markdown summary here "
                          "(it is also appended to $GITHUB_STEP_SUMMARY when that is set)")
+    compare.add_argument("--html-url", metavar="URL",
+                         help="link the summary to the HTML report uploaded here (`asrbench "
+                              "html`), e.g. the workflow run's artifacts page; default "
+                              "$ASRBENCH_HTML_URL")
     _add_policy_arguments(compare)
 
     peers = sub.add_parser(
@@ -139,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(names: wer_abs, cer_abs, samples_per_second_rel, noise_factor, "
                              "reference_share_min, reference_wer_max); "
                              "entries otherwise keep the overrides they had")
+
+    from asrbench import history_cli
+
+    history_cli.add_parsers(sub)  # history add|list|show|changes, html, export
 
     ab = sub.add_parser("ab", help="A/B: base against head on this machine, interleaved rounds "
                                    "until the throughput verdict is clear",
@@ -421,15 +429,9 @@ def command_compare(args: argparse.Namespace) -> int:
 
     outcome = gate_report(load_report(args.report), args.baseline_dir, policy_from(args),
                           report_path=args.report)
+    outcome.html_url = args.html_url or os.environ.get("ASRBENCH_HTML_URL") or None
     print(outcome.text)
-    try:
-        if args.markdown:
-            args.markdown.parent.mkdir(parents=True, exist_ok=True)
-            args.markdown.write_text(outcome.markdown, encoding="utf-8")
-        outcome.append_step_summary()
-    except OSError as exc:
-        raise AsrbenchError(f"could not write the Markdown summary ({exc.strerror or exc}): "
-                            f"the verdicts above stand") from None
+    _publish_markdown(outcome.markdown, args.markdown)
     return 1 if outcome.failed else 0
 
 
@@ -463,14 +465,13 @@ def command_ab(args: argparse.Namespace) -> int:
     from asrbench.ab import (Settings, Side, comparisons, default_command, document, header,
                              run_ab)
     from asrbench.options import policy_from, to_argv
-    from asrbench.render import gate_text, markdown_summary
+    from asrbench.render import escape_md, gate_text, markdown_summary
     from asrbench.report import check_writable, write_json_atomic
 
     shared = (["--config", str(args.config.resolve())] if args.config else []) + to_argv(args)
-    for flag in ("--passes",):
-        if flag in shared:  # per round: --passes is the A/B's own setting, below
-            index = shared.index(flag)
-            del shared[index:index + 2]
+    if "--passes" in shared:  # --passes is per process of a round: the A/B's own setting
+        index = shared.index("--passes")
+        del shared[index:index + 2]
     settings = Settings(shared=shared, threshold=args.threshold, alpha=args.alpha,
                         min_rounds=args.min_rounds, max_rounds=args.max_rounds,
                         passes=args.passes, rounds_limit=args.rounds_limit, seed=args.seed,
@@ -521,14 +522,23 @@ def command_ab(args: argparse.Namespace) -> int:
     lines = header(outcome)
     print("\n".join(lines))
     print(gate_text(comps, policy, None))
-    markdown = markdown_summary(comps, policy, title="asrbench A/B") + "\n" + "\n".join(
-        f"- {escape}" for escape in _escaped(lines)) + "\n"
+    markdown = markdown_summary(comps, policy, title="asrbench A/B") + "\n" + "".join(
+        f"- {escape_md(line)}\n" for line in lines)
     write_json_atomic(args.json, document(outcome, comps, failed))
     print(f"A/B result written to {args.json}")
+    _publish_markdown(markdown, args.markdown)
+    if outcome.interrupted:
+        return 130
+    return 1 if failed else 0
+
+
+def _publish_markdown(markdown: str, path: Path | None) -> None:
+    """Write a Markdown summary to `path` (if given) and append it to GitHub's step summary
+    when $GITHUB_STEP_SUMMARY is set; a failed write is one line (the verdicts stand)."""
     try:
-        if args.markdown:
-            args.markdown.parent.mkdir(parents=True, exist_ok=True)
-            args.markdown.write_text(markdown, encoding="utf-8")
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(markdown, encoding="utf-8")
         target = os.environ.get("GITHUB_STEP_SUMMARY")
         if target:
             with open(target, "a", encoding="utf-8") as fh:
@@ -536,15 +546,6 @@ def command_ab(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise AsrbenchError(f"could not write the Markdown summary ({exc.strerror or exc}): "
                             f"the verdicts above stand") from None
-    if outcome.interrupted:
-        return 130
-    return 1 if failed else 0
-
-
-def _escaped(lines: list[str]) -> list[str]:
-    from asrbench.render import escape_md
-
-    return [escape_md(line) for line in lines]
 
 
 def _launch_or_none():
@@ -564,8 +565,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `asrbench` alone runs the embedded default, like `asrbench run`.
         args = parser.parse_args(["run", *(argv or [])])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from asrbench.history_cli import COMMANDS as HISTORY_COMMANDS
+
     commands = {"run": command_run, "compare": command_compare, "peers": command_peers,
-                "baseline": command_baseline_update, "ab": command_ab}
+                "baseline": command_baseline_update, "ab": command_ab, **HISTORY_COMMANDS}
     launch = _launch_or_none()
     where = f"{launch.label}: " if launch is not None and launch.world_size > 1 else ""
     try:

@@ -32,6 +32,7 @@ class GateOutcome:
     policy: Policy = field(default_factory=Policy)
     report_path: str = "reports/latest.json"  # named in the command that creates entries
     documents: dict[str, Any] = field(default_factory=dict)  # baseline file per device class
+    html_url: str | None = None  # where the HTML report was uploaded, linked from the Markdown
 
     @property
     def new_ids(self) -> list[str]:
@@ -47,7 +48,8 @@ class GateOutcome:
 
     @property
     def markdown(self) -> str:
-        return markdown_summary(self.comparisons, self.policy, self._refresh())
+        return markdown_summary(self.comparisons, self.policy, self._refresh(),
+                                html_url=self.html_url)
 
     @property
     def text(self) -> str:

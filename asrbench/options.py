@@ -209,6 +209,9 @@ PLUGIN_OPTIONS = (
     Option("nproc", "data-parallel processes per config: N > 1 runs each config with torchrun "
                     "--nproc-per-node N (one device each) and gates its report", type=int,
            pytest_default=1),
+    Option("history", "add this session's report to the results store at URL (a SQLite file "
+                      "or a postgresql:// URL; see `asrbench history`), e.g. in the main "
+                      "branch's CI", metavar="URL"),
     Option("from-report", "gate the runs of an existing report (e.g. one `asrbench run` wrote) "
                           "instead of evaluating: the tests judge exactly what `asrbench "
                           "compare` would", metavar="PATH"),

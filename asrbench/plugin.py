@@ -306,6 +306,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             changes = baselines.update(directory, device_class, selected, env, state["tolerance"])
             lines.append(f"asrbench: updated {baselines.baseline_path(directory, device_class)}")
             lines.append(baselines.change_table(changes))
+    history = option(config, "history")
+    if history:
+        from asrbench.errors import AsrbenchError
+        from asrbench.history import add_report
+
+        try:
+            lines.append(f"asrbench: {add_report(history, report_path)}")
+        except AsrbenchError as exc:  # the gate's verdicts stand; say why the store missed it
+            lines.append(f"asrbench: history not updated: {exc}")
     for line in lines:
         if reporter is not None:
             reporter.write_line(line)

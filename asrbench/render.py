@@ -8,6 +8,7 @@ breaks, no @-mentions, no code-span breaks, no new lines.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -122,14 +123,33 @@ def gate_text(comparisons: list["Comparison"], policy: "Policy", refresh: str | 
     return "\n".join(lines)
 
 
+def html_link(url: str | None) -> str | None:
+    """A Markdown link to the HTML report (an uploaded artifact), or None. Only http(s) URLs
+    without spaces or markup characters are linked: the URL comes from the command line or
+    the CI environment and ends up in a pull-request comment."""
+    if not url:
+        return None
+    if not re.fullmatch(r"https?://[^\s<>()\[\]`\"'|]+", url):
+        from asrbench.errors import AsrbenchError
+
+        raise AsrbenchError(f"--html-url {url!r}: expected an http(s) URL without spaces, "
+                            "brackets or quotes")
+    return f"📈 [HTML report: trends, verdicts, changed transcripts]({url})"
+
+
 def markdown_summary(comparisons: list["Comparison"], policy: "Policy", refresh: str | None = None,
-                     title: str = "asrbench regression check", max_transcripts: int = 20) -> str:
-    """GitHub-flavoured Markdown: one table per config, its changed transcripts, what fails.
-    Every value that comes from data is escaped (escape_md)."""
+                     title: str = "asrbench regression check", max_transcripts: int = 20,
+                     html_url: str | None = None) -> str:
+    """GitHub-flavoured Markdown: one table per config, its changed transcripts, what fails,
+    and a link to the HTML report when one was uploaded (html_url). Every value that comes
+    from data is escaped (escape_md)."""
     failing = sorted({f.config_id for c in comparisons for f in policy.findings(c) if f.fails})
     lines = [f"## {title}", ""]
     lines.append(f"**{'❌ ' + str(len(failing)) + ' config(s) fail' if failing else '✅ no failure'}**"
                  f" across {len(comparisons)} config(s).")
+    link = html_link(html_url)
+    if link:
+        lines += ["", link]
     for comparison in comparisons:
         lines += ["", f"### {escape_md(comparison.config_id)}", "",
                   "| metric | baseline | current | Δ | Δ % | allowed | verdict | note |",

@@ -116,8 +116,16 @@ def test_update_creates_entries_with_noise_and_predictions(suite):
 
 
 def test_identical_rerun_passes_without_false_alarm(suite):
-    result = suite.run(report="rerun.json")
+    history = suite.path / "history.sqlite"
+    result = suite.run("--asrbench-history", str(history), report="rerun.json")
     result.assert_outcomes(passed=8, skipped=4)
+    # --asrbench-history adds the session's report to the results store
+    assert f"to history {history}" in result.out
+    from asrbench.history import open_store
+
+    with open_store(str(history)) as store:
+        [stored] = store.reports()
+        assert {p.config_id for p in store.runs_of(stored.id)} == {A, B}
     assert "nothing is compiled or captured" in result.out and "reference setup" in result.out
     report = json.loads((suite.path / "rerun.json").read_text())
     assert {r["config"]["id"] for r in report["runs"]} == {A, B}

@@ -53,3 +53,16 @@ def test_describe_verdict_handles_missing_numbers():
     assert line.startswith("reference_agreement: baseline 0.2500 -> - REGRESSED")
     full = describe_verdict(Verdict("c", "wer", "improved", 0.19, 0.2, -0.01, 0.005))
     assert full == "wer: baseline 0.2000 -> 0.1900 (delta -0.0100, allowed ±0.0050) IMPROVED"
+
+
+def test_markdown_links_the_html_report_only_for_a_plain_http_url(tmp_path, capsys):
+    from asrbench.errors import AsrbenchError
+
+    comparison = Comparison("cfg", [Verdict("cfg", "wer", "unchanged", 0.1, 0.1, 0.0, 0.005)])
+    url = "https://github.com/o/r/actions/runs/123"
+    text = markdown_summary([comparison], Policy(), html_url=url)
+    assert f"[HTML report: trends, verdicts, changed transcripts]({url})" in text
+    assert "HTML report" not in markdown_summary([comparison], Policy())
+    for bad in ("javascript:alert(1)", "https://x/a b", "https://x/)[y](z", 'https://x/"q'):
+        with pytest.raises(AsrbenchError, match="--html-url"):
+            markdown_summary([comparison], Policy(), html_url=bad)
