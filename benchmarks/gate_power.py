@@ -84,7 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ab-args", default="", help="more `asrbench ab` options, one string")
     parser.add_argument("--seed", type=int, default=0, help="order of the trials (default 0)")
     parser.add_argument("--json", type=Path, help="write every trial here")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep every process's report here (default: a temporary directory)")
+    parser.add_argument("--rejudge", type=Path, metavar="DIR",
+                        help="run nothing: judge the stored-baseline policies again on the "
+                             "reports a --keep run left in DIR, with baselines recorded from the "
+                             "base side's first processes of its first trials (unmodified code, "
+                             "same machine, same hour) instead of the processes recorded before")
     args = parser.parse_args(argv)
+    if args.rejudge:
+        return rejudge(args.rejudge, args.baseline_processes, args.cpu_floor)
     others = [float(v) for v in args.slowdowns.split(",") if v.strip()]
     levels = [0.0] + others
     other_trials = args.trials if args.trials_other is None else args.trials_other
@@ -101,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gate-power-") as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         reports = []
         for number in range(max(1, args.baseline_processes)):
             path = work / f"baseline{number}.json"
@@ -117,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"recording the baseline of {name!r} failed")
         print(f"baselines recorded from {len(reports)} process(es)", flush=True)
         for index, (level, number) in enumerate(trials, start=1):
-            record: dict = {"level": level, "trial": number}
+            record: dict = {"level": level, "trial": number, "index": index}
             out, kept = work / f"ab{index}.json", work / f"ab{index}"
             ab = ["ab", *workload, "--passes", str(args.passes), "--base-command",
                   shlex.join(side(0.0)), "--head-command", shlex.join(side(level)),
@@ -143,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"trial {index}/{len(trials)} slowdown {level:.0%}: "
                   + ", ".join(f"{k}={v}" for k, v in record.items()
                               if k not in ("level", "trial")), flush=True)
+        document = json.dumps({"trials": records}, indent=1)
+        (work / "trials.json").write_text(document)
     header = ["policy", "false alarms"] + [f"detects {lvl:.0%}" for lvl in levels[1:]] + [
         "median time to verdict"]
     rows = [header]
@@ -160,7 +172,46 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
     if args.json:
-        args.json.write_text(json.dumps({"trials": records}, indent=1))
+        args.json.write_text(document)
+    return 0
+
+
+def _table(results: dict[str, dict[float, list[bool]]]) -> None:
+    levels = sorted(next(iter(results.values())))
+    print("| policy | false alarms | " + " | ".join(f"detects {lvl:.0%}" for lvl in levels[1:])
+          + " |")
+    for policy, per_level in results.items():
+        print(f"| {policy} | " + " | ".join(f"{sum(per_level[lvl])}/{len(per_level[lvl])}"
+                                            for lvl in levels) + " |")
+
+
+def rejudge(directory: Path, processes: int, cpu_floor: float) -> int:
+    """The stored-baseline policies judged again on a kept run (see --rejudge)."""
+    records = json.loads((directory / "trials.json").read_text())["trials"]
+    for position, record in enumerate(records, start=1):
+        record.setdefault("index", position)  # trials are recorded in the order they ran
+    order = sorted(range(len(records)), key=lambda i: records[i]["index"])
+    sources = [directory / f"ab{records[i]['index']}" / "round1-base.json"
+               for i in order[:processes]]
+    work = Path(tempfile.mkdtemp(prefix="gate-power-rejudge-"))
+    import asrbench.cli
+
+    for name, extra in ((STORED[0], [str(sources[0])]),
+                        (STORED[1], [str(sources[0]), "--tolerance",
+                                     f"samples_per_second_rel={cpu_floor}"]),
+                        (STORED[2], [str(p) for p in sources])):
+        if asrbench.cli.main(["baseline", "update", "--baseline-dir", str(work / _slug(name)),
+                              "--report", *extra]) != 0:
+            raise SystemExit(f"recording the baseline of {name!r} failed")
+    results: dict[str, dict[float, list[bool]]] = {name: {} for name in STORED}
+    for record in records:
+        head = directory / f"ab{record['index']}" / "round1-head.json"
+        for name in STORED:
+            failed = gate_report(load_report(head), work / _slug(name)).failed
+            results[name].setdefault(record["level"], []).append(failed)
+    print(f"\nstored baselines from the base side's first process of trials "
+          f"{', '.join(str(records[i]['index']) for i in order[:processes])}:")
+    _table(results)
     return 0
 
 
