@@ -119,6 +119,13 @@ def write_report(path: Path, report: Report) -> None:
 
 def write_json_atomic(path: Path, document: Any) -> None:
     """Write JSON to a temp file in the target directory, then rename over the target."""
+    text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    write_text_atomic(path, text)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to a temp file in the target directory (fsynced), then rename over the
+    target: a reader sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -132,8 +139,7 @@ def write_json_atomic(path: Path, document: Any) -> None:
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(document, fh, indent=2, ensure_ascii=False, allow_nan=False)
-            fh.write("\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

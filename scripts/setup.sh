@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a fresh machine for asrbench on CPU: a virtual environment in .venv with
 # torch 2.13.0 (CPU build), asrbench and its dev extra (pytest, the peers, optimum-habana for the
-# emulated Gaudi); Debian's espeak-ng, ffmpeg and sox when
-# running as root (only needed to regenerate the embedded corpus). Re-running is cheap: the pip
-# step is skipped while pyproject.toml is unchanged.
+# emulated Gaudi); Debian's espeak-ng, ffmpeg and sox (only needed to regenerate the embedded
+# corpus), chromium and chromium-driver (the HTML report's browser test) and postgresql (the
+# history store's PostgreSQL tests start a throwaway server) when running as root. Re-running is
+# cheap: the pip step is skipped while pyproject.toml is unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=()
     for tool in espeak-ng ffmpeg sox; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+    compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "setup: apt-get install ${missing[*]}" >&2
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

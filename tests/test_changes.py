@@ -1,0 +1,115 @@
+"""Change points (asrbench/changes.py): synthetic series with known steps (and none), and a
+history of real runs of the embedded default whose later half runs at half the speed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asrbench.changes import detect, find_changes, series_changes
+from asrbench.history import Point, open_store
+
+from test_history import real_history  # noqa: F401  (the session fixture)
+
+
+def _noisy(levels: list[float], each: int, noise: float, seed: int) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return [level * (1.0 + rng.normal(0.0, noise)) for level in levels for _ in range(each)]
+
+
+def _points(values: list[float], metric: str = "samples_per_second", rsd: float = 0.01
+            ) -> list[Point]:
+    out = []
+    for n, value in enumerate(values):
+        numbers = {"wer": 0.2, "wer_normalized": 0.2, "cer": 0.1, "samples_per_second": 10.0}
+        numbers[metric] = value
+        out.append(Point(n + 1, 0, "cfg", "cpu", numbers["wer"], numbers["wer_normalized"],
+                         numbers["cer"], numbers["samples_per_second"], rsd, 3, 8, None,
+                         [numbers["samples_per_second"]] * 3, None, f"{n + 1:040x}"))
+    return out
+
+
+def test_a_step_is_found_where_it_starts_with_its_size():
+    values = _noisy([10.0, 9.0], each=10, noise=0.01, seed=1)
+    steps = detect(values, relative=True, min_change=0.02)
+    assert [s.index for s in steps] == [10]
+    assert steps[0].before == pytest.approx(10.0, rel=0.02)
+    assert steps[0].after == pytest.approx(9.0, rel=0.02)
+    assert steps[0].relative == pytest.approx(-0.1, abs=0.02)
+    assert (steps[0].points_before, steps[0].points_after) == (10, 10)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_no_step_no_change_point(seed):
+    assert detect(_noisy([10.0], each=30, noise=0.01, seed=seed), relative=True,
+                  min_change=0.02) == []
+
+
+def test_a_big_step_is_found_through_heavy_noise():
+    values = _noisy([10.0, 8.5], each=15, noise=0.03, seed=4)  # 15% step, 3% noise
+    assert [s.index for s in detect(values, relative=True, min_change=0.02)] == [15]
+
+
+def test_creeping_regression_each_step_under_the_per_pr_band_is_found():
+    # Three 3% slowdowns (the per-PR band is 5%: each passed the gate), 8 runs apart.
+    values = _noisy([10.0, 9.7, 9.409, 9.127], each=8, noise=0.005, seed=3)
+    steps = detect(values, relative=True, min_change=0.02)
+    assert [s.index for s in steps] == [8, 16, 24]
+    assert all(-0.045 < s.relative < -0.015 for s in steps)
+
+
+def test_a_step_needs_runs_that_confirm_it():
+    wer = [0.1] * 6
+    assert detect(wer + [0.12]) == []  # one odd run at the end is not a new level (yet)
+    confirmed = detect(wer + [0.12, 0.12])
+    assert [(s.index, s.before, s.after) for s in confirmed] == [(6, 0.1, 0.12)]
+    assert detect(wer + [0.12, 0.12], min_size=3) == []
+    assert detect([0.1, 0.12]) == []  # too short for any step
+
+
+def test_error_rate_steps_are_absolute_and_missing_values_are_skipped():
+    values = [0.30, None, 0.30, 0.30, 0.30, 0.35, 0.35, None, 0.35]
+    steps = detect(values)
+    assert [(s.index, s.before, s.after) for s in steps] == [(5, 0.30, 0.35)]
+    assert detect([0.3] * 4 + [0.3005] * 4, min_change=0.001) == []  # below the minimum
+
+
+def test_series_changes_name_the_commit_and_the_direction():
+    slower = series_changes(_points([10.0, 10.1, 9.9, 10.0, 8.0, 8.1, 7.9, 8.0]),
+                            "samples_per_second")
+    assert len(slower) == 1
+    change = slower[0]
+    assert (change.index, change.report_id, change.commit) == (4, 5, f"{5:040x}")
+    assert change.direction == "regression" and change.relative == pytest.approx(-0.2, abs=0.01)
+    assert "REGRESSION" in change.describe() and "-20.0%" in change.describe()
+    better = series_changes(_points([0.3] * 4 + [0.25] * 4, "wer"), "wer")
+    assert [(c.index, c.direction) for c in better] == [(4, "improvement")]
+    assert series_changes(_points([0.3] * 4 + [0.25] * 4, "wer"), "cer") == []
+
+
+def test_find_changes_scans_every_config_and_metric():
+    series = {("cpu", "a"): _points([10.0] * 4 + [12.0] * 4),
+              ("cpu", "b"): _points([0.2] * 4 + [0.3] * 4, "cer")}
+    found = find_changes(series)
+    assert {(c.config_id, c.metric, c.direction) for c in found} == {
+        ("cfg", "samples_per_second", "improvement"), ("cfg", "cer", "regression")}
+
+
+def test_real_runs_slowdown_is_found_at_its_commit(real_history):  # noqa: F811
+    url, reports, commits = real_history
+    with open_store(url) as store:
+        series = store.series()
+    (points,) = series.values()
+    found = find_changes(series)
+    # Runs 4-6 are half as fast: one samples/s step, where they start (run 4), about that size.
+    throughput = [c for c in found if c.metric == "samples_per_second"]
+    assert len(throughput) == 1, [c.describe() for c in found]
+    step = throughput[0]
+    assert step.index == 3 and step.commit == commits[3] and step.direction == "regression"
+    assert -0.7 < step.relative < -0.3, step.describe()
+    fast = [p.samples_per_second for p in points[:3]]
+    slow = [p.samples_per_second for p in points[3:]]
+    assert step.before == pytest.approx(sorted(fast)[1])  # the medians of each side
+    assert step.after == pytest.approx(sorted(slow)[1])
+    # A slower machine transcribes the same: no error-rate step.
+    assert [c for c in found if c.metric != "samples_per_second"] == []

@@ -1,0 +1,462 @@
+"""The results store (asrbench/history.py) on SQLite and on a real PostgreSQL server, and the
+`asrbench history` commands (asrbench/history_cli.py).
+
+The PostgreSQL tests start a throwaway server from Debian's postgresql package (initdb and
+pg_ctl under /usr/lib/postgresql/*/bin; as the `postgres` user when running as root, which
+PostgreSQL refuses), on a unix socket in /tmp and a free port on 127.0.0.1, and stop it at the
+end. They skip only where those binaries are missing (scripts/setup.sh installs them as root).
+
+Also home of the helpers the other history tests import: `make_report` (a hand-built, valid
+report document) and the `real_history` fixture (real runs of the embedded default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from asrbench import history, history_cli
+from asrbench.errors import AsrbenchError
+from asrbench.history import add_report, open_store, redact
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- helpers shared with test_changes, test_export, test_html_report ---------------------------
+
+def make_report(commit: str | None = "a" * 40, sps: float = 10.0, wer: float = 0.2,
+                cer: float = 0.1, config_id: str = "cfg", device_class: str = "cpu",
+                per_pass: list[float] | None = None, created: str = "2026-01-01T00:00:00+00:00",
+                predictions: dict[str, str] | None = None, hostname: str = "host",
+                compilations: dict | None = None, wer_normalized: float | None = -1.0,
+                extra_runs: list[dict] | None = None, branch: str | None = None) -> dict:
+    """A valid schema-1 report document with one run (more with extra_runs)."""
+    per_pass = per_pass or [sps * 0.99, sps, sps * 1.01]
+    predictions = predictions or {"u1": "hello world", "u2": "good morning"}
+    mean = sum(per_pass) / len(per_pass)
+    rsd = 0.0 if len(per_pass) < 2 else (
+        (sum((p - mean) ** 2 for p in per_pass) / (len(per_pass) - 1)) ** 0.5 / mean)
+    run = {"config": {"id": config_id}, "device": {"class": device_class, "kind": "cpu"},
+           "metrics": {"wer": wer, "wer_normalized": wer if wer_normalized == -1.0
+                       else wer_normalized, "cer": cer, "samples_per_second": sps},
+           "throughput": {"samples_per_second_per_pass": per_pass,
+                          "samples_per_second_rsd": rsd},
+           "timings": {"compilations": compilations},
+           "dataset": {"utterances": len(predictions)},
+           "utterances": [{"id": k, "prediction": v, "reference": v}
+                          for k, v in predictions.items()]}
+    git = {"commit": commit, "dirty": False}
+    if branch:
+        git["branch"] = branch
+    return {"schema": 1,
+            "environment": {"git": git, "device": {"class": device_class, "kind": "cpu"},
+                            "packages": {"asrbench": "0.1.0"}, "created": created,
+                            "hostname": hostname, "python": "3.11.7",
+                            "platform": "Linux-6.1-x86_64-with-glibc2.36", "cpu_count": 2},
+            "runs": [run] + list(extra_runs or [])}
+
+
+def write_report(path: Path, document: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def run_cli(argv: list[str]) -> int:
+    """Parse argv with history_cli's subparsers and run the command (as cli.py will)."""
+    parser = argparse.ArgumentParser(prog="asrbench")
+    history_cli.add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return history_cli.COMMANDS[args.command](args)
+
+
+# -- a real PostgreSQL server ----------------------------------------------------------------
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    return Path(found[-1]).parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server; yields a function making a fresh database's URL."""
+    bindir = _pg_bin()
+    if bindir is None or not (bindir / "initdb").exists():
+        pytest.skip("PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (install "
+                    "Debian's postgresql package; scripts/setup.sh does as root)")
+    psycopg = pytest.importorskip("psycopg")
+    as_root = os.geteuid() == 0
+    if as_root and shutil.which("runuser") is None:
+        pytest.skip("running as root without runuser: cannot start PostgreSQL as postgres")
+    base = Path(tempfile.mkdtemp(prefix="asrbench-pg-", dir="/tmp"))
+    data, sockets = base / "data", base / "sock"
+    sockets.mkdir()
+    prefix: list[str] = []
+    if as_root:
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run the server as")
+        shutil.chown(base, "postgres")
+        shutil.chown(sockets, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run(prefix + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U",
+                             "asrbench", "--no-sync", "-E", "UTF8"],
+                   check=True, capture_output=True, timeout=120)
+    options = (f"-k {sockets} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off "
+               "-c full_page_writes=off -c synchronous_commit=off")
+    started = subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
+                                       "-l", str(base / "server.log"), "-w", "-t", "60",
+                                       "start"], capture_output=True, text=True, timeout=90)
+    if started.returncode != 0:
+        log = (base / "server.log").read_text() if (base / "server.log").exists() else ""
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"PostgreSQL did not start: {started.stderr}\n{log}")
+    admin = f"postgresql://asrbench@127.0.0.1:{port}/postgres"
+    counter = iter(range(1_000_000))
+
+    def new_database() -> str:
+        name = f"history_{next(counter)}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")  # name is ours, not data
+        return f"postgresql://asrbench@127.0.0.1:{port}/{name}"
+
+    try:
+        yield new_database
+    finally:
+        subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                                 "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """A new, empty store on each engine."""
+    if request.param == "sqlite":
+        return str(tmp_path / "history.sqlite")
+    return request.getfixturevalue("postgres_server")()
+
+
+# -- the store, on both engines ------------------------------------------------------------------
+
+def test_add_stores_every_runs_numbers_and_lists_them_in_order(store_url, tmp_path):
+    extra = make_report(config_id="other", sps=5.0, wer=0.5,
+                        compilations={"counter": "c", "warmup": 3, "passes": [0, 2, 1]})["runs"]
+    first = write_report(tmp_path / "r1.json", make_report(commit="1" * 40, sps=10.0,
+                                                           per_pass=[9.0, 10.0, 11.0],
+                                                           extra_runs=extra, branch="main"))
+    second = write_report(tmp_path / "r2.json", make_report(commit="2" * 40, sps=8.0))
+    line = add_report(store_url, first)
+    assert "as #1" in line and "commit 111111111111" in line and "2 run(s)" in line
+    assert "as #2" in add_report(store_url, second)
+    with open_store(store_url) as store:
+        stored = store.reports()
+        assert [s.id for s in stored] == [1, 2] and [s.runs for s in stored] == [2, 1]
+        assert stored[0].branch == "main" and stored[0].device_class == "cpu"
+        assert stored[0].created == "2026-01-01T00:00:00+00:00" and stored[0].dirty is False
+        series = store.series()
+        assert set(series) == {("cpu", "cfg"), ("cpu", "other")}
+        cfg = series[("cpu", "cfg")]
+        assert [p.report_id for p in cfg] == [1, 2]
+        assert [p.samples_per_second for p in cfg] == [10.0, 8.0]
+        assert cfg[0].samples_per_pass == [9.0, 10.0, 11.0] and cfg[0].passes == 3
+        assert cfg[0].wer == 0.2 and cfg[0].cer == 0.1 and cfg[0].utterances == 2
+        assert cfg[0].commit == "1" * 40 and cfg[0].compilations_timed is None
+        other = series[("cpu", "other")][0]
+        assert other.compilations_timed == 3 and other.wer == 0.5  # 0 + 2 + 1 while timed
+        # The whole report is kept and loads back as the typed model.
+        assert store.load(1).runs[1].config.id == "other"
+        assert store.series(config_id="other", up_to=1)[("cpu", "other")][0].report_id == 1
+
+
+def test_the_same_report_twice_is_refused_and_nothing_is_added(store_url, tmp_path):
+    path = write_report(tmp_path / "r.json", make_report())
+    add_report(store_url, path)
+    with pytest.raises(AsrbenchError, match=r"already in history .* as #1 aaaaaaaaaaaa.*added once"):
+        add_report(store_url, path)
+    # ...even under another commit or from another file: it is the same report.
+    copy = write_report(tmp_path / "copy.json", json.loads(path.read_text()))
+    with pytest.raises(AsrbenchError, match="already in history"):
+        add_report(store_url, copy, commit="b" * 40)
+    with open_store(store_url) as store:
+        assert len(store.reports()) == 1 and len(store.series()[("cpu", "cfg")]) == 1
+
+
+def test_a_failed_write_adds_nothing(store_url, tmp_path, monkeypatch):
+    path = write_report(tmp_path / "r.json", make_report(extra_runs=make_report(
+        config_id="second")["runs"]))
+    real = history._run_row
+    calls = []
+
+    def fail_on_second(run):
+        calls.append(run.config.id)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(run)
+
+    monkeypatch.setattr(history, "_run_row", fail_on_second)
+    with pytest.raises(AsrbenchError, match=r"could not be written \(nothing was added\)"):
+        add_report(store_url, path)
+    monkeypatch.setattr(history, "_run_row", real)
+    with open_store(store_url) as store:  # the report row of the failed add was rolled back
+        assert store.reports() == [] and store.series() == {}
+    assert "as #" in add_report(store_url, path)
+
+
+def test_commit_override_keeps_the_reports_own_commit(store_url, tmp_path):
+    inside = write_report(tmp_path / "in.json", make_report(commit="c" * 40))
+    outside = write_report(tmp_path / "out.json", make_report(commit=None, sps=9.0))
+    add_report(store_url, inside, commit="d" * 40)
+    line = add_report(store_url, outside)
+    assert "no commit (use --commit)" in line
+    with open_store(store_url) as store:
+        first, second = store.reports()
+    assert first.commit == "d" * 40 and first.report_commit == "c" * 40
+    assert second.commit is None and second.label == "#2"
+
+
+def test_find_by_latest_id_and_commit_prefix(store_url, tmp_path):
+    for n, commit in enumerate(["abcd1234" + "0" * 32, "abcd5678" + "0" * 32, "1234567" + "f" * 33]):
+        add_report(store_url, write_report(tmp_path / f"{n}.json",
+                                           make_report(commit=commit, sps=10.0 + n)))
+    with open_store(store_url) as store:
+        assert store.find(None).id == 3 and store.find("latest").id == 3
+        assert store.find("#2").id == 2 and store.find("2").id == 2
+        assert store.find("abcd5").id == 2 and store.find("1234567").id == 3
+        with pytest.raises(AsrbenchError, match="ambiguous"):
+            store.find("abcd")
+        with pytest.raises(AsrbenchError, match="no report #9"):
+            store.find("#9")
+        with pytest.raises(AsrbenchError, match="no report of commit ffff"):
+            store.find("ffff")
+
+
+def test_interrupted_reports_are_not_history(store_url, tmp_path):
+    document = make_report()
+    document["interrupted"] = True
+    with pytest.raises(AsrbenchError, match="interrupted run"):
+        add_report(store_url, write_report(tmp_path / "r.json", document))
+
+
+def test_a_store_of_a_newer_schema_is_refused_with_what_to_do(store_url, tmp_path):
+    add_report(store_url, write_report(tmp_path / "r.json", make_report()))
+    with open_store(store_url) as store:
+        with store.transaction():
+            store._execute("UPDATE meta SET value = ? WHERE key = ?", ("7", "schema_version"))
+    with pytest.raises(AsrbenchError) as info:
+        with open_store(store_url):
+            pass
+    message = str(info.value)
+    assert "store schema 7" in message and "reads schema 1 and older" in message
+    assert "upgrade asrbench" in message and "\n" not in message
+
+
+def test_an_older_store_is_migrated_in_place(store_url, tmp_path, monkeypatch):
+    add_report(store_url, write_report(tmp_path / "r.json", make_report()))
+
+    def to_two(store):
+        store._execute("ALTER TABLE reports ADD COLUMN note TEXT")
+
+    monkeypatch.setattr(history, "STORE_VERSION", 2)
+    monkeypatch.setattr(history, "MIGRATIONS", {1: to_two})
+    with open_store(store_url) as store:
+        assert store._meta("schema_version") == "2"
+        assert store._query("SELECT note FROM reports") == [(None,)]
+        assert len(store.reports()) == 1  # the old data reads on
+
+
+def test_an_older_store_without_a_migration_path_says_so(store_url, tmp_path, monkeypatch):
+    add_report(store_url, write_report(tmp_path / "r.json", make_report()))
+    monkeypatch.setattr(history, "STORE_VERSION", 3)
+    monkeypatch.setattr(history, "MIGRATIONS", {})
+    with pytest.raises(AsrbenchError, match="store schema 1, which this asrbench cannot migrate"):
+        with open_store(store_url):
+            pass
+
+
+# -- SQLite specifics and bad input -----------------------------------------------------------
+
+def test_reading_a_missing_store_is_an_error_and_creates_nothing(tmp_path):
+    missing = tmp_path / "none.sqlite"
+    with pytest.raises(AsrbenchError, match="not found: add a report first"):
+        with open_store(missing):
+            pass
+    assert not missing.exists()
+    with pytest.raises(AsrbenchError, match="is a directory"):
+        with open_store(tmp_path, create=True):
+            pass
+
+
+def test_a_file_that_is_not_a_store_is_refused_in_one_line(tmp_path):
+    text = tmp_path / "notes.sqlite"
+    text.write_text("this is not a database " * 100)
+    with pytest.raises(AsrbenchError, match="is not an SQLite database"):
+        with open_store(text, create=True):
+            pass
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE things (x)")
+    with pytest.raises(AsrbenchError, match="not an asrbench history store .*things"):
+        add_report(other, write_report(tmp_path / "r.json", make_report()))
+    corrupt = tmp_path / "meta.sqlite"
+    with sqlite3.connect(corrupt) as conn:
+        conn.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', 'banana')")
+    with pytest.raises(AsrbenchError, match="no valid schema_version"):
+        with open_store(corrupt):
+            pass
+
+
+def test_history_urls_schemes_and_no_password_in_messages(tmp_path):
+    assert history.engine_of("history.sqlite") == ("sqlite", "history.sqlite")
+    assert history.engine_of("sqlite:///tmp/h.sqlite") == ("sqlite", "/tmp/h.sqlite")
+    assert history.engine_of("postgres://u@h/db")[0] == "postgresql"
+    assert redact("postgresql://user:s3cret@db.example:5433/hist?sslmode=require") == \
+        "postgresql://user@db.example:5433/hist"
+    with pytest.raises(AsrbenchError) as info:
+        with open_store("mysql://user:s3cret@host/db"):
+            pass
+    assert "unknown scheme 'mysql'" in str(info.value) and "s3cret" not in str(info.value)
+    # A PostgreSQL server that is not there: one line, and the password is not in it.
+    port = _free_port()
+    with pytest.raises(AsrbenchError) as info:
+        with open_store(f"postgresql://user:s3cret@127.0.0.1:{port}/db"):
+            pass
+    assert str(info.value).startswith(f"cannot connect to history postgresql://user@127.0.0.1:{port}/db")
+    assert "s3cret" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_default_history_is_the_environment_or_history_sqlite(monkeypatch):
+    monkeypatch.delenv("ASRBENCH_HISTORY", raising=False)
+    assert history.default_history() == history.DEFAULT_HISTORY == "history.sqlite"
+    monkeypatch.setenv("ASRBENCH_HISTORY", "/x/h.sqlite")
+    assert history.default_history() == "/x/h.sqlite"
+
+
+# -- the commands --------------------------------------------------------------------------------
+
+def test_history_commands(tmp_path, capsys):
+    url = str(tmp_path / "h.sqlite")
+    for n, sps in enumerate([10.0, 10.1, 9.9, 10.0, 8.0, 8.1, 7.9, 8.0]):
+        path = write_report(tmp_path / f"r{n}.json", make_report(
+            commit=f"{n:x}" * 40, sps=sps, per_pass=[sps * 0.995, sps, sps * 1.005]))
+        assert run_cli(["history", "add", "--report", str(path), "--history", url,
+                        "--branch", "main"]) == 0
+    assert "as #8 (commit 777777777777" in capsys.readouterr().out
+    assert run_cli(["history", "list", "--history", url, "--limit", "3"]) == 0
+    listing = capsys.readouterr().out
+    assert "#6" in listing and "#8" in listing and "#5" not in listing
+    assert "3 report(s) shown" in listing
+    assert run_cli(["history", "show", "#5", "--history", url]) == 0
+    shown = capsys.readouterr().out
+    assert "report #5 444444444444" in shown and "branch main" in shown
+    row = next(line for line in shown.splitlines() if line.startswith("cfg"))
+    assert row.split() == ["cfg", "0.2000", "0.2000", "0.1000", "8", "0.5%", "3", "-"]
+    assert run_cli(["history", "show", "--json", "--history", url]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"][0]["metrics"]["samples_per_second"] == 8.0
+    out_json = tmp_path / "changes.json"
+    assert run_cli(["history", "changes", "--history", url, "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "REGRESSION" in text and "samples/s" in text and "#5 444444444444" in text
+    changes = json.loads(out_json.read_text())["changes"]
+    assert [(c["metric"], c["index"], c["direction"]) for c in changes] == \
+        [("samples_per_second", 4, "regression")]
+    assert changes[0]["relative"] == pytest.approx(-0.2, abs=0.01)
+    assert run_cli(["history", "changes", "--history", url, "--metric", "wer"]) == 0
+    assert "no persistent step in 1 series" in capsys.readouterr().out
+
+
+def test_history_command_errors_are_one_line(tmp_path):
+    with pytest.raises(AsrbenchError, match="report .*missing.json not found"):
+        run_cli(["history", "add", "--report", str(tmp_path / "missing.json"),
+                 "--history", str(tmp_path / "h.sqlite")])
+    assert not (tmp_path / "h.sqlite").exists()  # the report is read before the store opens
+    with pytest.raises(AsrbenchError, match="not found"):
+        run_cli(["history", "list", "--history", str(tmp_path / "none.sqlite")])
+    add_report(tmp_path / "h.sqlite", write_report(tmp_path / "r.json", make_report()))
+    with pytest.raises(AsrbenchError, match="holds no runs of nope"):
+        run_cli(["history", "changes", "--history", str(tmp_path / "h.sqlite"),
+                 "--config", "nope"])
+    with pytest.raises(SystemExit):
+        run_cli(["history", "list", "--limit", "0"])
+
+
+# -- real runs of the embedded default (shared with test_changes and test_html_report) ---------
+
+REAL_RUN_ARGS = ["run", "--dataset-config", "en", "--language", "english", "--limit", "4",
+                 "--batch-size", "4", "--generation-max-length", "40", "--passes", "2",
+                 "--no-progress"]
+#: runs 1-3 as they are, runs 4-6 slowed by half (benchmarks/slowdown.py: each model call is
+#: followed by a sleep in proportion to its own time, so the step's direction and size do not
+#: depend on the machine): a real slowdown of the same config (same id, same transcripts)
+REAL_RUN_SLOWDOWNS = ["0", "0", "0", "0.5", "0.5", "0.5"]
+SLOWDOWN = ROOT / "benchmarks" / "slowdown.py"
+
+
+_REAL_HISTORY: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def real_history(tmp_path_factory):
+    """Six real `asrbench run`s of the embedded default (English, 4 clips, 2 passes), the last
+    three half as fast, each added to an SQLite store under its own commit: (store path, report
+    paths, commits). Made once per session, however many test modules import the fixture."""
+    if "error" in _REAL_HISTORY:
+        pytest.fail(f"the real runs failed earlier: {_REAL_HISTORY['error']}", pytrace=False)
+    if "value" not in _REAL_HISTORY:
+        try:
+            _REAL_HISTORY["value"] = _make_real_history(tmp_path_factory.mktemp("real-history"))
+        except Exception as exc:
+            _REAL_HISTORY["error"] = str(exc)[-2000:]
+            raise
+    return _REAL_HISTORY["value"]
+
+
+def _make_real_history(directory: Path) -> tuple[str, list[Path], list[str]]:
+    url = str(directory / "history.sqlite")
+    reports, commits = [], []
+    for n, slowdown in enumerate(REAL_RUN_SLOWDOWNS, start=1):
+        path = directory / f"run{n}.json"
+        done = subprocess.run([sys.executable, str(SLOWDOWN), slowdown, *REAL_RUN_ARGS,
+                               "--report", str(path)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=1200)
+        if done.returncode != 0:
+            raise RuntimeError(f"asrbench run {n} exited {done.returncode}: {done.stderr[-1500:]}")
+        commit = f"{n:02d}" + "5eed" * 9 + "00"
+        add_report(url, path, commit=commit, branch="main")
+        reports.append(path)
+        commits.append(commit)
+    return url, reports, commits
+
+
+def test_real_runs_history_holds_every_run_in_order(real_history):
+    url, reports, commits = real_history
+    with open_store(url) as store:
+        stored = store.reports()
+        series = store.series()
+    assert [s.commit for s in stored] == commits and len(stored) == 6
+    ((device_class, config_id), points), = series.items()
+    assert device_class == "cpu" and config_id.endswith("-bs4-ml40-n4")
+    assert all(p.passes == 2 and p.utterances == 4 for p in points)
+    assert len({p.wer for p in points}) == 1  # same model, same clips: same transcripts
