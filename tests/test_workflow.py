@@ -130,7 +130,7 @@ def test_ab_workflow_checks_out_and_sets_up_both_sides_and_runs_asrbench_ab(ab):
     assert 'for side in base head' in setup and '-c "$side/constraints.txt"' in setup
     run = next(s["run"] for s in steps if "asrbench ab" in s.get("run", ""))
     for flag in ("--base-python base/.venv/bin/python", "--head-python head/.venv/bin/python",
-                 "--base-cwd base", "--head-cwd head", "--mode processes", "--graphs",
+                 "--base-cwd base", "--head-cwd head", "--graphs",
                  "--markdown reports/hpu-summary.md"):
         assert flag in run, flag
     # every option the workflow passes is one `asrbench ab` accepts
