@@ -150,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ab = sub.add_parser("ab", help="A/B: base against head on this machine, interleaved rounds "
                                    "until the throughput verdict is clear",
-                        description=AB_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        description=AB_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+                        # no prefixes: `--mode` must not quietly become `--model`
+                        allow_abbrev=False)
     _add_ab_arguments(ab)
 
     return parser

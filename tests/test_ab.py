@@ -141,6 +141,14 @@ def test_ab_user_errors_are_one_line(tmp_path, capsys, argv, message):
     assert code == 2 and message in err and "Traceback" not in err
 
 
+def test_ab_takes_no_abbreviated_options(capsys):
+    """`--mode` is not read as a prefix of `--model`: a mistyped option is an error."""
+    with pytest.raises(SystemExit) as info:
+        main(["ab", "--mode", "processes"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --mode processes" in capsys.readouterr().err
+
+
 # -- pieces, on hand-built data ---------------------------------------------------------------
 
 def _report(predictions, rate=10.0, config_id="cfg"):
