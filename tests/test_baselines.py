@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -104,10 +105,10 @@ def test_update_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
                  str(directory)]) == 0
     before = (directory / "cpu.json").read_bytes()
 
-    def broken_dump(*args, **kwargs):
+    def broken_fsync(*args, **kwargs):  # the temp file exists and is half written
         raise OSError("disk full")
 
-    monkeypatch.setattr(json, "dump", broken_dump)
+    monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(AsrbenchError, match="cannot write baseline file .*cpu.json \\(disk full\\)"):
         baselines.update(directory, "cpu", [_named(_run(), "a", 0.5)], {}, None)
     assert (directory / "cpu.json").read_bytes() == before
