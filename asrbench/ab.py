@@ -182,9 +182,6 @@ class ProcessRunner:
                                      self.settings.rounds_limit), self.settings.round_timeout)
         return _report_rates(path, name)[1]
 
-    def close(self) -> None:
-        pass
-
 
 # -- the A/B --------------------------------------------------------------------------------
 
@@ -233,8 +230,6 @@ def run_ab(settings: Settings, sides: dict[str, Side], workdir: Path,
                 break
     except interrupts:
         outcome.interrupted = True
-    finally:
-        runner.close()
     return outcome
 
 
