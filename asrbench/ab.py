@@ -19,8 +19,9 @@ code and settings differed in every one of 8 alternating rounds, head/base 0.919
 0.902-0.936), a false DIFFERENT; a second pair differed by 3-7% a round. Only new processes
 sample that part, so each round pays a process start (about 7 s here: imports, model, data,
 warm-up), and the rule needs more rounds than the spread inside one process suggests.
-3. After each round from --min-rounds on, abstats.decide() says DIFFERENT, SAME or UNKNOWN;
-   UNKNOWN runs another round, up to --max-rounds.
+3. At the looks (abstats.look_rounds: --min-rounds, then each about 1.5 times the last, and
+   --max-rounds; 4, 6, 9, 14, 20 by default) abstats.decide() says DIFFERENT, SAME or UNKNOWN;
+   UNKNOWN runs more rounds, up to --max-rounds.
 
 The result goes through the same verdict model, policy, rendering and exit codes as
 `asrbench compare`: throughput DIFFERENT and slower is a regression, faster an improvement,
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from asrbench.abstats import Decision, decide, look_alpha
+from asrbench.abstats import Decision, decide, look_alpha, look_rounds
 from asrbench.errors import AsrbenchError
 
 DEFAULT_ROUND_TIMEOUT = 3600.0
@@ -66,7 +67,7 @@ class Settings:
     threshold: float = 0.05  # the smallest change that matters (relative)
     alpha: float = 0.05  # overall chance of calling identical sides DIFFERENT
     min_rounds: int = 4
-    max_rounds: int = 12
+    max_rounds: int = 20
     passes: int | None = None  # timed passes per side per round (default 2)
     rounds_limit: int | None = None  # the throughput subset (first N utterances) for the rounds
     seed: int | None = None
@@ -97,6 +98,10 @@ class Settings:
     @property
     def per_look_alpha(self) -> float:
         return look_alpha(self.alpha, self.min_rounds, self.max_rounds)
+
+    @property
+    def looks(self) -> list[int]:
+        return look_rounds(self.min_rounds, self.max_rounds)
 
 
 @dataclass
@@ -222,11 +227,14 @@ def run_ab(settings: Settings, sides: dict[str, Side], workdir: Path,
             outcome.decisions = [
                 decide(outcome.samples("base", i), outcome.samples("head", i),
                        settings.threshold, alpha) for i in range(len(outcome.pairs))]
+            look = number in settings.looks
             say(f"round {number} ({' then '.join(order)}): " + "; ".join(
-                f"{d.outcome} {'-' if d.ratio is None else format(d.ratio, '.3f')}"
-                for d in outcome.decisions))
-            if number >= settings.min_rounds and all(d.outcome != "UNKNOWN"
-                                                     for d in outcome.decisions):
+                (f"{d.outcome} " if look else "head/base ")
+                + ('-' if d.ratio is None else format(d.ratio, '.3f'))
+                for d in outcome.decisions)
+                + ("" if look else f" (next look after round "
+                   f"{min(n for n in settings.looks if n > number)})"))
+            if look and all(d.outcome != "UNKNOWN" for d in outcome.decisions):
                 break
     except interrupts:
         outcome.interrupted = True
@@ -295,7 +303,8 @@ def header(outcome: Outcome) -> list[str]:
              f"per side per round" + (f" on the first {s.rounds_limit} utterances"
                                   if s.rounds_limit else "")
              + f", threshold {s.threshold:.0%}, alpha {s.alpha:g} "
-             f"({s.per_look_alpha:.4g} per look), order seed {s.seed}"]
+             f"({s.per_look_alpha:.4g} per look at rounds {', '.join(map(str, s.looks))}), "
+             f"order seed {s.seed}"]
     if outcome.interrupted:
         lines.append("INTERRUPTED: the rounds that finished are below; no verdict is final")
     return lines
@@ -311,7 +320,8 @@ def document(outcome: Outcome, comps: list[Any], failed: bool) -> dict[str, Any]
         "schema": 1, "kind": "ab", "interrupted": outcome.interrupted, "failed": failed,
         "environment": environment(),
         "settings": {"shared": s.shared, "threshold": s.threshold, "alpha": s.alpha,
-                     "alpha_per_look": s.per_look_alpha, "min_rounds": s.min_rounds,
+                     "alpha_per_look": s.per_look_alpha, "looks": s.looks,
+                     "min_rounds": s.min_rounds,
                      "max_rounds": s.max_rounds, "passes": s.round_passes,
                      "rounds_limit": s.rounds_limit, "seed": s.seed},
         "sides": {name: {"command": side.command, "args": side.args,

@@ -17,10 +17,16 @@ within a round.
   change as large as the threshold.
 - UNKNOWN: neither yet; the caller runs another round, up to its maximum.
 
-The caller looks after every round from min_rounds to max_rounds, so each look uses
-alpha / looks (Bonferroni): the chance that identical sides are ever called DIFFERENT stays
-below alpha however many looks are taken. tests/test_abstats.py checks this by simulation,
-with the interval's coverage and the decisions on samples with known answers.
+The caller looks at the rounds look_rounds() names, from min_rounds to max_rounds, each about
+1.5 times the one before (4, 6, 9, 14, 20 for 4..20), and each look uses alpha / looks
+(Bonferroni): the chance that identical sides are ever called DIFFERENT stays below alpha.
+Looking after every round would split alpha 17 ways over 4..20 instead of 5 and widen every
+interval: simulated at the per-round spread measured here (sd 0.088 of the log-ratio, two
+processes of 6% each), a 10% slowdown is found in 96-98% of A/Bs by either schedule over
+4..20 rounds, but identical sides are proven SAME (threshold 10%) in 93% against 87%, and over
+4..12 rounds the detections are 88% against 78%. tests/test_abstats.py checks the false-alarm
+rate by simulation, with the interval's coverage and the decisions on samples with known
+answers.
 
 Why not a bootstrap interval on the ratio of the two sides' medians: it ignores the pairing.
 Simulated with 8 rounds at the 99.6% level, 3% noise per measurement: with no load drift the
@@ -74,11 +80,22 @@ class Decision:
         return asdict(self)
 
 
+LOOK_GROWTH = 1.5
+
+
+def look_rounds(min_rounds: int, max_rounds: int) -> list[int]:
+    """The rounds after which the caller decides: min_rounds (at least 2, an interval needs
+    two rounds), then each about LOOK_GROWTH times the last, and always max_rounds."""
+    looks = [max(min_rounds, 2)]
+    while looks[-1] < max_rounds:
+        looks.append(min(max_rounds, max(looks[-1] + 1, math.ceil(looks[-1] * LOOK_GROWTH))))
+    return looks
+
+
 def look_alpha(alpha: float, min_rounds: int, max_rounds: int) -> float:
-    """The level of each look when the caller decides after every round in
-    [min_rounds, max_rounds] (Bonferroni over the looks)."""
-    looks = max(1, max_rounds - max(min_rounds, 2) + 1)
-    return alpha / looks
+    """The level of each look at look_rounds(min_rounds, max_rounds) (Bonferroni over the
+    looks)."""
+    return alpha / len(look_rounds(min_rounds, max_rounds))
 
 
 def decide(base: Sequence[float], head: Sequence[float], threshold: float,

@@ -161,9 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
 AB_HELP = """\
 Compare a base and a head on this machine: accuracy once per side on the whole split (WER,
 CER and every transcript, exactly), then throughput in rounds. Each round runs both sides
-back to back in a random order; after --min-rounds the rule decides DIFFERENT (significant,
-with the effect and its confidence interval), SAME (a change as large as --threshold ruled
-out) or UNKNOWN (another round, up to --max-rounds). Same verdicts, Markdown summary and exit
+back to back in a random order. At the looks (after --min-rounds, then each about 1.5 times
+the last, and --max-rounds: rounds 4, 6, 9, 14, 20 by default) the rule decides DIFFERENT
+(significant, with the effect and its confidence interval), SAME (a change as large as
+--threshold ruled out) or UNKNOWN (more rounds, up to --max-rounds). Same verdicts, Markdown
+summary and exit
 codes as `asrbench compare`: 0 pass, 1 fail (e.g. head DIFFERENT and slower, transcripts
 changed), 2 usage or invalid input.
 
@@ -205,9 +207,11 @@ def _add_ab_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.05,
                    help="chance of calling identical sides DIFFERENT over all looks "
                         "(default 0.05)")
-    p.add_argument("--min-rounds", type=int, default=4, help="rounds before deciding (default 4)")
-    p.add_argument("--max-rounds", type=int, default=12,
-                   help="give up with UNKNOWN after this many rounds (default 12)")
+    p.add_argument("--min-rounds", type=int, default=4,
+                   help="rounds before the first look (default 4)")
+    p.add_argument("--max-rounds", type=int, default=20,
+                   help="give up with UNKNOWN after this many rounds (default 20; a 10%% "
+                        "change needs about 10 rounds at 6%% process-to-process spread)")
     p.add_argument("--rounds-limit", type=int, metavar="N",
                    help="the throughput subset: time the rounds on the first N utterances "
                         "(accuracy still uses the whole split)")

@@ -213,6 +213,34 @@ def test_an_interrupted_ab_keeps_the_rounds_that_finished(tmp_path, monkeypatch)
     assert outcome.decisions[0].rounds == 2
 
 
+def test_rounds_stop_only_at_the_looks(tmp_path, monkeypatch):
+    """The rule is tested at the looks only (3, 5, 8, 10 for 3..10 rounds): a verdict that
+    would be clear after round 4 is taken after round 5, at the per-look level of 4 looks."""
+    from asrbench import ab
+    from asrbench.abstats import Decision
+
+    reports = {"base": _report({"a": "x"}), "head": _report({"a": "x"})}
+    levels = []
+
+    def decide(base, head, threshold, alpha):
+        levels.append(alpha)
+        outcome = "DIFFERENT" if len(base) >= 4 else "UNKNOWN"
+        return Decision(outcome, len(base), 0.8, 0.7, 0.9, 1 - alpha, 0.001, 0.8, threshold)
+
+    monkeypatch.setattr(ab.ProcessRunner, "accuracy", lambda self, name: reports[name])
+    monkeypatch.setattr(ab.ProcessRunner, "measure", lambda self, name, number: [10.0])
+    monkeypatch.setattr(ab, "decide", decide)
+    settings = Settings(shared=[], min_rounds=3, max_rounds=10, seed=0)
+    assert settings.looks == [3, 5, 8, 10]
+    said = []
+    outcome = run_ab(settings, {"base": Side("base", ["python"]), "head": Side("head", ["python"])},
+                     tmp_path, say=said.append)
+    assert len(outcome.rounds) == 5 and outcome.decisions[0].outcome == "DIFFERENT"
+    assert levels and all(level == pytest.approx(0.05 / 4) for level in levels)
+    assert "next look after round 5" in said[-2] and said[-1].startswith("round 5")
+    assert "DIFFERENT 0.800" in said[-1]
+
+
 def test_ab_settings_refuse_nonsense():
     with pytest.raises(AsrbenchError, match="--rounds-limit"):
         Settings(shared=[], rounds_limit=0)
