@@ -10,7 +10,10 @@ options, so the two sides can differ in environment or in settings.
    exactly (no tolerance: the same split through the same code gives the same text).
 2. Throughput, in rounds: each round runs a fresh `asrbench run` process per side, back to
    back in a random order (recorded), on the throughput subset (--rounds-limit). Only one
-   process holds the device at a time (a Gaudi card takes one).
+   process holds the device at a time (a Gaudi card takes one). On a host with several cards,
+   --cards A,B runs the two sides of a round at the same time, one per card, and deals the
+   cards to the sides at random each round (recorded): a difference between the two cards
+   then falls on base and head alike, and a round takes one process's time instead of two.
 
 Why a fresh process every round, not two long-lived workers that alternate: throughput has a
 part that is fixed for a process's life and differs between processes. Measured here (2-core
@@ -72,6 +75,8 @@ class Settings:
     rounds_limit: int | None = None  # the throughput subset (first N utterances) for the rounds
     seed: int | None = None
     round_timeout: float = DEFAULT_ROUND_TIMEOUT
+    cards: tuple[str, str] | None = None  # two cards: both sides at once, dealt at random
+    cards_variable: str | None = None  # the environment variable that picks a process's card
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
@@ -88,6 +93,13 @@ class Settings:
             raise AsrbenchError(f"--passes must be >= 1, got {self.passes}")
         if self.rounds_limit is not None and self.rounds_limit < 1:
             raise AsrbenchError(f"--rounds-limit must be >= 1, got {self.rounds_limit}")
+        if self.cards is not None:
+            if len(self.cards) != 2 or len(set(self.cards)) != 2 or not all(self.cards):
+                raise AsrbenchError(f"--cards takes two different cards, e.g. 0,1; got "
+                                    f"{','.join(self.cards)}")
+            if not self.cards_variable:
+                raise AsrbenchError("--cards needs --device hpu or cuda (or --cards-variable "
+                                    "NAME: the environment variable that picks a card)")
         if self.seed is None:
             self.seed = random.SystemRandom().randrange(2 ** 31)
 
@@ -112,6 +124,7 @@ class Round:
     order: list[str]
     samples_per_second: dict[str, list[float]]  # side -> one value per config pair
     seconds: float
+    cards: dict[str, str] | None = None  # side -> card, with --cards
 
 
 @dataclass
@@ -139,19 +152,55 @@ def _tail(text: str) -> str:
 
 def run_process(side: Side, args: list[str], timeout: float) -> None:
     """Run `asrbench <args>` as the side; a failure is a one-line AsrbenchError."""
-    command = side.command + args
+    run_together([(side, args, None)], timeout)
+
+
+def run_together(jobs: list[tuple[Side, list[str], dict[str, str] | None]],
+                 timeout: float) -> None:
+    """Run `asrbench <args>` for every (side, args, extra environment) at the same time and
+    wait for all; the first to fail is a one-line AsrbenchError, and whatever still runs then
+    (or on an interruption, or past `timeout`) is killed. Output goes to temporary files, not
+    pipes, so a chatty process never blocks while another is awaited."""
+    import os
+    import tempfile
+
+    running: list[tuple[Side, list[str], subprocess.Popen, Any]] = []
+    deadline = time.monotonic() + timeout
     try:
-        done = subprocess.run(command, cwd=side.cwd, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, timeout=timeout)
-    except FileNotFoundError:
-        raise AsrbenchError(f"{side.name}: cannot run {shlex.join(side.command)}: no such "
-                            "program") from None
-    except subprocess.TimeoutExpired:
-        raise AsrbenchError(f"{side.name}: no result after {timeout:g} s from "
-                            f"{shlex.join(command)}") from None
-    if done.returncode != 0:
-        raise AsrbenchError(f"{side.name}: {shlex.join(side.command)} {args[0]} exited "
-                            f"{done.returncode}: {_tail(done.stderr or done.stdout)}")
+        for side, args, env in jobs:
+            output = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+            try:
+                process = subprocess.Popen(side.command + args, cwd=side.cwd, stdout=output,
+                                           stderr=subprocess.STDOUT, text=True,
+                                           env={**os.environ, **env} if env else None)
+            except FileNotFoundError:
+                output.close()
+                raise AsrbenchError(f"{side.name}: cannot run {shlex.join(side.command)}: no "
+                                    "such program") from None
+            running.append((side, args, process, output))
+        pending = list(running)
+        while pending:
+            for job in list(pending):
+                side, args, process, output = job
+                if process.poll() is None:
+                    continue
+                pending.remove(job)
+                if process.returncode != 0:
+                    output.seek(0)
+                    raise AsrbenchError(f"{side.name}: {shlex.join(side.command)} {args[0]} "
+                                        f"exited {process.returncode}: {_tail(output.read())}")
+            if pending and time.monotonic() > deadline:
+                side, args = pending[0][0], pending[0][1]
+                raise AsrbenchError(f"{side.name}: no result after {timeout:g} s from "
+                                    f"{shlex.join(side.command + args)}")
+            if pending:
+                time.sleep(0.05)
+    finally:
+        for _, _, process, output in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            output.close()
 
 
 def _report_rates(path: Path, side: str) -> tuple[Any, list[float]]:
@@ -180,12 +229,24 @@ class ProcessRunner:
         run_process(side, self._argv(side, path, 1, None), self.settings.round_timeout)
         return _report_rates(path, name)[0]
 
-    def measure(self, name: str, number: int) -> list[float]:
-        side = self.sides[name]
+    def _round_argv(self, name: str, number: int) -> tuple[list[str], Path]:
         path = self.workdir / f"round{number}-{name}.json"
-        run_process(side, self._argv(side, path, self.settings.round_passes,
-                                     self.settings.rounds_limit), self.settings.round_timeout)
+        return self._argv(self.sides[name], path, self.settings.round_passes,
+                          self.settings.rounds_limit), path
+
+    def measure(self, name: str, number: int) -> list[float]:
+        argv, path = self._round_argv(name, number)
+        run_process(self.sides[name], argv, self.settings.round_timeout)
         return _report_rates(path, name)[1]
+
+    def measure_on_cards(self, number: int, cards: dict[str, str]) -> dict[str, list[float]]:
+        """Both sides at the same time, each on its card (--cards)."""
+        jobs, paths = [], {}
+        for name, card in cards.items():
+            argv, paths[name] = self._round_argv(name, number)
+            jobs.append((self.sides[name], argv, {self.settings.cards_variable: card}))
+        run_together(jobs, self.settings.round_timeout)
+        return {name: _report_rates(path, name)[1] for name, path in paths.items()}
 
 
 # -- the A/B --------------------------------------------------------------------------------
@@ -218,17 +279,25 @@ def run_ab(settings: Settings, sides: dict[str, Side], workdir: Path,
             order = ["base", "head"]
             order_rng.shuffle(order)
             started = time.perf_counter()
-            rates = {name: runner.measure(name, number) for name in order}
+            cards = None
+            if settings.cards:  # the first of the shuffled order gets the first card
+                cards = dict(zip(order, settings.cards))
+                rates = runner.measure_on_cards(number, cards)
+            else:
+                rates = {name: runner.measure(name, number) for name in order}
             for name in order:
                 if len(rates[name]) != len(outcome.pairs):
                     raise AsrbenchError(f"{name}: round {number} gave {len(rates[name])} run(s), "
                                         f"the accuracy run {len(outcome.pairs)}")
-            outcome.rounds.append(Round(number, order, rates, time.perf_counter() - started))
+            outcome.rounds.append(Round(number, order, rates, time.perf_counter() - started,
+                                        cards))
             outcome.decisions = [
                 decide(outcome.samples("base", i), outcome.samples("head", i),
                        settings.threshold, alpha) for i in range(len(outcome.pairs))]
             look = number in settings.looks
-            say(f"round {number} ({' then '.join(order)}): " + "; ".join(
+            ran = (' then '.join(order) if cards is None
+                   else ", ".join(f"{n} on card {c}" for n, c in sorted(cards.items())))
+            say(f"round {number} ({ran}): " + "; ".join(
                 (f"{d.outcome} " if look else "head/base ")
                 + ('-' if d.ratio is None else format(d.ratio, '.3f'))
                 for d in outcome.decisions)
@@ -302,6 +371,8 @@ def header(outcome: Outcome) -> list[str]:
              f"{len(outcome.rounds)} round(s) of fresh processes, {s.round_passes} timed pass(es) "
              f"per side per round" + (f" on the first {s.rounds_limit} utterances"
                                   if s.rounds_limit else "")
+             + (f", both sides at once on cards {' and '.join(s.cards)} ({s.cards_variable}, "
+                "dealt at random each round)" if s.cards else "")
              + f", threshold {s.threshold:.0%}, alpha {s.alpha:g} "
              f"({s.per_look_alpha:.4g} per look at rounds {', '.join(map(str, s.looks))}), "
              f"order seed {s.seed}"]
@@ -323,14 +394,17 @@ def document(outcome: Outcome, comps: list[Any], failed: bool) -> dict[str, Any]
                      "alpha_per_look": s.per_look_alpha, "looks": s.looks,
                      "min_rounds": s.min_rounds,
                      "max_rounds": s.max_rounds, "passes": s.round_passes,
-                     "rounds_limit": s.rounds_limit, "seed": s.seed},
+                     "rounds_limit": s.rounds_limit, "seed": s.seed,
+                     "cards": list(s.cards) if s.cards else None,
+                     "cards_variable": s.cards_variable},
         "sides": {name: {"command": side.command, "args": side.args,
                          "cwd": str(side.cwd) if side.cwd else None,
                          "report": outcome.reports.get(name)}
                   for name, side in outcome.sides.items()},
         "pairs": [{"base": b, "head": h} for b, h in outcome.pairs],
         "rounds": [{"number": r.number, "order": r.order, "seconds": r.seconds,
-                    "samples_per_second": r.samples_per_second} for r in outcome.rounds],
+                    "samples_per_second": r.samples_per_second, "cards": r.cards}
+                   for r in outcome.rounds],
         "decisions": [d.to_dict() for d in outcome.decisions],
         "comparisons": [c.to_dict() for c in comps],
     }

@@ -22,7 +22,7 @@ The caller looks at the rounds look_rounds() names, from min_rounds to max_round
 (Bonferroni): the chance that identical sides are ever called DIFFERENT stays below alpha.
 Looking after every round would split alpha 17 ways over 4..20 instead of 5 and widen every
 interval: simulated at the per-round spread measured here (sd 0.088 of the log-ratio, two
-processes of 6% each), a 10% slowdown is found in 96-98% of A/Bs by either schedule over
+processes of 6% each), a 10% slowdown is found in 97-98% of A/Bs by either schedule over
 4..20 rounds, but identical sides are proven SAME (threshold 10%) in 93% against 87%, and over
 4..12 rounds the detections are 88% against 78%. tests/test_abstats.py checks the false-alarm
 rate by simulation, with the interval's coverage and the decisions on samples with known

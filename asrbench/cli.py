@@ -217,6 +217,14 @@ def _add_ab_arguments(p: argparse.ArgumentParser) -> None:
                         "(accuracy still uses the whole split)")
     p.add_argument("--seed", type=int, help="seed of the random order within rounds "
                                             "(default: random; recorded)")
+    p.add_argument("--cards", metavar="A,B",
+                   help="two cards of a multi-card host: each round runs both sides at the same "
+                        "time, one per card, the cards dealt to the sides at random (recorded) "
+                        "so a difference between the cards cancels; a round then takes one "
+                        "process's time (e.g. --device hpu --cards 0,1)")
+    p.add_argument("--cards-variable", metavar="NAME",
+                   help="environment variable that gives a process its card (default from "
+                        "--device: hpu HABANA_VISIBLE_MODULES, cuda CUDA_VISIBLE_DEVICES)")
     p.add_argument("--round-timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="give up on a side that has not answered after this long (default 3600)")
     p.add_argument("--json", type=Path, default=Path("reports") / "ab.json",
@@ -462,6 +470,10 @@ def command_baseline_update(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the environment variable that limits a process to one card, per --device
+CARD_VARIABLES = {"hpu": "HABANA_VISIBLE_MODULES", "cuda": "CUDA_VISIBLE_DEVICES"}
+
+
 def command_ab(args: argparse.Namespace) -> int:
     """`asrbench ab`: run both sides, decide, print, write JSON and Markdown, exit like
     compare."""
@@ -478,10 +490,14 @@ def command_ab(args: argparse.Namespace) -> int:
     if "--passes" in shared:  # --passes is per process of a round: the A/B's own setting
         index = shared.index("--passes")
         del shared[index:index + 2]
+    cards = (tuple(c.strip() for c in args.cards.split(",")) if args.cards is not None
+             else None)
+    variable = args.cards_variable or CARD_VARIABLES.get(getattr(args, "device", None) or "")
     settings = Settings(shared=shared, threshold=args.threshold, alpha=args.alpha,
                         min_rounds=args.min_rounds, max_rounds=args.max_rounds,
                         passes=args.passes, rounds_limit=args.rounds_limit, seed=args.seed,
-                        round_timeout=args.round_timeout)
+                        round_timeout=args.round_timeout, cards=cards,
+                        cards_variable=variable if cards else None)
     sides = {}
     for name in ("base", "head"):
         cwd = getattr(args, f"{name}_cwd")

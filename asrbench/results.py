@@ -323,6 +323,7 @@ class AbRound(_Model):
     order: list[Literal["base", "head"]]
     seconds: NonNegativeFloat
     samples_per_second: dict[Literal["base", "head"], list[PositiveFloat]]
+    cards: Optional[dict[Literal["base", "head"], str]] = None  # --cards: each side's card
 
 
 class AbSide(_Model):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from asrbench.ab import Outcome, Round, Settings, Side, comparisons, run_ab
+from asrbench.ab import (Outcome, Round, Settings, Side, comparisons, document, header,
+                         run_ab)
 from asrbench.abstats import decide
 from asrbench.cli import main
 from asrbench.errors import AsrbenchError
@@ -239,6 +240,106 @@ def test_rounds_stop_only_at_the_looks(tmp_path, monkeypatch):
     assert levels and all(level == pytest.approx(0.05 / 4) for level in levels)
     assert "next look after round 5" in said[-2] and said[-1].startswith("round 5")
     assert "DIFFERENT 0.800" in said[-1]
+
+
+_WAIT_FOR_THE_OTHER = """
+import os, pathlib, sys, time
+mine, other = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+mine.write_text(os.environ["ASRBENCH_TEST_CARD"])
+end = time.monotonic() + 60
+while not other.exists():
+    if time.monotonic() > end:
+        sys.exit("the other side never started")
+    time.sleep(0.01)
+"""
+
+
+def test_run_together_runs_both_at_once_each_with_its_card(tmp_path):
+    """Each side waits until the other has started, so run one after the other they would
+    fail (no assumption on speed); each sees its own card in the environment."""
+    from asrbench.ab import run_together
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    jobs = [(Side("base", [sys.executable, "-c", _WAIT_FOR_THE_OTHER]), [str(a), str(b)],
+             {"ASRBENCH_TEST_CARD": "0"}),
+            (Side("head", [sys.executable, "-c", _WAIT_FOR_THE_OTHER]), [str(b), str(a)],
+             {"ASRBENCH_TEST_CARD": "1"})]
+    run_together(jobs, timeout=120)
+    assert a.read_text() == "0" and b.read_text() == "1"
+
+
+def test_run_together_reports_the_failure_and_kills_the_other(tmp_path):
+    from asrbench.ab import run_together
+
+    marker = tmp_path / "still-running"
+    slow = Side("base", [sys.executable, "-c",
+                         ("import sys, time, pathlib; time.sleep(60); "
+                          "pathlib.Path(sys.argv[1]).write_text('x')")])
+    broken = Side("head", [sys.executable, "-c",
+                           "import sys; print('noise ' * 20000); sys.exit('head: boom')"])
+    with pytest.raises(AsrbenchError) as info:
+        run_together([(slow, [str(marker)], None), (broken, ["run"], None)], timeout=120)
+    assert str(info.value).startswith("head: ") and "exited 1: head: boom" in str(info.value)
+    assert "\n" not in str(info.value)
+    assert not marker.exists()  # the slow side was killed, not awaited
+
+
+def test_cards_deal_both_sides_a_card_at_random_each_round(tmp_path, monkeypatch):
+    from asrbench import ab
+
+    reports = {"base": _report({"a": "x"}), "head": _report({"a": "x"})}
+    dealt = []
+
+    def measure_on_cards(self, number, cards):
+        dealt.append(dict(cards))
+        return {"base": [10.0], "head": [10.0 + (number % 3) * 0.1]}
+
+    monkeypatch.setattr(ab.ProcessRunner, "accuracy", lambda self, name: reports[name])
+    monkeypatch.setattr(ab.ProcessRunner, "measure", lambda *a: pytest.fail("one at a time"))
+    monkeypatch.setattr(ab.ProcessRunner, "measure_on_cards", measure_on_cards)
+    settings = Settings(shared=[], min_rounds=8, max_rounds=8, seed=3, cards=("2", "5"),
+                        cards_variable="HABANA_VISIBLE_MODULES")
+    sides = {"base": Side("base", ["python"]), "head": Side("head", ["python"])}
+    outcome = run_ab(settings, sides, tmp_path)
+    assert len(dealt) == 8 and all(sorted(d.values()) == ["2", "5"] for d in dealt)
+    assert {d["base"] for d in dealt} == {"2", "5"}  # both ways round over 8 rounds
+    assert [r.cards for r in outcome.rounds] == dealt
+    record = document(outcome, comparisons(outcome), False)
+    assert record["rounds"][0]["cards"] == dealt[0]
+    assert record["settings"]["cards"] == ["2", "5"]
+    assert "both sides at once on cards 2 and 5 (HABANA_VISIBLE_MODULES" in header(outcome)[3]
+
+
+@pytest.mark.parametrize("argv,variable", [
+    (["--device", "hpu", "--cards", "0,1"], "HABANA_VISIBLE_MODULES"),
+    (["--device", "cuda", "--cards", "1, 3"], "CUDA_VISIBLE_DEVICES"),
+    (["--cards", "0,1", "--cards-variable", "MY_CARD"], "MY_CARD"),
+])
+def test_cards_pick_the_variable_from_the_device(argv, variable, monkeypatch, tmp_path):
+    from asrbench import ab
+
+    seen = {}
+
+    def run_ab(settings, *rest):
+        seen["settings"] = settings
+        raise AsrbenchError("stopped by the test before any process")
+
+    monkeypatch.setattr(ab, "run_ab", run_ab)
+    assert main(["ab", *argv, "--json", str(tmp_path / "ab.json")]) == 2
+    assert seen["settings"].cards_variable == variable
+    assert len(seen["settings"].cards) == 2 and "" not in seen["settings"].cards
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--cards", "0,1"], "--cards needs --device hpu or cuda"),
+    (["--device", "hpu", "--cards", "0"], "--cards takes two different cards"),
+    (["--device", "hpu", "--cards", "1,1"], "--cards takes two different cards"),
+    (["--device", "hpu", "--cards", "0,"], "--cards takes two different cards"),
+])
+def test_cards_user_errors_are_one_line(argv, message, capsys):
+    assert main(["ab", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 def test_ab_settings_refuse_nonsense():
