@@ -21,7 +21,7 @@ one level only.
 Prints one line per trial and the table: false alarms (level 0), detections per level, the
 median time to a verdict. Nothing is asserted: the numbers go in docs/performance.md.
 
-    python benchmarks/gate_power.py [--trials 10] [--trials-other 3] [--slowdowns 0.05,0.10,0.20]
+    python benchmarks/gate_power.py [--trials 10] [--trials-other 2] [--slowdowns 0.05,0.10,0.20]
 
 The defaults are the measured run in docs/performance.md: about two hours on a quiet 2-core
 CPU (a trial is 2-8 minutes). Run nothing else meanwhile: load from other work on the same
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=10,
                         help="trials with no slowdown and with the --key-slowdown (default 10)")
-    parser.add_argument("--trials-other", type=int, default=3,
-                        help="trials of the other slowdowns (default 3)")
+    parser.add_argument("--trials-other", type=int, default=2,
+                        help="trials of the other slowdowns (default 2)")
     parser.add_argument("--slowdowns", default="0.05,0.10,0.20",
                         help="injected throughput losses (default 0.05,0.10,0.20)")
     parser.add_argument("--key-slowdown", type=float, default=0.10,
