@@ -165,9 +165,9 @@ back to back in a random order. At the looks (after --min-rounds, then each abou
 the last, and --max-rounds: rounds 4, 6, 9, 14, 20 by default) the rule decides DIFFERENT
 (significant, with the effect and its confidence interval), SAME (a change as large as
 --threshold ruled out) or UNKNOWN (more rounds, up to --max-rounds). Same verdicts, Markdown
-summary and exit
-codes as `asrbench compare`: 0 pass, 1 fail (e.g. head DIFFERENT and slower, transcripts
-changed), 2 usage or invalid input.
+summary and exit codes as `asrbench compare`: 0 pass, 1 fail (e.g. head DIFFERENT and slower,
+transcripts changed), 2 usage or invalid input. On a multi-card host, --cards 0,1 runs both
+sides of a round at once, one per card, the cards dealt at random each round.
 
 The sides differ in environment (--base-python / --head-python: each checkout's virtual
 environment) or in settings (--base-args / --head-args: run options of one side); the run
