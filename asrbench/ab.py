@@ -180,6 +180,11 @@ def run_together(jobs: list[tuple[Side, list[str], dict[str, str] | None]],
             running.append((side, args, process, output))
         pending = list(running)
         while pending:
+            if len(pending) == 1:  # one left (always, one side at a time): block, not poll
+                try:
+                    pending[0][2].wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
             for job in list(pending):
                 side, args, process, output = job
                 if process.poll() is None:
@@ -193,7 +198,7 @@ def run_together(jobs: list[tuple[Side, list[str], dict[str, str] | None]],
                 side, args = pending[0][0], pending[0][1]
                 raise AsrbenchError(f"{side.name}: no result after {timeout:g} s from "
                                     f"{shlex.join(side.command + args)}")
-            if pending:
+            if len(pending) > 1:
                 time.sleep(0.05)
     finally:
         for _, _, process, output in running:

@@ -41,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from asrbench.abstats import OUTCOMES
 from asrbench.gate import gate_report
 from asrbench.report import load_report
 
@@ -105,14 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         return rejudge(args.rejudge, args.baseline_processes, args.cpu_floor)
     others = [float(v) for v in args.slowdowns.split(",") if v.strip()]
     levels = [0.0] + others
-    other_trials = args.trials_other
     workload = ["--dataset-config", args.locale, "--language", args.language,
                 "--limit", str(args.limit), "--batch-size", str(args.batch_size),
                 "--generation-max-length", str(args.generation_max_length), "--no-progress"]
     policies = list(STORED) + ["A/B"]
     trials = [(level, number) for level in levels
               for number in range(args.trials if level in (0.0, args.key_slowdown)
-                                  else other_trials)]
+                                  else args.trials_other)]
     random.Random(args.seed).shuffle(trials)
     results: dict[str, dict[float, list[tuple[bool, float]]]] = {
         p: {level: [] for level in levels} for p in policies}
@@ -182,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
     for lvl, done in outcomes.items():
-        counts = {o: sum(r["ab_outcome"] == o for r in done) for o in ("DIFFERENT", "SAME",
-                                                                          "UNKNOWN")}
+        counts = {o: sum(r["ab_outcome"] == o for r in done) for o in OUTCOMES}
         rounds = sorted(r["ab_rounds"] for r in done)
         print(f"A/B at slowdown {lvl:.0%}: " + ", ".join(f"{o} {n}" for o, n in counts.items())
               + (f"; rounds {rounds[0]}-{rounds[-1]} (median {statistics.median(rounds):g})"
