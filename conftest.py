@@ -7,6 +7,6 @@ pytest_plugins = ["asrbench.plugin"]
 
 
 def pytest_addoption(parser):
-    from asrbench.options import add_short_aliases
+    from asrbench.config.options import add_short_aliases
 
     add_short_aliases(parser)

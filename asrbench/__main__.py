@@ -2,7 +2,7 @@
 
 import sys
 
-from asrbench.cli import main
+from asrbench.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,7 +1,7 @@
 """pytest plugin: benchmark options, session fixtures, the matrix, the report and the gate.
 
 Registered through a pytest11 entry point, so any repository that installs asrbench has it (its
-options are --asrbench-*; see asrbench/options.py), and by this repository's conftest.py.
+options are --asrbench-*; see asrbench/config/options.py), and by this repository's conftest.py.
 Tests that take the `bench_config` fixture are parametrized with one config per matrix row
 (test ids are config ids, so `-k whisper-small` selects). The device is provisioned once, each
 model is loaded/warmed once per (model, precision, graphs, device), each split is decoded once,
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from asrbench.config import DEFAULT_PASSES, BenchConfig, build_configs
+from asrbench.config.settings import DEFAULT_PASSES, BenchConfig, build_configs
 from asrbench.errors import AsrbenchError
 
 STATE_KEY = pytest.StashKey[dict]()
@@ -27,11 +27,11 @@ SELECTION_FIELDS = ("model", "dataset", "dataset_config", "split", "text_column"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from asrbench.options import PLUGIN_OPTIONS, POLICY_OPTIONS, RUN_OPTIONS
+    from asrbench.config.options import PLUGIN_OPTIONS, POLICY_OPTIONS, RUN_OPTIONS
 
     group = parser.getgroup("asrbench", "asrbench speech-recognition regression benchmarks "
                                         "(every option is --asrbench-<name>; see also "
-                                        "asrbench.options.add_short_aliases)")
+                                        "asrbench.config.options.add_short_aliases)")
     for declared in (*RUN_OPTIONS, *POLICY_OPTIONS, *PLUGIN_OPTIONS):
         declared.add_to_pytest(group)
 
@@ -52,7 +52,7 @@ def _state(config: pytest.Config) -> dict[str, Any]:
 
 
 def _session(config: pytest.Config):
-    from asrbench.runner import Session
+    from asrbench.measure.session import Session
 
     state = _state(config)
     if state["session"] is None:
@@ -61,8 +61,8 @@ def _session(config: pytest.Config):
 
 
 def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
-    from asrbench.matrix import load_section
-    from asrbench.options import checked_passes, run_overrides
+    from asrbench.config.matrix import load_section
+    from asrbench.config.options import checked_passes, run_overrides
 
     state = _state(config)
     if state["configs"] is None and option(config, "from_report"):
@@ -74,7 +74,7 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
             raise AsrbenchError(f"--asrbench-nproc must be >= 1, got {nproc}")
         if nproc > 1:
             # The ranks need every card: this process must not hold one, so a child probes.
-            from asrbench.distributed import probe_device
+            from asrbench.measure.distributed import probe_device
 
             device_class, kind = probe_device(device)
         else:
@@ -101,7 +101,7 @@ def _configs_from_report(config: pytest.Config) -> tuple[list[BenchConfig], int]
     """--asrbench-from-report: the report's runs stand in for evaluations."""
     import dataclasses
 
-    from asrbench.report import load_report
+    from asrbench.formats.io import load_report
 
     state = _state(config)
     report = load_report(option(config, "from_report"))
@@ -169,8 +169,8 @@ def bench_split(bench_session, bench_config):
 def bench_run(request, bench_config, bench_passes, tmp_path_factory) -> dict[str, Any]:
     """This config's evaluation as a report entry (evaluated once per session); with
     --nproc N > 1, by torchrun on N processes, read back from the report rank 0 wrote."""
-    from asrbench.distributed import launch_run
-    from asrbench.report import run_entry
+    from asrbench.measure.distributed import launch_run
+    from asrbench.measure.record import run_entry
 
     results = _state(request.config)["results"]
     if bench_config.id not in results:
@@ -190,7 +190,7 @@ def bench_run(request, bench_config, bench_passes, tmp_path_factory) -> dict[str
 def bench_entry(request, bench_config) -> dict[str, Any] | None:
     """This config's baseline entry (None if absent or being rewritten). Loaded before the
     evaluation, so a malformed baseline file fails at once."""
-    from asrbench import baselines
+    from asrbench.gate import baselines
 
     if option(request.config, "update_baselines"):
         return None
@@ -209,7 +209,7 @@ def bench_entry(request, bench_config) -> dict[str, Any] | None:
 
 def bench_policy(config: pytest.Config):
     """The failure policy these options say: the same object `asrbench compare` builds."""
-    from asrbench.options import policy_from
+    from asrbench.config.options import policy_from
 
     return policy_from(config.option, prefix="asrbench_")
 
@@ -218,9 +218,9 @@ def bench_policy(config: pytest.Config):
 def bench_comparison(request, bench_entry, bench_run):
     """Verdicts of this config against its baseline entry; a missing entry fails (or skips),
     as the policy says."""
-    from asrbench import baselines
-    from asrbench.compare import compare_run
-    from asrbench.gate import refresh_command
+    from asrbench.gate import baselines
+    from asrbench.gate.compare import compare_run
+    from asrbench.gate.outcome import refresh_command
 
     if option(request.config, "update_baselines"):
         pytest.skip("--update-baselines: this entry is rewritten from this run, not checked")
@@ -244,7 +244,7 @@ def bench_comparison(request, bench_entry, bench_run):
 def bench_tolerance(request, bench_entry) -> dict[str, float]:
     """The tolerances this config is held to: its baseline entry's, else the matrix section's
     policy over the defaults (the checks that need no baseline use it too)."""
-    from asrbench.baselines import DEFAULT_TOLERANCE, tolerance_of
+    from asrbench.gate.baselines import DEFAULT_TOLERANCE, tolerance_of
 
     if bench_entry is not None:
         return tolerance_of(bench_entry)
@@ -275,10 +275,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(STATE_KEY, None)
     if not state or not state["results"]:
         return
-    from asrbench import baselines
-    from asrbench.gate import GateOutcome
-    from asrbench.report import build_report, environment, write_report
-    from asrbench.results import ComparisonRecord, Tolerance
+    from asrbench.gate import baselines
+    from asrbench.gate.outcome import GateOutcome
+    from asrbench.measure.record import build_report
+    from asrbench.formats.environment import environment
+    from asrbench.formats.io import write_report
+    from asrbench.formats.model import ComparisonRecord, Tolerance
 
     config = session.config
     runs = []
@@ -309,7 +311,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     history = option(config, "history")
     if history:
         from asrbench.errors import AsrbenchError
-        from asrbench.history import add_report
+        from asrbench.history.store import add_report
 
         try:
             lines.append(f"asrbench: {add_report(history, report_path)}")

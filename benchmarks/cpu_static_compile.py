@@ -1,9 +1,9 @@
 """Does the static-shape decoder with a compiled decoder step close the gap to CTranslate2 on
 long Hindi decodes on CPU? (asrbench's CPU decoder was 0.72x CTranslate2 there.)
 
-Runs, interleaved in one process on the same clips (asrbench.peers.run_peers):
+Runs, interleaved in one process on the same clips (asrbench.measure.peers.run_peers):
   ctranslate2       CTranslate2 Whisper, batched greedy (faster-whisper's engine)
-  asrbench          the CPU default: asrbench/decoding.py GreedyDecoder (finished rows dropped)
+  asrbench          the CPU default: asrbench/measure/decoding.py GreedyDecoder (finished rows dropped)
   static            StaticGreedyDecoder, eager (static KV cache, fixed batch)
   static-compiled   StaticGreedyDecoder with its decoder step under torch.compile (inductor)
 and prints samples/s, the ratio of each to CTranslate2 and to asrbench's default, and whether
@@ -22,14 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from asrbench.config import build_configs
-from asrbench.data import SAMPLE_RATE
-from asrbench.decoding import StaticGreedyDecoder, _Step, whisper_prompt
+from asrbench.config.settings import build_configs
+from asrbench.measure.data import SAMPLE_RATE
+from asrbench.measure.decoding import StaticGreedyDecoder, _Step, whisper_prompt
 from asrbench.devices import get_device
-from asrbench.engine import cut_after_eos
-from asrbench.models import load
-from asrbench.peers import PEERS, Peer, run_peers
-from asrbench.runner import Session, quiet_transformers
+from asrbench.measure.engine import cut_after_eos
+from asrbench.measure.models import load
+from asrbench.measure.peers import PEERS, Peer, run_peers
+from asrbench.measure.session import Session, quiet_transformers
 
 
 class StaticPeer(Peer):

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from asrbench.cli import main as asrbench
+from asrbench.cli.main import main as asrbench
 
 
 def _run(report: Path, args: argparse.Namespace) -> dict:

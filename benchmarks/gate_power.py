@@ -41,9 +41,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from asrbench.abstats import OUTCOMES
-from asrbench.gate import gate_report
-from asrbench.report import load_report
+from asrbench.ab.decision import OUTCOMES
+from asrbench.gate.outcome import gate_report
+from asrbench.formats.io import load_report
 
 HERE = Path(__file__).resolve().parent
 SLOWDOWN = str(HERE / "slowdown.py")
@@ -210,13 +210,13 @@ def rejudge(directory: Path, processes: int, cpu_floor: float) -> int:
     sources = [directory / f"ab{records[i]['index']}" / "round1-base.json"
                for i in order[:processes]]
     work = Path(tempfile.mkdtemp(prefix="gate-power-rejudge-"))
-    import asrbench.cli
+    import asrbench.cli.main
 
     for name, extra in ((STORED[0], [str(sources[0])]),
                         (STORED[1], [str(sources[0]), "--tolerance",
                                      f"samples_per_second_rel={cpu_floor}"]),
                         (STORED[2], [str(p) for p in sources])):
-        if asrbench.cli.main(["baseline", "update", "--baseline-dir", str(work / _slug(name)),
+        if asrbench.cli.main.main(["baseline", "update", "--baseline-dir", str(work / _slug(name)),
                               "--report", *extra]) != 0:
             raise SystemExit(f"recording the baseline of {name!r} failed")
     results: dict[str, dict[float, list[bool]]] = {name: {} for name in STORED}

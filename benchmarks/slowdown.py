@@ -20,14 +20,14 @@ from typing import Any
 
 
 def install(slowdown: float) -> None:
-    """Wrap asrbench.models.load so every model it returns is slowed by `slowdown`."""
-    import asrbench.models
-    import asrbench.runner
+    """Wrap asrbench.measure.models.load so every model it returns is slowed by `slowdown`."""
+    import asrbench.measure.models
+    import asrbench.measure.session
 
     if not 0 <= slowdown < 1:
         raise SystemExit(f"slowdown must be in [0, 1), got {slowdown}")
     factor = slowdown / (1.0 - slowdown)
-    original = asrbench.models.load
+    original = asrbench.measure.models.load
 
     def before(module: Any, args: Any) -> None:
         module._slowdown_started = time.perf_counter()
@@ -49,15 +49,15 @@ def install(slowdown: float) -> None:
                 module.register_forward_hook(after)
         return loaded
 
-    asrbench.models.load = load
-    asrbench.runner.load = load  # the name the Session calls
+    asrbench.measure.models.load = load
+    asrbench.measure.session.load = load  # the name the Session calls
 
 
 def main(argv: list[str]) -> int:
     if not argv:
         raise SystemExit(__doc__)
     install(float(argv[0]))
-    from asrbench.cli import main as asrbench
+    from asrbench.cli.main import main as asrbench
 
     return asrbench(argv[1:])
 

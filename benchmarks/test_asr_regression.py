@@ -1,4 +1,4 @@
-"""The regression gate: per config, one test per check of the failure policy (asrbench/policy.py),
+"""The regression gate: per config, one test per check of the failure policy (asrbench/gate/policy.py),
 the same policy `asrbench compare` applies to the same report.
 
 Parametrized by the asrbench plugin from benchmarks/matrix.toml (or the --asrbench-* options);
@@ -9,7 +9,7 @@ test_reference_agreement need none.
 
 import pytest
 
-from asrbench.compare import Comparison, run_checks
+from asrbench.gate.compare import Comparison, run_checks
 from asrbench.plugin import apply_policy
 
 pytestmark = pytest.mark.asrbench

@@ -5,7 +5,7 @@ The corpus is a tiny, synthetic stand-in for a Mozilla Common Voice release,
 laid out exactly like one so that the Common Voice loader can be exercised
 offline and in CI::
 
-    data/commonvoice-mini/
+    asrbench/corpus/commonvoice-mini/
         README.md
         hi/test.tsv
         hi/clips/common_voice_hi_fixture_0001.mp3 ...
@@ -29,7 +29,7 @@ versions may produce slightly different audio.
 
 Usage::
 
-    python scripts/make_fixture_corpus.py [--out data/commonvoice-mini]
+    python scripts/make_fixture_corpus.py [--out asrbench/corpus/commonvoice-mini]
 
 The output directory is deleted and rewritten.  Generation happens in a
 temporary sibling directory that only replaces the output once every clip has
@@ -412,7 +412,7 @@ clip; gapless decoders (libsndfile/mpg123) report slightly less.
 ## How it was generated
 
 ```
-python scripts/make_fixture_corpus.py --out data/commonvoice-mini
+python scripts/make_fixture_corpus.py --out asrbench/corpus/commonvoice-mini
 ```
 
 1. `espeak-ng <voice/prosody above> -b 1 -f sentence.txt -w clip.wav`

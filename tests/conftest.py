@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from asrbench.config import EMBEDDED_CORPUS
+from asrbench.config.settings import EMBEDDED_CORPUS
 
 HEADER = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accent",
           "locale", "segment"]

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from asrbench.ab import (Outcome, Round, Settings, Side, comparisons, document, header,
+from asrbench.ab.rounds import (Outcome, Round, Settings, Side, comparisons, document, header,
                          run_ab)
-from asrbench.abstats import decide
-from asrbench.cli import main
+from asrbench.ab.decision import decide
+from asrbench.cli.main import main
 from asrbench.errors import AsrbenchError
-from asrbench.policy import Policy
-from asrbench.results import Report
+from asrbench.gate.policy import Policy
+from asrbench.formats.model import Report
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOWDOWN = ROOT / "benchmarks" / "slowdown.py"
@@ -192,7 +192,7 @@ def test_a_faster_head_is_an_improvement_that_passes():
 
 
 def test_an_interrupted_ab_keeps_the_rounds_that_finished(tmp_path, monkeypatch):
-    from asrbench import ab
+    from asrbench.ab import rounds as ab
 
     reports = {"base": _report({"a": "x"}), "head": _report({"a": "x"})}
     calls = []
@@ -217,8 +217,8 @@ def test_an_interrupted_ab_keeps_the_rounds_that_finished(tmp_path, monkeypatch)
 def test_rounds_stop_only_at_the_looks(tmp_path, monkeypatch):
     """The rule is tested at the looks only (3, 5, 8, 10 for 3..10 rounds): a verdict that
     would be clear after round 4 is taken after round 5, at the per-look level of 4 looks."""
-    from asrbench import ab
-    from asrbench.abstats import Decision
+    from asrbench.ab import rounds as ab
+    from asrbench.ab.decision import Decision
 
     reports = {"base": _report({"a": "x"}), "head": _report({"a": "x"})}
     levels = []
@@ -257,7 +257,7 @@ while not other.exists():
 def test_run_together_runs_both_at_once_each_with_its_card(tmp_path):
     """Each side waits until the other has started, so run one after the other they would
     fail (no assumption on speed); each sees its own card in the environment."""
-    from asrbench.ab import run_together
+    from asrbench.ab.rounds import run_together
 
     a, b = tmp_path / "a", tmp_path / "b"
     jobs = [(Side("base", [sys.executable, "-c", _WAIT_FOR_THE_OTHER]), [str(a), str(b)],
@@ -269,7 +269,7 @@ def test_run_together_runs_both_at_once_each_with_its_card(tmp_path):
 
 
 def test_run_together_reports_the_failure_and_kills_the_other(tmp_path):
-    from asrbench.ab import run_together
+    from asrbench.ab.rounds import run_together
 
     marker = tmp_path / "still-running"
     slow = Side("base", [sys.executable, "-c",
@@ -285,7 +285,7 @@ def test_run_together_reports_the_failure_and_kills_the_other(tmp_path):
 
 
 def test_cards_deal_both_sides_a_card_at_random_each_round(tmp_path, monkeypatch):
-    from asrbench import ab
+    from asrbench.ab import rounds as ab
 
     reports = {"base": _report({"a": "x"}), "head": _report({"a": "x"})}
     dealt = []
@@ -316,7 +316,7 @@ def test_cards_deal_both_sides_a_card_at_random_each_round(tmp_path, monkeypatch
     (["--cards", "0,1", "--cards-variable", "MY_CARD"], "MY_CARD"),
 ])
 def test_cards_pick_the_variable_from_the_device(argv, variable, monkeypatch, tmp_path):
-    from asrbench import ab
+    from asrbench.ab import rounds as ab
 
     seen = {}
 

@@ -1,4 +1,4 @@
-"""The A/B decision rule (asrbench/abstats.py) on synthetic samples with known answers."""
+"""The A/B decision rule (asrbench/ab/decision.py) on synthetic samples with known answers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from asrbench.abstats import decide, look_alpha, look_rounds
+from asrbench.ab.decision import decide, look_alpha, look_rounds
 
 
 def _rounds(rng, n, ratio, noise=0.03, drift=0.0):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrbench.config import EMBEDDED_CORPUS
-from asrbench.data import collect, hub, load_split
-from asrbench.data.audio import AudioError, decode_audio
+from asrbench.config.settings import EMBEDDED_CORPUS
+from asrbench.measure.data import collect, hub, load_split
+from asrbench.measure.data.audio import AudioError, decode_audio
 from asrbench.errors import AsrbenchError
 
 from conftest import HEADER, embedded_rows, write_cv_table
@@ -160,7 +160,7 @@ def test_every_kind_of_bad_row_is_accounted_for(tmp_path):
 def test_asrbench_run_reports_every_row_of_a_bad_directory(tmp_path):
     """The same directory through `asrbench run`: the report lists each table row once, as an
     utterance or as a skipped row with its reason."""
-    from asrbench.cli import main
+    from asrbench.cli.main import main
 
     root = tmp_path / "cv" / "en"
     clips = root / "clips"

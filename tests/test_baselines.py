@@ -1,4 +1,4 @@
-"""Baseline files (asrbench/baselines.py): validation, digests, atomic locked updates, and the
+"""Baseline files (asrbench/gate/baselines.py): validation, digests, atomic locked updates, and the
 `asrbench baseline update` command."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from asrbench.baselines import load, predictions_digest, validate
+from asrbench.gate.baselines import load, predictions_digest, validate
 from asrbench.errors import AsrbenchError
 
 from test_compare import _entry, _run
@@ -65,7 +65,7 @@ def _named(run, config_id, wer=0.2):
 
 
 def test_baseline_update_command_rewrites_only_selected_entries_and_keeps_others(tmp_path, capsys):
-    from asrbench.cli import main
+    from asrbench.cli.main import main
 
     directory = tmp_path / "baselines"
     first = _report_file(tmp_path, [_named(_run(), "a", 0.2), _named(_run(), "b", 0.3)])
@@ -96,8 +96,8 @@ def test_baseline_update_command_rewrites_only_selected_entries_and_keeps_others
 
 def test_update_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
     """A failure while writing leaves the old file intact and no temp file behind."""
-    from asrbench import baselines
-    from asrbench.cli import main
+    from asrbench.gate import baselines
+    from asrbench.cli.main import main
 
     directory = tmp_path / "baselines"
     report = _report_file(tmp_path, [_named(_run(), "a", 0.2)])
@@ -121,7 +121,7 @@ def _report_named(tmp_path, name, runs):
 
 
 def test_baseline_from_several_processes_keeps_each_process_and_its_spread(tmp_path, capsys):
-    from asrbench.cli import main
+    from asrbench.cli.main import main
 
     paths = [_report_named(tmp_path, f"r{i}.json", [_named(_run(rates=rates), "a")])
              for i, rates in enumerate([(10.0, 10.1, 9.9), (11.0, 11.1, 10.9), (9.0, 9.1, 8.9)])]
@@ -136,7 +136,7 @@ def test_baseline_from_several_processes_keeps_each_process_and_its_spread(tmp_p
 
 
 def test_baseline_from_several_processes_refuses_reports_that_disagree(tmp_path, capsys):
-    from asrbench.cli import main
+    from asrbench.cli.main import main
 
     one = _report_named(tmp_path, "one.json", [_named(_run(), "a")])
     other = _report_named(tmp_path, "other.json",

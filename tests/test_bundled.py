@@ -9,10 +9,10 @@ import struct
 import numpy as np
 import pytest
 
-from asrbench.bundled import (MARKER_FILE, bundled_source, ensure_converted, read_model_bin,
+from asrbench.measure.bundled import (MARKER_FILE, bundled_source, ensure_converted, read_model_bin,
                               source_digest)
-from asrbench.config import EMBEDDED_CORPUS
-from asrbench.data import load_split
+from asrbench.config.settings import EMBEDDED_CORPUS
+from asrbench.measure.data import load_split
 from asrbench.errors import AsrbenchError
 
 

@@ -1,4 +1,4 @@
-"""Change points (asrbench/changes.py): synthetic series with known steps (and none), and a
+"""Change points (asrbench/history/changepoints.py): synthetic series with known steps (and none), and a
 history of real runs of the embedded default whose later half runs at half the speed."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asrbench.changes import detect, find_changes, series_changes
-from asrbench.history import Point, open_store
+from asrbench.history.changepoints import detect, find_changes, series_changes
+from asrbench.history.store import Point, open_store
 
 from test_history import real_history  # noqa: F401  (the session fixture)
 

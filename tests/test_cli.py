@@ -10,9 +10,9 @@ from pathlib import Path
 import jiwer
 import pytest
 
-from asrbench.cli import main
-from asrbench.config import EMBEDDED_CORPUS
-from asrbench.metrics import normalizer_for
+from asrbench.cli.main import main
+from asrbench.config.settings import EMBEDDED_CORPUS
+from asrbench.measure.metrics import normalizer_for
 
 from conftest import embedded_rows
 
@@ -121,7 +121,7 @@ def test_run_matrix_runs_the_section_of_the_device_class(tmp_path):
     """`asrbench run --matrix` expands the same section pytest would, flags override it."""
     import json
 
-    from asrbench.cli import main
+    from asrbench.cli.main import main
 
     matrix = tmp_path / "matrix.toml"
     matrix.write_text('[cpu]\nmodels = ["bundled:whisper-base"]\n'

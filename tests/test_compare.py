@@ -1,4 +1,4 @@
-"""Verdicts (asrbench/compare.py) on hand-built numbers (no model runs)."""
+"""Verdicts (asrbench/gate/compare.py) on hand-built numbers (no model runs)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from asrbench.baselines import predictions_digest
-from asrbench.compare import compare_run, word_diff
+from asrbench.gate.baselines import predictions_digest
+from asrbench.gate.compare import compare_run, word_diff
 
 
 def _run(wer=0.2, cer=0.1, rates=(10.0, 10.0, 10.0), predictions=None):
@@ -93,7 +93,7 @@ def _with(run, compilations=None, reference=None):
 
 
 def test_any_compilation_in_a_timed_pass_is_a_regression_with_or_without_a_baseline():
-    from asrbench.compare import compilation_verdict
+    from asrbench.gate.compare import compilation_verdict
 
     quiet = _with(_run(), {"counter": "c", "warmup": 3, "passes": [0, 0, 0]})
     noisy = _with(_run(), {"counter": "c", "warmup": 3, "passes": [0, 2, 0]})
@@ -115,8 +115,8 @@ def test_any_compilation_in_a_timed_pass_is_a_regression_with_or_without_a_basel
     (12, 0.6, "regressed"),  # WER beyond 0.3
 ])
 def test_agreement_with_the_reference_against_the_default_limits(identical, wer, verdict):
-    from asrbench.baselines import DEFAULT_TOLERANCE
-    from asrbench.compare import agreement_verdict
+    from asrbench.gate.baselines import DEFAULT_TOLERANCE
+    from asrbench.gate.compare import agreement_verdict
 
     reference = {"reference": "stock", "utterances": 16, "identical": identical,
                  "share": identical / 16, "wer": wer, "differing": []}
@@ -129,8 +129,8 @@ def test_agreement_with_the_reference_against_the_default_limits(identical, wer,
 
 
 def test_a_reference_that_could_not_be_decoded_fails_the_agreement_check():
-    from asrbench.baselines import DEFAULT_TOLERANCE
-    from asrbench.compare import agreement_verdict
+    from asrbench.gate.baselines import DEFAULT_TOLERANCE
+    from asrbench.gate.compare import agreement_verdict
 
     run = _with(_run(), reference={"reference": "stock", "requested": 16,
                                    "error": "reference decoding failed: no network"})

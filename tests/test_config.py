@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from asrbench.config import EMBEDDED_CORPUS, BenchConfig, build_configs, load_config_file
+from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig, build_configs, load_config_file
 from asrbench.errors import AsrbenchError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +18,7 @@ def test_id_is_readable_and_stable():
     import subprocess
     import sys
 
-    code = ("from asrbench.config import BenchConfig; print(BenchConfig(model='openai/whisper-small',"
+    code = ("from asrbench.config.settings import BenchConfig; print(BenchConfig(model='openai/whisper-small',"
             " dataset='regisss/common_voice_11_0_hi', language='hindi', precision='bf16', "
             "batch_size=32, graphs=True).id)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

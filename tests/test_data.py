@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asrbench.config import EMBEDDED_CORPUS
-from asrbench.data import SAMPLE_RATE, AudioError, collect, decode_audio, load_split
-from asrbench.data import hub
+from asrbench.config.settings import EMBEDDED_CORPUS
+from asrbench.measure.data import SAMPLE_RATE, AudioError, collect, decode_audio, load_split
+from asrbench.measure.data import hub
 from asrbench.errors import AsrbenchError
 
 from conftest import embedded_rows

@@ -5,10 +5,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from asrbench.config import EMBEDDED_CORPUS
-from asrbench.data import load_split
-from asrbench.decoding import GreedyDecoder, SuppressAtBegin, SuppressTokens, supports, whisper_prompt
-from asrbench.models import load
+from asrbench.config.settings import EMBEDDED_CORPUS
+from asrbench.measure.data import load_split
+from asrbench.measure.decoding import GreedyDecoder, SuppressAtBegin, SuppressTokens, supports, whisper_prompt
+from asrbench.measure.models import load
 
 GENERATION = SimpleNamespace(decoder_start_token_id=50258, no_timestamps_token_id=50363,
                              lang_to_id={"<|en|>": 50259, "<|hi|>": 50276},
@@ -97,8 +97,8 @@ def test_static_decoder_under_emulated_hpu_graphs_equals_generate(whisper, local
                                                                   precision):
     """The static decoder with its encoder and step wrapped in (emulated) HPU graphs: two
     batches of 4 decode like generate(); the second batch only replays (3 graphs in all)."""
-    from asrbench.decoding import StaticGreedyDecoder
-    from asrbench.emulation.graphs import STATS, wrap_in_hpu_graph
+    from asrbench.measure.decoding import StaticGreedyDecoder
+    from asrbench.devices.emulation.graphs import STATS, wrap_in_hpu_graph
 
     model = whisper.model
     max_length = 32
@@ -122,7 +122,7 @@ def test_static_decoder_under_emulated_hpu_graphs_equals_generate(whisper, local
 
 @pytest.mark.parametrize("every,ignore_eos", [(4, False), (16, False), (1, True)])
 def test_eos_cadence_and_ignore_eos_change_steps_not_tokens(whisper, every, ignore_eos):
-    from asrbench.decoding import StaticGreedyDecoder
+    from asrbench.measure.decoding import StaticGreedyDecoder
 
     model = whisper.model
     max_length = 40
@@ -149,7 +149,7 @@ def test_eos_cadence_and_ignore_eos_change_steps_not_tokens(whisper, every, igno
 
 
 def test_static_decoder_refuses_a_batch_of_another_size(whisper):
-    from asrbench.decoding import StaticGreedyDecoder
+    from asrbench.measure.decoding import StaticGreedyDecoder
 
     model = whisper.model
     prompt = whisper_prompt(model.generation_config, "english", "transcribe")

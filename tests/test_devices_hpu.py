@@ -391,15 +391,15 @@ def test_gaudi_generate_kwargs_are_accepted_by_gaudi_generate():
     assert "lazy_mode" in parameters and "hpu_graphs" in parameters
 
 
-EN_CLIPS = os.path.join(REPO, "data", "commonvoice-mini", "en", "clips")
+EN_CLIPS = os.path.join(REPO, "asrbench", "corpus", "commonvoice-mini", "en", "clips")
 DECODE = dict(do_sample=False, num_beams=1, max_length=64, language="en", task="transcribe")
 
 # Stock transformers on CPU, in a fresh process so that nothing is adapted to Gaudi there.
 CPU_REFERENCE = """
 import json, sys, torch
 from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
-from asrbench.bundled import ensure_converted
-from asrbench.data.audio import decode_audio
+from asrbench.measure.bundled import ensure_converted
+from asrbench.measure.data.audio import decode_audio
 path = str(ensure_converted("whisper-base", progress=False))
 clips, decode = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 processor = AutoProcessor.from_pretrained(path)
@@ -425,9 +425,9 @@ def test_gaudi_asrbench_static_decoder_equals_stock_cpu_transcripts(graphs):
     decoder step in HPU graphs when on), fp32, word for word equal to stock CPU generate()."""
     import json
 
-    from asrbench.bundled import ensure_converted
-    from asrbench.data.audio import decode_audio
-    from asrbench.decoding import StaticGreedyDecoder, whisper_prompt
+    from asrbench.measure.bundled import ensure_converted
+    from asrbench.measure.data.audio import decode_audio
+    from asrbench.measure.decoding import StaticGreedyDecoder, whisper_prompt
     from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
     clips = _english_clips()
@@ -473,8 +473,8 @@ def test_gaudi_whisper_transcripts_equal_stock_cpu_transcripts(graphs, static_sh
 
     from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
-    from asrbench.bundled import ensure_converted
-    from asrbench.data.audio import decode_audio
+    from asrbench.measure.bundled import ensure_converted
+    from asrbench.measure.data.audio import decode_audio
 
     clips = _english_clips()
     reference = json.loads(subprocess.run(

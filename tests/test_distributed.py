@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from asrbench.config import EMBEDDED_CORPUS, BenchConfig, build_configs, load_config_file
-from asrbench.data import Skipped
-from asrbench.distributed import (Launch, World, config_toml, cpu_threads, detect_launch,
+from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig, build_configs, load_config_file
+from asrbench.measure.data import Skipped
+from asrbench.measure.distributed import (Launch, World, config_toml, cpu_threads, detect_launch,
                                   merge_results, shard)
-from asrbench.engine import RunResult, Timings, UtteranceResult
+from asrbench.measure.engine import RunResult, Timings, UtteranceResult
 from asrbench.errors import AsrbenchError
-from asrbench.report import load_report
-from asrbench.results import dump
+from asrbench.formats.io import load_report
+from asrbench.formats.model import dump
 
 from conftest import embedded_rows
 
@@ -277,8 +277,8 @@ def test_mpirun_environment_as_gaudi_spawn_sets_it(tmp_path):
 FAULTY_RANK = textwrap.dedent('''
     """asrbench run with a fault on rank $FAULT_RANK: an exception, or a hang, in its features."""
     import os, sys, time
-    from asrbench import engine
-    from asrbench.cli import main
+    from asrbench.measure import engine
+    from asrbench.cli.main import main
     
     if os.environ["RANK"] == os.environ["FAULT_RANK"]:
         def fault(self, *args, **kwargs):

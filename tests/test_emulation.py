@@ -27,12 +27,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from asrbench.baselines import DEFAULT_TOLERANCE
-from asrbench.compare import agreement_verdict
-from asrbench.config import EMBEDDED_CORPUS
-from asrbench.data import load_split
+from asrbench.gate.baselines import DEFAULT_TOLERANCE
+from asrbench.gate.compare import agreement_verdict
+from asrbench.config.settings import EMBEDDED_CORPUS
+from asrbench.measure.data import load_split
 from asrbench.devices.hpu_emulated import EmulatedHPUDevice
-from asrbench.reference import agreement
+from asrbench.measure.reference import agreement
 
 REPO = Path(__file__).resolve().parent.parent
 LIMIT, BATCH, MAX_LENGTH = 6, 4, 48  # 6 clips in batches of 4: the last batch is partial
@@ -51,7 +51,7 @@ def _run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
 def stock():
     """Stock transformers generate() on CPU (this process adapts nothing): locale ->
     precision -> {id: transcript} for the first LIMIT clips, MAX_LENGTH tokens."""
-    from asrbench.models import load
+    from asrbench.measure.models import load
 
     loaded = load("bundled:whisper-base")
     model, processor = loaded.model, loaded.processor
@@ -142,10 +142,10 @@ FINDINGS = r"""
 import json, sys, torch
 from asrbench.devices import get_device
 from asrbench.errors import AsrbenchError
-from asrbench.models import load
-from asrbench.data import load_split
-from asrbench.config import EMBEDDED_CORPUS
-from asrbench.emulation import state
+from asrbench.measure.models import load
+from asrbench.measure.data import load_split
+from asrbench.config.settings import EMBEDDED_CORPUS
+from asrbench.devices.emulation import state
 
 limit, max_length = int(sys.argv[1]), int(sys.argv[2])
 device = get_device("hpu-emulated")  # activates the emulator, adapts transformers to Gaudi
@@ -175,7 +175,7 @@ except AsrbenchError as exc:
 #    habana_frameworks directly would get it.
 import habana_frameworks.torch.hpu as hthpu
 from transformers import AutoModelForSpeechSeq2Seq
-from asrbench.models import resolve
+from asrbench.measure.models import resolve
 raw = AutoModelForSpeechSeq2Seq.from_pretrained(resolve("bundled:whisper-base")[0]).eval()
 raw = hthpu.wrap_in_hpu_graph(raw.to(device.torch_device))
 with torch.inference_mode():

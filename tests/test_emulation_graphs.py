@@ -1,4 +1,4 @@
-"""The HPU-graph emulator (asrbench/emulation/graphs.py) on small modules, in this process.
+"""The HPU-graph emulator (asrbench/devices/emulation/graphs.py) on small modules, in this process.
 
 The emulator is trusted only as far as these tests show it can fail the way a real HPU graph
 does: a replay runs none of the module's Python, keys non-tensor arguments by identity,
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asrbench.emulation.graphs import (STATS, EmulatedGraphError, input_hash,
+from asrbench.devices.emulation.graphs import (STATS, EmulatedGraphError, input_hash,
                                        wrap_in_hpu_graph)
 
 
@@ -209,11 +209,11 @@ def test_a_data_dependent_shape_in_the_middle_of_a_graph_is_refused_too():
 def test_an_emulated_process_never_takes_its_stubs_for_a_gaudi_nor_runs_other_devices(monkeypatch):
     """Once the emulator is active (faked here: activating it would patch this process), the
     real HPU backend reports no Gaudi and a session refuses other devices."""
-    import asrbench.emulation as emulation
-    from asrbench.config import BenchConfig
+    import asrbench.devices.emulation as emulation
+    from asrbench.config.settings import BenchConfig
     from asrbench.devices.hpu import HPUDevice
     from asrbench.errors import AsrbenchError
-    from asrbench.runner import Session
+    from asrbench.measure.session import Session
 
     monkeypatch.setattr(emulation, "is_active", lambda: True)
     assert HPUDevice.is_available() is False

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from asrbench.config import BenchConfig
-from asrbench.engine import Evaluator, count_generated
+from asrbench.config.settings import BenchConfig
+from asrbench.measure.engine import Evaluator, count_generated
 
 
 def test_count_generated_skips_forced_prompt_and_stops_after_eos():
@@ -67,14 +67,14 @@ def test_without_static_shapes_the_last_batch_keeps_only_its_real_rows(count, ba
     (True, False, {}, False),  # CPU / CUDA eager
 ])
 def test_which_runs_need_static_shapes(dynamic_shapes, graphs, settings, static):
-    from asrbench.engine import needs_static_shapes
+    from asrbench.measure.engine import needs_static_shapes
 
     device = SimpleNamespace(dynamic_shapes=dynamic_shapes)
     assert needs_static_shapes(device, graphs, BenchConfig(**settings)) is static
 
 
 def test_cut_after_eos_keeps_the_first_eos_after_the_prompt_and_drops_padding():
-    from asrbench.engine import cut_after_eos
+    from asrbench.measure.engine import cut_after_eos
 
     eos = 50257
     # The prompt may hold no EOS; padding after the first EOS depends only on the decoder.

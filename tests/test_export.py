@@ -1,4 +1,4 @@
-"""Exports (asrbench/export.py): pytest-benchmark's JSON, checked with pytest-benchmark's own
+"""Exports (asrbench/history/export.py): pytest-benchmark's JSON, checked with pytest-benchmark's own
 statistics, storage loader and `pytest-benchmark compare`; github-action-benchmark's custom JSON,
 checked field by field against its BenchmarkResult format (name: string, value: number,
 unit: string, optional range and extra: strings; a non-empty list)."""
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from asrbench.errors import AsrbenchError
-from asrbench.export import export, github_action_benchmark_entries, round_stats
-from asrbench.results import parse_report
+from asrbench.history.export import export, github_action_benchmark_entries, round_stats
+from asrbench.formats.model import parse_report
 
 from test_history import make_report, run_cli, write_report
 

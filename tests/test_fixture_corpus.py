@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from asrbench.config import EMBEDDED_CORPUS
+from asrbench.config.settings import EMBEDDED_CORPUS
 
 from conftest import embedded_rows
 
@@ -49,14 +49,14 @@ def test_regenerating_a_clip_reproduces_the_committed_bytes(script, tmp_path):
             # The README's tools: a rerun must be byte-identical.
             assert produced_path.read_bytes() == committed_path.read_bytes(), one.locale
         # Any tool versions: the same sentence gives audio of about the same length.
-        from asrbench.data.audio import decode_audio
+        from asrbench.measure.data.audio import decode_audio
 
         produced, committed = decode_audio(str(produced_path)), decode_audio(str(committed_path))
         assert abs(len(produced) - len(committed)) <= 0.1 * len(committed), one.locale
         assert 2.0 <= clip.seconds <= 12.0
 
 
-RECORDED_TOOLS = None  # filled from data/commonvoice-mini/README.md below
+RECORDED_TOOLS = None  # filled from asrbench/corpus/commonvoice-mini/README.md below
 
 
 def _recorded_tools() -> tuple[str, str]:
@@ -66,7 +66,7 @@ def _recorded_tools() -> tuple[str, str]:
     text = (EMBEDDED_CORPUS / "README.md").read_text(encoding="utf-8")
     match = re.search(r"Tools used for this copy: eSpeak NG text-to-speech: ([^;]+); ffmpeg "
                       r"version (\S+?)\.?\s", text)
-    assert match, "data/commonvoice-mini/README.md no longer records its tool versions"
+    assert match, "asrbench/corpus/commonvoice-mini/README.md no longer records its tool versions"
     return match.group(1).strip(), match.group(2)
 
 

@@ -1,11 +1,11 @@
-"""The gate (asrbench/gate.py): a report against baseline files under one policy."""
+"""The gate (asrbench/gate/outcome.py): a report against baseline files under one policy."""
 
 from __future__ import annotations
 
 import json
 
-from asrbench.gate import gate_report
-from asrbench.policy import Policy
+from asrbench.gate.outcome import gate_report
+from asrbench.gate.policy import Policy
 
 from test_compare import _entry, _run
 
@@ -43,7 +43,7 @@ def test_a_run_without_an_entry_fails_unless_allowed_and_names_the_command(tmp_p
 
 
 def test_each_baseline_file_is_read_once(tmp_path, monkeypatch):
-    from asrbench import baselines
+    from asrbench.gate import baselines
 
     _write(tmp_path, {"a": _entry(_run()), "b": _entry(_run())})
     reads = []

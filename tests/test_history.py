@@ -1,5 +1,5 @@
-"""The results store (asrbench/history.py) on SQLite and on a real PostgreSQL server, and the
-`asrbench history` commands (asrbench/history_cli.py).
+"""The results store (asrbench/history/store.py) on SQLite and on a real PostgreSQL server, and the
+`asrbench history` commands (asrbench/cli/history.py).
 
 The PostgreSQL tests start a throwaway server from Debian's postgresql package (initdb and
 pg_ctl under /usr/lib/postgresql/*/bin; as the `postgres` user when running as root, which
@@ -26,9 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from asrbench import history, history_cli
+from asrbench.history import store as history
+
+from asrbench.cli import history as history_cli
 from asrbench.errors import AsrbenchError
-from asrbench.history import add_report, open_store, redact
+from asrbench.history.store import add_report, open_store, redact
 
 ROOT = Path(__file__).resolve().parents[1]
 

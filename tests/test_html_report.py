@@ -1,4 +1,4 @@
-"""The HTML report (asrbench/html_report.py): what the page holds, that data is escaped, and,
+"""The HTML report (asrbench/render/html.py): what the page holds, that data is escaped, and,
 in headless Chromium (Debian's chromium and chromium-driver, driven by Selenium), that the
 charts of a history of real runs render with one point per run, the tables hold their rows, no
 script error is logged and nothing is fetched. The browser test saves a screenshot to
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from asrbench.baselines import predictions_digest
+from asrbench.gate.baselines import predictions_digest
 from asrbench.errors import AsrbenchError
-from asrbench.gate import update_baselines
-from asrbench.history import add_report, open_store
-from asrbench.html_report import build_html, html_word_diff, script_json, write_html
-from asrbench.report import load_report
-from asrbench.results import parse_report
+from asrbench.gate.outcome import update_baselines
+from asrbench.history.store import add_report, open_store
+from asrbench.render.html import build_html, html_word_diff, script_json, write_html
+from asrbench.formats.io import load_report
+from asrbench.formats.model import parse_report
 
 from test_history import ROOT, make_report, real_history, run_cli, write_report  # noqa: F401
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from asrbench.metrics import error_rates, normalizer_for, percentile, throughput
+from asrbench.measure.metrics import error_rates, normalizer_for, percentile, throughput
 
 
 def test_wer_hand_worked_single_utterance():

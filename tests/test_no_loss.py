@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from asrbench.cli import main
+from asrbench.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD_REPORT = Path(__file__).resolve().parent / "data" / "report-v0.1.0-schema1.json"
@@ -169,7 +169,7 @@ def test_a_report_path_that_is_a_directory_is_refused_before_the_run(tmp_path, c
 
 
 def test_an_unwritable_report_is_saved_elsewhere_and_says_where(tmp_path, capsys, monkeypatch):
-    from asrbench import report as report_module
+    from asrbench.formats import io as report_module
 
     target = tmp_path / "r.json"
     real = report_module.write_report
@@ -189,7 +189,7 @@ def test_an_unwritable_report_is_saved_elsewhere_and_says_where(tmp_path, capsys
 
 
 def test_an_offline_hub_model_fails_at_once(monkeypatch):
-    from asrbench import models
+    from asrbench.measure import models
     from asrbench.errors import AsrbenchError
 
     monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
@@ -204,8 +204,8 @@ def test_an_offline_hub_model_fails_at_once(monkeypatch):
 
 SIGNAL_DURING_SECOND_RUN = r"""
 import os, signal, sys, time
-from asrbench import runner
-from asrbench.cli import main
+from asrbench.measure import session as runner
+from asrbench.cli.main import main
 
 calls = []
 original = runner.Session.evaluate

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from asrbench.cli import main
-from asrbench.config import BenchConfig
-from asrbench.data import LoadedSplit, Utterance
-from asrbench.peers import PeerResult, markdown, summarize, table
+from asrbench.cli.main import main
+from asrbench.config.settings import BenchConfig
+from asrbench.measure.data import LoadedSplit, Utterance
+from asrbench.measure.peers import PeerResult, markdown, summarize, table
 
 import numpy as np
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from asrbench.baselines import predictions_digest
-from asrbench.cli import main
+from asrbench.gate.baselines import predictions_digest
+from asrbench.cli.main import main
 
 BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"
 A = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-n3"
@@ -121,7 +121,7 @@ def test_identical_rerun_passes_without_false_alarm(suite):
     result.assert_outcomes(passed=8, skipped=4)
     # --asrbench-history adds the session's report to the results store
     assert f"to history {history}" in result.out
-    from asrbench.history import open_store
+    from asrbench.history.store import open_store
 
     with open_store(str(history)) as store:
         [stored] = store.reports()

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from asrbench.baselines import predictions_digest
-from asrbench.cli import main
-from asrbench.compare import Comparison, Verdict
-from asrbench.config import BenchConfig
-from asrbench.policy import Policy
+from asrbench.gate.baselines import predictions_digest
+from asrbench.cli.main import main
+from asrbench.gate.compare import Comparison, Verdict
+from asrbench.config.settings import BenchConfig
+from asrbench.gate.policy import Policy
 
 BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"
 CONFIG = BenchConfig(dataset_config="en", language="english", limit=3)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from asrbench import reference as ref
-from asrbench.config import BenchConfig, EMBEDDED_CORPUS
+from asrbench.measure import reference as ref
+from asrbench.config.settings import BenchConfig, EMBEDDED_CORPUS
 from asrbench.errors import AsrbenchError
-from asrbench.reference import (MAX_DIFFERING, ReferenceRequest, agreement, cache_path,
+from asrbench.measure.reference import (MAX_DIFFERING, ReferenceRequest, agreement, cache_path,
                                 clean_child_env, language_kwargs, reference_transcripts)
 from conftest import embedded_rows
 
@@ -251,7 +251,7 @@ def stock_generate(model_dir: Path, clips: list[Path], max_length: int) -> list[
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from asrbench.data.audio import decode_audio
+    from asrbench.measure.data.audio import decode_audio
 
     processor = WhisperProcessor.from_pretrained(model_dir)
     model = WhisperForConditionalGeneration.from_pretrained(model_dir, torch_dtype=torch.float32)
@@ -266,7 +266,7 @@ def stock_generate(model_dir: Path, clips: list[Path], max_length: int) -> list[
 
 
 def test_child_matches_stock_generate_and_is_cached(tmp_path, monkeypatch):
-    from asrbench.bundled import ensure_converted
+    from asrbench.measure.bundled import ensure_converted
 
     rows = embedded_rows("en")[:4]
     request = ReferenceRequest(
@@ -293,7 +293,7 @@ def test_audio_digest_changes_with_samples_and_ids():
     import numpy as np
     from types import SimpleNamespace
 
-    from asrbench.reference import audio_digest
+    from asrbench.measure.reference import audio_digest
 
     a = [SimpleNamespace(id="u1", audio=np.zeros(4, dtype=np.float32))]
     b = [SimpleNamespace(id="u1", audio=np.array([0, 0, 0, 1e-6], dtype=np.float32))]

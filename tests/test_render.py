@@ -1,13 +1,13 @@
-"""Rendering (asrbench/render.py): what data puts into the Markdown posted to pull requests is
+"""Rendering (asrbench/render/text.py): what data puts into the Markdown posted to pull requests is
 escaped, and the one-line verdict reads right even where a value is missing."""
 
 from __future__ import annotations
 
 import pytest
 
-from asrbench.compare import Comparison, TranscriptChange, Verdict
-from asrbench.policy import Policy
-from asrbench.render import describe_verdict, escape_md, markdown_summary
+from asrbench.gate.compare import Comparison, TranscriptChange, Verdict
+from asrbench.gate.policy import Policy
+from asrbench.render.text import describe_verdict, escape_md, markdown_summary
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>", "</details><script>alert(1)</script>", "a | b | c",

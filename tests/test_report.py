@@ -20,7 +20,7 @@ from test_compare import _run
     ("reference", {"error": 3}, "reference.error"),
 ])
 def test_report_loading_validates_compilations_and_reference(tmp_path, field, value, where):
-    from asrbench.report import load_report
+    from asrbench.formats.io import load_report
 
     run = _run()
     run["utterances"] = [{"id": "a", "prediction": "hello world"}]
@@ -35,7 +35,7 @@ def test_report_loading_validates_compilations_and_reference(tmp_path, field, va
 
 
 def test_write_json_atomic_replaces_whole_files_and_cleans_up(tmp_path, monkeypatch):
-    from asrbench.report import write_json_atomic
+    from asrbench.formats.io import write_json_atomic
 
     path = tmp_path / "deep" / "r.json"
     write_json_atomic(path, {"a": 1})
@@ -52,7 +52,7 @@ def test_write_json_atomic_replaces_whole_files_and_cleans_up(tmp_path, monkeypa
     ({"schema": 1, "environment": {}, "runs": {}}, "runs"),
 ])
 def test_report_top_level_is_validated(tmp_path, document, where):
-    from asrbench.report import load_report
+    from asrbench.formats.io import load_report
 
     path = tmp_path / "r.json"
     path.write_text(json.dumps(document))
@@ -61,7 +61,7 @@ def test_report_top_level_is_validated(tmp_path, document, where):
 
 
 def test_a_report_that_is_not_json_is_a_one_line_error(tmp_path):
-    from asrbench.report import load_report
+    from asrbench.formats.io import load_report
 
     path = tmp_path / "r.json"
     path.write_text("{not json")

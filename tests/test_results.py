@@ -1,4 +1,4 @@
-"""The result model (asrbench/results.py): published JSON Schemas equal the code's, files that
+"""The result model (asrbench/formats/model.py): published JSON Schemas equal the code's, files that
 asrbench writes validate against them with an independent library (jsonschema), a report of
 the released 0.1.0 still loads, another schema version is refused with how to migrate."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from asrbench.errors import AsrbenchError
-from asrbench.results import SCHEMA_VERSION, json_schemas, parse_baselines, parse_report
+from asrbench.formats.model import SCHEMA_VERSION, json_schemas, parse_baselines, parse_report
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "schemas"
@@ -32,7 +32,7 @@ def test_published_schemas_equal_what_the_code_generates():
     assert sorted(p.name for p in SCHEMAS.glob("*.json")) == sorted(generated)
     for name, schema in generated.items():
         published = json.loads((SCHEMAS / name).read_text())
-        assert published == schema, f"schemas/{name} is stale: run python -m asrbench.results"
+        assert published == schema, f"schemas/{name} is stale: run python -m asrbench.formats.model"
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_errors_name_the_field_in_one_line():
 
 
 def test_an_undefined_normalized_wer_is_written_as_null_not_nan():
-    from asrbench.results import Metrics, dump
+    from asrbench.formats.model import Metrics, dump
 
     metrics = Metrics(wer=0.5, wer_normalized=math.nan, cer=0.1, samples_per_second=1.0)
     assert dump(metrics)["wer_normalized"] is None

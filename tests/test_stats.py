@@ -1,10 +1,10 @@
-"""Mann-Whitney U, exact and approximate, on hand-worked samples (asrbench/stats.py)."""
+"""Mann-Whitney U, exact and approximate, on hand-worked samples (asrbench/gate/stats.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from asrbench.stats import mann_whitney_greater, minimum_p_value
+from asrbench.gate.stats import mann_whitney_greater, minimum_p_value
 
 
 def test_mann_whitney_exact_p_values():

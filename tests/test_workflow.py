@@ -134,7 +134,7 @@ def test_ab_workflow_checks_out_and_sets_up_both_sides_and_runs_asrbench_ab(ab):
                  "--markdown reports/hpu-summary.md"):
         assert flag in run, flag
     # every option the workflow passes is one `asrbench ab` accepts
-    from asrbench.cli import build_parser
+    from asrbench.cli.main import build_parser
 
     argv = run.replace("\\\n", " ").split("asrbench ab", 1)[1].split()
     build_parser().parse_args(["ab", *argv])

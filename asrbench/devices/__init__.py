@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from asrbench.config import PRECISIONS
+from asrbench.config.settings import PRECISIONS
 from asrbench.devices.base import Device
 from asrbench.errors import AsrbenchError
 

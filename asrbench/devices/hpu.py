@@ -21,7 +21,7 @@ from typing import Any, ContextManager
 
 import torch
 
-from asrbench.config import check_precision
+from asrbench.config.settings import check_precision
 from asrbench.devices.base import Device
 from asrbench.errors import AsrbenchError, first_line
 
@@ -180,7 +180,7 @@ class HPUDevice(Device):
 
     @classmethod
     def is_available(cls) -> bool:
-        emulation = sys.modules.get("asrbench.emulation")
+        emulation = sys.modules.get("asrbench.devices.emulation")
         if emulation is not None and emulation.is_active():
             return False  # the stubs of an emulated Gaudi are not a Gaudi
         if importlib.util.find_spec("habana_frameworks") is None:

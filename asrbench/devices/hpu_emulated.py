@@ -13,7 +13,7 @@ from typing import Any, ContextManager, Iterator
 
 import torch
 
-from asrbench import emulation
+from asrbench.devices import emulation
 from asrbench.devices.cpu import cpu_model_name
 from asrbench.devices.hpu import HPUDevice
 

@@ -1,0 +1,1 @@
+"""A/B of two checkouts or settings on one runner: rounds of fresh processes and the decision rule."""

@@ -1,0 +1,430 @@
+"""`asrbench ab`: base against head on the same machine, interleaved, until the throughput
+verdict is clear; accuracy compared exactly.
+
+What asv continuous, Bencher's relative mode and Chromium's Pinpoint do for code, for speech
+models. A side is a command that runs asrbench (default: this interpreter's `-m asrbench`;
+another virtual environment's python, e.g. a checkout of the base branch) plus its own run
+options, so the two sides can differ in environment or in settings.
+
+1. Accuracy, once per side, on the whole split: WER, CER and every transcript, compared
+   exactly (no tolerance: the same split through the same code gives the same text).
+2. Throughput, in rounds: each round runs a fresh `asrbench run` process per side, back to
+   back in a random order (recorded), on the throughput subset (--rounds-limit). Only one
+   process holds the device at a time (a Gaudi card takes one). On a host with several cards,
+   --cards A,B runs the two sides of a round at the same time, one per card, and deals the
+   cards to the sides at random each round (recorded): a difference between the two cards
+   then falls on base and head alike, and a round takes one process's time instead of two.
+
+Why a fresh process every round, not two long-lived workers that alternate: throughput has a
+part that is fixed for a process's life and differs between processes. Measured here (2-core
+VM, whisper-base, 4 English clips, one pass a round): two long-lived workers running the same
+code and settings differed in every one of 8 alternating rounds, head/base 0.919 (CI
+0.902-0.936), a false DIFFERENT; a second pair differed by 3-7% a round. Only new processes
+sample that part, so each round pays a process start (about 7 s here: imports, model, data,
+warm-up), and the rule needs more rounds than the spread inside one process suggests.
+3. At the looks (abstats.look_rounds: --min-rounds, then each about 1.5 times the last, and
+   --max-rounds; 4, 6, 9, 14, 20 by default) abstats.decide() says DIFFERENT, SAME or UNKNOWN;
+   UNKNOWN runs more rounds, up to --max-rounds.
+
+The result goes through the same verdict model, policy, rendering and exit codes as
+`asrbench compare`: throughput DIFFERENT and slower is a regression, faster an improvement,
+SAME and UNKNOWN unchanged (UNKNOWN is said in the note and the summary: not proven either way).
+"""
+
+from __future__ import annotations
+
+import random
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from asrbench.ab.decision import Decision, decide, look_alpha, look_rounds
+from asrbench.errors import AsrbenchError
+
+DEFAULT_ROUND_TIMEOUT = 3600.0
+
+
+@dataclass
+class Side:
+    """One side of the comparison: how to run asrbench, and its own options."""
+
+    name: str  # "base" or "head"
+    command: list[str]  # the prefix that runs asrbench, e.g. [python, "-m", "asrbench"]
+    args: list[str] = field(default_factory=list)  # run options of this side only
+    cwd: Path | None = None
+
+    def describe(self) -> str:
+        text = shlex.join(self.command + self.args)
+        return text + (f" (in {self.cwd})" if self.cwd else "")
+
+
+@dataclass
+class Settings:
+    """How the A/B runs and decides."""
+
+    shared: list[str]  # run options both sides get, before their own
+    threshold: float = 0.05  # the smallest change that matters (relative)
+    alpha: float = 0.05  # overall chance of calling identical sides DIFFERENT
+    min_rounds: int = 4
+    max_rounds: int = 20
+    passes: int | None = None  # timed passes per side per round (default 2)
+    rounds_limit: int | None = None  # the throughput subset (first N utterances) for the rounds
+    seed: int | None = None
+    round_timeout: float = DEFAULT_ROUND_TIMEOUT
+    cards: tuple[str, str] | None = None  # two cards: both sides at once, dealt at random
+    cards_variable: str | None = None  # the environment variable that picks a process's card
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise AsrbenchError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        if not 0 < self.alpha < 1:
+            raise AsrbenchError(f"--alpha must be between 0 and 1, got {self.alpha}")
+        if self.min_rounds < 2:
+            raise AsrbenchError(f"--min-rounds must be >= 2 (an interval needs two rounds), "
+                                f"got {self.min_rounds}")
+        if self.max_rounds < self.min_rounds:
+            raise AsrbenchError(f"--max-rounds ({self.max_rounds}) must be >= --min-rounds "
+                                f"({self.min_rounds})")
+        if self.passes is not None and self.passes < 1:
+            raise AsrbenchError(f"--passes must be >= 1, got {self.passes}")
+        if self.rounds_limit is not None and self.rounds_limit < 1:
+            raise AsrbenchError(f"--rounds-limit must be >= 1, got {self.rounds_limit}")
+        if self.cards is not None:
+            if len(self.cards) != 2 or len(set(self.cards)) != 2 or not all(self.cards):
+                raise AsrbenchError(f"--cards takes two different cards, e.g. 0,1; got "
+                                    f"{','.join(self.cards)}")
+            if not self.cards_variable:
+                raise AsrbenchError("--cards needs --device hpu or cuda (or --cards-variable "
+                                    "NAME: the environment variable that picks a card)")
+        if self.seed is None:
+            self.seed = random.SystemRandom().randrange(2 ** 31)
+
+    @property
+    def round_passes(self) -> int:
+        return self.passes or 2
+
+    @property
+    def per_look_alpha(self) -> float:
+        return look_alpha(self.alpha, self.min_rounds, self.max_rounds)
+
+    @property
+    def looks(self) -> list[int]:
+        return look_rounds(self.min_rounds, self.max_rounds)
+
+
+@dataclass
+class Round:
+    """One round: the order the sides ran in, and each side's samples/s per config."""
+
+    number: int
+    order: list[str]
+    samples_per_second: dict[str, list[float]]  # side -> one value per config pair
+    seconds: float
+    cards: dict[str, str] | None = None  # side -> card, with --cards
+
+
+@dataclass
+class Outcome:
+    """Everything an A/B produced."""
+
+    settings: Settings
+    sides: dict[str, Side]
+    reports: dict[str, Any]  # side -> its accuracy Report (results.Report)
+    pairs: list[tuple[str, str]]  # (base config id, head config id)
+    rounds: list[Round] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    interrupted: bool = False
+
+    def samples(self, side: str, index: int) -> list[float]:
+        return [r.samples_per_second[side][index] for r in self.rounds]
+
+
+# -- running a side -------------------------------------------------------------------------
+
+def _tail(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def run_process(side: Side, args: list[str], timeout: float) -> None:
+    """Run `asrbench <args>` as the side; a failure is a one-line AsrbenchError."""
+    run_together([(side, args, None)], timeout)
+
+
+def run_together(jobs: list[tuple[Side, list[str], dict[str, str] | None]],
+                 timeout: float) -> None:
+    """Run `asrbench <args>` for every (side, args, extra environment) at the same time and
+    wait for all; the first to fail is a one-line AsrbenchError, and whatever still runs then
+    (or on an interruption, or past `timeout`) is killed. Output goes to temporary files, not
+    pipes, so a chatty process never blocks while another is awaited."""
+    import os
+    import tempfile
+
+    running: list[tuple[Side, list[str], subprocess.Popen, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        for side, args, env in jobs:
+            output = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+            try:
+                process = subprocess.Popen(side.command + args, cwd=side.cwd, stdout=output,
+                                           stderr=subprocess.STDOUT, text=True,
+                                           env={**os.environ, **env} if env else None)
+            except FileNotFoundError:
+                output.close()
+                raise AsrbenchError(f"{side.name}: cannot run {shlex.join(side.command)}: no "
+                                    "such program") from None
+            running.append((side, args, process, output))
+        pending = list(running)
+        while pending:
+            if len(pending) == 1:  # one left (always, one side at a time): block, not poll
+                try:
+                    pending[0][2].wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+            for job in list(pending):
+                side, args, process, output = job
+                if process.poll() is None:
+                    continue
+                pending.remove(job)
+                if process.returncode != 0:
+                    output.seek(0)
+                    raise AsrbenchError(f"{side.name}: {shlex.join(side.command)} {args[0]} "
+                                        f"exited {process.returncode}: {_tail(output.read())}")
+            if pending and time.monotonic() > deadline:
+                side, args = pending[0][0], pending[0][1]
+                raise AsrbenchError(f"{side.name}: no result after {timeout:g} s from "
+                                    f"{shlex.join(side.command + args)}")
+            if len(pending) > 1:
+                time.sleep(0.05)
+    finally:
+        for _, _, process, output in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            output.close()
+
+
+def _report_rates(path: Path, side: str) -> tuple[Any, list[float]]:
+    from asrbench.formats.io import load_report
+
+    report = load_report(path)
+    if report.interrupted:
+        raise AsrbenchError(f"{side}: its run was interrupted")
+    return report, [run.metrics.samples_per_second for run in report.runs]
+
+
+class ProcessRunner:
+    """A fresh `asrbench run` process per side per round."""
+
+    def __init__(self, settings: Settings, sides: dict[str, Side], workdir: Path) -> None:
+        self.settings, self.sides, self.workdir = settings, sides, workdir
+
+    def _argv(self, side: Side, report: Path, passes: int, limit: int | None) -> list[str]:
+        argv = ["run", *self.settings.shared, *side.args, "--passes", str(passes),
+                "--report", str(report), "--no-progress"]
+        return argv + (["--limit", str(limit)] if limit is not None else [])
+
+    def accuracy(self, name: str) -> Any:
+        side = self.sides[name]
+        path = self.workdir / f"accuracy-{name}.json"
+        run_process(side, self._argv(side, path, 1, None), self.settings.round_timeout)
+        return _report_rates(path, name)[0]
+
+    def _round_argv(self, name: str, number: int) -> tuple[list[str], Path]:
+        path = self.workdir / f"round{number}-{name}.json"
+        return self._argv(self.sides[name], path, self.settings.round_passes,
+                          self.settings.rounds_limit), path
+
+    def measure(self, name: str, number: int) -> list[float]:
+        argv, path = self._round_argv(name, number)
+        run_process(self.sides[name], argv, self.settings.round_timeout)
+        return _report_rates(path, name)[1]
+
+    def measure_on_cards(self, number: int, cards: dict[str, str]) -> dict[str, list[float]]:
+        """Both sides at the same time, each on its card (--cards)."""
+        jobs, paths = [], {}
+        for name, card in cards.items():
+            argv, paths[name] = self._round_argv(name, number)
+            jobs.append((self.sides[name], argv, {self.settings.cards_variable: card}))
+        run_together(jobs, self.settings.round_timeout)
+        return {name: _report_rates(path, name)[1] for name, path in paths.items()}
+
+
+# -- the A/B --------------------------------------------------------------------------------
+
+def pair_runs(reports: dict[str, Any]) -> list[tuple[str, str]]:
+    """Pair base and head runs by position (their ids differ when their settings do)."""
+    base, head = reports["base"].runs, reports["head"].runs
+    if len(base) != len(head):
+        raise AsrbenchError(f"base ran {len(base)} config(s) and head {len(head)}: both sides "
+                            "must run the same number of configs to be paired")
+    return [(b.config.id, h.config.id) for b, h in zip(base, head)]
+
+
+def run_ab(settings: Settings, sides: dict[str, Side], workdir: Path,
+           say: Callable[[str], None] = lambda message: None,
+           interrupts: tuple[type[BaseException], ...] = (KeyboardInterrupt,)) -> Outcome:
+    """Accuracy once per side, then rounds until every pair is decided or --max-rounds.
+    An interruption (`interrupts`: Ctrl-C, or the caller's SIGTERM exception) returns what
+    finished, marked interrupted."""
+    order_rng = random.Random(settings.seed)
+    runner = ProcessRunner(settings, sides, workdir)
+    outcome = Outcome(settings, sides, {}, [])
+    try:
+        for name in ("base", "head"):
+            say(f"{name}: accuracy run on the whole split")
+            outcome.reports[name] = runner.accuracy(name)
+        outcome.pairs = pair_runs(outcome.reports)
+        alpha = settings.per_look_alpha
+        for number in range(1, settings.max_rounds + 1):
+            order = ["base", "head"]
+            order_rng.shuffle(order)
+            started = time.perf_counter()
+            cards = None
+            if settings.cards:  # the first of the shuffled order gets the first card
+                cards = dict(zip(order, settings.cards))
+                rates = runner.measure_on_cards(number, cards)
+            else:
+                rates = {name: runner.measure(name, number) for name in order}
+            for name in order:
+                if len(rates[name]) != len(outcome.pairs):
+                    raise AsrbenchError(f"{name}: round {number} gave {len(rates[name])} run(s), "
+                                        f"the accuracy run {len(outcome.pairs)}")
+            outcome.rounds.append(Round(number, order, rates, time.perf_counter() - started,
+                                        cards))
+            outcome.decisions = [
+                decide(outcome.samples("base", i), outcome.samples("head", i),
+                       settings.threshold, alpha) for i in range(len(outcome.pairs))]
+            look = number in settings.looks
+            ran = (' then '.join(order) if cards is None
+                   else ", ".join(f"{n} on card {c}" for n, c in sorted(cards.items())))
+            say(f"round {number} ({ran}): " + "; ".join(
+                (f"{d.outcome} " if look else "head/base ")
+                + ('-' if d.ratio is None else format(d.ratio, '.3f'))
+                for d in outcome.decisions)
+                + ("" if look else f" (next look after round "
+                   f"{min(n for n in settings.looks if n > number)})"))
+            if look and all(d.outcome != "UNKNOWN" for d in outcome.decisions):
+                break
+    except interrupts:
+        outcome.interrupted = True
+    return outcome
+
+
+# -- verdicts -------------------------------------------------------------------------------
+
+EXACT = {"wer_abs": 0.0, "cer_abs": 0.0}
+
+
+def _throughput_verdict(label: str, decision: Decision, base: list[float], head: list[float],
+                        settings: Settings) -> Any:
+    import statistics
+
+    from asrbench.gate.compare import Verdict
+
+    base_median, head_median = statistics.median(base), statistics.median(head)
+    if decision.outcome == "DIFFERENT":
+        verdict = "regressed" if decision.slower else "improved"
+    else:
+        verdict = "unchanged"
+    note = f"A/B {decision.describe()}; {settings.round_passes} pass(es) a process"
+    if decision.outcome == "UNKNOWN":
+        note += "; not proven either way: more --max-rounds or a larger --threshold decides"
+    return Verdict(label, "samples_per_second", verdict, head_median, base_median,
+                   head_median - base_median, settings.threshold * base_median, note)
+
+
+def comparisons(outcome: Outcome) -> list[Any]:
+    """One Comparison per config pair: exact accuracy of head against base, and the A/B
+    throughput verdict."""
+    from asrbench.gate.baselines import entry_from_run
+    from asrbench.gate.compare import compare_run
+
+    out = []
+    base_report, head_report = outcome.reports["base"], outcome.reports["head"]
+    for index, ((base_id, head_id), base_run, head_run) in enumerate(
+            zip(outcome.pairs, base_report.runs, head_report.runs)):
+        label = base_id if base_id == head_id else f"{base_id} -> {head_id}"
+        entry = entry_from_run(base_run, base_report.environment, tolerance=EXACT)
+        comparison = compare_run(head_run, entry)
+        comparison.config_id = label
+        verdicts = []
+        for verdict in comparison.verdicts:
+            if verdict.metric == "samples_per_second":
+                if index < len(outcome.decisions):
+                    verdict = _throughput_verdict(label, outcome.decisions[index],
+                                                  outcome.samples("base", index),
+                                                  outcome.samples("head", index), outcome.settings)
+                else:  # interrupted before the first round
+                    continue
+            verdicts.append(type(verdict)(**{**verdict.__dict__, "config_id": label}))
+        comparison.verdicts = verdicts
+        out.append(comparison)
+    return out
+
+
+def header(outcome: Outcome) -> list[str]:
+    """Plain lines saying what was compared and how."""
+    s = outcome.settings
+    lines = [f"base: {outcome.sides['base'].describe()}",
+             f"head: {outcome.sides['head'].describe()}",
+             f"shared options: {shlex.join(s.shared) or '(none)'}",
+             f"{len(outcome.rounds)} round(s) of fresh processes, {s.round_passes} timed pass(es) "
+             f"per side per round" + (f" on the first {s.rounds_limit} utterances"
+                                  if s.rounds_limit else "")
+             + (f", both sides at once on cards {' and '.join(s.cards)} ({s.cards_variable}, "
+                "dealt at random each round)" if s.cards else "")
+             + f", threshold {s.threshold:.0%}, alpha {s.alpha:g} "
+             f"({s.per_look_alpha:.4g} per look at rounds {', '.join(map(str, s.looks))}), "
+             f"order seed {s.seed}"]
+    if outcome.interrupted:
+        lines.append("INTERRUPTED: the rounds that finished are below; no verdict is final")
+    return lines
+
+
+def document(outcome: Outcome, comps: list[Any], failed: bool) -> dict[str, Any]:
+    """The JSON document of an A/B (results.AbReport)."""
+    from asrbench.formats.environment import environment
+    from asrbench.formats.model import AbReport, dump
+
+    s = outcome.settings
+    body = {
+        "schema": 1, "kind": "ab", "interrupted": outcome.interrupted, "failed": failed,
+        "environment": environment(),
+        "settings": {"shared": s.shared, "threshold": s.threshold, "alpha": s.alpha,
+                     "alpha_per_look": s.per_look_alpha, "looks": s.looks,
+                     "min_rounds": s.min_rounds,
+                     "max_rounds": s.max_rounds, "passes": s.round_passes,
+                     "rounds_limit": s.rounds_limit, "seed": s.seed,
+                     "cards": list(s.cards) if s.cards else None,
+                     "cards_variable": s.cards_variable},
+        "sides": {name: {"command": side.command, "args": side.args,
+                         "cwd": str(side.cwd) if side.cwd else None,
+                         "report": outcome.reports.get(name)}
+                  for name, side in outcome.sides.items()},
+        "pairs": [{"base": b, "head": h} for b, h in outcome.pairs],
+        "rounds": [{"number": r.number, "order": r.order, "seconds": r.seconds,
+                    "samples_per_second": r.samples_per_second, "cards": r.cards}
+                   for r in outcome.rounds],
+        "decisions": [d.to_dict() for d in outcome.decisions],
+        "comparisons": [c.to_dict() for c in comps],
+    }
+    return dump(AbReport.model_validate(body))
+
+
+def default_command(python: str | None, command: str | None, name: str) -> list[str]:
+    """The command prefix of a side: --X-command, else --X-python -m asrbench, else this
+    interpreter's."""
+    if python and command:
+        raise AsrbenchError(f"--{name}-python and --{name}-command both say how to run {name}: "
+                            "give one")
+    if command:
+        parts = shlex.split(command)
+        if not parts:
+            raise AsrbenchError(f"--{name}-command is empty")
+        return parts
+    return [python or sys.executable, "-m", "asrbench"]

@@ -1,0 +1,1 @@
+"""Settings, files and the benchmark matrix, and the option table both doors (CLI, pytest) declare once."""

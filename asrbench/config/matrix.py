@@ -1,0 +1,77 @@
+"""The benchmark matrix (benchmarks/matrix.toml): one section per device class, expanded into
+BenchConfigs. Read here for both doors: the pytest plugin runs the section of its device, and
+`asrbench run --matrix FILE` runs the same section from the command line.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig, build_configs, read_toml
+from asrbench.errors import AsrbenchError
+
+DEFAULT_MATRIX = Path("benchmarks") / "matrix.toml"
+#: keys whose lists expand to a cross product (one config per combination)
+PRODUCT_KEYS = ("models", "datasets", "precisions", "batch_sizes", "graphs")
+#: keys copied onto every config of a section
+SECTION_SETTINGS = ("sdp_on_bf16", "gaudi_config", "generation_max_length", "max_duration", "limit",
+                    "eos_check_every", "ignore_eos", "warmup_batches", "reference_utterances")
+MATRIX_KEYS = {*PRODUCT_KEYS, *SECTION_SETTINGS, "passes", "tolerance"}
+
+
+@dataclass(frozen=True)
+class Section:
+    """One expanded matrix section."""
+
+    name: str  # the section it came from ("cpu", "cuda", "hpu-emulated", ...)
+    configs: list[BenchConfig]
+    passes: int | None  # timed passes, if the section sets them
+    tolerance: dict[str, float] | None  # written into the entries --update-baselines creates
+
+
+def expand_section(section: dict[str, Any], device: str, where: str, name: str = "") -> Section:
+    """Configs of one section's table (validated: unknown keys are a user error)."""
+    from asrbench.gate.baselines import check_tolerance
+
+    unknown = set(section) - MATRIX_KEYS
+    if unknown:
+        raise AsrbenchError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    tolerance = section.get("tolerance")
+    if tolerance is not None:
+        tolerance = check_tolerance(tolerance, f"{where} tolerance")
+    passes = section.get("passes")
+    if passes is not None and (isinstance(passes, bool) or not isinstance(passes, int) or passes < 1):
+        raise AsrbenchError(f"{where}: passes must be a positive integer, got {passes!r}")
+    configs = []
+    for model, data, precision, batch, graphs in itertools.product(
+            section.get("models", ["bundled:whisper-base"]),
+            section.get("datasets", [{"dataset": "embedded"}]),
+            section.get("precisions", ["fp32"]), section.get("batch_sizes", [8]),
+            section.get("graphs", [False])):
+        if not isinstance(data, dict):
+            raise AsrbenchError(f"{where}: datasets must be tables, got {data!r}")
+        entry = dict(data)
+        if entry.get("dataset") == "embedded":
+            entry["dataset"] = str(EMBEDDED_CORPUS)
+        for key in SECTION_SETTINGS:
+            if key in section:
+                entry.setdefault(key, section[key])
+        configs += build_configs({**entry, "model": model, "precision": precision,
+                                  "batch_size": batch, "graphs": graphs, "device": device}, [])
+    return Section(name, configs, passes, tolerance)
+
+
+def load_section(path: str | Path, device_class: str, kind: str, device: str) -> Section:
+    """The section for a device class, falling back to its kind ("cuda" for cuda-h100)."""
+    path = Path(path)
+    matrix = read_toml(path, "matrix file (--matrix)")
+    for name in (device_class, kind):
+        if name in matrix:
+            if not isinstance(matrix[name], dict):
+                raise AsrbenchError(f"{path} [{name}]: expected a table")
+            return expand_section(matrix[name], device, f"{path} [{name}]", name)
+    raise AsrbenchError(f"{path} has no section for device class {device_class!r} or {kind!r} "
+                        f"(sections: {', '.join(matrix)})")

@@ -1,0 +1,218 @@
+"""Options declared once, registered with both front doors: argparse (`asrbench run`,
+`asrbench compare`) and pytest (the plugin), with the same names, help, types and choices.
+
+On the command line they are `--device`, `--precision`, ... In pytest every option is
+`--asrbench-<name>` (pytest options share one namespace with every other plugin and conftest,
+and names such as `--device` are common); `add_short_aliases()` registers the plain names too,
+for a repository that wants them: this repository's conftest.py does, so the README's
+`pytest benchmarks --device hpu` keeps working.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from asrbench.config.settings import DEFAULT_PASSES, DEFAULT_REFERENCE_UTTERANCES, PRECISIONS
+from asrbench.devices import DEVICE_CHOICES
+from asrbench.errors import AsrbenchError
+from asrbench.gate.policy import TRANSCRIPT_MODES, Policy
+
+PYTEST_PREFIX = "asrbench-"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: how it is spelled, typed and explained, and the BenchConfig field it sets."""
+
+    name: str  # flag without dashes: "batch-size"
+    help: str
+    type: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    kind: str = "value"  # "value", "flag" (store_true) or "switch" (--x / --no-x)
+    metavar: str | None = None
+    field: str | None = None  # the BenchConfig field it overrides, if any
+    pytest_default: Any = None  # pytest has no config file: its default where it differs
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    def _kwargs(self, default: Any) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"help": self.help, "default": default}
+        if self.kind == "flag":
+            kwargs["action"] = "store_true"
+            kwargs["default"] = bool(default)
+        elif self.kind == "switch":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            if self.type is not None:
+                kwargs["type"] = self.type
+            if self.choices is not None:
+                kwargs["choices"] = self.choices
+            if self.metavar is not None:
+                kwargs["metavar"] = self.metavar
+        return kwargs
+
+    def add_to_argparse(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(f"--{self.name}", dest=self.dest, **self._kwargs(None))
+
+    def add_to_pytest(self, group: Any, alias: bool = False) -> None:
+        """`--asrbench-<name>`, or (alias) the plain `--<name>` writing the same destination."""
+        flag = f"--{self.name}" if alias else f"--{PYTEST_PREFIX}{self.name}"
+        kwargs = self._kwargs(self.pytest_default)
+        if alias:
+            kwargs["help"] = f"same as --{PYTEST_PREFIX}{self.name}"
+        group.addoption(flag, dest=f"asrbench_{self.dest}", **kwargs)
+
+
+# -- the settings of a run (both doors; BenchConfig fields) -----------------------------------
+
+RUN_OPTIONS = (
+    Option("device", "hpu, cuda, cpu, or auto (hpu > cuda > cpu; default auto); hpu-emulated runs "
+                     "optimum-habana's real code on the CPU with HPU graphs emulated (a "
+                     "correctness check, never a speed measurement)",
+           choices=DEVICE_CHOICES, field="device", pytest_default="auto"),
+    Option("model", "Hub id (openai/whisper-small), local transformers directory, or "
+                    "bundled:whisper-base (default)", field="model"),
+    Option("dataset", "Common Voice release directory (DIR with <locale>/test.tsv, or "
+                      "DIR/<locale>), a JSONL manifest, or a Hub dataset id (default: the "
+                      "embedded corpus, hi and en)", field="dataset"),
+    Option("dataset-config", "Hub config or Common Voice locale (e.g. hi)", field="dataset_config"),
+    Option("split", "split name (default test)", field="split"),
+    Option("text-column", "reference text column for Hub datasets (default sentence)",
+           field="text_column"),
+    Option("language", "forced decoder language, e.g. hindi or hi (default: the dataset "
+                       "config's locale; else detected)", field="language"),
+    Option("task", "default transcribe", choices=("transcribe", "translate"), field="task"),
+    Option("batch-size", "batch size (default 8)", type=int, field="batch_size"),
+    Option("precision", "fp32 (default), bf16 or fp16", choices=PRECISIONS, field="precision"),
+    Option("generation-max-length", "decoder length cap, prompt included (default 225)",
+           type=int, field="generation_max_length"),
+    Option("max-duration", "drop clips of this many seconds or more (default 30)", type=float,
+           field="max_duration"),
+    Option("graphs", "graph replay over static shapes (a static KV cache, a fixed batch): HPU "
+                     "graphs on HPU, torch.compile(mode='reduce-overhead') (CUDA graphs) on CUDA. "
+                     "Refused on CPU. Default off unless the config file or matrix turns them on",
+           kind="switch", field="graphs"),
+    Option("sdp-on-bf16", "allow bf16 reductions in math SDPA, like optimum-habana's "
+                          "--sdp_on_bf16", kind="switch", field="sdp_on_bf16"),
+    Option("gaudi-config", "Gaudi config name (Habana/whisper) or JSON file (HPU)",
+           field="gaudi_config"),
+    Option("eos-check-every", "static decoder: read 'have all rows ended?' from the device every "
+                              "K steps instead of every step (transcripts unchanged; default 1)",
+           type=int, metavar="K", field="eos_check_every"),
+    Option("ignore-eos", "static decoder: decode every batch to the length cap, as "
+                         "optimum-habana's trainer does by default (ignore_eos=True), so "
+                         "samples/s lines up with its eval_samples_per_second; transcripts are "
+                         "still cut at the first end-of-text", kind="switch", field="ignore_eos"),
+    Option("warmup-batches", "batches to warm up on before timing (default: 1 where shapes are "
+                             "static, which captures every graph; a full pass where they vary)",
+           type=int, metavar="N", field="warmup_batches"),
+    Option("reference-utterances", "check the first N transcripts against stock transformers "
+                                   f"generate() in fp32 on CPU (default "
+                                   f"{DEFAULT_REFERENCE_UTTERANCES}, 0 = off; CPU fp32 runs are "
+                                   "the reference setup and skip it)",
+           type=int, metavar="N", field="reference_utterances"),
+    Option("limit", "evaluate only the first N usable utterances", type=int, metavar="N",
+           field="limit"),
+    Option("passes", f"timed passes after the warm-up (default: the config file or matrix, "
+                     f"else {DEFAULT_PASSES})", type=int, metavar="N"),
+)
+
+# -- what fails the gate (both doors; asrbench.gate.policy.Policy) --------------------------------
+
+POLICY_OPTIONS = (
+    Option("transcripts", "changed transcripts fail the gate (default) or only warn",
+           choices=TRANSCRIPT_MODES, pytest_default="fail"),
+    Option("allow-improvements", "an error rate better than the baseline beyond tolerance "
+                                 "passes (by default it fails: the baseline is out of date)",
+           kind="flag"),
+    Option("allow-missing-baselines", "a config without a baseline entry is reported as new, "
+                                      "not a failure", kind="flag"),
+)
+
+RUN_FIELDS = {o.dest: o.field for o in RUN_OPTIONS if o.field}
+
+
+def run_overrides(values: Any, prefix: str = "") -> dict[str, Any]:
+    """BenchConfig fields the user set on either door (None: not given)."""
+    out = {}
+    for dest, field_name in RUN_FIELDS.items():
+        value = getattr(values, prefix + dest, None)
+        if value is not None:
+            out[field_name] = value
+    return out
+
+
+def to_argv(values: Any) -> list[str]:
+    """The run options set in an argparse namespace, as command-line arguments again (what
+    `asrbench ab` passes on to both sides' processes)."""
+    argv: list[str] = []
+    for option in RUN_OPTIONS:
+        value = getattr(values, option.dest, None)
+        if value is None or (option.kind == "flag" and not value):
+            continue
+        if option.kind == "switch":
+            argv.append(f"--{option.name}" if value else f"--no-{option.name}")
+        elif option.kind == "flag":
+            argv.append(f"--{option.name}")
+        else:
+            argv += [f"--{option.name}", str(value)]
+    return argv
+
+
+def checked_passes(value: int | None) -> int | None:
+    """--passes as given (None: not given); 0 or less is a user error on both doors."""
+    if value is not None and value < 1:
+        raise AsrbenchError(f"--passes must be >= 1, got {value}")
+    return value
+
+
+def policy_from(values: Any, prefix: str = "") -> Policy:
+    """The Policy the options say (argparse namespace, or pytest's with prefix 'asrbench_')."""
+    transcripts = getattr(values, prefix + "transcripts", None) or "fail"
+    return Policy(allow_improvements=bool(getattr(values, prefix + "allow_improvements", False)),
+                  transcripts=transcripts,
+                  allow_missing=bool(getattr(values, prefix + "allow_missing_baselines", False)))
+
+
+def add_short_aliases(parser: Any) -> None:
+    """Register the plain names (--device, --precision, ...) as pytest aliases of the
+    --asrbench-* options, skipping any name another plugin or conftest already took."""
+    group = parser.getgroup("asrbench")
+    taken = {name for opt in _all_options(parser) for name in opt.names()}
+    for option in (*RUN_OPTIONS, *POLICY_OPTIONS, *PLUGIN_OPTIONS):
+        names = {f"--{option.name}"} | ({f"--no-{option.name}"} if option.kind == "switch" else set())
+        if not names & taken:
+            option.add_to_pytest(group, alias=True)
+
+
+def _all_options(parser: Any) -> list[Any]:
+    options = list(parser._anonymous.options)
+    for group in parser._groups:
+        options += group.options
+    return options
+
+
+# -- the pytest door's own options -----------------------------------------------------------
+
+PLUGIN_OPTIONS = (
+    Option("matrix", "matrix of configs per device class (default benchmarks/matrix.toml)",
+           pytest_default="benchmarks/matrix.toml"),
+    Option("baseline-dir", "baseline files (default baselines/)", pytest_default="baselines"),
+    Option("report", "JSON report of this session (default reports/latest.json)",
+           pytest_default="reports/latest.json"),
+    Option("update-baselines", "rewrite the baseline entries of the configs run in this session",
+           kind="flag"),
+    Option("nproc", "data-parallel processes per config: N > 1 runs each config with torchrun "
+                    "--nproc-per-node N (one device each) and gates its report", type=int,
+           pytest_default=1),
+    Option("history", "add this session's report to the results store at URL (a SQLite file "
+                      "or a postgresql:// URL; see `asrbench history`), e.g. in the main "
+                      "branch's CI", metavar="URL"),
+    Option("from-report", "gate the runs of an existing report (e.g. one `asrbench run` wrote) "
+                          "instead of evaluating: the tests judge exactly what `asrbench "
+                          "compare` would", metavar="PATH"),
+)

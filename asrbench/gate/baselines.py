@@ -1,0 +1,219 @@
+"""Stored baselines: one JSON file per device class, validated on load, updated atomically.
+
+The file format is results.BaselineFile (schema 1; its JSON Schema is schemas/baseline.schema.json):
+    {"schema": 1, "device_class": "cpu", "entries": {"<config id>": {
+        "metrics": {"wer", "wer_normalized", "cer", "samples_per_second"},
+        "tolerance": {"wer_abs", "cer_abs", "samples_per_second_rel", "noise_factor",
+                      "reference_share_min", "reference_wer_max"},
+        "noise": {"samples_per_second_rsd", "passes", "samples_per_second_per_pass",
+                  "samples_per_second_per_process"},
+        "predictions_sha256": "...", "predictions": {"<utterance id>": "<text>"},
+        "environment": {...}, "commit": "...", "updated": "<ISO date>"}}}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Optional
+
+from asrbench.errors import AsrbenchError
+from asrbench.formats.io import read_json, write_json_atomic
+from asrbench.formats.model import (predictions_digest, SCHEMA_VERSION, BaselineEntry, BaselineFile, Run, Tolerance, dump,
+                              parse_baselines)
+
+DEFAULT_TOLERANCE = {
+    "wer_abs": 0.005,  # absolute WER points
+    "cer_abs": 0.005,  # absolute CER points
+    "samples_per_second_rel": 0.05,  # relative drop always allowed
+    "noise_factor": 3.0,  # ...or this many times the measured relative noise, if larger
+    # Agreement with the stock fp32 CPU reference (runs that are not that setup): at least this
+    # share of the first N transcripts identical, and at most this WER against the reference's.
+    # Measured (docs/hpu.md): graphs over a DynamicCache 1/6 identical, WER 0.6; optimum-habana's
+    # static path 0/6, WER ~1; CPU bf16 against the fp32 reference: English 15/16 and WER 0.012,
+    # the synthetic Hindi (long loops that bf16 bends) 7/16 and WER 0.159.
+    "reference_share_min": 0.25,
+    "reference_wer_max": 0.3,
+}
+GATED_METRICS = ("wer", "wer_normalized", "cer", "samples_per_second")
+ENVIRONMENT_KEYS = ("torch", "transformers", "optimum-habana", "datasets", "habana-torch-plugin")
+
+
+def baseline_path(directory: str | Path, device_class: str) -> Path:
+    """baselines/<device class>.json; a device class is a plain name, never a path."""
+    import re
+
+    from asrbench.formats.model import NAME_PATTERN
+
+    if not re.fullmatch(NAME_PATTERN, device_class):
+        raise AsrbenchError(f"device class {device_class!r} is not a plain name (letters, digits, "
+                            "., _, +, -): it names a file in the baseline directory")
+    return Path(directory) / f"{device_class}.json"
+
+
+def validate(document: Any, path: Path) -> BaselineFile:
+    """A loaded baseline document, validated; errors name the file and the field."""
+    return parse_baselines(document, path)
+
+
+def load(path: str | Path) -> BaselineFile:
+    """Load and validate one baseline file."""
+    path = Path(path)
+    return validate(read_json(path, "baseline file"), path)
+
+
+def load_for(directory: str | Path, device_class: str) -> BaselineFile | None:
+    """The baseline file of a device class, or None when it does not exist yet."""
+    path = baseline_path(directory, device_class)
+    if not path.exists():
+        return None
+    document = load(path)
+    if document.device_class != device_class:
+        raise AsrbenchError(f"invalid baseline file {path}: device_class: file is named for "
+                            f"{device_class!r} but says {document.device_class!r}")
+    return document
+
+
+def tolerance_of(entry: BaselineEntry | None, policy: dict[str, float] | None = None
+                 ) -> dict[str, float]:
+    """Default tolerances overridden by a policy (a matrix section's), then by the entry's own."""
+    own = entry.tolerance.given() if entry is not None else {}
+    return {**DEFAULT_TOLERANCE, **(policy or {}), **own}
+
+
+def check_tolerance(tolerance: Any, where: str) -> dict[str, float]:
+    """Validate tolerance overrides (known names, numbers >= 0); one-line error naming them."""
+    if not isinstance(tolerance, dict):
+        raise AsrbenchError(f"{where}: expected a table of tolerances")
+    for name, value in tolerance.items():
+        if name not in DEFAULT_TOLERANCE:
+            raise AsrbenchError(f"{where}: unknown tolerance {name!r} "
+                                f"(known: {', '.join(DEFAULT_TOLERANCE)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise AsrbenchError(f"{where}: tolerance {name} must be a number >= 0, got {value!r}")
+    return Tolerance.model_validate(tolerance).given()
+
+
+def entry_from_run(run: Run, environment: dict[str, Any], previous: Optional[BaselineEntry] = None,
+                   tolerance: dict[str, float] | None = None) -> BaselineEntry:
+    """A baseline entry from one report run; the previous entry's tolerance overrides are kept,
+    and `tolerance` (e.g. the matrix's per-device-class policy) is applied on top."""
+    return entry_from_runs([run], environment, previous, tolerance)
+
+
+def check_same_transcripts(runs: list[Run]) -> None:
+    """Runs of one config from several processes must agree on every transcript: otherwise
+    they did not run the same code and settings, and their spread is not noise."""
+    first = {u.id: u.prediction for u in runs[0].utterances}
+    for number, run in enumerate(runs[1:], start=2):
+        other = {u.id: u.prediction for u in run.utterances}
+        if other != first:
+            differ = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+            raise AsrbenchError(
+                f"{run.config.id}: report {number} disagrees with report 1 on {len(differ)} "
+                f"transcript(s) (e.g. {differ[0]}): record a baseline from runs of the same "
+                "code and settings")
+
+
+def entry_from_runs(runs: list[Run], environment: dict[str, Any],
+                    previous: Optional[BaselineEntry] = None,
+                    tolerance: dict[str, float] | None = None) -> BaselineEntry:
+    """A baseline entry from one config's runs in one or more independent processes.
+
+    Error rates and transcripts must be identical across them (check_same_transcripts); the
+    throughput is the median of the processes' medians, and with two or more processes their
+    medians are kept, so the band comes from the spread between processes."""
+    import statistics
+
+    check_same_transcripts(runs)
+    run = runs[0]
+    predictions = {u.id: u.prediction for u in run.utterances}
+    if not isinstance(environment, dict):  # results.Environment
+        environment = environment.model_dump()
+    packages = environment.get("packages", {})
+    device = environment.get("device", {})
+    kept = previous.tolerance.given() if previous is not None else {}
+    per_process = [r.metrics.samples_per_second for r in runs]
+    metrics = {name: getattr(run.metrics, name) for name in GATED_METRICS}
+    metrics["samples_per_second"] = statistics.median(per_process)
+    per_pass = [v for r in runs for v in r.throughput.samples_per_second_per_pass]
+    return BaselineEntry.model_validate({
+        "metrics": metrics,
+        "tolerance": {**kept, **(tolerance or {})},
+        "noise": {"samples_per_second_rsd": max(r.throughput.samples_per_second_rsd for r in runs),
+                  "passes": len(per_pass),
+                  "samples_per_second_per_pass": per_pass,
+                  "samples_per_second_per_process": per_process if len(runs) > 1 else []},
+        "predictions_sha256": predictions_digest(predictions),
+        "predictions": predictions,
+        "environment": {**{k: packages.get(k) for k in ENVIRONMENT_KEYS},
+                        "device": device.get("name"), **device.get("environment", {})},
+        "commit": environment.get("git", {}).get("commit"),
+        "updated": dt.datetime.now(dt.timezone.utc).date().isoformat(),
+    })
+
+
+def update(directory: str | Path, device_class: str, runs: list[Run] | list[list[Run]],
+           environment: dict[str, Any], tolerance: dict[str, float] | None = None
+           ) -> list[tuple[str, BaselineEntry | None, BaselineEntry]]:
+    """Rewrite only the given runs' entries in <directory>/<device_class>.json, atomically.
+
+    `runs` holds one run per config, or per config a list of its runs from several
+    independent processes (entry_from_runs). Holds a lock file while reading and writing, so
+    two refreshes never interleave. Returns (config id, old entry or None, new entry) for every
+    entry written.
+    """
+    try:
+        return _update(directory, device_class, runs, environment, tolerance)
+    except OSError as exc:  # a read-only directory, a directory where the file should be, ...
+        where = baseline_path(directory, device_class)
+        raise AsrbenchError(f"cannot write baseline file {where} "
+                            f"({exc.strerror or exc})") from None
+
+
+def _update(directory: str | Path, device_class: str, runs: list[Run] | list[list[Run]],
+            environment: dict[str, Any], tolerance: dict[str, float] | None
+            ) -> list[tuple[str, BaselineEntry | None, BaselineEntry]]:
+    from filelock import FileLock
+
+    path = baseline_path(directory, device_class)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=120):
+        document = load_for(directory, device_class) if path.exists() else None
+        entries = dict(document.entries) if document is not None else {}
+        changes = []
+        for group in runs:
+            group = [r if isinstance(r, Run) else Run.model_validate(r)
+                     for r in (group if isinstance(group, list) else [group])]
+            config_id = group[0].config.id
+            old = entries.get(config_id)
+            new = entry_from_runs(group, environment, old, tolerance)
+            entries[config_id] = new
+            changes.append((config_id, old, new))
+        written = BaselineFile.model_validate({"schema": SCHEMA_VERSION,
+                                               "device_class": device_class,
+                                               "entries": dict(sorted(entries.items()))})
+        write_json_atomic(path, dump(written))
+    return changes
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def change_table(changes: list[tuple[str, BaselineEntry | None, BaselineEntry]]) -> str:
+    """old -> new for every metric of every updated entry, for review in the PR."""
+    lines = []
+    for config_id, old, new in changes:
+        lines.append(f"{config_id}{'  (new entry)' if old is None else ''}")
+        for name in GATED_METRICS:
+            before = "-" if old is None else _fmt(getattr(old.metrics, name))
+            lines.append(f"  {name:<20} {before:>10} -> {_fmt(getattr(new.metrics, name))}")
+        processes = new.noise.samples_per_second_per_process
+        if processes:
+            lines.append(f"  recorded from {len(processes)} processes: samples/s "
+                         + ", ".join(f"{v:.4g}" for v in processes))
+        if old is not None and old.predictions_sha256 != new.predictions_sha256:
+            changed = sum(1 for k, v in new.predictions.items() if old.predictions.get(k) != v)
+            lines.append(f"  transcripts: {changed} changed")
+    return "\n".join(lines)

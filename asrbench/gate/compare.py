@@ -1,0 +1,302 @@
+"""Compare a run with its baseline entry: one verdict per metric, and the changed transcripts.
+
+Verdicts: improved, unchanged, regressed, new (no baseline entry), missing (baseline entry
+with no run). Error rates are deterministic on one device class, so any move beyond the
+absolute tolerance counts. Throughput is noisy:
+- an entry recorded from one process: it regresses only when the median drop exceeds
+  max(relative tolerance, noise_factor x the RSD recorded with the baseline) AND a one-sided
+  Mann-Whitney U test on the per-pass samples of both runs says the drop is significant
+  (p <= ALPHA). When there are too few passes for the test to ever reach ALPHA, the band
+  alone decides, and the verdict says so.
+- an entry recorded from several processes (`asrbench baseline update --report r1 r2 r3`):
+  the band is the prediction bound from the spread between those processes
+  (_between_processes_verdict), with the relative tolerance as its floor.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from asrbench.gate.baselines import GATED_METRICS, tolerance_of
+from asrbench.formats.model import BaselineEntry, Run
+from asrbench.gate.stats import mann_whitney_greater, minimum_p_value
+
+ALPHA = 0.05
+LOWER_IS_BETTER = {"wer": True, "wer_normalized": True, "cer": True, "samples_per_second": False}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome for one metric of one config."""
+
+    config_id: str
+    metric: str
+    verdict: str  # improved | unchanged | regressed | new | missing
+    value: float | None
+    baseline: float | None
+    delta: float | None  # value - baseline
+    allowed: float | None  # allowed move in the bad direction (absolute, in metric units)
+    note: str = ""  # e.g. significance in words
+
+    @property
+    def relative(self) -> float | None:
+        if self.delta is None or not self.baseline:
+            return None
+        return self.delta / self.baseline
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config_id": self.config_id, "metric": self.metric, "verdict": self.verdict,
+                "value": self.value, "baseline": self.baseline, "delta": self.delta,
+                "allowed": self.allowed, "note": self.note}
+
+
+@dataclass(frozen=True)
+class TranscriptChange:
+    """An utterance whose prediction differs from the baseline's."""
+
+    id: str
+    baseline: str | None  # None: the baseline has no such utterance
+    current: str | None  # None: the run has no such utterance
+    diff: str  # word-level: [-removed-] {+added+}
+
+
+@dataclass
+class Comparison:
+    """Everything compared for one config."""
+
+    config_id: str
+    verdicts: list[Verdict] = field(default_factory=list)
+    transcripts: list[TranscriptChange] = field(default_factory=list)
+    has_entry: bool = True  # False: the run has no baseline entry (its verdicts are "new")
+
+    @property
+    def regressed(self) -> bool:
+        return any(v.verdict == "regressed" for v in self.verdicts)
+
+    def verdict(self, metric: str) -> Verdict:
+        return next(v for v in self.verdicts if v.metric == metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config_id": self.config_id, "regressed": self.regressed,
+                "has_entry": self.has_entry,
+                "verdicts": [v.to_dict() for v in self.verdicts],
+                "transcripts_changed": [t.__dict__ for t in self.transcripts]}
+
+
+def word_diff(before: str, after: str) -> str:
+    """Word-level diff: unchanged words plain, removed as [-w-], added as {+w+}."""
+    a, b = before.split(), after.split()
+    out = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.extend(a[i1:i2])
+            continue
+        if i2 > i1:
+            out.append("[-" + " ".join(a[i1:i2]) + "-]")
+        if j2 > j1:
+            out.append("{+" + " ".join(b[j1:j2]) + "+}")
+    return " ".join(out)
+
+
+def changed_transcripts(baseline: dict[str, str], current: dict[str, str]) -> list[TranscriptChange]:
+    """Every utterance whose text differs, appears or disappears, in a stable order."""
+    changes = []
+    for uid in list(current) + [k for k in baseline if k not in current]:
+        old, new = baseline.get(uid), current.get(uid)
+        if old != new:
+            changes.append(TranscriptChange(uid, old, new, word_diff(old or "", new or "")))
+    return changes
+
+
+def as_run(run: Run | dict[str, Any]) -> Run:
+    """A report run as the typed model (a dict is validated: hand-built runs in tests)."""
+    return run if isinstance(run, Run) else Run.model_validate(run)
+
+
+def as_entry(entry: BaselineEntry | dict[str, Any] | None) -> BaselineEntry | None:
+    """A baseline entry as the typed model, or None."""
+    if entry is None or isinstance(entry, BaselineEntry):
+        return entry
+    return BaselineEntry.model_validate(entry)
+
+
+def _undefined(value: float | None) -> bool:
+    return value is None or math.isnan(value)
+
+
+def _error_rate_verdict(config_id: str, metric: str, value: float | None, base: float | None,
+                        allowed: float) -> Verdict:
+    if _undefined(value) or _undefined(base):
+        same = _undefined(value) and _undefined(base)
+        return Verdict(config_id, metric, "unchanged" if same else "regressed", value, base, None,
+                       allowed, "" if same else "one side is undefined (no normalized words)")
+    delta = value - base
+    verdict = "regressed" if delta > allowed + 1e-12 else "improved" if delta < -allowed - 1e-12 else "unchanged"
+    return Verdict(config_id, metric, verdict, value, base, delta, allowed)
+
+
+def _between_processes_verdict(config_id: str, run: Run, entry: BaselineEntry,
+                               tolerance: dict[str, float]) -> Verdict:
+    """The band of an entry recorded from k >= 2 processes: the one-sided (1 - ALPHA)
+    prediction bound for one new process, t(1 - ALPHA, k - 1) * sqrt(1 + 1/k) times the larger
+    of the spread between the recorded processes and this run's own passes; never below the
+    relative floor (samples_per_second_rel, e.g. the matrix's per-device-class tolerance). The
+    per-pass Mann-Whitney test is not used here: passes inside one process do not see the
+    noise between processes, so that test would call a slower process significant."""
+    import statistics
+
+    from scipy import stats
+
+    value = run.metrics.samples_per_second
+    base = entry.metrics.samples_per_second
+    processes = entry.noise.samples_per_second_per_process
+    k = len(processes)
+    between = statistics.stdev(processes) / statistics.fmean(processes)
+    own = run.throughput.samples_per_second_rsd
+    factor = float(stats.t.ppf(1.0 - ALPHA, k - 1)) * math.sqrt(1.0 + 1.0 / k)
+    floor = tolerance["samples_per_second_rel"]
+    rel_band = max(floor, factor * max(between, own))
+    allowed = rel_band * base
+    delta = value - base
+    note = (f"band {rel_band:.1%}: max of the {floor:.0%} floor and the {1 - ALPHA:.0%} "
+            f"prediction bound for one process ({factor:.2f} x {max(between, own):.1%}; spread "
+            f"of the {k} recorded processes {between:.1%}, this run's passes {own:.1%})")
+    verdict = "regressed" if delta < -allowed else "improved" if delta > allowed else "unchanged"
+    return Verdict(config_id, "samples_per_second", verdict, value, base, delta, allowed, note)
+
+
+def _throughput_verdict(config_id: str, run: Run, entry: BaselineEntry,
+                        tolerance: dict[str, float]) -> Verdict:
+    if len(entry.noise.samples_per_second_per_process) >= 2:
+        return _between_processes_verdict(config_id, run, entry, tolerance)
+    value = run.metrics.samples_per_second
+    base = entry.metrics.samples_per_second
+    # The band comes from the noise measured when the baseline was recorded; the current
+    # run's own spread enters through the significance test on its per-pass samples.
+    base_rsd = entry.noise.samples_per_second_rsd
+    rel_band = max(tolerance["samples_per_second_rel"], tolerance["noise_factor"] * base_rsd)
+    allowed = rel_band * base
+    delta = value - base
+    current = run.throughput.samples_per_second_per_pass
+    previous = entry.noise.samples_per_second_per_pass or [base]
+    band_note = f"band {rel_band:.1%} (max of {tolerance['samples_per_second_rel']:.0%} and " \
+                f"{tolerance['noise_factor']:g}x noise)"
+    if delta < -allowed:
+        if minimum_p_value(len(previous), len(current)) > ALPHA:
+            return Verdict(config_id, "samples_per_second", "regressed", value, base, delta, allowed,
+                           f"drop beyond {band_note}; too few passes for a significance test")
+        p = mann_whitney_greater(previous, current)
+        if p <= ALPHA:
+            return Verdict(config_id, "samples_per_second", "regressed", value, base, delta, allowed,
+                           f"significant drop (Mann-Whitney p={p:.3f}), beyond {band_note}")
+        return Verdict(config_id, "samples_per_second", "unchanged", value, base, delta, allowed,
+                       f"drop beyond {band_note} but not significant (p={p:.3f})")
+    if delta > allowed:
+        return Verdict(config_id, "samples_per_second", "improved", value, base, delta, allowed, band_note)
+    return Verdict(config_id, "samples_per_second", "unchanged", value, base, delta, allowed,
+                   f"within {band_note}")
+
+
+def compilation_verdict(run: Run | dict[str, Any]) -> Verdict | None:
+    """Graph compilations during the timed passes: any is a regression (an exact count, no
+    noise; a timed pass that compiles measures the compiler). None where nothing was counted."""
+    run = as_run(run)
+    compilations = run.timings.compilations
+    if compilations is None:
+        return None
+    during = int(sum(compilations.passes))
+    note = (f"warm-up {compilations.warmup}, timed passes {compilations.passes} "
+            f"({compilations.counter})")
+    return Verdict(run.config.id, "compilations_in_timed_passes",
+                   "regressed" if during else "unchanged", float(during), 0.0, float(during), 0.0,
+                   note)
+
+
+def agreement_verdict(run: Run | dict[str, Any], tolerance: dict[str, float]) -> Verdict | None:
+    """Agreement with the stock fp32 CPU reference: regressed when the share of identical
+    transcripts falls below reference_share_min or their WER against the reference exceeds
+    reference_wer_max. None where the run is the reference setup (nothing was checked)."""
+    run = as_run(run)
+    reference = run.reference
+    if reference is None:
+        return None
+    config_id = run.config.id
+    if reference.error is not None:
+        return Verdict(config_id, "reference_agreement", "regressed", None,
+                       tolerance["reference_share_min"], None, None,
+                       f"the reference could not be decoded, so agreement is unknown: "
+                       f"{reference.error}")
+    low_share = reference.share < tolerance["reference_share_min"]
+    high_wer = reference.wer > tolerance["reference_wer_max"]
+    note = (f"{reference.identical}/{reference.utterances} identical to {reference.reference},"
+            f" WER vs reference {reference.wer:.4f} (limits: share >= "
+            f"{tolerance['reference_share_min']:g}, WER <= {tolerance['reference_wer_max']:g})")
+    return Verdict(config_id, "reference_agreement",
+                   "regressed" if low_share or high_wer else "unchanged", reference.share,
+                   tolerance["reference_share_min"], None, None, note)
+
+
+def run_checks(run: Run | dict[str, Any], tolerance: dict[str, float]) -> list[Verdict]:
+    """Verdicts that need no baseline: compilations while timed, agreement with the reference."""
+    return [v for v in (compilation_verdict(run), agreement_verdict(run, tolerance)) if v]
+
+
+def compare_run(run: Run | dict[str, Any], entry: BaselineEntry | dict[str, Any] | None,
+                policy: dict[str, float] | None = None) -> Comparison:
+    """Verdicts for one report run against its baseline entry (None: no entry yet; `policy`,
+    e.g. the matrix section's tolerance, then stands in for the entry's)."""
+    run, entry = as_run(run), as_entry(entry)
+    config_id = run.config.id
+    comparison = Comparison(config_id, has_entry=entry is not None)
+    tolerance = tolerance_of(entry, policy)
+    if entry is None:
+        comparison.verdicts = [Verdict(config_id, m, "new", getattr(run.metrics, m), None, None,
+                                       None, "no baseline entry") for m in GATED_METRICS]
+        comparison.verdicts += run_checks(run, tolerance)
+        return comparison
+    for metric in ("wer", "wer_normalized"):
+        comparison.verdicts.append(_error_rate_verdict(
+            config_id, metric, getattr(run.metrics, metric), getattr(entry.metrics, metric),
+            tolerance["wer_abs"]))
+    comparison.verdicts.append(_error_rate_verdict(
+        config_id, "cer", run.metrics.cer, entry.metrics.cer, tolerance["cer_abs"]))
+    comparison.verdicts.append(_throughput_verdict(config_id, run, entry, tolerance))
+    comparison.verdicts += run_checks(run, tolerance)
+    current = {u.id: u.prediction for u in run.utterances}
+    comparison.transcripts = changed_transcripts(entry.predictions, current)
+    return comparison
+
+
+def missing_entries(baseline_entries: dict[str, BaselineEntry], run_ids: set[str]
+                    ) -> list[Comparison]:
+    """Baseline entries with no run in the report (informational: not a failure)."""
+    out = []
+    for config_id, entry in baseline_entries.items():
+        if config_id in run_ids:
+            continue
+        comparison = Comparison(config_id)
+        comparison.verdicts = [Verdict(config_id, m, "missing", None, getattr(entry.metrics, m),
+                                       None, None, "baseline entry has no run")
+                               for m in GATED_METRICS]
+        out.append(comparison)
+    return out
+
+
+def format_number(value: float | None, metric: str = "") -> str:
+    """A metric value as the tables print it (samples/s to 4 significant digits)."""
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if metric == "samples_per_second" else f"{value:.4f}"
+
+
+def describe_verdict(verdict: Verdict) -> str:
+    """One line: metric, baseline -> current, delta, allowed band, verdict and note."""
+    delta = "" if verdict.delta is None else f" (delta {verdict.delta:+.4f}"
+    if delta:
+        delta += ")" if verdict.allowed is None else f", allowed ±{verdict.allowed:.4f})"
+    return (f"{verdict.metric}: baseline {format_number(verdict.baseline)} -> "
+            f"{format_number(verdict.value)}{delta} {verdict.verdict.upper()}"
+            + (f" [{verdict.note}]" if verdict.note else ""))

@@ -1,0 +1,95 @@
+"""One failure policy for both front doors: what in a comparison fails the gate, warns, or passes.
+
+compare.py says how each metric moved (verdicts); this module says what that means for a pull
+request. The pytest tests (one per check) and `asrbench compare` (all checks) ask the same
+Policy, with the same options, so they cannot disagree:
+
+- a regression of any metric fails (throughput beyond its noise-aware band, an error rate
+  beyond tolerance, a compilation in a timed pass, agreement with the reference lost);
+- an error rate that improved beyond tolerance fails too (the baseline is out of date: refresh
+  it), unless improvements are allowed;
+- changed transcripts fail, or only warn with transcripts="warn";
+- a config without a baseline entry fails, unless missing entries are allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from asrbench.gate.compare import Comparison, describe_verdict
+from asrbench.errors import AsrbenchError
+
+#: the checks, each one pytest test; `asrbench compare` applies them all
+CHECKS = ("wer", "cer", "throughput", "transcripts", "compilations", "agreement", "missing")
+#: metrics each check looks at
+CHECK_METRICS = {
+    "wer": ("wer", "wer_normalized"),
+    "cer": ("cer",),
+    "throughput": ("samples_per_second",),
+    "compilations": ("compilations_in_timed_passes",),
+    "agreement": ("reference_agreement",),
+}
+ERROR_RATES = ("wer", "wer_normalized", "cer")
+TRANSCRIPT_MODES = ("fail", "warn")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the policy says about a config: it fails the gate, or it is a warning."""
+
+    config_id: str
+    check: str  # one of CHECKS
+    fails: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What fails a gate (the same options on both doors)."""
+
+    allow_improvements: bool = False  # error rates better than the baseline beyond tolerance pass
+    transcripts: str = "fail"  # changed transcripts: "fail" or "warn"
+    allow_missing: bool = False  # a config without a baseline entry passes (reported as new)
+
+    def __post_init__(self) -> None:
+        if self.transcripts not in TRANSCRIPT_MODES:
+            raise AsrbenchError(f"transcripts must be one of {', '.join(TRANSCRIPT_MODES)}, "
+                                f"got {self.transcripts!r}")
+
+    def findings(self, comparison: Comparison, checks: Iterable[str] = CHECKS) -> list[Finding]:
+        """What fails or warns for one config, limited to `checks`."""
+        wanted = set(checks)
+        unknown = wanted - set(CHECKS)
+        if unknown:
+            raise ValueError(f"unknown checks {sorted(unknown)}")
+        out: list[Finding] = []
+        config_id = comparison.config_id
+        for check, metrics in CHECK_METRICS.items():
+            if check not in wanted:
+                continue
+            for verdict in comparison.verdicts:
+                if verdict.metric not in metrics:
+                    continue
+                if verdict.verdict == "regressed":
+                    out.append(Finding(config_id, check, True, describe_verdict(verdict)))
+                elif verdict.verdict == "improved" and verdict.metric in ERROR_RATES:
+                    text = (describe_verdict(verdict)
+                            + " (better than the baseline: refresh it if intended)")
+                    out.append(Finding(config_id, check, not self.allow_improvements, text))
+        if "transcripts" in wanted and comparison.transcripts:
+            count = len(comparison.transcripts)
+            out.append(Finding(config_id, "transcripts", self.transcripts == "fail",
+                               f"{count} transcript(s) differ from the baseline"))
+        if "missing" in wanted and not comparison.has_entry:
+            out.append(Finding(config_id, "missing", not self.allow_missing,
+                               "no baseline entry"))
+        return out
+
+    def fails(self, comparisons: Iterable[Comparison]) -> bool:
+        """Whether any of these configs fails the gate."""
+        return any(f.fails for c in comparisons for f in self.findings(c))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"allow_improvements": self.allow_improvements, "transcripts": self.transcripts,
+                "allow_missing": self.allow_missing}

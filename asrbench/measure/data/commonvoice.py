@@ -1,0 +1,81 @@
+"""A local Common Voice release: <dir>/<locale>/<split>.tsv and <dir>/<locale>/clips/*.mp3."""
+
+from __future__ import annotations
+
+import csv
+import functools
+from pathlib import Path
+from typing import Iterator
+
+from asrbench.measure.data import RawRow, unusable
+from asrbench.measure.data.audio import decode_audio
+from asrbench.errors import AsrbenchError
+
+REQUIRED_COLUMNS = ("path", "sentence")
+
+
+def locate(root: Path, locale: str | None, split: str) -> Path:
+    """Find <split>.tsv under root/<locale>/ or directly under root (root = one locale)."""
+    candidates = [root / locale / f"{split}.tsv"] if locale else []
+    candidates.append(root / f"{split}.tsv")
+    for tsv in candidates:
+        if tsv.is_file():
+            return tsv
+    locales = sorted(p.name for p in root.iterdir() if (p / f"{split}.tsv").is_file())
+    hint = (f"locales with {split}.tsv here: {', '.join(locales)} (pass --dataset-config)"
+            if locales else f"expected {root}/<locale>/{split}.tsv and clips/")
+    wanted = f"{root / locale / (split + '.tsv')}" if locale else f"{root / (split + '.tsv')}"
+    raise AsrbenchError(f"Common Voice split not found: {wanted} does not exist; {hint}")
+
+
+def rows(root: Path, locale: str | None, split: str) -> tuple[str, Iterator[RawRow]]:
+    """Describe the split and iterate its rows (audio decoded lazily)."""
+    tsv = locate(root, locale, split)
+    try:
+        with open(tsv, "rb") as fh:  # only the first line: a bad byte further on is one row
+            header = fh.readline().decode("utf-8").rstrip("\r\n").split("\t")
+    except UnicodeDecodeError:
+        raise AsrbenchError(f"{tsv}: the header line is not valid UTF-8") from None
+    except OSError as exc:
+        raise AsrbenchError(f"{tsv}: cannot be read ({exc.strerror or exc})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise AsrbenchError(f"{tsv}: not a Common Voice table, missing column(s) {', '.join(missing)}")
+    name = f"{tsv.parent.name}/{split} ({tsv.parent})"
+    return name, _iter_rows(tsv)
+
+
+def _has_bad_bytes(record: dict) -> bool:
+    """Fields read with surrogateescape hold lone surrogates where the bytes were not UTF-8."""
+    return any(isinstance(v, str) and any("\udc80" <= c <= "\udcff" for c in v)
+               for v in record.values())
+
+
+def _iter_rows(tsv: Path) -> Iterator[RawRow]:
+    clips = tsv.parent / "clips"
+    stems: dict[str, str] = {}  # clip id -> the clip file it names
+    # surrogateescape: one row with bytes that are not UTF-8 is one skipped row, not a crash.
+    with open(tsv, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        # Common Voice tables are plain TSV: quotes are literal characters in sentences.
+        reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        for number, record in enumerate(reader, start=2):
+            row_id = f"{tsv.name}:{number}"
+            if _has_bad_bytes(record):
+                yield RawRow(row_id, unusable("row is not valid UTF-8"), "?")
+                continue
+            clip = (record.get("path") or "").strip()
+            if not clip:
+                yield RawRow(row_id, unusable("row has no clip path"), record.get("sentence"))
+                continue
+            if Path(clip).name != clip or clip in (".", ".."):
+                yield RawRow(row_id, unusable(f"clip path {clip!r} is not a file name in clips/"),
+                             record.get("sentence"))
+                continue
+            # The id is the clip's name without its extension, as Common Voice ids are; two
+            # different files with one stem (same.mp3, same.wav) keep their full names apart.
+            clip_id = Path(clip).stem
+            if stems.setdefault(clip_id, clip) != clip:
+                clip_id = clip
+            yield RawRow(clip_id, functools.partial(decode_audio, clips / clip),
+                         record.get("sentence"))
+

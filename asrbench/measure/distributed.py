@@ -1,0 +1,351 @@
+"""Data-parallel evaluation with torch.distributed: launch, shards, collectives, merging.
+
+One process per device ("rank"), started by torchrun (which sets RANK, WORLD_SIZE,
+LOCAL_RANK) or by optimum-habana's gaudi_spawn.py --use_mpi (mpirun: OMPI_COMM_WORLD_RANK,
+OMPI_COMM_WORLD_SIZE, OMPI_COMM_WORLD_LOCAL_RANK; gaudi_spawn exports MASTER_ADDR/PORT).
+Each rank evaluates one contiguous shard of the split with the unchanged engine; the ranks
+meet at a barrier before every pass so the passes start together; the shards' results are
+gathered and merged in split order, and rank 0 writes the one report. The process group uses
+the device's backend (hccl, nccl, gloo); per-utterance results travel over a gloo group.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+
+from asrbench.errors import AsrbenchError, first_line
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asrbench.config.settings import BenchConfig
+    from asrbench.devices import Device
+    from asrbench.measure.engine import RunResult
+
+TIMEOUT_ENV = "ASRBENCH_DIST_TIMEOUT"
+# Bounds every wait on another rank: rendezvous, the barrier before each pass, the gather.
+# A real pass on a big split can take minutes, so it is generous; tests set it low.
+DEFAULT_TIMEOUT_SECONDS = 600.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where this process sits in the job, as its launcher described it."""
+
+    rank: int = 0  # global rank
+    world_size: int = 1  # processes in the job
+    local_rank: int = 0  # rank on this host: picks the GPU / Gaudi card
+    local_world_size: int = 1  # processes on this host (CPU threads are shared among them)
+    launcher: str = "none"  # torchrun | mpirun | none
+
+    @property
+    def label(self) -> str:
+        """'rank 1 of 2' (for messages)."""
+        return f"rank {self.rank} of {self.world_size}"
+
+
+def _int_var(env: Mapping[str, str], name: str, default: int | None = None) -> int:
+    value = env.get(name)
+    if value is None:
+        if default is None:
+            raise AsrbenchError(f"{name} is not set (a launcher that sets the rank variables "
+                                "must set it too)")
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise AsrbenchError(f"{name}={value!r} is not an integer") from None
+
+
+def detect_launch(environ: Mapping[str, str] | None = None) -> Launch:
+    """Read rank and world size from torchrun's or mpirun's environment (none: one process)."""
+    env = os.environ if environ is None else environ
+    if "RANK" in env or "WORLD_SIZE" in env:  # torchrun, or anything else using env://
+        world = _int_var(env, "WORLD_SIZE")
+        launch = Launch(_int_var(env, "RANK"), world, _int_var(env, "LOCAL_RANK", 0),
+                        _int_var(env, "LOCAL_WORLD_SIZE", world), "torchrun")
+    elif "OMPI_COMM_WORLD_RANK" in env:  # mpirun (gaudi_spawn.py --use_mpi)
+        world = _int_var(env, "OMPI_COMM_WORLD_SIZE")
+        launch = Launch(_int_var(env, "OMPI_COMM_WORLD_RANK"), world,
+                        _int_var(env, "OMPI_COMM_WORLD_LOCAL_RANK", 0),
+                        _int_var(env, "OMPI_COMM_WORLD_LOCAL_SIZE", world), "mpirun")
+    else:
+        return Launch()
+    if launch.world_size < 1 or not 0 <= launch.rank < launch.world_size:
+        raise AsrbenchError(f"inconsistent launch environment: rank {launch.rank}, world size "
+                            f"{launch.world_size}")
+    return launch
+
+
+def shard(count: int, world_size: int, rank: int) -> range:
+    """Indices of rank's contiguous shard of `count` items: sizes differ by at most one, the
+    first `count % world_size` ranks take one more, and the shards in rank order are 0..count-1."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside a world of {world_size}")
+    base, extra = divmod(count, world_size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (1 if rank < extra else 0))
+
+
+def cpu_threads(launch: Launch, environ: Mapping[str, str] | None = None,
+                available: int | None = None, total: int | None = None) -> int:
+    """Intra-op threads for one rank: OMP_NUM_THREADS if set (torchrun sets 1 for several
+    processes); else the cores the launcher bound us to; else this host's cores shared out."""
+    env = os.environ if environ is None else environ
+    if env.get("OMP_NUM_THREADS", "").strip().isdigit() and int(env["OMP_NUM_THREADS"]) > 0:
+        return int(env["OMP_NUM_THREADS"])
+    total = total or os.cpu_count() or 1
+    if available is None:
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+    if available < total:  # bound to some cores (mpirun --bind-to core): use exactly those
+        return max(1, available)
+    return max(1, total // max(1, launch.local_world_size))
+
+
+class World:
+    """This process's rank in a data-parallel run and the few collectives the runner uses.
+
+    With one process (no launcher) it holds no process group and every collective is trivial.
+    """
+
+    def __init__(self, launch: Launch | None = None, timeout_s: float | None = None) -> None:
+        self.launch = launch or Launch()
+        self.timeout_s = float(timeout_s if timeout_s is not None else default_timeout())
+        if self.timeout_s <= 0:
+            raise AsrbenchError(f"distributed timeout must be > 0 seconds, got {self.timeout_s:g}")
+        self._device: Device | None = None
+        self._objects: Any = None  # process group for pickled objects (gloo)
+
+    @classmethod
+    def from_environment(cls, timeout_s: float | None = None) -> "World":
+        """The world this process was launched into; prepares the process for it."""
+        world = cls(detect_launch(), timeout_s)
+        if world.size > 1:
+            world._prepare_process()
+        return world
+
+    @property
+    def size(self) -> int:
+        return self.launch.world_size
+
+    @property
+    def rank(self) -> int:
+        return self.launch.rank
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one that prints and writes the report."""
+        return self.launch.rank == 0
+
+    def _prepare_process(self) -> None:
+        import torch
+
+        if self.launch.launcher == "mpirun":
+            # torch's env:// rendezvous and the device backends (LOCAL_RANK picks the card)
+            # read torchrun's names; mpirun only sets its own.
+            for name, value in (("RANK", self.launch.rank), ("WORLD_SIZE", self.launch.world_size),
+                                ("LOCAL_RANK", self.launch.local_rank),
+                                ("LOCAL_WORLD_SIZE", self.launch.local_world_size)):
+                os.environ.setdefault(name, str(value))
+        missing = [n for n in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(n)]
+        if missing:
+            raise AsrbenchError(f"{' and '.join(missing)} not set: torchrun and gaudi_spawn.py set "
+                                "them; with plain mpirun export MASTER_ADDR=localhost "
+                                "MASTER_PORT=29500")
+        # Ranks on one host share its cores; oversubscribed threads make every rank slower.
+        torch.set_num_threads(cpu_threads(self.launch))
+
+    def configs(self, configs: list["BenchConfig"]) -> list["BenchConfig"]:
+        """The configs with this run's world size (part of their id); a config file that asks
+        for another world size than the launcher started is an error."""
+        out = []
+        for config in configs:
+            if config.world_size not in (1, self.size):
+                raise AsrbenchError(
+                    f"{config.id} asks for world_size {config.world_size} but {self.size} "
+                    f"process(es) were launched: use torchrun --nproc-per-node {config.world_size}")
+            out.append(config.replace(world_size=self.size))
+        return out
+
+    def connect(self, device: "Device") -> None:
+        """Start the process group with the device's backend (once; no-op for one process)."""
+        if self.size == 1 or self._device is not None:
+            return
+        import torch.distributed as dist
+
+        device.setup_distributed()
+        timeout = dt.timedelta(seconds=self.timeout_s)
+        backend = device.distributed_backend
+        try:
+            dist.init_process_group(backend=backend, init_method="env://", rank=self.rank,
+                                    world_size=self.size, timeout=timeout)
+            self._objects = (dist.group.WORLD if backend == "gloo"
+                             else dist.new_group(backend="gloo", timeout=timeout))
+        except (RuntimeError, ValueError) as exc:
+            raise AsrbenchError(f"could not start the {backend} process group within "
+                                f"{self.timeout_s:g} s (did every rank start?): {first_line(exc)}"
+                                ) from None
+        self._device = device
+
+    def _collective(self, what: str, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except RuntimeError as exc:  # gloo/nccl/hccl errors and timeouts (DistBackendError)
+            raise AsrbenchError(
+                f"{what} failed: another rank failed or did not arrive within {self.timeout_s:g} s "
+                f"(see its error; raise the limit with --dist-timeout or ${TIMEOUT_ENV}): "
+                f"{first_line(exc)}") from None
+
+    def barrier(self) -> None:
+        """Wait until every rank arrives (a one-element all-reduce on the device)."""
+        if self.size == 1:
+            return
+        import torch
+        import torch.distributed as dist
+
+        device = self._device
+        if device is None:
+            raise RuntimeError("World.barrier() before connect(): a programming error")
+
+        def meet() -> None:
+            flag = torch.zeros(1, device=device.torch_device)
+            dist.all_reduce(flag)
+            device.synchronize()
+
+        self._collective("barrier before a timed pass", meet)
+
+    def all_gather(self, obj: T) -> list[T]:
+        """Every rank's `obj`, in rank order (pickled, over gloo)."""
+        if self.size == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.size
+
+        def gather() -> None:
+            dist.all_gather_object(out, obj, group=self._objects)
+
+        self._collective("gathering results", gather)
+        return out
+
+    def close(self) -> None:
+        """Tear the process group down (after a successful run)."""
+        if self._device is None:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        self._device = None
+
+
+def default_timeout() -> float:
+    """Seconds from $ASRBENCH_DIST_TIMEOUT, else DEFAULT_TIMEOUT_SECONDS."""
+    value = os.environ.get(TIMEOUT_ENV)
+    if not value:
+        return DEFAULT_TIMEOUT_SECONDS
+    try:
+        return float(value)
+    except ValueError:
+        raise AsrbenchError(f"{TIMEOUT_ENV}={value!r} is not a number of seconds") from None
+
+
+def merge_results(parts: list["RunResult"]) -> "RunResult":
+    """One run from the ranks' shard results (in rank order): every utterance once, in split
+    order, and the ranks' timings merged (Timings.merge). Unscored: the caller scores the
+    merged run once."""
+    from asrbench.measure.engine import RunResult, Timings
+
+    first = parts[0]
+    timings = Timings.merge([p.timings for p in parts])
+    for rank, part in zip(timings.ranks or [], parts):
+        rank["utterances"] = len(part.utterances)
+        rank["device"] = part.device.get("name")
+    return RunResult(
+        config=first.config, utterances=[u for part in parts for u in part.utterances],
+        skipped=list(first.skipped), timings=timings, device=dict(first.device),
+        dataset_name=first.dataset_name,
+        passes_identical=all(p.passes_identical for p in parts))
+
+
+# -- launching a distributed run from another process (the pytest plugin) -------------------
+
+def torchrun_command(nproc: int, args: list[str]) -> list[str]:
+    """`python -m torch.distributed.run --standalone --nproc-per-node N -m asrbench <args>`."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={nproc}", "-m", "asrbench", *args]
+
+
+def config_toml(config: "BenchConfig", passes: int) -> str:
+    """The config as an `asrbench run --config` file (None fields left out)."""
+    lines = [f"passes = {passes}"]
+    for name, value in config.to_dict().items():
+        if name == "id" or value is None:
+            continue
+        # JSON scalars are valid TOML scalars (strings, numbers, true/false).
+        lines.append(f"{name} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def error_lines(output: str) -> list[str]:
+    """The `asrbench: error: ...` lines of the ranks' output, without repeats."""
+    seen: list[str] = []
+    for line in output.splitlines():
+        line = line.strip()
+        if line.startswith("asrbench: error:") and line not in seen:
+            seen.append(line)
+    return seen
+
+
+def launch_run(config: "BenchConfig", passes: int, workdir: Path,
+               timeout_s: float | None = None) -> dict[str, Any]:
+    """Run one config with torchrun on config.world_size local processes; returns its report
+    entry (validated). A failed rank is an AsrbenchError quoting the ranks' error lines."""
+    from asrbench.formats.io import load_report
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="config-", suffix=".toml", dir=workdir)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(config_toml(config, passes))
+    report = Path(name).with_suffix(".json")
+    command = torchrun_command(config.world_size, ["run", "--config", name, "--report",
+                                                   str(report), "--no-progress"])
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise AsrbenchError(f"{config.id}: torchrun did not finish within {timeout_s:g} s") from None
+    if proc.returncode != 0:
+        output = proc.stdout + proc.stderr
+        lines = error_lines(output) or output.strip().splitlines()[-5:]
+        raise AsrbenchError(f"{config.id}: torchrun --nproc-per-node {config.world_size} exited "
+                            f"with status {proc.returncode}: " + " | ".join(lines))
+    runs = load_report(report).runs
+    if len(runs) != 1 or runs[0].config.id != config.id:
+        raise AsrbenchError(f"{report}: expected one run of {config.id}, got "
+                            f"{[r.config.id for r in runs]}")
+    return runs[0]
+
+
+def probe_device(kind: str, timeout_s: float = 300.0) -> tuple[str, str]:
+    """(device class, kind) of `--device kind`, found in a short-lived child process so this
+    one never holds a GPU or Gaudi card that the ranks need."""
+    code = ("import json; from asrbench.devices import get_device; d = get_device(%r); "
+            "print(json.dumps([d.device_class(), d.kind]))" % kind)
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise AsrbenchError(f"probing --device {kind} took over {timeout_s:g} s") from None
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise AsrbenchError(f"probing --device {kind} failed: {tail[0]}")
+    device_class, found = json.loads(proc.stdout.strip().splitlines()[-1])
+    return device_class, found

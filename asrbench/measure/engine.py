@@ -1,0 +1,503 @@
+"""The evaluation loop: features once, batches, a warm-up, timed passes.
+
+Throughput is real utterances / wall time of a timed pass, with the device synchronized before
+every clock read; warm-up (graph capture, compilation, allocator growth) is excluded and
+reported separately. Features are padded to 30 s by the feature extractor. Where shapes must be
+static (HPU, graphs) the decoder is asrbench's static decoder and the last batch is filled with
+dummy rows that never reach a metric, so a graph is never re-captured mid-run; elsewhere the
+last batch keeps only its real rows (dummy rows would cost real time). Graph compilations and
+captures are counted over the warm-up and over each timed pass: a timed pass must compile
+nothing.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from asrbench.measure import decoding
+from asrbench.config.settings import BenchConfig
+from asrbench.measure.data import SAMPLE_RATE, LoadedSplit, Skipped
+from asrbench.measure.decoding import GreedyDecoder, StaticGreedyDecoder, whisper_prompt
+from asrbench.devices import Device
+from asrbench.errors import AsrbenchError
+from asrbench.measure.metrics import ErrorRates, Throughput, error_rates, percentile, throughput
+from asrbench.measure.models import LoadedModel
+
+
+@dataclass(frozen=True)
+class UtteranceResult:
+    """One utterance's outcome."""
+
+    id: str
+    reference: str
+    prediction: str
+    tokens: int  # tokens generated after the forced prompt, up to and including EOS
+    audio_seconds: float
+
+
+def _largest(values: list[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+@dataclass
+class Timings:
+    """Where one run's time went. A data-parallel run merges its ranks' timings (merge()); the
+    report stores to_dict(). Nothing here scores transcripts."""
+
+    pass_seconds: list[float]  # wall time of each timed pass (device synchronized at both ends)
+    model_seconds: float = 0.0  # time inside the model calls over all timed passes
+    feature_extraction_seconds: float = 0.0
+    warmup_seconds: float = 0.0
+    warmup_batches: int = 0
+    batches_per_pass: int = 0
+    latencies: list[float] = field(default_factory=list)  # every timed batch's seconds
+    detokenize_seconds: float = 0.0
+    decoder: str = ""
+    #: graph compilations/captures {counter, warmup, passes}; None where nothing is counted
+    compilations: dict[str, Any] | None = None
+    peak_device_memory_bytes: int | None = None
+    peak_host_rss_bytes: int | None = None
+    ranks: list[dict[str, Any]] | None = None  # per-rank figures of a merged run
+
+    @property
+    def median_pass(self) -> float:
+        return statistics.median(self.pass_seconds)
+
+    @property
+    def harness_overhead(self) -> float:
+        """Share of timed wall time outside the model calls (token read-back, loop, progress);
+        the host-to-device copy and the synchronize count as model time."""
+        return 1 - self.model_seconds / sum(self.pass_seconds)
+
+    @classmethod
+    def merge(cls, parts: list["Timings"]) -> "Timings":
+        """The ranks of one data-parallel run: they started each pass together (barrier), so a
+        pass lasted as long as its slowest rank; latencies pool; compilations add up (any rank
+        compiling while timed counts); the other figures are the largest rank's."""
+        passes = len(parts[0].pass_seconds)
+        slowest = [max(p.pass_seconds[i] for p in parts) for i in range(passes)]
+        counted = [p.compilations for p in parts]
+        compilations = None if any(c is None for c in counted) else {
+            "counter": counted[0]["counter"],
+            "warmup": sum(c["warmup"] for c in counted),
+            "passes": [sum(c["passes"][i] for c in counted) for i in range(passes)]}
+        # The slowest rank's share outside the model, so harness_overhead stays a rank's figure.
+        overhead = max(p.harness_overhead for p in parts)
+        return cls(
+            pass_seconds=slowest, model_seconds=(1 - overhead) * sum(slowest),
+            feature_extraction_seconds=max(p.feature_extraction_seconds for p in parts),
+            warmup_seconds=max(p.warmup_seconds for p in parts),
+            warmup_batches=parts[0].warmup_batches,
+            batches_per_pass=max(p.batches_per_pass for p in parts),
+            latencies=[t for p in parts for t in p.latencies],
+            detokenize_seconds=max(p.detokenize_seconds for p in parts),
+            decoder=parts[0].decoder, compilations=compilations,
+            peak_device_memory_bytes=_largest([p.peak_device_memory_bytes for p in parts]),
+            peak_host_rss_bytes=_largest([p.peak_host_rss_bytes for p in parts]),
+            ranks=[{"rank": rank, "pass_seconds": p.pass_seconds,
+                    "warmup_seconds": p.warmup_seconds,
+                    "feature_extraction_seconds": p.feature_extraction_seconds,
+                    "batches_per_pass": p.batches_per_pass,
+                    "batch_latency_p50": percentile(p.latencies, 50),
+                    "batch_latency_p90": percentile(p.latencies, 90),
+                    "peak_device_memory_bytes": p.peak_device_memory_bytes}
+                   for rank, p in enumerate(parts)])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's `timings` block."""
+        out = {
+            "feature_extraction_seconds": self.feature_extraction_seconds,
+            "warmup_seconds": self.warmup_seconds,
+            "warmup_batches": self.warmup_batches,
+            "pass_seconds": list(self.pass_seconds),
+            "pass_seconds_median": self.median_pass,
+            "passes": len(self.pass_seconds),
+            "batches_per_pass": self.batches_per_pass,
+            "harness_overhead": self.harness_overhead,
+            "decoder": self.decoder,
+            "compilations": self.compilations,
+            "batch_latency_p50": percentile(self.latencies, 50),
+            "batch_latency_p90": percentile(self.latencies, 90),
+            "detokenize_seconds": self.detokenize_seconds,
+            "end_to_end_seconds": (self.feature_extraction_seconds + self.median_pass
+                                   + self.detokenize_seconds),
+            "peak_device_memory_bytes": self.peak_device_memory_bytes,
+            "peak_host_rss_bytes": self.peak_host_rss_bytes,
+        }
+        if self.ranks is not None:
+            out["world_size"] = len(self.ranks)
+            out["ranks"] = self.ranks
+        return out
+
+
+@dataclass
+class RunResult:
+    """Everything one evaluation produced; report.py serializes it. Scored once, by score(),
+    after the ranks of a data-parallel run are merged."""
+
+    config: BenchConfig
+    utterances: list[UtteranceResult]
+    skipped: list[Skipped]
+    timings: Timings
+    device: dict[str, Any]
+    dataset_name: str
+    passes_identical: bool  # every timed pass produced the same transcripts as the first
+    #: agreement with the stock reference (reference.Agreement.to_dict() plus what was compared);
+    #: None where the run is the reference setup itself or the check is off
+    reference: dict[str, Any] | None = None
+    errors: ErrorRates | None = None  # set by score()
+    throughput: Throughput | None = None  # set by score()
+
+    @property
+    def audio_seconds(self) -> float:
+        return float(sum(u.audio_seconds for u in self.utterances))
+
+    def score(self, spelling: Any = None) -> "RunResult":
+        """WER, CER (corpus level) and throughput from the utterances and the pass times."""
+        self.errors = error_rates([u.reference for u in self.utterances],
+                                  [u.prediction for u in self.utterances],
+                                  self.config.language, spelling)
+        self.throughput = throughput(len(self.utterances), self.timings.pass_seconds)
+        return self
+
+    def metrics(self) -> dict[str, Any]:
+        """Headline numbers: what tests and baselines compare."""
+        if self.errors is None or self.throughput is None:
+            raise RuntimeError("RunResult.metrics() before score()")
+        n = len(self.utterances)
+        tokens = sum(u.tokens for u in self.utterances)
+        median_pass = self.timings.median_pass
+        return {
+            "wer": self.errors.wer,
+            "wer_normalized": self.errors.wer_normalized,
+            "cer": self.errors.cer,
+            "samples_per_second": self.throughput.median,
+            "rtfx": self.audio_seconds / median_pass,
+            "tokens_per_second": tokens / median_pass,
+            "tokens_per_sample": tokens / n,
+        }
+
+
+@dataclass
+class PreparedModel:
+    """A model moved to its device, at its precision, wrapped for graphs where asked."""
+
+    loaded: LoadedModel
+    device: Device
+    precision: str
+    graphs: bool
+    model: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model = self.device.prepare(self.loaded.model, self.precision)
+        self._graphed_model: Any = None
+
+    def graphed_model(self) -> Any:
+        """The whole model wrapped for graph replay (generate() decoding with a static cache),
+        wrapped once however many configs use it."""
+        if self._graphed_model is None:
+            if not getattr(self.model, "_can_compile_fullgraph", False):
+                raise AsrbenchError(
+                    f"--graphs needs a static KV cache, which {type(self.model).__name__} does "
+                    "not support: graphs over a growing cache would replay stale steps; run "
+                    "without --graphs")
+            self._graphed_model = self.device.graph(self.model)
+        return self._graphed_model
+
+
+def _prompt_token_ids(generation_config: Any) -> set[int]:
+    """Token ids the decoder is forced to start with (start, language, task, no-timestamps)."""
+    ids = {getattr(generation_config, "decoder_start_token_id", None),
+           getattr(generation_config, "no_timestamps_token_id", None)}
+    ids.update((getattr(generation_config, "lang_to_id", None) or {}).values())
+    ids.update((getattr(generation_config, "task_to_id", None) or {}).values())
+    return {i for i in ids if i is not None}
+
+
+def cut_after_eos(sequence: list[int], prompt_len: int, eos_id: int | None) -> list[int]:
+    """A row up to and including its first end-of-text after the prompt: the padding after it
+    depends only on the decoder (generate() trims to the longest row, the static decoder keeps
+    the length cap), never on the transcript."""
+    if eos_id is None:
+        return sequence
+    for index in range(prompt_len, len(sequence)):
+        if sequence[index] == eos_id:
+            return sequence[:index + 1]
+    return sequence
+
+
+def count_generated(sequence: list[int], prompt_ids: set[int], eos_id: int | None) -> int:
+    """Tokens generated for one row: skip the forced prompt, stop after the first EOS."""
+    count = 0
+    in_prompt = True
+    for token in sequence:
+        if in_prompt and token in prompt_ids:
+            continue
+        in_prompt = False
+        count += 1
+        if token == eos_id:
+            break
+    return count
+
+
+@dataclass
+class Batches:
+    """A split cut into static-shape batches, in decoding order."""
+
+    features: list[torch.Tensor]  # one (batch_size, mels, frames) tensor per batch
+    real: list[int]  # real rows per batch; the rest are dummy padding
+    order: list[int]  # split index of each real row, in decoding order
+
+    def restore(self, rows: list[Any]) -> list[Any]:
+        """Per-row values from decoding order back to the split's order."""
+        restored: list[Any] = [None] * len(rows)
+        for position, index in enumerate(self.order):
+            restored[index] = rows[position]
+        return restored
+
+
+@dataclass
+class PassResult:
+    """One pass over every batch."""
+
+    seconds: float = 0.0  # wall time of the pass, device synchronized at both ends
+    compilations: int | None = None  # graph compilations/captures during the pass
+    model_seconds: float = 0.0  # time inside the model calls (generate / decoder), synchronized
+    latencies: list[float] = field(default_factory=list)  # per batch
+    sequences: list[list[int]] = field(default_factory=list)  # token ids, split order
+
+
+def needs_static_shapes(device: Device, graphs: bool, config: BenchConfig) -> bool:
+    """Static shapes (fixed batch, static KV cache): the device needs them (HPU), graphs need
+    them, or the EOS settings only the static decoder has were asked for."""
+    return (graphs or not device.dynamic_shapes or config.ignore_eos
+            or config.eos_check_every != 1)
+
+
+class Evaluator:
+    """Runs one BenchConfig over one loaded split on a prepared model."""
+
+    def __init__(self, prepared: PreparedModel, config: BenchConfig,
+                 progress: Callable[[str, int], Any] | None = None,
+                 barrier: Callable[[], None] | None = None) -> None:
+        self.prepared = prepared
+        self.config = config
+        self.device = prepared.device
+        self.processor = prepared.loaded.processor
+        self.generation_config = prepared.loaded.model.generation_config
+        self.progress = progress
+        # Data-parallel runs: every rank waits here before each pass, so passes start together.
+        self.barrier = barrier or (lambda: None)
+        self._prompt_ids = _prompt_token_ids(self.generation_config)
+        self._eos = self.generation_config.eos_token_id
+        if isinstance(self._eos, list):
+            self._eos = self._eos[0]
+        self.static = needs_static_shapes(self.device, prepared.graphs, config)
+        self.decoder = self._asrbench_decoder()
+        if self.decoder is None and (config.ignore_eos or config.eos_check_every != 1):
+            raise AsrbenchError("--ignore-eos and --eos-check-every need asrbench's static "
+                                "decoder (Whisper with a forced --language)")
+        self.model = (prepared.graphed_model() if self.decoder is None and prepared.graphs
+                      else prepared.model)
+
+    def _asrbench_decoder(self) -> GreedyDecoder | StaticGreedyDecoder | None:
+        """asrbench's greedy decoder where it reproduces generate(): static shapes (graphs,
+        HPU) or finished rows dropped (elsewhere). None: generate() decodes."""
+        model = self.prepared.model
+        if not decoding.supports(model, self.config.language):
+            return None
+        try:
+            prompt = whisper_prompt(self.generation_config, self.config.language, self.config.task)
+        except (ValueError, KeyError) as exc:
+            raise AsrbenchError(f"--language {self.config.language!r} / --task "
+                                f"{self.config.task!r}: {exc}") from None
+        length = self.config.generation_max_length
+        if not self.static:
+            return GreedyDecoder(model, prompt, length)
+        if length <= len(prompt):
+            raise AsrbenchError(f"--generation-max-length {length} leaves no room after the "
+                                f"{len(prompt)}-token prompt")
+        return StaticGreedyDecoder(
+            model, prompt, length, self.config.batch_size,
+            graph=self.device.graph if self.prepared.graphs else None,
+            eos_check_every=self.config.eos_check_every, ignore_eos=self.config.ignore_eos,
+            mark_step=self.device.mark_step)
+
+    def decoder_name(self) -> str:
+        """Which decoder ran, for the report."""
+        if isinstance(self.decoder, StaticGreedyDecoder):
+            graphs = ", graphs" if self.prepared.graphs else ""
+            eos = ("decodes to the cap (ignore_eos)" if self.config.ignore_eos
+                   else f"EOS read every {self.config.eos_check_every} step(s)")
+            return f"asrbench static greedy (static KV cache{graphs}; {eos})"
+        if self.decoder is not None:
+            return "asrbench greedy (finished rows dropped)"
+        return "generate (static KV cache, graphs)" if self.prepared.graphs else "generate"
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Greedy decoding, forced language/task, stop at EOS, capped length."""
+        kwargs: dict[str, Any] = {"do_sample": False, "num_beams": 1,
+                                  "max_length": self.config.generation_max_length}
+        if getattr(self.generation_config, "lang_to_id", None):
+            kwargs["task"] = self.config.task
+            if self.config.language:
+                kwargs["language"] = self.config.language
+        kwargs.update(self.device.generate_kwargs(self.prepared.graphs))
+        return kwargs
+
+    def featurize(self, audio: list[np.ndarray]) -> Batches:
+        """Log-mel features per batch, longest clips first; with static shapes the last batch is
+        filled with dummy rows (copies of its last clip), otherwise it keeps its real rows.
+
+        Sorting by duration puts clips with similar transcript lengths in one batch, so fewer
+        decoder steps are spent on rows that have already finished.
+        """
+        size = self.config.batch_size
+        extractor = self.processor.feature_extractor
+        order = sorted(range(len(audio)), key=lambda i: (-len(audio[i]), i))
+        batches = Batches([], [], order)
+        for start in range(0, len(order), size):
+            chunk = [audio[i] for i in order[start:start + size]]
+            batches.real.append(len(chunk))
+            if self.static:
+                chunk += [chunk[-1]] * (size - len(chunk))  # dummy rows: dropped from every metric
+            features = extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+            batches.features.append(features.input_features)
+        return batches
+
+    def _generate(self, features: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
+        """Token ids for one batch: asrbench's decoder where it applies, else generate()."""
+        if self.decoder is not None:
+            return self.decoder(features)
+        out = self.model.generate(features, **kwargs)
+        return out if torch.is_tensor(out) else out.sequences
+
+    def _pass(self, batches: Batches, label: str, limit: int | None = None) -> PassResult:
+        """One pass over all batches, or the first `limit` (rows returned in the split's order
+        for a full pass); graph compilations during it are counted."""
+        device = self.device
+        kwargs = {} if self.decoder is not None else self.generate_kwargs()
+        result = PassResult()
+        rows: list[list[int]] = []
+        chosen = list(zip(batches.features, batches.real))[:limit]
+        device.synchronize()
+        compiled_before = device.compile_count()
+        start = time.perf_counter()
+        for features, count in chosen:
+            t0 = time.perf_counter()
+            with torch.inference_mode(), device.autocast(self.prepared.precision):
+                out = self._generate(features.to(device.torch_device), kwargs)
+            device.synchronize()
+            t1 = time.perf_counter()
+            # The whole (fixed-shape) output comes back; rows are trimmed on the host.
+            rows.extend(self._trim(r) for r in out.cpu().tolist()[:count])
+            result.model_seconds += t1 - t0
+            result.latencies.append(time.perf_counter() - t0)
+            if self.progress:
+                self.progress(label, 1)
+        device.synchronize()
+        result.seconds = time.perf_counter() - start
+        compiled_after = device.compile_count()
+        if compiled_before is not None and compiled_after is not None:
+            result.compilations = compiled_after - compiled_before
+        result.sequences = batches.restore(rows) if limit is None else rows
+        return result
+
+    def _trim(self, row: list[int]) -> list[int]:
+        """asrbench's decoders: the row up to its first end-of-text after the prompt (their
+        padding length is the decoder's, not the transcript's). generate()'s rows stay as
+        they are: for some models the decoder start token is the end-of-text token."""
+        if self.decoder is None:
+            return row
+        return cut_after_eos(row, len(self.decoder.prompt), self._eos)
+
+    def detokenize(self, sequences: list[list[int]]) -> list[str]:
+        """Token ids to transcripts (special tokens dropped, outer spaces stripped)."""
+        texts = self.processor.tokenizer.batch_decode(sequences, skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    def transcribe(self, audio: list[np.ndarray]) -> list[str]:
+        """Audio arrays to transcripts: features, one pass, detokenize (what peers time)."""
+        return self.detokenize(self._pass(self.featurize(audio), "transcribe").sequences)
+
+    def warmup_batches(self, available: int) -> int:
+        """Batches to warm up on: the config's number, else what the run needs (one batch
+        captures every graph when shapes are static; a full pass where they vary)."""
+        wanted = self.config.warmup_batches
+        if wanted is None:
+            # Shapes stay fixed from batch to batch with the static decoder or a static cache
+            # under graphs; generate() over a growing cache (HPU without graphs) varies them.
+            fixed = isinstance(self.decoder, StaticGreedyDecoder) or self.prepared.graphs
+            wanted = self.device.warmup_batches(fixed)
+        return available if wanted is None else min(wanted, available)
+
+    def run(self, split: LoadedSplit, passes: int) -> RunResult:
+        """Warm up, time `passes` passes, decode (unscored: the caller scores once, after any
+        merge of data-parallel ranks)."""
+        if passes < 1:
+            raise ValueError("passes must be >= 1")
+        t_features = time.perf_counter()
+        batches = self.featurize([u.audio for u in split.utterances])
+        feature_seconds = time.perf_counter() - t_features
+
+        self.device.reset_peak_memory()
+        self.barrier()
+        warmup_batches = self.warmup_batches(len(batches.features))
+        warmup = self._pass(batches, "warm-up", limit=warmup_batches)
+        pass_seconds, model_seconds, latencies, first_sequences = [], [], [], None
+        pass_compilations: list[int | None] = []
+        identical = True
+        for number in range(passes):
+            self.barrier()
+            timed = self._pass(batches, f"pass {number + 1}/{passes}")
+            pass_seconds.append(timed.seconds)
+            model_seconds.append(timed.model_seconds)
+            pass_compilations.append(timed.compilations)
+            latencies.extend(timed.latencies)
+            if first_sequences is None:
+                first_sequences = timed.sequences
+            elif timed.sequences != first_sequences:
+                identical = False
+        if first_sequences is None:  # passes >= 1 is checked above; kept for type narrowing
+            raise RuntimeError("no timed pass ran")
+
+        t_decode = time.perf_counter()
+        predictions = self.detokenize(first_sequences)
+        decode_seconds = time.perf_counter() - t_decode
+
+        results = [
+            UtteranceResult(u.id, u.reference, prediction,
+                            count_generated(seq, self._prompt_ids, self._eos), u.audio_seconds)
+            for u, prediction, seq in zip(split.utterances, predictions, first_sequences)
+        ]
+        counted = warmup.compilations is not None and None not in pass_compilations
+        timings = Timings(
+            pass_seconds=pass_seconds, model_seconds=sum(model_seconds),
+            feature_extraction_seconds=feature_seconds, warmup_seconds=warmup.seconds,
+            warmup_batches=warmup_batches, batches_per_pass=len(batches.features),
+            latencies=latencies, detokenize_seconds=decode_seconds, decoder=self.decoder_name(),
+            # Graph compilations/captures (device counter) in the warm-up and in each timed
+            # pass; None where the backend compiles nothing. Timed passes must show zeros.
+            compilations={"counter": self.device.compile_counter(), "warmup": warmup.compilations,
+                          "passes": pass_compilations} if counted else None,
+            peak_device_memory_bytes=self.device.peak_memory_bytes(),
+            peak_host_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        return RunResult(
+            config=self.config, utterances=results, skipped=list(split.skipped), timings=timings,
+            device={"kind": self.device.kind, "class": self.device.device_class(),
+                    "name": self.device.description(), "environment": self.device.environment()},
+            dataset_name=split.name, passes_identical=identical,
+        )
+
+    def spelling(self) -> Any:
+        """The tokenizer's English spelling normalizer (for scoring), if it has one."""
+        return getattr(self.processor.tokenizer, "english_spelling_normalizer", None)
+

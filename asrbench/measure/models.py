@@ -1,0 +1,118 @@
+"""Load a sequence-to-sequence speech model and its processor from a model reference.
+
+A reference is a Hub id (openai/whisper-small), a local transformers directory, or
+`bundled:<name>` (the embedded default, converted once into the user cache by bundled.py).
+Remote code stays off and only safetensors weights are accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asrbench.measure.bundled import BUNDLED_PREFIX, ensure_converted
+from asrbench.errors import AsrbenchError, first_line
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for generate(), with what the engine needs to drive it."""
+
+    model: Any  # transformers PreTrainedModel (possibly graph-wrapped by the device)
+    processor: Any  # feature extractor + tokenizer
+    reference: str  # what the user asked for
+    path: str  # where the weights came from (cache dir, local dir, or hub id)
+
+
+def resolve(reference: str) -> tuple[str, bool]:
+    """Map a model reference to (path or hub id, is_local)."""
+    if reference.startswith(BUNDLED_PREFIX):
+        return str(ensure_converted(reference[len(BUNDLED_PREFIX):])), True
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise AsrbenchError(f"{path} is not a transformers model directory (no config.json)")
+        return str(path), True
+    if path.is_absolute() or reference.startswith((".", "~")) or reference.count("/") > 1:
+        raise AsrbenchError(f"model directory {reference} does not exist")
+    return reference, False
+
+
+HUB_PROBE_SECONDS = 3.0
+
+
+def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether a TCP connection to the Hugging Face Hub opens within `timeout` seconds."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _source_options(reference: str) -> tuple[str, bool, dict[str, Any]]:
+    """(path or hub id, is local, from_pretrained options). A hub model already in the local
+    cache loads from it; one that is not, with the Hub out of reach, fails at once with one
+    line (instead of minutes of retries)."""
+    import os
+
+    from transformers import AutoConfig
+
+    source, local = resolve(reference)
+    options: dict[str, Any] = dict(local_files_only=local, trust_remote_code=False)
+    if local:
+        return source, local, options
+    try:
+        AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=False)
+        return source, local, {**options, "local_files_only": True}
+    except (OSError, ValueError):
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+        raise AsrbenchError(f"model {reference!r} is not in the local Hugging Face cache and the "
+                            "Hub cannot be reached: connect, or use a local directory or "
+                            "bundled:whisper-base")
+    return source, local, options
+
+
+def load(reference: str) -> LoadedModel:
+    """Load model (fp32 weights, eval mode, on CPU) and processor; the device moves it."""
+    import torch
+    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+
+    # Remote code stays off: a model repository's Python never runs here.
+    source, local, options = _source_options(reference)
+    try:
+        processor = AutoProcessor.from_pretrained(source, **options)
+        model = AutoModelForSpeechSeq2Seq.from_pretrained(
+            source, torch_dtype=torch.float32, use_safetensors=True, **options)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        where = "from the directory" if local else "from the Hugging Face Hub"
+        raise AsrbenchError(
+            f"could not load model {reference!r} {where}: {first_line(exc)}"
+            + ("" if local else ". Offline? Use a local directory or bundled:whisper-base."))
+    model.eval()
+    return LoadedModel(model=model, processor=processor, reference=reference, path=source)
+
+
+def model_limits(reference: str) -> tuple[float | None, int | None]:
+    """(seconds of audio the feature extractor takes, decoder positions) from the model's
+    config files, without loading weights; None where the model does not say."""
+    from transformers import AutoConfig, AutoFeatureExtractor
+
+    source, local, options = _source_options(reference)
+    try:
+        config = AutoConfig.from_pretrained(source, **options)
+        extractor = AutoFeatureExtractor.from_pretrained(source, **options)
+    except (OSError, ValueError) as exc:
+        where = "from the directory" if local else "from the Hugging Face Hub"
+        raise AsrbenchError(f"could not read model {reference!r} {where}: {first_line(exc)}")
+    window = getattr(extractor, "chunk_length", None)
+    positions = getattr(config, "max_target_positions", None)
+    return (float(window) if window else None), (int(positions) if positions else None)

@@ -1,0 +1,212 @@
+"""A benchmark session: provisions devices, models and splits once and caches evaluations.
+
+The CLI and the pytest plugin are two front doors onto this one object, so a device is
+provisioned once, a model is loaded, set to its precision and graph-wrapped once per
+(model, precision, graphs, device), a split is decoded once per dataset selection, and a
+config is evaluated once however many tests read its result.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from asrbench.config.settings import BenchConfig
+from asrbench.measure.data import LoadedSplit, load_split
+from asrbench.devices import Device, get_device
+from asrbench.measure.engine import Evaluator, PreparedModel, RunResult, needs_static_shapes
+from asrbench.errors import AsrbenchError, first_line
+from asrbench.measure.models import load
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asrbench.measure.distributed import World
+
+
+def _emulation_active() -> bool:
+    emulation = sys.modules.get("asrbench.devices.emulation")
+    return emulation is not None and emulation.is_active()
+
+
+def quiet_transformers() -> None:
+    """Silence library chatter that would bury the progress bars and the summary."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    logging.getLogger("datasets").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*attention mask.*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+
+
+class Session:
+    """Caches of everything that is expensive to build, keyed by what determines it."""
+
+    def __init__(self, progress: bool = True, world: "World | None" = None) -> None:
+        self.progress = progress
+        self.world = world  # a data-parallel run's rank; None (or size 1): this process alone
+        self._devices: dict[tuple, Device] = {}
+        self._models: dict[tuple, PreparedModel] = {}
+        self._splits: dict[tuple, LoadedSplit] = {}
+        self._results: dict[tuple, RunResult] = {}
+        quiet_transformers()
+
+    def device(self, config: BenchConfig) -> Device:
+        """The provisioned device for a config (one per backend and backend options)."""
+        key = (config.device, config.gaudi_config, config.sdp_on_bf16)
+        if config.device != "hpu-emulated" and _emulation_active():
+            raise AsrbenchError(
+                f"{config.id}: this process runs the emulated Gaudi, which patches transformers "
+                "and torch for the whole process; run other devices in a separate asrbench run")
+        if key not in self._devices:
+            self._devices[key] = get_device(config.device, gaudi_config=config.gaudi_config,
+                                            sdp_on_bf16=config.sdp_on_bf16)
+        device = self._devices[key]
+        if config.graphs and not device.supports_graphs:
+            raise AsrbenchError(f"--graphs is supported on HPU and CUDA only; the {device.kind} backend "
+                                "runs without graph capture (drop --graphs)")
+        return device
+
+    def model(self, config: BenchConfig) -> PreparedModel:
+        """The loaded, precision-set, graph-wrapped model for a config."""
+        device = self.device(config)
+        key = (config.model, config.precision, config.graphs, id(device))
+        if key not in self._models:
+            self._models[key] = PreparedModel(load(config.model), device, config.precision,
+                                              config.graphs)
+        return self._models[key]
+
+    def split(self, config: BenchConfig) -> LoadedSplit:
+        """The decoded test split for a config's dataset selection."""
+        key = (config.dataset, config.dataset_config, config.split, config.text_column,
+               config.max_duration, config.limit)
+        if key not in self._splits:
+            self._splits[key] = load_split(config.dataset, config.dataset_config, config.split,
+                                           config.text_column, config.max_duration, config.limit,
+                                           progress=self.progress)
+        return self._splits[key]
+
+    def evaluate(self, config: BenchConfig, passes: int) -> RunResult:
+        """Evaluate a config (cached: a second call with the same config returns the same run),
+        then check its transcripts against the stock reference where that applies."""
+        key = (config, passes)
+        if key not in self._results:
+            prepared = self.model(config)
+            split = self.split(config)
+            result = self._evaluate(prepared, config, split, passes)
+            # Every rank asks (one decodes, the others wait on its cache file, so no rank sits
+            # at the next barrier while rank 0 decodes); rank 0 reports it.
+            result.reference = self.reference_agreement(prepared, config, split, result)
+            self._results[key] = result
+        return self._results[key]
+
+    def reference_agreement(self, prepared: PreparedModel, config: BenchConfig,
+                            split: LoadedSplit, result: RunResult) -> dict[str, Any] | None:
+        """How far the run's first N transcripts agree with stock transformers generate() in
+        fp32 on CPU (decoded in a child process, cached); None for the reference setup itself
+        (CPU, fp32, no static decoder: asrbench's CPU decoder is checked token for token
+        against generate() by tests/test_decoding.py) or with --reference-utterances 0."""
+        from asrbench.measure.reference import (ReferenceRequest, agreement, audio_digest,
+                                        reference_transcripts)
+
+        reference_setup = (prepared.device.kind == "cpu" and config.precision == "fp32"
+                           and not needs_static_shapes(prepared.device, config.graphs, config))
+        count = min(config.reference_utterances, len(result.utterances))
+        if reference_setup or count == 0:
+            return None
+        if self.progress:
+            print(f"{config.id}: decoding the stock reference (transformers generate(), fp32, "
+                  f"CPU) of the first {count} utterance(s)", file=sys.stderr, flush=True)
+        described = {"reference": "transformers generate(), fp32, CPU",
+                     "requested": config.reference_utterances}
+        try:
+            request = ReferenceRequest.for_config(config, count,
+                                                  audio_sha256=audio_digest(split.utterances[:count]))
+            transcripts = reference_transcripts(request)
+            run = {u.id: u.prediction for u in result.utterances[:count]}
+            return {**described, **agreement(run, transcripts).to_dict()}
+        except (AsrbenchError, OSError) as exc:
+            # The run's results are kept; the check that could not be made fails the gate.
+            message = first_line(exc)
+            print(f"{config.id}: WARNING agreement not checked: {message}", file=sys.stderr,
+                  flush=True)
+            return {**described, "error": message}
+
+    def _evaluate(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
+                  passes: int) -> RunResult:
+        if self.world is not None and self.world.size > 1:
+            return self._evaluate_shard(prepared, config, split, passes, self.world)
+        return self._evaluate_split(prepared, config, split, passes)
+
+    def _evaluate_split(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
+                        passes: int, barrier: Any = None, score: bool = True) -> RunResult:
+        """Evaluate on this process's device; scored unless it is a shard (scored after the
+        merge instead)."""
+        from tqdm.auto import tqdm
+
+        evaluator = Evaluator(prepared, config, barrier=barrier)
+        batches = -(-len(split.utterances) // config.batch_size)
+        total = evaluator.warmup_batches(batches) + batches * passes
+        with tqdm(total=total, desc=config.id, unit="batch", disable=not self.progress,
+                  leave=False) as bar:
+            def advance(label: str, n: int) -> None:
+                bar.set_postfix_str(label, refresh=False)
+                bar.update(n)
+
+            evaluator.progress = advance
+            result = evaluator.run(split, passes)
+        return result.score(evaluator.spelling()) if score else result
+
+    def _evaluate_shard(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
+                        passes: int, world: "World") -> RunResult:
+        """This rank's contiguous shard through the unchanged engine, then every rank's results
+        merged (each rank gets the same merged run; rank 0 reports it)."""
+        from asrbench.measure.distributed import merge_results, shard
+
+        count = len(split.utterances)
+        if count < world.size:
+            raise AsrbenchError(f"{config.id}: {count} utterance(s) cannot be shared among "
+                                f"{world.size} ranks (each needs one): use fewer processes "
+                                "or a larger --limit")
+        mine = shard(count, world.size, world.rank)
+        part = LoadedSplit(split.name, split.utterances[mine.start:mine.stop], list(split.skipped))
+        world.connect(prepared.device)
+        local = self._evaluate_split(prepared, config, part, passes, barrier=world.barrier,
+                                     score=False)
+        parts = world.all_gather(local)
+        tokenizer = prepared.loaded.processor.tokenizer
+        # Scored once, on the merged run: never per shard and again after the merge.
+        return merge_results(parts).score(getattr(tokenizer, "english_spelling_normalizer", None))
+
+
+def preflight(configs: list[BenchConfig]) -> None:
+    """Check the settings a model limits, for every config, before the first one runs: a
+    clip longer than the feature extractor's window would be cut silently, and a length cap
+    beyond the decoder's positions fails minutes into a run. Reads only the model's config
+    files (no weights)."""
+    from asrbench.measure.models import model_limits
+
+    seen: dict[str, tuple[float | None, int | None]] = {}
+    for config in configs:
+        if config.model not in seen:
+            seen[config.model] = model_limits(config.model)
+        window, positions = seen[config.model]
+        if window is not None and config.max_duration > window:
+            raise AsrbenchError(
+                f"{config.id}: --max-duration {config.max_duration:g} s is beyond the "
+                f"{window:g} s the model's feature extractor takes (longer clips would be cut "
+                f"and scored as whole): use at most {window:g}")
+        if positions is not None and config.generation_max_length > positions:
+            raise AsrbenchError(
+                f"{config.id}: --generation-max-length {config.generation_max_length} is "
+                f"beyond the model's {positions} decoder positions: use at most {positions}")
+
+
+def run_configs(configs: list[BenchConfig], passes: int, progress: bool = True,
+                world: "World | None" = None, session: Session | None = None
+                ) -> tuple[list[RunResult], dict[str, Any]]:
+    """Evaluate configs in order; returns the results and the (last) device's description.
+    In a data-parallel run (world of several ranks) every rank gets the merged results."""
+    session = session or Session(progress=progress, world=world)
+    results = [session.evaluate(config, passes) for config in configs]
+    return results, dict(results[-1].device) if results else {}

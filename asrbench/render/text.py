@@ -1,0 +1,172 @@
+"""Rendering, and nothing else: the one-line verdict, the plain-text tables, the Markdown summary.
+
+Statistics never print and rendering never measures (STYLE.md). The Markdown is posted to pull
+requests and to GitHub's step summary, so everything in it that comes from data (config ids,
+utterance ids, transcripts, references, notes) goes through `escape_md`: no HTML, no table
+breaks, no @-mentions, no code-span breaks, no new lines.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Iterable
+
+from asrbench.gate.compare import describe_verdict
+from asrbench.gate.compare import format_number as _number
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asrbench.gate.compare import Comparison, Verdict
+    from asrbench.measure.engine import RunResult
+    from asrbench.gate.policy import Policy
+
+ZERO_WIDTH_SPACE = "\u200b"
+ARROWS = {"improved": "✅ improved", "unchanged": "➖ unchanged", "regressed": "❌ regressed",
+          "new": "🆕 new", "missing": "⚠️ missing"}
+
+
+#: characters from data that could make markup, and what they become (one pass, so no entity
+#: is escaped twice). Emphasis characters (* _) only style text and are left alone.
+_MD_ESCAPES = str.maketrans({
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", "\\": "&#92;",
+    "|": "&#124;", "`": "&#96;", "[": "&#91;", "]": "&#93;", "@": "@" + ZERO_WIDTH_SPACE,
+})
+
+
+def escape_md(text: Any) -> str:
+    """Text from data, safe inside GitHub Markdown (a table cell, a heading, a list item).
+
+    HTML is escaped (`<img>`, `</details>`, `<script>` show as text), `|` cannot end a table
+    cell, a backtick cannot open a code span, `@name` cannot mention anyone (a zero-width space
+    follows the @), `[`/`]` cannot make a link, and line breaks cannot start a new block.
+    """
+    return " ".join(str(text).translate(_MD_ESCAPES).split())
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary_table(results: Iterable["RunResult"]) -> str:
+    """Plain-text table of the headline numbers, one row per run."""
+    rows = [("run", "utts", "skip", "WER", "WER norm", "CER", "samples/s", "RSD", "RTFx", "tok/s")]
+    for r in results:
+        m = r.metrics()
+        rows.append((r.config.id, str(len(r.utterances)), str(len(r.skipped)),
+                     f"{m['wer']:.4f}", f"{m['wer_normalized']:.4f}", f"{m['cer']:.4f}",
+                     f"{m['samples_per_second']:.3f}", f"{r.throughput.rsd * 100:.1f}%",
+                     f"{m['rtfx']:.2f}", f"{m['tokens_per_second']:.1f}"))
+    return _table(rows)
+
+
+def run_notes(results: Iterable["RunResult"]) -> list[str]:
+    """Lines under the summary: emulated devices, compilations in timed passes, agreement with
+    the stock reference."""
+    lines = []
+    for r in results:
+        if r.device.get("class") == "hpu-emulated":
+            lines.append(f"{r.config.id}: EMULATED Gaudi on the CPU: transcripts and graph "
+                         "behaviour are the point; samples/s measure the emulator, not a Gaudi")
+        compilations = r.timings.compilations
+        if compilations is not None:
+            during = sum(compilations["passes"])
+            lines.append(f"{r.config.id}: graph compilations: warm-up {compilations['warmup']}, "
+                         f"timed passes {compilations['passes']}"
+                         + ("  <- RECOMPILED while timed" if during else ""))
+        if r.reference is not None and r.reference.get("error"):
+            lines.append(f"{r.config.id}: agreement with the stock reference UNKNOWN: "
+                         f"{r.reference['error']}")
+        elif r.reference is not None:
+            lines.append(f"{r.config.id}: agreement with {r.reference['reference']}: "
+                         f"{r.reference['identical']}/{r.reference['utterances']} transcripts "
+                         f"identical, WER vs reference {r.reference['wer']:.4f}")
+    return lines
+
+
+def gate_text(comparisons: list["Comparison"], policy: "Policy", refresh: str | None) -> str:
+    """The terminal output of `asrbench compare`: every verdict, changed transcripts, what
+    fails or warns under the policy, and the result."""
+    lines = []
+    for c in comparisons:
+        for v in c.verdicts:
+            value = "-" if v.value is None else f"{v.value:.4f}"
+            base = "-" if v.baseline is None else f"{v.baseline:.4f}"
+            delta = "" if v.delta is None else f" ({v.delta:+.4f}" + (
+                ")" if v.allowed is None else f", allowed ±{v.allowed:.4f})")
+            lines.append(f"{v.verdict.upper():<10} {c.config_id} {v.metric}: {base} -> {value}{delta}"
+                         + (f"  [{v.note}]" if v.note else ""))
+        if c.transcripts:
+            lines.append(f"CHANGED    {c.config_id}: {len(c.transcripts)} transcript(s)")
+            lines += [f"           {t.id}: {t.diff}" for t in c.transcripts[:10]]
+    findings = [f for c in comparisons for f in policy.findings(c)]
+    for f in findings:
+        lines.append(f"{'FAIL' if f.fails else 'WARN':<10} {f.config_id} {f.check}: {f.message}")
+    if refresh and any(f.check == "missing" for f in findings):
+        lines.append(f"           create the missing entries with: {refresh}")
+    lines.append("result: " + ("FAIL" if any(f.fails for f in findings) else "ok"))
+    return "\n".join(lines)
+
+
+def html_link(url: str | None) -> str | None:
+    """A Markdown link to the HTML report (an uploaded artifact), or None. Only http(s) URLs
+    without spaces or markup characters are linked: the URL comes from the command line or
+    the CI environment and ends up in a pull-request comment."""
+    if not url:
+        return None
+    if not re.fullmatch(r"https?://[^\s<>()\[\]`\"'|]+", url):
+        from asrbench.errors import AsrbenchError
+
+        raise AsrbenchError(f"--html-url {url!r}: expected an http(s) URL without spaces, "
+                            "brackets or quotes")
+    return f"📈 [HTML report: trends, verdicts, changed transcripts]({url})"
+
+
+def markdown_summary(comparisons: list["Comparison"], policy: "Policy", refresh: str | None = None,
+                     title: str = "asrbench regression check", max_transcripts: int = 20,
+                     html_url: str | None = None) -> str:
+    """GitHub-flavoured Markdown: one table per config, its changed transcripts, what fails,
+    and a link to the HTML report when one was uploaded (html_url). Every value that comes
+    from data is escaped (escape_md)."""
+    failing = sorted({f.config_id for c in comparisons for f in policy.findings(c) if f.fails})
+    lines = [f"## {title}", ""]
+    lines.append(f"**{'❌ ' + str(len(failing)) + ' config(s) fail' if failing else '✅ no failure'}**"
+                 f" across {len(comparisons)} config(s).")
+    link = html_link(html_url)
+    if link:
+        lines += ["", link]
+    for comparison in comparisons:
+        lines += ["", f"### {escape_md(comparison.config_id)}", "",
+                  "| metric | baseline | current | Δ | Δ % | allowed | verdict | note |",
+                  "|---|---:|---:|---:|---:|---:|---|---|"]
+        for v in comparison.verdicts:
+            arrow = "" if v.delta is None or v.delta == 0 else ("▲ " if v.delta > 0 else "▼ ")
+            delta = "–" if v.delta is None else f"{arrow}{v.delta:+.4f}"
+            rel = "–" if v.relative is None else f"{v.relative:+.1%}"
+            allowed = "–" if v.allowed is None else f"±{_number(v.allowed, v.metric)}"
+            lines.append(f"| {escape_md(v.metric)} | {_number(v.baseline, v.metric)} | "
+                         f"{_number(v.value, v.metric)} | {delta} | {rel} | {allowed} | "
+                         f"{ARROWS.get(v.verdict, escape_md(v.verdict))} | {escape_md(v.note)} |")
+        findings = policy.findings(comparison)
+        if findings:
+            lines.append("")
+            lines += [f"- {'❌ fails' if f.fails else '⚠️ warns'}: {escape_md(f.check)}: "
+                      f"{escape_md(f.message)}" for f in findings]
+        if comparison.transcripts:
+            shown = comparison.transcripts[:max_transcripts]
+            lines += ["", f"<details><summary>{len(comparison.transcripts)} transcript(s) changed"
+                          "</summary>", "", "| utterance | word diff (baseline → current) |",
+                      "|---|---|"]
+            for change in shown:
+                lines.append(f"| {escape_md(change.id)} | {escape_md(change.diff)} |")
+            if len(comparison.transcripts) > len(shown):
+                lines.append(f"| … | {len(comparison.transcripts) - len(shown)} more in the JSON "
+                             "report |")
+            lines += ["", "</details>"]
+    if refresh and any(not c.has_entry for c in comparisons):
+        lines += ["", ("No baseline entry yet" if policy.allow_missing
+                       else "❌ **Missing baseline entries**") + "; create them with:", "",
+                  "```", refresh.replace("`", "'"), "```"]
+    return "\n".join(lines) + "\n"
