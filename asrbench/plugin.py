@@ -13,17 +13,17 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from asrbench.config.settings import DEFAULT_PASSES, BenchConfig, build_configs
+from asrbench.config.settings import DEFAULT_PASSES, BenchConfig
 from asrbench.errors import AsrbenchError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from asrbench.formats.model import BaselineEntry, Run
+
 STATE_KEY = pytest.StashKey[dict]()
-#: options that pick the data: any of them builds the configs from the options, as
-#: `asrbench run` does without a config file, instead of from the matrix
-SELECTION_FIELDS = ("model", "dataset", "dataset_config", "split", "text_column", "language")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,8 +61,8 @@ def _session(config: pytest.Config):
 
 
 def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
-    from asrbench.config.matrix import load_section
-    from asrbench.config.options import checked_passes, run_overrides
+    from asrbench.config.options import run_overrides
+    from asrbench.config.resolve import resolve
 
     state = _state(config)
     if state["configs"] is None and option(config, "from_report"):
@@ -81,19 +81,15 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
             probe = _session(config).device(BenchConfig(device=device))
             device_class, kind = probe.device_class(), probe.kind
         state["device_class"] = device_class
-        overrides = run_overrides(config.option, prefix="asrbench_")
-        passes = checked_passes(option(config, "passes"))
-        if any(name in overrides for name in SELECTION_FIELDS):
-            configs = build_configs(overrides, [])  # the options say what to run
-        else:
-            section = load_section(option(config, "matrix"), device_class, kind, device)
-            state["tolerance"] = section.tolerance
-            # Any other setting given on the command line overrides the section's.
-            configs = [c.replace(**overrides) for c in section.configs]
-            passes = passes or section.passes
+        # The same rule as `asrbench run --matrix`: options override the section's settings.
+        selection = resolve(run_overrides(config.option, prefix="asrbench_"),
+                            option(config, "passes"), matrix=option(config, "matrix"),
+                            device=lambda: (device_class, kind))
+        state["tolerance"] = selection.tolerance
+        configs = selection.configs
         if nproc > 1:
             configs = [c.replace(world_size=nproc) for c in configs]  # ...-wsN ids
-        state["configs"] = (configs, passes or DEFAULT_PASSES)
+        state["configs"] = (configs, selection.passes)
     return state["configs"]
 
 
@@ -166,11 +162,10 @@ def bench_split(bench_session, bench_config):
 
 
 @pytest.fixture
-def bench_run(request, bench_config, bench_passes, tmp_path_factory) -> dict[str, Any]:
+def bench_run(request, bench_config, bench_passes, tmp_path_factory) -> Run:
     """This config's evaluation as a report entry (evaluated once per session); with
     --nproc N > 1, by torchrun on N processes, read back from the report rank 0 wrote."""
     from asrbench.measure.distributed import launch_run
-    from asrbench.measure.record import run_entry
 
     results = _state(request.config)["results"]
     if bench_config.id not in results:
@@ -179,15 +174,15 @@ def bench_run(request, bench_config, bench_passes, tmp_path_factory) -> dict[str
                 results[bench_config.id] = launch_run(bench_config, bench_passes,
                                                       tmp_path_factory.mktemp("asrbench-ranks"))
             else:
-                result = request.getfixturevalue("bench_session").evaluate(bench_config, bench_passes)
-                results[bench_config.id] = run_entry(result)
+                results[bench_config.id] = request.getfixturevalue("bench_session").evaluate(
+                    bench_config, bench_passes)
         except AsrbenchError as exc:
             pytest.fail(f"asrbench: {exc}", pytrace=False)
     return results[bench_config.id]
 
 
 @pytest.fixture
-def bench_entry(request, bench_config) -> dict[str, Any] | None:
+def bench_entry(request, bench_config) -> BaselineEntry | None:
     """This config's baseline entry (None if absent or being rewritten). Loaded before the
     evaluation, so a malformed baseline file fails at once."""
     from asrbench.gate import baselines
@@ -277,10 +272,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from asrbench.gate import baselines
     from asrbench.gate.outcome import GateOutcome
-    from asrbench.measure.record import build_report
     from asrbench.formats.environment import environment
     from asrbench.formats.io import write_report
-    from asrbench.formats.model import ComparisonRecord, Tolerance
+    from asrbench.formats.model import Tolerance, build_report
 
     config = session.config
     runs = []
@@ -290,7 +284,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         # to the same limits as these tests did.
         policy = state["tolerance"]
         runs.append(run.model_copy(update={
-            "comparison": ComparisonRecord.model_validate(comparison.to_dict()) if comparison else None,
+            "comparison": comparison,
             "tolerance_policy": Tolerance.model_validate(policy) if policy else None}))
     env = environment(runs[-1].device.model_dump(by_alias=True))
     report_path = Path(option(config, "report"))

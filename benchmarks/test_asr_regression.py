@@ -40,7 +40,8 @@ def test_transcripts(request, bench_comparison):
 
 
 def _baseline_free(bench_run, bench_tolerance) -> Comparison:
-    return Comparison(bench_run.config.id, run_checks(bench_run, bench_tolerance))
+    return Comparison(config_id=bench_run.config.id,
+                      verdicts=run_checks(bench_run, bench_tolerance))
 
 
 def test_no_recompilation(request, bench_run, bench_tolerance):

@@ -4,7 +4,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
-.venv/bin/python -m pytest "$@"
+# The benchmarks' session report (and its .md summary) goes to a fresh temporary folder, never
+# to reports/latest.json, which belongs to scripts/bench.sh and `asrbench run`; pytest prints
+# where it went. An --asrbench-report (or --report) given here comes later and wins.
+reports=$(mktemp -d "${TMPDIR:-/tmp}/asrbench-test-reports.XXXXXX") || exit 1
+.venv/bin/python -m pytest --asrbench-report "$reports/latest.json" "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "test.sh: pytest collected no tests; failing" >&2

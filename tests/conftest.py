@@ -1,8 +1,21 @@
-"""Shared fixtures for asrbench's own tests: the embedded corpus and throwaway corpora."""
+"""Shared fixtures for asrbench's own tests (the embedded corpus, throwaway corpora, a history
+of real runs) and the `slow` marker that splits off the fast tier.
+
+    pytest -m "not slow"     the fast tier: every module's quick tests, no model run
+    pytest                   everything
+
+Which tests are slow is written down here, in one place (SLOW_MODULES, SLOW_FIXTURES,
+SLOW_PARAMS, SLOW_TESTS), rather than in each module: a test is slow when it loads a Whisper
+model (in this process or in an `asrbench`/pytest child), runs a browser or a PostgreSQL
+server, or takes more than about 3 s on a 2-core machine. A new module of slow tests, or a new
+fixture that loads a model, gets a line here.
+
+Helpers for building data live in helpers.py; the names below are re-exported from there for
+the test modules that still import them from conftest.
+"""
 
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 
@@ -10,28 +23,106 @@ import pytest
 
 from asrbench.config.settings import EMBEDDED_CORPUS
 
-HEADER = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accent",
-          "locale", "segment"]
+from helpers import HEADER, embedded_rows, make_real_history, write_cv_table  # noqa: F401
+
+# -- the slow tier ------------------------------------------------------------------------------
+
+#: Modules (relative to the repository root) whose every test is slow.
+SLOW_MODULES = {
+    "benchmarks/test_asr_regression.py": "the product's gate: a model run per configuration",
+    "tests/test_emulation.py": "emulated-Gaudi runs in child processes and stock generate()",
+    "tests/test_gate_power.py": "a whole `asrbench ab` and baseline runs",
+}
+
+#: Fixtures whose users are slow, wherever they are requested (name: what it does).
+SLOW_FIXTURES = {
+    "real_history": "six `asrbench run`s (conftest.py)",
+    "browser": "headless Chromium (test_html_report)",
+    "postgres_server": "a PostgreSQL server (test_history)",
+    "whisper": "loads the bundled Whisper model (test_decoding)",
+    "converted": "converts the bundled model (test_bundled)",
+    "english_report": "an `asrbench run` (test_cli)",
+    "one_and_two_ranks": "one- and two-rank `asrbench run`s (test_distributed)",
+    "suite": "pytest runs of the plugin on a model (test_plugin)",
+    "project": "pytest and compare children over a model run (test_policy)",
+    "fresh_report": "an `asrbench run` (test_results)",
+}
+
+#: Parameters that make a test slow (fixture or argument name: slow values).
+SLOW_PARAMS = {
+    "store_url": {"postgresql"},  # test_history: the store on a PostgreSQL server
+}
+
+#: Single slow tests, by module: each runs a model, a child `asrbench`/pytest or a tool.
+SLOW_TESTS = {
+    "tests/test_ab.py": {
+        "test_ab_finds_a_real_slowdown_of_the_head",
+        "test_ab_two_settings_in_one_environment_batch_sizes",
+        "test_ab_between_two_environments_with_identical_code_passes",
+    },
+    "tests/test_abstats.py": {  # thousands of simulated A/Bs: 5-25 s
+        "test_sequential_looks_keep_identical_sides_below_alpha",
+        "test_power_for_a_ten_percent_slowdown_at_the_noise_measured_here",
+    },
+    "tests/test_bad_input.py": {"test_asrbench_run_reports_every_row_of_a_bad_directory"},
+    "tests/test_cli.py": {
+        "test_help_and_module_entry_point",
+        "test_run_on_a_corpus_outside_the_repo_lists_bad_rows",
+        "test_run_matrix_runs_the_section_of_the_device_class",
+    },
+    "tests/test_cli_reference.py": {"test_help_of_every_command_imports_no_heavy_library"},
+    "tests/test_data.py": {"test_hub_offline_failure_is_one_line_user_error"},  # ~20 s timeout
+    "tests/test_distributed.py": {
+        "test_more_ranks_than_utterances_is_a_clear_error",
+        "test_mpirun_environment_as_gaudi_spawn_sets_it",
+        "test_a_failing_rank_fails_the_run_with_a_clear_error",
+        "test_pytest_nproc_runs_each_config_distributed_and_gates_it",
+    },
+    "tests/test_devices_hpu.py": {  # a child Python importing torch and transformers
+        "test_importing_the_backend_imports_neither_habana_nor_optimum_habana"},
+    "tests/test_fixture_corpus.py": {"test_regenerating_a_clip_reproduces_the_committed_bytes"},
+    "tests/test_light_imports.py": {  # each a fresh `asrbench` interpreter: 4-25 s loaded
+        "test_plugin_options_load_no_torch", "test_help_loads_no_torch",
+        "test_compare_loads_no_torch", "test_baseline_update_loads_no_torch",
+        "test_history_add_and_list_load_no_torch", "test_export_loads_no_torch",
+        "test_html_loads_no_torch",
+    },
+    "tests/test_no_loss.py": {
+        "test_a_signal_during_the_second_run_keeps_the_first",
+        "test_an_unwritable_report_is_saved_elsewhere_and_says_where",
+    },
+    "tests/test_nothing_leaked.py": {"test_a_password_in_an_old_reports_argv_reaches_no_output"},
+    "tests/test_peers.py": {"test_every_peer_runs_and_agrees_with_asrbench"},
+    "tests/test_plugin.py": {
+        "test_the_installed_plugin_runs_in_another_repository_with_its_own_device_option"},
+    "tests/test_reference.py": {"test_child_matches_stock_generate_and_is_cached"},
+    "tests/test_scripts.py": {"test_test_sh_leaves_reports_latest_json_alone"},  # runs test.sh
+}
 
 
-def embedded_rows(locale: str) -> list[dict[str, str]]:
-    """The embedded corpus's table for a locale, as dicts."""
-    with open(EMBEDDED_CORPUS / locale / "test.tsv", encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+def is_slow(module: str, name: str, fixtures: list[str], params: dict[str, object]) -> bool:
+    """Whether a test (module path relative to the root, function name, the fixtures it uses,
+    its parameters) belongs to the slow tier."""
+    return (module in SLOW_MODULES or name in SLOW_TESTS.get(module, ())
+            or any(f in SLOW_FIXTURES for f in fixtures)
+            or any(params.get(k) in values for k, values in SLOW_PARAMS.items()))
 
 
-def write_cv_table(directory: Path, rows: list[dict[str, str]], split: str = "test") -> Path:
-    """Write a Common Voice <split>.tsv with the standard header."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{split}.tsv"
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=HEADER, delimiter="\t", quoting=csv.QUOTE_NONE,
-                                extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row.get(k, "") for k in HEADER})
-    return path
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = pytest.mark.slow
+    for item in items:
+        try:
+            module = item.path.relative_to(config.rootpath).as_posix()
+        except ValueError:  # a test outside the repository (pytester's own)
+            continue
+        callspec = getattr(item, "callspec", None)
+        if is_slow(module, getattr(item, "originalname", item.name),
+                   list(getattr(item, "fixturenames", ())),
+                   dict(callspec.params) if callspec else {}):
+            item.add_marker(slow)
 
+
+# -- fixtures -----------------------------------------------------------------------------------
 
 @pytest.fixture
 def outside_corpus(tmp_path: Path) -> Path:
@@ -57,3 +148,22 @@ def outside_corpus(tmp_path: Path) -> Path:
     ]
     write_cv_table(root / "en", rows)
     return root
+
+
+_REAL_HISTORY: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def real_history(tmp_path_factory):
+    """Six real `asrbench run`s of the embedded default (English, 4 clips, 2 passes) in an
+    SQLite store, one commit each, runs 4-6 planted at half the throughput of runs 1-3
+    (helpers.PLANTED_LEVELS): (store path, report paths, commits). Made once per session."""
+    if "error" in _REAL_HISTORY:
+        pytest.fail(f"the real runs failed earlier: {_REAL_HISTORY['error']}", pytrace=False)
+    if "value" not in _REAL_HISTORY:
+        try:
+            _REAL_HISTORY["value"] = make_real_history(tmp_path_factory.mktemp("real-history"))
+        except Exception as exc:
+            _REAL_HISTORY["error"] = str(exc)[-2000:]
+            raise
+    return _REAL_HISTORY["value"]

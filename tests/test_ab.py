@@ -21,7 +21,7 @@ from asrbench.gate.policy import Policy
 from asrbench.formats.model import Report
 
 ROOT = Path(__file__).resolve().parent.parent
-SLOWDOWN = ROOT / "benchmarks" / "slowdown.py"
+SLOWDOWN = ROOT / "tests" / "slowdown.py"
 # A small English slice: 2 clips, one batch, short decodes (about 8 s a process here, most of
 # it the process start).
 WORKLOAD = ["--dataset-config", "en", "--language", "english", "--limit", "2", "--batch-size",
@@ -43,7 +43,7 @@ def _schema_check(document):
 
 def test_ab_finds_a_real_slowdown_of_the_head(tmp_path, capsys):
     """Head runs the same code with every model call followed by a sleep of four times its
-    own duration (a test-only wrapper, benchmarks/slowdown.py): a fifth of the samples/s. The
+    own duration (a test-only wrapper, tests/slowdown.py): a fifth of the samples/s. The
     effect is that large so that no load on a busy machine can hide it (the load on one side
     of a round would have to slow it fivefold more than the other); a 2x slowdown was once
     UNKNOWN after 5 rounds here while another benchmark shared the two cores."""
@@ -226,7 +226,9 @@ def test_rounds_stop_only_at_the_looks(tmp_path, monkeypatch):
     def decide(base, head, threshold, alpha):
         levels.append(alpha)
         outcome = "DIFFERENT" if len(base) >= 4 else "UNKNOWN"
-        return Decision(outcome, len(base), 0.8, 0.7, 0.9, 1 - alpha, 0.001, 0.8, threshold)
+        return Decision(outcome=outcome, rounds=len(base), ratio=0.8, ci_low=0.7, ci_high=0.9,
+                        confidence=1 - alpha, p_value=0.001, ratio_of_medians=0.8,
+                        threshold=threshold)
 
     monkeypatch.setattr(ab.ProcessRunner, "accuracy", lambda self, name: reports[name])
     monkeypatch.setattr(ab.ProcessRunner, "measure", lambda self, name, number: [10.0])

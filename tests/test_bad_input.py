@@ -19,7 +19,7 @@ from asrbench.measure.data import collect, hub, load_split
 from asrbench.measure.data.audio import AudioError, decode_audio
 from asrbench.errors import AsrbenchError
 
-from conftest import HEADER, embedded_rows, write_cv_table
+from helpers import HEADER, embedded_rows, write_cv_table
 
 CLIPS = EMBEDDED_CORPUS / "en" / "clips"
 

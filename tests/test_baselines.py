@@ -11,7 +11,7 @@ import pytest
 from asrbench.gate.baselines import load, predictions_digest, validate
 from asrbench.errors import AsrbenchError
 
-from test_compare import _entry, _run
+from helpers import make_entry as _entry, make_run as _run
 
 
 def test_predictions_digest_ignores_order():

@@ -5,30 +5,18 @@ from __future__ import annotations
 import math
 
 import pytest
+from factories import make_entry, make_run
 
-from asrbench.gate.baselines import predictions_digest
+from asrbench.formats.model import BaselineEntry, Run
 from asrbench.gate.compare import compare_run, word_diff
 
 
-def _run(wer=0.2, cer=0.1, rates=(10.0, 10.0, 10.0), predictions=None):
-    predictions = predictions or {"a": "hello world"}
-    rsd = 0.0 if len(set(rates)) == 1 else (
-        math.sqrt(sum((r - sum(rates) / len(rates)) ** 2 for r in rates) / (len(rates) - 1)) / (sum(rates) / len(rates)))
-    return {"config": {"id": "cfg"}, "device": {"class": "cpu"},
-            "metrics": {"wer": wer, "wer_normalized": wer, "cer": cer,
-                        "samples_per_second": sorted(rates)[len(rates) // 2]},
-            "throughput": {"samples_per_second_per_pass": list(rates), "samples_per_second_rsd": rsd},
-            "utterances": [{"id": k, "prediction": v} for k, v in predictions.items()]}
+def _run(wer=0.2, cer=0.1, rates=(10.0, 10.0, 10.0), predictions=None) -> Run:
+    return make_run(wer=wer, cer=cer, rates=rates, predictions=predictions)
 
 
-def _entry(run, **tolerance):
-    predictions = {u["id"]: u["prediction"] for u in run["utterances"]}
-    return {"metrics": {k: run["metrics"][k] for k in ("wer", "wer_normalized", "cer", "samples_per_second")},
-            "tolerance": tolerance,
-            "noise": {"samples_per_second_rsd": run["throughput"]["samples_per_second_rsd"],
-                      "passes": len(run["throughput"]["samples_per_second_per_pass"]),
-                      "samples_per_second_per_pass": run["throughput"]["samples_per_second_per_pass"]},
-            "predictions": predictions, "predictions_sha256": predictions_digest(predictions)}
+def _entry(run: Run, **tolerance) -> BaselineEntry:
+    return make_entry(run, **tolerance)
 
 
 def test_error_rate_verdicts_at_the_tolerance_edges():
@@ -85,11 +73,11 @@ def test_word_diff_marks_insertions_and_deletions():
     assert word_diff("a b c", "a c d") == "a [-b-] c {+d+}"
 
 
-def _with(run, compilations=None, reference=None):
-    run = dict(run)
-    run["timings"] = {"compilations": compilations}
-    run["reference"] = reference
-    return run
+def _with(run: Run, compilations=None, reference=None) -> Run:
+    return make_run(wer=run.metrics.wer, cer=run.metrics.cer,
+                    rates=tuple(run.throughput.samples_per_second_per_pass),
+                    predictions={u.id: u.prediction for u in run.utterances},
+                    compilations=compilations, reference=reference)
 
 
 def test_any_compilation_in_a_timed_pass_is_a_regression_with_or_without_a_baseline():
@@ -142,9 +130,9 @@ def test_a_reference_that_could_not_be_decoded_fails_the_agreement_check():
 
 def _processes_entry(per_process, rsd=0.01, **tolerance):
     entry = _entry(_run(), **tolerance)
-    entry["metrics"]["samples_per_second"] = sorted(per_process)[len(per_process) // 2]
-    entry["noise"]["samples_per_second_per_process"] = list(per_process)
-    entry["noise"]["samples_per_second_rsd"] = rsd
+    entry.metrics.samples_per_second = sorted(per_process)[len(per_process) // 2]
+    entry.noise.samples_per_second_per_process = list(per_process)
+    entry.noise.samples_per_second_rsd = rsd
     return entry
 
 

@@ -15,7 +15,7 @@ from asrbench.measure.data import SAMPLE_RATE, AudioError, collect, decode_audio
 from asrbench.measure.data import hub
 from asrbench.errors import AsrbenchError
 
-from conftest import embedded_rows
+from helpers import embedded_rows
 
 
 def test_embedded_corpus_has_the_common_voice_layout():

@@ -24,13 +24,12 @@ import pytest
 import torch.distributed as dist
 
 from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig, build_configs, load_config_file
-from asrbench.measure.data import Skipped
 from asrbench.measure.distributed import (Launch, World, config_toml, cpu_threads, detect_launch,
                                   merge_results, shard)
-from asrbench.measure.engine import RunResult, Timings, UtteranceResult
+from asrbench.measure.engine import measured_timings, merge_timings, score
 from asrbench.errors import AsrbenchError
 from asrbench.formats.io import load_report
-from asrbench.formats.model import dump
+from asrbench.formats.model import Compilations, DeviceInfo, Run, Skip, UtteranceResult, dump
 
 from conftest import embedded_rows
 
@@ -140,43 +139,60 @@ def test_config_toml_round_trips_to_the_same_config(tmp_path):
 
 # -- merging shard results ----------------------------------------------------------------
 
+CONFIG = BenchConfig(language="english", world_size=2)
+
+
 def _part(ids: list[str], predictions: list[str], pass_seconds: list[float],
-          overhead: float = 0.001, compilations: dict | None = None) -> RunResult:
-    utterances = [UtteranceResult(i, "the cat sat", p, 4, 2.0) for i, p in zip(ids, predictions)]
-    timings = Timings(pass_seconds=pass_seconds, model_seconds=(1 - overhead) * sum(pass_seconds),
-                      feature_extraction_seconds=0.1, warmup_seconds=1.0, warmup_batches=1,
-                      batches_per_pass=1, latencies=[0.5, 0.6], detokenize_seconds=0.01,
-                      decoder="generate", compilations=compilations, peak_host_rss_bytes=100)
-    return RunResult(BenchConfig(language="english", world_size=2), utterances,
-                     [Skipped("bad", "empty reference")], timings,
-                     {"kind": "cpu", "class": "cpu", "name": "cpu"}, "cv", True)
+          overhead: float = 0.001, compilations: Compilations | None = None) -> Run:
+    """A rank's own (shard) run: 4 tokens and 2 s of audio an utterance."""
+    utterances = [UtteranceResult(id=i, reference="the cat sat", prediction=p, tokens=4,
+                                  audio_seconds=2.0) for i, p in zip(ids, predictions)]
+    timings = measured_timings(pass_seconds, (1 - overhead) * sum(pass_seconds), [0.5, 0.6],
+                               feature_extraction_seconds=0.1, warmup_seconds=1.0,
+                               warmup_batches=1, batches_per_pass=1, detokenize_seconds=0.01,
+                               decoder="generate", compilations=compilations,
+                               peak_host_rss_bytes=100)
+    device = DeviceInfo.model_validate({"kind": "cpu", "class": "cpu", "name": "cpu"})
+    return score(CONFIG, device, "cv", [Skip(id="bad", reason="empty reference")], utterances,
+                 timings, True)
 
 
 def test_merge_keeps_split_order_and_times_each_pass_by_its_slowest_rank():
-    merged = merge_results([_part(["a", "b", "c"], ["the cat sat", "the cat", "a cat sat"], [2.0, 3.0]),
-                            _part(["d", "e"], ["the cat sat", "the dog sat"], [4.0, 1.0], 0.02)])
-    assert merged.errors is None  # merged unscored: scored once, after the merge
-    merged.score()
+    merged = merge_results(CONFIG, [
+        _part(["a", "b", "c"], ["the cat sat", "the cat", "a cat sat"], [2.0, 3.0]),
+        _part(["d", "e"], ["the cat sat", "the dog sat"], [4.0, 1.0], 0.02)])
     assert [u.id for u in merged.utterances] == ["a", "b", "c", "d", "e"]
-    timings = merged.timings.to_dict()
-    assert timings["pass_seconds"] == [4.0, 3.0]
-    assert list(merged.throughput.per_pass) == pytest.approx([5 / 4.0, 5 / 3.0])
-    assert [r["utterances"] for r in timings["ranks"]] == [3, 2]
-    # 15 reference words; errors: 1 deletion (b), 1 substitution (c), 1 substitution (e)
-    assert merged.errors.wer == pytest.approx(3 / 15)
-    assert len(merged.skipped) == 1 and timings["world_size"] == 2
-    assert timings["harness_overhead"] == pytest.approx(0.02) and timings["decoder"] == "generate"
+    timings = merged.timings
+    assert timings.pass_seconds == [4.0, 3.0]
+    assert merged.throughput.samples_per_second_per_pass == pytest.approx([5 / 4.0, 5 / 3.0])
+    assert [r.utterances for r in timings.ranks] == [3, 2]
+    assert [r.pass_seconds for r in timings.ranks] == [[2.0, 3.0], [4.0, 1.0]]
+    # scored from all 5 utterances, not from either shard: 15 reference words; errors:
+    # 1 deletion (b), 1 substitution (c), 1 substitution (e)
+    assert merged.metrics.wer == pytest.approx(3 / 15)
+    assert merged.metrics.samples_per_second == pytest.approx((5 / 4.0 + 5 / 3.0) / 2)  # median
+    assert merged.metrics.tokens_per_sample == pytest.approx(4.0)
+    assert merged.metrics.rtfx == pytest.approx(10.0 / 3.5)  # 10 s of audio, median pass 3.5 s
+    assert len(merged.dataset.skipped) == 1 and timings.world_size == 2
+    assert merged.dataset.utterances == 5
+    assert timings.harness_overhead == pytest.approx(0.02) and timings.decoder == "generate"
     # latencies pool over ranks: p50 of [0.5, 0.6, 0.5, 0.6]
-    assert timings["batch_latency_p50"] == pytest.approx(0.55)
+    assert timings.batch_latency_p50 == pytest.approx(0.55)
+    assert timings.ranks[0].batch_latency_p50 == pytest.approx(0.55)
+    # the merged run is a valid report run, and the working-only latencies are not written
+    document = dump(merged)
+    assert "latencies" not in document["timings"]
+    assert Run.model_validate(document).timings.ranks[1].utterances == 2
 
 
 def test_merged_compilations_add_up_and_stay_unknown_if_any_rank_did_not_count():
-    counted = {"counter": "c", "warmup": 3, "passes": [0, 1]}
-    merged = Timings.merge([_part(["a"], ["x"], [1.0, 1.0], compilations=counted).timings,
-                            _part(["b"], ["y"], [1.0, 1.0], compilations=counted).timings])
-    assert merged.compilations == {"counter": "c", "warmup": 6, "passes": [0, 2]}
-    partial = Timings.merge([_part(["a"], ["x"], [1.0], compilations=counted).timings,
-                             _part(["b"], ["y"], [1.0]).timings])
+    counted = Compilations(counter="c", warmup=3, passes=[0, 1])
+    merged = merge_timings([_part(["a"], ["x"], [1.0, 1.0], compilations=counted).timings,
+                            _part(["b"], ["y"], [1.0, 1.0], compilations=counted).timings],
+                           [1, 1])
+    assert merged.compilations == Compilations(counter="c", warmup=6, passes=[0, 2])
+    partial = merge_timings([_part(["a"], ["x"], [1.0], compilations=counted).timings,
+                             _part(["b"], ["y"], [1.0]).timings], [1, 1])
     assert partial.compilations is None
 
 

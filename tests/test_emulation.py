@@ -7,7 +7,9 @@ process computes the stock references with unmodified transformers.
 
 What is pinned here:
 - with the seed's settings (graphs on; fp32 and bf16 autocast; batch 4 over 6 clips, so the
-  last batch is partial) asrbench's transcripts equal stock generate() on English and Hindi;
+  last batch is partial) asrbench's transcripts equal stock generate() on English and Hindi in
+  fp32, and agree with it under the same bf16 autocast within a stated limit (BF16_SHARE_MIN,
+  BF16_WER_MAX: bf16 rounding may flip a near-tied token);
 - timed passes capture nothing (the warm-up captured the encoder, prompt-step and token-step
   graphs), and the report's agreement with the stock reference is complete;
 - HPU graphs over a growing DynamicCache are refused with one line; with the refusal bypassed
@@ -26,7 +28,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from factories import make_run
 
+from asrbench.formats.model import Run
 from asrbench.gate.baselines import DEFAULT_TOLERANCE
 from asrbench.gate.compare import agreement_verdict
 from asrbench.config.settings import EMBEDDED_CORPUS
@@ -104,13 +108,30 @@ def test_emulated_graphs_fp32_transcripts_equal_stock_generate(fp32_report, stoc
     assert run["device"]["class"] == "hpu-emulated" and run["config"]["graphs"]
 
 
+#: How closely bf16 transcripts must agree with stock generate() under the same CPU bf16
+#: autocast. bf16 keeps 8 bits of mantissa, and the static-cache graphs and the stock
+#: DynamicCache path add up attention in a different order, so where two tokens' logits are
+#: nearly tied one path can pick the other token (seen: one Hindi word, 'आदुप' for 'आदूप', in
+#: six clips); a decoding bug changes most transcripts (the replay bug below truncates every
+#: one). fp32 stays exact.
+BF16_SHARE_MIN = 4 / 6  # at least 4 of the 6 transcripts identical
+BF16_WER_MAX = 0.1  # word errors against the stock transcripts, corpus level
+
+
 @pytest.mark.parametrize("locale", list(LANGUAGES))
-def test_emulated_graphs_bf16_transcripts_equal_stock_generate_under_cpu_bf16(bf16_report,
-                                                                            stock, locale):
+def test_emulated_graphs_bf16_transcripts_agree_with_stock_generate_under_cpu_bf16(bf16_report,
+                                                                                 stock, locale):
     """bf16 on the emulator is CPU bf16 autocast: stock generate() under the same autocast is
-    its like-for-like reference (agreement with fp32 is what the report measures)."""
+    its like-for-like reference (agreement with fp32 is what the report measures). Judged by
+    agreement within BF16_SHARE_MIN / BF16_WER_MAX, and by the product's own agreement verdict
+    at its default limits."""
     run = _runs(bf16_report)[locale]
-    assert {u["id"]: u["prediction"] for u in run["utterances"]} == stock[locale]["bf16"]
+    transcripts = {u["id"]: u["prediction"] for u in run["utterances"]}
+    assert set(transcripts) == set(stock[locale]["bf16"])
+    result = agreement(transcripts, stock[locale]["bf16"])
+    assert result.utterances == LIMIT
+    assert result.share >= BF16_SHARE_MIN and result.wer <= BF16_WER_MAX, result.differing
+    assert _judged(result) == "unchanged", result.differing
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -134,7 +155,7 @@ def test_report_carries_agreement_with_the_stock_reference(fp32_report, stock):
         reference = run["reference"]
         assert reference["utterances"] == LIMIT and reference["identical"] == LIMIT
         assert reference["wer"] == 0.0
-        verdict = agreement_verdict(run, DEFAULT_TOLERANCE)
+        verdict = agreement_verdict(Run.model_validate(run), DEFAULT_TOLERANCE)
         assert verdict is not None and verdict.verdict == "unchanged"
 
 
@@ -215,10 +236,9 @@ def test_graphs_over_a_growing_cache_are_refused_in_one_line(findings):
 
 def _judged(result) -> str:
     """The agreement verdict a run with this agreement would get (default limits)."""
-    run = {"config": {"id": "emulated"}, "device": {"class": "hpu-emulated"},
-           "metrics": {"wer": 0.0, "wer_normalized": 0.0, "cer": 0.0, "samples_per_second": 1.0},
-           "throughput": {"samples_per_second_per_pass": [1.0], "samples_per_second_rsd": 0.0},
-           "utterances": [], "reference": {**result.to_dict(), "reference": "stock"}}
+    run = make_run("emulated", wer=0.0, cer=0.0, rates=(1.0,), predictions={},
+                   device_class="hpu-emulated",
+                   reference={**result.to_dict(), "reference": "stock"})
     return agreement_verdict(run, DEFAULT_TOLERANCE).verdict
 
 

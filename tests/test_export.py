@@ -19,7 +19,7 @@ from asrbench.errors import AsrbenchError
 from asrbench.history.export import export, github_action_benchmark_entries, round_stats
 from asrbench.formats.model import parse_report
 
-from test_history import make_report, run_cli, write_report
+from helpers import make_report, run_cli, write_report
 
 pytest_benchmark_stats = pytest.importorskip("pytest_benchmark.stats")
 

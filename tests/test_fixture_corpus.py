@@ -12,7 +12,7 @@ import pytest
 
 from asrbench.config.settings import EMBEDDED_CORPUS
 
-from conftest import embedded_rows
+from helpers import embedded_rows
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_fixture_corpus.py"
 

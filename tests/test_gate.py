@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import json
 
+from factories import make_entry, make_report, make_run
+
+from asrbench.formats.model import dump
 from asrbench.gate.outcome import gate_report
 from asrbench.gate.policy import Policy
-
-from test_compare import _entry, _run
 
 
 def _write(directory, entries):
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "cpu.json").write_text(json.dumps({"schema": 1, "device_class": "cpu",
-                                                    "entries": entries}))
+    (directory / "cpu.json").write_text(json.dumps({
+        "schema": 1, "device_class": "cpu",
+        "entries": {name: dump(entry) for name, entry in entries.items()}}))
 
 
 def _report(*runs):
-    return {"schema": 1, "environment": {}, "runs": list(runs)}
+    return make_report(*runs)
 
 
 def _named(config_id, **kwargs):
-    run = _run(**kwargs)
-    run["config"] = {"id": config_id}
-    return run
+    return make_run(config_id, **kwargs)
+
+
+def _entry(run):
+    return make_entry(run)
+
+
+def _run():
+    return make_run()
 
 
 def test_entries_without_a_run_are_listed_not_failed(tmp_path):

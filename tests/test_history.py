@@ -12,7 +12,6 @@ report document) and the `real_history` fixture (real runs of the embedded defau
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -28,7 +27,7 @@ import pytest
 
 from asrbench.history import store as history
 
-from asrbench.cli import history as history_cli
+from asrbench.cli.main import parse
 from asrbench.errors import AsrbenchError
 from asrbench.history.store import add_report, open_store, redact
 
@@ -76,11 +75,9 @@ def write_report(path: Path, document: dict) -> Path:
 
 
 def run_cli(argv: list[str]) -> int:
-    """Parse argv with history_cli's subparsers and run the command (as cli.py will)."""
-    parser = argparse.ArgumentParser(prog="asrbench")
-    history_cli.add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return history_cli.COMMANDS[args.command](args)
+    """Parse argv as `asrbench` does and run the command, letting its errors through."""
+    args = parse(argv)
+    return args.func(args)
 
 
 # -- a real PostgreSQL server ----------------------------------------------------------------
@@ -409,11 +406,11 @@ def test_history_command_errors_are_one_line(tmp_path):
 REAL_RUN_ARGS = ["run", "--dataset-config", "en", "--language", "english", "--limit", "4",
                  "--batch-size", "4", "--generation-max-length", "40", "--passes", "2",
                  "--no-progress"]
-#: runs 1-3 as they are, runs 4-6 slowed by half (benchmarks/slowdown.py: each model call is
+#: runs 1-3 as they are, runs 4-6 slowed by half (tests/slowdown.py: each model call is
 #: followed by a sleep in proportion to its own time, so the step's direction and size do not
 #: depend on the machine): a real slowdown of the same config (same id, same transcripts)
 REAL_RUN_SLOWDOWNS = ["0", "0", "0", "0.5", "0.5", "0.5"]
-SLOWDOWN = ROOT / "benchmarks" / "slowdown.py"
+SLOWDOWN = ROOT / "tests" / "slowdown.py"
 
 
 _REAL_HISTORY: dict[str, object] = {}

@@ -23,7 +23,7 @@ from asrbench.render.html import build_html, html_word_diff, script_json, write_
 from asrbench.formats.io import load_report
 from asrbench.formats.model import parse_report
 
-from test_history import ROOT, make_report, real_history, run_cli, write_report  # noqa: F401
+from helpers import PLANTED_AT, ROOT, make_report, run_cli, write_report
 
 HOSTILE = "<img src=x onerror=alert(1)> </script><script>alert(2)</script> & \"quoted\""
 CHARTS = ("samples_per_second", "wer", "cer", "compilations")
@@ -222,7 +222,9 @@ return Array.from(document.querySelectorAll('div.chart')).map(function (div) {
 """
 
 
-def test_real_history_renders_in_chromium(real_history, browser, tmp_path):  # noqa: F811
+def test_real_history_renders_in_chromium(real_history, browser, tmp_path):
+    """Real runs, their throughput planted (runs 4-6 at half the speed: helpers.PLANTED_LEVELS),
+    so the regression and the change point do not depend on how busy the machine is."""
     url, reports, commits = real_history
     baselines = _baselines(tmp_path / "baselines", load_report(reports[0]))
     current = load_report(reports[-1])
@@ -264,11 +266,11 @@ def test_real_history_renders_in_chromium(real_history, browser, tmp_path):  # n
 
     verdicts = rows("verdicts")
     assert [r[1] for r in verdicts] == ["wer", "wer_normalized", "cer", "samples_per_second"]
-    assert verdicts[3][6] == "regressed"  # half the speed of the baseline (run 1)
+    assert verdicts[3][6] == "regressed"  # half the planted speed of the baseline (run 1)
     assert [r[1] for r in rows("history")] == commits
     steps = rows("change-points")
     assert len(steps) == 1 and steps[0][2] == "samples/s" and steps[0][7] == "regression"
-    assert steps[0][3] == f"#4 {commits[3][:12]}"
+    assert steps[0][3] == f"#{PLANTED_AT + 1} {commits[PLANTED_AT][:12]}"
     changed = rows("transcripts-0")
     assert len(changed) == 1 and changed[0][0] == first_id
     assert HOSTILE.split()[0] in changed[0][1]  # shown as text...

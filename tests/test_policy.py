@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from factories import make_verdict
 
 from asrbench.gate.baselines import predictions_digest
 from asrbench.cli.main import main
-from asrbench.gate.compare import Comparison, Verdict
+from asrbench.gate.compare import Comparison
 from asrbench.config.settings import BenchConfig
 from asrbench.gate.policy import Policy
 
@@ -131,16 +132,18 @@ def test_pytest_and_compare_agree(project, scenario, policy):
 
 def test_policy_findings_by_check():
     """The policy on hand-made verdicts: which check fails or warns under which option."""
-    improved = Verdict("c", "wer", "improved", 0.2, 0.25, -0.05, 0.005)
-    regressed = Verdict("c", "samples_per_second", "regressed", 1.0, 2.0, -1.0, 0.1)
-    faster = Verdict("c", "samples_per_second", "improved", 3.0, 2.0, 1.0, 0.1)
-    comparison = Comparison("c", [improved, regressed, faster], has_entry=True)
+    improved = make_verdict("c", "wer", "improved", 0.2, 0.25, -0.05, 0.005)
+    regressed = make_verdict("c", "samples_per_second", "regressed", 1.0, 2.0, -1.0, 0.1)
+    faster = make_verdict("c", "samples_per_second", "improved", 3.0, 2.0, 1.0, 0.1)
+    comparison = Comparison(config_id="c", verdicts=[improved, regressed, faster],
+                            has_entry=True)
     findings = Policy().findings(comparison)
     assert [(f.check, f.fails) for f in findings] == [("wer", True), ("throughput", True)]
     relaxed = Policy(allow_improvements=True).findings(comparison, ["wer"])
     assert [(f.check, f.fails) for f in relaxed] == [("wer", False)]  # reported, not failing
-    assert Policy().findings(Comparison("c", [faster]), ["throughput"]) == []  # faster is fine
-    new = Comparison("c", [], has_entry=False)
+    assert Policy().findings(Comparison(config_id="c", verdicts=[faster]),
+                             ["throughput"]) == []  # faster is fine
+    new = Comparison(config_id="c", verdicts=[], has_entry=False)
     assert Policy().fails([new]) and not Policy(allow_missing=True).fails([new])
     with pytest.raises(Exception, match="transcripts"):
         Policy(transcripts="ignore")

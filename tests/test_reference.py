@@ -15,7 +15,7 @@ from asrbench.config.settings import BenchConfig, EMBEDDED_CORPUS
 from asrbench.errors import AsrbenchError
 from asrbench.measure.reference import (MAX_DIFFERING, ReferenceRequest, agreement, cache_path,
                                 clean_child_env, language_kwargs, reference_transcripts)
-from conftest import embedded_rows
+from helpers import embedded_rows
 
 
 def make_request(**changes) -> ReferenceRequest:

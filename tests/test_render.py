@@ -4,10 +4,12 @@ escaped, and the one-line verdict reads right even where a value is missing."""
 from __future__ import annotations
 
 import pytest
+from factories import make_run, make_verdict
 
-from asrbench.gate.compare import Comparison, TranscriptChange, Verdict
+from asrbench.gate.compare import Comparison, TranscriptChange
 from asrbench.gate.policy import Policy
-from asrbench.render.text import describe_verdict, escape_md, markdown_summary
+from asrbench.render.text import (describe_verdict, escape_md, markdown_summary, run_notes,
+                                  summary_table)
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>", "</details><script>alert(1)</script>", "a | b | c",
@@ -31,9 +33,11 @@ def test_escape_md_keeps_plain_text_readable():
 
 
 def test_markdown_summary_escapes_ids_transcripts_and_notes():
-    verdict = Verdict("cfg|x", "wer", "regressed", 0.3, 0.2, 0.1, 0.005, note="<b>note</b>")
-    change = TranscriptChange("utt|<img src=x>", "old", "new @team", "[-old-] {+new @team+}")
-    comparison = Comparison("cfg|x\n## injected", [verdict], [change])
+    verdict = make_verdict("cfg|x", "wer", "regressed", 0.3, 0.2, 0.1, 0.005, note="<b>note</b>")
+    change = TranscriptChange(id="utt|<img src=x>", baseline="old", current="new @team",
+                              diff="[-old-] {+new @team+}")
+    comparison = Comparison(config_id="cfg|x\n## injected", verdicts=[verdict],
+                            transcripts=[change])
     text = markdown_summary([comparison], Policy())
     body = "\n".join(line for line in text.splitlines())
     assert "<img" not in body and "<b>" not in body and "@team" not in body
@@ -48,17 +52,18 @@ def test_markdown_summary_escapes_ids_transcripts_and_notes():
 
 
 def test_describe_verdict_handles_missing_numbers():
-    line = describe_verdict(Verdict("c", "reference_agreement", "regressed", None, 0.25, None,
-                                    None, note="reference could not be decoded"))
+    line = describe_verdict(make_verdict("c", "reference_agreement", "regressed", None, 0.25,
+                                         None, None, note="reference could not be decoded"))
     assert line.startswith("reference_agreement: baseline 0.2500 -> - REGRESSED")
-    full = describe_verdict(Verdict("c", "wer", "improved", 0.19, 0.2, -0.01, 0.005))
+    full = describe_verdict(make_verdict("c", "wer", "improved", 0.19, 0.2, -0.01, 0.005))
     assert full == "wer: baseline 0.2000 -> 0.1900 (delta -0.0100, allowed ±0.0050) IMPROVED"
 
 
 def test_markdown_links_the_html_report_only_for_a_plain_http_url(tmp_path, capsys):
     from asrbench.errors import AsrbenchError
 
-    comparison = Comparison("cfg", [Verdict("cfg", "wer", "unchanged", 0.1, 0.1, 0.0, 0.005)])
+    comparison = Comparison(config_id="cfg",
+                            verdicts=[make_verdict("cfg", "wer", "unchanged", 0.1, 0.1, 0.0, 0.005)])
     url = "https://github.com/o/r/actions/runs/123"
     text = markdown_summary([comparison], Policy(), html_url=url)
     assert f"[HTML report: trends, verdicts, changed transcripts]({url})" in text
@@ -66,3 +71,41 @@ def test_markdown_links_the_html_report_only_for_a_plain_http_url(tmp_path, caps
     for bad in ("javascript:alert(1)", "https://x/a b", "https://x/)[y](z", 'https://x/"q'):
         with pytest.raises(AsrbenchError, match="--html-url"):
             markdown_summary([comparison], Policy(), html_url=bad)
+
+
+def _rows(table: str) -> list[list[str]]:
+    return [line.split() for line in table.splitlines()[2:]]
+
+
+def test_summary_table_reads_the_typed_run():
+    run = make_run("quiet", wer=0.25, cer=0.125, rates=(4.0, 5.0, 6.0), wer_normalized=None,
+                   metrics={"wer": 0.25, "wer_normalized": None, "cer": 0.125,
+                            "samples_per_second": 5.0, "rtfx": 12.5, "tokens_per_second": 40.0},
+                   dataset={"skipped": [{"id": "x", "reason": "no audio"}]})
+    (row,) = _rows(summary_table([run]))
+    # rates 4, 5, 6: stdev 1, mean 5 -> RSD 20.0%; an undefined normalized WER reads n/a
+    assert row == ["quiet", "1", "1", "0.2500", "n/a", "0.1250", "5.000", "20.0%", "12.50",
+                   "40.0"]
+
+
+def test_a_single_timed_pass_has_no_rsd():
+    (row,) = _rows(summary_table([make_run("one", rates=(5.0,))]))
+    assert row[7] == "n/a"
+    assert not any("noisy" in line for line in run_notes([make_run("one", rates=(5.0,))]))
+
+
+def test_run_notes_warn_of_a_noisy_machine_above_ten_percent():
+    noisy = make_run("noisy", rates=(4.0, 5.0, 6.0))  # RSD 20%
+    steady = make_run("steady", rates=(9.9, 10.0, 10.1))  # RSD 1%
+    notes = run_notes([noisy, steady])
+    assert notes == ["noisy: WARNING noisy machine: samples/s varied 20% between passes; "
+                     "numbers are less trustworthy"]
+
+
+def test_run_notes_name_compilations_and_agreement():
+    run = make_run("g", compilations={"counter": "graphs", "warmup": 2, "passes": [0, 1, 0]},
+                   reference={"reference": "stock", "utterances": 4, "identical": 3,
+                              "share": 0.75, "wer": 0.05})
+    assert run_notes([run]) == [
+        "g: graph compilations: warm-up 2, timed passes [0, 1, 0]  <- RECOMPILED while timed",
+        "g: agreement with stock: 3/4 transcripts identical, WER vs reference 0.0500"]

@@ -9,7 +9,7 @@ import pytest
 
 from asrbench.errors import AsrbenchError
 
-from test_compare import _run
+from helpers import make_run as _run
 
 
 @pytest.mark.parametrize("field,value,where", [

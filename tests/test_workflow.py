@@ -1,7 +1,11 @@
 """The Gaudi workflows cannot run here: check they are valid YAML that runs the gate as
 documented, and that they follow GitHub's hardening guidance for self-hosted runners."""
 
+import json
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,13 +35,18 @@ def ab():
     return _load("gaudi-ab.yml")
 
 
+@pytest.fixture(scope="module")
+def unlabel():
+    return _load("gaudi-benchmarks-unlabel.yml")
+
+
 def _steps(job: dict) -> list[dict]:
     return job["steps"]
 
 
 def test_gaudi_workflow_runs_pytest_gate_compare_and_uploads(bench):
     job = bench["jobs"]["hpu"]
-    assert "self-hosted" in job["runs-on"] and "gaudi2" in job["runs-on"]
+    assert '"self-hosted", "linux", "gaudi2"' in job["runs-on"]
     assert "--runtime=habana" in job["container"]["options"]
     scripts = "\n".join(step.get("run", "") for step in _steps(job))
     assert 'pip install -e ".[hpu,dev]" -c constraints.txt' in scripts
@@ -47,18 +56,70 @@ def test_gaudi_workflow_runs_pytest_gate_compare_and_uploads(bench):
     assert any(u.startswith("actions/upload-artifact@") for u in uses)
 
 
-def test_pull_request_code_reaches_the_runner_only_when_trusted(bench):
-    assert "pull_request_target" not in bench["on"]  # never PR code with the base's secrets
-    job = bench["jobs"]["hpu"]
-    condition = job["if"]
-    assert "github.event.pull_request.head.repo.full_name == github.repository" in condition
-    assert "contains(github.event.pull_request.labels.*.name, 'gaudi-benchmarks')" in condition
-    assert job["environment"] == "gaudi"  # a protected environment: a maintainer approves
+FORK_LABELLED = "(github.event.action == 'labeled' && github.event.label.name == 'gaudi-benchmarks')"
+
+
+def test_pull_request_code_reaches_the_runner_only_when_trusted(bench, ab):
+    for workflow, job in ((bench, bench["jobs"]["hpu"]), (ab, ab["jobs"]["ab"])):
+        assert "pull_request_target" not in workflow["on"]  # never PR code with base secrets
+        condition = " ".join(job["if"].split())
+        assert "github.event.pull_request.head.repo.full_name == github.repository" in condition
+        # a fork: on the maintainer's `labeled` event only; the label still listed on a later
+        # `synchronize` event lets nothing in
+        assert FORK_LABELLED in condition
+        assert "labels.*.name" not in condition
+        assert job["environment"] == "gaudi"  # a protected environment: a maintainer approves
+
+
+def _pools(runs_on: str) -> tuple[list[str], list[str]]:
+    """(pull-request labels, push/dispatch labels) of the benchmark job's runs-on expression."""
+    match = re.fullmatch(r"\$\{\{ github\.event_name == 'pull_request' && fromJSON\('(.*?)'\) "
+                         r"\|\| fromJSON\('(.*?)'\) \}\}", " ".join(runs_on.split()))
+    assert match, runs_on
+    return json.loads(match.group(1)), json.loads(match.group(2))
+
+
+def test_pull_requests_and_the_history_secret_never_share_a_runner_pool(bench, ab):
+    untrusted, trusted = _pools(bench["jobs"]["hpu"]["runs-on"])
+    assert untrusted == ["self-hosted", "linux", "gaudi2", "pr-untrusted"]
+    assert trusted == ["self-hosted", "linux", "gaudi2", "trusted"]
+    assert ab["jobs"]["ab"]["runs-on"] == untrusted  # A/B runs pull-request code only
+    # the history secret only in steps that run on push (the trusted pool)
+    for step in _steps(bench["jobs"]["hpu"]):
+        if "ASRBENCH_HISTORY_URL" in str(step.get("env", {})):
+            assert "github.event_name == 'push'" in (step.get("if", "") + str(step["env"]))
+    assert "ASRBENCH_HISTORY_URL" not in (WORKFLOWS / "gaudi-ab.yml").read_text()
+    text = (WORKFLOWS / "gaudi-benchmarks.yml").read_text()
+    assert "pr-untrusted" in text.split("name:", 1)[0]  # the header comment documents the pools
+
+
+def test_a_new_push_to_a_fork_removes_the_label(unlabel):
+    assert unlabel["on"] == {"pull_request_target": {"types": ["synchronize"]}}
+    assert unlabel["permissions"] == {}
+    (job,) = unlabel["jobs"].values()
+    assert job["permissions"] == {"pull-requests": "write"}
+    assert "github.event.pull_request.head.repo.full_name != github.repository" in job["if"]
+    steps = _steps(job)
+    assert not any("uses" in s for s in steps)  # no checkout, no action: nothing from the PR
+    (step,) = steps
+    assert step["run"] == 'gh pr edit "$NUMBER" --remove-label gaudi-benchmarks'
+    assert step["env"]["NUMBER"] == "${{ github.event.pull_request.number }}"
+    assert step["env"]["GH_REPO"] == "${{ github.repository }}"
+    text = (WORKFLOWS / "gaudi-benchmarks-unlabel.yml").read_text()
+    assert "synchronize" in text.split("name:", 1)[0]  # said in the comments
+
+
+def test_permissions_are_per_job_and_minimal(bench, ab, comment, unlabel):
+    for workflow in (bench, ab, comment, unlabel):
+        assert workflow["permissions"] == {}
+        for job in workflow["jobs"].values():
+            assert "permissions" in job
+    assert bench["jobs"]["hpu"]["permissions"] == {"contents": "read"}
+    assert ab["jobs"]["ab"]["permissions"] == {"contents": "read"}
 
 
 def test_minimal_token_and_no_credentials_left_in_the_checkout(bench):
-    assert bench["permissions"] == {"contents": "read"}
-    assert "permissions" not in bench["jobs"]["hpu"]
+    assert bench["jobs"]["hpu"]["permissions"] == {"contents": "read"}
     checkout = next(s for s in _steps(bench["jobs"]["hpu"])
                     if s.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["persist-credentials"] is False
@@ -96,10 +157,11 @@ def test_image_pinned_by_digest_and_actions_by_commit(bench, comment, ab):
 
 
 def test_the_comment_is_posted_by_a_workflow_that_runs_no_pull_request_code(bench, comment):
-    assert "pull-requests" not in str(bench.get("permissions"))
+    assert "pull-requests" not in str(bench["jobs"]["hpu"].get("permissions"))
     assert set(comment["on"]) == {"workflow_run"}
     assert comment["on"]["workflow_run"]["workflows"] == [bench["name"], "gaudi-ab"]
-    assert comment["permissions"] == {"actions": "read", "pull-requests": "write"}
+    assert comment["jobs"]["comment"]["permissions"] == {"actions": "read",
+                                                         "pull-requests": "write"}
     steps = comment["jobs"]["comment"]["steps"]
     assert not any(s.get("uses", "").startswith("actions/checkout@") for s in steps)
     assert not any("run" in s for s in steps)  # no shell, no pip, no python from the PR
@@ -110,7 +172,6 @@ def test_the_comment_is_posted_by_a_workflow_that_runs_no_pull_request_code(benc
 
 def test_ab_workflow_checks_out_and_sets_up_both_sides_and_runs_asrbench_ab(ab):
     assert ab["name"] == "gaudi-ab" and set(ab["on"]) == {"pull_request"}
-    assert ab["permissions"] == {"contents": "read"}
     job = ab["jobs"]["ab"]
     assert job["environment"] == "gaudi"
     assert "github.event.pull_request.head.repo.full_name == github.repository" in job["if"]
@@ -138,3 +199,37 @@ def test_ab_workflow_checks_out_and_sets_up_both_sides_and_runs_asrbench_ab(ab):
 
     argv = run.replace("\\\n", " ").split("asrbench ab", 1)[1].split()
     build_parser().parse_args(["ab", *argv])
+
+
+def _zizmor() -> str:
+    found = shutil.which("zizmor") or str(Path(sys.executable).parent / "zizmor")
+    if not Path(found).exists():
+        pytest.skip("zizmor is in the dev extra")
+    return found
+
+
+def _audit(*options: str) -> list[dict]:
+    result = subprocess.run([_zizmor(), "--offline", "--format", "json", *options, str(WORKFLOWS)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode in (0, 10, 11, 12, 13, 14), result.stderr  # 1x: findings
+    return json.loads(result.stdout or "[]")
+
+
+def test_zizmor_finds_nothing_unexplained():
+    """zizmor's audit finds nothing; each finding it would report is ignored on its own line
+    with zizmor's comment and a reason (no bare ignore, no ignore that silences nothing)."""
+    assert [(f["ident"], f["locations"][0]["symbolic"]["key"]) for f in _audit()] == []
+    ignored = _audit("--no-ignores", "--persona", "auditor")
+    explained = set()
+    for finding in ignored:
+        (primary,) = [p for p in finding["locations"] if p["symbolic"]["kind"] == "Primary"]
+        row = primary["concrete"]["location"]["start_point"]["row"]
+        path = Path(primary["symbolic"]["key"]["Local"]["verbatim_path"])
+        line = (WORKFLOWS / path.name).read_text().splitlines()[row]
+        match = re.search(r"# zizmor: ignore\[([a-z-]+)\] (.+)", line)
+        assert match and match.group(1) == finding["ident"], (finding["ident"], line)
+        assert len(match.group(2).split()) >= 3, line  # a reason, in words
+        explained.add((path.name, row))
+    comments = {(p.name, n) for p in WORKFLOWS.glob("*.yml")
+                for n, text in enumerate(p.read_text().splitlines()) if "# zizmor: ignore[" in text}
+    assert comments == explained  # every ignore comment silences a finding

@@ -39,45 +39,11 @@ sides' medians is reported beside the paired estimate.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Sequence
+
+from asrbench.formats.model import AbDecision as Decision
 
 OUTCOMES = ("DIFFERENT", "SAME", "UNKNOWN")
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The A/B verdict on throughput after some rounds."""
-
-    outcome: str  # DIFFERENT | SAME | UNKNOWN
-    rounds: int
-    ratio: float | None  # head / base, exp(mean per-round log-ratio); None below 2 rounds
-    ci_low: float | None
-    ci_high: float | None
-    confidence: float  # of the interval: 1 - alpha / looks
-    p_value: float | None  # two-sided one-sample t-test of the log-ratios against 0
-    ratio_of_medians: float | None  # median(head) / median(base), for reading
-    threshold: float
-
-    @property
-    def slower(self) -> bool:
-        return self.ratio is not None and self.ratio < 1.0
-
-    def describe(self) -> str:
-        """One line: outcome, effect and interval, rounds."""
-        if self.ratio is None:
-            return f"{self.outcome} after {self.rounds} round(s): too few rounds for an interval"
-        change = self.ratio - 1.0
-        text = (f"{self.outcome} after {self.rounds} rounds: head/base {self.ratio:.3f} "
-                f"({change:+.1%}), {self.confidence:.1%} CI {self.ci_low:.3f}-{self.ci_high:.3f}, "
-                f"p={self.p_value:.3g}, threshold {self.threshold:.0%}")
-        if self.outcome == "SAME" and self.ci_high is not None and (self.ci_high < 1.0
-                                                                   or self.ci_low > 1.0):
-            text += " (a significant change, but proven smaller than the threshold)"
-        return text
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 LOOK_GROWTH = 1.5
@@ -117,7 +83,8 @@ def decide(base: Sequence[float], head: Sequence[float], threshold: float,
     confidence = 1.0 - alpha
     medians = (float(np.median(head) / np.median(base)) if rounds else None)
     if rounds < 2:
-        return Decision("UNKNOWN", rounds, None, None, None, confidence, None, medians, threshold)
+        return Decision(outcome="UNKNOWN", rounds=rounds, confidence=confidence,
+                        ratio_of_medians=medians, threshold=threshold)
     d = np.log(np.asarray(head, dtype=float)) - np.log(np.asarray(base, dtype=float))
     mean = float(d.mean())
     if float(np.ptp(d)) <= 1e-12 * max(1.0, abs(mean)):
@@ -137,4 +104,6 @@ def decide(base: Sequence[float], head: Sequence[float], threshold: float,
         outcome = "DIFFERENT"
     else:
         outcome = "UNKNOWN"
-    return Decision(outcome, rounds, ratio, ci_low, ci_high, confidence, p, medians, threshold)
+    return Decision(outcome=outcome, rounds=rounds, ratio=ratio, ci_low=ci_low, ci_high=ci_high,
+                    confidence=confidence, p_value=p, ratio_of_medians=medians,
+                    threshold=threshold)

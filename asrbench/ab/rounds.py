@@ -33,6 +33,7 @@ SAME and UNKNOWN unchanged (UNKNOWN is said in the note and the summary: not pro
 
 from __future__ import annotations
 
+import math
 import random
 import shlex
 import subprocess
@@ -93,6 +94,9 @@ class Settings:
             raise AsrbenchError(f"--passes must be >= 1, got {self.passes}")
         if self.rounds_limit is not None and self.rounds_limit < 1:
             raise AsrbenchError(f"--rounds-limit must be >= 1, got {self.rounds_limit}")
+        if not (math.isfinite(self.round_timeout) and self.round_timeout > 0):
+            raise AsrbenchError(f"--round-timeout must be a number of seconds > 0, got "
+                                f"{self.round_timeout:g}")
         if self.cards is not None:
             if len(self.cards) != 2 or len(set(self.cards)) != 2 or not all(self.cards):
                 raise AsrbenchError(f"--cards takes two different cards, e.g. 0,1; got "
@@ -334,8 +338,9 @@ def _throughput_verdict(label: str, decision: Decision, base: list[float], head:
     note = f"A/B {decision.describe()}; {settings.round_passes} pass(es) a process"
     if decision.outcome == "UNKNOWN":
         note += "; not proven either way: more --max-rounds or a larger --threshold decides"
-    return Verdict(label, "samples_per_second", verdict, head_median, base_median,
-                   head_median - base_median, settings.threshold * base_median, note)
+    return Verdict(config_id=label, metric="samples_per_second", verdict=verdict,
+                   value=head_median, baseline=base_median, delta=head_median - base_median,
+                   allowed=settings.threshold * base_median, note=note)
 
 
 def comparisons(outcome: Outcome) -> list[Any]:
@@ -361,7 +366,7 @@ def comparisons(outcome: Outcome) -> list[Any]:
                                                   outcome.samples("head", index), outcome.settings)
                 else:  # interrupted before the first round
                     continue
-            verdicts.append(type(verdict)(**{**verdict.__dict__, "config_id": label}))
+            verdicts.append(verdict.model_copy(update={"config_id": label}))
         comparison.verdicts = verdicts
         out.append(comparison)
     return out
@@ -410,8 +415,8 @@ def document(outcome: Outcome, comps: list[Any], failed: bool) -> dict[str, Any]
         "rounds": [{"number": r.number, "order": r.order, "seconds": r.seconds,
                     "samples_per_second": r.samples_per_second, "cards": r.cards}
                    for r in outcome.rounds],
-        "decisions": [d.to_dict() for d in outcome.decisions],
-        "comparisons": [c.to_dict() for c in comps],
+        "decisions": list(outcome.decisions),
+        "comparisons": list(comps),
     }
     return dump(AbReport.model_validate(body))
 

@@ -1,23 +1,15 @@
-"""The command line of the results store, the HTML report and the exports:
-`asrbench history add|list|show|changes`, `asrbench html`, `asrbench export`.
-
-cli.py adds these with `add_parsers(sub)` and dispatches through COMMANDS; every user error is
-an AsrbenchError (one line, exit 2).
-"""
+"""`asrbench history add|list|show|changes`: the results store."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from asrbench.cli import common
 from asrbench.errors import AsrbenchError
 
-DEFAULT_REPORT = Path("reports") / "latest.json"
-DEFAULT_BASELINE_DIR = Path("baselines")
-
-HISTORY_HELP = """\
+HELP = """\
 The results store: every report added once, in order. --history (default $ASRBENCH_HISTORY,
 else history.sqlite) is a file path (SQLite, created by the first `add`) or a
 postgresql://user@host:port/database URL (many runners, one store; same schema).
@@ -27,35 +19,6 @@ postgresql://user@host:port/database URL (many runners, one store; same schema).
   asrbench history show [latest | #3 | 3 | <commit prefix>]
   asrbench history changes [--config ID] [--metric samples_per_second ...]
 """
-
-HTML_HELP = """\
-Write one self-contained HTML file (plotly.js and the data inlined; opens with no network):
-per config, trend charts over the history of samples/s (with the baseline band), WER, CER and
-graph compilations, the current run highlighted and the change points marked; the verdict
-table (as `asrbench compare` judges); changed transcripts as word diffs; environment and commit.
-Without --history the charts hold the report alone.
-
-  asrbench html --report reports/latest.json --history history.sqlite --out reports/report.html
-"""
-
-EXPORT_HELP = """\
-Write a report in a format other benchmark tools read:
-  pytest-benchmark          pytest-benchmark's JSON (pytest-benchmark compare, dashboards):
-                            one benchmark per run, one round per timed pass
-  github-action-benchmark   github-action-benchmark's custom JSON; --direction bigger
-                            (samples/s, tool customBiggerIsBetter) or smaller (WER, normalized
-                            WER, CER; tool customSmallerIsBetter): one file per direction
-
-  asrbench export --report reports/latest.json --format pytest-benchmark --out bench.json
-  asrbench export --report reports/latest.json --format github-action-benchmark \\
-      --direction bigger --out gab-throughput.json
-"""
-
-
-def _history_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--history", metavar="URL",
-                   help="the store: a file path (SQLite) or a postgresql:// URL (default "
-                        "$ASRBENCH_HISTORY, else history.sqlite)")
 
 
 def _positive(text: str) -> int:
@@ -80,13 +43,11 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def add_parsers(sub: Any) -> None:
-    """Add `history`, `html` and `export` to the subcommands of asrbench's parser."""
+def add_parser(sub: Any) -> argparse.ArgumentParser:
     from asrbench.history.changepoints import METRICS
-    from asrbench.history.export import DIRECTIONS, FORMATS
 
     history = sub.add_parser("history", help="the results store: add, list, show, changes",
-                             description=HISTORY_HELP,
+                             description=HELP,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = history.add_subparsers(dest="history_command", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="append a report to the store (once)",
@@ -94,30 +55,32 @@ def add_parsers(sub: Any) -> None:
                                          "every run's metrics, timings and per-pass samples) "
                                          "to the store in one transaction. The same report "
                                          "twice is refused.")
-    add.add_argument("--report", type=Path, default=DEFAULT_REPORT,
-                     help=f"report to add (default {DEFAULT_REPORT})")
-    _history_argument(add)
+    common.add_report(add, "report to add")
+    common.add_history(add)
     add.add_argument("--commit", metavar="SHA",
                      help="file the report under this commit (e.g. for a report made outside "
                           "git); the report's own commit is kept beside it")
     add.add_argument("--branch", metavar="NAME", help="the branch the report was made on")
+    add.set_defaults(func=_history_add)
 
     listing = actions.add_parser("list", help="the stored reports, oldest first")
-    _history_argument(listing)
+    common.add_history(listing)
     listing.add_argument("--limit", type=_positive, metavar="N", help="only the last N")
+    listing.set_defaults(func=_history_list)
 
     show = actions.add_parser("show", help="one stored report and its runs")
     show.add_argument("ref", nargs="?", default="latest",
                       help="latest (default), a report id (3 or #3) or a commit prefix")
-    _history_argument(show)
+    common.add_history(show)
     show.add_argument("--json", action="store_true", help="print the stored report JSON")
+    show.set_defaults(func=_history_show)
 
     changes = actions.add_parser(
         "changes", help="commits where a config's samples/s or error rates stepped and stayed",
         description="Run PELT change-point detection (ruptures) over each config's history "
                     "and list the commits where a persistent step started, with its size. "
                     "Finds creeping regressions that each stayed inside the per-PR band.")
-    _history_argument(changes)
+    common.add_history(changes)
     changes.add_argument("--config", metavar="ID", help="only this config id")
     changes.add_argument("--device-class", metavar="CLASS", help="only this device class")
     changes.add_argument("--metric", nargs="+", choices=tuple(METRICS), metavar="METRIC",
@@ -128,44 +91,9 @@ def add_parsers(sub: Any) -> None:
                          help="smallest step reported, for every metric scanned: relative "
                               "for samples/s (default 0.02), absolute for error rates (default "
                               "0.001); set it with one kind of --metric at a time")
-    changes.add_argument("--json", type=Path, metavar="PATH", help="also write them as JSON")
-
-    page = sub.add_parser("html", help="self-contained HTML report with trend charts",
-                          description=HTML_HELP,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    page.add_argument("--report", type=Path, default=DEFAULT_REPORT,
-                      help=f"the current report (default {DEFAULT_REPORT})")
-    page.add_argument("--history", metavar="URL",
-                      help="the store whose history the charts show (a path or postgresql:// "
-                           "URL; default: none, the report alone)")
-    page.add_argument("--baseline-dir", type=Path, default=DEFAULT_BASELINE_DIR,
-                      help=f"baselines for the verdicts and the band (default "
-                           f"{DEFAULT_BASELINE_DIR})")
-    page.add_argument("--out", type=Path, required=True, help="the HTML file to write")
-
-    export = sub.add_parser("export", help="write a report as pytest-benchmark or "
-                                           "github-action-benchmark JSON",
-                            description=EXPORT_HELP,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    export.add_argument("--report", type=Path, default=DEFAULT_REPORT,
-                        help=f"report to export (default {DEFAULT_REPORT})")
-    export.add_argument("--format", required=True, choices=FORMATS, dest="format")
-    export.add_argument("--direction", choices=DIRECTIONS,
-                        help="github-action-benchmark only: bigger (samples/s) or smaller "
-                             "(error rates)")
-    export.add_argument("--commit", metavar="SHA",
-                        help="pytest-benchmark only: commit_info.id (default the report's)")
-    export.add_argument("--branch", metavar="NAME",
-                        help="pytest-benchmark only: commit_info.branch")
-    export.add_argument("--out", type=Path, required=True, help="the JSON file to write")
-
-
-# -- the commands -------------------------------------------------------------------------------
-
-def command_history(args: argparse.Namespace) -> int:
-    action = {"add": _history_add, "list": _history_list, "show": _history_show,
-              "changes": _history_changes}[args.history_command]
-    return action(args)
+    common.add_json(changes, "them")
+    changes.set_defaults(func=_history_changes)
+    return history
 
 
 def _history_add(args: argparse.Namespace) -> int:
@@ -249,43 +177,3 @@ def _history_changes(args: argparse.Namespace) -> int:
         write_json_atomic(args.json, {"history": name, "changes": [c.to_dict() for c in found]})
         print(f"written to {args.json}")
     return 0
-
-
-def command_html(args: argparse.Namespace) -> int:
-    from contextlib import nullcontext
-
-    from asrbench.history.store import open_store
-    from asrbench.render.html import build_html, write_html
-    from asrbench.formats.io import load_report
-
-    report = load_report(args.report)
-    context = open_store(args.history) if args.history else nullcontext(None)
-    with context as store:
-        text = build_html(report, store, args.baseline_dir, report_path=args.report)
-    write_html(args.out, text)
-    print(f"written to {args.out} ({len(text.encode('utf-8')) / 1e6:.1f} MB, self-contained)")
-    return 0
-
-
-def command_export(args: argparse.Namespace) -> int:
-    from asrbench.history.export import export
-    from asrbench.formats.io import load_report, write_json_atomic
-
-    if args.format == "github-action-benchmark" and (args.commit or args.branch):
-        raise AsrbenchError("--commit and --branch are for --format pytest-benchmark only "
-                            "(github-action-benchmark takes the commit from the workflow)")
-    report = load_report(args.report)
-    document = export(report, args.format, args.direction, args.commit, args.branch)
-    try:
-        write_json_atomic(args.out, document)
-    except OSError as exc:
-        raise AsrbenchError(f"--out {args.out}: cannot be written "
-                            f"({exc.strerror or exc})") from None
-    count = len(document["benchmarks"]) if isinstance(document, dict) else len(document)
-    print(f"written {count} {'benchmark(s)' if isinstance(document, dict) else 'entries'} "
-          f"as {args.format} to {args.out}")
-    return 0
-
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "history": command_history, "html": command_html, "export": command_export}

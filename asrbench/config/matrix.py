@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig, build_configs, read_toml
+from asrbench.config.settings import (DEFAULT_MATRIX, EMBEDDED_CORPUS, BenchConfig, build_configs,
+                                      read_toml)
 from asrbench.errors import AsrbenchError
 
-DEFAULT_MATRIX = Path("benchmarks") / "matrix.toml"
 #: keys whose lists expand to a cross product (one config per combination)
 PRODUCT_KEYS = ("models", "datasets", "precisions", "batch_sizes", "graphs")
 #: keys copied onto every config of a section

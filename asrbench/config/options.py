@@ -14,8 +14,9 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from asrbench.config.settings import DEFAULT_PASSES, DEFAULT_REFERENCE_UTTERANCES, PRECISIONS
-from asrbench.devices import DEVICE_CHOICES
+from asrbench.config.settings import (DEFAULT_BASELINE_DIR, DEFAULT_MATRIX, DEFAULT_PASSES,
+                                      DEFAULT_REFERENCE_UTTERANCES, DEFAULT_REPORT, DEVICE_CHOICES,
+                                      PRECISIONS)
 from asrbench.errors import AsrbenchError
 from asrbench.gate.policy import TRANSCRIPT_MODES, Policy
 
@@ -117,6 +118,10 @@ RUN_OPTIONS = (
            type=int, metavar="N", field="reference_utterances"),
     Option("limit", "evaluate only the first N usable utterances", type=int, metavar="N",
            field="limit"),
+    Option("counters", "a counted pass after the timed passes: aten ops per encoder call and per "
+                       "decode step, FLOPs, host syncs per token, graph compilations, compared "
+                       "exactly with the baseline's (default on; --no-counters skips it)",
+           kind="switch", field="counters"),
     Option("passes", f"timed passes after the warm-up (default: the config file or matrix, "
                      f"else {DEFAULT_PASSES})", type=int, metavar="N"),
 )
@@ -126,11 +131,15 @@ RUN_OPTIONS = (
 POLICY_OPTIONS = (
     Option("transcripts", "changed transcripts fail the gate (default) or only warn",
            choices=TRANSCRIPT_MODES, pytest_default="fail"),
-    Option("allow-improvements", "an error rate better than the baseline beyond tolerance "
-                                 "passes (by default it fails: the baseline is out of date)",
+    Option("allow-improvements", "an error rate better than the baseline beyond tolerance, or "
+                                 "a work counter below the baseline's, passes (by default it "
+                                 "fails: the baseline is out of date)",
            kind="flag"),
     Option("allow-missing-baselines", "a config without a baseline entry is reported as new, "
                                       "not a failure", kind="flag"),
+    Option("wer-significance", "a WER/CER move beyond its tolerance fails only when the 95%% "
+                               "paired-bootstrap interval of the change excludes 0 (otherwise "
+                               "it warns); off: the tolerance alone decides", kind="flag"),
 )
 
 RUN_FIELDS = {o.dest: o.field for o in RUN_OPTIONS if o.field}
@@ -175,7 +184,8 @@ def policy_from(values: Any, prefix: str = "") -> Policy:
     transcripts = getattr(values, prefix + "transcripts", None) or "fail"
     return Policy(allow_improvements=bool(getattr(values, prefix + "allow_improvements", False)),
                   transcripts=transcripts,
-                  allow_missing=bool(getattr(values, prefix + "allow_missing_baselines", False)))
+                  allow_missing=bool(getattr(values, prefix + "allow_missing_baselines", False)),
+                  wer_significance=bool(getattr(values, prefix + "wer_significance", False)))
 
 
 def add_short_aliases(parser: Any) -> None:
@@ -199,11 +209,12 @@ def _all_options(parser: Any) -> list[Any]:
 # -- the pytest door's own options -----------------------------------------------------------
 
 PLUGIN_OPTIONS = (
-    Option("matrix", "matrix of configs per device class (default benchmarks/matrix.toml)",
-           pytest_default="benchmarks/matrix.toml"),
-    Option("baseline-dir", "baseline files (default baselines/)", pytest_default="baselines"),
-    Option("report", "JSON report of this session (default reports/latest.json)",
-           pytest_default="reports/latest.json"),
+    Option("matrix", f"matrix of configs per device class (default {DEFAULT_MATRIX})",
+           pytest_default=str(DEFAULT_MATRIX)),
+    Option("baseline-dir", f"baseline files (default {DEFAULT_BASELINE_DIR}/)",
+           pytest_default=str(DEFAULT_BASELINE_DIR)),
+    Option("report", f"JSON report of this session (default {DEFAULT_REPORT})",
+           pytest_default=str(DEFAULT_REPORT)),
     Option("update-baselines", "rewrite the baseline entries of the configs run in this session",
            kind="flag"),
     Option("nproc", "data-parallel processes per config: N > 1 runs each config with torchrun "

@@ -18,6 +18,10 @@ else:  # pragma: no cover - Python 3.10 (Gaudi images)
     import tomli as tomllib
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+# The device backends by name (asrbench.devices.BACKENDS maps each to its class); plain data
+# here so that option tables and help texts never import a backend (torch).
+DEVICE_KINDS = ("hpu", "cuda", "cpu", "hpu-emulated")
+DEVICE_CHOICES = ("auto", *DEVICE_KINDS)
 DEFAULT_MODEL = "bundled:whisper-base"
 DEFAULT_GENERATION_MAX_LENGTH = 225  # optimum-habana's Whisper example uses 225
 DEFAULT_MAX_DURATION = 30.0  # seconds; clips at or above it are dropped, as optimum-habana does
@@ -28,6 +32,11 @@ DEFAULT_REFERENCE_UTTERANCES = 16  # first N utterances decoded by the stock fp3
 EMBEDDED_CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "commonvoice-mini"
 # (dataset config, language) pairs of the embedded default run.
 EMBEDDED_RUNS = (("hi", "hindi"), ("en", "english"))
+# Where both doors write the report and read the baselines unless told otherwise (relative to
+# the working directory); every default path is imported from here, never re-typed.
+DEFAULT_REPORT = Path("reports") / "latest.json"
+DEFAULT_BASELINE_DIR = Path("baselines")
+DEFAULT_MATRIX = Path("benchmarks") / "matrix.toml"
 
 
 def check_precision(precision: str) -> str:
@@ -62,6 +71,7 @@ class BenchConfig:
     ignore_eos: bool = False  # decode to the length cap as optimum-habana's trainer does
     warmup_batches: int | None = None  # None: what the device needs (1, or a full pass)
     reference_utterances: int = DEFAULT_REFERENCE_UTTERANCES  # agreement check; 0 = off
+    counters: bool = True  # a counted pass after the timed passes (asrbench.measure.counters)
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -147,6 +157,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "graphs": (bool,), "sdp_on_bf16": (bool,), "gaudi_config": (str, _NONE),
     "limit": (int, _NONE), "device": (str,), "world_size": (int,), "eos_check_every": (int,),
     "ignore_eos": (bool,), "warmup_batches": (int, _NONE), "reference_utterances": (int,),
+    "counters": (bool,),
 }
 
 

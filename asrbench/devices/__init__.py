@@ -1,16 +1,20 @@
 """Device backends behind one interface; `get_device("auto")` picks hpu > cuda > cpu.
 
-Backends are imported lazily so that importing asrbench never needs habana_frameworks.
+Backends are imported lazily so that importing asrbench never needs habana_frameworks, and
+the interface (base.py, which imports torch) only when a device is asked for: the option
+tables, help texts and the pytest plugin import this package without torch.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from asrbench.config.settings import PRECISIONS
-from asrbench.devices.base import Device
+from asrbench.config.settings import DEVICE_CHOICES, PRECISIONS
 from asrbench.errors import AsrbenchError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asrbench.devices.base import Device
 
 BACKENDS = {
     "hpu": ("asrbench.devices.hpu", "HPUDevice"),
@@ -21,7 +25,18 @@ BACKENDS = {
 }
 #: what "auto" tries, in order (never the emulator: it must be asked for by name)
 AUTO_ORDER = ("hpu", "cuda", "cpu")
-DEVICE_CHOICES = ("auto", *BACKENDS)
+#: the environment variable that limits a process to one card, per device kind (`asrbench ab
+#: --cards`); a plain table, so reading it imports no backend
+CARD_VARIABLES = {"hpu": "HABANA_VISIBLE_MODULES", "cuda": "CUDA_VISIBLE_DEVICES"}
+
+
+def __getattr__(name: str) -> Any:
+    # `from asrbench.devices import Device` keeps working; base.py (torch) loads on first use
+    if name == "Device":
+        from asrbench.devices.base import Device
+
+        return Device
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def backend_class(kind: str) -> type[Device]:
@@ -62,5 +77,5 @@ def get_device(kind: str = "auto", **options: Any) -> Device:
     return cls(**given)
 
 
-__all__ = ["BACKENDS", "DEVICE_CHOICES", "PRECISIONS", "Device", "get_device",
+__all__ = ["BACKENDS", "CARD_VARIABLES", "DEVICE_CHOICES", "PRECISIONS", "Device", "get_device",
            "resolve_kind", "backend_class"]

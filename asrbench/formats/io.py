@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -13,18 +14,81 @@ from typing import Any
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import Report, dump, json_schemas, parse_report
 
-def check_writable(path: Path) -> None:
-    """Refuse, before any work, a report path that is a directory or in a directory that cannot
-    be created or written."""
+#: deepest nesting of objects and lists a file may have; asrbench's own files are under 10
+#: deep. Deeper input (hostile or broken) is refused where it is read, before any recursive
+#: code (validation, json.dumps, the store, the HTML) can hit Python's recursion limit.
+MAX_DEPTH = 64
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _location(parts: list[Any]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENTIFIER.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part, ensure_ascii=True)}]"
+    return out or "(top level)"
+
+
+def check_document(document: Any, what: str, path: Any) -> Any:
+    """Refuse a parsed JSON document nested deeper than MAX_DEPTH or holding a lone UTF-16
+    surrogate ("\\ud800" is valid JSON but no text: it cannot be written as UTF-8, so the
+    store, the HTML and the terminal would fail on it later). One line naming the place."""
+    stack: list[tuple[Any, list[Any]]] = [(document, [])]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise AsrbenchError(f"invalid {what} {path}: {_location(where)}: lone surrogate "
+                                    "(a \\ud800-\\udfff escape that is not a character)")
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if len(where) >= MAX_DEPTH:
+            raise AsrbenchError(f"invalid {what} {path}: {_location(where[:3])}...: nested "
+                                f"deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if _SURROGATE.search(key):
+                    raise AsrbenchError(f"invalid {what} {path}: {_location(where)}: a key "
+                                        "holds a lone surrogate")
+                stack.append((item, where + [key]))
+        else:
+            stack.extend((item, where + [i]) for i, item in enumerate(value))
+    return document
+
+
+def loads_checked(text: str | bytes, what: str, path: Any) -> Any:
+    """Parse JSON text (e.g. a stored row) with the same checks as read_json."""
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise AsrbenchError(f"invalid {what} {path}: nested deeper than {MAX_DEPTH} "
+                            "levels") from None
+    except (TypeError, ValueError) as exc:
+        raise AsrbenchError(f"invalid {what} {path}: not valid JSON "
+                            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                            ) from None
+    return check_document(document, what, path)
+
+
+def check_writable(path: Path, option: str = "--report") -> None:
+    """Refuse, before any work, an output path that is a directory or in a directory that
+    cannot be created or written; the message names the option it came from."""
     path = Path(path)
     if path.is_dir():
-        raise AsrbenchError(f"--report {path} is a directory: name a file, e.g. {path / 'report.json'}")
+        raise AsrbenchError(f"{option} {path} is a directory: name a file, e.g. "
+                            f"{path / ('report.json' if option == '--report' else 'result.json')}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".asrbench-probe-", delete=True)
         probe.close()
     except OSError as exc:
-        raise AsrbenchError(f"--report {path}: its directory cannot be written "
+        raise AsrbenchError(f"{option} {path}: its directory cannot be written "
                             f"({exc.strerror or exc})") from None
 
 
@@ -41,8 +105,12 @@ def write_json_atomic(path: Path, document: Any) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write text to a temp file in the target directory (fsynced), then rename over the
-    target: a reader sees the old file or the new one, never half of one."""
+    target: a reader sees the old file or the new one, never half of one. A symbolic link is
+    written through: its target is replaced (atomically, in the target's directory) and the
+    link stays a link, so a baseline kept elsewhere and linked in is the file that changes."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -69,15 +137,19 @@ def read_json(path: Path, what: str) -> Any:
     """Parse a JSON file; a missing or malformed file is a user error naming it."""
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            document = json.load(fh)
     except FileNotFoundError:
         raise AsrbenchError(f"{what} {path} not found") from None
     except UnicodeDecodeError:
         raise AsrbenchError(f"invalid {what} {path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise AsrbenchError(f"invalid {what} {path}: not valid JSON ({exc})") from None
-    except (OSError, RecursionError) as exc:  # a directory, no permission, nested too deep
-        raise AsrbenchError(f"{what} {path} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    except RecursionError:
+        raise AsrbenchError(f"invalid {what} {path}: nested deeper than {MAX_DEPTH} "
+                            "levels") from None
+    except OSError as exc:  # a directory, no permission
+        raise AsrbenchError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+    return check_document(document, what, path)
 
 
 def load_report(path: str | Path) -> Report:

@@ -8,7 +8,7 @@ tools can validate asrbench files without asrbench.
 
 One schema version, SCHEMA_VERSION, for both formats. Version 1 is what asrbench has written
 since its first release; later fields (timings.compilations, reference, tolerance_policy,
-comparison.has_entry) are optional, so every schema-1 file written before them still loads.
+comparison.has_entry, the typed timings fields) are optional, so every schema-1 file written before them still loads.
 A file of another version is refused with what to do about it (MIGRATION).
 """
 
@@ -17,11 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Literal, Optional
+from typing import Any, Iterable, Literal, Optional
 
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt,
-                      PositiveFloat, PositiveInt, ValidationError, field_validator,
-                      model_serializer, model_validator)
+                      PositiveFloat, PositiveInt, ValidationError, computed_field,
+                      field_validator, model_serializer, model_validator)
+from pydantic.json_schema import SkipJsonSchema
 
 from asrbench.errors import AsrbenchError
 
@@ -31,6 +32,9 @@ MIGRATION = ("asrbench {version} reads schema {supported} only: regenerate the r
              "`asrbench baseline update --report <new report>`")
 #: names that become file names or keys: no path separators, no leading dot
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
+#: per-utterance edit counts stored: word errors, words, char errors, chars, and the two of
+#: normalized words (asrbench.measure.metrics.Edits)
+EDIT_FIELDS = 6
 VERDICTS = Literal["improved", "unchanged", "regressed", "new", "missing"]
 
 
@@ -78,7 +82,18 @@ class GatedMetrics(_Model):
 
 
 class Metrics(GatedMetrics):
+    normalizer: Optional[str] = Field(
+        None, description="versioned name of the normalizer of wer_normalized (absent: written "
+                          "before normalizers were versioned)")
+    wer_normalized_whisper: Optional[NonNegativeFloat] = Field(
+        None, description="after Whisper's own normalizer (BasicTextNormalizer splits words at "
+                          "Unicode marks): for comparison with leaderboards, not gated")
     rtfx: Optional[float] = None
+
+    @field_validator("wer_normalized_whisper", mode="before")
+    @classmethod
+    def _whisper_nan_is_null(cls, value: Any) -> Any:
+        return None if isinstance(value, float) and math.isnan(value) else value
     tokens_per_second: Optional[float] = None
     tokens_per_sample: Optional[float] = None
 
@@ -106,17 +121,46 @@ class Compilations(_Model):
 
 
 class RankTimings(_Model):
+    """One rank's own figures in a data-parallel run."""
+
     rank: NonNegativeInt
     utterances: NonNegativeInt
     pass_seconds: list[float]
+    device: Optional[str] = None  # the rank's device description
+    warmup_seconds: Optional[float] = None
+    feature_extraction_seconds: Optional[float] = None
+    batches_per_pass: Optional[int] = None
+    batch_latency_p50: Optional[float] = None
+    batch_latency_p90: Optional[float] = None
+    peak_device_memory_bytes: Optional[int] = None
 
 
 class Timings(_Model):
-    """Timings of a run (informational except compilations, which the gate reads)."""
+    """Where one run's time went (informational except compilations, which the gate reads).
+    Every field is optional: reports written before a field existed still load."""
 
+    feature_extraction_seconds: Optional[float] = None
+    warmup_seconds: Optional[float] = None
+    warmup_batches: Optional[int] = None
+    pass_seconds: list[float] = Field(
+        default_factory=list, description="wall time of each timed pass (device synchronized)")
+    pass_seconds_median: Optional[float] = None
+    passes: Optional[int] = None
+    batches_per_pass: Optional[int] = None
+    harness_overhead: Optional[float] = Field(
+        None, description="share of timed wall time outside the model calls")
+    decoder: Optional[str] = None
     compilations: Optional[Compilations] = None
+    batch_latency_p50: Optional[float] = None
+    batch_latency_p90: Optional[float] = None
+    detokenize_seconds: Optional[float] = None
+    end_to_end_seconds: Optional[float] = None
+    peak_device_memory_bytes: Optional[int] = None
+    peak_host_rss_bytes: Optional[int] = None
     world_size: Optional[int] = None
     ranks: Optional[list[RankTimings]] = None
+    #: every timed batch's seconds, for merging ranks' percentiles; never written to a file
+    latencies: SkipJsonSchema[list[float]] = Field(default_factory=list, exclude=True)
 
 
 class Skip(_Model):
@@ -129,6 +173,9 @@ class DatasetInfo(_Model):
     utterances: Optional[NonNegativeInt] = None
     audio_seconds: Optional[float] = None
     skipped: list[Skip] = Field(default_factory=list)
+    skipped_count: Optional[NonNegativeInt] = None
+    normalized_wer_excluded: Optional[NonNegativeInt] = Field(
+        None, description="utterances left out of wer_normalized (no words once normalized)")
 
 
 class Differing(_Model):
@@ -165,25 +212,101 @@ class UtteranceResult(_Model):
     reference: Optional[str] = None
     tokens: Optional[int] = None
     audio_seconds: Optional[float] = None
+    edits: Optional[list[NonNegativeInt]] = Field(
+        None, min_length=EDIT_FIELDS, max_length=EDIT_FIELDS,
+        description="[word errors, reference words, char errors, reference chars, normalized "
+                    "word errors, normalized reference words]")
 
 
-class VerdictRecord(_Model):
+class Verdict(_Model):
+    """The outcome for one metric of one config."""
+
     config_id: str
     metric: str
     verdict: VERDICTS
     value: Optional[float] = None
     baseline: Optional[float] = None
-    delta: Optional[float] = None
-    allowed: Optional[float] = None
-    note: str = ""
+    delta: Optional[float] = Field(None, description="value - baseline")
+    allowed: Optional[float] = Field(
+        None, description="allowed move in the bad direction (absolute, in metric units)")
+    note: str = ""  # e.g. significance in words
+
+    @property
+    def relative(self) -> Optional[float]:
+        """delta / baseline; None without both."""
+        if self.delta is None or not self.baseline:
+            return None
+        return self.delta / self.baseline
 
 
-class ComparisonRecord(_Model):
+class TranscriptChange(_Model):
+    """An utterance whose prediction differs from the baseline's."""
+
+    id: str
+    baseline: Optional[str] = None  # None: the baseline has no such utterance
+    current: Optional[str] = None  # None: the run has no such utterance
+    diff: str = ""  # word-level: [-removed-] {+added+}
+
+
+class ErrorRateChange(_Model):
+    """How one error rate moved over the utterances both sides scored (paired bootstrap)."""
+
+    metric: str
+    delta: float = Field(description="run - baseline, corpus level over the shared utterances")
+    low: float = Field(description="lower end of the confidence interval of delta")
+    high: float
+    better: NonNegativeInt = Field(description="utterances with fewer errors than the baseline")
+    worse: NonNegativeInt
+    unchanged: NonNegativeInt
+
+    @property
+    def significant(self) -> bool:
+        """The interval excludes 0."""
+        return self.low > 0 or self.high < 0
+
+
+class AccuracyChange(_Model):
+    """The error-rate changes of a run whose transcripts differ from its baseline's."""
+
+    utterances: NonNegativeInt = Field(description="scored on both sides (edit counts known)")
+    confidence: float = Field(gt=0, lt=1)
+    resamples: PositiveInt
+    seed: int
+    changes: list[ErrorRateChange] = Field(default_factory=list)
+
+    def change(self, metric: str) -> Optional[ErrorRateChange]:
+        """The change of one metric, or None."""
+        return next((c for c in self.changes if c.metric == metric), None)
+
+
+class Comparison(_Model):
+    """Everything compared for one config: its verdicts and its changed transcripts."""
+
     config_id: str
-    regressed: bool
-    has_entry: bool = True
-    verdicts: list[VerdictRecord] = Field(default_factory=list)
-    transcripts_changed: list[dict[str, Any]] = Field(default_factory=list)
+    has_entry: bool = True  # False: the run has no baseline entry (its verdicts are "new")
+    verdicts: list[Verdict] = Field(default_factory=list)
+    transcripts: list[TranscriptChange] = Field(default_factory=list,
+                                                alias="transcripts_changed")
+    accuracy: Optional[AccuracyChange] = Field(
+        None, description="intervals of the error-rate changes, when transcripts changed")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        # `regressed` is written for readers of the file; it is always recomputed.
+        if isinstance(data, dict) and "regressed" in data:
+            data = {k: v for k, v in data.items() if k != "regressed"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def regressed(self) -> bool:
+        """Any verdict regressed."""
+        return any(v.verdict == "regressed" for v in self.verdicts)
+
+    def verdict(self, metric: str) -> Verdict:
+        """The verdict on one metric."""
+        return next(v for v in self.verdicts if v.metric == metric)
 
 
 class Tolerance(_Strict):
@@ -206,6 +329,57 @@ class Tolerance(_Strict):
         return self.given()
 
 
+#: version of the counter definitions (asrbench/measure/counters.py: what an op key, a decode
+#: step, a host sync and a FLOP count mean); a baseline counted under another version is never
+#: compared with this one: it is re-recorded
+COUNTER_VERSION = 1
+OpCounts = dict[str, NonNegativeInt]  # "<aten op> <dtype>" -> count, e.g. "aten.mm f32": 12
+
+
+class Counters(_Model):
+    """Exact work counts of a run's counted pass (asrbench.measure.counters): the timed passes'
+    code path (decoder, cache, autocast, batch shape) over a stated set of utterances, apart from
+    the timed passes. The same code on the same inputs gives the same counts on any machine."""
+
+    version: PositiveInt = Field(description="COUNTER_VERSION of the definitions")
+    selection: str = Field(description="which utterances were counted, in words")
+    utterances: list[str] = Field(default_factory=list, description="ids of the counted ones")
+    rows: NonNegativeInt = Field(description="batch rows decoded, dummy rows included")
+    real_rows: NonNegativeInt
+    replay_bypassed: bool = Field(description="graph-wrapped modules ran eagerly for counting")
+    encoder_calls: NonNegativeInt
+    encoder_ops: OpCounts = Field(default_factory=dict, description="over the encoder calls")
+    prompt_step_ops: OpCounts = Field(default_factory=dict, description="the first decoder step")
+    decode_step_ops: OpCounts = Field(
+        default_factory=dict, description="one steady decode step: the most common per-step "
+                                          "multiset of the steps after the prompt step")
+    decode_steps: NonNegativeInt = Field(description="decoder calls, the prompt step included")
+    steady_steps: NonNegativeInt = Field(description="steps whose ops were decode_step_ops")
+    decode_step_total_min: Optional[NonNegativeInt] = None  # ops in a step after the prompt's
+    decode_step_total_max: Optional[NonNegativeInt] = None
+    decode_ops_total: OpCounts = Field(default_factory=dict, description="all decode steps")
+    other_ops: OpCounts = Field(
+        default_factory=dict, description="the batch's ops outside the encoder and the decode "
+                                          "steps (input copy, set-up, read-back)")
+    flops: NonNegativeInt = Field(description="FlopCounterMode formulas, summed over the batch")
+    flops_per_utterance: NonNegativeFloat = Field(description="flops / real rows")
+    host_syncs: NonNegativeInt = Field(description="host reads of device values in the batch")
+    host_sync_ops: OpCounts = Field(default_factory=dict)
+    host_syncs_per_token: NonNegativeFloat = Field(
+        description="host syncs inside decode steps / decode steps (a step generates the next "
+                    "token of every row)")
+    host_sync_definition: str = ""
+    tokens: NonNegativeInt = Field(description="tokens generated for the counted utterances")
+    compilations: Optional[NonNegativeInt] = Field(
+        None, description="graph compilations/captures of the run (warm-up and timed passes; "
+                          "the device's counter); None where nothing is counted")
+    peak_device_memory_bytes: Optional[NonNegativeInt] = Field(
+        None, description="informational, never gated: peak device memory of the counted pass "
+                          "(CUDA max_memory_allocated, HPU MaxInUse); None on the CPU")
+    seconds: Optional[NonNegativeFloat] = Field(None, description="wall time of the counted "
+                                                                  "pass (informational)")
+
+
 class Run(_Model):
     """One evaluated config, as a report stores it."""
 
@@ -218,16 +392,19 @@ class Run(_Model):
     passes_identical: Optional[bool] = None
     reference: Optional[ReferenceAgreement] = None
     utterances: list[UtteranceResult]
-    comparison: Optional[ComparisonRecord] = None
+    comparison: Optional[Comparison] = None
     tolerance_policy: Optional[Tolerance] = Field(
         None, description="the matrix section's tolerance the pytest door ran with")
+    counters: Optional[Counters] = Field(
+        None, description="exact work counts of the counted pass (absent: counting was off)")
 
-    @model_validator(mode="after")
-    def _ranks(self) -> "Run":
+    def ranks_problem(self) -> Optional[str]:
+        """Why a merged data-parallel run is incomplete, or None. Checked by Report: a rank's
+        own run (before the merge) has no ranks yet."""
         size = self.config.world_size
         if size > 1 and (self.timings.ranks is None or len(self.timings.ranks) != size):
-            raise ValueError(f"a {size}-rank run needs timings.ranks with {size} entries")
-        return self
+            return f"a {size}-rank run needs timings.ranks with {size} entries"
+        return None
 
 
 class Environment(_Model):
@@ -250,7 +427,19 @@ class Report(_Model):
     def _has_runs(self) -> "Report":
         if not self.runs and not self.interrupted:
             raise ValueError("the report holds no runs")
+        for number, run in enumerate(self.runs):
+            problem = run.ranks_problem()
+            if problem:
+                raise ValueError(f"runs[{number}].timings.ranks: {problem}")
         return self
+
+
+def build_report(runs: Iterable[Run], environment: dict[str, Any],
+                 interrupted: bool = False) -> Report:
+    """The whole report of some runs (`interrupted`: stopped by a signal; the runs it
+    finished are kept, and the gate refuses such a report)."""
+    return Report.model_validate({"schema": SCHEMA_VERSION, "environment": environment,
+                                  "runs": list(runs), "interrupted": interrupted})
 
 
 def predictions_digest(predictions: dict[str, str]) -> str:
@@ -283,9 +472,17 @@ class BaselineEntry(_Model):
     noise: Noise = Field(default_factory=Noise)
     predictions: dict[str, str] = Field(default_factory=dict)
     predictions_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    normalizer: Optional[str] = Field(
+        None, description="versioned name of the normalizer of metrics.wer_normalized")
+    edits: dict[str, list[NonNegativeInt]] = Field(
+        default_factory=dict, description="utterance id -> its edit counts, as in a report's "
+                                          "utterances (for intervals of error-rate changes)")
     environment: dict[str, Any] = Field(default_factory=dict)
     commit: Optional[str] = None
     updated: Optional[str] = None
+
+    counters: Optional[Counters] = Field(
+        None, description="the run's counted pass, compared exactly (gate/counters.py)")
 
     @model_validator(mode="after")
     def _digest(self) -> "BaselineEntry":
@@ -313,15 +510,38 @@ class BaselineFile(_Model):
 # -- A/B -------------------------------------------------------------------------------------
 
 class AbDecision(_Model):
+    """The A/B verdict on throughput after some rounds (asrbench.ab.decision.decide)."""
+
     outcome: Literal["DIFFERENT", "SAME", "UNKNOWN"]
     rounds: NonNegativeInt
-    ratio: Optional[PositiveFloat] = Field(None, description="head/base, exp(mean log-ratio)")
+    ratio: Optional[PositiveFloat] = Field(None, description="head/base, exp(mean log-ratio); "
+                                                             "null below 2 rounds")
     ci_low: Optional[PositiveFloat] = None
     ci_high: Optional[PositiveFloat] = None
-    confidence: float = Field(gt=0, lt=1)
-    p_value: Optional[float] = Field(None, ge=0, le=1)
-    ratio_of_medians: Optional[PositiveFloat] = None
+    confidence: float = Field(gt=0, lt=1, description="of the interval: 1 - alpha / looks")
+    p_value: Optional[float] = Field(None, ge=0, le=1, description="two-sided one-sample "
+                                     "t-test of the log-ratios against 0")
+    ratio_of_medians: Optional[PositiveFloat] = Field(
+        None, description="median(head) / median(base), for reading")
     threshold: float = Field(gt=0, lt=1)
+
+    @property
+    def slower(self) -> bool:
+        """Head is slower than base (by the paired estimate)."""
+        return self.ratio is not None and self.ratio < 1.0
+
+    def describe(self) -> str:
+        """One line: outcome, effect and interval, rounds."""
+        if self.ratio is None:
+            return f"{self.outcome} after {self.rounds} round(s): too few rounds for an interval"
+        change = self.ratio - 1.0
+        text = (f"{self.outcome} after {self.rounds} rounds: head/base {self.ratio:.3f} "
+                f"({change:+.1%}), {self.confidence:.1%} CI {self.ci_low:.3f}-{self.ci_high:.3f}, "
+                f"p={self.p_value:.3g}, threshold {self.threshold:.0%}")
+        if self.outcome == "SAME" and self.ci_high is not None and self.ci_low is not None \
+                and (self.ci_high < 1.0 or self.ci_low > 1.0):
+            text += " (a significant change, but proven smaller than the threshold)"
+        return text
 
 
 class AbRound(_Model):
@@ -352,13 +572,13 @@ class AbReport(_Model):
     pairs: list[dict[Literal["base", "head"], str]] = Field(default_factory=list)
     rounds: list[AbRound] = Field(default_factory=list)
     decisions: list[AbDecision] = Field(default_factory=list)
-    comparisons: list[ComparisonRecord] = Field(default_factory=list)
+    comparisons: list[Comparison] = Field(default_factory=list)
 
 
 # -- loading, errors, schemas -------------------------------------------------------------------
 
 #: fields whose children are keys of a mapping, shown as ['key'] in error locations
-_MAPPINGS = {"entries", "predictions"}
+_MAPPINGS = {"entries", "predictions", "edits"}
 _MESSAGES = {
     "float_type": "expected a number", "float_parsing": "expected a number",
     "int_type": "expected an integer", "int_parsing": "expected an integer",
@@ -367,6 +587,7 @@ _MESSAGES = {
     "model_type": "expected an object", "model_attributes_type": "expected an object",
     "missing": "missing", "extra_forbidden": "unknown field",
     "literal_error": "unexpected value", "string_pattern_mismatch": "not a valid name",
+    "finite_number": "must be a finite number",
 }
 
 
@@ -414,6 +635,11 @@ def validation_error(exc: ValidationError, what: str, path: Any) -> AsrbenchErro
 
 
 def _check_version(document: Any, what: str, path: Any) -> None:
+    if isinstance(document, dict) and "schema" in document and type(document["schema"]) is not int:
+        # true == 1 and 1.0 == 1 in Python (and pydantic's Literal[1] takes both): the
+        # version is an integer, exactly.
+        raise AsrbenchError(f"invalid {what} {path}: schema: expected the integer "
+                            f"{SCHEMA_VERSION}, got {json.dumps(document['schema'])[:40]}")
     if isinstance(document, dict) and "schema" in document and document["schema"] != SCHEMA_VERSION:
         from asrbench import __version__
 

@@ -8,19 +8,24 @@ The file format is results.BaselineFile (schema 1; its JSON Schema is schemas/ba
         "noise": {"samples_per_second_rsd", "passes", "samples_per_second_per_pass",
                   "samples_per_second_per_process"},
         "predictions_sha256": "...", "predictions": {"<utterance id>": "<text>"},
+        "normalizer": "asrbench-basic-marks/1", "edits": {"<utterance id>": [6 counts]},
         "environment": {...}, "commit": "...", "updated": "<ISO date>"}}}
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 from typing import Any, Optional
 
+from pydantic import ValidationError
+
 from asrbench.errors import AsrbenchError
+from asrbench.gate.counters import check_same_counters
 from asrbench.formats.io import read_json, write_json_atomic
 from asrbench.formats.model import (predictions_digest, SCHEMA_VERSION, BaselineEntry, BaselineFile, Run, Tolerance, dump,
-                              parse_baselines)
+                              parse_baselines, validation_error)
 
 DEFAULT_TOLERANCE = {
     "wer_abs": 0.005,  # absolute WER points
@@ -89,9 +94,15 @@ def check_tolerance(tolerance: Any, where: str) -> dict[str, float]:
         if name not in DEFAULT_TOLERANCE:
             raise AsrbenchError(f"{where}: unknown tolerance {name!r} "
                                 f"(known: {', '.join(DEFAULT_TOLERANCE)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise AsrbenchError(f"{where}: tolerance {name} must be a number >= 0, got {value!r}")
-    return Tolerance.model_validate(tolerance).given()
+        # nan < 0 is False: a NaN band would never fail, an infinite one lets anything pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value < 0:
+            raise AsrbenchError(f"{where}: tolerance {name} must be a finite number >= 0, "
+                                f"got {value!r}")
+    try:
+        return Tolerance.model_validate(tolerance).given()
+    except ValidationError as exc:
+        raise validation_error(exc, "tolerance", where) from None
 
 
 def entry_from_run(run: Run, environment: dict[str, Any], previous: Optional[BaselineEntry] = None,
@@ -126,6 +137,7 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any],
     import statistics
 
     check_same_transcripts(runs)
+    check_same_counters(runs)
     run = runs[0]
     predictions = {u.id: u.prediction for u in run.utterances}
     if not isinstance(environment, dict):  # results.Environment
@@ -146,10 +158,14 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any],
                   "samples_per_second_per_process": per_process if len(runs) > 1 else []},
         "predictions_sha256": predictions_digest(predictions),
         "predictions": predictions,
+        # the normalizer of wer_normalized and each utterance's edit counts (gate.accuracy)
+        "normalizer": run.metrics.normalizer,
+        "edits": {u.id: u.edits for u in run.utterances if u.edits is not None},
         "environment": {**{k: packages.get(k) for k in ENVIRONMENT_KEYS},
                         "device": device.get("name"), **device.get("environment", {})},
         "commit": environment.get("git", {}).get("commit"),
         "updated": dt.datetime.now(dt.timezone.utc).date().isoformat(),
+        "counters": run.counters,  # exact work counts, compared exactly (gate/counters.py)
     })
 
 
@@ -209,6 +225,8 @@ def change_table(changes: list[tuple[str, BaselineEntry | None, BaselineEntry]])
         for name in GATED_METRICS:
             before = "-" if old is None else _fmt(getattr(old.metrics, name))
             lines.append(f"  {name:<20} {before:>10} -> {_fmt(getattr(new.metrics, name))}")
+        if old is not None and old.normalizer != new.normalizer:
+            lines.append(f"  normalizer: {old.normalizer or '(not recorded)'} -> {new.normalizer}")
         processes = new.noise.samples_per_second_per_process
         if processes:
             lines.append(f"  recorded from {len(processes)} processes: samples/s "

@@ -17,73 +17,18 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, field
-from typing import Any
 
+from asrbench.gate.accuracy import accuracy_change, check_normalizer
 from asrbench.gate.baselines import GATED_METRICS, tolerance_of
-from asrbench.formats.model import BaselineEntry, Run
+from asrbench.gate.counters import run_counter_verdicts
+from asrbench.formats.model import BaselineEntry, Comparison, Run, TranscriptChange, Verdict
+
+__all__ = ["Comparison", "TranscriptChange", "Verdict", "compare_run", "missing_entries",
+           "run_checks", "changed_transcripts", "word_diff", "describe_verdict", "format_number"]
 from asrbench.gate.stats import mann_whitney_greater, minimum_p_value
 
 ALPHA = 0.05
 LOWER_IS_BETTER = {"wer": True, "wer_normalized": True, "cer": True, "samples_per_second": False}
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome for one metric of one config."""
-
-    config_id: str
-    metric: str
-    verdict: str  # improved | unchanged | regressed | new | missing
-    value: float | None
-    baseline: float | None
-    delta: float | None  # value - baseline
-    allowed: float | None  # allowed move in the bad direction (absolute, in metric units)
-    note: str = ""  # e.g. significance in words
-
-    @property
-    def relative(self) -> float | None:
-        if self.delta is None or not self.baseline:
-            return None
-        return self.delta / self.baseline
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"config_id": self.config_id, "metric": self.metric, "verdict": self.verdict,
-                "value": self.value, "baseline": self.baseline, "delta": self.delta,
-                "allowed": self.allowed, "note": self.note}
-
-
-@dataclass(frozen=True)
-class TranscriptChange:
-    """An utterance whose prediction differs from the baseline's."""
-
-    id: str
-    baseline: str | None  # None: the baseline has no such utterance
-    current: str | None  # None: the run has no such utterance
-    diff: str  # word-level: [-removed-] {+added+}
-
-
-@dataclass
-class Comparison:
-    """Everything compared for one config."""
-
-    config_id: str
-    verdicts: list[Verdict] = field(default_factory=list)
-    transcripts: list[TranscriptChange] = field(default_factory=list)
-    has_entry: bool = True  # False: the run has no baseline entry (its verdicts are "new")
-
-    @property
-    def regressed(self) -> bool:
-        return any(v.verdict == "regressed" for v in self.verdicts)
-
-    def verdict(self, metric: str) -> Verdict:
-        return next(v for v in self.verdicts if v.metric == metric)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"config_id": self.config_id, "regressed": self.regressed,
-                "has_entry": self.has_entry,
-                "verdicts": [v.to_dict() for v in self.verdicts],
-                "transcripts_changed": [t.__dict__ for t in self.transcripts]}
 
 
 def word_diff(before: str, after: str) -> str:
@@ -107,20 +52,17 @@ def changed_transcripts(baseline: dict[str, str], current: dict[str, str]) -> li
     for uid in list(current) + [k for k in baseline if k not in current]:
         old, new = baseline.get(uid), current.get(uid)
         if old != new:
-            changes.append(TranscriptChange(uid, old, new, word_diff(old or "", new or "")))
+            changes.append(TranscriptChange(id=uid, baseline=old, current=new,
+                                            diff=word_diff(old or "", new or "")))
     return changes
 
 
-def as_run(run: Run | dict[str, Any]) -> Run:
-    """A report run as the typed model (a dict is validated: hand-built runs in tests)."""
-    return run if isinstance(run, Run) else Run.model_validate(run)
-
-
-def as_entry(entry: BaselineEntry | dict[str, Any] | None) -> BaselineEntry | None:
-    """A baseline entry as the typed model, or None."""
-    if entry is None or isinstance(entry, BaselineEntry):
-        return entry
-    return BaselineEntry.model_validate(entry)
+def _verdict(config_id: str, metric: str, verdict: str, value: float | None,
+             baseline: float | None, delta: float | None, allowed: float | None,
+             note: str = "") -> Verdict:
+    """A Verdict from its fields in their order (the rules below list them so)."""
+    return Verdict(config_id=config_id, metric=metric, verdict=verdict, value=value,
+                   baseline=baseline, delta=delta, allowed=allowed, note=note)
 
 
 def _undefined(value: float | None) -> bool:
@@ -131,11 +73,11 @@ def _error_rate_verdict(config_id: str, metric: str, value: float | None, base: 
                         allowed: float) -> Verdict:
     if _undefined(value) or _undefined(base):
         same = _undefined(value) and _undefined(base)
-        return Verdict(config_id, metric, "unchanged" if same else "regressed", value, base, None,
-                       allowed, "" if same else "one side is undefined (no normalized words)")
+        return _verdict(config_id, metric, "unchanged" if same else "regressed", value, base, None,
+                        allowed, "" if same else "one side is undefined (no normalized words)")
     delta = value - base
     verdict = "regressed" if delta > allowed + 1e-12 else "improved" if delta < -allowed - 1e-12 else "unchanged"
-    return Verdict(config_id, metric, verdict, value, base, delta, allowed)
+    return _verdict(config_id, metric, verdict, value, base, delta, allowed)
 
 
 def _between_processes_verdict(config_id: str, run: Run, entry: BaselineEntry,
@@ -165,7 +107,7 @@ def _between_processes_verdict(config_id: str, run: Run, entry: BaselineEntry,
             f"prediction bound for one process ({factor:.2f} x {max(between, own):.1%}; spread "
             f"of the {k} recorded processes {between:.1%}, this run's passes {own:.1%})")
     verdict = "regressed" if delta < -allowed else "improved" if delta > allowed else "unchanged"
-    return Verdict(config_id, "samples_per_second", verdict, value, base, delta, allowed, note)
+    return _verdict(config_id, "samples_per_second", verdict, value, base, delta, allowed, note)
 
 
 def _throughput_verdict(config_id: str, run: Run, entry: BaselineEntry,
@@ -186,88 +128,87 @@ def _throughput_verdict(config_id: str, run: Run, entry: BaselineEntry,
                 f"{tolerance['noise_factor']:g}x noise)"
     if delta < -allowed:
         if minimum_p_value(len(previous), len(current)) > ALPHA:
-            return Verdict(config_id, "samples_per_second", "regressed", value, base, delta, allowed,
-                           f"drop beyond {band_note}; too few passes for a significance test")
+            return _verdict(config_id, "samples_per_second", "regressed", value, base, delta, allowed,
+                            f"drop beyond {band_note}; too few passes for a significance test")
         p = mann_whitney_greater(previous, current)
         if p <= ALPHA:
-            return Verdict(config_id, "samples_per_second", "regressed", value, base, delta, allowed,
-                           f"significant drop (Mann-Whitney p={p:.3f}), beyond {band_note}")
-        return Verdict(config_id, "samples_per_second", "unchanged", value, base, delta, allowed,
-                       f"drop beyond {band_note} but not significant (p={p:.3f})")
+            return _verdict(config_id, "samples_per_second", "regressed", value, base, delta, allowed,
+                            f"significant drop (Mann-Whitney p={p:.3f}), beyond {band_note}")
+        return _verdict(config_id, "samples_per_second", "unchanged", value, base, delta, allowed,
+                        f"drop beyond {band_note} but not significant (p={p:.3f})")
     if delta > allowed:
-        return Verdict(config_id, "samples_per_second", "improved", value, base, delta, allowed, band_note)
-    return Verdict(config_id, "samples_per_second", "unchanged", value, base, delta, allowed,
-                   f"within {band_note}")
+        return _verdict(config_id, "samples_per_second", "improved", value, base, delta, allowed, band_note)
+    return _verdict(config_id, "samples_per_second", "unchanged", value, base, delta, allowed,
+                    f"within {band_note}")
 
 
-def compilation_verdict(run: Run | dict[str, Any]) -> Verdict | None:
+def compilation_verdict(run: Run) -> Verdict | None:
     """Graph compilations during the timed passes: any is a regression (an exact count, no
     noise; a timed pass that compiles measures the compiler). None where nothing was counted."""
-    run = as_run(run)
     compilations = run.timings.compilations
     if compilations is None:
         return None
     during = int(sum(compilations.passes))
     note = (f"warm-up {compilations.warmup}, timed passes {compilations.passes} "
             f"({compilations.counter})")
-    return Verdict(run.config.id, "compilations_in_timed_passes",
-                   "regressed" if during else "unchanged", float(during), 0.0, float(during), 0.0,
-                   note)
+    return _verdict(run.config.id, "compilations_in_timed_passes",
+                    "regressed" if during else "unchanged", float(during), 0.0, float(during), 0.0,
+                    note)
 
 
-def agreement_verdict(run: Run | dict[str, Any], tolerance: dict[str, float]) -> Verdict | None:
+def agreement_verdict(run: Run, tolerance: dict[str, float]) -> Verdict | None:
     """Agreement with the stock fp32 CPU reference: regressed when the share of identical
     transcripts falls below reference_share_min or their WER against the reference exceeds
     reference_wer_max. None where the run is the reference setup (nothing was checked)."""
-    run = as_run(run)
     reference = run.reference
     if reference is None:
         return None
     config_id = run.config.id
     if reference.error is not None:
-        return Verdict(config_id, "reference_agreement", "regressed", None,
-                       tolerance["reference_share_min"], None, None,
-                       f"the reference could not be decoded, so agreement is unknown: "
-                       f"{reference.error}")
+        return _verdict(config_id, "reference_agreement", "regressed", None,
+                        tolerance["reference_share_min"], None, None,
+                        f"the reference could not be decoded, so agreement is unknown: "
+                        f"{reference.error}")
     low_share = reference.share < tolerance["reference_share_min"]
     high_wer = reference.wer > tolerance["reference_wer_max"]
     note = (f"{reference.identical}/{reference.utterances} identical to {reference.reference},"
             f" WER vs reference {reference.wer:.4f} (limits: share >= "
             f"{tolerance['reference_share_min']:g}, WER <= {tolerance['reference_wer_max']:g})")
-    return Verdict(config_id, "reference_agreement",
-                   "regressed" if low_share or high_wer else "unchanged", reference.share,
-                   tolerance["reference_share_min"], None, None, note)
+    return _verdict(config_id, "reference_agreement",
+                    "regressed" if low_share or high_wer else "unchanged", reference.share,
+                    tolerance["reference_share_min"], None, None, note)
 
 
-def run_checks(run: Run | dict[str, Any], tolerance: dict[str, float]) -> list[Verdict]:
+def run_checks(run: Run, tolerance: dict[str, float]) -> list[Verdict]:
     """Verdicts that need no baseline: compilations while timed, agreement with the reference."""
     return [v for v in (compilation_verdict(run), agreement_verdict(run, tolerance)) if v]
 
 
-def compare_run(run: Run | dict[str, Any], entry: BaselineEntry | dict[str, Any] | None,
+def compare_run(run: Run, entry: BaselineEntry | None,
                 policy: dict[str, float] | None = None) -> Comparison:
     """Verdicts for one report run against its baseline entry (None: no entry yet; `policy`,
     e.g. the matrix section's tolerance, then stands in for the entry's)."""
-    run, entry = as_run(run), as_entry(entry)
     config_id = run.config.id
-    comparison = Comparison(config_id, has_entry=entry is not None)
     tolerance = tolerance_of(entry, policy)
     if entry is None:
-        comparison.verdicts = [Verdict(config_id, m, "new", getattr(run.metrics, m), None, None,
-                                       None, "no baseline entry") for m in GATED_METRICS]
-        comparison.verdicts += run_checks(run, tolerance)
-        return comparison
-    for metric in ("wer", "wer_normalized"):
-        comparison.verdicts.append(_error_rate_verdict(
-            config_id, metric, getattr(run.metrics, metric), getattr(entry.metrics, metric),
-            tolerance["wer_abs"]))
-    comparison.verdicts.append(_error_rate_verdict(
+        verdicts = [_verdict(config_id, m, "new", getattr(run.metrics, m), None, None, None,
+                             "no baseline entry") for m in GATED_METRICS]
+        return Comparison(config_id=config_id, has_entry=False,
+                          verdicts=verdicts + run_checks(run, tolerance))
+    check_normalizer(run, entry)  # another normalizer's normalized WER is refused, not compared
+    verdicts = [_error_rate_verdict(config_id, metric, getattr(run.metrics, metric),
+                                    getattr(entry.metrics, metric), tolerance["wer_abs"])
+                for metric in ("wer", "wer_normalized")]
+    verdicts.append(_error_rate_verdict(
         config_id, "cer", run.metrics.cer, entry.metrics.cer, tolerance["cer_abs"]))
-    comparison.verdicts.append(_throughput_verdict(config_id, run, entry, tolerance))
-    comparison.verdicts += run_checks(run, tolerance)
+    verdicts.append(_throughput_verdict(config_id, run, entry, tolerance))
+    verdicts += run_checks(run, tolerance)
+    verdicts += run_counter_verdicts(run, entry.counters)  # exact work counts (gate/counters.py)
     current = {u.id: u.prediction for u in run.utterances}
-    comparison.transcripts = changed_transcripts(entry.predictions, current)
-    return comparison
+    transcripts = changed_transcripts(entry.predictions, current)
+    return Comparison(config_id=config_id, has_entry=True, verdicts=verdicts,
+                      transcripts=transcripts,
+                      accuracy=accuracy_change(run, entry) if transcripts else None)
 
 
 def missing_entries(baseline_entries: dict[str, BaselineEntry], run_ids: set[str]
@@ -277,11 +218,9 @@ def missing_entries(baseline_entries: dict[str, BaselineEntry], run_ids: set[str
     for config_id, entry in baseline_entries.items():
         if config_id in run_ids:
             continue
-        comparison = Comparison(config_id)
-        comparison.verdicts = [Verdict(config_id, m, "missing", None, getattr(entry.metrics, m),
-                                       None, None, "baseline entry has no run")
-                               for m in GATED_METRICS]
-        out.append(comparison)
+        out.append(Comparison(config_id=config_id, verdicts=[
+            _verdict(config_id, m, "missing", None, getattr(entry.metrics, m), None, None,
+                     "baseline entry has no run") for m in GATED_METRICS]))
     return out
 
 

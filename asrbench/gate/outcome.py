@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asrbench.config.settings import DEFAULT_REPORT
 from asrbench.gate import baselines
-from asrbench.gate.compare import Comparison, as_run, compare_run, missing_entries
+from asrbench.gate.compare import Comparison, compare_run, missing_entries
 from asrbench.errors import AsrbenchError
 from asrbench.gate.policy import Policy
 from asrbench.render.text import gate_text, markdown_summary
-from asrbench.formats.model import BaselineFile, Report, Run, parse_report
+from asrbench.formats.model import BaselineFile, Report, Run
 
 
-def refresh_command(config_ids: list[str], report: str = "reports/latest.json") -> str:
+def refresh_command(config_ids: list[str], report: str | Path = DEFAULT_REPORT) -> str:
     """The exact command that (re)creates these baseline entries."""
     return f"asrbench baseline update --report {report} --only {' '.join(config_ids)}"
 
@@ -30,7 +31,7 @@ class GateOutcome:
 
     comparisons: list[Comparison]
     policy: Policy = field(default_factory=Policy)
-    report_path: str = "reports/latest.json"  # named in the command that creates entries
+    report_path: str = str(DEFAULT_REPORT)  # named in the command that creates entries
     documents: dict[str, Any] = field(default_factory=dict)  # baseline file per device class
     html_url: str | None = None  # where the HTML report was uploaded, linked from the Markdown
 
@@ -63,13 +64,13 @@ class GateOutcome:
                 fh.write(self.markdown)
 
 
-def gate_runs(runs: list[Run | dict[str, Any]], baseline_dir: str | Path,
-              policy: Policy | None = None, report_path: str | Path = "reports/latest.json"
+def gate_runs(runs: list[Run], baseline_dir: str | Path,
+              policy: Policy | None = None, report_path: str | Path = DEFAULT_REPORT
               ) -> GateOutcome:
     """Compare each run with its device class's baseline file (each file read once)."""
     documents: dict[str, BaselineFile | None] = {}
     comparisons = []
-    for run in map(as_run, runs):
+    for run in runs:
         device_class = run.device.class_
         if device_class not in documents:
             documents[device_class] = baselines.load_for(baseline_dir, device_class)
@@ -90,10 +91,8 @@ def refuse_interrupted(report: Report, path: Any) -> None:
 
 
 def gate_report(report: Report, baseline_dir: str | Path, policy: Policy | None = None,
-                report_path: str | Path = "reports/latest.json") -> GateOutcome:
+                report_path: str | Path = DEFAULT_REPORT) -> GateOutcome:
     """Gate every run of a report; baseline entries of the same classes with no run are listed."""
-    if not isinstance(report, Report):
-        report = parse_report(report, report_path)
     refuse_interrupted(report, report_path)
     outcome = gate_runs(report.runs, baseline_dir, policy, report_path)
     run_ids = {r.config.id for r in report.runs}

@@ -9,6 +9,8 @@ Policy, with the same options, so they cannot disagree:
 - an error rate that improved beyond tolerance fails too (the baseline is out of date: refresh
   it), unless improvements are allowed;
 - changed transcripts fail, or only warn with transcripts="warn";
+- with wer_significance, an error rate beyond its tolerance fails only when the paired
+  bootstrap's interval of its change (gate/accuracy.py) excludes 0; otherwise it warns;
 - a config without a baseline entry fails, unless missing entries are allowed.
 """
 
@@ -18,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from asrbench.gate.compare import Comparison, describe_verdict
+from asrbench.gate.counters import COUNTER_METRICS
 from asrbench.errors import AsrbenchError
 
 #: the checks, each one pytest test; `asrbench compare` applies them all
-CHECKS = ("wer", "cer", "throughput", "transcripts", "compilations", "agreement", "missing")
+CHECKS = ("wer", "cer", "throughput", "transcripts", "compilations", "agreement", "counters",
+          "missing")
 #: metrics each check looks at
 CHECK_METRICS = {
     "wer": ("wer", "wer_normalized"),
@@ -29,8 +33,11 @@ CHECK_METRICS = {
     "throughput": ("samples_per_second",),
     "compilations": ("compilations_in_timed_passes",),
     "agreement": ("reference_agreement",),
+    "counters": COUNTER_METRICS,
 }
 ERROR_RATES = ("wer", "wer_normalized", "cer")
+#: metrics whose improvement beyond tolerance also fails (the baseline is out of date)
+IMPROVEMENT_FAILS = ERROR_RATES + COUNTER_METRICS
 TRANSCRIPT_MODES = ("fail", "warn")
 
 
@@ -51,6 +58,7 @@ class Policy:
     allow_improvements: bool = False  # error rates better than the baseline beyond tolerance pass
     transcripts: str = "fail"  # changed transcripts: "fail" or "warn"
     allow_missing: bool = False  # a config without a baseline entry passes (reported as new)
+    wer_significance: bool = False  # error rates beyond tolerance fail only if significant
 
     def __post_init__(self) -> None:
         if self.transcripts not in TRANSCRIPT_MODES:
@@ -71,12 +79,15 @@ class Policy:
             for verdict in comparison.verdicts:
                 if verdict.metric not in metrics:
                     continue
+                noise = self._not_significant(comparison, verdict.metric)
                 if verdict.verdict == "regressed":
-                    out.append(Finding(config_id, check, True, describe_verdict(verdict)))
-                elif verdict.verdict == "improved" and verdict.metric in ERROR_RATES:
+                    out.append(Finding(config_id, check, noise is None,
+                                       describe_verdict(verdict) + (noise or "")))
+                elif verdict.verdict == "improved" and verdict.metric in IMPROVEMENT_FAILS:
                     text = (describe_verdict(verdict)
-                            + " (better than the baseline: refresh it if intended)")
-                    out.append(Finding(config_id, check, not self.allow_improvements, text))
+                            + " (better than the baseline: refresh it if intended)" + (noise or ""))
+                    out.append(Finding(config_id, check,
+                                       not self.allow_improvements and noise is None, text))
         if "transcripts" in wanted and comparison.transcripts:
             count = len(comparison.transcripts)
             out.append(Finding(config_id, "transcripts", self.transcripts == "fail",
@@ -86,10 +97,21 @@ class Policy:
                                "no baseline entry"))
         return out
 
+    def _not_significant(self, comparison: Comparison, metric: str) -> str | None:
+        """With wer_significance: why an error rate's move is only a warning (its interval
+        includes 0), or None (it counts: significant, no interval known, or the option off)."""
+        if not self.wer_significance or metric not in ERROR_RATES or comparison.accuracy is None:
+            return None
+        change = comparison.accuracy.change(metric)
+        if change is None or change.significant:
+            return None
+        return (f"; not significant: {comparison.accuracy.confidence:.0%} CI "
+                f"{change.low:+.4f} .. {change.high:+.4f} includes 0 (--wer-significance)")
+
     def fails(self, comparisons: Iterable[Comparison]) -> bool:
         """Whether any of these configs fails the gate."""
         return any(f.fails for c in comparisons for f in self.findings(c))
 
     def to_dict(self) -> dict[str, Any]:
         return {"allow_improvements": self.allow_improvements, "transcripts": self.transcripts,
-                "allow_missing": self.allow_missing}
+                "allow_missing": self.allow_missing, "wer_significance": self.wer_significance}

@@ -37,6 +37,8 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Optional, Sequence
 
+from asrbench.errors import require
+
 #: metric -> (label, unit, higher is better, relative scale)
 METRICS: dict[str, tuple[str, str, bool, bool]] = {
     "samples_per_second": ("samples/s", "samples/s", True, True),
@@ -120,7 +122,8 @@ def detect(values: Sequence[Optional[float]], relative: bool = False,
     `relative`: compare on a relative scale (samples/s), and `min_change` is relative;
     otherwise absolute. `noise_floor`: the smallest noise sigma assumed (same scale)."""
     import numpy as np
-    import ruptures
+
+    ruptures = require("ruptures", "history")
 
     if min_size < 1:
         raise ValueError("min_size must be >= 1")
@@ -222,7 +225,10 @@ def changes_text(changes: list[ChangePoint], series_count: int) -> str:
     """The terminal output of `asrbench history changes`."""
     if not changes:
         return f"no persistent step in {series_count} series"
-    lines = [c.describe() for c in changes]
+    from asrbench.render.text import terminal_safe
+
+    # config ids, device classes and commits come from the store: escaped for the terminal
+    lines = [terminal_safe(c.describe(), newlines=False) for c in changes]
     regressions = sum(c.direction == "regression" for c in changes)
     lines.append(f"{len(changes)} step(s) in {series_count} series, {regressions} regression(s)")
     return "\n".join(lines)

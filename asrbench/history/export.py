@@ -86,7 +86,41 @@ def pass_seconds(run: Run) -> list[float]:
     utterances = run.dataset.utterances if run.dataset.utterances else len(run.utterances)
     if not utterances:
         raise AsrbenchError(f"run {run.config.id} has no utterances: its passes have no time")
-    return [utterances / sps for sps in run.throughput.samples_per_second_per_pass]
+    seconds = []
+    for number, sps in enumerate(run.throughput.samples_per_second_per_pass, start=1):
+        value = utterances / sps
+        # A denormal rate (5e-324 samples/s) makes an infinite time, a huge one a time whose
+        # inverse overflows: neither is a pass that can be charted.
+        if not (math.isfinite(value) and value > 0 and math.isfinite(1.0 / value)):
+            raise AsrbenchError(f"run {run.config.id}: timed pass {number} has samples/s "
+                                f"{sps!r}, which gives no finite pass time: the report cannot be "
+                                "exported")
+        seconds.append(value)
+    return seconds
+
+
+def _check_run(run: Run) -> None:
+    """Numbers an export carries that the report format leaves open: refuse the impossible."""
+    rtfx = run.metrics.rtfx
+    if rtfx is not None and not (math.isfinite(rtfx) and rtfx >= 0):
+        raise AsrbenchError(f"run {run.config.id}: metrics.rtfx is {rtfx!r}: a real-time factor "
+                            "is a finite number >= 0; the report cannot be exported")
+
+
+def _finite_stats(run: Run, stats: dict[str, Any]) -> dict[str, Any]:
+    bad = [k for k, v in stats.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise AsrbenchError(f"run {run.config.id}: its pass times give a non-finite "
+                            f"{bad[0]} (samples/s too large or too small to export)")
+    return stats
+
+
+def _round_stats(run: Run) -> dict[str, Any]:
+    try:
+        return round_stats(pass_seconds(run))
+    except (ValueError, OverflowError, ZeroDivisionError) as exc:
+        raise AsrbenchError(f"run {run.config.id}: its pass times cannot be summarised "
+                            f"({exc})") from None
 
 
 def _machine_info(environment: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +156,7 @@ def pytest_benchmark_document(report: Report, commit: str | None = None,
     environment = dump(report)["environment"]
     benchmarks = []
     for run in report.runs:
+        _check_run(run)
         device_class = run.device.class_
         metrics = run.metrics
         benchmarks.append({
@@ -143,7 +178,7 @@ def pytest_benchmark_document(report: Report, commit: str | None = None,
             "options": {"disable_gc": False, "timer": "perf_counter",
                         "min_rounds": len(run.throughput.samples_per_second_per_pass),
                         "warmup": True},
-            "stats": round_stats(pass_seconds(run)),
+            "stats": _finite_stats(run, _round_stats(run)),
         })
     created = environment.get("created") or dt.datetime.now(dt.timezone.utc).isoformat()
     return {"machine_info": _machine_info(environment),
@@ -167,10 +202,18 @@ def github_action_benchmark_entries(report: Report, direction: str) -> list[dict
                             "customSmallerIsBetter)")
     entries: list[dict[str, Any]] = []
     for run in report.runs:
+        _check_run(run)
         per_pass = run.throughput.samples_per_second_per_pass
         utterances = run.dataset.utterances or len(run.utterances)
         if direction == "bigger":
-            spread = statistics.stdev(per_pass) if len(per_pass) > 1 else 0.0
+            try:
+                spread = statistics.stdev(per_pass) if len(per_pass) > 1 else 0.0
+            except (ValueError, OverflowError) as exc:
+                raise AsrbenchError(f"run {run.config.id}: its samples/s per pass cannot be "
+                                    f"summarised ({exc})") from None
+            if not math.isfinite(spread):
+                raise AsrbenchError(f"run {run.config.id}: the spread of its samples/s per "
+                                    "pass is not finite: the report cannot be exported")
             entries.append({
                 "name": _name(run, "samples/s"), "unit": "samples/s",
                 "value": run.metrics.samples_per_second, "range": f"± {spread:.4g}",

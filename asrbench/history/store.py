@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import re
 import sqlite3
@@ -36,9 +37,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
-from asrbench.errors import AsrbenchError, first_line
+from asrbench.errors import AsrbenchError, first_line, require
+from asrbench.formats.environment import REDACTED, redact_argv, redact_secrets
+from asrbench.formats.io import loads_checked
 from asrbench.formats.model import Report, Run, dump, parse_report
 
 DEFAULT_HISTORY = "history.sqlite"
@@ -115,8 +118,9 @@ class StoredReport:
 
     @property
     def label(self) -> str:
-        """How charts and tables name it: `#id commit` (12 characters of the commit)."""
-        return f"#{self.id} {self.commit[:12]}" if self.commit else f"#{self.id}"
+        """How charts and tables name it: `#id commit` (12 characters of the commit; control
+        characters shown as escapes, as it is printed)."""
+        return _label(self.id, self.commit)
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ class Point:
 
     @property
     def label(self) -> str:
-        return f"#{self.report_id} {self.commit[:12]}" if self.commit else f"#{self.report_id}"
+        return _label(self.report_id, self.commit)
 
     def value(self, metric: str) -> Optional[float]:
         if metric == "compilations_timed":
@@ -154,19 +158,56 @@ class Point:
 # -- where the store is ------------------------------------------------------------------------
 
 def redact(url: str) -> str:
-    """A history URL fit for messages: a password in it never is."""
+    """A history URL fit for messages: a password in it never is (neither the user's
+    password nor a password= / sslpassword= query parameter; the query is dropped)."""
     try:
         parts = urlsplit(url)
+        port = parts.port  # ValueError: not a number, out of range
     except ValueError:
-        return "<unparsable URL>"
+        # Unparsable (a bad bracket, a bad port): mask what looks like a secret, keep the rest
+        # so the user sees which URL is meant.
+        return redact_secrets(url)
     if parts.password is None and "@" not in parts.netloc:
-        return url
+        return redact_secrets(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
     host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
+    if ":" in host:  # an IPv6 address goes back into brackets
+        host = f"[{host}]"
+    if port:
+        host += f":{port}"
     user = parts.username
     netloc = f"{user}@{host}" if user else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return redact_secrets(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
+
+
+def secrets_of(url: str) -> list[str]:
+    """The passwords a history URL holds (as written and percent-decoded), longest first, so
+    a driver message that quotes one can be cleaned (works on unparsable URLs too)."""
+    found = []
+    for match in re.finditer(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*:([^\s]*)@", url):
+        found.append(match.group(1))
+    for match in re.finditer(r"(?i)\b(?:ssl)?password\s*=\s*([^\s&#;]+)", url):
+        found.append(match.group(1))
+    found += [unquote(v) for v in found] + [unquote_plus(v) for v in found]
+    return sorted({v for v in found if v}, key=len, reverse=True)
+
+
+def _check_postgresql_url(text: str) -> None:
+    """A postgresql:// URL that urllib can split, with a valid port: else one line that
+    names the problem (never the password)."""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        reason = str(exc).split("'")[0].strip().rstrip(":") or "malformed"
+        for secret in secrets_of(text):
+            reason = reason.replace(secret, REDACTED)
+        raise AsrbenchError(f"--history {redact(text)}: not a valid postgresql:// URL "
+                            f"({reason}); expected postgresql://user@host:port/database") from None
+    if not parts.hostname and not parts.path.strip("/") and not parts.query:
+        raise AsrbenchError(f"--history {redact(text)}: names no host or database; expected "
+                            "postgresql://user@host:port/database")
+    if port == 0:
+        raise AsrbenchError(f"--history {redact(text)}: port 0 is not a port")
 
 
 def engine_of(url: str) -> tuple[str, str]:
@@ -180,6 +221,7 @@ def engine_of(url: str) -> tuple[str, str]:
         return "sqlite", text
     scheme = match.group(1).lower()
     if scheme in ("postgresql", "postgres"):
+        _check_postgresql_url(text)
         return "postgresql", text
     if scheme == "sqlite":
         path = text[len(match.group(0)):]
@@ -241,11 +283,7 @@ class Store:
             raise AsrbenchError(f"history {path} cannot be opened ({first_line(exc)})") from None
 
     def _connect_postgresql(self) -> None:
-        try:
-            import psycopg
-        except ImportError:  # pragma: no cover - a dependency of asrbench
-            raise AsrbenchError("a postgresql:// history needs psycopg: pip install "
-                                "'psycopg[binary]'") from None
+        psycopg = require("psycopg", "history")
         try:
             # autocommit: reads hold no transaction open; writes are explicit transactions.
             self.conn = psycopg.connect(self.target, connect_timeout=15, autocommit=True)
@@ -254,12 +292,11 @@ class Store:
                                 f"{self._clean(first_line(exc))}") from None
 
     def _clean(self, message: str) -> str:
-        """A driver message without the URL's password, should it quote it."""
+        """A driver message without the URL's passwords, should it quote one (or the URL)."""
         if self.engine == "postgresql":
-            password = urlsplit(self.target).password
-            if password:
-                message = message.replace(password, "***")
-        return message
+            for secret in secrets_of(self.target):
+                message = message.replace(secret, REDACTED)
+        return redact_secrets(message)
 
     def close(self) -> None:
         if self.conn is not None:
@@ -413,9 +450,9 @@ class Store:
         if report.interrupted:
             raise AsrbenchError(f"{source or 'the report'} is the report of an interrupted run: "
                                 "only finished runs go into the history; run it again")
-        document = dump(report)
-        digest = report_digest(document)
+        document = stored_document(report)
         environment = document.get("environment") or {}
+        digest = report_digest(document)
         git = environment.get("git") or {}
         device = environment.get("device") or {}
         report_commit = _text(git.get("commit"))
@@ -464,15 +501,32 @@ class Store:
                                                   _REPORT_COLUMNS.split(",")) +
                            ", (SELECT COUNT(*) FROM runs r WHERE r.report_id = p.id) "
                            "FROM reports p ORDER BY p.id")
-        stored = [_stored(r[:-1], runs=int(r[-1])) for r in rows]
+        stored = [self._stored(r[:-1], runs=int(r[-1])) for r in rows]
         return stored[-limit:] if limit else stored
+
+    def _point(self, row: tuple[Any, ...]) -> Point:
+        """A runs row as a Point; a damaged row is one line naming it."""
+        try:
+            return _point(row)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise AsrbenchError(f"history {self.name}: the runs row of report #{row[0]!r:.20}, "
+                                f"position {row[1]!r:.20} is damaged ({_damage(exc)}): restore the "
+                                "store from a backup, or add the reports to a new one") from None
+
+    def _stored(self, row: tuple[Any, ...], runs: int = 0) -> StoredReport:
+        try:
+            return _stored(row, runs)
+        except (TypeError, ValueError) as exc:
+            raise AsrbenchError(f"history {self.name}: the reports row with id {row[0]!r:.20} is "
+                                f"damaged ({_damage(exc)}): restore the store from a "
+                                "backup") from None
 
     def report_row(self, report_id: int) -> StoredReport:
         rows = self._query("SELECT " + _REPORT_COLUMNS + ", (SELECT COUNT(*) FROM runs r WHERE "
                            "r.report_id = reports.id) FROM reports WHERE id = ?", (report_id,))
         if not rows:
             raise AsrbenchError(f"history {self.name} has no report #{report_id}")
-        return _stored(rows[0][:-1], runs=int(rows[0][-1]))
+        return self._stored(rows[0][:-1], runs=int(rows[0][-1]))
 
     def find(self, ref: str | int | None) -> StoredReport:
         """A report by `latest` (or None), id (`3` or `#3`) or commit prefix (4+ characters)."""
@@ -507,23 +561,22 @@ class Store:
         rows = self._query("SELECT report_json FROM reports WHERE id = ?", (report_id,))
         if not rows:
             raise AsrbenchError(f"history {self.name} has no report #{report_id}")
-        try:
-            document = json.loads(rows[0][0])
-        except (TypeError, ValueError):
-            raise AsrbenchError(f"history {self.name}: report #{report_id} is not valid JSON "
-                                "(the store is damaged)") from None
-        return parse_report(document, f"#{report_id} in history {self.name}")
+        where = f"#{report_id} in history {self.name}"
+        if not isinstance(rows[0][0], (str, bytes)):
+            raise AsrbenchError(f"invalid report {where}: its report_json column holds no "
+                                "text (the store is damaged)")
+        return parse_report(loads_checked(rows[0][0], "report", where), where)
 
     def find_digest(self, digest: str) -> Optional[StoredReport]:
         rows = self._query("SELECT " + _REPORT_COLUMNS + " FROM reports WHERE sha256 = ?",
                            (digest,))
-        return _stored(rows[0]) if rows else None
+        return self._stored(rows[0]) if rows else None
 
     def runs_of(self, report_id: int) -> list[Point]:
         rows = self._query("SELECT " + _RUN_COLUMNS + " FROM runs r JOIN reports p ON "
                            "p.id = r.report_id WHERE r.report_id = ? ORDER BY r.position",
                            (report_id,))
-        return [_point(r) for r in rows]
+        return [self._point(r) for r in rows]
 
     def series(self, config_id: str | None = None, device_class: str | None = None,
                up_to: int | None = None) -> dict[tuple[str, str], list[Point]]:
@@ -545,7 +598,7 @@ class Store:
                            + " ORDER BY r.report_id, r.position", tuple(params))
         out: dict[tuple[str, str], list[Point]] = {}
         for row in rows:
-            point = _point(row)
+            point = self._point(row)
             out.setdefault((point.device_class, point.config_id), []).append(point)
         return out
 
@@ -571,9 +624,12 @@ def add_report(url: str | None, report_path: str | os.PathLike[str], commit: str
     with open_store(url, create=True) as store:
         stored = store.add(report, source=str(report_path), commit=commit, branch=branch)
         name = store.name
+    from asrbench.render.text import terminal_safe
+
     commit_text = f"commit {stored.commit[:12]}" if stored.commit else "no commit (use --commit)"
-    return (f"added {report_path} to history {name} as #{stored.id} ({commit_text}, "
-            f"{stored.runs} run(s), device class {stored.device_class or '-'})")
+    return terminal_safe(f"added {report_path} to history {name} as #{stored.id} ({commit_text}, "
+                         f"{stored.runs} run(s), device class {stored.device_class or '-'})",
+                         newlines=False)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -585,8 +641,20 @@ def report_digest(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def stored_document(report: Report) -> dict[str, Any]:
+    """The report as the store keeps it: its JSON document, with any password in the recorded
+    command line masked (a report made before argv was redacted at capture, or by another
+    tool: the store is shared and rendered, the password goes no further)."""
+    document = dump(report)
+    environment = document.get("environment")
+    if isinstance(environment, dict) and isinstance(environment.get("argv"), list):
+        environment["argv"] = redact_argv(environment["argv"])
+    return document
+
+
 def digest_of(report: Report) -> str:
-    return report_digest(dump(report))
+    """The digest a report is stored under (report_digest of its stored_document)."""
+    return report_digest(stored_document(report))
 
 
 def _text(value: Any) -> Optional[str]:
@@ -602,10 +670,8 @@ def _looks_like_commit(text: str) -> bool:
 
 def _run_row(run: Run) -> tuple[Any, ...]:
     compilations = run.timings.compilations
-    extra = run.timings.model_extra or {}
-    seconds = extra.get("pass_seconds")
-    if not (isinstance(seconds, list) and seconds
-            and all(isinstance(s, (int, float)) and s > 0 for s in seconds)):
+    seconds = list(run.timings.pass_seconds)
+    if not (seconds and all(s > 0 for s in seconds)):
         seconds = None
     per_pass = list(run.throughput.samples_per_second_per_pass)
     utterances = run.dataset.utterances if run.dataset.utterances is not None else \
@@ -628,14 +694,45 @@ def _stored(row: tuple[Any, ...], runs: int = 0) -> StoredReport:
 def _point(row: tuple[Any, ...]) -> Point:
     (report_id, position, config_id, device_class, wer, wer_normalized, cer, sps, rsd, passes,
      utterances, compilations, per_pass, seconds, commit, created, branch) = row
-    return Point(int(report_id), int(position), config_id, device_class, float(wer),
-                 None if wer_normalized is None else float(wer_normalized), float(cer),
-                 float(sps), float(rsd), int(passes),
+    return Point(int(report_id), int(position), _str(config_id), _str(device_class),
+                 _finite(wer), None if wer_normalized is None else _finite(wer_normalized),
+                 _finite(cer), _finite(sps), _finite(rsd), int(passes),
                  None if utterances is None else int(utterances),
                  None if compilations is None else int(compilations),
-                 [float(v) for v in json.loads(per_pass)],
-                 None if seconds is None else [float(v) for v in json.loads(seconds)],
+                 [_finite(v) for v in json.loads(per_pass)],
+                 None if seconds is None else [_finite(v) for v in json.loads(seconds)],
                  commit, created, branch)
+
+
+def _finite(value: Any) -> float:
+    """A stored number (a damaged row may hold text, null or NaN: ValueError/TypeError)."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"{str(value)[:20]!r} is not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{number} is not a finite number")
+    return number
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{type(value).__name__} where text belongs")
+    return value
+
+
+def _label(report_id: int, commit: Optional[str]) -> str:
+    from asrbench.render.text import terminal_safe
+
+    return terminal_safe(f"#{report_id} {commit[:12]}" if commit else f"#{report_id}",
+                         newlines=False)
+
+
+def _damage(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return "a JSON column is not JSON"
+    if isinstance(exc, RecursionError):
+        return "a JSON column is nested too deep"
+    return first_line(exc)[:120]
 
 
 def _duplicate(name: str, source: str | None, stored: StoredReport) -> AsrbenchError:

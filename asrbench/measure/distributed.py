@@ -26,7 +26,7 @@ from asrbench.errors import AsrbenchError, first_line
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.config.settings import BenchConfig
     from asrbench.devices import Device
-    from asrbench.measure.engine import RunResult
+    from asrbench.formats.model import Run
 
 TIMEOUT_ENV = "ASRBENCH_DIST_TIMEOUT"
 # Bounds every wait on another rank: rendezvous, the barrier before each pass, the gather.
@@ -258,22 +258,18 @@ def default_timeout() -> float:
         raise AsrbenchError(f"{TIMEOUT_ENV}={value!r} is not a number of seconds") from None
 
 
-def merge_results(parts: list["RunResult"]) -> "RunResult":
-    """One run from the ranks' shard results (in rank order): every utterance once, in split
-    order, and the ranks' timings merged (Timings.merge). Unscored: the caller scores the
-    merged run once."""
-    from asrbench.measure.engine import RunResult, Timings
+def merge_results(config: "BenchConfig", parts: list["Run"], spelling: Any = None) -> "Run":
+    """One run from the ranks' shard runs (in rank order): every utterance once, in split
+    order, the ranks' timings merged (merge_timings), and scored from all of them (a shard's
+    own scores are replaced, never combined)."""
+    from asrbench.measure.engine import merge_timings, score
 
     first = parts[0]
-    timings = Timings.merge([p.timings for p in parts])
-    for rank, part in zip(timings.ranks or [], parts):
-        rank["utterances"] = len(part.utterances)
-        rank["device"] = part.device.get("name")
-    return RunResult(
-        config=first.config, utterances=[u for part in parts for u in part.utterances],
-        skipped=list(first.skipped), timings=timings, device=dict(first.device),
-        dataset_name=first.dataset_name,
-        passes_identical=all(p.passes_identical for p in parts))
+    timings = merge_timings([p.timings for p in parts], [len(p.utterances) for p in parts],
+                            [p.device.name for p in parts])
+    return score(config, first.device, first.dataset.name or "", list(first.dataset.skipped),
+                 [u for part in parts for u in part.utterances], timings,
+                 all(bool(p.passes_identical) for p in parts), spelling)
 
 
 # -- launching a distributed run from another process (the pytest plugin) -------------------
@@ -306,7 +302,7 @@ def error_lines(output: str) -> list[str]:
 
 
 def launch_run(config: "BenchConfig", passes: int, workdir: Path,
-               timeout_s: float | None = None) -> dict[str, Any]:
+               timeout_s: float | None = None) -> "Run":
     """Run one config with torchrun on config.world_size local processes; returns its report
     entry (validated). A failed rank is an AsrbenchError quoting the ranks' error lines."""
     from asrbench.formats.io import load_report

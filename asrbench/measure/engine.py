@@ -23,23 +23,16 @@ import torch
 
 from asrbench.measure import decoding
 from asrbench.config.settings import BenchConfig
-from asrbench.measure.data import SAMPLE_RATE, LoadedSplit, Skipped
+from asrbench.measure.data import SAMPLE_RATE, LoadedSplit
 from asrbench.measure.decoding import GreedyDecoder, StaticGreedyDecoder, whisper_prompt
 from asrbench.devices import Device
 from asrbench.errors import AsrbenchError
-from asrbench.measure.metrics import ErrorRates, Throughput, error_rates, percentile, throughput
+from asrbench.formats.model import (Compilations, DatasetInfo, DeviceInfo, Metrics, RankTimings,
+                                    Run, RunConfig, Skip, ThroughputStats, Timings,
+                                    UtteranceResult)
+from asrbench.measure.counters import count_pass
+from asrbench.measure.metrics import error_rates, percentile, throughput
 from asrbench.measure.models import LoadedModel
-
-
-@dataclass(frozen=True)
-class UtteranceResult:
-    """One utterance's outcome."""
-
-    id: str
-    reference: str
-    prediction: str
-    tokens: int  # tokens generated after the forced prompt, up to and including EOS
-    audio_seconds: float
 
 
 def _largest(values: list[Any]) -> Any:
@@ -47,143 +40,104 @@ def _largest(values: list[Any]) -> Any:
     return max(present) if present else None
 
 
-@dataclass
-class Timings:
-    """Where one run's time went. A data-parallel run merges its ranks' timings (merge()); the
-    report stores to_dict(). Nothing here scores transcripts."""
-
-    pass_seconds: list[float]  # wall time of each timed pass (device synchronized at both ends)
-    model_seconds: float = 0.0  # time inside the model calls over all timed passes
-    feature_extraction_seconds: float = 0.0
-    warmup_seconds: float = 0.0
-    warmup_batches: int = 0
-    batches_per_pass: int = 0
-    latencies: list[float] = field(default_factory=list)  # every timed batch's seconds
-    detokenize_seconds: float = 0.0
-    decoder: str = ""
-    #: graph compilations/captures {counter, warmup, passes}; None where nothing is counted
-    compilations: dict[str, Any] | None = None
-    peak_device_memory_bytes: int | None = None
-    peak_host_rss_bytes: int | None = None
-    ranks: list[dict[str, Any]] | None = None  # per-rank figures of a merged run
-
-    @property
-    def median_pass(self) -> float:
-        return statistics.median(self.pass_seconds)
-
-    @property
-    def harness_overhead(self) -> float:
-        """Share of timed wall time outside the model calls (token read-back, loop, progress);
-        the host-to-device copy and the synchronize count as model time."""
-        return 1 - self.model_seconds / sum(self.pass_seconds)
-
-    @classmethod
-    def merge(cls, parts: list["Timings"]) -> "Timings":
-        """The ranks of one data-parallel run: they started each pass together (barrier), so a
-        pass lasted as long as its slowest rank; latencies pool; compilations add up (any rank
-        compiling while timed counts); the other figures are the largest rank's."""
-        passes = len(parts[0].pass_seconds)
-        slowest = [max(p.pass_seconds[i] for p in parts) for i in range(passes)]
-        counted = [p.compilations for p in parts]
-        compilations = None if any(c is None for c in counted) else {
-            "counter": counted[0]["counter"],
-            "warmup": sum(c["warmup"] for c in counted),
-            "passes": [sum(c["passes"][i] for c in counted) for i in range(passes)]}
-        # The slowest rank's share outside the model, so harness_overhead stays a rank's figure.
-        overhead = max(p.harness_overhead for p in parts)
-        return cls(
-            pass_seconds=slowest, model_seconds=(1 - overhead) * sum(slowest),
-            feature_extraction_seconds=max(p.feature_extraction_seconds for p in parts),
-            warmup_seconds=max(p.warmup_seconds for p in parts),
-            warmup_batches=parts[0].warmup_batches,
-            batches_per_pass=max(p.batches_per_pass for p in parts),
-            latencies=[t for p in parts for t in p.latencies],
-            detokenize_seconds=max(p.detokenize_seconds for p in parts),
-            decoder=parts[0].decoder, compilations=compilations,
-            peak_device_memory_bytes=_largest([p.peak_device_memory_bytes for p in parts]),
-            peak_host_rss_bytes=_largest([p.peak_host_rss_bytes for p in parts]),
-            ranks=[{"rank": rank, "pass_seconds": p.pass_seconds,
-                    "warmup_seconds": p.warmup_seconds,
-                    "feature_extraction_seconds": p.feature_extraction_seconds,
-                    "batches_per_pass": p.batches_per_pass,
-                    "batch_latency_p50": percentile(p.latencies, 50),
-                    "batch_latency_p90": percentile(p.latencies, 90),
-                    "peak_device_memory_bytes": p.peak_device_memory_bytes}
-                   for rank, p in enumerate(parts)])
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report's `timings` block."""
-        out = {
-            "feature_extraction_seconds": self.feature_extraction_seconds,
-            "warmup_seconds": self.warmup_seconds,
-            "warmup_batches": self.warmup_batches,
-            "pass_seconds": list(self.pass_seconds),
-            "pass_seconds_median": self.median_pass,
-            "passes": len(self.pass_seconds),
-            "batches_per_pass": self.batches_per_pass,
-            "harness_overhead": self.harness_overhead,
-            "decoder": self.decoder,
-            "compilations": self.compilations,
-            "batch_latency_p50": percentile(self.latencies, 50),
-            "batch_latency_p90": percentile(self.latencies, 90),
-            "detokenize_seconds": self.detokenize_seconds,
-            "end_to_end_seconds": (self.feature_extraction_seconds + self.median_pass
-                                   + self.detokenize_seconds),
-            "peak_device_memory_bytes": self.peak_device_memory_bytes,
-            "peak_host_rss_bytes": self.peak_host_rss_bytes,
-        }
-        if self.ranks is not None:
-            out["world_size"] = len(self.ranks)
-            out["ranks"] = self.ranks
-        return out
+def _percentile(values: list[float], q: float) -> float | None:
+    return percentile(values, q) if values else None
 
 
-@dataclass
-class RunResult:
-    """Everything one evaluation produced; report.py serializes it. Scored once, by score(),
-    after the ranks of a data-parallel run are merged."""
+def measured_timings(pass_seconds: list[float], model_seconds: float, latencies: list[float],
+                     feature_extraction_seconds: float = 0.0, warmup_seconds: float = 0.0,
+                     warmup_batches: int = 0, batches_per_pass: int = 0,
+                     detokenize_seconds: float = 0.0, decoder: str = "",
+                     compilations: Compilations | None = None,
+                     peak_device_memory_bytes: int | None = None,
+                     peak_host_rss_bytes: int | None = None) -> Timings:
+    """The report's timings of one process's run, with the figures derived from what was
+    measured: median pass, harness overhead (share of timed wall time outside the model calls:
+    token read-back, loop, progress; the host-to-device copy and the synchronize count as model
+    time), batch latency percentiles, end-to-end time. Nothing here scores transcripts."""
+    median_pass = statistics.median(pass_seconds)
+    return Timings(
+        feature_extraction_seconds=feature_extraction_seconds, warmup_seconds=warmup_seconds,
+        warmup_batches=warmup_batches, pass_seconds=list(pass_seconds),
+        pass_seconds_median=median_pass, passes=len(pass_seconds),
+        batches_per_pass=batches_per_pass,
+        harness_overhead=1 - model_seconds / sum(pass_seconds), decoder=decoder,
+        compilations=compilations, batch_latency_p50=_percentile(latencies, 50),
+        batch_latency_p90=_percentile(latencies, 90), detokenize_seconds=detokenize_seconds,
+        end_to_end_seconds=feature_extraction_seconds + median_pass + detokenize_seconds,
+        peak_device_memory_bytes=peak_device_memory_bytes,
+        peak_host_rss_bytes=peak_host_rss_bytes, latencies=list(latencies))
 
-    config: BenchConfig
-    utterances: list[UtteranceResult]
-    skipped: list[Skipped]
-    timings: Timings
-    device: dict[str, Any]
-    dataset_name: str
-    passes_identical: bool  # every timed pass produced the same transcripts as the first
-    #: agreement with the stock reference (reference.Agreement.to_dict() plus what was compared);
-    #: None where the run is the reference setup itself or the check is off
-    reference: dict[str, Any] | None = None
-    errors: ErrorRates | None = None  # set by score()
-    throughput: Throughput | None = None  # set by score()
 
-    @property
-    def audio_seconds(self) -> float:
-        return float(sum(u.audio_seconds for u in self.utterances))
+def merge_timings(parts: list[Timings], utterances: list[int],
+                  devices: list[str | None] | None = None) -> Timings:
+    """The timings of one data-parallel run from its ranks' (in rank order; `utterances` and
+    `devices`: each rank's count and device description). The ranks started each pass together
+    (barrier), so a pass lasted as long as its slowest rank; latencies pool; compilations add
+    up (any rank compiling while timed counts); the harness overhead is the slowest rank's
+    share (so it stays a rank's figure); the other figures are the largest rank's."""
+    passes = len(parts[0].pass_seconds)
+    slowest = [max(p.pass_seconds[i] for p in parts) for i in range(passes)]
+    counted = [p.compilations for p in parts]
+    compilations = None if any(c is None for c in counted) else Compilations(
+        counter=counted[0].counter, warmup=sum(c.warmup for c in counted),
+        passes=[sum(c.passes[i] for c in counted) for i in range(passes)])
+    overhead = max(p.harness_overhead or 0.0 for p in parts)
+    devices = devices or [None] * len(parts)
+    merged = measured_timings(
+        slowest, (1 - overhead) * sum(slowest), [t for p in parts for t in p.latencies],
+        feature_extraction_seconds=max(p.feature_extraction_seconds or 0.0 for p in parts),
+        warmup_seconds=max(p.warmup_seconds or 0.0 for p in parts),
+        warmup_batches=parts[0].warmup_batches or 0,
+        batches_per_pass=max(p.batches_per_pass or 0 for p in parts),
+        detokenize_seconds=max(p.detokenize_seconds or 0.0 for p in parts),
+        decoder=parts[0].decoder or "", compilations=compilations,
+        peak_device_memory_bytes=_largest([p.peak_device_memory_bytes for p in parts]),
+        peak_host_rss_bytes=_largest([p.peak_host_rss_bytes for p in parts]))
+    merged.world_size = len(parts)
+    merged.ranks = [
+        RankTimings(rank=rank, utterances=count, pass_seconds=list(p.pass_seconds),
+                    device=device, warmup_seconds=p.warmup_seconds,
+                    feature_extraction_seconds=p.feature_extraction_seconds,
+                    batches_per_pass=p.batches_per_pass,
+                    batch_latency_p50=_percentile(p.latencies, 50),
+                    batch_latency_p90=_percentile(p.latencies, 90),
+                    peak_device_memory_bytes=p.peak_device_memory_bytes)
+        for rank, (p, count, device) in enumerate(zip(parts, utterances, devices))]
+    return merged
 
-    def score(self, spelling: Any = None) -> "RunResult":
-        """WER, CER (corpus level) and throughput from the utterances and the pass times."""
-        self.errors = error_rates([u.reference for u in self.utterances],
-                                  [u.prediction for u in self.utterances],
-                                  self.config.language, spelling)
-        self.throughput = throughput(len(self.utterances), self.timings.pass_seconds)
-        return self
 
-    def metrics(self) -> dict[str, Any]:
-        """Headline numbers: what tests and baselines compare."""
-        if self.errors is None or self.throughput is None:
-            raise RuntimeError("RunResult.metrics() before score()")
-        n = len(self.utterances)
-        tokens = sum(u.tokens for u in self.utterances)
-        median_pass = self.timings.median_pass
-        return {
-            "wer": self.errors.wer,
-            "wer_normalized": self.errors.wer_normalized,
-            "cer": self.errors.cer,
-            "samples_per_second": self.throughput.median,
-            "rtfx": self.audio_seconds / median_pass,
-            "tokens_per_second": tokens / median_pass,
-            "tokens_per_sample": tokens / n,
-        }
+def score(config: BenchConfig, device: DeviceInfo, dataset_name: str, skipped: list[Skip],
+          utterances: list[UtteranceResult], timings: Timings, passes_identical: bool,
+          spelling: Any = None) -> Run:
+    """The run as the report stores it: WER, CER (corpus level) from the utterances and
+    throughput from the pass times filled in."""
+    errors = error_rates([u.reference or "" for u in utterances],
+                         [u.prediction for u in utterances], config.language, spelling)
+    rates = throughput(len(utterances), timings.pass_seconds)
+    median_pass = statistics.median(timings.pass_seconds)
+    tokens = sum(u.tokens or 0 for u in utterances)
+    audio_seconds = float(sum(u.audio_seconds or 0.0 for u in utterances))
+    return Run(
+        config=RunConfig.model_validate(config.to_dict()), device=device,
+        metrics=Metrics(wer=errors.wer, wer_normalized=errors.wer_normalized, cer=errors.cer,
+                        wer_normalized_whisper=errors.wer_normalized_whisper,
+                        normalizer=errors.normalizer,
+                        samples_per_second=rates.median, rtfx=audio_seconds / median_pass,
+                        tokens_per_second=tokens / median_pass,
+                        tokens_per_sample=tokens / len(utterances)),
+        throughput=ThroughputStats(samples_per_second_per_pass=list(rates.per_pass),
+                                   samples_per_second_min=rates.minimum,
+                                   samples_per_second_max=rates.maximum,
+                                   samples_per_second_rsd=rates.rsd),
+        timings=timings,
+        dataset=DatasetInfo(name=dataset_name, utterances=len(utterances),
+                            audio_seconds=audio_seconds, skipped=list(skipped),
+                            skipped_count=len(skipped),
+                            normalized_wer_excluded=errors.normalized_excluded),
+        passes_identical=passes_identical,
+        utterances=[u.model_copy(update={"edits": e.as_list()})
+                    for u, e in zip(utterances, errors.edits)])
 
 
 @dataclass
@@ -439,9 +393,9 @@ class Evaluator:
             wanted = self.device.warmup_batches(fixed)
         return available if wanted is None else min(wanted, available)
 
-    def run(self, split: LoadedSplit, passes: int) -> RunResult:
-        """Warm up, time `passes` passes, decode (unscored: the caller scores once, after any
-        merge of data-parallel ranks)."""
+    def run(self, split: LoadedSplit, passes: int) -> Run:
+        """Warm up, time `passes` passes, decode and score (a data-parallel rank scores its
+        shard; the merged run is scored again from every rank's utterances)."""
         if passes < 1:
             raise ValueError("passes must be >= 1")
         t_features = time.perf_counter()
@@ -474,28 +428,39 @@ class Evaluator:
         decode_seconds = time.perf_counter() - t_decode
 
         results = [
-            UtteranceResult(u.id, u.reference, prediction,
-                            count_generated(seq, self._prompt_ids, self._eos), u.audio_seconds)
+            UtteranceResult(id=u.id, reference=u.reference, prediction=prediction,
+                            tokens=count_generated(seq, self._prompt_ids, self._eos),
+                            audio_seconds=u.audio_seconds)
             for u, prediction, seq in zip(split.utterances, predictions, first_sequences)
         ]
         counted = warmup.compilations is not None and None not in pass_compilations
-        timings = Timings(
-            pass_seconds=pass_seconds, model_seconds=sum(model_seconds),
+        timings = measured_timings(
+            pass_seconds, sum(model_seconds), latencies,
             feature_extraction_seconds=feature_seconds, warmup_seconds=warmup.seconds,
             warmup_batches=warmup_batches, batches_per_pass=len(batches.features),
-            latencies=latencies, detokenize_seconds=decode_seconds, decoder=self.decoder_name(),
+            detokenize_seconds=decode_seconds, decoder=self.decoder_name(),
             # Graph compilations/captures (device counter) in the warm-up and in each timed
             # pass; None where the backend compiles nothing. Timed passes must show zeros.
-            compilations={"counter": self.device.compile_counter(), "warmup": warmup.compilations,
-                          "passes": pass_compilations} if counted else None,
+            compilations=Compilations(counter=self.device.compile_counter(),
+                                      warmup=warmup.compilations,
+                                      passes=pass_compilations) if counted else None,
             peak_device_memory_bytes=self.device.peak_memory_bytes(),
             peak_host_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-        return RunResult(
-            config=self.config, utterances=results, skipped=list(split.skipped), timings=timings,
-            device={"kind": self.device.kind, "class": self.device.device_class(),
-                    "name": self.device.description(), "environment": self.device.environment()},
-            dataset_name=split.name, passes_identical=identical,
-        )
+        device = DeviceInfo.model_validate({
+            "kind": self.device.kind, "class": self.device.device_class(),
+            "name": self.device.description(), "environment": self.device.environment()})
+        run = score(self.config, device, split.name,
+                    [Skip(id=s.id, reason=s.reason) for s in split.skipped], results, timings,
+                    identical, self.spelling())
+        if self.config.counters:  # exact work counts, after the clocks and the peak memory read
+            run.counters = count_pass(
+                self.prepared, self.decoder, batches.features[0], self.device,
+                real=batches.real[0], generate_kwargs=self.generate_kwargs(),
+                count_tokens=lambda row: count_generated(self._trim(row), self._prompt_ids,
+                                                         self._eos),
+                utterances=[split.utterances[i].id for i in batches.order[:batches.real[0]]],
+                compilations=(warmup.compilations + sum(pass_compilations)) if counted else None)
+        return run
 
     def spelling(self) -> Any:
         """The tokenizer's English spelling normalizer (for scoring), if it has one."""

@@ -81,6 +81,21 @@ def _source_options(reference: str) -> tuple[str, bool, dict[str, Any]]:
     return source, local, options
 
 
+def takes_dtype() -> bool:
+    """Whether this transformers names the weights' dtype `dtype=` (4.56 and later; 5.x
+    deprecates `torch_dtype=`) rather than `torch_dtype=` (4.55, which optimum-habana needs and
+    which forwards an unknown `dtype=` to the model's constructor)."""
+    import transformers
+
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return (major, minor) >= (4, 56)
+
+
+def dtype_option(dtype: Any) -> dict[str, Any]:
+    """`from_pretrained`'s dtype keyword for the installed transformers."""
+    return {"dtype" if takes_dtype() else "torch_dtype": dtype}
+
+
 def load(reference: str) -> LoadedModel:
     """Load model (fp32 weights, eval mode, on CPU) and processor; the device moves it."""
     import torch
@@ -91,7 +106,7 @@ def load(reference: str) -> LoadedModel:
     try:
         processor = AutoProcessor.from_pretrained(source, **options)
         model = AutoModelForSpeechSeq2Seq.from_pretrained(
-            source, torch_dtype=torch.float32, use_safetensors=True, **options)
+            source, **dtype_option(torch.float32), use_safetensors=True, **options)
     except (OSError, ValueError, EnvironmentError) as exc:
         where = "from the directory" if local else "from the Hugging Face Hub"
         raise AsrbenchError(

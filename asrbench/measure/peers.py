@@ -259,10 +259,7 @@ class CTranslate2Peer(Peer):
                     shutil.copy(path, out)
             return "original CTranslate2 model.bin of the bundled package"
         try:
-            from ctranslate2.converters import TransformersConverter
-
-            TransformersConverter(self.loaded.path, load_as_float16=False).convert(
-                str(out), force=True)
+            _converter()(self.loaded.path, load_as_float16=False).convert(str(out), force=True)
         except Exception as exc:  # the converter raises many types; the peer is reported skipped
             raise PeerUnavailable(f"CTranslate2 could not convert {reference}: {exc}") from None
         return f"converted from {self.loaded.path} by ctranslate2.converters.TransformersConverter"
@@ -440,3 +437,21 @@ def markdown(document: dict[str, Any]) -> str:
         lines.append(f"| {name} | {row['samples_per_second']:.3f} | {row['rtfx']:.2f} | "
                      f"{row['wer']:.4f} | {rsd} | {row['asrbench_speedup']:.2f}x | {same} |")
     return "\n".join(lines) + "\n"
+
+
+def _converter() -> Any:
+    """CTranslate2's TransformersConverter, adapted to the installed transformers: ctranslate2
+    4.8 passes `dtype=` to `from_pretrained`, which transformers 4.55 (the optimum-habana
+    range) forwards to the model's constructor (TypeError); there it is renamed `torch_dtype=`
+    through the converter's own load_model hook."""
+    from ctranslate2.converters import TransformersConverter
+
+    from asrbench.measure.models import takes_dtype
+
+    class Converter(TransformersConverter):
+        def load_model(self, model_class: Any, model_name_or_path: str, **kwargs: Any) -> Any:
+            if "dtype" in kwargs and not takes_dtype():
+                kwargs["torch_dtype"] = kwargs.pop("dtype")
+            return super().load_model(model_class, model_name_or_path, **kwargs)
+
+    return Converter

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from asrbench.config.settings import BenchConfig
 from asrbench.measure.data import LoadedSplit, load_split
 from asrbench.devices import Device, get_device
-from asrbench.measure.engine import Evaluator, PreparedModel, RunResult, needs_static_shapes
+from asrbench.measure.engine import Evaluator, PreparedModel, needs_static_shapes
 from asrbench.errors import AsrbenchError, first_line
+from asrbench.formats.model import ReferenceAgreement, Run
 from asrbench.measure.models import load
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,7 +49,7 @@ class Session:
         self._devices: dict[tuple, Device] = {}
         self._models: dict[tuple, PreparedModel] = {}
         self._splits: dict[tuple, LoadedSplit] = {}
-        self._results: dict[tuple, RunResult] = {}
+        self._results: dict[tuple, Run] = {}
         quiet_transformers()
 
     def device(self, config: BenchConfig) -> Device:
@@ -86,7 +87,7 @@ class Session:
                                            progress=self.progress)
         return self._splits[key]
 
-    def evaluate(self, config: BenchConfig, passes: int) -> RunResult:
+    def evaluate(self, config: BenchConfig, passes: int) -> Run:
         """Evaluate a config (cached: a second call with the same config returns the same run),
         then check its transcripts against the stock reference where that applies."""
         key = (config, passes)
@@ -101,7 +102,7 @@ class Session:
         return self._results[key]
 
     def reference_agreement(self, prepared: PreparedModel, config: BenchConfig,
-                            split: LoadedSplit, result: RunResult) -> dict[str, Any] | None:
+                            split: LoadedSplit, result: Run) -> ReferenceAgreement | None:
         """How far the run's first N transcripts agree with stock transformers generate() in
         fp32 on CPU (decoded in a child process, cached); None for the reference setup itself
         (CPU, fp32, no static decoder: asrbench's CPU decoder is checked token for token
@@ -124,24 +125,24 @@ class Session:
                                                   audio_sha256=audio_digest(split.utterances[:count]))
             transcripts = reference_transcripts(request)
             run = {u.id: u.prediction for u in result.utterances[:count]}
-            return {**described, **agreement(run, transcripts).to_dict()}
+            return ReferenceAgreement.model_validate(
+                {**described, **agreement(run, transcripts).to_dict()})
         except (AsrbenchError, OSError) as exc:
             # The run's results are kept; the check that could not be made fails the gate.
             message = first_line(exc)
             print(f"{config.id}: WARNING agreement not checked: {message}", file=sys.stderr,
                   flush=True)
-            return {**described, "error": message}
+            return ReferenceAgreement.model_validate({**described, "error": message})
 
     def _evaluate(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
-                  passes: int) -> RunResult:
+                  passes: int) -> Run:
         if self.world is not None and self.world.size > 1:
             return self._evaluate_shard(prepared, config, split, passes, self.world)
         return self._evaluate_split(prepared, config, split, passes)
 
     def _evaluate_split(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
-                        passes: int, barrier: Any = None, score: bool = True) -> RunResult:
-        """Evaluate on this process's device; scored unless it is a shard (scored after the
-        merge instead)."""
+                        passes: int, barrier: Any = None) -> Run:
+        """Evaluate on this process's device (a data-parallel rank: its shard)."""
         from tqdm.auto import tqdm
 
         evaluator = Evaluator(prepared, config, barrier=barrier)
@@ -154,11 +155,10 @@ class Session:
                 bar.update(n)
 
             evaluator.progress = advance
-            result = evaluator.run(split, passes)
-        return result.score(evaluator.spelling()) if score else result
+            return evaluator.run(split, passes)
 
     def _evaluate_shard(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
-                        passes: int, world: "World") -> RunResult:
+                        passes: int, world: "World") -> Run:
         """This rank's contiguous shard through the unchanged engine, then every rank's results
         merged (each rank gets the same merged run; rank 0 reports it)."""
         from asrbench.measure.distributed import merge_results, shard
@@ -171,12 +171,11 @@ class Session:
         mine = shard(count, world.size, world.rank)
         part = LoadedSplit(split.name, split.utterances[mine.start:mine.stop], list(split.skipped))
         world.connect(prepared.device)
-        local = self._evaluate_split(prepared, config, part, passes, barrier=world.barrier,
-                                     score=False)
+        local = self._evaluate_split(prepared, config, part, passes, barrier=world.barrier)
         parts = world.all_gather(local)
         tokenizer = prepared.loaded.processor.tokenizer
-        # Scored once, on the merged run: never per shard and again after the merge.
-        return merge_results(parts).score(getattr(tokenizer, "english_spelling_normalizer", None))
+        return merge_results(config, parts,
+                             getattr(tokenizer, "english_spelling_normalizer", None))
 
 
 def preflight(configs: list[BenchConfig]) -> None:
@@ -204,9 +203,9 @@ def preflight(configs: list[BenchConfig]) -> None:
 
 def run_configs(configs: list[BenchConfig], passes: int, progress: bool = True,
                 world: "World | None" = None, session: Session | None = None
-                ) -> tuple[list[RunResult], dict[str, Any]]:
+                ) -> tuple[list[Run], dict[str, Any]]:
     """Evaluate configs in order; returns the results and the (last) device's description.
     In a data-parallel run (world of several ranks) every rank gets the merged results."""
     session = session or Session(progress=progress, world=world)
     results = [session.evaluate(config, passes) for config in configs]
-    return results, dict(results[-1].device) if results else {}
+    return results, results[-1].device.model_dump(mode="json", by_alias=True) if results else {}

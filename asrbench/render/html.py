@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from asrbench.config.settings import DEFAULT_BASELINE_DIR
 from asrbench.history.changepoints import METRICS, ChangePoint, series_changes
-from asrbench.errors import AsrbenchError
+from asrbench.errors import AsrbenchError, require
 from asrbench.history.store import Point, Store, StoredReport, digest_of
+from asrbench.formats.environment import redact_argv, redact_secrets
 from asrbench.formats.model import Report, Run, dump
 
 #: chart id suffix -> (title, y axis, metric(s) of the history trace(s))
@@ -131,8 +133,8 @@ def gather(report: Report, store: Store | None) -> tuple[list[ConfigView], Optio
 
 def _figure(view: ConfigView, chart: tuple[str, str, str, tuple[str, ...]]) -> dict[str, Any]:
     """One plotly figure (validated by plotly, returned as plain JSON-ready data)."""
-    import plotly.graph_objects as go
-    import plotly.io as pio
+    go = require("plotly.graph_objects", "history", "asrbench html")
+    pio = require("plotly.io", "history", "asrbench html")
 
     key, title, axis, metrics = chart
     labels = [esc(_label(p)) for p in view.points]
@@ -230,10 +232,12 @@ def _flatten(prefix: str, value: Any, out: list[list[str]]) -> None:
         for key in value:
             _flatten(f"{prefix}.{key}" if prefix else str(key), value[key], out)
     elif isinstance(value, list) and prefix == "argv":
-        out.append([prefix, " ".join(map(str, value))])
+        out.append([prefix, " ".join(redact_argv(value))])
     else:
-        out.append([prefix, "" if value is None else json.dumps(value, ensure_ascii=False)
-                    if not isinstance(value, str) else value])
+        # a report from before argv was redacted at capture, or a URL elsewhere: the page is
+        # uploaded as an artifact, no password goes into it
+        out.append([prefix, redact_secrets("" if value is None else json.dumps(
+            value, ensure_ascii=False) if not isinstance(value, str) else value)])
 
 
 STYLE = """
@@ -274,13 +278,14 @@ SCRIPT = """
 def build_html(report: Report, store: Store | None = None, baseline_dir: str | Path | None = None,
                policy: Any = None, report_path: str | Path = "report") -> str:
     """The whole page as text."""
-    import plotly
-    import plotly.offline
+    plotly = require("plotly", "history", "asrbench html")
+    require("plotly.offline", "history", "asrbench html")
 
     from asrbench.gate.outcome import gate_report
 
     views, stored, listing = gather(report, store)
-    outcome = gate_report(report, baseline_dir or "baselines", policy, report_path)
+    baseline_dir = baseline_dir or DEFAULT_BASELINE_DIR
+    outcome = gate_report(report, baseline_dir, policy, report_path)
     by_id = {c.config_id: c for c in outcome.comparisons}
     for view in views:
         view.comparison = by_id.get(view.run.config.id)
@@ -342,7 +347,7 @@ def build_html(report: Report, store: Store | None = None, baseline_dir: str | P
 {esc((report.environment.model_extra or {}).get('created') or 'unknown')} · {len(report.runs)}
 run(s).{where}</p>
 <p id="gate-result" class="{'regressed' if failed else 'improved'}">Gate:
-{'FAIL' if failed else 'pass'} (baselines from {esc(baseline_dir or 'baselines')})</p>
+{'FAIL' if failed else 'pass'} (baselines from {esc(baseline_dir)})</p>
 <h2>Trends per config</h2>
 {''.join(sections)}
 <h2>Verdicts</h2>

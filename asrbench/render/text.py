@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Iterable
 
+from asrbench.gate.accuracy import describe_change
 from asrbench.gate.compare import describe_verdict
 from asrbench.gate.compare import format_number as _number
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.gate.compare import Comparison, Verdict
-    from asrbench.measure.engine import RunResult
+    from asrbench.formats.model import Run
     from asrbench.gate.policy import Policy
 
 ZERO_WIDTH_SPACE = "\u200b"
@@ -42,6 +43,25 @@ def escape_md(text: Any) -> str:
     return " ".join(str(text).translate(_MD_ESCAPES).split())
 
 
+#: C0 controls but tab and newline, DEL, C1 controls, and the Unicode line/paragraph separators
+#: and bidirectional overrides that re-order what a terminal or log viewer shows
+_TERMINAL_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029"
+                              "\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: Any, newlines: bool = True) -> str:
+    """Text from data, safe to print to a terminal or a CI log: control characters (an ANSI
+    escape sequence's ESC, a carriage return that overwrites the line, C1 controls, bidi
+    overrides) are shown as escapes (\\x1b, \\x0d, \\u202e); tab stays, and new lines
+    stay unless `newlines` is False (one line of output that must stay one line)."""
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    text = _TERMINAL_UNSAFE.sub(escape, str(text))
+    return text if newlines else text.replace("\n", "\\x0a")
+
+
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
@@ -50,40 +70,72 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
-def summary_table(results: Iterable["RunResult"]) -> str:
+#: throughput spread between passes above which the run summary warns of a noisy machine
+NOISY_RSD = 0.10
+
+
+def _rate(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _rsd(run: "Run") -> str:
+    """The passes' spread as a percentage; n/a with a single timed pass (nothing to spread)."""
+    if len(run.throughput.samples_per_second_per_pass) < 2:
+        return "n/a"
+    return f"{run.throughput.samples_per_second_rsd * 100:.1f}%"
+
+
+def summary_table(runs: Iterable["Run"]) -> str:
     """Plain-text table of the headline numbers, one row per run."""
     rows = [("run", "utts", "skip", "WER", "WER norm", "CER", "samples/s", "RSD", "RTFx", "tok/s")]
-    for r in results:
-        m = r.metrics()
-        rows.append((r.config.id, str(len(r.utterances)), str(len(r.skipped)),
-                     f"{m['wer']:.4f}", f"{m['wer_normalized']:.4f}", f"{m['cer']:.4f}",
-                     f"{m['samples_per_second']:.3f}", f"{r.throughput.rsd * 100:.1f}%",
-                     f"{m['rtfx']:.2f}", f"{m['tokens_per_second']:.1f}"))
+    for r in runs:
+        m = r.metrics
+        rows.append((r.config.id, str(len(r.utterances)), str(len(r.dataset.skipped)),
+                     f"{m.wer:.4f}", _rate(m.wer_normalized, 4), f"{m.cer:.4f}",
+                     f"{m.samples_per_second:.3f}", _rsd(r),
+                     _rate(m.rtfx, 2), _rate(m.tokens_per_second, 1)))
     return _table(rows)
 
 
-def run_notes(results: Iterable["RunResult"]) -> list[str]:
-    """Lines under the summary: emulated devices, compilations in timed passes, agreement with
-    the stock reference."""
+def run_notes(runs: Iterable["Run"]) -> list[str]:
+    """Lines under the summary: emulated devices, a noisy machine, compilations in timed
+    passes, agreement with the stock reference."""
     lines = []
-    for r in results:
-        if r.device.get("class") == "hpu-emulated":
+    for r in runs:
+        if r.device.class_ == "hpu-emulated":
             lines.append(f"{r.config.id}: EMULATED Gaudi on the CPU: transcripts and graph "
                          "behaviour are the point; samples/s measure the emulator, not a Gaudi")
+        rsd = r.throughput.samples_per_second_rsd
+        if len(r.throughput.samples_per_second_per_pass) > 1 and rsd > NOISY_RSD:
+            lines.append(f"{r.config.id}: WARNING noisy machine: samples/s varied "
+                         f"{rsd * 100:.0f}% between passes; numbers are less trustworthy")
         compilations = r.timings.compilations
         if compilations is not None:
-            during = sum(compilations["passes"])
-            lines.append(f"{r.config.id}: graph compilations: warm-up {compilations['warmup']}, "
-                         f"timed passes {compilations['passes']}"
+            during = sum(compilations.passes)
+            lines.append(f"{r.config.id}: graph compilations: warm-up {compilations.warmup}, "
+                         f"timed passes {compilations.passes}"
                          + ("  <- RECOMPILED while timed" if during else ""))
-        if r.reference is not None and r.reference.get("error"):
+        reference = r.reference
+        if reference is not None and reference.error:
             lines.append(f"{r.config.id}: agreement with the stock reference UNKNOWN: "
-                         f"{r.reference['error']}")
-        elif r.reference is not None:
-            lines.append(f"{r.config.id}: agreement with {r.reference['reference']}: "
-                         f"{r.reference['identical']}/{r.reference['utterances']} transcripts "
-                         f"identical, WER vs reference {r.reference['wer']:.4f}")
+                         f"{reference.error}")
+        elif reference is not None:
+            lines.append(f"{r.config.id}: agreement with {reference.reference}: "
+                         f"{reference.identical}/{reference.utterances} transcripts "
+                         f"identical, WER vs reference {reference.wer:.4f}")
     return lines
+
+
+def accuracy_lines(comparison: "Comparison") -> list[str]:
+    """One line per error rate: its change, confidence interval, utterances worse and better;
+    or why there is no interval."""
+    accuracy = comparison.accuracy
+    if accuracy is None:
+        return ["no interval of the error-rate changes: the baseline entry (or the report) has "
+                "no per-utterance edit counts; refresh the entry to get one"]
+    return [describe_change(change, accuracy.confidence)
+            + f" (paired bootstrap over {accuracy.utterances} utterances)" * (i == 0)
+            for i, change in enumerate(accuracy.changes)]
 
 
 def gate_text(comparisons: list["Comparison"], policy: "Policy", refresh: str | None) -> str:
@@ -100,6 +152,7 @@ def gate_text(comparisons: list["Comparison"], policy: "Policy", refresh: str | 
                          + (f"  [{v.note}]" if v.note else ""))
         if c.transcripts:
             lines.append(f"CHANGED    {c.config_id}: {len(c.transcripts)} transcript(s)")
+            lines += [f"           {line}" for line in accuracy_lines(c)]
             lines += [f"           {t.id}: {t.diff}" for t in c.transcripts[:10]]
     findings = [f for c in comparisons for f in policy.findings(c)]
     for f in findings:
@@ -107,7 +160,9 @@ def gate_text(comparisons: list["Comparison"], policy: "Policy", refresh: str | 
     if refresh and any(f.check == "missing" for f in findings):
         lines.append(f"           create the missing entries with: {refresh}")
     lines.append("result: " + ("FAIL" if any(f.fails for f in findings) else "ok"))
-    return "\n".join(lines)
+    # ids, notes, transcripts and messages come from data: no escape sequence reaches the
+    # terminal or the CI log
+    return "\n".join(terminal_safe(line, newlines=False) for line in lines)
 
 
 def html_link(url: str | None) -> str | None:
@@ -155,6 +210,7 @@ def markdown_summary(comparisons: list["Comparison"], policy: "Policy", refresh:
             lines += [f"- {'❌ fails' if f.fails else '⚠️ warns'}: {escape_md(f.check)}: "
                       f"{escape_md(f.message)}" for f in findings]
         if comparison.transcripts:
+            lines += [""] + [f"- {escape_md(line)}" for line in accuracy_lines(comparison)]
             shown = comparison.transcripts[:max_transcripts]
             lines += ["", f"<details><summary>{len(comparison.transcripts)} transcript(s) changed"
                           "</summary>", "", "| utterance | word diff (baseline → current) |",

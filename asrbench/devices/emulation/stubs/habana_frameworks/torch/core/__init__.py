@@ -1,6 +1,6 @@
 """Emulated habana_frameworks.torch.core: lazy-mode step marks (counted; CPU work is eager)."""
 
-from asrbench.emulation import state
+from asrbench.devices.emulation import state
 
 
 def mark_step(device_str: str = "", sync: bool = False) -> None:

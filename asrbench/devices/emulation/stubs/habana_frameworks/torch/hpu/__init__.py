@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from asrbench.emulation import state
-from asrbench.emulation.graphs import wrap_in_hpu_graph, wrap_in_hpu_graph_func  # noqa: F401
+from asrbench.devices.emulation import state
+from asrbench.devices.emulation.graphs import wrap_in_hpu_graph, wrap_in_hpu_graph_func  # noqa: F401
 from habana_frameworks.torch.hpu import metrics  # noqa: F401
 
 

@@ -1,6 +1,6 @@
 """Emulated habana_frameworks.torch.hpu.graphs (see asrbench/emulation/graphs.py)."""
 
-from asrbench.emulation.graphs import (  # noqa: F401
+from asrbench.devices.emulation.graphs import (  # noqa: F401
     copy_inputs as copy_to,
     input_hash,
     wrap_in_hpu_graph,

@@ -3,7 +3,7 @@ get_device_name() compares against synDeviceType."""
 
 import enum
 
-from asrbench.emulation import state
+from asrbench.devices.emulation import state
 
 
 class synDeviceType(enum.IntEnum):  # noqa: N801 - the real name

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import Sequence
 
-from asrbench.emulation.graphs import STATS
+from asrbench.devices.emulation.graphs import STATS
 
 
 class MetricNotFound(Exception):

@@ -3,7 +3,7 @@
 Nothing changes between the runs, so every `asrbench compare` that exits non-zero is a false
 alarm. Prints each rerun's verdicts, the throughput RSD of every run, and the count.
 
-    python benchmarks/false_alarms.py [--reruns 5] [--limit 16] [--language english] [-- run args]
+    python benchmarks/tools/false_alarms.py [--reruns 5] [--limit 16] [--language english] [-- run args]
 """
 
 from __future__ import annotations

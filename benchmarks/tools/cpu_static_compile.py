@@ -9,7 +9,7 @@ Runs, interleaved in one process on the same clips (asrbench.measure.peers.run_p
 and prints samples/s, the ratio of each to CTranslate2 and to asrbench's default, and whether
 the transcripts are identical.
 
-    python benchmarks/cpu_static_compile.py [--dataset-config hi] [--limit 8] [--rounds 3]
+    python benchmarks/tools/cpu_static_compile.py [--dataset-config hi] [--limit 8] [--rounds 3]
 """
 
 from __future__ import annotations

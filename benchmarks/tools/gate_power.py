@@ -13,7 +13,7 @@ every process's report. Four policies judge each trial:
                             adaptive (looks at rounds 4, 6, 9, 14, 20), at --threshold 10%
 
 A stored-baseline trial is one fresh process (the head's first round), exactly what a PR job
-on a stored baseline runs. Slowdowns are injected by benchmarks/slowdown.py, a test-only wrapper
+on a stored baseline runs. Slowdowns are injected by tests/slowdown.py, a test-only wrapper
 that sleeps a fixed share of each model call's own time, never through asrbench's code paths.
 Trials of all levels run in a shuffled order, so a slow spell of the machine does not land on
 one level only.
@@ -21,7 +21,7 @@ one level only.
 Prints one line per trial and the table: false alarms (level 0), detections per level, the
 median time to a verdict. Nothing is asserted: the numbers go in docs/performance.md.
 
-    python benchmarks/gate_power.py [--trials 10] [--trials-other 2] [--slowdowns 0.05,0.10,0.20]
+    python benchmarks/tools/gate_power.py [--trials 10] [--trials-other 2] [--slowdowns 0.05,0.10,0.20]
 
 The defaults are the measured run in docs/performance.md: about two hours on a quiet 2-core
 CPU (a trial is 2-8 minutes). Run nothing else meanwhile: load from other work on the same
@@ -45,8 +45,8 @@ from asrbench.ab.decision import OUTCOMES
 from asrbench.gate.outcome import gate_report
 from asrbench.formats.io import load_report
 
-HERE = Path(__file__).resolve().parent
-SLOWDOWN = str(HERE / "slowdown.py")
+ROOT = Path(__file__).resolve().parents[2]
+SLOWDOWN = str(ROOT / "tests" / "slowdown.py")
 STORED = ("stored, default band", "stored, per-class band", "stored, between-process")
 
 

@@ -1,6 +1,6 @@
 """Test-only: run asrbench with every model call slowed down by a fixed share of its own time.
 
-    python benchmarks/slowdown.py SLOWDOWN [asrbench arguments...]
+    python tests/slowdown.py SLOWDOWN [asrbench arguments...]
 
 SLOWDOWN is the throughput loss to inject (0.10: samples/s about 10% lower). Each call of the
 model's encoder, decoder and output projection is timed and followed by a sleep of
@@ -8,7 +8,7 @@ SLOWDOWN / (1 - SLOWDOWN) times its own duration, so the injected cost scales wi
 work (a slower machine or a longer clip is slowed in proportion). The hooks are installed on
 the loaded model from outside; no asrbench code path knows about them. SLOWDOWN 0 installs the
 same hooks without sleeping, so a baseline side pays the same hook overhead.
-benchmarks/gate_power.py uses this as the side command of `asrbench ab` and for the runs it
+benchmarks/tools/gate_power.py uses this as the side command of `asrbench ab` and for the runs it
 compares with stored baselines.
 """
 

@@ -1,0 +1,143 @@
+"""From the options of `asrbench ab` to its result: the sides' commands, the options both
+sides get, the card variable, every number checked before any process starts, then the
+rounds (rounds.py), the verdicts and the JSON document. The command line only parses."""
+
+from __future__ import annotations
+
+import shlex
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from asrbench.ab import rounds
+from asrbench.errors import AsrbenchError
+
+SIDES = ("base", "head")
+#: numeric run options checked here, before any process starts (BenchConfig's own checks)
+_CHECKED_FIELDS = ("batch_size", "generation_max_length", "max_duration", "limit",
+                   "eos_check_every", "warmup_batches", "reference_utterances")
+
+
+@dataclass
+class AbResult:
+    """What an A/B produced, ready to print: the outcome, its verdicts and summaries."""
+
+    outcome: rounds.Outcome
+    comparisons: list[Any]
+    failed: bool
+    lines: list[str]  # what was compared and how
+    text: str  # the verdict table
+    markdown: str  # the Markdown summary
+
+    @property
+    def exit_code(self) -> int:
+        """0 pass, 1 fail, 130 interrupted (as `asrbench compare`, plus the interruption)."""
+        if self.outcome.interrupted:
+            return 130
+        return 1 if self.failed else 0
+
+
+def shared_argv(values: Any, config_file: Path | None) -> list[str]:
+    """The run options both sides get, as arguments: the config file (absolute: a side may run
+    in another directory), then every run option set; --passes is the A/B's own setting (the
+    passes of each process of a round), so it is not passed on."""
+    from asrbench.config.options import to_argv
+
+    argv = (["--config", str(Path(config_file).resolve())] if config_file else []) + to_argv(values)
+    if "--passes" in argv:
+        index = argv.index("--passes")
+        del argv[index:index + 2]
+    return argv
+
+
+def check_run_numbers(values: Any) -> None:
+    """The shared run options' numbers (--batch-size, --limit ...), refused here as the run
+    itself would refuse them, so a bad one fails before any process starts."""
+    from asrbench.config.options import run_overrides
+    from asrbench.config.settings import BenchConfig
+
+    given = run_overrides(values)
+    BenchConfig(**{name: given[name] for name in _CHECKED_FIELDS if name in given})
+
+
+def card_variable(device: str | None, explicit: str | None) -> str | None:
+    """The environment variable that gives a process its card: --cards-variable, else the
+    device's (devices.CARD_VARIABLES)."""
+    from asrbench.devices import CARD_VARIABLES
+
+    return explicit or CARD_VARIABLES.get(device or "")
+
+
+def settings_from(values: Any) -> rounds.Settings:
+    """The A/B's Settings from the `ab` options (an argparse namespace or alike); every number
+    is checked here (rounds.Settings), before any process starts."""
+    check_run_numbers(values)
+    cards = (tuple(c.strip() for c in values.cards.split(",")) if values.cards is not None
+             else None)
+    variable = card_variable(getattr(values, "device", None), values.cards_variable)
+    return rounds.Settings(
+        shared=shared_argv(values, values.config), threshold=values.threshold,
+        alpha=values.alpha, min_rounds=values.min_rounds, max_rounds=values.max_rounds,
+        passes=values.passes, rounds_limit=values.rounds_limit, seed=values.seed,
+        round_timeout=values.round_timeout, cards=cards,
+        cards_variable=variable if cards else None)
+
+
+def sides_from(values: Any) -> dict[str, rounds.Side]:
+    """Each side's command (--X-command, --X-python, else this interpreter), its own run
+    options (--X-args, split like a shell) and working directory (--X-cwd)."""
+    sides = {}
+    for name in SIDES:
+        cwd = getattr(values, f"{name}_cwd")
+        if cwd is not None and not cwd.is_dir():
+            raise AsrbenchError(f"--{name}-cwd {cwd}: not a directory")
+        try:
+            extra = shlex.split(getattr(values, f"{name}_args"))
+        except ValueError as exc:
+            raise AsrbenchError(f"--{name}-args: {exc}") from None
+        sides[name] = rounds.Side(name, rounds.default_command(getattr(values, f"{name}_python"),
+                                                               getattr(values, f"{name}_command"),
+                                                               name),
+                                  extra, cwd.resolve() if cwd else None)
+    return sides
+
+
+def check_outputs(json_path: Path, markdown: Path | None, keep_reports: Path | None) -> None:
+    """Refuse, before any process starts, output paths that cannot be written, naming the
+    option they came from."""
+    from asrbench.formats.io import check_writable
+
+    check_writable(json_path, "--json")
+    if markdown is not None and markdown.is_dir():
+        raise AsrbenchError(f"--markdown {markdown} is a directory: name a file, e.g. "
+                            f"{markdown / 'ab.md'}")
+    if keep_reports is not None and keep_reports.exists() and not keep_reports.is_dir():
+        raise AsrbenchError(f"--keep-reports {keep_reports}: not a directory")
+
+
+def execute(settings: rounds.Settings, sides: dict[str, rounds.Side], policy: Any,
+            json_path: Path, keep_reports: Path | None = None,
+            say: Callable[[str], None] = lambda message: None,
+            interrupts: tuple[type[BaseException], ...] = (KeyboardInterrupt,)
+            ) -> AbResult | None:
+    """Run the A/B, judge it with `policy` and write its JSON document to `json_path`;
+    None when it was interrupted before both accuracy runs finished (nothing to compare)."""
+    from asrbench.formats.io import write_json_atomic
+    from asrbench.render.text import escape_md, gate_text, markdown_summary
+
+    if keep_reports is not None:
+        keep_reports.mkdir(parents=True, exist_ok=True)
+        outcome = rounds.run_ab(settings, sides, keep_reports.resolve(), say, interrupts)
+    else:
+        with tempfile.TemporaryDirectory(prefix="asrbench-ab-") as tmp:
+            outcome = rounds.run_ab(settings, sides, Path(tmp), say, interrupts)
+    if len(outcome.reports) < 2:
+        return None
+    comps = rounds.comparisons(outcome)
+    failed = policy.fails(comps)
+    lines = rounds.header(outcome)
+    markdown = markdown_summary(comps, policy, title="asrbench A/B") + "\n" + "".join(
+        f"- {escape_md(line)}\n" for line in lines)
+    write_json_atomic(json_path, rounds.document(outcome, comps, failed))
+    return AbResult(outcome, comps, failed, lines, gate_text(comps, policy, None), markdown)

@@ -1,0 +1,123 @@
+"""What several commands share: their common options (declared here once), signal handling
+and the Markdown summary's publication. No heavy imports: every --help stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from asrbench.config.settings import DEFAULT_BASELINE_DIR, DEFAULT_REPORT
+from asrbench.errors import AsrbenchError
+
+
+# -- options shared by several commands -------------------------------------------------------
+
+def add_report(p: argparse.ArgumentParser, what: str = "report to read",
+               many: bool = False) -> None:
+    """--report PATH (default reports/latest.json); `many`: one or more reports."""
+    if many:
+        p.add_argument("--report", type=Path, nargs="+", default=[DEFAULT_REPORT],
+                       metavar="REPORT", help=f"{what} (default {DEFAULT_REPORT})")
+    else:
+        p.add_argument("--report", type=Path, default=DEFAULT_REPORT,
+                       help=f"{what} (default {DEFAULT_REPORT})")
+
+
+def add_baseline_dir(p: argparse.ArgumentParser,
+                     what: str = "directory of <device class>.json files") -> None:
+    """--baseline-dir DIR (default baselines)."""
+    p.add_argument("--baseline-dir", type=Path, default=DEFAULT_BASELINE_DIR,
+                   help=f"{what} (default {DEFAULT_BASELINE_DIR})")
+
+
+def add_markdown(p: argparse.ArgumentParser, what: str = "the Markdown summary",
+                 step_summary: bool = True) -> None:
+    """--markdown PATH (the gating commands also append it to $GITHUB_STEP_SUMMARY)."""
+    p.add_argument("--markdown", type=Path, metavar="PATH", help=f"write {what} here" + (
+        " (it is also appended to $GITHUB_STEP_SUMMARY when that is set)" if step_summary else ""))
+
+
+def add_json(p: argparse.ArgumentParser, what: str, default: Path | None = None) -> None:
+    """--json PATH: a JSON copy of what the command printed."""
+    p.add_argument("--json", type=Path, default=default, metavar="PATH",
+                   help=f"write {what} as JSON here" + (f" (default {default})" if default else ""))
+
+
+def add_no_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress output")
+
+
+def add_history(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    p.add_argument("--history", metavar="URL",
+                   help=help or "the store: a file path (SQLite) or a postgresql:// URL (default "
+                                "$ASRBENCH_HISTORY, else history.sqlite)")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The settings of a run, from the option table the pytest plugin registers too."""
+    from asrbench.config.options import RUN_OPTIONS
+
+    for option in RUN_OPTIONS:
+        option.add_to_argparse(p)
+
+
+def add_policy(p: argparse.ArgumentParser) -> None:
+    """The failure policy's options (the pytest plugin registers the same ones)."""
+    from asrbench.config.options import POLICY_OPTIONS
+
+    for option in POLICY_OPTIONS:
+        option.add_to_argparse(p)
+
+
+# -- signals ----------------------------------------------------------------------------------
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM during a run (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signal_name: str, code: int) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.code = code
+
+
+def on_signals() -> dict[Any, Any]:
+    """SIGINT and SIGTERM raise Interrupted in the main thread; returns the old handlers."""
+    import signal
+
+    def handler(number: int, frame: Any) -> None:
+        raise Interrupted(signal.Signals(number).name, 128 + number)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (an embedding caller): leave signals alone
+            pass
+    return previous
+
+
+def restore_signals(previous: dict[Any, Any]) -> None:
+    import signal
+
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+# -- output -----------------------------------------------------------------------------------
+
+def publish_markdown(markdown: str, path: Path | None) -> None:
+    """Write a Markdown summary to `path` (if given) and append it to GitHub's step summary
+    when $GITHUB_STEP_SUMMARY is set; a failed write is one line (the verdicts stand)."""
+    try:
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(markdown, encoding="utf-8")
+        target = os.environ.get("GITHUB_STEP_SUMMARY")
+        if target:
+            with open(target, "a", encoding="utf-8") as fh:
+                fh.write(markdown)
+    except OSError as exc:
+        raise AsrbenchError(f"could not write the Markdown summary ({exc.strerror or exc}): "
+                            f"the verdicts above stand") from None

@@ -1,0 +1,45 @@
+"""`asrbench compare`: gate a report against the stored baselines."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from asrbench.cli import common
+
+HELP = ("Compare a report with baselines/<device class>.json. Each metric gets a verdict "
+        "(improved, unchanged, regressed, new, missing); the failure policy (the same as "
+        "pytest's) says what fails: a regression, an error rate better than the baseline beyond "
+        "tolerance (unless --allow-improvements), changed transcripts (unless --transcripts "
+        "warn), a missing entry (unless --allow-missing-baselines). Exit status: 0 pass, 1 fail, "
+        "2 usage or invalid input.")
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "compare", help="gate a report against stored baselines (exit 0 ok, 1 fail, 2 bad input)",
+        description=HELP)
+    common.add_report(p, "report to check")
+    common.add_baseline_dir(p)
+    common.add_markdown(p)
+    p.add_argument("--html-url", metavar="URL",
+                   help="link the summary to the HTML report uploaded here (`asrbench html`), "
+                        "e.g. the workflow run's artifacts page; default $ASRBENCH_HTML_URL")
+    common.add_policy(p)
+    p.set_defaults(func=command)
+    return p
+
+
+def command(args: argparse.Namespace) -> int:
+    """Verdicts, Markdown summary, exit status for CI."""
+    from asrbench.config.options import policy_from
+    from asrbench.formats.io import load_report
+    from asrbench.gate.outcome import gate_report
+
+    outcome = gate_report(load_report(args.report), args.baseline_dir, policy_from(args),
+                          report_path=args.report)
+    outcome.html_url = args.html_url or os.environ.get("ASRBENCH_HTML_URL") or None
+    print(outcome.text)
+    common.publish_markdown(outcome.markdown, args.markdown)
+    return 1 if outcome.failed else 0

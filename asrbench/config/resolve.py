@@ -1,0 +1,90 @@
+"""Which configs to run: one rule for every front door (`asrbench run`, `asrbench peers`,
+`asrbench ab`'s checks, the pytest plugin), so the same options always select the same runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from asrbench.config.settings import (DEFAULT_PASSES, BenchConfig, build_configs,
+                                      load_config_file)
+from asrbench.errors import AsrbenchError
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The configs to run, how many timed passes each, and the limits the source set."""
+
+    configs: list[BenchConfig]
+    passes: int  # timed passes per config
+    tolerance: dict[str, float] | None = None  # the matrix section's tolerance policy, if any
+    source: str = "defaults"  # "defaults", the config file, or "<matrix> [<section>]"
+
+
+def resolve(flags: Mapping[str, Any], passes: int | None = None, *,
+            config_file: str | Path | None = None, matrix: str | Path | None = None,
+            device: Callable[[], tuple[str, str]] | None = None,
+            defaults: Mapping[str, Any] | None = None) -> Selection:
+    """The configs the options select. Precedence, highest first:
+
+    1. explicit flags: `flags` (BenchConfig fields a user set, see options.run_overrides) and
+       `passes`; a flag sets its field in every config;
+    2. the config file (top-level settings, its [[runs]] tables, `passes`) or the matrix
+       section of the device's class (`device()` returns (device class, kind); the section's
+       product of models, datasets, ... , its `passes` and `tolerance`); not both;
+    3. `defaults` (a command's own, e.g. `peers` runs English only), then BenchConfig's
+       defaults: the embedded corpus, one run per locale, and DEFAULT_PASSES.
+
+    One coupling: a dataset given as a flag without --dataset-config or --language drops the
+    locale the file, matrix or defaults chose (it belonged to their dataset); configs that
+    then coincide run once. Invalid settings raise AsrbenchError before anything loads.
+    """
+    from asrbench.config.options import checked_passes
+
+    if config_file is not None and matrix is not None:
+        raise AsrbenchError("--matrix and --config both say what to run: give one of them")
+    passes = checked_passes(passes)
+    flags = dict(flags)
+    new_dataset = "dataset" in flags and not {"dataset_config", "language"} & set(flags)
+    if matrix is not None:
+        return _from_matrix(matrix, flags, passes, device, new_dataset)
+    shared: dict[str, Any] = dict(defaults or {})
+    runs: list[dict[str, Any]] = []
+    file_passes = None
+    if config_file is not None:
+        from_file, runs, file_passes = load_config_file(config_file)
+        shared.update(from_file)
+    for name, value in flags.items():
+        shared[name] = value
+        for run in runs:
+            run.pop(name, None)  # a flag overrides every run of the file
+    if new_dataset:
+        shared.pop("dataset_config", None)
+    return Selection(_unique(build_configs(shared, runs)), passes or file_passes or DEFAULT_PASSES,
+                     source=str(config_file) if config_file is not None else "defaults")
+
+
+def _from_matrix(matrix: str | Path, flags: dict[str, Any], passes: int | None,
+                 device: Callable[[], tuple[str, str]] | None, new_dataset: bool) -> Selection:
+    from asrbench.config.matrix import load_section
+
+    if device is None:
+        raise AsrbenchError("a matrix section is chosen by the device's class: no device given")
+    device_class, kind = device()
+    section = load_section(matrix, device_class, kind, flags.get("device", "auto"))
+    changes = {**flags, **({"dataset_config": None} if new_dataset else {})}
+    configs = [config.replace(**changes) for config in section.configs]
+    return Selection(_unique(configs), passes or section.passes or DEFAULT_PASSES,
+                     section.tolerance, f"{matrix} [{section.name}]")
+
+
+def _unique(configs: list[BenchConfig]) -> list[BenchConfig]:
+    """Each config once, in order (flags can make two rows of a file or matrix the same)."""
+    seen: set[str] = set()
+    out = []
+    for config in configs:
+        if config.id not in seen:
+            seen.add(config.id)
+            out.append(config)
+    return out

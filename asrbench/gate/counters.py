@@ -1,0 +1,175 @@
+"""Verdicts on a run's work counters against its baseline entry's: exact, no noise band.
+
+Counts of the same code on the same inputs do not vary (asrbench/measure/counters.py), so any
+move is real: an increase (an op more per decode step, an fp32 op where bf16 was, a host read per
+token, a graph more) is a regression; a decrease means the baseline is out of date, which the
+policy fails unless improvements are allowed, as for error rates. Per-call and per-step op counts
+are compared always; counts that add up over the decode (all steps' ops, FLOPs, host syncs) only
+when both sides decoded the same number of steps and tokens: otherwise the transcripts changed,
+which the transcript check reports. Counters of another COUNTER_VERSION, or of other utterances,
+are refused, never compared. Peak memory and the counting time are informational.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from asrbench.errors import AsrbenchError
+from asrbench.formats.model import COUNTER_VERSION, Counters, Run, Verdict
+
+#: op-count fields compared exactly: (field, metric name, label in the summary)
+OP_FIELDS = (
+    ("encoder_ops", "counters.encoder_ops", "encoder"),
+    ("prompt_step_ops", "counters.prompt_step_ops", "prompt step"),
+    ("decode_step_ops", "counters.decode_step_ops", "decode step"),
+    ("other_ops", "counters.other_ops", "batch"),
+)
+TOTAL_FIELD = ("decode_ops_total", "counters.decode_ops_total", "all decode steps")
+#: every metric a counter verdict can carry (the policy's "counters" check)
+COUNTER_METRICS = ("counters", *(metric for _, metric, _ in OP_FIELDS), TOTAL_FIELD[1],
+                   "counters.flops_per_utterance", "counters.host_syncs_per_token",
+                   "counters.compilations")
+#: changed ops named per field in a note (the largest moves first)
+NAMED = 8
+#: fields that differ from process to process of the same code (never compared)
+UNSTABLE = {"seconds", "peak_device_memory_bytes"}
+
+
+def _verdict(config_id: str, metric: str, verdict: str, value: float | None,
+             baseline: float | None, note: str) -> Verdict:
+    delta = None if value is None or baseline is None else value - baseline
+    return Verdict(config_id=config_id, metric=metric, verdict=verdict, value=value,
+                   baseline=baseline, delta=delta, allowed=0.0, note=note)
+
+
+def _direction(increased: bool, decreased: bool) -> str:
+    return "regressed" if increased else "improved" if decreased else "unchanged"
+
+
+def op_changes(baseline: dict[str, int], current: dict[str, int]) -> list[str]:
+    """Each op key whose count moved, as text, largest move first: "aten.mm f32 49 -> 61
+    (+12)", "aten._to_copy f32 +24 (new)", "aten.mm bf16 -6 (gone)"."""
+    moved = [(key, baseline.get(key, 0), current.get(key, 0))
+             for key in sorted(baseline.keys() | current.keys())
+             if baseline.get(key, 0) != current.get(key, 0)]
+    moved.sort(key=lambda m: -abs(m[2] - m[1]))
+    texts = []
+    for key, before, after in moved:
+        if before == 0:
+            texts.append(f"{key} +{after} (new)")
+        elif after == 0:
+            texts.append(f"{key} -{before} (gone)")
+        else:
+            texts.append(f"{key} {before} -> {after} ({after - before:+d})")
+    return texts
+
+
+def _ops_verdict(config_id: str, metric: str, label: str, baseline: dict[str, int],
+                 current: dict[str, int]) -> Verdict:
+    changes = op_changes(baseline, current)
+    increased = any(current.get(k, 0) > v for k, v in baseline.items()) or any(
+        k not in baseline and v for k, v in current.items())
+    decreased = any(current.get(k, 0) < v for k, v in baseline.items())
+    shown = "; ".join(changes[:NAMED]) + (f"; and {len(changes) - NAMED} more"
+                                          if len(changes) > NAMED else "")
+    note = f"{label}: {shown}" if changes else f"{label}: same ops"
+    return _verdict(config_id, metric, _direction(increased, decreased),
+                    float(sum(current.values())), float(sum(baseline.values())), note)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if float(value).is_integer() else f"{value:.4g}"
+
+
+def _scalar_verdict(config_id: str, metric: str, label: str, baseline: float, current: float,
+                    relative: bool = False) -> Verdict:
+    if current == baseline:
+        return _verdict(config_id, metric, "unchanged", current, baseline, f"{label} {_number(current)}")
+    if relative and baseline:
+        text = f"{label} {(current - baseline) / baseline:+.1%}"
+    else:
+        text = f"{label} {_number(baseline)} -> {_number(current)}"
+    return _verdict(config_id, metric, _direction(current > baseline, current < baseline),
+                    current, baseline, text)
+
+
+def refusal(current: Counters, baseline: Counters) -> Optional[str]:
+    """Why these counters cannot be compared (one line saying to re-record), or None."""
+    if baseline.version != current.version:
+        return (f"the baseline's counters are version {baseline.version} and this run's "
+                f"{current.version} (COUNTER_VERSION {COUNTER_VERSION}): they are not compared; "
+                "re-record the baseline (asrbench baseline update --report <report>)")
+    if (baseline.utterances and current.utterances and baseline.utterances != current.utterances
+            or baseline.rows != current.rows):
+        return ("the baseline counted other utterances or another batch shape "
+                f"({baseline.rows} rows: {', '.join(baseline.utterances[:3])}...); re-record "
+                "the baseline (asrbench baseline update --report <report>)")
+    return None
+
+
+def counter_verdicts(config_id: str, current: Counters | None,
+                     baseline: Counters | None) -> list[Verdict]:
+    """The counter verdicts of one config: [] where neither side counted; one "counters"
+    verdict where only one side did or the baseline is refused; else one per counter."""
+    if current is None and baseline is None:
+        return []
+    if current is None:
+        return [_verdict(config_id, "counters", "unchanged", None, None,
+                         "this run was not counted (--no-counters): counters not compared")]
+    if baseline is None:
+        return [_verdict(config_id, "counters", "new", None, None,
+                         "the baseline entry has no counters: record it again to gate them")]
+    problem = refusal(current, baseline)
+    if problem:
+        return [_verdict(config_id, "counters", "regressed", None, None, problem)]
+    verdicts = [_ops_verdict(config_id, metric, label, getattr(baseline, name),
+                             getattr(current, name)) for name, metric, label in OP_FIELDS]
+    same_decode = (current.decode_steps == baseline.decode_steps
+                   and current.tokens == baseline.tokens)
+    if same_decode:
+        name, metric, label = TOTAL_FIELD
+        verdicts.append(_ops_verdict(config_id, metric, label, getattr(baseline, name),
+                                     getattr(current, name)))
+        verdicts.append(_scalar_verdict(config_id, "counters.flops_per_utterance",
+                                        "FLOPs/utterance", baseline.flops_per_utterance,
+                                        current.flops_per_utterance, relative=True))
+        verdicts.append(_scalar_verdict(config_id, "counters.host_syncs_per_token",
+                                        "host syncs/token", baseline.host_syncs_per_token,
+                                        current.host_syncs_per_token))
+    else:
+        verdicts.append(_verdict(
+            config_id, "counters", "unchanged", None, None,
+            f"decode totals, FLOPs and host syncs not compared: decode steps "
+            f"{baseline.decode_steps} -> {current.decode_steps}, tokens {baseline.tokens} -> "
+            f"{current.tokens} (the transcripts changed: see the transcript check)"))
+    if current.compilations is not None and baseline.compilations is not None:
+        verdicts.append(_scalar_verdict(config_id, "counters.compilations",
+                                        "graph compilations/captures", baseline.compilations,
+                                        current.compilations))
+    return verdicts
+
+
+def run_counter_verdicts(run: Run, baseline: Counters | None) -> list[Verdict]:
+    """counter_verdicts for a report run (compare_run's one call)."""
+    return counter_verdicts(run.config.id, run.counters, baseline)
+
+
+def describe_changes(verdicts: list[Verdict]) -> str:
+    """What changed, in one line: "decode step: aten.mm f32 49 -> 61 (+12); FLOPs/utterance
+    +18.2%; host syncs/token 1 -> 2" (empty when nothing moved)."""
+    return "; ".join(v.note for v in verdicts
+                     if v.metric in COUNTER_METRICS and v.verdict in ("regressed", "improved"))
+
+
+def check_same_counters(runs: list[Run]) -> None:
+    """Runs of one config recorded into one baseline entry must have counted the same work."""
+    first = runs[0].counters
+    for number, run in enumerate(runs[1:], start=2):
+        other = run.counters
+        if (first is None) != (other is None) or first is not None and (
+                first.model_dump(exclude=UNSTABLE) != other.model_dump(exclude=UNSTABLE)):
+            changed = describe_changes(counter_verdicts(run.config.id, other, first)) or \
+                "one of them was not counted"
+            raise AsrbenchError(f"{run.config.id}: report {number}'s counters differ from "
+                                f"report 1's ({changed}): record a baseline from runs of the "
+                                "same code and settings")

@@ -1,0 +1,193 @@
+"""Helpers shared by asrbench's own tests (a plain module, not a test module: importing it
+collects no tests and runs no fixtures). Test modules import these from here, never from one
+another. Fixtures live in conftest.py; typed records (Run, Report, BaselineEntry) come from
+factories.py, the JSON documents (dicts, as files hold them) from here.
+
+- embedded_rows, write_cv_table: Common Voice tables of the embedded corpus and throwaway ones;
+- make_run, make_entry: a hand-built run dict and the baseline entry recorded from it;
+- make_report, write_report: a hand-built, valid schema-1 report document and its file;
+- run_cli: run an `asrbench` command in this process, user errors raised;
+- make_real_history: real `asrbench run`s of the embedded default in a history store, with a
+  throughput step planted at a known commit (the `real_history` fixture in conftest.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from asrbench.config.settings import EMBEDDED_CORPUS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HEADER = ["client_id", "path", "sentence", "up_votes", "down_votes", "age", "gender", "accent",
+          "locale", "segment"]
+
+
+# -- Common Voice tables ---------------------------------------------------------------------
+
+def embedded_rows(locale: str) -> list[dict[str, str]]:
+    """The embedded corpus's table for a locale, as dicts."""
+    with open(EMBEDDED_CORPUS / locale / "test.tsv", encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def write_cv_table(directory: Path, rows: list[dict[str, str]], split: str = "test") -> Path:
+    """Write a Common Voice <split>.tsv with the standard header."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{split}.tsv"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HEADER, delimiter="\t", quoting=csv.QUOTE_NONE,
+                                extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in HEADER})
+    return path
+
+
+# -- runs and baseline entries (as dicts, the JSON shape) ------------------------------------
+
+def make_run(wer=0.2, cer=0.1, rates=(10.0, 10.0, 10.0), predictions=None) -> dict:
+    """A run dict of config "cfg" on "cpu": these error rates, these samples/s per pass."""
+    predictions = predictions or {"a": "hello world"}
+    mean = sum(rates) / len(rates)
+    rsd = 0.0 if len(set(rates)) == 1 else (
+        math.sqrt(sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)) / mean)
+    return {"config": {"id": "cfg"}, "device": {"class": "cpu"},
+            "metrics": {"wer": wer, "wer_normalized": wer, "cer": cer,
+                        "samples_per_second": sorted(rates)[len(rates) // 2]},
+            "throughput": {"samples_per_second_per_pass": list(rates),
+                           "samples_per_second_rsd": rsd},
+            "utterances": [{"id": k, "prediction": v} for k, v in predictions.items()]}
+
+
+def make_entry(run: dict, **tolerance) -> dict:
+    """The baseline entry recorded from a make_run() dict, with these tolerances."""
+    from asrbench.gate.baselines import predictions_digest
+
+    predictions = {u["id"]: u["prediction"] for u in run["utterances"]}
+    throughput = run["throughput"]
+    return {"metrics": {k: run["metrics"][k]
+                        for k in ("wer", "wer_normalized", "cer", "samples_per_second")},
+            "tolerance": tolerance,
+            "noise": {"samples_per_second_rsd": throughput["samples_per_second_rsd"],
+                      "passes": len(throughput["samples_per_second_per_pass"]),
+                      "samples_per_second_per_pass": throughput["samples_per_second_per_pass"]},
+            "predictions": predictions, "predictions_sha256": predictions_digest(predictions)}
+
+
+# -- report documents --------------------------------------------------------------------------
+
+def make_report(commit: str | None = "a" * 40, sps: float = 10.0, wer: float = 0.2,
+                cer: float = 0.1, config_id: str = "cfg", device_class: str = "cpu",
+                per_pass: list[float] | None = None, created: str = "2026-01-01T00:00:00+00:00",
+                predictions: dict[str, str] | None = None, hostname: str = "host",
+                compilations: dict | None = None, wer_normalized: float | None = -1.0,
+                extra_runs: list[dict] | None = None, branch: str | None = None) -> dict:
+    """A valid schema-1 report document with one run (more with extra_runs)."""
+    per_pass = per_pass or [sps * 0.99, sps, sps * 1.01]
+    predictions = predictions or {"u1": "hello world", "u2": "good morning"}
+    mean = sum(per_pass) / len(per_pass)
+    rsd = 0.0 if len(per_pass) < 2 else (
+        (sum((p - mean) ** 2 for p in per_pass) / (len(per_pass) - 1)) ** 0.5 / mean)
+    run = {"config": {"id": config_id}, "device": {"class": device_class, "kind": "cpu"},
+           "metrics": {"wer": wer, "wer_normalized": wer if wer_normalized == -1.0
+                       else wer_normalized, "cer": cer, "samples_per_second": sps},
+           "throughput": {"samples_per_second_per_pass": per_pass,
+                          "samples_per_second_rsd": rsd},
+           "timings": {"compilations": compilations},
+           "dataset": {"utterances": len(predictions)},
+           "utterances": [{"id": k, "prediction": v, "reference": v}
+                          for k, v in predictions.items()]}
+    git = {"commit": commit, "dirty": False}
+    if branch:
+        git["branch"] = branch
+    return {"schema": 1,
+            "environment": {"git": git, "device": {"class": device_class, "kind": "cpu"},
+                            "packages": {"asrbench": "0.1.0"}, "created": created,
+                            "hostname": hostname, "python": "3.11.7",
+                            "platform": "Linux-6.1-x86_64-with-glibc2.36", "cpu_count": 2},
+            "runs": [run] + list(extra_runs or [])}
+
+
+def write_report(path: Path, document: dict) -> Path:
+    """Write a report document as JSON (creating the directory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def run_cli(argv: list[str]) -> int:
+    """Run an `asrbench` command in this process, its user errors raised (not printed)."""
+    from asrbench.cli.main import parse
+
+    args = parse(argv)
+    return args.func(args)
+
+
+# -- a history of real runs with a planted slowdown ---------------------------------------------
+
+REAL_RUN_ARGS = ["run", "--dataset-config", "en", "--language", "english", "--limit", "4",
+                 "--batch-size", "4", "--generation-max-length", "40", "--passes", "2",
+                 "--no-progress"]
+#: The throughput planted in each real run, as a share of a fixed level: runs 1-3 at full speed,
+#: runs 4-6 at half of it, each pass within +-1% (the spread a quiet machine shows). The
+#: measured samples/s of a 4-clip run on a shared 2-core machine moves by tens of percent from
+#: one moment to the next, so a step measured there is no reliable test of change detection; a
+#: planted one is the same on every machine, and the transcripts, error rates and reports
+#: around it are real.
+PLANTED_LEVELS = [1.0, 1.0, 1.0, 0.5, 0.5, 0.5]
+PLANTED_PASS_SPREAD = [0.99, 1.01]
+PLANTED_SAMPLES_PER_SECOND = 10.0
+PLANTED_AT = 3  # index of the first slow run (run 4)
+
+
+def plant_throughput(path: Path, level: float) -> None:
+    """Rewrite a real report's throughput so each run does `level` x PLANTED_SAMPLES_PER_SECOND
+    samples/s (passes spread by PLANTED_PASS_SPREAD); rtfx and tokens/s scale with it."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    for run in document["runs"]:
+        utterances = run["dataset"]["utterances"]
+        rates = [PLANTED_SAMPLES_PER_SECOND * level * s for s in PLANTED_PASS_SPREAD]
+        scale = statistics.median(rates) / run["metrics"]["samples_per_second"]
+        run["throughput"].update({
+            "samples_per_second_per_pass": rates, "samples_per_second_min": min(rates),
+            "samples_per_second_max": max(rates),
+            "samples_per_second_rsd": statistics.stdev(rates) / statistics.fmean(rates)})
+        run["metrics"]["samples_per_second"] = statistics.median(rates)
+        for name in ("rtfx", "tokens_per_second"):
+            if run["metrics"].get(name) is not None:
+                run["metrics"][name] *= scale
+        if run["timings"].get("pass_seconds") is not None:
+            run["timings"]["pass_seconds"] = [utterances / r for r in rates]
+            run["timings"]["pass_seconds_median"] = statistics.median(
+                run["timings"]["pass_seconds"])
+    path.write_text(json.dumps(document), encoding="utf-8")
+
+
+def make_real_history(directory: Path) -> tuple[str, list[Path], list[str]]:
+    """Six real `asrbench run`s of the embedded default (English, 4 clips, 2 passes), their
+    throughput planted (PLANTED_LEVELS), each added to an SQLite store under its own commit:
+    (store path, report paths, commits)."""
+    from asrbench.history.store import add_report
+
+    url = str(directory / "history.sqlite")
+    reports, commits = [], []
+    for n, level in enumerate(PLANTED_LEVELS, start=1):
+        path = directory / f"run{n}.json"
+        done = subprocess.run([sys.executable, "-m", "asrbench", *REAL_RUN_ARGS,
+                               "--report", str(path)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=1200)
+        if done.returncode != 0:
+            raise RuntimeError(f"asrbench run {n} exited {done.returncode}: {done.stderr[-1500:]}")
+        plant_throughput(path, level)
+        commit = f"{n:02d}" + "5eed" * 9 + "00"
+        add_report(url, path, commit=commit, branch="main")
+        reports.append(path)
+        commits.append(commit)
+    return url, reports, commits

@@ -1,0 +1,234 @@
+"""The counted pass (asrbench/measure/counters.py) and the gate on its counts
+(asrbench/gate/counters.py), on a tiny random Whisper built here: counts repeat exactly, and each
+injected structural change is caught with the op named while the transcripts stay the same."""
+
+from __future__ import annotations
+
+import contextlib
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from asrbench.devices.cpu import CPUDevice
+from asrbench.formats.model import COUNTER_VERSION, Counters
+from asrbench.gate.baselines import entry_from_run
+from asrbench.gate.compare import compare_run
+from asrbench.gate.counters import counter_verdicts, describe_changes
+from asrbench.gate.policy import Policy
+from asrbench.measure.counters import count_pass
+from asrbench.measure.decoding import GreedyDecoder, StaticGreedyDecoder, whisper_prompt
+
+from factories import make_run
+
+DECODER_LAYERS = 3
+MAX_LENGTH = 10  # prompt (4) + 6 generated tokens: the random model never emits end-of-text
+ROWS = 2
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A random Whisper with a few hundred thousand weights and a forced-prompt generation
+    config (start 1, <|en|> 3, transcribe 4, no-timestamps 5, end-of-text 2)."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=DECODER_LAYERS,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+        decoder_ffn_dim=32, num_mel_bins=8, max_source_positions=16,
+        max_target_positions=32, decoder_start_token_id=1, eos_token_id=2, pad_token_id=2,
+        bos_token_id=1)
+    model = WhisperForConditionalGeneration(config).eval()
+    generation = model.generation_config
+    generation.decoder_start_token_id, generation.eos_token_id = 1, 2
+    generation.pad_token_id = 2
+    generation.lang_to_id = {"<|en|>": 3}
+    generation.task_to_id = {"transcribe": 4}
+    generation.no_timestamps_token_id = 5
+    generation.suppress_tokens, generation.begin_suppress_tokens = [], []
+    prompt = whisper_prompt(generation, "english", "transcribe")
+    features = torch.randn(ROWS, 8, 32, generator=torch.Generator().manual_seed(1))
+    # Ops this small pay for a thread pool on a busy machine (seconds per decode); one thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield SimpleNamespace(model=model, prompt=prompt, features=features)
+    torch.set_num_threads(threads)
+
+
+def counted(tiny, static: bool = False, precision: str = "fp32") -> tuple[Counters, list]:
+    """One counted pass and the token rows it decoded (read back through a wrapper)."""
+    model = tiny.model
+    decoder = (StaticGreedyDecoder(model, tiny.prompt, MAX_LENGTH, ROWS) if static
+               else GreedyDecoder(model, tiny.prompt, MAX_LENGTH))
+    decoder(tiny.features)  # the warm-up and timed passes ran before the counted pass
+    rows: list = []
+    prepared = SimpleNamespace(model=model, precision=precision, graphs=False)
+    counters = count_pass(prepared, decoder, tiny.features, CPUDevice(),
+                          count_tokens=lambda row: rows.append(row) or len(row) - 4,
+                          utterances=["a", "b"])
+    return counters, rows
+
+
+@contextlib.contextmanager
+def layer_hooks(model, hook):
+    """`hook` as a forward hook on every decoder layer, for the block only."""
+    handles = [layer.register_forward_hook(hook) for layer in model.get_decoder().layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def extra_matmul(module, args, output):
+    """An extra matmul per decoder layer whose result is dropped: transcripts unchanged."""
+    hidden = output[0] if isinstance(output, tuple) else output
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    torch.mm(flat, torch.ones(hidden.shape[-1], 4, dtype=hidden.dtype))
+
+
+def host_read(module, args, output):
+    """A .item() per decoder call (per token)."""
+    output.last_hidden_state.sum().item()
+
+
+def fp32_matmul(module, args, output):
+    """A matmul forced to fp32 under bf16 autocast (an op falling back to fp32)."""
+    hidden = output[0] if isinstance(output, tuple) else output
+    with torch.autocast("cpu", enabled=False):
+        torch.mm(hidden.reshape(-1, hidden.shape[-1]).float(), torch.ones(hidden.shape[-1], 4))
+
+
+def test_counted_passes_repeat_exactly(tiny):
+    first, rows = counted(tiny)
+    for _ in range(2):
+        again, again_rows = counted(tiny)
+        assert again.model_dump(exclude={"seconds"}) == first.model_dump(exclude={"seconds"})
+        assert again_rows == rows
+    # 4 prompt tokens then one step per generated token up to the cap: 1 + 5 decoder calls
+    assert first.decode_steps == MAX_LENGTH - len(tiny.prompt)
+    assert first.encoder_calls == 1 and first.rows == ROWS and first.utterances == ["a", "b"]
+    assert first.tokens == ROWS * (MAX_LENGTH - 4)
+    # the shrinking decoder reads "which rows ended?" once per step (nonzero)
+    assert first.host_sync_ops == {"aten.nonzero": first.decode_steps}
+    assert first.host_syncs_per_token == 1.0
+    assert first.version == COUNTER_VERSION and first.replay_bypassed is False
+    assert first.flops > 0 and first.flops_per_utterance == first.flops / ROWS
+
+
+@pytest.mark.slow
+def test_ten_counted_passes_never_differ(tiny):
+    runs = [counted(tiny, static=True)[0].model_dump(exclude={"seconds"}) for _ in range(10)]
+    assert all(r == runs[0] for r in runs)
+
+
+def _matmuls(ops: dict[str, int]) -> int:
+    return sum(v for k, v in ops.items() if k.split()[0] in ("aten.mm", "aten.addmm"))
+
+
+def test_an_extra_matmul_per_decoder_layer_is_caught_by_name(tiny):
+    clean, clean_rows = counted(tiny)
+    with layer_hooks(tiny.model, extra_matmul):
+        slow, slow_rows = counted(tiny)
+    assert slow_rows == clean_rows
+    assert slow.decode_step_ops["aten.mm f32"] == \
+        clean.decode_step_ops.get("aten.mm f32", 0) + DECODER_LAYERS
+    assert _matmuls(slow.prompt_step_ops) == _matmuls(clean.prompt_step_ops) + DECODER_LAYERS
+    assert slow.encoder_ops == clean.encoder_ops
+    # d_model 16 x 4 outputs per row and layer: 2 x 16 x 4 FLOPs per row of hidden states
+    extra = sum(2 * 16 * 4 * rows * DECODER_LAYERS
+                for rows in [ROWS * 4] + [ROWS] * (clean.decode_steps - 1))
+    assert slow.flops - clean.flops == extra
+
+
+def test_a_host_read_per_token_raises_host_syncs_per_token(tiny):
+    clean, clean_rows = counted(tiny, static=True)
+    handle = tiny.model.get_decoder().register_forward_hook(host_read)
+    try:
+        slow, slow_rows = counted(tiny, static=True)
+    finally:
+        handle.remove()
+    assert slow_rows == clean_rows
+    # the static decoder reads "all rows ended?" after every step but the last (length cap)
+    steps = clean.decode_steps
+    assert clean.host_syncs_per_token == (steps - 1) / steps
+    assert slow.host_syncs == clean.host_syncs + steps
+    assert slow.host_syncs_per_token == (2 * steps - 1) / steps
+    assert slow.decode_step_ops["aten._local_scalar_dense f32"] == 1
+    verdicts = counter_verdicts("cfg", slow, clean)
+    assert "host syncs/token" in describe_changes(verdicts)
+
+
+def test_an_fp32_op_under_bf16_autocast_shows_as_a_dtype_change(tiny):
+    clean, _ = counted(tiny, precision="bf16")
+    assert "aten.mm f32" not in clean.decode_step_ops  # every matmul runs in bf16
+    assert _matmuls({k: v for k, v in clean.decode_step_ops.items() if k.endswith("bf16")})
+    with layer_hooks(tiny.model, fp32_matmul):
+        slow, _ = counted(tiny, precision="bf16")
+    assert slow.decode_step_ops["aten.mm f32"] == DECODER_LAYERS
+    text = describe_changes(counter_verdicts("cfg", slow, clean))
+    assert f"aten.mm f32 +{DECODER_LAYERS} (new)" in text
+
+
+def test_gate_fails_the_extra_matmul_naming_the_op_and_passes_the_same_counts(tiny):
+    clean, _ = counted(tiny)
+    with layer_hooks(tiny.model, extra_matmul):
+        slow, _ = counted(tiny)
+    baseline_run = make_run()
+    baseline_run.counters = clean
+    entry = entry_from_run(baseline_run, {})
+    assert entry.counters == clean
+
+    rerun = make_run()
+    rerun.counters, _ = counted(tiny)
+    assert not Policy().fails([compare_run(rerun, entry)])
+
+    regressed = make_run()
+    regressed.counters = slow
+    comparison = compare_run(regressed, entry)
+    findings = [f for f in Policy().findings(comparison) if f.fails]
+    assert [f.check for f in findings] == ["counters"] * len(findings) and findings
+    step = next(v for v in comparison.verdicts if v.metric == "counters.decode_step_ops")
+    before = clean.decode_step_ops.get("aten.mm f32", 0)
+    assert step.verdict == "regressed"
+    assert f"aten.mm f32 {before} -> {before + DECODER_LAYERS} (+{DECODER_LAYERS})" in step.note \
+        or f"aten.mm f32 +{DECODER_LAYERS} (new)" in step.note
+
+
+def test_fewer_ops_mean_an_out_of_date_baseline_unless_improvements_are_allowed(tiny):
+    clean, _ = counted(tiny)
+    with layer_hooks(tiny.model, extra_matmul):
+        slow, _ = counted(tiny)
+    baseline_run = make_run()
+    baseline_run.counters = slow
+    improved = make_run()
+    improved.counters = clean
+    comparison = compare_run(improved, entry_from_run(baseline_run, {}))
+    assert {v.verdict for v in comparison.verdicts if v.metric.startswith("counters")} >= \
+        {"improved"}
+    assert Policy().fails([comparison])
+    assert not Policy(allow_improvements=True).fails([comparison])
+
+
+def test_counters_of_another_version_are_refused_with_a_re_record_line(tiny):
+    clean, _ = counted(tiny)
+    old = clean.model_copy(update={"version": COUNTER_VERSION + 1})
+    verdicts = counter_verdicts("cfg", clean, old)
+    assert [v.verdict for v in verdicts] == ["regressed"]
+    assert "re-record" in verdicts[0].note and "\n" not in verdicts[0].note
+
+
+def test_verdict_text_for_hand_made_counts():
+    def make(step_mm: int, flops: int, syncs: float) -> Counters:
+        return Counters(version=COUNTER_VERSION, selection="s", rows=1, real_rows=1,
+                        replay_bypassed=False, encoder_calls=1, decode_steps=3, steady_steps=2,
+                        decode_step_ops={"aten.mm f32": step_mm}, flops=flops,
+                        flops_per_utterance=flops, host_syncs=0,
+                        host_syncs_per_token=syncs, tokens=3)
+
+    verdicts = counter_verdicts("cfg", make(61, 1182, 2), make(49, 1000, 1))
+    assert describe_changes(verdicts) == ("decode step: aten.mm f32 49 -> 61 (+12); "
+                                          "FLOPs/utterance +18.2%; host syncs/token 1 -> 2")
+    assert counter_verdicts("cfg", None, None) == []
+    assert [v.verdict for v in counter_verdicts("cfg", make(1, 1, 1), None)] == ["new"]

@@ -1,0 +1,158 @@
+"""The light paths import no torch and no transformers: the pytest plugin as any repository loads
+it, every `--help`, and the commands that only read and write JSON (compare, baseline update,
+history, export, html). Each check runs in a fresh interpreter and reads its sys.modules.
+
+Also: an optional dependency that is missing is one line naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asrbench.errors import AsrbenchError
+from helpers import make_report, write_report
+
+HEAVY = ("torch", "transformers")
+#: the interpreter's last line: which heavy modules it had loaded
+PRINT_HEAVY = ("import json, sys; print(json.dumps(sorted(m for m in %r if m in sys.modules)))"
+               % (HEAVY,))
+SUBCOMMANDS = ("run", "compare", "peers", "baseline", "history", "html", "export", "ab")
+NESTED = (("baseline", "update"), ("history", "add"), ("history", "list"), ("history", "show"),
+          ("history", "changes"))
+
+
+def heavy_after(code: str, cwd: Path) -> tuple[list[str], subprocess.CompletedProcess]:
+    """Run `code` in a fresh interpreter, then report which of HEAVY it imported."""
+    done = subprocess.run([sys.executable, "-c", f"{code}\n{PRINT_HEAVY}"], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env={**_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert done.stdout.strip(), done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ASRBENCH_")}
+
+
+def cli(argv: list[str], cwd: Path) -> tuple[list[str], subprocess.CompletedProcess]:
+    """`asrbench ARGV` in a fresh interpreter (as `python -m asrbench`), its exit kept."""
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['asrbench', *{argv!r}]\n"
+            "try:\n"
+            "    runpy.run_module('asrbench', run_name='__main__', alter_sys=True)\n"
+            "except SystemExit as exc:\n"
+            "    print('exit', exc.code)\n")
+    return heavy_after(code, cwd)
+
+
+def test_plugin_options_load_no_torch(tmp_path):
+    # collection in an empty folder with only this plugin loaded: pytest_addoption and
+    # pytest_configure run on pytest's real parser and config
+    heavy, done = heavy_after("import pytest\n"
+                              "code = pytest.main(['--co', '-q', '-p', 'asrbench.plugin', "
+                              "'-p', 'no:cacheprovider'])\n"
+                              "assert code == pytest.ExitCode.NO_TESTS_COLLECTED, code",
+                              tmp_path)
+    assert heavy == [], done.stderr
+    assert "no tests collected" in done.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], *([name, "--help"] for name in SUBCOMMANDS),
+                                  *([*pair, "--help"] for pair in NESTED)],
+                         ids=lambda argv: " ".join(argv))
+def test_help_loads_no_torch(tmp_path, argv):
+    heavy, done = cli(argv, tmp_path)
+    assert "exit 0" in done.stdout and "usage: asrbench" in done.stdout, done.stderr
+    assert heavy == []
+
+
+@pytest.fixture
+def report_file(tmp_path: Path) -> Path:
+    return write_report(tmp_path / "r.json", make_report())
+
+
+def test_compare_loads_no_torch(tmp_path, report_file):
+    heavy, done = cli(["compare", "--report", str(report_file), "--baseline-dir", "bl",
+                       "--allow-missing-baselines"], tmp_path)
+    assert "exit 0" in done.stdout, done.stderr
+    assert "cfg" in done.stdout  # the report's one config is in the verdict table
+    assert heavy == []
+
+
+def test_baseline_update_loads_no_torch(tmp_path, report_file):
+    heavy, done = cli(["baseline", "update", "--report", str(report_file), "--baseline-dir",
+                       "bl"], tmp_path)
+    assert "exit 0" in done.stdout, done.stderr
+    entries = json.loads((tmp_path / "bl" / "cpu.json").read_text(encoding="utf-8"))["entries"]
+    assert list(entries) == ["cfg"]
+    assert heavy == []
+
+
+def test_history_add_and_list_load_no_torch(tmp_path, report_file):
+    store = str(tmp_path / "h.sqlite")
+    heavy, done = cli(["history", "add", "--report", str(report_file), "--history", store],
+                      tmp_path)
+    assert "exit 0" in done.stdout and heavy == [], done.stderr
+    heavy, done = cli(["history", "list", "--history", store], tmp_path)
+    assert "exit 0" in done.stdout, done.stderr
+    assert "a" * 7 in done.stdout  # the hand-built report's commit, abbreviated
+    assert heavy == []
+
+
+def test_export_loads_no_torch(tmp_path, report_file):
+    heavy, done = cli(["export", "--report", str(report_file), "--format", "pytest-benchmark",
+                       "--out", "e.json"], tmp_path)
+    assert "exit 0" in done.stdout, done.stderr
+    exported = json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))
+    assert [b["name"] for b in exported["benchmarks"]] == ["cfg"]
+    assert heavy == []
+
+
+def test_html_loads_no_torch(tmp_path, report_file):
+    store = str(tmp_path / "h.sqlite")
+    assert "exit 0" in cli(["history", "add", "--report", str(report_file), "--history", store],
+                           tmp_path)[1].stdout
+    heavy, done = cli(["html", "--report", str(report_file), "--history", store,
+                       "--out", "x.html"], tmp_path)
+    assert "exit 0" in done.stdout, done.stderr
+    assert (tmp_path / "x.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert heavy == []
+
+
+# -- the history extra, missing -----------------------------------------------------------------
+
+MISSING_HISTORY = "needs the 'history' extra: pip install 'asrbench[history]'"
+
+
+def test_change_points_without_ruptures_say_which_extra(monkeypatch):
+    from asrbench.history.changepoints import detect
+
+    monkeypatch.setitem(sys.modules, "ruptures", None)
+    with pytest.raises(AsrbenchError) as raised:
+        detect([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
+    assert str(raised.value) == "asrbench history " + MISSING_HISTORY
+
+
+def test_postgresql_store_without_psycopg_says_which_extra(monkeypatch):
+    from asrbench.history.store import Store
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(AsrbenchError) as raised:
+        Store("postgresql://nobody@127.0.0.1:9/nothing")
+    assert str(raised.value) == "asrbench history " + MISSING_HISTORY
+
+
+def test_html_without_plotly_says_which_extra(monkeypatch):
+    from asrbench.formats.model import parse_report
+    from asrbench.render.html import build_html
+
+    monkeypatch.setitem(sys.modules, "plotly", None)
+    with pytest.raises(AsrbenchError) as raised:
+        build_html(parse_report(make_report()))
+    assert str(raised.value) == "asrbench html " + MISSING_HISTORY
