@@ -232,3 +232,24 @@ def test_verdict_text_for_hand_made_counts():
                                           "FLOPs/utterance +18.2%; host syncs/token 1 -> 2")
     assert counter_verdicts("cfg", None, None) == []
     assert [v.verdict for v in counter_verdicts("cfg", make(1, 1, 1), None)] == ["new"]
+
+
+def test_emulated_hpu_graph_replay_is_bypassed_for_counting(tiny):
+    """The static decoder under the emulated HPU-graph wrapper (capture on the first call,
+    replay afterwards) counts exactly what the eager static decoder counts, says it bypassed the
+    replay, and leaves the wrapper in place with no new capture."""
+    from asrbench.devices.emulation.graphs import STATS, wrap_in_hpu_graph
+
+    eager, eager_rows = counted(tiny, static=True)
+    decoder = StaticGreedyDecoder(tiny.model, tiny.prompt, MAX_LENGTH, ROWS,
+                                  graph=wrap_in_hpu_graph)
+    decoder(tiny.features)  # captures the encoder and both step graphs
+    captures = STATS.captures
+    prepared = SimpleNamespace(model=tiny.model, precision="fp32", graphs=True)
+    graphed = count_pass(prepared, decoder, tiny.features, CPUDevice(), count_tokens=len,
+                         utterances=["a", "b"])
+    assert graphed.replay_bypassed is True and eager.replay_bypassed is False
+    skip = {"seconds", "replay_bypassed", "tokens"}
+    assert graphed.model_dump(exclude=skip) == eager.model_dump(exclude=skip)
+    assert STATS.captures == captures and "forward" in vars(decoder.step)
+    assert decoder(tiny.features)[:, :MAX_LENGTH].tolist() == eager_rows

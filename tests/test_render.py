@@ -4,7 +4,7 @@ escaped, and the one-line verdict reads right even where a value is missing."""
 from __future__ import annotations
 
 import pytest
-from factories import make_run, make_verdict
+from factories import make_entry, make_run, make_verdict
 
 from asrbench.gate.compare import Comparison, TranscriptChange
 from asrbench.gate.policy import Policy
@@ -109,3 +109,23 @@ def test_run_notes_name_compilations_and_agreement():
     assert run_notes([run]) == [
         "g: graph compilations: warm-up 2, timed passes [0, 1, 0]  <- RECOMPILED while timed",
         "g: agreement with stock: 3/4 transcripts identical, WER vs reference 0.0500"]
+
+
+def test_a_baseline_entry_without_a_run_is_one_line_not_a_table():
+    """The default run never makes the 2-rank entries of baselines/cpu.json: `compare` says so
+    once per entry, not with a MISSING line per metric, and it fails nothing."""
+    from asrbench.gate.compare import compare_run, missing_entries
+    from asrbench.render.text import gate_text
+
+    run = make_run("ran", predictions={"u1": "a b"})
+    entries = {"ran": make_entry(run), "ws2-a": make_entry(run), "ws2-b": make_entry(run)}
+    comparisons = [compare_run(run, entries["ran"]), *missing_entries(entries, {"ran"})]
+    text = gate_text(comparisons, Policy(), None)
+    not_run = [line for line in text.splitlines() if line.startswith("NOT RUN")]
+    assert not_run == [
+        "NOT RUN    ws2-a: baseline entry with no run in this report (not a failure)",
+        "NOT RUN    ws2-b: baseline entry with no run in this report (not a failure)"]
+    assert "MISSING" not in text and text.endswith("result: ok")
+    markdown = markdown_summary(comparisons, Policy())
+    assert "2 baseline entries with no run in this report (not a failure): `ws2-a`, `ws2-b`" in markdown
+    assert "### ws2-a" not in markdown and "### ran" in markdown

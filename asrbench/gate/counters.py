@@ -86,7 +86,7 @@ def _scalar_verdict(config_id: str, metric: str, label: str, baseline: float, cu
     if current == baseline:
         return _verdict(config_id, metric, "unchanged", current, baseline, f"{label} {_number(current)}")
     if relative and baseline:
-        text = f"{label} {(current - baseline) / baseline:+.1%}"
+        text = f"{label} {(current - baseline) / baseline * 100:+.3g}%"
     else:
         text = f"{label} {_number(baseline)} -> {_number(current)}"
     return _verdict(config_id, metric, _direction(current > baseline, current < baseline),
@@ -110,7 +110,8 @@ def refusal(current: Counters, baseline: Counters) -> Optional[str]:
 def counter_verdicts(config_id: str, current: Counters | None,
                      baseline: Counters | None) -> list[Verdict]:
     """The counter verdicts of one config: [] where neither side counted; one "counters"
-    verdict where only one side did or the baseline is refused; else one per counter."""
+    verdict where only one side did, the baseline is refused or nothing moved; else one per
+    counter that moved (and a note when the decode totals could not be compared)."""
     if current is None and baseline is None:
         return []
     if current is None:
@@ -146,7 +147,15 @@ def counter_verdicts(config_id: str, current: Counters | None,
         verdicts.append(_scalar_verdict(config_id, "counters.compilations",
                                         "graph compilations/captures", baseline.compilations,
                                         current.compilations))
-    return verdicts
+    moved = [v for v in verdicts if v.verdict != "unchanged" or v.metric == "counters"]
+    if moved:
+        return moved
+    # Nothing moved: one line for the summary rather than one per counter.
+    step = float(sum(current.decode_step_ops.values()))
+    return [_verdict(config_id, "counters", "unchanged", step, step,
+                     f"same counts: {step:g} ops per decode step, FLOPs/utterance "
+                     f"{current.flops_per_utterance:.4g}, host syncs/token "
+                     f"{current.host_syncs_per_token:.4g}")]
 
 
 def run_counter_verdicts(run: Run, baseline: Counters | None) -> list[Verdict]:

@@ -41,6 +41,11 @@ CHARTS = (
 TRACE_NAMES = {"samples_per_second": "history", "wer": "history", "cer": "history",
                "compilations_timed": "history", "wer_normalized": "normalized WER"}
 CURRENT_TRACE = "current run"
+#: charts draw every one of a config's last RECENT_POINTS runs; older runs are thinned to
+#: OLDER_BUCKETS buckets that keep their lowest and highest value (and the runs at change
+#: points), so a chart of 10,000 runs stays about 1,000 points and the page stays responsive
+RECENT_POINTS = 500
+OLDER_BUCKETS = 250
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
        "img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; "
        "form-action 'none'")
@@ -131,19 +136,44 @@ def gather(report: Report, store: Store | None) -> tuple[list[ConfigView], Optio
 
 # -- charts ------------------------------------------------------------------------------------
 
+def shown(view: ConfigView, metrics: tuple[str, ...]) -> list[int]:
+    """Indexes of view.points a chart of `metrics` draws, in order: all of the last
+    RECENT_POINTS, the current run, both sides of each change point, and of the older runs in
+    each of OLDER_BUCKETS buckets the lowest and the highest value of each metric."""
+    count = len(view.points)
+    older = count - RECENT_POINTS
+    if older <= 2 * OLDER_BUCKETS:  # thinning would keep about as many points
+        return list(range(count))
+    keep = set(range(older, count)) | {view.current}
+    keep |= {i for c in view.changes for i in (c.index - 1, c.index) if 0 <= i < count}
+    for b in range(OLDER_BUCKETS):
+        bucket = range(b * older // OLDER_BUCKETS, (b + 1) * older // OLDER_BUCKETS)
+        for metric in metrics:
+            valued = [(v, i) for i in bucket
+                      if (v := view.points[i].value(metric)) is not None]
+            if valued:
+                keep |= {min(valued)[1], max(valued)[1]}
+            else:
+                keep.add(bucket[0])
+    return sorted(keep)
+
+
 def _figure(view: ConfigView, chart: tuple[str, str, str, tuple[str, ...]]) -> dict[str, Any]:
     """One plotly figure (validated by plotly, returned as plain JSON-ready data)."""
     go = require("plotly.graph_objects", "history", "asrbench html")
     pio = require("plotly.io", "history", "asrbench html")
 
     key, title, axis, metrics = chart
-    labels = [esc(_label(p)) for p in view.points]
+    indexes = shown(view, metrics)
+    at = {i: n for n, i in enumerate(indexes)}  # index into view.points -> x position
+    points = [view.points[i] for i in indexes]
+    labels = [esc(_label(p)) for p in points]
     fig = go.Figure()
     for metric in metrics:
-        values = [p.value(metric) for p in view.points]
+        values = [p.value(metric) for p in points]
         hover = [f"{esc(_label(p))}<br>{esc(p.created or '')}<br>{esc(metric)}: "
                  f"{'–' if v is None else format(v, '.4g')}"
-                 for p, v in zip(view.points, values)]
+                 for p, v in zip(points, values)]
         fig.add_trace(go.Scatter(
             x=labels, y=values, mode="lines+markers", name=TRACE_NAMES[metric],
             text=hover, hoverinfo="text", connectgaps=False,
@@ -151,7 +181,7 @@ def _figure(view: ConfigView, chart: tuple[str, str, str, tuple[str, ...]]) -> d
     current = view.points[view.current]
     first = current.value(metrics[0])
     fig.add_trace(go.Scatter(
-        x=[labels[view.current]] if first is not None else [],
+        x=[labels[at[view.current]]] if first is not None else [],
         y=[first] if first is not None else [], mode="markers", name=CURRENT_TRACE,
         marker={"size": 16, "symbol": "star", "color": "#d62728",
                 "line": {"width": 1, "color": "#000"}},
@@ -178,7 +208,7 @@ def _figure(view: ConfigView, chart: tuple[str, str, str, tuple[str, ...]]) -> d
     for change in view.changes:
         if change.metric not in metrics:
             continue
-        x = change.index - 0.5
+        x = at[change.index] - 0.5
         colour = "#d62728" if change.direction == "regression" else "#1f77b4"
         shapes.append({"type": "line", "xref": "x", "x0": x, "x1": x, "yref": "paper",
                        "y0": 0, "y1": 1, "line": {"color": colour, "dash": "dot", "width": 2},
@@ -188,7 +218,7 @@ def _figure(view: ConfigView, chart: tuple[str, str, str, tuple[str, ...]]) -> d
         annotations.append({"xref": "x", "x": x, "yref": "paper", "y": 1, "yanchor": "bottom",
                             "showarrow": False, "font": {"size": 10, "color": colour},
                             "text": esc(f"step {size}")})
-    if all(p.value(metrics[0]) is None for p in view.points):
+    if all(p.value(metrics[0]) is None for p in points):
         annotations.append({"xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
                             "showarrow": False, "text": "not counted on this device"})
     fig.update_layout(
@@ -298,9 +328,17 @@ def build_html(report: Report, store: Store | None = None, baseline_dir: str | P
         for chart in CHARTS:
             chart_id = f"chart-{n}-{chart[0]}"
             figures[chart_id] = _figure(view, chart)
-            history_points = sum(1 for p in view.points if p.value(chart[3][0]) is not None)
+            history_points = sum(1 for i in shown(view, chart[3])  # the points drawn
+                                 if view.points[i].value(chart[3][0]) is not None)
             charts.append(f'<div class="chart" id="{chart_id}" data-metric="{chart[0]}" '
                           f'data-points="{history_points}"></div>')
+        thinned = ""
+        if len(shown(view, CHARTS[0][3])) < len(view.points):
+            thinned = (f'<p class="meta thinned">{len(view.points)} runs: the charts draw '
+                       f"every one of the last {RECENT_POINTS}; the older ones are thinned to "
+                       f"the lowest and highest value of each of {OLDER_BUCKETS} stretches "
+                       "(and the runs at each change point). The steps below are found on "
+                       "every run.</p>")
         m = run.metrics
         summary = _table(f"run-{n}", ["device class", "WER", "normalized WER", "CER",
                                       "samples/s", "RSD", "passes", "history points"],
@@ -310,7 +348,7 @@ def build_html(report: Report, store: Store | None = None, baseline_dir: str | P
                            str(len(run.throughput.samples_per_second_per_pass)),
                            str(len(view.points))]])
         sections.append(f'<section class="config" data-config-index="{n}">'
-                        f"<h3>{esc(run.config.id)}</h3>{summary}"
+                        f"<h3>{esc(run.config.id)}</h3>{summary}{thinned}"
                         f'<div class="charts">{"".join(charts)}</div></section>')
 
     changes = [c for view in views for c in view.changes]

@@ -138,11 +138,21 @@ def accuracy_lines(comparison: "Comparison") -> list[str]:
             for i, change in enumerate(accuracy.changes)]
 
 
+def _not_run(comparison: "Comparison") -> bool:
+    """A baseline entry the report has no run of (e.g. the 2-rank entries a default run never
+    makes): one line, not a table of MISSING metrics."""
+    return bool(comparison.verdicts) and all(v.verdict == "missing" for v in comparison.verdicts)
+
+
 def gate_text(comparisons: list["Comparison"], policy: "Policy", refresh: str | None) -> str:
     """The terminal output of `asrbench compare`: every verdict, changed transcripts, what
     fails or warns under the policy, and the result."""
     lines = []
     for c in comparisons:
+        if _not_run(c):
+            lines.append(f"{'NOT RUN':<10} {c.config_id}: baseline entry with no run in this "
+                         "report (not a failure)")
+            continue
         for v in c.verdicts:
             value = "-" if v.value is None else f"{v.value:.4f}"
             base = "-" if v.baseline is None else f"{v.baseline:.4f}"
@@ -192,7 +202,10 @@ def markdown_summary(comparisons: list["Comparison"], policy: "Policy", refresh:
     link = html_link(html_url)
     if link:
         lines += ["", link]
+    not_run = [c.config_id for c in comparisons if _not_run(c)]
     for comparison in comparisons:
+        if _not_run(comparison):
+            continue
         lines += ["", f"### {escape_md(comparison.config_id)}", "",
                   "| metric | baseline | current | Δ | Δ % | allowed | verdict | note |",
                   "|---|---:|---:|---:|---:|---:|---|---|"]
@@ -221,6 +234,10 @@ def markdown_summary(comparisons: list["Comparison"], policy: "Policy", refresh:
                 lines.append(f"| … | {len(comparison.transcripts) - len(shown)} more in the JSON "
                              "report |")
             lines += ["", "</details>"]
+    if not_run:
+        lines += ["", f"{len(not_run)} baseline entr{'y' if len(not_run) == 1 else 'ies'} with no "
+                  "run in this report (not a failure): "
+                  + ", ".join(f"`{escape_md(i).replace('`', '')}`" for i in not_run)]
     if refresh and any(not c.has_entry for c in comparisons):
         lines += ["", ("No baseline entry yet" if policy.allow_missing
                        else "❌ **Missing baseline entries**") + "; create them with:", "",

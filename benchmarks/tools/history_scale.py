@@ -6,29 +6,25 @@ Builds each store in a temp directory: the schema through the store API, then th
 hold) inserted in one transaction, as `history add` would store them (same columns, the whole
 report JSON, its digest). The samples/s series has planted steps (-5% at 30%, +4% at 70% of the
 runs) in 1% noise, the WER one step at 50%. Then times the two commands through the CLI's own
-entry point (asrbench.cli.main.main), in this process, output discarded. Nothing is asserted:
-the numbers go in docs/performance.md.
+entry point (asrbench.cli.main.main), each in a fresh Python process (imports included, as a
+user runs it). Nothing is asserted: the numbers go in docs/performance.md.
 
     python benchmarks/tools/history_scale.py [--reports 1000 10000] [--configs 1] [--profile]
 
-`--profile` also prints the top of a cProfile of each command (cumulative time).
+`--profile` also prints the top of a cProfile of each command (cumulative time) to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import cProfile
-import io
 import json
-import pstats
 import random
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from asrbench.cli.main import main as asrbench_main
 from asrbench.formats.model import SCHEMA_VERSION, Report, dump
 from asrbench.history.store import open_store, report_digest, stored_document
 
@@ -93,25 +89,29 @@ def build_store(path: Path, reports: int, configs: int, seed: int = 0) -> Report
     return last
 
 
+_CHILD = """
+import cProfile, pstats, sys
+from asrbench.cli.main import main
+argv, profile = sys.argv[2:], sys.argv[1] == "1"
+if not profile:
+    sys.exit(main(argv))
+profiler = cProfile.Profile()
+code = profiler.runcall(main, argv)
+pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+sys.exit(code)
+"""
+
+
 def timed(argv: list[str], profile: bool) -> tuple[float, str]:
-    """Wall seconds of one CLI command (its output captured), and its last output line."""
-    out = io.StringIO()
-    profiler = cProfile.Profile() if profile else None
+    """Wall seconds of one CLI command (asrbench.cli.main.main in a fresh Python, imports
+    included, as a user runs it) and its last output line; the profile goes to stderr."""
     start = time.perf_counter()
-    with contextlib.redirect_stdout(out):
-        if profiler:
-            profiler.enable()
-        code = asrbench_main(argv)
-        if profiler:
-            profiler.disable()
+    done = subprocess.run([sys.executable, "-c", _CHILD, "1" if profile else "0", *argv],
+                          stdout=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
-    if code != 0:
-        raise SystemExit(f"asrbench {' '.join(argv)} exited {code}")
-    if profiler:
-        stats = io.StringIO()
-        pstats.Stats(profiler, stream=stats).sort_stats("cumulative").print_stats(25)
-        print(stats.getvalue())
-    lines = out.getvalue().strip().splitlines()
+    if done.returncode != 0:
+        raise SystemExit(f"asrbench {' '.join(argv)} exited {done.returncode}")
+    lines = done.stdout.strip().splitlines()
     return seconds, lines[-1] if lines else ""
 
 

@@ -26,6 +26,43 @@ def _reason(exc: Exception, exists: bool) -> str:
     return f"undecodable audio: {text}"
 
 
+def _open(source: str | Path | bytes):
+    """A soundfile handle for a path or bytes, and a way to open it again; AudioError for a
+    missing or empty source."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise AudioError(f"missing audio file {path.name}")
+        if path.stat().st_size == 0:
+            raise AudioError(f"empty audio file {path.name} (0 bytes)")
+        return str(path), lambda: str(path)
+    if not source:
+        raise AudioError("empty audio bytes")
+    return io.BytesIO(source), lambda: io.BytesIO(source)
+
+
+def resampled_length(frames: int, rate: int) -> int:
+    """Samples at SAMPLE_RATE that `frames` at `rate` resample to (soxr rounds to nearest)."""
+    return frames if rate == SAMPLE_RATE else int(frames * SAMPLE_RATE / rate + 0.5)
+
+
+def probe_audio(source: str | Path | bytes, max_seconds: float | None = None) -> int:
+    """The samples at 16 kHz a clip will decode to, from its header alone (no decoding): the
+    same refusals as decode_audio for a missing, empty, unrecognised or too long clip. A clip
+    that passes may still fail to decode (truncated, NaN samples): decode_audio says so."""
+    import soundfile as sf
+
+    handle, _ = _open(source)
+    try:
+        info = sf.info(handle)
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
+        raise AudioError(_reason(exc, isinstance(source, (str, Path)))) from None
+    declared = info.frames / info.samplerate if info.samplerate else 0.0
+    if max_seconds is not None and declared >= max_seconds:
+        raise AudioError(f"too long: {declared:.1f} s >= {max_seconds:g} s")
+    return resampled_length(info.frames, info.samplerate) if info.samplerate else 0
+
+
 def decode_audio(source: str | Path | bytes, max_seconds: float | None = None) -> np.ndarray:
     """Decode a file path or encoded bytes to float32 mono at 16 kHz.
 
@@ -37,19 +74,7 @@ def decode_audio(source: str | Path | bytes, max_seconds: float | None = None) -
     import soundfile as sf
     import soxr
 
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise AudioError(f"missing audio file {path.name}")
-        if path.stat().st_size == 0:
-            raise AudioError(f"empty audio file {path.name} (0 bytes)")
-        handle: object = str(path)
-        reopen = lambda: str(path)  # noqa: E731
-    else:
-        if not source:
-            raise AudioError("empty audio bytes")
-        handle = io.BytesIO(source)
-        reopen = lambda: io.BytesIO(source)  # noqa: E731
+    handle, reopen = _open(source)
     try:
         info = sf.info(handle)
         declared = info.frames / info.samplerate if info.samplerate else 0.0
