@@ -400,3 +400,30 @@ def test_control_characters_from_data_never_reach_the_terminal(tmp_path, capsys)
     assert "commit abc\\x1b]0;ow" in add_out
     for text in (compare_out, add_out):
         assert "\x1b" not in text and "\x07" not in text
+
+
+def test_history_list_and_show_escape_control_characters_in_commits_and_ids(tmp_path, capsys):
+    """A commit field or a transcript that carries an ANSI sequence is printed escaped by
+    `history list` and `history show` (text and --json), never raw (config ids are refused
+    unless they are plain names)."""
+    import json as _json
+
+    from asrbench.cli.main import main as cli_main
+    from factories import make_report, make_run
+
+    run = make_run("cfg", predictions={"u1": "a \x1b]0;title\x07 b"})
+    report_path = tmp_path / "r.json"
+    report_path.write_text(_json.dumps(make_report(run).model_dump(mode="json", by_alias=True)))
+    store = tmp_path / "h.sqlite"
+    assert cli_main(["history", "add", "--history", str(store), "--report", str(report_path),
+                     "--commit", "abc\x1b[31mred", "--branch", "main\x1b[2J"]) == 0
+    capsys.readouterr()
+    for argv in (["history", "list", "--history", str(store)],
+                 ["history", "show", "--history", str(store), "1"],
+                 ["history", "show", "--history", str(store), "1", "--json"]):
+        code = cli_main(argv)
+        out, err = capsys.readouterr()
+        assert "\x1b" not in out and "\x1b" not in err and "\x07" not in out, argv
+        assert code == 0, err
+        if argv[-1] == "--json":
+            _json.loads(out)  # still valid JSON

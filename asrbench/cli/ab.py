@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from asrbench.cli.common import say
 from asrbench.cli import common
 
 HELP = """\
@@ -131,13 +132,13 @@ def command(args: argparse.Namespace) -> int:
     policy = policy_from(args)
     ab.check_outputs(args.json, args.markdown, args.keep_reports)
 
-    def say(message: str) -> None:
+    def progress(message: str) -> None:
         if not args.no_progress:
             print(f"ab: {message}", file=sys.stderr, flush=True)
 
     previous = common.on_signals()
     try:
-        result = ab.execute(settings, sides, policy, args.json, args.keep_reports, say,
+        result = ab.execute(settings, sides, policy, args.json, args.keep_reports, progress,
                             (common.Interrupted, KeyboardInterrupt))
     except common.Interrupted as exc:  # before the rounds (accuracy runs): nothing decided yet
         print(f"asrbench: interrupted ({exc.signal_name}) before any round finished",
@@ -149,8 +150,8 @@ def command(args: argparse.Namespace) -> int:
         print("asrbench: interrupted before both accuracy runs finished; nothing to compare",
               file=sys.stderr)
         return 130
-    print("\n".join(result.lines))
-    print(result.text)
-    print(f"A/B result written to {args.json}")
+    say("\n".join(result.lines))
+    say(result.text)
+    say(f"A/B result written to {args.json}")
     common.publish_markdown(result.markdown, args.markdown)
     return result.exit_code

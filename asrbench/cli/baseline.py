@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from asrbench.cli.common import say
 from asrbench.cli import common
 from asrbench.errors import AsrbenchError
 
@@ -48,5 +49,5 @@ def command(args: argparse.Namespace) -> int:
             raise AsrbenchError(f"--tolerance {item}: expected NAME=VALUE")
     tolerance = check_tolerance(tolerance, "--tolerance")
     reports = [load_report(path) for path in args.report]
-    print(update_baselines(reports, args.baseline_dir, args.only, tolerance or None))
+    say(update_baselines(reports, args.baseline_dir, args.only, tolerance or None))
     return 0

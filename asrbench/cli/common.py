@@ -121,3 +121,22 @@ def publish_markdown(markdown: str, path: Path | None) -> None:
     except OSError as exc:
         raise AsrbenchError(f"could not write the Markdown summary ({exc.strerror or exc}): "
                             f"the verdicts above stand") from None
+
+
+def say(*parts: object) -> None:
+    """Print to standard output what may carry data (ids, transcripts, commits, paths): control
+    characters and escape sequences are shown escaped, never sent to the terminal or CI log."""
+    from asrbench.render.text import terminal_safe
+
+    print(terminal_safe(" ".join(str(p) for p in parts)))
+
+
+def say_json(document: object) -> None:
+    """Print a JSON document readable and terminal-safe: non-ASCII text stays as it is, while
+    control, bidi and line-separator characters become JSON \\u escapes (still valid JSON)."""
+    import json
+    import re
+
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    print(re.sub("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]",
+                 lambda m: f"\\u{ord(m.group()):04x}", text))

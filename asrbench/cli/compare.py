@@ -6,6 +6,7 @@ import argparse
 import os
 from typing import Any
 
+from asrbench.cli.common import say
 from asrbench.cli import common
 
 HELP = ("Compare a report with baselines/<device class>.json. Each metric gets a verdict "
@@ -40,6 +41,6 @@ def command(args: argparse.Namespace) -> int:
     outcome = gate_report(load_report(args.report), args.baseline_dir, policy_from(args),
                           report_path=args.report)
     outcome.html_url = args.html_url or os.environ.get("ASRBENCH_HTML_URL") or None
-    print(outcome.text)
+    say(outcome.text)
     common.publish_markdown(outcome.markdown, args.markdown)
     return 1 if outcome.failed else 0

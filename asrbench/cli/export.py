@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from asrbench.cli.common import say
 from asrbench.cli import common
 from asrbench.errors import AsrbenchError
 
@@ -59,6 +60,6 @@ def command(args: argparse.Namespace) -> int:
         raise AsrbenchError(f"--out {args.out}: cannot be written "
                             f"({exc.strerror or exc})") from None
     count = len(document["benchmarks"]) if isinstance(document, dict) else len(document)
-    print(f"written {count} {'benchmark(s)' if isinstance(document, dict) else 'entries'} "
+    say(f"written {count} {'benchmark(s)' if isinstance(document, dict) else 'entries'} "
           f"as {args.format} to {args.out}")
     return 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from asrbench.cli.common import say, say_json
 from asrbench.cli import common
 from asrbench.errors import AsrbenchError
 
@@ -99,7 +99,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def _history_add(args: argparse.Namespace) -> int:
     from asrbench.history.store import add_report
 
-    print(add_report(args.history, args.report, commit=args.commit, branch=args.branch))
+    say(add_report(args.history, args.report, commit=args.commit, branch=args.branch))
     return 0
 
 
@@ -117,13 +117,13 @@ def _history_list(args: argparse.Namespace) -> int:
         stored = store.reports(args.limit)
         name = store.name
     if not stored:
-        print(f"history {name}: no reports")
+        say(f"history {name}: no reports")
         return 0
     rows = [("id", "commit", "branch", "device class", "runs", "created", "added")]
     rows += [(f"#{s.id}", (s.commit or "-")[:12] + ("*" if s.dirty else ""), s.branch or "-",
               s.device_class or "-", str(s.runs), s.created or "-", s.added) for s in stored]
-    print(_row_table(rows))
-    print(f"{len(stored)} report(s) shown from {name} (* = local changes)")
+    say(_row_table(rows))
+    say(f"{len(stored)} report(s) shown from {name} (* = local changes)")
     return 0
 
 
@@ -134,14 +134,14 @@ def _history_show(args: argparse.Namespace) -> int:
     with open_store(args.history) as store:
         stored = store.find(args.ref)
         if args.json:
-            print(json.dumps(dump(store.load(stored.id)), indent=2, ensure_ascii=False))
+            say_json(dump(store.load(stored.id)))
             return 0
         points = store.runs_of(stored.id)
-    print(f"report {stored.label}: commit {stored.commit or '-'}"
+    say(f"report {stored.label}: commit {stored.commit or '-'}"
           + (f" (the report says {stored.report_commit})"
              if stored.report_commit and stored.report_commit != stored.commit else "")
           + (", with local changes" if stored.dirty else ""))
-    print(f"branch {stored.branch or '-'}, device class {stored.device_class or '-'}, created "
+    say(f"branch {stored.branch or '-'}, device class {stored.device_class or '-'}, created "
           f"{stored.created or '-'}, added {stored.added} from {stored.source or '-'}")
     rows = [("config", "WER", "WER norm", "CER", "samples/s", "RSD", "passes", "compilations")]
     for p in points:
@@ -150,7 +150,7 @@ def _history_show(args: argparse.Namespace) -> int:
                      f"{p.cer:.4f}", f"{p.samples_per_second:.4g}", f"{p.rsd:.1%}",
                      str(p.passes), "-" if p.compilations_timed is None
                      else str(p.compilations_timed)))
-    print(_row_table(rows))
+    say(_row_table(rows))
     return 0
 
 
@@ -172,8 +172,8 @@ def _history_changes(args: argparse.Namespace) -> int:
         for metric in metrics:
             found += series_changes(series[key], metric, args.min_size or DEFAULT_MIN_SIZE,
                                     args.min_change)
-    print(changes_text(found, len(series) * len(metrics)))
+    say(changes_text(found, len(series) * len(metrics)))
     if args.json:
         write_json_atomic(args.json, {"history": name, "changes": [c.to_dict() for c in found]})
-        print(f"written to {args.json}")
+        say(f"written to {args.json}")
     return 0

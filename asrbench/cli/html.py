@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from asrbench.cli.common import say
 from asrbench.cli import common
 
 HELP = """\
@@ -44,5 +45,5 @@ def command(args: argparse.Namespace) -> int:
     with context as store:
         text = build_html(report, store, args.baseline_dir, report_path=args.report)
     write_html(args.out, text)
-    print(f"written to {args.out} ({len(text.encode('utf-8')) / 1e6:.1f} MB, self-contained)")
+    say(f"written to {args.out} ({len(text.encode('utf-8')) / 1e6:.1f} MB, self-contained)")
     return 0

@@ -11,6 +11,7 @@ from typing import Sequence
 from asrbench import __version__
 from asrbench.cli import ab, baseline, compare, export, history, html, peers, run
 from asrbench.errors import AsrbenchError
+from asrbench.render.text import terminal_safe
 
 #: the commands in the order `asrbench --help` lists them
 COMMAND_MODULES = (run, compare, peers, baseline, history, html, export, ab)
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except AsrbenchError as exc:
-        print(f"asrbench: error: {where}{exc}", file=sys.stderr)
+        print(terminal_safe(f"asrbench: error: {where}{exc}", newlines=False), file=sys.stderr)
         return 2
     except Exception as exc:
         if not where:
@@ -69,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         traceback.print_exc()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"asrbench: error: {where}failed: {type(exc).__name__}: {first}", file=sys.stderr)
+        print(terminal_safe(f"asrbench: error: {where}failed: {type(exc).__name__}: {first}",
+                            newlines=False), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("asrbench: interrupted", file=sys.stderr)

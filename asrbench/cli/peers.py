@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from asrbench.cli.common import say
 from asrbench.cli import common
 from asrbench.config.settings import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, PRECISIONS
 from asrbench.devices import DEVICE_CHOICES
@@ -81,20 +82,20 @@ def command(args: argparse.Namespace) -> int:
     split = Session(progress=not args.no_progress).split(config)
     loaded = load(config.model)
 
-    def say(message: str) -> None:
+    def progress(message: str) -> None:
         if not args.no_progress:
             print(f"peers: {message}", file=sys.stderr, flush=True)
 
-    results = run_peers(config, split, loaded, device, names, args.rounds, progress=say)
+    results = run_peers(config, split, loaded, device, names, args.rounds, progress=progress)
     document = summarize(config, split, loaded, results,
                          environment({"kind": device.kind, "class": device.device_class(),
                                       "name": device.description()}))
-    print(table(document))
+    say(table(document))
     if args.json:
         write_json_atomic(args.json, document)
-        print(f"written to {args.json}")
+        say(f"written to {args.json}")
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(markdown(document), encoding="utf-8")
-        print(f"written to {args.markdown}")
+        say(f"written to {args.markdown}")
     return 0

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from asrbench.cli.common import say
 from asrbench.cli import common
 from asrbench.config.settings import DEFAULT_MATRIX, DEFAULT_REPORT
 
@@ -90,8 +91,8 @@ def command(args: argparse.Namespace) -> int:
     _print_summary(args, results, world)
     if where != report_path:
         return 1
-    print(f"report written to {report_path}")
-    print(what_next(report_path))
+    say(f"report written to {report_path}")
+    say(what_next(report_path))
     return 0
 
 
@@ -132,20 +133,20 @@ def _write_report(results: list[Any], path: Path, interrupted: bool = False) -> 
 def _print_summary(args: argparse.Namespace, results: list[Any], world: Any) -> None:
     from asrbench.render.text import run_notes, summary_table
 
-    print(summary_table(results))
+    say(summary_table(results))
     for line in run_notes(results):
-        print(line)
+        say(line)
     if args.print_transcripts:
         for result in results:
             for u in result.utterances:
-                print(f"{result.config.id}\t{u.id}\t{u.prediction}")
+                say(f"{result.config.id}\t{u.id}\t{u.prediction}")
     for result in results:
         skipped = result.dataset.skipped
         if skipped:
-            print(f"{result.config.id}: {len(skipped)} row(s) skipped "
+            say(f"{result.config.id}: {len(skipped)} row(s) skipped "
                   f"(listed in the report), e.g. {skipped[0].id}: {skipped[0].reason}")
         if not result.passes_identical:
-            print(f"{result.config.id}: WARNING transcripts differed between timed passes")
+            say(f"{result.config.id}: WARNING transcripts differed between timed passes")
     if world.size > 1:
-        print(f"{world.size} ranks ({world.launch.launcher}): samples/s = all utterances / the "
+        say(f"{world.size} ranks ({world.launch.launcher}): samples/s = all utterances / the "
               "slowest rank's pass time; per-rank timings are in the report")

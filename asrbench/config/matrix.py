@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asrbench.config.settings import (DEFAULT_MATRIX, EMBEDDED_CORPUS, BenchConfig, build_configs,
+from asrbench.config.settings import (EMBEDDED_CORPUS, BenchConfig, build_configs,
                                       read_toml)
 from asrbench.errors import AsrbenchError
 

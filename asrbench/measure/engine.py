@@ -2,8 +2,9 @@
 
 Throughput is real utterances / wall time of a timed pass, with the device synchronized before
 every clock read; warm-up (graph capture, compilation, allocator growth) is excluded and
-reported separately. Features are padded to 30 s by the feature extractor. Where shapes must be
-static (HPU, graphs) the decoder is asrbench's static decoder and the last batch is filled with
+reported separately. Whisper's features are padded to 30 s by its feature extractor, other
+models' to the batch's longest clip (features.py). Where shapes must be static (HPU, graphs)
+the decoder is asrbench's static decoder and the last batch is filled with
 dummy rows that never reach a metric, so a graph is never re-captured mid-run; elsewhere the
 last batch keeps only its real rows (dummy rows would cost real time). Graph compilations and
 captures are counted over the warm-up and over each timed pass: a timed pass must compile
@@ -23,8 +24,9 @@ import torch
 
 from asrbench.measure import decoding
 from asrbench.config.settings import BenchConfig
-from asrbench.measure.data import SAMPLE_RATE, LoadedSplit
+from asrbench.measure.data import LoadedSplit
 from asrbench.measure.decoding import GreedyDecoder, StaticGreedyDecoder, whisper_prompt
+from asrbench.measure.features import ATTENTION_MASK, check_settings, input_name, model_inputs
 from asrbench.devices import Device
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import (Compilations, DatasetInfo, DeviceInfo, Metrics, RankTimings,
@@ -202,13 +204,26 @@ def count_generated(sequence: list[int], prompt_ids: set[int], eos_id: int | Non
     return count
 
 
+def with_mask(kwargs: dict[str, Any], mask: torch.Tensor | None,
+              device: Any = None) -> dict[str, Any]:
+    """generate()'s keyword arguments, plus the batch's attention mask if it has one."""
+    if mask is None:
+        return kwargs
+    return {**kwargs, ATTENTION_MASK: mask if device is None else mask.to(device)}
+
+
 @dataclass
 class Batches:
     """A split cut into static-shape batches, in decoding order."""
 
-    features: list[torch.Tensor]  # one (batch_size, mels, frames) tensor per batch
+    features: list[torch.Tensor]  # the model's main input, one (batch_size, ...) tensor per batch
     real: list[int]  # real rows per batch; the rest are dummy padding
     order: list[int]  # split index of each real row, in decoding order
+    masks: list[Any] = field(default_factory=list)  # attention mask per batch, or None
+
+    def mask(self, index: int) -> Any:
+        """The attention mask of batch `index` (None: the model takes none, e.g. Whisper)."""
+        return self.masks[index] if index < len(self.masks) else None
 
     def restore(self, rows: list[Any]) -> list[Any]:
         """Per-row values from decoding order back to the split's order."""
@@ -255,6 +270,7 @@ class Evaluator:
         if isinstance(self._eos, list):
             self._eos = self._eos[0]
         self.static = needs_static_shapes(self.device, prepared.graphs, config)
+        check_settings(prepared.loaded.model, config, self.static)
         self.decoder = self._asrbench_decoder()
         if self.decoder is None and (config.ignore_eos or config.eos_check_every != 1):
             raise AsrbenchError("--ignore-eos and --eos-check-every need asrbench's static "
@@ -308,8 +324,9 @@ class Evaluator:
         return kwargs
 
     def featurize(self, audio: list[np.ndarray]) -> Batches:
-        """Log-mel features per batch, longest clips first; with static shapes the last batch is
-        filled with dummy rows (copies of its last clip), otherwise it keeps its real rows.
+        """Model inputs per batch (features.py), longest clips first; with static shapes the
+        last batch is filled with dummy rows (copies of its last clip), otherwise it keeps its
+        real rows.
 
         Sorting by duration puts clips with similar transcript lengths in one batch, so fewer
         decoder steps are spent on rows that have already finished.
@@ -323,15 +340,18 @@ class Evaluator:
             batches.real.append(len(chunk))
             if self.static:
                 chunk += [chunk[-1]] * (size - len(chunk))  # dummy rows: dropped from every metric
-            features = extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="pt")
-            batches.features.append(features.input_features)
+            inputs = model_inputs(extractor, self.prepared.loaded.model, chunk, self.static)
+            batches.masks.append(inputs.pop(ATTENTION_MASK, None))
+            batches.features.append(inputs[input_name(self.prepared.loaded.model)])
         return batches
 
-    def _generate(self, features: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
-        """Token ids for one batch: asrbench's decoder where it applies, else generate()."""
+    def _generate(self, features: torch.Tensor, kwargs: dict[str, Any],
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Token ids for one batch: asrbench's decoder where it applies, else generate()
+        (with the extractor's attention mask where it made one)."""
         if self.decoder is not None:
             return self.decoder(features)
-        out = self.model.generate(features, **kwargs)
+        out = self.model.generate(features, **with_mask(kwargs, mask))
         return out if torch.is_tensor(out) else out.sequences
 
     def _pass(self, batches: Batches, label: str, limit: int | None = None) -> PassResult:
@@ -345,10 +365,12 @@ class Evaluator:
         device.synchronize()
         compiled_before = device.compile_count()
         start = time.perf_counter()
-        for features, count in chosen:
+        for index, (features, count) in enumerate(chosen):
+            mask = batches.mask(index)
             t0 = time.perf_counter()
             with torch.inference_mode(), device.autocast(self.prepared.precision):
-                out = self._generate(features.to(device.torch_device), kwargs)
+                out = self._generate(features.to(device.torch_device), kwargs,
+                                     None if mask is None else mask.to(device.torch_device))
             device.synchronize()
             t1 = time.perf_counter()
             # The whole (fixed-shape) output comes back; rows are trimmed on the host.
@@ -455,7 +477,9 @@ class Evaluator:
         if self.config.counters:  # exact work counts, after the clocks and the peak memory read
             run.counters = count_pass(
                 self.prepared, self.decoder, batches.features[0], self.device,
-                real=batches.real[0], generate_kwargs=self.generate_kwargs(),
+                real=batches.real[0],
+                generate_kwargs=with_mask(self.generate_kwargs(), batches.mask(0),
+                                          self.device.torch_device),
                 count_tokens=lambda row: count_generated(self._trim(row), self._prompt_ids,
                                                          self._eos),
                 utterances=[split.utterances[i].id for i in batches.order[:batches.real[0]]],

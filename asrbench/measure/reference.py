@@ -334,7 +334,8 @@ def language_kwargs(generation_config: Any, language: str | None, task: str) -> 
 
 def decode(request: ReferenceRequest) -> tuple[list[str], list[str]]:
     """(ids, transcripts) of stock generate(), fp32 on CPU, greedy; run only in the child."""
-    from asrbench.measure.data import SAMPLE_RATE, load_split
+    from asrbench.measure.data import load_split
+    from asrbench.measure.features import model_inputs
 
     split = load_split(request.dataset, request.dataset_config, request.split,
                        request.text_column, request.max_duration, limit=request.utterances,
@@ -356,10 +357,11 @@ def decode(request: ReferenceRequest) -> tuple[list[str], list[str]]:
     with torch.inference_mode(), torch.autocast("cpu", enabled=False):
         for start in range(0, len(utterances), REFERENCE_BATCH_SIZE):
             chunk = utterances[start:start + REFERENCE_BATCH_SIZE]
-            features = extractor([u.audio for u in chunk], sampling_rate=SAMPLE_RATE,
-                                 return_tensors="pt").input_features
-            out = model.generate(features.to(device=cpu, dtype=torch.float32), do_sample=False,
-                                 num_beams=1, max_length=request.generation_max_length, **lang)
+            inputs = model_inputs(extractor, model, [u.audio for u in chunk], static=False)
+            inputs = {k: v.to(device=cpu, dtype=torch.float32) if v.is_floating_point() else v
+                      for k, v in inputs.items()}
+            out = model.generate(**inputs, do_sample=False, num_beams=1,
+                                 max_length=request.generation_max_length, **lang)
             out = out if torch.is_tensor(out) else out.sequences
             texts = tokenizer.batch_decode(out, skip_special_tokens=True)
             transcripts += [t.strip() for t in texts]

@@ -12,11 +12,11 @@ import re
 from typing import TYPE_CHECKING, Any, Iterable
 
 from asrbench.gate.accuracy import describe_change
-from asrbench.gate.compare import describe_verdict
+from asrbench.gate.compare import describe_verdict  # noqa: F401  (re-exported for callers)
 from asrbench.gate.compare import format_number as _number
 
 if TYPE_CHECKING:  # pragma: no cover
-    from asrbench.gate.compare import Comparison, Verdict
+    from asrbench.gate.compare import Comparison
     from asrbench.formats.model import Run
     from asrbench.gate.policy import Policy
 

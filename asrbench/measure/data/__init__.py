@@ -2,6 +2,10 @@
 
 Every row that cannot be used is kept as a Skipped entry with its reason, so a report says
 exactly what was left out; nothing is dropped silently and no bad clip stops the run.
+
+Two ways in: load_split decodes every clip up front (peers, the reference child: small
+splits); index_split reads only the rows and each clip's header (a SplitIndex, no audio), so
+a run decodes clips batch by batch and a data-parallel rank decodes only its shard.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Skipped:
 
     id: str
     reason: str
+    position: int = field(default=-1, compare=False)  # row number in the split (for ordering)
 
 
 @dataclass
@@ -57,6 +62,55 @@ class RawRow:
     id: str
     audio: Callable[..., np.ndarray]  # decodes on demand (max_seconds=...); raises AudioError
     reference: str | None
+    # samples at 16 kHz from the header alone (max_seconds=...); raises AudioError. None: the
+    # index decodes the clip once to learn its length
+    probe: Callable[..., int] | None = None
+
+
+@dataclass(frozen=True)
+class IndexedRow:
+    """A row that passed the index's checks: its audio is decoded only when its batch is."""
+
+    position: int  # row number in the split
+    id: str
+    reference: str  # stripped, never empty
+    samples: int  # length at 16 kHz the header declares (sorts the batches)
+    audio: Callable[..., np.ndarray]  # decodes on demand (max_seconds=...); raises AudioError
+
+
+@dataclass
+class SplitIndex:
+    """A split's usable-looking rows and the rows already dropped, without any audio."""
+
+    name: str  # human-readable source description
+    max_duration: float  # clips this long or longer are dropped when decoded
+    rows: list[IndexedRow] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def part(self, indices: range) -> "SplitIndex":
+        """The rows of a shard (contiguous indices into `rows`), with the index's skipped rows."""
+        return SplitIndex(self.name, self.max_duration, self.rows[indices.start:indices.stop],
+                          list(self.skipped))
+
+    @classmethod
+    def of(cls, split: LoadedSplit, max_duration: float = float("inf")) -> "SplitIndex":
+        """An index over a split already in memory (its clips are "decoded" from memory)."""
+        rows = [IndexedRow(i, u.id, u.reference, len(u.audio),
+                           lambda max_seconds=None, audio=u.audio: audio)
+                for i, u in enumerate(split.utterances)]
+        return cls(split.name, max_duration, rows, list(split.skipped))
+
+
+def decode_row(row: IndexedRow, max_duration: float) -> Utterance | Skipped:
+    """A row's audio decoded, or the reason it cannot be used (the same reasons as collect)."""
+    try:
+        audio = row.audio(max_seconds=max_duration)
+    except AudioError as exc:
+        return Skipped(row.id, str(exc), row.position)
+    seconds = len(audio) / SAMPLE_RATE
+    if seconds >= max_duration:
+        return Skipped(row.id, f"too long: {seconds:.1f} s >= {max_duration:g} s", row.position)
+    return Utterance(row.id, audio, row.reference)
 
 
 def unusable(reason: str) -> Callable[[], np.ndarray]:
@@ -108,10 +162,70 @@ def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int |
     return split
 
 
+def index(name: str, rows: Iterable[RawRow], max_duration: float, limit: int | None,
+          progress: bool = False) -> SplitIndex:
+    """The rows collect would keep, judged from their headers without decoding: empty
+    references, repeated ids and clips that are missing, unreadable or too long by their
+    header are skipped here; a clip that fails only when decoded (truncated, NaN samples) is
+    skipped by the run, row by row. `limit` counts rows that pass here."""
+    from tqdm.auto import tqdm
+
+    found = SplitIndex(name=name, max_duration=max_duration)
+    seen: set[str] = set()
+    bar = tqdm(desc=f"indexing {name}", unit="row", disable=not progress, leave=False)
+    for position, row in enumerate(rows):
+        bar.update(1)
+        if limit is not None and len(found.rows) >= limit:
+            break
+        reference = (row.reference or "").strip()
+        if not reference:
+            found.skipped.append(Skipped(row.id, "empty reference", position))
+            continue
+        if row.id in seen:
+            found.skipped.append(Skipped(row.id, "duplicate: an earlier row has the same id",
+                                         position))
+            continue
+        try:
+            # Without a header probe (rows built in memory) the clip is decoded once, here.
+            samples = (row.probe(max_seconds=max_duration) if row.probe is not None
+                       else len(row.audio(max_seconds=max_duration)))
+        except AudioError as exc:
+            found.skipped.append(Skipped(row.id, str(exc), position))
+            continue
+        seconds = samples / SAMPLE_RATE
+        if seconds >= max_duration:
+            found.skipped.append(Skipped(row.id, f"too long: {seconds:.1f} s >= "
+                                         f"{max_duration:g} s", position))
+            continue
+        seen.add(row.id)
+        found.rows.append(IndexedRow(position, row.id, reference, samples, row.audio))
+    bar.close()
+    if not found.rows:
+        reasons = "; ".join(f"{s.id}: {s.reason}" for s in found.skipped[:3])
+        raise AsrbenchError(f"{name}: no usable utterances"
+                            + (f" ({len(found.skipped)} skipped, e.g. {reasons})" if reasons else ""))
+    return found
+
+
+def index_split(dataset: str, dataset_config: str | None = None, split: str = "test",
+                text_column: str = "sentence", max_duration: float = 30.0,
+                limit: int | None = None, progress: bool = False) -> SplitIndex:
+    """A test split's index (rows and headers, no audio): see load_split for the sources."""
+    name, rows = _source(dataset, dataset_config, split, text_column)
+    return index(name, rows, max_duration, limit, progress)
+
+
 def load_split(dataset: str, dataset_config: str | None = None, split: str = "test",
                text_column: str = "sentence", max_duration: float = 30.0,
                limit: int | None = None, progress: bool = False) -> LoadedSplit:
     """Load a test split from a local Common Voice directory, a JSONL manifest, or the Hub."""
+    name, rows = _source(dataset, dataset_config, split, text_column)
+    return collect(name, rows, max_duration, limit, progress)
+
+
+def _source(dataset: str, dataset_config: str | None, split: str,
+            text_column: str) -> tuple[str, Iterable[RawRow]]:
+    """Which source a --dataset names, described, and its rows."""
     from asrbench.measure.data import commonvoice, hub, manifest
 
     path = Path(dataset).expanduser()
@@ -125,8 +239,9 @@ def load_split(dataset: str, dataset_config: str | None = None, split: str = "te
         raise AsrbenchError(f"dataset {dataset} does not exist")
     else:
         name, rows = hub.rows(dataset, dataset_config, split, text_column)
-    return collect(name, rows, max_duration, limit, progress)
+    return name, rows
 
 
-__all__ = ["SAMPLE_RATE", "AudioError", "LoadedSplit", "RawRow", "Skipped", "Utterance",
-           "collect", "decode_audio", "load_split", "unusable"]
+__all__ = ["SAMPLE_RATE", "AudioError", "IndexedRow", "LoadedSplit", "RawRow", "Skipped",
+           "SplitIndex", "Utterance", "collect", "decode_audio", "decode_row", "index",
+           "index_split", "load_split", "unusable"]

@@ -10,7 +10,7 @@ import functools
 from typing import Iterator
 
 from asrbench.measure.data import RawRow, unusable
-from asrbench.measure.data.audio import decode_audio
+from asrbench.measure.data.audio import decode_audio, probe_audio
 from asrbench.errors import AsrbenchError, first_line
 
 
@@ -62,8 +62,10 @@ def _iter_rows(ds, column: str, text_column: str, split: str) -> Iterator[RawRow
         row_id = row_id.rsplit("/", 1)[-1].rsplit(".", 1)[0] or f"{split}:{index}"
         if audio.get("bytes"):
             loader = functools.partial(decode_audio, audio["bytes"])
+            probe = functools.partial(probe_audio, audio["bytes"])
         else:
             # A row's path is data from the Hub: never a file to open on this machine.
             loader = unusable("row has no audio bytes (a path alone is not read)")
+            probe = None
         text = record.get(text_column)
-        yield RawRow(row_id, loader, text if isinstance(text, str) else None)
+        yield RawRow(row_id, loader, text if isinstance(text, str) else None, probe)

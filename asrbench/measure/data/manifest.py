@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 from asrbench.measure.data import RawRow, unusable
-from asrbench.measure.data.audio import decode_audio
+from asrbench.measure.data.audio import decode_audio, probe_audio
 
 
 def rows(path: Path) -> Iterator[RawRow]:
@@ -47,4 +47,5 @@ def rows(path: Path) -> Iterator[RawRow]:
             item_id = item.get("id")
             yield RawRow(str(item_id) if item_id not in (None, "") else row_id,
                          functools.partial(decode_audio, audio),
-                         text if isinstance(text, str) else None)
+                         text if isinstance(text, str) else None,
+                         functools.partial(probe_audio, audio))

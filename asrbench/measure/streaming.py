@@ -1,0 +1,160 @@
+"""Batches prepared ahead of decoding, in bounded memory: a split's index cut into batches,
+decoded and featurized by torch DataLoader workers a few batches ahead, and an on-disk cache
+that hands the timed passes one batch's features at a time.
+
+Memory holds at most `workers * prefetch` prepared batches plus the one being decoded,
+whatever the split's size; the features of a whole pass live on disk (a temporary directory
+removed when the run ends, also on an interrupt), never in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from asrbench.measure.data import IndexedRow, Skipped, Utterance, decode_row
+
+#: batches each DataLoader worker prepares ahead of the one being decoded
+PREFETCH_BATCHES = 2
+#: at most this many worker processes decode and featurize
+MAX_WORKERS = 4
+
+
+def plan_batches(rows: list[IndexedRow], size: int) -> list[list[int]]:
+    """Indices into `rows`, batch by batch in decoding order: longest clips first (by the
+    length their headers declare), ties in split order, as Evaluator.featurize sorts."""
+    order = sorted(range(len(rows)), key=lambda i: (-rows[i].samples, i))
+    return [order[start:start + size] for start in range(0, len(order), size)]
+
+
+@dataclass
+class PreparedBatch:
+    """One batch's features and what the run keeps about its rows."""
+
+    number: int  # batch number in the plan
+    features: np.ndarray | None  # (batch, mels, frames); None: every row of it was skipped
+    rows: list[int] = field(default_factory=list)  # indices into the index's rows, decoding order
+    samples: list[int] = field(default_factory=list)  # decoded length of each of those rows
+    skipped: list[Skipped] = field(default_factory=list)  # rows that failed to decode
+    seconds: float = 0.0  # decoding and feature extraction, in the worker
+
+
+class BatchSource:
+    """A map-style dataset over a plan: item k is batch k decoded and featurized (any
+    featurize(list of audio) -> Batches with one batch, e.g. Evaluator.featurize)."""
+
+    def __init__(self, rows: list[IndexedRow], plan: list[list[int]], max_duration: float,
+                 featurize: Callable[[list[np.ndarray]], Any]) -> None:
+        self.rows = rows
+        self.plan = plan
+        self.max_duration = max_duration
+        self.featurize = featurize
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, number: int) -> PreparedBatch:
+        start = time.perf_counter()
+        batch = PreparedBatch(number, None)
+        kept: list[tuple[int, Utterance]] = []
+        for index in self.plan[number]:
+            decoded = decode_row(self.rows[index], self.max_duration)
+            if isinstance(decoded, Skipped):
+                batch.skipped.append(decoded)
+            else:
+                kept.append((index, decoded))
+        if kept:
+            featurized = self.featurize([u.audio for _, u in kept])
+            if len(featurized.features) != 1:
+                raise RuntimeError("featurize made several batches of one batch's clips")
+            # numpy crosses the worker pipe as plain bytes (no shared memory, whose size a
+            # container may cap); the real rows in the order featurize put them
+            batch.features = featurized.features[0].numpy()
+            batch.rows = [kept[i][0] for i in featurized.order]
+            batch.samples = [len(kept[i][1].audio) for i in featurized.order]
+        batch.seconds = time.perf_counter() - start
+        return batch
+
+
+def _as_is(item: PreparedBatch) -> PreparedBatch:
+    return item
+
+
+def loader_workers() -> int:
+    """Worker processes for the prefetch: half this process's cores (the other half decode),
+    at most MAX_WORKERS; 0 (prepare in this process) where fork is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return 0  # spawn would pickle the featurizer's owner (the model) into every worker
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_WORKERS, (cores or 1) // 2))
+
+
+def prefetch(source: BatchSource, workers: int | None = None,
+             ahead: int = PREFETCH_BATCHES) -> Iterator[PreparedBatch]:
+    """Batches of `source` in order, prepared by a torch DataLoader `ahead` batches per worker
+    in advance (bounded: at most workers * ahead waiting)."""
+    from torch.utils.data import DataLoader
+
+    workers = loader_workers() if workers is None else workers
+    workers = min(workers, len(source))
+    loader = DataLoader(source, batch_size=None, shuffle=False, num_workers=workers,
+                        collate_fn=_as_is, prefetch_factor=ahead if workers else None,
+                        multiprocessing_context="fork" if workers else None)
+    yield from loader
+
+
+class FeatureCache:
+    """One pass's features on disk, batch by batch (a .npy file each), read back one batch at
+    a time; the directory is removed on close (a context manager, so on errors too)."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="asrbench-features-", dir=directory))
+        self.real: list[int] = []  # real rows per stored batch
+        self.rows: list[int] = []  # index rows in decoding order, every stored batch
+        self.samples: list[int] = []  # decoded length of each of those rows
+        self.skipped: list[Skipped] = []  # rows that failed to decode
+        self.seconds = 0.0  # decoding and feature extraction, summed over batches
+
+    def __enter__(self) -> "FeatureCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the cached features."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def fill(self, batches: Iterator[PreparedBatch]) -> Iterator[tuple[Any, int]]:
+        """Store each batch as it arrives and pass its features on (for the warm-up)."""
+        import torch
+
+        for batch in batches:
+            self.skipped.extend(batch.skipped)
+            self.seconds += batch.seconds
+            if batch.features is None:
+                continue
+            np.save(self.path / f"{len(self.real)}.npy", batch.features)
+            self.real.append(len(batch.rows))
+            self.rows.extend(batch.rows)
+            self.samples.extend(batch.samples)
+            yield torch.from_numpy(batch.features), len(batch.rows)
+
+    def features(self, number: int) -> Any:
+        """One stored batch's features, read from disk."""
+        import torch
+
+        return torch.from_numpy(np.load(self.path / f"{number}.npy"))
+
+    def read(self) -> Iterator[tuple[Any, int]]:
+        """Every stored batch in decoding order: (features, real rows)."""
+        for number, real in enumerate(self.real):
+            yield self.features(number), real
