@@ -272,6 +272,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from asrbench.gate import baselines
     from asrbench.gate.outcome import GateOutcome
+    from asrbench.render.text import outcome_markdown, publish_markdown
     from asrbench.formats.environment import environment
     from asrbench.formats.io import write_report
     from asrbench.formats.model import Tolerance, build_report
@@ -291,8 +292,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     write_report(report_path, build_report(runs, env))
     outcome = GateOutcome(list(state["comparisons"].values()), bench_policy(config))
     markdown_path = report_path.with_suffix(".md")
-    markdown_path.write_text(outcome.markdown, encoding="utf-8")
-    outcome.append_step_summary()
+    publish_markdown(outcome_markdown(outcome), markdown_path)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     lines = [f"asrbench: report written to {report_path} (summary: {markdown_path})"]
     if option(config, "update_baselines"):

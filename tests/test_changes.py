@@ -116,3 +116,70 @@ def test_real_runs_planted_slowdown_is_found_at_its_commit(real_history):
     # The same model on the same clips transcribes the same: no error-rate step.
     assert len({(p.wer, p.cer) for p in points}) == 1
     assert [c for c in found if c.metric != "samples_per_second"] == []
+
+
+def _planted(n: int, seed: int = 5) -> list[float]:
+    """n runs of samples/s: 10 until 30% of them, then 5% slower, 4% faster from 70%; 1% noise."""
+    rng = np.random.default_rng(seed)
+    return [10.0 * (0.95 if i >= 0.3 * n else 1.0) * (1.04 if i >= 0.7 * n else 1.0)
+            * (1.0 + rng.normal(0.0, 0.01)) for i in range(n)]
+
+
+def test_long_series_take_linear_work_and_keep_their_steps(monkeypatch):
+    """PELT is quadratic in the points it is given: a long series is never given to it whole
+    (each exact pass sees at most a window), and the work (sum of squared lengths) doubles,
+    not quadruples, when the series does. Counted, not timed."""
+    from asrbench.history import changepoints
+
+    seen: list[int] = []
+    exact = changepoints.pelt
+
+    def counting(signal, min_size, penalty):
+        seen.append(len(signal))
+        return exact(signal, min_size, penalty)
+
+    monkeypatch.setattr(changepoints, "pelt", counting)
+    work = {}
+    for n in (10_000, 20_000):
+        seen.clear()
+        steps = detect(_planted(n), relative=True, min_change=0.02)
+        assert len(steps) == 2  # where they start, give or take a noisy run or two
+        assert [s.index for s in steps] == pytest.approx([3 * n // 10, 7 * n // 10], abs=2)
+        assert steps[0].relative == pytest.approx(-0.05, abs=0.005)
+        assert steps[1].relative == pytest.approx(0.04, abs=0.005)
+        assert max(seen) <= max(changepoints.WINDOW_POINTS, changepoints.COARSE_POINTS)
+        work[n] = sum(length ** 2 for length in seen)
+    assert work[20_000] <= 2.2 * work[10_000]
+
+
+def test_windowed_segmentation_equals_one_exact_pass():
+    import math
+
+    import ruptures
+
+    from asrbench.history.changepoints import EXACT_POINTS, segment
+
+    rng = np.random.default_rng(7)
+    n = EXACT_POINTS + 1500
+    levels = np.repeat([0.0, 2.0, 1.2, 3.0, 0.4], n // 5 + 1)[:n]
+    signal = (levels + rng.normal(0.0, 1.0, n)).reshape(-1, 1)
+    penalty = 6.0 * math.log(n)
+    one_pass = ruptures.KernelCPD(kernel="linear", min_size=2).fit(signal).predict(pen=penalty)
+    assert segment(signal, 2, penalty) == [int(e) for e in one_pass[:-1]]
+    assert len(one_pass) == 5  # the four planted steps
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_best_partition_over_every_point_is_rupturess_pelt(seed):
+    import math
+
+    import ruptures
+
+    from asrbench.history.changepoints import best_partition
+
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.0, 1.0, 120) + np.repeat([0.0, 3.0, -1.0], 40)
+    penalty = 6.0 * math.log(120)
+    expected = ruptures.Pelt(model="l2", min_size=2, jump=1).fit(
+        values.reshape(-1, 1)).predict(pen=penalty)[:-1]
+    assert best_partition(values, list(range(1, 120)), 2, penalty) == expected

@@ -4,12 +4,10 @@ and the Markdown summary's publication. No heavy imports: every --help stays fas
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 from asrbench.config.settings import DEFAULT_BASELINE_DIR, DEFAULT_REPORT
-from asrbench.errors import AsrbenchError
 
 
 # -- options shared by several commands -------------------------------------------------------
@@ -107,20 +105,7 @@ def restore_signals(previous: dict[Any, Any]) -> None:
 
 # -- output -----------------------------------------------------------------------------------
 
-def publish_markdown(markdown: str, path: Path | None) -> None:
-    """Write a Markdown summary to `path` (if given) and append it to GitHub's step summary
-    when $GITHUB_STEP_SUMMARY is set; a failed write is one line (the verdicts stand)."""
-    try:
-        if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(markdown, encoding="utf-8")
-        target = os.environ.get("GITHUB_STEP_SUMMARY")
-        if target:
-            with open(target, "a", encoding="utf-8") as fh:
-                fh.write(markdown)
-    except OSError as exc:
-        raise AsrbenchError(f"could not write the Markdown summary ({exc.strerror or exc}): "
-                            f"the verdicts above stand") from None
+from asrbench.render.text import publish_markdown  # noqa: E402,F401 (used as common.publish_markdown)
 
 
 def say(*parts: object) -> None:

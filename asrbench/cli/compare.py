@@ -37,10 +37,11 @@ def command(args: argparse.Namespace) -> int:
     from asrbench.config.options import policy_from
     from asrbench.formats.io import load_report
     from asrbench.gate.outcome import gate_report
+    from asrbench.render.text import outcome_markdown, outcome_text
 
     outcome = gate_report(load_report(args.report), args.baseline_dir, policy_from(args),
                           report_path=args.report)
     outcome.html_url = args.html_url or os.environ.get("ASRBENCH_HTML_URL") or None
-    say(outcome.text)
-    common.publish_markdown(outcome.markdown, args.markdown)
+    say(outcome_text(outcome))
+    common.publish_markdown(outcome_markdown(outcome), args.markdown)
     return 1 if outcome.failed else 0

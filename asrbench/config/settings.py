@@ -34,8 +34,7 @@ EMBEDDED_CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "commonvoi
 EMBEDDED_RUNS = (("hi", "hindi"), ("en", "english"))
 # Where both doors write the report and read the baselines unless told otherwise (relative to
 # the working directory); every default path is imported from here, never re-typed.
-DEFAULT_REPORT = Path("reports") / "latest.json"
-DEFAULT_BASELINE_DIR = Path("baselines")
+from asrbench.formats.io import DEFAULT_BASELINE_DIR, DEFAULT_REPORT  # noqa: E402,F401 (re-exported)
 DEFAULT_MATRIX = Path("benchmarks") / "matrix.toml"
 
 

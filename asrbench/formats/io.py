@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from asrbench.errors import AsrbenchError
+
+#: where files live by default (relative to the working directory): one place for every door
+DEFAULT_REPORT = Path("reports") / "latest.json"
+DEFAULT_BASELINE_DIR = Path("baselines")
 from asrbench.formats.model import Report, dump, json_schemas, parse_report
 
 #: deepest nesting of objects and lists a file may have; asrbench's own files are under 10

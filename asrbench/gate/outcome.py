@@ -6,17 +6,15 @@ always agree on what a regression is; what fails is the Policy's call (policy.py
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asrbench.config.settings import DEFAULT_REPORT
+from asrbench.formats.io import DEFAULT_REPORT
 from asrbench.gate import baselines
 from asrbench.gate.compare import Comparison, compare_run, missing_entries
 from asrbench.errors import AsrbenchError
 from asrbench.gate.policy import Policy
-from asrbench.render.text import gate_text, markdown_summary
 from asrbench.formats.model import BaselineFile, Report, Run
 
 
@@ -44,24 +42,10 @@ class GateOutcome:
     def failed(self) -> bool:
         return self.policy.fails(self.comparisons)
 
-    def _refresh(self) -> str | None:
+    @property
+    def refresh(self) -> str | None:
+        """The command that creates the missing entries, or None when none is missing."""
         return refresh_command(self.new_ids, self.report_path) if self.new_ids else None
-
-    @property
-    def markdown(self) -> str:
-        return markdown_summary(self.comparisons, self.policy, self._refresh(),
-                                html_url=self.html_url)
-
-    @property
-    def text(self) -> str:
-        return gate_text(self.comparisons, self.policy, self._refresh())
-
-    def append_step_summary(self) -> None:
-        """Append the Markdown summary to GitHub's step summary when running in Actions."""
-        target = os.environ.get("GITHUB_STEP_SUMMARY")
-        if target:
-            with open(target, "a", encoding="utf-8") as fh:
-                fh.write(self.markdown)
 
 
 def gate_runs(runs: list[Run], baseline_dir: str | Path,

@@ -258,16 +258,21 @@ def default_timeout() -> float:
         raise AsrbenchError(f"{TIMEOUT_ENV}={value!r} is not a number of seconds") from None
 
 
-def merge_results(config: "BenchConfig", parts: list["Run"], spelling: Any = None) -> "Run":
+def merge_results(config: "BenchConfig", parts: list["Run"], spelling: Any = None,
+                  order: Callable[[Any], int] | None = None) -> "Run":
     """One run from the ranks' shard runs (in rank order): every utterance once, in split
     order, the ranks' timings merged (merge_timings), and scored from all of them (a shard's
-    own scores are replaced, never combined)."""
+    own scores are replaced, never combined). Skipped rows: every rank's, each once (rows
+    skipped by the index appear in every part), sorted by `order` where given."""
     from asrbench.measure.engine import merge_timings, score
 
     first = parts[0]
     timings = merge_timings([p.timings for p in parts], [len(p.utterances) for p in parts],
                             [p.device.name for p in parts])
-    return score(config, first.device, first.dataset.name or "", list(first.dataset.skipped),
+    skipped = list({(s.id, s.reason): s for p in parts for s in p.dataset.skipped}.values())
+    if order is not None:
+        skipped.sort(key=order)
+    return score(config, first.device, first.dataset.name or "", skipped,
                  [u for part in parts for u in part.utterances], timings,
                  all(bool(p.passes_identical) for p in parts), spelling)
 

@@ -9,22 +9,28 @@ dummy rows that never reach a metric, so a graph is never re-captured mid-run; e
 last batch keeps only its real rows (dummy rows would cost real time). Graph compilations and
 captures are counted over the warm-up and over each timed pass: a timed pass must compile
 nothing.
+
+Features are prepared a few batches ahead by DataLoader workers while the warm-up decodes,
+stored on disk batch by batch (streaming.py) and read back one batch at a time by every
+timed pass, so memory does not grow with the split; a pass's clock leaves out the waits for
+the next batch (docs/measuring.md, "What a pass's clock covers").
 """
 
 from __future__ import annotations
 
+import itertools
 import resource
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 
 from asrbench.measure import decoding
 from asrbench.config.settings import BenchConfig
-from asrbench.measure.data import LoadedSplit
+from asrbench.measure.data import SAMPLE_RATE, LoadedSplit, SplitIndex
 from asrbench.measure.decoding import GreedyDecoder, StaticGreedyDecoder, whisper_prompt
 from asrbench.measure.features import ATTENTION_MASK, check_settings, input_name, model_inputs
 from asrbench.devices import Device
@@ -237,11 +243,12 @@ class Batches:
 class PassResult:
     """One pass over every batch."""
 
-    seconds: float = 0.0  # wall time of the pass, device synchronized at both ends
+    seconds: float = 0.0  # wall time of the pass less waits for features, device synchronized
     compilations: int | None = None  # graph compilations/captures during the pass
     model_seconds: float = 0.0  # time inside the model calls (generate / decoder), synchronized
     latencies: list[float] = field(default_factory=list)  # per batch
-    sequences: list[list[int]] = field(default_factory=list)  # token ids, split order
+    sequences: list[list[int]] = field(default_factory=list)  # token ids, decoding order
+    waited: float = 0.0  # time spent waiting for the next batch (left out of seconds)
 
 
 def needs_static_shapes(device: Device, graphs: bool, config: BenchConfig) -> bool:
@@ -354,20 +361,27 @@ class Evaluator:
         out = self.model.generate(features, **with_mask(kwargs, mask))
         return out if torch.is_tensor(out) else out.sequences
 
-    def _pass(self, batches: Batches, label: str, limit: int | None = None) -> PassResult:
-        """One pass over all batches, or the first `limit` (rows returned in the split's order
-        for a full pass); graph compilations during it are counted."""
+    def _pass(self, batches: Iterable[tuple[torch.Tensor, Any, int]], label: str) -> PassResult:
+        """One pass over (features, attention mask or None, real rows) batches, rows returned
+        in decoding order; graph compilations during it are counted. Waiting for the next
+        batch (the prefetch, a read from the feature cache) is left out of its seconds."""
         device = self.device
         kwargs = {} if self.decoder is not None else self.generate_kwargs()
         result = PassResult()
         rows: list[list[int]] = []
-        chosen = list(zip(batches.features, batches.real))[:limit]
+        chosen = iter(batches)
         device.synchronize()
         compiled_before = device.compile_count()
         start = time.perf_counter()
-        for index, (features, count) in enumerate(chosen):
-            mask = batches.mask(index)
+        while True:
+            waiting = time.perf_counter()
+            try:
+                features, mask, count = next(chosen)
+            except StopIteration:
+                result.waited += time.perf_counter() - waiting
+                break
             t0 = time.perf_counter()
+            result.waited += t0 - waiting
             with torch.inference_mode(), device.autocast(self.prepared.precision):
                 out = self._generate(features.to(device.torch_device), kwargs,
                                      None if mask is None else mask.to(device.torch_device))
@@ -380,11 +394,11 @@ class Evaluator:
             if self.progress:
                 self.progress(label, 1)
         device.synchronize()
-        result.seconds = time.perf_counter() - start
+        result.seconds = time.perf_counter() - start - result.waited
         compiled_after = device.compile_count()
         if compiled_before is not None and compiled_after is not None:
             result.compilations = compiled_after - compiled_before
-        result.sequences = batches.restore(rows) if limit is None else rows
+        result.sequences = rows
         return result
 
     def _trim(self, row: list[int]) -> list[int]:
@@ -402,7 +416,10 @@ class Evaluator:
 
     def transcribe(self, audio: list[np.ndarray]) -> list[str]:
         """Audio arrays to transcripts: features, one pass, detokenize (what peers time)."""
-        return self.detokenize(self._pass(self.featurize(audio), "transcribe").sequences)
+        batches = self.featurize(audio)
+        passed = self._pass(((features, batches.mask(index), real) for index, (features, real)
+                             in enumerate(zip(batches.features, batches.real))), "transcribe")
+        return self.detokenize(batches.restore(passed.sequences))
 
     def warmup_batches(self, available: int) -> int:
         """Batches to warm up on: the config's number, else what the run needs (one batch
@@ -415,51 +432,74 @@ class Evaluator:
             wanted = self.device.warmup_batches(fixed)
         return available if wanted is None else min(wanted, available)
 
-    def run(self, split: LoadedSplit, passes: int) -> Run:
+    def run(self, split: SplitIndex | LoadedSplit, passes: int) -> Run:
         """Warm up, time `passes` passes, decode and score (a data-parallel rank scores its
-        shard; the merged run is scored again from every rank's utterances)."""
+        shard; the merged run is scored again from every rank's utterances).
+
+        Clips are decoded and featurized a few batches ahead by DataLoader workers while the
+        warm-up decodes; each batch's features go to an on-disk cache that the timed passes
+        read one batch at a time, so memory holds a few batches whatever the split's size."""
+        from asrbench.measure.streaming import BatchSource, FeatureCache, plan_batches, prefetch
+
         if passes < 1:
             raise ValueError("passes must be >= 1")
-        t_features = time.perf_counter()
-        batches = self.featurize([u.audio for u in split.utterances])
-        feature_seconds = time.perf_counter() - t_features
-
-        self.device.reset_peak_memory()
-        self.barrier()
-        warmup_batches = self.warmup_batches(len(batches.features))
-        warmup = self._pass(batches, "warm-up", limit=warmup_batches)
-        pass_seconds, model_seconds, latencies, first_sequences = [], [], [], None
-        pass_compilations: list[int | None] = []
-        identical = True
-        for number in range(passes):
+        if isinstance(split, LoadedSplit):
+            split = SplitIndex.of(split)
+        plan = plan_batches(split.rows, self.config.batch_size)
+        with FeatureCache() as cache:
+            self.device.reset_peak_memory()
             self.barrier()
-            timed = self._pass(batches, f"pass {number + 1}/{passes}")
-            pass_seconds.append(timed.seconds)
-            model_seconds.append(timed.model_seconds)
-            pass_compilations.append(timed.compilations)
-            latencies.extend(timed.latencies)
-            if first_sequences is None:
-                first_sequences = timed.sequences
-            elif timed.sequences != first_sequences:
-                identical = False
-        if first_sequences is None:  # passes >= 1 is checked above; kept for type narrowing
-            raise RuntimeError("no timed pass ran")
+            warmup_batches = self.warmup_batches(len(plan))
+            t_features = time.perf_counter()
+            stream = cache.fill(prefetch(BatchSource(split.rows, plan, split.max_duration,
+                                                     self.featurize)))
+            warmup = self._pass(itertools.islice(stream, warmup_batches), "warm-up")
+            for _ in stream:  # the batches the warm-up did not decode, onto disk
+                pass
+            # Wall time until every batch's features were on disk, less the warm-up's decoding.
+            feature_seconds = time.perf_counter() - t_features - warmup.seconds
+            if not cache.real:
+                reasons = "; ".join(f"{s.id}: {s.reason}" for s in cache.skipped[:3])
+                raise AsrbenchError(f"{split.name}: no usable utterances ({len(cache.skipped)} "
+                                    f"clip(s) failed to decode, e.g. {reasons})")
+            pass_seconds, model_seconds, latencies, first_sequences = [], [], [], None
+            pass_compilations: list[int | None] = []
+            identical = True
+            for number in range(passes):
+                self.barrier()
+                timed = self._pass(cache.read(), f"pass {number + 1}/{passes}")
+                pass_seconds.append(timed.seconds)
+                model_seconds.append(timed.model_seconds)
+                pass_compilations.append(timed.compilations)
+                latencies.extend(timed.latencies)
+                if first_sequences is None:
+                    first_sequences = timed.sequences
+                elif timed.sequences != first_sequences:
+                    identical = False
+            if first_sequences is None:  # passes >= 1 is checked above; for type narrowing
+                raise RuntimeError("no timed pass ran")
+            first_batch = cache.batch(0) if self.config.counters else None
 
         t_decode = time.perf_counter()
         predictions = self.detokenize(first_sequences)
         decode_seconds = time.perf_counter() - t_decode
 
+        # Decoding order back to the split's: each real row's index row, decoded length.
+        decoded = sorted(zip(cache.rows, cache.samples, predictions, first_sequences))
         results = [
-            UtteranceResult(id=u.id, reference=u.reference, prediction=prediction,
+            UtteranceResult(id=split.rows[index].id, reference=split.rows[index].reference,
+                            prediction=prediction,
                             tokens=count_generated(seq, self._prompt_ids, self._eos),
-                            audio_seconds=u.audio_seconds)
-            for u, prediction, seq in zip(split.utterances, predictions, first_sequences)
+                            audio_seconds=samples / SAMPLE_RATE)
+            for index, samples, prediction, seq in decoded
         ]
+        skipped = sorted([*split.skipped, *cache.skipped], key=lambda s: s.position)
         counted = warmup.compilations is not None and None not in pass_compilations
         timings = measured_timings(
             pass_seconds, sum(model_seconds), latencies,
             feature_extraction_seconds=feature_seconds, warmup_seconds=warmup.seconds,
-            warmup_batches=warmup_batches, batches_per_pass=len(batches.features),
+            warmup_batches=min(warmup_batches, len(cache.real)),
+            batches_per_pass=len(cache.real),
             detokenize_seconds=decode_seconds, decoder=self.decoder_name(),
             # Graph compilations/captures (device counter) in the warm-up and in each timed
             # pass; None where the backend compiles nothing. Timed passes must show zeros.
@@ -472,17 +512,17 @@ class Evaluator:
             "kind": self.device.kind, "class": self.device.device_class(),
             "name": self.device.description(), "environment": self.device.environment()})
         run = score(self.config, device, split.name,
-                    [Skip(id=s.id, reason=s.reason) for s in split.skipped], results, timings,
+                    [Skip(id=s.id, reason=s.reason) for s in skipped], results, timings,
                     identical, self.spelling())
-        if self.config.counters:  # exact work counts, after the clocks and the peak memory read
+        if first_batch is not None:  # exact work counts, after the clocks and peak memory read
+            features, mask, real = first_batch
             run.counters = count_pass(
-                self.prepared, self.decoder, batches.features[0], self.device,
-                real=batches.real[0],
-                generate_kwargs=with_mask(self.generate_kwargs(), batches.mask(0),
+                self.prepared, self.decoder, features, self.device, real=real,
+                generate_kwargs=with_mask(self.generate_kwargs(), mask,
                                           self.device.torch_device),
                 count_tokens=lambda row: count_generated(self._trim(row), self._prompt_ids,
                                                          self._eos),
-                utterances=[split.utterances[i].id for i in batches.order[:batches.real[0]]],
+                utterances=[split.rows[i].id for i in cache.rows[:real]],
                 compilations=(warmup.compilations + sum(pass_compilations)) if counted else None)
         return run
 

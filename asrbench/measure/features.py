@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from asrbench.config.settings import EMBEDDED_RUNS, BenchConfig
+from asrbench.config.settings import EMBEDDED_CORPUS, EMBEDDED_RUNS, BenchConfig
 from asrbench.errors import AsrbenchError
 from asrbench.measure.data import SAMPLE_RATE
 
@@ -60,11 +60,15 @@ def _static_refusal(name: str) -> str:
 
 
 def implied_language(config: BenchConfig) -> bool:
-    """Whether the config's language is only the one its locale implies (config/settings.py
-    build_configs: the embedded run's language, or the locale itself), not one a user set."""
+    """Whether the config's language is the one its locale implies (config/settings.py
+    build_configs: the embedded run's language name for the embedded corpus, the locale
+    itself elsewhere) rather than one a user set."""
     locale = config.dataset_config
-    return locale is not None and (config.language == locale
-                                   or (locale, config.language) in EMBEDDED_RUNS)
+    if locale is None:
+        return False
+    if config.dataset == str(EMBEDDED_CORPUS):
+        return (locale, config.language) in EMBEDDED_RUNS
+    return config.language == locale
 
 
 def check_settings(model: Any, config: BenchConfig, static: bool) -> None:
@@ -77,8 +81,8 @@ def check_settings(model: Any, config: BenchConfig, static: bool) -> None:
     generation = getattr(model, "generation_config", None)
     if (config.language and not implied_language(config)
             and not getattr(generation, "lang_to_id", None)):
-        raise AsrbenchError(f"--language needs a model with language tokens; {where} has none: "
-                            "drop --language")
+        raise AsrbenchError(f"--language {config.language} needs a model with language "
+                            f"tokens; {where} has none: drop --language")
     if config.task != "transcribe" and not getattr(generation, "task_to_id", None):
         raise AsrbenchError(f"--task {config.task} needs a model with task tokens; {where} has "
                             "none: drop --task")

@@ -2,8 +2,9 @@
 
 The CLI and the pytest plugin are two front doors onto this one object, so a device is
 provisioned once, a model is loaded, set to its precision and graph-wrapped once per
-(model, precision, graphs, device), a split is decoded once per dataset selection, and a
-config is evaluated once however many tests read its result.
+(model, precision, graphs, device), a split is indexed once per dataset selection (rows and
+clip headers, no audio: a run decodes its clips batch by batch, a data-parallel rank only its
+shard's), and a config is evaluated once however many tests read its result.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from asrbench.config.settings import BenchConfig
-from asrbench.measure.data import LoadedSplit, load_split
+from asrbench.measure.data import LoadedSplit, SplitIndex, decode_row, index_split, load_split
 from asrbench.devices import Device, get_device
 from asrbench.measure.engine import Evaluator, PreparedModel, needs_static_shapes
 from asrbench.errors import AsrbenchError, first_line
@@ -49,6 +50,7 @@ class Session:
         self._devices: dict[tuple, Device] = {}
         self._models: dict[tuple, PreparedModel] = {}
         self._splits: dict[tuple, LoadedSplit] = {}
+        self._indexes: dict[tuple, SplitIndex] = {}
         self._results: dict[tuple, Run] = {}
         quiet_transformers()
 
@@ -78,7 +80,8 @@ class Session:
         return self._models[key]
 
     def split(self, config: BenchConfig) -> LoadedSplit:
-        """The decoded test split for a config's dataset selection."""
+        """The decoded test split for a config's dataset selection (every clip in memory: for
+        peers and tools; evaluate() decodes batch by batch from index())."""
         key = (config.dataset, config.dataset_config, config.split, config.text_column,
                config.max_duration, config.limit)
         if key not in self._splits:
@@ -87,13 +90,24 @@ class Session:
                                            progress=self.progress)
         return self._splits[key]
 
+    def index(self, config: BenchConfig) -> SplitIndex:
+        """The test split's index (rows and clip headers, no audio) for a config."""
+        key = (config.dataset, config.dataset_config, config.split, config.text_column,
+               config.max_duration, config.limit)
+        if key not in self._indexes:
+            self._indexes[key] = index_split(config.dataset, config.dataset_config,
+                                             config.split, config.text_column,
+                                             config.max_duration, config.limit,
+                                             progress=self.progress)
+        return self._indexes[key]
+
     def evaluate(self, config: BenchConfig, passes: int) -> Run:
         """Evaluate a config (cached: a second call with the same config returns the same run),
         then check its transcripts against the stock reference where that applies."""
         key = (config, passes)
         if key not in self._results:
             prepared = self.model(config)
-            split = self.split(config)
+            split = self.index(config)
             result = self._evaluate(prepared, config, split, passes)
             # Every rank asks (one decodes, the others wait on its cache file, so no rank sits
             # at the next barrier while rank 0 decodes); rank 0 reports it.
@@ -102,7 +116,7 @@ class Session:
         return self._results[key]
 
     def reference_agreement(self, prepared: PreparedModel, config: BenchConfig,
-                            split: LoadedSplit, result: Run) -> ReferenceAgreement | None:
+                            split: SplitIndex, result: Run) -> ReferenceAgreement | None:
         """How far the run's first N transcripts agree with stock transformers generate() in
         fp32 on CPU (decoded in a child process, cached); None for the reference setup itself
         (CPU, fp32, no static decoder: asrbench's CPU decoder is checked token for token
@@ -121,8 +135,11 @@ class Session:
         described = {"reference": "transformers generate(), fp32, CPU",
                      "requested": config.reference_utterances}
         try:
+            # The run's first clips, decoded again (the run keeps no audio).
+            rows = {row.id: row for row in split.rows}
+            first = [decode_row(rows[u.id], split.max_duration) for u in result.utterances[:count]]
             request = ReferenceRequest.for_config(config, count,
-                                                  audio_sha256=audio_digest(split.utterances[:count]))
+                                                  audio_sha256=audio_digest(first))
             transcripts = reference_transcripts(request)
             run = {u.id: u.prediction for u in result.utterances[:count]}
             return ReferenceAgreement.model_validate(
@@ -134,19 +151,19 @@ class Session:
                   flush=True)
             return ReferenceAgreement.model_validate({**described, "error": message})
 
-    def _evaluate(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
+    def _evaluate(self, prepared: PreparedModel, config: BenchConfig, split: SplitIndex,
                   passes: int) -> Run:
         if self.world is not None and self.world.size > 1:
             return self._evaluate_shard(prepared, config, split, passes, self.world)
         return self._evaluate_split(prepared, config, split, passes)
 
-    def _evaluate_split(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
+    def _evaluate_split(self, prepared: PreparedModel, config: BenchConfig, split: SplitIndex,
                         passes: int, barrier: Any = None) -> Run:
         """Evaluate on this process's device (a data-parallel rank: its shard)."""
         from tqdm.auto import tqdm
 
         evaluator = Evaluator(prepared, config, barrier=barrier)
-        batches = -(-len(split.utterances) // config.batch_size)
+        batches = -(-len(split.rows) // config.batch_size)
         total = evaluator.warmup_batches(batches) + batches * passes
         with tqdm(total=total, desc=config.id, unit="batch", disable=not self.progress,
                   leave=False) as bar:
@@ -157,25 +174,31 @@ class Session:
             evaluator.progress = advance
             return evaluator.run(split, passes)
 
-    def _evaluate_shard(self, prepared: PreparedModel, config: BenchConfig, split: LoadedSplit,
+    def _evaluate_shard(self, prepared: PreparedModel, config: BenchConfig, split: SplitIndex,
                         passes: int, world: "World") -> Run:
-        """This rank's contiguous shard through the unchanged engine, then every rank's results
-        merged (each rank gets the same merged run; rank 0 reports it)."""
+        """This rank's contiguous shard of the index through the unchanged engine (the rank
+        decodes only its own clips), then every rank's results merged (each rank gets the
+        same merged run; rank 0 reports it)."""
         from asrbench.measure.distributed import merge_results, shard
 
-        count = len(split.utterances)
+        count = len(split.rows)
         if count < world.size:
             raise AsrbenchError(f"{config.id}: {count} utterance(s) cannot be shared among "
                                 f"{world.size} ranks (each needs one): use fewer processes "
                                 "or a larger --limit")
         mine = shard(count, world.size, world.rank)
-        part = LoadedSplit(split.name, split.utterances[mine.start:mine.stop], list(split.skipped))
         world.connect(prepared.device)
-        local = self._evaluate_split(prepared, config, part, passes, barrier=world.barrier)
+        local = self._evaluate_split(prepared, config, split.part(mine), passes,
+                                     barrier=world.barrier)
         parts = world.all_gather(local)
         tokenizer = prepared.loaded.processor.tokenizer
+        # Skipped rows in split order, as one process lists them: index skips by their row,
+        # the ranks' decode failures by the row of the clip that failed.
+        positions = {(s.id, s.reason): s.position for s in split.skipped}
+        rows = {row.id: row.position for row in split.rows}
         return merge_results(config, parts,
-                             getattr(tokenizer, "english_spelling_normalizer", None))
+                             getattr(tokenizer, "english_spelling_normalizer", None),
+                             order=lambda s: positions.get((s.id, s.reason), rows.get(s.id, -1)))
 
 
 def preflight(configs: list[BenchConfig]) -> None:

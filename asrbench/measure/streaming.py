@@ -40,7 +40,8 @@ class PreparedBatch:
     """One batch's features and what the run keeps about its rows."""
 
     number: int  # batch number in the plan
-    features: np.ndarray | None  # (batch, mels, frames); None: every row of it was skipped
+    features: np.ndarray | None  # the model's main input; None: every row of it was skipped
+    mask: np.ndarray | None = None  # the extractor's attention mask, where the model takes one
     rows: list[int] = field(default_factory=list)  # indices into the index's rows, decoding order
     samples: list[int] = field(default_factory=list)  # decoded length of each of those rows
     skipped: list[Skipped] = field(default_factory=list)  # rows that failed to decode
@@ -78,6 +79,8 @@ class BatchSource:
             # numpy crosses the worker pipe as plain bytes (no shared memory, whose size a
             # container may cap); the real rows in the order featurize put them
             batch.features = featurized.features[0].numpy()
+            mask = featurized.mask(0)
+            batch.mask = None if mask is None else mask.numpy()
             batch.rows = [kept[i][0] for i in featurized.order]
             batch.samples = [len(kept[i][1].audio) for i in featurized.order]
         batch.seconds = time.perf_counter() - start
@@ -133,8 +136,9 @@ class FeatureCache:
         """Remove the cached features."""
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def fill(self, batches: Iterator[PreparedBatch]) -> Iterator[tuple[Any, int]]:
-        """Store each batch as it arrives and pass its features on (for the warm-up)."""
+    def fill(self, batches: Iterator[PreparedBatch]) -> Iterator[tuple[Any, Any, int]]:
+        """Store each batch as it arrives and pass it on (for the warm-up): (features,
+        attention mask or None, real rows)."""
         import torch
 
         for batch in batches:
@@ -142,19 +146,25 @@ class FeatureCache:
             self.seconds += batch.seconds
             if batch.features is None:
                 continue
-            np.save(self.path / f"{len(self.real)}.npy", batch.features)
+            number = len(self.real)
+            np.save(self.path / f"{number}.npy", batch.features)
+            if batch.mask is not None:
+                np.save(self.path / f"{number}.mask.npy", batch.mask)
             self.real.append(len(batch.rows))
             self.rows.extend(batch.rows)
             self.samples.extend(batch.samples)
-            yield torch.from_numpy(batch.features), len(batch.rows)
+            yield (torch.from_numpy(batch.features),
+                   None if batch.mask is None else torch.from_numpy(batch.mask), len(batch.rows))
 
-    def features(self, number: int) -> Any:
-        """One stored batch's features, read from disk."""
+    def batch(self, number: int) -> tuple[Any, Any, int]:
+        """One stored batch read from disk: (features, attention mask or None, real rows)."""
         import torch
 
-        return torch.from_numpy(np.load(self.path / f"{number}.npy"))
+        mask = self.path / f"{number}.mask.npy"
+        return (torch.from_numpy(np.load(self.path / f"{number}.npy")),
+                torch.from_numpy(np.load(mask)) if mask.exists() else None, self.real[number])
 
-    def read(self) -> Iterator[tuple[Any, int]]:
-        """Every stored batch in decoding order: (features, real rows)."""
-        for number, real in enumerate(self.real):
-            yield self.features(number), real
+    def read(self) -> Iterator[tuple[Any, Any, int]]:
+        """Every stored batch in decoding order, one at a time."""
+        for number in range(len(self.real)):
+            yield self.batch(number)

@@ -17,6 +17,7 @@ in labels); the figures' JSON escapes <, > and & so it can never close its <scri
 from __future__ import annotations
 
 import difflib
+import functools
 import html
 import json
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ CURRENT_TRACE = "current run"
 #: points), so a chart of 10,000 runs stays about 1,000 points and the page stays responsive
 RECENT_POINTS = 500
 OLDER_BUCKETS = 250
+#: the History table lists this many of the most recent reports (`asrbench history list` all)
+HISTORY_ROWS = 1000
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
        "img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; "
        "form-action 'none'")
@@ -222,7 +225,7 @@ def _figure(view: ConfigView, chart: tuple[str, str, str, tuple[str, ...]]) -> d
         annotations.append({"xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
                             "showarrow": False, "text": "not counted on this device"})
     fig.update_layout(
-        title={"text": esc(title), "font": {"size": 14}}, template="plotly_white",
+        title={"text": esc(title), "font": {"size": 14}},
         height=320, margin={"l": 60, "r": 20, "t": 50, "b": 90}, showlegend=True,
         legend={"orientation": "h", "y": -0.35}, shapes=shapes, annotations=annotations,
         xaxis={"type": "category", "categoryorder": "array", "categoryarray": labels,
@@ -230,7 +233,20 @@ def _figure(view: ConfigView, chart: tuple[str, str, str, tuple[str, ...]]) -> d
         # Error rates and counts are never negative: no axis below zero around a flat line.
         yaxis={"title": {"text": esc(axis)}, "rangemode": "normal" if key == "samples_per_second"
                else "nonnegative"})
-    return json.loads(pio.to_json(fig, validate=True, engine="json"))
+    figure = json.loads(pio.to_json(fig, validate=True, engine="json"))
+    # The template goes in as JSON: plotly deep-copies a template object into every figure
+    # (about 0.4 s each, whatever the number of points).
+    figure["layout"]["template"] = _template_json()
+    return figure
+
+
+@functools.lru_cache(maxsize=1)
+def _template_json() -> dict[str, Any]:
+    """The charts' plotly template ("plotly_white") as plain JSON, converted once."""
+    go = require("plotly.graph_objects", "history", "asrbench html")
+    pio = require("plotly.io", "history", "asrbench html")
+    empty = go.Figure(layout={"template": "plotly_white"})
+    return json.loads(pio.to_json(empty, validate=True, engine="json"))["layout"]["template"]
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -369,7 +385,11 @@ def build_html(report: Report, store: Store | None = None, baseline_dir: str | P
     history_rows = [[str(r.id), r.commit or "–", r.branch or "–", r.device_class or "–",
                      r.created or "–", r.added, str(r.runs),
                      "current" if stored is not None and r.id == stored.id else ""]
-                    for r in listing]
+                    for r in listing[-HISTORY_ROWS:]]
+    older_reports = ("" if len(listing) <= HISTORY_ROWS else
+                     f'<p class="meta" id="history-older">The {HISTORY_ROWS} most recent of '
+                     f"{len(listing)} reports; <code>asrbench history list</code> lists them "
+                     "all.</p>")
     git = report.environment.git or {}
     commit = git.get("commit")
     verdict_rows = _verdict_rows(outcome.comparisons)
@@ -399,7 +419,7 @@ lines on the charts.</p>
 <h2>Changed transcripts</h2>
 {''.join(transcripts) or '<p id="no-transcripts">No transcript changed against the baseline.</p>'}
 <h2>History</h2>
-{_table("history", ["id", "commit", "branch", "device class", "created", "added", "runs", ""],
+{older_reports}{_table("history", ["id", "commit", "branch", "device class", "created", "added", "runs", ""],
         history_rows)}
 <h2>Environment</h2>
 {_table("environment", ["key", "value"], environment_rows)}

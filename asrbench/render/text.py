@@ -16,6 +16,7 @@ from asrbench.gate.compare import describe_verdict  # noqa: F401  (re-exported f
 from asrbench.gate.compare import format_number as _number
 
 if TYPE_CHECKING:  # pragma: no cover
+    from asrbench.gate.outcome import GateOutcome
     from asrbench.gate.compare import Comparison
     from asrbench.formats.model import Run
     from asrbench.gate.policy import Policy
@@ -243,3 +244,36 @@ def markdown_summary(comparisons: list["Comparison"], policy: "Policy", refresh:
                        else "❌ **Missing baseline entries**") + "; create them with:", "",
                   "```", refresh.replace("`", "'"), "```"]
     return "\n".join(lines) + "\n"
+
+
+def outcome_text(outcome: "GateOutcome") -> str:
+    """The terminal output of a gate outcome (`asrbench compare`)."""
+    return gate_text(outcome.comparisons, outcome.policy, outcome.refresh)
+
+
+def outcome_markdown(outcome: "GateOutcome") -> str:
+    """The Markdown summary of a gate outcome (PR comment, step summary, pytest's summary)."""
+    return markdown_summary(outcome.comparisons, outcome.policy, outcome.refresh,
+                            html_url=outcome.html_url)
+
+
+def publish_markdown(markdown: str, path: Any = None) -> None:
+    """Write a Markdown summary to `path` (if given) and append it to GitHub's step summary
+    when $GITHUB_STEP_SUMMARY is set; a failed write is one line (the verdicts stand)."""
+    import os
+    from pathlib import Path
+
+    from asrbench.errors import AsrbenchError
+
+    try:
+        path = Path(path) if path else None
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(markdown, encoding="utf-8")
+        target = os.environ.get("GITHUB_STEP_SUMMARY")
+        if target:
+            with open(target, "a", encoding="utf-8") as fh:
+                fh.write(markdown)
+    except OSError as exc:
+        raise AsrbenchError(f"could not write the Markdown summary ({exc.strerror or exc}): "
+                            f"the verdicts above stand") from None

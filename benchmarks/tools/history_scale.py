@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -102,17 +103,21 @@ sys.exit(code)
 """
 
 
-def timed(argv: list[str], profile: bool) -> tuple[float, str]:
-    """Wall seconds of one CLI command (asrbench.cli.main.main in a fresh Python, imports
-    included, as a user runs it) and its last output line; the profile goes to stderr."""
+def timed(argv: list[str], profile: bool) -> tuple[float, float, str]:
+    """Wall and CPU (user + system) seconds of one CLI command (asrbench.cli.main.main in a
+    fresh Python, imports included, as a user runs it) and its last output line; the profile
+    goes to stderr. CPU seconds say what the wall time would be on an idle core."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _CHILD, "1" if profile else "0", *argv],
                           stdout=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if done.returncode != 0:
         raise SystemExit(f"asrbench {' '.join(argv)} exited {done.returncode}")
     lines = done.stdout.strip().splitlines()
-    return seconds, lines[-1] if lines else ""
+    return seconds, cpu, lines[-1] if lines else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", type=int, default=1, help="runs (configs) per report")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of each")
     args = parser.parse_args(argv)
-    print(f"{'reports':>8} {'build s':>8} {'changes s':>10} {'html s':>8}  changes found")
+    print(f"{'reports':>8} {'build s':>8} {'changes s (cpu)':>16} {'html s (cpu)':>14}  "
+          "changes found")
     for count in args.reports:
         with tempfile.TemporaryDirectory(prefix="asrbench-history-scale-") as tmp:
             start = time.perf_counter()
@@ -131,12 +137,14 @@ def main(argv: list[str] | None = None) -> int:
             report.write_text(json.dumps(dump(last)), encoding="utf-8")
             (Path(tmp) / "baselines").mkdir()
             built = time.perf_counter() - start
-            changes, summary = timed(["history", "changes", "--history", str(store)],
-                                     args.profile)
-            page, _ = timed(["html", "--report", str(report), "--history", str(store),
-                             "--baseline-dir", str(Path(tmp) / "baselines"),
-                             "--out", str(Path(tmp) / "report.html")], args.profile)
-        print(f"{count:>8} {built:>8.1f} {changes:>10.2f} {page:>8.2f}  {summary}", flush=True)
+            changes, changes_cpu, summary = timed(["history", "changes", "--history",
+                                                   str(store)], args.profile)
+            page, page_cpu, _ = timed(["html", "--report", str(report), "--history",
+                                       str(store), "--baseline-dir",
+                                       str(Path(tmp) / "baselines"),
+                                       "--out", str(Path(tmp) / "report.html")], args.profile)
+        print(f"{count:>8} {built:>8.1f} {changes:>8.2f} ({changes_cpu:5.2f}) "
+              f"{page:>6.2f} ({page_cpu:5.2f})  {summary}", flush=True)
     return 0
 
 

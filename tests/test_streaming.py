@@ -1,0 +1,166 @@
+"""Batches prepared in the background in bounded memory (issue 24): the prefetch never runs
+more than workers * ahead batches ahead, bad clips read in the background are still skipped
+row by row, features live on disk (not in memory) and are computed once per batch, and a
+streamed run gives the transcripts of the all-in-memory path."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from asrbench.measure.data import AudioError, IndexedRow, Skipped
+from asrbench.measure.streaming import BatchSource, FeatureCache, plan_batches, prefetch
+
+CORPUS = Path(__file__).resolve().parent.parent / "asrbench" / "corpus" / "commonvoice-mini"
+
+
+def _row(position: int, samples: int, fail: str | None = None) -> IndexedRow:
+    def audio(max_seconds=None):
+        if fail:
+            raise AudioError(fail)
+        return np.full(samples, position, dtype=np.float32)
+
+    return IndexedRow(position, f"r{position}", f"text {position}", samples, audio)
+
+
+def _featurizer(started=None):
+    """One row per clip holding (clip length, first sample); counts calls in a shared value."""
+
+    def featurize(audio):
+        if started is not None:
+            with started.get_lock():
+                started.value += 1
+        features = torch.tensor([[float(len(a)), float(a[0])] for a in audio])
+        return SimpleNamespace(features=[features], order=list(range(len(audio))),
+                               mask=lambda index: None)
+
+    return featurize
+
+
+def test_plan_is_longest_first_ties_in_split_order():
+    rows = [_row(0, 100), _row(1, 300), _row(2, 100), _row(3, 200), _row(4, 300)]
+    assert plan_batches(rows, 2) == [[1, 4], [3, 0], [2]]
+
+
+def test_prefetch_never_runs_more_than_workers_times_ahead_batches_ahead():
+    workers, ahead, batches = 1, 2, 8
+    started = multiprocessing.get_context("fork").Value("i", 0)
+    rows = [_row(i, 1000 - i) for i in range(batches)]
+    source = BatchSource(rows, plan_batches(rows, 1), 30.0, _featurizer(started))
+    seen = []
+    for consumed, batch in enumerate(prefetch(source, workers=workers, ahead=ahead), start=1):
+        time.sleep(0.3)  # a slow decoding step: the worker runs ahead as far as it may
+        assert started.value <= consumed + workers * ahead
+        seen.append(batch.number)
+    assert seen == list(range(batches)) and started.value == batches
+    assert started.value > 1  # the worker did run ahead of the consumer
+
+
+def test_clips_failing_in_the_background_are_skipped_row_by_row():
+    rows = [_row(0, 500), _row(1, 400, fail="truncated: decoded 1.00 s of the 2.00 s"),
+            _row(2, 300), _row(3, 200, fail="audio contains NaN or infinite samples"),
+            _row(4, 100, fail="audio has no samples")]
+    source = BatchSource(rows, plan_batches(rows, 2), 30.0, _featurizer())
+    with FeatureCache() as cache:
+        stored = list(cache.fill(prefetch(source, workers=1)))
+        assert [real for _, _, real in stored] == [1, 1]  # the last batch failed whole
+        assert cache.rows == [0, 2] and cache.samples == [500, 300]
+        assert cache.skipped == [
+            Skipped("r1", "truncated: decoded 1.00 s of the 2.00 s"),
+            Skipped("r3", "audio contains NaN or infinite samples"),
+            Skipped("r4", "audio has no samples")]
+        assert [s.position for s in cache.skipped] == [1, 3, 4]
+
+
+def test_too_long_after_decoding_is_skipped_with_its_length():
+    rows = [_row(0, 16000 * 3)]  # the header said less; the decoded clip is 3 s
+    batch = BatchSource(rows, [[0]], 2.0, _featurizer())[0]
+    assert batch.features is None and batch.skipped == [Skipped("r0", "too long: 3.0 s >= 2 s")]
+
+
+def test_feature_cache_holds_batches_on_disk_and_removes_them(tmp_path):
+    rows = [_row(i, 100 + i) for i in range(5)]
+    source = BatchSource(rows, plan_batches(rows, 2), 30.0, _featurizer())
+    cache = FeatureCache(directory=str(tmp_path))
+    with cache:
+        for _ in cache.fill(prefetch(source, workers=0)):
+            pass
+        assert sorted(p.name for p in cache.path.iterdir()) == ["0.npy", "1.npy", "2.npy"]
+        read = [(features[:, 0].tolist(), mask, real) for features, mask, real in cache.read()]
+        assert read == [([104.0, 103.0], None, 2), ([102.0, 101.0], None, 2), ([100.0], None, 1)]
+    assert not cache.path.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def tiny_whisper(tmp_path_factory):
+    """A randomly initialised Whisper of toy sizes with the bundled model's processor."""
+    from transformers import (GenerationConfig, WhisperConfig, WhisperForConditionalGeneration,
+                              WhisperProcessor)
+
+    from asrbench.measure.bundled import ensure_converted
+
+    bundled = ensure_converted(progress=False)
+    source = WhisperConfig.from_pretrained(bundled)
+    config = WhisperConfig(
+        vocab_size=source.vocab_size, num_mel_bins=source.num_mel_bins, d_model=32,
+        encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_source_positions=source.max_source_positions,
+        max_target_positions=source.max_target_positions,
+        decoder_start_token_id=source.decoder_start_token_id, eos_token_id=source.eos_token_id,
+        pad_token_id=source.pad_token_id, bos_token_id=source.bos_token_id)
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig.from_pretrained(bundled)
+    directory = tmp_path_factory.mktemp("tiny-whisper")
+    model.save_pretrained(directory)
+    WhisperProcessor.from_pretrained(bundled).save_pretrained(directory)
+    return directory
+
+
+def test_streamed_run_matches_the_in_memory_path_and_featurizes_each_batch_once(
+        tiny_whisper, tmp_path, monkeypatch):
+    from asrbench.config.settings import BenchConfig
+    from asrbench.devices import get_device
+    from asrbench.measure import streaming
+    from asrbench.measure.data import index_split, load_split
+    from asrbench.measure.engine import Evaluator, PreparedModel
+    from asrbench.measure.models import load
+
+    monkeypatch.setattr(streaming.tempfile, "tempdir", str(tmp_path))
+    config = BenchConfig(model=str(tiny_whisper), dataset=str(CORPUS), dataset_config="en",
+                         language="en", batch_size=4, generation_max_length=8, limit=10,
+                         device="cpu")
+    evaluator = Evaluator(PreparedModel(load(config.model), get_device("cpu"), "fp32", False),
+                          config)
+    calls = multiprocessing.get_context("fork").Value("i", 0)
+    featurize = evaluator.featurize
+
+    def counted(audio):
+        with calls.get_lock():
+            calls.value += 1
+        return featurize(audio)
+
+    evaluator.featurize = counted
+    reads = []
+    monkeypatch.setattr(FeatureCache, "batch",
+                        lambda self, n, original=FeatureCache.batch: reads.append(n)
+                        or original(self, n))
+    split = load_split(str(CORPUS), "en", limit=10)
+    run = evaluator.run(index_split(str(CORPUS), "en", limit=10), passes=2)
+    assert calls.value == 3  # ceil(10 / 4) batches, featurized once for warm-up and passes
+    assert reads == [0, 1, 2] * 2  # each timed pass reads each batch back once, in turn
+    assert list(tmp_path.iterdir()) == []  # the feature cache is gone
+    evaluator.featurize = featurize
+    assert [u.id for u in run.utterances] == [u.id for u in split.utterances]
+    assert [u.audio_seconds for u in run.utterances] == [len(u.audio) / 16000
+                                                         for u in split.utterances]
+    # the old path: every clip featurized up front, one pass over the batches in memory
+    assert [u.prediction for u in run.utterances] == evaluator.transcribe(
+        [u.audio for u in split.utterances])
