@@ -294,3 +294,31 @@ def test_real_history_renders_in_chromium(real_history, browser, tmp_path):
             fetched.append(message["params"]["request"]["url"])
     assert fetched and all(u.split(":", 1)[0] in ("file", "data", "blob", "about")
                            for u in fetched), fetched
+
+
+def test_long_histories_are_thinned_keeping_recent_runs_extremes_and_steps():
+    """3,000 runs: every one of the last 500 is drawn; the 2,500 older ones are thinned to each
+    bucket's lowest and highest value, with both runs around a change point and the current
+    run kept (so a spike and a step still show); short histories are drawn whole."""
+    from asrbench.history.changepoints import series_changes
+    from asrbench.history.store import Point
+    from asrbench.render.html import (OLDER_BUCKETS, RECENT_POINTS, ConfigView,
+                                      _current_point, shown)
+
+    run = parse_report(make_report()).runs[0]
+    values = [10.0 + 0.01 * (i % 7) for i in range(3000)]
+    values[123] = 30.0  # a spike among the older runs
+    values[1500:] = [8.0 + 0.01 * (i % 7) for i in range(1500)]  # a step at run 1500
+    points = [Point(i + 1, 0, "cfg", "cpu", 0.2, 0.2, 0.1, v, 0.01, 3, 8, None, [v] * 3)
+              for i, v in enumerate(values)]
+    view = ConfigView(run, points, current=200,
+                      changes=series_changes(points, "samples_per_second"))
+    assert [c.index for c in view.changes] == [1500]
+    kept = shown(view, ("samples_per_second",))
+    assert kept == sorted(set(kept)) and kept[-RECENT_POINTS:] == list(range(2500, 3000))
+    assert len(kept) <= RECENT_POINTS + 2 * OLDER_BUCKETS + 3
+    assert {123, 1499, 1500, 200} <= set(kept)
+    assert min(values[i] for i in kept) == min(values) and max(values[i] for i in kept) == 30.0
+    short = ConfigView(run, points[:900], current=899)
+    assert shown(short, ("samples_per_second",)) == list(range(900))
+    assert _current_point is not None
