@@ -302,8 +302,7 @@ def test_long_histories_are_thinned_keeping_recent_runs_extremes_and_steps():
     run kept (so a spike and a step still show); short histories are drawn whole."""
     from asrbench.history.changepoints import series_changes
     from asrbench.history.store import Point
-    from asrbench.render.html import (OLDER_BUCKETS, RECENT_POINTS, ConfigView,
-                                      _current_point, shown)
+    from asrbench.render.html import OLDER_BUCKETS, RECENT_POINTS, ConfigView, shown
 
     run = parse_report(make_report()).runs[0]
     values = [10.0 + 0.01 * (i % 7) for i in range(3000)]
@@ -321,4 +320,3 @@ def test_long_histories_are_thinned_keeping_recent_runs_extremes_and_steps():
     assert min(values[i] for i in kept) == min(values) and max(values[i] for i in kept) == 30.0
     short = ConfigView(run, points[:900], current=899)
     assert shown(short, ("samples_per_second",)) == list(range(900))
-    assert _current_point is not None

@@ -171,7 +171,8 @@ def best_partition(values: Any, candidates: list[int], min_size: int, penalty: f
     import numpy as np
 
     n = len(values)
-    centred = np.asarray(values, dtype=float) - float(np.mean(values))  # smaller sums, less rounding
+    # centred: smaller cumulative sums, less rounding in their differences
+    centred = np.asarray(values, dtype=float) - float(np.mean(values))
     sums = np.concatenate(([0.0], np.cumsum(centred))).tolist()
     squares = np.concatenate(([0.0], np.cumsum(centred * centred))).tolist()
 

@@ -419,7 +419,8 @@ lines on the charts.</p>
 <h2>Changed transcripts</h2>
 {''.join(transcripts) or '<p id="no-transcripts">No transcript changed against the baseline.</p>'}
 <h2>History</h2>
-{older_reports}{_table("history", ["id", "commit", "branch", "device class", "created", "added", "runs", ""],
+{older_reports}
+{_table("history", ["id", "commit", "branch", "device class", "created", "added", "runs", ""],
         history_rows)}
 <h2>Environment</h2>
 {_table("environment", ["key", "value"], environment_rows)}
