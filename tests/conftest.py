@@ -32,6 +32,7 @@ SLOW_MODULES = {
     "benchmarks/test_asr_regression.py": "the product's gate: a model run per configuration",
     "tests/test_emulation.py": "emulated-Gaudi runs in child processes and stock generate()",
     "tests/test_gate_power.py": "a whole `asrbench ab` and baseline runs",
+    "tests/test_models_any.py": "tiny Speech2Text and wav2vec2+BERT models built and run (~80 s)",
 }
 
 #: Fixtures whose users are slow, wherever they are requested (name: what it does).
