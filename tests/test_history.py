@@ -19,7 +19,6 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -27,57 +26,11 @@ import pytest
 
 from asrbench.history import store as history
 
-from asrbench.cli.main import parse
+from helpers import make_report, run_cli, write_report
 from asrbench.errors import AsrbenchError
 from asrbench.history.store import add_report, open_store, redact
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-# -- helpers shared with test_changes, test_export, test_html_report ---------------------------
-
-def make_report(commit: str | None = "a" * 40, sps: float = 10.0, wer: float = 0.2,
-                cer: float = 0.1, config_id: str = "cfg", device_class: str = "cpu",
-                per_pass: list[float] | None = None, created: str = "2026-01-01T00:00:00+00:00",
-                predictions: dict[str, str] | None = None, hostname: str = "host",
-                compilations: dict | None = None, wer_normalized: float | None = -1.0,
-                extra_runs: list[dict] | None = None, branch: str | None = None) -> dict:
-    """A valid schema-1 report document with one run (more with extra_runs)."""
-    per_pass = per_pass or [sps * 0.99, sps, sps * 1.01]
-    predictions = predictions or {"u1": "hello world", "u2": "good morning"}
-    mean = sum(per_pass) / len(per_pass)
-    rsd = 0.0 if len(per_pass) < 2 else (
-        (sum((p - mean) ** 2 for p in per_pass) / (len(per_pass) - 1)) ** 0.5 / mean)
-    run = {"config": {"id": config_id}, "device": {"class": device_class, "kind": "cpu"},
-           "metrics": {"wer": wer, "wer_normalized": wer if wer_normalized == -1.0
-                       else wer_normalized, "cer": cer, "samples_per_second": sps},
-           "throughput": {"samples_per_second_per_pass": per_pass,
-                          "samples_per_second_rsd": rsd},
-           "timings": {"compilations": compilations},
-           "dataset": {"utterances": len(predictions)},
-           "utterances": [{"id": k, "prediction": v, "reference": v}
-                          for k, v in predictions.items()]}
-    git = {"commit": commit, "dirty": False}
-    if branch:
-        git["branch"] = branch
-    return {"schema": 1,
-            "environment": {"git": git, "device": {"class": device_class, "kind": "cpu"},
-                            "packages": {"asrbench": "0.1.0"}, "created": created,
-                            "hostname": hostname, "python": "3.11.7",
-                            "platform": "Linux-6.1-x86_64-with-glibc2.36", "cpu_count": 2},
-            "runs": [run] + list(extra_runs or [])}
-
-
-def write_report(path: Path, document: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document), encoding="utf-8")
-    return path
-
-
-def run_cli(argv: list[str]) -> int:
-    """Parse argv as `asrbench` does and run the command, letting its errors through."""
-    args = parse(argv)
-    return args.func(args)
 
 
 # -- a real PostgreSQL server ----------------------------------------------------------------
@@ -401,53 +354,7 @@ def test_history_command_errors_are_one_line(tmp_path):
         run_cli(["history", "list", "--limit", "0"])
 
 
-# -- real runs of the embedded default (shared with test_changes and test_html_report) ---------
-
-REAL_RUN_ARGS = ["run", "--dataset-config", "en", "--language", "english", "--limit", "4",
-                 "--batch-size", "4", "--generation-max-length", "40", "--passes", "2",
-                 "--no-progress"]
-#: runs 1-3 as they are, runs 4-6 slowed by half (tests/slowdown.py: each model call is
-#: followed by a sleep in proportion to its own time, so the step's direction and size do not
-#: depend on the machine): a real slowdown of the same config (same id, same transcripts)
-REAL_RUN_SLOWDOWNS = ["0", "0", "0", "0.5", "0.5", "0.5"]
-SLOWDOWN = ROOT / "tests" / "slowdown.py"
-
-
-_REAL_HISTORY: dict[str, object] = {}
-
-
-@pytest.fixture(scope="session")
-def real_history(tmp_path_factory):
-    """Six real `asrbench run`s of the embedded default (English, 4 clips, 2 passes), the last
-    three half as fast, each added to an SQLite store under its own commit: (store path, report
-    paths, commits). Made once per session, however many test modules import the fixture."""
-    if "error" in _REAL_HISTORY:
-        pytest.fail(f"the real runs failed earlier: {_REAL_HISTORY['error']}", pytrace=False)
-    if "value" not in _REAL_HISTORY:
-        try:
-            _REAL_HISTORY["value"] = _make_real_history(tmp_path_factory.mktemp("real-history"))
-        except Exception as exc:
-            _REAL_HISTORY["error"] = str(exc)[-2000:]
-            raise
-    return _REAL_HISTORY["value"]
-
-
-def _make_real_history(directory: Path) -> tuple[str, list[Path], list[str]]:
-    url = str(directory / "history.sqlite")
-    reports, commits = [], []
-    for n, slowdown in enumerate(REAL_RUN_SLOWDOWNS, start=1):
-        path = directory / f"run{n}.json"
-        done = subprocess.run([sys.executable, str(SLOWDOWN), slowdown, *REAL_RUN_ARGS,
-                               "--report", str(path)], cwd=ROOT, capture_output=True, text=True,
-                              timeout=1200)
-        if done.returncode != 0:
-            raise RuntimeError(f"asrbench run {n} exited {done.returncode}: {done.stderr[-1500:]}")
-        commit = f"{n:02d}" + "5eed" * 9 + "00"
-        add_report(url, path, commit=commit, branch="main")
-        reports.append(path)
-        commits.append(commit)
-    return url, reports, commits
-
+# -- real runs of the embedded default (the session's `real_history`, tests/conftest.py) ----
 
 def test_real_runs_history_holds_every_run_in_order(real_history):
     url, reports, commits = real_history
