@@ -25,6 +25,9 @@ from asrbench.config.settings import EMBEDDED_CORPUS
 
 from helpers import HEADER, embedded_rows, make_real_history, write_cv_table  # noqa: F401
 
+# pytest's own fixture for running pytest in a throwaway directory (test_plugin.py).
+pytest_plugins = ["pytester"]
+
 # -- the slow tier ------------------------------------------------------------------------------
 
 #: Modules (relative to the repository root) whose every test is slow.

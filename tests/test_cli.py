@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +20,13 @@ from conftest import embedded_rows
 
 @pytest.fixture(scope="module")
 def english_report(tmp_path_factory) -> dict:
-    """3 English clips, batch 2 (so the last batch carries a dummy row), 2 timed passes."""
+    """3 English clips, batch 2 (so the last batch carries a dummy row), 1 warm-up batch, 2
+    timed passes."""
     path = tmp_path_factory.mktemp("report") / "r.json"
     code = main(["run", "--dataset", str(EMBEDDED_CORPUS), "--dataset-config", "en",
                  "--language", "english", "--limit", "3", "--batch-size", "2", "--passes", "2",
-                 "--device", "cpu", "--report", str(path), "--no-progress"])
+                 "--warmup-batches", "1", "--device", "cpu", "--report", str(path),
+                 "--no-progress"])
     assert code == 0
     return json.loads(path.read_text())
 
@@ -33,7 +36,9 @@ def test_report_has_schema_environment_and_one_run(english_report):
     env = english_report["environment"]
     assert env["packages"]["torch"] and env["packages"]["transformers"]
     assert env["device"]["class"] == "cpu"
-    assert "commit" in env["git"]
+    # the commit of the directory the run started in (this test's), or None outside a checkout
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert env["git"]["commit"] == (head.stdout.strip() if head.returncode == 0 else None)
     (run,) = english_report["runs"]
     assert run["config"]["id"] == "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-n3"
     for key in ("wer", "wer_normalized", "cer", "samples_per_second", "rtfx", "tokens_per_second"):
@@ -76,8 +81,13 @@ def test_throughput_is_utterances_over_timed_pass_seconds(english_report):
                                                                  if len(per_pass) % 2 else sum(per_pass) / 2)
     audio = sum(u["audio_seconds"] for u in run["utterances"])
     assert run["metrics"]["rtfx"] == pytest.approx(audio / run["timings"]["pass_seconds_median"])
-    assert run["timings"]["warmup_seconds"] > 0
-    assert run["timings"]["end_to_end_seconds"] > run["timings"]["pass_seconds_median"]
+    timings = run["timings"]
+    assert timings["warmup_batches"] == 1  # --warmup-batches 1
+    assert timings["pass_seconds_median"] == pytest.approx(statistics.median(passes))
+    # end to end: features, the median timed pass and detokenizing
+    assert timings["end_to_end_seconds"] == pytest.approx(
+        timings["feature_extraction_seconds"] + statistics.median(passes)
+        + timings["detokenize_seconds"])
 
 
 def test_run_on_a_corpus_outside_the_repo_lists_bad_rows(outside_corpus, tmp_path, capsys):

@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -315,13 +314,13 @@ FAULTY_RANK = textwrap.dedent('''
 def test_a_failing_rank_fails_the_run_with_a_clear_error(tmp_path, fault, timeout, blamed):
     script = tmp_path / "faulty_rank.py"
     script.write_text(FAULTY_RANK)
-    started = time.perf_counter()
+    # torchrun must tear the job down: a hung rank would run into torchrun()'s subprocess
+    # timeout (LAUNCH_TIMEOUT, a hang guard), which fails the test.
     proc = torchrun([str(script)], ["run", *SMALL, "--report", str(tmp_path / "r.json")], tmp_path,
                     FAULT_RANK="1", FAULT=fault, ASRBENCH_DIST_TIMEOUT=timeout)
     assert proc.returncode != 0
     assert f"asrbench: error: {blamed}" in proc.stderr, proc.stderr[-4000:]
     assert not (tmp_path / "r.json").exists()
-    assert time.perf_counter() - started < 120  # torchrun tore the job down; nothing hung
 
 
 # -- pytest benchmarks --nproc 2 ------------------------------------------------------------

@@ -2,25 +2,26 @@
 
 Two small configs on the embedded English corpus (3 clips, batch 2 and batch 3, 5 timed
 passes) keep this affordable on a 2-core CPU; everything else is the real plugin, the real
-benchmark tests and the real baseline files.
+benchmark tests and the real baseline files. Each pytest run is a child process started by
+pytest's own `pytester` (the plugin loads a model), in a directory of the test's own.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from asrbench.gate.baselines import predictions_digest
 from asrbench.cli.main import main
+from asrbench.gate.baselines import predictions_digest
+from asrbench.measure.bundled import cache_root
 
 BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"
+# pytester points HOME at the test's directory: the children keep the user's converted model.
+USER_CACHE = cache_root()
 A = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-n3"
 B = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs3-n3"
 MATRIX = """
@@ -38,46 +39,34 @@ tolerance = { samples_per_second_rel = 0.9 }
 """
 
 
-class Outcome:
-    """A finished pytest run: its output and the counts from its summary line."""
-
-    def __init__(self, proc: subprocess.CompletedProcess) -> None:
-        self.returncode = proc.returncode
-        self.out = proc.stdout + proc.stderr
-        summary = self.out.strip().splitlines()[-1] if self.out.strip() else ""
-        self.counts = {kind.rstrip("s") if kind != "passed" else kind: int(n)
-                       for n, kind in re.findall(r"(\d+) (passed|failed|skipped|warnings?|errors?)", summary)}
-
-    def assert_outcomes(self, **expected: int) -> None:
-        kinds = ("passed", "failed", "skipped", "error")
-        got = self.counts
-        want = {k.rstrip("s") if k in ("warnings", "errors") else k: v for k, v in expected.items()}
-        assert {k: got.get(k, 0) for k in kinds} == {k: want.get(k, 0) for k in kinds}, self.out[-3000:]
-        if "warning" in want:
-            assert got.get("warning", 0) == want["warning"], self.out[-3000:]
+def output(result: pytest.RunResult) -> str:
+    """A child pytest's stdout and stderr."""
+    return result.stdout.str() + "\n" + result.stderr.str()
 
 
 class Suite:
-    """A throwaway project holding the benchmark tests, a matrix and a baseline directory.
+    """A throwaway project (pytester's directory) holding the benchmark tests and a matrix,
+    gated against `baselines` (the module's recorded baseline directory unless a run names
+    another)."""
 
-    Each run is a separate `python -m pytest` process, as a user would start it.
-    """
+    def __init__(self, pytester: pytest.Pytester, baselines: Path) -> None:
+        self.pytester = pytester
+        self.path = pytester.path
+        shutil.copy(BENCH_FILE, self.path / "test_bench.py")
+        (self.path / "matrix.toml").write_text(MATRIX)
+        self.baselines = baselines
+        self.first: pytest.RunResult | None = None  # the run that recorded the baselines
+        self.recorded_report: Path | None = None  # that run's report
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        (path / "conftest.py").write_text('pytest_plugins = ["asrbench.plugin"]\n')
-        shutil.copy(BENCH_FILE, path / "test_bench.py")
-        (path / "matrix.toml").write_text(MATRIX)
-        self.baselines = path / "baselines"
-
-    def run(self, *args: str, baselines: Path | None = None, report: str = "report.json") -> Outcome:
-        # A repository of its own: the plugin's own option names (--asrbench-*), no aliases.
-        command = [sys.executable, "-m", "pytest", "test_bench.py", "--asrbench-device", "cpu",
-                   "--asrbench-matrix", "matrix.toml", "-p", "no:cacheprovider", "--rootdir",
-                   str(self.path), "--asrbench-baseline-dir", str(baselines or self.baselines),
-                   "--asrbench-report", report, "-rA", *args]
-        return Outcome(subprocess.run(command, cwd=self.path, capture_output=True, text=True,
-                                      timeout=900))
+    def run(self, *args: str, baselines: Path | None = None,
+            report: str = "report.json") -> pytest.RunResult:
+        # The plugin's own option names (--asrbench-*), no aliases; -p names the plugin that
+        # the pytest11 entry point also loads.
+        return self.pytester.runpytest_subprocess(
+            "test_bench.py", "-p", "asrbench.plugin", "--asrbench-device", "cpu",
+            "--asrbench-matrix", "matrix.toml", "-p", "no:cacheprovider", "--rootdir",
+            str(self.path), "--asrbench-baseline-dir", str(baselines or self.baselines),
+            "--asrbench-report", report, "-rA", *args, timeout=900)
 
     def baseline(self, directory: Path | None = None) -> dict:
         return json.loads(((directory or self.baselines) / "cpu.json").read_text())
@@ -93,45 +82,34 @@ class Suite:
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory):
-    """The suite after a first `--update-baselines` run recorded both entries."""
-    suite = Suite(tmp_path_factory.mktemp("suite"))
-    first = suite.run("--asrbench-update-baselines")
-    # 6 tests per config; on CPU fp32 nothing compiles and the run is the reference setup, so
-    # test_no_recompilation and test_reference_agreement skip (with their reasons) every time.
-    first.assert_outcomes(skipped=12)
-    suite.first = first
+def recording(tmp_path_factory) -> dict:
+    """Where the module's one `--update-baselines` run records both entries (made by the
+    first test that asks for `suite`, since pytester is per test)."""
+    return {"directory": tmp_path_factory.mktemp("recorded")}
+
+
+@pytest.fixture
+def suite(pytester, recording, monkeypatch) -> Suite:
+    """The suite in this test's directory, gated against baselines that a first
+    `--update-baselines` run recorded (once per module, whichever test comes first)."""
+    monkeypatch.setenv("ASRBENCH_CACHE", str(USER_CACHE))
+    suite = Suite(pytester, recording["directory"] / "baselines")
+    if "error" in recording:
+        pytest.fail(f"the recording run failed earlier:\n{recording['error']}", pytrace=False)
+    if "first" not in recording:
+        report = recording["directory"] / "report.json"
+        first = suite.run("--asrbench-update-baselines", report=str(report))
+        try:
+            # 6 tests per config; on CPU fp32 nothing compiles and the run is the reference
+            # setup, so test_no_recompilation and test_reference_agreement skip (with their
+            # reasons) every time.
+            first.assert_outcomes(skipped=12)
+        except AssertionError:
+            recording["error"] = output(first)[-3000:]
+            raise
+        recording["first"], recording["report"] = first, report
+    suite.first, suite.recorded_report = recording["first"], recording["report"]
     return suite
-
-
-def test_update_creates_entries_with_noise_and_predictions(suite):
-    entries = suite.baseline()["entries"]
-    assert set(entries) == {A, B}
-    for entry in entries.values():
-        assert entry["noise"]["passes"] == 5 and len(entry["noise"]["samples_per_second_per_pass"]) == 5
-        assert predictions_digest(entry["predictions"]) == entry["predictions_sha256"]
-        assert entry["environment"]["torch"] and entry["updated"]
-        assert entry["tolerance"] == {"samples_per_second_rel": 0.9}
-    assert f"{A}  (new entry)" in suite.first.out
-
-
-def test_identical_rerun_passes_without_false_alarm(suite):
-    history = suite.path / "history.sqlite"
-    result = suite.run("--asrbench-history", str(history), report="rerun.json")
-    result.assert_outcomes(passed=8, skipped=4)
-    # --asrbench-history adds the session's report to the results store
-    assert f"to history {history}" in result.out
-    from asrbench.history.store import open_store
-
-    with open_store(str(history)) as store:
-        [stored] = store.reports()
-        assert {p.config_id for p in store.runs_of(stored.id)} == {A, B}
-    assert "nothing is compiled or captured" in result.out and "reference setup" in result.out
-    report = json.loads((suite.path / "rerun.json").read_text())
-    assert {r["config"]["id"] for r in report["runs"]} == {A, B}
-    assert all(r["comparison"]["regressed"] is False for r in report["runs"])
-    assert main(["compare", "--report", str(suite.path / "rerun.json"),
-                 "--baseline-dir", str(suite.baselines)]) == 0
 
 
 def _doctored(entries):
@@ -149,18 +127,56 @@ def _doctored(entries):
     b["predictions_sha256"] = predictions_digest(b["predictions"])
 
 
-def test_doctored_baseline_fails_throughput_wer_and_lists_changed_transcript(suite, capsys):
-    doctored = suite.doctor("doctored", _doctored)
+@pytest.fixture
+def doctored(suite) -> Path:
+    """A copy of the recorded baselines, doctored by _doctored, in this test's directory."""
+    return suite.doctor("doctored", _doctored)
+
+
+def test_update_creates_entries_with_noise_and_predictions(suite):
+    entries = suite.baseline()["entries"]
+    assert set(entries) == {A, B}
+    for entry in entries.values():
+        assert entry["noise"]["passes"] == 5 and len(entry["noise"]["samples_per_second_per_pass"]) == 5
+        assert predictions_digest(entry["predictions"]) == entry["predictions_sha256"]
+        assert entry["environment"]["torch"] and entry["updated"]
+        assert entry["tolerance"] == {"samples_per_second_rel": 0.9}
+    assert f"{A}  (new entry)" in output(suite.first)
+
+
+def test_identical_rerun_passes_without_false_alarm(suite):
+    history = suite.path / "history.sqlite"
+    result = suite.run("--asrbench-history", str(history), report="rerun.json")
+    result.assert_outcomes(passed=8, skipped=4)
+    out = output(result)
+    # --asrbench-history adds the session's report to the results store
+    assert f"to history {history}" in out
+    from asrbench.history.store import open_store
+
+    with open_store(str(history)) as store:
+        [stored] = store.reports()
+        assert {p.config_id for p in store.runs_of(stored.id)} == {A, B}
+    assert "nothing is compiled or captured" in out and "reference setup" in out
+    report = json.loads((suite.path / "rerun.json").read_text())
+    assert {r["config"]["id"] for r in report["runs"]} == {A, B}
+    assert all(r["comparison"]["regressed"] is False for r in report["runs"])
+    assert main(["compare", "--report", str(suite.path / "rerun.json"),
+                 "--baseline-dir", str(suite.baselines)]) == 0
+
+
+def test_doctored_baseline_fails_throughput_wer_and_lists_changed_transcript(suite, doctored,
+                                                                           capsys):
     result = suite.run(baselines=doctored, report="doctored.json")
     result.assert_outcomes(passed=5, failed=3, skipped=4)
-    out = result.out
+    out = output(result)
     assert f"FAILED test_bench.py::test_throughput[{A}]" in out
     assert f"FAILED test_bench.py::test_wer[{B}]" in out
     assert f"FAILED test_bench.py::test_transcripts[{B}]" in out
     changed = next(iter(suite.baseline()["entries"][B]["predictions"]))
     assert f"{changed}: [-an entirely different sentence-]" in out
     # the CLI gate agrees on the same report: exit 1, and says what moved
-    code = main(["compare", "--report", str(suite.path / "rerun.json"),
+    capsys.readouterr()
+    code = main(["compare", "--report", str(suite.path / "doctored.json"),
                  "--baseline-dir", str(doctored), "--markdown", str(suite.path / "s.md")])
     assert code == 1
     text = capsys.readouterr().out
@@ -169,12 +185,11 @@ def test_doctored_baseline_fails_throughput_wer_and_lists_changed_transcript(sui
     assert "❌ regressed" in markdown and changed in markdown
 
 
-def test_transcripts_warn_mode_reports_without_failing(suite):
-    doctored = suite.path / "doctored"
+def test_transcripts_warn_mode_reports_without_failing(suite, doctored):
     result = suite.run("-k", "test_transcripts and bs3", "--asrbench-transcripts", "warn",
                        baselines=doctored, report="warn.json")
     result.assert_outcomes(passed=1, warnings=1)
-    assert "transcript(s) differ from the baseline" in result.out
+    assert "transcript(s) differ from the baseline" in output(result)
 
 
 def test_malformed_baseline_is_a_clear_error(suite, capsys):
@@ -185,8 +200,9 @@ def test_malformed_baseline_is_a_clear_error(suite, capsys):
     result = suite.run("-k", "test_wer", baselines=broken, report="broken.json")
     result.assert_outcomes(errors=2)  # fails in the fixture, before any evaluation
     assert f"invalid baseline file {broken / 'cpu.json'}: entries['{A}'].metrics.wer: expected a number" \
-        in result.out
-    assert main(["compare", "--report", str(suite.path / "rerun.json"),
+        in output(result)
+    capsys.readouterr()
+    assert main(["compare", "--report", str(suite.recorded_report),
                  "--baseline-dir", str(broken)]) == 2
     assert "metrics.wer" in capsys.readouterr().err
 
@@ -195,31 +211,32 @@ def test_missing_entry_names_the_command_that_creates_it(suite):
     empty = suite.doctor("empty", lambda entries: entries.clear())
     result = suite.run("-k", "test_cer and bs2", baselines=empty, report="missing.json")
     result.assert_outcomes(errors=1)
-    assert "-k 'test_cer and bs2' --asrbench-update-baselines" in result.out
-    assert f"asrbench baseline update --report missing.json --only {A}" in result.out
+    out = output(result)
+    assert "-k 'test_cer and bs2' --asrbench-update-baselines" in out
+    assert f"asrbench baseline update --report missing.json --only {A}" in out
     allowed = suite.run("-k", "test_cer and bs2", "--asrbench-allow-missing-baselines", baselines=empty,
                         report="missing.json")
     allowed.assert_outcomes(skipped=1)
 
 
-def test_update_rewrites_only_the_selected_entries(suite):
-    directory = suite.path / "doctored"
-    before = json.loads((directory / "cpu.json").read_text())["entries"]
-    result = suite.run("-k", "bs2", "--asrbench-update-baselines", baselines=directory, report="upd.json")
+def test_update_rewrites_only_the_selected_entries(suite, doctored):
+    before = json.loads((doctored / "cpu.json").read_text())["entries"]
+    result = suite.run("-k", "bs2", "--asrbench-update-baselines", baselines=doctored, report="upd.json")
     result.assert_outcomes(skipped=6)
-    after = json.loads((directory / "cpu.json").read_text())["entries"]
+    after = json.loads((doctored / "cpu.json").read_text())["entries"]
     assert after[B] == before[B]  # untouched, still doctored
     assert after[A]["metrics"]["samples_per_second"] < before[A]["metrics"]["samples_per_second"]
-    assert "->" in result.out
+    assert "->" in output(result)
 
 
-def test_the_installed_plugin_runs_in_another_repository_with_its_own_device_option(tmp_path):
+def test_the_installed_plugin_runs_in_another_repository_with_its_own_device_option(pytester,
+                                                                                   monkeypatch):
     """A team's repository: no reference to asrbench in its conftest (pytest finds the plugin
     through the pytest11 entry point that `pip install asrbench` registers), its own `--device`
     option (no clash: asrbench's options are --asrbench-*), its own matrix and baselines."""
-    repo = tmp_path / "team-repo"
-    repo.mkdir()
-    (repo / "conftest.py").write_text(
+    monkeypatch.setenv("ASRBENCH_CACHE", str(USER_CACHE))
+    repo = pytester.path
+    pytester.makeconftest(
         'def pytest_addoption(parser):\n'
         '    parser.addoption("--device", default="team-default", help="the team\'s own option")\n'
         '\n'
@@ -233,17 +250,15 @@ def test_the_installed_plugin_runs_in_another_repository_with_its_own_device_opt
         'tolerance = { samples_per_second_rel = 0.9 }\n')
 
     def run(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "pytest", "test_speech.py", "-p", "no:cacheprovider", "-s",
-             "--rootdir", str(repo), "--device", "gpu-7", "--asrbench-device", "cpu",
-             "--asrbench-matrix", "speech-matrix.toml", "--asrbench-baseline-dir", "team-baselines",
-             "--asrbench-report", "team-report.json", *args],
-            cwd=repo, capture_output=True, text=True, timeout=900)
+        return pytester.runpytest_subprocess(
+            "test_speech.py", "-p", "no:cacheprovider", "-s", "--rootdir", str(repo),
+            "--device", "gpu-7", "--asrbench-device", "cpu", "--asrbench-matrix",
+            "speech-matrix.toml", "--asrbench-baseline-dir", "team-baselines",
+            "--asrbench-report", "team-report.json", *args, timeout=900)
 
     first = run("--asrbench-update-baselines")
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
-    assert "TEAM DEVICE gpu-7" in first.stdout  # the team's option kept its meaning
+    assert first.ret == 0, output(first)[-3000:]
+    assert "TEAM DEVICE gpu-7" in first.stdout.str()  # the team's option kept its meaning
     assert (repo / "team-baselines" / "cpu.json").exists()
     second = run()
-    assert second.returncode == 0, second.stdout[-3000:]
-    assert "4 passed, 2 skipped" in second.stdout
+    second.assert_outcomes(passed=4, skipped=2)
