@@ -2,14 +2,15 @@
 the same policy `asrbench compare` applies to the same report.
 
 Parametrized by the asrbench plugin from benchmarks/matrix.toml (or the --asrbench-* options);
-the six tests of a config share one evaluation. test_wer, test_cer, test_throughput and
-test_transcripts compare with the baseline entry; test_no_recompilation and
+the tests of a config share one evaluation. test_wer, test_cer, test_throughput,
+test_transcripts and test_counters compare with the baseline entry; test_no_recompilation and
 test_reference_agreement need none.
 """
 
 import pytest
 
 from asrbench.gate.compare import Comparison, run_checks
+from asrbench.gate.counters import not_gated
 from asrbench.plugin import apply_policy
 
 pytestmark = pytest.mark.asrbench
@@ -37,6 +38,16 @@ def test_transcripts(request, bench_comparison):
     changes = bench_comparison.transcripts
     listing = "\n".join(f"  {c.id}: {c.diff}" for c in changes[:50])
     apply_policy(request.config, bench_comparison, "transcripts", listing)
+
+
+def test_counters(request, bench_comparison):
+    """Work counters equal the baseline's exactly: ops per encoder call and per decode step by
+    name and dtype, FLOPs per utterance, host syncs per token, graph compilations (docs/counters.md).
+    Skipped, saying why, when the run was not counted or the baseline entry has no counters."""
+    reason = not_gated(bench_comparison.verdicts)
+    if reason:
+        pytest.skip(reason)
+    apply_policy(request.config, bench_comparison, "counters")
 
 
 def _baseline_free(bench_run, bench_tolerance) -> Comparison:

@@ -193,8 +193,8 @@ def test_an_unwritable_report_is_saved_elsewhere_and_says_where(tmp_path, capsys
 def test_an_offline_hub_model_fails_at_once(monkeypatch):
     from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
-    from asrbench.measure import models
     from asrbench.errors import AsrbenchError
+    from asrbench.measure import models
 
     probes, downloads = [], []
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the probe is what is tested

@@ -33,6 +33,10 @@ COUNTER_METRICS = ("counters", *(metric for _, metric, _ in OP_FIELDS), TOTAL_FI
 NAMED = 8
 #: fields that differ from process to process of the same code (never compared)
 UNSTABLE = {"seconds", "peak_device_memory_bytes"}
+#: notes of the informational "counters" verdicts: nothing was gated, nothing fails
+NOT_COUNTED = "this run was not counted (--no-counters): counters not compared"
+NO_BASELINE_COUNTERS = ("no counters recorded: refresh the baseline to gate them "
+                        "(asrbench baseline update --report <report>)")
 
 
 def _verdict(config_id: str, metric: str, verdict: str, value: float | None,
@@ -115,11 +119,10 @@ def counter_verdicts(config_id: str, current: Counters | None,
     if current is None and baseline is None:
         return []
     if current is None:
-        return [_verdict(config_id, "counters", "unchanged", None, None,
-                         "this run was not counted (--no-counters): counters not compared")]
+        return [_verdict(config_id, "counters", "unchanged", None, None, NOT_COUNTED)]
     if baseline is None:
-        return [_verdict(config_id, "counters", "new", None, None,
-                         "the baseline entry has no counters: record it again to gate them")]
+        # Baselines recorded before the counted pass existed: say so, do not fail.
+        return [_verdict(config_id, "counters", "new", None, None, NO_BASELINE_COUNTERS)]
     problem = refusal(current, baseline)
     if problem:
         return [_verdict(config_id, "counters", "regressed", None, None, problem)]
@@ -161,6 +164,17 @@ def counter_verdicts(config_id: str, current: Counters | None,
 def run_counter_verdicts(run: Run, baseline: Counters | None) -> list[Verdict]:
     """counter_verdicts for a report run (compare_run's one call)."""
     return counter_verdicts(run.config.id, run.counters, baseline)
+
+
+def not_gated(verdicts: list[Verdict]) -> Optional[str]:
+    """Why a comparison's counters were not gated (no counter verdict, a run not counted, a
+    baseline entry without counters), or None when they were."""
+    counted = [v for v in verdicts if v.metric in COUNTER_METRICS]
+    if not counted:
+        return "no counters on either side (no baseline entry, or neither side was counted)"
+    if len(counted) == 1 and counted[0].note in (NOT_COUNTED, NO_BASELINE_COUNTERS):
+        return counted[0].note
+    return None
 
 
 def describe_changes(verdicts: list[Verdict]) -> str:
