@@ -42,8 +42,8 @@ def test_transcripts(request, bench_comparison):
 
 def test_counters(request, bench_comparison):
     """Work counters equal the baseline's exactly: ops per encoder call and per decode step by
-    name and dtype, FLOPs per utterance, host syncs per token, graph compilations (docs/counters.md).
-    Skipped, saying why, when the run was not counted or the baseline entry has no counters."""
+    name and dtype, FLOPs per utterance, host syncs per token, graph compilations
+    (docs/counters.md). Skipped, saying why, when the run was not counted or the baseline entry has no counters."""
     reason = not_gated(bench_comparison.verdicts)
     if reason:
         pytest.skip(reason)

@@ -14,12 +14,13 @@ from asrbench.devices.cpu import CPUDevice
 from asrbench.formats.model import COUNTER_VERSION, Counters
 from asrbench.gate.baselines import entry_from_run
 from asrbench.gate.compare import compare_run
-from asrbench.gate.counters import counter_verdicts, describe_changes
+from asrbench.gate.counters import (NO_BASELINE_COUNTERS, NOT_COUNTED, counter_verdicts,
+                                    describe_changes, not_gated)
 from asrbench.gate.policy import Policy
 from asrbench.measure.counters import count_pass
 from asrbench.measure.decoding import GreedyDecoder, StaticGreedyDecoder, whisper_prompt
 
-from factories import make_run
+from factories import make_entry, make_run
 
 DECODER_LAYERS = 3
 MAX_LENGTH = 10  # prompt (4) + 6 generated tokens: the random model never emits end-of-text
@@ -253,3 +254,50 @@ def test_emulated_hpu_graph_replay_is_bypassed_for_counting(tiny):
     assert graphed.model_dump(exclude=skip) == eager.model_dump(exclude=skip)
     assert STATS.captures == captures and "forward" in vars(decoder.step)
     assert decoder(tiny.features)[:, :MAX_LENGTH].tolist() == eager_rows
+
+
+def _hand_made(step_mm: int = 7) -> Counters:
+    return Counters(version=COUNTER_VERSION, selection="s", rows=1, real_rows=1,
+                    replay_bypassed=False, encoder_calls=1, decode_steps=3, steady_steps=2,
+                    decode_step_ops={"aten.mm f32": step_mm}, flops=100, flops_per_utterance=100,
+                    host_syncs=3, host_syncs_per_token=1.0, tokens=3)
+
+
+def test_a_baseline_entry_without_counters_is_informational_not_a_failure():
+    """Entries recorded before the counted pass (the committed baselines) pass the gate and
+    say how to start gating counters; test_counters skips with that line."""
+    run = make_run()
+    entry = make_entry(run)
+    assert entry.counters is None
+    run.counters = _hand_made()
+    comparison = compare_run(run, entry)
+    (verdict,) = [v for v in comparison.verdicts if v.metric.startswith("counters")]
+    assert verdict.note == NO_BASELINE_COUNTERS
+    assert verdict.note.startswith("no counters recorded: refresh the baseline to gate them")
+    assert not Policy().findings(comparison, ["counters"])
+    assert not Policy().fails([comparison])
+    assert not_gated(comparison.verdicts) == NO_BASELINE_COUNTERS
+
+
+def test_committed_baselines_without_counters_do_not_fail_a_counted_run():
+    from pathlib import Path
+
+    from asrbench.gate.baselines import load
+
+    root = Path(__file__).resolve().parent.parent / "baselines"
+    for name in ("cpu.json", "hpu-emulated.json"):
+        for config_id, entry in load(root / name).entries.items():
+            if entry.counters is not None:
+                continue
+            verdicts = counter_verdicts(config_id, _hand_made(), entry.counters)
+            assert [v.verdict for v in verdicts] == ["new"]
+            assert not_gated(verdicts) == NO_BASELINE_COUNTERS
+
+
+def test_not_gated_says_why_and_only_when_nothing_was_compared():
+    assert not_gated([]).startswith("no counters on either side")
+    assert not_gated(counter_verdicts("cfg", None, _hand_made())) == NOT_COUNTED
+    assert not_gated(counter_verdicts("cfg", _hand_made(), _hand_made())) is None
+    moved = counter_verdicts("cfg", _hand_made(8), _hand_made(7))
+    assert not_gated(moved) is None
+    assert "aten.mm f32 7 -> 8 (+1)" in describe_changes(moved)

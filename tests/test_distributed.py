@@ -28,7 +28,8 @@ from asrbench.measure.distributed import (Launch, World, config_toml, cpu_thread
 from asrbench.measure.engine import measured_timings, merge_timings, score
 from asrbench.errors import AsrbenchError
 from asrbench.formats.io import load_report
-from asrbench.formats.model import Compilations, DeviceInfo, Run, Skip, UtteranceResult, dump
+from asrbench.formats.model import (COUNTER_VERSION, Compilations, Counters, DeviceInfo, Run,
+                                   Skip, UtteranceResult, dump)
 
 from conftest import embedded_rows
 
@@ -195,6 +196,23 @@ def test_merged_compilations_add_up_and_stay_unknown_if_any_rank_did_not_count()
     assert partial.compilations is None
 
 
+def test_merged_run_keeps_rank_0s_counters():
+    """Rank 0's counted batch is the split's first, the one a single process counts."""
+    def counters(rows: int, step_mm: int) -> Counters:
+        return Counters(version=COUNTER_VERSION, selection="first batch", rows=rows,
+                        real_rows=rows, replay_bypassed=False, encoder_calls=1, decode_steps=3,
+                        steady_steps=2, decode_step_ops={"aten.mm f32": step_mm}, flops=10,
+                        flops_per_utterance=10 / rows, host_syncs=0, host_syncs_per_token=0,
+                        tokens=3 * rows)
+
+    first, second = _part(["a"], ["x"], [1.0]), _part(["b"], ["y"], [1.0])
+    first.counters, second.counters = counters(1, 7), counters(1, 9)
+    merged = merge_results(CONFIG, [first, second])
+    assert merged.counters == counters(1, 7)
+    assert Run.model_validate(dump(merged)).counters.decode_step_ops == {"aten.mm f32": 7}
+    assert merge_results(CONFIG, [_part(["a"], ["x"], [1.0]), second]).counters is None
+
+
 # -- real 2-rank runs (gloo, CPU) -----------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -355,13 +373,13 @@ def test_pytest_nproc_runs_each_config_distributed_and_gates_it(tmp_path):
 
     config_id = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-ml64-n3-ws2"
     first = pytest_run("--asrbench-update-baselines", "--asrbench-report", "first.json")
-    # 6 tests: the 4 baseline checks skip while rewriting; on CPU fp32 nothing compiles and the
+    # 7 tests: the 5 baseline checks skip while rewriting; on CPU fp32 nothing compiles and the
     # run is the reference setup, so the other two skip with their reasons every time.
-    assert first.returncode == 0 and "6 skipped" in first.stdout, first.stdout[-3000:]
+    assert first.returncode == 0 and "7 skipped" in first.stdout, first.stdout[-3000:]
     entries = json.loads((tmp_path / "baselines" / "cpu.json").read_text())["entries"]
     assert list(entries) == [config_id]  # the world size is part of the baseline key
     second = pytest_run("--asrbench-report", "second.json")
-    assert second.returncode == 0 and "4 passed, 2 skipped" in second.stdout, second.stdout[-3000:]
+    assert second.returncode == 0 and "5 passed, 2 skipped" in second.stdout, second.stdout[-3000:]
     (run,) = dump(load_report(tmp_path / "second.json"))["runs"]
     assert run["config"]["id"] == config_id and len(run["timings"]["ranks"]) == 2
     assert run["comparison"]["regressed"] is False

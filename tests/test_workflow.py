@@ -201,6 +201,43 @@ def test_ab_workflow_checks_out_and_sets_up_both_sides_and_runs_asrbench_ab(ab):
     build_parser().parse_args(["ab", *argv])
 
 
+@pytest.fixture(scope="module")
+def counters():
+    return _load("counters.yml")
+
+
+def test_counters_job_pre_screens_the_emulated_gaudi_on_every_pull_request(counters):
+    """A GitHub-hosted CPU runner, no secrets, a read-only token: the [hpu-emulated] section
+    run and gated against the committed baseline (docs/counters.md)."""
+    from asrbench.cli.main import build_parser
+
+    assert set(counters["on"]) == {"pull_request"}
+    assert counters["permissions"] == {}
+    job = counters["jobs"]["emulated-gaudi"]
+    assert job["permissions"] == {"contents": "read"}
+    assert str(job["runs-on"]).startswith("ubuntu-") and "environment" not in job
+    text = (WORKFLOWS / "counters.yml").read_text()
+    assert "secrets." not in text and "pull_request_target" not in text
+    steps = _steps(job)
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["persist-credentials"] is False
+    for step in steps:
+        assert "${{" not in step.get("run", ""), step["name"]
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+    scripts = [s.get("run", "") for s in steps]
+    assert "bash scripts/setup.sh" in scripts
+    run = next(r for r in scripts if "asrbench run" in r)
+    assert "--device hpu-emulated" in run and "--matrix benchmarks/matrix.toml" in run
+    assert "--no-counters" not in run
+    compare = next(r for r in scripts if "asrbench compare" in r)
+    assert "--report reports/emulated.json" in compare and "--markdown counters.md" in compare
+    # every option the job passes is one the commands accept
+    for command in (run, compare):
+        argv = command.replace("\\\n", " ").split(".venv/bin/asrbench ", 1)[1].split()
+        build_parser().parse_args(argv)
+
+
 def _zizmor() -> str:
     found = shutil.which("zizmor") or str(Path(sys.executable).parent / "zizmor")
     if not Path(found).exists():

@@ -263,7 +263,9 @@ def merge_results(config: "BenchConfig", parts: list["Run"], spelling: Any = Non
     """One run from the ranks' shard runs (in rank order): every utterance once, in split
     order, the ranks' timings merged (merge_timings), and scored from all of them (a shard's
     own scores are replaced, never combined). Skipped rows: every rank's, each once (rows
-    skipped by the index appear in every part), sorted by `order` where given."""
+    skipped by the index appear in every part), sorted by `order` where given. The work
+    counters are rank 0's: each rank counts its own first batch, and rank 0's shard starts at
+    the split's first utterance, so its counted batch is the one a single process counts."""
     from asrbench.measure.engine import merge_timings, score
 
     first = parts[0]
@@ -272,9 +274,11 @@ def merge_results(config: "BenchConfig", parts: list["Run"], spelling: Any = Non
     skipped = list({(s.id, s.reason): s for p in parts for s in p.dataset.skipped}.values())
     if order is not None:
         skipped.sort(key=order)
-    return score(config, first.device, first.dataset.name or "", skipped,
-                 [u for part in parts for u in part.utterances], timings,
-                 all(bool(p.passes_identical) for p in parts), spelling)
+    merged = score(config, first.device, first.dataset.name or "", skipped,
+                   [u for part in parts for u in part.utterances], timings,
+                   all(bool(p.passes_identical) for p in parts), spelling)
+    merged.counters = first.counters
+    return merged
 
 
 # -- launching a distributed run from another process (the pytest plugin) -------------------
