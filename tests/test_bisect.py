@@ -121,3 +121,19 @@ def test_error_lines(repo, tmp_path, capsys):
     # nothing was left behind by the refusals
     assert git(path, "worktree", "list").count("\n") == 0
     assert git(path, "for-each-ref", "refs/bisect") == ""
+
+
+def test_an_interruption_cleans_up(repo, monkeypatch, capsys):
+    from asrbench.ab import bisect as logic
+    from asrbench.cli.common import Interrupted
+
+    path, shas = repo
+
+    def interrupted(plan, sha):
+        raise Interrupted("SIGINT", 130)
+
+    monkeypatch.setattr(logic, "judge", interrupted)
+    assert main(["bisect", shas[0], shas[7], "--repo", str(path), "--command", COMMAND]) == 130
+    assert "interrupted (SIGINT)" in capsys.readouterr().err
+    assert git(path, "worktree", "list").count("\n") == 0
+    assert git(path, "for-each-ref", "refs/bisect") == ""

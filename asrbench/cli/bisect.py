@@ -55,6 +55,7 @@ def command(args: argparse.Namespace) -> int:
     """Bisect, print the first bad commit and the changes."""
     from asrbench.ab.bisect import bisect
     from asrbench.errors import AsrbenchError
+    from asrbench.render.text import terminal_safe
 
     try:
         run_args = shlex.split(args.run_args)
@@ -64,7 +65,8 @@ def command(args: argparse.Namespace) -> int:
     try:
         found = bisect(args.repo, args.good, args.bad, metric=args.metric, run_args=run_args,
                        command=args.measure_command,
-                       say=lambda message: print(f"asrbench bisect: {message}", file=sys.stderr))
+                       say=lambda message: print(terminal_safe(f"asrbench bisect: {message}"),
+                                                 file=sys.stderr))
     except common.Interrupted as exc:
         print(f"asrbench bisect: interrupted ({exc.signal_name})", file=sys.stderr)
         return exc.code
