@@ -44,7 +44,7 @@ sys.stderr.write(json.dumps(heavy))
 
 def test_help_of_every_command_imports_no_heavy_library():
     commands = [[], ["run"], ["compare"], ["peers"], ["baseline", "update"], ["history", "add"],
-                ["history", "changes"], ["html"], ["export"], ["ab"]]
+                ["history", "changes"], ["html"], ["export"], ["ab"], ["bisect"]]
     out = subprocess.run([sys.executable, "-c", HELP_IMPORTS % json.dumps(commands)],
                          capture_output=True, text=True, check=True, cwd=ROOT)
     assert json.loads(out.stderr.strip().splitlines()[-1]) == []

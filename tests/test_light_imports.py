@@ -22,7 +22,7 @@ HEAVY = ("torch", "transformers")
 #: the interpreter's last line: which heavy modules it had loaded
 PRINT_HEAVY = ("import json, sys; print(json.dumps(sorted(m for m in %r if m in sys.modules)))"
                % (HEAVY,))
-SUBCOMMANDS = ("run", "compare", "peers", "baseline", "history", "html", "export", "ab")
+SUBCOMMANDS = ("run", "compare", "peers", "baseline", "history", "html", "export", "ab", "bisect")
 NESTED = (("baseline", "update"), ("history", "add"), ("history", "list"), ("history", "show"),
           ("history", "changes"))
 
