@@ -100,10 +100,11 @@ def suite(pytester, recording, monkeypatch) -> Suite:
         report = recording["directory"] / "report.json"
         first = suite.run("--asrbench-update-baselines", report=str(report))
         try:
-            # 6 tests per config; on CPU fp32 nothing compiles and the run is the reference
-            # setup, so test_no_recompilation and test_reference_agreement skip (with their
-            # reasons) every time.
-            first.assert_outcomes(skipped=12)
+            # 7 tests per config, all skipped: the 5 baseline checks while rewriting; on CPU
+            # fp32 nothing compiles and the run is the reference setup, so
+            # test_no_recompilation and test_reference_agreement skip (with their reasons)
+            # every time.
+            first.assert_outcomes(skipped=14)
         except AssertionError:
             recording["error"] = output(first)[-3000:]
             raise
@@ -147,7 +148,7 @@ def test_update_creates_entries_with_noise_and_predictions(suite):
 def test_identical_rerun_passes_without_false_alarm(suite):
     history = suite.path / "history.sqlite"
     result = suite.run("--asrbench-history", str(history), report="rerun.json")
-    result.assert_outcomes(passed=8, skipped=4)
+    result.assert_outcomes(passed=10, skipped=4)  # the 5 baseline checks of each config
     out = output(result)
     # --asrbench-history adds the session's report to the results store
     assert f"to history {history}" in out
@@ -167,7 +168,7 @@ def test_identical_rerun_passes_without_false_alarm(suite):
 def test_doctored_baseline_fails_throughput_wer_and_lists_changed_transcript(suite, doctored,
                                                                            capsys):
     result = suite.run(baselines=doctored, report="doctored.json")
-    result.assert_outcomes(passed=5, failed=3, skipped=4)
+    result.assert_outcomes(passed=7, failed=3, skipped=4)
     out = output(result)
     assert f"FAILED test_bench.py::test_throughput[{A}]" in out
     assert f"FAILED test_bench.py::test_wer[{B}]" in out
@@ -222,7 +223,7 @@ def test_missing_entry_names_the_command_that_creates_it(suite):
 def test_update_rewrites_only_the_selected_entries(suite, doctored):
     before = json.loads((doctored / "cpu.json").read_text())["entries"]
     result = suite.run("-k", "bs2", "--asrbench-update-baselines", baselines=doctored, report="upd.json")
-    result.assert_outcomes(skipped=6)
+    result.assert_outcomes(skipped=7)
     after = json.loads((doctored / "cpu.json").read_text())["entries"]
     assert after[B] == before[B]  # untouched, still doctored
     assert after[A]["metrics"]["samples_per_second"] < before[A]["metrics"]["samples_per_second"]
@@ -261,4 +262,4 @@ def test_the_installed_plugin_runs_in_another_repository_with_its_own_device_opt
     assert "TEAM DEVICE gpu-7" in first.stdout.str()  # the team's option kept its meaning
     assert (repo / "team-baselines" / "cpu.json").exists()
     second = run()
-    second.assert_outcomes(passed=4, skipped=2)
+    second.assert_outcomes(passed=5, skipped=2)
