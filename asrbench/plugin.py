@@ -260,6 +260,18 @@ def apply_policy(config: pytest.Config, comparison: Any, check: str,
         pytest.fail("\n".join(failing) + (f"\n{detail}" if detail else ""), pytrace=False)
 
 
+def change_listing(comparison: Any, limit: int = 50) -> str:
+    """What a failing accuracy test prints when transcripts changed: each error rate's change
+    with its paired-bootstrap interval and utterances worse/better, then the word diffs."""
+    if not comparison.transcripts:
+        return ""
+    from asrbench.render.text import accuracy_lines
+
+    lines = [f"  {line}" for line in accuracy_lines(comparison)]
+    lines += [f"  {c.id}: {c.diff}" for c in comparison.transcripts[:limit]]
+    return "\n".join(lines)
+
+
 def _selection_args(config: pytest.Config) -> list[str]:
     return [a for a in config.invocation_params.args
             if a not in ("--update-baselines", "--asrbench-update-baselines")] or ["benchmarks"]

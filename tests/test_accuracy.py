@@ -139,3 +139,21 @@ def test_the_summary_states_the_interval_and_the_utterances():
                                                      high=0.038, better=1, worse=5, unchanged=4)
     line = accuracy_lines(comparison)[0]
     assert line.startswith("WER +0.021 (95% CI +0.004 .. +0.038), 5 utterances worse, 1 better")
+
+
+def test_the_pytest_gate_prints_the_interval_and_the_counts_with_the_diffs():
+    """What test_wer/test_cer/test_transcripts print when transcripts changed: the WER change
+    with its interval and utterances worse/better, then the word diffs (limit: how many)."""
+    from asrbench.plugin import change_listing
+
+    base = {"u1": [1, 5, 2, 20, 1, 5], "u2": [0, 5, 0, 20, 0, 5], "u3": [2, 5, 3, 20, 2, 5]}
+    now = {"u1": [0, 5, 2, 20, 0, 5], "u2": [1, 5, 1, 20, 0, 5], "u3": [3, 5, 1, 20, 2, 5]}
+    run, entry = _pair(base, now)
+    comparison = compare_run(run, entry)
+    assert len(comparison.transcripts) == 3
+    listing = change_listing(comparison).splitlines()
+    assert listing[0].startswith("  WER +0.067 (95% CI ") and "2 utterances worse, 1 better" in listing[0]
+    assert [line.split(":")[0].strip() for line in listing[-3:]] == ["u1", "u2", "u3"]
+    assert not any(line.strip().startswith("u1:") for line in change_listing(comparison, 0).splitlines())
+    unchanged, same_entry = _pair(base, base)
+    assert change_listing(compare_run(unchanged, same_entry)) == ""
