@@ -380,6 +380,20 @@ class Counters(_Model):
                                                                   "pass (informational)")
 
 
+class ModelIdentity(_Model):
+    """Which model a run measured: a short name alone (whisper-base) says too little, since
+    openai/whisper-base, bundled:whisper-base and a local directory all share it."""
+
+    reference: str = Field(description="the model reference the user gave")
+    source: str = Field(description="the resolved local directory or Hub id")
+    revision: Optional[str] = Field(
+        None, description="a Hub model's resolved commit (its cache snapshot); None otherwise")
+    weights_sha256: Optional[str] = Field(
+        None, pattern=r"^[0-9a-f]{64}$",
+        description="sha256 over the *.safetensors weight files in name order; None where "
+                    "they could not be read")
+
+
 class Run(_Model):
     """One evaluated config, as a report stores it."""
 
@@ -397,6 +411,8 @@ class Run(_Model):
         None, description="the matrix section's tolerance the pytest door ran with")
     counters: Optional[Counters] = Field(
         None, description="exact work counts of the counted pass (absent: counting was off)")
+    model: Optional[ModelIdentity] = Field(
+        None, description="the measured model's identity (absent in older reports)")
 
     def ranks_problem(self) -> Optional[str]:
         """Why a merged data-parallel run is incomplete, or None. Checked by Report: a rank's
@@ -483,6 +499,9 @@ class BaselineEntry(_Model):
 
     counters: Optional[Counters] = Field(
         None, description="the run's counted pass, compared exactly (gate/counters.py)")
+    model: Optional[ModelIdentity] = Field(
+        None, description="the recorded model's identity; a run of a model with other weights "
+                          "is refused (absent in older baselines: not checked)")
 
     @model_validator(mode="after")
     def _digest(self) -> "BaselineEntry":

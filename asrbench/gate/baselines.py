@@ -166,6 +166,7 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any],
         "commit": environment.get("git", {}).get("commit"),
         "updated": dt.datetime.now(dt.timezone.utc).date().isoformat(),
         "counters": run.counters,  # exact work counts, compared exactly (gate/counters.py)
+        "model": run.model,  # the model's identity: another model's run is refused (compare)
     })
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import math
 
+from asrbench.errors import AsrbenchError
 from asrbench.gate.accuracy import accuracy_change, check_normalizer
 from asrbench.gate.baselines import GATED_METRICS, tolerance_of
 from asrbench.gate.counters import run_counter_verdicts
@@ -184,6 +185,28 @@ def run_checks(run: Run, tolerance: dict[str, float]) -> list[Verdict]:
     return [v for v in (compilation_verdict(run), agreement_verdict(run, tolerance)) if v]
 
 
+def model_problem(run: Run, entry: BaselineEntry) -> str | None:
+    """Why the run's model is not the one the baseline was recorded with (both name weight
+    digests and they differ), or None; an entry or run without identity is not checked."""
+    mine, theirs = run.model, entry.model
+    if mine is None or theirs is None or not mine.weights_sha256 or not theirs.weights_sha256:
+        return None
+    if mine.weights_sha256 == theirs.weights_sha256:
+        return None
+    return (f"{run.config.id}: the run's model ({mine.reference}, weights sha256 "
+            f"{mine.weights_sha256[:12]}) is not the baseline's ({theirs.reference}, "
+            f"{theirs.weights_sha256[:12]}): a different model with the same short name; "
+            "record a baseline for it (asrbench baseline update ...) or use the model the "
+            "baseline was made with")
+
+
+def check_model(run: Run, entry: BaselineEntry) -> None:
+    """Refuse (AsrbenchError) a run whose model weights differ from the baseline's."""
+    problem = model_problem(run, entry)
+    if problem:
+        raise AsrbenchError(problem)
+
+
 def compare_run(run: Run, entry: BaselineEntry | None,
                 policy: dict[str, float] | None = None) -> Comparison:
     """Verdicts for one report run against its baseline entry (None: no entry yet; `policy`,
@@ -195,6 +218,7 @@ def compare_run(run: Run, entry: BaselineEntry | None,
                              "no baseline entry") for m in GATED_METRICS]
         return Comparison(config_id=config_id, has_entry=False,
                           verdicts=verdicts + run_checks(run, tolerance))
+    check_model(run, entry)  # another model with the same short name is refused, not compared
     check_normalizer(run, entry)  # another normalizer's normalized WER is refused, not compared
     verdicts = [_error_rate_verdict(config_id, metric, getattr(run.metrics, metric),
                                     getattr(entry.metrics, metric), tolerance["wer_abs"])

@@ -13,6 +13,7 @@ from typing import Any
 
 from asrbench.measure.bundled import BUNDLED_PREFIX, ensure_converted
 from asrbench.errors import AsrbenchError, first_line
+from asrbench.formats.model import ModelIdentity
 
 
 @dataclass
@@ -114,6 +115,58 @@ def load(reference: str) -> LoadedModel:
             + ("" if local else ". Offline? Use a local directory or bundled:whisper-base."))
     model.eval()
     return LoadedModel(model=model, processor=processor, reference=reference, path=source)
+
+
+WEIGHTS_GLOB = "*.safetensors"
+CHUNK_BYTES = 1 << 20
+# directory -> sha256 of its weight files: hashed once per process (whisper-base: ~290 MB).
+_WEIGHT_DIGESTS: dict[str, str | None] = {}
+
+
+def weights_digest(directory: str | Path) -> str | None:
+    """sha256 over the directory's *.safetensors files, in name order, read in 1 MiB chunks;
+    None where there are none or they cannot be read."""
+    import hashlib
+
+    key = str(Path(directory).resolve())
+    if key not in _WEIGHT_DIGESTS:
+        files = sorted(Path(directory).glob(WEIGHTS_GLOB), key=lambda f: f.name)
+        digest = hashlib.sha256()
+        try:
+            for file in files:
+                with open(file, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(CHUNK_BYTES), b""):
+                        digest.update(chunk)
+        except OSError:
+            files = []
+        _WEIGHT_DIGESTS[key] = digest.hexdigest() if files else None
+    return _WEIGHT_DIGESTS[key]
+
+
+def _snapshot_directory(loaded: LoadedModel) -> Path | None:
+    """The local directory the weights were read from: the path itself, or for a Hub id the
+    snapshot in the Hugging Face cache (None where it cannot be found)."""
+    path = Path(loaded.path).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        config = try_to_load_from_cache(loaded.path, "config.json")
+    except Exception:  # an id the cache helper rejects: no local snapshot to name
+        return None
+    return Path(config).parent if isinstance(config, str) else None
+
+
+def model_identity(loaded: LoadedModel) -> ModelIdentity:
+    """Which model was loaded: the reference given, where it resolved to, a Hub model's
+    commit (its `.../snapshots/<commit>/` directory) and the sha256 of its weight files."""
+    directory = _snapshot_directory(loaded)
+    revision = None
+    if directory is not None and directory.parent.name == "snapshots":
+        revision = directory.name
+    return ModelIdentity(reference=loaded.reference, source=loaded.path, revision=revision,
+                         weights_sha256=weights_digest(directory) if directory else None)
 
 
 def model_limits(reference: str) -> tuple[float | None, int | None]:

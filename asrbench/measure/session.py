@@ -20,7 +20,7 @@ from asrbench.devices import Device, get_device
 from asrbench.measure.engine import Evaluator, PreparedModel, needs_static_shapes
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.formats.model import ReferenceAgreement, Run
-from asrbench.measure.models import load
+from asrbench.measure.models import load, model_identity
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.measure.distributed import World
@@ -112,6 +112,8 @@ class Session:
             # Every rank asks (one decodes, the others wait on its cache file, so no rank sits
             # at the next barrier while rank 0 decodes); rank 0 reports it.
             result.reference = self.reference_agreement(prepared, config, split, result)
+            # which model this was, beyond its short name (the weights hashed once per process)
+            result.model = model_identity(prepared.loaded)
             self._results[key] = result
         return self._results[key]
 
