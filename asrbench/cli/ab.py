@@ -31,9 +31,8 @@ these options (--head-args "--graphs", or --head-args=--graphs). Examples:
       --head-args "--batch-size 8"
 
 --passes is the number of timed passes of each process (default 2). Every round starts a
-fresh process per side: throughput has a part fixed for a process's life
-(two long-lived processes of the same code differed by 3-8% here), which only new processes
-sample. Every number is checked before the first process starts.
+fresh process per side: throughput has a part fixed for a process's life, which only new
+processes sample (measurements: docs/performance.md). Every number is checked before the first process starts.
 """
 
 #: options whose value is a command line of its own: the next argument is always their value,
@@ -74,8 +73,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-rounds", type=int, default=4,
                    help="rounds before the first look, >= 2 (default 4)")
     p.add_argument("--max-rounds", type=int, default=20,
-                   help="give up with UNKNOWN after this many rounds (default 20; a 10%% "
-                        "change needs about 10 rounds at 6%% process-to-process spread)")
+                   help="give up with UNKNOWN after this many rounds (default 20; how many a "
+                        "change needs: docs/ab.md)")
     p.add_argument("--rounds-limit", type=int, metavar="N",
                    help="the throughput subset: time the rounds on the first N utterances "
                         "(accuracy still uses the whole split)")
