@@ -220,7 +220,10 @@ def bench_comparison(request, bench_entry, bench_run):
     if option(request.config, "update_baselines"):
         pytest.skip("--update-baselines: this entry is rewritten from this run, not checked")
     config_id = bench_run.config.id
-    comparison = compare_run(bench_run, bench_entry, _state(request.config)["tolerance"])
+    try:
+        comparison = compare_run(bench_run, bench_entry, _state(request.config)["tolerance"])
+    except AsrbenchError as exc:  # a baseline it must not be compared with: one line, no traceback
+        pytest.fail(f"asrbench: {exc}", pytrace=False)
     _state(request.config)["comparisons"][config_id] = comparison
     for finding in bench_policy(request.config).findings(comparison, ["missing"]):
         path = baselines.baseline_path(option(request.config, "baseline_dir"),
@@ -311,20 +314,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         directory = option(config, "baseline_dir")
         for device_class in sorted({r.device.class_ for r in runs}):
             selected = [r for r in runs if r.device.class_ == device_class]
-            changes = baselines.update(directory, device_class, selected, env, state["tolerance"])
+            try:
+                changes = baselines.update(directory, device_class, selected, env,
+                                           state["tolerance"])
+            except AsrbenchError as exc:  # e.g. runs that disagree: say so, keep the old file
+                lines.append(f"asrbench: baselines not updated: {exc}")
+                continue
             lines.append(f"asrbench: updated {baselines.baseline_path(directory, device_class)}")
             lines.append(baselines.change_table(changes))
     history = option(config, "history")
     if history:
-        from asrbench.errors import AsrbenchError
         from asrbench.history.store import add_report
 
         try:
             lines.append(f"asrbench: {add_report(history, report_path)}")
         except AsrbenchError as exc:  # the gate's verdicts stand; say why the store missed it
             lines.append(f"asrbench: history not updated: {exc}")
+    from asrbench.render.text import terminal_safe
+
     for line in lines:
         if reporter is not None:
-            reporter.write_line(line)
+            reporter.write_line(terminal_safe(line))
         else:
-            print(line, file=sys.stderr)
+            print(terminal_safe(line), file=sys.stderr)

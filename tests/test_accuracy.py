@@ -157,3 +157,15 @@ def test_the_pytest_gate_prints_the_interval_and_the_counts_with_the_diffs():
     assert not any(line.strip().startswith("u1:") for line in change_listing(comparison, 0).splitlines())
     unchanged, same_entry = _pair(base, base)
     assert change_listing(compare_run(unchanged, same_entry)) == ""
+
+
+def test_a_baseline_edits_row_of_the_wrong_length_is_refused_at_load():
+    """A hand-edited or truncated row would crash the interval; loading names the field."""
+    from asrbench.formats.model import parse_baselines
+
+    run = make_run()
+    entry = make_entry(run)
+    entry["edits"] = {"u1": [1, 5, 2, 20]}
+    document = {"schema": 1, "device_class": "cpu", "entries": {"cfg": entry}}
+    with pytest.raises(AsrbenchError, match=r"entries\['cfg'\]\.edits\['u1'\]"):
+        parse_baselines(document, "b.json")

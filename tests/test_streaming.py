@@ -165,3 +165,28 @@ def test_streamed_run_matches_the_in_memory_path_and_featurizes_each_batch_once(
     # the old path: every clip featurized up front, one pass over the batches in memory
     assert [u.prediction for u in run.utterances] == evaluator.transcribe(
         [u.audio for u in split.utterances])
+
+
+def test_ctrl_c_reaching_a_worker_does_not_kill_it_with_a_traceback(capfd):
+    """Ctrl-C goes to the whole process group; a forked worker leaves it to the main process
+    (which installed the handler that raises Interrupted): the worker's batch still arrives and
+    no traceback of a worker is printed."""
+    import os
+    import signal
+
+    def featurize(audio):
+        os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends every process
+        return _featurizer()(audio)
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt("the main process's handler, inherited by a fork")
+
+    rows = [_row(i, 1000 - i) for i in range(3)]
+    source = BatchSource(rows, plan_batches(rows, 1), 30.0, featurize)
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        numbers = [batch.number for batch in prefetch(source, workers=1, ahead=1)]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert numbers == [0, 1, 2]
+    assert "Traceback" not in capfd.readouterr().err

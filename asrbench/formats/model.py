@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Iterable, Literal, Optional
+from typing import Annotated, Any, Iterable, Literal, Optional
 
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt,
                       PositiveFloat, PositiveInt, ValidationError, computed_field,
@@ -490,7 +490,8 @@ class BaselineEntry(_Model):
     predictions_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     normalizer: Optional[str] = Field(
         None, description="versioned name of the normalizer of metrics.wer_normalized")
-    edits: dict[str, list[NonNegativeInt]] = Field(
+    edits: dict[str, Annotated[list[NonNegativeInt], Field(min_length=EDIT_FIELDS,
+                                                           max_length=EDIT_FIELDS)]] = Field(
         default_factory=dict, description="utterance id -> its edit counts, as in a report's "
                                           "utterances (for intervals of error-rate changes)")
     environment: dict[str, Any] = Field(default_factory=dict)

@@ -18,6 +18,7 @@ the next batch (docs/measuring.md, "What a pass's clock covers").
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import resource
 import statistics
@@ -451,11 +452,12 @@ class Evaluator:
             self.barrier()
             warmup_batches = self.warmup_batches(len(plan))
             t_features = time.perf_counter()
-            stream = cache.fill(prefetch(BatchSource(split.rows, plan, split.max_duration,
-                                                     self.featurize)))
-            warmup = self._pass(itertools.islice(stream, warmup_batches), "warm-up")
-            for _ in stream:  # the batches the warm-up did not decode, onto disk
-                pass
+            batches = prefetch(BatchSource(split.rows, plan, split.max_duration, self.featurize))
+            with contextlib.closing(batches):  # workers end here, on errors too
+                stream = cache.fill(batches)
+                warmup = self._pass(itertools.islice(stream, warmup_batches), "warm-up")
+                for _ in stream:  # the batches the warm-up did not decode, onto disk
+                    pass
             # Wall time until every batch's features were on disk, less the warm-up's decoding.
             feature_seconds = time.perf_counter() - t_features - warmup.seconds
             if not cache.real:

@@ -110,8 +110,19 @@ def prefetch(source: BatchSource, workers: int | None = None,
     workers = min(workers, len(source))
     loader = DataLoader(source, batch_size=None, shuffle=False, num_workers=workers,
                         collate_fn=_as_is, prefetch_factor=ahead if workers else None,
-                        multiprocessing_context="fork" if workers else None)
+                        multiprocessing_context="fork" if workers else None,
+                        worker_init_fn=_ignore_signals if workers else None)
     yield from loader
+
+
+def _ignore_signals(worker_id: int) -> None:
+    """A forked worker would inherit the handlers that raise Interrupted and print a traceback
+    each: Ctrl-C (sent to the whole process group) is left to the main process, which ends the
+    workers when it stops; SIGTERM ends a worker quietly (the default action)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class FeatureCache:
