@@ -366,6 +366,13 @@ def comparisons(outcome: Outcome) -> list[Any]:
                                                   outcome.samples("head", index), outcome.settings)
                 else:  # interrupted before the first round
                     continue
+            elif (verdict.metric == "counters" and base_id != head_id
+                  and verdict.verdict == "regressed" and "another batch shape" in verdict.note):
+                # Two settings (e.g. batch 1 against batch 2) count different work by design:
+                # said, not failed. The same config on two code versions is compared exactly.
+                verdict = verdict.model_copy(update={
+                    "verdict": "unchanged",
+                    "note": "counters not compared: the two sides run different settings"})
             verdicts.append(verdict.model_copy(update={"config_id": label}))
         comparison.verdicts = verdicts
         out.append(comparison)
