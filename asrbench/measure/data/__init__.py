@@ -156,10 +156,15 @@ def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int |
         split.utterances.append(Utterance(row.id, audio, reference))
     bar.close()
     if not split.utterances:
-        reasons = "; ".join(f"{s.id}: {s.reason}" for s in split.skipped[:3])
-        raise AsrbenchError(f"{name}: no usable utterances"
-                            + (f" ({len(split.skipped)} skipped, e.g. {reasons})" if reasons else ""))
+        raise none_usable(name, split.skipped)
     return split
+
+
+def none_usable(name: str, skipped: list[Skipped]) -> AsrbenchError:
+    """The one-line error of a split with no usable utterance, naming a few skipped rows."""
+    reasons = "; ".join(f"{s.id}: {s.reason}" for s in skipped[:3])
+    return AsrbenchError(f"{name}: no usable utterances"
+                         + (f" ({len(skipped)} skipped, e.g. {reasons})" if reasons else ""))
 
 
 def index(name: str, rows: Iterable[RawRow], max_duration: float, limit: int | None,
@@ -201,9 +206,7 @@ def index(name: str, rows: Iterable[RawRow], max_duration: float, limit: int | N
         found.rows.append(IndexedRow(position, row.id, reference, samples, row.audio))
     bar.close()
     if not found.rows:
-        reasons = "; ".join(f"{s.id}: {s.reason}" for s in found.skipped[:3])
-        raise AsrbenchError(f"{name}: no usable utterances"
-                            + (f" ({len(found.skipped)} skipped, e.g. {reasons})" if reasons else ""))
+        raise none_usable(name, found.skipped)
     return found
 
 
