@@ -7,7 +7,8 @@ import torch
 
 from asrbench.config.settings import EMBEDDED_CORPUS
 from asrbench.measure.data import load_split
-from asrbench.measure.decoding import GreedyDecoder, SuppressAtBegin, SuppressTokens, supports, whisper_prompt
+from asrbench.measure.decoding import (GreedyDecoder, SuppressAtBegin, SuppressTokens, length_kwargs,
+                                       prompt_length, supports, whisper_prompt)
 from asrbench.measure.models import load
 
 GENERATION = SimpleNamespace(decoder_start_token_id=50258, no_timestamps_token_id=50363,
@@ -21,6 +22,17 @@ def test_prompt_accepts_language_names_and_codes():
     assert whisper_prompt(GENERATION, "<|en|>", "translate") == [50258, 50259, 50358, 50363]
     with pytest.raises(ValueError, match="klingon"):
         whisper_prompt(GENERATION, "klingon", "transcribe")
+
+
+def test_generate_length_counts_the_prompt_on_every_transformers_version():
+    """asrbench's cap counts the decoder prompt; generate() gets max_new_tokens, whose meaning
+    transformers 5 kept (Whisper's max_length stopped counting the prompt there)."""
+    assert prompt_length(GENERATION) == 4  # start, language, task, no-timestamps
+    english_only = SimpleNamespace(decoder_start_token_id=50257, no_timestamps_token_id=50362)
+    assert prompt_length(english_only) == 2
+    assert prompt_length(SimpleNamespace(decoder_start_token_id=2)) == 1  # Speech2Text & co.
+    assert length_kwargs(GENERATION, 225) == {"max_new_tokens": 221}
+    assert length_kwargs(SimpleNamespace(), 3) == {"max_new_tokens": 2}
 
 
 def test_suppression_rules():
@@ -64,7 +76,8 @@ def test_same_tokens_as_generate(whisper, locale, language, precision):
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
         ours = decoder(features).tolist()
         theirs = model.generate(features, language=language, task="transcribe", do_sample=False,
-                                num_beams=1, max_length=max_length).tolist()
+                                num_beams=1, **length_kwargs(model.generation_config,
+                                                             max_length)).tolist()
 
     def text_tokens(row):
         row = [t for t in row if t not in decoder.prompt]
@@ -110,7 +123,8 @@ def test_static_decoder_under_emulated_hpu_graphs_equals_generate(whisper, local
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
         ours = [r for half in (features[:4], features[4:]) for r in decoder(half).tolist()]
         theirs = model.generate(features, language=language, task="transcribe", do_sample=False,
-                                num_beams=1, max_length=max_length).tolist()
+                                num_beams=1, **length_kwargs(model.generation_config,
+                                                             max_length)).tolist()
     assert STATS.captures - captures == 3  # encoder, prompt step, token step
     assert all(len(r) == max_length for r in ours)
     prompt_len = len(prompt)

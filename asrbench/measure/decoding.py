@@ -41,6 +41,23 @@ def whisper_prompt(generation_config: Any, language: str, task: str) -> list[int
     return [int(t) for t in tokens]
 
 
+def prompt_length(generation_config: Any) -> int:
+    """Tokens generate() puts before the first generated one: Whisper's start, language and
+    task (multilingual models) and no-timestamps; a plain encoder-decoder's start token."""
+    if getattr(generation_config, "no_timestamps_token_id", None) is None:
+        return 1
+    return 1 + (2 if getattr(generation_config, "lang_to_id", None) else 0) + 1
+
+
+def length_kwargs(generation_config: Any, max_length: int) -> dict[str, int]:
+    """generate()'s length cap for a decoder length of `max_length` tokens, prompt included
+    (asrbench's --generation-max-length, as the static decoder counts it), the same on every
+    transformers version: Whisper's generate() counts its prompt in max_length on 4.55 and
+    not on 5.x (max_length=10 gave 6 generated tokens on 4.55.4 and 9 on 5.25.0 on the
+    same clip), while max_new_tokens means the same on both."""
+    return {"max_new_tokens": max(1, max_length - prompt_length(generation_config))}
+
+
 def supports(model: Any, language: str | None) -> bool:
     """Whether GreedyDecoder reproduces generate() for this model and setting."""
     config = getattr(model, "config", None)
@@ -222,7 +239,17 @@ class StaticGreedyDecoder(_WhisperGreedy):
                                     StaticCache(max_cache_len=hidden.shape[1], **common))
         self.hidden = torch.empty_like(hidden)
         self.cache = cache
-        self.step = self.graph(_Step(self.model, cache, self.hidden, self.rules))
+        step = _Step(self.model, cache, self.hidden, self.rules)
+        # transformers 5 allocates a static cache's tensors on its first update (4.55 in the
+        # constructor). Inside a captured graph they would be the graph's own memory, which
+        # the next replay overwrites (CUDA graphs refuse: "accessing tensor output of
+        # CUDAGraphs that has been overwritten", seen on an H200 with transformers 5.17). One
+        # eager prompt step allocates them here, outside any graph; __call__ resets the cache
+        # before every batch.
+        self.hidden.copy_(hidden)
+        step(self.prompt_tokens, self.prompt_positions)
+        cache.reset()
+        self.step = self.graph(step)
 
     @torch.inference_mode()
     def __call__(self, features: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,8 @@ import torch
 from asrbench.measure import decoding
 from asrbench.config.settings import BenchConfig
 from asrbench.measure.data import SAMPLE_RATE, LoadedSplit, SplitIndex
-from asrbench.measure.decoding import GreedyDecoder, StaticGreedyDecoder, whisper_prompt
+from asrbench.measure.decoding import (GreedyDecoder, StaticGreedyDecoder, length_kwargs,
+                                       whisper_prompt)
 from asrbench.measure.features import ATTENTION_MASK, check_settings, input_name, model_inputs
 from asrbench.devices import Device
 from asrbench.errors import AsrbenchError
@@ -323,7 +324,8 @@ class Evaluator:
     def generate_kwargs(self) -> dict[str, Any]:
         """Greedy decoding, forced language/task, stop at EOS, capped length."""
         kwargs: dict[str, Any] = {"do_sample": False, "num_beams": 1,
-                                  "max_length": self.config.generation_max_length}
+                                  **length_kwargs(self.generation_config,
+                                                  self.config.generation_max_length)}
         if getattr(self.generation_config, "lang_to_id", None):
             kwargs["task"] = self.config.task
             if self.config.language:

@@ -192,7 +192,9 @@ class TrainerPeer(Peer):
         features = processor.feature_extractor(audio, sampling_rate=SAMPLE_RATE,
                                                return_tensors="np").input_features
         labels = processor.tokenizer(references).input_ids
-        kwargs = {k: v for k, v in self.generate_kwargs().items() if k != "max_length"}
+        # max_new_tokens (decoding.length_kwargs) takes precedence over the Trainer's
+        # generation_max_length, whose meaning for Whisper changed with transformers 5.
+        kwargs = self.generate_kwargs()
         with self.autocast():
             output = self.trainer.predict(_LabelledClips(features, labels), **kwargs)
         ids = np.where(output.predictions != -100, output.predictions,

@@ -335,6 +335,7 @@ def language_kwargs(generation_config: Any, language: str | None, task: str) -> 
 def decode(request: ReferenceRequest) -> tuple[list[str], list[str]]:
     """(ids, transcripts) of stock generate(), fp32 on CPU, greedy; run only in the child."""
     from asrbench.measure.data import load_split
+    from asrbench.measure.decoding import length_kwargs
     from asrbench.measure.features import model_inputs
 
     split = load_split(request.dataset, request.dataset_config, request.split,
@@ -360,8 +361,9 @@ def decode(request: ReferenceRequest) -> tuple[list[str], list[str]]:
             inputs = model_inputs(extractor, model, [u.audio for u in chunk], static=False)
             inputs = {k: v.to(device=cpu, dtype=torch.float32) if v.is_floating_point() else v
                       for k, v in inputs.items()}
-            out = model.generate(**inputs, do_sample=False, num_beams=1,
-                                 max_length=request.generation_max_length, **lang)
+            out = model.generate(**inputs, do_sample=False, num_beams=1, **lang,
+                                 **length_kwargs(model.generation_config,
+                                                 request.generation_max_length))
             out = out if torch.is_tensor(out) else out.sequences
             texts = tokenizer.batch_decode(out, skip_special_tokens=True)
             transcripts += [t.strip() for t in texts]
