@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from asrbench.measure.data import AudioError, IndexedRow, Skipped
-from asrbench.measure.streaming import BatchSource, FeatureCache, plan_batches, prefetch
+from asrbench.errors import AsrbenchError
+from asrbench.measure.streaming import (BatchSource, FeatureCache, plan_batches, prefetch,
+                                       unwrapped)
 
 CORPUS = Path(__file__).resolve().parent.parent / "asrbench" / "corpus" / "commonvoice-mini"
 
@@ -82,6 +84,26 @@ def test_too_long_after_decoding_is_skipped_with_its_length():
     rows = [_row(0, 16000 * 3)]  # the header said less; the decoded clip is 3 s
     batch = BatchSource(rows, [[0]], 2.0, _featurizer())[0]
     assert batch.features is None and batch.skipped == [Skipped("r0", "too long: 3.0 s >= 2 s")]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("injected fault\nsecond line"),
+                                   AsrbenchError("the featurizer refused: bad settings")])
+def test_an_error_in_a_worker_is_raised_with_its_own_message(error):
+    """torch wraps a worker's error as 'Caught X in DataLoader worker process 0.' + traceback;
+    prefetch raises it again with the worker's own message, so one-line errors stay useful."""
+    def featurize(audio):
+        raise error
+
+    rows = [_row(0, 100), _row(1, 100)]
+    source = BatchSource(rows, plan_batches(rows, 1), 30.0, featurize)
+    with pytest.raises(type(error)) as caught:
+        list(prefetch(source, workers=1))
+    assert str(caught.value) == str(error)
+
+
+def test_unwrapped_leaves_other_errors_alone():
+    plain = ValueError("Caught nothing")
+    assert unwrapped(plain) is plain
 
 
 def test_feature_cache_holds_batches_on_disk_and_removes_them(tmp_path):

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from asrbench import __version__
 from asrbench.cli import ab, baseline, bisect, compare, export, history, html, peers, run
-from asrbench.errors import AsrbenchError
+from asrbench.errors import AsrbenchError, first_line
 from asrbench.render.text import terminal_safe
 
 #: the commands in the order `asrbench --help` lists them
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import traceback
 
         traceback.print_exc()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc)
         print(terminal_safe(f"asrbench: error: {where}failed: {type(exc).__name__}: {first}",
                             newlines=False), file=sys.stderr)
         return 1

@@ -112,7 +112,32 @@ def prefetch(source: BatchSource, workers: int | None = None,
                         collate_fn=_as_is, prefetch_factor=ahead if workers else None,
                         multiprocessing_context="fork" if workers else None,
                         worker_init_fn=_ignore_signals if workers else None)
-    yield from loader
+    try:
+        yield from loader
+    except Exception as exc:
+        raise unwrapped(exc) from exc
+
+
+def unwrapped(exc: Exception) -> Exception:
+    """The error a DataLoader worker raised, as if raised here. torch re-raises a worker's error
+    as the same type whose message is 'Caught X in DataLoader worker process N.' followed by the
+    worker's traceback; a one-line error (an AsrbenchError, a rank's 'failed: ...' line) would
+    show only that first line. Anything else, or a type that cannot be rebuilt, is left as is."""
+    text = str(exc)
+    lines = text.splitlines()
+    if not lines or not (lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]):
+        return exc
+    kind = type(exc)
+    names = (f"{kind.__module__}.{kind.__qualname__}: ", f"{kind.__qualname__}: ")
+    for index in range(len(lines) - 1, 0, -1):
+        for name in names:
+            if lines[index].startswith(name):
+                message = "\n".join([lines[index][len(name):], *lines[index + 1:]])
+                try:
+                    return kind(message)
+                except Exception:
+                    return exc
+    return exc
 
 
 def _ignore_signals(worker_id: int) -> None:
