@@ -8,7 +8,11 @@ bash scripts/setup.sh || exit 1
 # to reports/latest.json, which belongs to scripts/bench.sh and `asrbench run`; pytest prints
 # where it went. An --asrbench-report (or --report) given here comes later and wins.
 reports=$(mktemp -d "${TMPDIR:-/tmp}/asrbench-test-reports.XXXXXX") || exit 1
-.venv/bin/python -m pytest --asrbench-report "$reports/latest.json" "$@"
+# --asrbench-throughput warn: the benchmarks run on a shared machine (CI runners, the tests'
+# own child processes) whose load no stored samples/s can know, so a throughput drop against
+# baselines/cpu.json is printed as a warning; transcripts, error rates and the exact work
+# counters still fail. A later --asrbench-throughput fail (in "$@") wins.
+.venv/bin/python -m pytest --asrbench-report "$reports/latest.json" --asrbench-throughput warn "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
     echo "test.sh: pytest collected no tests; failing" >&2

@@ -62,19 +62,20 @@ SCENARIOS = {"unchanged": lambda entry: None, "regressed": _regressed, "improved
              "transcripts": _transcripts, "missing": None}
 POLICIES = {"default": [], "allow-improvements": ["--allow-improvements"],
             "transcripts-warn": ["--transcripts", "warn"],
-            "allow-missing": ["--allow-missing-baselines"]}
+            "allow-missing": ["--allow-missing-baselines"],
+            "throughput-warn": ["--throughput", "warn"]}
 # Expected: does the gate fail? Written by hand from the policy's rules (policy.py docstring).
 FAILS = {
     "unchanged": {"default": False, "allow-improvements": False, "transcripts-warn": False,
-                  "allow-missing": False},
+                  "allow-missing": False, "throughput-warn": False},
     "regressed": {"default": True, "allow-improvements": True, "transcripts-warn": True,
-                  "allow-missing": True},
+                  "allow-missing": True, "throughput-warn": False},
     "improved": {"default": True, "allow-improvements": False, "transcripts-warn": True,
-                 "allow-missing": True},
+                 "allow-missing": True, "throughput-warn": True},
     "transcripts": {"default": True, "allow-improvements": True, "transcripts-warn": False,
-                    "allow-missing": True},
+                    "allow-missing": True, "throughput-warn": True},
     "missing": {"default": True, "allow-improvements": True, "transcripts-warn": True,
-                "allow-missing": False},
+                "allow-missing": False, "throughput-warn": True},
 }
 
 
@@ -145,8 +146,13 @@ def test_policy_findings_by_check():
                              ["throughput"]) == []  # faster is fine
     new = Comparison(config_id="c", verdicts=[], has_entry=False)
     assert Policy().fails([new]) and not Policy(allow_missing=True).fails([new])
+    warned = Policy(throughput="warn").findings(comparison)
+    assert [(f.check, f.fails) for f in warned] == [("wer", True), ("throughput", False)]
+    assert "--throughput warn" in warned[1].message
     with pytest.raises(Exception, match="transcripts"):
         Policy(transcripts="ignore")
+    with pytest.raises(Exception, match="throughput"):
+        Policy(throughput="ignore")
 
 
 def test_missing_entries_of_other_configs_are_reported_not_failed(project):

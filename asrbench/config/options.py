@@ -18,7 +18,7 @@ from asrbench.config.settings import (DEFAULT_BASELINE_DIR, DEFAULT_MATRIX, DEFA
                                       DEFAULT_REFERENCE_UTTERANCES, DEFAULT_REPORT, DEVICE_CHOICES,
                                       PRECISIONS)
 from asrbench.errors import AsrbenchError
-from asrbench.gate.policy import TRANSCRIPT_MODES, Policy
+from asrbench.gate.policy import THROUGHPUT_MODES, TRANSCRIPT_MODES, Policy
 
 PYTEST_PREFIX = "asrbench-"
 
@@ -131,6 +131,10 @@ RUN_OPTIONS = (
 POLICY_OPTIONS = (
     Option("transcripts", "changed transcripts fail the gate (default) or only warn",
            choices=TRANSCRIPT_MODES, pytest_default="fail"),
+    Option("throughput", "a samples/s regression against the stored baseline fails the gate "
+                         "(default) or only warns: for a shared runner whose load no stored "
+                         "number can know (the work counters still gate exactly)",
+           choices=THROUGHPUT_MODES, pytest_default="fail"),
     Option("allow-improvements", "an error rate better than the baseline beyond tolerance, or "
                                  "a work counter below the baseline's, passes (by default it "
                                  "fails: the baseline is out of date)",
@@ -185,7 +189,8 @@ def policy_from(values: Any, prefix: str = "") -> Policy:
     return Policy(allow_improvements=bool(getattr(values, prefix + "allow_improvements", False)),
                   transcripts=transcripts,
                   allow_missing=bool(getattr(values, prefix + "allow_missing_baselines", False)),
-                  wer_significance=bool(getattr(values, prefix + "wer_significance", False)))
+                  wer_significance=bool(getattr(values, prefix + "wer_significance", False)),
+                  throughput=getattr(values, prefix + "throughput", None) or "fail")
 
 
 def add_short_aliases(parser: Any) -> None:

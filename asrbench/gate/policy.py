@@ -9,6 +9,8 @@ Policy, with the same options, so they cannot disagree:
 - an error rate that improved beyond tolerance fails too (the baseline is out of date: refresh
   it), unless improvements are allowed;
 - changed transcripts fail, or only warn with transcripts="warn";
+- a throughput regression fails, or only warns with throughput="warn" (a shared runner whose
+  load no stored number can know: the counters still judge the work exactly);
 - with wer_significance, an error rate beyond its tolerance fails only when the paired
   bootstrap's interval of its change (gate/accuracy.py) excludes 0; otherwise it warns;
 - a config without a baseline entry fails, unless missing entries are allowed.
@@ -39,6 +41,7 @@ ERROR_RATES = ("wer", "wer_normalized", "cer")
 #: metrics whose improvement beyond tolerance also fails (the baseline is out of date)
 IMPROVEMENT_FAILS = ERROR_RATES + COUNTER_METRICS
 TRANSCRIPT_MODES = ("fail", "warn")
+THROUGHPUT_MODES = ("fail", "warn")
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,15 @@ class Policy:
     transcripts: str = "fail"  # changed transcripts: "fail" or "warn"
     allow_missing: bool = False  # a config without a baseline entry passes (reported as new)
     wer_significance: bool = False  # error rates beyond tolerance fail only if significant
+    throughput: str = "fail"  # a throughput regression: "fail" or "warn"
 
     def __post_init__(self) -> None:
         if self.transcripts not in TRANSCRIPT_MODES:
             raise AsrbenchError(f"transcripts must be one of {', '.join(TRANSCRIPT_MODES)}, "
                                 f"got {self.transcripts!r}")
+        if self.throughput not in THROUGHPUT_MODES:
+            raise AsrbenchError(f"throughput must be one of {', '.join(THROUGHPUT_MODES)}, "
+                                f"got {self.throughput!r}")
 
     def findings(self, comparison: Comparison, checks: Iterable[str] = CHECKS) -> list[Finding]:
         """What fails or warns for one config, limited to `checks`."""
@@ -81,8 +88,10 @@ class Policy:
                     continue
                 noise = self._not_significant(comparison, verdict.metric)
                 if verdict.verdict == "regressed":
-                    out.append(Finding(config_id, check, noise is None,
-                                       describe_verdict(verdict) + (noise or "")))
+                    warn_only = check == "throughput" and self.throughput == "warn"
+                    out.append(Finding(config_id, check, noise is None and not warn_only,
+                                       describe_verdict(verdict) + (noise or "")
+                                       + (" (--throughput warn: a warning)" if warn_only else "")))
                 elif verdict.verdict == "improved" and verdict.metric in IMPROVEMENT_FAILS:
                     text = (describe_verdict(verdict)
                             + " (better than the baseline: refresh it if intended)" + (noise or ""))
@@ -114,4 +123,5 @@ class Policy:
 
     def to_dict(self) -> dict[str, Any]:
         return {"allow_improvements": self.allow_improvements, "transcripts": self.transcripts,
-                "allow_missing": self.allow_missing, "wer_significance": self.wer_significance}
+                "allow_missing": self.allow_missing, "wer_significance": self.wer_significance,
+                "throughput": self.throughput}
