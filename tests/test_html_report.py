@@ -265,8 +265,10 @@ def test_real_history_renders_in_chromium(real_history, browser, tmp_path):
             " return c.textContent; }); });", table_id)
 
     verdicts = rows("verdicts")
-    assert [r[1] for r in verdicts] == ["wer", "wer_normalized", "cer", "samples_per_second"]
+    assert [r[1] for r in verdicts] == ["wer", "wer_normalized", "cer", "samples_per_second",
+                                        "counters"]
     assert verdicts[3][6] == "regressed"  # half the planted speed of the baseline (run 1)
+    assert verdicts[4][6] == "unchanged"  # same code, same inputs: the same counted work
     assert [r[1] for r in rows("history")] == commits
     steps = rows("change-points")
     assert len(steps) == 1 and steps[0][2] == "samples/s" and steps[0][7] == "regression"

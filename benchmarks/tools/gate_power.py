@@ -31,6 +31,8 @@ cores is exactly the noise being measured, and ruins the comparison of runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import random
 import shlex
@@ -209,22 +211,30 @@ def rejudge(directory: Path, processes: int, cpu_floor: float) -> int:
     order = sorted(range(len(records)), key=lambda i: records[i]["index"])
     sources = [directory / f"ab{records[i]['index']}" / "round1-base.json"
                for i in order[:processes]]
-    work = Path(tempfile.mkdtemp(prefix="gate-power-rejudge-"))
     import asrbench.cli.main
 
-    for name, extra in ((STORED[0], [str(sources[0])]),
-                        (STORED[1], [str(sources[0]), "--tolerance",
-                                     f"samples_per_second_rel={cpu_floor}"]),
-                        (STORED[2], [str(p) for p in sources])):
-        if asrbench.cli.main.main(["baseline", "update", "--baseline-dir", str(work / _slug(name)),
-                              "--report", *extra]) != 0:
-            raise SystemExit(f"recording the baseline of {name!r} failed")
+    # The recorded baselines live in a temporary folder removed afterwards; what `baseline
+    # update` prints (that folder's paths) is shown only when recording fails, so that judging
+    # the same kept files twice prints the same text.
     results: dict[str, dict[float, list[bool]]] = {name: {} for name in STORED}
-    for record in records:
-        head = directory / f"ab{record['index']}" / "round1-head.json"
-        for name in STORED:
-            failed = gate_report(load_report(head), work / _slug(name)).failed
-            results[name].setdefault(record["level"], []).append(failed)
+    with tempfile.TemporaryDirectory(prefix="gate-power-rejudge-") as temporary:
+        work = Path(temporary)
+        for name, extra in ((STORED[0], [str(sources[0])]),
+                            (STORED[1], [str(sources[0]), "--tolerance",
+                                         f"samples_per_second_rel={cpu_floor}"]),
+                            (STORED[2], [str(p) for p in sources])):
+            said = io.StringIO()
+            with contextlib.redirect_stdout(said):
+                code = asrbench.cli.main.main(["baseline", "update", "--baseline-dir",
+                                               str(work / _slug(name)), "--report", *extra])
+            if code != 0:
+                print(said.getvalue(), end="")
+                raise SystemExit(f"recording the baseline of {name!r} failed")
+        for record in records:
+            head = directory / f"ab{record['index']}" / "round1-head.json"
+            for name in STORED:
+                failed = gate_report(load_report(head), work / _slug(name)).failed
+                results[name].setdefault(record["level"], []).append(failed)
     print(f"\nstored baselines from the base side's first process of trials "
           f"{', '.join(str(records[i]['index']) for i in order[:processes])}:")
     _table(results)
