@@ -33,6 +33,7 @@ pytest_plugins = ["pytester"]
 #: Modules (relative to the repository root) whose every test is slow.
 SLOW_MODULES = {
     "benchmarks/test_asr_regression.py": "the product's gate: a model run per configuration",
+    "tests/test_counters_gate_e2e.py": "three `asrbench run`s of the model and pytest children",
     "tests/test_emulation.py": "emulated-Gaudi runs in child processes and stock generate()",
     "tests/test_gate_power.py": "a whole `asrbench ab` and baseline runs",
     "tests/test_models_any.py": "tiny Speech2Text and wav2vec2+BERT models built and run (~80 s)",
@@ -40,7 +41,7 @@ SLOW_MODULES = {
 
 #: Fixtures whose users are slow, wherever they are requested (name: what it does).
 SLOW_FIXTURES = {
-    "real_history": "six `asrbench run`s (conftest.py)",
+    "real_history": "an `asrbench run` (conftest.py)",
     "browser": "headless Chromium (test_html_report)",
     "postgres_server": "a PostgreSQL server (test_history)",
     "whisper": "loads the bundled Whisper model (test_decoding)",
@@ -159,9 +160,10 @@ _REAL_HISTORY: dict[str, object] = {}
 
 @pytest.fixture(scope="session")
 def real_history(tmp_path_factory):
-    """Six real `asrbench run`s of the embedded default (English, 4 clips, 2 passes) in an
-    SQLite store, one commit each, runs 4-6 planted at half the throughput of runs 1-3
-    (helpers.PLANTED_LEVELS): (store path, report paths, commits). Made once per session."""
+    """Six reports of one real `asrbench run` of the embedded default (English, 4 clips, 2
+    passes) in an SQLite store, one commit each, runs 4-6 planted at half the throughput of runs
+    1-3 (helpers.make_real_history, PLANTED_LEVELS): (store path, report paths, commits). Made
+    once per session."""
     if "error" in _REAL_HISTORY:
         pytest.fail(f"the real runs failed earlier: {_REAL_HISTORY['error']}", pytrace=False)
     if "value" not in _REAL_HISTORY:

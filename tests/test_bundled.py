@@ -72,6 +72,7 @@ def test_generation_config_supports_language_and_task(converted):
 
 
 GENERATED = 48  # generated-token cap for the equivalence check (Hindi clips hit it)
+CLIPS = 3  # per locale: two frameworks decoding is ~4 s a clip on a 2-core runner
 
 
 def test_greedy_transcripts_identical_to_ctranslate2_on_the_original_weights(converted, tmp_path):
@@ -95,7 +96,7 @@ def test_greedy_transcripts_identical_to_ctranslate2_on_the_original_weights(con
 
     compared = 0
     for locale, language in (("en", "english"), ("hi", "hindi")):
-        split = load_split(str(EMBEDDED_CORPUS), locale, limit=6)
+        split = load_split(str(EMBEDDED_CORPUS), locale, limit=CLIPS)
         features = processor.feature_extractor([u.audio for u in split.utterances],
                                                sampling_rate=16000, return_tensors="np").input_features
         prompt = tokenizer.convert_tokens_to_ids(
@@ -114,4 +115,4 @@ def test_greedy_transcripts_identical_to_ctranslate2_on_the_original_weights(con
             assert hf_ids == ct2_ids
             assert tokenizer.decode(hf_ids, skip_special_tokens=True) == tokenizer.decode(ct2_ids)
             compared += 1
-    assert compared == 12
+    assert compared == 2 * CLIPS

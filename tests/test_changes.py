@@ -113,7 +113,7 @@ def test_real_runs_planted_slowdown_is_found_at_its_commit(real_history):
     assert step.before == pytest.approx(10.0) and step.after == pytest.approx(5.0)
     assert step.relative == pytest.approx(-0.5)
     assert [p.samples_per_second for p in points] == pytest.approx([10.0] * 3 + [5.0] * 3)
-    # The same model on the same clips transcribes the same: no error-rate step.
+    # The six reports hold one real run's transcripts: no error-rate step.
     assert len({(p.wer, p.cer) for p in points}) == 1
     assert [c for c in found if c.metric != "samples_per_second"] == []
 

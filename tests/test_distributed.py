@@ -4,7 +4,7 @@ The subprocess tests launch `python -m torch.distributed.run --nproc-per-node 2`
 English clips of the embedded corpus and compare with a 1-process run of the same config. The
 ranks run 1 thread each (torchrun sets OMP_NUM_THREADS=1), so the 1-process reference does
 too: CPU kernels reduce in a different order with 2 threads, which here changed the token ids
-(not the text) of 4 of these 9 clips; the comparison is about sharding, not thread counts.
+(not the text) of 4 of 9 clips once; the comparison is about sharding, not thread counts.
 Every launch has a subprocess timeout and a short process-group timeout, so a broken rank can
 never hang the suite.
 """
@@ -36,9 +36,10 @@ from conftest import embedded_rows
 needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="this torch build has no torch.distributed gloo backend")
 
-# 9 English clips (odd: rank 0 gets 5, rank 1 gets 4), batch 4 (each rank pads its last batch).
-SMALL = ["--device", "cpu", "--dataset-config", "en", "--limit", "9", "--batch-size", "4",
-         "--passes", "1", "--generation-max-length", "64", "--no-progress"]
+# 5 English clips (odd: rank 0 gets 3, rank 1 gets 2), batch 2 (rank 0 pads its last batch).
+CLIPS = 5
+SMALL = ["--device", "cpu", "--dataset-config", "en", "--limit", str(CLIPS), "--batch-size", "2",
+         "--passes", "1", "--generation-max-length", "40", "--no-progress"]
 LAUNCH_TIMEOUT = 300  # seconds; a healthy 2-rank run of SMALL takes well under a minute here
 
 
@@ -234,7 +235,7 @@ def one_and_two_ranks(tmp_path_factory):
 @needs_gloo
 def test_two_ranks_give_the_one_rank_predictions_and_wer(one_and_two_ranks):
     one, two, _, _ = one_and_two_ranks
-    expected_ids = [Path(r["path"]).stem for r in embedded_rows("en")[:9]]
+    expected_ids = [Path(r["path"]).stem for r in embedded_rows("en")[:CLIPS]]
     assert [u["id"] for u in two["utterances"]] == expected_ids  # each once, in split order
     assert [u["prediction"] for u in two["utterances"]] == [u["prediction"] for u in one["utterances"]]
     assert [u["tokens"] for u in two["utterances"]] == [u["tokens"] for u in one["utterances"]]
@@ -242,18 +243,18 @@ def test_two_ranks_give_the_one_rank_predictions_and_wer(one_and_two_ranks):
         assert two["metrics"][metric] == one["metrics"][metric]
     assert one["device"]["environment"]["torch_threads"] == 1
     assert two["config"]["id"] == one["config"]["id"] + "-ws2"
-    assert two["dataset"]["utterances"] == 9 and two["passes_identical"] is True
+    assert two["dataset"]["utterances"] == CLIPS and two["passes_identical"] is True
 
 
 @needs_gloo
 def test_two_rank_throughput_is_all_utterances_over_the_slowest_rank(one_and_two_ranks):
     _, two, _, _ = one_and_two_ranks
     ranks = two["timings"]["ranks"]
-    assert [r["utterances"] for r in ranks] == [5, 4]
-    assert [r["batches_per_pass"] for r in ranks] == [2, 1]  # 5 = 4 + 1 real rows, 4 = 4
+    assert [r["utterances"] for r in ranks] == [3, 2]
+    assert [r["batches_per_pass"] for r in ranks] == [2, 1]  # 3 = 2 + 1 real rows, 2 = 2
     slowest = [max(r["pass_seconds"][0] for r in ranks)]
     assert two["timings"]["pass_seconds"] == slowest
-    assert two["throughput"]["samples_per_second_per_pass"] == pytest.approx([9 / s for s in slowest])
+    assert two["throughput"]["samples_per_second_per_pass"] == pytest.approx([CLIPS / s for s in slowest])
     assert two["device"]["environment"]["torch_threads"] == 1  # torchrun's OMP_NUM_THREADS=1
 
 
@@ -267,7 +268,7 @@ def test_only_rank_zero_prints_and_writes(one_and_two_ranks):
 
 @needs_gloo
 def test_more_ranks_than_utterances_is_a_clear_error(tmp_path):
-    args = [a if a != "9" else "1" for a in SMALL]
+    args = [a if a != str(CLIPS) else "1" for a in SMALL]
     proc = torchrun(["-m", "asrbench"], ["run", *args, "--report", str(tmp_path / "r.json")], tmp_path)
     assert proc.returncode != 0
     assert "asrbench: error: rank 0 of 2: " in proc.stderr
@@ -350,7 +351,7 @@ datasets = [{ dataset = "embedded", dataset_config = "en", language = "english" 
 batch_sizes = [2]
 limit = 3
 passes = 2
-generation_max_length = 64
+generation_max_length = 40
 # Throughput is compared between separate processes: on a busy machine only a 10x slowdown fails.
 tolerance = { samples_per_second_rel = 0.9 }
 """
@@ -371,7 +372,7 @@ def test_pytest_nproc_runs_each_config_distributed_and_gates_it(tmp_path):
         return subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True,
                               timeout=2 * LAUNCH_TIMEOUT)
 
-    config_id = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-ml64-n3-ws2"
+    config_id = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-ml40-n3-ws2"
     first = pytest_run("--asrbench-update-baselines", "--asrbench-report", "first.json")
     # 7 tests: the 5 baseline checks skip while rewriting; on CPU fp32 nothing compiles and the
     # run is the reference setup, so the other two skip with their reasons every time.
