@@ -89,6 +89,29 @@ def extra_matmul(module, args, output):
     torch.mm(flat, torch.ones(hidden.shape[-1], 4, dtype=hidden.dtype))
 
 
+@contextlib.contextmanager
+def cross_attention_uncached(model):
+    """Cross-attention K/V recomputed in every decode step instead of read from the cache: a
+    pre-hook on every decoder layer's encoder_attn drops the cache it is handed, so
+    k_proj/v_proj of the encoder states run again each step (the same values: transcripts
+    unchanged) and the cross-attention cache is never filled."""
+    found = []
+
+    def no_cache(module, args, kwargs):
+        names = [k for k in ("past_key_value", "past_key_values") if kwargs.get(k) is not None]
+        found.extend(names)
+        return args, {**kwargs, **{k: None for k in names}}
+
+    handles = [layer.encoder_attn.register_forward_pre_hook(no_cache, with_kwargs=True)
+               for layer in model.get_decoder().layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert found, "encoder_attn was handed no cache keyword: transformers changed, fix the hook"
+
+
 def host_read(module, args, output):
     """A .item() per decoder call (per token)."""
     output.last_hidden_state.sum().item()
@@ -141,6 +164,47 @@ def test_an_extra_matmul_per_decoder_layer_is_caught_by_name(tiny):
     extra = sum(2 * 16 * 4 * rows * DECODER_LAYERS
                 for rows in [ROWS * 4] + [ROWS] * (clean.decode_steps - 1))
     assert slow.flops - clean.flops == extra
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["dynamic-cache", "static-cache"])
+def test_cross_attention_kv_recomputed_every_step_is_caught_per_step_by_name(tiny, static):
+    """Dropping the cross-attention cache adds k_proj (aten.mm, no bias) and v_proj
+    (aten.addmm) of the encoder states to every decode step after the prompt step, in each
+    decoder layer; the encoder, the prompt step's matmuls and the transcripts stay the same, and
+    the gate fails it naming both ops."""
+    clean, clean_rows = counted(tiny, static=static)
+    with cross_attention_uncached(tiny.model):
+        slow, slow_rows = counted(tiny, static=static)
+    assert slow_rows == clean_rows
+    assert slow.encoder_ops == clean.encoder_ops
+    assert _matmuls(slow.prompt_step_ops) == _matmuls(clean.prompt_step_ops)  # computed once
+    step, before = slow.decode_step_ops, clean.decode_step_ops
+    assert step["aten.mm f32"] == before["aten.mm f32"] + DECODER_LAYERS  # k_proj
+    assert step["aten.addmm f32"] == before["aten.addmm f32"] + DECODER_LAYERS  # v_proj
+    # in every decode step, not only the steady one
+    assert slow.decode_steps == clean.decode_steps and slow.steady_steps == clean.steady_steps
+    for op in ("aten.mm f32", "aten.addmm f32"):
+        assert slow.decode_ops_total[op] - clean.decode_ops_total[op] == \
+            (clean.decode_steps - 1) * DECODER_LAYERS
+    # two d_model x d_model projections of 16 encoder positions, per row, layer and step
+    source, width = 16, 16
+    extra = (clean.decode_steps - 1) * ROWS * DECODER_LAYERS * 2 * (2 * source * width * width)
+    assert slow.flops - clean.flops == extra
+
+    baseline_run = make_run()
+    baseline_run.counters = clean
+    regressed = make_run()
+    regressed.counters = slow
+    comparison = compare_run(regressed, entry_from_run(baseline_run, {}))
+    findings = [f for f in Policy().findings(comparison) if f.fails]
+    assert findings and {f.check for f in findings} == {"counters"}
+    assert Policy().fails([comparison])
+    (verdict,) = [v for v in comparison.verdicts if v.metric == "counters.decode_step_ops"]
+    assert verdict.verdict == "regressed" and verdict.note.startswith("decode step: ")
+    for op in ("aten.mm f32", "aten.addmm f32"):
+        assert f"{op} {before[op]} -> {step[op]} (+{DECODER_LAYERS})" in verdict.note, \
+            verdict.note
+    assert "FLOPs/utterance +" in describe_changes(comparison.verdicts)
 
 
 def test_a_host_read_per_token_raises_host_syncs_per_token(tiny):
