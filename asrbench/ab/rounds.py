@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from asrbench.ab.decision import Decision, decide, look_alpha, look_rounds
+from asrbench.config.settings import AB_ROUND_VARIABLE
 from asrbench.errors import AsrbenchError
 
 DEFAULT_ROUND_TIMEOUT = 3600.0
@@ -221,6 +222,10 @@ def _report_rates(path: Path, side: str) -> tuple[Any, list[float]]:
     return report, [run.metrics.samples_per_second for run in report.runs]
 
 
+#: what a timing round's process gets in its environment: no counted pass (AB_ROUND_VARIABLE)
+ROUND_ENVIRONMENT = {AB_ROUND_VARIABLE: "1"}
+
+
 class ProcessRunner:
     """A fresh `asrbench run` process per side per round."""
 
@@ -245,7 +250,8 @@ class ProcessRunner:
 
     def measure(self, name: str, number: int) -> list[float]:
         argv, path = self._round_argv(name, number)
-        run_process(self.sides[name], argv, self.settings.round_timeout)
+        run_together([(self.sides[name], argv, dict(ROUND_ENVIRONMENT))],
+                     self.settings.round_timeout)
         return _report_rates(path, name)[1]
 
     def measure_on_cards(self, number: int, cards: dict[str, str]) -> dict[str, list[float]]:
@@ -253,7 +259,8 @@ class ProcessRunner:
         jobs, paths = [], {}
         for name, card in cards.items():
             argv, paths[name] = self._round_argv(name, number)
-            jobs.append((self.sides[name], argv, {self.settings.cards_variable: card}))
+            jobs.append((self.sides[name], argv,
+                         {**ROUND_ENVIRONMENT, self.settings.cards_variable: card}))
         run_together(jobs, self.settings.round_timeout)
         return {name: _report_rates(path, name)[1] for name, path in paths.items()}
 

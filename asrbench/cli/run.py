@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def command(args: argparse.Namespace) -> int:
 
     from asrbench.config.options import run_overrides
     from asrbench.config.resolve import resolve
-    from asrbench.config.settings import BenchConfig
+    from asrbench.config.settings import AB_ROUND_VARIABLE, BenchConfig
     from asrbench.formats.io import check_writable
     from asrbench.measure.distributed import World
     from asrbench.measure.session import Session, preflight
@@ -62,7 +63,10 @@ def command(args: argparse.Namespace) -> int:
         device = session.device(BenchConfig(device=args.device or "auto"))
         return device.device_class(), device.kind
 
-    selection = resolve(run_overrides(args), args.passes, config_file=args.config,
+    overrides = run_overrides(args)
+    if os.environ.get(AB_ROUND_VARIABLE) == "1":
+        overrides["counters"] = False  # an A/B timing round: the A/B's accuracy runs count
+    selection = resolve(overrides, args.passes, config_file=args.config,
                         matrix=args.matrix, device=device_class)
     configs, passes = world.configs(selection.configs), selection.passes
     report_path = Path(args.report or DEFAULT_REPORT)

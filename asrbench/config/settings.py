@@ -30,6 +30,10 @@ DEFAULT_PASSES = 3
 DEFAULT_REFERENCE_UTTERANCES = 16  # first N utterances decoded by the stock fp32 CPU reference
 # The embedded corpus lives in the repository, next to the package.
 EMBEDDED_CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "commonvoice-mini"
+#: Set to "1" by `asrbench ab` in the environment of its timing-round processes: such a run
+#: skips its counted pass (the A/B's accuracy runs count, and compare the counts exactly). A
+#: variable, not --no-counters, so a side running an older asrbench without that flag works.
+AB_ROUND_VARIABLE = "ASRBENCH_AB_ROUND"
 # (dataset config, language) pairs of the embedded default run.
 EMBEDDED_RUNS = (("hi", "hindi"), ("en", "english"))
 # Where both doors write the report and read the baselines unless told otherwise (relative to
