@@ -150,3 +150,59 @@ def test_baseline_from_several_processes_refuses_reports_that_disagree(tmp_path,
                  "--baseline-dir", str(directory)]) == 2
     assert "report 2 has no run of a" in capsys.readouterr().err
     assert not (directory / "cpu.json").exists()  # nothing written on a refusal
+
+
+def _counted(run, step_mm):
+    """A run dict with hand-made counters (`step_mm` aten.mm per decode step)."""
+    run = json.loads(json.dumps(run))
+    run["counters"] = {"version": 1, "selection": "s", "rows": 1, "real_rows": 1,
+                       "replay_bypassed": False, "encoder_calls": 1, "decode_steps": 3,
+                       "steady_steps": 2, "decode_step_ops": {"aten.mm f32": step_mm},
+                       "flops": 100, "flops_per_utterance": 100, "host_syncs": 3,
+                       "host_syncs_per_token": 1.0, "tokens": 3}
+    return run
+
+
+def test_counters_only_adds_the_counts_and_keeps_every_other_field(tmp_path, capsys):
+    """`baseline update --counters-only`: the counts of a run whose throughput must not become
+    the baseline (a loaded runner, one pass) go into the existing entry; nothing else moves."""
+    from asrbench.cli.main import main
+
+    directory = tmp_path / "baselines"
+    recorded = _report_named(tmp_path, "recorded.json", [_named(_run(), "a")])
+    assert main(["baseline", "update", "--report", str(recorded), "--baseline-dir",
+                 str(directory), "--tolerance", "samples_per_second_rel=0.4"]) == 0
+    before = json.loads((directory / "cpu.json").read_text())["entries"]["a"]
+    assert before.get("counters") is None
+    capsys.readouterr()
+    slow = _report_named(tmp_path, "slow.json",
+                         [_counted(_named(_run(rates=(2.0, 2.1, 1.9)), "a", wer=0.2), 7)])
+    assert main(["baseline", "update", "--report", str(slow), "--baseline-dir", str(directory),
+                 "--counters-only"]) == 0
+    after = json.loads((directory / "cpu.json").read_text())["entries"]["a"]
+    assert after["counters"]["decode_step_ops"] == {"aten.mm f32": 7}
+    assert {k: v for k, v in after.items() if k != "counters"} == \
+        {k: v for k, v in before.items() if k != "counters"}  # samples/s 10, not 2: kept
+    assert "counters: recorded (7 ops per decode step" in capsys.readouterr().out
+    # a second recording with other counts says what moved
+    more = _report_named(tmp_path, "more.json", [_counted(_named(_run(), "a"), 9)])
+    assert main(["baseline", "update", "--report", str(more), "--baseline-dir", str(directory),
+                 "--counters-only"]) == 0
+    assert "aten.mm f32 7 -> 9 (+2)" in capsys.readouterr().out
+
+    # refused, one line each, file untouched: other transcripts, no counters, no entry,
+    # --tolerance beside it
+    kept = (directory / "cpu.json").read_bytes()
+    other_text = _report_named(tmp_path, "other.json", [_counted(
+        _named(_run(predictions={"a": "something else"}), "a"), 7)])
+    uncounted = _report_named(tmp_path, "uncounted.json", [_named(_run(), "a")])
+    unknown = _report_named(tmp_path, "unknown.json", [_counted(_named(_run(), "new"), 7)])
+    for report, extra, message in (
+            (other_text, [], "transcripts differ from the entry's"),
+            (uncounted, [], "the report has no counters"),
+            (unknown, [], "needs an existing entry"),
+            (slow, ["--tolerance", "wer_abs=0.1"], "give no --tolerance")):
+        assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
+                     str(directory), "--counters-only", *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert (directory / "cpu.json").read_bytes() == kept

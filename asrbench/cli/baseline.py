@@ -28,6 +28,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                              "(names: wer_abs, cer_abs, samples_per_second_rel, noise_factor, "
                              "reference_share_min, reference_wer_max); "
                              "entries otherwise keep the overrides they had")
+    update.add_argument("--counters-only", action="store_true",
+                        help="record only the report's work counters into the existing entries "
+                             "(whose transcripts they must match), keeping every other field: "
+                             "counts from a run whose throughput must not become the baseline "
+                             "(a loaded runner, one pass)")
     update.set_defaults(func=command)
     return p
 
@@ -49,5 +54,8 @@ def command(args: argparse.Namespace) -> int:
             raise AsrbenchError(f"--tolerance {item}: expected NAME=VALUE")
     tolerance = check_tolerance(tolerance, "--tolerance")
     reports = [load_report(path) for path in args.report]
-    say(update_baselines(reports, args.baseline_dir, args.only, tolerance or None))
+    if args.counters_only and tolerance:
+        raise AsrbenchError("--counters-only keeps every other field: give no --tolerance")
+    say(update_baselines(reports, args.baseline_dir, args.only, tolerance or None,
+                         args.counters_only))
     return 0

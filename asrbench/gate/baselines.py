@@ -22,7 +22,7 @@ from typing import Any, Optional
 from pydantic import ValidationError
 
 from asrbench.errors import AsrbenchError
-from asrbench.gate.counters import check_same_counters
+from asrbench.gate.counters import check_same_counters, counter_verdicts, describe_changes
 from asrbench.formats.io import read_json, write_json_atomic
 from asrbench.formats.model import (predictions_digest, SCHEMA_VERSION, BaselineEntry, BaselineFile, Run, Tolerance, dump,
                               parse_baselines, validation_error)
@@ -170,8 +170,31 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any],
     })
 
 
+def counters_into(entry: BaselineEntry | None, runs: list[Run]) -> BaselineEntry:
+    """`entry` with the counters of `runs` (one config, one or more processes) and nothing else
+    changed: for recording the work counts from a run whose throughput must not become the
+    baseline's (a loaded runner, one pass). The entry must exist and the runs must have decoded
+    its transcripts: counts of other transcripts are counts of other work."""
+    run = runs[0]
+    if entry is None:
+        raise AsrbenchError(f"{run.config.id}: --counters-only needs an existing entry to add "
+                            "the counters to; record the whole entry first")
+    check_same_transcripts(runs)
+    check_same_counters(runs)
+    if run.counters is None:
+        raise AsrbenchError(f"{run.config.id}: the report has no counters (a run with "
+                            "--no-counters, or an A/B timing round)")
+    predictions = {u.id: u.prediction for u in run.utterances}
+    if predictions_digest(predictions) != entry.predictions_sha256:
+        raise AsrbenchError(f"{run.config.id}: the report's transcripts differ from the "
+                            "entry's; --counters-only records counts of the same work only: "
+                            "refresh the whole entry instead")
+    return entry.model_copy(update={"counters": run.counters})
+
+
 def update(directory: str | Path, device_class: str, runs: list[Run] | list[list[Run]],
-           environment: dict[str, Any], tolerance: dict[str, float] | None = None
+           environment: dict[str, Any], tolerance: dict[str, float] | None = None,
+           counters_only: bool = False
            ) -> list[tuple[str, BaselineEntry | None, BaselineEntry]]:
     """Rewrite only the given runs' entries in <directory>/<device_class>.json, atomically.
 
@@ -181,7 +204,7 @@ def update(directory: str | Path, device_class: str, runs: list[Run] | list[list
     entry written.
     """
     try:
-        return _update(directory, device_class, runs, environment, tolerance)
+        return _update(directory, device_class, runs, environment, tolerance, counters_only)
     except OSError as exc:  # a read-only directory, a directory where the file should be, ...
         where = baseline_path(directory, device_class)
         raise AsrbenchError(f"cannot write baseline file {where} "
@@ -189,7 +212,8 @@ def update(directory: str | Path, device_class: str, runs: list[Run] | list[list
 
 
 def _update(directory: str | Path, device_class: str, runs: list[Run] | list[list[Run]],
-            environment: dict[str, Any], tolerance: dict[str, float] | None
+            environment: dict[str, Any], tolerance: dict[str, float] | None,
+            counters_only: bool = False
             ) -> list[tuple[str, BaselineEntry | None, BaselineEntry]]:
     from filelock import FileLock
 
@@ -204,7 +228,8 @@ def _update(directory: str | Path, device_class: str, runs: list[Run] | list[lis
                      for r in (group if isinstance(group, list) else [group])]
             config_id = group[0].config.id
             old = entries.get(config_id)
-            new = entry_from_runs(group, environment, old, tolerance)
+            new = (counters_into(old, group) if counters_only
+                   else entry_from_runs(group, environment, old, tolerance))
             entries[config_id] = new
             changes.append((config_id, old, new))
         written = BaselineFile.model_validate({"schema": SCHEMA_VERSION,
@@ -235,4 +260,16 @@ def change_table(changes: list[tuple[str, BaselineEntry | None, BaselineEntry]])
         if old is not None and old.predictions_sha256 != new.predictions_sha256:
             changed = sum(1 for k, v in new.predictions.items() if old.predictions.get(k) != v)
             lines.append(f"  transcripts: {changed} changed")
+        before_counts = old.counters if old is not None else None
+        if new.counters is not None and before_counts is None:
+            counts = new.counters
+            lines.append(f"  counters: recorded ({sum(counts.decode_step_ops.values())} ops per "
+                         f"decode step, FLOPs/utterance {counts.flops_per_utterance:.4g}, host "
+                         f"syncs/token {counts.host_syncs_per_token:.4g})")
+        elif new.counters is None and before_counts is not None:
+            lines.append("  counters: dropped (the report was not counted)")
+        elif new.counters is not None and before_counts is not None:
+            changes_text = describe_changes(counter_verdicts(config_id, new.counters,
+                                                             before_counts))
+            lines.append(f"  counters: {changes_text or 'unchanged'}")
     return "\n".join(lines)

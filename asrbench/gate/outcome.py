@@ -88,7 +88,8 @@ def gate_report(report: Report, baseline_dir: str | Path, policy: Policy | None 
 
 def update_baselines(report: Report | list[Report], baseline_dir: str | Path,
                      only: list[str] | None = None,
-                     tolerance: dict[str, float] | None = None) -> str:
+                     tolerance: dict[str, float] | None = None,
+                     counters_only: bool = False) -> str:
     """Rewrite the baseline entries of the report's runs (or only the given ids).
 
     Several reports (of the same configs, each from its own process) make one entry per
@@ -125,7 +126,7 @@ def update_baselines(report: Report | list[Report], baseline_dir: str | Path,
     for device_class in sorted({r.device.class_ for r in runs}):
         selected = [g for g in groups if g[0].device.class_ == device_class]
         changes = baselines.update(baseline_dir, device_class, selected, reports[0].environment,
-                                   tolerance)
+                                   tolerance, counters_only)
         tables.append(f"updated {baselines.baseline_path(baseline_dir, device_class)}:\n"
                       + baselines.change_table(changes))
     return "\n".join(tables)
