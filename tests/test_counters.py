@@ -320,6 +320,38 @@ def test_emulated_hpu_graph_replay_is_bypassed_for_counting(tiny):
     assert decoder(tiny.features)[:, :MAX_LENGTH].tolist() == eager_rows
 
 
+def test_a_graph_recaptured_per_batch_on_the_emulated_gaudi_is_caught(tiny):
+    """An injected recapture (each batch's graphs thrown away, as a graph key that changes per
+    batch would do: optimum-habana's wrapper keys graphs by the inputs' shapes and views) makes
+    every later batch capture its 3 graphs again; the counted pass records the run's captures,
+    and the gate fails the counter by name while the transcripts stay the same."""
+    from asrbench.devices.emulation.graphs import STATS, wrap_in_hpu_graph
+
+    def decode_batches(recapture: bool) -> tuple[Counters, list]:
+        start = STATS.captures
+        decoder = StaticGreedyDecoder(tiny.model, tiny.prompt, MAX_LENGTH, ROWS,
+                                      graph=wrap_in_hpu_graph)
+        rows = []
+        for _ in range(3):  # a warm-up batch, then two "timed" ones
+            rows.append(decoder(tiny.features)[:, :MAX_LENGTH].tolist())
+            if recapture:
+                for module in (decoder.encode, decoder.step):
+                    module.clear_cache()
+        prepared = SimpleNamespace(model=tiny.model, precision="fp32", graphs=True)
+        counters = count_pass(prepared, decoder, tiny.features, CPUDevice(), count_tokens=len,
+                              utterances=["a", "b"], compilations=STATS.captures - start)
+        return counters, rows
+
+    clean, clean_rows = decode_batches(recapture=False)
+    injected, injected_rows = decode_batches(recapture=True)
+    assert clean.compilations == 3 and injected.compilations == 9  # 3 per batch
+    assert injected_rows == clean_rows  # the same tokens: only the work moved
+    verdicts = counter_verdicts("cfg", injected, clean)
+    (moved,) = [v for v in verdicts if v.verdict != "unchanged"]
+    assert moved.metric == "counters.compilations" and moved.verdict == "regressed"
+    assert "graph compilations/captures 3 -> 9" in describe_changes(verdicts)
+
+
 def _hand_made(step_mm: int = 7) -> Counters:
     return Counters(version=COUNTER_VERSION, selection="s", rows=1, real_rows=1,
                     replay_bypassed=False, encoder_calls=1, decode_steps=3, steady_steps=2,

@@ -35,6 +35,7 @@ from asrbench.gate.baselines import DEFAULT_TOLERANCE
 from asrbench.gate.compare import agreement_verdict
 from asrbench.config.settings import EMBEDDED_CORPUS
 from asrbench.measure.data import load_split
+from asrbench.measure.decoding import length_kwargs
 from asrbench.devices.hpu_emulated import EmulatedHPUDevice
 from asrbench.measure.reference import agreement
 
@@ -69,7 +70,8 @@ def stock():
             with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,
                                                         enabled=precision == "bf16"):
                 tokens = model.generate(features, language=language, task="transcribe",
-                                        do_sample=False, num_beams=1, max_length=MAX_LENGTH)
+                                        do_sample=False, num_beams=1,
+                                        **length_kwargs(model.generation_config, MAX_LENGTH))
             texts = processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)
             out[locale][precision] = {u.id: t.strip() for u, t in zip(split.utterances, texts)}
     return out
@@ -170,6 +172,23 @@ def test_timed_passes_capture_nothing_and_warmup_captured_three_graphs(fp32_repo
         assert len(run["utterances"]) == LIMIT
         assert "static KV cache, graphs" in run["timings"]["decoder"]
     assert "EMULATED" in report["stdout"]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_emulated_runs_count_the_gaudi_code_path_with_replay_bypassed(fp32_report, bf16_report,
+                                                                      precision):
+    """The CPU pre-screen for Gaudi (docs/counters.md): each emulated run has a counted pass over
+    optimum-habana's code path, its HPU-graph replay bypassed for counting and said so, with the
+    run's 3 graph captures recorded; bf16 autocast shows in the ops' dtypes."""
+    report = fp32_report if precision == "fp32" else bf16_report
+    for run in report["runs"]:
+        counters = run["counters"]
+        assert counters is not None and counters["replay_bypassed"] is True
+        assert counters["compilations"] == 3  # encoder, prompt step, token step: warm-up only
+        assert counters["encoder_calls"] == 1 and counters["rows"] == BATCH
+        assert counters["decode_steps"] >= 2 and sum(counters["decode_step_ops"].values()) > 0
+        dtypes = {key.rsplit(" ", 1)[1] for key in counters["decode_step_ops"]}
+        assert ("bf16" in dtypes) == (precision == "bf16"), dtypes
 
 
 def test_report_carries_agreement_with_the_stock_reference(fp32_report, stock):
