@@ -67,7 +67,9 @@ def test_same_tokens_as_generate(whisper, locale, language, precision):
     """Every row's tokens up to EOS equal generate()'s, for rows ending at different steps."""
     model, processor = whisper.model, whisper.processor
     max_length = 32
-    split = load_split(str(EMBEDDED_CORPUS), locale, limit=5, progress=False)
+    # bf16 autocast is about twice as slow as fp32 on a CPU without AMX: 3 clips there
+    split = load_split(str(EMBEDDED_CORPUS), locale, limit=3 if precision == "bf16" else 5,
+                       progress=False)
     features = processor.feature_extractor([u.audio for u in split.utterances],
                                            sampling_rate=16000, return_tensors="pt").input_features
     decoder = GreedyDecoder(model, whisper_prompt(model.generation_config, language, "transcribe"),
