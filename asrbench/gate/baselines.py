@@ -22,7 +22,8 @@ from typing import Any, Optional
 from pydantic import ValidationError
 
 from asrbench.errors import AsrbenchError
-from asrbench.gate.counters import check_same_counters, counter_verdicts, describe_changes
+from asrbench.gate.counters import (check_same_counters, counter_verdicts, counts_summary,
+                                    describe_changes)
 from asrbench.formats.io import read_json, write_json_atomic
 from asrbench.formats.model import (predictions_digest, SCHEMA_VERSION, BaselineEntry, BaselineFile, Run, Tolerance, dump,
                               parse_baselines, validation_error)
@@ -262,10 +263,7 @@ def change_table(changes: list[tuple[str, BaselineEntry | None, BaselineEntry]])
             lines.append(f"  transcripts: {changed} changed")
         before_counts = old.counters if old is not None else None
         if new.counters is not None and before_counts is None:
-            counts = new.counters
-            lines.append(f"  counters: recorded ({sum(counts.decode_step_ops.values())} ops per "
-                         f"decode step, FLOPs/utterance {counts.flops_per_utterance:.4g}, host "
-                         f"syncs/token {counts.host_syncs_per_token:.4g})")
+            lines.append(f"  counters: recorded ({counts_summary(new.counters)})")
         elif new.counters is None and before_counts is not None:
             lines.append("  counters: dropped (the report was not counted)")
         elif new.counters is not None and before_counts is not None:

@@ -156,9 +156,15 @@ def counter_verdicts(config_id: str, current: Counters | None,
     # Nothing moved: one line for the summary rather than one per counter.
     step = float(sum(current.decode_step_ops.values()))
     return [_verdict(config_id, "counters", "unchanged", step, step,
-                     f"same counts: {step:g} ops per decode step, FLOPs/utterance "
-                     f"{current.flops_per_utterance:.4g}, host syncs/token "
-                     f"{current.host_syncs_per_token:.4g}")]
+                     f"same counts: {counts_summary(current)}")]
+
+
+def counts_summary(counters: Counters) -> str:
+    """The headline counts in one phrase: ops per decode step, FLOPs/utterance, syncs/token."""
+    step = float(sum(counters.decode_step_ops.values()))
+    return (f"{step:g} ops per decode step, FLOPs/utterance "
+            f"{counters.flops_per_utterance:.4g}, host syncs/token "
+            f"{counters.host_syncs_per_token:.4g}")
 
 
 def run_counter_verdicts(run: Run, baseline: Counters | None) -> list[Verdict]:
