@@ -2,13 +2,18 @@
 of real runs) and the `slow` marker that splits off the fast tier.
 
     pytest -m "not slow"     the fast tier: every module's quick tests, no model run
-    pytest                   everything
+    pytest -m "not heavy"    what `bash scripts/test.sh` (the README's test command, CI) runs
+    pytest                   everything (`bash scripts/test.sh --all`)
 
 Which tests are slow is written down here, in one place (SLOW_MODULES, SLOW_FIXTURES,
 SLOW_PARAMS, SLOW_TESTS), rather than in each module: a test is slow when it loads a Whisper
 model (in this process or in an `asrbench`/pytest child), runs a browser or a PostgreSQL
 server, or takes more than about 3 s on a 2-core machine. A new module of slow tests, or a new
 fixture that loads a model, gets a line here.
+
+The heavy tier (HEAVY_TESTS) is a few slow tests whose claim the CI tier already checks more
+cheaply (the same path in fp32, or in English), left out of `bash scripts/test.sh` so that CI
+stays within its time on a slow 2-core runner; `bash scripts/test.sh --all` runs them too.
 
 Helpers for building data live in helpers.py; the names below are re-exported from there for
 the test modules that still import them from conftest.
@@ -23,7 +28,8 @@ import pytest
 
 from asrbench.config.settings import EMBEDDED_CORPUS
 
-from helpers import HEADER, embedded_rows, make_real_history, write_cv_table  # noqa: F401
+from helpers import (HEADER, embedded_rows, make_real_history, write_cv_table,  # noqa: F401
+                     write_tiny_whisper)
 
 # pytest's own fixture for running pytest in a throwaway directory (test_plugin.py).
 pytest_plugins = ["pytester"]
@@ -51,6 +57,7 @@ SLOW_FIXTURES = {
     "suite": "pytest runs of the plugin on a model (test_plugin)",
     "project": "pytest and compare children over a model run (test_policy)",
     "fresh_report": "an `asrbench run` (test_results)",
+    "tiny_whisper": "builds a tiny Whisper from the converted bundled model's files (conftest)",
 }
 
 #: Parameters that make a test slow (fixture or argument name: slow values).
@@ -101,7 +108,23 @@ SLOW_TESTS = {
     "tests/test_plugin.py": {
         "test_the_installed_plugin_runs_in_another_repository_with_its_own_device_option"},
     "tests/test_reference.py": {"test_child_matches_stock_generate_and_is_cached"},
-    "tests/test_scripts.py": {"test_test_sh_leaves_reports_latest_json_alone"},  # runs test.sh
+    "tests/test_scripts.py": {  # runs test.sh
+        "test_test_sh_leaves_reports_latest_json_alone",
+        "test_the_heavy_tier_is_what_test_sh_leaves_out_and_all_runs"},
+}
+
+
+#: The heavy tier, by test id (relative to the repository root): why each is heavy and which
+#: test of the CI tier checks the same path more cheaply. Heavy tests are slow tests too.
+HEAVY_TESTS = {
+    "tests/test_decoding.py::test_same_tokens_as_generate[en-english-bf16]":
+        "bf16 autocast is ~2x fp32 on a CPU without AMX; [en-english-fp32] checks the same loop",
+    "tests/test_decoding.py::test_static_decoder_under_emulated_hpu_graphs_equals_generate"
+    "[en-english-bf16]":
+        "bf16 autocast on CPU; test_emulation's bf16 [en] checks static graphs against stock bf16",
+    "tests/test_emulation.py::"
+    "test_emulated_graphs_bf16_transcripts_agree_with_stock_generate_under_cpu_bf16[hi]":
+        "a second bf16 emulated run (minutes); [en] runs in CI, fp32 [hi] is checked exactly",
 }
 
 
@@ -114,16 +137,19 @@ def is_slow(module: str, name: str, fixtures: list[str], params: dict[str, objec
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    slow = pytest.mark.slow
+    slow, heavy = pytest.mark.slow, pytest.mark.heavy
     for item in items:
         try:
             module = item.path.relative_to(config.rootpath).as_posix()
         except ValueError:  # a test outside the repository (pytester's own)
             continue
         callspec = getattr(item, "callspec", None)
-        if is_slow(module, getattr(item, "originalname", item.name),
-                   list(getattr(item, "fixturenames", ())),
-                   dict(callspec.params) if callspec else {}):
+        if f"{module}::{item.name}" in HEAVY_TESTS:
+            item.add_marker(heavy)
+            item.add_marker(slow)
+        elif is_slow(module, getattr(item, "originalname", item.name),
+                     list(getattr(item, "fixturenames", ())),
+                     dict(callspec.params) if callspec else {}):
             item.add_marker(slow)
 
 
@@ -173,3 +199,10 @@ def real_history(tmp_path_factory):
             _REAL_HISTORY["error"] = str(exc)[-2000:]
             raise
     return _REAL_HISTORY["value"]
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory) -> Path:
+    """A tiny random Whisper model folder with whisper-base's tokenizer, built once per session
+    (helpers.write_tiny_whisper): for tests of what runs around a model (A/B rounds, ranks)."""
+    return write_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper"))

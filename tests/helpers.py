@@ -204,3 +204,38 @@ def make_real_history(directory: Path) -> tuple[str, list[Path], list[str]]:
         reports.append(path)
         commits.append(commit)
     return url, reports, commits
+
+
+# -- a tiny Whisper with the real tokenizer, for tests of the machinery around a model ----------
+
+#: What the tiny model changes in whisper-base's config: one layer each side, width 32. The
+#: vocabulary, mel bins, 30-second window (1500 encoder positions) and generation config stay,
+#: so every asrbench path (prompt, suppression, static shapes, tokenizer) treats it as Whisper.
+TINY_WHISPER = {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1,
+                "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+                "encoder_ffn_dim": 64, "decoder_ffn_dim": 64}
+
+
+def write_tiny_whisper(directory: Path) -> Path:
+    """A random Whisper of about 1.7 M weights (most of them the 51,865-token embedding) in a
+    model folder `--model` accepts: safetensors weights, whisper-base's tokenizer, feature
+    extractor and generation config. Its transcripts are nonsense (it never ends a row before
+    the length cap) but deterministic: the same weights give the same tokens in every process.
+    A clip costs milliseconds instead of whisper-base's seconds on a 2-core CPU, so the tests of
+    A/B rounds, ranks and gates that run many processes pay for the process, not the model."""
+    import torch
+    from transformers import (GenerationConfig, WhisperConfig, WhisperForConditionalGeneration,
+                              WhisperProcessor)
+
+    from asrbench.measure.bundled import ensure_converted
+
+    base = ensure_converted(progress=False)
+    config = WhisperConfig.from_pretrained(base)
+    config.update(TINY_WHISPER)
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig.from_pretrained(base)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory, safe_serialization=True)
+    WhisperProcessor.from_pretrained(base).save_pretrained(directory)
+    return directory

@@ -1,5 +1,11 @@
 """`asrbench ab`: end to end on the embedded corpus (two sides that truly differ, identical
-sides, two environments), and its pieces on hand-built data (verdicts, JSON, interruption)."""
+sides, two environments), and its pieces on hand-built data (verdicts, JSON, interruption).
+
+The end-to-end A/Bs run the tiny random Whisper (conftest's tiny_whisper: whisper-base's
+tokenizer and window, 1.7 M weights): what they test is the A/B around the model (rounds,
+processes, pairing, decisions, reports), and an A/B of whisper-base spent ~30 s of model work
+per process on a 2-core runner (three A/Bs took 14 minutes of CI); the tiny one spends well
+under a second, so a process costs its start-up."""
 
 from __future__ import annotations
 
@@ -22,16 +28,26 @@ from asrbench.formats.model import Report
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOWDOWN = ROOT / "tests" / "slowdown.py"
-# A small English slice: 2 clips, one batch, short decodes (about 8 s a process here, most of
-# it the process start).
+# A small English slice: 2 clips, one batch, short decodes.
 WORKLOAD = ["--dataset-config", "en", "--language", "english", "--limit", "2", "--batch-size",
             "2", "--generation-max-length", "30"]
 
 
-def _ab(tmp_path, *extra, name="ab"):
+@pytest.fixture
+def tiny_sides(tiny_whisper, monkeypatch):
+    """The tiny model for the end-to-end A/Bs, every side process on one CPU thread
+    (OMP_NUM_THREADS=1, inherited by the children): the tiny model's ops are so small that two
+    threads spend their time synchronising, and a process sharing the cores with another
+    multi-threaded one then swung by 10x from round to round here (0.45 to 5.2 samples/s)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return tiny_whisper
+
+
+def _ab(tmp_path, *extra, name="ab", model=None):
     out = tmp_path / f"{name}.json"
-    code = main(["ab", *WORKLOAD, "--json", str(out), "--markdown", str(tmp_path / f"{name}.md"),
-                 "--no-progress", *extra])
+    chosen = ["--model", str(model)] if model else []
+    code = main(["ab", *WORKLOAD, *chosen, "--json", str(out), "--markdown",
+                 str(tmp_path / f"{name}.md"), "--no-progress", *extra])
     return code, (json.loads(out.read_text()) if out.exists() else None)
 
 
@@ -41,24 +57,26 @@ def _schema_check(document):
     jsonschema.validate(document, schema)
 
 
-def test_ab_finds_a_real_slowdown_of_the_head(tmp_path, capsys):
-    """Head runs the same code with every model call followed by a sleep of four times its
-    own duration (a test-only wrapper, tests/slowdown.py): a fifth of the samples/s. The
-    effect is that large so that no load on a busy machine can hide it (the load on one side
-    of a round would have to slow it fivefold more than the other); a 2x slowdown was once
-    UNKNOWN after 5 rounds here while another benchmark shared the two cores. On a quiet
-    machine the first look (3 rounds) decides; the rounds go on to the CLI's default maximum
-    (20) only where load spreads the rounds, so a busy machine costs time, not a failure; an
-    A/B that cannot tell a fivefold slowdown in 20 rounds fails."""
-    head = shlex.join([sys.executable, str(SLOWDOWN), "0.8"])
+def test_ab_finds_a_real_slowdown_of_the_head(tmp_path, capsys, tiny_sides):
+    """Head runs the same code with every model call followed by a sleep of nine times its
+    own duration (a test-only wrapper, tests/slowdown.py): on the tiny model, whose passes also
+    spend time outside the model calls, a fifth of the samples/s or less. The effect is that
+    large so that no load on a busy machine can hide it (the load on one side of a round would
+    have to slow it fivefold more than the other); a 2x slowdown was once UNKNOWN after 5 rounds
+    here while another benchmark shared the two cores. Looks at 3, 5 and 8 rounds: on a quiet
+    machine the first or second decides; 8 rounds decide a fivefold change at a spread of the
+    per-round log-ratio up to ~1 (a load swinging each side by 2.7x), so a busy machine costs
+    time, not a failure; an A/B that cannot tell it in 8 rounds fails."""
+    head = shlex.join([sys.executable, str(SLOWDOWN), "0.9"])
     base = shlex.join([sys.executable, str(SLOWDOWN), "0"])
     code, document = _ab(tmp_path, "--base-command", base, "--head-command", head,
-                         "--min-rounds", "3", "--max-rounds", "20", "--passes", "1", "--seed", "1")
+                         "--min-rounds", "3", "--max-rounds", "8", "--passes", "1", "--seed", "1",
+                         model=tiny_sides)
     out = capsys.readouterr().out
     assert code == 1, out
     decision = document["decisions"][0]
     assert decision["outcome"] == "DIFFERENT" and decision["ratio"] < 0.6
-    assert decision["ci_high"] < 1.0 and 3 <= decision["rounds"] <= 20
+    assert decision["ci_high"] < 1.0 and 3 <= decision["rounds"] <= 8
     assert len(document["rounds"]) == decision["rounds"]
     # the order inside rounds is recorded, and both sides measured every round
     assert all(sorted(r["order"]) == ["base", "head"] for r in document["rounds"])
@@ -74,14 +92,15 @@ def test_ab_finds_a_real_slowdown_of_the_head(tmp_path, capsys):
     _schema_check(document)
 
 
-def test_ab_two_settings_in_one_environment_batch_sizes(tmp_path):
+def test_ab_two_settings_in_one_environment_batch_sizes(tmp_path, tiny_sides):
     """Two settings: batch 1 against batch 2. The ids differ (the batch size is part of a
     config's id), the runs are paired by position, the transcripts come out the same, so
     accuracy passes exactly; the throughput verdict is the rule applied to the recorded
     rounds, and the exit status follows it."""
     code, document = _ab(tmp_path, "--base-args", "--batch-size 1", "--head-args",
                          "--batch-size 2", "--min-rounds", "2", "--max-rounds", "2",
-                         "--passes", "1", "--threshold", "0.1", "--seed", "2")
+                         "--passes", "1", "--threshold", "0.1", "--seed", "2",
+                         model=tiny_sides)
     pair = document["pairs"][0]
     assert "-bs1-" in pair["base"] and "-bs2-" in pair["head"]
     comparison = document["comparisons"][0]
@@ -98,7 +117,7 @@ def test_ab_two_settings_in_one_environment_batch_sizes(tmp_path):
     assert document["sides"]["base"]["report"]["runs"][0]["config"]["batch_size"] == 1
 
 
-def test_ab_between_two_environments_with_identical_code_passes(tmp_path):
+def test_ab_between_two_environments_with_identical_code_passes(tmp_path, tiny_sides):
     """Base is another checkout (its own commit, its own copy of asrbench on PYTHONPATH, run
     from its own directory); head is this one. The code is the same, so nothing may fail
     (with a 50% threshold no process-to-process spread can make a DIFFERENT); every
@@ -117,7 +136,8 @@ def test_ab_between_two_environments_with_identical_code_passes(tmp_path):
     kept = tmp_path / "kept"
     code, document = _ab(tmp_path, "--base-command", base, "--base-cwd", str(checkout),
                          "--min-rounds", "2", "--max-rounds", "2", "--passes", "1",
-                         "--keep-reports", str(kept), "--threshold", "0.5", "--seed", "4")
+                         "--keep-reports", str(kept), "--threshold", "0.5", "--seed", "4",
+                         model=tiny_sides)
     assert code == 0
     assert document["decisions"][0]["outcome"] in ("SAME", "UNKNOWN")
     assert document["comparisons"][0]["regressed"] is False

@@ -91,10 +91,13 @@ def test_throughput_is_utterances_over_timed_pass_seconds(english_report):
         + timings["detokenize_seconds"])
 
 
-def test_run_on_a_corpus_outside_the_repo_lists_bad_rows(outside_corpus, tmp_path, capsys):
+def test_run_on_a_corpus_outside_the_repo_lists_bad_rows(outside_corpus, tmp_path, capsys,
+                                                         tiny_whisper):
+    """(The tiny random Whisper: what is tested is the corpus's bad rows, not transcripts.)"""
     report = tmp_path / "out.json"
     code = main(["run", "--dataset", str(outside_corpus / "en"), "--language", "en",
-                 "--passes", "1", "--device", "cpu", "--report", str(report), "--no-progress"])
+                 "--passes", "1", "--device", "cpu", "--model", str(tiny_whisper),
+                 "--report", str(report), "--no-progress"])
     assert code == 0
     (run,) = json.loads(report.read_text())["runs"]
     assert run["dataset"]["utterances"] == 3
@@ -128,14 +131,15 @@ def test_help_and_module_entry_point():
     assert version.startswith("asrbench ")
 
 
-def test_run_matrix_runs_the_section_of_the_device_class(tmp_path):
-    """`asrbench run --matrix` expands the same section pytest would, flags override it."""
+def test_run_matrix_runs_the_section_of_the_device_class(tmp_path, tiny_whisper):
+    """`asrbench run --matrix` expands the same section pytest would, flags override it (on
+    the tiny random Whisper: the expansion is tested, not transcripts)."""
     import json
 
     from asrbench.cli.main import main
 
     matrix = tmp_path / "matrix.toml"
-    matrix.write_text('[cpu]\nmodels = ["bundled:whisper-base"]\n'
+    matrix.write_text(f'[cpu]\nmodels = ["{tiny_whisper.as_posix()}"]\n'
                       'datasets = [{ dataset = "embedded", dataset_config = "en", '
                       'language = "english" }]\nbatch_sizes = [2, 3]\nlimit = 2\npasses = 1\n'
                       'generation_max_length = 24\n[cuda]\nbatch_sizes = [64]\n')

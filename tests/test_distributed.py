@@ -1,7 +1,9 @@
 """Data-parallel runs: sharding, launch detection, merging, and real 2-rank gloo runs on CPU.
 
 The subprocess tests launch `python -m torch.distributed.run --nproc-per-node 2` on a few
-English clips of the embedded corpus and compare with a 1-process run of the same config. The
+English clips of the embedded corpus and compare with a 1-process run of the same config, with
+the tiny random Whisper (conftest's tiny_whisper): what is tested is sharding, launching and
+merging, and each rank pays its process start, not seconds of whisper-base per clip. The
 ranks run 1 thread each (torchrun sets OMP_NUM_THREADS=1), so the 1-process reference does
 too: CPU kernels reduce in a different order with 2 threads, which here changed the token ids
 (not the text) of 4 of 9 clips once; the comparison is about sharding, not thread counts.
@@ -41,6 +43,11 @@ CLIPS = 5
 SMALL = ["--device", "cpu", "--dataset-config", "en", "--limit", str(CLIPS), "--batch-size", "2",
          "--passes", "1", "--generation-max-length", "40", "--no-progress"]
 LAUNCH_TIMEOUT = 300  # seconds; a healthy 2-rank run of SMALL takes well under a minute here
+
+
+def small(model: Path) -> list[str]:
+    """SMALL on the given model folder (the tiny Whisper)."""
+    return [*SMALL, "--model", str(model)]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -217,16 +224,18 @@ def test_merged_run_keeps_rank_0s_counters():
 # -- real 2-rank runs (gloo, CPU) -----------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def one_and_two_ranks(tmp_path_factory):
+def one_and_two_ranks(tmp_path_factory, tiny_whisper):
     """The SMALL config run once in this process and once by torchrun on 2 ranks."""
     if not (dist.is_available() and dist.is_gloo_available()):
         pytest.skip("this torch build has no torch.distributed gloo backend")
     path = tmp_path_factory.mktemp("dist")
-    one = subprocess.run([sys.executable, "-m", "asrbench", "run", *SMALL, "--report",
-                          str(path / "one.json")], cwd=path, env=_env(OMP_NUM_THREADS="1"),
-                         capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    one = subprocess.run([sys.executable, "-m", "asrbench", "run", *small(tiny_whisper),
+                          "--report", str(path / "one.json")], cwd=path,
+                         env=_env(OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                         timeout=LAUNCH_TIMEOUT)
     assert one.returncode == 0, one.stderr[-4000:]
-    proc = torchrun(["-m", "asrbench"], ["run", *SMALL, "--report", str(path / "two.json")], path)
+    proc = torchrun(["-m", "asrbench"], ["run", *small(tiny_whisper), "--report",
+                                         str(path / "two.json")], path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return (dump(load_report(path / "one.json"))["runs"][0], dump(load_report(path / "two.json"))["runs"][0],
             proc, path)
@@ -267,8 +276,8 @@ def test_only_rank_zero_prints_and_writes(one_and_two_ranks):
 
 
 @needs_gloo
-def test_more_ranks_than_utterances_is_a_clear_error(tmp_path):
-    args = [a if a != str(CLIPS) else "1" for a in SMALL]
+def test_more_ranks_than_utterances_is_a_clear_error(tmp_path, tiny_whisper):
+    args = [a if a != str(CLIPS) else "1" for a in small(tiny_whisper)]
     proc = torchrun(["-m", "asrbench"], ["run", *args, "--report", str(tmp_path / "r.json")], tmp_path)
     assert proc.returncode != 0
     assert "asrbench: error: rank 0 of 2: " in proc.stderr
@@ -283,12 +292,12 @@ def _free_port() -> int:
 
 
 @needs_gloo
-def test_mpirun_environment_as_gaudi_spawn_sets_it(tmp_path):
+def test_mpirun_environment_as_gaudi_spawn_sets_it(tmp_path, tiny_whisper):
     """Two processes with only mpirun's OMPI_COMM_WORLD_* variables and gaudi_spawn.py's
     MASTER_ADDR/MASTER_PORT (no mpirun here: the variables are what asrbench reads)."""
     args = [sys.executable, "-m", "asrbench", "run", "--device", "cpu", "--dataset-config", "en",
             "--limit", "3", "--batch-size", "2", "--passes", "1", "--generation-max-length", "32",
-            "--no-progress", "--report", str(tmp_path / "r.json")]
+            "--no-progress", "--model", str(tiny_whisper), "--report", str(tmp_path / "r.json")]
     port = str(_free_port())
     procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=_env(OMPI_COMM_WORLD_RANK=str(rank), OMPI_COMM_WORLD_SIZE="2",
@@ -330,12 +339,14 @@ FAULTY_RANK = textwrap.dedent('''
     ("hang", "15", "rank 0 of 2: barrier before a timed pass failed: another rank failed or "
                    "did not arrive within 15 s"),
 ])
-def test_a_failing_rank_fails_the_run_with_a_clear_error(tmp_path, fault, timeout, blamed):
+def test_a_failing_rank_fails_the_run_with_a_clear_error(tmp_path, tiny_whisper, fault, timeout,
+                                                         blamed):
     script = tmp_path / "faulty_rank.py"
     script.write_text(FAULTY_RANK)
     # torchrun must tear the job down: a hung rank would run into torchrun()'s subprocess
     # timeout (LAUNCH_TIMEOUT, a hang guard), which fails the test.
-    proc = torchrun([str(script)], ["run", *SMALL, "--report", str(tmp_path / "r.json")], tmp_path,
+    proc = torchrun([str(script)], ["run", *small(tiny_whisper), "--report",
+                                    str(tmp_path / "r.json")], tmp_path,
                     FAULT_RANK="1", FAULT=fault, ASRBENCH_DIST_TIMEOUT=timeout)
     assert proc.returncode != 0
     assert f"asrbench: error: {blamed}" in proc.stderr, proc.stderr[-4000:]
@@ -346,7 +357,7 @@ def test_a_failing_rank_fails_the_run_with_a_clear_error(tmp_path, fault, timeou
 
 MATRIX = """
 [cpu]
-models = ["bundled:whisper-base"]
+models = ["{model}"]
 datasets = [{ dataset = "embedded", dataset_config = "en", language = "english" }]
 batch_sizes = [2]
 limit = 3
@@ -359,10 +370,10 @@ BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_r
 
 
 @needs_gloo
-def test_pytest_nproc_runs_each_config_distributed_and_gates_it(tmp_path):
+def test_pytest_nproc_runs_each_config_distributed_and_gates_it(tmp_path, tiny_whisper):
     (tmp_path / "conftest.py").write_text('pytest_plugins = ["asrbench.plugin"]\n')
     (tmp_path / "test_bench.py").write_text(BENCH_FILE.read_text())
-    (tmp_path / "matrix.toml").write_text(MATRIX)
+    (tmp_path / "matrix.toml").write_text(MATRIX.replace("{model}", tiny_whisper.as_posix()))
 
     def pytest_run(*args: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "pytest", "test_bench.py", "--asrbench-device", "cpu",
@@ -372,7 +383,8 @@ def test_pytest_nproc_runs_each_config_distributed_and_gates_it(tmp_path):
         return subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True,
                               timeout=2 * LAUNCH_TIMEOUT)
 
-    config_id = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-ml40-n3-ws2"
+    config_id = (f"{tiny_whisper.name}-commonvoice-mini-en-test-english-transcribe-fp32-bs2-ml40"
+                 "-n3-ws2")
     first = pytest_run("--asrbench-update-baselines", "--asrbench-report", "first.json")
     # 7 tests: the 5 baseline checks skip while rewriting; on CPU fp32 nothing compiles and the
     # run is the reference setup, so the other two skip with their reasons every time.

@@ -4,7 +4,8 @@ them, the table and the outcome lines come out, and --rejudge works on what --ke
 Whatever the trials' outcomes, what the script records must equal what `asrbench ab` wrote,
 what `asrbench compare` says of the same reports, and what the kept accuracy reports' work
 counters say when read directly. The measured numbers are in docs/performance.md; nothing here
-asserts a rate or a time."""
+asserts a rate or a time. Every process runs the tiny random Whisper (conftest's tiny_whisper):
+this tests the script's bookkeeping, which is the same whatever model the processes run."""
 
 from __future__ import annotations
 
@@ -30,11 +31,13 @@ def _gate_power():
     return module
 
 
-def test_gate_power_smallest_run_prints_the_table_and_rejudges(tmp_path, capsys):
+def test_gate_power_smallest_run_prints_the_table_and_rejudges(tmp_path, capsys, tiny_whisper,
+                                                               monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the tiny model's processes: one thread each
     gate_power = _gate_power()
     keep = tmp_path / "keep"
     code = gate_power.main(["--trials", "1", "--slowdowns", "", "--structural", "1",
-                            "--baseline-processes", "1",
+                            "--baseline-processes", "1", "--model", str(tiny_whisper),
                             "--limit", "2", "--batch-size", "2", "--generation-max-length", "30",
                             "--ab-args", "--min-rounds 2 --max-rounds 2", "--keep", str(keep),
                             "--json", str(tmp_path / "trials.json")])

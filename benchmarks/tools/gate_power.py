@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the slowdown the A/B target is about (default 0.10)")
     parser.add_argument("--baseline-processes", type=int, default=5,
                         help="processes recorded for the between-process baseline (default 5)")
+    parser.add_argument("--model", default="bundled:whisper-base",
+                        help="the model every process runs (default bundled:whisper-base; the "
+                             "test of this script runs a tiny random Whisper folder)")
     parser.add_argument("--locale", default="en")
     parser.add_argument("--language", default="english")
     parser.add_argument("--limit", type=int, default=4)
@@ -174,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         return rejudge(args.rejudge, args.baseline_processes, args.cpu_floor)
     others = [float(v) for v in args.slowdowns.split(",") if v.strip()]
     levels: list[Level] = [0.0] + others + ([MATMUL] if args.structural > 0 else [])
-    workload = ["--dataset-config", args.locale, "--language", args.language,
-                "--limit", str(args.limit), "--batch-size", str(args.batch_size),
+    workload = ["--model", args.model, "--dataset-config", args.locale,
+                "--language", args.language, "--limit", str(args.limit),
+                "--batch-size", str(args.batch_size),
                 "--generation-max-length", str(args.generation_max_length), "--no-progress"]
     policies = list(STORED) + ["A/B"] + ([THROUGHPUT_ALONE] if MATMUL in levels else []) + [
         COUNTERS]
