@@ -8,8 +8,9 @@ process computes the stock references with unmodified transformers.
 What is pinned here:
 - with the seed's settings (graphs on; fp32 and bf16 autocast; batch 4 over 6 clips, so the
   last batch is partial) asrbench's transcripts equal stock generate() on English and Hindi in
-  fp32, and agree with it under the same bf16 autocast within a stated limit (BF16_SHARE_MIN,
-  BF16_WER_MAX: bf16 rounding may flip a near-tied token);
+  fp32, and agree with it under the same bf16 autocast within a stated limit (BF16_SHARE_MIN:
+  bf16 rounding may flip a near-tied token) on English; Hindi bf16 is in the heavy tier
+  (`bash scripts/test.sh --all`: a bf16 emulated run costs minutes on a 2-core CPU);
 - timed passes capture nothing (the warm-up captured the encoder, prompt-step and token-step
   graphs), and the report's agreement with the stock reference is complete;
 - HPU graphs over a growing DynamicCache are refused with one line; with the refusal bypassed
@@ -56,54 +57,61 @@ def _run(args: list[str], timeout: int = 1800) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def stock():
-    """Stock transformers generate() on CPU (this process adapts nothing): locale ->
-    precision -> {id: transcript} for the first LIMIT clips, MAX_LENGTH tokens."""
+    """Stock transformers generate() on CPU (this process adapts nothing):
+    stock(locale, precision) -> {id: transcript} for the first LIMIT clips, MAX_LENGTH tokens,
+    each computed once, when a test first asks (a Hindi bf16 decode costs a minute here)."""
     from asrbench.measure.models import load
 
     loaded = load("bundled:whisper-base")
     model, processor = loaded.model, loaded.processor
-    out: dict[str, dict[str, dict[str, str]]] = {}
-    for locale, language in LANGUAGES.items():
-        split = load_split(str(EMBEDDED_CORPUS), locale, limit=LIMIT, progress=False)
-        features = processor.feature_extractor([u.audio for u in split.utterances],
-                                               sampling_rate=16000, return_tensors="pt").input_features
-        out[locale] = {}
-        for precision in ("fp32", "bf16"):
+    done: dict[tuple[str, str], dict[str, str]] = {}
+
+    def transcripts(locale: str, precision: str) -> dict[str, str]:
+        if (locale, precision) not in done:
+            split = load_split(str(EMBEDDED_CORPUS), locale, limit=LIMIT, progress=False)
+            features = processor.feature_extractor([u.audio for u in split.utterances],
+                                                   sampling_rate=16000,
+                                                   return_tensors="pt").input_features
             with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,
                                                         enabled=precision == "bf16"):
-                tokens = model.generate(features, language=language, task="transcribe",
+                tokens = model.generate(features, language=LANGUAGES[locale], task="transcribe",
                                         do_sample=False, num_beams=1,
                                         **length_kwargs(model.generation_config, MAX_LENGTH))
             texts = processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-            out[locale][precision] = {u.id: t.strip() for u, t in zip(split.utterances, texts)}
-    return out
+            done[locale, precision] = {u.id: t.strip() for u, t in zip(split.utterances, texts)}
+        return done[locale, precision]
+
+    return transcripts
 
 
-#: precision -> why its emulated run failed: a module fixture that fails is set up again for
-#: every test that uses it, and each try is a long run; later tests fail at once instead.
-_FAILED: dict[str, str] = {}
+#: (precision, locale) -> why its emulated run failed: a module fixture that fails is set up
+#: again for every test that uses it, and each try is a long run; later tests fail at once.
+_FAILED: dict[tuple[str, str | None], str] = {}
 
 
-def _emulated_report(tmp_path_factory, precision: str) -> dict:
-    if precision in _FAILED:
-        pytest.fail(f"the emulated {precision} run failed earlier: {_FAILED[precision]}",
+def _emulated_report(tmp_path_factory, precision: str, locale: str | None = None) -> dict:
+    """The emulated run of both locales (locale None) or of one."""
+    if (precision, locale) in _FAILED:
+        pytest.fail(f"the emulated {precision} run failed earlier: {_FAILED[precision, locale]}",
                     pytrace=False)
     try:
-        return _emulated_run(tmp_path_factory, precision)
+        return _emulated_run(tmp_path_factory, precision, locale)
     except (AssertionError, subprocess.TimeoutExpired) as exc:
-        _FAILED[precision] = str(exc)[-2000:]
+        _FAILED[precision, locale] = str(exc)[-2000:]
         raise
 
 
-def _emulated_run(tmp_path_factory, precision: str) -> dict:
+def _emulated_run(tmp_path_factory, precision: str, locale: str | None) -> dict:
     report = tmp_path_factory.mktemp(f"emulated-{precision}") / "report.json"
+    only = ["--dataset-config", locale, "--language", LANGUAGES[locale]] if locale else []
+    # one timed pass: a second one captures nothing more and repeats the same transcripts
     proc = _run(["-m", "asrbench", "run", "--device", "hpu-emulated", "--graphs",
                  "--precision", precision, "--limit", str(LIMIT), "--batch-size", str(BATCH),
-                 "--generation-max-length", str(MAX_LENGTH), "--passes", "2", "--no-progress",
-                 "--report", str(report)])
+                 "--generation-max-length", str(MAX_LENGTH), "--passes", "1", "--no-progress",
+                 *only, "--report", str(report)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     document = json.loads(report.read_text())
-    document["stdout"] = proc.stdout
+    document["stdout"], document["path"] = proc.stdout, str(report)
     return document
 
 
@@ -114,7 +122,14 @@ def fp32_report(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bf16_report(tmp_path_factory):
-    return _emulated_report(tmp_path_factory, "bf16")
+    """English only: CPU bf16 autocast runs at about half fp32's speed without AMX, and fp32
+    covers both locales exactly; the Hindi bf16 run is bf16_hi_report (the heavy tier)."""
+    return _emulated_report(tmp_path_factory, "bf16", "en")
+
+
+@pytest.fixture(scope="module")
+def bf16_hi_report(tmp_path_factory):
+    return _emulated_report(tmp_path_factory, "bf16", "hi")
 
 
 def _runs(report: dict) -> dict[str, dict]:
@@ -124,7 +139,7 @@ def _runs(report: dict) -> dict[str, dict]:
 @pytest.mark.parametrize("locale", list(LANGUAGES))
 def test_emulated_graphs_fp32_transcripts_equal_stock_generate(fp32_report, stock, locale):
     run = _runs(fp32_report)[locale]
-    assert {u["id"]: u["prediction"] for u in run["utterances"]} == stock[locale]["fp32"]
+    assert {u["id"]: u["prediction"] for u in run["utterances"]} == stock(locale, "fp32")
     assert run["device"]["class"] == "hpu-emulated" and run["config"]["graphs"]
 
 
@@ -143,15 +158,16 @@ BF16_SHARE_MIN = 3 / 6  # at least half of the transcripts identical
 
 
 @pytest.mark.parametrize("locale", list(LANGUAGES))
-def test_emulated_graphs_bf16_transcripts_agree_with_stock_generate_under_cpu_bf16(bf16_report,
+def test_emulated_graphs_bf16_transcripts_agree_with_stock_generate_under_cpu_bf16(request,
                                                                                  stock, locale):
     """bf16 on the emulator is CPU bf16 autocast: stock generate() under the same autocast is
     its like-for-like reference (agreement with fp32 is what the report measures). Judged by
     BF16_SHARE_MIN, a divergence after the first word only, and the product's own agreement
-    verdict at its default limits."""
-    run = _runs(bf16_report)[locale]
+    verdict at its default limits. [hi] is in the heavy tier (tests/conftest.py)."""
+    report = request.getfixturevalue("bf16_report" if locale == "en" else "bf16_hi_report")
+    run = _runs(report)[locale]
     transcripts = {u["id"]: u["prediction"] for u in run["utterances"]}
-    reference = stock[locale]["bf16"]
+    reference = stock(locale, "bf16")
     assert set(transcripts) == set(reference)
     result = agreement(transcripts, reference)
     assert result.utterances == LIMIT
@@ -170,7 +186,7 @@ def test_timed_passes_capture_nothing_and_warmup_captured_three_graphs(fp32_repo
         compilations = run["timings"]["compilations"]
         # encoder, prompt step, token step; the partial last batch is padded to the same shape
         assert compilations["warmup"] == 3, compilations
-        assert compilations["passes"] == [0, 0], compilations
+        assert compilations["passes"] == [0], compilations
         assert run["timings"]["warmup_batches"] == 1
         assert run["timings"]["batches_per_pass"] == 2
         assert len(run["utterances"]) == LIMIT
@@ -290,7 +306,7 @@ def _judged(result) -> str:
 def test_the_emulator_reproduces_the_dynamic_cache_replay_bug(findings, stock):
     """Finding 1: every step after the first replays one graph over the cache it captured, so
     transcripts stop early. An emulator that ran the module eagerly could not fail this way."""
-    replayed, reference = findings["dynamic_cache_under_graphs"], stock["en"]["fp32"]
+    replayed, reference = findings["dynamic_cache_under_graphs"], stock("en", "fp32")
     assert findings["graphs_in_bypassed_model"] == 2  # the prompt step and one token step
     result = agreement(replayed, reference)
     assert _judged(result) == "regressed"
@@ -303,19 +319,24 @@ def test_optimum_habana_static_shapes_whisper_path_is_detected_as_wrong(findings
     """Finding 3 (optimum-habana 1.21.2 + transformers 4.55): its static-shape Whisper decode
     feeds the pad token from the last buffer slot. If this starts failing, optimum-habana fixed
     it: re-check docs/hpu.md and consider its static path again."""
-    decoded, reference = findings["optimum_habana_static_shapes"], stock["en"]["fp32"]
+    decoded, reference = findings["optimum_habana_static_shapes"], stock("en", "fp32")
     result = agreement(decoded, reference)
     assert _judged(result) == "regressed", decoded
     assert result.identical <= 1
 
 
-def test_pytest_gate_on_the_emulated_gaudi_passes_against_its_committed_baselines(tmp_path):
-    """The pytest front door on --device hpu-emulated: the [hpu-emulated] matrix section gated
-    against baselines/hpu-emulated.json, including test_no_recompilation and
-    test_reference_agreement on real emulated runs (fp32 configs, to keep CI short)."""
-    proc = _run(["-m", "pytest", "benchmarks", "--device", "hpu-emulated", "-k", "fp32",
-                 "-p", "no:cacheprovider", "-q", "-rA", "--report", str(tmp_path / "gate.json")],
-                timeout=900)
+def test_pytest_gate_on_the_emulated_gaudi_passes_against_its_committed_baselines(tmp_path,
+                                                                                  fp32_report):
+    """The pytest front door on the emulated Gaudi's fp32 runs (the [hpu-emulated] matrix
+    section's fp32 configs, run above): gated against baselines/hpu-emulated.json, including
+    test_no_recompilation and test_reference_agreement. The gate judges that report
+    (--asrbench-from-report) rather than running the emulator again: a second emulated run of
+    both locales cost CI ~8 minutes and would be judged the same way. Throughput only warns
+    (--asrbench-throughput warn): the baselines' emulated samples/s came from another process
+    on another day."""
+    proc = _run(["-m", "pytest", "benchmarks", "--asrbench-from-report", fp32_report["path"],
+                 "--asrbench-throughput", "warn", "-p", "no:cacheprovider", "-q", "-rA",
+                 "--report", str(tmp_path / "gate.json")], timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:]
     out = proc.stdout
     assert out.count("PASSED benchmarks/test_asr_regression.py::test_no_recompilation[") == 2

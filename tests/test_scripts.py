@@ -1,5 +1,6 @@
 """scripts/test.sh writes the benchmarks' session report under a temporary folder: it never
-overwrites reports/latest.json, which scripts/bench.sh wrote."""
+overwrites reports/latest.json, which scripts/bench.sh wrote; it leaves out the heavy tier
+unless given --all."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from conftest import HEAVY_TESTS
 from helpers import make_report, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,14 +19,7 @@ CONFIG_ID = "whisper-base-commonvoice-mini-test-auto-transcribe-fp32-bs8"
 
 
 def test_test_sh_leaves_reports_latest_json_alone(tmp_path):
-    # a copy of the repository's layout where setup.sh is a no-op (no pip run in a test)
-    (tmp_path / "scripts").mkdir()
-    shutil.copy(ROOT / "scripts" / "test.sh", tmp_path / "scripts" / "test.sh")
-    (tmp_path / "scripts" / "setup.sh").write_text("exit 0\n", encoding="utf-8")
-    for name in (".venv", "benchmarks", "baselines"):
-        (tmp_path / name).symlink_to(ROOT / name)
-    for name in ("conftest.py", "pyproject.toml"):
-        shutil.copy(ROOT / name, tmp_path / name)
+    _layout(tmp_path)
     bench_report = write_report(tmp_path / "reports" / "latest.json", {"written by": "bench.sh"})
     write_report(tmp_path / "in.json", make_report(config_id=CONFIG_ID))
     temporary = tmp_path / "tmp"
@@ -38,3 +33,36 @@ def test_test_sh_leaves_reports_latest_json_alone(tmp_path):
     assert Path(written.group(1)).parent.parent == temporary
     assert Path(written.group(1)).is_file()
     assert bench_report.read_text(encoding="utf-8") == '{"written by": "bench.sh"}'
+
+
+def _layout(tmp_path: Path) -> Path:
+    """A copy of the repository's layout where setup.sh is a no-op (no pip run in a test)."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "test.sh", tmp_path / "scripts" / "test.sh")
+    (tmp_path / "scripts" / "setup.sh").write_text("exit 0\n", encoding="utf-8")
+    for name in (".venv", "benchmarks", "baselines", "tests"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    for name in ("conftest.py", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    return tmp_path
+
+
+def _collected(root: Path, *argv: str) -> set[str]:
+    done = subprocess.run([*argv, "--collect-only", "-q", "-p", "no:cacheprovider",
+                           *sorted({test.split("::")[0] for test in HEAVY_TESTS})],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return {line.strip() for line in done.stdout.splitlines() if "::" in line}
+
+
+def test_the_heavy_tier_is_what_test_sh_leaves_out_and_all_runs(tmp_path):
+    """Every HEAVY_TESTS id names a collected test marked heavy (a renamed test or parameter
+    would otherwise slip back into CI, or out of every tier, unnoticed); scripts/test.sh
+    leaves exactly those out and `--all` takes them in."""
+    root = _layout(tmp_path)
+    python = str(ROOT / ".venv" / "bin" / "python")
+    assert _collected(root, python, "-m", "pytest", "-m", "heavy") == set(HEAVY_TESTS)
+    default = _collected(root, "bash", "scripts/test.sh")
+    everything = _collected(root, "bash", "scripts/test.sh", "--all")
+    assert default and not default & set(HEAVY_TESTS)
+    assert everything == default | set(HEAVY_TESTS)
