@@ -52,9 +52,11 @@ def test_unknown_peer_and_hpu_are_user_errors(capsys):
 
 
 def test_every_peer_runs_and_agrees_with_asrbench(tmp_path, capsys):
-    """A short real run: 3 English clips, batch 2 (one padded batch), 24-token cap, fp32."""
+    """A short real run: 3 English clips, batch 2 (one padded batch), 24-token cap, fp32, one
+    timed round per peer (each round of four peers is 12 whisper-base clips: ~40 s on the
+    2-core runner; the median of several rounds is tested on hand-built data above)."""
     out = tmp_path / "peers.json"
-    code = main(["peers", "--limit", "3", "--batch-size", "2", "--rounds", "2",
+    code = main(["peers", "--limit", "3", "--batch-size", "2", "--rounds", "1",
                  "--generation-max-length", "24", "--json", str(out), "--no-progress",
                  "--markdown", str(tmp_path / "peers.md")])
     assert code == 0
@@ -65,7 +67,7 @@ def test_every_peer_runs_and_agrees_with_asrbench(tmp_path, capsys):
     ours = rows["asrbench"]
     for name, row in rows.items():
         assert "skipped" not in row, row
-        assert len(row["round_seconds"]) == 2
+        assert len(row["round_seconds"]) == 1
         assert row["samples_per_second"] == pytest.approx(3 / np.median(row["round_seconds"]))
         assert row["asrbench_speedup"] == pytest.approx(ours["samples_per_second"]
                                                         / row["samples_per_second"])
