@@ -201,8 +201,12 @@ def real_history(tmp_path_factory):
     return _REAL_HISTORY["value"]
 
 
+#: The tiny model's folder name: the model part of its runs' config ids ("tiny-whisper-...").
+TINY_WHISPER_NAME = "tiny-whisper"
+
+
 @pytest.fixture(scope="session")
 def tiny_whisper(tmp_path_factory) -> Path:
     """A tiny random Whisper model folder with whisper-base's tokenizer, built once per session
     (helpers.write_tiny_whisper): for tests of what runs around a model (A/B rounds, ranks)."""
-    return write_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper"))
+    return write_tiny_whisper(tmp_path_factory.mktemp("tiny") / TINY_WHISPER_NAME)

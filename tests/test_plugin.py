@@ -1,9 +1,11 @@
-"""The pytest gate on real runs of the embedded model: refresh, rerun, doctored baselines.
+"""The pytest gate on real runs: refresh, rerun, doctored baselines.
 
 Two small configs on the embedded English corpus (3 clips, batch 2 and batch 3, 5 timed
-passes) keep this affordable on a 2-core CPU; everything else is the real plugin, the real
-benchmark tests and the real baseline files. Each pytest run is a child process started by
-pytest's own `pytester` (the plugin loads a model), in a directory of the test's own.
+passes, 24-token cap) on the tiny random Whisper (conftest's tiny_whisper): what is tested is
+the gate around the model, and whisper-base made each of this module's nine pytest children
+cost minutes on the 2-core runner. Everything else is the real plugin, the real benchmark
+tests and the real baseline files. Each pytest run is a child process started by pytest's own
+`pytester` (the plugin loads a model), in a directory of the test's own.
 """
 
 from __future__ import annotations
@@ -19,19 +21,22 @@ from asrbench.cli.main import main
 from asrbench.gate.baselines import predictions_digest
 from asrbench.measure.bundled import cache_root
 
+from conftest import TINY_WHISPER_NAME
+
 BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"
 # pytester points HOME at the test's directory: the children keep the user's converted model.
 USER_CACHE = cache_root()
-A = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-n3"
-B = "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs3-n3"
+A = f"{TINY_WHISPER_NAME}-commonvoice-mini-en-test-english-transcribe-fp32-bs2-ml24-n3"
+B = f"{TINY_WHISPER_NAME}-commonvoice-mini-en-test-english-transcribe-fp32-bs3-ml24-n3"
 MATRIX = """
 [cpu]
-models = ["bundled:whisper-base"]
+models = ["{model}"]
 datasets = [{ dataset = "embedded", dataset_config = "en", language = "english" }]
 precisions = ["fp32"]
 batch_sizes = [2, 3]
 limit = 3
 passes = 5
+generation_max_length = 24
 # Wider than benchmarks/matrix.toml's 0.4: these tests compare throughput between separate
 # processes, and a busy machine (another job on the same cores) can slow one of them a lot.
 # Only a 10x slowdown fails here; the doctored baseline below claims 100x.
@@ -49,11 +54,11 @@ class Suite:
     gated against `baselines` (the module's recorded baseline directory unless a run names
     another)."""
 
-    def __init__(self, pytester: pytest.Pytester, baselines: Path) -> None:
+    def __init__(self, pytester: pytest.Pytester, baselines: Path, model: Path) -> None:
         self.pytester = pytester
         self.path = pytester.path
         shutil.copy(BENCH_FILE, self.path / "test_bench.py")
-        (self.path / "matrix.toml").write_text(MATRIX)
+        (self.path / "matrix.toml").write_text(MATRIX.replace("{model}", model.as_posix()))
         self.baselines = baselines
         self.first: pytest.RunResult | None = None  # the run that recorded the baselines
         self.recorded_report: Path | None = None  # that run's report
@@ -89,11 +94,11 @@ def recording(tmp_path_factory) -> dict:
 
 
 @pytest.fixture
-def suite(pytester, recording, monkeypatch) -> Suite:
+def suite(pytester, recording, monkeypatch, tiny_whisper) -> Suite:
     """The suite in this test's directory, gated against baselines that a first
     `--update-baselines` run recorded (once per module, whichever test comes first)."""
     monkeypatch.setenv("ASRBENCH_CACHE", str(USER_CACHE))
-    suite = Suite(pytester, recording["directory"] / "baselines")
+    suite = Suite(pytester, recording["directory"] / "baselines", tiny_whisper)
     if "error" in recording:
         pytest.fail(f"the recording run failed earlier:\n{recording['error']}", pytrace=False)
     if "first" not in recording:
@@ -231,7 +236,8 @@ def test_update_rewrites_only_the_selected_entries(suite, doctored):
 
 
 def test_the_installed_plugin_runs_in_another_repository_with_its_own_device_option(pytester,
-                                                                                   monkeypatch):
+                                                                                   monkeypatch,
+                                                                                   tiny_whisper):
     """A team's repository: no reference to asrbench in its conftest (pytest finds the plugin
     through the pytest11 entry point that `pip install asrbench` registers), its own `--device`
     option (no clash: asrbench's options are --asrbench-*), its own matrix and baselines."""
@@ -245,7 +251,7 @@ def test_the_installed_plugin_runs_in_another_repository_with_its_own_device_opt
         '    print("TEAM DEVICE", config.getoption("--device"))\n')
     shutil.copy(BENCH_FILE, repo / "test_speech.py")
     (repo / "speech-matrix.toml").write_text(
-        '[cpu]\nmodels = ["bundled:whisper-base"]\n'
+        f'[cpu]\nmodels = ["{tiny_whisper.as_posix()}"]\n'
         'datasets = [{ dataset = "embedded", dataset_config = "en", language = "english" }]\n'
         'batch_sizes = [2]\nlimit = 2\npasses = 1\ngeneration_max_length = 24\n'
         'tolerance = { samples_per_second_rel = 0.9 }\n')

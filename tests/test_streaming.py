@@ -119,33 +119,6 @@ def test_feature_cache_holds_batches_on_disk_and_removes_them(tmp_path):
     assert not cache.path.exists() and list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture(scope="module")
-def tiny_whisper(tmp_path_factory):
-    """A randomly initialised Whisper of toy sizes with the bundled model's processor."""
-    from transformers import (GenerationConfig, WhisperConfig, WhisperForConditionalGeneration,
-                              WhisperProcessor)
-
-    from asrbench.measure.bundled import ensure_converted
-
-    bundled = ensure_converted(progress=False)
-    source = WhisperConfig.from_pretrained(bundled)
-    config = WhisperConfig(
-        vocab_size=source.vocab_size, num_mel_bins=source.num_mel_bins, d_model=32,
-        encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-        max_source_positions=source.max_source_positions,
-        max_target_positions=source.max_target_positions,
-        decoder_start_token_id=source.decoder_start_token_id, eos_token_id=source.eos_token_id,
-        pad_token_id=source.pad_token_id, bos_token_id=source.bos_token_id)
-    torch.manual_seed(0)
-    model = WhisperForConditionalGeneration(config).eval()
-    model.generation_config = GenerationConfig.from_pretrained(bundled)
-    directory = tmp_path_factory.mktemp("tiny-whisper")
-    model.save_pretrained(directory)
-    WhisperProcessor.from_pretrained(bundled).save_pretrained(directory)
-    return directory
-
-
 def test_streamed_run_matches_the_in_memory_path_and_featurizes_each_batch_once(
         tiny_whisper, tmp_path, monkeypatch):
     from asrbench.config.settings import BenchConfig
