@@ -3,9 +3,9 @@ sides, two environments), and its pieces on hand-built data (verdicts, JSON, int
 
 The end-to-end A/Bs run the tiny random Whisper (conftest's tiny_whisper: whisper-base's
 tokenizer and window, 1.7 M weights): what they test is the A/B around the model (rounds,
-processes, pairing, decisions, reports), and an A/B of whisper-base spent ~30 s of model work
-per process on a 2-core runner (three A/Bs took 14 minutes of CI); the tiny one spends well
-under a second, so a process costs its start-up."""
+processes, pairing, decisions, reports), and a whisper-base process of this workload took
+~30 s on a 2-core runner (three A/Bs took 14 minutes of CI); the tiny model's work is well
+under a second, so a process costs its start-up (~10 s of imports)."""
 
 from __future__ import annotations
 
