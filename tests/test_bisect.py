@@ -29,22 +29,27 @@ def git(repo: Path, *args: str) -> str:
                           env={**os.environ, **GIT_ENV}).stdout.strip()
 
 
-def report_text(mm: int) -> str:
-    counters = Counters(version=COUNTER_VERSION, selection="s", rows=1, real_rows=1,
+def report_text(mm: int | None, version: int = COUNTER_VERSION) -> str:
+    """A report whose decode step does `mm` aten.mm (None: a run that was not counted)."""
+    if mm is None:
+        return json.dumps(dump(make_report(make_run(counters=None))))
+    counters = Counters(version=version, selection="s", rows=1, real_rows=1,
                         replay_bypassed=False, encoder_calls=1, decode_steps=3, steady_steps=2,
                         decode_step_ops={"aten.mm f32": mm}, flops=100, flops_per_utterance=100,
                         host_syncs=0, host_syncs_per_token=0, tokens=3)
     return json.dumps(dump(make_report(make_run(counters=counters))))
 
 
-def make_repo(root: Path, mm_per_commit: list[int]) -> list[str]:
-    """A repository with one commit per entry; returns the shas, oldest first."""
+def make_repo(root: Path, mm_per_commit: list, versions: list[int] | None = None) -> list[str]:
+    """A repository with one commit per entry (its aten.mm count, None: not counted, and its
+    COUNTER_VERSION); returns the shas, oldest first."""
     root.mkdir()
     git(root, "init", "--quiet", "-b", "main")
     shas = []
     for number, mm in enumerate(mm_per_commit, start=1):
+        version = versions[number - 1] if versions else COUNTER_VERSION
         (root / "measure.py").write_text(MEASURE)
-        (root / "report.json").write_text(report_text(mm))
+        (root / "report.json").write_text(report_text(mm, version))
         (root / "log.txt").write_text(f"commit {number}\n")
         git(root, "add", ".")
         git(root, "commit", "--quiet", "-m", f"commit {number}")
@@ -137,3 +142,56 @@ def test_an_interruption_cleans_up(repo, monkeypatch, capsys):
     assert "interrupted (SIGINT)" in capsys.readouterr().err
     assert git(path, "worktree", "list").count("\n") == 0
     assert git(path, "for-each-ref", "refs/bisect") == ""
+
+
+def test_an_uncounted_commit_is_skipped_and_listed_never_judged_bad(tmp_path, capsys):
+    # commits 3 and 4 were measured without counters: on 64ba4a1 commit 3 was named
+    # ("changed: counted -> not counted"); the counter change is at commit 6
+    path = tmp_path / "project"
+    shas = make_repo(path, [10, 10, None, None, 10, 12, 12])
+    assert main(["bisect", shas[0], shas[6], "--repo", str(path), "--command", COMMAND]) == 0
+    out = capsys.readouterr().out
+    assert f"first bad commit: {shas[5]} commit 6" in out
+    assert "aten.mm f32 10 -> 12 (+2)" in out
+    skipped = [line for line in out.splitlines() if line.startswith("skipped (not judged): ")]
+    assert skipped, out
+    assert all("not counted by this commit" in line for line in skipped)
+    assert {line.split()[3] for line in skipped} <= {shas[2][:12], shas[3][:12]}
+    assert "counted -> not counted" not in out
+
+
+def test_an_uncounted_bad_is_refused(tmp_path, capsys):
+    path = tmp_path / "project"
+    shas = make_repo(path, [10, 10, None])
+    assert main(["bisect", shas[0], shas[2], "--repo", str(path), "--command", COMMAND]) == 2
+    err = capsys.readouterr().err
+    assert "BAD" in err and "no counters" in err
+
+
+@pytest.mark.parametrize("change_at, expected", [(4, 6), (7, 6), (6, 5)])
+def test_a_counter_definition_change_is_reported_and_the_rest_bisected(tmp_path, capsys,
+                                                                        change_at, expected):
+    # the definitions change (version 1 -> 2) at commit `change_at`: under version 2 the same
+    # code counts 100 more aten.mm; the real change (+2) is at commit `expected`, after the
+    # definition change or before it. On 64ba4a1 the definition change was named.
+    path = tmp_path / "project"
+    real = expected
+    mm = [(10 if n < real else 12) + (100 if n >= change_at else 0) for n in range(1, 9)]
+    versions = [1 if n < change_at else 2 for n in range(1, 9)]
+    shas = make_repo(path, mm, versions)
+    assert main(["bisect", shas[0], shas[7], "--repo", str(path), "--command", COMMAND]) == 0
+    out = capsys.readouterr().out
+    assert (f"definitions: the counter definitions changed at {shas[change_at - 1][:12]} "
+            f"commit {change_at} (COUNTER_VERSION 1 -> 2)") in out
+    assert f"first bad commit: {shas[expected - 1]} commit {expected}" in out
+    before, after = (10, 12) if expected < change_at else (110, 112)
+    assert f"aten.mm f32 {before} -> {after} (+2)" in out
+
+
+def test_a_definition_change_alone_stops_the_bisect_and_says_why(tmp_path, capsys):
+    path = tmp_path / "project"
+    shas = make_repo(path, [10, 10, 10, 110, 110], [1, 1, 1, 2, 2])
+    assert main(["bisect", shas[0], shas[4], "--repo", str(path), "--command", COMMAND]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"the counter definitions changed at {shas[3][:12]} commit 4" in err
+    assert "nothing to bisect" in err

@@ -7,7 +7,16 @@ The user's checkout and its own bisect state are never touched: everything happe
 removed at the end, also on errors and interruptions. GOOD is measured once; BAD is measured
 before the bisect starts (a BAD that measures like GOOD has nothing to find); then each step of
 `git bisect run` measures the commit checked out and exits 0 (good: measures like GOOD), 1
-(bad: changed) or 125 (skip: the measurement failed).
+(bad: changed) or 125 (skip: the commit cannot be judged: its measurement failed, it was not
+counted, or it counted under other counter definitions than GOOD). Skipped commits are listed
+with the result, never judged bad.
+
+Counter definitions (COUNTER_VERSION) may change inside the range: counts made under two
+definitions are never compared. When BAD counts under another version than GOOD, a first
+bisect finds the commit where the definitions changed (a step is judged on the version it
+counts under), then the counts are bisected under one definition: GOOD .. the parent of that
+commit when they moved there, else that commit .. BAD; when they moved on neither side, bisect
+stops and says so (the only difference is the definition change itself).
 
 A measurement is `asrbench run` in a fresh process whose working directory and PYTHONPATH are
 the worktree, so the commit's own asrbench runs; or --command, any shell command that writes a
@@ -19,12 +28,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,6 +60,10 @@ class Plan:
     run_args: list[str] = field(default_factory=list)  # options of `asrbench run`
     command: str | None = None  # --command, with {report}
     good_worktree: str | None = None  # throughput: a second worktree held at GOOD
+    version: int | None = None  # counters: the COUNTER_VERSION a step must count under
+    #: counters, the definition search: [GOOD's version, BAD's version]; a step is good when it
+    #: counts under the first, bad under the second (its counts are not compared)
+    find_version: list[int] | None = None
 
 
 @dataclass
@@ -59,6 +73,10 @@ class Found:
     sha: str
     subject: str
     changes: str
+    #: commits that could not be judged: (sha, subject, why), in the order measured
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+    #: where the counter definitions changed inside the range, and how it was handled
+    definitions: str | None = None
 
 
 # -- git ------------------------------------------------------------------------------------
@@ -155,16 +173,69 @@ def counters_changes(good: Any, current: Any) -> str:
     return "; ".join(texts)
 
 
-def _judge_counters(plan: Plan, sha: str) -> tuple[int, str]:
+def counted_problem(good: Any, current: Any) -> str | None:
+    """Why `current`'s counters cannot be compared with `good`'s (one line), or None: a run
+    that one side counted and the other did not, or counts under other definitions."""
+    for before, after in zip(good.runs, current.runs):
+        a, b = before.counters, after.counters
+        if (a is None) != (b is None):
+            side = "this commit" if b is None else "GOOD"
+            return (f"{after.config.id}: not counted by {side} (--no-counters, or counting "
+                    "failed): nothing to compare")
+        if a is not None and a.version != b.version:
+            return (f"{after.config.id}: counted under COUNTER_VERSION {b.version}, GOOD under "
+                    f"{a.version}: counts under other definitions are not compared")
+    return None
+
+
+def counter_version(report: Any) -> int | None:
+    """The one COUNTER_VERSION the report's counted runs count under (None: none counted)."""
+    versions = {run.counters.version for run in report.runs if run.counters is not None}
+    if len(versions) > 1:
+        raise AsrbenchError(f"the report's runs count under several COUNTER_VERSIONs "
+                            f"{sorted(versions)}")
+    return versions.pop() if versions else None
+
+
+def _report(plan: Plan, sha: str) -> Any:
+    """The commit's report, measured once: a later phase of the bisect reuses it (counts are
+    exact: the same commit counts the same), and a failed measurement is not run again."""
     from asrbench.formats.io import load_report
 
     path = Path(plan.results) / f"{sha}-report.json"
+    failed = Path(plan.results) / f"{sha}-failed.txt"
+    if failed.is_file():
+        raise AsrbenchError(failed.read_text(encoding="utf-8"))
+    if not path.is_file():
+        try:
+            _measure_report(plan, plan.worktree, path)
+        except AsrbenchError as exc:
+            failed.write_text(str(exc), encoding="utf-8")
+            raise
+    return load_report(path)
+
+
+def _judge_counters(plan: Plan, sha: str) -> tuple[int, str]:
     try:
-        _measure_report(plan, plan.worktree, path)
-        current = load_report(path)
+        current = _report(plan, sha)
     except AsrbenchError as exc:
         return SKIP, f"skipped: {exc}"
-    good = load_report(Path(plan.results) / f"{plan.good_sha}-report.json")
+    if plan.find_version is not None:
+        try:
+            version = counter_version(current)
+        except AsrbenchError as exc:
+            return SKIP, f"skipped: {exc}"
+        old, new = plan.find_version
+        if version == old:
+            return GOOD, f"counts under COUNTER_VERSION {old}, as GOOD"
+        if version == new:
+            return BAD, f"counts under COUNTER_VERSION {new}, as BAD"
+        return SKIP, ("skipped: not counted" if version is None else
+                      f"skipped: counts under COUNTER_VERSION {version}, neither GOOD's nor BAD's")
+    good = _report(plan, plan.good_sha)
+    problem = counted_problem(good, current)
+    if problem:
+        return SKIP, f"skipped: {problem}"
     changes = counters_changes(good, current)
     return (BAD, changes) if changes else (GOOD, "same counters as GOOD")
 
@@ -232,9 +303,40 @@ def _checkout(worktree: Path, sha: str) -> None:
     _git(worktree, "checkout", "--quiet", "--detach", sha)
 
 
-def _first_bad(output: str, worktree: Path) -> str:
+def _recorded(results: Path, sha: str) -> dict[str, Any] | None:
+    path = results / f"{sha}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def skipped_commits(root: str | Path, results: Path) -> list[tuple[str, str, str]]:
+    """The commits whose last judgement was a skip: (sha, subject, why), in the order judged."""
+    out = []
+    for path in sorted(results.glob("*.json"), key=lambda p: p.stat().st_mtime_ns):
+        sha = path.stem
+        if len(sha) != 40 or sha.endswith("-report"):
+            continue
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("code") == SKIP:
+            why = str(record.get("text", ""))
+            out.append((sha, subject(root, sha), why.removeprefix("skipped: ")))
+    return out
+
+
+def _first_bad(output: str, worktree: Path, results: Path | None = None) -> str:
     if "is the first bad commit" not in output:
         lines = [line for line in output.splitlines() if line.strip()]
+        candidates = [line.split()[0] for line in lines
+                      if re.fullmatch(r"[0-9a-f]{40}\b.*", line.strip())]
+        if candidates:
+            named = []
+            for sha in candidates:
+                record = _recorded(results, sha) if results is not None else None
+                why = f" (skipped: {record['text'].removeprefix('skipped: ')})" \
+                    if record and record.get("code") == SKIP else ""
+                named.append(f"{sha[:12]} {subject(worktree, sha)}{why}")
+            raise AsrbenchError("git bisect did not single out one commit: skipped commits "
+                                "leave these candidates for the first bad one: "
+                                + "; ".join(named))
         skipped = [line for line in lines if "skip" in line.lower()]
         raise AsrbenchError("git bisect did not single out one commit: "
                             + (skipped[-1] if skipped else lines[-1] if lines else "no output"))
@@ -269,6 +371,43 @@ def bisect(repo: Path, good_name: str, bad_name: str, metric: str = "counters",
         _git(root, "worktree", "add", "--quiet", "--detach", str(worktree), good)
         worktrees.append(worktree)
         plan = Plan(metric, str(worktree), str(results), good, list(run_args or []), command)
+        plan_path = tmp / "plan.json"
+
+        def run_bisect(step_plan: Plan, low: str, high: str) -> tuple[str, str]:
+            """`git bisect run` between `low` (good) and `high` (bad, already judged and
+            recorded): the first bad commit and what its step recorded."""
+            nonlocal started
+            if started:  # an earlier phase: its bisect state goes first
+                _git(worktree, "bisect", "reset")
+            plan_path.write_text(json.dumps(asdict(step_plan)), encoding="utf-8")
+            if _git(worktree, "rev-parse", f"{high}^").stdout.strip() == low:
+                return high, (_recorded(results, high) or {}).get("text", "(not recorded)")
+            _git(worktree, "bisect", "start", high, low)
+            started = True
+            say("git bisect run ...")
+            try:
+                done = subprocess.run(["git", "bisect", "run", *_step_command(plan_path)],
+                                      cwd=worktree, stdout=subprocess.PIPE,
+                                      stderr=None, text=True, errors="replace")
+            except FileNotFoundError:
+                raise AsrbenchError("git not found") from None
+            first = _first_bad(done.stdout, worktree, results)
+            if done.returncode != 0:
+                raise AsrbenchError(f"git bisect run exited {done.returncode}")
+            return first, (_recorded(results, first) or {}).get("text", "(not recorded)")
+
+        def judged_bad(step_plan: Plan, sha: str, name: str) -> bool:
+            """Judge one end of a range before bisecting it (True: it differs), recorded."""
+            _checkout(worktree, sha)
+            code, text = judge(step_plan, sha)
+            if code == SKIP:
+                raise AsrbenchError(f"{name} could not be judged: {text}")
+            if code not in (GOOD, BAD):
+                raise AsrbenchError(f"{name}: {text}")
+            (results / f"{sha}.json").write_text(json.dumps({"code": code, "text": text}),
+                                                 encoding="utf-8")
+            return code == BAD
+
         if metric == "throughput":
             held = tmp / "good"
             _git(root, "worktree", "add", "--quiet", "--detach", str(held), good)
@@ -277,45 +416,33 @@ def bisect(repo: Path, good_name: str, bad_name: str, metric: str = "counters",
         else:
             say(f"measuring GOOD {good[:12]} {subject(root, good)}")
             try:
-                _measure_report(plan, str(worktree), results / f"{good}-report.json")
-                from asrbench.formats.io import load_report
-
-                report = load_report(results / f"{good}-report.json")
+                report = _report(plan, good)
+                plan.version = counter_version(report)
             except AsrbenchError as exc:
                 raise AsrbenchError(f"GOOD {good_name} could not be measured: {exc}") from None
-            if not any(run.counters is not None for run in report.runs):
+            if plan.version is None:
                 raise AsrbenchError(f"GOOD {good_name}'s report has no counters (was it run "
                                     "with --no-counters?): nothing to compare")
-        say(f"measuring BAD {bad[:12]} {subject(root, bad)}")
-        _checkout(worktree, bad)
-        code, text = judge(plan, bad)
-        if code == SKIP:
-            raise AsrbenchError(f"BAD {bad_name} could not be measured: {text}")
-        if code == GOOD:
+            say(f"measuring BAD {bad[:12]} {subject(root, bad)}")
+            _checkout(worktree, bad)
+            try:
+                bad_version = counter_version(_report(plan, bad))
+            except AsrbenchError as exc:
+                raise AsrbenchError(f"BAD {bad_name} could not be measured: {exc}") from None
+            if bad_version is None:
+                raise AsrbenchError(f"BAD {bad_name}'s report has no counters (not counted: "
+                                    "--no-counters, or counting failed): nothing to compare")
+            if bad_version != plan.version:
+                return _across_definitions(root, plan, good, bad, good_name, bad_name,
+                                           bad_version, run_bisect, judged_bad, say)
+        if metric == "throughput":
+            say(f"measuring BAD {bad[:12]} {subject(root, bad)}")
+        if not judged_bad(plan, bad, f"BAD {bad_name}"):
+            text = (_recorded(results, bad) or {}).get("text", "")
             raise AsrbenchError(f"GOOD {good_name} and BAD {bad_name} measure the same "
                                 f"({text}): nothing to bisect")
-        if code != BAD:
-            raise AsrbenchError(f"BAD {bad_name}: {text}")
-        (results / f"{bad}.json").write_text(json.dumps({"code": code, "text": text}),
-                                             encoding="utf-8")
-        plan_path = tmp / "plan.json"
-        plan_path.write_text(json.dumps(asdict(plan)), encoding="utf-8")
-        _git(worktree, "bisect", "start", bad, good)
-        started = True
-        say("git bisect run ...")
-        try:
-            done = subprocess.run(["git", "bisect", "run", *_step_command(plan_path)],
-                                  cwd=worktree, stdout=subprocess.PIPE,
-                                  stderr=None, text=True, errors="replace")
-        except FileNotFoundError:
-            raise AsrbenchError("git not found") from None
-        first = _first_bad(done.stdout, worktree)
-        if done.returncode != 0:
-            raise AsrbenchError(f"git bisect run exited {done.returncode}")
-        recorded = results / f"{first}.json"
-        changes = (json.loads(recorded.read_text(encoding="utf-8"))["text"]
-                   if recorded.is_file() else "(not recorded)")
-        return Found(first, subject(root, first), changes)
+        first, changes = run_bisect(plan, good, bad)
+        return Found(first, subject(root, first), changes, skipped_commits(root, results))
     finally:
         if started:
             _git(worktrees[0], "bisect", "reset", "--quiet", check=False)
@@ -323,3 +450,41 @@ def bisect(repo: Path, good_name: str, bad_name: str, metric: str = "counters",
             _git(root, "worktree", "remove", "--force", str(path), check=False)
         _git(root, "worktree", "prune", check=False)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _across_definitions(root: Path, plan: Plan, good: str, bad: str, good_name: str,
+                        bad_name: str, bad_version: int,
+                        run_bisect: Callable[[Plan, str, str], tuple[str, str]],
+                        judged_bad: Callable[[Plan, str, str], bool],
+                        say: Callable[[str], None]) -> Found:
+    """BAD counts under other counter definitions than GOOD: find the commit where they
+    changed, then bisect the counts under one definition on the side where they moved."""
+    old = plan.version
+    assert old is not None
+    results = Path(plan.results)
+    say(f"BAD counts under COUNTER_VERSION {bad_version}, GOOD under {old}: finding the commit "
+        "where the counter definitions changed")
+    (results / f"{bad}.json").write_text(json.dumps(
+        {"code": BAD, "text": f"counts under COUNTER_VERSION {bad_version}, as BAD"}),
+        encoding="utf-8")
+    changed, _ = run_bisect(replace(plan, find_version=[old, bad_version]), good, bad)
+    definitions = (f"the counter definitions changed at {changed[:12]} {subject(root, changed)} "
+                   f"(COUNTER_VERSION {old} -> {bad_version}): counts under the two are not "
+                   "compared")
+    say(definitions)
+    parent = _git(root, "rev-parse", f"{changed}^").stdout.strip()
+    if parent != good and judged_bad(plan, parent, f"{parent[:12]} (the parent of the "
+                                                   "definition change)"):
+        first, changes = run_bisect(plan, good, parent)
+        return Found(first, subject(root, first), changes, skipped_commits(root, results),
+                     f"{definitions}; bisected GOOD .. {parent[:12]} under version {old}")
+    after = replace(plan, good_sha=changed, version=bad_version)
+    if changed != bad and judged_bad(after, bad, f"BAD {bad_name}"):
+        first, changes = run_bisect(after, changed, bad)
+        return Found(first, subject(root, first), changes, skipped_commits(root, results),
+                     f"{definitions}; bisected {changed[:12]} .. BAD under version "
+                     f"{bad_version} (the counts did not move before it)")
+    raise AsrbenchError(f"GOOD {good_name} and BAD {bad_name} differ only across {definitions}: "
+                        f"the counts moved neither before it (under version {old}) nor after "
+                        f"it (under version {bad_version}); nothing to bisect: record the "
+                        f"baseline again under version {bad_version}")

@@ -22,7 +22,11 @@ worktree, so that commit's asrbench runs.
 --metric counters (default; exact and fast: one run per commit): a commit is bad when its work
 counters differ from GOOD's. --metric throughput (slow: an A/B of 4 to 9 rounds of fresh
 processes per commit, against a second worktree held at GOOD): bad when the A/B says DIFFERENT,
-skipped when it cannot decide. Prints the first bad commit and what changed there. Examples:
+skipped when it cannot decide. A commit that cannot be judged (its measurement fails, it was
+not counted, or it counts under other counter definitions than GOOD) is skipped and listed,
+never judged bad. When the counter definitions (COUNTER_VERSION) change inside the range, that
+commit is reported and the counts are bisected under one definition. Prints the first bad
+commit and what changed there. Examples:
   asrbench bisect v1.2 HEAD --run-args "--dataset-config en --limit 4"
   asrbench bisect abc123 def456 --command "python tools/measure.py --out {report}"
 Exit status: 0 found, 2 usage or invalid input (not a git repository, an unknown commit, GOOD
@@ -72,6 +76,10 @@ def command(args: argparse.Namespace) -> int:
         return exc.code
     finally:
         common.restore_signals(previous)
+    if found.definitions:
+        say(f"definitions: {found.definitions}")
     say(f"first bad commit: {found.sha} {found.subject}")
     say(f"changed: {found.changes}")
+    for sha, title, why in found.skipped:
+        say(f"skipped (not judged): {sha[:12]} {title}: {why}")
     return 0
