@@ -45,6 +45,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "asrbench: a benchmark test driven by the asrbench matrix")
     config.stash[STATE_KEY] = {"session": None, "configs": None, "results": {}, "comparisons": {},
                                "tolerance": None, "device_class": None, "device_classes": {}}
+    if option(config, "from_report"):
+        try:  # an invalid report: one line before collection, not a collection error
+            _configs(config)
+        except AsrbenchError as exc:
+            raise pytest.UsageError(_safe(f"asrbench: {exc}")) from None
+
+
+def _safe(text: Any) -> str:
+    """One line from data, fit for the terminal (render.text.terminal_safe, as the CLI prints)."""
+    from asrbench.render.text import terminal_safe
+
+    return terminal_safe(text, newlines=False)
 
 
 def _state(config: pytest.Config) -> dict[str, Any]:
@@ -177,7 +189,7 @@ def bench_run(request, bench_config, bench_passes, tmp_path_factory) -> Run:
                 results[bench_config.id] = request.getfixturevalue("bench_session").evaluate(
                     bench_config, bench_passes)
         except AsrbenchError as exc:
-            pytest.fail(f"asrbench: {exc}", pytrace=False)
+            pytest.fail(_safe(f"asrbench: {exc}"), pytrace=False)
     return results[bench_config.id]
 
 
@@ -198,7 +210,7 @@ def bench_entry(request, bench_config) -> BaselineEntry | None:
     try:
         document = baselines.load_for(option(request.config, "baseline_dir"), device_class)
     except AsrbenchError as exc:
-        pytest.fail(f"asrbench: {exc}", pytrace=False)
+        pytest.fail(_safe(f"asrbench: {exc}"), pytrace=False)
     return document.entries.get(bench_config.id) if document is not None else None
 
 
@@ -223,7 +235,7 @@ def bench_comparison(request, bench_entry, bench_run):
     try:
         comparison = compare_run(bench_run, bench_entry, _state(request.config)["tolerance"])
     except AsrbenchError as exc:  # a baseline it must not be compared with: one line, no traceback
-        pytest.fail(f"asrbench: {exc}", pytrace=False)
+        pytest.fail(_safe(f"asrbench: {exc}"), pytrace=False)
     _state(request.config)["comparisons"][config_id] = comparison
     for finding in bench_policy(request.config).findings(comparison, ["missing"]):
         path = baselines.baseline_path(option(request.config, "baseline_dir"),
@@ -233,8 +245,8 @@ def bench_comparison(request, bench_entry, bench_run):
                    f"   (or: "
                    f"{refresh_command([config_id], option(request.config, 'report'))})")
         if finding.fails:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+            pytest.fail(_safe(message), pytrace=False)
+        pytest.skip(_safe(message))
     return comparison
 
 
@@ -256,7 +268,10 @@ def apply_policy(config: pytest.Config, comparison: Any, check: str,
 
     failing, warning = [], []
     for finding in bench_policy(config).findings(comparison, [check]):
-        (failing if finding.fails else warning).append(finding.message)
+        # messages name ops, ids and transcripts from data: no escape sequence reaches the
+        # terminal, and one finding stays one line
+        (failing if finding.fails else warning).append(_safe(finding.message))
+    detail = "\n".join(_safe(line) for line in detail.split("\n")) if detail else ""
     if warning:
         warnings.warn("; ".join(warning) + (f"\n{detail}" if detail else ""))
     if failing:

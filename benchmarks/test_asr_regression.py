@@ -12,6 +12,7 @@ import pytest
 from asrbench.gate.compare import Comparison, run_checks
 from asrbench.gate.counters import not_gated
 from asrbench.plugin import apply_policy, change_listing
+from asrbench.render.text import terminal_safe
 
 pytestmark = pytest.mark.asrbench
 
@@ -44,7 +45,7 @@ def test_counters(request, bench_comparison):
     (docs/counters.md). Skipped, saying why, when the run was not counted or the baseline entry has no counters."""
     reason = not_gated(bench_comparison.verdicts)
     if reason:
-        pytest.skip(reason)
+        pytest.skip(terminal_safe(reason, newlines=False))
     apply_policy(request.config, bench_comparison, "counters")
 
 

@@ -28,7 +28,8 @@ from asrbench.history import store as history
 
 from helpers import make_report, run_cli, write_report
 from asrbench.errors import AsrbenchError
-from asrbench.history.store import add_report, open_store, redact
+from asrbench.formats.redact import redact_url as redact
+from asrbench.history.store import add_report, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from asrbench.errors import AsrbenchError
+from asrbench.formats.redact import redact
 
 METRICS = ("counters", "throughput")
 #: `git bisect run` step exit codes
@@ -88,7 +89,8 @@ def _git(cwd: str | Path, *args: str, check: bool = True) -> subprocess.Complete
         raise AsrbenchError("git not found: asrbench bisect needs git on PATH") from None
     if check and done.returncode != 0:
         tail = (done.stderr.strip() or done.stdout.strip()).splitlines()
-        raise AsrbenchError(f"git {' '.join(args[:2])} failed: {tail[-1] if tail else done.returncode}")
+        raise AsrbenchError(f"git {' '.join(args[:2])} failed: "
+                            f"{redact(tail[-1]) if tail else done.returncode}")
     return done
 
 
@@ -146,7 +148,7 @@ def _measure_report(plan: Plan, worktree: str, report: Path) -> None:
     if done.returncode != 0:
         lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
         raise AsrbenchError(f"the measurement exited {done.returncode}: "
-                            f"{lines[-1].strip() if lines else '(no output)'}")
+                            f"{redact(lines[-1].strip()) if lines else '(no output)'}")
     if not report.is_file():
         raise AsrbenchError(f"the measurement wrote no report to {report}")
 
@@ -279,7 +281,7 @@ def step_main(argv: list[str]) -> int:
         Path(plan.results, f"{sha}.json").write_text(json.dumps({"code": code, "text": text}),
                                                      encoding="utf-8")
     except Exception as exc:  # noqa: BLE001 (any fault here must stop the bisect, not mark a commit)
-        print(f"asrbench bisect: step failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"asrbench bisect: step failed: {type(exc).__name__}: {redact(exc)}", file=sys.stderr)
         return ABORT
     word = {GOOD: "good", BAD: "bad", SKIP: "skip"}.get(code, "abort")
     print(f"asrbench bisect: {sha[:12]} {word}: {text}", file=sys.stderr)

@@ -46,6 +46,7 @@ from typing import Any, Callable
 from asrbench.ab.decision import Decision, decide, look_alpha, look_rounds
 from asrbench.config.settings import AB_ROUND_VARIABLE
 from asrbench.errors import AsrbenchError
+from asrbench.formats.redact import redact, redact_argv, redact_command
 
 DEFAULT_ROUND_TIMEOUT = 3600.0
 
@@ -60,7 +61,7 @@ class Side:
     cwd: Path | None = None
 
     def describe(self) -> str:
-        text = shlex.join(self.command + self.args)
+        text = redact_command(self.command + self.args)
         return text + (f" (in {self.cwd})" if self.cwd else "")
 
 
@@ -180,7 +181,7 @@ def run_together(jobs: list[tuple[Side, list[str], dict[str, str] | None]],
                                            env={**os.environ, **env} if env else None)
             except FileNotFoundError:
                 output.close()
-                raise AsrbenchError(f"{side.name}: cannot run {shlex.join(side.command)}: no "
+                raise AsrbenchError(f"{side.name}: cannot run {redact_command(side.command)}: no "
                                     "such program") from None
             running.append((side, args, process, output))
         pending = list(running)
@@ -197,12 +198,13 @@ def run_together(jobs: list[tuple[Side, list[str], dict[str, str] | None]],
                 pending.remove(job)
                 if process.returncode != 0:
                     output.seek(0)
-                    raise AsrbenchError(f"{side.name}: {shlex.join(side.command)} {args[0]} "
-                                        f"exited {process.returncode}: {_tail(output.read())}")
+                    raise AsrbenchError(f"{side.name}: {redact_command(side.command)} {args[0]} "
+                                        f"exited {process.returncode}: "
+                                        f"{redact(_tail(output.read()))}")
             if pending and time.monotonic() > deadline:
                 side, args = pending[0][0], pending[0][1]
                 raise AsrbenchError(f"{side.name}: no result after {timeout:g} s from "
-                                    f"{shlex.join(side.command + args)}")
+                                    f"{redact_command(side.command + args)}")
             if len(pending) > 1:
                 time.sleep(0.05)
     finally:
@@ -391,7 +393,7 @@ def header(outcome: Outcome) -> list[str]:
     s = outcome.settings
     lines = [f"base: {outcome.sides['base'].describe()}",
              f"head: {outcome.sides['head'].describe()}",
-             f"shared options: {shlex.join(s.shared) or '(none)'}",
+             f"shared options: {redact_command(s.shared) or '(none)'}",
              f"{len(outcome.rounds)} round(s) of fresh processes, {s.round_passes} timed pass(es) "
              f"per side per round" + (f" on the first {s.rounds_limit} utterances"
                                   if s.rounds_limit else "")
@@ -421,7 +423,7 @@ def document(outcome: Outcome, comps: list[Any], failed: bool) -> dict[str, Any]
                      "rounds_limit": s.rounds_limit, "seed": s.seed,
                      "cards": list(s.cards) if s.cards else None,
                      "cards_variable": s.cards_variable},
-        "sides": {name: {"command": side.command, "args": side.args,
+        "sides": {name: {"command": redact_argv(side.command), "args": redact_argv(side.args),
                          "cwd": str(side.cwd) if side.cwd else None,
                          "report": outcome.reports.get(name)}
                   for name, side in outcome.sides.items()},
@@ -442,7 +444,10 @@ def default_command(python: str | None, command: str | None, name: str) -> list[
         raise AsrbenchError(f"--{name}-python and --{name}-command both say how to run {name}: "
                             "give one")
     if command:
-        parts = shlex.split(command)
+        try:
+            parts = shlex.split(command)
+        except ValueError as exc:  # an unclosed quote
+            raise AsrbenchError(f"--{name}-command {redact(command)}: {exc}") from None
         if not parts:
             raise AsrbenchError(f"--{name}-command is empty")
         return parts

@@ -5,36 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
-import re
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-#: a URL's password (scheme://user:PASSWORD@host): everything from the user's ":" to the last
-#: "@" of the word, so a password holding "@" or "/" (unencoded) is hidden whole
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*):[^\s]*@")
-#: password=... and sslpassword=... (URL query parameters, libpq key=value strings)
-_PASSWORD_PARAMETER = re.compile(r"(?i)(?P<head>\b(?:ssl)?password\s*=\s*)"
-                                 r"(?:'(?:[^'\\]|\\.)*'?|[^\s&#;]+)")
-REDACTED = "***"
+from asrbench.formats.redact import REDACTED, redact_argv  # noqa: F401 (the one redaction helper)
+from asrbench.formats.redact import redact as redact_secrets  # noqa: F401
+
 
 PACKAGES = ("asrbench", "torch", "transformers", "datasets", "jiwer", "soundfile", "soxr",
             "numpy", "optimum-habana", "habana-torch-plugin", "ctranslate2")
-
-
-def redact_secrets(text: str) -> str:
-    """Text with the credentials of any URL or connection string in it masked: a URL's
-    password (postgresql://user:***@host/db) and password= / sslpassword= parameters."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}:{REDACTED}@", str(text))
-    return _PASSWORD_PARAMETER.sub(lambda m: f"{m.group('head')}{REDACTED}", text)
-
-
-def redact_argv(argv: list[Any]) -> list[str]:
-    """A command line fit to be recorded: every argument through redact_secrets (a
-    `--history postgresql://user:PASSWORD@host/db` keeps its host, loses its password)."""
-    return [redact_secrets(str(arg)) for arg in argv]
 
 
 def git_commit() -> dict[str, Any]:

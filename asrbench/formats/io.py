@@ -22,8 +22,24 @@ from asrbench.formats.model import Report, dump, json_schemas, parse_report
 #: deep. Deeper input (hostile or broken) is refused where it is read, before any recursive
 #: code (validation, json.dumps, the store, the HTML) can hit Python's recursion limit.
 MAX_DEPTH = 64
+#: the longest integer literal a file may hold (digits): a report's counts fit in 16 digits
+#: (formats.model.MAX_COUNT); a longer one is refused where it is read, before int() refuses
+#: it with Python's "Exceeds the limit (4300 digits)" or float() overflows on it
+MAX_INTEGER_DIGITS = 40
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _HugeInteger:
+    """An integer literal too long to be a number asrbench reads (refused by check_document,
+    which names its place)."""
+
+    def __init__(self, text: str) -> None:
+        self.digits = len(text.lstrip("-"))
+
+
+def _parse_int(text: str) -> Any:
+    return _HugeInteger(text) if len(text) > MAX_INTEGER_DIGITS else int(text)
 
 
 def _location(parts: list[Any]) -> str:
@@ -45,6 +61,10 @@ def check_document(document: Any, what: str, path: Any) -> Any:
     stack: list[tuple[Any, list[Any]]] = [(document, [])]
     while stack:
         value, where = stack.pop()
+        if isinstance(value, _HugeInteger):
+            raise AsrbenchError(f"invalid {what} {path}: {_location(where)}: an integer of "
+                                f"{value.digits} digits (more than {MAX_INTEGER_DIGITS}: no "
+                                "count is that large)")
         if isinstance(value, str):
             if _SURROGATE.search(value):
                 raise AsrbenchError(f"invalid {what} {path}: {_location(where)}: lone surrogate "
@@ -69,7 +89,7 @@ def check_document(document: Any, what: str, path: Any) -> Any:
 def loads_checked(text: str | bytes, what: str, path: Any) -> Any:
     """Parse JSON text (e.g. a stored row) with the same checks as read_json."""
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_int=_parse_int)
     except RecursionError:
         raise AsrbenchError(f"invalid {what} {path}: nested deeper than {MAX_DEPTH} "
                             "levels") from None
@@ -141,7 +161,7 @@ def read_json(path: Path, what: str) -> Any:
     """Parse a JSON file; a missing or malformed file is a user error naming it."""
     try:
         with open(path, encoding="utf-8") as fh:
-            document = json.load(fh)
+            document = json.load(fh, parse_int=_parse_int)
     except FileNotFoundError:
         raise AsrbenchError(f"{what} {path} not found") from None
     except UnicodeDecodeError:

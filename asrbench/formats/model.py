@@ -26,6 +26,15 @@ from pydantic.json_schema import SkipJsonSchema
 
 from asrbench.errors import AsrbenchError
 
+#: the largest count (ops, edits, rows, flops, bytes...) a report may hold: 2**53 - 1, the
+#: largest integer a float (the gate's arithmetic, the HTML page's JavaScript) holds exactly.
+#: A larger one (a corrupt or hostile file) is refused on loading, in one line, before the
+#: gate, the store or the HTML could overflow on it.
+MAX_COUNT = 2 ** 53 - 1
+NonNegativeInt = Annotated[int, Field(ge=0, le=MAX_COUNT)]  # type: ignore[misc]  # noqa: F811
+PositiveInt = Annotated[int, Field(ge=1, le=MAX_COUNT)]  # type: ignore[misc]  # noqa: F811
+BoundedInt = Annotated[int, Field(ge=-MAX_COUNT, le=MAX_COUNT)]
+
 SCHEMA_VERSION = 1
 MIGRATION = ("asrbench {version} reads schema {supported} only: regenerate the report with "
              "`asrbench run` (or `pytest benchmarks`), and record baselines again with "
@@ -54,7 +63,7 @@ class RunConfig(_Model):
     """The BenchConfig of a run (all its fields are kept) and its stable id."""
 
     id: str = Field(pattern=NAME_PATTERN, description="the baseline key and pytest id")
-    world_size: int = Field(1, ge=1)
+    world_size: int = Field(1, ge=1, le=MAX_COUNT)
 
 
 class DeviceInfo(_Model):
@@ -129,10 +138,10 @@ class RankTimings(_Model):
     device: Optional[str] = None  # the rank's device description
     warmup_seconds: Optional[float] = None
     feature_extraction_seconds: Optional[float] = None
-    batches_per_pass: Optional[int] = None
+    batches_per_pass: Optional[BoundedInt] = None
     batch_latency_p50: Optional[float] = None
     batch_latency_p90: Optional[float] = None
-    peak_device_memory_bytes: Optional[int] = None
+    peak_device_memory_bytes: Optional[BoundedInt] = None
 
 
 class Timings(_Model):
@@ -141,12 +150,12 @@ class Timings(_Model):
 
     feature_extraction_seconds: Optional[float] = None
     warmup_seconds: Optional[float] = None
-    warmup_batches: Optional[int] = None
+    warmup_batches: Optional[BoundedInt] = None
     pass_seconds: list[float] = Field(
         default_factory=list, description="wall time of each timed pass (device synchronized)")
     pass_seconds_median: Optional[float] = None
-    passes: Optional[int] = None
-    batches_per_pass: Optional[int] = None
+    passes: Optional[BoundedInt] = None
+    batches_per_pass: Optional[BoundedInt] = None
     harness_overhead: Optional[float] = Field(
         None, description="share of timed wall time outside the model calls")
     decoder: Optional[str] = None
@@ -155,9 +164,9 @@ class Timings(_Model):
     batch_latency_p90: Optional[float] = None
     detokenize_seconds: Optional[float] = None
     end_to_end_seconds: Optional[float] = None
-    peak_device_memory_bytes: Optional[int] = None
-    peak_host_rss_bytes: Optional[int] = None
-    world_size: Optional[int] = None
+    peak_device_memory_bytes: Optional[BoundedInt] = None
+    peak_host_rss_bytes: Optional[BoundedInt] = None
+    world_size: Optional[BoundedInt] = None
     ranks: Optional[list[RankTimings]] = None
     #: every timed batch's seconds, for merging ranks' percentiles; never written to a file
     latencies: SkipJsonSchema[list[float]] = Field(default_factory=list, exclude=True)
@@ -188,7 +197,7 @@ class ReferenceAgreement(_Model):
     """Agreement with stock transformers generate() in fp32 on CPU, or why it is unknown."""
 
     reference: str = ""
-    requested: Optional[int] = None
+    requested: Optional[BoundedInt] = None
     error: Optional[str] = None
     utterances: Optional[NonNegativeInt] = None
     identical: Optional[NonNegativeInt] = None
@@ -210,7 +219,7 @@ class UtteranceResult(_Model):
     id: str
     prediction: str
     reference: Optional[str] = None
-    tokens: Optional[int] = None
+    tokens: Optional[BoundedInt] = None
     audio_seconds: Optional[float] = None
     edits: Optional[list[NonNegativeInt]] = Field(
         None, min_length=EDIT_FIELDS, max_length=EDIT_FIELDS,
@@ -271,7 +280,7 @@ class AccuracyChange(_Model):
     utterances: NonNegativeInt = Field(description="scored on both sides (edit counts known)")
     confidence: float = Field(gt=0, lt=1)
     resamples: PositiveInt
-    seed: int
+    seed: BoundedInt
     changes: list[ErrorRateChange] = Field(default_factory=list)
 
     def change(self, metric: str) -> Optional[ErrorRateChange]:

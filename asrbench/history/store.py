@@ -37,10 +37,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
-from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from asrbench.errors import AsrbenchError, first_line, require
-from asrbench.formats.environment import REDACTED, redact_argv, redact_secrets
+from asrbench.formats.redact import (REDACTED, is_keyword_connection_string,
+                                     looks_like_a_connection_string, redact_argv, redact_url,
+                                     secrets_in)
+from asrbench.formats.redact import redact as redact_secrets
 from asrbench.formats.io import loads_checked
 from asrbench.formats.model import Report, Run, dump, parse_report
 
@@ -157,40 +160,6 @@ class Point:
 
 # -- where the store is ------------------------------------------------------------------------
 
-def redact(url: str) -> str:
-    """A history URL fit for messages: a password in it never is (neither the user's
-    password nor a password= / sslpassword= query parameter; the query is dropped)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # ValueError: not a number, out of range
-    except ValueError:
-        # Unparsable (a bad bracket, a bad port): mask what looks like a secret, keep the rest
-        # so the user sees which URL is meant.
-        return redact_secrets(url)
-    if parts.password is None and "@" not in parts.netloc:
-        return redact_secrets(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 address goes back into brackets
-        host = f"[{host}]"
-    if port:
-        host += f":{port}"
-    user = parts.username
-    netloc = f"{user}@{host}" if user else host
-    return redact_secrets(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
-
-
-def secrets_of(url: str) -> list[str]:
-    """The passwords a history URL holds (as written and percent-decoded), longest first, so
-    a driver message that quotes one can be cleaned (works on unparsable URLs too)."""
-    found = []
-    for match in re.finditer(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*:([^\s]*)@", url):
-        found.append(match.group(1))
-    for match in re.finditer(r"(?i)\b(?:ssl)?password\s*=\s*([^\s&#;]+)", url):
-        found.append(match.group(1))
-    found += [unquote(v) for v in found] + [unquote_plus(v) for v in found]
-    return sorted({v for v in found if v}, key=len, reverse=True)
-
-
 def _check_postgresql_url(text: str) -> None:
     """A postgresql:// URL that urllib can split, with a valid port: else one line that
     names the problem (never the password)."""
@@ -199,15 +168,25 @@ def _check_postgresql_url(text: str) -> None:
         port = parts.port
     except ValueError as exc:
         reason = str(exc).split("'")[0].strip().rstrip(":") or "malformed"
-        for secret in secrets_of(text):
+        for secret in secrets_in(text):
             reason = reason.replace(secret, REDACTED)
-        raise AsrbenchError(f"--history {redact(text)}: not a valid postgresql:// URL "
+        raise AsrbenchError(f"--history {redact_url(text)}: not a valid postgresql:// URL "
                             f"({reason}); expected postgresql://user@host:port/database") from None
     if not parts.hostname and not parts.path.strip("/") and not parts.query:
-        raise AsrbenchError(f"--history {redact(text)}: names no host or database; expected "
+        raise AsrbenchError(f"--history {redact_url(text)}: names no host or database; expected "
                             "postgresql://user@host:port/database")
     if port == 0:
-        raise AsrbenchError(f"--history {redact(text)}: port 0 is not a port")
+        raise AsrbenchError(f"--history {redact_url(text)}: port 0 is not a port")
+
+
+def _file_name(path: str) -> str:
+    """An SQLite path, refused when it holds what only a connection string does (a password,
+    a token): no file is ever named after a secret."""
+    if looks_like_a_connection_string(path):
+        raise AsrbenchError(f"--history {redact_secrets(path)}: looks like a connection string, "
+                            "not a file; use postgresql://user@host:port/database or libpq's "
+                            "'host=... dbname=...' form")
+    return path
 
 
 def engine_of(url: str) -> tuple[str, str]:
@@ -216,9 +195,11 @@ def engine_of(url: str) -> tuple[str, str]:
     if not text:
         raise AsrbenchError("--history is empty: give a file path (SQLite) or a "
                             "postgresql:// URL")
+    if is_keyword_connection_string(text):  # host=... dbname=... (libpq's keyword form)
+        return "postgresql", text
     match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
     if not match:
-        return "sqlite", text
+        return "sqlite", _file_name(text)
     scheme = match.group(1).lower()
     if scheme in ("postgresql", "postgres"):
         _check_postgresql_url(text)
@@ -228,10 +209,10 @@ def engine_of(url: str) -> tuple[str, str]:
         if not path:
             raise AsrbenchError("--history sqlite:// names no file: use sqlite:///path/to/"
                                 "history.sqlite or just the path")
-        return "sqlite", path
+        return "sqlite", _file_name(path)
     if scheme == "file":
-        return "sqlite", urlsplit(text).path
-    raise AsrbenchError(f"--history {redact(text)}: unknown scheme {scheme!r}; use a file path "
+        return "sqlite", _file_name(urlsplit(text).path)
+    raise AsrbenchError(f"--history {redact_url(text)}: unknown scheme {scheme!r}; use a file path "
                         "(SQLite) or a postgresql:// URL")
 
 
@@ -247,7 +228,7 @@ class Store:
 
     def __init__(self, url: str, create: bool = False) -> None:
         self.engine, self.target = engine_of(url)
-        self.name = redact(url) if self.engine == "postgresql" else self.target
+        self.name = redact_url(url) if self.engine == "postgresql" else self.target
         self.conn: Any = None
         if self.engine == "sqlite":
             self._connect_sqlite(create)
@@ -294,7 +275,7 @@ class Store:
     def _clean(self, message: str) -> str:
         """A driver message without the URL's passwords, should it quote one (or the URL)."""
         if self.engine == "postgresql":
-            for secret in secrets_of(self.target):
+            for secret in secrets_in(self.target):
                 message = message.replace(secret, REDACTED)
         return redact_secrets(message)
 

@@ -28,7 +28,8 @@ from asrbench.config.settings import DEFAULT_BASELINE_DIR
 from asrbench.history.changepoints import METRICS, ChangePoint, series_changes
 from asrbench.errors import AsrbenchError, require
 from asrbench.history.store import Point, Store, StoredReport, digest_of
-from asrbench.formats.environment import redact_argv, redact_secrets
+from asrbench.formats.redact import redact as redact_secrets
+from asrbench.formats.redact import redact_argv
 from asrbench.formats.model import Report, Run, dump
 
 #: chart id suffix -> (title, y axis, metric(s) of the history trace(s))

@@ -182,6 +182,9 @@ def html_link(url: str | None) -> str | None:
     the CI environment and ends up in a pull-request comment."""
     if not url:
         return None
+    from asrbench.formats.redact import redact_link
+
+    url = redact_link(url)  # no credentials in a PR comment
     if not re.fullmatch(r"https?://[^\s<>()\[\]`\"'|]+", url):
         from asrbench.errors import AsrbenchError
 
