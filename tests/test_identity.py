@@ -95,15 +95,56 @@ def test_old_reports_and_baselines_load_without_identity():
     assert make_entry(make_run()).model is None
 
 
+SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+
+
 def _weights(directory: Path) -> str:
-    """Two small weight files (written out of name order) and a file that is not weights;
-    returns sha256 over the weight files' bytes in name order."""
+    """A checkpoint of two small shards (written out of name order) with the index that lists
+    them, and a file that is not weights; returns sha256 over the shards' bytes in name order."""
     directory.mkdir(parents=True)
-    (directory / "b.safetensors").write_bytes(b"second file" * 1000)
-    (directory / "a.safetensors").write_bytes(bytes(range(256)) * 5000)  # over 1 MiB
+    (directory / SHARDS[1]).write_bytes(b"second file" * 1000)
+    (directory / SHARDS[0]).write_bytes(bytes(range(256)) * 5000)  # over 1 MiB
+    (directory / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {"b.weight": SHARDS[1], "a.weight": SHARDS[0],
+                                        "c.weight": SHARDS[1]}}))
     (directory / "config.json").write_text("{}")
-    return hashlib.sha256((directory / "a.safetensors").read_bytes()
-                          + (directory / "b.safetensors").read_bytes()).hexdigest()
+    return hashlib.sha256((directory / SHARDS[0]).read_bytes()
+                          + (directory / SHARDS[1]).read_bytes()).hexdigest()
+
+
+def _digest(directory: Path) -> str | None:
+    return model_identity(LoadedModel(model=None, processor=None, reference="m",
+                                      path=str(directory))).weights_sha256
+
+
+def test_the_digest_covers_only_the_weight_files_the_model_loads(tmp_path):
+    # issue 28: an unused extra *.safetensors in the folder changed the digest on 64ba4a1 (and
+    # the gate refused the run as "a different model")
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "model.safetensors").write_bytes(b"the weights" * 100)
+    (single / "adapter.safetensors").write_bytes(b"not loaded")
+    assert _digest(single) == hashlib.sha256(b"the weights" * 100).hexdigest()
+    sharded = tmp_path / "sharded"
+    expected = _weights(sharded)
+    (sharded / "consolidated.safetensors").write_bytes(b"an unused copy")
+    assert _digest(sharded) == expected
+    # nothing the model would load: no digest (not the digest of a file that is not loaded)
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "other.safetensors").write_bytes(b"x")
+    assert _digest(stray) is None
+
+
+def test_an_unused_weight_file_keeps_the_tiny_whispers_identity(tiny_whisper, tmp_path):
+    import shutil
+
+    copy = tmp_path / "tiny-whisper"
+    shutil.copytree(tiny_whisper, copy)
+    (copy / "training-state.safetensors").write_bytes(b"optimizer moments")
+    expected = hashlib.sha256((tiny_whisper / "model.safetensors").read_bytes()).hexdigest()
+    assert _digest(tiny_whisper) == expected
+    assert _digest(copy) == expected
 
 
 def test_a_local_directory_is_hashed_over_its_weight_files_in_name_order(tmp_path):

@@ -399,7 +399,8 @@ class ModelIdentity(_Model):
         None, description="a Hub model's resolved commit (its cache snapshot); None otherwise")
     weights_sha256: Optional[str] = Field(
         None, pattern=r"^[0-9a-f]{64}$",
-        description="sha256 over the *.safetensors weight files in name order; None where "
+        description="sha256 over the weight files the model loads (model.safetensors, else "
+                    "the shards model.safetensors.index.json lists) in name order; None where "
                     "they could not be read")
 
 

@@ -117,20 +117,44 @@ def load(reference: str) -> LoadedModel:
     return LoadedModel(model=model, processor=processor, reference=reference, path=source)
 
 
-WEIGHTS_GLOB = "*.safetensors"
+#: the weight files from_pretrained(use_safetensors=True) reads from a directory, in its order
+#: of preference: the single file, else the shards its index lists (transformers'
+#: SAFE_WEIGHTS_NAME and SAFE_WEIGHTS_INDEX_NAME)
+SINGLE_WEIGHTS, WEIGHTS_INDEX = "model.safetensors", "model.safetensors.index.json"
 CHUNK_BYTES = 1 << 20
 # directory -> sha256 of its weight files: hashed once per process (whisper-base: ~290 MB).
 _WEIGHT_DIGESTS: dict[str, str | None] = {}
 
 
+def loaded_weight_files(directory: str | Path) -> list[Path]:
+    """The *.safetensors files the model loads from `directory`, in name order: model.safetensors
+    where it exists, else the shards model.safetensors.index.json lists ([] where neither, or
+    the index cannot be read). Other *.safetensors files in the folder are not loaded."""
+    import json
+
+    directory = Path(directory)
+    if (directory / SINGLE_WEIGHTS).is_file():
+        return [directory / SINGLE_WEIGHTS]
+    try:
+        index = json.loads((directory / WEIGHTS_INDEX).read_text(encoding="utf-8"))
+        shards = set(index["weight_map"].values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    if not all(isinstance(name, str) and Path(name).name == name for name in shards):
+        return []  # a shard outside the folder is not a checkpoint this names
+    return [directory / name for name in sorted(shards)]
+
+
 def weights_digest(directory: str | Path) -> str | None:
-    """sha256 over the directory's *.safetensors files, in name order, read in 1 MiB chunks;
-    None where there are none or they cannot be read."""
+    """sha256 over the weight files the model loads (loaded_weight_files), in name order, read
+    in 1 MiB chunks; None where there are none or they cannot be read. For one file or a
+    complete set of shards this is the digest over all *.safetensors files in name order that
+    earlier versions recorded, so identities stay the same."""
     import hashlib
 
     key = str(Path(directory).resolve())
     if key not in _WEIGHT_DIGESTS:
-        files = sorted(Path(directory).glob(WEIGHTS_GLOB), key=lambda f: f.name)
+        files = loaded_weight_files(directory)
         digest = hashlib.sha256()
         try:
             for file in files:
