@@ -76,6 +76,7 @@ def check_settings(model: Any, config: BenchConfig, static: bool) -> None:
     without the model's language/task tokens, static shapes for a model without fixed
     windows. A language its locale implies stays: it names the data's language for scoring."""
     if is_whisper(model):
+        check_whisper_settings(model, config)
         return
     where = config.model
     generation = getattr(model, "generation_config", None)
@@ -88,3 +89,38 @@ def check_settings(model: Any, config: BenchConfig, static: bool) -> None:
                             "none: drop --task")
     if static:
         raise AsrbenchError(_static_refusal(where))
+
+
+def check_whisper_settings(model: Any, config: BenchConfig) -> None:
+    """Refuse, in one line, a language or task this Whisper has no tokens for: another
+    language than English or the translate task for an English-only Whisper (no language
+    table: its prompt is start, no-timestamps), an unknown language or task for a multilingual
+    one. Whatever passes is forced in every decode (models.complete_whisper_generation gives a
+    folder without generation_config.json its tables)."""
+    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+    generation = getattr(model, "generation_config", None)
+    languages = getattr(generation, "lang_to_id", None) or {}
+    tasks = getattr(generation, "task_to_id", None) or {}
+    where = config.model
+    language = config.language
+    name = "--language" if not implied_language(config) else "the data's language"
+    code = None
+    if language:
+        lowered = language.lower().strip("<|>")
+        code = TO_LANGUAGE_CODE.get(lowered, lowered)
+    if not languages:
+        if code is not None and code != "en":
+            raise AsrbenchError(f"{name} {language}: {where} is an English-only Whisper (no "
+                                "language tokens): it transcribes English only; use a "
+                                "multilingual model")
+        if config.task != "transcribe":
+            raise AsrbenchError(f"--task {config.task}: {where} is an English-only Whisper (no "
+                                "task tokens): it only transcribes; drop --task")
+        return
+    if code is not None and f"<|{code}|>" not in languages:
+        raise AsrbenchError(f"{name} {language}: not one of the languages of {where} (it has "
+                            f"no <|{code}|> token)")
+    if config.task not in tasks:
+        raise AsrbenchError(f"--task {config.task}: {where} has no <|{config.task}|> token "
+                            f"(its tasks: {', '.join(sorted(tasks)) or 'none'})")

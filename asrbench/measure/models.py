@@ -114,7 +114,48 @@ def load(reference: str) -> LoadedModel:
             f"could not load model {reference!r} {where}: {first_line(exc)}"
             + ("" if local else ". Offline? Use a local directory or bundled:whisper-base."))
     model.eval()
+    complete_whisper_generation(model, processor)
     return LoadedModel(model=model, processor=processor, reference=reference, path=source)
+
+
+#: the smallest multilingual Whisper vocabulary: English-only models have 51864 tokens
+#: (openai/whisper's `is_multilingual = n_vocab >= 51865`)
+MULTILINGUAL_VOCAB = 51865
+
+
+def complete_whisper_generation(model: Any, processor: Any) -> None:
+    """Give a Whisper loaded without generation_config.json the language and task tables.
+
+    Without that file transformers builds the generation config from config.json, which has no
+    `lang_to_id`, `task_to_id` or `no_timestamps_token_id`: generate() and asrbench's decoders
+    would then not force --language/--task at all (the model guesses the language) while the
+    report says they were. The tables come from the tokenizer's own special tokens
+    (`<|en|>` ..., `<|transcribe|>`, `<|translate|>`, `<|notimestamps|>`), so the prompt is the
+    one the same weights get with their generation config. An English-only Whisper (a
+    vocabulary under MULTILINGUAL_VOCAB) gets no language table: it has no language or task in
+    its prompt, and features.check_settings refuses another language or task for it."""
+    from asrbench.measure.features import is_whisper
+
+    generation = getattr(model, "generation_config", None)
+    tokenizer = getattr(processor, "tokenizer", None)
+    if generation is None or tokenizer is None or not is_whisper(model):
+        return
+    vocab = tokenizer.get_vocab()
+    if getattr(generation, "no_timestamps_token_id", None) is None and "<|notimestamps|>" in vocab:
+        generation.no_timestamps_token_id = vocab["<|notimestamps|>"]
+    vocab_size = getattr(model.config, "vocab_size", 0) or 0
+    if getattr(generation, "lang_to_id", None) or vocab_size < MULTILINGUAL_VOCAB:
+        return
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    languages = {f"<|{code}|>": vocab[f"<|{code}|>"] for code in LANGUAGES
+                 if f"<|{code}|>" in vocab}
+    tasks = {task: vocab[f"<|{task}|>"] for task in ("transcribe", "translate")
+             if f"<|{task}|>" in vocab}
+    if languages and tasks:
+        generation.lang_to_id = languages
+        generation.task_to_id = tasks
+        generation.is_multilingual = True
 
 
 #: the weight files from_pretrained(use_safetensors=True) reads from a directory, in its order
