@@ -17,25 +17,38 @@ from asrbench.render.text import terminal_safe
 pytestmark = pytest.mark.asrbench
 
 
+def _skip_not_judged(comparison: Comparison, *metrics: str) -> None:
+    """Skip, saying why, a check whose metrics were not judged (a counters-only run's
+    throughput; bf16 transcripts of a CPU with other bf16 arithmetic than the baseline's)."""
+    for verdict in comparison.verdicts:
+        if verdict.metric in metrics and verdict.verdict == "not-judged":
+            pytest.skip(verdict.note)
+
+
 def test_wer(request, bench_comparison):
     """Raw and normalized WER within tolerance of the baseline, in either direction (better
     than the baseline means it is out of date), unless improvements are allowed."""
+    _skip_not_judged(bench_comparison, "wer", "wer_normalized")
     apply_policy(request.config, bench_comparison, "wer", change_listing(bench_comparison, 0))
 
 
 def test_cer(request, bench_comparison):
     """CER within tolerance of the baseline, in either direction."""
+    _skip_not_judged(bench_comparison, "cer")
     apply_policy(request.config, bench_comparison, "cer", change_listing(bench_comparison, 0))
 
 
 def test_throughput(request, bench_comparison):
-    """samples/s not significantly below the baseline beyond the noise-aware band."""
+    """samples/s not significantly below the baseline beyond the noise-aware band (skipped in a
+    counters-only run: nothing was timed)."""
+    _skip_not_judged(bench_comparison, "samples_per_second")
     apply_policy(request.config, bench_comparison, "throughput")
 
 
 def test_transcripts(request, bench_comparison):
     """Predictions identical to the baseline's; lists each changed utterance as a word diff
     (they fail, or only warn with --asrbench-transcripts warn)."""
+    _skip_not_judged(bench_comparison, "transcripts")
     apply_policy(request.config, bench_comparison, "transcripts", change_listing(bench_comparison))
 
 
@@ -58,6 +71,9 @@ def test_no_recompilation(request, bench_run, bench_tolerance):
     """No graph compilation or capture during any timed pass (an exact count: warm-up must
     have captured every graph the passes replay)."""
     comparison = _baseline_free(bench_run, bench_tolerance)
+    if bench_run.counters_only:
+        pytest.skip("counters-only: no timed pass; graph captures are gated exactly by "
+                    "test_counters (counters.compilations)")
     if not any(v.metric == "compilations_in_timed_passes" for v in comparison.verdicts):
         pytest.skip(f"{bench_run.device.kind}: nothing is compiled or captured on this "
                     "backend and setting, so there is no compilation count to check")

@@ -44,7 +44,9 @@ class Option:
         kwargs: dict[str, Any] = {"help": self.help, "default": default}
         if self.kind == "flag":
             kwargs["action"] = "store_true"
-            kwargs["default"] = bool(default)
+            # a flag that sets a BenchConfig field stays None when not given, so a config
+            # file's or matrix's value is not overridden by an absent flag
+            kwargs["default"] = default if self.field else bool(default)
         elif self.kind == "switch":
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -122,6 +124,11 @@ RUN_OPTIONS = (
                        "decode step, FLOPs, host syncs per token, graph compilations, compared "
                        "exactly with the baseline's (default on; --no-counters skips it)",
            kind="switch", field="counters"),
+    Option("counters-only", "the one-minute pre-screen: no timed pass; a device with graphs "
+                            "keeps the warm-up that captures them; transcripts come from the "
+                            "counted pass and one plain decode; the gate judges counters, "
+                            "transcripts and error rates and says throughput was not measured",
+           kind="flag", field="counters_only"),
     Option("passes", f"timed passes after the warm-up (default: the config file or matrix, "
                      f"else {DEFAULT_PASSES})", type=int, metavar="N"),
 )

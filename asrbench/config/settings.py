@@ -75,6 +75,7 @@ class BenchConfig:
     warmup_batches: int | None = None  # None: what the device needs (1, or a full pass)
     reference_utterances: int = DEFAULT_REFERENCE_UTTERANCES  # agreement check; 0 = off
     counters: bool = True  # a counted pass after the timed passes (asrbench.measure.counters)
+    counters_only: bool = False  # no timed pass: the counted pass and one plain decode (not in the id)
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -96,6 +97,12 @@ class BenchConfig:
         if self.reference_utterances < 0:
             raise AsrbenchError(f"--reference-utterances must be >= 0, got "
                                 f"{self.reference_utterances}")
+        if self.counters_only and not self.counters:
+            raise AsrbenchError("--counters-only runs the counted pass and nothing else: drop "
+                                "--no-counters (counters = false)")
+        if self.counters_only and self.world_size > 1:
+            raise AsrbenchError("--counters-only runs in one process (it times nothing, so "
+                                "ranks add nothing): drop --nproc / torchrun")
         check_precision(self.precision)
         if self.task not in ("transcribe", "translate"):
             raise AsrbenchError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
@@ -160,7 +167,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "graphs": (bool,), "sdp_on_bf16": (bool,), "gaudi_config": (str, _NONE),
     "limit": (int, _NONE), "device": (str,), "world_size": (int,), "eos_check_every": (int,),
     "ignore_eos": (bool,), "warmup_batches": (int, _NONE), "reference_utterances": (int,),
-    "counters": (bool,),
+    "counters": (bool,), "counters_only": (bool,),
 }
 
 

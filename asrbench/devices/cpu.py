@@ -8,6 +8,7 @@ from typing import Any, ContextManager
 import torch
 
 from asrbench.devices.base import Device
+from asrbench.formats.environment import CPU_BF16, cpu_bf16_arithmetic
 
 
 def cpu_model_name() -> str:
@@ -46,7 +47,8 @@ class CPUDevice(Device):
         return f"{cpu_model_name()} ({torch.get_num_threads()} threads)"
 
     def environment(self) -> dict[str, Any]:
-        return {"cpu": cpu_model_name(), "torch_threads": torch.get_num_threads()}
+        return {"cpu": cpu_model_name(), "torch_threads": torch.get_num_threads(),
+                CPU_BF16: cpu_bf16_arithmetic()}
 
     def autocast(self, precision: str) -> ContextManager[Any]:
         if precision == "fp32":

@@ -16,6 +16,7 @@ import torch
 from asrbench.devices import emulation
 from asrbench.devices.cpu import cpu_model_name
 from asrbench.devices.hpu import HPUDevice
+from asrbench.formats.environment import CPU_BF16, cpu_bf16_arithmetic
 
 
 class EmulatedHPUDevice(HPUDevice):
@@ -54,7 +55,10 @@ class EmulatedHPUDevice(HPUDevice):
 
     def environment(self) -> dict[str, Any]:
         return {**super().environment(), "emulated": True,
-                "cpu": cpu_model_name(), "torch_threads": torch.get_num_threads()}
+                "cpu": cpu_model_name(), "torch_threads": torch.get_num_threads(),
+                # how this CPU rounds bf16: reduced-precision transcripts are gated exactly
+                # only against a baseline recorded with the same (gate/compare.py)
+                CPU_BF16: cpu_bf16_arithmetic()}
 
     def autocast(self, precision: str) -> ContextManager[Any]:
         """HPU autocast as the real backend enters it (optimum-habana and the graph key read its

@@ -19,6 +19,55 @@ PACKAGES = ("asrbench", "torch", "transformers", "datasets", "jiwer", "soundfile
             "numpy", "optimum-habana", "habana-torch-plugin", "ctranslate2")
 
 
+#: the device environment key that says how this CPU computes bf16 (cpu_bf16_arithmetic)
+CPU_BF16 = "cpu_bf16"
+#: oneDNN's ISA ceiling (ONEDNN_MAX_CPU_ISA) name fragments, highest first, and the level
+_ISA_CAPS = (("AMX", "amx-bf16"), ("BF16", "avx512-bf16"), ("FP16", "avx512-bf16"),
+             ("AVX10", "avx512-bf16"), ("AVX512", "avx512"), ("AVX2", "avx2"), ("AVX", "avx2"),
+             ("SSE", "avx2"))
+_LEVELS = ("other", "avx2", "avx512", "avx512-bf16", "amx-bf16")
+
+
+def cpu_bf16_arithmetic(flags: set[str] | None = None, machine: str | None = None,
+                        environ: dict[str, str] | None = None) -> str:
+    """How this processor computes bf16 matmuls, as a key: "amx-bf16" (AMX tiles),
+    "avx512-bf16" (AVX512-BF16 dot products), "avx512" or "avx2" (bf16 converted to fp32 and
+    back), "<machine>" elsewhere; capped by ONEDNN_MAX_CPU_ISA where that is set. bf16
+    results on the CPU round differently on each (issue 29: a Hindi transcript changed on an
+    AMX Xeon), so reduced-precision transcripts are gated exactly only between runs with the
+    same key (gate/compare.py). `flags`: /proc/cpuinfo's (read when None)."""
+    machine = machine or platform.machine()
+    environ = os.environ if environ is None else environ
+    if flags is None:
+        flags = set()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as fh:
+                for line in fh:
+                    if line.startswith("flags"):
+                        flags = set(line.split(":", 1)[1].split())
+                        break
+        except OSError:
+            pass
+    if machine not in ("x86_64", "AMD64", "i686", "i386") and not flags & {"avx2", "avx512f"}:
+        return machine or "other"
+    if {"amx_bf16", "amx_tile"} <= flags:
+        level = "amx-bf16"
+    elif "avx512_bf16" in flags:
+        level = "avx512-bf16"
+    elif {"avx512f", "avx512bw", "avx512vl"} <= flags:
+        level = "avx512"
+    elif "avx2" in flags:
+        level = "avx2"
+    else:
+        level = "other"
+    cap = environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap and cap != "ALL":
+        capped = next((name for part, name in _ISA_CAPS if part in cap), "other")
+        if _LEVELS.index(capped) < _LEVELS.index(level):
+            level = capped
+    return level
+
+
 def git_commit() -> dict[str, Any]:
     """Commit of the working directory's repository (and whether it has local changes)."""
     cwd = Path.cwd()

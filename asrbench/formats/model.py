@@ -44,7 +44,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
 #: per-utterance edit counts stored: word errors, words, char errors, chars, and the two of
 #: normalized words (asrbench.measure.metrics.Edits)
 EDIT_FIELDS = 6
-VERDICTS = Literal["improved", "unchanged", "regressed", "new", "missing"]
+VERDICTS = Literal["improved", "unchanged", "regressed", "new", "missing", "not-judged"]
 
 
 class _Model(BaseModel):
@@ -91,6 +91,8 @@ class GatedMetrics(_Model):
 
 
 class Metrics(GatedMetrics):
+    samples_per_second: Optional[float] = Field(
+        None, gt=0, description="null in a counters-only run: no timed pass, no throughput")
     normalizer: Optional[str] = Field(
         None, description="versioned name of the normalizer of wer_normalized (absent: written "
                           "before normalizers were versioned)")
@@ -410,7 +412,8 @@ class Run(_Model):
     config: RunConfig
     device: DeviceInfo
     metrics: Metrics
-    throughput: ThroughputStats
+    throughput: Optional[ThroughputStats] = Field(
+        None, description="null in a counters-only run (config.counters_only): nothing timed")
     timings: Timings = Field(default_factory=Timings)
     dataset: DatasetInfo = Field(default_factory=DatasetInfo)
     passes_identical: Optional[bool] = None
@@ -423,6 +426,23 @@ class Run(_Model):
         None, description="exact work counts of the counted pass (absent: counting was off)")
     model: Optional[ModelIdentity] = Field(
         None, description="the measured model's identity (absent in older reports)")
+
+    @property
+    def counters_only(self) -> bool:
+        """A counters-only run (`--counters-only`): nothing was timed, no throughput."""
+        return bool((self.config.model_extra or {}).get("counters_only"))
+
+    @model_validator(mode="after")
+    def _throughput_iff_timed(self) -> "Run":
+        # A timed run has a throughput; a counters-only run has none and claims none.
+        timed = not self.counters_only
+        if timed and (self.throughput is None or self.metrics.samples_per_second is None):
+            raise ValueError("a timed run needs throughput and metrics.samples_per_second "
+                             "(only a counters-only run has none)")
+        if not timed and (self.throughput is not None
+                          or self.metrics.samples_per_second is not None):
+            raise ValueError("a counters-only run timed nothing: it has no throughput")
+        return self
 
     def ranks_problem(self) -> Optional[str]:
         """Why a merged data-parallel run is incomplete, or None. Checked by Report: a rank's

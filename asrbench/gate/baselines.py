@@ -146,17 +146,21 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any],
     packages = environment.get("packages", {})
     device = environment.get("device", {})
     kept = previous.tolerance.given() if previous is not None else {}
-    per_process = [r.metrics.samples_per_second for r in runs]
     metrics = {name: getattr(run.metrics, name) for name in GATED_METRICS}
-    metrics["samples_per_second"] = statistics.median(per_process)
-    per_pass = [v for r in runs for v in r.throughput.samples_per_second_per_pass]
+    if any(r.counters_only for r in runs):  # nothing timed: the throughput stays as it was
+        metrics["samples_per_second"], noise = _untimed_noise(runs, previous)
+    else:
+        per_process = [r.metrics.samples_per_second for r in runs]
+        metrics["samples_per_second"] = statistics.median(per_process)
+        per_pass = [v for r in runs for v in r.throughput.samples_per_second_per_pass]
+        noise = {"samples_per_second_rsd": max(r.throughput.samples_per_second_rsd for r in runs),
+                 "passes": len(per_pass),
+                 "samples_per_second_per_pass": per_pass,
+                 "samples_per_second_per_process": per_process if len(runs) > 1 else []}
     return BaselineEntry.model_validate({
         "metrics": metrics,
         "tolerance": {**kept, **(tolerance or {})},
-        "noise": {"samples_per_second_rsd": max(r.throughput.samples_per_second_rsd for r in runs),
-                  "passes": len(per_pass),
-                  "samples_per_second_per_pass": per_pass,
-                  "samples_per_second_per_process": per_process if len(runs) > 1 else []},
+        "noise": noise,
         "predictions_sha256": predictions_digest(predictions),
         "predictions": predictions,
         # the normalizer of wer_normalized and each utterance's edit counts (gate.accuracy)
@@ -169,6 +173,21 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any],
         "counters": run.counters,  # exact work counts, compared exactly (gate/counters.py)
         "model": run.model,  # the model's identity: another model's run is refused (compare)
     })
+
+
+def _untimed_noise(runs: list[Run], previous: Optional[BaselineEntry]
+                   ) -> tuple[float, dict[str, Any]]:
+    """The samples/s and noise of an entry refreshed from counters-only runs: the previous
+    entry's, as recorded (the runs timed nothing); a new entry needs a timed run."""
+    config_id = runs[0].config.id
+    if not all(r.counters_only for r in runs):
+        raise AsrbenchError(f"{config_id}: the reports mix counters-only and timed runs: "
+                            "record from runs of one kind")
+    if previous is None:
+        raise AsrbenchError(f"{config_id}: a counters-only run measured no throughput, and "
+                            "there is no entry to keep one from: record the entry from a timed "
+                            "run first (asrbench run without --counters-only)")
+    return previous.metrics.samples_per_second, previous.noise.model_dump()
 
 
 def counters_into(entry: BaselineEntry | None, runs: list[Run]) -> BaselineEntry:

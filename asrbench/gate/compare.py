@@ -22,6 +22,7 @@ from asrbench.errors import AsrbenchError
 from asrbench.gate.accuracy import accuracy_change, check_normalizer
 from asrbench.gate.baselines import GATED_METRICS, tolerance_of
 from asrbench.gate.counters import run_counter_verdicts
+from asrbench.formats.environment import CPU_BF16
 from asrbench.formats.model import BaselineEntry, Comparison, Run, TranscriptChange, Verdict
 
 __all__ = ["Comparison", "TranscriptChange", "Verdict", "compare_run", "missing_entries",
@@ -207,6 +208,48 @@ def check_model(run: Run, entry: BaselineEntry) -> None:
         raise AsrbenchError(problem)
 
 
+#: the note of a counters-only run's throughput verdict (never a pass claim: nothing was timed)
+NOT_MEASURED = "throughput: not measured (--counters-only)"
+#: devices whose reduced-precision arithmetic is the host CPU's (formats.environment)
+CPU_ARITHMETIC = ("cpu", "hpu-emulated")
+
+
+def not_measured(run: Run, entry: BaselineEntry | None) -> Verdict:
+    """The throughput verdict of a counters-only run: not judged, and it says so."""
+    base = entry.metrics.samples_per_second if entry is not None else None
+    return _verdict(run.config.id, "samples_per_second", "not-judged", None, base, None, None,
+                    NOT_MEASURED)
+
+
+def arithmetic_problem(run: Run, entry: BaselineEntry) -> str | None:
+    """Why this run's transcripts are not comparable exactly with the entry's, or None: a
+    reduced-precision run whose arithmetic is the host CPU's (cpu, hpu-emulated) rounds as
+    the processor's bf16 support does (formats.environment.cpu_bf16_arithmetic), so it is
+    gated exactly only against an entry recorded with the same; elsewhere the runner's
+    hardware would decide the verdict."""
+    precision = getattr(run.config, "precision", "fp32")
+    if precision == "fp32" or run.device.kind not in CPU_ARITHMETIC:
+        return None
+    mine = run.device.environment.get(CPU_BF16)
+    theirs = entry.environment.get(CPU_BF16)
+    if mine is not None and mine == theirs:
+        return None
+    return (f"{precision} on this CPU computes as {mine or 'unknown'}, the baseline's as "
+            f"{theirs or 'unrecorded'}: transcripts and error rates are not compared exactly "
+            "(the runner's hardware would decide); judged by agreement with the fp32 "
+            "reference (reference_agreement) and by the counters")
+
+
+def _not_comparable(config_id: str, entry: BaselineEntry, run: Run, why: str,
+                    changed: int) -> list[Verdict]:
+    verdicts = [_verdict(config_id, m, "not-judged", getattr(run.metrics, m),
+                         getattr(entry.metrics, m), None, None, why)
+                for m in ("wer", "wer_normalized", "cer")]
+    verdicts.append(_verdict(config_id, "transcripts", "not-judged", float(changed), 0.0, None,
+                             None, f"{changed} transcript(s) differ from the baseline's: {why}"))
+    return verdicts
+
+
 def compare_run(run: Run, entry: BaselineEntry | None,
                 policy: dict[str, float] | None = None) -> Comparison:
     """Verdicts for one report run against its baseline entry (None: no entry yet; `policy`,
@@ -215,21 +258,30 @@ def compare_run(run: Run, entry: BaselineEntry | None,
     tolerance = tolerance_of(entry, policy)
     if entry is None:
         verdicts = [_verdict(config_id, m, "new", getattr(run.metrics, m), None, None, None,
-                             "no baseline entry") for m in GATED_METRICS]
+                             "no baseline entry") for m in GATED_METRICS
+                    if not (run.counters_only and m == "samples_per_second")]
+        if run.counters_only:
+            verdicts.append(not_measured(run, None))
         return Comparison(config_id=config_id, has_entry=False,
                           verdicts=verdicts + run_checks(run, tolerance))
     check_model(run, entry)  # another model with the same short name is refused, not compared
     check_normalizer(run, entry)  # another normalizer's normalized WER is refused, not compared
-    verdicts = [_error_rate_verdict(config_id, metric, getattr(run.metrics, metric),
-                                    getattr(entry.metrics, metric), tolerance["wer_abs"])
-                for metric in ("wer", "wer_normalized")]
-    verdicts.append(_error_rate_verdict(
-        config_id, "cer", run.metrics.cer, entry.metrics.cer, tolerance["cer_abs"]))
-    verdicts.append(_throughput_verdict(config_id, run, entry, tolerance))
-    verdicts += run_checks(run, tolerance)
-    verdicts += run_counter_verdicts(run, entry.counters)  # exact work counts (gate/counters.py)
     current = {u.id: u.prediction for u in run.utterances}
     transcripts = changed_transcripts(entry.predictions, current)
+    why = arithmetic_problem(run, entry)
+    if why:  # bf16 on another processor: not failed by the runner's hardware
+        verdicts = _not_comparable(config_id, entry, run, why, len(transcripts))
+        transcripts = []
+    else:
+        verdicts = [_error_rate_verdict(config_id, metric, getattr(run.metrics, metric),
+                                        getattr(entry.metrics, metric), tolerance["wer_abs"])
+                    for metric in ("wer", "wer_normalized")]
+        verdicts.append(_error_rate_verdict(
+            config_id, "cer", run.metrics.cer, entry.metrics.cer, tolerance["cer_abs"]))
+    verdicts.append(not_measured(run, entry) if run.counters_only
+                    else _throughput_verdict(config_id, run, entry, tolerance))
+    verdicts += run_checks(run, tolerance)
+    verdicts += run_counter_verdicts(run, entry.counters)  # exact work counts (gate/counters.py)
     return Comparison(config_id=config_id, has_entry=True, verdicts=verdicts,
                       transcripts=transcripts,
                       accuracy=accuracy_change(run, entry) if transcripts else None)

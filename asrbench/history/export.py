@@ -101,6 +101,9 @@ def pass_seconds(run: Run) -> list[float]:
 
 def _check_run(run: Run) -> None:
     """Numbers an export carries that the report format leaves open: refuse the impossible."""
+    if run.counters_only:
+        raise AsrbenchError(f"run {run.config.id} is counters-only: it measured no throughput, "
+                            "so there is nothing to export; export a timed run's report")
     rtfx = run.metrics.rtfx
     if rtfx is not None and not (math.isfinite(rtfx) and rtfx >= 0):
         raise AsrbenchError(f"run {run.config.id}: metrics.rtfx is {rtfx!r}: a real-time factor "

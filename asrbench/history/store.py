@@ -431,6 +431,11 @@ class Store:
         if report.interrupted:
             raise AsrbenchError(f"{source or 'the report'} is the report of an interrupted run: "
                                 "only finished runs go into the history; run it again")
+        untimed = [r.config.id for r in report.runs if r.counters_only]
+        if untimed:
+            raise AsrbenchError(f"{source or 'the report'} holds counters-only run(s) "
+                                f"({untimed[0]}): they measured no throughput, and the history "
+                                "charts timed runs; add a timed run's report")
         document = stored_document(report)
         environment = document.get("environment") or {}
         digest = report_digest(document)

@@ -188,12 +188,14 @@ def count_pass(prepared: Any, decoder: Any, batch: torch.Tensor, device: Any, *,
                real: int | None = None, generate_kwargs: dict[str, Any] | None = None,
                count_tokens: Callable[[list[int]], int] | None = None,
                utterances: list[str] | None = None, compilations: int | None = None,
-               selection: str = SELECTION) -> Counters:
+               selection: str = SELECTION, rows_out: list | None = None) -> Counters:
     """Decode `batch` (features, as the timed passes feed them) once more, counting: the same
     decoder object (None: the model's generate() with `generate_kwargs`), autocast, device and
     batch shape as the timed passes, graph replay bypassed. `real`: the batch's real rows (the
     rest are dummy rows), `count_tokens`: tokens generated in one returned row, `compilations`:
-    the run's graph compilations/captures (the device's counter), recorded as they are."""
+    the run's graph compilations/captures (the device's counter), recorded as they are;
+    `rows_out`: a list that gets the decoded rows (token ids of the real rows), for a
+    counters-only run whose transcripts come from this pass."""
     real = batch.shape[0] if real is None else real
     model = (prepared.graphed_model() if decoder is None and prepared.graphs
              else prepared.model)
@@ -230,6 +232,8 @@ def count_pass(prepared: Any, decoder: Any, batch: torch.Tensor, device: Any, *,
         decode_total.update(step)
     host_syncs = sum(counter.syncs.values())
     tokens = sum(count_tokens(r) for r in rows) if count_tokens else 0
+    if rows_out is not None:
+        rows_out.extend(rows)
     return Counters(
         version=COUNTER_VERSION, selection=selection, utterances=list(utterances or []),
         rows=int(batch.shape[0]), real_rows=real, replay_bypassed=bypassed,

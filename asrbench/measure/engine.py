@@ -79,6 +79,18 @@ def measured_timings(pass_seconds: list[float], model_seconds: float, latencies:
         peak_host_rss_bytes=peak_host_rss_bytes, latencies=list(latencies))
 
 
+def counters_only_timings(feature_seconds: float, warmup: "PassResult", warmup_batches: int,
+                          batches: int, detokenize_seconds: float, decoder: str,
+                          device: Device) -> Timings:
+    """The timings of a counters-only run: no timed pass, so no pass time, throughput or
+    latency; the warm-up (graph capture) and feature extraction as measured."""
+    return Timings(feature_extraction_seconds=feature_seconds, warmup_seconds=warmup.seconds,
+                   warmup_batches=warmup_batches, pass_seconds=[], passes=0,
+                   batches_per_pass=batches, detokenize_seconds=detokenize_seconds,
+                   decoder=decoder, peak_device_memory_bytes=device.peak_memory_bytes(),
+                   peak_host_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
 def merge_timings(parts: list[Timings], utterances: list[int],
                   devices: list[str | None] | None = None) -> Timings:
     """The timings of one data-parallel run from its ranks' (in rank order; `utterances` and
@@ -124,22 +136,26 @@ def score(config: BenchConfig, device: DeviceInfo, dataset_name: str, skipped: l
     throughput from the pass times filled in."""
     errors = error_rates([u.reference or "" for u in utterances],
                          [u.prediction for u in utterances], config.language, spelling)
-    rates = throughput(len(utterances), timings.pass_seconds)
-    median_pass = statistics.median(timings.pass_seconds)
     tokens = sum(u.tokens or 0 for u in utterances)
     audio_seconds = float(sum(u.audio_seconds or 0.0 for u in utterances))
+    speed: dict[str, Any] = {}
+    stats = None
+    if timings.pass_seconds:  # a counters-only run timed nothing: no throughput at all
+        rates = throughput(len(utterances), timings.pass_seconds)
+        median_pass = statistics.median(timings.pass_seconds)
+        speed = {"samples_per_second": rates.median, "rtfx": audio_seconds / median_pass,
+                 "tokens_per_second": tokens / median_pass}
+        stats = ThroughputStats(samples_per_second_per_pass=list(rates.per_pass),
+                                samples_per_second_min=rates.minimum,
+                                samples_per_second_max=rates.maximum,
+                                samples_per_second_rsd=rates.rsd)
     return Run(
         config=RunConfig.model_validate(config.to_dict()), device=device,
         metrics=Metrics(wer=errors.wer, wer_normalized=errors.wer_normalized, cer=errors.cer,
                         wer_normalized_whisper=errors.wer_normalized_whisper,
-                        normalizer=errors.normalizer,
-                        samples_per_second=rates.median, rtfx=audio_seconds / median_pass,
-                        tokens_per_second=tokens / median_pass,
-                        tokens_per_sample=tokens / len(utterances)),
-        throughput=ThroughputStats(samples_per_second_per_pass=list(rates.per_pass),
-                                   samples_per_second_min=rates.minimum,
-                                   samples_per_second_max=rates.maximum,
-                                   samples_per_second_rsd=rates.rsd),
+                        normalizer=errors.normalizer, tokens_per_sample=tokens / len(utterances),
+                        **speed),
+        throughput=stats,
         timings=timings,
         dataset=DatasetInfo(name=dataset_name, utterances=len(utterances),
                             audio_seconds=audio_seconds, skipped=list(skipped),
@@ -449,10 +465,13 @@ class Evaluator:
         if isinstance(split, LoadedSplit):
             split = SplitIndex.of(split)
         plan = plan_batches(split.rows, self.config.batch_size)
+        counters_only = self.config.counters_only
         with FeatureCache() as cache:
             self.device.reset_peak_memory()
             self.barrier()
-            warmup_batches = self.warmup_batches(len(plan))
+            # counters-only: no warm-up unless graphs must be captured before they replay
+            warmup_batches = (self.warmup_batches(len(plan))
+                              if not counters_only or self.prepared.graphs else 0)
             t_features = time.perf_counter()
             batches = prefetch(BatchSource(split.rows, plan, split.max_duration, self.featurize))
             with contextlib.closing(batches):  # workers end here, on errors too
@@ -469,7 +488,10 @@ class Evaluator:
             pass_seconds, model_seconds, latencies, first_sequences = [], [], [], None
             pass_compilations: list[int | None] = []
             identical = True
-            for number in range(passes):
+            counters = None
+            if counters_only:
+                first_sequences, counters = self._counters_only(split, cache, warmup)
+            for number in range(0 if counters_only else passes):
                 self.barrier()
                 timed = self._pass(cache.read(), f"pass {number + 1}/{passes}")
                 pass_seconds.append(timed.seconds)
@@ -499,7 +521,9 @@ class Evaluator:
         ]
         skipped = sorted([*split.skipped, *cache.skipped], key=lambda s: s.position)
         counted = warmup.compilations is not None and None not in pass_compilations
-        timings = measured_timings(
+        timings = counters_only_timings(
+            feature_seconds, warmup, min(warmup_batches, len(cache.real)), len(cache.real),
+            decode_seconds, self.decoder_name(), self.device) if counters_only else measured_timings(
             pass_seconds, sum(model_seconds), latencies,
             feature_extraction_seconds=feature_seconds, warmup_seconds=warmup.seconds,
             warmup_batches=min(warmup_batches, len(cache.real)),
@@ -518,7 +542,8 @@ class Evaluator:
         run = score(self.config, device, split.name,
                     [Skip(id=s.id, reason=s.reason) for s in skipped], results, timings,
                     identical, self.spelling())
-        if first_batch is not None:  # exact work counts, after the clocks and peak memory read
+        run.counters = counters
+        if first_batch is not None and not counters_only:  # after the clocks and peak memory
             features, mask, real = first_batch
             run.counters = count_pass(
                 self.prepared, self.decoder, features, self.device, real=real,
@@ -529,6 +554,25 @@ class Evaluator:
                 utterances=[split.rows[i].id for i in cache.rows[:real]],
                 compilations=(warmup.compilations + sum(pass_compilations)) if counted else None)
         return run
+
+    def _counters_only(self, split: SplitIndex, cache: Any, warmup: PassResult
+                       ) -> tuple[list[list[int]], Any]:
+        """--counters-only: no timed pass. The first batch's transcripts come from its counted
+        pass (same decoder, model, cache, autocast and batch shape as a timed pass), the other
+        batches' from one plain, untimed decode; graph captures are the warm-up's and that
+        decode's (the counted pass replays nothing)."""
+        features, mask, real = cache.batch(0)
+        rows: list[list[int]] = []
+        counters = count_pass(
+            self.prepared, self.decoder, features, self.device, real=real,
+            generate_kwargs=with_mask(self.generate_kwargs(), mask, self.device.torch_device),
+            count_tokens=lambda row: count_generated(self._trim(row), self._prompt_ids,
+                                                     self._eos),
+            utterances=[split.rows[i].id for i in cache.rows[:real]], rows_out=rows)
+        rest = self._pass(itertools.islice(cache.read(), 1, None), "decode")
+        if warmup.compilations is not None and rest.compilations is not None:
+            counters.compilations = warmup.compilations + rest.compilations
+        return [self._trim(r) for r in rows] + rest.sequences, counters
 
     def spelling(self) -> Any:
         """The tokenizer's English spelling normalizer (for scoring), if it has one."""

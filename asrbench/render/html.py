@@ -195,7 +195,7 @@ def _figure(view: ConfigView, chart: tuple[str, str, str, tuple[str, ...]]) -> d
     if key == "samples_per_second" and view.comparison is not None and view.comparison.has_entry:
         verdict = next((v for v in view.comparison.verdicts
                         if v.metric == "samples_per_second"), None)
-    if verdict is not None and verdict.baseline is not None:
+    if verdict is not None and verdict.baseline is not None and verdict.verdict != "not-judged":
         allowed = verdict.allowed or 0.0
         shapes.append({"type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y",
                        "y0": verdict.baseline - allowed, "y1": verdict.baseline + allowed,
@@ -361,8 +361,10 @@ def build_html(report: Report, store: Store | None = None, baseline_dir: str | P
                                       "samples/s", "RSD", "passes", "history points"],
                          [[run.device.class_, _number(m.wer), _number(m.wer_normalized),
                            _number(m.cer), _number(m.samples_per_second, ".4g"),
-                           f"{run.throughput.samples_per_second_rsd:.1%}",
-                           str(len(run.throughput.samples_per_second_per_pass)),
+                           "not measured" if run.throughput is None
+                           else f"{run.throughput.samples_per_second_rsd:.1%}",
+                           "0 (counters-only)" if run.throughput is None
+                           else str(len(run.throughput.samples_per_second_per_pass)),
                            str(len(view.points))]])
         sections.append(f'<section class="config" data-config-index="{n}">'
                         f"<h3>{esc(run.config.id)}</h3>{summary}{thinned}"

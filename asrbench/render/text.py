@@ -81,7 +81,7 @@ def _rate(value: float | None, digits: int) -> str:
 
 def _rsd(run: "Run") -> str:
     """The passes' spread as a percentage; n/a with a single timed pass (nothing to spread)."""
-    if len(run.throughput.samples_per_second_per_pass) < 2:
+    if run.throughput is None or len(run.throughput.samples_per_second_per_pass) < 2:
         return "n/a"
     return f"{run.throughput.samples_per_second_rsd * 100:.1f}%"
 
@@ -93,7 +93,8 @@ def summary_table(runs: Iterable["Run"]) -> str:
         m = r.metrics
         rows.append((r.config.id, str(len(r.utterances)), str(len(r.dataset.skipped)),
                      f"{m.wer:.4f}", _rate(m.wer_normalized, 4), f"{m.cer:.4f}",
-                     f"{m.samples_per_second:.3f}", _rsd(r),
+                     "not measured" if m.samples_per_second is None
+                     else f"{m.samples_per_second:.3f}", _rsd(r),
                      _rate(m.rtfx, 2), _rate(m.tokens_per_second, 1)))
     return _table(rows)
 
@@ -106,8 +107,12 @@ def run_notes(runs: Iterable["Run"]) -> list[str]:
         if r.device.class_ == "hpu-emulated":
             lines.append(f"{r.config.id}: EMULATED Gaudi on the CPU: transcripts and graph "
                          "behaviour are the point; samples/s measure the emulator, not a Gaudi")
-        rsd = r.throughput.samples_per_second_rsd
-        if len(r.throughput.samples_per_second_per_pass) > 1 and rsd > NOISY_RSD:
+        if r.counters_only:
+            lines.append(f"{r.config.id}: counters-only: throughput: not measured "
+                         "(--counters-only); counters, transcripts and error rates are gated")
+        rsd = r.throughput.samples_per_second_rsd if r.throughput is not None else 0.0
+        if r.throughput is not None and len(r.throughput.samples_per_second_per_pass) > 1 \
+                and rsd > NOISY_RSD:
             lines.append(f"{r.config.id}: WARNING noisy machine: samples/s varied "
                          f"{rsd * 100:.0f}% between passes; numbers are less trustworthy")
         compilations = r.timings.compilations

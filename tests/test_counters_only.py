@@ -1,0 +1,226 @@
+"""Issue 29: `asrbench run --counters-only` (no timed pass; counters, transcripts and error rates
+gated, throughput "not measured") and the emulated-Gaudi pre-screen's rule for bf16 on the CPU
+(transcripts gated exactly only against a baseline recorded with the same bf16 arithmetic,
+formats.environment.cpu_bf16_arithmetic; counters exactly everywhere).
+
+Unit tests on hand-built runs, and one real pair of runs of the tiny Whisper in this process
+(slow: a timed run and a counters-only run must decode the same transcripts and count the same
+work)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from asrbench.errors import AsrbenchError
+from asrbench.formats.environment import CPU_BF16, cpu_bf16_arithmetic
+from asrbench.formats.model import COUNTER_VERSION, Counters, Run
+from asrbench.gate.compare import NOT_MEASURED, compare_run
+from asrbench.gate.counters import describe_changes
+from asrbench.gate.policy import Policy
+
+from factories import make_entry, make_report, make_run
+from helpers import run_cli
+
+
+def _counts(step_mm: int = 7) -> Counters:
+    return Counters(version=COUNTER_VERSION, selection="s", rows=1, real_rows=1,
+                    replay_bypassed=False, encoder_calls=1, decode_steps=3, steady_steps=2,
+                    decode_step_ops={"aten.mm f32": step_mm}, flops=100, flops_per_utterance=100,
+                    host_syncs=3, host_syncs_per_token=1.0, tokens=3)
+
+
+def _counters_only(run: Run, **config) -> Run:
+    """The run as a counters-only run would report it: no throughput, the mode recorded."""
+    document = run.model_dump(mode="json", by_alias=True)
+    document["config"].update({"counters_only": True, **config})
+    document["metrics"]["samples_per_second"] = None
+    document["throughput"] = None
+    return Run.model_validate(document)
+
+
+# -- the gate on a counters-only run --------------------------------------------------------
+
+def test_counters_only_throughput_is_not_judged_and_says_so_never_a_pass():
+    timed = make_run(predictions={"a": "hello world"})
+    timed.counters = _counts()
+    entry = make_entry(timed)
+    entry.counters = _counts()
+    run = _counters_only(timed)
+    comparison = compare_run(run, entry)
+    (throughput,) = [v for v in comparison.verdicts if v.metric == "samples_per_second"]
+    assert throughput.verdict == "not-judged"
+    assert throughput.note == "throughput: not measured (--counters-only)" == NOT_MEASURED
+    assert throughput.value is None
+    assert not Policy().fails([comparison])
+    # The other checks still judge: the counters exactly, and the transcripts.
+    assert [v.verdict for v in comparison.verdicts if v.metric == "counters"] == ["unchanged"]
+    run.counters = _counts(13)
+    comparison = compare_run(run, entry)
+    assert Policy().fails([comparison])
+    assert "decode step: aten.mm f32 7 -> 13 (+6)" in describe_changes(comparison.verdicts)
+    changed = _counters_only(make_run(predictions={"a": "hello there"}))
+    changed.counters = _counts()
+    failing = Policy().findings(compare_run(changed, entry))
+    assert [f.check for f in failing if f.fails] == ["transcripts"]
+
+
+def test_counters_only_run_without_an_entry_claims_no_throughput():
+    run = _counters_only(make_run())
+    verdicts = compare_run(run, None).verdicts
+    assert [(v.metric, v.verdict) for v in verdicts if v.metric == "samples_per_second"] == [
+        ("samples_per_second", "not-judged")]
+
+
+def test_a_run_claims_throughput_exactly_when_it_was_timed():
+    document = make_run().model_dump(mode="json", by_alias=True)
+    document["throughput"] = None
+    with pytest.raises(ValueError, match="a timed run needs throughput"):
+        Run.model_validate(document)
+    document = make_run().model_dump(mode="json", by_alias=True)
+    document["config"]["counters_only"] = True
+    with pytest.raises(ValueError, match="counters-only run timed nothing"):
+        Run.model_validate(document)
+
+
+def test_baseline_update_from_counters_only_keeps_the_recorded_throughput(tmp_path):
+    from asrbench.gate.outcome import update_baselines
+    from asrbench.gate.baselines import load_for
+
+    timed = make_run(config_id="cfg", rates=(4.0, 5.0, 6.0), predictions={"a": "old text"})
+    update_baselines(make_report(timed), tmp_path)
+    before = load_for(tmp_path, "cpu").entries["cfg"]
+    fresh = _counters_only(make_run(config_id="cfg", wer=0.0, cer=0.0,
+                                    predictions={"a": "new text"}))
+    fresh.counters = _counts()
+    update_baselines(make_report(fresh), tmp_path)
+    after = load_for(tmp_path, "cpu").entries["cfg"]
+    assert after.metrics.samples_per_second == 5.0
+    assert after.noise == before.noise
+    assert after.predictions == {"a": "new text"} and after.counters == _counts()
+    with pytest.raises(AsrbenchError, match="measured no throughput, and there is no entry"):
+        update_baselines(make_report(_counters_only(make_run(config_id="other"))), tmp_path)
+
+
+def test_counters_only_runs_stay_out_of_the_history_and_the_exports(tmp_path):
+    from asrbench.history.export import github_action_benchmark_entries
+    from asrbench.history.store import open_store
+
+    report = make_report(_counters_only(make_run()))
+    with pytest.raises(AsrbenchError, match="counters-only"):
+        github_action_benchmark_entries(report, "bigger")
+    with open_store(str(tmp_path / "h.sqlite"), create=True) as store:
+        with pytest.raises(AsrbenchError, match="counters-only run"):
+            store.add(report)
+
+
+def test_counters_only_with_no_counters_or_ranks_is_refused_in_one_line():
+    from asrbench.config.settings import BenchConfig
+
+    with pytest.raises(AsrbenchError, match="drop --no-counters"):
+        BenchConfig(counters_only=True, counters=False)
+    with pytest.raises(AsrbenchError, match="one process"):
+        BenchConfig(counters_only=True, world_size=2)
+
+
+# -- bf16 on the CPU: keyed by the processor's bf16 arithmetic --------------------------------
+
+@pytest.mark.parametrize("flags, cap, key", [
+    ({"avx2", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_bf16", "amx_tile"}, "",
+     "amx-bf16"),
+    ({"avx2", "avx512f", "avx512bw", "avx512vl", "avx512_bf16"}, "", "avx512-bf16"),
+    ({"avx2", "avx512f", "avx512bw", "avx512vl"}, "", "avx512"),
+    ({"avx2"}, "", "avx2"),
+    ({"avx2", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_bf16", "amx_tile"},
+     "AVX512_CORE_BF16", "avx512-bf16"),
+    ({"avx2", "avx512f", "avx512bw", "avx512vl", "avx512_bf16"}, "avx2", "avx2"),
+    ({"avx2"}, "AVX512_CORE_AMX", "avx2"),  # a ceiling never raises what the CPU has
+])
+def test_cpu_bf16_key_is_what_the_processor_and_onednn_ceiling_allow(flags, cap, key):
+    environ = {"ONEDNN_MAX_CPU_ISA": cap} if cap else {}
+    assert cpu_bf16_arithmetic(flags, "x86_64", environ) == key
+
+
+def _emulated(precision: str, key: str | None, predictions: dict[str, str]) -> Run:
+    environment = {} if key is None else {CPU_BF16: key}
+    return make_run(config_id=f"e-{precision}", predictions=predictions,
+                    device={"kind": "hpu-emulated", "class": "hpu-emulated",
+                            "environment": environment},
+                    config={"id": f"e-{precision}", "precision": precision})
+
+
+def test_bf16_transcripts_of_other_bf16_arithmetic_are_judged_by_agreement_not_failed():
+    recorded = _emulated("bf16", "avx512-bf16", {"u4": "tomatarkarive"})
+    entry = make_entry(recorded, reference_wer_max=0.45)
+    entry.environment = {CPU_BF16: "avx512-bf16"}
+    entry.counters = _counts()
+    # the issue's AMX runner: one Hindi transcript differs, counters identical
+    run = _emulated("bf16", "amx-bf16", {"u4": "tomatarkarivay"})
+    run.counters = _counts()
+    comparison = compare_run(run, entry)
+    assert comparison.transcripts == []
+    judged = {v.metric: v.verdict for v in comparison.verdicts}
+    assert judged["transcripts"] == judged["wer"] == judged["cer"] == "not-judged"
+    (note,) = {v.note for v in comparison.verdicts if v.metric == "wer"}
+    assert "computes as amx-bf16, the baseline's as avx512-bf16" in note
+    assert not Policy().fails([comparison])
+    # ... but the counters still gate exactly on that runner
+    run.counters = _counts(13)
+    assert Policy().fails([compare_run(run, entry)])
+    # the same arithmetic: exact, and the changed transcript fails
+    same = _emulated("bf16", "avx512-bf16", {"u4": "tomatarkarivay"})
+    failing = Policy().findings(compare_run(same, entry))
+    assert "transcripts" in [f.check for f in failing if f.fails]
+    # fp32 is exact on any processor
+    fp32_entry = make_entry(_emulated("fp32", "avx512-bf16", {"u4": "tomatarkarive"}))
+    fp32 = _emulated("fp32", "amx-bf16", {"u4": "tomatarkarivay"})
+    assert "transcripts" in [f.check for f in Policy().findings(compare_run(fp32, fp32_entry))]
+
+
+def test_an_entry_without_a_recorded_bf16_key_is_not_compared_exactly():
+    entry = make_entry(_emulated("bf16", None, {"u": "a"}))
+    run = _emulated("bf16", "avx2", {"u": "b"})
+    comparison = compare_run(run, entry)
+    assert "the baseline's as unrecorded" in next(v.note for v in comparison.verdicts
+                                                  if v.metric == "transcripts")
+    assert not Policy().fails([comparison])
+
+
+# -- a real pair of runs: the same transcripts and counts, nothing timed ---------------------
+
+RUN = ["run", "--dataset-config", "en", "--language", "english", "--limit", "3",
+       "--batch-size", "2", "--generation-max-length", "16", "--reference-utterances", "0",
+       "--device", "cpu", "--no-progress"]
+
+
+def test_counters_only_decodes_and_counts_what_a_timed_run_does(tmp_path, tiny_whisper, capsys):
+    """3 clips in batches of 2 (a partial last batch): the counters-only run's transcripts
+    (its counted batch and one plain decode of the rest) and counts equal a timed run's; it
+    times nothing and records the mode; compare against the timed run's baseline passes and
+    says throughput was not measured."""
+    model = ["--model", str(tiny_whisper)]
+    assert run_cli([*RUN, *model, "--passes", "1", "--report", str(tmp_path / "t.json")]) == 0
+    assert run_cli([*RUN, *model, "--counters-only", "--report", str(tmp_path / "c.json")]) == 0
+    timed = json.loads((tmp_path / "t.json").read_text())["runs"][0]
+    only = json.loads((tmp_path / "c.json").read_text())["runs"][0]
+    assert [(u["id"], u["prediction"], u["tokens"]) for u in only["utterances"]] == \
+        [(u["id"], u["prediction"], u["tokens"]) for u in timed["utterances"]]
+    assert len(only["utterances"]) == 3
+    unstable = ("seconds", "peak_device_memory_bytes")
+    assert {k: v for k, v in only["counters"].items() if k not in unstable} == \
+        {k: v for k, v in timed["counters"].items() if k not in unstable}
+    assert only["config"]["counters_only"] is True and timed["config"]["counters_only"] is False
+    assert only["throughput"] is None and only["metrics"]["samples_per_second"] is None
+    assert only["timings"]["pass_seconds"] == [] and only["timings"]["passes"] == 0
+    assert only["timings"]["warmup_batches"] == 0  # the CPU captures nothing: no warm-up
+    assert "not measured" in capsys.readouterr().out
+    baselines = tmp_path / "baselines"
+    assert run_cli(["baseline", "update", "--report", str(tmp_path / "t.json"),
+                    "--baseline-dir", str(baselines)]) == 0
+    capsys.readouterr()
+    assert run_cli(["compare", "--report", str(tmp_path / "c.json"),
+                    "--baseline-dir", str(baselines)]) == 0
+    out = capsys.readouterr().out
+    assert "NOT-JUDGED" in out and "[throughput: not measured (--counters-only)]" in out
+    assert "same counts" in out
