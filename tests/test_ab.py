@@ -382,3 +382,75 @@ def test_ab_settings_refuse_nonsense():
     with pytest.raises(AsrbenchError, match="--passes"):
         Settings(shared=[], passes=0)
     assert Settings(shared=[]).round_passes == 2 and Settings(shared=[], passes=1).round_passes == 1
+
+
+FAKE_SIDE = """
+import json, os, random, sys
+sys.path.insert(0, {tests!r})
+from factories import make_report, make_run
+argv = sys.argv[1:]
+report = argv[argv.index("--report") + 1]
+rate = 10.0 + random.random()
+run = make_run(rates=(rate, rate * 1.01), device={{"kind": "hpu-emulated", "class": "hpu-emulated",
+               "environment": {{"recipe_cache": os.environ.get("PT_HPU_RECIPE_CACHE_CONFIG")}}}})
+with open(report, "w") as fh:
+    fh.write(make_report(run).model_dump_json(by_alias=True))
+with open({log!r}, "a") as fh:
+    fh.write(json.dumps([argv[0], os.environ.get("PT_HPU_RECIPE_CACHE_CONFIG"),
+                         os.environ.get("ASRBENCH_AB_ROUND")]) + "\\n")
+"""
+
+
+@pytest.mark.parametrize("extra", [[], ["--recipe-cache", "RECIPES"]])
+def test_gaudi_ab_sides_each_keep_one_recipe_folder_across_rounds(tmp_path, extra):
+    """`asrbench ab --device hpu-emulated`: every process of a side (its accuracy run and each
+    round) gets PT_HPU_RECIPE_CACHE_CONFIG=<folder of that side>,false,<MB>: the same folder
+    across rounds, another for the other side; --no-recipe-cache gives none. The sides are a
+    stand-in asrbench (a script writing a report), so no model runs."""
+    log = tmp_path / "env.jsonl"
+    script = tmp_path / "side.py"
+    script.write_text(FAKE_SIDE.format(tests=str(ROOT / "tests"), log=str(log)))
+    extra = [str(tmp_path / "recipes") if a == "RECIPES" else a for a in extra]
+    keep = tmp_path / "reports"
+    code = main(["ab", "--device", "hpu-emulated", "--min-rounds", "2", "--max-rounds", "2",
+                 "--base-command", f"{sys.executable} {script} base",
+                 "--head-command", f"{sys.executable} {script} head",
+                 "--json", str(tmp_path / "ab.json"), "--keep-reports", str(keep),
+                 "--no-progress", *extra])
+    assert code in (0, 1)
+    seen = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(seen) == 6  # accuracy + 2 rounds, per side
+    by_side = {}
+    for side, value, _ in seen:
+        by_side.setdefault(side, set()).add(value)
+    root = tmp_path / "recipes" if extra else keep / "hpu-recipes"
+    assert by_side == {"base": {f"{root / 'base'},false,8192"},
+                       "head": {f"{root / 'head'},false,8192"}}
+    assert (root / "base").is_dir() and (root / "head").is_dir()
+    assert [flag for _, _, flag in seen].count("1") == 4  # the rounds, not the accuracy runs
+    # the reports of the rounds carry it too (HPUDevice.environment records the variable)
+    rounds = sorted(keep.glob("round*-head.json"))
+    assert len(rounds) == 2
+    assert {json.loads(p.read_text())["runs"][0]["device"]["environment"]["recipe_cache"]
+            for p in rounds} == {f"{root / 'head'},false,8192"}
+
+
+def test_no_recipe_cache_and_other_devices_give_the_sides_no_recipe_folder(tmp_path):
+    from asrbench.ab.rounds import ProcessRunner
+    from asrbench.ab.run import settings_from
+    from asrbench.cli.main import build_parser
+
+    def environment(*argv):
+        args = build_parser().parse_args(["ab", *argv])
+        runner = ProcessRunner(settings_from(args), {}, tmp_path)
+        return runner._environment("base", ASRBENCH_AB_ROUND="1")
+
+    assert environment("--device", "hpu") == {
+        "PT_HPU_RECIPE_CACHE_CONFIG": f"{tmp_path / 'hpu-recipes' / 'base'},false,8192",
+        "ASRBENCH_AB_ROUND": "1"}
+    assert environment("--device", "hpu", "--no-recipe-cache") == {"ASRBENCH_AB_ROUND": "1"}
+    assert environment("--device", "cpu") == {"ASRBENCH_AB_ROUND": "1"}
+    with pytest.raises(AsrbenchError, match="contradict"):
+        environment("--recipe-cache", str(tmp_path), "--no-recipe-cache")
+    with pytest.raises(AsrbenchError, match="--counters-only times nothing"):
+        environment("--counters-only")

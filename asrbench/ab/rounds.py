@@ -80,6 +80,10 @@ class Settings:
     round_timeout: float = DEFAULT_ROUND_TIMEOUT
     cards: tuple[str, str] | None = None  # two cards: both sides at once, dealt at random
     cards_variable: str | None = None  # the environment variable that picks a process's card
+    #: Gaudi recipe cache: each side's processes share <root>/<side> (RECIPE_VARIABLE); the
+    #: root is recipe_cache, else a folder in the A/B's working directory
+    hpu_recipes: bool = False
+    recipe_cache: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
@@ -226,6 +230,22 @@ def _report_rates(path: Path, side: str) -> tuple[Any, list[float]]:
 
 #: what a timing round's process gets in its environment: no counted pass (AB_ROUND_VARIABLE)
 ROUND_ENVIRONMENT = {AB_ROUND_VARIABLE: "1"}
+#: Intel Gaudi's on-disk recipe cache: "<dir>,<delete the folder's recipes first>,<MB>"
+RECIPE_VARIABLE = "PT_HPU_RECIPE_CACHE_CONFIG"
+RECIPE_CACHE_MB = 8192
+#: devices whose A/B sides get a recipe cache by default (the emulated one for its tests)
+RECIPE_DEVICES = ("hpu", "hpu-emulated")
+
+
+def recipe_environment(root: Path | None, side: str) -> dict[str, str]:
+    """The environment that gives every process of `side` the same recipe folder,
+    <root>/<side>, kept across processes (delete = false): the first process compiles and
+    writes, the later ones load. {} without a root."""
+    if root is None:
+        return {}
+    folder = root / side
+    folder.mkdir(parents=True, exist_ok=True)
+    return {RECIPE_VARIABLE: f"{folder},false,{RECIPE_CACHE_MB}"}
 
 
 class ProcessRunner:
@@ -233,6 +253,12 @@ class ProcessRunner:
 
     def __init__(self, settings: Settings, sides: dict[str, Side], workdir: Path) -> None:
         self.settings, self.sides, self.workdir = settings, sides, workdir
+        self.recipes = (settings.recipe_cache or workdir / "hpu-recipes"
+                        if settings.hpu_recipes else None)
+
+    def _environment(self, name: str, **extra: str) -> dict[str, str]:
+        """A process's extra environment: the side's recipe folder, then `extra`."""
+        return {**recipe_environment(self.recipes, name), **extra}
 
     def _argv(self, side: Side, report: Path, passes: int, limit: int | None) -> list[str]:
         argv = ["run", *self.settings.shared, *side.args, "--passes", str(passes),
@@ -242,7 +268,8 @@ class ProcessRunner:
     def accuracy(self, name: str) -> Any:
         side = self.sides[name]
         path = self.workdir / f"accuracy-{name}.json"
-        run_process(side, self._argv(side, path, 1, None), self.settings.round_timeout)
+        run_together([(side, self._argv(side, path, 1, None), self._environment(name) or None)],
+                     self.settings.round_timeout)
         return _report_rates(path, name)[0]
 
     def _round_argv(self, name: str, number: int) -> tuple[list[str], Path]:
@@ -252,7 +279,7 @@ class ProcessRunner:
 
     def measure(self, name: str, number: int) -> list[float]:
         argv, path = self._round_argv(name, number)
-        run_together([(self.sides[name], argv, dict(ROUND_ENVIRONMENT))],
+        run_together([(self.sides[name], argv, self._environment(name, **ROUND_ENVIRONMENT))],
                      self.settings.round_timeout)
         return _report_rates(path, name)[1]
 
@@ -261,8 +288,8 @@ class ProcessRunner:
         jobs, paths = [], {}
         for name, card in cards.items():
             argv, paths[name] = self._round_argv(name, number)
-            jobs.append((self.sides[name], argv,
-                         {**ROUND_ENVIRONMENT, self.settings.cards_variable: card}))
+            jobs.append((self.sides[name], argv, self._environment(
+                name, **ROUND_ENVIRONMENT, **{self.settings.cards_variable: card})))
         run_together(jobs, self.settings.round_timeout)
         return {name: _report_rates(path, name)[1] for name, path in paths.items()}
 
@@ -402,6 +429,10 @@ def header(outcome: Outcome) -> list[str]:
              + f", threshold {s.threshold:.0%}, alpha {s.alpha:g} "
              f"({s.per_look_alpha:.4g} per look at rounds {', '.join(map(str, s.looks))}), "
              f"order seed {s.seed}"]
+    if s.hpu_recipes:
+        lines.append(f"Gaudi recipe cache: one folder per side ({RECIPE_VARIABLE}, in "
+                     f"{s.recipe_cache or 'the working directory'}), kept across rounds: "
+                     "rounds after the first load the compiled recipes instead of compiling")
     if outcome.interrupted:
         lines.append("INTERRUPTED: the rounds that finished are below; no verdict is final")
     return lines

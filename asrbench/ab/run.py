@@ -73,6 +73,14 @@ def settings_from(values: Any) -> rounds.Settings:
     """The A/B's Settings from the `ab` options (an argparse namespace or alike); every number
     is checked here (rounds.Settings), before any process starts."""
     check_run_numbers(values)
+    if getattr(values, "counters_only", None):
+        raise AsrbenchError("--counters-only times nothing, and an A/B decides on time: drop "
+                            "it (the A/B's accuracy runs count the work already)")
+    device = getattr(values, "device", None)
+    recipes = getattr(values, "recipe_cache", None)
+    if recipes is not None and getattr(values, "no_recipe_cache", False):
+        raise AsrbenchError("--recipe-cache and --no-recipe-cache contradict each other: "
+                            "give one")
     cards = (tuple(c.strip() for c in values.cards.split(",")) if values.cards is not None
              else None)
     variable = card_variable(getattr(values, "device", None), values.cards_variable)
@@ -81,7 +89,10 @@ def settings_from(values: Any) -> rounds.Settings:
         alpha=values.alpha, min_rounds=values.min_rounds, max_rounds=values.max_rounds,
         passes=values.passes, rounds_limit=values.rounds_limit, seed=values.seed,
         round_timeout=values.round_timeout, cards=cards,
-        cards_variable=variable if cards else None)
+        cards_variable=variable if cards else None,
+        recipe_cache=Path(recipes).resolve() if recipes is not None else None,
+        hpu_recipes=(recipes is not None or device in rounds.RECIPE_DEVICES)
+        and not getattr(values, "no_recipe_cache", False))
 
 
 def sides_from(values: Any) -> dict[str, rounds.Side]:

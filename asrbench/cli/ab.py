@@ -88,6 +88,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--cards-variable", metavar="NAME",
                    help="environment variable that gives a process its card (default from "
                         "--device: hpu HABANA_VISIBLE_MODULES, cuda CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--recipe-cache", type=Path, metavar="DIR",
+                   help="Gaudi: keep each side's compiled graph recipes in DIR/base and "
+                        "DIR/head (PT_HPU_RECIPE_CACHE_CONFIG), so rounds after the first load "
+                        "them from disk instead of compiling again (default with --device hpu "
+                        "or hpu-emulated: a folder beside the rounds' reports)")
+    p.add_argument("--no-recipe-cache", action="store_true",
+                   help="Gaudi: every process compiles its recipes afresh")
     p.add_argument("--round-timeout", type=float, default=DEFAULT_ROUND_TIMEOUT,
                    metavar="SECONDS", help="give up on a side that has not answered after this "
                                            f"long (default {DEFAULT_ROUND_TIMEOUT:g})")

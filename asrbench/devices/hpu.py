@@ -251,6 +251,8 @@ class HPUDevice(Device):
             "gaudi_config": self.gaudi_config_ref,
             "sdp_on_bf16": self.sdp_on_bf16,
             "static_shapes": self.static_shapes,
+            # the on-disk recipe cache (`asrbench ab` gives each side its own), or None
+            "recipe_cache": os.environ.get("PT_HPU_RECIPE_CACHE_CONFIG"),
         }
 
     # -- running ------------------------------------------------------------------------
