@@ -146,13 +146,16 @@ def test_the_pytest_gate_prints_the_interval_and_the_counts_with_the_diffs():
     with its interval and utterances worse/better, then the word diffs (limit: how many)."""
     from asrbench.plugin import change_listing
 
-    base = {"u1": [1, 5, 2, 20, 1, 5], "u2": [0, 5, 0, 20, 0, 5], "u3": [2, 5, 3, 20, 2, 5]}
-    now = {"u1": [0, 5, 2, 20, 0, 5], "u2": [1, 5, 1, 20, 0, 5], "u3": [3, 5, 1, 20, 2, 5]}
+    # three changed utterances and nine unchanged ones: 12 >= MIN_UNITS, so an interval
+    same = {f"s{i}": [1, 5, 2, 20, 1, 5] for i in range(9)}
+    base = {"u1": [1, 5, 2, 20, 1, 5], "u2": [0, 5, 0, 20, 0, 5], "u3": [2, 5, 3, 20, 2, 5], **same}
+    now = {"u1": [0, 5, 2, 20, 0, 5], "u2": [1, 5, 1, 20, 0, 5], "u3": [3, 5, 1, 20, 2, 5], **same}
     run, entry = _pair(base, now)
     comparison = compare_run(run, entry)
     assert len(comparison.transcripts) == 3
     listing = change_listing(comparison).splitlines()
-    assert listing[0].startswith("  WER +0.067 (95% CI ") and "2 utterances worse, 1 better" in listing[0]
+    # 12 -> 13 word errors of 60 words
+    assert listing[0].startswith("  WER +0.017 (95% CI ") and "2 utterances worse, 1 better" in listing[0]
     assert [line.split(":")[0].strip() for line in listing[-3:]] == ["u1", "u2", "u3"]
     assert not any(line.strip().startswith("u1:") for line in change_listing(comparison, 0).splitlines())
     unchanged, same_entry = _pair(base, base)
@@ -169,3 +172,113 @@ def test_a_baseline_edits_row_of_the_wrong_length_is_refused_at_load():
     document = {"schema": 1, "device_class": "cpu", "entries": {"cfg": entry}}
     with pytest.raises(AsrbenchError, match=r"entries\['cfg'\]\.edits\['u1'\]"):
         parse_baselines(document, "b.json")
+
+
+def test_one_changed_utterance_gives_no_interval_and_no_significance_claim():
+    # issue 28: on 64ba4a1 one utterance (8 words, one new error) gave
+    # "WER +0.125 (95% CI +0.125 .. +0.125)" and was significant
+    from asrbench.gate.accuracy import MIN_UNITS, describe_change
+    from asrbench.render.text import accuracy_lines
+
+    run, entry = _pair({"u1": [0, 8, 0, 30, 0, 8]}, {"u1": [1, 8, 2, 30, 1, 8]})
+    comparison = compare_run(run, entry)
+    wer = comparison.accuracy.change("wer")
+    assert wer.delta == pytest.approx(1 / 8)
+    assert (wer.low, wer.high) == (None, None) and not wer.significant
+    assert (comparison.accuracy.units, comparison.accuracy.min_units) == (1, MIN_UNITS)
+    assert describe_change(wer) == "WER +0.125 (no interval), 1 utterance worse, 0 better"
+    line = accuracy_lines(comparison)[0]
+    assert "CI" not in line and f"no interval from 1 utterance: fewer than {MIN_UNITS}" in line
+    # --wer-significance: no interval, so the tolerance decides and nothing claims significance
+    regressed = comparison.model_copy(update={"verdicts": [Verdict(
+        config_id="cfg", metric="wer", verdict="regressed", value=0.125, baseline=0.0,
+        delta=0.125, allowed=0.005)]})
+    [finding] = Policy(wer_significance=True).findings(regressed, ["wer"])
+    assert finding.fails and "significant" not in finding.message
+
+
+def test_edit_counts_that_disagree_with_the_transcripts_are_refused_in_one_line():
+    # "the cat sat" -> "the cat sit": 1 of 3 words, 1 of 11 characters (counted by hand);
+    # normalized the same: 1 of 3
+    from asrbench.gate.baselines import entry_from_runs
+
+    def run_with(edits: list[int]) -> Run:
+        document = make_run()
+        document["utterances"] = [{"id": "u1", "reference": "the cat sat",
+                                   "prediction": "the cat sit", "edits": edits}]
+        return Run.model_validate(document)
+
+    honest = run_with([1, 3, 1, 11, 1, 3])
+    entry = BaselineEntry.model_validate({**make_entry(make_run()),
+                                          "edits": {"u1": [0, 3, 0, 11, 0, 3]}})
+    assert compare_run(honest, entry).verdicts  # judged
+    for forged in ([10 ** 15, 3, 1, 11, 1, 3], [1, 3, 1, 11, 10 ** 15, 3], [0, 3, 0, 11, 0, 3],
+                   [1, 3000, 1, 11, 1, 3]):
+        with pytest.raises(AsrbenchError) as caught:
+            compare_run(run_with(forged), entry)
+        message = str(caught.value)
+        assert "\n" not in message and "utterance u1" in message
+        assert "disagree with its transcripts" in message
+        with pytest.raises(AsrbenchError, match="disagree with its transcripts"):
+            entry_from_runs([run_with(forged)], {})
+    # a baseline entry's counts impossible for its predictions: 10^15 errors of a 3-word one
+    predictions = {"u1": "the cat sat"}
+    from asrbench.formats.model import predictions_digest
+
+    forged_entry = BaselineEntry.model_validate({
+        **make_entry(make_run()), "predictions": predictions,
+        "predictions_sha256": predictions_digest(predictions),
+        "edits": {"u1": [10 ** 15, 3, 0, 11, 0, 3]}})
+    with pytest.raises(AsrbenchError, match="impossible for its predictions"):
+        compare_run(honest, forged_entry)
+
+
+def _speakers_pair(with_speakers: bool):
+    """12 speakers of 5 utterances (10 words each); every utterance of one speaker got 4 more
+    errors, nothing else moved: a change that one speaker carries."""
+    base, now, speakers = {}, {}, {}
+    for speaker in range(12):
+        for n in range(5):
+            uid = f"s{speaker}u{n}"
+            base[uid] = [1, 10, 1, 40, 1, 10]
+            now[uid] = [5, 10, 5, 40, 5, 10] if speaker == 0 else base[uid]
+            speakers[uid] = f"{speaker:016x}"
+    run, entry = _pair(base, now)
+    if with_speakers:
+        run = run.model_copy(update={"utterances": [
+            u.model_copy(update={"speaker": speakers[u.id]}) for u in run.utterances]})
+    return run, entry, base, now, speakers
+
+
+def test_the_bootstrap_resamples_speakers_where_the_data_names_them():
+    blocked_run, entry, base, now, speakers = _speakers_pair(True)
+    blocked = compare_run(blocked_run, entry).accuracy
+    assert (blocked.method, blocked.units, blocked.utterances) == ("speakers", 12, 60)
+    # the same as an utterance bootstrap over each speaker's summed counts (built here)
+    order = sorted({s for s in speakers.values()})
+    sums = {side: [[sum(edits[u][c] for u in edits if speakers[u] == s) for c in (0, 1)]
+                   for s in order] for side, edits in (("base", base), ("now", now))}
+    [(delta, low, high)] = paired_bootstrap(sums["base"], sums["now"])
+    wer = blocked.change("wer")
+    assert (wer.delta, wer.low, wer.high) == pytest.approx((delta, low, high))
+    assert wer.delta == pytest.approx(20 / 600)
+    # one speaker in twelve is missing from about a third of the resamples: not significant
+    assert wer.low <= 0 < wer.high and not wer.significant
+    # the same utterances without speakers: resampled as independent, the five correlated
+    # utterances look like five pieces of evidence, and the change looks significant
+    plain_run, entry, *_ = _speakers_pair(False)
+    plain = compare_run(plain_run, entry).accuracy
+    assert (plain.method, plain.units) == ("utterances", 60)
+    assert "names no speakers" in plain.note and plain.change("wer").significant
+
+
+def test_too_few_speakers_give_no_interval_however_many_utterances():
+    base = {f"s{s}u{n}": [1, 10, 1, 40, 1, 10] for s in range(3) for n in range(10)}
+    now = {k: ([3, 10, 3, 40, 3, 10] if k.startswith("s0") else v) for k, v in base.items()}
+    run, entry = _pair(base, now)
+    run = run.model_copy(update={"utterances": [
+        u.model_copy(update={"speaker": u.id[:2]}) for u in run.utterances]})
+    accuracy = compare_run(run, entry).accuracy
+    assert (accuracy.method, accuracy.units, accuracy.utterances) == ("speakers", 3, 30)
+    assert accuracy.change("wer").low is None
+    assert "no interval from 3 speakers: fewer than 10" in accuracy.note

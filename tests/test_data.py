@@ -152,3 +152,31 @@ def test_hub_offline_failure_is_one_line_user_error(monkeypatch):
     with pytest.raises(AsrbenchError, match="could not load dataset") as info:
         load_split("nobody/no-such-dataset-asrbench", "hi", "test")
     assert "\n" not in str(info.value)
+
+
+def test_common_voice_keeps_each_rows_speaker_as_a_pseudonym(tmp_path):
+    """client_id (Common Voice's speaker) reaches every utterance and index row as the first 16
+    hex digits of its sha256 (the blockwise bootstrap groups by it); a table without the
+    column, like a manifest, has no speakers."""
+    import csv
+    import hashlib
+    import shutil
+
+    from asrbench.measure.data import index_split
+
+    with open(EMBEDDED_CORPUS / "en" / "test.tsv", encoding="utf-8", newline="") as fh:
+        table = list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    expected = {Path(r["path"]).stem: hashlib.sha256(r["client_id"].encode()).hexdigest()[:16]
+                for r in table}
+    split = load_split(str(EMBEDDED_CORPUS), "en", "test", limit=3)
+    assert [u.speaker for u in split.utterances] == [expected[u.id] for u in split.utterances]
+    rows = index_split(str(EMBEDDED_CORPUS), "en", "test", limit=3).rows
+    assert [r.speaker for r in rows] == [expected[r.id] for r in rows]
+    # without client_id: no speakers
+    locale = tmp_path / "en"
+    shutil.copytree(EMBEDDED_CORPUS / "en" / "clips", locale / "clips")
+    with open(locale / "test.tsv", "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
+        writer.writerow(["path", "sentence"])
+        writer.writerows([[r["path"], r["sentence"]] for r in table[:2]])
+    assert [u.speaker for u in load_split(str(tmp_path), "en", "test").utterances] == [None, None]

@@ -12,6 +12,7 @@ removed is the model: on 64ba4a1 its generation config had no language table, so
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -22,6 +23,8 @@ import pytest
 from asrbench.cli.main import main
 from asrbench.config.settings import BenchConfig
 from asrbench.errors import AsrbenchError
+
+from helpers import embedded_rows
 
 CLIPS, BATCH, MAX_LENGTH = 2, 2, 12
 
@@ -99,7 +102,12 @@ def test_the_reports_settings_are_what_generation_received(without_generation_co
     report = tmp_path / "report.json"
     calls = _spied_run(without_generation_config, report, monkeypatch, language, task,
                        via_generate)
-    config = json.loads(report.read_text(encoding="utf-8"))["runs"][0]["config"]
+    run = json.loads(report.read_text(encoding="utf-8"))["runs"][0]
+    config = run["config"]
+    # the speaker of each utterance reaches the report (Common Voice client_id, pseudonymized)
+    speakers = {Path(r["path"]).stem: hashlib.sha256(r["client_id"].encode()).hexdigest()[:16]
+                for r in embedded_rows("en")}
+    assert [u["speaker"] for u in run["utterances"]] == [speakers[u["id"]] for u in run["utterances"]]
     assert (config["language"], config["task"]) == (language, task)
     # the prompt these settings mean, from the tokenizer's own special tokens
     tokenizer = WhisperTokenizerFast.from_pretrained(without_generation_config)

@@ -227,6 +227,11 @@ class UtteranceResult(_Model):
         None, min_length=EDIT_FIELDS, max_length=EDIT_FIELDS,
         description="[word errors, reference words, char errors, reference chars, normalized "
                     "word errors, normalized reference words]")
+    speaker: Optional[str] = Field(
+        None, min_length=1, max_length=64,
+        description="pseudonymous speaker id (sha256 of the dataset's speaker field, e.g. "
+                    "Common Voice client_id, first 16 hex digits): the bootstrap resamples "
+                    "speakers; absent where the data has none")
 
 
 class Verdict(_Model):
@@ -264,15 +269,18 @@ class ErrorRateChange(_Model):
 
     metric: str
     delta: float = Field(description="run - baseline, corpus level over the shared utterances")
-    low: float = Field(description="lower end of the confidence interval of delta")
-    high: float
+    low: Optional[float] = Field(None, description="lower end of the confidence interval of "
+                                                   "delta; None: no interval (too few units)")
+    high: Optional[float] = None
     better: NonNegativeInt = Field(description="utterances with fewer errors than the baseline")
     worse: NonNegativeInt
     unchanged: NonNegativeInt
 
     @property
     def significant(self) -> bool:
-        """The interval excludes 0."""
+        """The interval excludes 0 (never without an interval)."""
+        if self.low is None or self.high is None:
+            return False
         return self.low > 0 or self.high < 0
 
 
@@ -280,6 +288,14 @@ class AccuracyChange(_Model):
     """The error-rate changes of a run whose transcripts differ from its baseline's."""
 
     utterances: NonNegativeInt = Field(description="scored on both sides (edit counts known)")
+    method: Literal["utterances", "speakers"] = Field(
+        "utterances", description="what the bootstrap resampled: speakers (blockwise, every "
+                                  "utterance of a drawn speaker) or utterances")
+    units: Optional[NonNegativeInt] = Field(
+        None, description="how many units (speakers or utterances) were resampled")
+    min_units: Optional[PositiveInt] = Field(
+        None, description="the fewest units an interval is given from; below it, no interval")
+    note: str = Field("", description="why the method or the missing interval, in words")
     confidence: float = Field(gt=0, lt=1)
     resamples: PositiveInt
     seed: BoundedInt

@@ -13,8 +13,20 @@ Two questions the gate asks before and after it compares error rates:
   of the differences. A real shift moves most resamples the same way; the same errors
   reshuffled across utterances do not.
 
+Utterances of one speaker are not independent (the same voice, accent and microphone), so
+where the data names speakers (Common Voice `client_id`, kept as each utterance's pseudonymous
+`speaker`) the bootstrap is blockwise: it resamples speakers, each drawn speaker bringing all
+of its utterances (Peng & Liu, arXiv 1912.09508). Where speakers are unknown it falls back to
+utterances and says so. No interval (and no significance claim) is given from fewer than
+MIN_UNITS resampled units (speakers, or utterances): with fewer, a percentile interval says
+nothing (one utterance gives the interval delta .. delta). The report records the method,
+the units and the minimum (AccuracyChange).
+
 Edit counts are what reports keep per utterance and baselines per id (EDIT_INDEX); runs or
-entries written before they were kept get no interval.
+entries written before they were kept get no interval. They are never trusted: a report's
+raw word and character counts are recomputed from its transcripts (the counting of
+asrbench.measure.metrics), and counts that are impossible for the transcripts (the normalized
+ones, a baseline's) are refused (check_edits), in one line.
 """
 
 from __future__ import annotations
@@ -34,6 +46,10 @@ SEED = 20040517  # fixed: the same report and baseline always give the same inte
 #: Non-English entries then used Whisper's BasicTextNormalizer, which nothing uses any more.
 UNVERSIONED_SAME_AS = frozenset({"whisper-english/1"})
 _CHUNK = 500  # resamples drawn at once (bounds memory: chunk x utterances indices)
+#: the fewest resampled units (speakers; utterances where speakers are unknown) an interval of
+#: an error-rate change is given from: below it, the change and the utterances that moved are
+#: shown, with no interval and no significance claim
+MIN_UNITS = 10
 
 
 def normalizer_problem(run: Run, entry: BaselineEntry) -> Optional[str]:
@@ -94,10 +110,36 @@ def paired_bootstrap(base: Sequence[Sequence[int]], run: Sequence[Sequence[int]]
     return out
 
 
+def _blocks(run: Run, shared: list[str]) -> tuple[str, list[list[int]], str]:
+    """How the shared utterances are resampled: ("speakers", the positions in `shared` of each
+    speaker's utterances, "") where every one names its speaker; else ("utterances", one block
+    per utterance, why)."""
+    speakers = {u.id: u.speaker for u in run.utterances}
+    unknown = sum(1 for uid in shared if not speakers.get(uid))
+    if unknown == 0:
+        groups: dict[str, list[int]] = {}
+        for position, uid in enumerate(shared):
+            groups.setdefault(speakers[uid], []).append(position)
+        return "speakers", list(groups.values()), ""
+    why = ("the data names no speakers" if unknown == len(shared) else
+           f"{unknown} of {len(shared)} utterances name no speaker")
+    return ("utterances", [[i] for i in range(len(shared))],
+            f"{why}: utterances resampled as if independent")
+
+
+def _block_sums(rows: list[list[int]], blocks: list[list[int]]) -> list[list[int]]:
+    """Each block's column sums: a corpus-level rate over resampled blocks is the same as over
+    the utterances they hold."""
+    return [[sum(rows[i][c] for i in block) for c in range(len(rows[0]))] for block in blocks]
+
+
 def accuracy_change(run: Run, entry: BaselineEntry, confidence: float = CONFIDENCE,
-                    resamples: int = RESAMPLES, seed: int = SEED) -> Optional[AccuracyChange]:
-    """The intervals of WER, normalized WER and CER changes over the utterances with edit
-    counts on both sides, and how many got better / worse / stayed; None without any."""
+                    resamples: int = RESAMPLES, seed: int = SEED,
+                    min_units: int = MIN_UNITS) -> Optional[AccuracyChange]:
+    """The changes of WER, normalized WER and CER over the utterances with edit counts on both
+    sides, how many got better / worse / stayed, and each change's interval (blockwise over
+    speakers where known, else over utterances; none from fewer than `min_units` units); None
+    without any shared utterance."""
     current = {u.id: u.edits for u in run.utterances if u.edits is not None}
     shared = [uid for uid in current if uid in entry.edits]
     if not shared:
@@ -105,9 +147,18 @@ def accuracy_change(run: Run, entry: BaselineEntry, confidence: float = CONFIDEN
     base = [entry.edits[uid] for uid in shared]
     ours = [current[uid] for uid in shared]
     columns = [i for metric in EDIT_INDEX for i in EDIT_INDEX[metric]]
-    intervals = paired_bootstrap([[row[i] for i in columns] for row in base],
-                                 [[row[i] for i in columns] for row in ours],
-                                 confidence, resamples, seed)
+    method, blocks, note = _blocks(run, shared)
+    base_rows = _block_sums([[row[i] for i in columns] for row in base], blocks)
+    our_rows = _block_sums([[row[i] for i in columns] for row in ours], blocks)
+    enough = len(blocks) >= min_units
+    if enough:
+        intervals = paired_bootstrap(base_rows, our_rows, confidence, resamples, seed)
+    else:
+        intervals = [(_point(base_rows, our_rows, k), None, None) for k in range(len(EDIT_INDEX))]
+        unit = "speaker" if method == "speakers" else "utterance"
+        note = "; ".join(part for part in (
+            f"no interval from {len(blocks)} {unit}{'s' * (len(blocks) != 1)}: fewer than "
+            f"{min_units}", note) if part)
     changes = []
     for (metric, (errors, _)), (delta, low, high) in zip(EDIT_INDEX.items(), intervals):
         if delta != delta:  # NaN: no reference words on a side (e.g. all normalized away)
@@ -117,14 +168,114 @@ def accuracy_change(run: Run, entry: BaselineEntry, confidence: float = CONFIDEN
         changes.append(ErrorRateChange(metric=metric, delta=delta, low=low, high=high,
                                        better=better, worse=worse,
                                        unchanged=len(shared) - better - worse))
-    return AccuracyChange(utterances=len(shared), confidence=confidence, resamples=resamples,
-                          seed=seed, changes=changes)
+    return AccuracyChange(utterances=len(shared), method=method, units=len(blocks),
+                          min_units=min_units, note=note, confidence=confidence,
+                          resamples=resamples, seed=seed, changes=changes)
+
+
+def _point(base: list[list[int]], run: list[list[int]], k: int) -> float:
+    """Rate k's corpus-level run - base (NaN where a side has no reference length)."""
+    def rate(rows: list[list[int]]) -> float:
+        errors, length = sum(r[2 * k] for r in rows), sum(r[2 * k + 1] for r in rows)
+        return errors / length if length else float("nan")
+
+    return rate(run) - rate(base)
+
+
+# -- edit counts checked against the transcripts ---------------------------------------------
+
+def raw_edits(reference: str, prediction: str) -> tuple[int, int, int, int]:
+    """(word errors, reference words, char errors, reference chars) as
+    asrbench.measure.metrics.utterance_edits counts them (jiwer; an empty reference: every
+    predicted word / character is an error of a zero-length reference)."""
+    import jiwer
+
+    if not reference.strip():
+        return len(prediction.split()), 0, len(prediction.strip()), 0
+    words = jiwer.process_words(reference, prediction)
+    chars = jiwer.process_characters(reference, prediction)
+    return (words.substitutions + words.deletions + words.insertions,
+            words.substitutions + words.deletions + words.hits,
+            chars.substitutions + chars.deletions + chars.insertions,
+            chars.substitutions + chars.deletions + chars.hits)
+
+
+def _word_bound(text: str) -> int:
+    """The most words any normalizer makes of `text`: a word takes at least one character, and
+    a symbol may become a word of its own ("%" -> "percent"), so twice the characters, plus
+    one."""
+    return 2 * len(text) + 1
+
+
+def impossible_edits(edits: list[int], prediction: str, reference: Optional[str]) -> Optional[str]:
+    """Why one utterance's stored edit counts cannot be its transcripts' (a phrase), or None.
+    Without a reference only bounds are checked: an edit distance is at most the longer of
+    the two sequences."""
+    words, ref_words, chars, ref_chars, norm_errors, norm_words = edits
+    if reference is not None:
+        expected = raw_edits(reference, prediction)
+        if tuple(edits[:4]) != expected:
+            return (f"edit counts {edits[:4]} (word errors, words, char errors, chars), the "
+                    f"transcripts give {list(expected)}")
+        bound = _word_bound(reference)
+        if norm_words > bound:
+            return f"{norm_words} normalized reference words from a {len(reference)}-character reference"
+    if words > max(ref_words, len(prediction.split())):
+        return f"{words} word errors with {ref_words} reference words and {len(prediction.split())} predicted"
+    if chars > max(ref_chars, len(prediction)):
+        return f"{chars} character errors with {ref_chars} reference characters and {len(prediction)} predicted"
+    if norm_errors > max(norm_words, _word_bound(prediction)):
+        return (f"{norm_errors} normalized word errors with {norm_words} normalized reference "
+                f"words and a {len(prediction)}-character prediction")
+    return None
+
+
+def check_edits(run: Run, entry: Optional[BaselineEntry] = None) -> None:
+    """Refuse (AsrbenchError, one line) a run whose edit counts disagree with its transcripts,
+    or a baseline entry whose counts are impossible for its predictions."""
+    for u in run.utterances:
+        if u.edits is None:
+            continue
+        problem = impossible_edits(u.edits, u.prediction, u.reference)
+        if problem:
+            raise AsrbenchError(f"{run.config.id}: utterance {u.id}: {problem}: "
+                                "the report's edit counts disagree with its transcripts "
+                                "(edited by hand?); regenerate it with `asrbench run`")
+    if entry is None:
+        return
+    for uid, edits in entry.edits.items():
+        prediction = entry.predictions.get(uid)
+        if prediction is None:
+            continue
+        problem = impossible_edits(edits, prediction, None)
+        if problem:
+            raise AsrbenchError(f"{run.config.id}: the baseline entry's utterance "
+                                f"{uid}: {problem}: its edit counts are "
+                                "impossible for its predictions; record the entry again")
 
 
 def describe_change(change: ErrorRateChange, confidence: float = CONFIDENCE) -> str:
-    """e.g. "WER +0.021 (95% CI +0.004 .. +0.038), 5 utterances worse, 1 better"."""
+    """e.g. "WER +0.021 (95% CI +0.004 .. +0.038), 5 utterances worse, 1 better"; without an
+    interval "WER +0.125 (no interval), 1 utterance worse, 0 better"."""
     name = {"wer": "WER", "wer_normalized": "normalized WER", "cer": "CER"}.get(change.metric,
                                                                                 change.metric)
+    moved = (f"{change.worse} utterance{'s' * (change.worse != 1)} worse, "
+             f"{change.better} better")
+    if change.low is None or change.high is None:
+        return f"{name} {change.delta:+.3f} (no interval), {moved}"
     return (f"{name} {change.delta:+.3f} ({confidence:.0%} CI {change.low:+.3f} .. "
-            f"{change.high:+.3f}), {change.worse} utterance{'s' * (change.worse != 1)} worse, "
-            f"{change.better} better" + ("" if change.significant else ": not significant"))
+            f"{change.high:+.3f}), {moved}" + ("" if change.significant else ": not significant"))
+
+
+def method_text(accuracy: AccuracyChange) -> str:
+    """How the intervals were made, in words, e.g. "paired bootstrap over 12 speakers (40
+    utterances)"."""
+    units = accuracy.units if accuracy.units is not None else accuracy.utterances
+    if accuracy.method == "speakers":
+        text = (f"paired bootstrap over {units} speaker{'s' * (units != 1)} "
+                f"({accuracy.utterances} utterances)")
+    else:
+        text = f"paired bootstrap over {units} utterance{'s' * (units != 1)}"
+    if accuracy.changes and all(c.low is None for c in accuracy.changes):
+        text = "no paired bootstrap"
+    return text + (f"; {accuracy.note}" if accuracy.note else "")

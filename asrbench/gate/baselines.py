@@ -22,6 +22,7 @@ from typing import Any, Optional
 from pydantic import ValidationError
 
 from asrbench.errors import AsrbenchError
+from asrbench.gate.accuracy import check_edits
 from asrbench.gate.counters import (check_same_counters, counter_verdicts, counts_summary,
                                     describe_changes)
 from asrbench.formats.io import read_json, write_json_atomic
@@ -139,6 +140,8 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any],
 
     check_same_transcripts(runs)
     check_same_counters(runs)
+    for each in runs:  # the entry keeps the edit counts: never ones the transcripts disagree with
+        check_edits(each)
     run = runs[0]
     predictions = {u.id: u.prediction for u in run.utterances}
     if not isinstance(environment, dict):  # results.Environment

@@ -19,7 +19,7 @@ import difflib
 import math
 
 from asrbench.errors import AsrbenchError
-from asrbench.gate.accuracy import accuracy_change, check_normalizer
+from asrbench.gate.accuracy import accuracy_change, check_edits, check_normalizer
 from asrbench.gate.baselines import GATED_METRICS, tolerance_of
 from asrbench.gate.counters import run_counter_verdicts
 from asrbench.formats.environment import CPU_BF16
@@ -266,6 +266,7 @@ def compare_run(run: Run, entry: BaselineEntry | None,
                           verdicts=verdicts + run_checks(run, tolerance))
     check_model(run, entry)  # another model with the same short name is refused, not compared
     check_normalizer(run, entry)  # another normalizer's normalized WER is refused, not compared
+    check_edits(run, entry)  # edit counts that are not the transcripts' are refused, not used
     current = {u.id: u.prediction for u in run.utterances}
     transcripts = changed_transcripts(entry.predictions, current)
     why = arithmetic_problem(run, entry)

@@ -114,6 +114,8 @@ class Policy:
         change = comparison.accuracy.change(metric)
         if change is None or change.significant:
             return None
+        if change.low is None or change.high is None:  # too few units: the tolerance decides
+            return None
         return (f"; not significant: {comparison.accuracy.confidence:.0%} CI "
                 f"{change.low:+.4f} .. {change.high:+.4f} includes 0 (--wer-significance)")
 

@@ -516,7 +516,8 @@ class Evaluator:
             UtteranceResult(id=split.rows[index].id, reference=split.rows[index].reference,
                             prediction=prediction,
                             tokens=count_generated(seq, self._prompt_ids, self._eos),
-                            audio_seconds=samples / SAMPLE_RATE)
+                            audio_seconds=samples / SAMPLE_RATE,
+                            speaker=split.rows[index].speaker)
             for index, samples, prediction, seq in decoded
         ]
         skipped = sorted([*split.skipped, *cache.skipped], key=lambda s: s.position)

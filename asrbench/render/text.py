@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Iterable
 
-from asrbench.gate.accuracy import describe_change
+from asrbench.gate.accuracy import describe_change, method_text
 from asrbench.gate.compare import describe_verdict  # noqa: F401  (re-exported for callers)
 from asrbench.gate.compare import format_number as _number
 
@@ -140,7 +140,7 @@ def accuracy_lines(comparison: "Comparison") -> list[str]:
         return ["no interval of the error-rate changes: the baseline entry (or the report) has "
                 "no per-utterance edit counts; refresh the entry to get one"]
     return [describe_change(change, accuracy.confidence)
-            + f" (paired bootstrap over {accuracy.utterances} utterances)" * (i == 0)
+            + f" ({method_text(accuracy)})" * (i == 0)
             for i, change in enumerate(accuracy.changes)]
 
 

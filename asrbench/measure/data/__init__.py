@@ -27,6 +27,7 @@ class Utterance:
     id: str  # stable id (Common Voice clip name, manifest id, hub row index)
     audio: np.ndarray  # float32 mono at SAMPLE_RATE
     reference: str  # reference transcript, as stored
+    speaker: str | None = None  # pseudonymous speaker id (speaker_id), None where unknown
 
     @property
     def audio_seconds(self) -> float:
@@ -65,6 +66,7 @@ class RawRow:
     # samples at 16 kHz from the header alone (max_seconds=...); raises AudioError. None: the
     # index decodes the clip once to learn its length
     probe: Callable[..., int] | None = None
+    speaker: str | None = None  # pseudonymous speaker id (speaker_id), None where unknown
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class IndexedRow:
     reference: str  # stripped, never empty
     samples: int  # length at 16 kHz the header declares (sorts the batches)
     audio: Callable[..., np.ndarray]  # decodes on demand (max_seconds=...); raises AudioError
+    speaker: str | None = None  # pseudonymous speaker id, None where unknown
 
 
 @dataclass
@@ -96,7 +99,7 @@ class SplitIndex:
     def of(cls, split: LoadedSplit, max_duration: float = float("inf")) -> "SplitIndex":
         """An index over a split already in memory (its clips are "decoded" from memory)."""
         rows = [IndexedRow(i, u.id, u.reference, len(u.audio),
-                           lambda max_seconds=None, audio=u.audio: audio)
+                           lambda max_seconds=None, audio=u.audio: audio, u.speaker)
                 for i, u in enumerate(split.utterances)]
         return cls(split.name, max_duration, rows, list(split.skipped))
 
@@ -110,7 +113,19 @@ def decode_row(row: IndexedRow, max_duration: float) -> Utterance | Skipped:
     seconds = len(audio) / SAMPLE_RATE
     if seconds >= max_duration:
         return Skipped(row.id, f"too long: {seconds:.1f} s >= {max_duration:g} s", row.position)
-    return Utterance(row.id, audio, row.reference)
+    return Utterance(row.id, audio, row.reference, row.speaker)
+
+
+def speaker_id(value: object) -> str | None:
+    """A pseudonymous speaker id for grouping a speaker's utterances (the blockwise bootstrap,
+    gate/accuracy.py): the first 16 hex digits of sha256 over the dataset's speaker field
+    (Common Voice's `client_id`), so a report never stores the dataset's own id; None where
+    the field is missing or empty."""
+    import hashlib
+
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return hashlib.sha256(value.strip().encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def unusable(reason: str) -> Callable[[], np.ndarray]:
@@ -153,7 +168,7 @@ def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int |
             split.skipped.append(Skipped(row.id, f"too long: {seconds:.1f} s >= {max_duration:g} s"))
             continue
         seen.add(row.id)
-        split.utterances.append(Utterance(row.id, audio, reference))
+        split.utterances.append(Utterance(row.id, audio, reference, row.speaker))
     bar.close()
     if not split.utterances:
         raise none_usable(name, split.skipped)
@@ -203,7 +218,8 @@ def index(name: str, rows: Iterable[RawRow], max_duration: float, limit: int | N
                                          f"{max_duration:g} s", position))
             continue
         seen.add(row.id)
-        found.rows.append(IndexedRow(position, row.id, reference, samples, row.audio))
+        found.rows.append(IndexedRow(position, row.id, reference, samples, row.audio,
+                                     row.speaker))
     bar.close()
     if not found.rows:
         raise none_usable(name, found.skipped)
@@ -247,4 +263,4 @@ def _source(dataset: str, dataset_config: str | None, split: str,
 
 __all__ = ["SAMPLE_RATE", "AudioError", "IndexedRow", "LoadedSplit", "RawRow", "Skipped",
            "SplitIndex", "Utterance", "collect", "decode_audio", "decode_row", "index",
-           "index_split", "load_split", "unusable"]
+           "index_split", "load_split", "speaker_id", "unusable"]

@@ -7,7 +7,7 @@ import functools
 from pathlib import Path
 from typing import Iterator
 
-from asrbench.measure.data import RawRow, unusable
+from asrbench.measure.data import RawRow, speaker_id, unusable
 from asrbench.measure.data.audio import decode_audio, probe_audio
 from asrbench.errors import AsrbenchError
 
@@ -77,5 +77,6 @@ def _iter_rows(tsv: Path) -> Iterator[RawRow]:
             if stems.setdefault(clip_id, clip) != clip:
                 clip_id = clip
             yield RawRow(clip_id, functools.partial(decode_audio, clips / clip),
-                         record.get("sentence"), functools.partial(probe_audio, clips / clip))
+                         record.get("sentence"), functools.partial(probe_audio, clips / clip),
+                         speaker_id(record.get("client_id")))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Iterator
 
-from asrbench.measure.data import RawRow, unusable
+from asrbench.measure.data import RawRow, speaker_id, unusable
 from asrbench.measure.data.audio import decode_audio, probe_audio
 from asrbench.errors import AsrbenchError, first_line
 
@@ -68,4 +68,5 @@ def _iter_rows(ds, column: str, text_column: str, split: str) -> Iterator[RawRow
             loader = unusable("row has no audio bytes (a path alone is not read)")
             probe = None
         text = record.get(text_column)
-        yield RawRow(row_id, loader, text if isinstance(text, str) else None, probe)
+        yield RawRow(row_id, loader, text if isinstance(text, str) else None, probe,
+                     speaker_id(record.get("client_id")))  # Common Voice on the Hub has it
