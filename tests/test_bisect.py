@@ -20,6 +20,7 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
            "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
            "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+ROOT = Path(__file__).resolve().parent.parent
 MEASURE = "import shutil, sys\nshutil.copy('report.json', sys.argv[1])\n"
 COMMAND = f"{sys.executable} measure.py {{report}}"
 
@@ -195,3 +196,16 @@ def test_a_definition_change_alone_stops_the_bisect_and_says_why(tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"the counter definitions changed at {shas[3][:12]} commit 4" in err
     assert "nothing to bisect" in err
+
+
+def test_a_step_counts_counters_only_where_the_commits_asrbench_has_it(tmp_path):
+    """Issue 29: a step runs `asrbench run --counters-only` (no timed pass) when the commit's
+    own asrbench declares the option, else one timed pass (a commit from before it)."""
+    from asrbench.ab.bisect import _counting_mode
+
+    assert _counting_mode(str(ROOT)) == ["--counters-only"]
+    old = tmp_path / "asrbench" / "config"
+    old.mkdir(parents=True)
+    (old / "options.py").write_text('Option("counters", "...")\n')
+    assert _counting_mode(str(tmp_path)) == ["--passes", "1"]
+    assert _counting_mode(str(tmp_path / "nothing")) == ["--passes", "1"]

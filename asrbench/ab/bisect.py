@@ -128,6 +128,16 @@ def subject(root: str | Path, sha: str) -> str:
 
 # -- one measurement ------------------------------------------------------------------------
 
+def _counting_mode(worktree: str) -> list[str]:
+    """How a step counts: `--counters-only` (no timed pass, no warm-up on the CPU) where the
+    commit's asrbench has it, else one timed pass (older commits)."""
+    try:
+        options = (Path(worktree) / "asrbench" / "config" / "options.py").read_text("utf-8")
+    except OSError:
+        options = ""
+    return ["--counters-only"] if '"counters-only"' in options else ["--passes", "1"]
+
+
 def _measure_report(plan: Plan, worktree: str, report: Path) -> None:
     """Write the report of the commit checked out in `worktree` to `report` (a fresh process
     whose cwd and PYTHONPATH are the worktree); a failure is an AsrbenchError."""
@@ -137,8 +147,8 @@ def _measure_report(plan: Plan, worktree: str, report: Path) -> None:
         argv: Any = plan.command.replace("{report}", shlex.quote(str(report)))
         shell = True
     else:
-        argv = [sys.executable, "-m", "asrbench", "run", "--passes", "1", *plan.run_args,
-                "--report", str(report), "--no-progress"]
+        argv = [sys.executable, "-m", "asrbench", "run", *_counting_mode(worktree),
+                *plan.run_args, "--report", str(report), "--no-progress"]
         shell = False
     try:
         done = subprocess.run(argv, cwd=worktree, env=env, shell=shell, capture_output=True,

@@ -19,7 +19,8 @@ touched; the worktree is removed at the end, also on errors and Ctrl-C). Each co
 measured by `asrbench run` in a fresh process whose working directory and PYTHONPATH are the
 worktree, so that commit's asrbench runs.
 
---metric counters (default; exact and fast: one run per commit): a commit is bad when its work
+--metric counters (default; exact and fast: one `asrbench run --counters-only` per commit, or
+one timed pass where the commit's asrbench predates that option): a commit is bad when its work
 counters differ from GOOD's. --metric throughput (slow: an A/B of 4 to 9 rounds of fresh
 processes per commit, against a second worktree held at GOOD): bad when the A/B says DIFFERENT,
 skipped when it cannot decide. A commit that cannot be judged (its measurement fails, it was
