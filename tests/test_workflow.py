@@ -229,11 +229,17 @@ def test_counters_job_pre_screens_the_emulated_gaudi_on_every_pull_request(count
     assert "bash scripts/setup.sh" in scripts
     run = next(r for r in scripts if "asrbench run" in r)
     assert "--device hpu-emulated" in run and "--matrix benchmarks/matrix.toml" in run
-    assert "--no-counters" not in run
+    assert "--no-counters" not in run and "--counters-only" in run  # issue 29: no timed pass
     compare = next(r for r in scripts if "asrbench compare" in r)
     assert "--report reports/emulated.json" in compare and "--markdown counters.md" in compare
-    # every option the job passes is one the commands accept
-    for command in (run, compare):
+    assert job["timeout-minutes"] <= 20
+    # the CPU default section too, in its own job (in parallel), gated the same way
+    cpu = [s.get("run", "") for s in _steps(counters["jobs"]["cpu-default"])]
+    cpu_run = next(r for r in cpu if "asrbench run" in r)
+    assert "--device cpu" in cpu_run and "--counters-only" in cpu_run
+    cpu_compare = next(r for r in cpu if "asrbench compare" in r)
+    # every option the jobs pass is one the commands accept
+    for command in (run, compare, cpu_run, cpu_compare):
         argv = command.replace("\\\n", " ").split(".venv/bin/asrbench ", 1)[1].split()
         build_parser().parse_args(argv)
 
