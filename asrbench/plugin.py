@@ -44,7 +44,11 @@ def option(config: pytest.Config, name: str) -> Any:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "asrbench: a benchmark test driven by the asrbench matrix")
     config.stash[STATE_KEY] = {"session": None, "configs": None, "results": {}, "comparisons": {},
-                               "tolerance": None, "device_class": None, "device_classes": {}}
+                               "tolerance": None, "device_class": None, "device_classes": {},
+                               # config id -> why it could not be judged (first error)
+                               "errors": {},
+                               # config ids whose selected tests judge them (bench_comparison)
+                               "selected": []}
     if option(config, "from_report"):
         try:  # an invalid report: one line before collection, not a collection error
             _configs(config)
@@ -112,6 +116,7 @@ def _configs_from_report(config: pytest.Config) -> tuple[list[BenchConfig], int]
     from asrbench.formats.io import load_report
 
     state = _state(config)
+    _report_path(config)  # refuses writing over the judged report, before anything runs
     report = load_report(option(config, "from_report"))
     names = {f.name for f in dataclasses.fields(BenchConfig)}
     configs = []
@@ -136,11 +141,62 @@ def _configs_from_report(config: pytest.Config) -> tuple[list[BenchConfig], int]
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "bench_config" not in metafunc.fixturenames:
         return
+    state = _state(metafunc.config)
     try:
         configs, _ = _configs(metafunc.config)
     except AsrbenchError as exc:
-        raise pytest.UsageError(f"asrbench: {exc}") from None
+        # Raised from pytest_collection_finish, where pytest shows a usage error in one line
+        # (raised here, inside collection, it would come inside a pluggy traceback).
+        state.setdefault("usage_error", _safe(f"asrbench: {exc}"))
+        configs = []
     metafunc.parametrize("bench_config", configs, ids=[c.id for c in configs])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note which configs this session must judge: those with a selected test that asks for
+    their comparison (after -k and deselection). Each of them is judged, or the session fails
+    with "could not judge" (fail closed)."""
+    state = session.config.stash.get(STATE_KEY, None)
+    if state is not None and state.get("usage_error"):
+        raise pytest.UsageError(state["usage_error"])
+    if state is None or option(session.config, "update_baselines"):
+        return
+    selected: dict[str, None] = {}
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        bench = callspec.params.get("bench_config") if callspec is not None else None
+        if bench is not None and "bench_comparison" in getattr(item, "fixturenames", ()):
+            selected[bench.id] = None
+    state["selected"] = list(selected)
+
+
+def _reason(excinfo: Any) -> str:
+    """One line saying why a test's set-up failed: the message of an asrbench failure, else the
+    exception's type and first line."""
+    from asrbench.errors import first_line
+
+    value = excinfo.value
+    if isinstance(value, pytest.fail.Exception):
+        text = str(value.msg or "")
+        text = text[len("asrbench: "):] if text.startswith("asrbench: ") else text
+        return " ".join(text.split()) or "a fixture failed"
+    return f"{type(value).__name__}: {first_line(value)}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Remember the first error that stopped a config from being judged (a refused or
+    unreadable baseline, a failed evaluation, any fixture's set-up error)."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "setup" or not report.failed or call.excinfo is None:
+        return
+    callspec = getattr(item, "callspec", None)
+    bench = callspec.params.get("bench_config") if callspec is not None else None
+    state = item.config.stash.get(STATE_KEY, None)
+    if bench is None or state is None or bench.id in state["comparisons"]:
+        return  # judged already: a failing check of the policy (e.g. a missing entry)
+    state["errors"].setdefault(bench.id, _reason(call.excinfo))
 
 
 @pytest.fixture(scope="session")
@@ -208,6 +264,10 @@ def bench_entry(request, bench_config) -> BaselineEntry | None:
         state["device_class"] if bench_config.world_size > 1
         else request.getfixturevalue("bench_device").device_class())
     try:
+        from asrbench.gate.outcome import check_baseline_dir
+
+        check_baseline_dir(option(request.config, "baseline_dir"),
+                           _source_report(request.config))
         document = baselines.load_for(option(request.config, "baseline_dir"), device_class)
     except AsrbenchError as exc:
         pytest.fail(_safe(f"asrbench: {exc}"), pytrace=False)
@@ -243,7 +303,7 @@ def bench_comparison(request, bench_entry, bench_run):
         message = (f"no baseline entry for {config_id} in {path}; create it with: pytest "
                    f"{shlex.join(_selection_args(request.config))} --asrbench-update-baselines"
                    f"   (or: "
-                   f"{refresh_command([config_id], option(request.config, 'report'))})")
+                   f"{refresh_command([config_id], _source_report(request.config), option(request.config, 'baseline_dir'))})")
         if finding.fails:
             pytest.fail(_safe(message), pytrace=False)
         pytest.skip(_safe(message))
@@ -295,37 +355,87 @@ def _selection_args(config: pytest.Config) -> list[str]:
             if a not in ("--update-baselines", "--asrbench-update-baselines")] or ["benchmarks"]
 
 
+def _source_report(config: pytest.Config) -> str:
+    """The report whose runs the baseline entries would be recorded from: the judged one
+    (--from-report), else the one this session writes."""
+    return str(option(config, "from_report") or option(config, "report"))
+
+
+def _report_path(config: pytest.Config) -> Path | None:
+    """Where this session writes its report and Markdown summary, or None. Judging an existing
+    report (--from-report) writes nothing unless --asrbench-report names another file: never
+    over the default reports/latest.json and latest.md (the bench's), never over the judged
+    report (its provenance is kept)."""
+    from asrbench.config.settings import DEFAULT_REPORT
+
+    path = Path(option(config, "report"))
+    source = option(config, "from_report")
+    if not source:
+        return path
+    if path == Path(DEFAULT_REPORT):
+        return None
+    if path.resolve() == Path(source).resolve():
+        raise AsrbenchError(f"--asrbench-report {path} is the report being judged "
+                            "(--asrbench-from-report): name another file, or none")
+    return path
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write one report for every config run, with verdicts; refresh baselines if asked."""
+    """Write one report for every config run, with verdicts; refresh baselines if asked. Fail
+    closed: a selected config that was not judged (a refused or unreadable baseline, a set-up
+    error, a session stopped early) is "could not judge: <reason>" in the terminal, the
+    Markdown summary and the report, and the session's exit status is non-zero."""
     state = session.config.stash.get(STATE_KEY, None)
-    if not state or not state["results"]:
+    if not state or not (state["results"] or state["selected"]):
         return
     from asrbench.gate import baselines
-    from asrbench.gate.outcome import GateOutcome
-    from asrbench.render.text import outcome_markdown, publish_markdown
+    from asrbench.gate.outcome import GateOutcome, could_not_judge
+    from asrbench.render.text import outcome_markdown, publish_markdown, terminal_safe
     from asrbench.formats.environment import environment
     from asrbench.formats.io import write_report
     from asrbench.formats.model import Tolerance, build_report
 
     config = session.config
+    comparisons = dict(state["comparisons"])
+    for config_id in state["selected"]:
+        if config_id not in comparisons:
+            reason = state["errors"].get(config_id) or (
+                "its tests did not run to a verdict (the session stopped early: -x, "
+                "--maxfail or an interruption)")
+            comparisons[config_id] = could_not_judge(config_id, reason)
     runs = []
     for run in state["results"].values():
-        comparison = state["comparisons"].get(run.config.id)
+        comparison = comparisons.get(run.config.id)
         # The section's tolerance policy, so `asrbench compare` on this report holds a config
         # to the same limits as these tests did.
         policy = state["tolerance"]
         runs.append(run.model_copy(update={
             "comparison": comparison,
             "tolerance_policy": Tolerance.model_validate(policy) if policy else None}))
-    env = environment(runs[-1].device.model_dump(by_alias=True))
-    report_path = Path(option(config, "report"))
-    write_report(report_path, build_report(runs, env))
-    outcome = GateOutcome(list(state["comparisons"].values()), bench_policy(config))
-    markdown_path = report_path.with_suffix(".md")
+    outcome = GateOutcome(list(comparisons.values()), bench_policy(config),
+                          _source_report(config), baseline_dir=option(config, "baseline_dir"))
+    lines = []
+    report_path = _report_path(config)
+    env = environment(runs[-1].device.model_dump(by_alias=True)) if runs else None
+    markdown_path = report_path.with_suffix(".md") if report_path is not None else None
+    if report_path is not None and runs:
+        write_report(report_path, build_report(runs, env))
+        lines.append(f"asrbench: report written to {report_path} (summary: {markdown_path})")
+    elif report_path is not None:
+        lines.append(f"asrbench: no config ran, no report written (summary: {markdown_path})")
+    else:
+        lines.append(f"asrbench: judged {option(config, 'from_report')}; nothing written over "
+                     "it or reports/latest.* (--asrbench-report PATH writes this session's "
+                     "report and summary)")
     publish_markdown(outcome_markdown(outcome), markdown_path)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    lines = [f"asrbench: report written to {report_path} (summary: {markdown_path})"]
-    if option(config, "update_baselines"):
+    for config_id, reason in outcome.not_judged:
+        lines.append(f"asrbench: could not judge {config_id}: {reason}")
+    if outcome.not_judged:
+        lines.append(f"asrbench: result: FAIL: could not judge {len(outcome.not_judged)} of "
+                     f"{len(outcome.comparisons)} config(s)")
+        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if option(config, "update_baselines") and runs:
         directory = option(config, "baseline_dir")
         for device_class in sorted({r.device.class_ for r in runs}):
             selected = [r for r in runs if r.device.class_ == device_class]
@@ -338,17 +448,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             lines.append(f"asrbench: updated {baselines.baseline_path(directory, device_class)}")
             lines.append(baselines.change_table(changes))
     history = option(config, "history")
-    if history:
+    if history and report_path is not None and runs:
         from asrbench.history.store import add_report
 
         try:
             lines.append(f"asrbench: {add_report(history, report_path)}")
         except AsrbenchError as exc:  # the gate's verdicts stand; say why the store missed it
             lines.append(f"asrbench: history not updated: {exc}")
-    from asrbench.render.text import terminal_safe
+    # Printed at the end, under pytest's own summary (pytest_terminal_summary below), so the
+    # gate's result is the last thing a reader of the log sees.
+    state["summary_lines"] = [terminal_safe(line) for line in lines]
+    if session.config.pluginmanager.get_plugin("terminalreporter") is None:
+        for line in state["summary_lines"]:
+            print(line, file=sys.stderr)
 
-    for line in lines:
-        if reporter is not None:
-            reporter.write_line(terminal_safe(line))
-        else:
-            print(terminal_safe(line), file=sys.stderr)
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> None:
+    """The gate's lines (report written, could not judge, result) after pytest's summary."""
+    state = config.stash.get(STATE_KEY, None)
+    for line in (state or {}).get("summary_lines", []):
+        terminalreporter.write_line(line)

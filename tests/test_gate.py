@@ -47,7 +47,9 @@ def test_a_run_without_an_entry_fails_unless_allowed_and_names_the_command(tmp_p
     _write(tmp_path, {})
     outcome = gate_report(_report(_named("a")), tmp_path, report_path="r.json")
     assert outcome.failed and outcome.new_ids == ["a"]
-    assert "asrbench baseline update --report r.json --only a" in outcome_text(outcome)
+    # the command carries the baseline folder the gate read (following it must write there)
+    assert (f"asrbench baseline update --report r.json --baseline-dir {tmp_path} --only a"
+            in outcome_text(outcome))
     assert not gate_report(_report(_named("a")), tmp_path, Policy(allow_missing=True)).failed
 
 

@@ -78,6 +78,7 @@ def report_file(tmp_path: Path) -> Path:
 
 
 def test_compare_loads_no_torch(tmp_path, report_file):
+    (tmp_path / "bl").mkdir()  # a baseline folder that does not exist is refused (issue 28)
     heavy, done = cli(["compare", "--report", str(report_file), "--baseline-dir", "bl",
                        "--allow-missing-baselines"], tmp_path)
     assert "exit 0" in done.stdout, done.stderr

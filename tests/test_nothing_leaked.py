@@ -58,7 +58,13 @@ def _refused_everywhere(tmp_path: Path, capsys, document: dict | str, expected: 
         assert main(argv) == 2, name
         err = _one_line_error(capsys)
         assert expected in err, (name, err)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["hostile.json"]  # nothing written
+    # nothing written from the hostile data; compare's Markdown summary says, fail-closed,
+    # that it could not judge (issue 28: the summary a workflow posts must never be missing
+    # or stale)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written in (["hostile.json"], ["hostile.json", "summary.md"]), written
+    if "summary.md" in written:
+        assert "could not judge" in (tmp_path / "summary.md").read_text(encoding="utf-8")
 
 
 def _nested(depth: int) -> object:

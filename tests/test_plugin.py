@@ -219,7 +219,9 @@ def test_missing_entry_names_the_command_that_creates_it(suite):
     result.assert_outcomes(errors=1)
     out = output(result)
     assert "-k 'test_cer and bs2' --asrbench-update-baselines" in out
-    assert f"asrbench baseline update --report missing.json --only {A}" in out
+    # the command carries the baseline folder this session read (issue 28)
+    assert f"asrbench baseline update --report missing.json --baseline-dir {empty} --only {A}" \
+        in out
     allowed = suite.run("-k", "test_cer and bs2", "--asrbench-allow-missing-baselines", baselines=empty,
                         report="missing.json")
     allowed.assert_outcomes(skipped=1)

@@ -13,8 +13,10 @@ HELP = ("Compare a report with baselines/<device class>.json. Each metric gets a
         "(improved, unchanged, regressed, new, missing); the failure policy (the same as "
         "pytest's) says what fails: a regression, an error rate better than the baseline beyond "
         "tolerance (unless --allow-improvements), changed transcripts (unless --transcripts "
-        "warn), a missing entry (unless --allow-missing-baselines). Exit status: 0 pass, 1 fail, "
-        "2 usage or invalid input.")
+        "warn), a missing entry (unless --allow-missing-baselines). Anything that stops a "
+        "config from being judged (an unreadable report or baseline, a missing baseline folder, "
+        "a baseline of another model) is a failing \"could not judge\" verdict. Exit status: 0 "
+        "pass, 1 fail, 2 usage, invalid input or could not judge.")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -34,14 +36,22 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def command(args: argparse.Namespace) -> int:
     """Verdicts, Markdown summary, exit status for CI."""
-    from asrbench.config.options import policy_from
-    from asrbench.formats.io import load_report
-    from asrbench.gate.outcome import gate_report
-    from asrbench.render.text import outcome_markdown, outcome_text
+    import sys
 
-    outcome = gate_report(load_report(args.report), args.baseline_dir, policy_from(args),
-                          report_path=args.report)
+    from asrbench.config.options import policy_from
+    from asrbench.gate.outcome import judge_report_file
+    from asrbench.render.text import outcome_markdown, outcome_text, terminal_safe
+
+    outcome = judge_report_file(args.report, args.baseline_dir, policy_from(args))
     outcome.html_url = args.html_url or os.environ.get("ASRBENCH_HTML_URL") or None
     say(outcome_text(outcome))
     common.publish_markdown(outcome_markdown(outcome), args.markdown)
-    return 1 if outcome.failed else 0
+    not_judged = outcome.not_judged
+    if not_judged:  # also one line on standard error, as every input error of the CLI
+        where, reason = not_judged[0]
+        if where and not reason.startswith(where):
+            reason = f"{where}: {reason}"
+        more = f" (and {len(not_judged) - 1} more: see above)" if len(not_judged) > 1 else ""
+        print(terminal_safe(f"asrbench: error: could not judge: {reason}{more}",
+                            newlines=False), file=sys.stderr)
+    return outcome.exit_code

@@ -197,8 +197,9 @@ class HPUDevice(Device):
     @classmethod
     def unavailable_reason(cls) -> str:
         return ("--device hpu was requested but no Gaudi HPU (habana_frameworks) was found here: "
-                "use --device cpu or --device cuda, or install asrbench[hpu] inside the "
-                "Habana PyTorch image on a Gaudi machine")
+                "use --device cpu, --device cuda or --device hpu-emulated (the Gaudi code path "
+                "emulated on the CPU), or install asrbench[hpu] inside the Habana PyTorch "
+                "image on a Gaudi machine")
 
     # -- identity -------------------------------------------------------------------------
 

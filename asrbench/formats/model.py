@@ -316,6 +316,9 @@ class Comparison(_Model):
                                                 alias="transcripts_changed")
     accuracy: Optional[AccuracyChange] = Field(
         None, description="intervals of the error-rate changes, when transcripts changed")
+    not_judged: Optional[str] = Field(
+        None, description="why this config could not be judged (a refused or unreadable "
+                          "baseline, a set-up error, ...): a failing verdict, never a pass")
 
     @model_validator(mode="before")
     @classmethod
@@ -360,7 +363,9 @@ class Tolerance(_Strict):
 #: step, a host sync and a FLOP count mean); a baseline counted under another version is never
 #: compared with this one: it is re-recorded
 COUNTER_VERSION = 1
-OpCounts = dict[str, NonNegativeInt]  # "<aten op> <dtype>" -> count, e.g. "aten.mm f32": 12
+#: a count: an integer >= 0, strictly (a JSON `true` or `12.0` is not a count)
+Count = Annotated[int, Field(ge=0, strict=True)]
+OpCounts = dict[str, Count]  # "<aten op> <dtype>" -> count, e.g. "aten.mm f32": 12
 
 
 class Counters(_Model):
@@ -368,36 +373,37 @@ class Counters(_Model):
     code path (decoder, cache, autocast, batch shape) over a stated set of utterances, apart from
     the timed passes. The same code on the same inputs gives the same counts on any machine."""
 
-    version: PositiveInt = Field(description="COUNTER_VERSION of the definitions")
+    version: Annotated[int, Field(ge=1, strict=True)] = Field(
+        description="COUNTER_VERSION of the definitions")
     selection: str = Field(description="which utterances were counted, in words")
     utterances: list[str] = Field(default_factory=list, description="ids of the counted ones")
-    rows: NonNegativeInt = Field(description="batch rows decoded, dummy rows included")
-    real_rows: NonNegativeInt
+    rows: Count = Field(description="batch rows decoded, dummy rows included")
+    real_rows: Count
     replay_bypassed: bool = Field(description="graph-wrapped modules ran eagerly for counting")
-    encoder_calls: NonNegativeInt
+    encoder_calls: Count
     encoder_ops: OpCounts = Field(default_factory=dict, description="over the encoder calls")
     prompt_step_ops: OpCounts = Field(default_factory=dict, description="the first decoder step")
     decode_step_ops: OpCounts = Field(
         default_factory=dict, description="one steady decode step: the most common per-step "
                                           "multiset of the steps after the prompt step")
-    decode_steps: NonNegativeInt = Field(description="decoder calls, the prompt step included")
-    steady_steps: NonNegativeInt = Field(description="steps whose ops were decode_step_ops")
-    decode_step_total_min: Optional[NonNegativeInt] = None  # ops in a step after the prompt's
-    decode_step_total_max: Optional[NonNegativeInt] = None
+    decode_steps: Count = Field(description="decoder calls, the prompt step included")
+    steady_steps: Count = Field(description="steps whose ops were decode_step_ops")
+    decode_step_total_min: Optional[Count] = None  # ops in a step after the prompt's
+    decode_step_total_max: Optional[Count] = None
     decode_ops_total: OpCounts = Field(default_factory=dict, description="all decode steps")
     other_ops: OpCounts = Field(
         default_factory=dict, description="the batch's ops outside the encoder and the decode "
                                           "steps (input copy, set-up, read-back)")
-    flops: NonNegativeInt = Field(description="FlopCounterMode formulas, summed over the batch")
+    flops: Count = Field(description="FlopCounterMode formulas, summed over the batch")
     flops_per_utterance: NonNegativeFloat = Field(description="flops / real rows")
-    host_syncs: NonNegativeInt = Field(description="host reads of device values in the batch")
+    host_syncs: Count = Field(description="host reads of device values in the batch")
     host_sync_ops: OpCounts = Field(default_factory=dict)
     host_syncs_per_token: NonNegativeFloat = Field(
         description="host syncs inside decode steps / decode steps (a step generates the next "
                     "token of every row)")
     host_sync_definition: str = ""
-    tokens: NonNegativeInt = Field(description="tokens generated for the counted utterances")
-    compilations: Optional[NonNegativeInt] = Field(
+    tokens: Count = Field(description="tokens generated for the counted utterances")
+    compilations: Optional[Count] = Field(
         None, description="graph compilations/captures of the run (warm-up and timed passes; "
                           "the device's counter); None where nothing is counted")
     peak_device_memory_bytes: Optional[NonNegativeInt] = Field(

@@ -23,8 +23,8 @@ from pydantic import ValidationError
 
 from asrbench.errors import AsrbenchError
 from asrbench.gate.accuracy import check_edits
-from asrbench.gate.counters import (check_same_counters, counter_verdicts, counts_summary,
-                                    describe_changes)
+from asrbench.gate.counters import (check_countable, check_same_counters, counter_verdicts,
+                                    counts_summary, describe_changes)
 from asrbench.formats.io import read_json, write_json_atomic
 from asrbench.formats.model import (predictions_digest, SCHEMA_VERSION, BaselineEntry, BaselineFile, Run, Tolerance, dump,
                               parse_baselines, validation_error)
@@ -139,6 +139,8 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any],
     import statistics
 
     check_same_transcripts(runs)
+    for each in runs:
+        check_countable(each)
     check_same_counters(runs)
     for each in runs:  # the entry keeps the edit counts: never ones the transcripts disagree with
         check_edits(each)
@@ -202,7 +204,12 @@ def counters_into(entry: BaselineEntry | None, runs: list[Run]) -> BaselineEntry
     if entry is None:
         raise AsrbenchError(f"{run.config.id}: --counters-only needs an existing entry to add "
                             "the counters to; record the whole entry first")
+    from asrbench.gate.compare import check_model  # another model's counts are not recorded
+
     check_same_transcripts(runs)
+    for each in runs:
+        check_countable(each)
+        check_model(each, entry)
     check_same_counters(runs)
     if run.counters is None:
         raise AsrbenchError(f"{run.config.id}: the report has no counters (a run with "

@@ -77,8 +77,19 @@ def _ops_verdict(config_id: str, metric: str, label: str, baseline: dict[str, in
     shown = "; ".join(changes[:NAMED]) + (f"; and {len(changes) - NAMED} more"
                                           if len(changes) > NAMED else "")
     note = f"{label}: {shown}" if changes else f"{label}: same ops"
-    return _verdict(config_id, metric, _direction(increased, decreased),
-                    float(sum(current.values())), float(sum(baseline.values())), note)
+    after, before = float(sum(current.values())), float(sum(baseline.values()))
+    if increased and decreased:
+        # A mixed change regressed (an op more) although the total may have fallen: the
+        # headline numbers are those of the ops that went up, so they agree with the verdict;
+        # the note keeps the totals.
+        up = [k for k in baseline.keys() | current.keys()
+              if current.get(k, 0) > baseline.get(k, 0)]
+        note = (f"{label}: ops that increased {sum(baseline.get(k, 0) for k in up)} -> "
+                f"{sum(current.get(k, 0) for k in up)}, all ops {before:.0f} -> {after:.0f}; "
+                f"{shown}")
+        after = float(sum(current.get(k, 0) for k in up))
+        before = float(sum(baseline.get(k, 0) for k in up))
+    return _verdict(config_id, metric, _direction(increased, decreased), after, before, note)
 
 
 def _number(value: float) -> str:
@@ -95,6 +106,35 @@ def _scalar_verdict(config_id: str, metric: str, label: str, baseline: float, cu
         text = f"{label} {_number(baseline)} -> {_number(current)}"
     return _verdict(config_id, metric, _direction(current > baseline, current < baseline),
                     current, baseline, text)
+
+
+def claimed_but_missing(run: Run) -> Optional[str]:
+    """Why a run's counters cannot be read although its settings say it was counted (its
+    config has counters on, the report has none: edited or truncated), or None. Such a run is
+    refused, never taken for a --no-counters run."""
+    claimed = (run.config.model_extra or {}).get("counters")
+    if claimed is True and run.counters is None:
+        return (f"{run.config.id}: the run's settings say it was counted (counters on) but the "
+                "report has no counters (edited or truncated?): its counters cannot be "
+                "compared; run it again, or with --no-counters")
+    return None
+
+
+def foreign_version(run: Run) -> Optional[str]:
+    """Why a run's counters are of a version this asrbench does not define, or None."""
+    if run.counters is not None and run.counters.version != COUNTER_VERSION:
+        return (f"{run.config.id}: the report's counters are version {run.counters.version}, "
+                f"this asrbench counts version {COUNTER_VERSION}: they cannot be compared or "
+                "recorded; run it again with this asrbench")
+    return None
+
+
+def check_countable(run: Run) -> None:
+    """Refuse (AsrbenchError, one line) a run whose counters cannot be compared or recorded:
+    counting claimed but no counters, or counters of a foreign COUNTER_VERSION."""
+    problem = claimed_but_missing(run) or foreign_version(run)
+    if problem:
+        raise AsrbenchError(problem)
 
 
 def refusal(current: Counters, baseline: Counters) -> Optional[str]:
@@ -168,7 +208,9 @@ def counts_summary(counters: Counters) -> str:
 
 
 def run_counter_verdicts(run: Run, baseline: Counters | None) -> list[Verdict]:
-    """counter_verdicts for a report run (compare_run's one call)."""
+    """counter_verdicts for a report run (compare_run's one call); a run whose counters
+    cannot be compared (check_countable) is refused."""
+    check_countable(run)
     return counter_verdicts(run.config.id, run.counters, baseline)
 
 

@@ -2,15 +2,22 @@
 
 Shared by `asrbench compare`, `asrbench baseline update` and the pytest plugin, so the three
 always agree on what a regression is; what fails is the Policy's call (policy.py).
+
+Fail closed: anything that stops a config from being judged (an unreadable or refused baseline,
+an invalid report, a missing baseline folder, a set-up error in the pytest door, a selected
+config that was never judged) makes a "could not judge: <reason>" item of the outcome
+(`not_judged`), which fails the gate in both doors; "no failure" needs every selected config
+judged.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asrbench.formats.io import DEFAULT_REPORT
+from asrbench.formats.io import DEFAULT_BASELINE_DIR, DEFAULT_REPORT
 from asrbench.gate import baselines
 from asrbench.gate.compare import Comparison, compare_run, missing_entries
 from asrbench.errors import AsrbenchError
@@ -18,52 +25,101 @@ from asrbench.gate.policy import Policy
 from asrbench.formats.model import BaselineFile, Report, Run
 
 
-def refresh_command(config_ids: list[str], report: str | Path = DEFAULT_REPORT) -> str:
-    """The exact command that (re)creates these baseline entries."""
-    return f"asrbench baseline update --report {report} --only {' '.join(config_ids)}"
+def baseline_dir_args(baseline_dir: str | Path | None) -> str:
+    """` --baseline-dir DIR` for a command printed as a hint, unless DIR is the default."""
+    if baseline_dir is None or Path(baseline_dir) == Path(DEFAULT_BASELINE_DIR):
+        return ""
+    return f" --baseline-dir {shlex.quote(str(baseline_dir))}"
+
+
+def refresh_command(config_ids: list[str], report: str | Path = DEFAULT_REPORT,
+                    baseline_dir: str | Path | None = None) -> str:
+    """The exact command that (re)creates these baseline entries, with the baseline folder the
+    user gave (following a hint must never write into another folder)."""
+    return (f"asrbench baseline update --report {shlex.quote(str(report))}"
+            f"{baseline_dir_args(baseline_dir)} --only {' '.join(config_ids)}")
+
+
+def could_not_judge(config_id: str, reason: str) -> Comparison:
+    """A config that could not be judged: no verdicts, the reason, and a failing gate."""
+    reason = " ".join(str(reason).split())
+    if reason.startswith(f"{config_id}: "):  # the config is named once, where it is shown
+        reason = reason[len(config_id) + 2:]
+    return Comparison(config_id=config_id, not_judged=reason or "no reason given")
 
 
 @dataclass
 class GateOutcome:
-    """Verdicts of every config in a report, judged by one policy, and what to tell the user."""
+    """Verdicts of every config in a report, judged by one policy, and what to tell the user.
+
+    `problems`: why nothing could be judged at all (an unreadable report, ...); a config that
+    could not be judged is a comparison with `not_judged` set. Either fails the gate."""
 
     comparisons: list[Comparison]
     policy: Policy = field(default_factory=Policy)
     report_path: str = str(DEFAULT_REPORT)  # named in the command that creates entries
     documents: dict[str, Any] = field(default_factory=dict)  # baseline file per device class
     html_url: str | None = None  # where the HTML report was uploaded, linked from the Markdown
+    baseline_dir: str | None = None  # the folder the user gave, carried into printed commands
+    problems: list[str] = field(default_factory=list)
 
     @property
     def new_ids(self) -> list[str]:
         """Configs without a baseline entry."""
-        return [c.config_id for c in self.comparisons if not c.has_entry]
+        return [c.config_id for c in self.comparisons if not c.has_entry and not c.not_judged]
+
+    @property
+    def not_judged(self) -> list[tuple[str | None, str]]:
+        """(config id or None for the whole input, reason) of everything not judged."""
+        return ([(None, p) for p in self.problems]
+                + [(c.config_id, c.not_judged) for c in self.comparisons if c.not_judged])
 
     @property
     def failed(self) -> bool:
-        return self.policy.fails(self.comparisons)
+        return bool(self.not_judged) or self.policy.fails(self.comparisons)
+
+    @property
+    def exit_code(self) -> int:
+        """`asrbench compare`'s exit status: 2 when something could not be judged (bad or
+        refused input), 1 when the policy fails, 0 when every config was judged and passed."""
+        return 2 if self.not_judged else 1 if self.failed else 0
 
     @property
     def refresh(self) -> str | None:
         """The command that creates the missing entries, or None when none is missing."""
-        return refresh_command(self.new_ids, self.report_path) if self.new_ids else None
+        return (refresh_command(self.new_ids, self.report_path, self.baseline_dir)
+                if self.new_ids else None)
 
 
 def gate_runs(runs: list[Run], baseline_dir: str | Path,
               policy: Policy | None = None, report_path: str | Path = DEFAULT_REPORT
               ) -> GateOutcome:
-    """Compare each run with its device class's baseline file (each file read once)."""
+    """Compare each run with its device class's baseline file (each file read once). A
+    baseline file that cannot be read, or an entry that must not be compared (another model's
+    weights, another normalizer), makes that config "could not judge", never a pass."""
     documents: dict[str, BaselineFile | None] = {}
+    unreadable: dict[str, str] = {}
     comparisons = []
     for run in runs:
         device_class = run.device.class_
-        if device_class not in documents:
-            documents[device_class] = baselines.load_for(baseline_dir, device_class)
+        if device_class not in documents and device_class not in unreadable:
+            try:
+                documents[device_class] = baselines.load_for(baseline_dir, device_class)
+            except AsrbenchError as exc:
+                unreadable[device_class] = str(exc)
+        if device_class in unreadable:
+            comparisons.append(could_not_judge(run.config.id, unreadable[device_class]))
+            continue
         document = documents[device_class]
         entry = document.entries.get(run.config.id) if document is not None else None
         # The matrix section's policy the pytest door ran with, for limits the entry lacks.
         policy_table = run.tolerance_policy.given() if run.tolerance_policy else None
-        comparisons.append(compare_run(run, entry, policy_table))
-    return GateOutcome(comparisons, policy or Policy(), str(report_path), documents)
+        try:
+            comparisons.append(compare_run(run, entry, policy_table))
+        except AsrbenchError as exc:  # refused: another model, normalizer, counters...
+            comparisons.append(could_not_judge(run.config.id, str(exc)))
+    return GateOutcome(comparisons, policy or Policy(), str(report_path), documents,
+                       baseline_dir=str(baseline_dir))
 
 
 def refuse_interrupted(report: Report, path: Any) -> None:
@@ -72,6 +128,19 @@ def refuse_interrupted(report: Report, path: Any) -> None:
         raise AsrbenchError(f"{path} is the report of an interrupted run ({len(report.runs)} "
                             "run(s) finished): run it again to completion before gating or "
                             "recording baselines")
+
+
+def check_baseline_dir(baseline_dir: str | Path, report: str | Path | None = None) -> None:
+    """Refuse a baseline folder that does not exist (a typo must not make every entry "new",
+    which --allow-missing-baselines would pass)."""
+    path = Path(baseline_dir)
+    if not path.is_dir():
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise AsrbenchError(f"baseline folder {path} {what}: give --baseline-dir the folder of "
+                            "<device class>.json files, or record its first entries with "
+                            f"`asrbench baseline update --report "
+                            f"{shlex.quote(str(report)) if report else '<report>'} --baseline-dir "
+                            f"{shlex.quote(str(path))}`")
 
 
 def gate_report(report: Report, baseline_dir: str | Path, policy: Policy | None = None,
@@ -84,6 +153,23 @@ def gate_report(report: Report, baseline_dir: str | Path, policy: Policy | None 
         if document is not None:
             outcome.comparisons += missing_entries(document.entries, run_ids)
     return outcome
+
+
+def judge_report_file(report_path: str | Path, baseline_dir: str | Path,
+                      policy: Policy | None = None) -> GateOutcome:
+    """`asrbench compare`'s whole judging: load the report and gate it. Never raises for bad
+    input: what stops the judging is a "could not judge" problem of the outcome."""
+    from asrbench.formats.io import load_report
+
+    policy = policy or Policy()
+    try:
+        report = load_report(report_path)
+        refuse_interrupted(report, report_path)
+        check_baseline_dir(baseline_dir, report_path)
+        return gate_report(report, baseline_dir, policy, report_path)
+    except AsrbenchError as exc:
+        return GateOutcome([], policy, str(report_path), baseline_dir=str(baseline_dir),
+                           problems=[" ".join(str(exc).split())])
 
 
 def update_baselines(report: Report | list[Report], baseline_dir: str | Path,

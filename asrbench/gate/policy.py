@@ -13,7 +13,9 @@ Policy, with the same options, so they cannot disagree:
   load no stored number can know: the counters still judge the work exactly);
 - with wer_significance, an error rate beyond its tolerance fails only when the paired
   bootstrap's interval of its change (gate/accuracy.py) excludes 0; otherwise it warns;
-- a config without a baseline entry fails, unless missing entries are allowed.
+- a config without a baseline entry fails, unless missing entries are allowed;
+- a config that could not be judged (Comparison.not_judged: a refused or unreadable baseline,
+  a set-up error) fails, always: no option turns it into a pass (fail closed).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from asrbench.errors import AsrbenchError
 
 #: the checks, each one pytest test; `asrbench compare` applies them all
 CHECKS = ("wer", "cer", "throughput", "transcripts", "compilations", "agreement", "counters",
-          "missing")
+          "missing", "judging")
 #: metrics each check looks at
 CHECK_METRICS = {
     "wer": ("wer", "wer_normalized"),
@@ -80,23 +82,17 @@ class Policy:
             raise ValueError(f"unknown checks {sorted(unknown)}")
         out: list[Finding] = []
         config_id = comparison.config_id
+        if "judging" in wanted and comparison.not_judged is not None:
+            out.append(Finding(config_id, "judging", True,
+                               f"could not judge: {comparison.not_judged}"))
         for check, metrics in CHECK_METRICS.items():
             if check not in wanted:
                 continue
             for verdict in comparison.verdicts:
-                if verdict.metric not in metrics:
-                    continue
-                noise = self._not_significant(comparison, verdict.metric)
-                if verdict.verdict == "regressed":
-                    warn_only = check == "throughput" and self.throughput == "warn"
-                    out.append(Finding(config_id, check, noise is None and not warn_only,
-                                       describe_verdict(verdict) + (noise or "")
-                                       + (" (--throughput warn: a warning)" if warn_only else "")))
-                elif verdict.verdict == "improved" and verdict.metric in IMPROVEMENT_FAILS:
-                    text = (describe_verdict(verdict)
-                            + " (better than the baseline: refresh it if intended)" + (noise or ""))
-                    out.append(Finding(config_id, check,
-                                       not self.allow_improvements and noise is None, text))
+                if verdict.metric in metrics:
+                    finding = self.verdict_finding(comparison, verdict, check)
+                    if finding is not None:
+                        out.append(finding)
         if "transcripts" in wanted and comparison.transcripts:
             count = len(comparison.transcripts)
             out.append(Finding(config_id, "transcripts", self.transcripts == "fail",
@@ -105,6 +101,26 @@ class Policy:
             out.append(Finding(config_id, "missing", not self.allow_missing,
                                "no baseline entry"))
         return out
+
+    def verdict_finding(self, comparison: Comparison, verdict: Any,
+                        check: str | None = None) -> Finding | None:
+        """What the policy says about one verdict (fails, warns), or None (nothing to say)."""
+        check = check or next((c for c, metrics in CHECK_METRICS.items()
+                               if verdict.metric in metrics), None)
+        if check is None:
+            return None
+        noise = self._not_significant(comparison, verdict.metric)
+        if verdict.verdict == "regressed":
+            warn_only = check == "throughput" and self.throughput == "warn"
+            return Finding(comparison.config_id, check, noise is None and not warn_only,
+                           describe_verdict(verdict) + (noise or "")
+                           + (" (--throughput warn: a warning)" if warn_only else ""))
+        if verdict.verdict == "improved" and verdict.metric in IMPROVEMENT_FAILS:
+            text = (describe_verdict(verdict)
+                    + " (better than the baseline: refresh it if intended)" + (noise or ""))
+            return Finding(comparison.config_id, check,
+                           not self.allow_improvements and noise is None, text)
+        return None
 
     def _not_significant(self, comparison: Comparison, metric: str) -> str | None:
         """With wer_significance: why an error rate's move is only a warning (its interval

@@ -264,6 +264,9 @@ def _table(table_id: str, header: list[str], rows: list[list[str]], raw: bool = 
 def _verdict_rows(comparisons: list[Any]) -> list[list[str]]:
     rows = []
     for comparison in comparisons:
+        if comparison.not_judged:  # a refused or unreadable baseline: a failing row, no numbers
+            rows.append([comparison.config_id, "–", "–", "–", "–", "–", "could not judge",
+                         comparison.not_judged])
         for v in comparison.verdicts:
             digits = ".4g" if v.metric == "samples_per_second" else ".4f"
             rows.append([comparison.config_id, v.metric, _number(v.baseline, digits),

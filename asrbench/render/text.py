@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from asrbench.gate.accuracy import describe_change, method_text
 from asrbench.gate.compare import describe_verdict  # noqa: F401  (re-exported for callers)
+from asrbench.gate.compare import format_allowed, format_delta
 from asrbench.gate.compare import format_number as _number
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -150,21 +151,37 @@ def _not_run(comparison: "Comparison") -> bool:
     return bool(comparison.verdicts) and all(v.verdict == "missing" for v in comparison.verdicts)
 
 
-def gate_text(comparisons: list["Comparison"], policy: "Policy", refresh: str | None) -> str:
+def _values(v: Any) -> str:
+    """` baseline -> current (delta, allowed band)`, or "" where neither side has a number (a
+    check that was not made, e.g. counters of a --no-counters run: nothing to show)."""
+    if v.value is None and v.baseline is None:
+        return ""
+    delta = "" if v.delta is None else f" ({format_delta(v.delta, v.metric)}" + (
+        ")" if v.allowed is None else f", allowed {format_allowed(v.allowed, v.metric)})")
+    return f" {_number(v.baseline, v.metric)} -> {_number(v.value, v.metric)}{delta}"
+
+
+def _label(v: Any) -> str:
+    """The terminal's verdict word; a check that was not made says so (NOT JUDGED), not
+    UNCHANGED."""
+    if v.value is None and v.baseline is None and v.verdict == "unchanged":
+        return "SKIPPED"
+    return v.verdict.upper()
+
+
+def gate_text(comparisons: list["Comparison"], policy: "Policy", refresh: str | None,
+              problems: Iterable[str] = ()) -> str:
     """The terminal output of `asrbench compare`: every verdict, changed transcripts, what
-    fails or warns under the policy, and the result."""
+    fails or warns under the policy, what could not be judged, and the result."""
     lines = []
+    problems = list(problems)
     for c in comparisons:
         if _not_run(c):
             lines.append(f"{'NOT RUN':<10} {c.config_id}: baseline entry with no run in this "
                          "report (not a failure)")
             continue
         for v in c.verdicts:
-            value = "-" if v.value is None else f"{v.value:.4f}"
-            base = "-" if v.baseline is None else f"{v.baseline:.4f}"
-            delta = "" if v.delta is None else f" ({v.delta:+.4f}" + (
-                ")" if v.allowed is None else f", allowed ±{v.allowed:.4f})")
-            lines.append(f"{v.verdict.upper():<10} {c.config_id} {v.metric}: {base} -> {value}{delta}"
+            lines.append(f"{_label(v):<10} {c.config_id} {v.metric}:{_values(v)}"
                          + (f"  [{v.note}]" if v.note else ""))
         if c.transcripts:
             lines.append(f"CHANGED    {c.config_id}: {len(c.transcripts)} transcript(s)")
@@ -173,12 +190,26 @@ def gate_text(comparisons: list["Comparison"], policy: "Policy", refresh: str | 
     findings = [f for c in comparisons for f in policy.findings(c)]
     for f in findings:
         lines.append(f"{'FAIL' if f.fails else 'WARN':<10} {f.config_id} {f.check}: {f.message}")
+    for problem in problems:
+        lines.append(f"{'FAIL':<10} could not judge: {problem}")
     if refresh and any(f.check == "missing" for f in findings):
         lines.append(f"           create the missing entries with: {refresh}")
-    lines.append("result: " + ("FAIL" if any(f.fails for f in findings) else "ok"))
+    unjudged = sum(1 for c in comparisons if c.not_judged)
+    if problems or unjudged:
+        lines.append("result: FAIL (could not judge "
+                     + (f"{unjudged} of {len(_judged(comparisons))} config(s))" if unjudged
+                        else "the input)"))
+    else:
+        lines.append("result: " + ("FAIL" if any(f.fails for f in findings) else "ok"))
     # ids, notes, transcripts and messages come from data: no escape sequence reaches the
     # terminal or the CI log
     return "\n".join(terminal_safe(line, newlines=False) for line in lines)
+
+
+def _judged(comparisons: list["Comparison"]) -> list["Comparison"]:
+    """The configs of this run or report (judged or not), without baseline entries of
+    configs that were not run: those are counted nowhere."""
+    return [c for c in comparisons if not _not_run(c)]
 
 
 def html_link(url: str | None) -> str | None:
@@ -200,14 +231,26 @@ def html_link(url: str | None) -> str | None:
 
 def markdown_summary(comparisons: list["Comparison"], policy: "Policy", refresh: str | None = None,
                      title: str = "asrbench regression check", max_transcripts: int = 20,
-                     html_url: str | None = None) -> str:
+                     html_url: str | None = None, problems: Iterable[str] = ()) -> str:
     """GitHub-flavoured Markdown: one table per config, its changed transcripts, what fails,
     and a link to the HTML report when one was uploaded (html_url). Every value that comes
-    from data is escaped (escape_md)."""
+    from data is escaped (escape_md). "No failure" only when every config was judged: one
+    that could not be (`not_judged`) or a problem with the whole input (`problems`) fails."""
+    problems = list(problems)
     failing = sorted({f.config_id for c in comparisons for f in policy.findings(c) if f.fails})
+    selected = _judged(comparisons)
+    unjudged = [c for c in selected if c.not_judged]
     lines = [f"## {title}", ""]
-    lines.append(f"**{'❌ ' + str(len(failing)) + ' config(s) fail' if failing else '✅ no failure'}**"
-                 f" across {len(comparisons)} config(s).")
+    if problems:
+        lines.append(f"**❌ could not judge**: {escape_md(problems[0])}"
+                     + "".join(f"; {escape_md(p)}" for p in problems[1:]))
+    elif failing:
+        lines.append(f"**❌ {len(failing)} config(s) fail** across {len(selected)} config(s)"
+                     + (f"; could not judge {len(unjudged)}." if unjudged else "."))
+    elif selected:
+        lines.append(f"**✅ no failure** across {len(selected)} config(s).")
+    else:
+        lines.append("**➖ no config was selected: nothing judged.**")
     link = html_link(html_url)
     if link:
         lines += ["", link]
@@ -215,17 +258,20 @@ def markdown_summary(comparisons: list["Comparison"], policy: "Policy", refresh:
     for comparison in comparisons:
         if _not_run(comparison):
             continue
-        lines += ["", f"### {escape_md(comparison.config_id)}", "",
-                  "| metric | baseline | current | Δ | Δ % | allowed | verdict | note |",
+        lines += ["", f"### {escape_md(comparison.config_id)}", ""]
+        if comparison.not_judged:
+            lines.append(f"❌ **could not judge**: {escape_md(comparison.not_judged)}")
+            continue
+        lines += ["| metric | baseline | current | Δ | Δ % | allowed | verdict | note |",
                   "|---|---:|---:|---:|---:|---:|---|---|"]
         for v in comparison.verdicts:
             arrow = "" if v.delta is None or v.delta == 0 else ("▲ " if v.delta > 0 else "▼ ")
-            delta = "–" if v.delta is None else f"{arrow}{v.delta:+.4f}"
+            delta = "–" if v.delta is None else f"{arrow}{format_delta(v.delta, v.metric)}"
             rel = "–" if v.relative is None else f"{v.relative:+.1%}"
-            allowed = "–" if v.allowed is None else f"±{_number(v.allowed, v.metric)}"
+            allowed = "–" if v.allowed is None else format_allowed(v.allowed, v.metric)
             lines.append(f"| {escape_md(v.metric)} | {_number(v.baseline, v.metric)} | "
                          f"{_number(v.value, v.metric)} | {delta} | {rel} | {allowed} | "
-                         f"{ARROWS.get(v.verdict, escape_md(v.verdict))} | {escape_md(v.note)} |")
+                         f"{_verdict_cell(policy, comparison, v)} | {escape_md(v.note)} |")
         findings = policy.findings(comparison)
         if findings:
             lines.append("")
@@ -254,15 +300,28 @@ def markdown_summary(comparisons: list["Comparison"], policy: "Policy", refresh:
     return "\n".join(lines) + "\n"
 
 
+def _verdict_cell(policy: "Policy", comparison: "Comparison", v: Any) -> str:
+    """A verdict as the table shows it, with what the policy makes of it: a regression that
+    only warns is not "❌", an improvement that fails (the baseline is out of date) is."""
+    if v.value is None and v.baseline is None and v.verdict == "unchanged":
+        return "➖ not compared"
+    finding = policy.verdict_finding(comparison, v)
+    if finding is not None and v.verdict == "regressed" and not finding.fails:
+        return "⚠️ regressed (warns)"
+    if finding is not None and v.verdict == "improved" and finding.fails:
+        return "❌ improved (refresh the baseline)"
+    return ARROWS.get(v.verdict, escape_md(v.verdict))
+
+
 def outcome_text(outcome: "GateOutcome") -> str:
     """The terminal output of a gate outcome (`asrbench compare`)."""
-    return gate_text(outcome.comparisons, outcome.policy, outcome.refresh)
+    return gate_text(outcome.comparisons, outcome.policy, outcome.refresh, outcome.problems)
 
 
 def outcome_markdown(outcome: "GateOutcome") -> str:
     """The Markdown summary of a gate outcome (PR comment, step summary, pytest's summary)."""
     return markdown_summary(outcome.comparisons, outcome.policy, outcome.refresh,
-                            html_url=outcome.html_url)
+                            html_url=outcome.html_url, problems=outcome.problems)
 
 
 def publish_markdown(markdown: str, path: Any = None) -> None:
