@@ -53,7 +53,9 @@ def pytest_configure(config: pytest.Config) -> None:
         try:  # an invalid report: one line before collection, not a collection error
             _configs(config)
         except AsrbenchError as exc:
-            raise pytest.UsageError(_safe(f"asrbench: {exc}")) from None
+            message = _safe(f"asrbench: {exc}")
+            _publish_could_not_judge(config, message)
+            raise pytest.UsageError(message) from None
 
 
 def _safe(text: Any) -> str:
@@ -116,8 +118,11 @@ def _configs_from_report(config: pytest.Config) -> tuple[list[BenchConfig], int]
     from asrbench.formats.io import load_report
 
     state = _state(config)
+    from asrbench.gate.outcome import refuse_interrupted
+
     _report_path(config)  # refuses writing over the judged report, before anything runs
     report = load_report(option(config, "from_report"))
+    refuse_interrupted(report, option(config, "from_report"))
     names = {f.name for f in dataclasses.fields(BenchConfig)}
     configs = []
     for run in report.runs:
@@ -158,6 +163,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     with "could not judge" (fail closed)."""
     state = session.config.stash.get(STATE_KEY, None)
     if state is not None and state.get("usage_error"):
+        _publish_could_not_judge(session.config, state["usage_error"])
         raise pytest.UsageError(state["usage_error"])
     if state is None or option(session.config, "update_baselines"):
         return
@@ -168,6 +174,24 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if bench is not None and "bench_comparison" in getattr(item, "fixturenames", ()):
             selected[bench.id] = None
     state["selected"] = list(selected)
+
+
+def _publish_could_not_judge(config: pytest.Config, message: str) -> None:
+    """The Markdown summary of a session that stops before judging anything (an invalid
+    report, a device that is not there): "could not judge", never a missing or stale one."""
+    from asrbench.gate.outcome import GateOutcome
+    from asrbench.render.text import outcome_markdown, publish_markdown
+
+    try:
+        path = _report_path(config)
+    except AsrbenchError:
+        path = None
+    reason = message[len("asrbench: "):] if message.startswith("asrbench: ") else message
+    outcome = GateOutcome([], bench_policy(config), problems=[reason])
+    try:
+        publish_markdown(outcome_markdown(outcome), path.with_suffix(".md") if path else None)
+    except AsrbenchError:
+        pass  # the usage error that follows says what matters
 
 
 def _reason(excinfo: Any) -> str:
@@ -287,15 +311,18 @@ def bench_comparison(request, bench_entry, bench_run):
     as the policy says."""
     from asrbench.gate import baselines
     from asrbench.gate.compare import compare_run
-    from asrbench.gate.outcome import refresh_command
+    from asrbench.gate.outcome import carry_options, refresh_command, with_options
 
     if option(request.config, "update_baselines"):
         pytest.skip("--update-baselines: this entry is rewritten from this run, not checked")
     config_id = bench_run.config.id
+    report, directory = _source_report(request.config), option(request.config, "baseline_dir")
     try:
         comparison = compare_run(bench_run, bench_entry, _state(request.config)["tolerance"])
     except AsrbenchError as exc:  # a baseline it must not be compared with: one line, no traceback
-        pytest.fail(_safe(f"asrbench: {exc}"), pytrace=False)
+        pytest.fail(_safe(f"asrbench: {carry_options(str(exc), report, directory)}"),
+                    pytrace=False)
+    comparison = with_options(comparison, report, directory)
     _state(request.config)["comparisons"][config_id] = comparison
     for finding in bench_policy(request.config).findings(comparison, ["missing"]):
         path = baselines.baseline_path(option(request.config, "baseline_dir"),

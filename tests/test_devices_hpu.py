@@ -39,6 +39,7 @@ def test_hpu_without_gaudi_is_a_one_line_user_error():
     message = str(info.value)
     assert "\n" not in message
     assert "--device cpu" in message and "--device cuda" in message
+    assert "--device hpu-emulated" in message  # the one a user without a Gaudi can run (#28)
     assert "asrbench[hpu]" in message
 
 

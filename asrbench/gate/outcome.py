@@ -12,6 +12,7 @@ judged.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,31 @@ def refresh_command(config_ids: list[str], report: str | Path = DEFAULT_REPORT,
     user gave (following a hint must never write into another folder)."""
     return (f"asrbench baseline update --report {shlex.quote(str(report))}"
             f"{baseline_dir_args(baseline_dir)} --only {' '.join(config_ids)}")
+
+
+_REFRESH_PLACEHOLDER = re.compile(r"asrbench baseline update --report <(?:this |new )?report>")
+
+
+def carry_options(text: str, report: str | Path | None, baseline_dir: str | Path | None) -> str:
+    """`text` with each `asrbench baseline update --report <report>` it suggests completed
+    with the report judged and the baseline folder read (never a command that would write into
+    another folder than the one the user gave)."""
+    if report is None:
+        return text
+    command = (f"asrbench baseline update --report {shlex.quote(str(report))}"
+               f"{baseline_dir_args(baseline_dir)}")
+    return _REFRESH_PLACEHOLDER.sub(lambda _: command, text)
+
+
+def with_options(comparison: Comparison, report: str | Path | None,
+                 baseline_dir: str | Path | None) -> Comparison:
+    """A comparison whose notes' suggested commands carry the options given (carry_options)."""
+    verdicts = [v.model_copy(update={"note": carry_options(v.note, report, baseline_dir)})
+                for v in comparison.verdicts]
+    update: dict[str, Any] = {"verdicts": verdicts}
+    if comparison.not_judged:
+        update["not_judged"] = carry_options(comparison.not_judged, report, baseline_dir)
+    return comparison.model_copy(update=update)
 
 
 def could_not_judge(config_id: str, reason: str) -> Comparison:
@@ -118,6 +144,7 @@ def gate_runs(runs: list[Run], baseline_dir: str | Path,
             comparisons.append(compare_run(run, entry, policy_table))
         except AsrbenchError as exc:  # refused: another model, normalizer, counters...
             comparisons.append(could_not_judge(run.config.id, str(exc)))
+    comparisons = [with_options(c, report_path, baseline_dir) for c in comparisons]
     return GateOutcome(comparisons, policy or Policy(), str(report_path), documents,
                        baseline_dir=str(baseline_dir))
 
