@@ -364,7 +364,7 @@ class Tolerance(_Strict):
 #: compared with this one: it is re-recorded
 COUNTER_VERSION = 1
 #: a count: an integer >= 0, strictly (a JSON `true` or `12.0` is not a count)
-Count = Annotated[int, Field(ge=0, strict=True)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)]
 OpCounts = dict[str, Count]  # "<aten op> <dtype>" -> count, e.g. "aten.mm f32": 12
 
 
@@ -373,7 +373,7 @@ class Counters(_Model):
     code path (decoder, cache, autocast, batch shape) over a stated set of utterances, apart from
     the timed passes. The same code on the same inputs gives the same counts on any machine."""
 
-    version: Annotated[int, Field(ge=1, strict=True)] = Field(
+    version: Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)] = Field(
         description="COUNTER_VERSION of the definitions")
     selection: str = Field(description="which utterances were counted, in words")
     utterances: list[str] = Field(default_factory=list, description="ids of the counted ones")
