@@ -181,7 +181,11 @@ def gate_text(comparisons: list["Comparison"], policy: "Policy", refresh: str | 
                          "report (not a failure)")
             continue
         for v in c.verdicts:
-            lines.append(f"{_label(v):<10} {c.config_id} {v.metric}:{_values(v)}"
+            values = _values(v)
+            if not values and v.note:  # nothing to show but why: "counters: not counted ..."
+                lines.append(f"{_label(v):<10} {c.config_id} {v.metric}: {v.note}")
+                continue
+            lines.append(f"{_label(v):<10} {c.config_id} {v.metric}:{values}"
                          + (f"  [{v.note}]" if v.note else ""))
         if c.transcripts:
             lines.append(f"CHANGED    {c.config_id}: {len(c.transcripts)} transcript(s)")
