@@ -209,3 +209,14 @@ def test_a_step_counts_counters_only_where_the_commits_asrbench_has_it(tmp_path)
     (old / "options.py").write_text('Option("counters", "...")\n')
     assert _counting_mode(str(tmp_path)) == ["--passes", "1"]
     assert _counting_mode(str(tmp_path / "nothing")) == ["--passes", "1"]
+
+
+def test_skipped_commits_that_leave_candidates_are_named_with_why(tmp_path, capsys):
+    # commit 2 was not counted and commit 3 changed: the first bad commit is 2 or 3
+    path = tmp_path / "project"
+    shas = make_repo(path, [10, None, 12])
+    assert main(["bisect", shas[0], shas[2], "--repo", str(path), "--command", COMMAND]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "did not single out one commit" in err
+    assert f"{shas[1][:12]} commit 2 (skipped: cfg: not counted by this commit" in err
+    assert f"{shas[2][:12]} commit 3" in err
