@@ -105,7 +105,9 @@ SLOW_TESTS = {
     },
     "tests/test_nothing_leaked.py": {"test_a_password_in_an_old_reports_argv_reaches_no_output"},
     "tests/test_nothing_left.py": {  # pytest / asrbench children, signals to real processes
-        "test_the_pytest_door_escapes_data_and_refuses_a_bad_report_in_one_line"},
+        "test_the_pytest_door_escapes_data_and_refuses_a_bad_report_in_one_line",
+        "test_a_run_killed_with_sigkill_leaves_no_worker_and_its_cache_goes_next_time",
+        "test_a_signal_to_bisect_ends_its_whole_tree_and_removes_its_worktree"},
     "tests/test_peers.py": {"test_every_peer_runs_and_agrees_with_asrbench"},
     "tests/test_plugin.py": {
         "test_the_installed_plugin_runs_in_another_repository_with_its_own_device_option"},

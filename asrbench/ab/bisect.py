@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from asrbench import processes
 from asrbench.errors import AsrbenchError
 from asrbench.formats.redact import redact
 
@@ -151,8 +152,9 @@ def _measure_report(plan: Plan, worktree: str, report: Path) -> None:
                 *plan.run_args, "--report", str(report), "--no-progress"]
         shell = False
     try:
-        done = subprocess.run(argv, cwd=worktree, env=env, shell=shell, capture_output=True,
-                              text=True, errors="replace", timeout=MEASURE_TIMEOUT)
+        # its own process group, ended with SIGTERM first (its partial report, its cache)
+        done = processes.run(argv, cwd=worktree, env=env, shell=shell, capture_output=True,
+                             text=True, errors="replace", timeout=MEASURE_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise AsrbenchError(f"no report after {MEASURE_TIMEOUT:g} s") from None
     if done.returncode != 0:
@@ -284,12 +286,19 @@ def judge(plan: Plan, sha: str) -> tuple[int, str]:
 def step_main(argv: list[str]) -> int:
     """`git bisect run`'s command: judge HEAD of the worktree, record the result, exit 0/1/125
     (128 aborts the bisect: a fault of asrbench, not of the commit)."""
+    import signal
+
+    # bisect ends the step with SIGTERM (SIGINT, SIGHUP sent by hand): the measurement it runs
+    # is ended in turn (processes.run), and the step exits quietly, aborting the bisect
+    previous = processes.raise_on((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     try:
         plan = Plan(**json.loads(Path(argv[-1]).read_text(encoding="utf-8")))
         sha = _git(plan.worktree, "rev-parse", "HEAD").stdout.strip()
         code, text = judge(plan, sha)
         Path(plan.results, f"{sha}.json").write_text(json.dumps({"code": code, "text": text}),
                                                      encoding="utf-8")
+    except (processes.Ended, KeyboardInterrupt):
+        return ABORT
     except Exception as exc:  # noqa: BLE001 (any fault here must stop the bisect, not mark a commit)
         print(f"asrbench bisect: step failed: {type(exc).__name__}: {redact(exc)}", file=sys.stderr)
         return ABORT
@@ -398,9 +407,11 @@ def bisect(repo: Path, good_name: str, bad_name: str, metric: str = "counters",
             started = True
             say("git bisect run ...")
             try:
-                done = subprocess.run(["git", "bisect", "run", *_step_command(plan_path)],
-                                      cwd=worktree, stdout=subprocess.PIPE,
-                                      stderr=None, text=True, errors="replace")
+                # a process group of its own (git, the step, what the step runs): an
+                # interruption ends the whole tree (SIGTERM, then SIGKILL), not git alone
+                done = processes.run(["git", "bisect", "run", *_step_command(plan_path)],
+                                     cwd=worktree, stdout=subprocess.PIPE,
+                                     stderr=None, text=True, errors="replace")
             except FileNotFoundError:
                 raise AsrbenchError("git not found") from None
             first = _first_bad(done.stdout, worktree, results)
@@ -456,12 +467,14 @@ def bisect(repo: Path, good_name: str, bad_name: str, metric: str = "counters",
         first, changes = run_bisect(plan, good, bad)
         return Found(first, subject(root, first), changes, skipped_commits(root, results))
     finally:
-        if started:
-            _git(worktrees[0], "bisect", "reset", "--quiet", check=False)
-        for path in reversed(worktrees):
-            _git(root, "worktree", "remove", "--force", str(path), check=False)
-        _git(root, "worktree", "prune", check=False)
-        shutil.rmtree(tmp, ignore_errors=True)
+        # the worktrees go whatever happened; a second signal waits until they are gone
+        with processes.signals_held():
+            if started:
+                _git(worktrees[0], "bisect", "reset", "--quiet", check=False)
+            for path in reversed(worktrees):
+                _git(root, "worktree", "remove", "--force", str(path), check=False)
+            _git(root, "worktree", "prune", check=False)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _across_definitions(root: Path, plan: Plan, good: str, bad: str, good_name: str,

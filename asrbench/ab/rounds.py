@@ -45,6 +45,7 @@ from typing import Any, Callable
 
 from asrbench.ab.decision import Decision, decide, look_alpha, look_rounds
 from asrbench.config.settings import AB_ROUND_VARIABLE
+from asrbench import processes
 from asrbench.errors import AsrbenchError
 from asrbench.formats.redact import redact, redact_argv, redact_command
 
@@ -169,7 +170,8 @@ def run_together(jobs: list[tuple[Side, list[str], dict[str, str] | None]],
                  timeout: float) -> None:
     """Run `asrbench <args>` for every (side, args, extra environment) at the same time and
     wait for all; the first to fail is a one-line AsrbenchError, and whatever still runs then
-    (or on an interruption, or past `timeout`) is killed. Output goes to temporary files, not
+    (or on an interruption, or past `timeout`) is ended: SIGTERM to its process group, SIGKILL
+    after processes.GRACE_SECONDS. Output goes to temporary files, not
     pipes, so a chatty process never blocks while another is awaited."""
     import os
     import tempfile
@@ -180,9 +182,11 @@ def run_together(jobs: list[tuple[Side, list[str], dict[str, str] | None]],
         for side, args, env in jobs:
             output = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
             try:
-                process = subprocess.Popen(side.command + args, cwd=side.cwd, stdout=output,
-                                           stderr=subprocess.STDOUT, text=True,
-                                           env={**os.environ, **env} if env else None)
+                # its own process group: ended with SIGTERM first (processes.end), so the run
+                # writes its partial report, removes its feature cache, ends its workers
+                process = processes.start(side.command + args, cwd=side.cwd, stdout=output,
+                                          stderr=subprocess.STDOUT, text=True,
+                                          env={**os.environ, **env} if env else None)
             except FileNotFoundError:
                 output.close()
                 raise AsrbenchError(f"{side.name}: cannot run {redact_command(side.command)}: no "
@@ -212,10 +216,9 @@ def run_together(jobs: list[tuple[Side, list[str], dict[str, str] | None]],
             if len(pending) > 1:
                 time.sleep(0.05)
     finally:
-        for _, _, process, output in running:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        # SIGTERM to what still runs (and its children), SIGKILL after a grace period
+        processes.end_all([process for _, _, process, _ in running])
+        for _, _, _, output in running:
             output.close()
 
 

@@ -66,7 +66,7 @@ def command(args: argparse.Namespace) -> int:
         run_args = shlex.split(args.run_args)
     except ValueError as exc:
         raise AsrbenchError(f"--run-args: {exc}") from None
-    previous = common.on_signals()
+    previous = common.on_signals(hangup=True)  # the worktree goes on SIGHUP too
     try:
         found = bisect(args.repo, args.good, args.bad, metric=args.metric, run_args=run_args,
                        command=args.measure_command,

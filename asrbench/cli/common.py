@@ -80,15 +80,16 @@ class Interrupted(BaseException):
         self.code = code
 
 
-def on_signals() -> dict[Any, Any]:
-    """SIGINT and SIGTERM raise Interrupted in the main thread; returns the old handlers."""
+def on_signals(hangup: bool = False) -> dict[Any, Any]:
+    """SIGINT and SIGTERM (and SIGHUP: a closed terminal or ssh session, with `hangup`)
+    raise Interrupted in the main thread; returns the old handlers."""
     import signal
 
     def handler(number: int, frame: Any) -> None:
         raise Interrupted(signal.Signals(number).name, 128 + number)
 
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM) + ((signal.SIGHUP,) if hangup else ()):
         try:
             previous[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread (an embedding caller): leave signals alone

@@ -41,6 +41,7 @@ MIGRATION = ("asrbench {version} reads schema {supported} only: regenerate the r
              "`asrbench baseline update --report <new report>`")
 #: names that become file names or keys: no path separators, no leading dot
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
 #: per-utterance edit counts stored: word errors, words, char errors, chars, and the two of
 #: normalized words (asrbench.measure.metrics.Edits)
 EDIT_FIELDS = 6
@@ -422,7 +423,7 @@ class ModelIdentity(_Model):
     revision: Optional[str] = Field(
         None, description="a Hub model's resolved commit (its cache snapshot); None otherwise")
     weights_sha256: Optional[str] = Field(
-        None, pattern=r"^[0-9a-f]{64}$",
+        None, pattern=SHA256_PATTERN,
         description="sha256 over the weight files the model loads (model.safetensors, else "
                     "the shards model.safetensors.index.json lists) in name order; None where "
                     "they could not be read")
@@ -539,7 +540,7 @@ class BaselineEntry(_Model):
     tolerance: Tolerance = Field(default_factory=Tolerance)
     noise: Noise = Field(default_factory=Noise)
     predictions: dict[str, str] = Field(default_factory=dict)
-    predictions_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    predictions_sha256: str = Field(pattern=SHA256_PATTERN)
     normalizer: Optional[str] = Field(
         None, description="versioned name of the normalizer of metrics.wer_normalized")
     edits: dict[str, Annotated[list[NonNegativeInt], Field(min_length=EDIT_FIELDS,
@@ -681,8 +682,11 @@ def _problem(error: dict[str, Any]) -> str:
     kind = error.get("type", "")
     ctx = error.get("ctx") or {}
     loc = error.get("loc") or ()
-    if kind == "string_pattern_mismatch" and loc and loc[-1] == "predictions_sha256":
-        return "expected a sha256 hex digest"
+    if kind == "string_pattern_mismatch" and (
+            (loc and str(loc[-1]).endswith("sha256")) or ctx.get("pattern") == SHA256_PATTERN):
+        return "expected a sha256 hex digest (64 characters 0-9 a-f)"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") not in (None, NAME_PATTERN):
+        return f"does not match {ctx.get('pattern')}"
     bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
               "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
     if kind in bounds:

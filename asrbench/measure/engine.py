@@ -34,7 +34,8 @@ from asrbench.config.settings import BenchConfig
 from asrbench.measure.data import SAMPLE_RATE, LoadedSplit, SplitIndex
 from asrbench.measure.decoding import (GreedyDecoder, StaticGreedyDecoder, length_kwargs,
                                        whisper_prompt)
-from asrbench.measure.features import ATTENTION_MASK, check_settings, input_name, model_inputs
+from asrbench.measure.features import (ATTENTION_MASK, check_settings, input_name, is_whisper,
+                                        model_inputs)
 from asrbench.devices import Device
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import (Compilations, DatasetInfo, DeviceInfo, Metrics, RankTimings,
@@ -371,6 +372,28 @@ class Evaluator:
             batches.features.append(inputs[input_name(self.prepared.loaded.model)])
         return batches
 
+    def feature_bytes(self, rows: list[Any], plan: list[list[int]]) -> int:
+        """What the feature cache will hold for these batches, in bytes (float32 features:
+        Whisper's are feature_size mel bins x nb_max_frames frames a row, 80 x 3000 x 4 bytes
+        = 0.92 MiB; other models' are padded to a batch's longest clip, by the extractor's
+        hop length when it makes frames), with the npy headers."""
+        from asrbench.measure.streaming import NPY_HEADER_BYTES
+
+        extractor = self.processor.feature_extractor
+        bins = int(getattr(extractor, "feature_size", 1) or 1)
+        whisper_frames = getattr(extractor, "nb_max_frames", None)
+        hop = getattr(extractor, "hop_length", None)
+        total = 0
+        for batch in plan:
+            width = len(batch) if not self.static else self.config.batch_size
+            if is_whisper(self.prepared.loaded.model) and whisper_frames:
+                frames = int(whisper_frames)
+            else:
+                longest = max(rows[i].samples for i in batch)
+                frames = -(-longest // int(hop)) if hop else longest
+            total += width * bins * frames * 4 + 2 * NPY_HEADER_BYTES
+        return total
+
     def _generate(self, features: torch.Tensor, kwargs: dict[str, Any],
                   mask: torch.Tensor | None = None) -> torch.Tensor:
         """Token ids for one batch: asrbench's decoder where it applies, else generate()
@@ -467,6 +490,7 @@ class Evaluator:
         plan = plan_batches(split.rows, self.config.batch_size)
         counters_only = self.config.counters_only
         with FeatureCache() as cache:
+            cache.check_space(self.feature_bytes(split.rows, plan), len(split.rows))
             self.device.reset_peak_memory()
             self.barrier()
             # counters-only: no warm-up unless graphs must be captured before they replay

@@ -34,10 +34,114 @@ def resolve(reference: str) -> tuple[str, bool]:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise AsrbenchError(f"{path} is not a transformers model directory (no config.json)")
+        check_model_directory(path)
         return str(path), True
+    if path.exists():  # a file (e.g. the folder's config.json) where a folder is meant
+        raise AsrbenchError(f"--model {reference} is a file, not a model directory: give the "
+                            f"folder that holds config.json ({path.parent})")
     if path.is_absolute() or reference.startswith((".", "~")) or reference.count("/") > 1:
         raise AsrbenchError(f"model directory {reference} does not exist")
     return reference, False
+
+
+#: the largest safetensors header asrbench reads (the format's own limit is 100 MB)
+MAX_SAFETENSORS_HEADER = 100_000_000
+
+
+def _read_json(path: Path, directory: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise AsrbenchError(f"model directory {directory}: {path.name} cannot be read "
+                            f"({getattr(exc, 'strerror', None) or first_line(exc)})") from None
+
+
+def _check_safetensors(file: Path, directory: Path) -> None:
+    """A safetensors file whose header reads and whose tensors all lie inside the file (the
+    format: 8 bytes of header length, a JSON header, the tensors' bytes); read without torch,
+    in milliseconds. A truncated or random file is one line naming it."""
+    import json
+
+    where = f"model directory {directory}: {file.name}"
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as fh:
+            head = fh.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if length < 2 or length > MAX_SAFETENSORS_HEADER or length > size - 8:
+                raise AsrbenchError(f"{where} is not a safetensors file or is truncated "
+                                    f"({size} bytes; re-download or re-save the weights)")
+            header = json.loads(fh.read(length))
+    except OSError as exc:
+        raise AsrbenchError(f"{where} cannot be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, ValueError):
+        raise AsrbenchError(f"{where} is not a safetensors file (its header is not valid "
+                            "JSON): re-download or re-save the weights") from None
+    if not isinstance(header, dict):
+        raise AsrbenchError(f"{where} is not a safetensors file (its header is not a table)")
+    ends = [t.get("data_offsets", [0, 0])[1] for k, t in header.items()
+            if k != "__metadata__" and isinstance(t, dict)]
+    needed = 8 + length + max([e for e in ends if isinstance(e, int)], default=0)
+    if needed > size:
+        raise AsrbenchError(f"{where} is truncated: {size} bytes, its header describes "
+                            f"{needed}; re-download or re-save the weights")
+
+
+def check_model_directory(directory: Path) -> None:
+    """Refuse, before anything loads, a local model folder that cannot work, in one line:
+    weights missing, truncated or not safetensors; no feature extractor settings; no
+    tokenizer files; a model that wants more or fewer mel bins than its extractor makes."""
+    directory = Path(directory)
+    config = _read_json(directory / "config.json", directory)
+    # the files from_pretrained reads: model.safetensors, else the shards its index lists
+    index = directory / WEIGHTS_INDEX
+    if (directory / SINGLE_WEIGHTS).is_file():
+        files = [directory / SINGLE_WEIGHTS]
+    elif index.is_file():
+        weight_map = _read_json(index, directory)
+        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+        if not isinstance(weight_map, dict):
+            raise AsrbenchError(f"model directory {directory}: {index.name} has no weight_map")
+        shards = sorted({str(name) for name in weight_map.values()})
+        files = [directory / name for name in shards]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise AsrbenchError(f"model directory {directory}: {index.name} names "
+                                f"{len(missing)} missing weight file(s), e.g. {missing[0]}")
+    else:
+        files = []
+    if not files:
+        others = sorted(p.name for p in directory.glob("*.bin")) + sorted(
+            p.name for p in directory.glob("*.pt"))
+        raise AsrbenchError(f"model directory {directory} has no {SINGLE_WEIGHTS} (nor "
+                            f"{WEIGHTS_INDEX})"
+                            + (f"; {others[0]} is not read: asrbench loads safetensors only, "
+                               "re-save with save_pretrained(safe_serialization=True)"
+                               if others else ""))
+    for file in files:
+        _check_safetensors(file, directory)
+    extractor_file = directory / "preprocessor_config.json"
+    if not extractor_file.is_file():
+        raise AsrbenchError(f"model directory {directory} has no preprocessor_config.json (the "
+                            "feature extractor's settings): save the processor with the model")
+    extractor = _read_json(extractor_file, directory)
+    names = {p.name for p in directory.iterdir()}
+    has_tokenizer = ("tokenizer.json" in names or "vocab.txt" in names
+                     or any(n.endswith(".model") for n in names)
+                     or ("vocab.json" in names and ("merges.txt" in names
+                                                    or config.get("model_type") != "whisper")))
+    if not has_tokenizer:
+        raise AsrbenchError(f"model directory {directory} has no tokenizer files (tokenizer.json, "
+                            "or vocab.json with merges.txt): save the processor with the model")
+    bins = config.get("num_mel_bins") or config.get("input_feat_per_channel")
+    made = extractor.get("feature_size")
+    if isinstance(bins, int) and isinstance(made, int) and bins != made:
+        raise AsrbenchError(f"model directory {directory}: the model takes {bins} mel bins "
+                            f"(config.json) but its feature extractor makes {made} "
+                            "(preprocessor_config.json feature_size): the two files come from "
+                            "different models")
 
 
 HUB_PROBE_SECONDS = 3.0

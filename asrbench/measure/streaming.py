@@ -9,7 +9,11 @@ removed when the run ends, also on an interrupt), never in memory.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -20,6 +24,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from asrbench.errors import AsrbenchError
 from asrbench.measure.data import IndexedRow, Skipped, Utterance, decode_row
 
 #: batches each DataLoader worker prepares ahead of the one being decoded
@@ -111,7 +116,8 @@ def prefetch(source: BatchSource, workers: int | None = None,
     loader = DataLoader(source, batch_size=None, shuffle=False, num_workers=workers,
                         collate_fn=_as_is, prefetch_factor=ahead if workers else None,
                         multiprocessing_context="fork" if workers else None,
-                        worker_init_fn=_ignore_signals if workers else None)
+                        worker_init_fn=(functools.partial(_ignore_signals, parent=os.getpid())
+                                        if workers else None))
     try:
         yield from loader
     except Exception as exc:
@@ -140,27 +146,87 @@ def unwrapped(exc: Exception) -> Exception:
     return exc
 
 
-def _ignore_signals(worker_id: int) -> None:
+def _ignore_signals(worker_id: int, parent: int | None = None) -> None:
     """A forked worker would inherit the handlers that raise Interrupted and print a traceback
     each: Ctrl-C (sent to the whole process group) is left to the main process, which ends the
-    workers when it stops; SIGTERM ends a worker quietly (the default action)."""
+    workers when it stops; SIGTERM ends a worker quietly (the default action). A worker dies
+    with its run (the parent-death signal, SIGKILL): a run killed with SIGKILL leaves none
+    behind, waiting forever."""
     import signal
+
+    from asrbench.processes import die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if parent is not None:
+        die_with_parent(parent)
+
+
+#: a feature cache folder: asrbench-features-<pid of its run>-<random>
+CACHE_PREFIX = "asrbench-features-"
+_CACHE_NAME = re.compile(rf"^{CACHE_PREFIX}(\d+)-")
+#: bytes a npy file adds to its array (the header), per stored batch
+NPY_HEADER_BYTES = 128
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def remove_orphaned_caches(directory: str | None = None) -> list[Path]:
+    """Remove the feature caches whose run is gone (killed with SIGKILL, the machine lost
+    power): folders named after a pid no process has. What was removed."""
+    root = Path(directory or tempfile.gettempdir())
+    removed = []
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _CACHE_NAME.match(entry.name)
+        if not match or int(match.group(1)) == os.getpid() or _alive(int(match.group(1))):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+                removed.append(entry)
+        except OSError:
+            continue  # another user's, or removed by another run meanwhile
+    return removed
+
+
+def _size(number: float) -> str:
+    return f"{number / 2 ** 20:.1f} MiB"
 
 
 class FeatureCache:
     """One pass's features on disk, batch by batch (a .npy file each), read back one batch at
-    a time; the directory is removed on close (a context manager, so on errors too)."""
+    a time and checked (size and SHA-256 as written) before use; the directory is removed on
+    close (a context manager, so on errors too). Its name holds the run's pid: a run killed
+    before it could remove it leaves it behind, and the next run removes it
+    (remove_orphaned_caches)."""
 
     def __init__(self, directory: str | None = None) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="asrbench-features-", dir=directory))
+        remove_orphaned_caches(directory)
+        try:
+            self.path = Path(tempfile.mkdtemp(prefix=f"{CACHE_PREFIX}{os.getpid()}-",
+                                              dir=directory))
+        except OSError as exc:
+            raise AsrbenchError(f"cannot create the feature cache in "
+                                f"{directory or tempfile.gettempdir()} ({exc.strerror or exc}): "
+                                "set TMPDIR to a writable folder") from None
         self.real: list[int] = []  # real rows per stored batch
         self.rows: list[int] = []  # index rows in decoding order, every stored batch
         self.samples: list[int] = []  # decoded length of each of those rows
         self.skipped: list[Skipped] = []  # rows that failed to decode
         self.seconds = 0.0  # decoding and feature extraction, summed over batches
+        self.written: dict[str, tuple[int, str]] = {}  # file name -> (size, sha256)
 
     def __enter__(self) -> "FeatureCache":
         return self
@@ -171,6 +237,49 @@ class FeatureCache:
     def close(self) -> None:
         """Remove the cached features."""
         shutil.rmtree(self.path, ignore_errors=True)
+
+    def check_space(self, needed: int, clips: int) -> None:
+        """Refuse, before any work, a cache folder without room for `needed` bytes (the
+        features of `clips` clips): one line naming the folder, what is needed and free."""
+        try:
+            stat = os.statvfs(self.path)
+        except OSError:
+            return
+        free = stat.f_bavail * stat.f_frsize
+        if free < needed:
+            raise AsrbenchError(
+                f"not enough space for the feature cache in {self.path.parent}: "
+                f"{_size(needed)} needed ({clips} clip(s), ~{_size(needed / max(clips, 1))} "
+                f"each), {_size(free)} free; set TMPDIR to a folder with more room, or run "
+                "fewer clips (--limit)")
+
+    def _save(self, name: str, array: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        data = buffer.getvalue()
+        try:
+            with open(self.path / name, "wb") as fh:
+                fh.write(data)
+        except OSError as exc:
+            raise AsrbenchError(f"cannot write the feature cache in {self.path.parent} "
+                                f"({exc.strerror or exc}): set TMPDIR to a folder with more "
+                                "room") from None
+        self.written[name] = (len(data), hashlib.sha256(data).hexdigest())
+
+    def _load(self, name: str) -> np.ndarray:
+        size, digest = self.written[name]
+        try:
+            data = (self.path / name).read_bytes()
+        except OSError as exc:
+            raise AsrbenchError(f"the feature cache {self.path / name} cannot be read "
+                                f"({exc.strerror or exc}): was it removed while the run "
+                                "ran?") from None
+        if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+            raise AsrbenchError(f"the feature cache {self.path / name} changed after it was "
+                                f"written ({len(data)} bytes, {size} written, or another "
+                                "digest): something else writes to this folder; rerun")
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+        return array if array.flags.writeable else array.copy()  # torch wants it writable
 
     def fill(self, batches: Iterator[PreparedBatch]) -> Iterator[tuple[Any, Any, int]]:
         """Store each batch as it arrives and pass it on (for the warm-up): (features,
@@ -183,9 +292,9 @@ class FeatureCache:
             if batch.features is None:
                 continue
             number = len(self.real)
-            np.save(self.path / f"{number}.npy", batch.features)
+            self._save(f"{number}.npy", batch.features)
             if batch.mask is not None:
-                np.save(self.path / f"{number}.mask.npy", batch.mask)
+                self._save(f"{number}.mask.npy", batch.mask)
             self.real.append(len(batch.rows))
             self.rows.extend(batch.rows)
             self.samples.extend(batch.samples)
@@ -196,9 +305,10 @@ class FeatureCache:
         """One stored batch read from disk: (features, attention mask or None, real rows)."""
         import torch
 
-        mask = self.path / f"{number}.mask.npy"
-        return (torch.from_numpy(np.load(self.path / f"{number}.npy")),
-                torch.from_numpy(np.load(mask)) if mask.exists() else None, self.real[number])
+        mask = f"{number}.mask.npy"
+        return (torch.from_numpy(self._load(f"{number}.npy")),
+                torch.from_numpy(self._load(mask)) if mask in self.written else None,
+                self.real[number])
 
     def read(self) -> Iterator[tuple[Any, Any, int]]:
         """Every stored batch in decoding order, one at a time."""

@@ -1,0 +1,204 @@
+"""Child processes ended the way they can clean up: each child runs in a process group of its
+own, and ending it is SIGTERM to that whole group first (the child's handlers write what they
+have, remove their temporary files, end their own children), SIGKILL only after a grace period.
+
+A child also gets SIGTERM should this process die without ending it (SIGKILL, a crash): the
+Linux parent-death signal, set in the child before it runs. DataLoader workers get SIGKILL that
+way (`die_with_parent`): they hold nothing to clean up, and a worker left behind waits forever.
+
+Nothing here imports anything of asrbench's: the A/B, bisect and the measurement all use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+#: seconds a child has to end after SIGTERM before SIGKILL
+GRACE_SECONDS = 15.0
+#: prctl(2) option: the signal the calling process gets when its parent thread dies
+PR_SET_PDEATHSIG = 1
+
+
+def set_parent_death_signal(number: int = signal.SIGTERM) -> bool:
+    """Ask Linux to send `number` to this process when its parent dies (prctl
+    PR_SET_PDEATHSIG, through ctypes); False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(number), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def die_with_parent(parent: int, number: int = signal.SIGKILL) -> None:
+    """In a child: end with `number` when the parent dies; if it already died (it went between
+    the fork and this call), end now."""
+    set_parent_death_signal(number)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _child_setup(parent: int) -> Callable[[], None]:
+    def setup() -> None:  # runs in the child between fork and exec: no locks, no imports
+        set_parent_death_signal(signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return setup
+
+
+def start(argv: Any, **options: Any) -> subprocess.Popen:
+    """subprocess.Popen in a new session (its own process group: Ctrl-C at the terminal
+    reaches this process only, which ends the child with `end`), with SIGTERM as its
+    parent-death signal."""
+    if os.name == "posix":
+        options.setdefault("start_new_session", True)
+        options.setdefault("preexec_fn", _child_setup(os.getpid()))
+    return subprocess.Popen(argv, **options)
+
+
+def _group_alive(process: subprocess.Popen) -> bool:
+    if os.name != "posix":
+        return False
+    try:
+        os.killpg(process.pid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _signal_group(process: subprocess.Popen, number: int) -> None:
+    try:
+        if os.name == "posix":
+            os.killpg(process.pid, number)
+        else:
+            process.send_signal(number)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def end(process: subprocess.Popen, grace: float | None = None) -> int | None:
+    """End a child started with `start` and everything in its process group: SIGTERM, then
+    SIGKILL after `grace` seconds (GRACE_SECONDS) if the child has not ended; the group is
+    sent SIGKILL at the end either way, so no grandchild outlives it. Its exit status."""
+    return end_all([process], grace)[0]
+
+
+def end_all(processes: Sequence[subprocess.Popen], grace: float | None = None) -> list[Any]:
+    """`end` for several children at once: SIGTERM to every group, one grace period for
+    all, then SIGKILL to every group. Their exit statuses."""
+    grace = GRACE_SECONDS if grace is None else grace
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        _signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in running:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        # the leader ended: its group's other members (a step's measurement, still writing
+        # its partial report) get the rest of the grace period too
+        while _group_alive(process) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    for process in processes:
+        _signal_group(process, signal.SIGKILL)  # what is left of the group (ignored SIGTERM)
+    return [process.wait() for process in processes]
+
+
+def run(argv: Any, timeout: float | None = None, grace: float | None = None,
+        input: str | None = None, **options: Any) -> subprocess.CompletedProcess:
+    """subprocess.run, but in a process group of its own, and ended with `end` (SIGTERM to
+    the group, SIGKILL after a grace period) on a timeout or any exception here (an
+    interruption) instead of SIGKILL to the child alone."""
+    capture = options.pop("capture_output", False)
+    if capture:
+        options["stdout"] = options["stderr"] = subprocess.PIPE
+    process = start(argv, **options)
+    try:
+        out, err = process.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        end(process, grace)
+        out, err = process.communicate()
+        raise subprocess.TimeoutExpired(argv, timeout or 0, out, err) from None
+    except BaseException:
+        end(process, grace)
+        raise
+    finally:
+        if process.poll() is not None:
+            _signal_group(process, signal.SIGKILL)  # a grandchild left in the group
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+
+
+class Ended(BaseException):
+    """SIGINT, SIGTERM or SIGHUP arrived (raised in the main thread by `raise_on`)."""
+
+    def __init__(self, number: int) -> None:
+        self.signal_name = signal.Signals(number).name
+        self.code = 128 + number
+        super().__init__(self.signal_name)
+
+
+def raise_on(signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
+             exception: Callable[[int], BaseException] = Ended) -> dict[int, Any]:
+    """Signals raise `exception(number)` in the main thread; the old handlers."""
+    def handler(number: int, frame: Any) -> None:
+        raise exception(number)
+
+    previous = {}
+    for number in signals:
+        try:
+            previous[number] = signal.signal(number, handler)
+        except (ValueError, OSError):  # not the main thread, or no such signal here
+            pass
+    return previous
+
+
+@contextlib.contextmanager
+def signals_held(signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
+    """Cleanup that must finish: these signals wait (blocked) until the block ends, then
+    arrive as usual."""
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def restore(previous: dict[int, Any]) -> None:
+    for number, handler in previous.items():
+        signal.signal(number, handler)
+
+
+def wait_gone(pid: int, seconds: float = 60.0) -> bool:
+    """Whether process `pid` is gone (or a zombie) within `seconds` (for tests and cleanup)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+            if state in ("Z", "X"):
+                return True
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return True
+        except OSError:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
