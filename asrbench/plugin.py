@@ -123,6 +123,9 @@ def _configs_from_report(config: pytest.Config) -> tuple[list[BenchConfig], int]
     _report_path(config)  # refuses writing over the judged report, before anything runs
     report = load_report(option(config, "from_report"))
     refuse_interrupted(report, option(config, "from_report"))
+    from asrbench.formats.merge import refuse_shards
+
+    refuse_shards(report, option(config, "from_report"), "the pytest gate")
     names = {f.name for f in dataclasses.fields(BenchConfig)}
     configs = []
     for run in report.runs:

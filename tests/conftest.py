@@ -58,6 +58,7 @@ SLOW_FIXTURES = {
     "project": "pytest and compare children over a model run (test_policy)",
     "fresh_report": "an `asrbench run` (test_results)",
     "tiny_whisper": "builds a tiny Whisper from the converted bundled model's files (conftest)",
+    "single_run": "an in-process `asrbench run` of the tiny Whisper (test_shards)",
 }
 
 #: Parameters that make a test slow (fixture or argument name: slow values).

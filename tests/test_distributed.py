@@ -292,6 +292,44 @@ def _free_port() -> int:
 
 
 @needs_gloo
+def test_two_nodes_on_the_loopback_give_the_single_runs_transcripts(one_and_two_ranks):
+    """torchrun across nodes (docs/distributed.md, "Several nodes"): two torchrun agents, one
+    per "node" (--nnodes 2 --node-rank 0/1, one process each), meeting at 127.0.0.1. The run is
+    the one-process run: transcripts, error rates, and counters (every rank counts the whole
+    split's first batch)."""
+    one, _, _, path = one_and_two_ranks
+    port = str(_free_port())
+    report = path / "two-nodes.json"
+    agents = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
+         "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", port,
+         "-m", "asrbench", "run", *SMALL, "--model", one["config"]["model"],
+         "--report", str(report)],
+        cwd=path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for node in (0, 1)]
+    outputs = []
+    try:
+        for agent in agents:
+            outputs.append(agent.communicate(timeout=LAUNCH_TIMEOUT)[0])
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+    assert [a.returncode for a in agents] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    two = dump(load_report(report))["runs"][0]
+    assert two["config"]["id"] == one["config"]["id"] + "-ws2"
+    assert [u["id"] for u in two["utterances"]] == [u["id"] for u in one["utterances"]]
+    assert [u["prediction"] for u in two["utterances"]] == [u["prediction"] for u in one["utterances"]]
+    for metric in ("wer", "wer_normalized", "cer"):
+        assert two["metrics"][metric] == one["metrics"][metric]
+    assert [r["utterances"] for r in two["timings"]["ranks"]] == [3, 2]
+    informational = ("seconds", "peak_device_memory_bytes")
+    assert ({k: v for k, v in two["counters"].items() if k not in informational}
+            == {k: v for k, v in one["counters"].items() if k not in informational})
+
+
+@needs_gloo
 def test_mpirun_environment_as_gaudi_spawn_sets_it(tmp_path, tiny_whisper):
     """Two processes with only mpirun's OMPI_COMM_WORLD_* variables and gaudi_spawn.py's
     MASTER_ADDR/MASTER_PORT (no mpirun here: the variables are what asrbench reads)."""

@@ -54,6 +54,10 @@ def command(args: argparse.Namespace) -> int:
             raise AsrbenchError(f"--tolerance {item}: expected NAME=VALUE")
     tolerance = check_tolerance(tolerance, "--tolerance")
     reports = [load_report(path) for path in args.report]
+    from asrbench.formats.merge import refuse_shards
+
+    for path, report in zip(args.report, reports):
+        refuse_shards(report, path, "baseline update")
     if args.counters_only and tolerance:
         raise AsrbenchError("--counters-only keeps every other field: give no --tolerance")
     say(update_baselines(reports, args.baseline_dir, args.only, tolerance or None,

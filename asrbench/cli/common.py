@@ -61,6 +61,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         option.add_to_argparse(p)
 
 
+def add_shard_options(p: argparse.ArgumentParser) -> None:
+    """--shard I/N|auto and --shard-count N (`asrbench run` only)."""
+    from asrbench.config.options import SHARD_OPTIONS
+
+    for option in SHARD_OPTIONS:
+        option.add_to_argparse(p)
+
+
 def add_policy(p: argparse.ArgumentParser) -> None:
     """The failure policy's options (the pytest plugin registers the same ones)."""
     from asrbench.config.options import POLICY_OPTIONS

@@ -9,12 +9,12 @@ import sys
 from typing import Sequence
 
 from asrbench import __version__
-from asrbench.cli import ab, baseline, bisect, compare, export, history, html, peers, run
+from asrbench.cli import ab, baseline, bisect, compare, export, history, html, merge, peers, run
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.render.text import terminal_safe
 
 #: the commands in the order `asrbench --help` lists them
-COMMAND_MODULES = (run, compare, peers, baseline, history, html, export, ab, bisect)
+COMMAND_MODULES = (run, merge, compare, peers, baseline, history, html, export, ab, bisect)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help=f"run the section of this benchmark matrix ({DEFAULT_MATRIX}) for "
                         "the device's class, as `pytest benchmarks` does; flags override it")
     common.add_run_options(p)  # declared once, shared with the pytest plugin
+    common.add_shard_options(p)
     common.add_report(p, "JSON report path")
     p.add_argument("--print-transcripts", action="store_true",
                    help="print every utterance's id and transcript after the summary")
@@ -57,7 +58,11 @@ def command(args: argparse.Namespace) -> int:
     from asrbench.measure.session import Session, preflight
 
     world = World.from_environment(args.dist_timeout)
-    session = Session(progress=not args.no_progress and world.is_main, world=world)
+    shard = _shard(args)
+    session = Session(progress=not args.no_progress and world.is_main, world=world, shard=shard)
+    if shard is not None and world.is_main:
+        say(f"asrbench: {shard.label} of each split ({shard.source}); merge the shards' "
+            "reports with `asrbench merge`")
 
     def device_class() -> tuple[str, str]:
         device = session.device(BenchConfig(device=args.device or "auto"))
@@ -69,6 +74,11 @@ def command(args: argparse.Namespace) -> int:
     selection = resolve(overrides, args.passes, config_file=args.config,
                         matrix=args.matrix, device=device_class)
     configs, passes = world.configs(selection.configs), selection.passes
+    if shard is not None and any(c.counters_only for c in configs):
+        from asrbench.errors import AsrbenchError
+
+        raise AsrbenchError("--counters-only with --shard: the pre-screen times nothing and "
+                            "counts one batch, so it runs whole, in one process: drop --shard")
     report_path = Path(args.report or DEFAULT_REPORT)
     if world.is_main:
         check_writable(report_path)
@@ -96,8 +106,28 @@ def command(args: argparse.Namespace) -> int:
     if where != report_path:
         return 1
     say(f"report written to {report_path}")
-    say(what_next(report_path))
+    say(what_next(report_path) if shard is None else
+        "next: asrbench merge <every shard's report> --report <merged report>  # then compare it")
     return 0
+
+
+def _shard(args: argparse.Namespace) -> Any:
+    """The scheduler shard --shard asks for (None: the whole split); the count for --shard
+    auto under Kubernetes comes from --shard-count, else the config file's shard_count."""
+    from asrbench.config.settings import read_toml
+    from asrbench.errors import AsrbenchError
+    from asrbench.measure.distributed import parse_shard
+
+    count = args.shard_count
+    if count is None and args.config is not None:
+        count = read_toml(args.config, "config file").get("shard_count")
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
+            raise AsrbenchError(f"{args.config}: shard_count must be a positive integer")
+    if args.shard is None:
+        if args.shard_count is not None:
+            raise AsrbenchError("--shard-count needs --shard auto (or --shard I/N)")
+        return None
+    return parse_shard(args.shard, count)
 
 
 def what_next(report: Path) -> str:

@@ -133,6 +133,19 @@ RUN_OPTIONS = (
                      f"else {DEFAULT_PASSES})", type=int, metavar="N"),
 )
 
+# -- scheduler shards (`asrbench run` only: a shard is a part of a split, which the pytest door
+# cannot gate; gate the merged report with `pytest benchmarks --asrbench-from-report`) ---------
+
+SHARD_OPTIONS = (
+    Option("shard", "decode only shard I of N of each split (0-based, e.g. 0/4); auto: from the "
+                    "scheduler (a Slurm array's SLURM_ARRAY_TASK_ID/MIN/COUNT, a Kubernetes "
+                    "Indexed Job's JOB_COMPLETION_INDEX); `asrbench merge` pools the shards' "
+                    "reports into the unsharded run's", metavar="I/N|auto"),
+    Option("shard-count", "shards in all, for --shard auto under a Kubernetes Indexed Job (its "
+                          "completions; default: the config file's shard_count)", type=int,
+           metavar="N"),
+)
+
 # -- what fails the gate (both doors; asrbench.gate.policy.Policy) --------------------------------
 
 POLICY_OPTIONS = (

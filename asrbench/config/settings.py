@@ -187,7 +187,7 @@ FIELD_NAMES = {f.name for f in dataclasses.fields(BenchConfig)}
 
 
 def _coerce(values: dict[str, Any], where: str) -> dict[str, Any]:
-    unknown = sorted(set(values) - FIELD_NAMES - {"passes", "runs"})
+    unknown = sorted(set(values) - FIELD_NAMES - {"passes", "runs", "shard_count"})
     if unknown:
         raise AsrbenchError(f"{where}: unknown setting(s) {', '.join(unknown)}; "
                             f"known: {', '.join(sorted(FIELD_NAMES | {'passes'}))}")

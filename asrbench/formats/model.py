@@ -429,6 +429,46 @@ class ModelIdentity(_Model):
                     "they could not be read")
 
 
+class ShardInfo(_Model):
+    """Which scheduler shard of the split a run decoded (`asrbench run --shard I/N`), and what
+    `asrbench merge` needs to pool the shards exactly."""
+
+    index: NonNegativeInt = Field(description="0-based shard number")
+    count: PositiveInt = Field(description="shards the split was cut into")
+    source: str = Field("", description="where index and count came from, in words")
+    split_fingerprint: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 over the whole split's usable ids in id order (equal in every shard)")
+    split_utterances: NonNegativeInt = Field(description="usable rows of the whole split")
+    positions: list[NonNegativeInt] = Field(
+        default_factory=list, description="each utterance's row number in the split (as "
+                                          "utterances): the merge restores the split's order")
+    skipped_positions: list[int] = Field(
+        default_factory=list, description="row number of each dataset.skipped entry")
+    latencies: list[NonNegativeFloat] = Field(
+        default_factory=list, description="every timed batch's seconds (pooled by the merge)")
+    whisper_edits: Optional[list[NonNegativeInt]] = Field(
+        None, min_length=2, max_length=2,
+        description="[word errors, words] after Whisper's own normalizer (wer_normalized_whisper "
+                    "of the merged run)")
+
+    @model_validator(mode="after")
+    def _inside(self) -> "ShardInfo":
+        if self.index >= self.count:
+            raise ValueError(f"shard index {self.index} is not below the count {self.count}")
+        return self
+
+
+class MergeInfo(_Model):
+    """How `asrbench merge` made a run from shard runs."""
+
+    shards: PositiveInt
+    split_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+    throughput: str = Field(description="how samples/s was pooled, in words")
+    counters: str = Field(description="whether the counters were merged, and why not")
+    hosts: list[str] = Field(default_factory=list, description="each shard's host, in order")
+
+
 class Run(_Model):
     """One evaluated config, as a report stores it."""
 
@@ -449,6 +489,11 @@ class Run(_Model):
         None, description="exact work counts of the counted pass (absent: counting was off)")
     model: Optional[ModelIdentity] = Field(
         None, description="the measured model's identity (absent in older reports)")
+    shard: Optional[ShardInfo] = Field(
+        None, description="one scheduler shard of the split (`asrbench run --shard`): a part, "
+                          "never gated alone; `asrbench merge` pools the shards")
+    merged: Optional[MergeInfo] = Field(
+        None, description="made by `asrbench merge` from this many shard runs")
 
     @property
     def counters_only(self) -> bool:

@@ -187,11 +187,13 @@ def judge_report_file(report_path: str | Path, baseline_dir: str | Path,
     """`asrbench compare`'s whole judging: load the report and gate it. Never raises for bad
     input: what stops the judging is a "could not judge" problem of the outcome."""
     from asrbench.formats.io import load_report
+    from asrbench.formats.merge import refuse_shards
 
     policy = policy or Policy()
     try:
         report = load_report(report_path)
         refuse_interrupted(report, report_path)
+        refuse_shards(report, report_path, "compare")
         check_baseline_dir(baseline_dir, report_path)
         return gate_report(report, baseline_dir, policy, report_path)
     except AsrbenchError as exc:

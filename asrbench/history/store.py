@@ -607,6 +607,9 @@ def add_report(url: str | None, report_path: str | os.PathLike[str], commit: str
     from asrbench.formats.io import load_report
 
     report = load_report(report_path)
+    from asrbench.formats.merge import refuse_shards
+
+    refuse_shards(report, report_path, "history add")
     with open_store(url, create=True) as store:
         stored = store.add(report, source=str(report_path), commit=commit, branch=branch)
         name = store.name

@@ -12,6 +12,7 @@ the device's backend (hccl, nccl, gloo); per-utterance results travel over a glo
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -93,6 +94,113 @@ def shard(count: int, world_size: int, rank: int) -> range:
     base, extra = divmod(count, world_size)
     start = rank * base + min(rank, extra)
     return range(start, start + base + (1 if rank < extra else 0))
+
+
+# -- scheduler shards (`asrbench run --shard I/N`) ----------------------------------------------
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One scheduler shard of a split: `index` of `count` (0-based), and where that came from."""
+
+    index: int
+    count: int
+    source: str = "--shard"
+
+    @property
+    def label(self) -> str:
+        """'shard 1/4' (0-based index, as given)."""
+        return f"shard {self.index}/{self.count}"
+
+
+def _shard_number(name: str, value: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise AsrbenchError(f"{name}={value!r} is not an integer") from None
+
+
+def _checked(index: int, count: int, source: str) -> ShardSpec:
+    if count < 1:
+        raise AsrbenchError(f"{source}: the shard count must be >= 1, got {count}")
+    if not 0 <= index < count:
+        raise AsrbenchError(f"{source}: shard index {index} is outside 0..{count - 1} "
+                            "(indices are 0-based)")
+    return ShardSpec(index, count, source)
+
+
+def parse_shard(text: str, count: int | None = None,
+                environ: Mapping[str, str] | None = None) -> ShardSpec:
+    """`--shard I/N` (0-based I), or `--shard auto`: the scheduler's index and count (a Slurm
+    array: SLURM_ARRAY_TASK_ID less SLURM_ARRAY_TASK_MIN, over SLURM_ARRAY_TASK_STEP where set,
+    of SLURM_ARRAY_TASK_COUNT; a Kubernetes Indexed Job: JOB_COMPLETION_INDEX of `count`, from
+    --shard-count or the config file's shard_count, since Kubernetes exports no count)."""
+    text = text.strip()
+    if text != "auto":
+        index, slash, total = text.partition("/")
+        if not slash:
+            raise AsrbenchError(f"--shard {text!r}: expected I/N (e.g. 0/4) or auto")
+        try:
+            spec = _checked(int(index), int(total), f"--shard {text}")
+        except ValueError:
+            raise AsrbenchError(f"--shard {text!r}: expected I/N with integers (e.g. 0/4)"
+                                ) from None
+        if count is not None and count != spec.count:
+            raise AsrbenchError(f"--shard {text} says {spec.count} shards but --shard-count "
+                                f"(or the config's shard_count) says {count}")
+        return spec
+    env = os.environ if environ is None else environ
+    if "SLURM_ARRAY_TASK_ID" in env:
+        task = _shard_number("SLURM_ARRAY_TASK_ID", env["SLURM_ARRAY_TASK_ID"])
+        if "SLURM_ARRAY_TASK_COUNT" not in env:
+            raise AsrbenchError("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not "
+                                "(a Slurm array sets both)")
+        total = _shard_number("SLURM_ARRAY_TASK_COUNT", env["SLURM_ARRAY_TASK_COUNT"])
+        first = _shard_number("SLURM_ARRAY_TASK_MIN", env.get("SLURM_ARRAY_TASK_MIN", "0"))
+        step = _shard_number("SLURM_ARRAY_TASK_STEP", env.get("SLURM_ARRAY_TASK_STEP", "1"))
+        if step < 1 or (task - first) % step:
+            raise AsrbenchError(f"SLURM_ARRAY_TASK_ID={task} is not on the array's grid "
+                                f"(min {first}, step {step})")
+        source = (f"Slurm array: SLURM_ARRAY_TASK_ID={task} - SLURM_ARRAY_TASK_MIN={first}"
+                  + (f", step {step}" if step != 1 else "")
+                  + f", of SLURM_ARRAY_TASK_COUNT={total}")
+        spec = _checked((task - first) // step, total, source)
+        if count is not None and count != total:
+            raise AsrbenchError(f"SLURM_ARRAY_TASK_COUNT={total} but --shard-count (or the "
+                                f"config's shard_count) says {count}")
+        return spec
+    if "JOB_COMPLETION_INDEX" in env:
+        index = _shard_number("JOB_COMPLETION_INDEX", env["JOB_COMPLETION_INDEX"])
+        if count is None:
+            raise AsrbenchError("JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but "
+                                "Kubernetes exports no shard count: give --shard-count N (the "
+                                "Job's completions) or shard_count = N in the config file")
+        return _checked(index, count, f"Kubernetes Indexed Job: JOB_COMPLETION_INDEX={index}, "
+                                      f"of {count} (--shard-count or the config)")
+    raise AsrbenchError("--shard auto: no scheduler index found (neither SLURM_ARRAY_TASK_ID, "
+                        "a Slurm array's, nor JOB_COMPLETION_INDEX, a Kubernetes Indexed Job's)"
+                        ": give --shard I/N")
+
+
+def split_fingerprint(ids: list[str]) -> str:
+    """sha256 over a split's usable ids in id order (not file order): every shard of one split
+    computes the same value, and the merge refuses shards whose values differ."""
+    digest = hashlib.sha256()
+    for utterance in sorted(ids):
+        digest.update(utterance.encode("utf-8", "surrogatepass") + b"\n")
+    return digest.hexdigest()
+
+
+def _id_key(utterance: str) -> bytes:
+    return hashlib.sha256(utterance.encode("utf-8", "surrogatepass")).digest()
+
+
+def shard_members(ids: list[str], spec: ShardSpec) -> set[str]:
+    """The ids of one scheduler shard: the split's ids ordered by their sha256, cut into
+    spec.count contiguous parts by shard() (the ranks' function), whose sizes differ by at most
+    one. An utterance's shard depends on its id and the split's set of ids (its fingerprint),
+    never on the file's row order or the machine."""
+    ordered = sorted(ids, key=lambda u: (_id_key(u), u))
+    return set(ordered[i] for i in shard(len(ordered), spec.count, spec.index))
 
 
 def cpu_threads(launch: Launch, environ: Mapping[str, str] | None = None,
@@ -264,8 +372,8 @@ def merge_results(config: "BenchConfig", parts: list["Run"], spelling: Any = Non
     order, the ranks' timings merged (merge_timings), and scored from all of them (a shard's
     own scores are replaced, never combined). Skipped rows: every rank's, each once (rows
     skipped by the index appear in every part), sorted by `order` where given. The work
-    counters are rank 0's: each rank counts its own first batch, and rank 0's shard starts at
-    the split's first utterance, so its counted batch is the one a single process counts."""
+    counters are rank 0's: every rank counts the whole split's first batch in decoding order
+    (Evaluator.run's `whole`), the batch a single process counts."""
     from asrbench.measure.engine import merge_timings, score
 
     first = parts[0]

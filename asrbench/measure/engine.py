@@ -474,13 +474,18 @@ class Evaluator:
             wanted = self.device.warmup_batches(fixed)
         return available if wanted is None else min(wanted, available)
 
-    def run(self, split: SplitIndex | LoadedSplit, passes: int) -> Run:
+    def run(self, split: SplitIndex | LoadedSplit, passes: int,
+            whole: SplitIndex | None = None) -> Run:
         """Warm up, time `passes` passes, decode and score (a data-parallel rank scores its
         shard; the merged run is scored again from every rank's utterances).
 
         Clips are decoded and featurized a few batches ahead by DataLoader workers while the
         warm-up decodes; each batch's features go to an on-disk cache that the timed passes
-        read one batch at a time, so memory holds a few batches whatever the split's size."""
+        read one batch at a time, so memory holds a few batches whatever the split's size.
+
+        `whole`: the whole split when `split` is a shard of it (a rank's, a scheduler's): the
+        counted pass counts the whole split's first batch, as one process does, so every
+        shard's counters are the unsharded run's."""
         from asrbench.measure.streaming import BatchSource, FeatureCache, plan_batches, prefetch
 
         if passes < 1:
@@ -529,6 +534,9 @@ class Evaluator:
             if first_sequences is None:  # passes >= 1 is checked above; for type narrowing
                 raise RuntimeError("no timed pass ran")
             first_batch = cache.batch(0) if self.config.counters else None
+            counted_ids = [split.rows[i].id for i in cache.rows[:cache.real[0]]]
+        if first_batch is not None and whole is not None and whole is not split:
+            first_batch, counted_ids = self._first_batch_of(whole)
 
         t_decode = time.perf_counter()
         predictions = self.detokenize(first_sequences)
@@ -576,7 +584,7 @@ class Evaluator:
                                           self.device.torch_device),
                 count_tokens=lambda row: count_generated(self._trim(row), self._prompt_ids,
                                                          self._eos),
-                utterances=[split.rows[i].id for i in cache.rows[:real]],
+                utterances=counted_ids,
                 compilations=(warmup.compilations + sum(pass_compilations)) if counted else None)
         return run
 
@@ -598,6 +606,22 @@ class Evaluator:
         if warmup.compilations is not None and rest.compilations is not None:
             counters.compilations = warmup.compilations + rest.compilations
         return [self._trim(r) for r in rows] + rest.sequences, counters
+
+    def _first_batch_of(self, whole: SplitIndex) -> tuple[tuple[Any, Any, int], list[str]]:
+        """The first batch in decoding order of a whole split, featurized as a run's cache
+        holds it ((features, mask, real rows), and the counted ids), for a shard's counted
+        pass. Only its clips are decoded."""
+        from asrbench.measure.streaming import BatchSource, plan_batches
+
+        plan = plan_batches(whole.rows, self.config.batch_size)
+        source = BatchSource(whole.rows, plan, whole.max_duration, self.featurize)
+        for number in range(len(plan)):  # the first batch with a usable clip, as the cache's
+            batch = source[number]
+            if batch.features is not None:
+                mask = None if batch.mask is None else torch.from_numpy(batch.mask)
+                return ((torch.from_numpy(batch.features), mask, len(batch.rows)),
+                        [whole.rows[i].id for i in batch.rows])
+        raise AsrbenchError(f"{whole.name}: no usable utterance to count")
 
     def spelling(self) -> Any:
         """The tokenizer's English spelling normalizer (for scoring), if it has one."""

@@ -23,7 +23,7 @@ from asrbench.formats.model import ReferenceAgreement, Run
 from asrbench.measure.models import load, model_identity
 
 if TYPE_CHECKING:  # pragma: no cover
-    from asrbench.measure.distributed import World
+    from asrbench.measure.distributed import ShardSpec, World
 
 
 def _emulation_active() -> bool:
@@ -44,9 +44,11 @@ def quiet_transformers() -> None:
 class Session:
     """Caches of everything that is expensive to build, keyed by what determines it."""
 
-    def __init__(self, progress: bool = True, world: "World | None" = None) -> None:
+    def __init__(self, progress: bool = True, world: "World | None" = None,
+                 shard: "ShardSpec | None" = None) -> None:
         self.progress = progress
         self.world = world  # a data-parallel run's rank; None (or size 1): this process alone
+        self.shard = shard  # a scheduler shard of every split (asrbench run --shard); None: all
         self._devices: dict[tuple, Device] = {}
         self._models: dict[tuple, PreparedModel] = {}
         self._splits: dict[tuple, LoadedSplit] = {}
@@ -108,7 +110,11 @@ class Session:
         if key not in self._results:
             prepared = self.model(config)
             split = self.index(config)
-            result = self._evaluate(prepared, config, split, passes)
+            if self.shard is None:
+                result = self._evaluate(prepared, config, split, passes)
+            else:
+                result = self._evaluate_scheduler_shard(prepared, config, split, passes,
+                                                        self.shard)
             # Every rank asks (one decodes, the others wait on its cache file, so no rank sits
             # at the next barrier while rank 0 decodes); rank 0 reports it.
             result.reference = self.reference_agreement(prepared, config, split, result)
@@ -154,13 +160,44 @@ class Session:
             return ReferenceAgreement.model_validate({**described, "error": message})
 
     def _evaluate(self, prepared: PreparedModel, config: BenchConfig, split: SplitIndex,
-                  passes: int) -> Run:
+                  passes: int, whole: SplitIndex | None = None) -> Run:
         if self.world is not None and self.world.size > 1:
-            return self._evaluate_shard(prepared, config, split, passes, self.world)
-        return self._evaluate_split(prepared, config, split, passes)
+            return self._evaluate_shard(prepared, config, split, passes, self.world, whole)
+        return self._evaluate_split(prepared, config, split, passes, whole=whole)
+
+    def _evaluate_scheduler_shard(self, prepared: PreparedModel, config: BenchConfig,
+                                  split: SplitIndex, passes: int, spec: "ShardSpec") -> Run:
+        """One scheduler shard of the split (its rows chosen by shard_members, in split order),
+        through the unchanged run (data-parallel ranks share the shard); the run keeps the
+        unsharded config (so the merged shards have its id and baseline entry) and records
+        the shard with what the merge needs."""
+        from asrbench.formats.model import ShardInfo
+        from asrbench.measure.distributed import shard_members, split_fingerprint
+
+        ids = [row.id for row in split.rows]
+        members = shard_members(ids, spec)
+        if not members:
+            raise AsrbenchError(f"{config.id}: {spec.label} is empty: the split has "
+                                f"{len(ids)} usable utterance(s) for {spec.count} shards; use "
+                                "fewer shards")
+        part = SplitIndex(split.name, split.max_duration,
+                          [row for row in split.rows if row.id in members], list(split.skipped))
+        result = self._evaluate(prepared, config, part, passes, whole=split)
+        positions = {row.id: row.position for row in split.rows}
+        skipped = {(s.id, s.reason): s.position for s in split.skipped}
+        result.shard = ShardInfo(
+            index=spec.index, count=spec.count, source=spec.source,
+            split_fingerprint=split_fingerprint(ids), split_utterances=len(ids),
+            positions=[positions[u.id] for u in result.utterances],
+            skipped_positions=[skipped.get((s.id, s.reason), positions.get(s.id, -1))
+                               for s in result.dataset.skipped],
+            latencies=list(result.timings.latencies),
+            whisper_edits=list(whisper_edits(config, result, prepared)))
+        return result
 
     def _evaluate_split(self, prepared: PreparedModel, config: BenchConfig, split: SplitIndex,
-                        passes: int, barrier: Any = None) -> Run:
+                        passes: int, barrier: Any = None, whole: SplitIndex | None = None
+                        ) -> Run:
         """Evaluate on this process's device (a data-parallel rank: its shard)."""
         from tqdm.auto import tqdm
 
@@ -174,10 +211,10 @@ class Session:
                 bar.update(n)
 
             evaluator.progress = advance
-            return evaluator.run(split, passes)
+            return evaluator.run(split, passes, whole=whole)
 
     def _evaluate_shard(self, prepared: PreparedModel, config: BenchConfig, split: SplitIndex,
-                        passes: int, world: "World") -> Run:
+                        passes: int, world: "World", whole: SplitIndex | None = None) -> Run:
         """This rank's contiguous shard of the index through the unchanged engine (the rank
         decodes only its own clips), then every rank's results merged (each rank gets the
         same merged run; rank 0 reports it)."""
@@ -190,8 +227,10 @@ class Session:
                                 "or a larger --limit")
         mine = shard(count, world.size, world.rank)
         world.connect(prepared.device)
+        # Every rank counts the first batch of the whole split (not of its shard), so the
+        # counters rank 0 reports are the ones a single process counts.
         local = self._evaluate_split(prepared, config, split.part(mine), passes,
-                                     barrier=world.barrier)
+                                     barrier=world.barrier, whole=whole or split)
         parts = world.all_gather(local)
         tokenizer = prepared.loaded.processor.tokenizer
         # Skipped rows in split order, as one process lists them: index skips by their row,
@@ -201,6 +240,25 @@ class Session:
         return merge_results(config, parts,
                              getattr(tokenizer, "english_spelling_normalizer", None),
                              order=lambda s: positions.get((s.id, s.reason), rows.get(s.id, -1)))
+
+
+def whisper_edits(config: BenchConfig, result: Run, prepared: PreparedModel) -> tuple[int, int]:
+    """[word errors, words] of a run's utterances after Whisper's own normalizer (what its
+    wer_normalized_whisper divides; references empty once normalized are left out, as there)."""
+    import jiwer
+
+    from asrbench.measure.metrics import whisper_normalizer_for
+
+    spelling = getattr(prepared.loaded.processor.tokenizer, "english_spelling_normalizer", None)
+    normalize = whisper_normalizer_for(config.language, spelling)
+    pairs = [(normalize(u.reference or "").strip(), normalize(u.prediction).strip())
+             for u in result.utterances]
+    kept = [(r, p) for r, p in pairs if r]
+    if not kept:
+        return 0, 0
+    out = jiwer.process_words([r for r, _ in kept], [p for _, p in kept])
+    return (out.substitutions + out.deletions + out.insertions,
+            out.substitutions + out.deletions + out.hits)
 
 
 def preflight(configs: list[BenchConfig]) -> None:

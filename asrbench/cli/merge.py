@@ -1,0 +1,54 @@
+"""`asrbench merge`: the reports of a split's scheduler shards pooled into one report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from asrbench.cli.common import say
+
+HELP = """\
+Pool the reports of `asrbench run --shard I/N` (one per shard of a split, e.g. one per Slurm
+array task or Kubernetes Indexed Job pod) into the report one unsharded run would have written:
+the same config ids (and baseline entries), transcripts (the union, in split order), error rates
+(summed edits over summed words, never a mean of the shards' rates) and counters (every shard
+counts the whole split's first batch; where the shards' counts differ, the merged run has none
+and says so). samples/s is all samples over the shards' summed timed pass seconds, pass by pass:
+work per device, as one process measures it, not the job's wall time. Latencies are pooled.
+
+Refused (exit 2): a shard missing or given twice, shards of different configs, code versions,
+shard counts or splits (split fingerprints). `compare`, `baseline update`, `history add`, `html`
+and `pytest --asrbench-from-report` take the merged report like any other.
+
+  asrbench merge reports/shard-*.json --report reports/merged.json
+"""
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("merge", help="pool scheduler shards' reports into one report",
+                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("shards", type=Path, nargs="+", metavar="REPORT",
+                   help="every shard's report (`asrbench run --shard I/N --report ...`)")
+    p.add_argument("--report", type=Path, required=True, help="the merged report to write")
+    p.set_defaults(func=command)
+    return p
+
+
+def command(args: argparse.Namespace) -> int:
+    """Load every shard's report, pool them, write the merged report atomically."""
+    from asrbench.formats.io import check_writable, load_report, write_report
+    from asrbench.formats.merge import THROUGHPUT_RULE, merge_reports
+
+    check_writable(args.report)
+    merged = merge_reports([(str(path), load_report(path)) for path in args.shards])
+    write_report(args.report, merged)
+    for run in merged.runs:
+        info = run.merged
+        say(f"{run.config.id}: {info.shards if info else '?'} shards, "
+            f"{len(run.utterances)} utterances, WER {run.metrics.wer:.4f}, CER "
+            f"{run.metrics.cer:.4f}, {run.metrics.samples_per_second:.3g} samples/s; counters "
+            f"{info.counters if info else '?'}")
+    say(f"samples/s = {THROUGHPUT_RULE}")
+    say(f"report written to {args.report}")
+    return 0

@@ -1,0 +1,358 @@
+"""Scheduler shards: `asrbench run --shard I/N|auto`, the shard of an utterance, and
+`asrbench merge` (its arithmetic and its refusals on reports built here; a real run of the tiny
+Whisper: two shards merged equal one run; the Slurm and Kubernetes examples of
+docs/distributed.md run as written, on the CPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import shlex
+import statistics
+from pathlib import Path
+
+import pytest
+
+from asrbench.cli.main import main
+from asrbench.errors import AsrbenchError
+from asrbench.formats.io import load_report, write_report
+from asrbench.formats.merge import merge_reports
+from asrbench.formats.model import SCHEMA_VERSION, Report, dump
+from asrbench.measure.distributed import ShardSpec, parse_shard, shard_members, split_fingerprint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# -- the shard index from the command line and the scheduler's environment -------------------
+
+
+def test_shard_i_of_n_is_zero_based_and_checked():
+    assert parse_shard("0/4", environ={}) == ShardSpec(0, 4, "--shard 0/4")
+    assert parse_shard(" 3/4 ", environ={}).index == 3
+    for bad, message in (("4/4", "outside 0..3"), ("-1/4", "outside"), ("1/0", ">= 1"),
+                         ("1", "expected I/N"), ("a/4", "integers"), ("1/4/2", "integers")):
+        with pytest.raises(AsrbenchError, match=message):
+            parse_shard(bad, environ={})
+    with pytest.raises(AsrbenchError, match="says 4 shards but --shard-count"):
+        parse_shard("1/4", count=3, environ={})
+
+
+def test_shard_auto_reads_a_slurm_array():
+    # --array=1-4: ids 1..4, min 1, count 4 -> index id - 1
+    env = {"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "4"}
+    spec = parse_shard("auto", environ=env)
+    assert (spec.index, spec.count) == (2, 4)
+    assert spec.source.startswith("Slurm array: SLURM_ARRAY_TASK_ID=3")
+    # --array=0-9:3 -> ids 0, 3, 6, 9 (count 4): id 9 is the last of four
+    env = {"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_MIN": "0",
+           "SLURM_ARRAY_TASK_STEP": "3", "SLURM_ARRAY_TASK_COUNT": "4"}
+    assert (parse_shard("auto", environ=env).index, parse_shard("auto", environ=env).count) == (3, 4)
+    with pytest.raises(AsrbenchError, match="not on the array's grid"):
+        parse_shard("auto", environ={**env, "SLURM_ARRAY_TASK_ID": "4"})
+    with pytest.raises(AsrbenchError, match="SLURM_ARRAY_TASK_COUNT is not"):
+        parse_shard("auto", environ={"SLURM_ARRAY_TASK_ID": "0"})
+    with pytest.raises(AsrbenchError, match="outside 0..1"):  # an id beyond the count
+        parse_shard("auto", environ={"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "2"})
+    with pytest.raises(AsrbenchError, match="not an integer"):
+        parse_shard("auto", environ={"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "2"})
+
+
+def test_shard_auto_reads_a_kubernetes_indexed_job_with_the_count_given():
+    env = {"JOB_COMPLETION_INDEX": "2"}
+    spec = parse_shard("auto", count=3, environ=env)
+    assert (spec.index, spec.count) == (2, 3) and "JOB_COMPLETION_INDEX=2" in spec.source
+    with pytest.raises(AsrbenchError, match="--shard-count N"):
+        parse_shard("auto", environ=env)
+    with pytest.raises(AsrbenchError, match="outside 0..1"):
+        parse_shard("auto", count=2, environ=env)
+    with pytest.raises(AsrbenchError, match="no scheduler index found"):
+        parse_shard("auto", count=2, environ={})
+
+
+def test_an_utterances_shard_is_a_function_of_ids_not_of_file_order():
+    ids = [f"clip-{i:05d}" for i in range(101)]
+    shuffled = random.Random(7).sample(ids, len(ids))
+    for count in (1, 2, 7):
+        parts = [shard_members(ids, ShardSpec(i, count)) for i in range(count)]
+        assert parts == [shard_members(shuffled, ShardSpec(i, count)) for i in range(count)]
+        assert sorted(u for p in parts for u in p) == ids  # each utterance exactly once
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    # worked out independently: ids ordered by sha256, cut into 2 contiguous halves (51 + 50)
+    by_hash = sorted(ids, key=lambda u: hashlib.sha256(u.encode()).digest())
+    assert shard_members(ids, ShardSpec(0, 2)) == set(by_hash[:51])
+    assert split_fingerprint(ids) == split_fingerprint(shuffled)
+    assert split_fingerprint(ids) == hashlib.sha256("".join(u + "\n" for u in ids).encode()).hexdigest()
+    assert split_fingerprint(ids[:-1]) != split_fingerprint(ids)
+
+
+# -- merge arithmetic and refusals on reports built here -------------------------------------
+
+FINGERPRINT = "ab" * 32
+
+
+def shard_run(index: int, count: int, utterances: list[tuple[int, str, list[int]]],
+              pass_seconds: list[float], latencies: list[float], config_id: str = "cfg",
+              fingerprint: str = FINGERPRINT, counters: dict | None = None,
+              whisper: list[int] | None = None, **config: object) -> dict:
+    """One shard's run: utterances as (split position, id, edits)."""
+    words = sum(e[1] for _, _, e in utterances)
+    errors = sum(e[0] for _, _, e in utterances)
+    rates = [len(utterances) / s for s in pass_seconds]
+    return {
+        "config": {"id": config_id, **config},
+        "device": {"kind": "cpu", "class": "cpu"},
+        "metrics": {"wer": errors / words, "wer_normalized": 0.0, "cer": 0.0,
+                    "samples_per_second": statistics.median(rates)},
+        "throughput": {"samples_per_second_per_pass": rates, "samples_per_second_rsd": 0.0},
+        "timings": {"pass_seconds": pass_seconds, "harness_overhead": 0.0,
+                    "batches_per_pass": len(latencies) // len(pass_seconds)},
+        "dataset": {"utterances": len(utterances), "normalized_wer_excluded": 0},
+        "passes_identical": True,
+        "utterances": [{"id": uid, "prediction": f"p {uid}", "reference": f"r {uid}",
+                        "tokens": 3, "audio_seconds": 1.5, "edits": edits}
+                       for _, uid, edits in utterances],
+        "counters": counters,
+        "shard": {"index": index, "count": count, "split_fingerprint": fingerprint,
+                  "split_utterances": 5, "positions": [p for p, _, _ in utterances],
+                  "latencies": latencies, "whisper_edits": whisper},
+    }
+
+
+def report(*runs: dict, commit: str = "c0ffee") -> Report:
+    return Report.model_validate({"schema": SCHEMA_VERSION, "interrupted": False, "runs": list(runs),
+                                  "environment": {"packages": {"asrbench": "1.0"},
+                                                  "git": {"commit": commit}}})
+
+
+def two_shards(**overrides: object) -> list[tuple[str, Report]]:
+    # shard 0: 1 error in 10 words (WER 0.1); shard 1: 3 errors in 2 words (WER 1.5)
+    zero = shard_run(0, 2, [(0, "a", [1, 4, 1, 20, 0, 4]), (3, "d", [0, 6, 0, 30, 0, 6])],
+                     [2.0, 4.0], [0.5, 1.0, 1.5, 2.0], whisper=[1, 10], **overrides)
+    one = shard_run(1, 2, [(1, "b", [2, 1, 2, 5, 1, 1]), (2, "c", [1, 1, 1, 5, 1, 1]),
+                           (4, "e", [0, 0, 0, 0, 0, 0])],
+                    [1.0, 2.0], [3.0, 4.0], whisper=[3, 2], **overrides)
+    return [("one.json", report(one)), ("zero.json", report(zero))]
+
+
+def test_merge_pools_edits_counts_samples_and_latencies():
+    (run,) = merge_reports(two_shards()).runs
+    assert [u.id for u in run.utterances] == ["a", "b", "c", "d", "e"]  # the split's order
+    # summed edits over summed words: (1 + 0 + 2 + 1 + 0) / (4 + 6 + 1 + 1 + 0) = 4/12; the
+    # mean of the shards' WERs, (0.1 + 1.5) / 2 = 0.8, would be wrong
+    assert run.metrics.wer == pytest.approx(4 / 12)
+    assert run.metrics.cer == pytest.approx(4 / 60)
+    assert run.metrics.wer_normalized == pytest.approx(2 / 12)
+    assert run.metrics.wer_normalized_whisper == pytest.approx(4 / 12)
+    # all 5 samples over the shards' summed seconds, pass by pass: 5/3 and 5/6
+    assert run.throughput.samples_per_second_per_pass == pytest.approx([5 / 3.0, 5 / 6.0])
+    assert run.metrics.samples_per_second == pytest.approx((5 / 3 + 5 / 6) / 2)
+    assert run.timings.pass_seconds == pytest.approx([3.0, 6.0])
+    # latencies pooled: 0.5 1.0 1.5 2.0 3.0 4.0 -> p50 1.75, p90 3.5 (linear interpolation)
+    assert run.timings.batch_latency_p50 == pytest.approx(1.75)
+    assert run.timings.batch_latency_p90 == pytest.approx(3.5)
+    assert run.dataset.utterances == 5 and run.dataset.audio_seconds == pytest.approx(7.5)
+    assert run.metrics.tokens_per_sample == pytest.approx(3.0)
+    assert run.shard is None and run.merged.shards == 2 and "summed timed pass" in run.merged.throughput
+    assert run.config.id == "cfg" and run.counters is None
+    assert "not merged" in run.merged.counters
+
+
+def _counters(steps: int) -> dict:
+    return {"version": 1, "selection": "the first batch", "utterances": ["a", "d"], "rows": 2,
+            "real_rows": 2, "replay_bypassed": False, "encoder_calls": 1, "decode_steps": steps,
+            "steady_steps": steps - 1, "flops": 100, "flops_per_utterance": 50.0, "host_syncs": 3,
+            "host_syncs_per_token": 1.0, "tokens": 6, "seconds": 0.1}
+
+
+def test_merge_keeps_equal_counters_and_never_invents_differing_ones():
+    shards = two_shards(counters=_counters(5))
+    # the informational seconds differ between equal runs
+    shards[1][1].runs[0].counters.seconds = 9.0
+    (run,) = merge_reports(shards).runs
+    assert run.counters is not None and run.counters.decode_steps == 5
+    assert run.counters.seconds is None and run.merged.counters.startswith("merged")
+    shards[0][1].runs[0].counters.decode_steps = 6
+    (run,) = merge_reports(shards).runs
+    assert run.counters is None and run.merged.counters.startswith("not merged")
+    assert "decode_steps" in run.merged.counters
+
+
+def test_merged_report_is_a_report_compare_takes(tmp_path):
+    write_report(tmp_path / "merged.json", merge_reports(two_shards()))
+    loaded = load_report(tmp_path / "merged.json")
+    assert loaded.runs[0].metrics.wer == pytest.approx(4 / 12)
+    code = main(["compare", "--report", str(tmp_path / "merged.json"), "--baseline-dir",
+                 str(tmp_path / "none"), "--allow-missing-baselines"])
+    assert code == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.pop(0), r"shard\(s\) 1/2 missing \(1 of 2 given\)"),
+    (lambda s: s.append(s[0]), "shard 1/2 given twice"),
+    (lambda s: s.__setitem__(0, ("one.json", report(shard_run(
+        1, 2, [(1, "b", [0, 1, 0, 1, 0, 1])], [1.0, 1.0], [1.0], config_id="other")))),
+     "shards of different configs"),
+    (lambda s: s.__setitem__(0, ("one.json", report(shard_run(
+        1, 2, [(1, "b", [0, 1, 0, 1, 0, 1])], [1.0, 1.0], [1.0], batch_size=4)))),
+     "differ in batch_size"),
+    (lambda s: s.__setitem__(0, ("one.json", report(*s[0][1].runs, commit="beef"))),
+     "different code versions"),
+    (lambda s: s.__setitem__(0, ("one.json", report(shard_run(
+        1, 2, [(1, "b", [0, 1, 0, 1, 0, 1])], [1.0, 1.0], [1.0], fingerprint="cd" * 32)))),
+     "shards of different splits"),
+    (lambda s: s.__setitem__(0, ("one.json", report(shard_run(
+        1, 3, [(1, "b", [0, 1, 0, 1, 0, 1])], [1.0, 1.0], [1.0])))), "share their count"),
+])
+def test_merge_refuses_what_is_not_one_split_in_one_line(tmp_path, capsys, change, message):
+    shards = two_shards()
+    change(shards)
+    with pytest.raises(AsrbenchError, match=message):
+        merge_reports(shards)
+    # the command: exit 2, one line, nothing written
+    paths = []
+    for number, (_, doc) in enumerate(shards):
+        paths.append(tmp_path / f"{number}.json")
+        write_report(paths[-1], doc)
+    code = main(["merge", *map(str, paths), "--report", str(tmp_path / "out.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("asrbench: error:")
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_a_shard_report_is_refused_by_the_gating_doors(tmp_path, capsys):
+    path = tmp_path / "shard.json"
+    write_report(path, two_shards()[1][1])
+    for argv in (["compare", "--report", str(path)],
+                 ["baseline", "update", "--report", str(path), "--baseline-dir", str(tmp_path)],
+                 ["history", "add", "--report", str(path), "--history",
+                  str(tmp_path / "h.sqlite")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is shard 0/2 of its split" in err and "asrbench merge" in err, argv
+
+
+# -- real runs: two shards merged equal one run (tiny Whisper, 5 clips) ----------------------
+
+CLIPS = 5  # odd: the shards are uneven (3 + 2)
+TINY = ["--device", "cpu", "--dataset-config", "en", "--limit", str(CLIPS), "--batch-size", "2",
+        "--passes", "1", "--generation-max-length", "24", "--no-progress"]
+#: counters fields that are informational (not gated) and differ between equal runs
+INFORMATIONAL = ("seconds", "peak_device_memory_bytes")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Every run of this module in one torch thread: the same kernels (so the same tokens) in
+    the single run and the shards, and no oversubscribed cores on a loaded 2-core runner."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory, tiny_whisper, one_thread):
+    """The tiny config run once, unsharded, in this process."""
+    path = tmp_path_factory.mktemp("single") / "single.json"
+    assert main(["run", *TINY, "--model", str(tiny_whisper), "--report", str(path)]) == 0
+    return dump(load_report(path))["runs"][0]
+
+
+def assert_same_run(merged: dict, single: dict) -> None:
+    assert merged["config"]["id"] == single["config"]["id"]  # the unsharded baseline entry
+    assert [u["id"] for u in merged["utterances"]] == [u["id"] for u in single["utterances"]]
+    assert ([u["prediction"] for u in merged["utterances"]]
+            == [u["prediction"] for u in single["utterances"]])
+    assert [u["edits"] for u in merged["utterances"]] == [u["edits"] for u in single["utterances"]]
+    for metric in ("wer", "cer", "wer_normalized", "wer_normalized_whisper", "tokens_per_sample"):
+        assert merged["metrics"][metric] == single["metrics"][metric], metric
+    assert merged["dataset"]["utterances"] == CLIPS
+    assert merged["counters"] is not None and single["counters"] is not None
+    assert ({k: v for k, v in merged["counters"].items() if k not in INFORMATIONAL}
+            == {k: v for k, v in single["counters"].items() if k not in INFORMATIONAL})
+
+
+def _doc_block(marker: str) -> str:
+    """The fenced code block of docs/distributed.md whose first line holds `marker`."""
+    text = (ROOT / "docs" / "distributed.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
+    found = [b for b in blocks if marker in b.splitlines()[0]]
+    assert len(found) == 1, f"docs/distributed.md: no single block starting with {marker!r}"
+    return found[0]
+
+
+def _command(block: str, program: str, env: dict[str, str]) -> list[str]:
+    """The one `asrbench <program> ...` command of a script or manifest (continuation lines
+    joined; inside --wrap "..." too), its ${VARIABLES} expanded from env."""
+    joined = re.sub(r"\\\n\s*", " ", block)
+    found = re.findall(r"asrbench " + program + r'\b[^"\n]*', joined)
+    assert len(found) == 1, found
+    text = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], found[0])
+    return shlex.split(text)
+
+
+def _tiny(argv: list[str], model: Path) -> list[str]:
+    """A documented `asrbench run` on the tiny Whisper: its --config (a Gaudi config) left out,
+    the tiny settings added (flags override a config file anyway)."""
+    out = argv[1:]
+    if "--config" in out:
+        at = out.index("--config")
+        del out[at:at + 2]
+    return [*out, *TINY, "--model", str(model)]
+
+
+def _merge_and_load(command: list[str], cwd: Path) -> tuple[dict, list[str]]:
+    shards = sorted(str(p) for p in cwd.glob(command[2]))
+    assert main(["merge", *shards, *command[3:]]) == 0
+    merged = dump(load_report(cwd / command[command.index("--report") + 1]))["runs"][0]
+    return merged, shards
+
+
+def test_the_slurm_example_shards_merge_into_the_single_run(tmp_path, monkeypatch, capsys,
+                                                            tiny_whisper, single_run):
+    """docs/distributed.md's Slurm array script run as an array of 2 tasks (--array=1-2: the
+    5 clips in 2 shards, 3 + 2), then its merge step; the merged run is the single run."""
+    script = _doc_block("#!/bin/bash")
+    assert re.search(r"#SBATCH --array=1-\d+", script)
+    monkeypatch.chdir(tmp_path)
+    for task in ("1", "2"):
+        env = {"SLURM_ARRAY_TASK_ID": task, "SLURM_ARRAY_TASK_MIN": "1",
+               "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_JOB_ID": "77"}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        assert main(_tiny(_command(script, "run", env), tiny_whisper)) == 0
+        out = capsys.readouterr().out
+        assert f"shard {int(task) - 1}/2 of each split (Slurm array: SLURM_ARRAY_TASK_ID={task}" in out
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"):
+        monkeypatch.delenv(name)
+    merge = _command(_doc_block("# submit the array"), "merge", {"job": "77"})
+    merged, shards = _merge_and_load(merge, tmp_path)
+    sizes = sorted(len(json.loads(Path(p).read_text())["runs"][0]["utterances"]) for p in shards)
+    assert sizes == [2, 3]  # uneven shards
+    assert_same_run(merged, single_run)
+
+
+def test_the_kubernetes_example_shards_merge_into_the_single_run(tmp_path, monkeypatch,
+                                                                 tiny_whisper, single_run):
+    """docs/distributed.md's Indexed Job: its container command run for completion indices 0
+    and 1 (the manifest's --shard-count scaled to 2 for 5 clips), then its merge step."""
+    manifest = _doc_block("apiVersion: batch/v1")
+    assert re.search(r"completionMode:\s*Indexed", manifest)
+    completions = re.search(r"completions:\s*(\d+)", manifest).group(1)
+    monkeypatch.chdir(tmp_path)
+    for index in ("0", "1"):
+        monkeypatch.setenv("JOB_COMPLETION_INDEX", index)
+        argv = _command(manifest, "run", {"JOB_COMPLETION_INDEX": index})
+        at = argv.index("--shard-count") + 1
+        assert argv[at] == completions
+        argv[at] = "2"
+        assert main(_tiny(argv, tiny_whisper)) == 0
+    monkeypatch.delenv("JOB_COMPLETION_INDEX")
+    merged, shards = _merge_and_load(_command(_doc_block("# after the Job completes"), "merge", {}),
+                                     tmp_path)
+    assert len(shards) == 2
+    assert_same_run(merged, single_run)
