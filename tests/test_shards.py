@@ -120,19 +120,31 @@ def shard_run(index: int, count: int, utterances: list[tuple[int, str, list[int]
     }
 
 
+def with_true_edits(run: dict) -> dict:
+    """The run with each utterance's edit counts those of its own texts (what `compare` and
+    `baseline update` check), the metrics left as they were."""
+    from asrbench.measure.metrics import basic_normalize, utterance_edits
+
+    for u in run["utterances"]:
+        u["edits"] = utterance_edits(u["reference"], u["prediction"], basic_normalize).as_list()
+    return run
+
+
 def report(*runs: dict, commit: str = "c0ffee") -> Report:
     return Report.model_validate({"schema": SCHEMA_VERSION, "interrupted": False, "runs": list(runs),
                                   "environment": {"packages": {"asrbench": "1.0"},
                                                   "git": {"commit": commit}}})
 
 
-def two_shards(**overrides: object) -> list[tuple[str, Report]]:
+def two_shards(true_edits: bool = False, **overrides: object) -> list[tuple[str, Report]]:
     # shard 0: 1 error in 10 words (WER 0.1); shard 1: 3 errors in 2 words (WER 1.5)
     zero = shard_run(0, 2, [(0, "a", [1, 4, 1, 20, 0, 4]), (3, "d", [0, 6, 0, 30, 0, 6])],
                      [2.0, 4.0], [0.5, 1.0, 1.5, 2.0], whisper=[1, 10], **overrides)
     one = shard_run(1, 2, [(1, "b", [2, 1, 2, 5, 1, 1]), (2, "c", [1, 1, 1, 5, 1, 1]),
                            (4, "e", [0, 0, 0, 0, 0, 0])],
                     [1.0, 2.0], [3.0, 4.0], whisper=[3, 2], **overrides)
+    if true_edits:
+        zero, one = with_true_edits(zero), with_true_edits(one)
     return [("one.json", report(one)), ("zero.json", report(zero))]
 
 
@@ -179,13 +191,20 @@ def test_merge_keeps_equal_counters_and_never_invents_differing_ones():
     assert "decode_steps" in run.merged.counters
 
 
-def test_merged_report_is_a_report_compare_takes(tmp_path):
-    write_report(tmp_path / "merged.json", merge_reports(two_shards()))
-    loaded = load_report(tmp_path / "merged.json")
-    assert loaded.runs[0].metrics.wer == pytest.approx(4 / 12)
-    code = main(["compare", "--report", str(tmp_path / "merged.json"), "--baseline-dir",
-                 str(tmp_path / "none"), "--allow-missing-baselines"])
-    assert code == 0
+def test_merged_report_is_a_report_every_door_takes(tmp_path):
+    merged = str(tmp_path / "merged.json")
+    write_report(tmp_path / "merged.json", merge_reports(two_shards(true_edits=True)))
+    # "r a" -> "p a": 1 of 2 words, 1 of 3 characters, in each of the 5 utterances
+    assert load_report(merged).runs[0].metrics.wer == pytest.approx(5 / 10)
+    baselines = str(tmp_path / "baselines")
+    assert main(["baseline", "update", "--report", merged, "--baseline-dir", baselines]) == 0
+    entry = json.loads((tmp_path / "baselines" / "cpu.json").read_text())["entries"]["cfg"]
+    assert entry["metrics"]["wer"] == pytest.approx(5 / 10) and len(entry["predictions"]) == 5
+    assert main(["compare", "--report", merged, "--baseline-dir", baselines]) == 0
+    assert main(["history", "add", "--report", merged, "--history",
+                 str(tmp_path / "h.sqlite")]) == 0
+    assert main(["html", "--report", merged, "--baseline-dir", baselines, "--out",
+                 str(tmp_path / "r.html")]) == 0
 
 
 @pytest.mark.parametrize("change, message", [
