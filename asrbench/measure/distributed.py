@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
+from asrbench import processes
 from asrbench.errors import AsrbenchError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -432,7 +433,8 @@ def launch_run(config: "BenchConfig", passes: int, workdir: Path,
     command = torchrun_command(config.world_size, ["run", "--config", name, "--report",
                                                    str(report), "--no-progress"])
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        # torchrun and its ranks in a process group of their own, ended SIGTERM first
+        proc = processes.run(command, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise AsrbenchError(f"{config.id}: torchrun did not finish within {timeout_s:g} s") from None
     if proc.returncode != 0:
