@@ -71,6 +71,26 @@ def test_shard_auto_reads_a_kubernetes_indexed_job_with_the_count_given():
         parse_shard("auto", count=2, environ={})
 
 
+def test_the_kubernetes_count_may_come_from_the_config_file(tmp_path, monkeypatch):
+    import argparse
+
+    from asrbench.cli.run import _shard
+    from asrbench.config.settings import load_config_file
+
+    config = tmp_path / "shards.toml"
+    config.write_text('shard_count = 3\nbatch_size = 4\n')
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "2")
+    spec = _shard(argparse.Namespace(shard="auto", shard_count=None, config=config))
+    assert (spec.index, spec.count) == (2, 3)
+    spec = _shard(argparse.Namespace(shard="auto", shard_count=5, config=config))
+    assert spec.count == 5  # the flag overrides the file
+    assert load_config_file(config)[0] == {"batch_size": 4}  # not a setting of the run
+    with pytest.raises(AsrbenchError, match="--shard-count needs --shard"):
+        _shard(argparse.Namespace(shard=None, shard_count=2, config=None))
+
+
 def test_an_utterances_shard_is_a_function_of_ids_not_of_file_order():
     ids = [f"clip-{i:05d}" for i in range(101)]
     shuffled = random.Random(7).sample(ids, len(ids))
