@@ -25,18 +25,28 @@ GRACE_SECONDS = 15.0
 PR_SET_PDEATHSIG = 1
 
 
-def set_parent_death_signal(number: int = signal.SIGTERM) -> bool:
+_PRCTL: list[Any] = []  # libc's prctl, looked up once (never between fork and exec)
+
+
+def _prctl() -> Any:
+    if not _PRCTL:
+        function = None
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                function = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError):
+                function = None
+        _PRCTL.append(function)
+    return _PRCTL[0]
+
+
+def set_parent_death_signal(number: int = signal.SIGTERM, prctl: Any = None) -> bool:
     """Ask Linux to send `number` to this process when its parent dies (prctl
     PR_SET_PDEATHSIG, through ctypes); False where that is not available."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, int(number), 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    prctl = prctl or _prctl()
+    return prctl is not None and prctl(PR_SET_PDEATHSIG, int(number), 0, 0, 0) == 0
 
 
 def die_with_parent(parent: int, number: int = signal.SIGKILL) -> None:
@@ -48,8 +58,11 @@ def die_with_parent(parent: int, number: int = signal.SIGKILL) -> None:
 
 
 def _child_setup(parent: int) -> Callable[[], None]:
+    prctl = _prctl()  # looked up here, in the parent: the child only calls it
+
     def setup() -> None:  # runs in the child between fork and exec: no locks, no imports
-        set_parent_death_signal(signal.SIGTERM)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
         if os.getppid() != parent:
             os._exit(1)
 
