@@ -19,9 +19,11 @@ def make_run(config_id: str = "cfg", wer: float = 0.2, cer: float = 0.1,
              rates: tuple[float, ...] = (10.0, 10.0, 10.0),
              predictions: dict[str, str] | None = None, device_class: str = "cpu",
              compilations: dict[str, Any] | None = None, reference: dict[str, Any] | None = None,
-             wer_normalized: float | None = None, **fields: Any) -> Run:
+             wer_normalized: float | None = None, contention: dict[str, Any] | None = None,
+             **fields: Any) -> Run:
     """A scored report run: `rates` are the passes' samples/s (the median is the headline),
-    `predictions` utterance id -> transcript (the reference text is the prediction)."""
+    `predictions` utterance id -> transcript (the reference text is the prediction),
+    `contention` the timings' measured CPU share (make_contention)."""
     predictions = predictions if predictions is not None else {"a": "hello world"}
     document: dict[str, Any] = {
         "config": {"id": config_id},
@@ -32,7 +34,7 @@ def make_run(config_id: str = "cfg", wer: float = 0.2, cer: float = 0.1,
                        "samples_per_second_min": min(rates),
                        "samples_per_second_max": max(rates),
                        "samples_per_second_rsd": rsd(rates)},
-        "timings": {"compilations": compilations},
+        "timings": {"compilations": compilations, "contention": contention},
         "reference": reference,
         "utterances": [{"id": k, "reference": v, "prediction": v}
                        for k, v in predictions.items()],
@@ -52,6 +54,14 @@ def make_entry(run: Run, **tolerance: float) -> BaselineEntry:
                   "passes": len(run.throughput.samples_per_second_per_pass),
                   "samples_per_second_per_pass": list(run.throughput.samples_per_second_per_pass)},
         "predictions": predictions, "predictions_sha256": predictions_digest(predictions)})
+
+
+def make_contention(cpu_seconds: float, wall_seconds: float = 10.0, threads: int = 2,
+                    threads_of: str = "torch", **fields: Any) -> dict[str, Any]:
+    """A run's measured contention (timings.contention): `cpu_seconds` of CPU time in
+    `wall_seconds` of timed passes on `threads` threads (share = cpu / (wall x threads))."""
+    return {"cpu_seconds": cpu_seconds, "wall_seconds": wall_seconds, "threads": threads,
+            "threads_of": threads_of, **fields}
 
 
 def make_report(*runs: Run, interrupted: bool = False) -> Report:

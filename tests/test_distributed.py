@@ -429,9 +429,11 @@ def test_pytest_nproc_runs_each_config_distributed_and_gates_it(tmp_path, tiny_w
     assert first.returncode == 0 and "7 skipped" in first.stdout, first.stdout[-3000:]
     entries = json.loads((tmp_path / "baselines" / "cpu.json").read_text())["entries"]
     assert list(entries) == [config_id]  # the world size is part of the baseline key
-    second = pytest_run("--asrbench-report", "second.json")
+    # throughput only warns: the baseline came from another process (issue 28)
+    second = pytest_run("--asrbench-report", "second.json", "--asrbench-throughput", "warn")
     assert second.returncode == 0 and "5 passed, 2 skipped" in second.stdout, second.stdout[-3000:]
     (run,) = dump(load_report(tmp_path / "second.json"))["runs"]
     assert run["config"]["id"] == config_id and len(run["timings"]["ranks"]) == 2
-    assert run["comparison"]["regressed"] is False
+    assert all(v["verdict"] != "regressed" for v in run["comparison"]["verdicts"]
+               if v["metric"] != "samples_per_second")
     assert set(entries[config_id]["predictions"].values()) == {u["prediction"] for u in run["utterances"]}

@@ -125,8 +125,12 @@ def _doctored(entries):
     a["metrics"]["samples_per_second"] *= 100
     a["noise"]["samples_per_second_per_pass"] = [100 * v for v in a["noise"]["samples_per_second_per_pass"]]
     # ...measured without noise: a noisy recording (a busy machine) would widen the band to
-    # 3x its RSD and could swallow even this drop.
+    # 3x its RSD and could swallow even this drop; and judged however busy the checking
+    # process finds the machine (cpu_share_min 0: a starved run would not be judged).
     a["noise"]["samples_per_second_rsd"] = 0.0
+    a["tolerance"]["cpu_share_min"] = 0.0
+    # B's throughput passes whatever speed either process ran at: a band of 100% never fails.
+    b["tolerance"]["samples_per_second_rel"] = 1.0
     b["metrics"]["wer"] -= 0.05  # claims a better WER
     first = next(iter(b["predictions"]))
     b["predictions"][first] = "an entirely different sentence"
@@ -152,7 +156,11 @@ def test_update_creates_entries_with_noise_and_predictions(suite):
 
 def test_identical_rerun_passes_without_false_alarm(suite):
     history = suite.path / "history.sqlite"
-    result = suite.run("--asrbench-history", str(history), report="rerun.json")
+    # Throughput only warns: the baseline was recorded by another process, and no test may
+    # depend on two processes running at the same speed (issue 28); the unit tests of
+    # tests/test_contention.py judge the bands on fixed numbers.
+    result = suite.run("--asrbench-history", str(history), "--asrbench-throughput", "warn",
+                       report="rerun.json")
     result.assert_outcomes(passed=10, skipped=4)  # the 5 baseline checks of each config
     out = output(result)
     # --asrbench-history adds the session's report to the results store
@@ -165,9 +173,10 @@ def test_identical_rerun_passes_without_false_alarm(suite):
     assert "nothing is compiled or captured" in out and "reference setup" in out
     report = json.loads((suite.path / "rerun.json").read_text())
     assert {r["config"]["id"] for r in report["runs"]} == {A, B}
-    assert all(r["comparison"]["regressed"] is False for r in report["runs"])
+    assert all(v["verdict"] != "regressed" for r in report["runs"]
+               for v in r["comparison"]["verdicts"] if v["metric"] != "samples_per_second")
     assert main(["compare", "--report", str(suite.path / "rerun.json"),
-                 "--baseline-dir", str(suite.baselines)]) == 0
+                 "--baseline-dir", str(suite.baselines), "--throughput", "warn"]) == 0
 
 
 def test_doctored_baseline_fails_throughput_wer_and_lists_changed_transcript(suite, doctored,
@@ -269,5 +278,7 @@ def test_the_installed_plugin_runs_in_another_repository_with_its_own_device_opt
     assert first.ret == 0, output(first)[-3000:]
     assert "TEAM DEVICE gpu-7" in first.stdout.str()  # the team's option kept its meaning
     assert (repo / "team-baselines" / "cpu.json").exists()
-    second = run()
+    # Throughput only warns: the baseline came from another process (issue 28: this test once
+    # failed on "34.7913 -> 1.4430 ... REGRESSED" under load); the point here is the plugin.
+    second = run("--asrbench-throughput", "warn")
     second.assert_outcomes(passed=5, skipped=2)

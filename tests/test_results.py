@@ -32,7 +32,7 @@ def test_published_schemas_equal_what_the_code_generates():
     assert sorted(p.name for p in SCHEMAS.glob("*.json")) == sorted(generated)
     for name, schema in generated.items():
         published = json.loads((SCHEMAS / name).read_text())
-        assert published == schema, f"schemas/{name} is stale: run python -m asrbench.formats.model"
+        assert published == schema, f"schemas/{name} is stale: run python -m asrbench.formats.io"
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,14 @@ def test_an_undefined_normalized_wer_is_written_as_null_not_nan():
     metrics = Metrics(wer=0.5, wer_normalized=math.nan, cer=0.1, samples_per_second=1.0)
     assert dump(metrics)["wer_normalized"] is None
     json.dumps(dump(metrics), allow_nan=False)  # writable: no NaN in the file
+
+
+def test_a_fresh_report_records_the_runs_contention_during_its_timed_passes(fresh_report):
+    """issue 28: the run's own share of its threads' CPU (and load, steal) is in the report."""
+    contention = fresh_report["runs"][0]["timings"]["contention"]
+    assert contention["threads_of"] == "torch" and contention["threads"] >= 1
+    assert contention["cpu_seconds"] > 0 and contention["wall_seconds"] > 0
+    assert contention["cpu_share"] == pytest.approx(
+        contention["cpu_seconds"] / (contention["wall_seconds"] * contention["threads"]))
+    if Path("/proc/loadavg").exists():
+        assert contention["load_average_1m"] is not None and contention["steal_share"] is not None

@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     update.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
                         help="set a tolerance on the written entries, e.g. samples_per_second_rel=0.4 "
                              "(names: wer_abs, cer_abs, samples_per_second_rel, noise_factor, "
-                             "reference_share_min, reference_wer_max); "
+                             "reference_share_min, reference_wer_max, cpu_share_min); "
                              "entries otherwise keep the overrides they had")
     update.add_argument("--counters-only", action="store_true",
                         help="record only the report's work counters into the existing entries "

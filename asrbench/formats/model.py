@@ -45,6 +45,8 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 #: per-utterance edit counts stored: word errors, words, char errors, chars, and the two of
 #: normalized words (asrbench.measure.metrics.Edits)
 EDIT_FIELDS = 6
+#: not-judged: a check that measured nothing to judge (a counters-only run's throughput, a
+#: starved run, an emulated device): said, never a pass or a regression (docs/gate.md)
 VERDICTS = Literal["improved", "unchanged", "regressed", "new", "missing", "not-judged"]
 
 
@@ -147,6 +149,39 @@ class RankTimings(_Model):
     peak_device_memory_bytes: Optional[BoundedInt] = None
 
 
+class Contention(_Model):
+    """How much of the machine the run got during its timed passes (measure/contention.py):
+    its own CPU time against wall time x the threads its compute used, and the machine's load
+    and steal where the OS gives them. The gate judges no throughput of a starved run
+    (docs/gate.md, "How throughput bands and contention are decided")."""
+
+    cpu_seconds: NonNegativeFloat = Field(
+        description="user + system CPU seconds of the process's threads (children excluded)")
+    wall_seconds: NonNegativeFloat = Field(description="wall time of the timed passes")
+    wait_seconds: Optional[NonNegativeFloat] = Field(
+        None, description="seconds the process's threads were runnable but waiting for a CPU "
+                          "(Linux schedstat; absent where the kernel does not say)")
+    threads: PositiveInt = Field(description="threads the run's compute used")
+    threads_of: Literal["torch", "host"] = Field(
+        description="torch: torch's intra-op threads of a run computing on the CPU (the share "
+                    "is judged); host: the one host thread driving an accelerator (recorded "
+                    "only: it waits for the device by design)")
+    cpus: Optional[PositiveInt] = Field(None, description="CPUs the process could run on")
+    load_average_1m: Optional[NonNegativeFloat] = Field(
+        None, description="the machine's 1-minute load average after the timed passes")
+    steal_share: Optional[NonNegativeFloat] = Field(
+        None, description="share of the machine's CPU time stolen by the hypervisor")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cpu_share(self) -> Optional[float]:
+        """The share of its threads' CPU the run got: cpu / (wall x threads); None without
+        wall time."""
+        if self.wall_seconds <= 0:
+            return None
+        return self.cpu_seconds / (self.wall_seconds * self.threads)
+
+
 class Timings(_Model):
     """Where one run's time went (informational except compilations, which the gate reads).
     Every field is optional: reports written before a field existed still load."""
@@ -171,6 +206,9 @@ class Timings(_Model):
     peak_host_rss_bytes: Optional[BoundedInt] = None
     world_size: Optional[BoundedInt] = None
     ranks: Optional[list[RankTimings]] = None
+    contention: Optional[Contention] = Field(
+        None, description="the run's share of its threads' CPU during the timed passes, load, "
+                          "steal (absent in older reports: contention unknown)")
     #: every timed batch's seconds, for merging ranks' percentiles; never written to a file
     latencies: SkipJsonSchema[list[float]] = Field(default_factory=list, exclude=True)
 
@@ -349,6 +387,9 @@ class Tolerance(_Strict):
     noise_factor: Optional[NonNegativeFloat] = None
     reference_share_min: Optional[NonNegativeFloat] = None
     reference_wer_max: Optional[NonNegativeFloat] = None
+    cpu_share_min: Optional[NonNegativeFloat] = Field(
+        None, description="a CPU run that got less of its threads' CPU while timed is not "
+                          "judged on throughput (0: always judged)")
 
     def given(self) -> dict[str, float]:
         """Only the overrides that are set."""

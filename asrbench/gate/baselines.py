@@ -41,7 +41,23 @@ DEFAULT_TOLERANCE = {
     # the synthetic Hindi (long loops that bf16 bends) 7/16 and WER 0.159.
     "reference_share_min": 0.25,
     "reference_wer_max": 0.3,
+    # A run computing on the CPU that got less than this share of its threads' CPU time during
+    # its timed passes (CPU time / (wall time x threads), timings.contention) was starved: its
+    # throughput is not judged (docs/gate.md, "How throughput bands and contention are
+    # decided"); 0 judges every run.
+    "cpu_share_min": 0.5,
 }
+#: The narrowest throughput band of an entry recorded from one process (docs/gate.md, "How
+#: throughput bands and contention are decided"). One process has no between-process spread:
+#: its passes share the process's fixed part of the noise, so the recorded RSD says nothing
+#: about the next process. Measured here: clean processes of the same code 6-14% apart on a
+#: quiet 2-core VM (docs/performance.md), and 2.3x apart (0.4293 -> 0.1879 samples/s, a 56%
+#: drop) on a busy one (issue 28). A drop below 40% of the baseline (2.5x slower) is beyond
+#: that; anything narrower needs an entry from several processes or `asrbench ab`.
+ONE_PROCESS_REL = 0.6
+#: processes a baseline entry should be recorded from for a band of its own
+#: (`asrbench baseline update --report r1 r2 r3`)
+RECOMMENDED_PROCESSES = 3
 GATED_METRICS = ("wer", "wer_normalized", "cer", "samples_per_second")
 ENVIRONMENT_KEYS = ("torch", "transformers", "optimum-habana", "datasets", "habana-torch-plugin")
 

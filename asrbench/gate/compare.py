@@ -1,13 +1,18 @@
 """Compare a run with its baseline entry: one verdict per metric, and the changed transcripts.
 
 Verdicts: improved, unchanged, regressed, new (no baseline entry), missing (baseline entry
-with no run). Error rates are deterministic on one device class, so any move beyond the
-absolute tolerance counts. Throughput is noisy:
-- an entry recorded from one process: it regresses only when the median drop exceeds
-  max(relative tolerance, noise_factor x the RSD recorded with the baseline) AND a one-sided
-  Mann-Whitney U test on the per-pass samples of both runs says the drop is significant
-  (p <= ALPHA). When there are too few passes for the test to ever reach ALPHA, the band
-  alone decides, and the verdict says so.
+with no run), not-judged (throughput only, below). Error rates are deterministic on one device
+class, so any move beyond the absolute tolerance counts. Throughput is noisy (docs/gate.md,
+"How throughput bands and contention are decided"):
+- not judged at all when the run measured no code speed: an emulated device (its samples/s
+  measure the emulator), or a run starved of CPU during its timed passes (it got less than
+  STARVED_SHARE of its threads' CPU time, timings.contention);
+- an entry recorded from one process has no between-process spread: the verdict says so, and
+  the band is at least ONE_PROCESS_REL (gate/baselines.py), or wider by the relative tolerance
+  or noise_factor x the RSD recorded with the baseline; a drop beyond it regresses when a
+  one-sided Mann-Whitney U test on the per-pass samples of both runs says it is significant
+  (p <= ALPHA), or when there are too few passes for the test to ever reach ALPHA (the verdict
+  says so);
 - an entry recorded from several processes (`asrbench baseline update --report r1 r2 r3`):
   the band is the prediction bound from the spread between those processes
   (_between_processes_verdict), with the relative tolerance as its floor.
@@ -20,10 +25,12 @@ import math
 
 from asrbench.errors import AsrbenchError
 from asrbench.gate.accuracy import accuracy_change, check_edits, check_normalizer
-from asrbench.gate.baselines import GATED_METRICS, tolerance_of
+from asrbench.gate.baselines import (DEFAULT_TOLERANCE, GATED_METRICS, ONE_PROCESS_REL,
+                                     RECOMMENDED_PROCESSES, tolerance_of)
 from asrbench.gate.counters import run_counter_verdicts
 from asrbench.formats.environment import CPU_BF16
-from asrbench.formats.model import BaselineEntry, Comparison, Run, TranscriptChange, Verdict
+from asrbench.formats.model import (BaselineEntry, Comparison, Contention, Run, TranscriptChange,
+                                    Verdict)
 
 __all__ = ["Comparison", "TranscriptChange", "Verdict", "compare_run", "missing_entries",
            "run_checks", "changed_transcripts", "word_diff", "describe_verdict", "format_number",
@@ -31,6 +38,9 @@ __all__ = ["Comparison", "TranscriptChange", "Verdict", "compare_run", "missing_
 from asrbench.gate.stats import mann_whitney_greater, minimum_p_value
 
 ALPHA = 0.05
+#: The default cpu_share_min (gate/baselines.py): a CPU run that got less than this share of
+#: its threads' CPU during its timed passes was starved, and its throughput is not judged.
+STARVED_SHARE = DEFAULT_TOLERANCE["cpu_share_min"]
 LOWER_IS_BETTER = {"wer": True, "wer_normalized": True, "cer": True, "samples_per_second": False}
 
 
@@ -113,36 +123,96 @@ def _between_processes_verdict(config_id: str, run: Run, entry: BaselineEntry,
     return _verdict(config_id, "samples_per_second", verdict, value, base, delta, allowed, note)
 
 
+def is_emulated(run: Run) -> bool:
+    """Whether the run's device is an emulation (`hpu-emulated`: the emulated Gaudi on the CPU),
+    whose samples/s measure the emulator and are never a speed claim."""
+    device = run.device
+    return (device.kind.endswith("emulated") or device.class_.endswith("emulated")
+            or device.environment.get("emulated") is True)
+
+
+def describe_contention(contention: Contention) -> str:
+    """What the run got of the machine, in words: its share of its threads' CPU, the load and
+    the steal where known."""
+    share = contention.cpu_share
+    what = "threads'" if contention.threads > 1 else "thread's"
+    parts = [f"the run got {share:.0%} of its {contention.threads} {what} CPU"
+             if share is not None else "no wall time measured"]
+    if contention.load_average_1m is not None:
+        parts.append(f"load {contention.load_average_1m:.1f}"
+                     + (f" on {contention.cpus} CPUs" if contention.cpus else ""))
+    if contention.steal_share:
+        parts.append(f"steal {contention.steal_share:.0%}")
+    return ", ".join(parts)
+
+
+def starved(run: Run, minimum: float = STARVED_SHARE) -> bool:
+    """Whether the run was starved of CPU during its timed passes: it computes on the CPU
+    (threads_of torch) and got less than `minimum` of its threads' CPU time. An
+    accelerator's host thread waits for the device by design: its share is only recorded."""
+    contention = run.timings.contention
+    if contention is None or contention.threads_of != "torch":
+        return False
+    share = contention.cpu_share
+    return share is not None and share < minimum
+
+
+def throughput_not_judged(run: Run, minimum: float = STARVED_SHARE) -> str | None:
+    """Why the run's throughput is not judged (an emulated device, a run starved below
+    `minimum`, the cpu_share_min tolerance), or None."""
+    if is_emulated(run):
+        return ("not judged: emulated device (samples/s measure the emulator, never a speed "
+                "claim)")
+    contention = run.timings.contention
+    if contention is not None and starved(run, minimum):
+        return (f"not judged: machine busy ({describe_contention(contention)} "
+                f"during the timed passes, below {minimum:.0%}); rerun on a quiet machine "
+                "or compare with `asrbench ab`")
+    return None
+
+
 def _throughput_verdict(config_id: str, run: Run, entry: BaselineEntry,
                         tolerance: dict[str, float]) -> Verdict:
-    if len(entry.noise.samples_per_second_per_process) >= 2:
-        return _between_processes_verdict(config_id, run, entry, tolerance)
     value = run.metrics.samples_per_second
     base = entry.metrics.samples_per_second
-    # The band comes from the noise measured when the baseline was recorded; the current
-    # run's own spread enters through the significance test on its per-pass samples.
+    reason = throughput_not_judged(run, tolerance["cpu_share_min"])
+    if reason is not None:
+        return _verdict(config_id, "samples_per_second", "not-judged", value, base,
+                        value - base, None, reason)
+    if len(entry.noise.samples_per_second_per_process) >= 2:
+        return _between_processes_verdict(config_id, run, entry, tolerance)
+    # One process: no between-process spread, so the band is at least ONE_PROCESS_REL; the
+    # noise measured when the baseline was recorded or the configured floor may widen it. The
+    # current run's own spread enters through the significance test on its per-pass samples.
     base_rsd = entry.noise.samples_per_second_rsd
-    rel_band = max(tolerance["samples_per_second_rel"], tolerance["noise_factor"] * base_rsd)
+    floor = tolerance["samples_per_second_rel"]
+    rel_band = max(ONE_PROCESS_REL, floor, tolerance["noise_factor"] * base_rsd)
     allowed = rel_band * base
     delta = value - base
     current = run.throughput.samples_per_second_per_pass
     previous = entry.noise.samples_per_second_per_pass or [base]
-    band_note = f"band {rel_band:.1%} (max of {tolerance['samples_per_second_rel']:.0%} and " \
-                f"{tolerance['noise_factor']:g}x noise)"
+    band_note = (f"band {rel_band:.1%} (max of the one-process default {ONE_PROCESS_REL:.0%}, "
+                 f"the {floor:.0%} floor and {tolerance['noise_factor']:g}x noise "
+                 f"{base_rsd:.1%})")
+    one = (f"; band not established from 1 process: record from {RECOMMENDED_PROCESSES} "
+           "processes (asrbench baseline update --report r1 r2 r3), or use `asrbench ab`")
     if delta < -allowed:
         if minimum_p_value(len(previous), len(current)) > ALPHA:
             return _verdict(config_id, "samples_per_second", "regressed", value, base, delta, allowed,
-                            f"drop beyond {band_note}; too few passes for a significance test")
+                            f"drop beyond {band_note}; too few passes for a significance test"
+                            + one)
         p = mann_whitney_greater(previous, current)
         if p <= ALPHA:
             return _verdict(config_id, "samples_per_second", "regressed", value, base, delta, allowed,
-                            f"significant drop (Mann-Whitney p={p:.3f}), beyond {band_note}")
+                            f"significant drop (Mann-Whitney p={p:.3f}), beyond {band_note}"
+                            + one)
         return _verdict(config_id, "samples_per_second", "unchanged", value, base, delta, allowed,
-                        f"drop beyond {band_note} but not significant (p={p:.3f})")
+                        f"drop beyond {band_note} but not significant (p={p:.3f})" + one)
     if delta > allowed:
-        return _verdict(config_id, "samples_per_second", "improved", value, base, delta, allowed, band_note)
+        return _verdict(config_id, "samples_per_second", "improved", value, base, delta, allowed,
+                        band_note + one)
     return _verdict(config_id, "samples_per_second", "unchanged", value, base, delta, allowed,
-                    f"within {band_note}")
+                    f"within {band_note}" + one)
 
 
 def compilation_verdict(run: Run) -> Verdict | None:

@@ -10,7 +10,10 @@ Policy, with the same options, so they cannot disagree:
   it), unless improvements are allowed;
 - changed transcripts fail, or only warn with transcripts="warn";
 - a throughput regression fails, or only warns with throughput="warn" (a shared runner whose
-  load no stored number can know: the counters still judge the work exactly);
+  load no stored number can know: the counters still judge the work exactly); a failing one
+  says how to act on a noisy runner (THROUGHPUT_HINT);
+- throughput that was not judged (verdict not-judged: a starved run, an emulated device, a
+  counters-only run) is a warning that says so, never a pass: the other checks still gate;
 - with wer_significance, an error rate beyond its tolerance fails only when the paired
   bootstrap's interval of its change (gate/accuracy.py) excludes 0; otherwise it warns;
 - a config without a baseline entry fails, unless missing entries are allowed;
@@ -44,6 +47,10 @@ ERROR_RATES = ("wer", "wer_normalized", "cer")
 IMPROVEMENT_FAILS = ERROR_RATES + COUNTER_METRICS
 TRANSCRIPT_MODES = ("fail", "warn")
 THROUGHPUT_MODES = ("fail", "warn")
+#: appended to a failing throughput regression: what to do when the runner, not the code, is slow
+THROUGHPUT_HINT = ("; throughput alone: if the runner was busy or its speed differs between "
+                   "processes, gate with --throughput warn (the counters still judge the work) "
+                   "or measure the change with `asrbench ab`")
 
 
 @dataclass(frozen=True)
@@ -112,9 +119,13 @@ class Policy:
         noise = self._not_significant(comparison, verdict.metric)
         if verdict.verdict == "regressed":
             warn_only = check == "throughput" and self.throughput == "warn"
+            hint = THROUGHPUT_HINT if check == "throughput" and not warn_only else ""
             return Finding(comparison.config_id, check, noise is None and not warn_only,
                            describe_verdict(verdict) + (noise or "")
-                           + (" (--throughput warn: a warning)" if warn_only else ""))
+                           + (" (--throughput warn: a warning)" if warn_only else "") + hint)
+        if verdict.verdict == "not-judged" and check == "throughput":
+            # a warning in every mode: not a pass claim, not a regression
+            return Finding(comparison.config_id, check, False, describe_verdict(verdict))
         if verdict.verdict == "improved" and verdict.metric in IMPROVEMENT_FAILS:
             text = (describe_verdict(verdict)
                     + " (better than the baseline: refresh it if intended)" + (noise or ""))

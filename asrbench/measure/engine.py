@@ -41,6 +41,7 @@ from asrbench.errors import AsrbenchError
 from asrbench.formats.model import (Compilations, DatasetInfo, DeviceInfo, Metrics, RankTimings,
                                     Run, RunConfig, Skip, ThroughputStats, Timings,
                                     UtteranceResult)
+from asrbench.measure.contention import ContentionMeter
 from asrbench.measure.counters import count_pass
 from asrbench.measure.metrics import error_rates, percentile, throughput
 from asrbench.measure.models import LoadedModel
@@ -117,6 +118,10 @@ def merge_timings(parts: list[Timings], utterances: list[int],
         decoder=parts[0].decoder or "", compilations=compilations,
         peak_device_memory_bytes=_largest([p.peak_device_memory_bytes for p in parts]),
         peak_host_rss_bytes=_largest([p.peak_host_rss_bytes for p in parts]))
+    measured = [p.contention for p in parts if p.contention is not None]
+    if measured:  # a pass lasts as long as its slowest rank: the most starved one speaks
+        merged.contention = min(measured, key=lambda c: c.cpu_share if c.cpu_share is not None
+                                else float("inf"))
     merged.world_size = len(parts)
     merged.ranks = [
         RankTimings(rank=rank, utterances=count, pass_seconds=list(p.pass_seconds),
@@ -463,6 +468,14 @@ class Evaluator:
                              in enumerate(zip(batches.features, batches.real))), "transcribe")
         return self.detokenize(batches.restore(passed.sequences))
 
+    def _contention_meter(self) -> ContentionMeter:
+        """Starts measuring the run's CPU share (measure/contention.py): against torch's
+        intra-op threads where the compute is on the CPU (cpu, the emulated Gaudi), against
+        the one host thread that drives an accelerator elsewhere."""
+        on_cpu = self.device.kind in ("cpu", "hpu-emulated")
+        return ContentionMeter(torch.get_num_threads() if on_cpu else 1,
+                               "torch" if on_cpu else "host")
+
     def warmup_batches(self, available: int) -> int:
         """Batches to warm up on: the config's number, else what the run needs (one batch
         captures every graph when shapes are static; a full pass where they vary)."""
@@ -520,6 +533,7 @@ class Evaluator:
             counters = None
             if counters_only:
                 first_sequences, counters = self._counters_only(split, cache, warmup)
+            meter = self._contention_meter()  # the run's share of the machine while timed
             for number in range(0 if counters_only else passes):
                 self.barrier()
                 timed = self._pass(cache.read(), f"pass {number + 1}/{passes}")
@@ -531,6 +545,7 @@ class Evaluator:
                     first_sequences = timed.sequences
                 elif timed.sequences != first_sequences:
                     identical = False
+            contention = None if counters_only else meter.stop()  # no timed pass: unknown
             if first_sequences is None:  # passes >= 1 is checked above; for type narrowing
                 raise RuntimeError("no timed pass ran")
             first_batch = cache.batch(0) if self.config.counters else None
@@ -569,6 +584,7 @@ class Evaluator:
                                       passes=pass_compilations) if counted else None,
             peak_device_memory_bytes=self.device.peak_memory_bytes(),
             peak_host_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        timings.contention = contention
         device = DeviceInfo.model_validate({
             "kind": self.device.kind, "class": self.device.device_class(),
             "name": self.device.description(), "environment": self.device.environment()})

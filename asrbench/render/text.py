@@ -15,6 +15,7 @@ from asrbench.gate.accuracy import describe_change, method_text
 from asrbench.gate.compare import describe_verdict  # noqa: F401  (re-exported for callers)
 from asrbench.gate.compare import format_allowed, format_delta
 from asrbench.gate.compare import format_number as _number
+from asrbench.gate.compare import describe_contention, starved
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.gate.outcome import GateOutcome
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ZERO_WIDTH_SPACE = "\u200b"
 ARROWS = {"improved": "✅ improved", "unchanged": "➖ unchanged", "regressed": "❌ regressed",
-          "new": "🆕 new", "missing": "⚠️ missing"}
+          "new": "🆕 new", "missing": "⚠️ missing", "not-judged": "⏸️ not judged"}
 
 
 #: characters from data that could make markup, and what they become (one pass, so no entity
@@ -116,6 +117,11 @@ def run_notes(runs: Iterable["Run"]) -> list[str]:
                 and rsd > NOISY_RSD:
             lines.append(f"{r.config.id}: WARNING noisy machine: samples/s varied "
                          f"{rsd * 100:.0f}% between passes; numbers are less trustworthy")
+        if r.timings.contention is not None and starved(r):
+            # the spread between passes cannot see a machine that was busy in every pass
+            lines.append(f"{r.config.id}: WARNING busy machine: "
+                         f"{describe_contention(r.timings.contention)} during the timed "
+                         "passes; its samples/s are not judged against a baseline")
         compilations = r.timings.compilations
         if compilations is not None:
             during = sum(compilations.passes)
