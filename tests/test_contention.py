@@ -198,3 +198,18 @@ def test_a_data_parallel_run_keeps_its_most_starved_ranks_contention():
              for cpu in (0.9, 0.2)]
     merged = merge_timings(parts, [2, 2])
     assert merged.contention is not None and merged.contention.cpu_seconds == 0.2
+
+
+def test_recording_a_baseline_says_how_many_processes_and_warns_of_a_busy_machine(tmp_path):
+    from factories import make_report
+
+    from asrbench.gate.outcome import update_baselines
+
+    quiet = make_run(config_id="quiet", contention=_busy(19.0))
+    busy = make_run(config_id="busy", contention=_busy(3.0, load_average_1m=9.5, cpus=2))
+    text = update_baselines(make_report(quiet, busy), tmp_path)
+    assert text.count("recorded from 1 process: no between-process spread") == 2
+    warnings = [line for line in text.splitlines() if line.startswith("WARNING")]
+    assert warnings == ["WARNING busy: recorded while the machine was busy (the run got 15% of "
+                        "its 2 threads' CPU, load 9.5 on 2 CPUs): its samples/s understate "
+                        "this code; record it again on a quiet machine"]

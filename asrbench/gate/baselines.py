@@ -303,6 +303,10 @@ def change_table(changes: list[tuple[str, BaselineEntry | None, BaselineEntry]])
         if processes:
             lines.append(f"  recorded from {len(processes)} processes: samples/s "
                          + ", ".join(f"{v:.4g}" for v in processes))
+        else:
+            lines.append(f"  recorded from 1 process: no between-process spread, so its "
+                         f"throughput band is at least {ONE_PROCESS_REL:.0%} (record from "
+                         f"{RECOMMENDED_PROCESSES} processes for a band of its own)")
         if old is not None and old.predictions_sha256 != new.predictions_sha256:
             changed = sum(1 for k, v in new.predictions.items() if old.predictions.get(k) != v)
             lines.append(f"  transcripts: {changed} changed")

@@ -244,4 +244,12 @@ def update_baselines(report: Report | list[Report], baseline_dir: str | Path,
                                    tolerance, counters_only)
         tables.append(f"updated {baselines.baseline_path(baseline_dir, device_class)}:\n"
                       + baselines.change_table(changes))
+    if not counters_only:  # a baseline recorded during a slow spell hides regressions
+        from asrbench.gate.compare import describe_contention, starved
+
+        tables += [f"WARNING {r.config.id}: recorded while the machine was busy "
+                   f"({describe_contention(r.timings.contention)}): its samples/s understate "
+                   "this code; record it again on a quiet machine"
+                   for group in groups for r in group
+                   if r.timings.contention is not None and starved(r)]
     return "\n".join(tables)
