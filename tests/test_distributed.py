@@ -401,8 +401,10 @@ batch_sizes = [2]
 limit = 3
 passes = 2
 generation_max_length = 40
-# Throughput is compared between separate processes: on a busy machine only a 10x slowdown fails.
-tolerance = { samples_per_second_rel = 0.9 }
+# Throughput is compared between separate processes: on a busy machine only a 10x slowdown fails
+# (and the second run only warns); cpu_share_min 0 judges it however busy the machine is, so
+# test_throughput never skips and the outcome counts do not depend on the machine's load.
+tolerance = { samples_per_second_rel = 0.9, cpu_share_min = 0 }
 """
 BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"
 
