@@ -402,9 +402,10 @@ def test_throughput_band_is_one_sided_and_a_warned_regression_is_not_a_red_cross
     assert "**✅ no failure** across 1 config(s)." in markdown
     assert "❌" not in markdown and "⚠️ regressed (warns)" in markdown
     row = next(line for line in markdown.splitlines() if line.startswith("| samples_per_second"))
-    assert "±" not in row and "| -0.5 |" in row, row  # 5% of 10 samples/s: a drop allowed
+    # a one-process entry's band is at least 60% (issue 28): 6 of 10 samples/s, a drop allowed
+    assert "±" not in row and "| -6 |" in row, row
     text = gate_text([comparison], policy, None)
-    assert "allowed -0.5)" in text and "result: ok" in text
+    assert "allowed -6)" in text and "result: ok" in text
 
 
 def test_a_not_counted_run_prints_no_empty_numbers():
