@@ -88,6 +88,19 @@ def test_the_starvation_threshold_edges():
     assert _verdict(unknown, entry).verdict == "regressed"
 
 
+def test_a_low_share_without_waiting_for_a_cpu_is_the_workloads_own_idle_thread():
+    """Where Linux says how long the threads waited for a CPU (schedstat), a run is starved
+    only if they waited at least as long as they ran: a second thread with nothing to do is
+    not a busy machine."""
+    entry = make_entry(make_run(rates=(10.0, 10.0, 10.0)))
+    idle_thread = make_run(rates=(3.0,) * 3, contention=_busy(8.0, wait_seconds=0.2))  # 40%
+    assert _verdict(idle_thread, entry).verdict == "regressed"
+    waiting = make_run(rates=(3.0,) * 3, contention=_busy(8.0, wait_seconds=8.0))
+    verdict = _verdict(waiting, entry)
+    assert verdict.verdict == "not-judged"
+    assert "the run got 40% of its 2 threads' CPU, its threads waited 8.0 s for a CPU" in verdict.note
+
+
 def test_the_cpu_share_minimum_is_a_tolerance_zero_judges_every_run():
     run = make_run(rates=(3.0, 3.0, 3.0), contention=_busy(2.0))  # got 10%
     always = make_entry(make_run(rates=(10.0, 10.0, 10.0)), cpu_share_min=0.0)

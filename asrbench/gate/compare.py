@@ -138,6 +138,8 @@ def describe_contention(contention: Contention) -> str:
     what = "threads'" if contention.threads > 1 else "thread's"
     parts = [f"the run got {share:.0%} of its {contention.threads} {what} CPU"
              if share is not None else "no wall time measured"]
+    if contention.wait_seconds is not None:
+        parts.append(f"its threads waited {contention.wait_seconds:.1f} s for a CPU")
     if contention.load_average_1m is not None:
         parts.append(f"load {contention.load_average_1m:.1f}"
                      + (f" on {contention.cpus} CPUs" if contention.cpus else ""))
@@ -148,13 +150,17 @@ def describe_contention(contention: Contention) -> str:
 
 def starved(run: Run, minimum: float = STARVED_SHARE) -> bool:
     """Whether the run was starved of CPU during its timed passes: it computes on the CPU
-    (threads_of torch) and got less than `minimum` of its threads' CPU time. An
+    (threads_of torch), got less than `minimum` of its threads' CPU time and, where Linux says
+    how long its threads waited for a CPU (wait_seconds), waited at least as long as it ran. A
+    low share with little waiting is the workload's own idle thread, not a busy machine. An
     accelerator's host thread waits for the device by design: its share is only recorded."""
     contention = run.timings.contention
     if contention is None or contention.threads_of != "torch":
         return False
     share = contention.cpu_share
-    return share is not None and share < minimum
+    if share is None or share >= minimum:
+        return False
+    return contention.wait_seconds is None or contention.wait_seconds >= contention.cpu_seconds
 
 
 def throughput_not_judged(run: Run, minimum: float = STARVED_SHARE) -> str | None:
