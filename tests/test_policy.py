@@ -19,6 +19,7 @@ from asrbench.gate.baselines import predictions_digest
 from asrbench.cli.main import main
 from asrbench.gate.compare import Comparison
 from asrbench.config.settings import BenchConfig
+from asrbench.errors import AsrbenchError
 from asrbench.gate.policy import Policy
 
 BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"
@@ -151,10 +152,10 @@ def test_policy_findings_by_check():
     warned = Policy(throughput="warn").findings(comparison)
     assert [(f.check, f.fails) for f in warned] == [("wer", True), ("throughput", False)]
     assert "--throughput warn" in warned[1].message
-    with pytest.raises(Exception, match="transcripts"):
-        Policy(transcripts="ignore")
-    with pytest.raises(Exception, match="throughput"):
-        Policy(throughput="ignore")
+    for option in ("transcripts", "throughput"):  # a user's error: one line, exit 2
+        with pytest.raises(AsrbenchError) as refused:
+            Policy(**{option: "ignore"})
+        assert str(refused.value) == f"{option} must be one of fail, warn, got 'ignore'"
 
 
 def test_missing_entries_of_other_configs_are_reported_not_failed(project):

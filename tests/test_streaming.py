@@ -61,7 +61,6 @@ def test_prefetch_never_runs_more_than_workers_times_ahead_batches_ahead():
         assert started.value <= consumed + workers * ahead
         seen.append(batch.number)
     assert seen == list(range(batches)) and started.value == batches
-    assert started.value > 1  # the worker did run ahead of the consumer
 
 
 def test_clips_failing_in_the_background_are_skipped_row_by_row():
