@@ -1,6 +1,7 @@
 """Stored baselines: one JSON file per device class, validated on load, updated atomically.
 
-The file format is results.BaselineFile (schema 1; its JSON Schema is schemas/baseline.schema.json):
+The file format is formats.model.BaselineFile (schema 1; its JSON Schema is
+schemas/baseline.schema.json):
     {"schema": 1, "device_class": "cpu", "entries": {"<config id>": {
         "metrics": {"wer", "wer_normalized", "cer", "samples_per_second"},
         "tolerance": {"wer_abs", "cer_abs", "samples_per_second_rel", "noise_factor",
@@ -162,7 +163,7 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any],
         check_edits(each)
     run = runs[0]
     predictions = {u.id: u.prediction for u in run.utterances}
-    if not isinstance(environment, dict):  # results.Environment
+    if not isinstance(environment, dict):  # formats.model.Environment
         environment = environment.model_dump()
     packages = environment.get("packages", {})
     device = environment.get("device", {})
@@ -211,6 +212,28 @@ def _untimed_noise(runs: list[Run], previous: Optional[BaselineEntry]
     return previous.metrics.samples_per_second, previous.noise.model_dump()
 
 
+def model_problem(run: Run, entry: BaselineEntry) -> str | None:
+    """Why the run's model is not the one the baseline was recorded with (both name weight
+    digests and they differ), or None; an entry or run without identity is not checked."""
+    mine, theirs = run.model, entry.model
+    if mine is None or theirs is None or not mine.weights_sha256 or not theirs.weights_sha256:
+        return None
+    if mine.weights_sha256 == theirs.weights_sha256:
+        return None
+    return (f"{run.config.id}: the run's model ({mine.reference}, weights sha256 "
+            f"{mine.weights_sha256[:12]}) is not the baseline's ({theirs.reference}, "
+            f"{theirs.weights_sha256[:12]}): a different model with the same short name; "
+            "record a baseline for it (asrbench baseline update ...) or use the model the "
+            "baseline was made with")
+
+
+def check_model(run: Run, entry: BaselineEntry) -> None:
+    """Refuse (AsrbenchError) a run whose model weights differ from the baseline's."""
+    problem = model_problem(run, entry)
+    if problem:
+        raise AsrbenchError(problem)
+
+
 def counters_into(entry: BaselineEntry | None, runs: list[Run]) -> BaselineEntry:
     """`entry` with the counters of `runs` (one config, one or more processes) and nothing else
     changed: for recording the work counts from a run whose throughput must not become the
@@ -220,12 +243,10 @@ def counters_into(entry: BaselineEntry | None, runs: list[Run]) -> BaselineEntry
     if entry is None:
         raise AsrbenchError(f"{run.config.id}: --counters-only needs an existing entry to add "
                             "the counters to; record the whole entry first")
-    from asrbench.gate.compare import check_model  # another model's counts are not recorded
-
     check_same_transcripts(runs)
     for each in runs:
         check_countable(each)
-        check_model(each, entry)
+        check_model(each, entry)  # another model's counts are not recorded
     check_same_counters(runs)
     if run.counters is None:
         raise AsrbenchError(f"{run.config.id}: the report has no counters (a run with "

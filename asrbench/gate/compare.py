@@ -23,10 +23,9 @@ from __future__ import annotations
 import difflib
 import math
 
-from asrbench.errors import AsrbenchError
 from asrbench.gate.accuracy import accuracy_change, check_edits, check_normalizer
 from asrbench.gate.baselines import (DEFAULT_TOLERANCE, GATED_METRICS, ONE_PROCESS_REL,
-                                     RECOMMENDED_PROCESSES, tolerance_of)
+                                     RECOMMENDED_PROCESSES, check_model, tolerance_of)
 from asrbench.gate.counters import run_counter_verdicts
 from asrbench.formats.environment import CPU_BF16
 from asrbench.formats.model import (BaselineEntry, Comparison, Contention, Run, TranscriptChange,
@@ -261,28 +260,6 @@ def agreement_verdict(run: Run, tolerance: dict[str, float]) -> Verdict | None:
 def run_checks(run: Run, tolerance: dict[str, float]) -> list[Verdict]:
     """Verdicts that need no baseline: compilations while timed, agreement with the reference."""
     return [v for v in (compilation_verdict(run), agreement_verdict(run, tolerance)) if v]
-
-
-def model_problem(run: Run, entry: BaselineEntry) -> str | None:
-    """Why the run's model is not the one the baseline was recorded with (both name weight
-    digests and they differ), or None; an entry or run without identity is not checked."""
-    mine, theirs = run.model, entry.model
-    if mine is None or theirs is None or not mine.weights_sha256 or not theirs.weights_sha256:
-        return None
-    if mine.weights_sha256 == theirs.weights_sha256:
-        return None
-    return (f"{run.config.id}: the run's model ({mine.reference}, weights sha256 "
-            f"{mine.weights_sha256[:12]}) is not the baseline's ({theirs.reference}, "
-            f"{theirs.weights_sha256[:12]}): a different model with the same short name; "
-            "record a baseline for it (asrbench baseline update ...) or use the model the "
-            "baseline was made with")
-
-
-def check_model(run: Run, entry: BaselineEntry) -> None:
-    """Refuse (AsrbenchError) a run whose model weights differ from the baseline's."""
-    problem = model_problem(run, entry)
-    if problem:
-        raise AsrbenchError(problem)
 
 
 #: the note of a counters-only run's throughput verdict (never a pass claim: nothing was timed)

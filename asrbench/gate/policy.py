@@ -149,8 +149,3 @@ class Policy:
     def fails(self, comparisons: Iterable[Comparison]) -> bool:
         """Whether any of these configs fails the gate."""
         return any(f.fails for c in comparisons for f in self.findings(c))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"allow_improvements": self.allow_improvements, "transcripts": self.transcripts,
-                "allow_missing": self.allow_missing, "wer_significance": self.wer_significance,
-                "throughput": self.throughput}

@@ -283,12 +283,3 @@ def preflight(configs: list[BenchConfig]) -> None:
                 f"{config.id}: --generation-max-length {config.generation_max_length} is "
                 f"beyond the model's {positions} decoder positions: use at most {positions}")
 
-
-def run_configs(configs: list[BenchConfig], passes: int, progress: bool = True,
-                world: "World | None" = None, session: Session | None = None
-                ) -> tuple[list[Run], dict[str, Any]]:
-    """Evaluate configs in order; returns the results and the (last) device's description.
-    In a data-parallel run (world of several ranks) every rank gets the merged results."""
-    session = session or Session(progress=progress, world=world)
-    results = [session.evaluate(config, passes) for config in configs]
-    return results, results[-1].device.model_dump(mode="json", by_alias=True) if results else {}

@@ -17,6 +17,9 @@ from typing import Callable, Iterable
 import numpy as np
 
 from asrbench.measure.data.audio import SAMPLE_RATE, AudioError, decode_audio
+# the sources' row type and helpers live in rows.py, which the sources import (not this
+# package: it imports the sources, and a cycle would remain); re-exported here
+from asrbench.measure.data.rows import RawRow, speaker_id, unusable  # noqa: F401
 from asrbench.errors import AsrbenchError
 
 
@@ -54,19 +57,6 @@ class LoadedSplit:
     @property
     def audio_seconds(self) -> float:
         return float(sum(u.audio_seconds for u in self.utterances))
-
-
-@dataclass(frozen=True)
-class RawRow:
-    """A row before decoding: where its audio is and what it should say."""
-
-    id: str
-    audio: Callable[..., np.ndarray]  # decodes on demand (max_seconds=...); raises AudioError
-    reference: str | None
-    # samples at 16 kHz from the header alone (max_seconds=...); raises AudioError. None: the
-    # index decodes the clip once to learn its length
-    probe: Callable[..., int] | None = None
-    speaker: str | None = None  # pseudonymous speaker id (speaker_id), None where unknown
 
 
 @dataclass(frozen=True)
@@ -114,27 +104,6 @@ def decode_row(row: IndexedRow, max_duration: float) -> Utterance | Skipped:
     if seconds >= max_duration:
         return Skipped(row.id, f"too long: {seconds:.1f} s >= {max_duration:g} s", row.position)
     return Utterance(row.id, audio, row.reference, row.speaker)
-
-
-def speaker_id(value: object) -> str | None:
-    """A pseudonymous speaker id for grouping a speaker's utterances (the blockwise bootstrap,
-    gate/accuracy.py): the first 16 hex digits of sha256 over the dataset's speaker field
-    (Common Voice's `client_id`), so a report never stores the dataset's own id; None where
-    the field is missing or empty."""
-    import hashlib
-
-    if not isinstance(value, str) or not value.strip():
-        return None
-    return hashlib.sha256(value.strip().encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
-def unusable(reason: str) -> Callable[[], np.ndarray]:
-    """An audio loader for a row without usable audio: it raises AudioError(reason)."""
-
-    def fail(max_seconds: float | None = None) -> np.ndarray:
-        raise AudioError(reason)
-
-    return fail
 
 
 def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int | None,

@@ -7,7 +7,7 @@ import functools
 from pathlib import Path
 from typing import Iterator
 
-from asrbench.measure.data import RawRow, speaker_id, unusable
+from asrbench.measure.data.rows import RawRow, speaker_id, unusable
 from asrbench.measure.data.audio import decode_audio, probe_audio
 from asrbench.errors import AsrbenchError
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from asrbench.measure.data import RawRow, unusable
+from asrbench.measure.data.rows import RawRow, unusable
 from asrbench.measure.data.audio import decode_audio, probe_audio
 
 
