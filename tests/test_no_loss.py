@@ -214,11 +214,11 @@ def test_an_offline_hub_model_fails_at_once(monkeypatch):
 
 SIGNAL_DURING_SECOND_RUN = r"""
 import os, signal, sys, time
-from asrbench.measure import session as runner
+from asrbench.measure.session import Session
 from asrbench.cli.main import main
 
 calls = []
-original = runner.Session.evaluate
+original = Session.evaluate
 
 def evaluate(self, config, passes):
     calls.append(config.id)
@@ -227,7 +227,7 @@ def evaluate(self, config, passes):
         time.sleep(30)
     return original(self, config, passes)
 
-runner.Session.evaluate = evaluate
+Session.evaluate = evaluate
 sys.exit(main(["run", "--limit", "1", "--passes", "1", "--generation-max-length", "16",
                "--model", sys.argv[3], "--no-progress", "--report", sys.argv[2]]))
 """
@@ -244,7 +244,7 @@ def test_a_signal_during_the_second_run_keeps_the_first(tmp_path, name, code, ca
                            str(tiny_whisper)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == code, proc.stderr[-2000:]
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("asrbench:")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("asrbench:")]
     assert lines == [f"asrbench: interrupted ({name}) after 1 of 2 run(s); the finished runs are "
                      f"in {report}, marked interrupted"]
     document = json.loads(report.read_text())

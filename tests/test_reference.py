@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import asrbench
 from asrbench.measure import reference as ref
 from asrbench.config.settings import BenchConfig, EMBEDDED_CORPUS
 from asrbench.errors import AsrbenchError
@@ -153,7 +154,9 @@ def test_request_for_config_and_round_trip():
 # --- child environment and generate() arguments -------------------------------------------
 
 def test_child_env_hides_gpus_and_the_emulator():
-    emulator = os.path.join("/repo", "asrbench", "emulation", "stubs")
+    # where the emulated Gaudi's stubs are (asrbench.devices.emulation.STUBS), without torch
+    emulator = str(Path(asrbench.__file__).resolve().parent / "devices" / "emulation" / "stubs")
+    assert os.path.isdir(emulator)
     environ = {"PYTHONPATH": os.pathsep.join([emulator, "/keep/me"]), "HOME": "/home/x",
                "CUDA_VISIBLE_DEVICES": "0,1"}
     env = clean_child_env(environ)

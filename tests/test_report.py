@@ -1,4 +1,4 @@
-"""Reports (asrbench/report.py): loading validates and names the file and the field; writes
+"""Reports (asrbench/formats/io.py): loading validates and names the file and the field; writes
 are atomic."""
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ code and settings differed in every one of 8 alternating rounds, head/base 0.919
 0.902-0.936), a false DIFFERENT; a second pair differed by 3-7% a round. Only new processes
 sample that part, so each round pays a process start (about 7 s here: imports, model, data,
 warm-up), and the rule needs more rounds than the spread inside one process suggests.
-3. At the looks (abstats.look_rounds: --min-rounds, then each about 1.5 times the last, and
-   --max-rounds; 4, 6, 9, 14, 20 by default) abstats.decide() says DIFFERENT, SAME or UNKNOWN;
+3. At the looks (decision.look_rounds: --min-rounds, then each about 1.5 times the last, and
+   --max-rounds; 4, 6, 9, 14, 20 by default) decision.decide() says DIFFERENT, SAME or UNKNOWN;
    UNKNOWN runs more rounds, up to --max-rounds.
 
 The result goes through the same verdict model, policy, rendering and exit codes as
@@ -144,7 +144,7 @@ class Outcome:
 
     settings: Settings
     sides: dict[str, Side]
-    reports: dict[str, Any]  # side -> its accuracy Report (results.Report)
+    reports: dict[str, Any]  # side -> its accuracy Report (formats.model.Report)
     pairs: list[tuple[str, str]]  # (base config id, head config id)
     rounds: list[Round] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
@@ -442,7 +442,7 @@ def header(outcome: Outcome) -> list[str]:
 
 
 def document(outcome: Outcome, comps: list[Any], failed: bool) -> dict[str, Any]:
-    """The JSON document of an A/B (results.AbReport)."""
+    """The JSON document of an A/B (formats.model.AbReport)."""
     from asrbench.formats.environment import environment
     from asrbench.formats.model import AbReport, dump
 

@@ -1,5 +1,5 @@
 """The emulated Gaudi (`--device hpu-emulated`): asrbench's real HPU backend, optimum-habana's
-real code and HPU-graph replay semantics, on the CPU (asrbench/emulation).
+real code and HPU-graph replay semantics, on the CPU (asrbench/devices/emulation).
 
 A correctness tool, never a speed claim: its device class is `hpu-emulated` (own baselines,
 never compared with hardware), its description says "emulated", and its timings measure the

@@ -37,7 +37,7 @@ RECIPE_VERSION = 1
 REFERENCE_BATCH_SIZE = 8
 MAX_DIFFERING = 50  # differing transcripts listed in an Agreement (the count is always exact)
 # PYTHONPATH entries containing this belong to the Gaudi emulator; the child must not see them.
-EMULATION_PATH_MARKER = "asrbench/emulation"
+EMULATION_PATH_MARKER = "asrbench/devices/emulation"
 FAILURE = "reference decoding (stock transformers fp32 on CPU) failed"
 # Set in the child: no GPU is visible, and torch does not autoload out-of-tree device backends
 # (habana_frameworks registers one, which would load and patch torch on a Gaudi host).

@@ -2,9 +2,9 @@
 
 Per config of the report: trend charts over the stored history (samples/s with the baseline
 value and its allowed band, WER and normalized WER, CER, graph compilations during the timed
-passes), the current run highlighted and the change points (changes.py) marked; then the
-verdict table of the gate (gate.gate_report, as `asrbench compare` judges), the changed
-transcripts as word diffs, the steps found, the history's reports, and the environment and
+passes), the current run highlighted and the change points (history/changepoints.py) marked;
+then the verdict table of the gate (gate.outcome.gate_report, as `asrbench compare` judges), the
+changed transcripts as word diffs, the steps found, the history's reports, and the environment and
 commit of the report.
 
 The charts are drawn by plotly.js, inlined whole (about 4.8 MB), with the figures as JSON in the

@@ -1,5 +1,5 @@
 """Emulated habana_frameworks.torch.hpu: device queries, memory, dynamic-shape switch, streams,
-autocast queries and HPU graphs (graphs.py semantics, asrbench/emulation/graphs.py)."""
+autocast queries and HPU graphs (graphs.py semantics, asrbench/devices/emulation/graphs.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Emulated habana_frameworks.torch.hpu.graphs (see asrbench/emulation/graphs.py)."""
+"""Emulated habana_frameworks.torch.hpu.graphs (see asrbench/devices/emulation/graphs.py)."""
 
 from asrbench.devices.emulation.graphs import (  # noqa: F401
     copy_inputs as copy_to,
