@@ -3,6 +3,8 @@ names the weights' dtype, and the CTranslate2 peer's converter on a model saved 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from asrbench.measure.models import dtype_option, takes_dtype
@@ -25,9 +27,21 @@ def test_ctranslate2_converter_runs_on_the_installed_transformers(tmp_path, tiny
     pytest.importorskip("ctranslate2", reason="the peers extra (ctranslate2) is not installed")
     from asrbench.measure.peers import _converter
 
+    import ctranslate2
+
     out = tmp_path / "ct2"
     _converter()(str(tiny_whisper), load_as_float16=False).convert(str(out), force=True)
-    assert (out / "model.bin").stat().st_size > 0
+    # the converted model is the tiny Whisper: CTranslate2 loads it with the source's mel bins
+    # and languages, and its decoding config carries the source's generation config
+    source = json.loads((tiny_whisper / "config.json").read_text(encoding="utf-8"))
+    generation = json.loads((tiny_whisper / "generation_config.json").read_text(encoding="utf-8"))
+    converted = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    assert converted["suppress_ids"] == generation["suppress_tokens"]
+    assert converted["suppress_ids_begin"] == generation["begin_suppress_tokens"]
+    assert converted["lang_ids"] == sorted(generation["lang_to_id"].values())
+    model = ctranslate2.models.Whisper(str(out), device="cpu")
+    assert model.is_multilingual and model.n_mels == source["num_mel_bins"] == 80
+    assert model.num_languages == len(generation["lang_to_id"]) == 99
 
 
 def _cache_tensors(cache, depth: int = 4) -> set[tuple[int, int]]:
