@@ -5,7 +5,8 @@ options are --asrbench-*; see asrbench/config/options.py), and by this repositor
 Tests that take the `bench_config` fixture are parametrized with one config per matrix row
 (test ids are config ids, so `-k whisper-small` selects). The device is provisioned once, each
 model is loaded/warmed once per (model, precision, graphs, device), each split is decoded once,
-and each config is evaluated once however many tests read it (runner.Session caches them).
+and each config is evaluated once however many tests read it (measure.session.Session caches
+them).
 """
 
 from __future__ import annotations
@@ -363,7 +364,7 @@ def apply_policy(config: pytest.Config, comparison: Any, check: str,
         (failing if finding.fails else warning).append(_safe(finding.message))
     detail = "\n".join(_safe(line) for line in detail.split("\n")) if detail else ""
     if warning:
-        warnings.warn("; ".join(warning) + (f"\n{detail}" if detail else ""))
+        warnings.warn("; ".join(warning) + (f"\n{detail}" if detail else ""), stacklevel=1)
     if failing:
         pytest.fail("\n".join(failing) + (f"\n{detail}" if detail else ""), pytrace=False)
 

@@ -360,7 +360,7 @@ FAULTY_RANK = textwrap.dedent('''
     import os, sys, time
     from asrbench.measure import engine
     from asrbench.cli.main import main
-    
+
     if os.environ["RANK"] == os.environ["FAULT_RANK"]:
         def fault(self, *args, **kwargs):
             if os.environ["FAULT"] == "hang":

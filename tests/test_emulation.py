@@ -1,5 +1,5 @@
 """The emulated Gaudi end to end: asrbench's HPU backend on optimum-habana 1.21.2's real code,
-with HPU graphs emulated (asrbench/emulation), checked against stock transformers on CPU.
+with HPU graphs emulated (asrbench/devices/emulation), checked against stock transformers on CPU.
 
 Every emulated run happens in a child process: activating the emulator patches transformers
 (adapt_transformers_to_gaudi) and torch (the "hpu" device) for the whole process, while this
@@ -212,7 +212,7 @@ def test_emulated_runs_count_the_gaudi_code_path_with_replay_bypassed(fp32_repor
 
 
 def test_report_carries_agreement_with_the_stock_reference(fp32_report, stock):
-    for locale, run in _runs(fp32_report).items():
+    for run in _runs(fp32_report).values():
         reference = run["reference"]
         assert reference["utterances"] == LIMIT and reference["identical"] == LIMIT
         assert reference["wer"] == 0.0
@@ -278,7 +278,7 @@ print("RESULT " + json.dumps(out))
 def findings():
     proc = _run(["-c", FINDINGS, str(LIMIT), str(MAX_LENGTH)])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    line = next(out for out in proc.stdout.splitlines() if out.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
 
 

@@ -46,7 +46,7 @@ def test_markdown_summary_escapes_ids_transcripts_and_notes():
     lines = body.splitlines()
     for header in ("| metric |", "| utterance |"):
         start = next(i for i, line in enumerate(lines) if line.startswith(header))
-        rows = [lines[start]] + [l for l in lines[start + 2:] if l.startswith("| ")][:1]
+        rows = [lines[start]] + [row for row in lines[start + 2:] if row.startswith("| ")][:1]
         assert len(rows) == 2 and rows[0].count("|") == rows[1].count("|"), rows
     assert "❌ 1 config(s) fail" in text
 

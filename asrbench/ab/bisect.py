@@ -290,7 +290,7 @@ def step_main(argv: list[str]) -> int:
 
     # bisect ends the step with SIGTERM (SIGINT, SIGHUP sent by hand): the measurement it runs
     # is ended in turn (processes.run), and the step exits quietly, aborting the bisect
-    previous = processes.raise_on((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    processes.raise_on((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))  # a process of its own
     try:
         plan = Plan(**json.loads(Path(argv[-1]).read_text(encoding="utf-8")))
         sha = _git(plan.worktree, "rev-parse", "HEAD").stdout.strip()

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from asrbench.errors import AsrbenchError
+from asrbench.formats.model import Report, dump, json_schemas, parse_report
 
 #: where files live by default (relative to the working directory): one place for every door
 DEFAULT_REPORT = Path("reports") / "latest.json"
 DEFAULT_BASELINE_DIR = Path("baselines")
-from asrbench.formats.model import Report, dump, json_schemas, parse_report
 
 #: deepest nesting of objects and lists a file may have; asrbench's own files are under 10
 #: deep. Deeper input (hostile or broken) is refused where it is read, before any recursive
@@ -177,7 +177,7 @@ def read_json(path: Path, what: str) -> Any:
 
 
 def load_report(path: str | Path) -> Report:
-    """Load a report and validate it (results.Report); errors name the file and the field."""
+    """Load a report and validate it (model.Report); errors name the file and the field."""
     path = Path(path)
     return parse_report(read_json(path, "report"), path)
 

@@ -216,7 +216,8 @@ def load(reference: str) -> LoadedModel:
         where = "from the directory" if local else "from the Hugging Face Hub"
         raise AsrbenchError(
             f"could not load model {reference!r} {where}: {first_line(exc)}"
-            + ("" if local else ". Offline? Use a local directory or bundled:whisper-base."))
+            + ("" if local else ". Offline? Use a local directory or bundled:whisper-base.")
+        ) from None
     model.eval()
     complete_whisper_generation(model, processor)
     return LoadedModel(model=model, processor=processor, reference=reference, path=source)
@@ -349,7 +350,8 @@ def model_limits(reference: str) -> tuple[float | None, int | None]:
         extractor = AutoFeatureExtractor.from_pretrained(source, **options)
     except (OSError, ValueError) as exc:
         where = "from the directory" if local else "from the Hugging Face Hub"
-        raise AsrbenchError(f"could not read model {reference!r} {where}: {first_line(exc)}")
+        raise AsrbenchError(
+            f"could not read model {reference!r} {where}: {first_line(exc)}") from None
     window = getattr(extractor, "chunk_length", None)
     positions = getattr(config, "max_target_positions", None)
     return (float(window) if window else None), (int(positions) if positions else None)
