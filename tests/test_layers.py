@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -23,3 +24,97 @@ def test_import_contracts_are_kept():
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 broken" in done.stdout
+
+
+def _cycles(package: str) -> list[list[str]]:
+    """Import cycles among the package's modules, lazy imports (inside functions) included and
+    imports under `if TYPE_CHECKING:` left out: for each direct import a -> b that b leads
+    back from, the shortest chain b -> ... -> a, closed (each cycle once, from its first
+    module in sorted order)."""
+    import grimp
+
+    graph = grimp.build_graph(package, exclude_type_checking_imports=True, cache_dir=None)
+    found: set[tuple[str, ...]] = set()
+    for importer in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            back = graph.find_shortest_chain(importer=imported, imported=importer)
+            if back is None:
+                continue
+            ring = [importer, *back[:-1]]  # importer -> imported -> ... -> (importer)
+            first = ring.index(min(ring))
+            found.add(tuple(ring[first:] + ring[:first]))
+    return [[*ring, ring[0]] for ring in sorted(found)]
+
+
+def test_no_import_cycle_lazy_imports_included():
+    """No module of asrbench reaches itself through imports, counting those inside functions
+    (a lazy import is still a dependency: it only hides the cycle until first use)."""
+    assert _cycles("asrbench") == []
+
+
+def test_the_cycle_check_sees_a_lazy_cycle(tmp_path, monkeypatch):
+    package = tmp_path / "cyclic_pkg_for_test"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "a.py").write_text("from cyclic_pkg_for_test import b\n", encoding="utf-8")
+    (package / "b.py").write_text("def f():\n    from cyclic_pkg_for_test import a\n",
+                                  encoding="utf-8")
+    (package / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from cyclic_pkg_for_test import d\n", encoding="utf-8")
+    (package / "d.py").write_text("from cyclic_pkg_for_test import c\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _cycles("cyclic_pkg_for_test") == [
+        ["cyclic_pkg_for_test.a", "cyclic_pkg_for_test.b", "cyclic_pkg_for_test.a"]]
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+#: package data, not modules of asrbench: the emulated Gaudi's stub habana_frameworks
+STUBS = Path("asrbench") / "devices" / "emulation" / "stubs"
+
+
+def _modules() -> set[str]:
+    """Every module file of the package, as its path from the repository root; a package's
+    __init__.py also answers to the package's folder (`asrbench/cli/`)."""
+    return {path.relative_to(ROOT).as_posix() for path in (ROOT / "asrbench").rglob("*.py")
+            if STUBS not in path.relative_to(ROOT).parents}
+
+
+def _named(text: str) -> set[str]:
+    """The module paths and package folders a page names in backticks."""
+    return set(re.findall(r"`(asrbench/(?:[\w]+/)*(?:[\w]+\.py)?)`", text))
+
+
+def test_the_map_names_every_module_and_no_other():
+    """docs/architecture.md names every module file of asrbench/ (a package's __init__.py by
+    its path or by its folder), and every module or package it names exists: a module added
+    later fails here until the map has its line."""
+    named = _named(ARCHITECTURE.read_text(encoding="utf-8"))
+    modules = _modules()
+    missing = sorted(m for m in modules if m not in named
+                     and not (m.endswith("/__init__.py") and m[:-len("__init__.py")] in named))
+    assert missing == [], "docs/architecture.md does not name these modules"
+    stale = sorted(n for n in named if not (ROOT / n).exists())
+    assert stale == [], "docs/architecture.md names modules that do not exist"
+
+
+def test_the_map_quotes_the_layers_the_contract_enforces():
+    """The layers block of docs/architecture.md is the layers contract of pyproject.toml, in
+    its order."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    (layers,) = [c["layers"] for c in contracts["tool"]["importlinter"]["contracts"]
+                 if c["type"] == "layers"]
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    section = text[text.index("## Layers"):]
+    block = section[section.index("```\n") + 4:]
+    assert block[:block.index("```")].splitlines() == layers
+
+
+def test_the_map_check_reads_paths_and_folders():
+    assert _named("`asrbench/cli/run.py` and `asrbench/measure/data/`, not asrbench/x.py "
+                  "nor `asrbench.gate`") == {"asrbench/cli/run.py", "asrbench/measure/data/"}
