@@ -214,17 +214,22 @@ def _reason(excinfo: Any) -> str:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     """Remember the first error that stopped a config from being judged (a refused or
-    unreadable baseline, a failed evaluation, any fixture's set-up error)."""
+    unreadable baseline, a failed evaluation, any fixture's set-up error, a skip in set-up)."""
     outcome = yield
     report = outcome.get_result()
-    if call.when != "setup" or not report.failed or call.excinfo is None:
+    if call.when != "setup" or call.excinfo is None or not (report.failed or report.skipped):
         return
     callspec = getattr(item, "callspec", None)
     bench = callspec.params.get("bench_config") if callspec is not None else None
     state = item.config.stash.get(STATE_KEY, None)
     if bench is None or state is None or bench.id in state["comparisons"]:
         return  # judged already: a failing check of the policy (e.g. a missing entry)
-    state["errors"].setdefault(bench.id, _reason(call.excinfo))
+    if report.skipped:  # e.g. a project's conftest skipping it: not a verdict either
+        message = " ".join(str(getattr(call.excinfo.value, "msg", "") or "").split())
+        reason = "its tests were skipped before a verdict" + (f": {message}" if message else "")
+    else:
+        reason = _reason(call.excinfo)
+    state["errors"].setdefault(bench.id, reason)
 
 
 @pytest.fixture(scope="session")
@@ -458,7 +463,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         lines.append(f"asrbench: judged {option(config, 'from_report')}; nothing written over "
                      "it or reports/latest.* (--asrbench-report PATH writes this session's "
                      "report and summary)")
-    publish_markdown(outcome_markdown(outcome), markdown_path)
+    try:
+        publish_markdown(outcome_markdown(outcome), markdown_path)
+    except AsrbenchError as exc:  # an unwritable summary: one line, the verdicts stand
+        lines.append(f"asrbench: {exc}")
     for config_id, reason in outcome.not_judged:
         lines.append(f"asrbench: could not judge {config_id}: {reason}")
     if outcome.not_judged:

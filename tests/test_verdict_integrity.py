@@ -458,3 +458,28 @@ def test_refusal_hints_carry_the_report_and_baseline_folder_given(project, pytes
     assert "&lt;this report&gt;" not in markdown and "<this report>" not in out
     code, out, _, _ = pytest_door(pytester, project, report, baselines)
     assert code == 1 and command in out, out
+
+
+def test_a_config_skipped_before_its_verdict_fails_the_session(project, pytester):
+    """A project's conftest skips one config's tests in set-up: pytest alone would exit 0 and
+    the summary would say "no failure across 1 config(s)"; the gate says it could not judge
+    that config and the session's exit status is non-zero."""
+    report, baselines = _case(project, "clean")
+    (pytester.path / "conftest.py").write_text(
+        'pytest_plugins = ["asrbench.plugin"]\n'
+        "import pytest\n"
+        "def pytest_runtest_setup(item):\n"
+        f"    if {CONFIGS[1].id!r} in item.name:\n"
+        "        pytest.skip('not on this machine')\n")
+    shutil.copy(project / "test_bench.py", pytester.path / "test_bench.py")
+    out = pytester.path / "gate.json"
+    result = pytester.runpytest_inprocess(
+        "test_bench.py", "-p", "no:cacheprovider", "-q", "--rootdir", str(pytester.path),
+        "--asrbench-from-report", str(report), "--asrbench-baseline-dir", str(baselines),
+        "--asrbench-report", str(out))
+    text = "\n".join(result.outlines)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, text
+    assert (f"could not judge {CONFIGS[1].id}: its tests were skipped before a verdict: "
+            "not on this machine") in text
+    markdown = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert "**❌ 1 config(s) fail** across 2 config(s); could not judge 1." in markdown
