@@ -8,7 +8,9 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 import asrbench
 from asrbench.measure import reference as ref
@@ -131,15 +133,19 @@ def test_key_changes_when_local_model_files_change(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
+    # what a model directory must hold before any key is made (models.check_model_directory):
+    # feature extractor settings, tokenizer files, real safetensors weights
+    (model / "preprocessor_config.json").write_text("{}")
+    (model / "tokenizer.json").write_text("{}")
     weights = model / "model.safetensors"
-    weights.write_bytes(b"0" * 16)
+    save_file({"w": np.zeros(4, dtype=np.float32)}, str(weights))
     os.utime(weights, ns=(1_000_000_000, 1_000_000_000))
     request = make_request(model=str(model))
     first = request.key()
     assert request.key() == first
     os.utime(weights, ns=(2_000_000_000, 2_000_000_000))  # touched
     touched = request.key()
-    weights.write_bytes(b"0" * 17)  # resized
+    save_file({"w": np.zeros(5, dtype=np.float32)}, str(weights))  # resized
     os.utime(weights, ns=(2_000_000_000, 2_000_000_000))
     assert len({first, touched, request.key()}) == 3
 
