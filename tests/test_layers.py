@@ -118,3 +118,14 @@ def test_the_map_quotes_the_layers_the_contract_enforces():
 def test_the_map_check_reads_paths_and_folders():
     assert _named("`asrbench/cli/run.py` and `asrbench/measure/data/`, not asrbench/x.py "
                   "nor `asrbench.gate`") == {"asrbench/cli/run.py", "asrbench/measure/data/"}
+
+
+def test_every_module_path_a_page_names_exists():
+    """README.md and docs/*.md name only module files that exist (a module moved or renamed
+    leaves no stale path behind in the pages)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    stale = sorted({f"{page.name}: {path}" for page in pages
+                    for path in re.findall(r"(?<![\w/])asrbench/(?:\w+/)*\w+\.py",
+                                           page.read_text(encoding="utf-8"))
+                    if not (ROOT / path).is_file()})
+    assert stale == []
