@@ -168,7 +168,7 @@ def _values(v: Any) -> str:
 
 
 def _label(v: Any) -> str:
-    """The terminal's verdict word; a check that was not made says so (NOT JUDGED), not
+    """The terminal's verdict word; a check that was not made says so (SKIPPED), not
     UNCHANGED."""
     if v.value is None and v.baseline is None and v.verdict == "unchanged":
         return "SKIPPED"
