@@ -66,7 +66,7 @@ def _report_document() -> dict:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def scratch(tmp_path_factory) -> Path:
     """A scratch project: a clean two-config report, its baseline (recorded with `asrbench
     baseline update`), the benchmark tests and a conftest that loads the plugin."""
     root = tmp_path_factory.mktemp("integrity")
@@ -125,12 +125,12 @@ CATALOGUE: dict[str, tuple[Callable[[dict, dict], None], str, bool]] = {
 }
 
 
-def _case(project: Path, name: str) -> tuple[Path, Path]:
+def _case(scratch: Path, name: str) -> tuple[Path, Path]:
     """The report and baseline folder of one catalogue case (written once per module)."""
-    directory = project / name
+    directory = scratch / name
     if not directory.exists():
         report = _report_document()
-        baseline = json.loads((project / "recorded" / "cpu.json").read_text())
+        baseline = json.loads((scratch / "recorded" / "cpu.json").read_text())
         if name in CATALOGUE:
             CATALOGUE[name][0](report, baseline)
         (directory / "baselines").mkdir(parents=True)
@@ -149,12 +149,12 @@ def compare_door(report: Path, baselines: Path, capsys, *flags: str) -> tuple[in
     return code, captured.out + captured.err, markdown.read_text(encoding="utf-8")
 
 
-def pytest_door(pytester: pytest.Pytester, project: Path, report: Path, baselines: Path,
+def pytest_door(pytester: pytest.Pytester, scratch: Path, report: Path, baselines: Path,
                 *flags: str) -> tuple[int, str, str, dict | None]:
     """The pytest door judging `report`, in-process: exit status, terminal output, Markdown
     summary ("" when none was written) and its report JSON (None when none was written)."""
-    shutil.copy(project / "test_bench.py", pytester.path / "test_bench.py")
-    shutil.copy(project / "conftest.py", pytester.path / "conftest.py")
+    shutil.copy(scratch / "test_bench.py", pytester.path / "test_bench.py")
+    shutil.copy(scratch / "conftest.py", pytester.path / "conftest.py")
     out = pytester.path / "gate.json"
     result = pytester.runpytest_inprocess(
         "test_bench.py", "-p", "no:cacheprovider", "-q", "--rootdir", str(pytester.path),
@@ -168,16 +168,16 @@ def pytest_door(pytester: pytest.Pytester, project: Path, report: Path, baseline
 
 
 @pytest.mark.parametrize("name", list(CATALOGUE))
-def test_both_doors_say_could_not_judge_and_fail(project, pytester, capsys, name):
+def test_both_doors_say_could_not_judge_and_fail(scratch, pytester, capsys, name):
     _, reason, whole_input = CATALOGUE[name]
-    report, baselines = _case(project, name)
+    report, baselines = _case(scratch, name)
     code, out, markdown = compare_door(report, baselines, capsys)
     assert code == 2, out
     assert "could not judge" in out and reason in out, out
     assert "could not judge" in markdown and "no failure" not in markdown, markdown
     assert "result: ok" not in out
 
-    code, out, markdown, document = pytest_door(pytester, project, report, baselines)
+    code, out, markdown, document = pytest_door(pytester, scratch, report, baselines)
     assert code != 0, out
     assert reason in out, out
     assert "no failure" not in markdown
@@ -195,50 +195,50 @@ def test_both_doors_say_could_not_judge_and_fail(project, pytester, capsys, name
         assert by_id[CONFIGS[1].id]["not_judged"] is None  # the other config was judged
 
 
-def test_a_clean_report_passes_in_both_doors(project, pytester, capsys):
-    report, baselines = _case(project, "clean")
+def test_a_clean_report_passes_in_both_doors(scratch, pytester, capsys):
+    report, baselines = _case(scratch, "clean")
     code, out, markdown = compare_door(report, baselines, capsys)
     assert code == 0 and "result: ok" in out, out
     assert "**✅ no failure** across 2 config(s)." in markdown
-    code, out, markdown, document = pytest_door(pytester, project, report, baselines)
+    code, out, markdown, document = pytest_door(pytester, scratch, report, baselines)
     assert code == 0, out
     assert "**✅ no failure** across 2 config(s)." in markdown
     assert [r["comparison"]["not_judged"] for r in document["runs"]] == [None, None]
 
 
-def test_a_missing_baseline_folder_is_bad_input_naming_it_in_both_doors(project, pytester,
+def test_a_missing_baseline_folder_is_bad_input_naming_it_in_both_doors(scratch, pytester,
                                                                         capsys):
-    report, _ = _case(project, "clean")
-    missing = project / "no-such-folder"
+    report, _ = _case(scratch, "clean")
+    missing = scratch / "no-such-folder"
     # --allow-missing-baselines must not turn a mistyped folder into "every entry is new"
     code, out, markdown = compare_door(report, missing, capsys, "--allow-missing-baselines")
     assert code == 2, out
     assert f"baseline folder {missing} does not exist" in out
     assert f"--baseline-dir {missing}" in out  # the hint writes where the user pointed
     assert "missing: no baseline entry" not in out and "no failure" not in markdown
-    code, out, markdown, _ = pytest_door(pytester, project, report, missing,
+    code, out, markdown, _ = pytest_door(pytester, scratch, report, missing,
                                          "--asrbench-allow-missing-baselines")
     assert code != 0 and f"baseline folder {missing} does not exist" in out, out
     assert "could not judge" in markdown and "no failure" not in markdown
 
 
-def test_a_config_the_session_stopped_before_is_not_counted_as_passed(project, pytester):
+def test_a_config_the_session_stopped_before_is_not_counted_as_passed(scratch, pytester):
     """-x stops the session at the first failure: the config whose tests never ran is "could
     not judge", not left out of a summary that counts only what was judged."""
-    report, _ = _case(project, "clean")
-    baseline = json.loads((project / "recorded" / "cpu.json").read_text())
+    report, _ = _case(scratch, "clean")
+    baseline = json.loads((scratch / "recorded" / "cpu.json").read_text())
     _entry(baseline)["metrics"]["wer"] += 0.05  # the first config fails test_wer
     folder = pytester.path / "stopped"
     folder.mkdir()
     (folder / "cpu.json").write_text(json.dumps(baseline))
-    code, out, markdown, _ = pytest_door(pytester, project, report, folder, "-x")
+    code, out, markdown, _ = pytest_door(pytester, scratch, report, folder, "-x")
     assert code == 1, out
     assert f"could not judge {CONFIGS[1].id}: its tests did not run" in out, out
     assert "**❌ 2 config(s) fail** across 2 config(s); could not judge 1." in markdown
 
 
-def test_judging_a_report_writes_over_neither_latest_nor_the_judged_report(project, pytester):
-    report, baselines = _case(project, "clean")
+def test_judging_a_report_writes_over_neither_latest_nor_the_judged_report(scratch, pytester):
+    report, baselines = _case(scratch, "clean")
     judged = pytester.path / "judged.json"
     shutil.copy(report, judged)
     before = judged.read_bytes()
@@ -246,8 +246,8 @@ def test_judging_a_report_writes_over_neither_latest_nor_the_judged_report(proje
     latest.parent.mkdir()
     latest.write_text('{"written by": "bench"}')
     (pytester.path / "reports" / "latest.md").write_text("bench summary")
-    shutil.copy(project / "test_bench.py", pytester.path / "test_bench.py")
-    shutil.copy(project / "conftest.py", pytester.path / "conftest.py")
+    shutil.copy(scratch / "test_bench.py", pytester.path / "test_bench.py")
+    shutil.copy(scratch / "conftest.py", pytester.path / "conftest.py")
     result = pytester.runpytest_inprocess(
         "test_bench.py", "-p", "no:cacheprovider", "-q", "--rootdir", str(pytester.path),
         "--asrbench-from-report", str(judged), "--asrbench-baseline-dir", str(baselines))
@@ -265,9 +265,9 @@ def test_judging_a_report_writes_over_neither_latest_nor_the_judged_report(proje
     assert judged.read_bytes() == before
 
 
-def test_a_usage_error_of_the_pytest_door_is_one_line_not_a_traceback(pytester, project):
-    shutil.copy(project / "test_bench.py", pytester.path / "test_bench.py")
-    shutil.copy(project / "conftest.py", pytester.path / "conftest.py")
+def test_a_usage_error_of_the_pytest_door_is_one_line_not_a_traceback(pytester, scratch):
+    shutil.copy(scratch / "test_bench.py", pytester.path / "test_bench.py")
+    shutil.copy(scratch / "conftest.py", pytester.path / "conftest.py")
     result = pytester.runpytest_inprocess("test_bench.py", "-p", "no:cacheprovider",
                                           "--asrbench-nproc", "0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -297,12 +297,12 @@ def _mutate(report: dict, baseline: dict, index: int, name: str) -> None:
     report["runs"], baseline["entries"] = runs, entries
 
 
-def test_random_mixes_no_failure_only_when_every_config_was_judged(project, tmp_path, capsys):
+def test_random_mixes_no_failure_only_when_every_config_was_judged(scratch, tmp_path, capsys):
     """Seeded random mixes: each config clean or hostile. "No failure" (exit 0) exactly when
     every config is clean, and every hostile config is named as could not judge."""
     rng = random.Random(28)
     clean_report = _report_document()
-    clean_baseline = json.loads((project / "recorded" / "cpu.json").read_text())
+    clean_baseline = json.loads((scratch / "recorded" / "cpu.json").read_text())
     seen = set()
     for trial in range(12):
         choice = tuple(rng.choice([None, *PER_CONFIG]) for _ in CONFIGS)
@@ -334,11 +334,11 @@ def _one_line_error(capsys) -> str:
     return err
 
 
-def test_baseline_update_refuses_counters_it_cannot_record(project, tmp_path, capsys):
+def test_baseline_update_refuses_counters_it_cannot_record(scratch, tmp_path, capsys):
     for name, reason in (("future-counters-version", "version 99"),
                          ("counters-removed", "say it was counted"),
                          ("bool-count", "encoder_calls")):
-        report, _ = _case(project, name)
+        report, _ = _case(scratch, name)
         target = tmp_path / name
         capsys.readouterr()
         assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
@@ -347,8 +347,8 @@ def test_baseline_update_refuses_counters_it_cannot_record(project, tmp_path, ca
         assert not (target / "cpu.json").exists()
 
 
-def test_counters_only_refuses_the_report_of_another_model(project, tmp_path, capsys):
-    report, baselines = _case(project, "other-model")
+def test_counters_only_refuses_the_report_of_another_model(scratch, tmp_path, capsys):
+    report, baselines = _case(scratch, "other-model")
     target = tmp_path / "b"
     shutil.copytree(baselines, target)
     before = (target / "cpu.json").read_text()
@@ -419,10 +419,10 @@ def test_a_not_counted_run_prints_no_empty_numbers():
     assert line.startswith("SKIPPED") and "- -> -" not in line, line
 
 
-def test_summaries_count_only_the_configs_that_were_run(project, capsys, tmp_path):
+def test_summaries_count_only_the_configs_that_were_run(scratch, capsys, tmp_path):
     """Four baseline entries, two runs that both fail: "2 of 2", not "2 of 4"."""
     report = _report_document()
-    baseline = json.loads((project / "recorded" / "cpu.json").read_text())
+    baseline = json.loads((scratch / "recorded" / "cpu.json").read_text())
     for index in range(2):
         _entry(baseline, index)["predictions"]["u2"] = "on a mat"
         _entry(baseline, index)["predictions_sha256"] = predictions_digest(
@@ -448,30 +448,30 @@ def test_a_problem_with_the_whole_input_renders_as_could_not_judge():
     assert outcome_text(outcome).endswith("result: FAIL (could not judge the input)")
 
 
-def test_refusal_hints_carry_the_report_and_baseline_folder_given(project, pytester, capsys):
+def test_refusal_hints_carry_the_report_and_baseline_folder_given(scratch, pytester, capsys):
     """The normalizer refusal suggests re-recording the entry: the command it prints names the
     report judged and the folder read, so following it cannot write into baselines/."""
-    report, baselines = _case(project, "other-normalizer")
+    report, baselines = _case(scratch, "other-normalizer")
     command = f"asrbench baseline update --report {report} --baseline-dir {baselines} --only"
     code, out, markdown = compare_door(report, baselines, capsys)
     assert code == 2 and command in out, out
     assert "&lt;this report&gt;" not in markdown and "<this report>" not in out
-    code, out, _, _ = pytest_door(pytester, project, report, baselines)
+    code, out, _, _ = pytest_door(pytester, scratch, report, baselines)
     assert code == 1 and command in out, out
 
 
-def test_a_config_skipped_before_its_verdict_fails_the_session(project, pytester):
+def test_a_config_skipped_before_its_verdict_fails_the_session(scratch, pytester):
     """A project's conftest skips one config's tests in set-up: pytest alone would exit 0 and
     the summary would say "no failure across 1 config(s)"; the gate says it could not judge
     that config and the session's exit status is non-zero."""
-    report, baselines = _case(project, "clean")
+    report, baselines = _case(scratch, "clean")
     (pytester.path / "conftest.py").write_text(
         'pytest_plugins = ["asrbench.plugin"]\n'
         "import pytest\n"
         "def pytest_runtest_setup(item):\n"
         f"    if {CONFIGS[1].id!r} in item.name:\n"
         "        pytest.skip('not on this machine')\n")
-    shutil.copy(project / "test_bench.py", pytester.path / "test_bench.py")
+    shutil.copy(scratch / "test_bench.py", pytester.path / "test_bench.py")
     out = pytester.path / "gate.json"
     result = pytester.runpytest_inprocess(
         "test_bench.py", "-p", "no:cacheprovider", "-q", "--rootdir", str(pytester.path),
