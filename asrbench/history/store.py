@@ -662,12 +662,15 @@ def _run_row(run: Run) -> tuple[Any, ...]:
     seconds = list(run.timings.pass_seconds)
     if not (seconds and all(s > 0 for s in seconds)):
         seconds = None
-    per_pass = list(run.throughput.samples_per_second_per_pass)
+    # a counters-only run (never stored: add() refuses it) has no throughput; the HTML report
+    # still shows it as the current point, without samples/s
+    per_pass = list(run.throughput.samples_per_second_per_pass) if run.throughput else []
     utterances = run.dataset.utterances if run.dataset.utterances is not None else \
         len(run.utterances)
     return (run.config.id, run.device.class_, run.metrics.wer, run.metrics.wer_normalized,
             run.metrics.cer, run.metrics.samples_per_second,
-            run.throughput.samples_per_second_rsd, len(per_pass), utterances,
+            run.throughput.samples_per_second_rsd if run.throughput else None, len(per_pass),
+            utterances,
             None if compilations is None else int(sum(compilations.passes)),
             json.dumps(per_pass), None if seconds is None else json.dumps(seconds))
 
