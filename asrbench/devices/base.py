@@ -73,6 +73,12 @@ class Device(ABC):
         it only modules whose arguments are tensors of fixed shapes."""
         raise AsrbenchError(f"graph replay (--graphs) is not supported on {self.kind}")
 
+    @property
+    def graph_captures(self) -> list[Any]:
+        """Each call of a graph-wrapped module that compiled/captured graphs, in order
+        (graphing.Capture: which module, which input shapes), over this device's life."""
+        return self.__dict__.setdefault("_graph_captures", [])
+
     def compile_count(self) -> int | None:
         """Graph compilations/captures so far in this process (a running total), or None where
         this backend compiles nothing or cannot count; the engine reports the difference over

@@ -8,6 +8,7 @@ from typing import Any, ContextManager
 
 import torch
 
+from asrbench.devices import graphing
 from asrbench.devices.base import Device
 
 # Words in GPU names that say nothing about the chip ("NVIDIA GeForce RTX 4090" -> rtx4090).
@@ -68,9 +69,11 @@ class CUDADevice(Device):
         """The CUDA analogue of HPU graphs: torch.compile(mode="reduce-overhead") captures the
         module in CUDA graphs. The engine hands over fixed-shape modules only (the static
         decoder's encoder and step, or a whole model decoding with a static KV cache)."""
-        module.forward = torch.compile(module.forward, mode="reduce-overhead")
+        original = module.forward  # what the counted pass runs (graphing.eager)
+        compiled = torch.compile(original, mode="reduce-overhead")
         self._compiled = True
-        return module
+        return graphing.install(module, original, compiled, self.compile_count,
+                                self.graph_captures)
 
     def generate_kwargs(self, graphs: bool) -> dict[str, Any]:
         # A graph over a growing DynamicCache would replay stale shapes: a static cache.

@@ -22,6 +22,7 @@ from typing import Any, ContextManager
 import torch
 
 from asrbench.config.settings import check_precision
+from asrbench.devices import graphing
 from asrbench.devices.base import Device
 from asrbench.errors import AsrbenchError, first_line
 
@@ -275,6 +276,7 @@ class HPUDevice(Device):
         refuse_growing_cache). Edits module.forward in place and returns the same module."""
         if module in self._wrapped:
             return module
+        original = module.forward  # what the counted pass runs (graphing.eager)
         module = self._hthpu.wrap_in_hpu_graph(module)
         graphed = module.forward
 
@@ -285,7 +287,9 @@ class HPUDevice(Device):
             refuse_growing_cache(args, kwargs)
             return graphed(*args, **kwargs)
 
-        module.forward = forward
+        # Recorded as device-installed (the counted pass bypasses this wrapper and no other),
+        # with each capturing call's module and input shapes.
+        graphing.install(module, original, forward, self.compile_count, self.graph_captures)
         self._wrapped.add(module)
         return module
 

@@ -72,3 +72,13 @@ class EmulatedHPUDevice(HPUDevice):
                 yield
 
         return both()
+
+    def reset_peak_memory(self) -> None:
+        """Nothing to reset: there is no device allocator here."""
+
+    def peak_memory_bytes(self) -> int | None:
+        """None: the emulated device has no allocator of its own ("hpu" tensors are CPU
+        tensors), and the stub's max_memory_allocated() is the process's peak RSS, which the
+        report already carries as peak_host_rss_bytes. The counted pass's exact byte counts
+        (counters) are this device's memory numbers."""
+        return None

@@ -403,25 +403,22 @@ class Tolerance(_Strict):
 
 #: version of the counter definitions (asrbench/measure/counters.py: what an op key, a decode
 #: step, a host sync and a FLOP count mean); a baseline counted under another version is never
-#: compared with this one: it is re-recorded
-COUNTER_VERSION = 1
+#: compared with this one: it is re-recorded. 2: the counted pass runs the timed passes' own
+#: callables (only device-installed graph wrappers bypassed), one batch per distinct batch shape,
+#: Python-level host reads by call site, exact bytes allocated and live, captures named.
+COUNTER_VERSION = 2
 #: a count: an integer >= 0, strictly (a JSON `true` or `12.0` is not a count)
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)]
 OpCounts = dict[str, Count]  # "<aten op> <dtype>" -> count, e.g. "aten.mm f32": 12
 
 
-class Counters(_Model):
-    """Exact work counts of a run's counted pass (asrbench.measure.counters): the timed passes'
-    code path (decoder, cache, autocast, batch shape) over a stated set of utterances, apart from
-    the timed passes. The same code on the same inputs gives the same counts on any machine."""
+class BatchCounters(_Model):
+    """Exact work counts of one counted batch (asrbench.measure.counters)."""
 
-    version: Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)] = Field(
-        description="COUNTER_VERSION of the definitions")
-    selection: str = Field(description="which utterances were counted, in words")
+    batch: Count = Field(0, description="the batch's index in decoding order")
     utterances: list[str] = Field(default_factory=list, description="ids of the counted ones")
     rows: Count = Field(description="batch rows decoded, dummy rows included")
     real_rows: Count
-    replay_bypassed: bool = Field(description="graph-wrapped modules ran eagerly for counting")
     encoder_calls: Count
     encoder_ops: OpCounts = Field(default_factory=dict, description="over the encoder calls")
     prompt_step_ops: OpCounts = Field(default_factory=dict, description="the first decoder step")
@@ -443,14 +440,53 @@ class Counters(_Model):
     host_syncs_per_token: NonNegativeFloat = Field(
         description="host syncs inside decode steps / decode steps (a step generates the next "
                     "token of every row)")
-    host_sync_definition: str = ""
+    host_reads: OpCounts = Field(
+        default_factory=dict, description="Python-level reads of tensors on the host "
+                                          "(tolist, cpu, numpy, item, bool, ...), by "
+                                          "'Tensor.<method> @ <file>:<function>' of the caller")
+    host_reads_per_token: NonNegativeFloat = Field(
+        0.0, description="host_reads inside decode steps / decode steps")
+    host_read_lines: OpCounts = Field(
+        default_factory=dict, description="informational: the same reads by <file>:<line>")
     tokens: Count = Field(description="tokens generated for the counted utterances")
+    encoder_bytes: Count = Field(
+        0, description="bytes of the storages the encoder call(s) allocated")
+    prompt_step_bytes: Count = Field(0, description="allocated in the prompt step")
+    decode_step_bytes: Count = Field(
+        0, description="allocated in the first steady decode step")
+    decode_bytes_total: Count = Field(0, description="allocated in all decode steps")
+    peak_live_bytes: Count = Field(
+        0, description="peak bytes of storages allocated in the batch and still alive")
+    retained_bytes: Count = Field(
+        0, description="of those, still alive when the batch's read-back ended")
+
+
+class Counters(BatchCounters):
+    """Exact work counts of a run's counted pass (asrbench.measure.counters): the timed passes'
+    code path (decoder, cache, autocast, batch shape) over a stated set of utterances, apart from
+    the timed passes. The same code on the same inputs gives the same counts on any machine.
+    Its own batch fields are the first batch's; `batches` the first batch of every other
+    distinct batch shape (the partial last batch)."""
+
+    version: Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)] = Field(
+        description="COUNTER_VERSION of the definitions")
+    selection: str = Field(description="which utterances were counted, in words")
+    replay_bypassed: bool = Field(description="graph-wrapped modules ran eagerly for counting")
+    batches: list[BatchCounters] = Field(
+        default_factory=list, description="the first batch of each further distinct batch "
+                                          "shape (rows, real rows, input shapes), in order")
+    batches_in_pass: Optional[Count] = Field(None, description="batches per pass")
+    host_sync_definition: str = ""
     compilations: Optional[Count] = Field(
         None, description="graph compilations/captures of the run (warm-up and timed passes; "
                           "the device's counter); None where nothing is counted")
+    captures: OpCounts = Field(
+        default_factory=dict, description="the calls that compiled/captured graphs, by "
+                                          "'<module class>(<input shapes>)': compilations")
     peak_device_memory_bytes: Optional[NonNegativeInt] = Field(
-        None, description="informational, never gated: peak device memory of the counted pass "
-                          "(CUDA max_memory_allocated, HPU MaxInUse); None on the CPU")
+        None, description="informational, never gated: the device allocator's peak during the "
+                          "counted pass (CUDA max_memory_allocated, HPU MaxInUse); None on the "
+                          "CPU and the emulated Gaudi (no device allocator)")
     seconds: Optional[NonNegativeFloat] = Field(None, description="wall time of the counted "
                                                                   "pass (informational)")
 

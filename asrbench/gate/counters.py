@@ -6,8 +6,14 @@ token, a graph more) is a regression; a decrease means the baseline is out of da
 policy fails unless improvements are allowed, as for error rates. Per-call and per-step op counts
 are compared always; counts that add up over the decode (all steps' ops, FLOPs, host syncs) only
 when both sides decoded the same number of steps and tokens: otherwise the transcripts changed,
-which the transcript check reports. Counters of another COUNTER_VERSION, or of other utterances,
-are refused, never compared. Peak memory and the counting time are informational.
+which the transcript check reports. Each counted batch (one per distinct batch shape) is
+compared with the baseline's batch of the same index, and a change outside the first is named
+with its batch. Bytes allocated per encoder call and per prompt/steady decode step are compared
+always, the decode's bytes, peak live bytes and retained bytes and the Python-level host reads
+(by call site) like the totals; a change of graph captures names the module and input shapes
+captured anew. Counters of another COUNTER_VERSION, or of other utterances or batch shapes, are
+refused, never compared. The device allocator's peak, the read lines and the counting time are
+informational.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 from typing import Optional
 
 from asrbench.errors import AsrbenchError
-from asrbench.formats.model import COUNTER_VERSION, Counters, Run, Verdict
+from asrbench.formats.model import COUNTER_VERSION, BatchCounters, Counters, Run, Verdict
 
 #: op-count fields compared exactly: (field, metric name, label in the summary)
 OP_FIELDS = (
@@ -25,14 +31,29 @@ OP_FIELDS = (
     ("other_ops", "counters.other_ops", "batch"),
 )
 TOTAL_FIELD = ("decode_ops_total", "counters.decode_ops_total", "all decode steps")
+READS_FIELD = ("host_reads", "counters.host_reads", "host reads")
+#: exact byte counts: (field, metric, label); the first ones always, the rest like the totals
+BYTE_FIELDS = (
+    ("encoder_bytes", "counters.encoder_bytes", "bytes allocated by the encoder"),
+    ("prompt_step_bytes", "counters.prompt_step_bytes", "bytes allocated in the prompt step"),
+    ("decode_step_bytes", "counters.decode_step_bytes", "bytes allocated per decode step"),
+)
+DECODE_BYTE_FIELDS = (
+    ("decode_bytes_total", "counters.decode_bytes_total", "bytes allocated by all decode steps"),
+    ("peak_live_bytes", "counters.peak_live_bytes", "peak live bytes"),
+    ("retained_bytes", "counters.retained_bytes", "bytes still alive after the batch"),
+)
 #: every metric a counter verdict can carry (the policy's "counters" check)
 COUNTER_METRICS = ("counters", *(metric for _, metric, _ in OP_FIELDS), TOTAL_FIELD[1],
                    "counters.flops_per_utterance", "counters.host_syncs_per_token",
-                   "counters.compilations")
+                   "counters.compilations", READS_FIELD[1], "counters.host_reads_per_token",
+                   *(metric for _, metric, _ in BYTE_FIELDS + DECODE_BYTE_FIELDS))
 #: changed ops named per field in a note (the largest moves first)
 NAMED = 8
 #: fields that differ from process to process of the same code (never compared)
-UNSTABLE = {"seconds", "peak_device_memory_bytes"}
+#: (a pydantic exclude: the read lines move with any edit above a read, in every batch)
+UNSTABLE = {"seconds": True, "peak_device_memory_bytes": True, "host_read_lines": True,
+            "batches": {"__all__": {"host_read_lines": True}}}
 #: notes of the informational "counters" verdicts: nothing was gated, nothing fails
 NOT_COUNTED = "this run was not counted (--no-counters): counters not compared"
 NO_BASELINE_COUNTERS = ("no counters recorded: refresh the baseline to gate them "
@@ -93,17 +114,19 @@ def _ops_verdict(config_id: str, metric: str, label: str, baseline: dict[str, in
 
 
 def _number(value: float) -> str:
-    return f"{value:g}" if float(value).is_integer() else f"{value:.4g}"
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
 
 
 def _scalar_verdict(config_id: str, metric: str, label: str, baseline: float, current: float,
-                    relative: bool = False) -> Verdict:
+                    relative: bool = False, delta: bool = False) -> Verdict:
     if current == baseline:
         return _verdict(config_id, metric, "unchanged", current, baseline, f"{label} {_number(current)}")
     if relative and baseline:
         text = f"{label} {(current - baseline) / baseline * 100:+.3g}%"
     else:
         text = f"{label} {_number(baseline)} -> {_number(current)}"
+        if delta:
+            text += f" ({int(current - baseline):+d})"
     return _verdict(config_id, metric, _direction(current > baseline, current < baseline),
                     current, baseline, text)
 
@@ -144,11 +167,60 @@ def refusal(current: Counters, baseline: Counters) -> Optional[str]:
                 f"{current.version} (COUNTER_VERSION {COUNTER_VERSION}): they are not compared; "
                 "re-record the baseline (asrbench baseline update --report <report>)")
     if (baseline.utterances and current.utterances and baseline.utterances != current.utterances
-            or baseline.rows != current.rows):
+            or baseline.rows != current.rows or _shapes(baseline) != _shapes(current)):
         return ("the baseline counted other utterances or another batch shape "
                 f"({baseline.rows} rows: {', '.join(baseline.utterances[:3])}...); re-record "
                 "the baseline (asrbench baseline update --report <report>)")
     return None
+
+
+def _shapes(counters: Counters) -> list[tuple[int, int, int, list[str]]]:
+    """The counted batches after the first: (index, rows, real rows, utterances)."""
+    return [(b.batch, b.rows, b.real_rows, b.utterances) for b in counters.batches]
+
+
+def batch_label(batch: BatchCounters, batches_in_pass: int | None) -> str:
+    """"batch 4/4 (3 of 8 rows real)": how a change outside the first batch is named."""
+    of = f"/{batches_in_pass}" if batches_in_pass else ""
+    return f"batch {batch.batch + 1}{of} ({batch.real_rows} of {batch.rows} rows real)"
+
+
+def _batch_verdicts(config_id: str, current: BatchCounters, baseline: BatchCounters,
+                    prefix: str = "") -> list[Verdict]:
+    """The verdicts of one counted batch (`prefix` names a batch other than the first)."""
+    verdicts = [_ops_verdict(config_id, metric, prefix + label, getattr(baseline, name),
+                             getattr(current, name)) for name, metric, label in OP_FIELDS]
+    verdicts += [_scalar_verdict(config_id, metric, prefix + label, getattr(baseline, name),
+                                 getattr(current, name), delta=True)
+                 for name, metric, label in BYTE_FIELDS]
+    same_decode = (current.decode_steps == baseline.decode_steps
+                   and current.tokens == baseline.tokens)
+    if same_decode:
+        for name, metric, label in (TOTAL_FIELD, READS_FIELD):
+            verdicts.append(_ops_verdict(config_id, metric, prefix + label,
+                                         getattr(baseline, name), getattr(current, name)))
+        verdicts.append(_scalar_verdict(config_id, "counters.flops_per_utterance",
+                                        prefix + "FLOPs/utterance", baseline.flops_per_utterance,
+                                        current.flops_per_utterance, relative=True))
+        verdicts.append(_scalar_verdict(config_id, "counters.host_syncs_per_token",
+                                        prefix + "host syncs/token",
+                                        baseline.host_syncs_per_token,
+                                        current.host_syncs_per_token))
+        verdicts.append(_scalar_verdict(config_id, "counters.host_reads_per_token",
+                                        prefix + "host reads/token",
+                                        baseline.host_reads_per_token,
+                                        current.host_reads_per_token))
+        verdicts += [_scalar_verdict(config_id, metric, prefix + label, getattr(baseline, name),
+                                     getattr(current, name), delta=True)
+                     for name, metric, label in DECODE_BYTE_FIELDS]
+    else:
+        verdicts.append(_verdict(
+            config_id, "counters", "unchanged", None, None,
+            f"{prefix}decode totals, FLOPs, host syncs and reads and the decode's bytes not "
+            f"compared: decode steps {baseline.decode_steps} -> {current.decode_steps}, tokens "
+            f"{baseline.tokens} -> {current.tokens} (the transcripts changed: see the "
+            "transcript check)"))
+    return verdicts
 
 
 def counter_verdicts(config_id: str, current: Counters | None,
@@ -166,30 +238,20 @@ def counter_verdicts(config_id: str, current: Counters | None,
     problem = refusal(current, baseline)
     if problem:
         return [_verdict(config_id, "counters", "regressed", None, None, problem)]
-    verdicts = [_ops_verdict(config_id, metric, label, getattr(baseline, name),
-                             getattr(current, name)) for name, metric, label in OP_FIELDS]
-    same_decode = (current.decode_steps == baseline.decode_steps
-                   and current.tokens == baseline.tokens)
-    if same_decode:
-        name, metric, label = TOTAL_FIELD
-        verdicts.append(_ops_verdict(config_id, metric, label, getattr(baseline, name),
-                                     getattr(current, name)))
-        verdicts.append(_scalar_verdict(config_id, "counters.flops_per_utterance",
-                                        "FLOPs/utterance", baseline.flops_per_utterance,
-                                        current.flops_per_utterance, relative=True))
-        verdicts.append(_scalar_verdict(config_id, "counters.host_syncs_per_token",
-                                        "host syncs/token", baseline.host_syncs_per_token,
-                                        current.host_syncs_per_token))
-    else:
-        verdicts.append(_verdict(
-            config_id, "counters", "unchanged", None, None,
-            f"decode totals, FLOPs and host syncs not compared: decode steps "
-            f"{baseline.decode_steps} -> {current.decode_steps}, tokens {baseline.tokens} -> "
-            f"{current.tokens} (the transcripts changed: see the transcript check)"))
+    verdicts = _batch_verdicts(config_id, current, baseline)
+    for before, after in zip(baseline.batches, current.batches):
+        verdicts += _batch_verdicts(config_id, after, before,
+                                    batch_label(after, current.batches_in_pass) + ", ")
     if current.compilations is not None and baseline.compilations is not None:
-        verdicts.append(_scalar_verdict(config_id, "counters.compilations",
-                                        "graph compilations/captures", baseline.compilations,
-                                        current.compilations))
+        verdict = _scalar_verdict(config_id, "counters.compilations",
+                                  "graph compilations/captures", baseline.compilations,
+                                  current.compilations)
+        anew = op_changes(baseline.captures, current.captures)
+        if verdict.verdict != "unchanged" and anew:
+            # which module, which input shapes were captured anew (or no longer)
+            verdict.note += " (captures: " + "; ".join(anew[:NAMED]) + (
+                f"; and {len(anew) - NAMED} more" if len(anew) > NAMED else "") + ")"
+        verdicts.append(verdict)
     moved = [v for v in verdicts if v.verdict != "unchanged" or v.metric == "counters"]
     if moved:
         return moved

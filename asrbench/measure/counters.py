@@ -1,31 +1,47 @@
 """The counted pass: exact work counts of the timed passes' code path, for the gate.
 
 After the timed passes (never inside them: their clocks must not pay for counting) the engine
-decodes one fixed batch again with the same decoder object, model, cache, autocast and batch
-shape, under one dispatch mode that counts every aten op by name and output dtype, attributed to
-the encoder call, to decode step k, or to the batch's own bookkeeping, and adds up FLOPs with
+decodes again, with the same decoder object, model, cache, autocast and batch shape, one batch
+of every distinct batch shape (the first batch, and the partial last batch where its shape
+differs), under one dispatch mode that counts every aten op by name and output dtype, attributed
+to the encoder call, to decode step k, or to the batch's own bookkeeping, adds up FLOPs with
 FlopCounterMode's formulas (its registry; FlopCounterMode itself, with its module tracker, made
-the pass several times slower). Step boundaries come from forward pre-hooks on the model's encoder and decoder modules:
-decode step k runs from the k-th decoder call to the next (the projection onto the vocabulary,
-the suppression rules, argmax and the end-of-text read of a step belong to it).
+the pass several times slower) and the bytes of every storage an op allocates; and under one
+torch-function mode that counts Python-level reads of tensors on the host by call site. Step
+boundaries come from forward pre-hooks on the model's encoder and decoder modules: decode step k
+runs from the k-th decoder call to the next (the projection onto the vocabulary, the suppression
+rules, argmax and the end-of-text read of a step belong to it).
 
-On a graph device the counted pass runs the wrapped modules eagerly (their replay is bypassed:
-a replay runs no Python and dispatches no op that a mode could see); the ops are those the graph
-captured. The record says so (replay_bypassed).
+The counted pass calls what the timed passes called. Only the graph wrappers a device installed
+(asrbench/devices/graphing.py records them when it installs them) are bypassed: a replay runs no
+Python and dispatches no op that a mode could see, so those modules run the forward they had
+before the device wrapped them, and the record says so (replay_bypassed). Every other
+instance-level forward (an accelerate hook, a user's patch) runs as in the timed passes.
 
 Definitions (COUNTER_VERSION; change them only together with the version):
 - op key: "<aten op packet> <dtype>", e.g. "aten.mm f32", "aten._to_copy bf16"; dtype of the op's
   first tensor output, else of its first tensor argument, else "-".
 - steady decode step: the most common per-step op multiset over the steps after the prompt step
   (ties: the first met); decode_step_total_min/max give the spread of all those steps.
-- host sync: an op that hands a device value to the host. Counted on every device: aten ops
-  `_local_scalar_dense` (item(), bool(), int() of a tensor), `nonzero` and `masked_select` (data-
-  dependent shapes), `equal`; and a copy (`_to_copy`, `copy_`) from a non-CPU tensor into a CPU
-  one. On the CPU and the emulated Gaudi tensors already live on the host, so no copy is ever
-  counted there (a .cpu() or .tolist() dispatches nothing): the CPU count is the reads an
-  accelerator would sync on (item, bool, nonzero), not its copies. host_syncs_per_token divides by
-  decode steps (one step generates the next token of every row).
+- host sync (dispatch level): aten ops `_local_scalar_dense` (item(), bool(), int() of a tensor),
+  `nonzero` and `masked_select` (data-dependent shapes), `equal`; and a copy (`_to_copy`,
+  `copy_`) from a non-CPU tensor into a CPU one (never on the CPU or the emulated Gaudi, where
+  tensors live on the host). host_syncs_per_token divides by decode steps (one step generates
+  the next token of every row).
+- host read (Python level, every device): a call of Tensor.tolist, cpu, numpy, item,
+  __bool__, __int__, __float__, __index__, __complex__, __array__, or .to(<cpu>) of a non-CPU
+  tensor, keyed "Tensor.<method> @ <file>:<function>" of the nearest caller outside torch
+  (<file> relative to site-packages or the repository); the line is recorded apart
+  (host_read_lines, informational: it moves with any edit above it).
+- bytes: an op output whose storage is neither tracked nor an input's is an allocation of its
+  storage's nbytes, in the phase it happened; it stays live while any tensor of the pass that
+  uses that storage is alive (garbage collection is off during the pass, so this is CPython's
+  reference counting: deterministic). peak_live_bytes: the most bytes allocated in the batch
+  and alive at once; retained_bytes: alive after the batch's read-back. Tensors that existed
+  before the batch (weights, a static cache, the input) are not counted.
 - FLOPs: FlopCounterMode's formulas summed over the batch (dummy rows included) / its real rows.
+- captures: the calls of a device-wrapped module during which the device's compilation counter
+  moved, keyed "<module class>(<input shapes and dtypes>)", over the warm-up and timed passes.
 """
 
 from __future__ import annotations
@@ -33,31 +49,40 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import gc
+import os
+import sys
 import time
+import weakref
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
-from asrbench.formats.model import COUNTER_VERSION, Counters
+from asrbench.devices import graphing
+from asrbench.devices.graphing import dtype_name
+from asrbench.formats.model import COUNTER_VERSION, BatchCounters, Counters
 
-__all__ = ["COUNTER_VERSION", "OpCounter", "count_pass", "bypass_replay", "op_key"]
+__all__ = ["COUNTER_VERSION", "OpCounter", "ReadCounter", "CountedBatch", "count_pass",
+           "count_batches", "bypass_replay", "op_key", "dtype_name"]
 
 #: aten ops (overload packets) that read a device value on the host, on any device
 HOST_READS = frozenset({"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select",
                         "aten.equal"})
 #: copies that are a device-to-host transfer when their source is not on the CPU
 COPIES = frozenset({"aten._to_copy", "aten.copy_", "aten.copy"})
-SELECTION = "the first batch in decoding order (longest clips first)"
-_DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16",
-           torch.float64: "f64", torch.int64: "i64", torch.int32: "i32", torch.int16: "i16",
-           torch.int8: "i8", torch.uint8: "u8", torch.bool: "bool"}
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return _DTYPES.get(dtype, str(dtype).replace("torch.", ""))
+#: Tensor methods that hand a tensor's values to Python (counted at the Python level)
+READ_METHODS = frozenset({"tolist", "cpu", "numpy", "item", "__bool__", "__int__", "__float__",
+                          "__index__", "__complex__", "__array__"})
+SELECTION = ("the first batch in decoding order (longest clips first) and the first batch of "
+             "every other batch shape (the partial last batch)")
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_OWN_FILES = {os.path.abspath(__file__), os.path.abspath(graphing.__file__)}
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
 
 
 def op_key(func: Any, args: tuple, kwargs: dict, out: Any) -> str:
@@ -66,7 +91,7 @@ def op_key(func: Any, args: tuple, kwargs: dict, out: Any) -> str:
     for tree in (out, (args, kwargs)):
         for leaf in tree_flatten(tree)[0]:
             if isinstance(leaf, torch.Tensor):
-                return f"{name} {_dtype_name(leaf.dtype)}"
+                return f"{name} {dtype_name(leaf.dtype)}"
     return f"{name} -"
 
 
@@ -87,8 +112,16 @@ def _is_host_sync(name: str, func: Any, args: tuple, kwargs: dict, out: Any) -> 
             and source.device.type != "cpu" and target.device.type == "cpu")
 
 
+def _storage_id(tensor: torch.Tensor) -> int | None:
+    try:
+        return tensor.untyped_storage()._cdata
+    except (RuntimeError, NotImplementedError):  # tensors without storage
+        return None
+
+
 class OpCounter(TorchDispatchMode):
-    """Counts dispatched aten ops by key, per phase: "encoder", ("step", k) or "other"."""
+    """Counts dispatched aten ops by key, per phase: "encoder", ("step", k) or "other"; and
+    the bytes of the storages ops allocate, per phase, with the peak of those alive."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -99,6 +132,11 @@ class OpCounter(TorchDispatchMode):
         self.syncs: collections.Counter = collections.Counter()  # op name -> host syncs
         self.decode_syncs = 0  # host syncs inside decode steps
         self.flops = 0  # FlopCounterMode's formulas (torch.utils.flop_counter.flop_registry)
+        self.allocated: collections.Counter = collections.Counter()  # phase -> bytes
+        self.live = 0  # bytes of tracked storages alive now
+        self.peak = 0
+        self._storages: dict[int, list[int]] = {}  # storage id -> [nbytes, live tensors]
+        self._tensors: set[int] = set()  # ids of tensors holding a tracked storage
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -121,7 +159,44 @@ class OpCounter(TorchDispatchMode):
             self.syncs[name] += 1
             if isinstance(self.phase, tuple):
                 self.decode_syncs += 1
+        self._track(out, args, kwargs)
         return out
+
+    def _track(self, out: Any, args: tuple, kwargs: dict) -> None:
+        """Account the storages of the op's tensor outputs: a storage neither tracked nor an
+        input's is a new allocation; each tensor holding a tracked storage keeps it live."""
+        inputs: set[int] | None = None
+        for tensor in tree_flatten(out)[0]:
+            if not isinstance(tensor, torch.Tensor) or id(tensor) in self._tensors:
+                continue
+            sid = _storage_id(tensor)
+            if sid is None:
+                continue
+            entry = self._storages.get(sid)
+            if entry is None:
+                if inputs is None:
+                    inputs = {_storage_id(t) for t in tree_flatten((args, kwargs))[0]
+                              if isinstance(t, torch.Tensor)}
+                if sid in inputs:
+                    continue  # a view of, or a write into, a tensor from before the batch
+                nbytes = tensor.untyped_storage().nbytes()
+                entry = self._storages[sid] = [nbytes, 0]
+                self.allocated[self.phase] += nbytes
+                self.live += nbytes
+                self.peak = max(self.peak, self.live)
+            entry[1] += 1
+            self._tensors.add(id(tensor))
+            weakref.finalize(tensor, self._release, sid, id(tensor))
+
+    def _release(self, sid: int, tensor_id: int) -> None:
+        self._tensors.discard(tensor_id)
+        entry = self._storages.get(sid)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._storages[sid]
+            self.live -= entry[0]
 
     # module hooks: where a phase starts and ends
     def encoder_starts(self, module: Any, args: Any) -> None:
@@ -140,26 +215,72 @@ class OpCounter(TorchDispatchMode):
         return [self.counts[("step", k)] for k in range(self.steps)]
 
 
+def _site(code: Any) -> str:
+    """"<file>:<function>" of a code object, the file relative to site-packages or the
+    repository (else its name alone): the same on every machine."""
+    path = os.path.abspath(code.co_filename)
+    marker = os.sep + "site-packages" + os.sep
+    if marker in path:
+        path = path.split(marker, 1)[1]
+    elif path.startswith(_REPO_ROOT):
+        path = path[len(_REPO_ROOT):]
+    else:
+        path = os.path.basename(path)
+    return f"{path.replace(os.sep, '/')}:{getattr(code, 'co_qualname', code.co_name)}"
+
+
+class ReadCounter(TorchFunctionMode):
+    """Counts Python-level reads of tensors on the host (READ_METHODS, and .to(<cpu>) of a
+    non-CPU tensor) by the caller's file and function, and the phase of an OpCounter."""
+
+    def __init__(self, ops: OpCounter) -> None:
+        super().__init__()
+        self.ops = ops
+        self.reads: collections.Counter = collections.Counter()
+        self.lines: collections.Counter = collections.Counter()
+        self.decode_reads = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name in READ_METHODS or name == "to" and self._to_host(args, kwargs):
+            self._count(name)
+        return func(*args, **kwargs)
+
+    @staticmethod
+    def _to_host(args: tuple, kwargs: dict) -> bool:
+        if not args or not isinstance(args[0], torch.Tensor) or args[0].device.type == "cpu":
+            return False
+        for value in (*args[1:], kwargs.get("device")):
+            if isinstance(value, torch.Tensor):
+                value = value.device
+            if isinstance(value, (str, torch.device)):
+                return torch.device(value).type == "cpu"
+        return False
+
+    def _count(self, method: str) -> None:
+        frame = sys._getframe(2)
+        while frame is not None and (frame.f_code.co_filename.startswith(_TORCH_DIR) or
+                                     os.path.abspath(frame.f_code.co_filename) in _OWN_FILES
+                                     and frame.f_code.co_name == "__torch_function__"):
+            frame = frame.f_back
+        site = _site(frame.f_code) if frame is not None else "?"
+        key = f"Tensor.{method} @ {site}"
+        self.reads[key] += 1
+        line = frame.f_lineno if frame is not None else 0
+        self.lines[f"{key.split(':', 1)[0]}:{line}"] += 1
+        if isinstance(self.ops.phase, tuple):
+            self.decode_reads += 1
+
+
 @contextlib.contextmanager
 def bypass_replay(modules: list[torch.nn.Module]) -> Iterator[bool]:
-    """Run graph-wrapped modules eagerly while the block runs: a device's graph wrapper (HPU
-    graphs, the emulated ones, torch.compile) replaces `forward` on the instance; the class's
-    forward is the module's own code. Yields whether any module was wrapped."""
-    wrapped = [m for m in modules if "forward" in vars(m)]
-    saved = [vars(m)["forward"] for m in wrapped]
-    for module in wrapped:
-        own = type(module).forward.__get__(module)
-
-        def eager(*args: Any, _own: Any = own, **kwargs: Any) -> Any:
-            kwargs.pop("bypass_hpu_graphs", None)  # a graph wrapper's keyword (optimum-habana)
-            return _own(*args, **kwargs)
-
-        module.forward = eager
-    try:
-        yield bool(wrapped)
-    finally:
-        for module, forward in zip(wrapped, saved):
-            module.forward = forward
+    """Run the modules a device graph-wrapped eagerly while the block runs: their wrappers
+    (asrbench.devices.graphing.install) call the forward they had before the device wrapped
+    them. Any other instance-level forward (an accelerate hook, a user's patch) runs as it is.
+    Yields whether any of `modules` was device-wrapped."""
+    with graphing.eager():
+        yield any(graphing.is_wrapped(m) for m in modules)
 
 
 def _graph_candidates(model: Any, decoder: Any) -> list[torch.nn.Module]:
@@ -184,77 +305,172 @@ def _steady(steps: list[collections.Counter]) -> tuple[dict[str, int], int]:
     return dict(mode), best
 
 
-def count_pass(prepared: Any, decoder: Any, batch: torch.Tensor, device: Any, *,
-               real: int | None = None, generate_kwargs: dict[str, Any] | None = None,
-               count_tokens: Callable[[list[int]], int] | None = None,
-               utterances: list[str] | None = None, compilations: int | None = None,
-               selection: str = SELECTION, rows_out: list | None = None) -> Counters:
-    """Decode `batch` (features, as the timed passes feed them) once more, counting: the same
-    decoder object (None: the model's generate() with `generate_kwargs`), autocast, device and
-    batch shape as the timed passes, graph replay bypassed. `real`: the batch's real rows (the
-    rest are dummy rows), `count_tokens`: tokens generated in one returned row, `compilations`:
-    the run's graph compilations/captures (the device's counter), recorded as they are;
-    `rows_out`: a list that gets the decoded rows (token ids of the real rows), for a
-    counters-only run whose transcripts come from this pass."""
-    real = batch.shape[0] if real is None else real
-    model = (prepared.graphed_model() if decoder is None and prepared.graphs
-             else prepared.model)
+@dataclass
+class CountedBatch:
+    """One batch to count: its features (as the timed passes feed them) and how to decode."""
+
+    features: torch.Tensor
+    real: int | None = None  # real rows (the rest are dummy rows); None: all
+    index: int = 0  # the batch's index in decoding order
+    generate_kwargs: dict[str, Any] = field(default_factory=dict)  # generate() only
+    utterances: list[str] = field(default_factory=list)
+
+
+def shape_key(features: Any, mask: Any, real: int) -> tuple:
+    """What makes two batches the same batch shape for counting: the input's and the
+    attention mask's shapes and dtypes, and the real rows (the static decoder fills the last
+    batch with dummy rows: same shape, fewer real rows)."""
+    def describe(tensor: Any) -> Any:
+        return None if tensor is None else (tuple(tensor.shape), str(tensor.dtype))
+    return describe(features), describe(mask), real
+
+
+def select_batches(keys: list[tuple]) -> list[int]:
+    """The index of the first batch of each distinct shape key, in decoding order: every
+    distinct batch shape of the pass is counted once, the partial last batch included."""
+    seen: dict[tuple, int] = {}
+    for index, key in enumerate(keys):
+        seen.setdefault(key, index)
+    return sorted(seen.values())
+
+
+def _count_batch(model: Any, decoder: Any, batch: CountedBatch, device: Any, precision: str,
+                 count_tokens: Callable[[list[int]], int] | None,
+                 rows_out: dict[int, list] | None = None) -> tuple[dict[str, Any], str]:
+    """Decode one batch under the counters; its BatchCounters fields and the device type
+    (`rows_out`: gets the real rows' token ids under the batch's index)."""
+    features_in = batch.features
+    real = features_in.shape[0] if batch.real is None else batch.real
     counter = OpCounter()
+    reads = ReadCounter(counter)
     hooks = [model.get_encoder().register_forward_pre_hook(counter.encoder_starts),
              model.get_encoder().register_forward_hook(counter.encoder_ends),
              model.get_decoder().register_forward_pre_hook(counter.step_starts)]
-    device.synchronize()
-    device.reset_peak_memory()
-    start = time.perf_counter()
     try:
-        with bypass_replay(_graph_candidates(model, decoder)) as bypassed:
-            with counter:
-                with torch.inference_mode(), device.autocast(prepared.precision):
-                    features = batch.to(device.torch_device)
-                    where = features.device.type
-                    if decoder is not None:
-                        out = decoder(features)
-                    else:
-                        out = model.generate(features, **(generate_kwargs or {}))
-                        out = out if torch.is_tensor(out) else out.sequences
-                counter.phase = "other"
-                rows = out.cpu().tolist()[:real]
+        with reads, counter:
+            with torch.inference_mode(), device.autocast(precision):
+                features = features_in.to(device.torch_device)
+                where = features.device.type
+                if decoder is not None:
+                    out = decoder(features)
+                else:
+                    out = model.generate(features, **batch.generate_kwargs)
+                    out = out if torch.is_tensor(out) else out.sequences
+            counter.phase = "other"
+            # the timed passes' read-back (engine._pass): the whole output, rows on the host
+            rows = out.cpu().tolist()[:real]
+            del out, features
     finally:
         for hook in hooks:
             hook.remove()
-    device.synchronize()
-    seconds = time.perf_counter() - start
     steps = counter.step_counts()
     steady, steady_steps = _steady(steps[1:])
     totals = [sum(s.values()) for s in steps[1:]]
     decode_total: collections.Counter = collections.Counter()
     for step in steps:
         decode_total.update(step)
-    host_syncs = sum(counter.syncs.values())
+    steady_index = next((k for k, s in enumerate(steps) if k and dict(s) == steady), None)
+    allocated = counter.allocated
     tokens = sum(count_tokens(r) for r in rows) if count_tokens else 0
     if rows_out is not None:
-        rows_out.extend(rows)
-    return Counters(
-        version=COUNTER_VERSION, selection=selection, utterances=list(utterances or []),
-        rows=int(batch.shape[0]), real_rows=real, replay_bypassed=bypassed,
-        encoder_calls=counter.encoder_calls, encoder_ops=dict(counter.counts["encoder"]),
+        rows_out[batch.index] = rows
+    fields = dict(
+        batch=batch.index, utterances=list(batch.utterances), rows=int(features_in.shape[0]),
+        real_rows=real, encoder_calls=counter.encoder_calls,
+        encoder_ops=dict(counter.counts["encoder"]),
         prompt_step_ops=dict(steps[0]) if steps else {}, decode_step_ops=steady,
         decode_steps=len(steps), steady_steps=steady_steps,
         decode_step_total_min=min(totals) if totals else None,
         decode_step_total_max=max(totals) if totals else None,
         decode_ops_total=dict(decode_total), other_ops=dict(counter.counts["other"]),
         flops=int(counter.flops), flops_per_utterance=counter.flops / max(real, 1),
-        host_syncs=host_syncs, host_sync_ops=dict(counter.syncs),
+        host_syncs=sum(counter.syncs.values()), host_sync_ops=dict(counter.syncs),
         host_syncs_per_token=counter.decode_syncs / len(steps) if steps else 0.0,
-        host_sync_definition=host_sync_definition(where),
-        tokens=tokens, compilations=compilations,
-        peak_device_memory_bytes=device.peak_memory_bytes(), seconds=seconds)
+        host_reads=dict(reads.reads), host_read_lines=dict(reads.lines),
+        host_reads_per_token=reads.decode_reads / len(steps) if steps else 0.0,
+        tokens=tokens, encoder_bytes=allocated["encoder"],
+        prompt_step_bytes=allocated[("step", 0)] if steps else 0,
+        decode_step_bytes=allocated[("step", steady_index)] if steady_index else 0,
+        decode_bytes_total=sum(allocated[("step", k)] for k in range(len(steps))),
+        peak_live_bytes=counter.peak, retained_bytes=counter.live)
+    return fields, where
+
+
+def count_batches(prepared: Any, decoder: Any, batches: list[CountedBatch], device: Any, *,
+                  count_tokens: Callable[[list[int]], int] | None = None,
+                  compilations: int | None = None, captures: list[Any] | None = None,
+                  selection: str = SELECTION, batches_in_pass: int | None = None,
+                  rows_out: dict[int, list] | None = None) -> Counters:
+    """Decode each of `batches` once more, counting: the same decoder object (None: the
+    model's generate() with each batch's `generate_kwargs`), autocast, device and batch shape
+    as the timed passes, device-installed graph wrappers bypassed (and nothing else).
+    `count_tokens`: tokens generated in one returned row; `compilations`: the run's graph
+    compilations/captures (the device's counter), `captures`: its capturing calls
+    (graphing.Capture), recorded as they are; `rows_out`: gets each batch's decoded rows
+    (token ids of the real rows) under its index, for a counters-only run whose transcripts
+    come from this pass. The first batch's counts are the record's own fields; the others go
+    to `batches`."""
+    if not batches:
+        raise ValueError("no batch to count")
+    model = (prepared.graphed_model() if decoder is None and prepared.graphs
+             else prepared.model)
+    device.synchronize()
+    device.reset_peak_memory()
+    collecting = gc.isenabled()
+    gc.collect()  # the same start for every counted pass; no collection during it
+    gc.disable()
+    start = time.perf_counter()
+    counted = []
+    try:
+        with bypass_replay(_graph_candidates(model, decoder)) as bypassed:
+            for batch in batches:
+                counted.append(_count_batch(model, decoder, batch, device, prepared.precision,
+                                            count_tokens, rows_out))
+    finally:
+        if collecting:
+            gc.enable()
+    device.synchronize()
+    seconds = time.perf_counter() - start
+    (first, where), others = counted[0], [BatchCounters(**f) for f, _ in counted[1:]]
+    tally: collections.Counter = collections.Counter()
+    for capture in captures or ():
+        tally[capture.key()] += capture.count
+    return Counters(
+        **first, version=COUNTER_VERSION, selection=selection, replay_bypassed=bypassed,
+        batches=others, batches_in_pass=batches_in_pass,
+        host_sync_definition=host_sync_definition(where), compilations=compilations,
+        captures=dict(tally), peak_device_memory_bytes=device.peak_memory_bytes(),
+        seconds=seconds)
+
+
+def count_pass(prepared: Any, decoder: Any, batch: torch.Tensor, device: Any, *,
+               real: int | None = None, generate_kwargs: dict[str, Any] | None = None,
+               count_tokens: Callable[[list[int]], int] | None = None,
+               utterances: list[str] | None = None, compilations: int | None = None,
+               captures: list[Any] | None = None,
+               selection: str = "the first batch in decoding order",
+               rows_out: list | None = None) -> Counters:
+    """count_batches of one batch (`batch`: its features; `real`: its real rows; `rows_out`:
+    a list that gets the decoded rows)."""
+    decoded: dict[int, list] = {}
+    counters = count_batches(prepared, decoder,
+                             [CountedBatch(batch, real, 0, dict(generate_kwargs or {}),
+                                           list(utterances or []))],
+                             device, count_tokens=count_tokens, compilations=compilations,
+                             captures=captures, selection=selection, rows_out=decoded)
+    if rows_out is not None:
+        rows_out.extend(decoded[0])
+    return counters
 
 
 def host_sync_definition(device_type: str) -> str:
     """What the host-sync count counts where the tensors live, in words (for the record)."""
     reads = "item()/bool() reads (_local_scalar_dense), nonzero, masked_select, equal"
+    python = ("; host_reads counts Python-level reads (tolist, cpu, numpy, item, bool, ...) "
+              "by call site on every device")
     if device_type == "cpu":
         return (f"{reads}: the reads an accelerator would sync on; tensors live on the host "
-                "here, so device-to-host copies (.cpu(), .tolist()) are never counted")
-    return f"{reads}, and copies from the device into CPU tensors (.cpu(), .tolist(), .numpy())"
+                "here, so device-to-host copies are never counted at the dispatch level"
+                + python)
+    return (f"{reads}, and copies from the device into CPU tensors (.cpu(), .tolist(), "
+            ".numpy())" + python)

@@ -42,7 +42,7 @@ from asrbench.formats.model import (Compilations, DatasetInfo, DeviceInfo, Metri
                                     Run, RunConfig, Skip, ThroughputStats, Timings,
                                     UtteranceResult)
 from asrbench.measure.contention import ContentionMeter
-from asrbench.measure.counters import count_pass
+from asrbench.measure.counters import CountedBatch, count_batches, select_batches
 from asrbench.measure.metrics import error_rates, percentile, throughput
 from asrbench.measure.models import LoadedModel
 
@@ -511,6 +511,7 @@ class Evaluator:
             cache.check_space(self.feature_bytes(split.rows, plan), len(split.rows))
             self.device.reset_peak_memory()
             self.barrier()
+            captured_from = len(self.device.graph_captures)
             # counters-only: no warm-up unless graphs must be captured before they replay
             warmup_batches = (self.warmup_batches(len(plan))
                               if not counters_only or self.prepared.graphs else 0)
@@ -532,7 +533,8 @@ class Evaluator:
             identical = True
             counters = None
             if counters_only:
-                first_sequences, counters = self._counters_only(split, cache, warmup)
+                first_sequences, counters = self._counters_only(split, cache, warmup,
+                                                                captured_from)
             meter = self._contention_meter()  # the run's share of the machine while timed
             for number in range(0 if counters_only else passes):
                 self.barrier()
@@ -548,10 +550,13 @@ class Evaluator:
             contention = None if counters_only else meter.stop()  # no timed pass: unknown
             if first_sequences is None:  # passes >= 1 is checked above; for type narrowing
                 raise RuntimeError("no timed pass ran")
-            first_batch = cache.batch(0) if self.config.counters else None
-            counted_ids = [split.rows[i].id for i in cache.rows[:cache.real[0]]]
-        if first_batch is not None and whole is not None and whole is not split:
-            first_batch, counted_ids = self._first_batch_of(whole)
+            # One batch of each distinct batch shape (the partial last batch included);
+            # a shard counts the whole split's (as one process does).
+            counted_batches = ([self._stored(split, cache, number)
+                                for number in select_batches(cache.shapes)]
+                               if self.config.counters and not counters_only else [])
+        if counted_batches and whole is not None and whole is not split:
+            counted_batches = self._batches_of(whole)
 
         t_decode = time.perf_counter()
         predictions = self.detokenize(first_sequences)
@@ -592,52 +597,88 @@ class Evaluator:
                     [Skip(id=s.id, reason=s.reason) for s in skipped], results, timings,
                     identical, self.spelling())
         run.counters = counters
-        if first_batch is not None and not counters_only:  # after the clocks and peak memory
-            features, mask, real = first_batch
-            run.counters = count_pass(
-                self.prepared, self.decoder, features, self.device, real=real,
-                generate_kwargs=with_mask(self.generate_kwargs(), mask,
-                                          self.device.torch_device),
-                count_tokens=lambda row: count_generated(self._trim(row), self._prompt_ids,
-                                                         self._eos),
-                utterances=counted_ids,
-                compilations=(warmup.compilations + sum(pass_compilations)) if counted else None)
+        if counted_batches:  # exact work counts, after the clocks and peak memory read
+            run.counters = self._count(
+                split, cache, counted_batches,
+                compilations=(warmup.compilations + sum(pass_compilations)) if counted else None,
+                captures=self.device.graph_captures[captured_from:])
         return run
 
-    def _counters_only(self, split: SplitIndex, cache: Any, warmup: PassResult
-                       ) -> tuple[list[list[int]], Any]:
-        """--counters-only: no timed pass. The first batch's transcripts come from its counted
-        pass (same decoder, model, cache, autocast and batch shape as a timed pass), the other
-        batches' from one plain, untimed decode; graph captures are the warm-up's and that
-        decode's (the counted pass replays nothing)."""
-        features, mask, real = cache.batch(0)
-        rows: list[list[int]] = []
-        counters = count_pass(
-            self.prepared, self.decoder, features, self.device, real=real,
-            generate_kwargs=with_mask(self.generate_kwargs(), mask, self.device.torch_device),
+    @staticmethod
+    def _stored(split: SplitIndex, cache: Any, number: int) -> tuple:
+        """Stored batch `number` as the counted pass takes it: (index, features, mask, real
+        rows, utterance ids)."""
+        start = sum(cache.real[:number])
+        features, mask, real = cache.batch(number)
+        return (number, features, mask, real,
+                [split.rows[i].id for i in cache.rows[start:start + real]])
+
+    def _count(self, split: SplitIndex, cache: Any, batches: list[tuple], *,
+               compilations: int | None, captures: list[Any],
+               rows_out: dict[int, list] | None = None) -> Any:
+        """The counted pass over `batches`: (index, features, mask, real rows, ids) each."""
+        return count_batches(
+            self.prepared, self.decoder,
+            [CountedBatch(features, real, number,
+                          with_mask(self.generate_kwargs(), mask, self.device.torch_device),
+                          ids)
+             for number, features, mask, real, ids in batches],
+            self.device,
             count_tokens=lambda row: count_generated(self._trim(row), self._prompt_ids,
                                                      self._eos),
-            utterances=[split.rows[i].id for i in cache.rows[:real]], rows_out=rows)
-        rest = self._pass(itertools.islice(cache.read(), 1, None), "decode")
+            compilations=compilations, captures=captures, batches_in_pass=len(cache.real),
+            rows_out=rows_out)
+
+    def _counters_only(self, split: SplitIndex, cache: Any, warmup: PassResult,
+                       captured_from: int) -> tuple[list[list[int]], Any]:
+        """--counters-only: no timed pass. The counted batches' transcripts (one batch of each
+        distinct batch shape) come from their counted pass (same decoder, model, cache,
+        autocast and batch shape as a timed pass), the other batches' from one plain, untimed
+        decode; graph captures are the warm-up's and that decode's (the counted pass replays
+        nothing)."""
+        chosen = select_batches(cache.shapes)
+        decoded: dict[int, list] = {}
+        counters = self._count(split, cache, [self._stored(split, cache, n) for n in chosen],
+                               compilations=None, captures=[], rows_out=decoded)
+        rest = self._pass((cache.batch(n) for n in range(len(cache.real)) if n not in decoded),
+                          "decode")
         if warmup.compilations is not None and rest.compilations is not None:
             counters.compilations = warmup.compilations + rest.compilations
-        return [self._trim(r) for r in rows] + rest.sequences, counters
+        tally: dict[str, int] = {}
+        for capture in self.device.graph_captures[captured_from:]:
+            tally[capture.key()] = tally.get(capture.key(), 0) + capture.count
+        counters.captures = tally
+        others = iter(rest.sequences)
+        sequences: list[list[int]] = []
+        for number, real in enumerate(cache.real):
+            sequences += ([self._trim(r) for r in decoded[number]] if number in decoded
+                          else [next(others) for _ in range(real)])
+        return sequences, counters
 
-    def _first_batch_of(self, whole: SplitIndex) -> tuple[tuple[Any, Any, int], list[str]]:
-        """The first batch in decoding order of a whole split, featurized as a run's cache
-        holds it ((features, mask, real rows), and the counted ids), for a shard's counted
-        pass. Only its clips are decoded."""
+    def _batches_of(self, whole: SplitIndex) -> list[tuple]:
+        """The batches a whole split's counted pass counts, featurized as a run's cache holds
+        them, for a shard's counted pass: its first usable batch and, where its shape differs,
+        its last (the partial last batch), as (index, features, mask, real rows, ids). Only
+        their clips are decoded. (A batch in between that lost clips to decoding errors is
+        another shape that only a whole run counts.)"""
+        from asrbench.measure.counters import shape_key
         from asrbench.measure.streaming import BatchSource, plan_batches
 
         plan = plan_batches(whole.rows, self.config.batch_size)
         source = BatchSource(whole.rows, plan, whole.max_duration, self.featurize)
-        for number in range(len(plan)):  # the first batch with a usable clip, as the cache's
-            batch = source[number]
-            if batch.features is not None:
-                mask = None if batch.mask is None else torch.from_numpy(batch.mask)
-                return ((torch.from_numpy(batch.features), mask, len(batch.rows)),
-                        [whole.rows[i].id for i in batch.rows])
-        raise AsrbenchError(f"{whole.name}: no usable utterance to count")
+        usable = []
+        for numbers in (range(len(plan)), range(len(plan) - 1, -1, -1)):
+            for number in numbers:  # the first (then the last) batch with a usable clip
+                batch = source[number]
+                if batch.features is not None:
+                    mask = None if batch.mask is None else torch.from_numpy(batch.mask)
+                    usable.append((number, torch.from_numpy(batch.features), mask,
+                                   len(batch.rows), [whole.rows[i].id for i in batch.rows]))
+                    break
+        if not usable:
+            raise AsrbenchError(f"{whole.name}: no usable utterance to count")
+        keys = [shape_key(features, mask, real) for _, features, mask, real, _ in usable]
+        return [usable[i] for i in select_batches(keys)]
 
     def spelling(self) -> Any:
         """The tokenizer's English spelling normalizer (for scoring), if it has one."""

@@ -224,6 +224,7 @@ class FeatureCache:
         self.real: list[int] = []  # real rows per stored batch
         self.rows: list[int] = []  # index rows in decoding order, every stored batch
         self.samples: list[int] = []  # decoded length of each of those rows
+        self.shapes: list[tuple] = []  # per stored batch: (features, mask) shapes and dtypes, real rows
         self.skipped: list[Skipped] = []  # rows that failed to decode
         self.seconds = 0.0  # decoding and feature extraction, summed over batches
         self.written: dict[str, tuple[int, str]] = {}  # file name -> (size, sha256)
@@ -296,6 +297,8 @@ class FeatureCache:
             if batch.mask is not None:
                 self._save(f"{number}.mask.npy", batch.mask)
             self.real.append(len(batch.rows))
+            self.shapes.append(tuple(None if a is None else (tuple(a.shape), str(a.dtype))
+                                     for a in (batch.features, batch.mask)) + (len(batch.rows),))
             self.rows.extend(batch.rows)
             self.samples.extend(batch.samples)
             yield (torch.from_numpy(batch.features),

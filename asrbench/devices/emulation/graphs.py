@@ -34,6 +34,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from asrbench.devices import graphing
 from asrbench.errors import AsrbenchError
 
 
@@ -49,6 +50,7 @@ class GraphStats:
     capture_ms: float = 0.0  # wall time spent capturing, in milliseconds
     replays: int = 0  # cache hits replayed
     host_reads_frozen: int = 0  # host reads (item(), bool()) inside captures: frozen on replay
+    capture_log: list = field(default_factory=list)  # graphing.Capture per capturing call
 
 
 STATS = GraphStats()
@@ -274,7 +276,8 @@ def wrap_in_hpu_graph(module: torch.nn.Module, asynchronous: bool = False,
     def forward(*args: Any, **kwargs: Any) -> Any:
         return graphed_forward(cache, original, args, kwargs, max_graphs)
 
-    module.forward = forward
+    # Recorded as device-installed: the counted pass runs `original` instead (and only here).
+    graphing.install(module, original, forward, lambda: STATS.captures, STATS.capture_log)
     module.clear_cache = cache.clear
     module.clear_inputs = lambda: None
     module._asrbench_graph_cache = cache  # tests read how many graphs a module holds
