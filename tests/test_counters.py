@@ -397,3 +397,254 @@ def test_not_gated_says_why_and_only_when_nothing_was_compared():
     moved = counter_verdicts("cfg", _hand_made(8), _hand_made(7))
     assert not_gated(moved) is None
     assert "aten.mm f32 7 -> 8 (+1)" in describe_changes(moved)
+
+
+# -- issue 29: count what ran, all of it ------------------------------------------------------
+
+
+def _compare_fails_naming(slow: Counters, clean: Counters, *texts: str) -> str:
+    """The gate fails `slow` against a baseline of `clean` on counters only, and its summary
+    names every one of `texts`; returns the summary."""
+    baseline_run = make_run()
+    baseline_run.counters = clean
+    regressed = make_run()
+    regressed.counters = slow
+    comparison = compare_run(regressed, entry_from_run(baseline_run, {}))
+    findings = [f for f in Policy().findings(comparison) if f.fails]
+    assert findings and {f.check for f in findings} == {"counters"}
+    text = describe_changes(comparison.verdicts)
+    for expected in texts:
+        assert expected in text, text
+    return text
+
+
+class Fp32Hook:
+    """An accelerate ModelHook that computes the module in fp32 under bf16 autocast (what an
+    offload/dtype hook does), through the instance-level forward accelerate installs."""
+
+    no_grad = False
+
+    def init_hook(self, module):
+        return module
+
+    def pre_forward(self, module, *args, **kwargs):
+        return args, kwargs
+
+    def post_forward(self, module, output):
+        with torch.autocast("cpu", enabled=False):
+            return torch.nn.functional.linear(module._hooked_input.float(), module.weight,
+                                              module.bias).to(output.dtype)
+
+    def detach_hook(self, module):
+        return module
+
+
+def test_an_accelerate_hook_is_counted_as_the_timed_passes_ran_it(tiny):
+    """accelerate's add_hook_to_module replaces fc1.forward on the instance; the counted pass
+    runs it (the timed passes did), sees the fp32 matmul it adds per decoder layer, and says no
+    replay was bypassed on a CPU without graphs. (The old bypass ran every instance-level
+    forward's class forward instead: same counts, replay_bypassed true.)"""
+    from accelerate.hooks import ModelHook, add_hook_to_module, remove_hook_from_module
+
+    class Hook(Fp32Hook, ModelHook):
+        def pre_forward(self, module, *args, **kwargs):
+            module._hooked_input = args[0]
+            return args, kwargs
+
+    clean, _ = counted(tiny, precision="bf16")
+    layers = tiny.model.get_decoder().layers
+    for layer in layers:
+        add_hook_to_module(layer.fc1, Hook())
+    try:
+        assert all("forward" in vars(layer.fc1) for layer in layers)
+        hooked, _ = counted(tiny, precision="bf16")
+    finally:
+        for layer in layers:
+            remove_hook_from_module(layer.fc1)
+    assert clean.replay_bypassed is False and hooked.replay_bypassed is False
+    assert "aten.addmm f32" not in clean.decode_step_ops
+    assert hooked.decode_step_ops["aten.addmm f32"] == DECODER_LAYERS
+    text = _compare_fails_naming(hooked, clean, "decode step: ",
+                                 f"aten.addmm f32 +{DECODER_LAYERS} (new)")
+    decode_step = text[text.index("decode step: "):]
+    assert f"aten.addmm f32 +{DECODER_LAYERS} (new)" in decode_step.split("; all decode")[0]
+
+
+def test_an_instance_level_patch_is_counted_and_only_device_wrappers_are_bypassed(tiny):
+    """A user's patch of fc1.forward (fp32 under bf16) is counted, on the eager decoder and
+    under emulated HPU graphs, where only the wrappers the device installed are bypassed."""
+    from asrbench.devices import graphing
+    from asrbench.devices.emulation.graphs import wrap_in_hpu_graph
+
+    def patch(layer):
+        def forward(hidden):
+            with torch.autocast("cpu", enabled=False):
+                return torch.nn.functional.linear(hidden.float(), layer.fc1.weight,
+                                                  layer.fc1.bias)
+        layer.fc1.forward = forward
+
+    def graphed_counts():
+        decoder = StaticGreedyDecoder(tiny.model, tiny.prompt, MAX_LENGTH, ROWS,
+                                      graph=wrap_in_hpu_graph)
+        decoder(tiny.features)  # captures (the timed passes replay)
+        assert graphing.is_wrapped(decoder.step) and graphing.is_wrapped(decoder.encode)
+        prepared = SimpleNamespace(model=tiny.model, precision="bf16", graphs=True)
+        return count_pass(prepared, decoder, tiny.features, CPUDevice(), count_tokens=len)
+
+    clean, graphed_clean = counted(tiny, static=True, precision="bf16")[0], graphed_counts()
+    layers = tiny.model.get_decoder().layers
+    for layer in layers:
+        patch(layer)
+    try:
+        assert not any(graphing.is_wrapped(layer.fc1) for layer in layers)
+        patched, _ = counted(tiny, static=True, precision="bf16")
+        graphed_patched = graphed_counts()
+    finally:
+        for layer in layers:
+            del layer.fc1.forward
+    assert patched.replay_bypassed is False and graphed_patched.replay_bypassed is True
+    for before, after in ((clean, patched), (graphed_clean, graphed_patched)):
+        assert "aten.addmm f32" not in before.decode_step_ops
+        assert after.decode_step_ops["aten.addmm f32"] == DECODER_LAYERS
+        _compare_fails_naming(after, before, f"aten.addmm f32 +{DECODER_LAYERS} (new)")
+
+
+def read_per_step(module, args, output):
+    """A .tolist() per decoder call: the most common host sync of a decode loop."""
+    output.last_hidden_state[:, -1, :2].tolist()
+
+
+def test_a_tolist_per_step_is_counted_at_its_call_site_on_the_cpu(tiny):
+    """.tolist() dispatches no aten op on the CPU: the dispatch-level host syncs stay the same,
+    and the Python-level host reads name it by file and function, one per decode step."""
+    clean, clean_rows = counted(tiny, static=True)
+    handle = tiny.model.get_decoder().register_forward_hook(read_per_step)
+    try:
+        slow, slow_rows = counted(tiny, static=True)
+    finally:
+        handle.remove()
+    assert slow_rows == clean_rows
+    assert slow.host_sync_ops == clean.host_sync_ops  # invisible to the dispatch level
+    site = "Tensor.tolist @ tests/test_counters.py:read_per_step"
+    assert site not in clean.host_reads and slow.host_reads[site] == slow.decode_steps
+    assert slow.host_reads_per_token == pytest.approx(clean.host_reads_per_token + 1)
+    line = read_per_step.__code__.co_firstlineno + 2
+    assert slow.host_read_lines[f"Tensor.tolist @ tests/test_counters.py:{line}"] == \
+        slow.decode_steps
+    # the decoder's own reads: the static decoder's "all rows ended?" bool per step
+    assert clean.host_reads["Tensor.__bool__ @ asrbench/measure/decoding.py:"
+                            "StaticGreedyDecoder.__call__"] == clean.decode_steps - 1
+    _compare_fails_naming(slow, clean, f"host reads: {site} +{slow.decode_steps} (new)",
+                          "host reads/token")
+
+
+def test_a_change_in_the_partial_last_batch_only_is_caught_and_named_with_its_batch(tiny):
+    """One batch per distinct batch shape is counted; a change that only hits the one-row
+    last batch fails the gate, named with that batch."""
+    from asrbench.measure.counters import CountedBatch, count_batches, select_batches, shape_key
+
+    full, last = tiny.features, tiny.features[:1]
+    keys = [shape_key(full, None, 2), shape_key(full, None, 2), shape_key(last, None, 1)]
+    assert select_batches(keys) == [0, 2]
+    assert select_batches([shape_key(full, None, 2)] * 3 + [shape_key(full, None, 1)]) == [0, 3]
+
+    def count():
+        decoder = GreedyDecoder(tiny.model, tiny.prompt, MAX_LENGTH)
+        batches = [CountedBatch(full, 2, 0, utterances=["a", "b"]),
+                   CountedBatch(last, 1, 2, utterances=["c"])]
+        prepared = SimpleNamespace(model=tiny.model, precision="fp32", graphs=False)
+        return count_batches(prepared, decoder, batches, CPUDevice(), count_tokens=len,
+                             batches_in_pass=3)
+
+    def one_row_only(module, args, output):
+        if output[0].shape[0] == 1:
+            extra_matmul(module, args, output)
+
+    clean = count()
+    with layer_hooks(tiny.model, one_row_only):
+        slow = count()
+    assert [b.batch for b in clean.batches] == [2] and clean.batches[0].real_rows == 1
+    assert slow.decode_step_ops == clean.decode_step_ops  # the first batch is unchanged
+    assert slow.batches[0].decode_step_ops["aten.mm f32"] == \
+        clean.batches[0].decode_step_ops.get("aten.mm f32", 0) + DECODER_LAYERS
+    _compare_fails_naming(slow, clean, "batch 3/3 (1 of 1 rows real), decode step: aten.mm f32")
+    # a baseline that counted other batch shapes is refused, not compared
+    other = clean.model_copy(update={"batches": []})
+    (refused,) = counter_verdicts("cfg", clean, other)
+    assert refused.verdict == "regressed" and "re-record" in refused.note
+
+
+def test_outputs_kept_alive_show_as_retained_and_peak_live_bytes(tiny):
+    """A hook that keeps every decoder layer's output alive: the bytes still alive after the
+    batch grow by exactly those tensors' storages."""
+    kept: list = []
+
+    def keep(module, args, output):
+        kept.append(output[0] if isinstance(output, tuple) else output)
+
+    clean, clean_rows = counted(tiny, static=True)
+    with layer_hooks(tiny.model, keep):
+        slow, slow_rows = counted(tiny, static=True)
+    assert slow_rows == clean_rows
+    assert clean.retained_bytes == 0
+    # the counted pass's: one layer output per layer and decoder call, each its own storage
+    # (the ones before are the warm-up's, which the counted pass did not allocate)
+    counted_pass = kept[-DECODER_LAYERS * slow.decode_steps:]
+    storages = {t.untyped_storage()._cdata: t.untyped_storage().nbytes() for t in counted_pass}
+    assert len(storages) == len(counted_pass)
+    assert slow.retained_bytes == sum(storages.values())
+    # (the peak here is the encoder's, larger than these small outputs together)
+    assert slow.peak_live_bytes >= clean.peak_live_bytes
+    assert slow.decode_step_ops == clean.decode_step_ops  # the same ops: only memory moved
+    kept.clear()
+    _compare_fails_naming(slow, clean, "bytes still alive after the batch 0 -> "
+                          f"{slow.retained_bytes} (+{slow.retained_bytes})")
+
+
+def test_bytes_allocated_per_call_and_step_are_exact(tiny):
+    """The static decoder's steady step allocates the same storages every step: the bytes of
+    one step are those of the step's new tensors, and an extra matmul per layer adds its
+    operand's and its output's bytes (16 x 4 and rows x 4 f32) per layer."""
+    clean, _ = counted(tiny, static=True)
+    with layer_hooks(tiny.model, extra_matmul):
+        slow, _ = counted(tiny, static=True)
+    assert clean.encoder_bytes > 0 and clean.prompt_step_bytes > 0
+    ones = 16 * 4 * 4  # the hook's torch.ones(16, 4) f32, per layer and call
+    assert slow.decode_step_bytes - clean.decode_step_bytes == \
+        DECODER_LAYERS * (ones + ROWS * 4 * 4)
+    assert slow.prompt_step_bytes - clean.prompt_step_bytes == \
+        DECODER_LAYERS * (ones + ROWS * len(tiny.prompt) * 4 * 4)
+    assert slow.encoder_bytes == clean.encoder_bytes
+
+
+def test_a_recapture_names_the_module_and_input_shapes(tiny):
+    """A graph recaptured for a new input shape: the verdict says which module and shapes."""
+    from asrbench.devices.emulation.graphs import STATS, wrap_in_hpu_graph
+
+    def run(shapes: list[int]) -> Counters:
+        start, logged = STATS.captures, len(STATS.capture_log)
+        decoders = {}
+        for rows in shapes:  # one decoder per batch size, as a per-shape recapture does
+            decoder = decoders.setdefault(rows, StaticGreedyDecoder(
+                tiny.model, tiny.prompt, MAX_LENGTH, rows, graph=wrap_in_hpu_graph))
+            decoder(tiny.features[:rows])
+        prepared = SimpleNamespace(model=tiny.model, precision="fp32", graphs=True)
+        return count_pass(prepared, decoders[shapes[0]], tiny.features[:shapes[0]], CPUDevice(),
+                          count_tokens=len, compilations=STATS.captures - start,
+                          captures=STATS.capture_log[logged:])
+
+    clean = run([2, 2, 2])
+    recaptured = run([2, 2, 1])
+    assert clean.captures == {"_Encode(2x8x32 f32)": 1, "_Step(2x4 i64, 4 i64)": 1,
+                              "_Step(2x1 i64, 1 i64)": 1}
+    text = _compare_fails_naming(recaptured, clean, "graph compilations/captures 3 -> 6",
+                                 "_Encode(1x8x32 f32) +1 (new)", "_Step(1x1 i64, 1 i64) +1 (new)")
+    assert "_Step(2x1 i64, 1 i64)" not in text  # unchanged captures are not named
+
+
+def test_the_emulated_gaudi_reports_no_device_memory_peak():
+    """Its stub's max_memory_allocated() is the process's peak RSS; the device says None."""
+    from asrbench.devices.hpu_emulated import EmulatedHPUDevice
+
+    device = object.__new__(EmulatedHPUDevice)
+    assert device.peak_memory_bytes() is None
