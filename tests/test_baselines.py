@@ -10,6 +10,7 @@ import pytest
 
 from asrbench.gate.baselines import load, predictions_digest, validate
 from asrbench.errors import AsrbenchError
+from asrbench.formats.model import COUNTER_VERSION
 
 from helpers import make_entry as _entry, make_run as _run
 
@@ -155,7 +156,7 @@ def test_baseline_from_several_processes_refuses_reports_that_disagree(tmp_path,
 def _counted(run, step_mm):
     """A run dict with hand-made counters (`step_mm` aten.mm per decode step)."""
     run = json.loads(json.dumps(run))
-    run["counters"] = {"version": 1, "selection": "s", "rows": 1, "real_rows": 1,
+    run["counters"] = {"version": COUNTER_VERSION, "selection": "s", "rows": 1, "real_rows": 1,
                        "replay_bypassed": False, "encoder_calls": 1, "decode_steps": 3,
                        "steady_steps": 2, "decode_step_ops": {"aten.mm f32": step_mm},
                        "flops": 100, "flops_per_utterance": 100, "host_syncs": 3,
