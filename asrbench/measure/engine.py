@@ -555,8 +555,9 @@ class Evaluator:
             counted_batches = ([self._stored(split, cache, number)
                                 for number in select_batches(cache.shapes)]
                                if self.config.counters and not counters_only else [])
+        in_pass = len(cache.real)
         if counted_batches and whole is not None and whole is not split:
-            counted_batches = self._batches_of(whole)
+            counted_batches, in_pass = self._batches_of(whole)
 
         t_decode = time.perf_counter()
         predictions = self.detokenize(first_sequences)
@@ -599,7 +600,7 @@ class Evaluator:
         run.counters = counters
         if counted_batches:  # exact work counts, after the clocks and peak memory read
             run.counters = self._count(
-                split, cache, counted_batches,
+                split, cache, counted_batches, in_pass=in_pass,
                 compilations=(warmup.compilations + sum(pass_compilations)) if counted else None,
                 captures=self.device.graph_captures[captured_from:])
         return run
@@ -615,8 +616,9 @@ class Evaluator:
 
     def _count(self, split: SplitIndex, cache: Any, batches: list[tuple], *,
                compilations: int | None, captures: list[Any],
-               rows_out: dict[int, list] | None = None) -> Any:
-        """The counted pass over `batches`: (index, features, mask, real rows, ids) each."""
+               rows_out: dict[int, list] | None = None, in_pass: int | None = None) -> Any:
+        """The counted pass over `batches`: (index, features, mask, real rows, ids) each;
+        `in_pass`: the batches of a (whole) pass, by default the cache's."""
         return count_batches(
             self.prepared, self.decoder,
             [CountedBatch(features, real, number,
@@ -626,7 +628,8 @@ class Evaluator:
             self.device,
             count_tokens=lambda row: count_generated(self._trim(row), self._prompt_ids,
                                                      self._eos),
-            compilations=compilations, captures=captures, batches_in_pass=len(cache.real),
+            compilations=compilations, captures=captures,
+            batches_in_pass=len(cache.real) if in_pass is None else in_pass,
             rows_out=rows_out)
 
     def _counters_only(self, split: SplitIndex, cache: Any, warmup: PassResult,
@@ -655,12 +658,12 @@ class Evaluator:
                           else [next(others) for _ in range(real)])
         return sequences, counters
 
-    def _batches_of(self, whole: SplitIndex) -> list[tuple]:
+    def _batches_of(self, whole: SplitIndex) -> tuple[list[tuple], int]:
         """The batches a whole split's counted pass counts, featurized as a run's cache holds
         them, for a shard's counted pass: its first usable batch and, where its shape differs,
         its last (the partial last batch), as (index, features, mask, real rows, ids). Only
         their clips are decoded. (A batch in between that lost clips to decoding errors is
-        another shape that only a whole run counts.)"""
+        another shape that only a whole run counts.) And the whole pass's batches."""
         from asrbench.measure.counters import shape_key
         from asrbench.measure.streaming import BatchSource, plan_batches
 
@@ -678,7 +681,7 @@ class Evaluator:
         if not usable:
             raise AsrbenchError(f"{whole.name}: no usable utterance to count")
         keys = [shape_key(features, mask, real) for _, features, mask, real, _ in usable]
-        return [usable[i] for i in select_batches(keys)]
+        return [usable[i] for i in select_batches(keys)], len(plan)
 
     def spelling(self) -> Any:
         """The tokenizer's English spelling normalizer (for scoring), if it has one."""
