@@ -136,7 +136,9 @@ class OpCounter(TorchDispatchMode):
         self.live = 0  # bytes of tracked storages alive now
         self.peak = 0
         self._storages: dict[int, list[int]] = {}  # storage id -> [nbytes, live tensors]
-        self._tensors: set[int] = set()  # ids of tensors holding a tracked storage
+        # id of each tensor holding a tracked storage -> its weak reference (whose callback
+        # releases the storage; lighter than weakref.finalize)
+        self._tensors: dict[int, weakref.ref] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -185,11 +187,11 @@ class OpCounter(TorchDispatchMode):
                 self.live += nbytes
                 self.peak = max(self.peak, self.live)
             entry[1] += 1
-            self._tensors.add(id(tensor))
-            weakref.finalize(tensor, self._release, sid, id(tensor))
+            key = id(tensor)
+            self._tensors[key] = weakref.ref(tensor, lambda _, s=sid, k=key: self._release(s, k))
 
     def _release(self, sid: int, tensor_id: int) -> None:
-        self._tensors.discard(tensor_id)
+        self._tensors.pop(tensor_id, None)
         entry = self._storages.get(sid)
         if entry is None:
             return
