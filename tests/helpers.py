@@ -131,6 +131,19 @@ def run_cli(argv: list[str]) -> int:
     return args.func(args)
 
 
+#: a password planted in inputs: it must appear in no output or file
+SECRET = "S3cr3t-pw-XYZ"
+
+
+def one_line_error(capsys) -> str:
+    """The user error an `asrbench` command printed: one line, prefixed, no traceback."""
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("asrbench: error: ") and "\n" not in err, err
+    assert "Traceback" not in err and "Traceback" not in captured.out, err
+    return err
+
+
 # -- a history of real runs with a planted slowdown ---------------------------------------------
 
 REAL_RUN_ARGS = ["run", "--dataset-config", "en", "--language", "english", "--limit", "4",

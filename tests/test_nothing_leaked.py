@@ -15,17 +15,9 @@ from pathlib import Path
 import pytest
 
 from asrbench.cli.main import main
-from helpers import make_report, write_report
-
-SECRET = "S3cr3t-pw-XYZ"
+from helpers import SECRET, make_report, one_line_error, write_report
 
 
-def _one_line_error(capsys) -> str:
-    captured = capsys.readouterr()
-    err = captured.err.strip()
-    assert err.startswith("asrbench: error: ") and "\n" not in err, err
-    assert "Traceback" not in err and "Traceback" not in captured.out, err
-    return err
 
 
 def _reading_commands(report: Path, tmp_path: Path) -> dict[str, list[str]]:
@@ -56,7 +48,7 @@ def _refused_everywhere(tmp_path: Path, capsys, document: dict | str, expected: 
         if commands and name not in commands:
             continue
         assert main(argv) == 2, name
-        err = _one_line_error(capsys)
+        err = one_line_error(capsys)
         assert expected in err, (name, err)
     # nothing written from the hostile data; compare's Markdown summary says, fail-closed,
     # that it could not judge (issue 28: the summary a workflow posts must never be missing
@@ -153,7 +145,7 @@ def test_a_damaged_runs_row_is_one_line_naming_it(tmp_path, capsys, column, valu
                  ["html", "--report", str(report), "--history", str(store), "--baseline-dir",
                   str(tmp_path / "b"), "--out", str(tmp_path / "page.html")]):
         assert main(argv) == 2, argv
-        err = _one_line_error(capsys)
+        err = one_line_error(capsys)
         assert "runs row of report #1, position 0 is damaged" in err, err
     assert not (tmp_path / "page.html").exists()
     assert store.read_bytes() == before
@@ -166,7 +158,7 @@ def test_a_damaged_stored_report_is_one_line_naming_it(tmp_path, capsys, value):
     with sqlite3.connect(store) as conn:
         conn.execute("UPDATE reports SET report_json = ?", (value,))
     assert main(["history", "show", "--json", "--history", str(store)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "invalid report #1 in history" in err, err
 
 
@@ -195,7 +187,7 @@ def _history_commands(url: str, tmp_path: Path) -> list[list[str]]:
 def test_a_malformed_postgresql_url_never_quotes_its_password(tmp_path, capsys, url):
     for argv in _history_commands(url, tmp_path):
         assert main(argv) == 2, argv
-        err = _one_line_error(capsys)
+        err = one_line_error(capsys)
         assert SECRET not in err and "--history postgres" in err, err
     assert not (tmp_path / "page.html").exists()
 
@@ -207,7 +199,7 @@ def test_a_password_query_parameter_is_never_quoted(tmp_path, capsys):
            "&connect_timeout=2")
     for argv in _history_commands(url, tmp_path):
         assert main(argv) == 2, argv
-        err = _one_line_error(capsys)
+        err = one_line_error(capsys)
         assert SECRET not in err and "cannot connect to history postgresql://u@127.0.0.1:1/db" \
             in err, err
 
@@ -287,12 +279,12 @@ def test_exports_refuse_impossible_numbers(tmp_path, capsys, mutate, expected):
     argv = ["export", "--report", str(report), "--format", "pytest-benchmark", "--out",
             str(tmp_path / "pb.json")]
     assert main(argv) == 2
-    assert expected in _one_line_error(capsys)
+    assert expected in one_line_error(capsys)
     assert not (tmp_path / "pb.json").exists()
     if "rtfx" in expected:  # the other format carries no pass times, but refuses it too
         assert main(["export", "--report", str(report), "--format", "github-action-benchmark",
                      "--direction", "smaller", "--out", str(tmp_path / "gab.json")]) == 2
-        assert expected in _one_line_error(capsys)
+        assert expected in one_line_error(capsys)
         assert not (tmp_path / "gab.json").exists()
 
 
@@ -301,7 +293,7 @@ def test_a_tolerance_that_is_not_finite_is_one_line(tmp_path, capsys, value):
     report = write_report(tmp_path / "r.json", make_report())
     assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
                  str(tmp_path / "b"), "--tolerance", f"wer_abs={value}"]) == 2
-    assert "tolerance wer_abs must be a finite number >= 0" in _one_line_error(capsys)
+    assert "tolerance wer_abs must be a finite number >= 0" in one_line_error(capsys)
     assert not (tmp_path / "b").exists()
 
 
@@ -320,7 +312,7 @@ def test_a_baseline_file_with_a_tolerance_that_is_not_finite_is_one_line(tmp_pat
                  ["baseline", "update", "--report", str(report), "--baseline-dir",
                   str(tmp_path / "b")]):
         assert main(argv) == 2
-        err = _one_line_error(capsys)
+        err = one_line_error(capsys)
         assert "entries['cfg'].tolerance.wer_abs: must be a finite number" in err, err
     assert path.read_text() == text
 

@@ -18,19 +18,11 @@ from pathlib import Path
 import pytest
 
 from asrbench.cli.main import main
-from helpers import make_report, write_report
+from helpers import SECRET, make_report, one_line_error, write_report
 
-SECRET = "S3cr3t-pw-XYZ"
 HF = "hf_" + "Ab1" * 12  # the shape of a Hugging Face token (hf_ and 34+ letters and digits)
 GHS = "ghs_" + "Zz9" * 12  # a GitHub Actions installation token
 
-
-def _one_line_error(capsys) -> str:
-    captured = capsys.readouterr()
-    err = captured.err.strip()
-    assert err.startswith("asrbench: error: ") and "\n" not in err, err
-    assert "Traceback" not in err and "Traceback" not in captured.out, err
-    return err
 
 
 # -- 1. secrets -----------------------------------------------------------------------------------
@@ -88,7 +80,7 @@ def test_a_libpq_keyword_string_is_postgresql_never_a_file(tmp_path, capsys, mon
     argv = (["history", "add", "--report", str(report)] if command == "add"
             else ["history", "list"]) + ["--history", conninfo]
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert SECRET not in err
     assert "password=***" in err or "psycopg" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
@@ -99,7 +91,7 @@ def test_a_history_path_that_holds_a_password_is_refused(tmp_path, capsys, monke
     report = write_report(tmp_path / "r.json", make_report())
     assert main(["history", "add", "--report", str(report), "--history",
                  f"h.sqlite?password={SECRET}"]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert SECRET not in err and "looks like a connection string" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
 
@@ -124,7 +116,7 @@ def test_ab_never_prints_the_token_of_a_failing_command(tmp_path, capsys):
     command = f"env HF_TOKEN={HF} {sys.executable} -c 'import sys; sys.exit(3)'"
     code = main(["ab", "--limit", "1", "--json", str(tmp_path / "ab.json"), "--no-progress",
                  "--base-command", command])
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert code == 2 and HF not in err and "HF_TOKEN=***" in err and "exited 3" in err, err
 
 
@@ -168,7 +160,7 @@ def test_an_impossible_count_is_refused_in_one_line_everywhere(tmp_path, capsys,
                  ["html", "--report", str(report), "--baseline-dir", str(tmp_path / "b"),
                   "--out", str(tmp_path / "page.html")]):
         assert main(argv) == 2, argv
-        err = _one_line_error(capsys)
+        err = one_line_error(capsys)
         assert expected in err and str(report) in err, (argv, err)
     assert not (tmp_path / "h.sqlite").exists() and not (tmp_path / "page.html").exists()
 
@@ -273,7 +265,7 @@ def test_a_broken_model_folder_is_one_line_before_anything_loads(tmp_path, capsy
     code = main(["run", "--model", str(folder), "--limit", "1", "--passes", "1",
                  "--generation-max-length", "8", "--report", str(tmp_path / "r.json"),
                  "--no-progress"])
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert code == 2 and expected in err and str(folder) in err, err
     assert "huggingface.co" not in err
 
@@ -282,7 +274,7 @@ def test_a_model_file_given_as_the_model_folder_says_so(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")
     assert main(["run", "--model", str(tmp_path / "config.json"), "--limit", "1",
                  "--report", str(tmp_path / "r.json"), "--no-progress"]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "is a file, not a model directory" in err and "does not exist" not in err, err
 
 
@@ -292,7 +284,7 @@ def test_a_bad_sha256_is_named_as_such(tmp_path, capsys):
     report = write_report(tmp_path / "r.json", document)
     assert main(["compare", "--report", str(report), "--baseline-dir", str(tmp_path / "b"),
                  "--allow-missing"]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert "runs[0].model.weights_sha256: expected a sha256 hex digest" in err, err
 
 
@@ -402,7 +394,7 @@ def test_no_room_for_the_feature_cache_is_one_line_before_decoding(tmp_path, cap
     argv = ["run", "--model", str(tiny_whisper), "--limit", "2", "--passes", "1",
             "--generation-max-length", "8", "--report", str(tmp_path / "r.json"), "--no-progress"]
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert f"not enough space for the feature cache in {small_tmpdir}" in err, err
     assert "1.8 MiB needed (2 clip(s), ~0.9 MiB each)" in err, err
     assert list(Path(small_tmpdir).glob("asrbench-features-*")) == []
