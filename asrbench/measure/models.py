@@ -95,23 +95,11 @@ def check_model_directory(directory: Path) -> None:
     tokenizer files; a model that wants more or fewer mel bins than its extractor makes."""
     directory = Path(directory)
     config = _read_json(directory / "config.json", directory)
-    # the files from_pretrained reads: model.safetensors, else the shards its index lists
-    index = directory / WEIGHTS_INDEX
-    if (directory / SINGLE_WEIGHTS).is_file():
-        files = [directory / SINGLE_WEIGHTS]
-    elif index.is_file():
-        weight_map = _read_json(index, directory)
-        weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
-        if not isinstance(weight_map, dict):
-            raise AsrbenchError(f"model directory {directory}: {index.name} has no weight_map")
-        shards = sorted({str(name) for name in weight_map.values()})
-        files = [directory / name for name in shards]
-        missing = [f.name for f in files if not f.is_file()]
-        if missing:
-            raise AsrbenchError(f"model directory {directory}: {index.name} names "
-                                f"{len(missing)} missing weight file(s), e.g. {missing[0]}")
-    else:
-        files = []
+    files = weight_files(directory)
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise AsrbenchError(f"model directory {directory}: {WEIGHTS_INDEX} names "
+                            f"{len(missing)} missing weight file(s), e.g. {missing[0]}")
     if not files:
         others = sorted(p.name for p in directory.glob("*.bin")) + sorted(
             p.name for p in directory.glob("*.pt"))
@@ -272,23 +260,35 @@ CHUNK_BYTES = 1 << 20
 _WEIGHT_DIGESTS: dict[str, str | None] = {}
 
 
-def loaded_weight_files(directory: str | Path) -> list[Path]:
+def weight_files(directory: str | Path) -> list[Path]:
     """The *.safetensors files the model loads from `directory`, in name order: model.safetensors
-    where it exists, else the shards model.safetensors.index.json lists ([] where neither, or
-    the index cannot be read). Other *.safetensors files in the folder are not loaded."""
-    import json
-
+    where it exists, else the shards model.safetensors.index.json lists ([] where neither
+    exists). Other *.safetensors files in the folder are not loaded. An index that cannot be
+    read, has no weight_map or names a file outside the folder is refused in one line."""
     directory = Path(directory)
     if (directory / SINGLE_WEIGHTS).is_file():
         return [directory / SINGLE_WEIGHTS]
-    try:
-        index = json.loads((directory / WEIGHTS_INDEX).read_text(encoding="utf-8"))
-        shards = set(index["weight_map"].values())
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    index = directory / WEIGHTS_INDEX
+    if not index.is_file():
         return []
+    weight_map = _read_json(index, directory)
+    weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+    if not isinstance(weight_map, dict):
+        raise AsrbenchError(f"model directory {directory}: {index.name} has no weight_map")
+    shards = set(weight_map.values())
     if not all(isinstance(name, str) and Path(name).name == name for name in shards):
-        return []  # a shard outside the folder is not a checkpoint this names
+        raise AsrbenchError(f"model directory {directory}: {index.name} names a weight file "
+                            "outside the folder")
     return [directory / name for name in sorted(shards)]
+
+
+def loaded_weight_files(directory: str | Path) -> list[Path]:
+    """weight_files(directory), or [] where its index cannot be used (identity is then
+    unknown rather than an error)."""
+    try:
+        return weight_files(directory)
+    except AsrbenchError:
+        return []
 
 
 def weights_digest(directory: str | Path) -> str | None:
