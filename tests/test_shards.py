@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from asrbench.cli.main import main
+from asrbench.formats.model import COUNTER_VERSION
 from asrbench.errors import AsrbenchError
 from asrbench.formats.io import load_report, write_report
 from asrbench.formats.merge import merge_reports
@@ -192,7 +193,7 @@ def test_merge_pools_edits_counts_samples_and_latencies():
 
 
 def _counters(steps: int) -> dict:
-    return {"version": 1, "selection": "the first batch", "utterances": ["a", "d"], "rows": 2,
+    return {"version": COUNTER_VERSION, "selection": "the first batch", "utterances": ["a", "d"], "rows": 2,
             "real_rows": 2, "replay_bypassed": False, "encoder_calls": 1, "decode_steps": steps,
             "steady_steps": steps - 1, "flops": 100, "flops_per_utterance": 50.0, "host_syncs": 3,
             "host_syncs_per_token": 1.0, "tokens": 6, "seconds": 0.1}
