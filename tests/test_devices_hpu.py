@@ -135,7 +135,7 @@ def _fake_modules(calls: list, gaudi_config_fields: dict) -> dict[str, types.Mod
         "habana_frameworks.torch.core": _module(
             "habana_frameworks.torch.core", mark_step=recorder("mark_step")),
         "habana_frameworks.torch.hpu": _module(
-            "habana_frameworks.torch.hpu",
+            "habana_frameworks.torch.hpu", package=True,
             is_available=recorder("hpu.is_available", True),
             synchronize=recorder("hpu.synchronize"),
             wrap_in_hpu_graph=wrap_in_hpu_graph,
@@ -144,6 +144,12 @@ def _fake_modules(calls: list, gaudi_config_fields: dict) -> dict[str, types.Mod
             reset_peak_memory_stats=recorder("hpu.reset_peak_memory_stats"),
             max_memory_allocated=recorder("hpu.max_memory_allocated", 123456),
             get_device_name=recorder("hpu.get_device_name", "GAUDI2")),
+        # the compile counter the backend reads around graph-wrapped calls (its real API:
+        # metric_global("graph_compilation").stats() -> [("TotalNumber", n), ...])
+        "habana_frameworks.torch.hpu.metrics": _module(
+            "habana_frameworks.torch.hpu.metrics",
+            metric_global=lambda name: types.SimpleNamespace(
+                stats=lambda: [("TotalNumber", 0), ("TotalTime", 0)])),
         "habana_frameworks.torch.utils": _module("habana_frameworks.torch.utils", package=True),
         "habana_frameworks.torch.utils.experimental": _module(
             "habana_frameworks.torch.utils.experimental",
