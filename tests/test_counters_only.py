@@ -142,12 +142,19 @@ def test_cpu_bf16_key_is_what_the_processor_and_onednn_ceiling_allow(flags, cap,
     assert cpu_bf16_arithmetic(flags, "x86_64", environ) == key
 
 
-def _emulated(precision: str, key: str | None, predictions: dict[str, str]) -> Run:
+#: a run's agreement with the stock fp32 reference, within the limits the tests' entries set
+AGREEMENT = {"reference": "stock fp32 CPU", "utterances": 1, "identical": 1, "share": 1.0,
+             "wer": 0.0}
+
+
+def _emulated(precision: str, key: str | None, predictions: dict[str, str],
+              reference: dict | None = AGREEMENT) -> Run:
     environment = {} if key is None else {CPU_BF16: key}
     return make_run(config_id=f"e-{precision}", predictions=predictions,
                     device={"kind": "hpu-emulated", "class": "hpu-emulated",
                             "environment": environment},
-                    config={"id": f"e-{precision}", "precision": precision})
+                    config={"id": f"e-{precision}", "precision": precision},
+                    reference=reference if precision != "fp32" else None)
 
 
 def test_bf16_transcripts_of_other_bf16_arithmetic_are_judged_by_agreement_not_failed():
@@ -185,6 +192,16 @@ def test_an_entry_without_a_recorded_bf16_key_is_not_compared_exactly():
     assert "the baseline's as unrecorded" in next(v.note for v in comparison.verdicts
                                                   if v.metric == "transcripts")
     assert not Policy().fails([comparison])
+
+
+def test_bf16_transcripts_nothing_can_judge_are_refused_not_passed():
+    """Not comparable exactly and no agreement with the fp32 reference (reference_utterances
+    0): nothing judges the run's accuracy, so it cannot be judged (fail closed), never passed."""
+    entry = make_entry(_emulated("bf16", "avx512-bf16", {"u": "a"}))
+    entry.environment = {CPU_BF16: "avx512-bf16"}
+    run = _emulated("bf16", "amx-bf16", {"u": "b"}, reference=None)
+    with pytest.raises(AsrbenchError, match="no agreement with the fp32 reference"):
+        compare_run(run, entry)
 
 
 # -- a real pair of runs: the same transcripts and counts, nothing timed ---------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import math
 
+from asrbench.errors import AsrbenchError
 from asrbench.gate.accuracy import accuracy_change, check_edits, check_normalizer
 from asrbench.gate.baselines import (DEFAULT_TOLERANCE, GATED_METRICS, ONE_PROCESS_REL,
                                      RECOMMENDED_PROCESSES, check_model, tolerance_of)
@@ -290,8 +291,7 @@ def arithmetic_problem(run: Run, entry: BaselineEntry) -> str | None:
         return None
     return (f"{precision} on this CPU computes as {mine or 'unknown'}, the baseline's as "
             f"{theirs or 'unrecorded'}: transcripts and error rates are not compared exactly "
-            "(the runner's hardware would decide); judged by agreement with the fp32 "
-            "reference (reference_agreement) and by the counters")
+            "(the runner's hardware would decide)")
 
 
 def _not_comparable(config_id: str, entry: BaselineEntry, run: Run, why: str,
@@ -324,7 +324,14 @@ def compare_run(run: Run, entry: BaselineEntry | None,
     current = {u.id: u.prediction for u in run.utterances}
     transcripts = changed_transcripts(entry.predictions, current)
     why = arithmetic_problem(run, entry)
+    if why and run.reference is None:  # nothing else would judge its accuracy: fail closed
+        raise AsrbenchError(f"{config_id}: {why}, and the run has no agreement with the fp32 "
+                            "reference to judge them by (reference_utterances 0): run it with "
+                            "--reference-utterances N, or record its baseline on a processor "
+                            "with the same arithmetic")
     if why:  # bf16 on another processor: not failed by the runner's hardware
+        why += ("; judged by agreement with the fp32 reference (reference_agreement) and by "
+                "the counters")
         verdicts = _not_comparable(config_id, entry, run, why, len(transcripts))
         transcripts = []
     else:
