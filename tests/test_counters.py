@@ -191,13 +191,7 @@ def test_cross_attention_kv_recomputed_every_step_is_caught_per_step_by_name(tin
     extra = (clean.decode_steps - 1) * ROWS * DECODER_LAYERS * 2 * (2 * source * width * width)
     assert slow.flops - clean.flops == extra
 
-    baseline_run = make_run()
-    baseline_run.counters = clean
-    regressed = make_run()
-    regressed.counters = slow
-    comparison = compare_run(regressed, entry_from_run(baseline_run, {}))
-    findings = [f for f in Policy().findings(comparison) if f.fails]
-    assert findings and {f.check for f in findings} == {"counters"}
+    comparison = _counters_comparison(slow, clean)
     assert Policy().fails([comparison])
     (verdict,) = [v for v in comparison.verdicts if v.metric == "counters.decode_step_ops"]
     assert verdict.verdict == "regressed" and verdict.note.startswith("decode step: ")
@@ -402,9 +396,9 @@ def test_not_gated_says_why_and_only_when_nothing_was_compared():
 # -- issue 29: count what ran, all of it ------------------------------------------------------
 
 
-def _compare_fails_naming(slow: Counters, clean: Counters, *texts: str) -> str:
-    """The gate fails `slow` against a baseline of `clean` on counters only, and its summary
-    names every one of `texts`; returns the summary."""
+def _counters_comparison(slow: Counters, clean: Counters):
+    """`slow` compared with a baseline of `clean` (what `asrbench compare` runs); the gate
+    fails it on counters and nothing else."""
     baseline_run = make_run()
     baseline_run.counters = clean
     regressed = make_run()
@@ -412,7 +406,13 @@ def _compare_fails_naming(slow: Counters, clean: Counters, *texts: str) -> str:
     comparison = compare_run(regressed, entry_from_run(baseline_run, {}))
     findings = [f for f in Policy().findings(comparison) if f.fails]
     assert findings and {f.check for f in findings} == {"counters"}
-    text = describe_changes(comparison.verdicts)
+    return comparison
+
+
+def _compare_fails_naming(slow: Counters, clean: Counters, *texts: str) -> str:
+    """The gate fails `slow` against a baseline of `clean` on counters only, and its summary
+    names every one of `texts`; returns the summary."""
+    text = describe_changes(_counters_comparison(slow, clean).verdicts)
     for expected in texts:
         assert expected in text, text
     return text
