@@ -424,12 +424,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(STATE_KEY, None)
     if not state or not (state["results"] or state["selected"]):
         return
-    from asrbench.gate import baselines
-    from asrbench.gate.outcome import GateOutcome, could_not_judge
-    from asrbench.render.text import outcome_markdown, publish_markdown, terminal_safe
     from asrbench.formats.environment import environment
     from asrbench.formats.io import write_report
     from asrbench.formats.model import Tolerance, build_report
+    from asrbench.gate import baselines
+    from asrbench.gate.outcome import GateOutcome, could_not_judge
+    from asrbench.render.text import outcome_markdown, publish_markdown, terminal_safe
 
     config = session.config
     comparisons = dict(state["comparisons"])

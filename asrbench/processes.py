@@ -17,7 +17,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 #: seconds a child has to end after SIGTERM before SIGKILL
 GRACE_SECONDS = 15.0

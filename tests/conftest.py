@@ -25,11 +25,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import HEADER, embedded_rows, make_real_history, write_cv_table, write_tiny_whisper  # noqa: F401
 
 from asrbench.config.settings import EMBEDDED_CORPUS
-
-from helpers import (HEADER, embedded_rows, make_real_history, write_cv_table,  # noqa: F401
-                     write_tiny_whisper)
 
 # pytest's own fixture for running pytest in a throwaway directory (test_plugin.py).
 pytest_plugins = ["pytester"]

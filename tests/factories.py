@@ -6,8 +6,14 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from asrbench.formats.model import (SCHEMA_VERSION, BaselineEntry, Report, Run, Verdict,
-                                    predictions_digest)
+from asrbench.formats.model import (
+    SCHEMA_VERSION,
+    BaselineEntry,
+    Report,
+    Run,
+    Verdict,
+    predictions_digest,
+)
 
 
 def rsd(rates: tuple[float, ...] | list[float]) -> float:

@@ -237,8 +237,12 @@ def write_tiny_whisper(directory: Path) -> Path:
     A clip costs milliseconds instead of whisper-base's seconds on a 2-core CPU, so the tests of
     A/B rounds, ranks and gates that run many processes pay for the process, not the model."""
     import torch
-    from transformers import (GenerationConfig, WhisperConfig, WhisperForConditionalGeneration,
-                              WhisperProcessor)
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
 
     from asrbench.measure.bundled import ensure_converted
 

@@ -24,7 +24,6 @@ def install() -> None:
     """One extra matmul per decoder layer in every model asrbench loads
     (tests/patched_models.py)."""
     import torch
-
     from patched_models import on_every_load
 
     def add_matmul(model: Any) -> None:

@@ -3,7 +3,8 @@ tests/inject_matmul.py). No asrbench code path knows about these changes."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def on_every_load(change: Callable[[Any], None]) -> None:

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from asrbench.ab.rounds import (Outcome, Round, Settings, Side, comparisons, document, header,
-                         run_ab)
 from asrbench.ab.decision import decide
+from asrbench.ab.rounds import Outcome, Round, Settings, Side, comparisons, document, header, run_ab
 from asrbench.cli.main import main
 from asrbench.errors import AsrbenchError
-from asrbench.gate.policy import Policy
 from asrbench.formats.model import Report
+from asrbench.gate.policy import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOWDOWN = ROOT / "tests" / "slowdown.py"

@@ -7,7 +7,14 @@ import pytest
 from helpers import make_entry, make_run
 
 from asrbench.errors import AsrbenchError
-from asrbench.formats.model import AccuracyChange, BaselineEntry, Comparison, ErrorRateChange, Run, Verdict
+from asrbench.formats.model import (
+    AccuracyChange,
+    BaselineEntry,
+    Comparison,
+    ErrorRateChange,
+    Run,
+    Verdict,
+)
 from asrbench.gate.accuracy import accuracy_change, paired_bootstrap
 from asrbench.gate.compare import compare_run
 from asrbench.gate.policy import Policy

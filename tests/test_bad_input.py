@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import HEADER, embedded_rows, write_cv_table
 
 from asrbench.config.settings import EMBEDDED_CORPUS
+from asrbench.errors import AsrbenchError
 from asrbench.measure.data import collect, hub, load_split
 from asrbench.measure.data.audio import AudioError, decode_audio
-from asrbench.errors import AsrbenchError
-
-from helpers import HEADER, embedded_rows, write_cv_table
 
 CLIPS = EMBEDDED_CORPUS / "en" / "clips"
 

@@ -7,12 +7,12 @@ import json
 import os
 
 import pytest
+from helpers import make_entry as _entry
+from helpers import make_run as _run
 
-from asrbench.gate.baselines import load, predictions_digest, validate
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import COUNTER_VERSION
-
-from helpers import make_entry as _entry, make_run as _run
+from asrbench.gate.baselines import load, predictions_digest, validate
 
 
 def test_predictions_digest_ignores_order():
@@ -97,8 +97,8 @@ def test_baseline_update_command_rewrites_only_selected_entries_and_keeps_others
 
 def test_update_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
     """A failure while writing leaves the old file intact and no temp file behind."""
-    from asrbench.gate import baselines
     from asrbench.cli.main import main
+    from asrbench.gate import baselines
 
     directory = tmp_path / "baselines"
     report = _report_file(tmp_path, [_named(_run(), "a", 0.2)])

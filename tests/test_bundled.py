@@ -9,11 +9,16 @@ import struct
 import numpy as np
 import pytest
 
-from asrbench.measure.bundled import (MARKER_FILE, bundled_source, ensure_converted, read_model_bin,
-                              source_digest)
 from asrbench.config.settings import EMBEDDED_CORPUS
-from asrbench.measure.data import load_split
 from asrbench.errors import AsrbenchError
+from asrbench.measure.bundled import (
+    MARKER_FILE,
+    bundled_source,
+    ensure_converted,
+    read_model_bin,
+    source_digest,
+)
+from asrbench.measure.data import load_split
 
 
 def _name(text: str) -> bytes:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import PLANTED_AT
 
 from asrbench.history.changepoints import detect, find_changes, series_changes
 from asrbench.history.store import Point, open_store
-
-from helpers import PLANTED_AT
 
 
 def _noisy(levels: list[float], each: int, noise: float, seed: int) -> list[float]:

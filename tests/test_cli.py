@@ -14,7 +14,6 @@ import pytest
 from asrbench.cli.main import main
 from asrbench.config.settings import EMBEDDED_CORPUS
 from asrbench.measure.metrics import normalizer_for
-
 from conftest import embedded_rows
 
 

@@ -9,18 +9,22 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from factories import make_entry, make_run
 
 from asrbench.devices.cpu import CPUDevice
 from asrbench.formats.model import COUNTER_VERSION, Counters
 from asrbench.gate.baselines import entry_from_run
 from asrbench.gate.compare import compare_run
-from asrbench.gate.counters import (NO_BASELINE_COUNTERS, NOT_COUNTED, counter_verdicts,
-                                    describe_changes, not_gated)
+from asrbench.gate.counters import (
+    NO_BASELINE_COUNTERS,
+    NOT_COUNTED,
+    counter_verdicts,
+    describe_changes,
+    not_gated,
+)
 from asrbench.gate.policy import Policy
 from asrbench.measure.counters import count_pass
 from asrbench.measure.decoding import GreedyDecoder, StaticGreedyDecoder, whisper_prompt
-
-from factories import make_entry, make_run
 
 DECODER_LAYERS = 3
 MAX_LENGTH = 10  # prompt (4) + 6 generated tokens: the random model never emits end-of-text

@@ -15,10 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, run_cli
 
 from asrbench.cli.main import main
-
-from helpers import ROOT, run_cli
 
 RUN = ["run", "--dataset-config", "en", "--language", "english", "--limit", "2",
        "--batch-size", "2", "--generation-max-length", "30", "--passes", "1",

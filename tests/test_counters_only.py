@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from factories import make_entry, make_report, make_run
+from helpers import run_cli
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.environment import CPU_BF16, cpu_bf16_arithmetic
@@ -19,9 +21,6 @@ from asrbench.formats.model import COUNTER_VERSION, Counters, Run
 from asrbench.gate.compare import NOT_MEASURED, compare_run
 from asrbench.gate.counters import describe_changes
 from asrbench.gate.policy import Policy
-
-from factories import make_entry, make_report, make_run
-from helpers import run_cli
 
 
 def _counts(step_mm: int = 7) -> Counters:
@@ -85,8 +84,8 @@ def test_a_run_claims_throughput_exactly_when_it_was_timed():
 
 
 def test_baseline_update_from_counters_only_keeps_the_recorded_throughput(tmp_path):
-    from asrbench.gate.outcome import update_baselines
     from asrbench.gate.baselines import load_for
+    from asrbench.gate.outcome import update_baselines
 
     timed = make_run(config_id="cfg", rates=(4.0, 5.0, 6.0), predictions={"a": "old text"})
     update_baselines(make_report(timed), tmp_path)

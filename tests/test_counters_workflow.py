@@ -17,10 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import TINY_WHISPER
 
 from asrbench.cli.main import main
-
-from helpers import TINY_WHISPER
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / ".github" / "workflows" / "counters.yml"

@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import embedded_rows
 
 from asrbench.config.settings import EMBEDDED_CORPUS
-from asrbench.measure.data import SAMPLE_RATE, AudioError, collect, decode_audio, load_split
-from asrbench.measure.data import hub
 from asrbench.errors import AsrbenchError
-
-from helpers import embedded_rows
+from asrbench.measure.data import SAMPLE_RATE, AudioError, collect, decode_audio, hub, load_split
 
 
 def test_embedded_corpus_has_the_common_voice_layout():

@@ -7,8 +7,15 @@ import torch
 
 from asrbench.config.settings import EMBEDDED_CORPUS
 from asrbench.measure.data import load_split
-from asrbench.measure.decoding import (GreedyDecoder, SuppressAtBegin, SuppressTokens, length_kwargs,
-                                       prompt_length, supports, whisper_prompt)
+from asrbench.measure.decoding import (
+    GreedyDecoder,
+    SuppressAtBegin,
+    SuppressTokens,
+    length_kwargs,
+    prompt_length,
+    supports,
+    whisper_prompt,
+)
 from asrbench.measure.models import load
 
 GENERATION = SimpleNamespace(decoder_start_token_id=50258, no_timestamps_token_id=50363,
@@ -112,8 +119,8 @@ def test_static_decoder_under_emulated_hpu_graphs_equals_generate(whisper, local
                                                                   precision):
     """The static decoder with its encoder and step wrapped in (emulated) HPU graphs: two
     batches of 2 decode like generate(); the second batch only replays (3 graphs in all)."""
-    from asrbench.measure.decoding import StaticGreedyDecoder
     from asrbench.devices.emulation.graphs import STATS, wrap_in_hpu_graph
+    from asrbench.measure.decoding import StaticGreedyDecoder
 
     model = whisper.model
     max_length = 32

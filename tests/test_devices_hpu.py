@@ -432,10 +432,11 @@ def test_gaudi_asrbench_static_decoder_equals_stock_cpu_transcripts(graphs):
     decoder step in HPU graphs when on), fp32, word for word equal to stock CPU generate()."""
     import json
 
+    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+
     from asrbench.measure.bundled import ensure_converted
     from asrbench.measure.data.audio import decode_audio
     from asrbench.measure.decoding import StaticGreedyDecoder, whisper_prompt
-    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
     clips = _english_clips()
     reference = json.loads(subprocess.run(

@@ -25,14 +25,28 @@ import pytest
 import torch.distributed as dist
 
 from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig, build_configs, load_config_file
-from asrbench.measure.distributed import (Launch, World, config_toml, cpu_threads, detect_launch,
-                                  merge_results, shard)
-from asrbench.measure.engine import measured_timings, merge_timings, score
 from asrbench.errors import AsrbenchError
 from asrbench.formats.io import load_report
-from asrbench.formats.model import (COUNTER_VERSION, Compilations, Counters, DeviceInfo, Run,
-                                   Skip, UtteranceResult, dump)
-
+from asrbench.formats.model import (
+    COUNTER_VERSION,
+    Compilations,
+    Counters,
+    DeviceInfo,
+    Run,
+    Skip,
+    UtteranceResult,
+    dump,
+)
+from asrbench.measure.distributed import (
+    Launch,
+    World,
+    config_toml,
+    cpu_threads,
+    detect_launch,
+    merge_results,
+    shard,
+)
+from asrbench.measure.engine import measured_timings, merge_timings, score
 from conftest import embedded_rows
 
 needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),

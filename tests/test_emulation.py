@@ -31,13 +31,13 @@ import pytest
 import torch
 from factories import make_run
 
+from asrbench.config.settings import EMBEDDED_CORPUS
+from asrbench.devices.hpu_emulated import EmulatedHPUDevice
 from asrbench.formats.model import Run
 from asrbench.gate.baselines import DEFAULT_TOLERANCE
 from asrbench.gate.compare import agreement_verdict
-from asrbench.config.settings import EMBEDDED_CORPUS
 from asrbench.measure.data import load_split
 from asrbench.measure.decoding import length_kwargs
-from asrbench.devices.hpu_emulated import EmulatedHPUDevice
 from asrbench.measure.reference import agreement
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,8 +12,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from asrbench.devices.emulation.graphs import (STATS, EmulatedGraphError, input_hash,
-                                       wrap_in_hpu_graph)
+from asrbench.devices.emulation.graphs import (
+    STATS,
+    EmulatedGraphError,
+    input_hash,
+    wrap_in_hpu_graph,
+)
 
 
 class Affine(torch.nn.Module):

@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import make_report, run_cli, write_report
 
 from asrbench.errors import AsrbenchError
-from asrbench.history.export import export, github_action_benchmark_entries, round_stats
 from asrbench.formats.model import parse_report
-
-from helpers import make_report, run_cli, write_report
+from asrbench.history.export import export, github_action_benchmark_entries, round_stats
 
 pytest_benchmark_stats = pytest.importorskip("pytest_benchmark.stats")
 

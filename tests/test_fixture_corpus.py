@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import embedded_rows
 
 from asrbench.config.settings import EMBEDDED_CORPUS
-
-from helpers import embedded_rows
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_fixture_corpus.py"
 

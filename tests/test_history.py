@@ -23,12 +23,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from asrbench.history import store as history
-
 from helpers import make_report, run_cli, write_report
+
 from asrbench.errors import AsrbenchError
 from asrbench.formats.redact import redact_url as redact
+from asrbench.history import store as history
 from asrbench.history.store import add_report, open_store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,16 +14,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from helpers import PLANTED_AT, ROOT, make_report, run_cli, write_report
 
-from asrbench.gate.baselines import predictions_digest
 from asrbench.errors import AsrbenchError
+from asrbench.formats.io import load_report
+from asrbench.formats.model import parse_report
+from asrbench.gate.baselines import predictions_digest
 from asrbench.gate.outcome import update_baselines
 from asrbench.history.store import add_report, open_store
 from asrbench.render.html import build_html, html_word_diff, script_json, write_html
-from asrbench.formats.io import load_report
-from asrbench.formats.model import parse_report
-
-from helpers import PLANTED_AT, ROOT, make_report, run_cli, write_report
 
 HOSTILE = "<img src=x onerror=alert(1)> </script><script>alert(2)</script> & \"quoted\""
 CHARTS = ("samples_per_second", "wer", "cer", "compilations")

@@ -9,13 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+from factories import make_entry, make_run
 
 from asrbench.cli.main import main
 from asrbench.formats.model import BaselineEntry, ModelIdentity, Run
 from asrbench.gate.baselines import entry_from_runs
 from asrbench.gate.compare import compare_run
 from asrbench.measure.models import LoadedModel, model_identity
-from factories import make_entry, make_run
 
 DIGEST_A = "a" * 64
 DIGEST_B = "b" * 64

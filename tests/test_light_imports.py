@@ -14,14 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import make_report, write_report
 
 from asrbench.errors import AsrbenchError
-from helpers import make_report, write_report
 
 HEAVY = ("torch", "transformers")
 #: the interpreter's last line: which heavy modules it had loaded
-PRINT_HEAVY = ("import json, sys; print(json.dumps(sorted(m for m in %r if m in sys.modules)))"
-               % (HEAVY,))
+PRINT_HEAVY = (f"import json, sys; print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
 SUBCOMMANDS = ("run", "compare", "peers", "baseline", "history", "html", "export", "ab", "bisect")
 NESTED = (("baseline", "update"), ("history", "add"), ("history", "list"), ("history", "show"),
           ("history", "changes"))

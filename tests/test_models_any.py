@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import embedded_rows
 
 from asrbench.cli.main import main
 from asrbench.config.settings import EMBEDDED_CORPUS
-
-from helpers import embedded_rows
 
 CLIPS, BATCH, MAX_LENGTH = 5, 4, 20
 RUN = ["run", "--dataset-config", "en", "--limit", str(CLIPS), "--batch-size", str(BATCH),
@@ -38,9 +37,13 @@ def _speech2text(path: Path) -> Path:
     """A tiny random Speech2Text model, its feature extractor and a sentencepiece tokenizer
     trained on the corpus sentences (fairseq's special ids: <s> 0, <pad> 1, </s> 2, <unk> 3)."""
     import sentencepiece as spm
-    from transformers import (Speech2TextConfig, Speech2TextFeatureExtractor,
-                              Speech2TextForConditionalGeneration, Speech2TextProcessor,
-                              Speech2TextTokenizer)
+    from transformers import (
+        Speech2TextConfig,
+        Speech2TextFeatureExtractor,
+        Speech2TextForConditionalGeneration,
+        Speech2TextProcessor,
+        Speech2TextTokenizer,
+    )
 
     text = path / "sentences.txt"
     text.write_text("\n".join(_sentences()) + "\n", encoding="utf-8")
@@ -74,9 +77,15 @@ def _wav2vec2_bert(path: Path) -> Path:
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import Whitespace
-    from transformers import (BertConfig, PreTrainedTokenizerFast, SpeechEncoderDecoderConfig,
-                              SpeechEncoderDecoderModel, Wav2Vec2Config,
-                              Wav2Vec2FeatureExtractor, Wav2Vec2Processor)
+    from transformers import (
+        BertConfig,
+        PreTrainedTokenizerFast,
+        SpeechEncoderDecoderConfig,
+        SpeechEncoderDecoderModel,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Processor,
+    )
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
     words = sorted({w for s in _sentences() for w in re.findall(r"\w+|[^\w\s]", s.lower())})

@@ -4,9 +4,15 @@ Code points are spelled out where the look of a string hides them (nukta, joiner
 
 import pytest
 
-from asrbench.measure.metrics import (BASIC_NORMALIZER, ENGLISH_NORMALIZER, basic_normalize,
-                                      error_rates, normalizer_for, normalizer_name,
-                                      whisper_normalizer_for)
+from asrbench.measure.metrics import (
+    BASIC_NORMALIZER,
+    ENGLISH_NORMALIZER,
+    basic_normalize,
+    error_rates,
+    normalizer_for,
+    normalizer_name,
+    whisper_normalizer_for,
+)
 
 WHISPER = whisper_normalizer_for("hi")
 

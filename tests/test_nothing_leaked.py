@@ -13,11 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from asrbench.cli.main import main
 from helpers import SECRET, make_report, one_line_error, write_report
 
-
+from asrbench.cli.main import main
 
 
 def _reading_commands(report: Path, tmp_path: Path) -> dict[str, list[str]]:
@@ -406,8 +404,9 @@ def test_history_list_and_show_escape_control_characters_in_commits_and_ids(tmp_
     unless they are plain names)."""
     import json as _json
 
-    from asrbench.cli.main import main as cli_main
     from factories import make_report, make_run
+
+    from asrbench.cli.main import main as cli_main
 
     run = make_run("cfg", predictions={"u1": "a \x1b]0;title\x07 b"})
     report_path = tmp_path / "r.json"

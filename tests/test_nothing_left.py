@@ -9,17 +9,17 @@ secret is masked wherever it would be printed, stored or rendered.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
-import os
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import SECRET, make_report, one_line_error, write_report
 
 from asrbench.cli.main import main
 from asrbench.formats.model import COUNTER_VERSION
-from helpers import SECRET, make_report, one_line_error, write_report
 
 HF = "hf_" + "Ab1" * 12  # the shape of a Hugging Face token (hf_ and 34+ letters and digits)
 GHS = "ghs_" + "Zz9" * 12  # a GitHub Actions installation token

@@ -2,14 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from asrbench.cli.main import main
 from asrbench.config.settings import BenchConfig
 from asrbench.measure.data import LoadedSplit, Utterance
 from asrbench.measure.peers import PeerResult, markdown, summarize, table
-
-import numpy as np
 
 
 def _split(references):

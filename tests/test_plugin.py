@@ -20,7 +20,6 @@ import pytest
 from asrbench.cli.main import main
 from asrbench.gate.baselines import predictions_digest
 from asrbench.measure.bundled import cache_root
-
 from conftest import TINY_WHISPER_NAME
 
 BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from factories import make_verdict
 
-from asrbench.gate.baselines import predictions_digest
 from asrbench.cli.main import main
-from asrbench.gate.compare import Comparison
 from asrbench.config.settings import BenchConfig
 from asrbench.errors import AsrbenchError
+from asrbench.gate.baselines import predictions_digest
+from asrbench.gate.compare import Comparison
 from asrbench.gate.policy import Policy
 
 BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"

@@ -10,15 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import embedded_rows
 from safetensors.numpy import save_file
 
 import asrbench
-from asrbench.measure import reference as ref
-from asrbench.config.settings import BenchConfig, EMBEDDED_CORPUS
+from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig
 from asrbench.errors import AsrbenchError
-from asrbench.measure.reference import (MAX_DIFFERING, ReferenceRequest, agreement, cache_path,
-                                clean_child_env, language_kwargs, reference_transcripts)
-from helpers import embedded_rows
+from asrbench.measure import reference as ref
+from asrbench.measure.reference import (
+    MAX_DIFFERING,
+    ReferenceRequest,
+    agreement,
+    cache_path,
+    clean_child_env,
+    language_kwargs,
+    reference_transcripts,
+)
 
 
 def make_request(**changes) -> ReferenceRequest:
@@ -303,8 +310,9 @@ def test_child_matches_stock_generate_and_is_cached(tmp_path, monkeypatch):
 
 def test_audio_digest_changes_with_samples_and_ids():
     """Same ids, other samples (a regenerated corpus): another digest, so another cache key."""
-    import numpy as np
     from types import SimpleNamespace
+
+    import numpy as np
 
     from asrbench.measure.reference import audio_digest
 

@@ -8,8 +8,13 @@ from factories import make_entry, make_run, make_verdict
 
 from asrbench.gate.compare import Comparison, TranscriptChange
 from asrbench.gate.policy import Policy
-from asrbench.render.text import (describe_verdict, escape_md, markdown_summary, run_notes,
-                                  summary_table)
+from asrbench.render.text import (
+    describe_verdict,
+    escape_md,
+    markdown_summary,
+    run_notes,
+    summary_table,
+)
 
 HOSTILE = [
     "<img src=x onerror=alert(1)>", "</details><script>alert(1)</script>", "a | b | c",

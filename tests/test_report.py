@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import make_run as _run
 
 from asrbench.errors import AsrbenchError
-
-from helpers import make_run as _run
 
 
 @pytest.mark.parametrize("field,value,where", [

@@ -10,8 +10,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import HEAVY_TESTS
 from helpers import make_report, write_report
+
+from conftest import HEAVY_TESTS
 
 ROOT = Path(__file__).resolve().parents[1]
 #: a config id of the [cpu] matrix section's default row, so --asrbench-from-report accepts it

@@ -17,11 +17,10 @@ from pathlib import Path
 import pytest
 
 from asrbench.cli.main import main
-from asrbench.formats.model import COUNTER_VERSION
 from asrbench.errors import AsrbenchError
 from asrbench.formats.io import load_report, write_report
 from asrbench.formats.merge import merge_reports
-from asrbench.formats.model import SCHEMA_VERSION, Report, dump
+from asrbench.formats.model import COUNTER_VERSION, SCHEMA_VERSION, Report, dump
 from asrbench.measure.distributed import ShardSpec, parse_shard, shard_members, split_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from asrbench.measure.data import AudioError, IndexedRow, Skipped
 from asrbench.errors import AsrbenchError
-from asrbench.measure.streaming import (BatchSource, FeatureCache, plan_batches, prefetch,
-                                       unwrapped)
+from asrbench.measure.data import AudioError, IndexedRow, Skipped
+from asrbench.measure.streaming import BatchSource, FeatureCache, plan_batches, prefetch, unwrapped
 
 CORPUS = Path(__file__).resolve().parent.parent / "asrbench" / "corpus" / "commonvoice-mini"
 

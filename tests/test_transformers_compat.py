@@ -25,9 +25,9 @@ def test_ctranslate2_converter_runs_on_the_installed_transformers(tmp_path, tiny
     converter renames it (without that: TypeError from the model's constructor). The model is
     conftest's tiny random Whisper with the bundled tokenizer."""
     pytest.importorskip("ctranslate2", reason="the peers extra (ctranslate2) is not installed")
-    from asrbench.measure.peers import _converter
-
     import ctranslate2
+
+    from asrbench.measure.peers import _converter
 
     out = tmp_path / "ct2"
     _converter()(str(tiny_whisper), load_as_float16=False).convert(str(out), force=True)

@@ -17,8 +17,9 @@ import copy
 import json
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from factories import make_report, make_run

@@ -19,12 +19,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import embedded_rows
 
 from asrbench.cli.main import main
 from asrbench.config.settings import BenchConfig
 from asrbench.errors import AsrbenchError
-
-from helpers import embedded_rows
 
 CLIPS, BATCH, MAX_LENGTH = 2, 2, 12
 

@@ -39,7 +39,7 @@ sides' medians is reported beside the paired estimate.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from asrbench.formats.model import AbDecision as Decision
 

@@ -39,13 +39,14 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from asrbench import processes
 from asrbench.ab.decision import Decision, decide, look_alpha, look_rounds
 from asrbench.config.settings import AB_ROUND_VARIABLE
-from asrbench import processes
 from asrbench.errors import AsrbenchError
 from asrbench.formats.redact import redact, redact_argv, redact_command
 

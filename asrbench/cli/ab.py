@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from asrbench.cli.common import say
 from asrbench.cli import common
+from asrbench.cli.common import say
 
 HELP = """\
 Compare a base and a head on this machine: accuracy once per side on the whole split (WER,

@@ -9,7 +9,6 @@ from typing import Any
 
 from asrbench.config.settings import DEFAULT_BASELINE_DIR, DEFAULT_REPORT
 
-
 # -- options shared by several commands -------------------------------------------------------
 
 def add_report(p: argparse.ArgumentParser, what: str = "report to read",

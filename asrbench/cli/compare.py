@@ -6,8 +6,8 @@ import argparse
 import os
 from typing import Any
 
-from asrbench.cli.common import say
 from asrbench.cli import common
+from asrbench.cli.common import say
 
 HELP = ("Compare a report with baselines/<device class>.json. Each metric gets a verdict "
         "(improved, unchanged, regressed, new, missing); the failure policy (the same as "

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from asrbench.cli.common import say
 from asrbench.cli import common
+from asrbench.cli.common import say
 from asrbench.errors import AsrbenchError
 
 HELP = """\
@@ -46,8 +46,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def command(args: argparse.Namespace) -> int:
     """Convert the report, write it atomically."""
-    from asrbench.history.export import export
     from asrbench.formats.io import load_report, write_json_atomic
+    from asrbench.history.export import export
 
     if args.format == "github-action-benchmark" and (args.commit or args.branch):
         raise AsrbenchError("--commit and --branch are for --format pytest-benchmark only "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from asrbench.cli.common import say, say_json
 from asrbench.cli import common
+from asrbench.cli.common import say, say_json
 from asrbench.errors import AsrbenchError
 
 HELP = """\
@@ -128,8 +128,8 @@ def _history_list(args: argparse.Namespace) -> int:
 
 
 def _history_show(args: argparse.Namespace) -> int:
-    from asrbench.history.store import open_store
     from asrbench.formats.model import dump
+    from asrbench.history.store import open_store
 
     with open_store(args.history) as store:
         stored = store.find(args.ref)
@@ -155,9 +155,14 @@ def _history_show(args: argparse.Namespace) -> int:
 
 
 def _history_changes(args: argparse.Namespace) -> int:
-    from asrbench.history.changepoints import (DEFAULT_MIN_SIZE, METRICS, changes_text, series_changes)
-    from asrbench.history.store import open_store
     from asrbench.formats.io import write_json_atomic
+    from asrbench.history.changepoints import (
+        DEFAULT_MIN_SIZE,
+        METRICS,
+        changes_text,
+        series_changes,
+    )
+    from asrbench.history.store import open_store
 
     metrics = args.metric or list(METRICS)
     with open_store(args.history) as store:

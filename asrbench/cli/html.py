@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from asrbench.cli.common import say
 from asrbench.cli import common
+from asrbench.cli.common import say
 
 HELP = """\
 Write one self-contained HTML file (plotly.js and the data inlined; opens with no network):
@@ -36,9 +36,9 @@ def command(args: argparse.Namespace) -> int:
     """Build the page from the report (and the store), write it."""
     from contextlib import nullcontext
 
+    from asrbench.formats.io import load_report
     from asrbench.history.store import open_store
     from asrbench.render.html import build_html, write_html
-    from asrbench.formats.io import load_report
 
     report = load_report(args.report)
     context = open_store(args.history) if args.history else nullcontext(None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from asrbench import __version__
 from asrbench.cli import ab, baseline, bisect, compare, export, history, html, merge, peers, run

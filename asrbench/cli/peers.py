@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from asrbench.cli.common import say
 from asrbench.cli import common
+from asrbench.cli.common import say
 from asrbench.config.settings import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, PRECISIONS
 from asrbench.devices import DEVICE_CHOICES
 from asrbench.errors import AsrbenchError

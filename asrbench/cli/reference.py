@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 #: help is wrapped at this width whatever the terminal, so the file is the same everywhere
 WIDTH = 100

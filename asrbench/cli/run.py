@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from asrbench.cli.common import say
 from asrbench.cli import common
+from asrbench.cli.common import say
 from asrbench.config.settings import DEFAULT_MATRIX, DEFAULT_REPORT
 
 HELP = """\

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asrbench.config.settings import (EMBEDDED_CORPUS, BenchConfig, build_configs,
-                                      read_toml)
+from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig, build_configs, read_toml
 from asrbench.errors import AsrbenchError
 
 #: keys whose lists expand to a cross product (one config per combination)

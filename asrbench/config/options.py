@@ -11,12 +11,19 @@ for a repository that wants them: this repository's conftest.py does, so the REA
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from asrbench.config.settings import (DEFAULT_BASELINE_DIR, DEFAULT_MATRIX, DEFAULT_PASSES,
-                                      DEFAULT_REFERENCE_UTTERANCES, DEFAULT_REPORT, DEVICE_CHOICES,
-                                      PRECISIONS)
+from asrbench.config.settings import (
+    DEFAULT_BASELINE_DIR,
+    DEFAULT_MATRIX,
+    DEFAULT_PASSES,
+    DEFAULT_REFERENCE_UTTERANCES,
+    DEFAULT_REPORT,
+    DEVICE_CHOICES,
+    PRECISIONS,
+)
 from asrbench.errors import AsrbenchError
 from asrbench.gate.policy import THROUGHPUT_MODES, TRANSCRIPT_MODES, Policy
 

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from asrbench.config.settings import (DEFAULT_PASSES, BenchConfig, build_configs,
-                                      load_config_file)
+from asrbench.config.settings import DEFAULT_PASSES, BenchConfig, build_configs, load_config_file
 from asrbench.errors import AsrbenchError
 
 

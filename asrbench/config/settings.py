@@ -39,6 +39,7 @@ EMBEDDED_RUNS = (("hi", "hindi"), ("en", "english"))
 # Where both doors write the report and read the baselines unless told otherwise (relative to
 # the working directory); every default path is imported from here, never re-typed.
 from asrbench.formats.io import DEFAULT_BASELINE_DIR, DEFAULT_REPORT  # noqa: E402,F401 (re-exported)
+
 DEFAULT_MATRIX = Path("benchmarks") / "matrix.toml"
 
 
@@ -153,7 +154,7 @@ class BenchConfig:
         """JSON-ready fields plus the id."""
         return {**dataclasses.asdict(self), "id": self.id}
 
-    def replace(self, **changes: Any) -> "BenchConfig":
+    def replace(self, **changes: Any) -> BenchConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 

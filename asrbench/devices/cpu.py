@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import platform
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager as ContextManager
+from typing import Any
 
 import torch
 

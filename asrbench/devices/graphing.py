@@ -18,8 +18,9 @@ import contextlib
 import functools
 import threading
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils._pytree import tree_flatten
@@ -27,7 +28,7 @@ from torch.utils._pytree import tree_flatten
 _DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16",
            torch.float64: "f64", torch.int64: "i64", torch.int32: "i32", torch.int16: "i16",
            torch.int8: "i8", torch.uint8: "u8", torch.bool: "bool"}
-_WRAPPED: "weakref.WeakSet[torch.nn.Module]" = weakref.WeakSet()
+_WRAPPED: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 _STATE = threading.local()
 
 

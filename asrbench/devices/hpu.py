@@ -17,7 +17,8 @@ import shutil
 import subprocess
 import sys
 import weakref
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager as ContextManager
+from typing import Any
 
 import torch
 

@@ -9,7 +9,9 @@ emulator, not a Gaudi.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager as ContextManager
+from typing import Any
 
 import torch
 

@@ -14,7 +14,6 @@ from typing import Any
 from asrbench.formats.redact import REDACTED, redact_argv  # noqa: F401 (the one redaction helper)
 from asrbench.formats.redact import redact as redact_secrets  # noqa: F401
 
-
 PACKAGES = ("asrbench", "torch", "transformers", "datasets", "jiwer", "soundfile", "soxr",
             "numpy", "optimum-habana", "habana-torch-plugin", "ctranslate2")
 

@@ -15,12 +15,26 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from asrbench.errors import AsrbenchError
-from asrbench.formats.model import (Compilations, Counters, DatasetInfo, Differing, MergeInfo,
-                                    Metrics, RankTimings, ReferenceAgreement, Report, Run, Skip,
-                                    ThroughputStats, Timings, UtteranceResult, build_report)
+from asrbench.formats.model import (
+    Compilations,
+    Counters,
+    DatasetInfo,
+    Differing,
+    MergeInfo,
+    Metrics,
+    RankTimings,
+    ReferenceAgreement,
+    Report,
+    Run,
+    Skip,
+    ThroughputStats,
+    Timings,
+    UtteranceResult,
+    build_report,
+)
 
 #: how a merged run's samples/s was pooled (also in the run's `merged.throughput`)
 THROUGHPUT_RULE = ("all samples / the shards' summed timed pass seconds, pass by pass (work "
@@ -47,7 +61,7 @@ def refuse_shards(report: Report, path: Any, what: str) -> None:
                 "<every shard's report> --report <merged report>")
 
 
-def _percentile(values: list[float], q: float) -> Optional[float]:
+def _percentile(values: list[float], q: float) -> float | None:
     """Linear-interpolated percentile, like asrbench.measure.metrics.percentile (numpy's)."""
     if not values:
         return None
@@ -160,7 +174,7 @@ def _check_shards(shards: list[_Shard]) -> None:
                             "given): merge every shard's report")
 
 
-def _counters(shards: list[_Shard]) -> tuple[Optional[Counters], str]:
+def _counters(shards: list[_Shard]) -> tuple[Counters | None, str]:
     """The shards' counters where they are equal (each counted the whole split's first batch,
     as one process does), else None and why they were not merged."""
     first = shards[0].run.counters
@@ -183,7 +197,7 @@ def _counters(shards: list[_Shard]) -> tuple[Optional[Counters], str]:
         "equal counts")
 
 
-def _reference(shards: list[_Shard]) -> Optional[ReferenceAgreement]:
+def _reference(shards: list[_Shard]) -> ReferenceAgreement | None:
     """The shards' agreement checks pooled: their transcripts checked, identical ones and the
     differing ones added up; the WER is the largest shard's (a bound, not a pooled rate)."""
     checks = [s.run.reference for s in shards if s.run.reference is not None]
@@ -213,11 +227,11 @@ def _timings(shards: list[_Shard], passes: int) -> Timings:
         counter=counted[0].counter, warmup=sum(c.warmup for c in counted),  # type: ignore[union-attr]
         passes=[sum(c.passes[i] for c in counted) for i in range(passes)])  # type: ignore[union-attr]
 
-    def added(name: str) -> Optional[float]:
+    def added(name: str) -> float | None:
         values = [getattr(t, name) for t in parts]
         return None if any(v is None for v in values) else sum(values)
 
-    def largest(name: str) -> Optional[int]:
+    def largest(name: str) -> int | None:
         values = [getattr(t, name) for t in parts if getattr(t, name) is not None]
         return max(values) if values else None
 
@@ -287,7 +301,7 @@ def merge_runs(shards: list[Any]) -> Run:
     whisper = [s.run.shard.whisper_edits for s in shards]
     if all(w is not None for w in whisper):
         errors, words = (sum(w[0] for w in whisper), sum(w[1] for w in whisper))  # type: ignore[index]
-        wer_whisper: Optional[float] = errors / words if words else None
+        wer_whisper: float | None = errors / words if words else None
     else:
         wer_whisper = None
     passes = len(head.timings.pass_seconds)

@@ -17,11 +17,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Annotated, Any, Iterable, Literal, Optional
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt,
-                      PositiveFloat, PositiveInt, ValidationError, computed_field,
-                      field_validator, model_serializer, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    computed_field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from asrbench.errors import AsrbenchError
@@ -73,7 +85,7 @@ class DeviceInfo(_Model):
     kind: str = ""
     class_: str = Field(alias="class", pattern=NAME_PATTERN,
                         description="baseline file name: cpu, cuda-h100, hpu-gaudi2, ...")
-    name: Optional[str] = None
+    name: str | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -81,7 +93,7 @@ class GatedMetrics(_Model):
     """The metrics a baseline records and the gate compares."""
 
     wer: NonNegativeFloat
-    wer_normalized: Optional[NonNegativeFloat] = Field(
+    wer_normalized: NonNegativeFloat | None = Field(
         description="null where normalization leaves no reference words")
     cer: NonNegativeFloat
     samples_per_second: float = Field(gt=0)
@@ -94,28 +106,28 @@ class GatedMetrics(_Model):
 
 
 class Metrics(GatedMetrics):
-    samples_per_second: Optional[float] = Field(
+    samples_per_second: float | None = Field(
         None, gt=0, description="null in a counters-only run: no timed pass, no throughput")
-    normalizer: Optional[str] = Field(
+    normalizer: str | None = Field(
         None, description="versioned name of the normalizer of wer_normalized (absent: written "
                           "before normalizers were versioned)")
-    wer_normalized_whisper: Optional[NonNegativeFloat] = Field(
+    wer_normalized_whisper: NonNegativeFloat | None = Field(
         None, description="after Whisper's own normalizer (BasicTextNormalizer splits words at "
                           "Unicode marks): for comparison with leaderboards, not gated")
-    rtfx: Optional[float] = None
+    rtfx: float | None = None
 
     @field_validator("wer_normalized_whisper", mode="before")
     @classmethod
     def _whisper_nan_is_null(cls, value: Any) -> Any:
         return None if isinstance(value, float) and math.isnan(value) else value
-    tokens_per_second: Optional[float] = None
-    tokens_per_sample: Optional[float] = None
+    tokens_per_second: float | None = None
+    tokens_per_sample: float | None = None
 
 
 class ThroughputStats(_Model):
     samples_per_second_per_pass: list[float] = Field(min_length=1)
-    samples_per_second_min: Optional[float] = None
-    samples_per_second_max: Optional[float] = None
+    samples_per_second_min: float | None = None
+    samples_per_second_max: float | None = None
     samples_per_second_rsd: NonNegativeFloat
 
     @field_validator("samples_per_second_per_pass")
@@ -129,7 +141,7 @@ class ThroughputStats(_Model):
 class Compilations(_Model):
     """Graph compilations/captures in the warm-up and in each timed pass."""
 
-    counter: Optional[str] = None
+    counter: str | None = None
     warmup: NonNegativeInt
     passes: list[NonNegativeInt] = Field(min_length=1)
 
@@ -140,13 +152,13 @@ class RankTimings(_Model):
     rank: NonNegativeInt
     utterances: NonNegativeInt
     pass_seconds: list[float]
-    device: Optional[str] = None  # the rank's device description
-    warmup_seconds: Optional[float] = None
-    feature_extraction_seconds: Optional[float] = None
-    batches_per_pass: Optional[BoundedInt] = None
-    batch_latency_p50: Optional[float] = None
-    batch_latency_p90: Optional[float] = None
-    peak_device_memory_bytes: Optional[BoundedInt] = None
+    device: str | None = None  # the rank's device description
+    warmup_seconds: float | None = None
+    feature_extraction_seconds: float | None = None
+    batches_per_pass: BoundedInt | None = None
+    batch_latency_p50: float | None = None
+    batch_latency_p90: float | None = None
+    peak_device_memory_bytes: BoundedInt | None = None
 
 
 class Contention(_Model):
@@ -158,7 +170,7 @@ class Contention(_Model):
     cpu_seconds: NonNegativeFloat = Field(
         description="user + system CPU seconds of the process's threads (children excluded)")
     wall_seconds: NonNegativeFloat = Field(description="wall time of the timed passes")
-    wait_seconds: Optional[NonNegativeFloat] = Field(
+    wait_seconds: NonNegativeFloat | None = Field(
         None, description="seconds the process's threads were runnable but waiting for a CPU "
                           "(Linux schedstat; absent where the kernel does not say)")
     threads: PositiveInt = Field(description="threads the run's compute used")
@@ -166,15 +178,15 @@ class Contention(_Model):
         description="torch: torch's intra-op threads of a run computing on the CPU (the share "
                     "is judged); host: the one host thread driving an accelerator (recorded "
                     "only: it waits for the device by design)")
-    cpus: Optional[PositiveInt] = Field(None, description="CPUs the process could run on")
-    load_average_1m: Optional[NonNegativeFloat] = Field(
+    cpus: PositiveInt | None = Field(None, description="CPUs the process could run on")
+    load_average_1m: NonNegativeFloat | None = Field(
         None, description="the machine's 1-minute load average after the timed passes")
-    steal_share: Optional[NonNegativeFloat] = Field(
+    steal_share: NonNegativeFloat | None = Field(
         None, description="share of the machine's CPU time stolen by the hypervisor")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def cpu_share(self) -> Optional[float]:
+    def cpu_share(self) -> float | None:
         """The share of its threads' CPU the run got: cpu / (wall x threads); None without
         wall time."""
         if self.wall_seconds <= 0:
@@ -186,27 +198,27 @@ class Timings(_Model):
     """Where one run's time went (informational except compilations, which the gate reads).
     Every field is optional: reports written before a field existed still load."""
 
-    feature_extraction_seconds: Optional[float] = None
-    warmup_seconds: Optional[float] = None
-    warmup_batches: Optional[BoundedInt] = None
+    feature_extraction_seconds: float | None = None
+    warmup_seconds: float | None = None
+    warmup_batches: BoundedInt | None = None
     pass_seconds: list[float] = Field(
         default_factory=list, description="wall time of each timed pass (device synchronized)")
-    pass_seconds_median: Optional[float] = None
-    passes: Optional[BoundedInt] = None
-    batches_per_pass: Optional[BoundedInt] = None
-    harness_overhead: Optional[float] = Field(
+    pass_seconds_median: float | None = None
+    passes: BoundedInt | None = None
+    batches_per_pass: BoundedInt | None = None
+    harness_overhead: float | None = Field(
         None, description="share of timed wall time outside the model calls")
-    decoder: Optional[str] = None
-    compilations: Optional[Compilations] = None
-    batch_latency_p50: Optional[float] = None
-    batch_latency_p90: Optional[float] = None
-    detokenize_seconds: Optional[float] = None
-    end_to_end_seconds: Optional[float] = None
-    peak_device_memory_bytes: Optional[BoundedInt] = None
-    peak_host_rss_bytes: Optional[BoundedInt] = None
-    world_size: Optional[BoundedInt] = None
-    ranks: Optional[list[RankTimings]] = None
-    contention: Optional[Contention] = Field(
+    decoder: str | None = None
+    compilations: Compilations | None = None
+    batch_latency_p50: float | None = None
+    batch_latency_p90: float | None = None
+    detokenize_seconds: float | None = None
+    end_to_end_seconds: float | None = None
+    peak_device_memory_bytes: BoundedInt | None = None
+    peak_host_rss_bytes: BoundedInt | None = None
+    world_size: BoundedInt | None = None
+    ranks: list[RankTimings] | None = None
+    contention: Contention | None = Field(
         None, description="the run's share of its threads' CPU during the timed passes, load, "
                           "steal (absent in older reports: contention unknown)")
     #: every timed batch's seconds, for merging ranks' percentiles; never written to a file
@@ -219,12 +231,12 @@ class Skip(_Model):
 
 
 class DatasetInfo(_Model):
-    name: Optional[str] = None
-    utterances: Optional[NonNegativeInt] = None
-    audio_seconds: Optional[float] = None
+    name: str | None = None
+    utterances: NonNegativeInt | None = None
+    audio_seconds: float | None = None
     skipped: list[Skip] = Field(default_factory=list)
-    skipped_count: Optional[NonNegativeInt] = None
-    normalized_wer_excluded: Optional[NonNegativeInt] = Field(
+    skipped_count: NonNegativeInt | None = None
+    normalized_wer_excluded: NonNegativeInt | None = Field(
         None, description="utterances left out of wer_normalized (no words once normalized)")
 
 
@@ -238,16 +250,16 @@ class ReferenceAgreement(_Model):
     """Agreement with stock transformers generate() in fp32 on CPU, or why it is unknown."""
 
     reference: str = ""
-    requested: Optional[BoundedInt] = None
-    error: Optional[str] = None
-    utterances: Optional[NonNegativeInt] = None
-    identical: Optional[NonNegativeInt] = None
-    share: Optional[float] = Field(None, ge=0, le=1)
-    wer: Optional[NonNegativeFloat] = None
+    requested: BoundedInt | None = None
+    error: str | None = None
+    utterances: NonNegativeInt | None = None
+    identical: NonNegativeInt | None = None
+    share: float | None = Field(None, ge=0, le=1)
+    wer: NonNegativeFloat | None = None
     differing: list[Differing] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _complete(self) -> "ReferenceAgreement":
+    def _complete(self) -> ReferenceAgreement:
         if self.error is None:
             if None in (self.utterances, self.identical, self.share, self.wer):
                 raise ValueError("needs utterances, identical, share and wer (or an error)")
@@ -259,14 +271,14 @@ class ReferenceAgreement(_Model):
 class UtteranceResult(_Model):
     id: str
     prediction: str
-    reference: Optional[str] = None
-    tokens: Optional[BoundedInt] = None
-    audio_seconds: Optional[float] = None
-    edits: Optional[list[NonNegativeInt]] = Field(
+    reference: str | None = None
+    tokens: BoundedInt | None = None
+    audio_seconds: float | None = None
+    edits: list[NonNegativeInt] | None = Field(
         None, min_length=EDIT_FIELDS, max_length=EDIT_FIELDS,
         description="[word errors, reference words, char errors, reference chars, normalized "
                     "word errors, normalized reference words]")
-    speaker: Optional[str] = Field(
+    speaker: str | None = Field(
         None, min_length=1, max_length=64,
         description="pseudonymous speaker id (sha256 of the dataset's speaker field, e.g. "
                     "Common Voice client_id, first 16 hex digits): the bootstrap resamples "
@@ -279,15 +291,15 @@ class Verdict(_Model):
     config_id: str
     metric: str
     verdict: VERDICTS
-    value: Optional[float] = None
-    baseline: Optional[float] = None
-    delta: Optional[float] = Field(None, description="value - baseline")
-    allowed: Optional[float] = Field(
+    value: float | None = None
+    baseline: float | None = None
+    delta: float | None = Field(None, description="value - baseline")
+    allowed: float | None = Field(
         None, description="allowed move in the bad direction (absolute, in metric units)")
     note: str = ""  # e.g. significance in words
 
     @property
-    def relative(self) -> Optional[float]:
+    def relative(self) -> float | None:
         """delta / baseline; None without both."""
         if self.delta is None or not self.baseline:
             return None
@@ -298,8 +310,8 @@ class TranscriptChange(_Model):
     """An utterance whose prediction differs from the baseline's."""
 
     id: str
-    baseline: Optional[str] = None  # None: the baseline has no such utterance
-    current: Optional[str] = None  # None: the run has no such utterance
+    baseline: str | None = None  # None: the baseline has no such utterance
+    current: str | None = None  # None: the run has no such utterance
     diff: str = ""  # word-level: [-removed-] {+added+}
 
 
@@ -308,9 +320,9 @@ class ErrorRateChange(_Model):
 
     metric: str
     delta: float = Field(description="run - baseline, corpus level over the shared utterances")
-    low: Optional[float] = Field(None, description="lower end of the confidence interval of "
+    low: float | None = Field(None, description="lower end of the confidence interval of "
                                                    "delta; None: no interval (too few units)")
-    high: Optional[float] = None
+    high: float | None = None
     better: NonNegativeInt = Field(description="utterances with fewer errors than the baseline")
     worse: NonNegativeInt
     unchanged: NonNegativeInt
@@ -330,9 +342,9 @@ class AccuracyChange(_Model):
     method: Literal["utterances", "speakers"] = Field(
         "utterances", description="what the bootstrap resampled: speakers (blockwise, every "
                                   "utterance of a drawn speaker) or utterances")
-    units: Optional[NonNegativeInt] = Field(
+    units: NonNegativeInt | None = Field(
         None, description="how many units (speakers or utterances) were resampled")
-    min_units: Optional[PositiveInt] = Field(
+    min_units: PositiveInt | None = Field(
         None, description="the fewest units an interval is given from; below it, no interval")
     note: str = Field("", description="why the method or the missing interval, in words")
     confidence: float = Field(gt=0, lt=1)
@@ -340,7 +352,7 @@ class AccuracyChange(_Model):
     seed: BoundedInt
     changes: list[ErrorRateChange] = Field(default_factory=list)
 
-    def change(self, metric: str) -> Optional[ErrorRateChange]:
+    def change(self, metric: str) -> ErrorRateChange | None:
         """The change of one metric, or None."""
         return next((c for c in self.changes if c.metric == metric), None)
 
@@ -353,9 +365,9 @@ class Comparison(_Model):
     verdicts: list[Verdict] = Field(default_factory=list)
     transcripts: list[TranscriptChange] = Field(default_factory=list,
                                                 alias="transcripts_changed")
-    accuracy: Optional[AccuracyChange] = Field(
+    accuracy: AccuracyChange | None = Field(
         None, description="intervals of the error-rate changes, when transcripts changed")
-    not_judged: Optional[str] = Field(
+    not_judged: str | None = Field(
         None, description="why this config could not be judged (a refused or unreadable "
                           "baseline, a set-up error, ...): a failing verdict, never a pass")
 
@@ -381,13 +393,13 @@ class Comparison(_Model):
 class Tolerance(_Strict):
     """Per-entry (or per-matrix-section) overrides of the default tolerances."""
 
-    wer_abs: Optional[NonNegativeFloat] = None
-    cer_abs: Optional[NonNegativeFloat] = None
-    samples_per_second_rel: Optional[NonNegativeFloat] = None
-    noise_factor: Optional[NonNegativeFloat] = None
-    reference_share_min: Optional[NonNegativeFloat] = None
-    reference_wer_max: Optional[NonNegativeFloat] = None
-    cpu_share_min: Optional[NonNegativeFloat] = Field(
+    wer_abs: NonNegativeFloat | None = None
+    cer_abs: NonNegativeFloat | None = None
+    samples_per_second_rel: NonNegativeFloat | None = None
+    noise_factor: NonNegativeFloat | None = None
+    reference_share_min: NonNegativeFloat | None = None
+    reference_wer_max: NonNegativeFloat | None = None
+    cpu_share_min: NonNegativeFloat | None = Field(
         None, description="a CPU run that got less of its threads' CPU while timed is not "
                           "judged on throughput (0: always judged)")
 
@@ -427,8 +439,8 @@ class BatchCounters(_Model):
                                           "multiset of the steps after the prompt step")
     decode_steps: Count = Field(description="decoder calls, the prompt step included")
     steady_steps: Count = Field(description="steps whose ops were decode_step_ops")
-    decode_step_total_min: Optional[Count] = None  # ops in a step after the prompt's
-    decode_step_total_max: Optional[Count] = None
+    decode_step_total_min: Count | None = None  # ops in a step after the prompt's
+    decode_step_total_max: Count | None = None
     decode_ops_total: OpCounts = Field(default_factory=dict, description="all decode steps")
     other_ops: OpCounts = Field(
         default_factory=dict, description="the batch's ops outside the encoder and the decode "
@@ -475,19 +487,19 @@ class Counters(BatchCounters):
     batches: list[BatchCounters] = Field(
         default_factory=list, description="the first batch of each further distinct batch "
                                           "shape (rows, real rows, input shapes), in order")
-    batches_in_pass: Optional[Count] = Field(None, description="batches per pass")
+    batches_in_pass: Count | None = Field(None, description="batches per pass")
     host_sync_definition: str = ""
-    compilations: Optional[Count] = Field(
+    compilations: Count | None = Field(
         None, description="graph compilations/captures of the run (warm-up and timed passes; "
                           "the device's counter); None where nothing is counted")
     captures: OpCounts = Field(
         default_factory=dict, description="the calls that compiled/captured graphs, by "
                                           "'<module class>(<input shapes>)': compilations")
-    peak_device_memory_bytes: Optional[NonNegativeInt] = Field(
+    peak_device_memory_bytes: NonNegativeInt | None = Field(
         None, description="informational, never gated: the device allocator's peak during the "
                           "counted pass (CUDA max_memory_allocated, HPU MaxInUse); None on the "
                           "CPU and the emulated Gaudi (no device allocator)")
-    seconds: Optional[NonNegativeFloat] = Field(None, description="wall time of the counted "
+    seconds: NonNegativeFloat | None = Field(None, description="wall time of the counted "
                                                                   "pass (informational)")
 
 
@@ -497,9 +509,9 @@ class ModelIdentity(_Model):
 
     reference: str = Field(description="the model reference the user gave")
     source: str = Field(description="the resolved local directory or Hub id")
-    revision: Optional[str] = Field(
+    revision: str | None = Field(
         None, description="a Hub model's resolved commit (its cache snapshot); None otherwise")
-    weights_sha256: Optional[str] = Field(
+    weights_sha256: str | None = Field(
         None, pattern=SHA256_PATTERN,
         description="sha256 over the weight files the model loads (model.safetensors, else "
                     "the shards model.safetensors.index.json lists) in name order; None where "
@@ -524,13 +536,13 @@ class ShardInfo(_Model):
         default_factory=list, description="row number of each dataset.skipped entry")
     latencies: list[NonNegativeFloat] = Field(
         default_factory=list, description="every timed batch's seconds (pooled by the merge)")
-    whisper_edits: Optional[list[NonNegativeInt]] = Field(
+    whisper_edits: list[NonNegativeInt] | None = Field(
         None, min_length=2, max_length=2,
         description="[word errors, words] after Whisper's own normalizer (wer_normalized_whisper "
                     "of the merged run)")
 
     @model_validator(mode="after")
-    def _inside(self) -> "ShardInfo":
+    def _inside(self) -> ShardInfo:
         if self.index >= self.count:
             raise ValueError(f"shard index {self.index} is not below the count {self.count}")
         return self
@@ -552,24 +564,24 @@ class Run(_Model):
     config: RunConfig
     device: DeviceInfo
     metrics: Metrics
-    throughput: Optional[ThroughputStats] = Field(
+    throughput: ThroughputStats | None = Field(
         None, description="null in a counters-only run (config.counters_only): nothing timed")
     timings: Timings = Field(default_factory=Timings)
     dataset: DatasetInfo = Field(default_factory=DatasetInfo)
-    passes_identical: Optional[bool] = None
-    reference: Optional[ReferenceAgreement] = None
+    passes_identical: bool | None = None
+    reference: ReferenceAgreement | None = None
     utterances: list[UtteranceResult]
-    comparison: Optional[Comparison] = None
-    tolerance_policy: Optional[Tolerance] = Field(
+    comparison: Comparison | None = None
+    tolerance_policy: Tolerance | None = Field(
         None, description="the matrix section's tolerance the pytest door ran with")
-    counters: Optional[Counters] = Field(
+    counters: Counters | None = Field(
         None, description="exact work counts of the counted pass (absent: counting was off)")
-    model: Optional[ModelIdentity] = Field(
+    model: ModelIdentity | None = Field(
         None, description="the measured model's identity (absent in older reports)")
-    shard: Optional[ShardInfo] = Field(
+    shard: ShardInfo | None = Field(
         None, description="one scheduler shard of the split (`asrbench run --shard`): a part, "
                           "never gated alone; `asrbench merge` pools the shards")
-    merged: Optional[MergeInfo] = Field(
+    merged: MergeInfo | None = Field(
         None, description="made by `asrbench merge` from this many shard runs")
 
     @property
@@ -578,7 +590,7 @@ class Run(_Model):
         return bool((self.config.model_extra or {}).get("counters_only"))
 
     @model_validator(mode="after")
-    def _throughput_iff_timed(self) -> "Run":
+    def _throughput_iff_timed(self) -> Run:
         # A timed run has a throughput; a counters-only run has none and claims none.
         timed = not self.counters_only
         if timed and (self.throughput is None or self.metrics.samples_per_second is None):
@@ -589,7 +601,7 @@ class Run(_Model):
             raise ValueError("a counters-only run timed nothing: it has no throughput")
         return self
 
-    def ranks_problem(self) -> Optional[str]:
+    def ranks_problem(self) -> str | None:
         """Why a merged data-parallel run is incomplete, or None. Checked by Report: a rank's
         own run (before the merge) has no ranks yet."""
         size = self.config.world_size
@@ -601,7 +613,7 @@ class Run(_Model):
 class Environment(_Model):
     """Where the numbers came from (what baselines record is typed; the rest is kept)."""
 
-    packages: dict[str, Optional[str]] = Field(default_factory=dict)
+    packages: dict[str, str | None] = Field(default_factory=dict)
     device: dict[str, Any] = Field(default_factory=dict)
     git: dict[str, Any] = Field(default_factory=dict)
 
@@ -615,7 +627,7 @@ class Report(_Model):
     interrupted: bool = Field(False, description="stopped by a signal: only finished runs")
 
     @model_validator(mode="after")
-    def _has_runs(self) -> "Report":
+    def _has_runs(self) -> Report:
         if not self.runs and not self.interrupted:
             raise ValueError("the report holds no runs")
         for number, run in enumerate(self.runs):
@@ -648,7 +660,7 @@ class Noise(_Model):
     samples_per_second_rsd: NonNegativeFloat = Field(
         0.0, description="relative standard deviation of the passes within a process (the "
                          "largest over the processes recorded)")
-    passes: Optional[NonNegativeInt] = None
+    passes: NonNegativeInt | None = None
     samples_per_second_per_pass: list[float] = Field(default_factory=list)
     samples_per_second_per_process: list[PositiveFloat] = Field(
         default_factory=list, description="each recorded process's median samples/s (two or "
@@ -663,24 +675,24 @@ class BaselineEntry(_Model):
     noise: Noise = Field(default_factory=Noise)
     predictions: dict[str, str] = Field(default_factory=dict)
     predictions_sha256: str = Field(pattern=SHA256_PATTERN)
-    normalizer: Optional[str] = Field(
+    normalizer: str | None = Field(
         None, description="versioned name of the normalizer of metrics.wer_normalized")
     edits: dict[str, Annotated[list[NonNegativeInt], Field(min_length=EDIT_FIELDS,
                                                            max_length=EDIT_FIELDS)]] = Field(
         default_factory=dict, description="utterance id -> its edit counts, as in a report's "
                                           "utterances (for intervals of error-rate changes)")
     environment: dict[str, Any] = Field(default_factory=dict)
-    commit: Optional[str] = None
-    updated: Optional[str] = None
+    commit: str | None = None
+    updated: str | None = None
 
-    counters: Optional[Counters] = Field(
+    counters: Counters | None = Field(
         None, description="the run's counted pass, compared exactly (gate/counters.py)")
-    model: Optional[ModelIdentity] = Field(
+    model: ModelIdentity | None = Field(
         None, description="the recorded model's identity; a run of a model with other weights "
                           "is refused (absent in older baselines: not checked)")
 
     @model_validator(mode="after")
-    def _digest(self) -> "BaselineEntry":
+    def _digest(self) -> BaselineEntry:
         if self.predictions and predictions_digest(self.predictions) != self.predictions_sha256:
             raise ValueError("predictions_sha256 does not match the stored predictions")
         return self
@@ -709,14 +721,14 @@ class AbDecision(_Model):
 
     outcome: Literal["DIFFERENT", "SAME", "UNKNOWN"]
     rounds: NonNegativeInt
-    ratio: Optional[PositiveFloat] = Field(None, description="head/base, exp(mean log-ratio); "
+    ratio: PositiveFloat | None = Field(None, description="head/base, exp(mean log-ratio); "
                                                              "null below 2 rounds")
-    ci_low: Optional[PositiveFloat] = None
-    ci_high: Optional[PositiveFloat] = None
+    ci_low: PositiveFloat | None = None
+    ci_high: PositiveFloat | None = None
     confidence: float = Field(gt=0, lt=1, description="of the interval: 1 - alpha / looks")
-    p_value: Optional[float] = Field(None, ge=0, le=1, description="two-sided one-sample "
+    p_value: float | None = Field(None, ge=0, le=1, description="two-sided one-sample "
                                      "t-test of the log-ratios against 0")
-    ratio_of_medians: Optional[PositiveFloat] = Field(
+    ratio_of_medians: PositiveFloat | None = Field(
         None, description="median(head) / median(base), for reading")
     threshold: float = Field(gt=0, lt=1)
 
@@ -744,14 +756,14 @@ class AbRound(_Model):
     order: list[Literal["base", "head"]]
     seconds: NonNegativeFloat
     samples_per_second: dict[Literal["base", "head"], list[PositiveFloat]]
-    cards: Optional[dict[Literal["base", "head"], str]] = None  # --cards: each side's card
+    cards: dict[Literal["base", "head"], str] | None = None  # --cards: each side's card
 
 
 class AbSide(_Model):
     command: list[str] = Field(min_length=1)
     args: list[str] = Field(default_factory=list)
-    cwd: Optional[str] = None
-    report: Optional[Report] = Field(None, description="the side's accuracy run (whole split)")
+    cwd: str | None = None
+    report: Report | None = Field(None, description="the side's accuracy run (whole split)")
 
 
 class AbReport(_Model):

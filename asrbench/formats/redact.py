@@ -23,7 +23,8 @@ Masking errs on the side of hiding: a false positive costs a `***` in a message.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 REDACTED = "***"
 

@@ -31,7 +31,7 @@ ones, a baseline's) are refused (check_edits), in one line.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import AccuracyChange, BaselineEntry, ErrorRateChange, Run
@@ -52,7 +52,7 @@ _CHUNK = 500  # resamples drawn at once (bounds memory: chunk x utterances indic
 MIN_UNITS = 10
 
 
-def normalizer_problem(run: Run, entry: BaselineEntry) -> Optional[str]:
+def normalizer_problem(run: Run, entry: BaselineEntry) -> str | None:
     """Why the entry's normalized WER cannot be compared with the run's (one line), or None."""
     ours, theirs = run.metrics.normalizer, entry.normalizer
     if ours == theirs or (theirs is None and ours in UNVERSIONED_SAME_AS):
@@ -135,7 +135,7 @@ def _block_sums(rows: list[list[int]], blocks: list[list[int]]) -> list[list[int
 
 def accuracy_change(run: Run, entry: BaselineEntry, confidence: float = CONFIDENCE,
                     resamples: int = RESAMPLES, seed: int = SEED,
-                    min_units: int = MIN_UNITS) -> Optional[AccuracyChange]:
+                    min_units: int = MIN_UNITS) -> AccuracyChange | None:
     """The changes of WER, normalized WER and CER over the utterances with edit counts on both
     sides, how many got better / worse / stayed, and each change's interval (blockwise over
     speakers where known, else over utterances; none from fewer than `min_units` units); None
@@ -207,7 +207,7 @@ def _word_bound(text: str) -> int:
     return 2 * len(text) + 1
 
 
-def impossible_edits(edits: list[int], prediction: str, reference: Optional[str]) -> Optional[str]:
+def impossible_edits(edits: list[int], prediction: str, reference: str | None) -> str | None:
     """Why one utterance's stored edit counts cannot be its transcripts' (a phrase), or None.
     Without a reference only bounds are checked: an edit distance is at most the longer of
     the two sequences."""
@@ -230,7 +230,7 @@ def impossible_edits(edits: list[int], prediction: str, reference: Optional[str]
     return None
 
 
-def check_edits(run: Run, entry: Optional[BaselineEntry] = None) -> None:
+def check_edits(run: Run, entry: BaselineEntry | None = None) -> None:
     """Refuse (AsrbenchError, one line) a run whose edit counts disagree with its transcripts,
     or a baseline entry whose counts are impossible for its predictions."""
     for u in run.utterances:

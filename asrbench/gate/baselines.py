@@ -18,17 +18,31 @@ from __future__ import annotations
 import datetime as dt
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import ValidationError
 
 from asrbench.errors import AsrbenchError
-from asrbench.gate.accuracy import check_edits
-from asrbench.gate.counters import (check_countable, check_same_counters, counter_verdicts,
-                                    counts_summary, describe_changes)
 from asrbench.formats.io import read_json, write_json_atomic
-from asrbench.formats.model import (predictions_digest, SCHEMA_VERSION, BaselineEntry, BaselineFile, Run, Tolerance, dump,
-                              parse_baselines, validation_error)
+from asrbench.formats.model import (
+    SCHEMA_VERSION,
+    BaselineEntry,
+    BaselineFile,
+    Run,
+    Tolerance,
+    dump,
+    parse_baselines,
+    predictions_digest,
+    validation_error,
+)
+from asrbench.gate.accuracy import check_edits
+from asrbench.gate.counters import (
+    check_countable,
+    check_same_counters,
+    counter_verdicts,
+    counts_summary,
+    describe_changes,
+)
 
 DEFAULT_TOLERANCE = {
     "wer_abs": 0.005,  # absolute WER points
@@ -124,7 +138,7 @@ def check_tolerance(tolerance: Any, where: str) -> dict[str, float]:
         raise validation_error(exc, "tolerance", where) from None
 
 
-def entry_from_run(run: Run, environment: dict[str, Any], previous: Optional[BaselineEntry] = None,
+def entry_from_run(run: Run, environment: dict[str, Any], previous: BaselineEntry | None = None,
                    tolerance: dict[str, float] | None = None) -> BaselineEntry:
     """A baseline entry from one report run; the previous entry's tolerance overrides are kept,
     and `tolerance` (e.g. the matrix's per-device-class policy) is applied on top."""
@@ -146,7 +160,7 @@ def check_same_transcripts(runs: list[Run]) -> None:
 
 
 def entry_from_runs(runs: list[Run], environment: dict[str, Any],
-                    previous: Optional[BaselineEntry] = None,
+                    previous: BaselineEntry | None = None,
                     tolerance: dict[str, float] | None = None) -> BaselineEntry:
     """A baseline entry from one config's runs in one or more independent processes.
 
@@ -197,7 +211,7 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any],
     })
 
 
-def _untimed_noise(runs: list[Run], previous: Optional[BaselineEntry]
+def _untimed_noise(runs: list[Run], previous: BaselineEntry | None
                    ) -> tuple[float, dict[str, Any]]:
     """The samples/s and noise of an entry refreshed from counters-only runs: the previous
     entry's, as recorded (the runs timed nothing); a new entry needs a timed run."""

@@ -24,13 +24,25 @@ import difflib
 import math
 
 from asrbench.errors import AsrbenchError
-from asrbench.gate.accuracy import accuracy_change, check_edits, check_normalizer
-from asrbench.gate.baselines import (DEFAULT_TOLERANCE, GATED_METRICS, ONE_PROCESS_REL,
-                                     RECOMMENDED_PROCESSES, check_model, tolerance_of)
-from asrbench.gate.counters import run_counter_verdicts
 from asrbench.formats.environment import CPU_BF16
-from asrbench.formats.model import (BaselineEntry, Comparison, Contention, Run, TranscriptChange,
-                                    Verdict)
+from asrbench.formats.model import (
+    BaselineEntry,
+    Comparison,
+    Contention,
+    Run,
+    TranscriptChange,
+    Verdict,
+)
+from asrbench.gate.accuracy import accuracy_change, check_edits, check_normalizer
+from asrbench.gate.baselines import (
+    DEFAULT_TOLERANCE,
+    GATED_METRICS,
+    ONE_PROCESS_REL,
+    RECOMMENDED_PROCESSES,
+    check_model,
+    tolerance_of,
+)
+from asrbench.gate.counters import run_counter_verdicts
 
 __all__ = ["Comparison", "TranscriptChange", "Verdict", "compare_run", "missing_entries",
            "run_checks", "changed_transcripts", "word_diff", "describe_verdict", "format_number",

@@ -18,8 +18,6 @@ informational.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import COUNTER_VERSION, BatchCounters, Counters, Run, Verdict
 
@@ -131,7 +129,7 @@ def _scalar_verdict(config_id: str, metric: str, label: str, baseline: float, cu
                     current, baseline, text)
 
 
-def claimed_but_missing(run: Run) -> Optional[str]:
+def claimed_but_missing(run: Run) -> str | None:
     """Why a run's counters cannot be read although its settings say it was counted (its
     config has counters on, the report has none: edited or truncated), or None. Such a run is
     refused, never taken for a --no-counters run."""
@@ -143,7 +141,7 @@ def claimed_but_missing(run: Run) -> Optional[str]:
     return None
 
 
-def foreign_version(run: Run) -> Optional[str]:
+def foreign_version(run: Run) -> str | None:
     """Why a run's counters are of a version this asrbench does not define, or None."""
     if run.counters is not None and run.counters.version != COUNTER_VERSION:
         return (f"{run.config.id}: the report's counters are version {run.counters.version}, "
@@ -160,7 +158,7 @@ def check_countable(run: Run) -> None:
         raise AsrbenchError(problem)
 
 
-def refusal(current: Counters, baseline: Counters) -> Optional[str]:
+def refusal(current: Counters, baseline: Counters) -> str | None:
     """Why these counters cannot be compared (one line saying to re-record), or None."""
     if baseline.version != current.version:
         return (f"the baseline's counters are version {baseline.version} and this run's "
@@ -276,7 +274,7 @@ def run_counter_verdicts(run: Run, baseline: Counters | None) -> list[Verdict]:
     return counter_verdicts(run.config.id, run.counters, baseline)
 
 
-def not_gated(verdicts: list[Verdict]) -> Optional[str]:
+def not_gated(verdicts: list[Verdict]) -> str | None:
     """Why a comparison's counters were not gated (no counter verdict, a run not counted, a
     baseline entry without counters), or None when they were."""
     counted = [v for v in verdicts if v.metric in COUNTER_METRICS]

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asrbench.errors import AsrbenchError
 from asrbench.formats.io import DEFAULT_BASELINE_DIR, DEFAULT_REPORT
+from asrbench.formats.model import BaselineFile, Report, Run
 from asrbench.gate import baselines
 from asrbench.gate.compare import Comparison, compare_run, missing_entries
-from asrbench.errors import AsrbenchError
 from asrbench.gate.policy import Policy
-from asrbench.formats.model import BaselineFile, Report, Run
 
 
 def baseline_dir_args(baseline_dir: str | Path | None) -> str:

@@ -23,12 +23,13 @@ Policy, with the same options, so they cannot disagree:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
+from asrbench.errors import AsrbenchError
 from asrbench.gate.compare import Comparison, describe_verdict
 from asrbench.gate.counters import COUNTER_METRICS
-from asrbench.errors import AsrbenchError
 
 #: the checks, each one pytest test; `asrbench compare` applies them all
 CHECKS = ("wer", "cer", "throughput", "transcripts", "compilations", "agreement", "counters",

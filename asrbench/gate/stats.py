@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 EXACT_LIMIT = 200_000  # largest C(n+m, n) enumerated exactly
 

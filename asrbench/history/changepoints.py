@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 from asrbench.errors import require
 
@@ -86,7 +87,7 @@ class Step:
         return self.after - self.before
 
     @property
-    def relative(self) -> Optional[float]:
+    def relative(self) -> float | None:
         return self.delta / self.before if self.before else None
 
 
@@ -99,12 +100,12 @@ class ChangePoint:
     metric: str
     index: int
     report_id: int
-    commit: Optional[str]
+    commit: str | None
     label: str
     before: float
     after: float
     delta: float
-    relative: Optional[float]
+    relative: float | None
     direction: str  # "regression" or "improvement"
     points_before: int
     points_after: int
@@ -199,7 +200,7 @@ def best_partition(values: Any, candidates: list[int], min_size: int, penalty: f
     return sorted(cuts)
 
 
-def detect(values: Sequence[Optional[float]], relative: bool = False,
+def detect(values: Sequence[float | None], relative: bool = False,
            min_size: int = DEFAULT_MIN_SIZE, min_change: float = 0.0,
            noise_floor: float | None = None, penalty_factor: float = PENALTY_FACTOR
            ) -> list[Step]:

@@ -23,7 +23,7 @@ import datetime as dt
 import math
 import statistics
 from bisect import bisect_left, bisect_right
-from typing import Any, Optional
+from typing import Any
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import Report, Run, dump
@@ -225,7 +225,7 @@ def github_action_benchmark_entries(report: Report, direction: str) -> list[dict
             continue
         for metric, label in (("wer", "WER"), ("wer_normalized", "normalized WER"),
                               ("cer", "CER")):
-            value: Optional[float] = getattr(run.metrics, metric)
+            value: float | None = getattr(run.metrics, metric)
             if value is None:  # normalization left no reference words: nothing to chart
                 continue
             entries.append({"name": _name(run, label), "unit": label, "value": value,

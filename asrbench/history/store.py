@@ -33,26 +33,32 @@ import math
 import os
 import re
 import sqlite3
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 from asrbench.errors import AsrbenchError, first_line, require
-from asrbench.formats.redact import (REDACTED, is_keyword_connection_string,
-                                     looks_like_a_connection_string, redact_argv, redact_url,
-                                     secrets_in)
-from asrbench.formats.redact import redact as redact_secrets
 from asrbench.formats.io import loads_checked
 from asrbench.formats.model import Report, Run, dump, parse_report
+from asrbench.formats.redact import (
+    REDACTED,
+    is_keyword_connection_string,
+    looks_like_a_connection_string,
+    redact_argv,
+    redact_url,
+    secrets_in,
+)
+from asrbench.formats.redact import redact as redact_secrets
 
 DEFAULT_HISTORY = "history.sqlite"
 #: the store schema this asrbench writes (independent of the report schema)
 STORE_VERSION = 1
 #: version -> function(store) that upgrades a store of that version to version + 1, in the
 #: migration's transaction. Empty: version 1 is the first store schema.
-MIGRATIONS: dict[int, Callable[["Store"], None]] = {}
+MIGRATIONS: dict[int, Callable[[Store], None]] = {}
 TABLES = ("meta", "reports", "runs")
 
 _DDL = (
@@ -108,15 +114,15 @@ class StoredReport:
 
     id: int
     sha256: str
-    commit: Optional[str]
-    report_commit: Optional[str]
-    dirty: Optional[bool]
-    branch: Optional[str]
-    device_class: Optional[str]
-    created: Optional[str]
+    commit: str | None
+    report_commit: str | None
+    dirty: bool | None
+    branch: str | None
+    device_class: str | None
+    created: str | None
     added: str
-    asrbench_version: Optional[str]
-    source: Optional[str]
+    asrbench_version: str | None
+    source: str | None
     runs: int = 0
 
     @property
@@ -135,24 +141,24 @@ class Point:
     config_id: str
     device_class: str
     wer: float
-    wer_normalized: Optional[float]
+    wer_normalized: float | None
     cer: float
     samples_per_second: float
     rsd: float
     passes: int
-    utterances: Optional[int]
-    compilations_timed: Optional[int]
+    utterances: int | None
+    compilations_timed: int | None
     samples_per_pass: list[float] = field(default_factory=list)
-    pass_seconds: Optional[list[float]] = None
-    commit: Optional[str] = None
-    created: Optional[str] = None
-    branch: Optional[str] = None
+    pass_seconds: list[float] | None = None
+    commit: str | None = None
+    created: str | None = None
+    branch: str | None = None
 
     @property
     def label(self) -> str:
         return _label(self.report_id, self.commit)
 
-    def value(self, metric: str) -> Optional[float]:
+    def value(self, metric: str) -> float | None:
         if metric == "compilations_timed":
             return None if self.compilations_timed is None else float(self.compilations_timed)
         return getattr(self, metric)
@@ -345,7 +351,7 @@ class Store:
                                "WHERE table_schema = current_schema()")
         return {r[0] for r in rows}
 
-    def _meta(self, key: str) -> Optional[str]:
+    def _meta(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None
 
@@ -553,7 +559,7 @@ class Store:
                                 "text (the store is damaged)")
         return parse_report(loads_checked(rows[0][0], "report", where), where)
 
-    def find_digest(self, digest: str) -> Optional[StoredReport]:
+    def find_digest(self, digest: str) -> StoredReport | None:
         rows = self._query("SELECT " + _REPORT_COLUMNS + " FROM reports WHERE sha256 = ?",
                            (digest,))
         return self._stored(rows[0]) if rows else None
@@ -646,7 +652,7 @@ def digest_of(report: Report) -> str:
     return report_digest(stored_document(report))
 
 
-def _text(value: Any) -> Optional[str]:
+def _text(value: Any) -> str | None:
     if value is None:
         return None
     text = str(value).strip()
@@ -712,7 +718,7 @@ def _str(value: Any) -> str:
     return value
 
 
-def _label(report_id: int, commit: Optional[str]) -> str:
+def _label(report_id: int, commit: str | None) -> str:
     from asrbench.render.text import terminal_safe
 
     return terminal_safe(f"#{report_id} {commit[:12]}" if commit else f"#{report_id}",

@@ -17,10 +17,10 @@ import re
 import shutil
 import struct
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -263,8 +263,12 @@ def source_digest(source: BundledSource) -> str:
 def convert(source: BundledSource, out_dir: Path) -> None:
     """Write a transformers checkpoint (safetensors + processor + generation config)."""
     import torch
-    from transformers import (WhisperFeatureExtractor, WhisperForConditionalGeneration,
-                              WhisperProcessor, WhisperTokenizerFast)
+    from transformers import (
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizerFast,
+    )
 
     data = b"".join(p.read_bytes() for p in source.model_parts)
     variables = read_model_bin(data)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Optional
 
 from asrbench.formats.model import Contention
 
@@ -33,7 +32,7 @@ def _cpu_seconds() -> float:
     return time.process_time()
 
 
-def _proc_stat(root: Path) -> Optional[list[int]]:
+def _proc_stat(root: Path) -> list[int] | None:
     """The machine's aggregate CPU jiffies (/proc/stat's first line), or None off Linux."""
     try:
         first = (root / "stat").read_text().splitlines()[0].split()
@@ -47,7 +46,7 @@ def _proc_stat(root: Path) -> Optional[list[int]]:
         return None
 
 
-def _runqueue_wait(root: Path) -> Optional[float]:
+def _runqueue_wait(root: Path) -> float | None:
     """Seconds this process's threads spent runnable but waiting for a CPU (the second column
     of /proc/self/task/*/schedstat, in ns), or None where the kernel does not say."""
     total, seen = 0, False
@@ -60,14 +59,14 @@ def _runqueue_wait(root: Path) -> Optional[float]:
     return total / 1e9 if seen else None
 
 
-def _load_average(root: Path) -> Optional[float]:
+def _load_average(root: Path) -> float | None:
     try:
         return float((root / "loadavg").read_text().split()[0])
     except (OSError, IndexError, ValueError):
         return None
 
 
-def steal_share(before: Optional[list[int]], after: Optional[list[int]]) -> Optional[float]:
+def steal_share(before: list[int] | None, after: list[int] | None) -> float | None:
     """The share of the machine's CPU time stolen between two /proc/stat readings (the 8th
     column, steal; guest time is already inside user), or None where it is not known."""
     if before is None or after is None or len(before) < 8 or len(after) < 8:

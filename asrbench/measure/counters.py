@@ -54,8 +54,9 @@ import os
 import sys
 import time
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -95,7 +96,7 @@ def op_key(func: Any, args: tuple, kwargs: dict, out: Any) -> str:
     return f"{name} -"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _composite(func: Any) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(func.name(),
                                                           "CompositeImplicitAutograd")

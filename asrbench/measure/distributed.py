@@ -18,9 +18,10 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asrbench import processes
 from asrbench.errors import AsrbenchError, first_line
@@ -234,7 +235,7 @@ class World:
         self._objects: Any = None  # process group for pickled objects (gloo)
 
     @classmethod
-    def from_environment(cls, timeout_s: float | None = None) -> "World":
+    def from_environment(cls, timeout_s: float | None = None) -> World:
         """The world this process was launched into; prepares the process for it."""
         world = cls(detect_launch(), timeout_s)
         if world.size > 1:
@@ -272,7 +273,7 @@ class World:
         # Ranks on one host share its cores; oversubscribed threads make every rank slower.
         torch.set_num_threads(cpu_threads(self.launch))
 
-    def configs(self, configs: list["BenchConfig"]) -> list["BenchConfig"]:
+    def configs(self, configs: list[BenchConfig]) -> list[BenchConfig]:
         """The configs with this run's world size (part of their id); a config file that asks
         for another world size than the launcher started is an error."""
         out = []
@@ -284,7 +285,7 @@ class World:
             out.append(config.replace(world_size=self.size))
         return out
 
-    def connect(self, device: "Device") -> None:
+    def connect(self, device: Device) -> None:
         """Start the process group with the device's backend (once; no-op for one process)."""
         if self.size == 1 or self._device is not None:
             return
@@ -367,8 +368,8 @@ def default_timeout() -> float:
         raise AsrbenchError(f"{TIMEOUT_ENV}={value!r} is not a number of seconds") from None
 
 
-def merge_results(config: "BenchConfig", parts: list["Run"], spelling: Any = None,
-                  order: Callable[[Any], int] | None = None) -> "Run":
+def merge_results(config: BenchConfig, parts: list[Run], spelling: Any = None,
+                  order: Callable[[Any], int] | None = None) -> Run:
     """One run from the ranks' shard runs (in rank order): every utterance once, in split
     order, the ranks' timings merged (merge_timings), and scored from all of them (a shard's
     own scores are replaced, never combined). Skipped rows: every rank's, each once (rows
@@ -398,7 +399,7 @@ def torchrun_command(nproc: int, args: list[str]) -> list[str]:
             f"--nproc-per-node={nproc}", "-m", "asrbench", *args]
 
 
-def config_toml(config: "BenchConfig", passes: int) -> str:
+def config_toml(config: BenchConfig, passes: int) -> str:
     """The config as an `asrbench run --config` file (None fields left out)."""
     lines = [f"passes = {passes}"]
     for name, value in config.to_dict().items():
@@ -419,8 +420,8 @@ def error_lines(output: str) -> list[str]:
     return seen
 
 
-def launch_run(config: "BenchConfig", passes: int, workdir: Path,
-               timeout_s: float | None = None) -> "Run":
+def launch_run(config: BenchConfig, passes: int, workdir: Path,
+               timeout_s: float | None = None) -> Run:
     """Run one config with torchrun on config.world_size local processes; returns its report
     entry (validated). A failed rank is an AsrbenchError quoting the ranks' error lines."""
     from asrbench.formats.io import load_report
@@ -452,8 +453,8 @@ def launch_run(config: "BenchConfig", passes: int, workdir: Path,
 def probe_device(kind: str, timeout_s: float = 300.0) -> tuple[str, str]:
     """(device class, kind) of `--device kind`, found in a short-lived child process so this
     one never holds a GPU or Gaudi card that the ranks need."""
-    code = ("import json; from asrbench.devices import get_device; d = get_device(%r); "
-            "print(json.dumps([d.device_class(), d.kind]))" % kind)
+    code = (f"import json; from asrbench.devices import get_device; d = get_device({kind!r}); "
+            "print(json.dumps([d.device_class(), d.kind]))")
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               timeout=timeout_s)

@@ -23,26 +23,46 @@ import itertools
 import resource
 import statistics
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
-from asrbench.measure import decoding
 from asrbench.config.settings import BenchConfig
-from asrbench.measure.data import SAMPLE_RATE, LoadedSplit, SplitIndex
-from asrbench.measure.decoding import (GreedyDecoder, StaticGreedyDecoder, length_kwargs,
-                                       whisper_prompt)
-from asrbench.measure.features import (ATTENTION_MASK, check_settings, input_name, is_whisper,
-                                        model_inputs)
 from asrbench.devices import Device
 from asrbench.errors import AsrbenchError
-from asrbench.formats.model import (Compilations, DatasetInfo, DeviceInfo, Metrics, RankTimings,
-                                    Run, RunConfig, Skip, ThroughputStats, Timings,
-                                    UtteranceResult)
+from asrbench.formats.model import (
+    Compilations,
+    DatasetInfo,
+    DeviceInfo,
+    Metrics,
+    RankTimings,
+    Run,
+    RunConfig,
+    Skip,
+    ThroughputStats,
+    Timings,
+    UtteranceResult,
+)
+from asrbench.measure import decoding
 from asrbench.measure.contention import ContentionMeter
 from asrbench.measure.counters import CountedBatch, count_batches, select_batches
+from asrbench.measure.data import SAMPLE_RATE, LoadedSplit, SplitIndex
+from asrbench.measure.decoding import (
+    GreedyDecoder,
+    StaticGreedyDecoder,
+    length_kwargs,
+    whisper_prompt,
+)
+from asrbench.measure.features import (
+    ATTENTION_MASK,
+    check_settings,
+    input_name,
+    is_whisper,
+    model_inputs,
+)
 from asrbench.measure.metrics import error_rates, percentile, throughput
 from asrbench.measure.models import LoadedModel
 
@@ -81,7 +101,7 @@ def measured_timings(pass_seconds: list[float], model_seconds: float, latencies:
         peak_host_rss_bytes=peak_host_rss_bytes, latencies=list(latencies))
 
 
-def counters_only_timings(feature_seconds: float, warmup: "PassResult", warmup_batches: int,
+def counters_only_timings(feature_seconds: float, warmup: PassResult, warmup_batches: int,
                           batches: int, detokenize_seconds: float, decoder: str,
                           device: Device) -> Timings:
     """The timings of a counters-only run: no timed pass, so no pass time, throughput or

@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 import statistics
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 ENGLISH = {"en", "english"}
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asrbench.measure.bundled import BUNDLED_PREFIX, ensure_converted
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.formats.model import ModelIdentity
+from asrbench.measure.bundled import BUNDLED_PREFIX, ensure_converted
 
 
 @dataclass
@@ -200,7 +200,7 @@ def load(reference: str) -> LoadedModel:
         processor = AutoProcessor.from_pretrained(source, **options)
         model = AutoModelForSpeechSeq2Seq.from_pretrained(
             source, **dtype_option(torch.float32), use_safetensors=True, **options)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         where = "from the directory" if local else "from the Hugging Face Hub"
         raise AsrbenchError(
             f"could not load model {reference!r} {where}: {first_line(exc)}"

@@ -24,19 +24,20 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from asrbench.measure.bundled import BUNDLED_PREFIX, bundled_source
 from asrbench.config.settings import BenchConfig
+from asrbench.devices import Device
+from asrbench.errors import AsrbenchError
+from asrbench.measure.bundled import BUNDLED_PREFIX, bundled_source
 from asrbench.measure.data import SAMPLE_RATE, LoadedSplit
 from asrbench.measure.decoding import whisper_prompt
-from asrbench.devices import Device
 from asrbench.measure.engine import Evaluator, PreparedModel
-from asrbench.errors import AsrbenchError
 from asrbench.measure.metrics import error_rates
 from asrbench.measure.models import LoadedModel
 

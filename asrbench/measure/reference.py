@@ -23,9 +23,10 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from asrbench.config.settings import DEFAULT_REFERENCE_UTTERANCES
 from asrbench.errors import AsrbenchError, first_line
@@ -64,7 +65,7 @@ class ReferenceRequest:
 
     @classmethod
     def for_config(cls, config: Any, utterances: int = DEFAULT_REFERENCE_UTTERANCES,
-                   audio_sha256: str | None = None) -> "ReferenceRequest":
+                   audio_sha256: str | None = None) -> ReferenceRequest:
         """The request matching a BenchConfig's model, data and decoding settings."""
         dataset = config.dataset
         if Path(dataset).expanduser().exists():
@@ -77,7 +78,7 @@ class ReferenceRequest:
                    audio_sha256=audio_sha256)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ReferenceRequest":
+    def from_dict(cls, data: dict[str, Any]) -> ReferenceRequest:
         """Rebuild a request from to_dict()'s output (the child reads it this way)."""
         names = [f.name for f in fields(cls)]
         missing = [n for n in names if n not in data and n != "audio_sha256"]
@@ -294,6 +295,7 @@ def reference_transcripts(request: ReferenceRequest, cache_dir: Path | None = No
     Cached on disk per request.key(); a damaged cache file is ignored and recomputed.
     """
     from filelock import FileLock
+
     from asrbench.formats.io import write_json_atomic
 
     key = request.key()
@@ -345,6 +347,7 @@ def decode(request: ReferenceRequest) -> tuple[list[str], list[str]]:
         raise AsrbenchError("the clips decoded for the reference differ from the ones the run "
                             "evaluated (the dataset changed in between?)")
     import torch
+
     from asrbench.measure.models import load
 
     cpu = torch.device("cpu")

@@ -15,11 +15,11 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from asrbench.config.settings import BenchConfig
-from asrbench.measure.data import LoadedSplit, SplitIndex, decode_row, index_split, load_split
 from asrbench.devices import Device, get_device
-from asrbench.measure.engine import Evaluator, PreparedModel, needs_static_shapes
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.formats.model import ReferenceAgreement, Run
+from asrbench.measure.data import LoadedSplit, SplitIndex, decode_row, index_split, load_split
+from asrbench.measure.engine import Evaluator, PreparedModel, needs_static_shapes
 from asrbench.measure.models import load, model_identity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,8 +44,8 @@ def quiet_transformers() -> None:
 class Session:
     """Caches of everything that is expensive to build, keyed by what determines it."""
 
-    def __init__(self, progress: bool = True, world: "World | None" = None,
-                 shard: "ShardSpec | None" = None) -> None:
+    def __init__(self, progress: bool = True, world: World | None = None,
+                 shard: ShardSpec | None = None) -> None:
         self.progress = progress
         self.world = world  # a data-parallel run's rank; None (or size 1): this process alone
         self.shard = shard  # a scheduler shard of every split (asrbench run --shard); None: all
@@ -129,8 +129,12 @@ class Session:
         fp32 on CPU (decoded in a child process, cached); None for the reference setup itself
         (CPU, fp32, no static decoder: asrbench's CPU decoder is checked token for token
         against generate() by tests/test_decoding.py) or with --reference-utterances 0."""
-        from asrbench.measure.reference import (ReferenceRequest, agreement, audio_digest,
-                                        reference_transcripts)
+        from asrbench.measure.reference import (
+            ReferenceRequest,
+            agreement,
+            audio_digest,
+            reference_transcripts,
+        )
 
         reference_setup = (prepared.device.kind == "cpu" and config.precision == "fp32"
                            and not needs_static_shapes(prepared.device, config.graphs, config))
@@ -166,7 +170,7 @@ class Session:
         return self._evaluate_split(prepared, config, split, passes, whole=whole)
 
     def _evaluate_scheduler_shard(self, prepared: PreparedModel, config: BenchConfig,
-                                  split: SplitIndex, passes: int, spec: "ShardSpec") -> Run:
+                                  split: SplitIndex, passes: int, spec: ShardSpec) -> Run:
         """One scheduler shard of the split (its rows chosen by shard_members, in split order),
         through the unchanged run (data-parallel ranks share the shard); the run keeps the
         unsharded config (so the merged shards have its id and baseline entry) and records
@@ -214,7 +218,7 @@ class Session:
             return evaluator.run(split, passes, whole=whole)
 
     def _evaluate_shard(self, prepared: PreparedModel, config: BenchConfig, split: SplitIndex,
-                        passes: int, world: "World", whole: SplitIndex | None = None) -> Run:
+                        passes: int, world: World, whole: SplitIndex | None = None) -> Run:
         """This rank's contiguous shard of the index through the unchanged engine (the rank
         decodes only its own clips), then every rank's results merged (each rank gets the
         same merged run; rank 0 reports it)."""

@@ -18,9 +18,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -229,7 +230,7 @@ class FeatureCache:
         self.seconds = 0.0  # decoding and feature extraction, summed over batches
         self.written: dict[str, tuple[int, str]] = {}  # file name -> (size, sha256)
 
-    def __enter__(self) -> "FeatureCache":
+    def __enter__(self) -> FeatureCache:
         return self
 
     def __exit__(self, *exc: object) -> None:

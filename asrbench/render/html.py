@@ -22,15 +22,15 @@ import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from asrbench.config.settings import DEFAULT_BASELINE_DIR
-from asrbench.history.changepoints import METRICS, ChangePoint, series_changes
 from asrbench.errors import AsrbenchError, require
-from asrbench.history.store import Point, Store, StoredReport, digest_of
+from asrbench.formats.model import Report, Run, dump
 from asrbench.formats.redact import redact as redact_secrets
 from asrbench.formats.redact import redact_argv
-from asrbench.formats.model import Report, Run, dump
+from asrbench.history.changepoints import METRICS, ChangePoint, series_changes
+from asrbench.history.store import Point, Store, StoredReport, digest_of
 
 #: chart id suffix -> (title, y axis, metric(s) of the history trace(s))
 CHARTS = (
@@ -82,7 +82,7 @@ def html_word_diff(before: str | None, after: str | None) -> str:
     return " ".join(out)
 
 
-def _number(value: Optional[float], digits: str = ".4f") -> str:
+def _number(value: float | None, digits: str = ".4f") -> str:
     return "–" if value is None else format(value, digits)
 
 
@@ -114,7 +114,7 @@ def _label(point: Point) -> str:
     return point.label if point.report_id else "current"
 
 
-def gather(report: Report, store: Store | None) -> tuple[list[ConfigView], Optional[StoredReport],
+def gather(report: Report, store: Store | None) -> tuple[list[ConfigView], StoredReport | None,
                                                         list[StoredReport]]:
     """Each run's history (up to the report when it is stored; the report appended when not)."""
     stored = store.find_digest(digest_of(report)) if store is not None else None

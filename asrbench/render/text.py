@@ -9,18 +9,23 @@ breaks, no @-mentions, no code-span breaks, no new lines.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from asrbench.gate.accuracy import describe_change, method_text
-from asrbench.gate.compare import describe_verdict  # noqa: F401  (re-exported for callers)
-from asrbench.gate.compare import format_allowed, format_delta
+from asrbench.gate.compare import (
+    describe_contention,
+    describe_verdict,  # noqa: F401  (re-exported for callers)
+    format_allowed,
+    format_delta,
+    starved,
+)
 from asrbench.gate.compare import format_number as _number
-from asrbench.gate.compare import describe_contention, starved
 
 if TYPE_CHECKING:  # pragma: no cover
-    from asrbench.gate.outcome import GateOutcome
-    from asrbench.gate.compare import Comparison
     from asrbench.formats.model import Run
+    from asrbench.gate.compare import Comparison
+    from asrbench.gate.outcome import GateOutcome
     from asrbench.gate.policy import Policy
 
 ZERO_WIDTH_SPACE = "\u200b"
@@ -81,14 +86,14 @@ def _rate(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _rsd(run: "Run") -> str:
+def _rsd(run: Run) -> str:
     """The passes' spread as a percentage; n/a with a single timed pass (nothing to spread)."""
     if run.throughput is None or len(run.throughput.samples_per_second_per_pass) < 2:
         return "n/a"
     return f"{run.throughput.samples_per_second_rsd * 100:.1f}%"
 
 
-def summary_table(runs: Iterable["Run"]) -> str:
+def summary_table(runs: Iterable[Run]) -> str:
     """Plain-text table of the headline numbers, one row per run."""
     rows = [("run", "utts", "skip", "WER", "WER norm", "CER", "samples/s", "RSD", "RTFx", "tok/s")]
     for r in runs:
@@ -101,7 +106,7 @@ def summary_table(runs: Iterable["Run"]) -> str:
     return _table(rows)
 
 
-def run_notes(runs: Iterable["Run"]) -> list[str]:
+def run_notes(runs: Iterable[Run]) -> list[str]:
     """Lines under the summary: emulated devices, a noisy machine, compilations in timed
     passes, agreement with the stock reference."""
     lines = []
@@ -139,7 +144,7 @@ def run_notes(runs: Iterable["Run"]) -> list[str]:
     return lines
 
 
-def accuracy_lines(comparison: "Comparison") -> list[str]:
+def accuracy_lines(comparison: Comparison) -> list[str]:
     """One line per error rate: its change, confidence interval, utterances worse and better;
     or why there is no interval."""
     accuracy = comparison.accuracy
@@ -151,7 +156,7 @@ def accuracy_lines(comparison: "Comparison") -> list[str]:
             for i, change in enumerate(accuracy.changes)]
 
 
-def _not_run(comparison: "Comparison") -> bool:
+def _not_run(comparison: Comparison) -> bool:
     """A baseline entry the report has no run of (e.g. the 2-rank entries a default run never
     makes): one line, not a table of MISSING metrics."""
     return bool(comparison.verdicts) and all(v.verdict == "missing" for v in comparison.verdicts)
@@ -175,7 +180,7 @@ def _label(v: Any) -> str:
     return v.verdict.upper()
 
 
-def gate_text(comparisons: list["Comparison"], policy: "Policy", refresh: str | None,
+def gate_text(comparisons: list[Comparison], policy: Policy, refresh: str | None,
               problems: Iterable[str] = ()) -> str:
     """The terminal output of `asrbench compare`: every verdict, changed transcripts, what
     fails or warns under the policy, what could not be judged, and the result."""
@@ -216,7 +221,7 @@ def gate_text(comparisons: list["Comparison"], policy: "Policy", refresh: str | 
     return "\n".join(terminal_safe(line, newlines=False) for line in lines)
 
 
-def _judged(comparisons: list["Comparison"]) -> list["Comparison"]:
+def _judged(comparisons: list[Comparison]) -> list[Comparison]:
     """The configs of this run or report (judged or not), without baseline entries of
     configs that were not run: those are counted nowhere."""
     return [c for c in comparisons if not _not_run(c)]
@@ -239,7 +244,7 @@ def html_link(url: str | None) -> str | None:
     return f"📈 [HTML report: trends, verdicts, changed transcripts]({url})"
 
 
-def markdown_summary(comparisons: list["Comparison"], policy: "Policy", refresh: str | None = None,
+def markdown_summary(comparisons: list[Comparison], policy: Policy, refresh: str | None = None,
                      title: str = "asrbench regression check", max_transcripts: int = 20,
                      html_url: str | None = None, problems: Iterable[str] = ()) -> str:
     """GitHub-flavoured Markdown: one table per config, its changed transcripts, what fails,
@@ -310,7 +315,7 @@ def markdown_summary(comparisons: list["Comparison"], policy: "Policy", refresh:
     return "\n".join(lines) + "\n"
 
 
-def _verdict_cell(policy: "Policy", comparison: "Comparison", v: Any) -> str:
+def _verdict_cell(policy: Policy, comparison: Comparison, v: Any) -> str:
     """A verdict as the table shows it, with what the policy makes of it: a regression that
     only warns is not "❌", an improvement that fails (the baseline is out of date) is."""
     if v.value is None and v.baseline is None and v.verdict == "unchanged":
@@ -323,12 +328,12 @@ def _verdict_cell(policy: "Policy", comparison: "Comparison", v: Any) -> str:
     return ARROWS.get(v.verdict, escape_md(v.verdict))
 
 
-def outcome_text(outcome: "GateOutcome") -> str:
+def outcome_text(outcome: GateOutcome) -> str:
     """The terminal output of a gate outcome (`asrbench compare`)."""
     return gate_text(outcome.comparisons, outcome.policy, outcome.refresh, outcome.problems)
 
 
-def outcome_markdown(outcome: "GateOutcome") -> str:
+def outcome_markdown(outcome: GateOutcome) -> str:
     """The Markdown summary of a gate outcome (PR comment, step summary, pytest's summary)."""
     return markdown_summary(outcome.comparisons, outcome.policy, outcome.refresh,
                             html_url=outcome.html_url, problems=outcome.problems)

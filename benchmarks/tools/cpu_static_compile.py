@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from asrbench.config.settings import build_configs
+from asrbench.devices import get_device
 from asrbench.measure.data import SAMPLE_RATE
 from asrbench.measure.decoding import StaticGreedyDecoder, _Step, whisper_prompt
-from asrbench.devices import get_device
 from asrbench.measure.engine import cut_after_eos
 from asrbench.measure.models import load
 from asrbench.measure.peers import PEERS, Peer, run_peers

@@ -56,9 +56,9 @@ import time
 from pathlib import Path
 
 from asrbench.ab.decision import OUTCOMES
+from asrbench.formats.io import load_report
 from asrbench.gate.counters import COUNTER_METRICS
 from asrbench.gate.outcome import gate_report
-from asrbench.formats.io import load_report
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOWDOWN = str(ROOT / "tests" / "slowdown.py")
@@ -120,8 +120,7 @@ def throughput_alone(document: dict) -> int:
 
 def asrbench(level: Level, args: list[str], check: bool = True) -> tuple[int, float, str]:
     started = time.perf_counter()
-    done = subprocess.run(side(level) + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+    done = subprocess.run(side(level) + args, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if check and done.returncode not in (0, 1):
         raise SystemExit(f"asrbench {' '.join(args[:1])} failed ({done.returncode}): "

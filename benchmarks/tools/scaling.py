@@ -33,8 +33,12 @@ MIB = 1024 * 1024
 def tiny_whisper(directory: Path) -> Path:
     """A randomly initialised Whisper of toy sizes with the bundled model's processor files."""
     import torch
-    from transformers import (GenerationConfig, WhisperConfig, WhisperForConditionalGeneration,
-                              WhisperProcessor)
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
 
     from asrbench.measure.bundled import ensure_converted
 

@@ -10,17 +10,18 @@ a run decodes clips batch by batch and a data-parallel rank decodes only its sha
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
+from asrbench.errors import AsrbenchError
 from asrbench.measure.data.audio import SAMPLE_RATE, AudioError, decode_audio
+
 # the sources' row type and helpers live in rows.py, which the sources import (not this
 # package: it imports the sources, and a cycle would remain); re-exported here
 from asrbench.measure.data.rows import RawRow, speaker_id, unusable  # noqa: F401
-from asrbench.errors import AsrbenchError
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,13 @@ class SplitIndex:
     rows: list[IndexedRow] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
 
-    def part(self, indices: range) -> "SplitIndex":
+    def part(self, indices: range) -> SplitIndex:
         """The rows of a shard (contiguous indices into `rows`), with the index's skipped rows."""
         return SplitIndex(self.name, self.max_duration, self.rows[indices.start:indices.stop],
                           list(self.skipped))
 
     @classmethod
-    def of(cls, split: LoadedSplit, max_duration: float = float("inf")) -> "SplitIndex":
+    def of(cls, split: LoadedSplit, max_duration: float = float("inf")) -> SplitIndex:
         """An index over a split already in memory (its clips are "decoded" from memory)."""
         rows = [IndexedRow(i, u.id, u.reference, len(u.audio),
                            lambda max_seconds=None, audio=u.audio: audio, u.speaker)

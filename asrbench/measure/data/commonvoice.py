@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import functools
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from asrbench.measure.data.rows import RawRow, speaker_id, unusable
-from asrbench.measure.data.audio import decode_audio, probe_audio
 from asrbench.errors import AsrbenchError
+from asrbench.measure.data.audio import decode_audio, probe_audio
+from asrbench.measure.data.rows import RawRow, speaker_id, unusable
 
 REQUIRED_COLUMNS = ("path", "sentence")
 

@@ -7,11 +7,11 @@ The audio column is cast with Audio(decode=False), so datasets hands over the en
 from __future__ import annotations
 
 import functools
-from typing import Iterator
+from collections.abc import Iterator
 
-from asrbench.measure.data.rows import RawRow, speaker_id, unusable
-from asrbench.measure.data.audio import decode_audio, probe_audio
 from asrbench.errors import AsrbenchError, first_line
+from asrbench.measure.data.audio import decode_audio, probe_audio
+from asrbench.measure.data.rows import RawRow, speaker_id, unusable
 
 
 def load(dataset_id: str, config: str | None, split: str):

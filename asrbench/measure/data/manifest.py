@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from asrbench.measure.data.rows import RawRow, unusable
 from asrbench.measure.data.audio import decode_audio, probe_audio
+from asrbench.measure.data.rows import RawRow, unusable
 
 
 def rows(path: Path) -> Iterator[RawRow]:

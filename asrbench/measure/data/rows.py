@@ -4,8 +4,8 @@ of its own so that the sources need not import the package that dispatches to th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

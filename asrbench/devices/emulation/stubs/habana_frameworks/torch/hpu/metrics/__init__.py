@@ -4,7 +4,7 @@ emulated HPU graph captures, the only compilation this emulator has."""
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 from asrbench.devices.emulation.graphs import STATS
 
