@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +24,39 @@ from asrbench.errors import AsrbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.formats.model import BaselineEntry, Run
+    from asrbench.gate.compare import Comparison
+    from asrbench.measure.session import Session
 
-STATE_KEY = pytest.StashKey[dict]()
+
+@dataclass
+class PluginState:
+    """What one pytest session of the plugin knows, kept in `config.stash[STATE_KEY]`."""
+
+    session: Session | None = None  # the session cache (device, models, splits, runs)
+    selection: tuple[list[BenchConfig], int] | None = None  # the configs and timed passes
+    #: the matrix section's tolerance policy (None: none given, or judging a report)
+    matrix_tolerance: dict[str, float] | None = None
+    #: --asrbench-from-report: each run's own tolerance policy, by config id (a run judged
+    #: from a report is held to the limits it ran with, as `asrbench compare` holds it)
+    report_tolerances: dict[str, dict[str, float] | None] = field(default_factory=dict)
+    results: dict[str, Run] = field(default_factory=dict)  # config id -> its run
+    comparisons: dict[str, Comparison] = field(default_factory=dict)  # config id -> verdicts
+    device_class: str | None = None  # the probed class with --asrbench-nproc > 1
+    device_classes: dict[str, str] = field(default_factory=dict)  # a judged report's, by id
+    errors: dict[str, str] = field(default_factory=dict)  # config id -> why not judged (first)
+    selected: list[str] = field(default_factory=list)  # ids a selected test judges
+    usage_error: str | None = None  # raised at the end of collection, in one line
+    summary_lines: list[str] = field(default_factory=list)  # printed under pytest's summary
+
+    def tolerance(self, config_id: str) -> dict[str, float] | None:
+        """The tolerance policy a config is held to where its baseline entry has none: its
+        own run's when judged from a report, else the matrix section's."""
+        if config_id in self.report_tolerances:
+            return self.report_tolerances[config_id]
+        return self.matrix_tolerance
+
+
+STATE_KEY = pytest.StashKey[PluginState]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,12 +76,7 @@ def option(config: pytest.Config, name: str) -> Any:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "asrbench: a benchmark test driven by the asrbench matrix")
-    config.stash[STATE_KEY] = {"session": None, "configs": None, "results": {}, "comparisons": {},
-                               "tolerance": None, "device_class": None, "device_classes": {},
-                               # config id -> why it could not be judged (first error)
-                               "errors": {},
-                               # config ids whose selected tests judge them (bench_comparison)
-                               "selected": []}
+    config.stash[STATE_KEY] = PluginState()
     if option(config, "from_report"):
         try:  # an invalid report: one line before collection, not a collection error
             _configs(config)
@@ -66,17 +93,17 @@ def _safe(text: Any) -> str:
     return terminal_safe(text, newlines=False)
 
 
-def _state(config: pytest.Config) -> dict[str, Any]:
+def _state(config: pytest.Config) -> PluginState:
     return config.stash[STATE_KEY]
 
 
-def _session(config: pytest.Config):
+def _session(config: pytest.Config) -> Session:
     from asrbench.measure.session import Session
 
     state = _state(config)
-    if state["session"] is None:
-        state["session"] = Session(progress=False)
-    return state["session"]
+    if state.session is None:
+        state.session = Session(progress=False)
+    return state.session
 
 
 def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
@@ -84,9 +111,9 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
     from asrbench.config.resolve import resolve
 
     state = _state(config)
-    if state["configs"] is None and option(config, "from_report"):
-        state["configs"] = _configs_from_report(config)
-    if state["configs"] is None:
+    if state.selection is None and option(config, "from_report"):
+        state.selection = _configs_from_report(config)
+    if state.selection is None:
         nproc = option(config, "nproc")
         device = option(config, "device")
         if nproc < 1:
@@ -99,17 +126,17 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
         else:
             probe = _session(config).device(BenchConfig(device=device))
             device_class, kind = probe.device_class(), probe.kind
-        state["device_class"] = device_class
+        state.device_class = device_class
         # The same rule as `asrbench run --matrix`: options override the section's settings.
         selection = resolve(run_overrides(config.option, prefix="asrbench_"),
                             option(config, "passes"), matrix=option(config, "matrix"),
                             device=lambda: (device_class, kind))
-        state["tolerance"] = selection.tolerance
+        state.matrix_tolerance = selection.tolerance
         configs = selection.configs
         if nproc > 1:
             configs = [c.replace(world_size=nproc) for c in configs]  # ...-wsN ids
-        state["configs"] = (configs, selection.passes)
-    return state["configs"]
+        state.selection = (configs, selection.passes)
+    return state.selection
 
 
 def _configs_from_report(config: pytest.Config) -> tuple[list[BenchConfig], int]:
@@ -140,10 +167,10 @@ def _configs_from_report(config: pytest.Config) -> tuple[list[BenchConfig], int]
             raise AsrbenchError(f"{option(config, 'from_report')}: run {run.config.id}: its "
                                 f"settings give the id {bench.id}")
         configs.append(bench)
-        state["results"][bench.id] = run
-        state["device_classes"][bench.id] = run.device.class_
-        if run.tolerance_policy is not None:
-            state["tolerance"] = run.tolerance_policy.given()
+        state.results[bench.id] = run
+        state.device_classes[bench.id] = run.device.class_
+        state.report_tolerances[bench.id] = (run.tolerance_policy.given()
+                                             if run.tolerance_policy is not None else None)
     return configs, DEFAULT_PASSES
 
 
@@ -156,7 +183,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     except AsrbenchError as exc:
         # Raised from pytest_collection_finish, where pytest shows a usage error in one line
         # (raised here, inside collection, it would come inside a pluggy traceback).
-        state.setdefault("usage_error", _safe(f"asrbench: {exc}"))
+        if state.usage_error is None:
+            state.usage_error = _safe(f"asrbench: {exc}")
         configs = []
     metafunc.parametrize("bench_config", configs, ids=[c.id for c in configs])
 
@@ -166,9 +194,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     their comparison (after -k and deselection). Each of them is judged, or the session fails
     with "could not judge" (fail closed)."""
     state = session.config.stash.get(STATE_KEY, None)
-    if state is not None and state.get("usage_error"):
-        _publish_could_not_judge(session.config, state["usage_error"])
-        raise pytest.UsageError(state["usage_error"])
+    if state is not None and state.usage_error:
+        _publish_could_not_judge(session.config, state.usage_error)
+        raise pytest.UsageError(state.usage_error)
     if state is None or option(session.config, "update_baselines"):
         return
     selected: dict[str, None] = {}
@@ -177,7 +205,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         bench = callspec.params.get("bench_config") if callspec is not None else None
         if bench is not None and "bench_comparison" in getattr(item, "fixturenames", ()):
             selected[bench.id] = None
-    state["selected"] = list(selected)
+    state.selected = list(selected)
 
 
 def _publish_could_not_judge(config: pytest.Config, message: str) -> None:
@@ -222,14 +250,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     callspec = getattr(item, "callspec", None)
     bench = callspec.params.get("bench_config") if callspec is not None else None
     state = item.config.stash.get(STATE_KEY, None)
-    if bench is None or state is None or bench.id in state["comparisons"]:
+    if bench is None or state is None or bench.id in state.comparisons:
         return  # judged already: a failing check of the policy (e.g. a missing entry)
     if report.skipped:  # e.g. a project's conftest skipping it: not a verdict either
         message = " ".join(str(getattr(call.excinfo.value, "msg", "") or "").split())
         reason = "its tests were skipped before a verdict" + (f": {message}" if message else "")
     else:
         reason = _reason(call.excinfo)
-    state["errors"].setdefault(bench.id, reason)
+    state.errors.setdefault(bench.id, reason)
 
 
 @pytest.fixture(scope="session")
@@ -268,7 +296,7 @@ def bench_run(request, bench_config, bench_passes, tmp_path_factory) -> Run:
     --nproc N > 1, by torchrun on N processes, read back from the report rank 0 wrote."""
     from asrbench.measure.distributed import launch_run
 
-    results = _state(request.config)["results"]
+    results = _state(request.config).results
     if bench_config.id not in results:
         try:
             if bench_config.world_size > 1:
@@ -293,8 +321,8 @@ def bench_entry(request, bench_config) -> BaselineEntry | None:
     state = _state(request.config)
     # From a report: the class it ran on. With --nproc: the probed class (this process holds
     # no device, the ranks do). Otherwise the provisioned device's.
-    device_class = state["device_classes"].get(bench_config.id) or (
-        state["device_class"] if bench_config.world_size > 1
+    device_class = state.device_classes.get(bench_config.id) or (
+        state.device_class if bench_config.world_size > 1
         else request.getfixturevalue("bench_device").device_class())
     try:
         from asrbench.gate.outcome import check_baseline_dir
@@ -327,12 +355,13 @@ def bench_comparison(request, bench_entry, bench_run):
     config_id = bench_run.config.id
     report, directory = _source_report(request.config), option(request.config, "baseline_dir")
     try:
-        comparison = compare_run(bench_run, bench_entry, _state(request.config)["tolerance"])
+        comparison = compare_run(bench_run, bench_entry,
+                                 _state(request.config).tolerance(config_id))
     except AsrbenchError as exc:  # a baseline it must not be compared with: one line, no traceback
         pytest.fail(_safe(f"asrbench: {carry_options(str(exc), report, directory)}"),
                     pytrace=False)
     comparison = with_options(comparison, report, directory)
-    _state(request.config)["comparisons"][config_id] = comparison
+    _state(request.config).comparisons[config_id] = comparison
     for finding in bench_policy(request.config).findings(comparison, ["missing"]):
         path = baselines.baseline_path(option(request.config, "baseline_dir"),
                                        bench_run.device.class_)
@@ -347,14 +376,14 @@ def bench_comparison(request, bench_entry, bench_run):
 
 
 @pytest.fixture
-def bench_tolerance(request, bench_entry) -> dict[str, float]:
+def bench_tolerance(request, bench_config, bench_entry) -> dict[str, float]:
     """The tolerances this config is held to: its baseline entry's, else the matrix section's
     policy over the defaults (the checks that need no baseline use it too)."""
     from asrbench.gate.baselines import DEFAULT_TOLERANCE, tolerance_of
 
     if bench_entry is not None:
         return tolerance_of(bench_entry)
-    return {**DEFAULT_TOLERANCE, **(_state(request.config)["tolerance"] or {})}
+    return {**DEFAULT_TOLERANCE, **(_state(request.config).tolerance(bench_config.id) or {})}
 
 
 def apply_policy(config: pytest.Config, comparison: Any, check: str,
@@ -422,7 +451,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     error, a session stopped early) is "could not judge: <reason>" in the terminal, the
     Markdown summary and the report, and the session's exit status is non-zero."""
     state = session.config.stash.get(STATE_KEY, None)
-    if not state or not (state["results"] or state["selected"]):
+    if state is None or not (state.results or state.selected):
         return
     from asrbench.formats.environment import environment
     from asrbench.formats.io import write_report
@@ -432,19 +461,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from asrbench.render.text import outcome_markdown, publish_markdown, terminal_safe
 
     config = session.config
-    comparisons = dict(state["comparisons"])
-    for config_id in state["selected"]:
+    comparisons = dict(state.comparisons)
+    for config_id in state.selected:
         if config_id not in comparisons:
-            reason = state["errors"].get(config_id) or (
+            reason = state.errors.get(config_id) or (
                 "its tests did not run to a verdict (the session stopped early: -x, "
                 "--maxfail or an interruption)")
             comparisons[config_id] = could_not_judge(config_id, reason)
     runs = []
-    for run in state["results"].values():
+    for run in state.results.values():
         comparison = comparisons.get(run.config.id)
         # The section's tolerance policy, so `asrbench compare` on this report holds a config
         # to the same limits as these tests did.
-        policy = state["tolerance"]
+        policy = state.tolerance(run.config.id)
         runs.append(run.model_copy(update={
             "comparison": comparison,
             "tolerance_policy": Tolerance.model_validate(policy) if policy else None}))
@@ -480,7 +509,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             selected = [r for r in runs if r.device.class_ == device_class]
             try:
                 changes = baselines.update(directory, device_class, selected, env,
-                                           state["tolerance"])
+                                           state.tolerance(selected[0].config.id))
             except AsrbenchError as exc:  # e.g. runs that disagree: say so, keep the old file
                 lines.append(f"asrbench: baselines not updated: {exc}")
                 continue
@@ -496,9 +525,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             lines.append(f"asrbench: history not updated: {exc}")
     # Printed at the end, under pytest's own summary (pytest_terminal_summary below), so the
     # gate's result is the last thing a reader of the log sees.
-    state["summary_lines"] = [terminal_safe(line) for line in lines]
+    state.summary_lines = [terminal_safe(line) for line in lines]
     if session.config.pluginmanager.get_plugin("terminalreporter") is None:
-        for line in state["summary_lines"]:
+        for line in state.summary_lines:
             print(line, file=sys.stderr)
 
 
@@ -506,5 +535,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
     """The gate's lines (report written, could not judge, result) after pytest's summary."""
     state = config.stash.get(STATE_KEY, None)
-    for line in (state or {}).get("summary_lines", []):
+    for line in (state.summary_lines if state is not None else []):
         terminalreporter.write_line(line)
