@@ -15,8 +15,8 @@ The heavy tier (HEAVY_TESTS) is a few slow tests whose claim the CI tier already
 cheaply (the same path in fp32, or in English), left out of `bash scripts/test.sh` so that CI
 stays within its time on a slow 2-core runner; `bash scripts/test.sh --all` runs them too.
 
-Helpers for building data live in helpers.py; the names below are re-exported from there for
-the test modules that still import them from conftest.
+Helpers for building data live in factories.py (test modules import them from there, not from
+here).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import HEADER, embedded_rows, make_real_history, write_cv_table, write_tiny_whisper  # noqa: F401
+from factories import embedded_rows, make_real_history, write_cv_table, write_tiny_whisper
 
 from asrbench.config.settings import EMBEDDED_CORPUS
 
@@ -191,7 +191,7 @@ _REAL_HISTORY: dict[str, object] = {}
 def real_history(tmp_path_factory):
     """Six reports of one real `asrbench run` of the embedded default (English, 4 clips, 2
     passes) in an SQLite store, one commit each, runs 4-6 planted at half the throughput of runs
-    1-3 (helpers.make_real_history, PLANTED_LEVELS): (store path, report paths, commits). Made
+    1-3 (factories.make_real_history, PLANTED_LEVELS): (store path, report paths, commits). Made
     once per session."""
     if "error" in _REAL_HISTORY:
         pytest.fail(f"the real runs failed earlier: {_REAL_HISTORY['error']}", pytrace=False)
@@ -211,5 +211,5 @@ TINY_WHISPER_NAME = "tiny-whisper"
 @pytest.fixture(scope="session")
 def tiny_whisper(tmp_path_factory) -> Path:
     """A tiny random Whisper model folder with whisper-base's tokenizer, built once per session
-    (helpers.write_tiny_whisper): for tests of what runs around a model (A/B rounds, ranks)."""
+    (factories.write_tiny_whisper): for tests of what runs around a model (A/B rounds, ranks)."""
     return write_tiny_whisper(tmp_path_factory.mktemp("tiny") / TINY_WHISPER_NAME)

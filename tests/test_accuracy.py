@@ -4,7 +4,7 @@ on synthetic edit counts whose answers are known by construction."""
 from __future__ import annotations
 
 import pytest
-from helpers import make_entry, make_run
+from factories import make_entry_document, make_run_document
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import (
@@ -60,11 +60,11 @@ def _with_edits(run: dict, edits: dict[str, list[int]], normalizer: str | None =
 
 
 def _pair(base_edits, run_edits, normalizer="asrbench-basic-marks/1"):
-    base = _with_edits(make_run(), base_edits, normalizer)
-    entry = make_entry(base)
+    base = _with_edits(make_run_document(), base_edits, normalizer)
+    entry = make_entry_document(base)
     entry["normalizer"] = normalizer
     entry["edits"] = base_edits
-    run = _with_edits(make_run(), run_edits, normalizer)
+    run = _with_edits(make_run_document(), run_edits, normalizer)
     return Run.model_validate(run), BaselineEntry.model_validate(entry)
 
 
@@ -173,8 +173,8 @@ def test_a_baseline_edits_row_of_the_wrong_length_is_refused_at_load():
     """A hand-edited or truncated row would crash the interval; loading names the field."""
     from asrbench.formats.model import parse_baselines
 
-    run = make_run()
-    entry = make_entry(run)
+    run = make_run_document()
+    entry = make_entry_document(run)
     entry["edits"] = {"u1": [1, 5, 2, 20]}
     document = {"schema": 1, "device_class": "cpu", "entries": {"cfg": entry}}
     with pytest.raises(AsrbenchError, match=r"entries\['cfg'\]\.edits\['u1'\]"):
@@ -210,13 +210,13 @@ def test_edit_counts_that_disagree_with_the_transcripts_are_refused_in_one_line(
     from asrbench.gate.baselines import entry_from_runs
 
     def run_with(edits: list[int]) -> Run:
-        document = make_run()
+        document = make_run_document()
         document["utterances"] = [{"id": "u1", "reference": "the cat sat",
                                    "prediction": "the cat sit", "edits": edits}]
         return Run.model_validate(document)
 
     honest = run_with([1, 3, 1, 11, 1, 3])
-    entry = BaselineEntry.model_validate({**make_entry(make_run()),
+    entry = BaselineEntry.model_validate({**make_entry_document(make_run_document()),
                                           "edits": {"u1": [0, 3, 0, 11, 0, 3]}})
     assert compare_run(honest, entry).verdicts  # judged
     for forged in ([10 ** 15, 3, 1, 11, 1, 3], [1, 3, 1, 11, 10 ** 15, 3], [0, 3, 0, 11, 0, 3],
@@ -233,7 +233,7 @@ def test_edit_counts_that_disagree_with_the_transcripts_are_refused_in_one_line(
     from asrbench.formats.model import predictions_digest
 
     forged_entry = BaselineEntry.model_validate({
-        **make_entry(make_run()), "predictions": predictions,
+        **make_entry_document(make_run_document()), "predictions": predictions,
         "predictions_sha256": predictions_digest(predictions),
         "edits": {"u1": [10 ** 15, 3, 0, 11, 0, 3]}})
     with pytest.raises(AsrbenchError, match="impossible for its predictions"):

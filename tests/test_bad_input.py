@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import HEADER, embedded_rows, write_cv_table
+from factories import HEADER, embedded_rows, write_cv_table
 
 from asrbench.config.settings import EMBEDDED_CORPUS
 from asrbench.errors import AsrbenchError

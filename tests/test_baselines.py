@@ -7,8 +7,8 @@ import json
 import os
 
 import pytest
-from helpers import make_entry as _entry
-from helpers import make_run as _run
+from factories import make_entry_document as _entry
+from factories import make_run_document as _run
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import COUNTER_VERSION

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from factories import make_report, make_run
 
 from asrbench.cli.main import main
 from asrbench.formats.model import COUNTER_VERSION, Counters, dump
-from tests.factories import make_report, make_run
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",

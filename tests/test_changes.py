@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import PLANTED_AT
+from factories import PLANTED_AT
 
 from asrbench.history.changepoints import detect, find_changes, series_changes
 from asrbench.history.store import Point, open_store
@@ -95,7 +95,7 @@ def test_find_changes_scans_every_config_and_metric():
 
 
 def test_real_runs_planted_slowdown_is_found_at_its_commit(real_history):
-    """Real runs whose throughput is planted (helpers.PLANTED_LEVELS: runs 4-6 at half the
+    """Real runs whose throughput is planted (factories.PLANTED_LEVELS: runs 4-6 at half the
     samples/s of runs 1-3, passes within +-1%), so the step is the same on a busy machine as on
     a quiet one: exactly one change point, at run 4's commit, of the planted size."""
     url, reports, commits = real_history

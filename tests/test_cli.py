@@ -10,11 +10,11 @@ from pathlib import Path
 
 import jiwer
 import pytest
+from factories import embedded_rows
 
 from asrbench.cli.main import main
 from asrbench.config.settings import EMBEDDED_CORPUS
 from asrbench.measure.metrics import normalizer_for
-from conftest import embedded_rows
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ the factories; nothing here times anything (no test depends on how fast this mac
 from __future__ import annotations
 
 import pytest
-from factories import make_contention, make_entry, make_run
+from factories import make_contention, make_entry, make_report, make_run
 
 from asrbench.formats.model import Run, Timings
 from asrbench.gate.baselines import ONE_PROCESS_REL
@@ -214,8 +214,6 @@ def test_a_data_parallel_run_keeps_its_most_starved_ranks_contention():
 
 
 def test_recording_a_baseline_says_how_many_processes_and_warns_of_a_busy_machine(tmp_path):
-    from factories import make_report
-
     from asrbench.gate.outcome import update_baselines
 
     quiet = make_run(config_id="quiet", contention=_busy(19.0))

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, run_cli
+from factories import ROOT, run_cli
 
 from asrbench.cli.main import main
 

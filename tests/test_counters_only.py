@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from factories import make_entry, make_report, make_run
-from helpers import run_cli
+from factories import make_entry, make_report, make_run, run_cli
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.environment import CPU_BF16, cpu_bf16_arithmetic

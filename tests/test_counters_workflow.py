@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import TINY_WHISPER
+from factories import TINY_WHISPER
 
 from asrbench.cli.main import main
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import embedded_rows
+from factories import embedded_rows
 
 from asrbench.config.settings import EMBEDDED_CORPUS
 from asrbench.errors import AsrbenchError

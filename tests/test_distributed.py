@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch.distributed as dist
+from factories import embedded_rows
 
 from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig, build_configs, load_config_file
 from asrbench.errors import AsrbenchError
@@ -47,7 +48,6 @@ from asrbench.measure.distributed import (
     shard,
 )
 from asrbench.measure.engine import measured_timings, merge_timings, score
-from conftest import embedded_rows
 
 needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="this torch build has no torch.distributed gloo backend")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import make_report, run_cli, write_report
+from factories import make_report_document, run_cli, write_report
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import parse_report
@@ -24,9 +24,9 @@ pytest_benchmark_stats = pytest.importorskip("pytest_benchmark.stats")
 
 
 def _report(**kwargs):
-    extra = make_report(config_id="second", sps=4.0, wer=0.4, cer=0.3, wer_normalized=None,
+    extra = make_report_document(config_id="second", sps=4.0, wer=0.4, cer=0.3, wer_normalized=None,
                         per_pass=[4.0, 4.2, 3.8, 4.1])["runs"]
-    return parse_report(make_report(sps=10.0, per_pass=[9.0, 10.0, 11.0], extra_runs=extra,
+    return parse_report(make_report_document(sps=10.0, per_pass=[9.0, 10.0, 11.0], extra_runs=extra,
                                     **kwargs))
 
 
@@ -72,7 +72,7 @@ def test_pytest_benchmark_loads_and_compares_the_export(tmp_path):
 
     path = tmp_path / "0001_asrbench.json"
     assert run_cli(["export", "--report", str(write_report(tmp_path / "r.json",
-                                                           make_report(sps=10.0))),
+                                                           make_report_document(sps=10.0))),
                     "--format", "pytest-benchmark", "--out", str(path)]) == 0
     storage = FileStorage(tmp_path, logger=Logger(Logger.QUIET))
     (bench,) = list(storage.load_benchmarks(str(path)))
@@ -105,8 +105,8 @@ def _check_custom_format(entries):
 def test_github_action_benchmark_bigger_is_samples_per_second(tmp_path):
     out = tmp_path / "bigger.json"
     report = write_report(tmp_path / "r.json", json.loads(json.dumps(
-        make_report(sps=10.0, per_pass=[9.0, 10.0, 11.0],
-                    extra_runs=make_report(config_id="second", sps=4.0)["runs"]))))
+        make_report_document(sps=10.0, per_pass=[9.0, 10.0, 11.0],
+                    extra_runs=make_report_document(config_id="second", sps=4.0)["runs"]))))
     assert run_cli(["export", "--report", str(report), "--format", "github-action-benchmark",
                     "--direction", "bigger", "--out", str(out)]) == 0
     entries = json.loads(out.read_text())
@@ -125,7 +125,7 @@ def test_github_action_benchmark_smaller_is_the_error_rates():
 
 
 def test_export_errors_are_one_line(tmp_path):
-    report = write_report(tmp_path / "r.json", make_report())
+    report = write_report(tmp_path / "r.json", make_report_document())
     with pytest.raises(AsrbenchError, match="needs --direction: bigger"):
         run_cli(["export", "--report", str(report), "--format", "github-action-benchmark",
                  "--out", str(tmp_path / "x.json")])
@@ -138,7 +138,7 @@ def test_export_errors_are_one_line(tmp_path):
     with pytest.raises(AsrbenchError, match="not found"):
         run_cli(["export", "--report", str(tmp_path / "none.json"), "--format",
                  "pytest-benchmark", "--out", str(tmp_path / "x.json")])
-    interrupted = make_report()
+    interrupted = make_report_document()
     interrupted["interrupted"] = True
     with pytest.raises(AsrbenchError, match="interrupted run"):
         export(parse_report(interrupted), "pytest-benchmark")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import embedded_rows
+from factories import embedded_rows
 
 from asrbench.config.settings import EMBEDDED_CORPUS
 

@@ -6,8 +6,8 @@ pg_ctl under /usr/lib/postgresql/*/bin; as the `postgres` user when running as r
 PostgreSQL refuses), on a unix socket in /tmp and a free port on 127.0.0.1, and stop it at the
 end. They skip only where those binaries are missing (scripts/setup.sh installs them as root).
 
-Also home of the helpers the other history tests import: `make_report` (a hand-built, valid
-report document) and the `real_history` fixture (real runs of the embedded default).
+Its report documents are hand-built (factories.make_report_document) or real runs of the embedded
+default (the `real_history` fixture in conftest.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import make_report, run_cli, write_report
+from factories import make_report_document, run_cli, write_report
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.redact import redact_url as redact
@@ -113,12 +113,12 @@ def store_url(request, tmp_path) -> str:
 # -- the store, on both engines ------------------------------------------------------------------
 
 def test_add_stores_every_runs_numbers_and_lists_them_in_order(store_url, tmp_path):
-    extra = make_report(config_id="other", sps=5.0, wer=0.5,
+    extra = make_report_document(config_id="other", sps=5.0, wer=0.5,
                         compilations={"counter": "c", "warmup": 3, "passes": [0, 2, 1]})["runs"]
-    first = write_report(tmp_path / "r1.json", make_report(commit="1" * 40, sps=10.0,
+    first = write_report(tmp_path / "r1.json", make_report_document(commit="1" * 40, sps=10.0,
                                                            per_pass=[9.0, 10.0, 11.0],
                                                            extra_runs=extra, branch="main"))
-    second = write_report(tmp_path / "r2.json", make_report(commit="2" * 40, sps=8.0))
+    second = write_report(tmp_path / "r2.json", make_report_document(commit="2" * 40, sps=8.0))
     line = add_report(store_url, first)
     assert "as #1" in line and "commit 111111111111" in line and "2 run(s)" in line
     assert "as #2" in add_report(store_url, second)
@@ -143,7 +143,7 @@ def test_add_stores_every_runs_numbers_and_lists_them_in_order(store_url, tmp_pa
 
 
 def test_the_same_report_twice_is_refused_and_nothing_is_added(store_url, tmp_path):
-    path = write_report(tmp_path / "r.json", make_report())
+    path = write_report(tmp_path / "r.json", make_report_document())
     add_report(store_url, path)
     with pytest.raises(AsrbenchError, match=r"already in history .* as #1 aaaaaaaaaaaa.*added once"):
         add_report(store_url, path)
@@ -156,7 +156,7 @@ def test_the_same_report_twice_is_refused_and_nothing_is_added(store_url, tmp_pa
 
 
 def test_a_failed_write_adds_nothing(store_url, tmp_path, monkeypatch):
-    path = write_report(tmp_path / "r.json", make_report(extra_runs=make_report(
+    path = write_report(tmp_path / "r.json", make_report_document(extra_runs=make_report_document(
         config_id="second")["runs"]))
     real = history._run_row
     calls = []
@@ -177,8 +177,8 @@ def test_a_failed_write_adds_nothing(store_url, tmp_path, monkeypatch):
 
 
 def test_commit_override_keeps_the_reports_own_commit(store_url, tmp_path):
-    inside = write_report(tmp_path / "in.json", make_report(commit="c" * 40))
-    outside = write_report(tmp_path / "out.json", make_report(commit=None, sps=9.0))
+    inside = write_report(tmp_path / "in.json", make_report_document(commit="c" * 40))
+    outside = write_report(tmp_path / "out.json", make_report_document(commit=None, sps=9.0))
     add_report(store_url, inside, commit="d" * 40)
     line = add_report(store_url, outside)
     assert "no commit (use --commit)" in line
@@ -191,7 +191,7 @@ def test_commit_override_keeps_the_reports_own_commit(store_url, tmp_path):
 def test_find_by_latest_id_and_commit_prefix(store_url, tmp_path):
     for n, commit in enumerate(["abcd1234" + "0" * 32, "abcd5678" + "0" * 32, "1234567" + "f" * 33]):
         add_report(store_url, write_report(tmp_path / f"{n}.json",
-                                           make_report(commit=commit, sps=10.0 + n)))
+                                           make_report_document(commit=commit, sps=10.0 + n)))
     with open_store(store_url) as store:
         assert store.find(None).id == 3 and store.find("latest").id == 3
         assert store.find("#2").id == 2 and store.find("2").id == 2
@@ -205,14 +205,14 @@ def test_find_by_latest_id_and_commit_prefix(store_url, tmp_path):
 
 
 def test_interrupted_reports_are_not_history(store_url, tmp_path):
-    document = make_report()
+    document = make_report_document()
     document["interrupted"] = True
     with pytest.raises(AsrbenchError, match="interrupted run"):
         add_report(store_url, write_report(tmp_path / "r.json", document))
 
 
 def test_a_store_of_a_newer_schema_is_refused_with_what_to_do(store_url, tmp_path):
-    add_report(store_url, write_report(tmp_path / "r.json", make_report()))
+    add_report(store_url, write_report(tmp_path / "r.json", make_report_document()))
     with open_store(store_url) as store:
         with store.transaction():
             store._execute("UPDATE meta SET value = ? WHERE key = ?", ("7", "schema_version"))
@@ -225,7 +225,7 @@ def test_a_store_of_a_newer_schema_is_refused_with_what_to_do(store_url, tmp_pat
 
 
 def test_an_older_store_is_migrated_in_place(store_url, tmp_path, monkeypatch):
-    add_report(store_url, write_report(tmp_path / "r.json", make_report()))
+    add_report(store_url, write_report(tmp_path / "r.json", make_report_document()))
 
     def to_two(store):
         store._execute("ALTER TABLE reports ADD COLUMN note TEXT")
@@ -239,7 +239,7 @@ def test_an_older_store_is_migrated_in_place(store_url, tmp_path, monkeypatch):
 
 
 def test_an_older_store_without_a_migration_path_says_so(store_url, tmp_path, monkeypatch):
-    add_report(store_url, write_report(tmp_path / "r.json", make_report()))
+    add_report(store_url, write_report(tmp_path / "r.json", make_report_document()))
     monkeypatch.setattr(history, "STORE_VERSION", 3)
     monkeypatch.setattr(history, "MIGRATIONS", {})
     with pytest.raises(AsrbenchError, match="store schema 1, which this asrbench cannot migrate"):
@@ -270,7 +270,7 @@ def test_a_file_that_is_not_a_store_is_refused_in_one_line(tmp_path):
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE things (x)")
     with pytest.raises(AsrbenchError, match="not an asrbench history store .*things"):
-        add_report(other, write_report(tmp_path / "r.json", make_report()))
+        add_report(other, write_report(tmp_path / "r.json", make_report_document()))
     corrupt = tmp_path / "meta.sqlite"
     with sqlite3.connect(corrupt) as conn:
         conn.execute("CREATE TABLE meta (key TEXT, value TEXT)")
@@ -311,7 +311,7 @@ def test_default_history_is_the_environment_or_history_sqlite(monkeypatch):
 def test_history_commands(tmp_path, capsys):
     url = str(tmp_path / "h.sqlite")
     for n, sps in enumerate([10.0, 10.1, 9.9, 10.0, 8.0, 8.1, 7.9, 8.0]):
-        path = write_report(tmp_path / f"r{n}.json", make_report(
+        path = write_report(tmp_path / f"r{n}.json", make_report_document(
             commit=f"{n:x}" * 40, sps=sps, per_pass=[sps * 0.995, sps, sps * 1.005]))
         assert run_cli(["history", "add", "--report", str(path), "--history", url,
                         "--branch", "main"]) == 0
@@ -346,7 +346,7 @@ def test_history_command_errors_are_one_line(tmp_path):
     assert not (tmp_path / "h.sqlite").exists()  # the report is read before the store opens
     with pytest.raises(AsrbenchError, match="not found"):
         run_cli(["history", "list", "--history", str(tmp_path / "none.sqlite")])
-    add_report(tmp_path / "h.sqlite", write_report(tmp_path / "r.json", make_report()))
+    add_report(tmp_path / "h.sqlite", write_report(tmp_path / "r.json", make_report_document()))
     with pytest.raises(AsrbenchError, match="holds no runs of nope"):
         run_cli(["history", "changes", "--history", str(tmp_path / "h.sqlite"),
                  "--config", "nope"])

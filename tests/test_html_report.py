@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from helpers import PLANTED_AT, ROOT, make_report, run_cli, write_report
+from factories import PLANTED_AT, ROOT, make_report_document, run_cli, write_report
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.io import load_report
@@ -76,10 +76,10 @@ def _figures(text: str) -> dict:
 
 
 def test_everything_from_data_is_escaped(tmp_path):
-    document = make_report(predictions={"u1": "hello world", "u<2>": "good morning"},
+    document = make_report_document(predictions={"u1": "hello world", "u<2>": "good morning"},
                            hostname="<script>alert('host')</script>")
     report = parse_report(document)
-    baselines = _baselines(tmp_path / "baselines", parse_report(make_report()),
+    baselines = _baselines(tmp_path / "baselines", parse_report(make_report_document()),
                            {"u1": HOSTILE})
     url = str(tmp_path / "h.sqlite")
     add_report(url, write_report(tmp_path / "r.json", document), commit="</script><b>x</b>")
@@ -120,7 +120,7 @@ def test_charts_follow_the_history_and_highlight_the_current_run(tmp_path):
     url = str(tmp_path / "h.sqlite")
     paths = []
     for n, sps in enumerate([10.0, 10.1, 9.9, 10.0, 8.0, 8.1, 7.9]):
-        paths.append(write_report(tmp_path / f"r{n}.json", make_report(
+        paths.append(write_report(tmp_path / f"r{n}.json", make_report_document(
             commit=f"{n:x}" * 40, sps=sps, per_pass=[sps * 0.995, sps, sps * 1.005],
             created=f"2026-01-0{n + 1}T00:00:00+00:00")))
         add_report(url, paths[-1])
@@ -128,7 +128,7 @@ def test_charts_follow_the_history_and_highlight_the_current_run(tmp_path):
     with open_store(url) as store:
         middle = _figures(build_html(load_report(paths[5]), store, baselines))
         latest_text = build_html(load_report(paths[6]), store, baselines)
-        outside = parse_report(make_report(commit="e" * 40, sps=7.0))
+        outside = parse_report(make_report_document(commit="e" * 40, sps=7.0))
         appended = _figures(build_html(outside, store, baselines))
     alone = _figures(build_html(outside, None, baselines))
     sps = middle["chart-0-samples_per_second"]
@@ -155,7 +155,7 @@ def test_charts_follow_the_history_and_highlight_the_current_run(tmp_path):
 
 
 def test_html_command_writes_the_file_atomically_and_checks_its_input(tmp_path, capsys):
-    report = write_report(tmp_path / "r.json", make_report())
+    report = write_report(tmp_path / "r.json", make_report_document())
     out = tmp_path / "out" / "report.html"
     assert run_cli(["html", "--report", str(report), "--out", str(out),
                     "--baseline-dir", str(tmp_path / "none")]) == 0
@@ -222,7 +222,7 @@ return Array.from(document.querySelectorAll('div.chart')).map(function (div) {
 
 
 def test_real_history_renders_in_chromium(real_history, browser, tmp_path):
-    """Real runs, their throughput planted (runs 4-6 at half the speed: helpers.PLANTED_LEVELS),
+    """Real runs, their throughput planted (runs 4-6 at half the speed: factories.PLANTED_LEVELS),
     so the regression and the change point do not depend on how busy the machine is."""
     url, reports, commits = real_history
     # The baseline from the three full-speed runs (a multi-process entry: a one-process entry's
@@ -316,7 +316,7 @@ def test_long_histories_are_thinned_keeping_recent_runs_extremes_and_steps():
     from asrbench.history.store import Point
     from asrbench.render.html import OLDER_BUCKETS, RECENT_POINTS, ConfigView, shown
 
-    run = parse_report(make_report()).runs[0]
+    run = parse_report(make_report_document()).runs[0]
     values = [10.0 + 0.01 * (i % 7) for i in range(3000)]
     values[123] = 30.0  # a spike among the older runs
     values[1500:] = [8.0 + 0.01 * (i % 7) for i in range(1500)]  # a step at run 1500

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import make_report, write_report
+from factories import make_report_document, write_report
 
 from asrbench.errors import AsrbenchError
 
@@ -73,7 +73,7 @@ def test_help_loads_no_torch(tmp_path, argv):
 
 @pytest.fixture
 def report_file(tmp_path: Path) -> Path:
-    return write_report(tmp_path / "r.json", make_report())
+    return write_report(tmp_path / "r.json", make_report_document())
 
 
 def test_compare_loads_no_torch(tmp_path, report_file):
@@ -154,5 +154,5 @@ def test_html_without_plotly_says_which_extra(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "plotly", None)
     with pytest.raises(AsrbenchError) as raised:
-        build_html(parse_report(make_report()))
+        build_html(parse_report(make_report_document()))
     assert str(raised.value) == "asrbench html " + MISSING_HISTORY

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import embedded_rows
+from factories import embedded_rows
 
 from asrbench.cli.main import main
 from asrbench.config.settings import EMBEDDED_CORPUS

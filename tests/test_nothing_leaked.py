@@ -13,7 +13,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import SECRET, make_report, one_line_error, write_report
+from factories import (
+    SECRET,
+    make_report,
+    make_report_document,
+    make_run,
+    one_line_error,
+    write_report,
+)
 
 from asrbench.cli.main import main
 
@@ -67,7 +74,7 @@ def _nested(depth: int) -> object:
 # -- 1. hostile report content ----------------------------------------------------------------
 
 def test_a_deeply_nested_value_is_refused_when_read(tmp_path, capsys):
-    document = make_report()
+    document = make_report_document()
     document["runs"][0]["extra_field"] = _nested(500)
     _refused_everywhere(tmp_path, capsys, document, "runs[0].extra_field...: nested deeper than")
 
@@ -88,7 +95,7 @@ def test_the_depth_error_says_nested_too_deep(tmp_path):
 
 
 def test_a_lone_surrogate_in_a_transcript_is_refused_when_read(tmp_path, capsys):
-    document = make_report(predictions={"u1": "a", "u2": "b", "u3": "c", "u4": "d"})
+    document = make_report_document(predictions={"u1": "a", "u2": "b", "u3": "c", "u4": "d"})
     text = json.dumps(document).replace('"prediction": "d"', '"prediction": "bad \\ud800 text"')
     assert "\\ud800" in text
     _refused_everywhere(tmp_path, capsys, text,
@@ -96,14 +103,14 @@ def test_a_lone_surrogate_in_a_transcript_is_refused_when_read(tmp_path, capsys)
 
 
 def test_a_lone_surrogate_in_a_key_is_refused(tmp_path, capsys):
-    text = json.dumps(make_report()).replace('"hostname"', '"host\\udc00name"')
+    text = json.dumps(make_report_document()).replace('"hostname"', '"host\\udc00name"')
     _refused_everywhere(tmp_path, capsys, text, "environment: a key holds a lone surrogate",
                         commands=("history add", "compare"))
 
 
 @pytest.mark.parametrize("schema", [True, 1.0, "1"])
 def test_schema_must_be_the_integer_one(tmp_path, capsys, schema):
-    document = make_report()
+    document = make_report_document()
     document["schema"] = schema
     _refused_everywhere(tmp_path, capsys, document, "schema:")
 
@@ -112,7 +119,7 @@ def test_a_boolean_schema_is_refused_by_the_model_too():
     from asrbench.errors import AsrbenchError
     from asrbench.formats.model import parse_baselines, parse_report
 
-    document = make_report()
+    document = make_report_document()
     document["schema"] = True
     with pytest.raises(AsrbenchError, match="schema: expected the integer 1, got true"):
         parse_report(document)
@@ -122,7 +129,7 @@ def test_a_boolean_schema_is_refused_by_the_model_too():
 
 def _store_with_one_report(tmp_path: Path, capsys) -> Path:
     store = tmp_path / "h.sqlite"
-    report = write_report(tmp_path / "r.json", make_report())
+    report = write_report(tmp_path / "r.json", make_report_document())
     assert main(["history", "add", "--report", str(report), "--history", str(store)]) == 0
     capsys.readouterr()
     return store
@@ -172,7 +179,7 @@ BAD_URLS = [
 
 
 def _history_commands(url: str, tmp_path: Path) -> list[list[str]]:
-    report = write_report(tmp_path / "r.json", make_report())
+    report = write_report(tmp_path / "r.json", make_report_document())
     return [["history", "add", "--report", str(report), "--history", url],
             ["history", "list", "--history", url],
             ["history", "show", "--history", url],
@@ -236,7 +243,7 @@ def test_a_password_in_an_old_reports_argv_reaches_no_output(tmp_path, capsys):
     """A report written before argv was redacted (as the pytest plugin's
     --asrbench-history postgresql://user:PASSWORD@host/db did): the store, the HTML page, the
     exports and every line printed hold no password."""
-    document = make_report()
+    document = make_report_document()
     document["environment"]["argv"] = ["pytest", "benchmarks", "--asrbench-history",
                                        f"postgresql://user:{SECRET}@db.example/bench"]
     report = write_report(tmp_path / "r.json", document)
@@ -271,7 +278,7 @@ def test_a_password_in_an_old_reports_argv_reaches_no_output(tmp_path, capsys):
      "timed pass 1 has samples/s 5e-324"),
 ])
 def test_exports_refuse_impossible_numbers(tmp_path, capsys, mutate, expected):
-    document = make_report()
+    document = make_report_document()
     mutate(document)
     report = write_report(tmp_path / "r.json", document)
     argv = ["export", "--report", str(report), "--format", "pytest-benchmark", "--out",
@@ -288,7 +295,7 @@ def test_exports_refuse_impossible_numbers(tmp_path, capsys, mutate, expected):
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
 def test_a_tolerance_that_is_not_finite_is_one_line(tmp_path, capsys, value):
-    report = write_report(tmp_path / "r.json", make_report())
+    report = write_report(tmp_path / "r.json", make_report_document())
     assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
                  str(tmp_path / "b"), "--tolerance", f"wer_abs={value}"]) == 2
     assert "tolerance wer_abs must be a finite number >= 0" in one_line_error(capsys)
@@ -298,7 +305,7 @@ def test_a_tolerance_that_is_not_finite_is_one_line(tmp_path, capsys, value):
 @pytest.mark.parametrize("value", ["NaN", "Infinity"])
 def test_a_baseline_file_with_a_tolerance_that_is_not_finite_is_one_line(tmp_path, capsys,
                                                                          value):
-    report = write_report(tmp_path / "r.json", make_report())
+    report = write_report(tmp_path / "r.json", make_report_document())
     assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
                  str(tmp_path / "b")]) == 0
     path = tmp_path / "b" / "cpu.json"
@@ -351,13 +358,13 @@ def test_write_text_atomic_writes_through_a_symlink(tmp_path):
 def test_baseline_update_writes_through_a_symlinked_baseline_file(tmp_path, capsys):
     shared = tmp_path / "shared"
     assert main(["baseline", "update", "--report",
-                 str(write_report(tmp_path / "r1.json", make_report(wer=0.2))),
+                 str(write_report(tmp_path / "r1.json", make_report_document(wer=0.2))),
                  "--baseline-dir", str(shared)]) == 0
     directory = tmp_path / "b"
     directory.mkdir()
     (directory / "cpu.json").symlink_to(shared / "cpu.json")
     assert main(["baseline", "update", "--report",
-                 str(write_report(tmp_path / "r2.json", make_report(wer=0.3))),
+                 str(write_report(tmp_path / "r2.json", make_report_document(wer=0.3))),
                  "--baseline-dir", str(directory)]) == 0
     capsys.readouterr()
     assert (directory / "cpu.json").is_symlink()
@@ -380,11 +387,11 @@ def test_terminal_safe():
 
 def test_control_characters_from_data_never_reach_the_terminal(tmp_path, capsys):
     evil = "\x1b]0;owned\x07\x1b[2J"
-    report = write_report(tmp_path / "r.json", make_report(commit="abc" + evil,
+    report = write_report(tmp_path / "r.json", make_report_document(commit="abc" + evil,
                                                             predictions={"u1": "hello world"}))
     assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
                  str(tmp_path / "b")]) == 0
-    changed = write_report(tmp_path / "r2.json", make_report(
+    changed = write_report(tmp_path / "r2.json", make_report_document(
         commit="abc" + evil, predictions={"u1": "hello" + evil + " world"}))
     store = str(tmp_path / "h.sqlite")
     capsys.readouterr()
@@ -403,8 +410,6 @@ def test_history_list_and_show_escape_control_characters_in_commits_and_ids(tmp_
     `history list` and `history show` (text and --json), never raw (config ids are refused
     unless they are plain names)."""
     import json as _json
-
-    from factories import make_report, make_run
 
     from asrbench.cli.main import main as cli_main
 

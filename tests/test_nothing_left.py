@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import SECRET, make_report, one_line_error, write_report
+from factories import SECRET, make_report_document, one_line_error, write_report
 
 from asrbench.cli.main import main
 from asrbench.formats.model import COUNTER_VERSION
@@ -76,7 +76,7 @@ def test_a_libpq_keyword_string_is_postgresql_never_a_file(tmp_path, capsys, mon
     """`--history "host=... password=..."` (what psql and psycopg accept) is PostgreSQL: no
     file named after it (and its password) appears, and no line holds the password."""
     monkeypatch.chdir(tmp_path)
-    report = write_report(tmp_path / "r.json", make_report())
+    report = write_report(tmp_path / "r.json", make_report_document())
     conninfo = f"host=127.0.0.1 port=1 dbname=db user=bench password={SECRET} connect_timeout=2"
     argv = (["history", "add", "--report", str(report)] if command == "add"
             else ["history", "list"]) + ["--history", conninfo]
@@ -89,7 +89,7 @@ def test_a_libpq_keyword_string_is_postgresql_never_a_file(tmp_path, capsys, mon
 
 def test_a_history_path_that_holds_a_password_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    report = write_report(tmp_path / "r.json", make_report())
+    report = write_report(tmp_path / "r.json", make_report_document())
     assert main(["history", "add", "--report", str(report), "--history",
                  f"h.sqlite?password={SECRET}"]) == 2
     err = one_line_error(capsys)
@@ -100,7 +100,7 @@ def test_a_history_path_that_holds_a_password_is_refused(tmp_path, capsys, monke
 @pytest.mark.parametrize("where", ["option", "environment"])
 def test_the_html_url_in_the_markdown_summary_holds_no_token(tmp_path, capsys, monkeypatch,
                                                              where):
-    report = write_report(tmp_path / "r.json", make_report())
+    report = write_report(tmp_path / "r.json", make_report_document())
     url = f"https://x-access-token:{GHS}@github.example/o/r/actions/runs/1"
     extra = ["--html-url", url] if where == "option" else []
     if where == "environment":
@@ -127,7 +127,7 @@ HUGE = 123456789123  # stands for a 5000-digit integer in the report's text
 
 
 def _counted_report(value) -> dict:
-    document = make_report()
+    document = make_report_document()
     document["runs"][0]["counters"] = {
         "version": COUNTER_VERSION, "selection": "s", "rows": 1, "real_rows": 1, "replay_bypassed": False,
         "encoder_calls": 1, "decode_steps": 3, "steady_steps": 2,
@@ -137,7 +137,7 @@ def _counted_report(value) -> dict:
 
 
 def _with_edit(value) -> dict:
-    document = make_report()
+    document = make_report_document()
     document["runs"][0]["utterances"][0]["edits"] = [value, 2, 0, 11, 0, 2]
     return document
 
@@ -280,7 +280,7 @@ def test_a_model_file_given_as_the_model_folder_says_so(tmp_path, capsys):
 
 
 def test_a_bad_sha256_is_named_as_such(tmp_path, capsys):
-    document = make_report()
+    document = make_report_document()
     document["runs"][0]["model"] = {"reference": "m", "source": "m", "weights_sha256": "xyz"}
     report = write_report(tmp_path / "r.json", document)
     assert main(["compare", "--report", str(report), "--baseline-dir", str(tmp_path / "b"),

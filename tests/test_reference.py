@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import embedded_rows
+from factories import embedded_rows
 from safetensors.numpy import save_file
 
 import asrbench

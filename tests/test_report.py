@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import make_run as _run
+from factories import make_run_document as _run
 
 from asrbench.errors import AsrbenchError
 

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from helpers import make_report, write_report
+from factories import make_report_document, write_report
 
 from conftest import HEAVY_TESTS
 
@@ -22,7 +22,7 @@ CONFIG_ID = "whisper-base-commonvoice-mini-test-auto-transcribe-fp32-bs8"
 def test_test_sh_leaves_reports_latest_json_alone(tmp_path):
     _layout(tmp_path)
     bench_report = write_report(tmp_path / "reports" / "latest.json", {"written by": "bench.sh"})
-    write_report(tmp_path / "in.json", make_report(config_id=CONFIG_ID))
+    write_report(tmp_path / "in.json", make_report_document(config_id=CONFIG_ID))
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     done = subprocess.run(["bash", "scripts/test.sh", "benchmarks", "-p", "no:cacheprovider",

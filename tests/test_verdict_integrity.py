@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import make_report, make_run
+from factories import make_entry, make_report, make_run
 
 from asrbench.cli.main import main
 from asrbench.config.settings import BenchConfig
@@ -395,8 +395,6 @@ def test_a_mixed_change_headline_names_what_regressed():
 def test_throughput_band_is_one_sided_and_a_warned_regression_is_not_a_red_cross():
     run = make_run("cfg", rates=(1.0, 1.0, 1.0))
     base = make_run("cfg", rates=(10.0, 10.1, 9.9))
-    from factories import make_entry
-
     comparison = compare_run(run, make_entry(base))
     policy = Policy(throughput="warn")
     markdown = markdown_summary([comparison], policy)
@@ -411,8 +409,6 @@ def test_throughput_band_is_one_sided_and_a_warned_regression_is_not_a_red_cross
 
 def test_a_not_counted_run_prints_no_empty_numbers():
     run = make_run("cfg")
-    from factories import make_entry
-
     comparison = compare_run(run, make_entry(run)).model_copy()
     comparison.verdicts += counter_verdicts("cfg", None, _counted({"aten.mm f32": 1}))
     text = gate_text([comparison], Policy(), None)

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import embedded_rows
+from factories import embedded_rows
 
 from asrbench.cli.main import main
 from asrbench.config.settings import BenchConfig
