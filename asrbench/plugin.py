@@ -458,7 +458,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from asrbench.formats.model import Tolerance, build_report
     from asrbench.gate import baselines
     from asrbench.gate.outcome import GateOutcome, could_not_judge
-    from asrbench.render.text import outcome_markdown, publish_markdown, terminal_safe
+    from asrbench.render.text import (
+        change_table,
+        outcome_markdown,
+        publish_markdown,
+        terminal_safe,
+    )
 
     config = session.config
     comparisons = dict(state.comparisons)
@@ -514,13 +519,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 lines.append(f"asrbench: baselines not updated: {exc}")
                 continue
             lines.append(f"asrbench: updated {baselines.baseline_path(directory, device_class)}")
-            lines.append(baselines.change_table(changes))
+            lines.append(change_table(changes))
     history = option(config, "history")
     if history and report_path is not None and runs:
         from asrbench.history.store import add_report
+        from asrbench.render.history import added_line
 
         try:
-            lines.append(f"asrbench: {add_report(history, report_path)}")
+            lines.append(f"asrbench: {added_line(add_report(history, report_path))}")
         except AsrbenchError as exc:  # the gate's verdicts stand; say why the store missed it
             lines.append(f"asrbench: history not updated: {exc}")
     # Printed at the end, under pytest's own summary (pytest_terminal_summary below), so the

@@ -184,8 +184,8 @@ def test_a_baseline_edits_row_of_the_wrong_length_is_refused_at_load():
 def test_one_changed_utterance_gives_no_interval_and_no_significance_claim():
     # issue 28: on 64ba4a1 one utterance (8 words, one new error) gave
     # "WER +0.125 (95% CI +0.125 .. +0.125)" and was significant
-    from asrbench.gate.accuracy import MIN_UNITS, describe_change
-    from asrbench.render.text import accuracy_lines
+    from asrbench.gate.accuracy import MIN_UNITS
+    from asrbench.render.text import accuracy_lines, describe_change
 
     run, entry = _pair({"u1": [0, 8, 0, 30, 0, 8]}, {"u1": [1, 8, 2, 30, 1, 8]})
     comparison = compare_run(run, entry)

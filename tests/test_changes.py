@@ -9,6 +9,7 @@ from factories import PLANTED_AT
 
 from asrbench.history.changepoints import detect, find_changes, series_changes
 from asrbench.history.store import Point, open_store
+from asrbench.render.history import change_line
 
 
 def _noisy(levels: list[float], each: int, noise: float, seed: int) -> list[float]:
@@ -80,7 +81,7 @@ def test_series_changes_name_the_commit_and_the_direction():
     change = slower[0]
     assert (change.index, change.report_id, change.commit) == (4, 5, f"{5:040x}")
     assert change.direction == "regression" and change.relative == pytest.approx(-0.2, abs=0.01)
-    assert "REGRESSION" in change.describe() and "-20.0%" in change.describe()
+    assert "REGRESSION" in change_line(change) and "-20.0%" in change_line(change)
     better = series_changes(_points([0.3] * 4 + [0.25] * 4, "wer"), "wer")
     assert [(c.index, c.direction) for c in better] == [(4, "improvement")]
     assert series_changes(_points([0.3] * 4 + [0.25] * 4, "wer"), "cer") == []
@@ -104,7 +105,7 @@ def test_real_runs_planted_slowdown_is_found_at_its_commit(real_history):
     (points,) = series.values()
     found = find_changes(series)
     throughput = [c for c in found if c.metric == "samples_per_second"]
-    assert len(throughput) == 1, [c.describe() for c in found]
+    assert len(throughput) == 1, [change_line(c) for c in found]
     step = throughput[0]
     assert step.index == PLANTED_AT == 3 and step.commit == commits[3]
     assert step.direction == "regression"

@@ -215,10 +215,13 @@ def test_a_data_parallel_run_keeps_its_most_starved_ranks_contention():
 
 def test_recording_a_baseline_says_how_many_processes_and_warns_of_a_busy_machine(tmp_path):
     from asrbench.gate.outcome import update_baselines
+    from asrbench.render.text import baseline_update_text
 
     quiet = make_run(config_id="quiet", contention=_busy(19.0))
     busy = make_run(config_id="busy", contention=_busy(3.0, load_average_1m=9.5, cpus=2))
-    text = update_baselines(make_report(quiet, busy), tmp_path)
+    update = update_baselines(make_report(quiet, busy), tmp_path)
+    assert [r.config.id for r in update.busy] == ["busy"]  # data: the starved run, no text
+    text = baseline_update_text(update)
     assert text.count("recorded from 1 process: no between-process spread") == 2
     warnings = [line for line in text.splitlines() if line.startswith("WARNING")]
     assert warnings == ["WARNING busy: recorded while the machine was busy (the run got 15% of "

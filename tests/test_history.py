@@ -29,6 +29,7 @@ from asrbench.errors import AsrbenchError
 from asrbench.formats.redact import redact_url as redact
 from asrbench.history import store as history
 from asrbench.history.store import add_report, open_store
+from asrbench.render.history import added_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,9 +120,9 @@ def test_add_stores_every_runs_numbers_and_lists_them_in_order(store_url, tmp_pa
                                                            per_pass=[9.0, 10.0, 11.0],
                                                            extra_runs=extra, branch="main"))
     second = write_report(tmp_path / "r2.json", make_report_document(commit="2" * 40, sps=8.0))
-    line = add_report(store_url, first)
+    line = added_line(add_report(store_url, first))
     assert "as #1" in line and "commit 111111111111" in line and "2 run(s)" in line
-    assert "as #2" in add_report(store_url, second)
+    assert "as #2" in added_line(add_report(store_url, second))
     with open_store(store_url) as store:
         stored = store.reports()
         assert [s.id for s in stored] == [1, 2] and [s.runs for s in stored] == [2, 1]
@@ -173,14 +174,14 @@ def test_a_failed_write_adds_nothing(store_url, tmp_path, monkeypatch):
     monkeypatch.setattr(history, "_run_row", real)
     with open_store(store_url) as store:  # the report row of the failed add was rolled back
         assert store.reports() == [] and store.series() == {}
-    assert "as #" in add_report(store_url, path)
+    assert "as #" in added_line(add_report(store_url, path))
 
 
 def test_commit_override_keeps_the_reports_own_commit(store_url, tmp_path):
     inside = write_report(tmp_path / "in.json", make_report_document(commit="c" * 40))
     outside = write_report(tmp_path / "out.json", make_report_document(commit=None, sps=9.0))
     add_report(store_url, inside, commit="d" * 40)
-    line = add_report(store_url, outside)
+    line = added_line(add_report(store_url, outside))
     assert "no commit (use --commit)" in line
     with open_store(store_url) as store:
         first, second = store.reports()

@@ -20,7 +20,7 @@ from asrbench.errors import AsrbenchError
 from asrbench.formats.io import load_report
 from asrbench.formats.model import parse_report
 from asrbench.gate.baselines import predictions_digest
-from asrbench.gate.outcome import update_baselines
+from asrbench.gate.outcome import gate_report, update_baselines
 from asrbench.history.store import add_report, open_store
 from asrbench.render.html import build_html, html_word_diff, script_json, write_html
 
@@ -70,6 +70,12 @@ def _baselines(directory: Path, report, change: dict[str, str] | None = None) ->
     return directory
 
 
+def _page(report, store, baselines: Path) -> str:
+    """The page as `asrbench html` makes it: the report judged against `baselines` (the
+    caller runs the gate), then rendered with the store's history."""
+    return build_html(report, gate_report(report, baselines, None, "report"), store)
+
+
 def _figures(text: str) -> dict:
     scripts = _parse(text).scripts
     return json.loads(scripts[0])
@@ -84,7 +90,7 @@ def test_everything_from_data_is_escaped(tmp_path):
     url = str(tmp_path / "h.sqlite")
     add_report(url, write_report(tmp_path / "r.json", document), commit="</script><b>x</b>")
     with open_store(url) as store:
-        text = build_html(report, store, baselines)
+        text = _page(report, store, baselines)
     parsed = _parse(text)
     names = [tag for tag, _ in parsed.tags]
     assert names.count("script") == 3  # the figures' JSON, plotly.js, the start-up script
@@ -126,11 +132,11 @@ def test_charts_follow_the_history_and_highlight_the_current_run(tmp_path):
         add_report(url, paths[-1])
     baselines = _baselines(tmp_path / "baselines", load_report(paths[0]))
     with open_store(url) as store:
-        middle = _figures(build_html(load_report(paths[5]), store, baselines))
-        latest_text = build_html(load_report(paths[6]), store, baselines)
+        middle = _figures(_page(load_report(paths[5]), store, baselines))
+        latest_text = _page(load_report(paths[6]), store, baselines)
         outside = parse_report(make_report_document(commit="e" * 40, sps=7.0))
-        appended = _figures(build_html(outside, store, baselines))
-    alone = _figures(build_html(outside, None, baselines))
+        appended = _figures(_page(outside, store, baselines))
+    alone = _figures(_page(outside, None, baselines))
     sps = middle["chart-0-samples_per_second"]
     history_trace, current = sps["data"][0], sps["data"][1]
     assert history_trace["name"] == "history" and current["name"] == "current run"

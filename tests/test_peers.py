@@ -8,7 +8,8 @@ import pytest
 from asrbench.cli.main import main
 from asrbench.config.settings import BenchConfig
 from asrbench.measure.data import LoadedSplit, Utterance
-from asrbench.measure.peers import PeerResult, markdown, summarize, table
+from asrbench.measure.peers import PeerResult, summarize
+from asrbench.render.peers import markdown, table
 
 
 def _split(references):

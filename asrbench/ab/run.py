@@ -22,14 +22,13 @@ _CHECKED_FIELDS = ("batch_size", "generation_max_length", "max_duration", "limit
 
 @dataclass
 class AbResult:
-    """What an A/B produced, ready to print: the outcome, its verdicts and summaries."""
+    """What an A/B produced: the outcome, its verdicts, whether the policy fails them, and
+    what was compared and how (render.text.ab_text and ab_markdown print it)."""
 
     outcome: rounds.Outcome
     comparisons: list[Any]
     failed: bool
-    lines: list[str]  # what was compared and how
-    text: str  # the verdict table
-    markdown: str  # the Markdown summary
+    lines: list[str]  # what was compared and how (rounds.header)
 
     @property
     def exit_code(self) -> int:
@@ -136,7 +135,6 @@ def execute(settings: rounds.Settings, sides: dict[str, rounds.Side], policy: An
     """Run the A/B, judge it with `policy` and write its JSON document to `json_path`;
     None when it was interrupted before both accuracy runs finished (nothing to compare)."""
     from asrbench.formats.io import write_json_atomic
-    from asrbench.render.text import escape_md, gate_text, markdown_summary
 
     if keep_reports is not None:
         keep_reports.mkdir(parents=True, exist_ok=True)
@@ -148,8 +146,5 @@ def execute(settings: rounds.Settings, sides: dict[str, rounds.Side], policy: An
         return None
     comps = rounds.comparisons(outcome)
     failed = policy.fails(comps)
-    lines = rounds.header(outcome)
-    markdown = markdown_summary(comps, policy, title="asrbench A/B") + "\n" + "".join(
-        f"- {escape_md(line)}\n" for line in lines)
     write_json_atomic(json_path, rounds.document(outcome, comps, failed))
-    return AbResult(outcome, comps, failed, lines, gate_text(comps, policy, None), markdown)
+    return AbResult(outcome, comps, failed, rounds.header(outcome))

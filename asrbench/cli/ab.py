@@ -133,6 +133,7 @@ def command(args: argparse.Namespace) -> int:
     compare."""
     from asrbench.ab import run as ab
     from asrbench.config.options import policy_from
+    from asrbench.render.text import ab_markdown, ab_text
 
     settings = ab.settings_from(args)
     sides = ab.sides_from(args)
@@ -157,8 +158,7 @@ def command(args: argparse.Namespace) -> int:
         print("asrbench: interrupted before both accuracy runs finished; nothing to compare",
               file=sys.stderr)
         return 130
-    say("\n".join(result.lines))
-    say(result.text)
+    say(ab_text(result, policy))
     say(f"A/B result written to {args.json}")
-    common.publish_markdown(result.markdown, args.markdown)
+    common.publish_markdown(ab_markdown(result, policy), args.markdown)
     return result.exit_code

@@ -42,6 +42,7 @@ def command(args: argparse.Namespace) -> int:
     from asrbench.formats.io import load_report
     from asrbench.gate.baselines import check_tolerance
     from asrbench.gate.outcome import update_baselines
+    from asrbench.render.text import baseline_update_text
 
     tolerance = {}
     for item in args.tolerance:
@@ -60,6 +61,6 @@ def command(args: argparse.Namespace) -> int:
         refuse_shards(report, path, "baseline update")
     if args.counters_only and tolerance:
         raise AsrbenchError("--counters-only keeps every other field: give no --tolerance")
-    say(update_baselines(reports, args.baseline_dir, args.only, tolerance or None,
-                         args.counters_only))
+    say(baseline_update_text(update_baselines(reports, args.baseline_dir, args.only,
+                                              tolerance or None, args.counters_only)))
     return 0

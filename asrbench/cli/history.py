@@ -98,20 +98,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def _history_add(args: argparse.Namespace) -> int:
     from asrbench.history.store import add_report
+    from asrbench.render.history import added_line
 
-    say(add_report(args.history, args.report, commit=args.commit, branch=args.branch))
+    say(added_line(add_report(args.history, args.report, commit=args.commit,
+                              branch=args.branch)))
     return 0
-
-
-def _row_table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def _history_list(args: argparse.Namespace) -> int:
     from asrbench.history.store import open_store
+    from asrbench.render.history import reports_table
 
     with open_store(args.history) as store:
         stored = store.reports(args.limit)
@@ -119,10 +115,7 @@ def _history_list(args: argparse.Namespace) -> int:
     if not stored:
         say(f"history {name}: no reports")
         return 0
-    rows = [("id", "commit", "branch", "device class", "runs", "created", "added")]
-    rows += [(f"#{s.id}", (s.commit or "-")[:12] + ("*" if s.dirty else ""), s.branch or "-",
-              s.device_class or "-", str(s.runs), s.created or "-", s.added) for s in stored]
-    say(_row_table(rows))
+    say(reports_table(stored))
     say(f"{len(stored)} report(s) shown from {name} (* = local changes)")
     return 0
 
@@ -130,6 +123,7 @@ def _history_list(args: argparse.Namespace) -> int:
 def _history_show(args: argparse.Namespace) -> int:
     from asrbench.formats.model import dump
     from asrbench.history.store import open_store
+    from asrbench.render.history import report_lines, runs_table
 
     with open_store(args.history) as store:
         stored = store.find(args.ref)
@@ -137,32 +131,17 @@ def _history_show(args: argparse.Namespace) -> int:
             say_json(dump(store.load(stored.id)))
             return 0
         points = store.runs_of(stored.id)
-    say(f"report {stored.label}: commit {stored.commit or '-'}"
-          + (f" (the report says {stored.report_commit})"
-             if stored.report_commit and stored.report_commit != stored.commit else "")
-          + (", with local changes" if stored.dirty else ""))
-    say(f"branch {stored.branch or '-'}, device class {stored.device_class or '-'}, created "
-          f"{stored.created or '-'}, added {stored.added} from {stored.source or '-'}")
-    rows = [("config", "WER", "WER norm", "CER", "samples/s", "RSD", "passes", "compilations")]
-    for p in points:
-        rows.append((p.config_id, f"{p.wer:.4f}",
-                     "-" if p.wer_normalized is None else f"{p.wer_normalized:.4f}",
-                     f"{p.cer:.4f}", f"{p.samples_per_second:.4g}", f"{p.rsd:.1%}",
-                     str(p.passes), "-" if p.compilations_timed is None
-                     else str(p.compilations_timed)))
-    say(_row_table(rows))
+    for line in report_lines(stored):
+        say(line)
+    say(runs_table(points))
     return 0
 
 
 def _history_changes(args: argparse.Namespace) -> int:
     from asrbench.formats.io import write_json_atomic
-    from asrbench.history.changepoints import (
-        DEFAULT_MIN_SIZE,
-        METRICS,
-        changes_text,
-        series_changes,
-    )
+    from asrbench.history.changepoints import DEFAULT_MIN_SIZE, METRICS, series_changes
     from asrbench.history.store import open_store
+    from asrbench.render.history import changes_text
 
     metrics = args.metric or list(METRICS)
     with open_store(args.history) as store:

@@ -64,8 +64,9 @@ def command(args: argparse.Namespace) -> int:
     from asrbench.formats.environment import environment
     from asrbench.formats.io import write_json_atomic
     from asrbench.measure.models import load
-    from asrbench.measure.peers import PEER_NAMES, markdown, run_peers, summarize, table
+    from asrbench.measure.peers import PEER_NAMES, run_peers, summarize
     from asrbench.measure.session import Session, quiet_transformers
+    from asrbench.render.peers import markdown, table
 
     names = (PEER_NAMES if args.peers is None
              else tuple(n.strip() for n in args.peers.split(",") if n.strip()))

@@ -252,30 +252,3 @@ def check_edits(run: Run, entry: BaselineEntry | None = None) -> None:
             raise AsrbenchError(f"{run.config.id}: the baseline entry's utterance "
                                 f"{uid}: {problem}: its edit counts are "
                                 "impossible for its predictions; record the entry again")
-
-
-def describe_change(change: ErrorRateChange, confidence: float = CONFIDENCE) -> str:
-    """e.g. "WER +0.021 (95% CI +0.004 .. +0.038), 5 utterances worse, 1 better"; without an
-    interval "WER +0.125 (no interval), 1 utterance worse, 0 better"."""
-    name = {"wer": "WER", "wer_normalized": "normalized WER", "cer": "CER"}.get(change.metric,
-                                                                                change.metric)
-    moved = (f"{change.worse} utterance{'s' * (change.worse != 1)} worse, "
-             f"{change.better} better")
-    if change.low is None or change.high is None:
-        return f"{name} {change.delta:+.3f} (no interval), {moved}"
-    return (f"{name} {change.delta:+.3f} ({confidence:.0%} CI {change.low:+.3f} .. "
-            f"{change.high:+.3f}), {moved}" + ("" if change.significant else ": not significant"))
-
-
-def method_text(accuracy: AccuracyChange) -> str:
-    """How the intervals were made, in words, e.g. "paired bootstrap over 12 speakers (40
-    utterances)"."""
-    units = accuracy.units if accuracy.units is not None else accuracy.utterances
-    if accuracy.method == "speakers":
-        text = (f"paired bootstrap over {units} speaker{'s' * (units != 1)} "
-                f"({accuracy.utterances} utterances)")
-    else:
-        text = f"paired bootstrap over {units} utterance{'s' * (units != 1)}"
-    if accuracy.changes and all(c.low is None for c in accuracy.changes):
-        text = "no paired bootstrap"
-    return text + (f"; {accuracy.note}" if accuracy.note else "")

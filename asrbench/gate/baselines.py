@@ -39,9 +39,6 @@ from asrbench.gate.accuracy import check_edits
 from asrbench.gate.counters import (
     check_countable,
     check_same_counters,
-    counter_verdicts,
-    counts_summary,
-    describe_changes,
 )
 
 DEFAULT_TOLERANCE = {
@@ -318,40 +315,3 @@ def _update(directory: str | Path, device_class: str, runs: list[Run] | list[lis
                                                "entries": dict(sorted(entries.items()))})
         write_json_atomic(path, dump(written))
     return changes
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
-
-
-def change_table(changes: list[tuple[str, BaselineEntry | None, BaselineEntry]]) -> str:
-    """old -> new for every metric of every updated entry, for review in the PR."""
-    lines = []
-    for config_id, old, new in changes:
-        lines.append(f"{config_id}{'  (new entry)' if old is None else ''}")
-        for name in GATED_METRICS:
-            before = "-" if old is None else _fmt(getattr(old.metrics, name))
-            lines.append(f"  {name:<20} {before:>10} -> {_fmt(getattr(new.metrics, name))}")
-        if old is not None and old.normalizer != new.normalizer:
-            lines.append(f"  normalizer: {old.normalizer or '(not recorded)'} -> {new.normalizer}")
-        processes = new.noise.samples_per_second_per_process
-        if processes:
-            lines.append(f"  recorded from {len(processes)} processes: samples/s "
-                         + ", ".join(f"{v:.4g}" for v in processes))
-        else:
-            lines.append(f"  recorded from 1 process: no between-process spread, so its "
-                         f"throughput band is at least {ONE_PROCESS_REL:.0%} (record from "
-                         f"{RECOMMENDED_PROCESSES} processes for a band of its own)")
-        if old is not None and old.predictions_sha256 != new.predictions_sha256:
-            changed = sum(1 for k, v in new.predictions.items() if old.predictions.get(k) != v)
-            lines.append(f"  transcripts: {changed} changed")
-        before_counts = old.counters if old is not None else None
-        if new.counters is not None and before_counts is None:
-            lines.append(f"  counters: recorded ({counts_summary(new.counters)})")
-        elif new.counters is None and before_counts is not None:
-            lines.append("  counters: dropped (the report was not counted)")
-        elif new.counters is not None and before_counts is not None:
-            changes_text = describe_changes(counter_verdicts(config_id, new.counters,
-                                                             before_counts))
-            lines.append(f"  counters: {changes_text or 'unchanged'}")
-    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The PR gate: a report and the stored baselines in, verdicts and a summary out.
+"""The PR gate: a report and the stored baselines in, verdicts out (render/ prints them).
 
 Shared by `asrbench compare`, `asrbench baseline update` and the pytest plugin, so the three
 always agree on what a regression is; what fails is the Policy's call (policy.py).
@@ -20,9 +20,9 @@ from typing import Any
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.io import DEFAULT_BASELINE_DIR, DEFAULT_REPORT
-from asrbench.formats.model import BaselineFile, Report, Run
+from asrbench.formats.model import BaselineEntry, BaselineFile, Report, Run
 from asrbench.gate import baselines
-from asrbench.gate.compare import Comparison, compare_run, missing_entries
+from asrbench.gate.compare import Comparison, compare_run, missing_entries, starved
 from asrbench.gate.policy import Policy
 
 
@@ -117,6 +117,17 @@ class GateOutcome:
                 if self.new_ids else None)
 
 
+@dataclass
+class BaselineUpdate:
+    """What update_baselines wrote: per baseline file, (config id, old entry or None, new
+    entry) of each entry written; and the runs recorded while the machine was busy (their
+    samples/s understate the code)."""
+
+    files: list[tuple[Path, list[tuple[str, BaselineEntry | None, BaselineEntry]]]] = field(
+        default_factory=list)
+    busy: list[Run] = field(default_factory=list)
+
+
 def gate_runs(runs: list[Run], baseline_dir: str | Path,
               policy: Policy | None = None, report_path: str | Path = DEFAULT_REPORT
               ) -> GateOutcome:
@@ -204,8 +215,9 @@ def judge_report_file(report_path: str | Path, baseline_dir: str | Path,
 def update_baselines(report: Report | list[Report], baseline_dir: str | Path,
                      only: list[str] | None = None,
                      tolerance: dict[str, float] | None = None,
-                     counters_only: bool = False) -> str:
-    """Rewrite the baseline entries of the report's runs (or only the given ids).
+                     counters_only: bool = False) -> BaselineUpdate:
+    """Rewrite the baseline entries of the report's runs (or only the given ids); what was
+    written, for render.text.baseline_update_text.
 
     Several reports (of the same configs, each from its own process) make one entry per
     config that keeps every process's throughput: the band then comes from the spread between
@@ -237,19 +249,13 @@ def update_baselines(report: Report | list[Report], baseline_dir: str | Path,
                                     f"{run.device.class_!r}")
             group.append(match[0])
         groups.append(group)
-    tables = []
+    update = BaselineUpdate()
     for device_class in sorted({r.device.class_ for r in runs}):
         selected = [g for g in groups if g[0].device.class_ == device_class]
         changes = baselines.update(baseline_dir, device_class, selected, reports[0].environment,
                                    tolerance, counters_only)
-        tables.append(f"updated {baselines.baseline_path(baseline_dir, device_class)}:\n"
-                      + baselines.change_table(changes))
+        update.files.append((baselines.baseline_path(baseline_dir, device_class), changes))
     if not counters_only:  # a baseline recorded during a slow spell hides regressions
-        from asrbench.gate.compare import describe_contention, starved
-
-        tables += [f"WARNING {r.config.id}: recorded while the machine was busy "
-                   f"({describe_contention(r.timings.contention)}): its samples/s understate "
-                   "this code; record it again on a quiet machine"
-                   for group in groups for r in group
-                   if r.timings.contention is not None and starved(r)]
-    return "\n".join(tables)
+        update.busy = [r for group in groups for r in group
+                       if r.timings.contention is not None and starved(r)]
+    return update

@@ -110,15 +110,6 @@ class ChangePoint:
     points_before: int
     points_after: int
 
-    def describe(self) -> str:
-        name, _, _, relative_scale = METRICS[self.metric]
-        size = (f"{self.relative:+.1%}" if relative_scale and self.relative is not None
-                else f"{self.delta:+.4f}")
-        fmt = "{:.4g}" if relative_scale else "{:.4f}"
-        return (f"{self.direction.upper():<11} {self.config_id} [{self.device_class}] {name}: "
-                f"{fmt.format(self.before)} -> {fmt.format(self.after)} ({size}) from "
-                f"{self.label} ({self.points_before} run(s) before, {self.points_after} after)")
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -303,16 +294,3 @@ def find_changes(series: dict[tuple[str, str], list[Any]],
             out += series_changes(series[key], metric, min_size,
                                   (min_change or {}).get(metric))
     return out
-
-
-def changes_text(changes: list[ChangePoint], series_count: int) -> str:
-    """The terminal output of `asrbench history changes`."""
-    if not changes:
-        return f"no persistent step in {series_count} series"
-    from asrbench.render.text import terminal_safe
-
-    # config ids, device classes and commits come from the store: escaped for the terminal
-    lines = [terminal_safe(c.describe(), newlines=False) for c in changes]
-    regressions = sum(c.direction == "regression" for c in changes)
-    lines.append(f"{len(changes)} step(s) in {series_count} series, {regressions} regression(s)")
-    return "\n".join(lines)

@@ -127,8 +127,8 @@ class StoredReport:
 
     @property
     def label(self) -> str:
-        """How charts and tables name it: `#id commit` (12 characters of the commit; control
-        characters shown as escapes, as it is printed)."""
+        """How charts and tables name it: `#id commit` (12 characters of the commit, as stored:
+        what prints it escapes it, render.text.terminal_safe or the HTML's esc)."""
         return _label(self.id, self.commit)
 
 
@@ -606,10 +606,20 @@ def open_store(url: str | os.PathLike[str] | None = None, create: bool = False
         store.close()
 
 
+@dataclass(frozen=True)
+class AddedReport:
+    """What add_report did: the report file, the store it went into (its name) and its row."""
+
+    path: str
+    history: str
+    stored: StoredReport
+
+
 def add_report(url: str | None, report_path: str | os.PathLike[str], commit: str | None = None,
-               branch: str | None = None) -> str:
-    """Add a report file to a store (created when absent); returns one line saying what was
-    stored. For the pytest plugin and the CLI; errors are AsrbenchError."""
+               branch: str | None = None) -> AddedReport:
+    """Add a report file to a store (created when absent); returns what was stored
+    (render.history.added_line says it in one line). For the pytest plugin and the CLI;
+    errors are AsrbenchError."""
     from asrbench.formats.io import load_report
 
     report = load_report(report_path)
@@ -619,12 +629,7 @@ def add_report(url: str | None, report_path: str | os.PathLike[str], commit: str
     with open_store(url, create=True) as store:
         stored = store.add(report, source=str(report_path), commit=commit, branch=branch)
         name = store.name
-    from asrbench.render.text import terminal_safe
-
-    commit_text = f"commit {stored.commit[:12]}" if stored.commit else "no commit (use --commit)"
-    return terminal_safe(f"added {report_path} to history {name} as #{stored.id} ({commit_text}, "
-                         f"{stored.runs} run(s), device class {stored.device_class or '-'})",
-                         newlines=False)
+    return AddedReport(str(report_path), name, stored)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -681,6 +686,17 @@ def _run_row(run: Run) -> tuple[Any, ...]:
             json.dumps(per_pass), None if seconds is None else json.dumps(seconds))
 
 
+def run_point(run: Run, position: int = 0, commit: str | None = None,
+              created: str | None = None) -> Point:
+    """The point a report run makes in a series, as the store would keep it (report id 0: a
+    run that is not in the store, e.g. the current report of the HTML page)."""
+    (config_id, device_class, wer, wer_normalized, cer, sps, rsd, passes, utterances,
+     compilations, per_pass, seconds) = _run_row(run)
+    return Point(0, position, config_id, device_class, wer, wer_normalized, cer, sps, rsd,
+                 passes, utterances, compilations, json.loads(per_pass),
+                 None if seconds is None else json.loads(seconds), commit, created)
+
+
 def _stored(row: tuple[Any, ...], runs: int = 0) -> StoredReport:
     (id_, sha, commit, report_commit, dirty, branch, device_class, created, added, version,
      source) = row
@@ -719,10 +735,7 @@ def _str(value: Any) -> str:
 
 
 def _label(report_id: int, commit: str | None) -> str:
-    from asrbench.render.text import terminal_safe
-
-    return terminal_safe(f"#{report_id} {commit[:12]}" if commit else f"#{report_id}",
-                         newlines=False)
+    return f"#{report_id} {commit[:12]}" if commit else f"#{report_id}"
 
 
 def _damage(exc: BaseException) -> str:

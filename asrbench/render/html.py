@@ -3,7 +3,8 @@
 Per config of the report: trend charts over the stored history (samples/s with the baseline
 value and its allowed band, WER and normalized WER, CER, graph compilations during the timed
 passes), the current run highlighted and the change points (history/changepoints.py) marked;
-then the verdict table of the gate (gate.outcome.gate_report, as `asrbench compare` judges), the
+then the verdict table of the gate (the GateOutcome the caller judged, cli/html.py through
+gate.outcome.gate_report as `asrbench compare` judges: this module never runs the gate), the
 changed transcripts as word diffs, the steps found, the history's reports, and the environment and
 commit of the report.
 
@@ -22,15 +23,18 @@ import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from asrbench.config.settings import DEFAULT_BASELINE_DIR
 from asrbench.errors import AsrbenchError, require
 from asrbench.formats.model import Report, Run, dump
 from asrbench.formats.redact import redact as redact_secrets
 from asrbench.formats.redact import redact_argv
 from asrbench.history.changepoints import METRICS, ChangePoint, series_changes
-from asrbench.history.store import Point, Store, StoredReport, digest_of
+from asrbench.history.store import Point, Store, StoredReport, digest_of, run_point
+from asrbench.render.text import terminal_safe
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asrbench.gate.outcome import GateOutcome
 
 #: chart id suffix -> (title, y axis, metric(s) of the history trace(s))
 CHARTS = (
@@ -99,19 +103,19 @@ class ConfigView:
 
 def _current_point(run: Run, position: int, report: Report) -> Point:
     """A point for a report that is not in the store (shown last, labelled `current`)."""
-    from asrbench.history.store import _run_row
-
-    (config_id, device_class, wer, wer_normalized, cer, sps, rsd, passes, utterances,
-     compilations, per_pass, seconds) = _run_row(run)
     git = report.environment.git or {}
-    return Point(0, position, config_id, device_class, wer, wer_normalized, cer, sps, rsd,
-                 passes, utterances, compilations, json.loads(per_pass),
-                 None if seconds is None else json.loads(seconds), git.get("commit"),
-                 (report.environment.model_extra or {}).get("created"))
+    return run_point(run, position, git.get("commit"),
+                     (report.environment.model_extra or {}).get("created"))
+
+
+def _safe(label: str) -> str:
+    """A label from the store (its commit can hold anything) as the terminal shows it:
+    control characters as escapes (then HTML-escaped where it is placed)."""
+    return terminal_safe(label, newlines=False)
 
 
 def _label(point: Point) -> str:
-    return point.label if point.report_id else "current"
+    return _safe(point.label) if point.report_id else "current"
 
 
 def gather(report: Report, store: Store | None) -> tuple[list[ConfigView], StoredReport | None,
@@ -325,17 +329,16 @@ SCRIPT = """
 """
 
 
-def build_html(report: Report, store: Store | None = None, baseline_dir: str | Path | None = None,
-               policy: Any = None, report_path: str | Path = "report") -> str:
-    """The whole page as text."""
+def build_html(report: Report, outcome: GateOutcome, store: Store | None = None) -> str:
+    """The whole page as text: the report, the gate's `outcome` of it (its verdicts, the
+    baseline folder and report path it judged) and the store's history (None: the report
+    alone)."""
     plotly = require("plotly", "history", "asrbench html")
     require("plotly.offline", "history", "asrbench html")
 
-    from asrbench.gate.outcome import gate_report
-
     views, stored, listing = gather(report, store)
-    baseline_dir = baseline_dir or DEFAULT_BASELINE_DIR
-    outcome = gate_report(report, baseline_dir, policy, report_path)
+    baseline_dir = outcome.baseline_dir
+    report_path = outcome.report_path
     by_id = {c.config_id: c for c in outcome.comparisons}
     for view in views:
         view.comparison = by_id.get(view.run.config.id)
@@ -374,7 +377,7 @@ def build_html(report: Report, store: Store | None = None, baseline_dir: str | P
                         f'<div class="charts">{"".join(charts)}</div></section>')
 
     changes = [c for view in views for c in view.changes]
-    change_rows = [[c.config_id, c.device_class, METRICS[c.metric][0], c.label,
+    change_rows = [[c.config_id, c.device_class, METRICS[c.metric][0], _safe(c.label),
                     _number(c.before, ".4g"), _number(c.after, ".4g"),
                     (f"{c.relative:+.1%}" if c.relative is not None and METRICS[c.metric][3]
                      else f"{c.delta:+.4f}"), c.direction,
@@ -402,7 +405,7 @@ def build_html(report: Report, store: Store | None = None, baseline_dir: str | P
     failed = outcome.failed
     where = ("" if store is None else
              f" History: {esc(store.name)}, {len(listing)} report(s)"
-             + (f"; this report is {esc(stored.label)}." if stored else
+             + (f"; this report is {esc(_safe(stored.label))}." if stored else
                 "; this report is not in it (shown last, as “current”)."))
     body = f"""
 <h1>asrbench report</h1>

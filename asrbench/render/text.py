@@ -12,7 +12,8 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from asrbench.gate.accuracy import describe_change, method_text
+from asrbench.gate.accuracy import CONFIDENCE
+from asrbench.gate.baselines import GATED_METRICS, ONE_PROCESS_REL, RECOMMENDED_PROCESSES
 from asrbench.gate.compare import (
     describe_contention,
     describe_verdict,  # noqa: F401  (re-exported for callers)
@@ -21,11 +22,13 @@ from asrbench.gate.compare import (
     starved,
 )
 from asrbench.gate.compare import format_number as _number
+from asrbench.gate.counters import counter_verdicts, counts_summary, describe_changes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from asrbench.formats.model import Run
+    from asrbench.ab.run import AbResult
+    from asrbench.formats.model import AccuracyChange, BaselineEntry, ErrorRateChange, Run
     from asrbench.gate.compare import Comparison
-    from asrbench.gate.outcome import GateOutcome
+    from asrbench.gate.outcome import BaselineUpdate, GateOutcome
     from asrbench.gate.policy import Policy
 
 ZERO_WIDTH_SPACE = "\u200b"
@@ -142,6 +145,33 @@ def run_notes(runs: Iterable[Run]) -> list[str]:
                          f"{reference.identical}/{reference.utterances} transcripts "
                          f"identical, WER vs reference {reference.wer:.4f}")
     return lines
+
+
+def describe_change(change: ErrorRateChange, confidence: float = CONFIDENCE) -> str:
+    """e.g. "WER +0.021 (95% CI +0.004 .. +0.038), 5 utterances worse, 1 better"; without an
+    interval "WER +0.125 (no interval), 1 utterance worse, 0 better"."""
+    name = {"wer": "WER", "wer_normalized": "normalized WER", "cer": "CER"}.get(change.metric,
+                                                                                change.metric)
+    moved = (f"{change.worse} utterance{'s' * (change.worse != 1)} worse, "
+             f"{change.better} better")
+    if change.low is None or change.high is None:
+        return f"{name} {change.delta:+.3f} (no interval), {moved}"
+    return (f"{name} {change.delta:+.3f} ({confidence:.0%} CI {change.low:+.3f} .. "
+            f"{change.high:+.3f}), {moved}" + ("" if change.significant else ": not significant"))
+
+
+def method_text(accuracy: AccuracyChange) -> str:
+    """How the intervals were made, in words, e.g. "paired bootstrap over 12 speakers (40
+    utterances)"."""
+    units = accuracy.units if accuracy.units is not None else accuracy.utterances
+    if accuracy.method == "speakers":
+        text = (f"paired bootstrap over {units} speaker{'s' * (units != 1)} "
+                f"({accuracy.utterances} utterances)")
+    else:
+        text = f"paired bootstrap over {units} utterance{'s' * (units != 1)}"
+    if accuracy.changes and all(c.low is None for c in accuracy.changes):
+        text = "no paired bootstrap"
+    return text + (f"; {accuracy.note}" if accuracy.note else "")
 
 
 def accuracy_lines(comparison: Comparison) -> list[str]:
@@ -337,6 +367,67 @@ def outcome_markdown(outcome: GateOutcome) -> str:
     """The Markdown summary of a gate outcome (PR comment, step summary, pytest's summary)."""
     return markdown_summary(outcome.comparisons, outcome.policy, outcome.refresh,
                             html_url=outcome.html_url, problems=outcome.problems)
+
+
+def _entry_number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def change_table(changes: list[tuple[str, BaselineEntry | None, BaselineEntry]]) -> str:
+    """old -> new for every metric of every updated entry (gate.baselines.update's changes),
+    for review in the PR."""
+    lines = []
+    for config_id, old, new in changes:
+        lines.append(f"{config_id}{'  (new entry)' if old is None else ''}")
+        for name in GATED_METRICS:
+            before = "-" if old is None else _entry_number(getattr(old.metrics, name))
+            lines.append(f"  {name:<20} {before:>10} -> "
+                         f"{_entry_number(getattr(new.metrics, name))}")
+        if old is not None and old.normalizer != new.normalizer:
+            lines.append(f"  normalizer: {old.normalizer or '(not recorded)'} -> {new.normalizer}")
+        processes = new.noise.samples_per_second_per_process
+        if processes:
+            lines.append(f"  recorded from {len(processes)} processes: samples/s "
+                         + ", ".join(f"{v:.4g}" for v in processes))
+        else:
+            lines.append(f"  recorded from 1 process: no between-process spread, so its "
+                         f"throughput band is at least {ONE_PROCESS_REL:.0%} (record from "
+                         f"{RECOMMENDED_PROCESSES} processes for a band of its own)")
+        if old is not None and old.predictions_sha256 != new.predictions_sha256:
+            changed = sum(1 for k, v in new.predictions.items() if old.predictions.get(k) != v)
+            lines.append(f"  transcripts: {changed} changed")
+        before_counts = old.counters if old is not None else None
+        if new.counters is not None and before_counts is None:
+            lines.append(f"  counters: recorded ({counts_summary(new.counters)})")
+        elif new.counters is None and before_counts is not None:
+            lines.append("  counters: dropped (the report was not counted)")
+        elif new.counters is not None and before_counts is not None:
+            changes_text = describe_changes(counter_verdicts(config_id, new.counters,
+                                                             before_counts))
+            lines.append(f"  counters: {changes_text or 'unchanged'}")
+    return "\n".join(lines)
+
+
+def baseline_update_text(update: BaselineUpdate) -> str:
+    """What `asrbench baseline update` prints: per baseline file written, its change_table;
+    then a warning per run recorded while the machine was busy."""
+    tables = [f"updated {path}:\n" + change_table(changes) for path, changes in update.files]
+    tables += [f"WARNING {r.config.id}: recorded while the machine was busy "
+               f"({describe_contention(r.timings.contention)}): its samples/s understate "
+               "this code; record it again on a quiet machine"
+               for r in update.busy if r.timings.contention is not None]
+    return "\n".join(tables)
+
+
+def ab_text(result: AbResult, policy: Policy) -> str:
+    """The terminal output of `asrbench ab`: what was compared and how, then the verdicts."""
+    return "\n".join(result.lines) + "\n" + gate_text(result.comparisons, policy, None)
+
+
+def ab_markdown(result: AbResult, policy: Policy) -> str:
+    """The Markdown summary of `asrbench ab`: the verdict tables, then what was compared."""
+    return markdown_summary(result.comparisons, policy, title="asrbench A/B") + "\n" + "".join(
+        f"- {escape_md(line)}\n" for line in result.lines)
 
 
 def publish_markdown(markdown: str, path: Any = None) -> None:
