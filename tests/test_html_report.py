@@ -110,6 +110,28 @@ def test_everything_from_data_is_escaped(tmp_path):
     assert labels == ["#1 &lt;/script&gt;&lt;b&gt;"]  # plotly renders HTML in labels: escaped
 
 
+def test_the_page_shows_the_verdicts_it_is_handed_and_judges_nothing(tmp_path):
+    """render.html never runs the gate (issue 30): the page shows the outcome its caller
+    judged. A report judged against its own baseline passes; handed an outcome that says its
+    WER regressed, the page says FAIL with that verdict, whatever the baselines say."""
+    from factories import make_verdict
+
+    from asrbench.gate.outcome import GateOutcome
+    from asrbench.gate.policy import Policy
+
+    report = parse_report(make_report())
+    baselines = _baselines(tmp_path / "baselines", report)
+    judged = gate_report(report, baselines)
+    assert not judged.failed
+    assert 'id="gate-result" class="improved">Gate:\npass' in build_html(report, judged)
+    planted = judged.comparisons[0].model_copy(update={"verdicts": [make_verdict(
+        "cfg", "wer", "regressed", 0.3, 0.2, 0.1, 0.005, "planted by the caller")]})
+    handed = GateOutcome([planted], Policy(), "given.json", baseline_dir="elsewhere")
+    page = build_html(report, handed)
+    assert 'id="gate-result" class="regressed">Gate:\nFAIL (baselines from elsewhere)' in page
+    assert "<td>planted by the caller</td>" in page and "Report given.json" in page
+
+
 def test_script_json_cannot_close_a_script_element():
     text = script_json({"a": "</script><!-- \u2028 & >"})
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text

@@ -129,3 +129,66 @@ def test_every_module_path_a_page_names_exists():
                                            page.read_text(encoding="utf-8"))
                     if not (ROOT / path).is_file()})
     assert stale == []
+
+
+#: the packages that return data (verdicts, baseline changes, stored rows, change points, the
+#: peers document, the A/B result): render/ makes the text from it (issue 30)
+DATA_PACKAGES = ("ab", "config", "devices", "formats", "gate", "history", "measure")
+#: Markdown tables (a row or the rule under the header), headings, bold, HTML elements
+_MARKUP = re.compile(r"\|\s*:?-{3}|^\s*\|.*\|\s*$|<(?:table|tr|td|th|details|summary|br|h[1-6])\b"
+                     r"|^#{2,6} |\*\*[^*\s]")
+#: a format spec that pads to a column: `{name:<20}`, `{value:>10.3f}`, `{x:^8}`
+_COLUMN = re.compile(r"^.?[<>^=]\d")
+
+
+def _table_making(source: str) -> list[str]:
+    """Where a module's code pads columns (str.ljust/rjust/center, an aligned format spec) or
+    writes Markdown or HTML markup in a string (docstrings are prose, not output)."""
+    import ast
+
+    tree = ast.parse(source)
+    prose = {id(node.body[0].value) for node in ast.walk(tree)
+             if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef,
+                                  ast.ClassDef))
+             and node.body and isinstance(node.body[0], ast.Expr)
+             and isinstance(node.body[0].value, ast.Constant)}
+    found = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("ljust", "rjust", "center")):
+            found.append(f"{node.lineno}: .{node.func.attr}()")
+        elif isinstance(node, ast.FormattedValue) and node.format_spec is not None:
+            spec = "".join(v.value for v in node.format_spec.values
+                           if isinstance(v, ast.Constant))
+            if _COLUMN.match(spec):
+                found.append(f"{node.lineno}: column {{:{spec}}}")
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+              and id(node) not in prose):
+            found += [f"{node.lineno}: markup {line.strip()[:40]!r}"
+                      for line in node.value.splitlines() if _MARKUP.search(line)]
+    return found
+
+
+def test_text_is_made_in_render_only():
+    """The gate, history, measure, ab (and the layers below) return data; tables, Markdown and
+    HTML are made in asrbench/render/. On 64ba4a1 this found the baseline change table
+    (gate/baselines.py), the change points' lines (history/changepoints.py) and the peers
+    tables (measure/peers.py). One-line phrases for notes, findings and errors are data."""
+    found = [f"{path.relative_to(ROOT).as_posix()}:{where}"
+             for package in DATA_PACKAGES
+             for path in sorted((ROOT / "asrbench" / package).rglob("*.py"))
+             if STUBS not in path.relative_to(ROOT).parents
+             for where in _table_making(path.read_text(encoding="utf-8"))]
+    assert found == []
+
+
+def test_the_table_check_sees_padding_and_markup():
+    source = ('"""A | b | c |"""\n'
+              'def table(rows):\n'
+              '    """| not | output |"""\n'
+              '    lines = ["| peer | rate |", "|---|---:|"]\n'
+              '    lines += [f"{r.name:<12} {r.rate:>8.2f}" for r in rows]\n'
+              '    return "\\n".join(lines + [r.name.ljust(4) for r in rows])\n'
+              'NOTE = f"{1:.4f} -> {2:+.1%}"  # numbers, not columns\n')
+    assert _table_making(source) == ["4: markup '| peer | rate |'", "4: markup '|---|---:|'",
+                                     "5: column {:<12}", "5: column {:>8.2f}", "6: .ljust()"]
