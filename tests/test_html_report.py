@@ -119,7 +119,7 @@ def test_the_page_shows_the_verdicts_it_is_handed_and_judges_nothing(tmp_path):
     from asrbench.gate.outcome import GateOutcome
     from asrbench.gate.policy import Policy
 
-    report = parse_report(make_report())
+    report = parse_report(make_report_document())
     baselines = _baselines(tmp_path / "baselines", report)
     judged = gate_report(report, baselines)
     assert not judged.failed
