@@ -21,8 +21,11 @@ here).
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from factories import embedded_rows, make_real_history, write_cv_table, write_tiny_whisper
@@ -47,7 +50,6 @@ SLOW_MODULES = {
 SLOW_FIXTURES = {
     "real_history": "an `asrbench run` (conftest.py)",
     "browser": "headless Chromium (test_html_report)",
-    "postgres_server": "a PostgreSQL server (test_history)",
     "whisper": "loads the bundled Whisper model (test_decoding)",
     "converted": "converts the bundled model (test_bundled)",
     "english_report": "an `asrbench run` (test_cli)",
@@ -61,7 +63,9 @@ SLOW_FIXTURES = {
 
 #: Parameters that make a test slow (fixture or argument name: slow values).
 SLOW_PARAMS = {
-    "store_url": {"postgresql"},  # test_history: the store on a PostgreSQL server
+    # test_history: the store on a PostgreSQL server (store_url asks for the postgres_server
+    # fixture only for this value, so no test lists postgres_server among its fixtures)
+    "store_url": {"postgresql"},
 }
 
 #: Single slow tests, by module: each runs a model, a child `asrbench`/pytest or a tool.
@@ -139,21 +143,45 @@ def is_slow(module: str, name: str, fixtures: list[str], params: dict[str, objec
             or any(params.get(k) in values for k, values in SLOW_PARAMS.items()))
 
 
+#: Every test this session collected, before -m, -k or --deselect leave any out: what the
+#: registries above are checked against (tests/test_habits.py). One record per test: its id
+#: as HEAVY_TESTS writes it (module::name[params]), module, function name, fixtures, parameters.
+COLLECTED = pytest.StashKey[list[dict[str, Any]]]()
+#: Where a session writes those records as JSON, when this variable names a file (the registry
+#: check collects the suite in a child that way when its own session did not collect it all).
+COLLECTED_JSON_VARIABLE = "ASRBENCH_TESTS_COLLECTED_JSON"
+
+
+def _plain(value: object) -> object:
+    """A parameter value as JSON holds it (its repr unless a string, number, bool or None)."""
+    return value if value is None or isinstance(value, (str, int, float, bool)) else repr(value)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m/-k/--deselect filters
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     slow, heavy = pytest.mark.slow, pytest.mark.heavy
+    collected: list[dict[str, Any]] = []
     for item in items:
         try:
             module = item.path.relative_to(config.rootpath).as_posix()
         except ValueError:  # a test outside the repository (pytester's own)
             continue
         callspec = getattr(item, "callspec", None)
+        name = getattr(item, "originalname", item.name)
+        fixtures = list(getattr(item, "fixturenames", ()))
+        params = dict(callspec.params) if callspec else {}
+        collected.append({"id": f"{module}::{item.name}", "module": module, "name": name,
+                          "fixtures": fixtures,
+                          "params": {k: _plain(v) for k, v in params.items()}})
         if f"{module}::{item.name}" in HEAVY_TESTS:
             item.add_marker(heavy)
             item.add_marker(slow)
-        elif is_slow(module, getattr(item, "originalname", item.name),
-                     list(getattr(item, "fixturenames", ())),
-                     dict(callspec.params) if callspec else {}):
+        elif is_slow(module, name, fixtures, params):
             item.add_marker(slow)
+    config.stash[COLLECTED] = collected
+    if os.environ.get(COLLECTED_JSON_VARIABLE):
+        Path(os.environ[COLLECTED_JSON_VARIABLE]).write_text(json.dumps(collected),
+                                                              encoding="utf-8")
 
 
 # -- fixtures -----------------------------------------------------------------------------------

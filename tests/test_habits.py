@@ -2,138 +2,116 @@
 (a renamed test, fixture or module would otherwise leave the fast tier, or CI, unnoticed), and
 `ruff check` (the rules in pyproject.toml's [tool.ruff]) finds nothing.
 
-The registries are checked on the source (ast), without importing or collecting a test module:
-a collection of the whole suite imports torch and every test module (tens of seconds on a
-2-core machine). Which parameter ids the heavy tier names is checked by collection in
-tests/test_scripts.py."""
+The registries are checked against the tests pytest collects (their ids, fixtures and
+parameters): the session's own collection when it collected every test module (CI, the fast
+tier), otherwise a `pytest --collect-only` child's (tens of seconds on a 2-core machine)."""
 
 from __future__ import annotations
 
-import ast
+import json
+import os
 import shutil
 import subprocess
 import sys
-from functools import cache
+import tempfile
 from pathlib import Path
+from typing import Any
 
-from conftest import HEAVY_TESTS, SLOW_FIXTURES, SLOW_MODULES, SLOW_PARAMS, SLOW_TESTS
+import pytest
+
+from conftest import (
+    COLLECTED,
+    COLLECTED_JSON_VARIABLE,
+    HEAVY_TESTS,
+    SLOW_FIXTURES,
+    SLOW_MODULES,
+    SLOW_PARAMS,
+    SLOW_TESTS,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-#: where pytest looks for tests and fixtures (pyproject.toml testpaths, and the root conftest)
-TEST_FILES = sorted([*(ROOT / "tests").glob("*.py"), *(ROOT / "benchmarks").glob("*.py"),
-                     ROOT / "conftest.py"])
+#: the test modules pytest collects (pyproject.toml testpaths)
+TEST_MODULES = sorted(p.relative_to(ROOT).as_posix()
+                      for p in [*(ROOT / "tests").glob("test_*.py"),
+                                *(ROOT / "benchmarks").glob("test_*.py")])
 
 
-@cache
-def _tree(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+def _collected(config: pytest.Config) -> list[dict[str, Any]]:
+    """Every test of the suite as conftest.py records it: this session's records when it
+    collected every test module whole, else those of a `pytest --collect-only` child."""
+    records = config.stash.get(COLLECTED, [])
+    whole = not any("::" in str(arg) for arg in config.args)
+    if whole and set(TEST_MODULES) <= {r["module"] for r in records}:
+        return records
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "collected.json"
+        env = {**os.environ, COLLECTED_JSON_VARIABLE: str(out)}
+        done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                               "-p", "no:cacheprovider", "--asrbench-report",
+                               str(Path(scratch) / "latest.json")],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert out.is_file(), done.stdout[-2000:] + done.stderr[-2000:]
+        child: list[dict[str, Any]] = json.loads(out.read_text(encoding="utf-8"))
+        return child
 
 
-def _functions(path: Path) -> dict[str, ast.FunctionDef]:
-    """Every function a test module defines at its top level or in a class, by name."""
-    found: dict[str, ast.FunctionDef] = {}
-    for node in _tree(path).body:
-        bodies = node.body if isinstance(node, ast.ClassDef) else [node]
-        for item in bodies:
-            if isinstance(item, ast.FunctionDef):
-                found[item.name] = item
-    return found
+def registry_misses(collected: list[dict[str, Any]], slow_modules: dict[str, str],
+                    slow_tests: dict[str, set[str]], slow_fixtures: dict[str, str],
+                    slow_params: dict[str, set[object]], heavy_tests: dict[str, str]) -> list[str]:
+    """Each registry name that matches no collected test: a SLOW_MODULES module with no test,
+    a SLOW_TESTS function no test of its module runs, a SLOW_FIXTURES fixture no test uses, a
+    SLOW_PARAMS value no test takes, a HEAVY_TESTS id that is no test's id."""
+    modules = {r["module"] for r in collected}
+    functions = {(r["module"], r["name"]) for r in collected}
+    fixtures = {f for r in collected for f in r["fixtures"]}
+    ids = {r["id"] for r in collected}
+    misses = [f"SLOW_MODULES: no test in {m}" for m in sorted(set(slow_modules) - modules)]
+    misses += [f"SLOW_TESTS: no test {m}::{n}" for m, names in sorted(slow_tests.items())
+               for n in sorted(names) if (m, n) not in functions]
+    misses += [f"SLOW_FIXTURES: no test uses {f}" for f in sorted(set(slow_fixtures) - fixtures)]
+    misses += [f"SLOW_PARAMS: no test takes {k}={v!r}" for k, values in sorted(slow_params.items())
+               for v in sorted(values, key=repr)
+               if not any(r["params"].get(k, object()) == v for r in collected)]
+    misses += [f"HEAVY_TESTS: no test {i}" for i in sorted(set(heavy_tests) - ids)]
+    return misses
 
 
-def _fixture_call(function: ast.FunctionDef) -> ast.expr | None:
-    """The `pytest.fixture` (or `pytest.fixture(...)`) decorator of a function, if any."""
-    for decorator in function.decorator_list:
-        target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        if isinstance(target, ast.Attribute) and target.attr == "fixture":
-            return decorator
-        if isinstance(target, ast.Name) and target.id == "fixture":
-            return decorator
-    return None
+def test_every_slow_and_heavy_registry_name_matches_a_collected_test(request):
+    """SLOW_MODULES, SLOW_TESTS, SLOW_FIXTURES, SLOW_PARAMS and HEAVY_TESTS each name something
+    pytest collects: a renamed test, fixture, parameter or module would otherwise leave the
+    slow tier (and run in the fast one) or slip back into CI, unnoticed."""
+    collected = _collected(request.config)
+    assert registry_misses(collected, SLOW_MODULES, SLOW_TESTS, SLOW_FIXTURES, SLOW_PARAMS,
+                           HEAVY_TESTS) == []
 
 
-def _keyword(call: ast.expr, name: str) -> ast.expr | None:
-    if isinstance(call, ast.Call):
-        return next((k.value for k in call.keywords if k.arg == name), None)
-    return None
-
-
-def _fixtures(files: list[Path] = TEST_FILES) -> dict[str, set[object]]:
-    """Every fixture the test files define (its name= or its function's name): its literal
-    params (empty when it has none or they are computed)."""
-    found: dict[str, set[object]] = {}
-    for path in files:
-        for function in _functions(path).values():
-            call = _fixture_call(function)
-            if call is None:
-                continue
-            named = _keyword(call, "name")
-            name = named.value if isinstance(named, ast.Constant) else function.name
-            params = _keyword(call, "params")
-            values = ({e.value for e in params.elts if isinstance(e, ast.Constant)}
-                      if isinstance(params, (ast.List, ast.Tuple)) else set())
-            found.setdefault(name, set()).update(values)
-    return found
-
-
-def _parametrized(files: list[Path] = TEST_FILES) -> dict[str, set[object]]:
-    """Every argument name of a `pytest.mark.parametrize` with literal values: the values."""
-    found: dict[str, set[object]] = {}
-    for path in files:
-        for node in ast.walk(_tree(path)):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "parametrize" and len(node.args) >= 2):
-                continue
-            names, values = node.args[0], node.args[1]
-            if not (isinstance(names, ast.Constant) and isinstance(values, (ast.List, ast.Tuple))):
-                continue
-            argnames = [n.strip() for n in str(names.value).split(",")]
-            for value in values.elts:
-                row = value.elts if isinstance(value, ast.Tuple) else [value]
-                for argname, item in zip(argnames, row):
-                    if isinstance(item, ast.Constant):
-                        found.setdefault(argname, set()).add(item.value)
-    return found
-
-
-def test_every_slow_and_heavy_registry_name_exists():
-    """SLOW_MODULES name test files; SLOW_TESTS and HEAVY_TESTS name test functions of their
-    modules; SLOW_FIXTURES name fixtures defined in a test file; SLOW_PARAMS name a fixture or
-    parametrized argument that takes those values."""
-    missing = []
-    for module in SLOW_MODULES:
-        if not (ROOT / module).is_file():
-            missing.append(f"SLOW_MODULES: no file {module}")
-    for module, names in SLOW_TESTS.items():
-        defined = _functions(ROOT / module) if (ROOT / module).is_file() else {}
-        missing += [f"SLOW_TESTS: no {module}::{name}" for name in sorted(set(names) - set(defined))]
-    for test_id in HEAVY_TESTS:
-        module, name = test_id.split("::")
-        defined = _functions(ROOT / module) if (ROOT / module).is_file() else {}
-        if name.split("[")[0] not in defined:
-            missing.append(f"HEAVY_TESTS: no {module}::{name.split('[')[0]}")
-    fixtures = _fixtures()
-    missing += [f"SLOW_FIXTURES: no fixture {name}" for name in sorted(set(SLOW_FIXTURES)
-                                                                      - set(fixtures))]
-    parametrized = _parametrized()
-    for name, values in SLOW_PARAMS.items():
-        taken = fixtures.get(name, set()) | parametrized.get(name, set())
-        missing += [f"SLOW_PARAMS: {name} never takes {value!r}"
-                    for value in sorted(set(values) - taken, key=repr)]
-    assert missing == []
-
-
-def test_the_registry_check_sees_a_renamed_name(tmp_path):
-    """The helpers above find what exists and only that (so the test above can fail)."""
-    module = tmp_path / "test_x.py"
-    module.write_text("import pytest\n\n"
-                      "@pytest.fixture(params=['a', 'b'])\ndef letters(request): ...\n\n"
-                      "@pytest.fixture(name='renamed')\ndef _hidden(): ...\n\n"
-                      "class TestGroup:\n    def test_in_class(self): ...\n\n"
-                      "@pytest.mark.parametrize('size, kind', [(1, 'x'), (2, 'y')])\n"
-                      "def test_sizes(size, kind): ...\n", encoding="utf-8")
-    assert set(_functions(module)) == {"letters", "_hidden", "test_in_class", "test_sizes"}
-    assert _fixtures([module]) == {"letters": {"a", "b"}, "renamed": set()}
-    assert _parametrized([module]) == {"size": {1, 2}, "kind": {"x", "y"}}
+def test_the_registry_check_sees_each_kind_of_renamed_name():
+    """registry_misses finds what matches and only that (so the test above can fail)."""
+    collected = [
+        {"id": "tests/test_x.py::test_sizes[1-x]", "module": "tests/test_x.py",
+         "name": "test_sizes", "fixtures": ["tmp_path", "letters"],
+         "params": {"size": 1, "kind": "x"}},
+        {"id": "tests/test_y.py::test_in_class", "module": "tests/test_y.py",
+         "name": "test_in_class", "fixtures": [], "params": {}},
+    ]
+    assert registry_misses(collected, {"tests/test_y.py": ""},
+                           {"tests/test_x.py": {"test_sizes"}}, {"letters": ""},
+                           {"kind": {"x"}}, {"tests/test_x.py::test_sizes[1-x]": ""}) == []
+    assert registry_misses(collected, {"tests/test_z.py": ""},
+                           {"tests/test_x.py": {"test_size", "test_sizes"},
+                            "tests/test_y.py": {"test_sizes"}},
+                           {"numbers": "", "letters": ""}, {"kind": {"x", "y"}, "size": {2}},
+                           {"tests/test_x.py::test_sizes[2-x]": "",
+                            "tests/test_x.py::test_sizes": ""}) == [
+        "SLOW_MODULES: no test in tests/test_z.py",
+        "SLOW_TESTS: no test tests/test_x.py::test_size",
+        "SLOW_TESTS: no test tests/test_y.py::test_sizes",
+        "SLOW_FIXTURES: no test uses numbers",
+        "SLOW_PARAMS: no test takes kind='y'",
+        "SLOW_PARAMS: no test takes size=2",
+        "HEAVY_TESTS: no test tests/test_x.py::test_sizes",
+        "HEAVY_TESTS: no test tests/test_x.py::test_sizes[2-x]",
+    ]
 
 
 def _ruff() -> str:
