@@ -391,7 +391,8 @@ def apply_policy(config: pytest.Config, comparison: Any, check: str,
     """Fail (or warn) this test as the policy says for one check of one comparison."""
     import warnings
 
-    failing, warning = [], []
+    failing: list[str] = []
+    warning: list[str] = []
     for finding in bench_policy(config).findings(comparison, [check]):
         # messages name ops, ids and transcripts from data: no escape sequence reaches the
         # terminal, and one finding stays one line
@@ -488,7 +489,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     report_path = _report_path(config)
     env = environment(runs[-1].device.model_dump(by_alias=True)) if runs else None
     markdown_path = report_path.with_suffix(".md") if report_path is not None else None
-    if report_path is not None and runs:
+    if report_path is not None and env is not None:  # (env: there are runs)
         write_report(report_path, build_report(runs, env))
         lines.append(f"asrbench: report written to {report_path} (summary: {markdown_path})")
     elif report_path is not None:
@@ -508,7 +509,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                      f"{len(outcome.comparisons)} config(s)")
         if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if option(config, "update_baselines") and runs:
+    if option(config, "update_baselines") and env is not None:  # (env: there are runs)
         directory = option(config, "baseline_dir")
         for device_class in sorted({r.device.class_ for r in runs}):
             selected = [r for r in runs if r.device.class_ == device_class]

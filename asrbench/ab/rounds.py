@@ -39,7 +39,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,7 @@ def run_process(side: Side, args: list[str], timeout: float) -> None:
     run_together([(side, args, None)], timeout)
 
 
-def run_together(jobs: list[tuple[Side, list[str], dict[str, str] | None]],
+def run_together(jobs: Sequence[tuple[Side, list[str], dict[str, str] | None]],
                  timeout: float) -> None:
     """Run `asrbench <args>` for every (side, args, extra environment) at the same time and
     wait for all; the first to fail is a one-line AsrbenchError, and whatever still runs then
@@ -229,7 +229,11 @@ def _report_rates(path: Path, side: str) -> tuple[Any, list[float]]:
     report = load_report(path)
     if report.interrupted:
         raise AsrbenchError(f"{side}: its run was interrupted")
-    return report, [run.metrics.samples_per_second for run in report.runs]
+    rates = [run.metrics.samples_per_second for run in report.runs]
+    timed = [rate for rate in rates if rate is not None]
+    if len(timed) < len(rates):
+        raise AsrbenchError(f"{side}: its run timed nothing (counters-only): no samples/s")
+    return report, timed
 
 
 #: what a timing round's process gets in its environment: no counted pass (AB_ROUND_VARIABLE)
@@ -290,10 +294,12 @@ class ProcessRunner:
     def measure_on_cards(self, number: int, cards: dict[str, str]) -> dict[str, list[float]]:
         """Both sides at the same time, each on its card (--cards)."""
         jobs, paths = [], {}
+        variable = self.settings.cards_variable
+        assert variable is not None  # (Settings refuses --cards without a cards variable)
         for name, card in cards.items():
             argv, paths[name] = self._round_argv(name, number)
             jobs.append((self.sides[name], argv, self._environment(
-                name, **ROUND_ENVIRONMENT, **{self.settings.cards_variable: card})))
+                name, **ROUND_ENVIRONMENT, **{variable: card})))
         run_together(jobs, self.settings.round_timeout)
         return {name: _report_rates(path, name)[1] for name, path in paths.items()}
 

@@ -44,16 +44,16 @@ def command(args: argparse.Namespace) -> int:
     from asrbench.gate.outcome import update_baselines
     from asrbench.render.text import baseline_update_text
 
-    tolerance = {}
+    given: dict[str, float | None] = {}
     for item in args.tolerance:
         name, sep, value = item.partition("=")
         try:
-            tolerance[name] = float(value) if sep else None
+            given[name] = float(value) if sep else None
         except ValueError:
             raise AsrbenchError(f"--tolerance {item}: value is not a number") from None
         if not sep:
             raise AsrbenchError(f"--tolerance {item}: expected NAME=VALUE")
-    tolerance = check_tolerance(tolerance, "--tolerance")
+    tolerance = check_tolerance(given, "--tolerance")
     reports = [load_report(path) for path in args.report]
     from asrbench.formats.merge import refuse_shards
 

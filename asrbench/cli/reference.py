@@ -36,7 +36,8 @@ def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParse
 
 def _help(parser: argparse.ArgumentParser) -> str:
     original = parser.formatter_class
-    parser.formatter_class = functools.partial(original, width=WIDTH)
+    # (typeshed's formatter protocol names prog only; every HelpFormatter takes width)
+    parser.formatter_class = functools.partial(original, width=WIDTH)  # type: ignore[call-arg]
     try:
         return parser.format_help()
     finally:

@@ -38,7 +38,8 @@ AB_ROUND_VARIABLE = "ASRBENCH_AB_ROUND"
 EMBEDDED_RUNS = (("hi", "hindi"), ("en", "english"))
 # Where both doors write the report and read the baselines unless told otherwise (relative to
 # the working directory); every default path is imported from here, never re-typed.
-from asrbench.formats.io import DEFAULT_BASELINE_DIR, DEFAULT_REPORT  # noqa: E402,F401 (re-exported)
+from asrbench.formats.io import DEFAULT_BASELINE_DIR as DEFAULT_BASELINE_DIR  # noqa: E402
+from asrbench.formats.io import DEFAULT_REPORT as DEFAULT_REPORT  # noqa: E402
 
 DEFAULT_MATRIX = Path("benchmarks") / "matrix.toml"
 
@@ -199,7 +200,8 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
     """Parse a TOML file; a missing or malformed file is a user error naming it."""
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            document: dict[str, Any] = tomllib.load(fh)
+            return document
     except FileNotFoundError:
         raise AsrbenchError(f"{what} {path} not found") from None
     except tomllib.TOMLDecodeError as exc:

@@ -267,8 +267,9 @@ class HPUDevice(Device):
         model = model.to(self.torch_device)
         # GaudiTrainer._move_model_to_device: moving to HPU unties tied weights (Whisper's
         # output projection and token embedding), so tie them again.
-        if hasattr(model, "tie_weights"):
-            model.tie_weights()
+        tie_weights = getattr(model, "tie_weights", None)
+        if callable(tie_weights):
+            tie_weights()
         return model
 
     def graph(self, module: torch.nn.Module) -> torch.nn.Module:

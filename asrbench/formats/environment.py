@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ def cpu_bf16_arithmetic(flags: set[str] | None = None, machine: str | None = Non
     AMX Xeon), so reduced-precision transcripts are gated exactly only between runs with the
     same key (gate/compare.py). `flags`: /proc/cpuinfo's (read when None)."""
     machine = machine or platform.machine()
-    environ = os.environ if environ is None else environ
+    variables: Mapping[str, str] = os.environ if environ is None else environ
     if flags is None:
         flags = set()
         try:
@@ -59,7 +60,7 @@ def cpu_bf16_arithmetic(flags: set[str] | None = None, machine: str | None = Non
         level = "avx2"
     else:
         level = "other"
-    cap = environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    cap = variables.get("ONEDNN_MAX_CPU_ISA", "").upper()
     if cap and cap != "ALL":
         capped = next((name for part, name in _ISA_CAPS if part in cap), "other")
         if _LEVELS.index(capped) < _LEVELS.index(level):
@@ -82,7 +83,7 @@ def git_commit() -> dict[str, Any]:
 
 def environment(device_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Where a number came from: versions, machine, device, commit."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

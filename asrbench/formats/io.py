@@ -176,7 +176,7 @@ def read_json(path: Path, what: str) -> Any:
     return check_document(document, what, path)
 
 
-def load_report(path: str | Path) -> Report:
+def load_report(path: str | os.PathLike[str]) -> Report:
     """Load a report and validate it (model.Report); errors name the file and the field."""
     path = Path(path)
     return parse_report(read_json(path, "report"), path)

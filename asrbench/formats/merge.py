@@ -222,14 +222,18 @@ def _timings(shards: list[_Shard], passes: int) -> Timings:
     total = sum(pass_seconds)
     model_seconds = sum((1 - (t.harness_overhead or 0.0)) * sum(t.pass_seconds) for t in parts)
     latencies = [x for s in shards for x in (s.run.shard.latencies if s.run.shard else [])]
-    counted = [t.compilations for t in parts]
-    compilations = None if any(c is None for c in counted) else Compilations(
-        counter=counted[0].counter, warmup=sum(c.warmup for c in counted),  # type: ignore[union-attr]
-        passes=[sum(c.passes[i] for c in counted) for i in range(passes)])  # type: ignore[union-attr]
+    counted = [t.compilations for t in parts if t.compilations is not None]
+    compilations = None if len(counted) < len(parts) else Compilations(
+        counter=counted[0].counter, warmup=sum(c.warmup for c in counted),
+        passes=[sum(c.passes[i] for c in counted) for i in range(passes)])
 
     def added(name: str) -> float | None:
         values = [getattr(t, name) for t in parts]
         return None if any(v is None for v in values) else sum(values)
+
+    def added_count(name: str) -> int | None:
+        values: list[int | None] = [getattr(t, name) for t in parts]
+        return None if any(v is None for v in values) else sum(v or 0 for v in values)
 
     def largest(name: str) -> int | None:
         values = [getattr(t, name) for t in parts if getattr(t, name) is not None]
@@ -239,8 +243,8 @@ def _timings(shards: list[_Shard], passes: int) -> Timings:
     features, detokenize = added("feature_extraction_seconds"), added("detokenize_seconds")
     timings = Timings(
         feature_extraction_seconds=features, warmup_seconds=added("warmup_seconds"),
-        warmup_batches=added("warmup_batches"), pass_seconds=pass_seconds,
-        pass_seconds_median=median, passes=passes, batches_per_pass=added("batches_per_pass"),
+        warmup_batches=added_count("warmup_batches"), pass_seconds=pass_seconds,
+        pass_seconds_median=median, passes=passes, batches_per_pass=added_count("batches_per_pass"),
         harness_overhead=1 - model_seconds / total, decoder=parts[0].decoder,
         compilations=compilations, batch_latency_p50=_percentile(latencies, 50),
         batch_latency_p90=_percentile(latencies, 90), detokenize_seconds=detokenize,
@@ -300,7 +304,7 @@ def merge_runs(shards: list[Any]) -> Run:
                             "were not cut from one split")
     whisper = [s.run.shard.whisper_edits for s in shards]
     if all(w is not None for w in whisper):
-        errors, words = (sum(w[0] for w in whisper), sum(w[1] for w in whisper))  # type: ignore[index]
+        errors, words = (sum(w[0] for w in whisper), sum(w[1] for w in whisper))
         wer_whisper: float | None = errors / words if words else None
     else:
         wer_whisper = None
@@ -329,7 +333,7 @@ def merge_runs(shards: list[Any]) -> Run:
         dataset=DatasetInfo(name=head.dataset.name, utterances=len(utterances),
                             audio_seconds=audio_seconds, skipped=ordered_skips,
                             skipped_count=len(ordered_skips),
-                            normalized_wer_excluded=None if None in excluded else sum(excluded)),  # type: ignore[arg-type]
+                            normalized_wer_excluded=None if None in excluded else sum(excluded)),
         passes_identical=all(bool(s.run.passes_identical) for s in shards),
         reference=_reference(shards), utterances=utterances, counters=counters,
         model=head.model,

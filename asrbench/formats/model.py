@@ -18,16 +18,14 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     NonNegativeFloat,
-    NonNegativeInt,
     PositiveFloat,
-    PositiveInt,
     ValidationError,
     computed_field,
     field_validator,
@@ -35,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import ErrorDetails
 
 from asrbench.errors import AsrbenchError
 
@@ -43,8 +42,8 @@ from asrbench.errors import AsrbenchError
 #: A larger one (a corrupt or hostile file) is refused on loading, in one line, before the
 #: gate, the store or the HTML could overflow on it.
 MAX_COUNT = 2 ** 53 - 1
-NonNegativeInt = Annotated[int, Field(ge=0, le=MAX_COUNT)]  # type: ignore[misc]  # noqa: F811
-PositiveInt = Annotated[int, Field(ge=1, le=MAX_COUNT)]  # type: ignore[misc]  # noqa: F811
+NonNegativeInt = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+PositiveInt = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 BoundedInt = Annotated[int, Field(ge=-MAX_COUNT, le=MAX_COUNT)]
 
 SCHEMA_VERSION = 1
@@ -106,7 +105,8 @@ class GatedMetrics(_Model):
 
 
 class Metrics(GatedMetrics):
-    samples_per_second: float | None = Field(
+    # (a run's throughput may be null, a baseline's never: pydantic re-declares the field)
+    samples_per_second: float | None = Field(  # type: ignore[assignment]
         None, gt=0, description="null in a counters-only run: no timed pass, no throughput")
     normalizer: str | None = Field(
         None, description="versioned name of the normalizer of wer_normalized (absent: written "
@@ -261,7 +261,8 @@ class ReferenceAgreement(_Model):
     @model_validator(mode="after")
     def _complete(self) -> ReferenceAgreement:
         if self.error is None:
-            if None in (self.utterances, self.identical, self.share, self.wer):
+            if (self.utterances is None or self.identical is None or self.share is None
+                    or self.wer is None):
                 raise ValueError("needs utterances, identical, share and wer (or an error)")
             if self.identical > self.utterances:
                 raise ValueError("more identical transcripts than utterances")
@@ -812,7 +813,7 @@ def _where(loc: tuple[Any, ...]) -> str:
     return "".join(parts).replace("schema_", "schema").replace("class_", "class")
 
 
-def _problem(error: dict[str, Any]) -> str:
+def _problem(error: ErrorDetails) -> str:
     kind = error.get("type", "")
     ctx = error.get("ctx") or {}
     loc = error.get("loc") or ()
@@ -858,7 +859,10 @@ def _check_version(document: Any, what: str, path: Any) -> None:
                                                               supported=SCHEMA_VERSION))
 
 
-def _parse(model: type[BaseModel], document: Any, what: str, path: Any) -> Any:
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _parse(model: type[_M], document: Any, what: str, path: Any) -> _M:
     _check_version(document, what, path)
     try:
         return model.model_validate(document)

@@ -162,8 +162,9 @@ def redact_link(url: str) -> str:
         rest = match.group("rest")
         authority_end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
         at = rest.rfind("@", 0, authority_end)
-        if at < 0 and _URL_PASSWORD.match(url):  # a password holding "/": up to the host's "@"
-            at = _URL_PASSWORD.match(url).end() - len(match.group("scheme")) - 1
+        password = _URL_PASSWORD.match(url) if at < 0 else None
+        if password:  # a password holding "/": up to the host's "@"
+            at = password.end() - len(match.group("scheme")) - 1
         if at >= 0:
             url = match.group("scheme") + rest[at + 1:]
     return redact(url)

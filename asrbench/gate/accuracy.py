@@ -119,7 +119,7 @@ def _blocks(run: Run, shared: list[str]) -> tuple[str, list[list[int]], str]:
     if unknown == 0:
         groups: dict[str, list[int]] = {}
         for position, uid in enumerate(shared):
-            groups.setdefault(speakers[uid], []).append(position)
+            groups.setdefault(speakers[uid] or "", []).append(position)  # (all named)
         return "speakers", list(groups.values()), ""
     why = ("the data names no speakers" if unknown == len(shared) else
            f"{unknown} of {len(shared)} utterances name no speaker")
@@ -151,6 +151,7 @@ def accuracy_change(run: Run, entry: BaselineEntry, confidence: float = CONFIDEN
     base_rows = _block_sums([[row[i] for i in columns] for row in base], blocks)
     our_rows = _block_sums([[row[i] for i in columns] for row in ours], blocks)
     enough = len(blocks) >= min_units
+    intervals: Sequence[tuple[float, float | None, float | None]]
     if enough:
         intervals = paired_bootstrap(base_rows, our_rows, confidence, resamples, seed)
     else:

@@ -28,6 +28,7 @@ from asrbench.formats.model import (
     SCHEMA_VERSION,
     BaselineEntry,
     BaselineFile,
+    Environment,
     Run,
     Tolerance,
     dump,
@@ -135,7 +136,8 @@ def check_tolerance(tolerance: Any, where: str) -> dict[str, float]:
         raise validation_error(exc, "tolerance", where) from None
 
 
-def entry_from_run(run: Run, environment: dict[str, Any], previous: BaselineEntry | None = None,
+def entry_from_run(run: Run, environment: dict[str, Any] | Environment,
+                   previous: BaselineEntry | None = None,
                    tolerance: dict[str, float] | None = None) -> BaselineEntry:
     """A baseline entry from one report run; the previous entry's tolerance overrides are kept,
     and `tolerance` (e.g. the matrix's per-device-class policy) is applied on top."""
@@ -156,7 +158,7 @@ def check_same_transcripts(runs: list[Run]) -> None:
                 "code and settings")
 
 
-def entry_from_runs(runs: list[Run], environment: dict[str, Any],
+def entry_from_runs(runs: list[Run], environment: dict[str, Any] | Environment,
                     previous: BaselineEntry | None = None,
                     tolerance: dict[str, float] | None = None) -> BaselineEntry:
     """A baseline entry from one config's runs in one or more independent processes.
@@ -183,10 +185,13 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any],
     if any(r.counters_only for r in runs):  # nothing timed: the throughput stays as it was
         metrics["samples_per_second"], noise = _untimed_noise(runs, previous)
     else:
-        per_process = [r.metrics.samples_per_second for r in runs]
+        # every run timed: each has samples/s and a throughput (formats.model.Run checks)
+        per_process = [r.metrics.samples_per_second for r in runs
+                       if r.metrics.samples_per_second is not None]
+        throughputs = [r.throughput for r in runs if r.throughput is not None]
         metrics["samples_per_second"] = statistics.median(per_process)
-        per_pass = [v for r in runs for v in r.throughput.samples_per_second_per_pass]
-        noise = {"samples_per_second_rsd": max(r.throughput.samples_per_second_rsd for r in runs),
+        per_pass = [v for t in throughputs for v in t.samples_per_second_per_pass]
+        noise = {"samples_per_second_rsd": max(t.samples_per_second_rsd for t in throughputs),
                  "passes": len(per_pass),
                  "samples_per_second_per_pass": per_pass,
                  "samples_per_second_per_process": per_process if len(runs) > 1 else []}
@@ -271,7 +276,7 @@ def counters_into(entry: BaselineEntry | None, runs: list[Run]) -> BaselineEntry
 
 
 def update(directory: str | Path, device_class: str, runs: list[Run] | list[list[Run]],
-           environment: dict[str, Any], tolerance: dict[str, float] | None = None,
+           environment: dict[str, Any] | Environment, tolerance: dict[str, float] | None = None,
            counters_only: bool = False
            ) -> list[tuple[str, BaselineEntry | None, BaselineEntry]]:
     """Rewrite only the given runs' entries in <directory>/<device_class>.json, atomically.
@@ -290,7 +295,7 @@ def update(directory: str | Path, device_class: str, runs: list[Run] | list[list
 
 
 def _update(directory: str | Path, device_class: str, runs: list[Run] | list[list[Run]],
-            environment: dict[str, Any], tolerance: dict[str, float] | None,
+            environment: dict[str, Any] | Environment, tolerance: dict[str, float] | None,
             counters_only: bool = False
             ) -> list[tuple[str, BaselineEntry | None, BaselineEntry]]:
     from filelock import FileLock

@@ -100,6 +100,7 @@ def _error_rate_verdict(config_id: str, metric: str, value: float | None, base: 
         same = _undefined(value) and _undefined(base)
         return _verdict(config_id, metric, "unchanged" if same else "regressed", value, base, None,
                         allowed, "" if same else "one side is undefined (no normalized words)")
+    assert value is not None and base is not None  # (neither is undefined)
     delta = value - base
     verdict = "regressed" if delta > allowed + 1e-12 else "improved" if delta < -allowed - 1e-12 else "unchanged"
     return _verdict(config_id, metric, verdict, value, base, delta, allowed)
@@ -117,12 +118,13 @@ def _between_processes_verdict(config_id: str, run: Run, entry: BaselineEntry,
 
     from scipy import stats
 
-    value = run.metrics.samples_per_second
+    value, throughput = run.metrics.samples_per_second, run.throughput
+    assert value is not None and throughput is not None  # a timed run (see _throughput_verdict)
     base = entry.metrics.samples_per_second
     processes = entry.noise.samples_per_second_per_process
     k = len(processes)
     between = statistics.stdev(processes) / statistics.fmean(processes)
-    own = run.throughput.samples_per_second_rsd
+    own = throughput.samples_per_second_rsd
     factor = float(stats.t.ppf(1.0 - ALPHA, k - 1)) * math.sqrt(1.0 + 1.0 / k)
     floor = tolerance["samples_per_second_rel"]
     rel_band = max(floor, factor * max(between, own))
@@ -191,7 +193,9 @@ def throughput_not_judged(run: Run, minimum: float = STARVED_SHARE) -> str | Non
 
 def _throughput_verdict(config_id: str, run: Run, entry: BaselineEntry,
                         tolerance: dict[str, float]) -> Verdict:
-    value = run.metrics.samples_per_second
+    # called for a timed run only: it has a throughput and samples/s (formats.model.Run checks)
+    value, throughput = run.metrics.samples_per_second, run.throughput
+    assert value is not None and throughput is not None
     base = entry.metrics.samples_per_second
     reason = throughput_not_judged(run, tolerance["cpu_share_min"])
     if reason is not None:
@@ -207,7 +211,7 @@ def _throughput_verdict(config_id: str, run: Run, entry: BaselineEntry,
     rel_band = max(ONE_PROCESS_REL, floor, tolerance["noise_factor"] * base_rsd)
     allowed = rel_band * base
     delta = value - base
-    current = run.throughput.samples_per_second_per_pass
+    current = throughput.samples_per_second_per_pass
     previous = entry.noise.samples_per_second_per_pass or [base]
     band_note = (f"band {rel_band:.1%} (max of the one-process default {ONE_PROCESS_REL:.0%}, "
                  f"the {floor:.0%} floor and {tolerance['noise_factor']:g}x noise "
@@ -260,6 +264,8 @@ def agreement_verdict(run: Run, tolerance: dict[str, float]) -> Verdict | None:
                         tolerance["reference_share_min"], None, None,
                         f"the reference could not be decoded, so agreement is unknown: "
                         f"{reference.error}")
+    # (an agreement without an error has every count: formats.model.ReferenceAgreement checks)
+    assert reference.share is not None and reference.wer is not None
     low_share = reference.share < tolerance["reference_share_min"]
     high_wer = reference.wer > tolerance["reference_wer_max"]
     note = (f"{reference.identical}/{reference.utterances} identical to {reference.reference},"

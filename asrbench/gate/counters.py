@@ -18,6 +18,8 @@ informational.
 
 from __future__ import annotations
 
+from typing import Any
+
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import COUNTER_VERSION, BatchCounters, Counters, Run, Verdict
 
@@ -50,8 +52,9 @@ COUNTER_METRICS = ("counters", *(metric for _, metric, _ in OP_FIELDS), TOTAL_FI
 NAMED = 8
 #: fields that differ from process to process of the same code (never compared)
 #: (a pydantic exclude: the read lines move with any edit above a read, in every batch)
-UNSTABLE = {"seconds": True, "peak_device_memory_bytes": True, "host_read_lines": True,
-            "batches": {"__all__": {"host_read_lines": True}}}
+UNSTABLE: dict[str, Any] = {
+    "seconds": True, "peak_device_memory_bytes": True, "host_read_lines": True,
+    "batches": {"__all__": {"host_read_lines": True}}}
 #: notes of the informational "counters" verdicts: nothing was gated, nothing fails
 NOT_COUNTED = "this run was not counted (--no-counters): counters not compared"
 NO_BASELINE_COUNTERS = ("no counters recorded: refresh the baseline to gate them "
@@ -297,7 +300,7 @@ def check_same_counters(runs: list[Run]) -> None:
     first = runs[0].counters
     for number, run in enumerate(runs[1:], start=2):
         other = run.counters
-        if (first is None) != (other is None) or first is not None and (
+        if (first is None) != (other is None) or first is not None and other is not None and (
                 first.model_dump(exclude=UNSTABLE) != other.model_dump(exclude=UNSTABLE)):
             changed = describe_changes(counter_verdicts(run.config.id, other, first)) or \
                 "one of them was not counted"

@@ -26,7 +26,7 @@ from bisect import bisect_left, bisect_right
 from typing import Any
 
 from asrbench.errors import AsrbenchError
-from asrbench.formats.model import Report, Run, dump
+from asrbench.formats.model import Report, Run, ThroughputStats, dump
 
 FORMATS = ("pytest-benchmark", "github-action-benchmark")
 DIRECTIONS = ("bigger", "smaller")
@@ -87,7 +87,7 @@ def pass_seconds(run: Run) -> list[float]:
     if not utterances:
         raise AsrbenchError(f"run {run.config.id} has no utterances: its passes have no time")
     seconds = []
-    for number, sps in enumerate(run.throughput.samples_per_second_per_pass, start=1):
+    for number, sps in enumerate(_throughput(run).samples_per_second_per_pass, start=1):
         value = utterances / sps
         # A denormal rate (5e-324 samples/s) makes an infinite time, a huge one a time whose
         # inverse overflows: neither is a pass that can be charted.
@@ -99,15 +99,23 @@ def pass_seconds(run: Run) -> list[float]:
     return seconds
 
 
-def _check_run(run: Run) -> None:
-    """Numbers an export carries that the report format leaves open: refuse the impossible."""
-    if run.counters_only:
+def _throughput(run: Run) -> ThroughputStats:
+    """The run's throughput; a counters-only run has none to export."""
+    if run.counters_only or run.throughput is None:
         raise AsrbenchError(f"run {run.config.id} is counters-only: it measured no throughput, "
                             "so there is nothing to export; export a timed run's report")
+    return run.throughput
+
+
+def _check_run(run: Run) -> ThroughputStats:
+    """Numbers an export carries that the report format leaves open: refuse the impossible.
+    The run's throughput."""
+    throughput = _throughput(run)
     rtfx = run.metrics.rtfx
     if rtfx is not None and not (math.isfinite(rtfx) and rtfx >= 0):
         raise AsrbenchError(f"run {run.config.id}: metrics.rtfx is {rtfx!r}: a real-time factor "
                             "is a finite number >= 0; the report cannot be exported")
+    return throughput
 
 
 def _finite_stats(run: Run, stats: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +167,7 @@ def pytest_benchmark_document(report: Report, commit: str | None = None,
     environment = dump(report)["environment"]
     benchmarks = []
     for run in report.runs:
-        _check_run(run)
+        throughput = _check_run(run)
         device_class = run.device.class_
         metrics = run.metrics
         benchmarks.append({
@@ -172,14 +180,14 @@ def pytest_benchmark_document(report: Report, commit: str | None = None,
                 "device_class": device_class,
                 "utterances": run.dataset.utterances or len(run.utterances),
                 "samples_per_second": metrics.samples_per_second,
-                "samples_per_second_per_pass": list(run.throughput.samples_per_second_per_pass),
-                "samples_per_second_rsd": run.throughput.samples_per_second_rsd,
+                "samples_per_second_per_pass": list(throughput.samples_per_second_per_pass),
+                "samples_per_second_rsd": throughput.samples_per_second_rsd,
                 "wer": metrics.wer, "wer_normalized": metrics.wer_normalized,
                 "cer": metrics.cer, "rtfx": metrics.rtfx,
                 "round": "one timed pass over the split",
             },
             "options": {"disable_gc": False, "timer": "perf_counter",
-                        "min_rounds": len(run.throughput.samples_per_second_per_pass),
+                        "min_rounds": len(throughput.samples_per_second_per_pass),
                         "warmup": True},
             "stats": _finite_stats(run, _round_stats(run)),
         })
@@ -205,8 +213,8 @@ def github_action_benchmark_entries(report: Report, direction: str) -> list[dict
                             "customSmallerIsBetter)")
     entries: list[dict[str, Any]] = []
     for run in report.runs:
-        _check_run(run)
-        per_pass = run.throughput.samples_per_second_per_pass
+        throughput = _check_run(run)
+        per_pass = throughput.samples_per_second_per_pass
         utterances = run.dataset.utterances or len(run.utterances)
         if direction == "bigger":
             try:
@@ -221,7 +229,7 @@ def github_action_benchmark_entries(report: Report, direction: str) -> list[dict
                 "name": _name(run, "samples/s"), "unit": "samples/s",
                 "value": run.metrics.samples_per_second, "range": f"± {spread:.4g}",
                 "extra": f"median of {len(per_pass)} timed pass(es) over {utterances} "
-                         f"utterances\nRSD {run.throughput.samples_per_second_rsd:.2%}"})
+                         f"utterances\nRSD {throughput.samples_per_second_rsd:.2%}"})
             continue
         for metric, label in (("wer", "WER"), ("wer_normalized", "normalized WER"),
                               ("cer", "CER")):

@@ -574,7 +574,8 @@ class Store:
                up_to: int | None = None) -> dict[tuple[str, str], list[Point]]:
         """Each (device class, config id)'s points in insertion order (optionally only one
         config or class, and only reports up to id `up_to`)."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if config_id is not None:
             where.append("r.config_id = ?")
             params.append(config_id)
@@ -670,7 +671,7 @@ def _looks_like_commit(text: str) -> bool:
 
 def _run_row(run: Run) -> tuple[Any, ...]:
     compilations = run.timings.compilations
-    seconds = list(run.timings.pass_seconds)
+    seconds: list[float] | None = list(run.timings.pass_seconds)
     if not (seconds and all(s > 0 for s in seconds)):
         seconds = None
     # a counters-only run (never stored: add() refuses it) has no throughput; the HTML report

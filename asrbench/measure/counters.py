@@ -56,6 +56,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import torch
@@ -168,7 +169,7 @@ class OpCounter(TorchDispatchMode):
     def _track(self, out: Any, args: tuple, kwargs: dict) -> None:
         """Account the storages of the op's tensor outputs: a storage neither tracked nor an
         input's is a new allocation; each tensor holding a tracked storage keeps it live."""
-        inputs: set[int] | None = None
+        inputs: set[int | None] | None = None
         for tensor in tree_flatten(out)[0]:
             if not isinstance(tensor, torch.Tensor) or id(tensor) in self._tensors:
                 continue
@@ -189,7 +190,11 @@ class OpCounter(TorchDispatchMode):
                 self.peak = max(self.peak, self.live)
             entry[1] += 1
             key = id(tensor)
-            self._tensors[key] = weakref.ref(tensor, lambda _, s=sid, k=key: self._release(s, k))
+
+            def released(_: object, s: int = sid, k: int = key) -> None:
+                self._release(s, k)
+
+            self._tensors[key] = weakref.ref(tensor, released)
 
     def _release(self, sid: int, tensor_id: int) -> None:
         self._tensors.pop(tensor_id, None)
@@ -262,7 +267,7 @@ class ReadCounter(TorchFunctionMode):
         return False
 
     def _count(self, method: str) -> None:
-        frame = sys._getframe(2)
+        frame: FrameType | None = sys._getframe(2)
         while frame is not None and (frame.f_code.co_filename.startswith(_TORCH_DIR) or
                                      os.path.abspath(frame.f_code.co_filename) in _OWN_FILES
                                      and frame.f_code.co_name == "__torch_function__"):

@@ -138,11 +138,11 @@ def parse_shard(text: str, count: int | None = None,
     --shard-count or the config file's shard_count, since Kubernetes exports no count)."""
     text = text.strip()
     if text != "auto":
-        index, slash, total = text.partition("/")
+        index_text, slash, count_text = text.partition("/")
         if not slash:
             raise AsrbenchError(f"--shard {text!r}: expected I/N (e.g. 0/4) or auto")
         try:
-            spec = _checked(int(index), int(total), f"--shard {text}")
+            spec = _checked(int(index_text), int(count_text), f"--shard {text}")
         except ValueError:
             raise AsrbenchError(f"--shard {text!r}: expected I/N with integers (e.g. 0/4)"
                                 ) from None

@@ -122,8 +122,8 @@ def merge_timings(parts: list[Timings], utterances: list[int],
     share (so it stays a rank's figure); the other figures are the largest rank's."""
     passes = len(parts[0].pass_seconds)
     slowest = [max(p.pass_seconds[i] for p in parts) for i in range(passes)]
-    counted = [p.compilations for p in parts]
-    compilations = None if any(c is None for c in counted) else Compilations(
+    counted = [p.compilations for p in parts if p.compilations is not None]
+    compilations = None if len(counted) < len(parts) else Compilations(
         counter=counted[0].counter, warmup=sum(c.warmup for c in counted),
         passes=[sum(c.passes[i] for c in counted) for i in range(passes)])
     overhead = max(p.harness_overhead or 0.0 for p in parts)
@@ -332,11 +332,11 @@ class Evaluator:
     def _asrbench_decoder(self) -> GreedyDecoder | StaticGreedyDecoder | None:
         """asrbench's greedy decoder where it reproduces generate(): static shapes (graphs,
         HPU) or finished rows dropped (elsewhere). None: generate() decodes."""
-        model = self.prepared.model
-        if not decoding.supports(model, self.config.language):
+        model, language = self.prepared.model, self.config.language
+        if not language or not decoding.supports(model, language):
             return None
         try:
-            prompt = whisper_prompt(self.generation_config, self.config.language, self.config.task)
+            prompt = whisper_prompt(self.generation_config, language, self.config.task)
         except (ValueError, KeyError) as exc:
             raise AsrbenchError(f"--language {self.config.language!r} / --task "
                                 f"{self.config.task!r}: {exc}") from None
@@ -594,7 +594,9 @@ class Evaluator:
             for index, samples, prediction, seq in decoded
         ]
         skipped = sorted([*split.skipped, *cache.skipped], key=lambda s: s.position)
-        counted = warmup.compilations is not None and None not in pass_compilations
+        counted_passes = [c for c in pass_compilations if c is not None]
+        counted = (warmup.compilations is not None
+                   and len(counted_passes) == len(pass_compilations))
         timings = counters_only_timings(
             feature_seconds, warmup, min(warmup_batches, len(cache.real)), len(cache.real),
             decode_seconds, self.decoder_name(), self.device) if counters_only else measured_timings(
@@ -607,7 +609,7 @@ class Evaluator:
             # pass; None where the backend compiles nothing. Timed passes must show zeros.
             compilations=Compilations(counter=self.device.compile_counter(),
                                       warmup=warmup.compilations,
-                                      passes=pass_compilations) if counted else None,
+                                      passes=counted_passes) if counted else None,
             peak_device_memory_bytes=self.device.peak_memory_bytes(),
             peak_host_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
         timings.contention = contention
@@ -621,7 +623,8 @@ class Evaluator:
         if counted_batches:  # exact work counts, after the clocks and peak memory read
             run.counters = self._count(
                 split, cache, counted_batches, in_pass=in_pass,
-                compilations=(warmup.compilations + sum(pass_compilations)) if counted else None,
+                compilations=((warmup.compilations or 0) + sum(counted_passes)) if counted
+                else None,
                 captures=self.device.graph_captures[captured_from:])
         return run
 

@@ -112,11 +112,13 @@ class PipelinePeer(Peer):
             with self.autocast():
                 return forward(*args, **kwargs)
 
-        self.pipe._forward = forward_at_precision
+        self.pipe._forward = forward_at_precision  # type: ignore[method-assign]  # (autocast)
 
     def transcribe(self, audio: list[np.ndarray], references: list[str]) -> list[str]:
         inputs = [{"raw": a, "sampling_rate": SAMPLE_RATE} for a in audio]
-        outputs = self.pipe(inputs, generate_kwargs=self.generate_kwargs())
+        # (transformers annotates one input; a list is batched, batch_size at a time)
+        outputs = self.pipe(inputs,  # type: ignore[arg-type]
+                            generate_kwargs=self.generate_kwargs())
         return [o["text"].strip() for o in outputs]
 
 

@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from asrbench.config.settings import DEFAULT_REFERENCE_UTTERANCES
 from asrbench.errors import AsrbenchError, first_line
@@ -230,9 +230,10 @@ def document_problem(document: Any, key: str) -> str | None:
     if document.get("key") != key:
         return "key does not match the request"
     ids, transcripts = document.get("ids"), document.get("transcripts")
-    for name, values in (("ids", ids), ("transcripts", transcripts)):
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            return f"{name} is not a list of strings"
+    if not _strings(ids):
+        return "ids is not a list of strings"
+    if not _strings(transcripts):
+        return "transcripts is not a list of strings"
     if len(ids) != len(transcripts):
         return f"{len(ids)} ids but {len(transcripts)} transcripts"
     if len(set(ids)) != len(ids):
@@ -240,10 +241,15 @@ def document_problem(document: Any, key: str) -> str | None:
     return None
 
 
+def _strings(values: object) -> TypeGuard[list[str]]:
+    return isinstance(values, list) and all(isinstance(v, str) for v in values)
+
+
 def load_cached(path: Path, key: str) -> dict[str, str] | None:
     """id -> transcript from a valid cache file; None (with a warning if damaged) otherwise."""
     if not path.is_file():
         return None
+    problem: str | None
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:

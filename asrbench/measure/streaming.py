@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,18 +107,23 @@ def loader_workers() -> int:
 
 
 def prefetch(source: BatchSource, workers: int | None = None,
-             ahead: int = PREFETCH_BATCHES) -> Iterator[PreparedBatch]:
+             ahead: int = PREFETCH_BATCHES) -> Generator[PreparedBatch, None, None]:
     """Batches of `source` in order, prepared by a torch DataLoader `ahead` batches per worker
     in advance (bounded: at most workers * ahead waiting)."""
     from torch.utils.data import DataLoader
 
     workers = loader_workers() if workers is None else workers
     workers = min(workers, len(source))
-    loader = DataLoader(source, batch_size=None, shuffle=False, num_workers=workers,
-                        collate_fn=_as_is, prefetch_factor=ahead if workers else None,
-                        multiprocessing_context="fork" if workers else None,
-                        worker_init_fn=(functools.partial(_ignore_signals, parent=os.getpid())
-                                        if workers else None))
+    # torch's stubs: a Dataset subclass (BatchSource is map-style by __getitem__/__len__, which
+    # DataLoader takes), and a collate_fn of lists (with batch_size=None it gets single items)
+    loader: DataLoader[PreparedBatch] = DataLoader(
+        source,  # type: ignore[arg-type]
+        batch_size=None, shuffle=False, num_workers=workers,
+        collate_fn=_as_is,  # type: ignore[arg-type]
+        prefetch_factor=ahead if workers else None,
+        multiprocessing_context="fork" if workers else None,
+        worker_init_fn=(functools.partial(_ignore_signals, parent=os.getpid())
+                        if workers else None))
     try:
         yield from loader
     except Exception as exc:
@@ -184,7 +189,7 @@ def remove_orphaned_caches(directory: str | None = None) -> list[Path]:
     """Remove the feature caches whose run is gone (killed with SIGKILL, the machine lost
     power): folders named after a pid no process has. What was removed."""
     root = Path(directory or tempfile.gettempdir())
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(root.iterdir())
     except OSError:

@@ -98,7 +98,8 @@ def _rsd(run: Run) -> str:
 
 def summary_table(runs: Iterable[Run]) -> str:
     """Plain-text table of the headline numbers, one row per run."""
-    rows = [("run", "utts", "skip", "WER", "WER norm", "CER", "samples/s", "RSD", "RTFx", "tok/s")]
+    rows: list[tuple[str, ...]] = [
+        ("run", "utts", "skip", "WER", "WER norm", "CER", "samples/s", "RSD", "RTFx", "tok/s")]
     for r in runs:
         m = r.metrics
         rows.append((r.config.id, str(len(r.utterances)), str(len(r.dataset.skipped)),

@@ -7,11 +7,15 @@ The audio column is cast with Audio(decode=False), so datasets hands over the en
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.measure.data.audio import decode_audio, probe_audio
 from asrbench.measure.data.rows import RawRow, speaker_id, unusable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def load(dataset_id: str, config: str | None, split: str):
@@ -60,6 +64,7 @@ def _iter_rows(ds, column: str, text_column: str, split: str) -> Iterator[RawRow
         audio = record.get(column) or {}
         row_id = str(record.get("path") or audio.get("path") or f"{split}:{index}")
         row_id = row_id.rsplit("/", 1)[-1].rsplit(".", 1)[0] or f"{split}:{index}"
+        loader: Callable[..., np.ndarray]
         if audio.get("bytes"):
             loader = functools.partial(decode_audio, audio["bytes"])
             probe = functools.partial(probe_audio, audio["bytes"])
