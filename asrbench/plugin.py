@@ -324,6 +324,7 @@ def bench_entry(request, bench_config) -> BaselineEntry | None:
     device_class = state.device_classes.get(bench_config.id) or (
         state.device_class if bench_config.world_size > 1
         else request.getfixturevalue("bench_device").device_class())
+    assert device_class is not None  # (probed at start-up, before any test runs)
     try:
         from asrbench.gate.outcome import check_baseline_dir
 
@@ -502,8 +503,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         publish_markdown(outcome_markdown(outcome), markdown_path)
     except AsrbenchError as exc:  # an unwritable summary: one line, the verdicts stand
         lines.append(f"asrbench: {exc}")
-    for config_id, reason in outcome.not_judged:
-        lines.append(f"asrbench: could not judge {config_id}: {reason}")
+    for judged_id, reason in outcome.not_judged:
+        lines.append(f"asrbench: could not judge {judged_id}: {reason}")
     if outcome.not_judged:
         lines.append(f"asrbench: result: FAIL: could not judge {len(outcome.not_judged)} of "
                      f"{len(outcome.comparisons)} config(s)")
