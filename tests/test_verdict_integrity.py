@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from factories import make_entry, make_report, make_run
+from pydantic import ValidationError
 
 from asrbench.cli.main import main
 from asrbench.config.settings import BenchConfig
@@ -361,10 +362,14 @@ def test_counters_only_refuses_the_report_of_another_model(scratch, tmp_path, ca
 
 
 def test_a_boolean_is_not_a_count():
-    with pytest.raises(Exception, match="encoder_calls"):
-        Counters.model_validate(_counters(encoder_calls=True))
-    with pytest.raises(Exception, match="decode_step_ops"):
-        Counters.model_validate(_counters(decode_step_ops={"aten.mm f32": True}))
+    """True is refused where a count belongs (pydantic's strict int), naming the field."""
+    for changes, loc in (({"encoder_calls": True}, ("encoder_calls",)),
+                         ({"decode_step_ops": {"aten.mm f32": True}},
+                          ("decode_step_ops", "aten.mm f32"))):
+        with pytest.raises(ValidationError) as refused:
+            Counters.model_validate(_counters(**changes))
+        assert [(e["loc"], e["type"], e["input"]) for e in refused.value.errors()] == [
+            (loc, "int_type", True)]
     assert Counters.model_validate(_counters()).encoder_calls == 1
 
 
