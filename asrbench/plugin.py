@@ -141,8 +141,6 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
 
 def _configs_from_report(config: pytest.Config) -> tuple[list[BenchConfig], int]:
     """--asrbench-from-report: the report's runs stand in for evaluations."""
-    import dataclasses
-
     from asrbench.formats.io import load_report
 
     state = _state(config)
@@ -154,18 +152,12 @@ def _configs_from_report(config: pytest.Config) -> tuple[list[BenchConfig], int]
     from asrbench.formats.merge import refuse_shards
 
     refuse_shards(report, option(config, "from_report"), "the pytest gate")
-    names = {f.name for f in dataclasses.fields(BenchConfig)}
     configs = []
     for run in report.runs:
-        fields = {k: v for k, v in run.config.model_dump().items() if k in names}
-        try:
-            bench = BenchConfig(**fields)
-        except (TypeError, AsrbenchError) as exc:
-            raise AsrbenchError(f"{option(config, 'from_report')}: run {run.config.id}: "
-                                f"invalid config ({exc})") from None
-        if bench.id != run.config.id:
-            raise AsrbenchError(f"{option(config, 'from_report')}: run {run.config.id}: its "
-                                f"settings give the id {bench.id}")
+        bench = run.config  # the stored settings, checked on loading: the one config type
+        if bench.derived_id() != bench.id:
+            raise AsrbenchError(f"{option(config, 'from_report')}: run {bench.id}: its "
+                                f"settings give the id {bench.derived_id()}")
         configs.append(bench)
         state.results[bench.id] = run
         state.device_classes[bench.id] = run.device.class_

@@ -25,6 +25,7 @@ from asrbench.config.settings import (
     PRECISIONS,
 )
 from asrbench.errors import AsrbenchError
+from asrbench.formats.model import RunConfig
 from asrbench.gate.policy import THROUGHPUT_MODES, TRANSCRIPT_MODES, Policy
 
 PYTEST_PREFIX = "asrbench-"
@@ -46,6 +47,19 @@ class Option:
     @property
     def dest(self) -> str:
         return self.name.replace("-", "_")
+
+    def argv(self, value: Any) -> list[str]:
+        """The command-line arguments that set this option to value ([] for None, or a flag
+        not given)."""
+        if value is None or (self.kind == "flag" and not value):
+            return []
+        if self.kind == "switch":
+            return [f"--{self.name}" if value else f"--no-{self.name}"]
+        if self.kind == "flag":
+            return [f"--{self.name}"]
+        text = str(value)
+        # "--dataset=-x": a value that starts with a dash is not read as an option
+        return [f"--{self.name}={text}"] if text.startswith("-") else [f"--{self.name}", text]
 
     def _kwargs(self, default: Any) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"help": self.help, "default": default}
@@ -189,18 +203,19 @@ def run_overrides(values: Any, prefix: str = "") -> dict[str, Any]:
 def to_argv(values: Any) -> list[str]:
     """The run options set in an argparse namespace, as command-line arguments again (what
     `asrbench ab` passes on to both sides' processes)."""
-    argv: list[str] = []
-    for option in RUN_OPTIONS:
-        value = getattr(values, option.dest, None)
-        if value is None or (option.kind == "flag" and not value):
-            continue
-        if option.kind == "switch":
-            argv.append(f"--{option.name}" if value else f"--no-{option.name}")
-        elif option.kind == "flag":
-            argv.append(f"--{option.name}")
-        else:
-            argv += [f"--{option.name}", str(value)]
-    return argv
+    return [arg for option in RUN_OPTIONS for arg in option.argv(getattr(values, option.dest, None))]
+
+
+#: settings with no run option: the launcher sets them (torchrun's ranks, --nproc)
+LAUNCHER_SETTINGS = frozenset({"world_size"})
+
+
+def config_argv(config: RunConfig) -> list[str]:
+    """The argv form of one config: `asrbench run` options that build it again (every setting
+    but LAUNCHER_SETTINGS, each option once; None settings, their default, left out)."""
+    values = config.settings()
+    return [arg for option in RUN_OPTIONS if option.field
+            for arg in option.argv(values[option.field])]
 
 
 def checked_passes(value: int | None) -> int | None:

@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from asrbench.errors import AsrbenchError
+
+# the settings' defaults, re-exported (`X as X`: an explicit re-export)
+from asrbench.formats.model import DEFAULT_BATCH_SIZE as DEFAULT_BATCH_SIZE
+from asrbench.formats.model import DEFAULT_GENERATION_MAX_LENGTH as DEFAULT_GENERATION_MAX_LENGTH
+from asrbench.formats.model import DEFAULT_MAX_DURATION as DEFAULT_MAX_DURATION
+from asrbench.formats.model import DEFAULT_MODEL as DEFAULT_MODEL
+from asrbench.formats.model import DEFAULT_REFERENCE_UTTERANCES as DEFAULT_REFERENCE_UTTERANCES
+from asrbench.formats.model import EMBEDDED_CORPUS as EMBEDDED_CORPUS
+from asrbench.formats.model import PRECISIONS as PRECISIONS
+from asrbench.formats.model import SETTING_NAMES as SETTING_NAMES
+from asrbench.formats.model import RunConfig as RunConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 (Gaudi images)
     import tomli as tomllib
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 # The device backends by name (asrbench.devices.BACKENDS maps each to its class); plain data
 # here so that option tables and help texts never import a backend (torch).
 DEVICE_KINDS = ("hpu", "cuda", "cpu", "hpu-emulated")
 DEVICE_CHOICES = ("auto", *DEVICE_KINDS)
-DEFAULT_MODEL = "bundled:whisper-base"
-DEFAULT_GENERATION_MAX_LENGTH = 225  # optimum-habana's Whisper example uses 225
-DEFAULT_MAX_DURATION = 30.0  # seconds; clips at or above it are dropped, as optimum-habana does
-DEFAULT_BATCH_SIZE = 8
 DEFAULT_PASSES = 3
-DEFAULT_REFERENCE_UTTERANCES = 16  # first N utterances decoded by the stock fp32 CPU reference
-# The embedded corpus lives in the repository, next to the package.
-EMBEDDED_CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "commonvoice-mini"
 #: Set to "1" by `asrbench ab` in the environment of its timing-round processes: such a run
 #: skips its counted pass (the A/B's accuracy runs count, and compare the counts exactly). A
 #: variable, not --no-counters, so a side running an older asrbench without that flag works.
@@ -51,141 +50,11 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """One evaluation: model x dataset x decoding x precision x batch shape x device kind."""
-
-    model: str = DEFAULT_MODEL  # hub id, local transformers directory, or bundled:<name>
-    dataset: str = str(EMBEDDED_CORPUS)  # hub id, Common Voice directory, or JSONL manifest
-    dataset_config: str | None = None  # hub config / Common Voice locale (e.g. "hi")
-    split: str = "test"  # hub split / Common Voice <split>.tsv
-    text_column: str = "sentence"  # reference text column for hub datasets
-    language: str | None = None  # forced decoder language ("hindi", "hi"); None = detect
-    task: str = "transcribe"  # or "translate"
-    precision: str = "fp32"  # fp32 | bf16 | fp16
-    batch_size: int = DEFAULT_BATCH_SIZE  # static batch shape; last batch padded with dummies
-    generation_max_length: int = DEFAULT_GENERATION_MAX_LENGTH  # total decoder length cap
-    max_duration: float = DEFAULT_MAX_DURATION  # drop clips of this many seconds or more
-    graphs: bool = False  # HPU graphs (device must support them)
-    sdp_on_bf16: bool = False  # allow bf16 reductions in math SDPA (optimum-habana flag)
-    gaudi_config: str | None = None  # Gaudi config name or JSON path (HPU only)
-    limit: int | None = None  # evaluate only the first N usable utterances
-    device: str = "auto"  # auto | hpu | cuda | cpu | hpu-emulated (not in the id: the file is)
-    world_size: int = 1  # data-parallel ranks (torchrun / gaudi_spawn.py); set by the launcher
-    eos_check_every: int = 1  # static decoder: read "all rows finished?" every K steps
-    ignore_eos: bool = False  # decode to the length cap as optimum-habana's trainer does
-    warmup_batches: int | None = None  # None: what the device needs (1, or a full pass)
-    reference_utterances: int = DEFAULT_REFERENCE_UTTERANCES  # agreement check; 0 = off
-    counters: bool = True  # a counted pass after the timed passes (asrbench.measure.counters)
-    counters_only: bool = False  # no timed pass: the counted pass and one plain decode (not in the id)
-
-    def __post_init__(self) -> None:
-        self._check_types()
-        if self.batch_size < 1:
-            raise AsrbenchError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.generation_max_length < 8:
-            raise AsrbenchError(f"generation max length must be >= 8, got {self.generation_max_length}")
-        if not math.isfinite(self.max_duration) or self.max_duration <= 0:
-            raise AsrbenchError(f"max duration must be a finite number of seconds > 0, got "
-                                f"{self.max_duration}")
-        if self.limit is not None and self.limit < 1:
-            raise AsrbenchError(f"--limit must be >= 1, got {self.limit}")
-        if self.world_size < 1:
-            raise AsrbenchError(f"world size must be >= 1, got {self.world_size}")
-        if self.eos_check_every < 1:
-            raise AsrbenchError(f"--eos-check-every must be >= 1, got {self.eos_check_every}")
-        if self.warmup_batches is not None and self.warmup_batches < 0:
-            raise AsrbenchError(f"--warmup-batches must be >= 0, got {self.warmup_batches}")
-        if self.reference_utterances < 0:
-            raise AsrbenchError(f"--reference-utterances must be >= 0, got "
-                                f"{self.reference_utterances}")
-        if self.counters_only and not self.counters:
-            raise AsrbenchError("--counters-only runs the counted pass and nothing else: drop "
-                                "--no-counters (counters = false)")
-        if self.counters_only and self.world_size > 1:
-            raise AsrbenchError("--counters-only runs in one process (it times nothing, so "
-                                "ranks add nothing): drop --nproc / torchrun")
-        check_precision(self.precision)
-        if self.task not in ("transcribe", "translate"):
-            raise AsrbenchError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
-
-    def _check_types(self) -> None:
-        """Every setting of the type it must have (a TOML `batch_size = 8.0` or a string where
-        a number belongs is refused here, before any model loads)."""
-        for spec in dataclasses.fields(self):
-            value = getattr(self, spec.name)
-            kinds = _FIELD_TYPES.get(spec.name)
-            if kinds is None or value is None and type(None) in kinds:
-                continue
-            ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-            if not ok:
-                wanted = " or ".join(k.__name__ for k in kinds if k is not type(None))
-                raise AsrbenchError(f"setting {spec.name} must be {wanted}, got "
-                                    f"{type(value).__name__} {value!r}")
-
-    @property
-    def id(self) -> str:
-        """Stable, readable id: the baseline key and the pytest parameter id."""
-        parts = [_short_name(self.model), _short_name(self.dataset)]
-        if self.dataset_config:
-            parts.append(self.dataset_config)
-        parts += [self.split, self.language or "auto", self.task, self.precision,
-                  f"bs{self.batch_size}"]
-        if self.graphs:
-            parts.append("graphs")
-        if self.generation_max_length != DEFAULT_GENERATION_MAX_LENGTH:
-            parts.append(f"ml{self.generation_max_length}")
-        if self.max_duration != DEFAULT_MAX_DURATION:
-            parts.append(f"md{self.max_duration:g}")
-        if self.limit is not None:
-            parts.append(f"n{self.limit}")
-        if self.text_column != "sentence":
-            parts.append(f"col-{self.text_column}")
-        if self.world_size > 1:
-            # Throughput of N ranks is a different number: its own baseline entry.
-            parts.append(f"ws{self.world_size}")
-        # Same transcripts, different throughput: their own baseline entries.
-        if self.ignore_eos:
-            parts.append("ignoreeos")
-        if self.eos_check_every != 1:
-            parts.append(f"eos{self.eos_check_every}")
-        return "-".join(_slug(p) for p in parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields plus the id."""
-        return {**dataclasses.asdict(self), "id": self.id}
-
-    def replace(self, **changes: Any) -> BenchConfig:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-
-_NONE = type(None)
-#: the types each BenchConfig field accepts (checked by BenchConfig._check_types)
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "model": (str,), "dataset": (str,), "dataset_config": (str, _NONE), "split": (str,),
-    "text_column": (str,), "language": (str, _NONE), "task": (str,), "precision": (str,),
-    "batch_size": (int,), "generation_max_length": (int,), "max_duration": (int, float),
-    "graphs": (bool,), "sdp_on_bf16": (bool,), "gaudi_config": (str, _NONE),
-    "limit": (int, _NONE), "device": (str,), "world_size": (int,), "eos_check_every": (int,),
-    "ignore_eos": (bool,), "warmup_batches": (int, _NONE), "reference_utterances": (int,),
-    "counters": (bool,), "counters_only": (bool,),
-}
-
-
-def _short_name(ref: str) -> str:
-    ref = ref.rstrip("/\\")
-    if ref.startswith("bundled:"):
-        return ref.split(":", 1)[1]
-    name = re.split(r"[/\\]", ref)[-1]
-    return re.sub(r"\.jsonl$", "", name)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
-
-
-FIELD_NAMES = {f.name for f in dataclasses.fields(BenchConfig)}
+#: What one evaluation run measures, and its stable id (the baseline key): the one run-config
+#: type, asrbench.formats.model.RunConfig (a report stores it as it is); this layer builds it
+#: from files, flags and the matrix.
+BenchConfig = RunConfig
+FIELD_NAMES = SETTING_NAMES
 
 
 def _coerce(values: dict[str, Any], where: str) -> dict[str, Any]:
@@ -214,7 +83,11 @@ def load_config_file(path: str | Path) -> tuple[dict[str, Any], list[dict[str, A
     Returns (shared settings, per-run overrides, passes).
     """
     path = Path(path)
-    data = read_toml(path, "config file")
+    return _config_document(read_toml(path, "config file"), path)
+
+
+def _config_document(data: dict[str, Any], path: str | Path
+                     ) -> tuple[dict[str, Any], list[dict[str, Any]], int | None]:
     runs = data.get("runs", [])
     if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
         raise AsrbenchError(f"{path}: 'runs' must be an array of tables ([[runs]])")
@@ -248,8 +121,50 @@ def build_configs(shared: dict[str, Any], runs: list[dict[str, Any]]) -> list[Be
         if entry.get("language") is None and entry.get("dataset_config"):
             # A Common Voice locale ("hi") is also a Whisper language code.
             entry["language"] = entry["dataset_config"]
-        try:
-            configs.append(BenchConfig(**entry))
-        except TypeError as exc:
-            raise AsrbenchError(f"invalid configuration: {exc}") from None
+        configs.append(BenchConfig(**entry))
     return configs
+
+
+# -- the TOML form of one config (what a launcher hands its ranks: `asrbench run --config`) -----
+
+def config_toml(config: RunConfig, passes: int) -> str:
+    """One config as an `asrbench run --config` file that builds it again (config_from_toml):
+    every setting, in field order, but those that are None (TOML has no null, and None is the
+    default of every setting that can be None)."""
+    lines = [f"passes = {passes}"]
+    for name, value in config.settings().items():
+        if value is not None:
+            lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def config_from_toml(text: str, where: str = "<config TOML>") -> tuple[RunConfig, int | None]:
+    """The config and passes of config_toml's text, read the way `asrbench run --config` reads
+    a file (the same settings checks)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise AsrbenchError(f"{where} is not valid TOML: {exc}") from None
+    shared, runs, passes = _config_document(data, where)
+    configs = build_configs(shared, runs)
+    if len(configs) != 1:
+        raise AsrbenchError(f"{where}: expected one config, got {len(configs)}")
+    return configs[0], passes
+
+
+def _toml_value(value: str | bool | int | float) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # finite (checked by RunConfig): a TOML integer or float
+    # a TOML basic string: quote, backslash and control characters escaped, the rest as it is
+    # (not json.dumps: its \uXXXX surrogate pairs for characters beyond U+FFFF are not TOML)
+    escaped = []
+    for char in value:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'

@@ -17,15 +17,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     NonNegativeFloat,
     PositiveFloat,
+    SerializerFunctionWrapHandler,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     computed_field,
     field_validator,
@@ -60,6 +66,16 @@ EDIT_FIELDS = 6
 #: starved run, an emulated device): said, never a pass or a regression (docs/gate.md)
 VERDICTS = Literal["improved", "unchanged", "regressed", "new", "missing", "not-judged"]
 
+# -- a run's settings: their defaults (asrbench.config.settings re-exports them) ---------------
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEFAULT_MODEL = "bundled:whisper-base"
+DEFAULT_GENERATION_MAX_LENGTH = 225  # optimum-habana's Whisper example uses 225
+DEFAULT_MAX_DURATION = 30.0  # seconds; clips at or above it are dropped, as optimum-habana does
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_REFERENCE_UTTERANCES = 16  # first N utterances decoded by the stock fp32 CPU reference
+# The embedded corpus lives in the repository, next to the package.
+EMBEDDED_CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "commonvoice-mini"
+
 
 class _Model(BaseModel):
     """Reports carry more than the gate reads (informational fields): extra keys are kept."""
@@ -73,11 +89,204 @@ class _Strict(BaseModel):
 
 # -- a run ------------------------------------------------------------------------------------
 
-class RunConfig(_Model):
-    """The BenchConfig of a run (all its fields are kept) and its stable id."""
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
 
-    id: str = Field(pattern=NAME_PATTERN, description="the baseline key and pytest id")
-    world_size: int = Field(1, ge=1, le=MAX_COUNT)
+
+class RunConfig(BaseModel):
+    """What one evaluation run measures (model x dataset x decoding x precision x batch shape x
+    device kind) and its stable id: the one type of a run's settings. The config layer builds it
+    (asrbench.config.settings: files, flags, the matrix), the engine runs it, a report stores it
+    (`Run.config`) and the pytest door gates a stored one as it is; its TOML, argv and
+    reference-request forms are derived from its fields (config/settings.py `config_toml`,
+    config/options.py `config_argv`, measure/reference.py `ReferenceRequest.for_config`).
+
+    Built in Python (`RunConfig(batch_size=2)`, `BenchConfig` in asrbench.config is this class):
+    every setting is checked (types exactly: `batch_size = 8.0` is refused), a problem is one
+    AsrbenchError line, unknown names are refused and the id is derived. Loaded from a file
+    (`model_validate`): the same checks as a ValidationError the loaders name the file and field
+    with, the stored id is kept (it is the key the run was gated and stored under), names this
+    version does not know are kept, and only the settings the file holds are written back (a
+    setting a report predates is not claimed: an old report has no `counters`)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True, allow_inf_nan=True,
+                              populate_by_name=True)
+
+    model: str = Field(DEFAULT_MODEL, description="Hub id, local transformers directory, or "
+                                                   "bundled:<name>")
+    dataset: str = Field(str(EMBEDDED_CORPUS), description="Hub id, Common Voice directory, or "
+                                                          "JSONL manifest (default: the embedded "
+                                                          "corpus)",
+                         json_schema_extra=_no_default)  # a path of this machine
+    dataset_config: str | None = Field(None, description="Hub config / Common Voice locale (hi)")
+    split: str = Field("test", description="Hub split / Common Voice <split>.tsv")
+    text_column: str = Field("sentence", description="reference text column of Hub datasets")
+    language: str | None = Field(None, description="forced decoder language (hindi, hi); null: "
+                                                   "detected")
+    task: str = Field("transcribe", description="transcribe or translate")
+    precision: str = Field("fp32", description="fp32, bf16 or fp16")
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, description="static batch shape; the last batch "
+                                                           "is padded with dummies")
+    generation_max_length: int = Field(DEFAULT_GENERATION_MAX_LENGTH,
+                                       description="decoder length cap, prompt included")
+    max_duration: Annotated[StrictInt | StrictFloat, AfterValidator(float)] = Field(
+        DEFAULT_MAX_DURATION, description="clips of this many seconds or more are dropped")
+    graphs: bool = Field(False, description="graph replay over static shapes")
+    sdp_on_bf16: bool = Field(False, description="bf16 reductions in math SDPA")
+    gaudi_config: str | None = Field(None, description="Gaudi config name or JSON path (HPU)")
+    limit: int | None = Field(None, description="only the first N usable utterances")
+    device: str = Field("auto", description="auto, hpu, cuda, cpu or hpu-emulated (not in the "
+                                            "id: the baseline file is)")
+    world_size: int = Field(1, description="data-parallel ranks; set by the launcher")
+    eos_check_every: int = Field(1, description="static decoder: read 'all rows finished?' every "
+                                                "K steps")
+    ignore_eos: bool = Field(False, description="decode to the length cap (optimum-habana's "
+                                                "trainer)")
+    warmup_batches: int | None = Field(None, description="null: what the device needs")
+    reference_utterances: int = Field(DEFAULT_REFERENCE_UTTERANCES,
+                                      description="transcripts checked against the stock fp32 "
+                                                  "CPU reference; 0: off")
+    counters: bool = Field(True, description="a counted pass after the timed passes")
+    counters_only: bool = Field(False, description="no timed pass: the counted pass and one "
+                                                   "plain decode (not in the id)")
+    id: str = Field("", pattern=NAME_PATTERN, description="the baseline key and pytest id: "
+                    "derived from the settings (RunConfig.derived_id) where a file has none")
+
+    def __init__(self, /, **settings: Any) -> None:
+        unknown = sorted(set(settings) - SETTING_NAMES)
+        if unknown:
+            raise AsrbenchError(f"unknown setting(s) {', '.join(unknown)}; known: "
+                                f"{', '.join(sorted(SETTING_NAMES))}")
+        try:
+            super().__init__(**settings)
+        except ValidationError as exc:
+            raise AsrbenchError(_setting_problem(exc)) from None
+        # built from settings: every setting is part of it (and written), the id is derived
+        object.__setattr__(self, "__pydantic_fields_set__", set(type(self).model_fields))
+
+    # Loading (model_validate, a Run's config in a file) does not call this __init__: pydantic
+    # calls a model's own __init__ on validation unless it is marked so, as its RootModel's is.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.generation_max_length < 8:
+            raise ValueError(f"generation max length must be >= 8, got "
+                             f"{self.generation_max_length}")
+        if not math.isfinite(self.max_duration) or self.max_duration <= 0:
+            raise ValueError(f"max duration must be a finite number of seconds > 0, got "
+                             f"{self.max_duration}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {self.limit}")
+        if self.world_size < 1:
+            raise ValueError(f"world size must be >= 1, got {self.world_size}")
+        if self.eos_check_every < 1:
+            raise ValueError(f"--eos-check-every must be >= 1, got {self.eos_check_every}")
+        if self.warmup_batches is not None and self.warmup_batches < 0:
+            raise ValueError(f"--warmup-batches must be >= 0, got {self.warmup_batches}")
+        if self.reference_utterances < 0:
+            raise ValueError(f"--reference-utterances must be >= 0, got "
+                             f"{self.reference_utterances}")
+        if self.counters_only and not self.counters:
+            raise ValueError("--counters-only runs the counted pass and nothing else: drop "
+                             "--no-counters (counters = false)")
+        if self.counters_only and self.world_size > 1:
+            raise ValueError("--counters-only runs in one process (it times nothing, so ranks "
+                             "add nothing): drop --nproc / torchrun")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}: choose one of "
+                             f"{', '.join(PRECISIONS)}")
+        if self.task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be 'transcribe' or 'translate', got {self.task!r}")
+        if not self.id:
+            object.__setattr__(self, "id", self.derived_id())
+            self.__pydantic_fields_set__.add("id")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _as_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # What a file held is what is written back: no setting it predates is claimed.
+        data: dict[str, Any] = handler(self)
+        unset = set(type(self).model_fields) - self.model_fields_set
+        return {k: v for k, v in data.items() if k not in unset}
+
+    def derived_id(self) -> str:
+        """The id the settings give: readable, stable (the baseline key and pytest id)."""
+        parts = [_short_name(self.model), _short_name(self.dataset)]
+        if self.dataset_config:
+            parts.append(self.dataset_config)
+        parts += [self.split, self.language or "auto", self.task, self.precision,
+                  f"bs{self.batch_size}"]
+        if self.graphs:
+            parts.append("graphs")
+        if self.generation_max_length != DEFAULT_GENERATION_MAX_LENGTH:
+            parts.append(f"ml{self.generation_max_length}")
+        if self.max_duration != DEFAULT_MAX_DURATION:
+            parts.append(f"md{self.max_duration:g}")
+        if self.limit is not None:
+            parts.append(f"n{self.limit}")
+        if self.text_column != "sentence":
+            parts.append(f"col-{self.text_column}")
+        if self.world_size > 1:
+            # Throughput of N ranks is a different number: its own baseline entry.
+            parts.append(f"ws{self.world_size}")
+        # Same transcripts, different throughput: their own baseline entries.
+        if self.ignore_eos:
+            parts.append("ignoreeos")
+        if self.eos_check_every != 1:
+            parts.append(f"eos{self.eos_check_every}")
+        return "-".join(_slug(p) for p in parts)
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting by name (the id and names a file held that this version does not
+        know left out): what `RunConfig(**settings)` is built from."""
+        return {name: getattr(self, name) for name in SETTING_NAMES}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings plus the id, as a report stores them."""
+        return self.model_dump(mode="json")
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with some settings changed (checked again, the id derived again)."""
+        return type(self)(**{**self.settings(), **changes})
+
+    def is_set(self, name: str) -> bool:
+        """Whether the setting was given (a file's config holds only what it was written
+        with: a report older than a setting does not hold it)."""
+        return name in self.model_fields_set
+
+
+#: the settings of a RunConfig: every field but the id
+SETTING_NAMES = frozenset(RunConfig.model_fields) - {"id"}
+_WANTED = {"int_type": "int", "string_type": "str", "bool_type": "bool", "float_type": "float"}
+
+
+def _setting_problem(exc: ValidationError) -> str:
+    """A RunConfig built from settings: its first problem as one line."""
+    errors = exc.errors()
+    first = errors[0]
+    name = str(first["loc"][0]) if first.get("loc") else ""
+    kinds = [e for e in errors if e.get("loc") and e["loc"][0] == name
+             and e.get("type") in _WANTED]
+    if name and kinds:
+        wanted = " or ".join(dict.fromkeys(_WANTED[str(e["type"])] for e in kinds))
+        value = first.get("input")
+        return f"setting {name} must be {wanted}, got {type(value).__name__} {value!r}"
+    return str(first.get("msg", "invalid setting")).removeprefix("Value error, ")
+
+
+def _short_name(ref: str) -> str:
+    ref = ref.rstrip("/\\")
+    if ref.startswith("bundled:"):
+        return ref.split(":", 1)[1]
+    name = re.split(r"[/\\]", ref)[-1]
+    return re.sub(r"\.jsonl$", "", name)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
 
 class DeviceInfo(_Model):
@@ -588,7 +797,7 @@ class Run(_Model):
     @property
     def counters_only(self) -> bool:
         """A counters-only run (`--counters-only`): nothing was timed, no throughput."""
-        return bool((self.config.model_extra or {}).get("counters_only"))
+        return self.config.counters_only
 
     @model_validator(mode="after")
     def _throughput_iff_timed(self) -> Run:
@@ -707,8 +916,6 @@ class BaselineFile(_Model):
     @field_validator("entries")
     @classmethod
     def _names(cls, entries: dict[str, BaselineEntry]) -> dict[str, BaselineEntry]:
-        import re
-
         bad = [k for k in entries if not re.match(NAME_PATTERN, k)]
         if bad:
             raise ValueError(f"config id {bad[0]!r} is not a valid name")

@@ -136,8 +136,8 @@ def claimed_but_missing(run: Run) -> str | None:
     """Why a run's counters cannot be read although its settings say it was counted (its
     config has counters on, the report has none: edited or truncated), or None. Such a run is
     refused, never taken for a --no-counters run."""
-    claimed = (run.config.model_extra or {}).get("counters")
-    if claimed is True and run.counters is None:
+    claimed = run.config.is_set("counters") and run.config.counters
+    if claimed and run.counters is None:
         return (f"{run.config.id}: the run's settings say it was counted (counters on) but the "
                 "report has no counters (edited or truncated?): its counters cannot be "
                 "compared; run it again, or with --no-counters")

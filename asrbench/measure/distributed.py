@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asrbench import processes
+from asrbench.config.settings import config_toml  # noqa: F401 (the TOML form; re-exported)
 from asrbench.errors import AsrbenchError, first_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -397,17 +398,6 @@ def torchrun_command(nproc: int, args: list[str]) -> list[str]:
     """`python -m torch.distributed.run --standalone --nproc-per-node N -m asrbench <args>`."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc-per-node={nproc}", "-m", "asrbench", *args]
-
-
-def config_toml(config: BenchConfig, passes: int) -> str:
-    """The config as an `asrbench run --config` file (None fields left out)."""
-    lines = [f"passes = {passes}"]
-    for name, value in config.to_dict().items():
-        if name == "id" or value is None:
-            continue
-        # JSON scalars are valid TOML scalars (strings, numbers, true/false).
-        lines.append(f"{name} = {json.dumps(value)}")
-    return "\n".join(lines) + "\n"
 
 
 def error_lines(output: str) -> list[str]:

@@ -40,7 +40,6 @@ from asrbench.formats.model import (
     Metrics,
     RankTimings,
     Run,
-    RunConfig,
     Skip,
     ThroughputStats,
     Timings,
@@ -176,7 +175,7 @@ def score(config: BenchConfig, device: DeviceInfo, dataset_name: str, skipped: l
                                 samples_per_second_max=rates.maximum,
                                 samples_per_second_rsd=rates.rsd)
     return Run(
-        config=RunConfig.model_validate(config.to_dict()), device=device,
+        config=config, device=device,  # the run's settings as they are: one type
         metrics=Metrics(wer=errors.wer, wer_normalized=errors.wer_normalized, cer=errors.cer,
                         wer_normalized_whisper=errors.wer_normalized_whisper,
                         normalizer=errors.normalizer, tokens_per_sample=tokens / len(utterances),

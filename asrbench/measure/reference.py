@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from asrbench.config.settings import DEFAULT_REFERENCE_UTTERANCES
+from asrbench.config.settings import DEFAULT_REFERENCE_UTTERANCES, SETTING_NAMES, RunConfig
 from asrbench.errors import AsrbenchError, first_line
 
 # Version of the cached document's layout; load rejects any other.
@@ -64,18 +64,18 @@ class ReferenceRequest:
     audio_sha256: str | None = None
 
     @classmethod
-    def for_config(cls, config: Any, utterances: int = DEFAULT_REFERENCE_UTTERANCES,
+    def for_config(cls, config: RunConfig, utterances: int = DEFAULT_REFERENCE_UTTERANCES,
                    audio_sha256: str | None = None) -> ReferenceRequest:
-        """The request matching a BenchConfig's model, data and decoding settings."""
+        """The request form of a config: its settings that decide the stock reference's
+        transcripts (CONFIG_SETTINGS, by name), a local dataset path made absolute."""
+        settings = config.settings()
+        copied = {name: settings[name] for name in CONFIG_SETTINGS}
         dataset = config.dataset
         if Path(dataset).expanduser().exists():
             dataset = str(Path(dataset).expanduser().resolve())  # a local path, wherever run from
-        return cls(model=config.model, dataset=dataset,
-                   dataset_config=config.dataset_config, split=config.split,
-                   text_column=config.text_column, max_duration=float(config.max_duration),
-                   utterances=int(utterances), language=config.language, task=config.task,
-                   generation_max_length=int(config.generation_max_length),
-                   audio_sha256=audio_sha256)
+        return cls(**{**copied, "dataset": dataset,
+                      "max_duration": float(config.max_duration)},
+                   utterances=int(utterances), audio_sha256=audio_sha256)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReferenceRequest:
@@ -100,6 +100,24 @@ class ReferenceRequest:
         }
         text = json.dumps(payload, sort_keys=True, ensure_ascii=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+#: the RunConfig settings a ReferenceRequest holds: those that decide stock generate()'s
+#: transcripts (tests/test_one_config.py checks every setting is here or in NOT_IN_REQUEST)
+CONFIG_SETTINGS = tuple(f.name for f in fields(ReferenceRequest) if f.name in SETTING_NAMES)
+#: the RunConfig settings a reference request leaves out, and why
+NOT_IN_REQUEST = {
+    "precision": "the reference decodes in fp32", "device": "the reference decodes on the CPU",
+    "batch_size": f"the reference decodes batches of {REFERENCE_BATCH_SIZE}",
+    "graphs": "the run's decoder, not stock generate()",
+    "sdp_on_bf16": "the run's arithmetic (bf16), not the reference's",
+    "gaudi_config": "the run's device", "world_size": "the run's ranks",
+    "eos_check_every": "the run's decoder loop", "ignore_eos": "the run's decoder loop",
+    "warmup_batches": "the run's timing", "counters": "the run's counted pass",
+    "counters_only": "the run's passes",
+    "limit": "the request's utterances: the first N of the run's (N <= limit)",
+    "reference_utterances": "the request's utterances: min(reference_utterances, the run's)",
+}
 
 
 def library_versions() -> dict[str, str]:
