@@ -361,7 +361,8 @@ def bench_comparison(request, bench_entry, bench_run):
         message = (f"no baseline entry for {config_id} in {path}; create it with: pytest "
                    f"{shlex.join(_selection_args(request.config))} --asrbench-update-baselines"
                    f"   (or: "
-                   f"{refresh_command([config_id], _source_report(request.config), option(request.config, 'baseline_dir'))})")
+                   + refresh_command([config_id], _source_report(request.config),
+                                     option(request.config, "baseline_dir")) + ")")
         if finding.fails:
             pytest.fail(_safe(message), pytrace=False)
         pytest.skip(_safe(message))

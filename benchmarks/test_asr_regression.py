@@ -1,5 +1,5 @@
-"""The regression gate: per config, one test per check of the failure policy (asrbench/gate/policy.py),
-the same policy `asrbench compare` applies to the same report.
+"""The regression gate: per config, one test per check of the failure policy
+(asrbench/gate/policy.py), the same policy `asrbench compare` applies to the same report.
 
 Parametrized by the asrbench plugin from benchmarks/matrix.toml (or the --asrbench-* options);
 the tests of a config share one evaluation. test_wer, test_cer, test_throughput,
@@ -55,7 +55,8 @@ def test_transcripts(request, bench_comparison):
 def test_counters(request, bench_comparison):
     """Work counters equal the baseline's exactly: ops per encoder call and per decode step by
     name and dtype, FLOPs per utterance, host syncs per token, graph compilations
-    (docs/counters.md). Skipped, saying why, when the run was not counted or the baseline entry has no counters."""
+    (docs/counters.md). Skipped, saying why, when the run was not counted or the baseline entry
+    has no counters."""
     reason = not_gated(bench_comparison.verdicts)
     if reason:
         pytest.skip(terminal_safe(reason, newlines=False))

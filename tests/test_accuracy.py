@@ -162,9 +162,11 @@ def test_the_pytest_gate_prints_the_interval_and_the_counts_with_the_diffs():
     assert len(comparison.transcripts) == 3
     listing = change_listing(comparison).splitlines()
     # 12 -> 13 word errors of 60 words
-    assert listing[0].startswith("  WER +0.017 (95% CI ") and "2 utterances worse, 1 better" in listing[0]
+    assert listing[0].startswith("  WER +0.017 (95% CI ")
+    assert "2 utterances worse, 1 better" in listing[0]
     assert [line.split(":")[0].strip() for line in listing[-3:]] == ["u1", "u2", "u3"]
-    assert not any(line.strip().startswith("u1:") for line in change_listing(comparison, 0).splitlines())
+    assert not any(line.strip().startswith("u1:")
+                   for line in change_listing(comparison, 0).splitlines())
     unchanged, same_entry = _pair(base, base)
     assert change_listing(compare_run(unchanged, same_entry)) == ""
 

@@ -74,7 +74,8 @@ def test_a_row_that_is_not_utf8_is_one_skipped_row(tmp_path):
     shutil.copy(_good("common_voice_en_fixture_0001.mp3"), root / "clips" / "ok.mp3")
     header = "\t".join(HEADER).encode()
     good = "\t".join(["c", "ok.mp3", "a good row", "", "", "", "", "", "en", ""]).encode()
-    bad = b"\t".join([b"c", b"bad.mp3", b"caf\xe9 latin-1 bytes", b"", b"", b"", b"", b"", b"en", b""])
+    bad = b"\t".join([b"c", b"bad.mp3", b"caf\xe9 latin-1 bytes", b"", b"", b"", b"", b"", b"en",
+                      b""])
     (root / "test.tsv").write_bytes(header + b"\n" + bad + b"\n" + good + b"\n")
     split = load_split(str(root.parent), "en")
     assert [u.id for u in split.utterances] == ["ok"]
@@ -139,7 +140,8 @@ def test_every_kind_of_bad_row_is_accounted_for(tmp_path):
     samples[10] = np.nan
     sf.write(clips / "nan.wav", samples, rate, subtype="FLOAT")
     bad = [{"path": "half.mp3", "sentence": "truncated"}, {"path": "text.mp3", "sentence": "text"},
-           {"path": "zero.mp3", "sentence": "empty file"}, {"path": "missing.mp3", "sentence": "gone"},
+           {"path": "zero.mp3", "sentence": "empty file"},
+           {"path": "missing.mp3", "sentence": "gone"},
            {"path": "long.wav", "sentence": "too long"}, {"path": "nan.wav", "sentence": "nan"},
            {"path": good_rows[1]["path"], "sentence": ""},
            {"path": good_rows[0]["path"], "sentence": "listed again"},

@@ -29,7 +29,8 @@ def _document(entry):
     (lambda e: e["metrics"].update(wer="x"), "entries['cfg'].metrics.wer: expected a number"),
     (lambda e: e["tolerance"].update(wer_pct=1), "entries['cfg'].tolerance.wer_pct: unknown"),
     (lambda e: e["tolerance"].update(wer_abs=-1), "entries['cfg'].tolerance.wer_abs: must be >= 0"),
-    (lambda e: e["predictions"].update(a="tampered"), "entries['cfg']: predictions_sha256 does not match"),
+    (lambda e: e["predictions"].update(a="tampered"),
+     "entries['cfg']: predictions_sha256 does not match"),
     (lambda e: e.update(predictions_sha256="abc"), "predictions_sha256: expected a sha256"),
 ])
 def test_baseline_validation_names_file_and_field(tmp_path, mutate, field):
@@ -110,7 +111,8 @@ def test_update_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(AsrbenchError, match="cannot write baseline file .*cpu.json \\(disk full\\)"):
+    with pytest.raises(AsrbenchError,
+                       match="cannot write baseline file .*cpu.json \\(disk full\\)"):
         baselines.update(directory, "cpu", [_named(_run(), "a", 0.5)], {}, None)
     assert (directory / "cpu.json").read_bytes() == before
     assert [p.name for p in directory.iterdir() if p.suffix == ".tmp"] == []

@@ -94,7 +94,8 @@ def test_greedy_transcripts_identical_to_ctranslate2_on_the_original_weights(con
                  source.config_json.parent / "vocabulary.txt"):
         shutil.copy(path, tmp_path)
     ct2 = ctranslate2.models.Whisper(str(tmp_path), device="cpu", compute_type="float32")
-    model = WhisperForConditionalGeneration.from_pretrained(converted, torch_dtype=torch.float32).eval()
+    model = WhisperForConditionalGeneration.from_pretrained(converted,
+                                                            torch_dtype=torch.float32).eval()
     processor = WhisperProcessor.from_pretrained(converted)
     tokenizer = processor.tokenizer
     eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
@@ -103,16 +104,18 @@ def test_greedy_transcripts_identical_to_ctranslate2_on_the_original_weights(con
     for locale, language in (("en", "english"), ("hi", "hindi")):
         split = load_split(str(EMBEDDED_CORPUS), locale, limit=CLIPS)
         features = processor.feature_extractor([u.audio for u in split.utterances],
-                                               sampling_rate=16000, return_tensors="np").input_features
+                                               sampling_rate=16000,
+                                               return_tensors="np").input_features
         prompt = tokenizer.convert_tokens_to_ids(
             ["<|startoftranscript|>", f"<|{locale}|>", "<|transcribe|>", "<|notimestamps|>"])
         # CTranslate2's Whisper max_length allows max_length / 2 generated tokens here (measured:
         # 10 -> 5, 40 -> 20); transformers' max_length counts the 4 prompt tokens.
-        ct2_out = ct2.generate(ctranslate2.StorageView.from_array(features), [prompt] * len(features),
-                               beam_size=1, max_length=2 * GENERATED)
+        ct2_out = ct2.generate(ctranslate2.StorageView.from_array(features),
+                               [prompt] * len(features), beam_size=1, max_length=2 * GENERATED)
         with torch.inference_mode():
-            hf_out = model.generate(torch.from_numpy(features), language=language, task="transcribe",
-                                    do_sample=False, num_beams=1, max_length=GENERATED + len(prompt))
+            hf_out = model.generate(torch.from_numpy(features), language=language,
+                                    task="transcribe", do_sample=False, num_beams=1,
+                                    max_length=GENERATED + len(prompt))
         for ct2_result, row in zip(ct2_out, hf_out.tolist()):
             ct2_ids = ct2_result.sequences_ids[0]
             hf_ids = row[:row.index(eos)] if eos in row else row

@@ -1,5 +1,6 @@
-"""Change points (asrbench/history/changepoints.py): synthetic series with known steps (and none), and a
-history of real runs of the embedded default whose later half has half the (planted) throughput."""
+"""Change points (asrbench/history/changepoints.py): synthetic series with known steps (and
+none), and a history of real runs of the embedded default whose later half has half the
+(planted) throughput."""
 
 from __future__ import annotations
 

@@ -40,7 +40,8 @@ def test_report_has_schema_environment_and_one_run(english_report):
                           check=False)
     assert env["git"]["commit"] == (head.stdout.strip() if head.returncode == 0 else None)
     (run,) = english_report["runs"]
-    assert run["config"]["id"] == "whisper-base-commonvoice-mini-en-test-english-transcribe-fp32-bs2-n3"
+    assert run["config"]["id"] == ("whisper-base-commonvoice-mini-en-test-english-transcribe-"
+                                   "fp32-bs2-n3")
     for key in ("wer", "wer_normalized", "cer", "samples_per_second", "rtfx", "tokens_per_second"):
         assert isinstance(run["metrics"][key], float)
 
@@ -77,8 +78,8 @@ def test_throughput_is_utterances_over_timed_pass_seconds(english_report):
     assert len(passes) == 2 and run["passes_identical"] is True
     per_pass = run["throughput"]["samples_per_second_per_pass"]
     assert per_pass == pytest.approx([3 / s for s in passes])
-    assert run["metrics"]["samples_per_second"] == pytest.approx(sorted(per_pass)[len(per_pass) // 2]
-                                                                 if len(per_pass) % 2 else sum(per_pass) / 2)
+    median = sorted(per_pass)[len(per_pass) // 2] if len(per_pass) % 2 else sum(per_pass) / 2
+    assert run["metrics"]["samples_per_second"] == pytest.approx(median)
     audio = sum(u["audio_seconds"] for u in run["utterances"])
     assert run["metrics"]["rtfx"] == pytest.approx(audio / run["timings"]["pass_seconds_median"])
     timings = run["timings"]

@@ -37,7 +37,8 @@ for argv in %s:
         main(argv + ["--help"])
     except SystemExit as exc:
         assert exc.code == 0, argv
-heavy = sorted(m for m in ("torch", "transformers", "numpy", "plotly", "ruptures") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "transformers", "numpy", "plotly", "ruptures")
+               if m in sys.modules)
 sys.stderr.write(json.dumps(heavy))
 """
 

@@ -24,12 +24,14 @@ def test_error_rate_verdicts_at_the_tolerance_edges():
     assert compare_run(_run(wer=0.205), entry).verdict("wer").verdict == "unchanged"  # == +0.005
     assert compare_run(_run(wer=0.206), entry).verdict("wer").verdict == "regressed"
     assert compare_run(_run(wer=0.190), entry).verdict("wer").verdict == "improved"
-    assert compare_run(_run(wer=0.250), _entry(_run(wer=0.2), wer_abs=0.1)).verdict("wer").verdict == "unchanged"
+    comparison = compare_run(_run(wer=0.250), _entry(_run(wer=0.2), wer_abs=0.1))
+    assert comparison.verdict("wer").verdict == "unchanged"
 
 
 def test_throughput_within_band_is_unchanged():
     entry = _entry(_run(rates=(10.0, 10.1, 9.9)))
-    assert compare_run(_run(rates=(9.6, 9.7, 9.65)), entry).verdict("samples_per_second").verdict == "unchanged"
+    comparison = compare_run(_run(rates=(9.6, 9.7, 9.65)), entry)
+    assert comparison.verdict("samples_per_second").verdict == "unchanged"
 
 
 def test_throughput_drop_beyond_band_and_significant_regresses():
@@ -45,7 +47,8 @@ def test_throughput_drop_beyond_band_and_significant_regresses():
 def test_throughput_drop_that_is_not_significant_is_not_a_failure():
     entry = _entry(_run(rates=(10.0, 10.5, 11.0)))
     # median drops 8.6%, inside the band of 3x the baseline's 4.8% RSD (14.3%) -> unchanged
-    assert compare_run(_run(rates=(9.5, 9.6, 12.0)), entry).verdict("samples_per_second").verdict == "unchanged"
+    comparison = compare_run(_run(rates=(9.5, 9.6, 12.0)), entry)
+    assert comparison.verdict("samples_per_second").verdict == "unchanged"
     # overlapping samples: a drop beyond the band that the test cannot call significant
     wide = _entry(_run(rates=(10.0, 10.0, 10.0)), samples_per_second_rel=0.01)
     verdict = compare_run(_run(rates=(2.0, 3.0, 10.5)), wide).verdict("samples_per_second")

@@ -18,8 +18,9 @@ def test_id_is_readable_and_stable():
     import subprocess
     import sys
 
-    code = ("from asrbench.config.settings import BenchConfig; print(BenchConfig(model='openai/whisper-small',"
-            " dataset='regisss/common_voice_11_0_hi', language='hindi', precision='bf16', "
+    code = ("from asrbench.config.settings import BenchConfig; "
+            "print(BenchConfig(model='openai/whisper-small', "
+            "dataset='regisss/common_voice_11_0_hi', language='hindi', precision='bf16', "
             "batch_size=32, graphs=True).id)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == config.id
@@ -77,7 +78,8 @@ def test_config_file_rejects_unknown_settings(tmp_path):
 
 def test_config_file_runs_table(tmp_path):
     path = tmp_path / "two.toml"
-    path.write_text('precision = "bf16"\npasses = 2\n[[runs]]\nbatch_size = 4\n[[runs]]\nbatch_size = 8\n')
+    path.write_text('precision = "bf16"\npasses = 2\n'
+                    '[[runs]]\nbatch_size = 4\n[[runs]]\nbatch_size = 8\n')
     shared, runs, passes = load_config_file(path)
     configs = build_configs(shared, runs)
     assert passes == 2

@@ -98,7 +98,8 @@ def test_a_low_share_without_waiting_for_a_cpu_is_the_workloads_own_idle_thread(
     waiting = make_run(rates=(3.0,) * 3, contention=_busy(8.0, wait_seconds=8.0))
     verdict = _verdict(waiting, entry)
     assert verdict.verdict == "not-judged"
-    assert "the run got 40% of its 2 threads' CPU, its threads waited 8.0 s for a CPU" in verdict.note
+    assert ("the run got 40% of its 2 threads' CPU, its threads waited 8.0 s for a CPU"
+            in verdict.note)
 
 
 def test_the_cpu_share_minimum_is_a_tolerance_zero_judges_every_run():

@@ -139,7 +139,8 @@ def test_hub_rows_decode_undecoded_audio_bytes():
 def test_hub_unknown_text_column_is_a_user_error():
     datasets = pytest.importorskip("datasets")
     ds = datasets.Dataset.from_dict({"audio": [{"bytes": _wav_bytes(1.0), "path": "a.wav"}],
-                                     "text": ["x"]}).cast_column("audio", datasets.Audio(decode=False))
+                                     "text": ["x"]}
+                                    ).cast_column("audio", datasets.Audio(decode=False))
     with pytest.raises(AsrbenchError, match="--text-column"):
         hub.rows("someone/ds", None, "test", "sentence", ds=ds)
 

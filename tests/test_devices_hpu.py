@@ -299,7 +299,8 @@ def test_contract_identity_memory_and_environment(fake_gaudi):
 
 
 def test_contract_graphs_off_and_fp32(fake_gaudi):
-    """CONTRACT test against fake modules: no HPU graph wrap when graphs=False; fp32 = no autocast."""
+    """CONTRACT test against fake modules: no HPU graph wrap when graphs=False; fp32 = no
+    autocast."""
     calls = fake_gaudi()
     device = HPUDevice()
     device.prepare(RecordingModel(calls), "fp32")
@@ -349,7 +350,8 @@ def test_contract_gaudi_config_op_lists_too_late_is_a_user_error(fake_gaudi):
 
     with pytest.raises(AsrbenchError) as info:
         HPUDevice(gaudi_config="/path/gaudi_config.json")
-    assert "\n" not in str(info.value) and "PT_HPU_AUTOCAST_LOWER_PRECISION_OPS_LIST" in str(info.value)
+    assert "\n" not in str(info.value)
+    assert "PT_HPU_AUTOCAST_LOWER_PRECISION_OPS_LIST" in str(info.value)
 
 
 def test_contract_eager_mode_is_refused(fake_gaudi, monkeypatch):
@@ -445,8 +447,8 @@ def test_gaudi_asrbench_static_decoder_equals_stock_cpu_transcripts(graphs):
     device = get_device("hpu")  # before the model: adapts transformers
     path = str(ensure_converted("whisper-base", progress=False))
     processor = AutoProcessor.from_pretrained(path)
-    model = device.prepare(AutoModelForSpeechSeq2Seq.from_pretrained(path, torch_dtype=torch.float32),
-                           "fp32")
+    model = device.prepare(
+        AutoModelForSpeechSeq2Seq.from_pretrained(path, torch_dtype=torch.float32), "fp32")
     features = processor.feature_extractor([decode_audio(c) for c in clips], sampling_rate=16000,
                                            return_tensors="pt").input_features
     prompt = whisper_prompt(model.generation_config, "en", "transcribe")

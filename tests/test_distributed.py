@@ -251,8 +251,8 @@ def one_and_two_ranks(tmp_path_factory, tiny_whisper):
     proc = torchrun(["-m", "asrbench"], ["run", *small(tiny_whisper), "--report",
                                          str(path / "two.json")], path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return (dump(load_report(path / "one.json"))["runs"][0], dump(load_report(path / "two.json"))["runs"][0],
-            proc, path)
+    return (dump(load_report(path / "one.json"))["runs"][0],
+            dump(load_report(path / "two.json"))["runs"][0], proc, path)
 
 
 @needs_gloo
@@ -260,7 +260,8 @@ def test_two_ranks_give_the_one_rank_predictions_and_wer(one_and_two_ranks):
     one, two, _, _ = one_and_two_ranks
     expected_ids = [Path(r["path"]).stem for r in embedded_rows("en")[:CLIPS]]
     assert [u["id"] for u in two["utterances"]] == expected_ids  # each once, in split order
-    assert [u["prediction"] for u in two["utterances"]] == [u["prediction"] for u in one["utterances"]]
+    assert ([u["prediction"] for u in two["utterances"]]
+            == [u["prediction"] for u in one["utterances"]])
     assert [u["tokens"] for u in two["utterances"]] == [u["tokens"] for u in one["utterances"]]
     for metric in ("wer", "wer_normalized", "cer", "tokens_per_sample"):
         assert two["metrics"][metric] == one["metrics"][metric]
@@ -277,7 +278,8 @@ def test_two_rank_throughput_is_all_utterances_over_the_slowest_rank(one_and_two
     assert [r["batches_per_pass"] for r in ranks] == [2, 1]  # 3 = 2 + 1 real rows, 2 = 2
     slowest = [max(r["pass_seconds"][0] for r in ranks)]
     assert two["timings"]["pass_seconds"] == slowest
-    assert two["throughput"]["samples_per_second_per_pass"] == pytest.approx([CLIPS / s for s in slowest])
+    assert (two["throughput"]["samples_per_second_per_pass"]
+            == pytest.approx([CLIPS / s for s in slowest]))
     assert two["device"]["environment"]["torch_threads"] == 1  # torchrun's OMP_NUM_THREADS=1
 
 
@@ -292,7 +294,8 @@ def test_only_rank_zero_prints_and_writes(one_and_two_ranks):
 @needs_gloo
 def test_more_ranks_than_utterances_is_a_clear_error(tmp_path, tiny_whisper):
     args = [a if a != str(CLIPS) else "1" for a in small(tiny_whisper)]
-    proc = torchrun(["-m", "asrbench"], ["run", *args, "--report", str(tmp_path / "r.json")], tmp_path)
+    proc = torchrun(["-m", "asrbench"], ["run", *args, "--report", str(tmp_path / "r.json")],
+                    tmp_path)
     assert proc.returncode != 0
     assert "asrbench: error: rank 0 of 2: " in proc.stderr
     assert "1 utterance(s) cannot be shared among 2 ranks" in proc.stderr
@@ -334,7 +337,8 @@ def test_two_nodes_on_the_loopback_give_the_single_runs_transcripts(one_and_two_
     two = dump(load_report(report))["runs"][0]
     assert two["config"]["id"] == one["config"]["id"] + "-ws2"
     assert [u["id"] for u in two["utterances"]] == [u["id"] for u in one["utterances"]]
-    assert [u["prediction"] for u in two["utterances"]] == [u["prediction"] for u in one["utterances"]]
+    assert ([u["prediction"] for u in two["utterances"]]
+            == [u["prediction"] for u in one["utterances"]])
     for metric in ("wer", "wer_normalized", "cer"):
         assert two["metrics"][metric] == one["metrics"][metric]
     assert [r["utterances"] for r in two["timings"]["ranks"]] == [3, 2]
@@ -352,9 +356,11 @@ def test_mpirun_environment_as_gaudi_spawn_sets_it(tmp_path, tiny_whisper):
             "--no-progress", "--model", str(tiny_whisper), "--report", str(tmp_path / "r.json")]
     port = str(_free_port())
     procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=_env(OMPI_COMM_WORLD_RANK=str(rank), OMPI_COMM_WORLD_SIZE="2",
+                              text=True, env=_env(OMPI_COMM_WORLD_RANK=str(rank),
+                                                  OMPI_COMM_WORLD_SIZE="2",
                                                   OMPI_COMM_WORLD_LOCAL_RANK=str(rank),
-                                                  OMPI_COMM_WORLD_LOCAL_SIZE="2", OMP_NUM_THREADS="1",
+                                                  OMPI_COMM_WORLD_LOCAL_SIZE="2",
+                                                  OMP_NUM_THREADS="1",
                                                   MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
              for rank in range(2)]
     try:
@@ -452,4 +458,5 @@ def test_pytest_nproc_runs_each_config_distributed_and_gates_it(tmp_path, tiny_w
     assert run["config"]["id"] == config_id and len(run["timings"]["ranks"]) == 2
     assert all(v["verdict"] != "regressed" for v in run["comparison"]["verdicts"]
                if v["metric"] != "samples_per_second")
-    assert set(entries[config_id]["predictions"].values()) == {u["prediction"] for u in run["utterances"]}
+    assert (set(entries[config_id]["predictions"].values())
+            == {u["prediction"] for u in run["utterances"]})

@@ -173,7 +173,8 @@ def test_emulated_graphs_bf16_transcripts_agree_with_stock_generate_under_cpu_bf
     assert result.utterances == LIMIT
     assert result.share >= BF16_SHARE_MIN, result.differing
     for differing in result.differing:
-        ours, theirs = differing["run_transcript"].split(), differing["reference_transcript"].split()
+        ours = differing["run_transcript"].split()
+        theirs = differing["reference_transcript"].split()
         assert ours[:1] == theirs[:1] and len(ours) > 1, differing
     assert _judged(result) == "unchanged", result.differing
 
@@ -242,7 +243,8 @@ decode = dict(do_sample=False, num_beams=1, max_length=max_length, language="eng
               task="transcribe", lazy_mode=True, ignore_eos=False)
 
 def texts(tokens):
-    return [t.strip() for t in loaded.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+    decoded = loaded.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+    return [t.strip() for t in decoded]
 
 ids = [u.id for u in split.utterances]
 # 1. asrbench's guarded wrapper refuses a growing cache under graphs, in one line.

@@ -13,7 +13,8 @@ from asrbench.measure.engine import Evaluator, count_generated
 def test_count_generated_skips_forced_prompt_and_stops_after_eos():
     prompt = {50258, 50276, 50359, 50363}
     # prompt, 3 text tokens, EOS, then EOS padding: 3 tokens + EOS = 4.
-    assert count_generated([50258, 50276, 50359, 50363, 10, 11, 12, 50257, 50257], prompt, 50257) == 4
+    tokens = [50258, 50276, 50359, 50363, 10, 11, 12, 50257, 50257]
+    assert count_generated(tokens, prompt, 50257) == 4
     # transformers strips the prompt itself for Whisper: same count without it.
     assert count_generated([10, 11, 12, 50257, 50257, 50257], prompt, 50257) == 4
     # hit the length cap: no EOS, every token counts.
@@ -53,7 +54,8 @@ def test_batches_are_longest_first_static_shape_and_padded_with_dummy_rows():
 def test_without_static_shapes_the_last_batch_keeps_only_its_real_rows(count, batch):
     """Dummy rows cost real time where shapes may vary (CPU, CUDA eager): none are added."""
     utts = [np.zeros(100 + i, dtype=np.float32) for i in range(count)]
-    batches = Evaluator(_prepared(dynamic_shapes=True), BenchConfig(batch_size=batch)).featurize(utts)
+    evaluator = Evaluator(_prepared(dynamic_shapes=True), BenchConfig(batch_size=batch))
+    batches = evaluator.featurize(utts)
     assert sum(batches.real) == count
     assert [b.shape[0] for b in batches.features] == batches.real
     assert batches.real[-1] == count - batch * (len(batches.real) - 1)

@@ -1,6 +1,6 @@
-"""Exports (asrbench/history/export.py): pytest-benchmark's JSON, checked with pytest-benchmark's own
-statistics, storage loader and `pytest-benchmark compare`; github-action-benchmark's custom JSON,
-checked field by field against its BenchmarkResult format (name: string, value: number,
+"""Exports (asrbench/history/export.py): pytest-benchmark's JSON, checked with pytest-benchmark's
+own statistics, storage loader and `pytest-benchmark compare`; github-action-benchmark's custom
+JSON, checked field by field against its BenchmarkResult format (name: string, value: number,
 unit: string, optional range and extra: strings; a non-empty list)."""
 
 from __future__ import annotations

@@ -34,8 +34,10 @@ def test_committed_tables_hold_the_scripts_sentences_in_order(script):
                                             for i in range(len(expected))]
 
 
-@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("ffmpeg") and shutil.which("ffprobe")),
-                    reason="espeak-ng/ffmpeg not installed (scripts/setup.sh installs them as root)")
+@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("ffmpeg")
+                         and shutil.which("ffprobe")),
+                    reason="espeak-ng/ffmpeg not installed (scripts/setup.sh installs them as "
+                           "root)")
 def test_regenerating_a_clip_reproduces_the_committed_bytes(script, tmp_path):
     for locale_spec in script.LOCALES:
         one = dataclasses.replace(locale_spec, sentences=locale_spec.sentences[:1])

@@ -111,7 +111,8 @@ def test_gate_power_smallest_run_prints_the_table_and_rejudges(tmp_path, capsys,
         assert (f"A/B at {name}: " + ", ".join(f"{o} {n}" for o, n in counts.items())
                 + "; rounds 2-2 (median 2)") in out
     assert "counters at slowdown 0%: 0/1 flagged\n" in out
-    (changed,) = [line for line in out.splitlines() if line.startswith("counters at extra matmul: ")]
+    (changed,) = [line for line in out.splitlines()
+                  if line.startswith("counters at extra matmul: ")]
     assert changed.startswith("counters at extra matmul: 1/1 flagged; changed: ")
     assert "decode step: aten.mm" in changed and matmul["counters_changed"] in changed
     assert "what only timing can catch" in out

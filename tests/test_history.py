@@ -146,7 +146,8 @@ def test_add_stores_every_runs_numbers_and_lists_them_in_order(store_url, tmp_pa
 def test_the_same_report_twice_is_refused_and_nothing_is_added(store_url, tmp_path):
     path = write_report(tmp_path / "r.json", make_report_document())
     add_report(store_url, path)
-    with pytest.raises(AsrbenchError, match=r"already in history .* as #1 aaaaaaaaaaaa.*added once"):
+    with pytest.raises(AsrbenchError,
+                       match=r"already in history .* as #1 aaaaaaaaaaaa.*added once"):
         add_report(store_url, path)
     # ...even under another commit or from another file: it is the same report.
     copy = write_report(tmp_path / "copy.json", json.loads(path.read_text()))
@@ -190,7 +191,8 @@ def test_commit_override_keeps_the_reports_own_commit(store_url, tmp_path):
 
 
 def test_find_by_latest_id_and_commit_prefix(store_url, tmp_path):
-    for n, commit in enumerate(["abcd1234" + "0" * 32, "abcd5678" + "0" * 32, "1234567" + "f" * 33]):
+    commits = ["abcd1234" + "0" * 32, "abcd5678" + "0" * 32, "1234567" + "f" * 33]
+    for n, commit in enumerate(commits):
         add_report(store_url, write_report(tmp_path / f"{n}.json",
                                            make_report_document(commit=commit, sps=10.0 + n)))
     with open_store(store_url) as store:

@@ -57,10 +57,10 @@ def test_other_weights_with_the_same_short_name_are_refused_in_one_line(tmp_path
     assert _compare(*_write(tmp_path, run, entry)) == 2
     err = capsys.readouterr().err.strip()
     assert err == (  # a refusal is a failing "could not judge" verdict (issue 28)
-        "asrbench: error: could not judge: whisper-base: the run's model (/x/whisper-base, weights sha256 "
-        "bbbbbbbbbbbb) is not the baseline's (openai/whisper-base, aaaaaaaaaaaa): a different "
-        "model with the same short name; record a baseline for it (asrbench baseline update "
-        "...) or use the model the baseline was made with")
+        "asrbench: error: could not judge: whisper-base: the run's model (/x/whisper-base, "
+        "weights sha256 bbbbbbbbbbbb) is not the baseline's (openai/whisper-base, aaaaaaaaaaaa): "
+        "a different model with the same short name; record a baseline for it (asrbench baseline "
+        "update ...) or use the model the baseline was made with")
 
 
 @pytest.mark.parametrize("run_model,entry_model", [

@@ -20,7 +20,8 @@ from asrbench.errors import AsrbenchError
 
 HEAVY = ("torch", "transformers")
 #: the interpreter's last line: which heavy modules it had loaded
-PRINT_HEAVY = (f"import json, sys; print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
+PRINT_HEAVY = ("import json, sys; "
+               f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
 SUBCOMMANDS = ("run", "compare", "peers", "baseline", "history", "html", "export", "ab", "bisect")
 NESTED = (("baseline", "update"), ("history", "add"), ("history", "list"), ("history", "show"),
           ("history", "changes"))

@@ -78,7 +78,8 @@ def test_a_baseline_with_negative_throughput_cannot_switch_the_gate_off(tmp_path
 
 def test_a_device_class_that_is_a_path_never_writes_outside_the_baseline_directory(tmp_path,
                                                                                   capsys):
-    path = _write(tmp_path, _report(lambda r: r["runs"][0]["device"].update({"class": "../escaped"})))
+    path = _write(tmp_path,
+                  _report(lambda r: r["runs"][0]["device"].update({"class": "../escaped"})))
     assert main(["baseline", "update", "--report", str(path), "--baseline-dir",
                  str(tmp_path / "b")]) == 2
     assert "runs[0].device.class" in _one_line_error(capsys)

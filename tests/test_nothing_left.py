@@ -129,7 +129,8 @@ HUGE = 123456789123  # stands for a 5000-digit integer in the report's text
 def _counted_report(value) -> dict:
     document = make_report_document()
     document["runs"][0]["counters"] = {
-        "version": COUNTER_VERSION, "selection": "s", "rows": 1, "real_rows": 1, "replay_bypassed": False,
+        "version": COUNTER_VERSION, "selection": "s", "rows": 1, "real_rows": 1,
+        "replay_bypassed": False,
         "encoder_calls": 1, "decode_steps": 3, "steady_steps": 2,
         "decode_step_ops": {"aten.mm f32": value}, "flops": 100, "flops_per_utterance": 100,
         "host_syncs": 3, "host_syncs_per_token": 1.0, "tokens": 3}

@@ -50,8 +50,8 @@ def test_the_configs_below_move_every_setting_away_from_its_default():
 def test_bench_config_is_the_report_config():
     assert BenchConfig is RunConfig
     config = BenchConfig(**EVERY)
-    assert config.id == ("whisper-x-tab-here-hi-dev-hindi-translate-bf16-bs3-graphs-ml100-md12.5-n7-"
-                         "col-text-ws2-ignoreeos-eos4")
+    assert config.id == ("whisper-x-tab-here-hi-dev-hindi-translate-bf16-bs3-graphs-ml100-md12.5-"
+                         "n7-col-text-ws2-ignoreeos-eos4")
     # a report stores the config itself: the same settings and id back from the file
     stored = RunConfig.model_validate(json.loads(json.dumps(config.to_dict())))
     assert stored == config and stored.model_dump() == config.model_dump()

@@ -124,7 +124,8 @@ def _doctored(entries):
     # Claims 100 times the throughput: a drop that fails whatever speed this machine runs the
     # recording process and the checking process at (they are separate processes).
     a["metrics"]["samples_per_second"] *= 100
-    a["noise"]["samples_per_second_per_pass"] = [100 * v for v in a["noise"]["samples_per_second_per_pass"]]
+    a["noise"]["samples_per_second_per_pass"] = [
+        100 * v for v in a["noise"]["samples_per_second_per_pass"]]
     # ...measured without noise: a noisy recording (a busy machine) would widen the band to
     # 3x its RSD and could swallow even this drop.
     a["noise"]["samples_per_second_rsd"] = 0.0
@@ -153,7 +154,8 @@ def test_update_creates_entries_with_noise_and_predictions(suite):
     entries = suite.baseline()["entries"]
     assert set(entries) == {A, B}
     for entry in entries.values():
-        assert entry["noise"]["passes"] == 5 and len(entry["noise"]["samples_per_second_per_pass"]) == 5
+        assert entry["noise"]["passes"] == 5
+        assert len(entry["noise"]["samples_per_second_per_pass"]) == 5
         assert predictions_digest(entry["predictions"]) == entry["predictions_sha256"]
         assert entry["environment"]["torch"] and entry["updated"]
         assert entry["tolerance"] == {"samples_per_second_rel": 0.9, "cpu_share_min": 0.0}
@@ -220,8 +222,8 @@ def test_malformed_baseline_is_a_clear_error(suite, capsys):
     broken = suite.doctor("broken", break_it)
     result = suite.run("-k", "test_wer", baselines=broken, report="broken.json")
     result.assert_outcomes(errors=2)  # fails in the fixture, before any evaluation
-    assert f"invalid baseline file {broken / 'cpu.json'}: entries['{A}'].metrics.wer: expected a number" \
-        in output(result)
+    assert (f"invalid baseline file {broken / 'cpu.json'}: entries['{A}'].metrics.wer: "
+            "expected a number") in output(result)
     capsys.readouterr()
     assert main(["compare", "--report", str(suite.recorded_report),
                  "--baseline-dir", str(broken)]) == 2
@@ -237,14 +239,15 @@ def test_missing_entry_names_the_command_that_creates_it(suite):
     # the command carries the baseline folder this session read (issue 28)
     assert f"asrbench baseline update --report missing.json --baseline-dir {empty} --only {A}" \
         in out
-    allowed = suite.run("-k", "test_cer and bs2", "--asrbench-allow-missing-baselines", baselines=empty,
-                        report="missing.json")
+    allowed = suite.run("-k", "test_cer and bs2", "--asrbench-allow-missing-baselines",
+                        baselines=empty, report="missing.json")
     allowed.assert_outcomes(skipped=1)
 
 
 def test_update_rewrites_only_the_selected_entries(suite, doctored):
     before = json.loads((doctored / "cpu.json").read_text())["entries"]
-    result = suite.run("-k", "bs2", "--asrbench-update-baselines", baselines=doctored, report="upd.json")
+    result = suite.run("-k", "bs2", "--asrbench-update-baselines", baselines=doctored,
+                       report="upd.json")
     result.assert_outcomes(skipped=7)
     after = json.loads((doctored / "cpu.json").read_text())["entries"]
     assert after[B] == before[B]  # untouched, still doctored

@@ -68,7 +68,8 @@ def test_markdown_links_the_html_report_only_for_a_plain_http_url(tmp_path, caps
     from asrbench.errors import AsrbenchError
 
     comparison = Comparison(config_id="cfg",
-                            verdicts=[make_verdict("cfg", "wer", "unchanged", 0.1, 0.1, 0.0, 0.005)])
+                            verdicts=[make_verdict("cfg", "wer", "unchanged", 0.1, 0.1, 0.0,
+                                                   0.005)])
     url = "https://github.com/o/r/actions/runs/123"
     text = markdown_summary([comparison], Policy(), html_url=url)
     assert f"[HTML report: trends, verdicts, changed transcripts]({url})" in text
@@ -132,5 +133,6 @@ def test_a_baseline_entry_without_a_run_is_one_line_not_a_table():
         "NOT RUN    ws2-b: baseline entry with no run in this report (not a failure)"]
     assert "MISSING" not in text and text.endswith("result: ok")
     markdown = markdown_summary(comparisons, Policy())
-    assert "2 baseline entries with no run in this report (not a failure): `ws2-a`, `ws2-b`" in markdown
+    assert ("2 baseline entries with no run in this report (not a failure): `ws2-a`, `ws2-b`"
+            in markdown)
     assert "### ws2-a" not in markdown and "### ran" in markdown

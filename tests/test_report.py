@@ -12,10 +12,12 @@ from asrbench.errors import AsrbenchError
 
 
 @pytest.mark.parametrize("field,value,where", [
-    ("compilations", {"counter": "c", "warmup": 3, "passes": [0, -1]}, "timings.compilations.passes"),
+    ("compilations", {"counter": "c", "warmup": 3, "passes": [0, -1]},
+     "timings.compilations.passes"),
     ("compilations", {"counter": "c", "passes": [0]}, "timings.compilations"),
     ("reference", {"utterances": 4, "identical": 5, "share": 1.25, "wer": 0.0}, "reference"),
-    ("reference", {"utterances": 4, "identical": 2, "share": "half", "wer": 0.0}, "reference.share"),
+    ("reference", {"utterances": 4, "identical": 2, "share": "half", "wer": 0.0},
+     "reference.share"),
     ("reference", {"error": 3}, "reference.error"),
 ])
 def test_report_loading_validates_compilations_and_reference(tmp_path, field, value, where):

@@ -48,7 +48,8 @@ def test_shard_auto_reads_a_slurm_array():
     # --array=0-9:3 -> ids 0, 3, 6, 9 (count 4): id 9 is the last of four
     env = {"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_MIN": "0",
            "SLURM_ARRAY_TASK_STEP": "3", "SLURM_ARRAY_TASK_COUNT": "4"}
-    assert (parse_shard("auto", environ=env).index, parse_shard("auto", environ=env).count) == (3, 4)
+    spec = parse_shard("auto", environ=env)
+    assert (spec.index, spec.count) == (3, 4)
     with pytest.raises(AsrbenchError, match="not on the array's grid"):
         parse_shard("auto", environ={**env, "SLURM_ARRAY_TASK_ID": "4"})
     with pytest.raises(AsrbenchError, match="SLURM_ARRAY_TASK_COUNT is not"):
@@ -103,7 +104,8 @@ def test_an_utterances_shard_is_a_function_of_ids_not_of_file_order():
     by_hash = sorted(ids, key=lambda u: hashlib.sha256(u.encode()).digest())
     assert shard_members(ids, ShardSpec(0, 2)) == set(by_hash[:51])
     assert split_fingerprint(ids) == split_fingerprint(shuffled)
-    assert split_fingerprint(ids) == hashlib.sha256("".join(u + "\n" for u in ids).encode()).hexdigest()
+    digest = hashlib.sha256("".join(u + "\n" for u in ids).encode()).hexdigest()
+    assert split_fingerprint(ids) == digest
     assert split_fingerprint(ids[:-1]) != split_fingerprint(ids)
 
 
@@ -151,7 +153,8 @@ def with_true_edits(run: dict) -> dict:
 
 
 def report(*runs: dict, commit: str = "c0ffee") -> Report:
-    return Report.model_validate({"schema": SCHEMA_VERSION, "interrupted": False, "runs": list(runs),
+    return Report.model_validate({"schema": SCHEMA_VERSION, "interrupted": False,
+                                  "runs": list(runs),
                                   "environment": {"packages": {"asrbench": "1.0"},
                                                   "git": {"commit": commit}}})
 
@@ -186,13 +189,15 @@ def test_merge_pools_edits_counts_samples_and_latencies():
     assert run.timings.batch_latency_p90 == pytest.approx(3.5)
     assert run.dataset.utterances == 5 and run.dataset.audio_seconds == pytest.approx(7.5)
     assert run.metrics.tokens_per_sample == pytest.approx(3.0)
-    assert run.shard is None and run.merged.shards == 2 and "summed timed pass" in run.merged.throughput
+    assert run.shard is None and run.merged.shards == 2
+    assert "summed timed pass" in run.merged.throughput
     assert run.config.id == "cfg" and run.counters is None
     assert "not merged" in run.merged.counters
 
 
 def _counters(steps: int) -> dict:
-    return {"version": COUNTER_VERSION, "selection": "the first batch", "utterances": ["a", "d"], "rows": 2,
+    return {"version": COUNTER_VERSION, "selection": "the first batch", "utterances": ["a", "d"],
+            "rows": 2,
             "real_rows": 2, "replay_bypassed": False, "encoder_calls": 1, "decode_steps": steps,
             "steady_steps": steps - 1, "flops": 100, "flops_per_utterance": 50.0, "host_syncs": 3,
             "host_syncs_per_token": 1.0, "tokens": 6, "seconds": 0.1}
@@ -365,7 +370,8 @@ def test_the_slurm_example_shards_merge_into_the_single_run(tmp_path, monkeypatc
             monkeypatch.setenv(name, value)
         assert main(_tiny(_command(script, "run", env), tiny_whisper)) == 0
         out = capsys.readouterr().out
-        assert f"shard {int(task) - 1}/2 of each split (Slurm array: SLURM_ARRAY_TASK_ID={task}" in out
+        assert (f"shard {int(task) - 1}/2 of each split (Slurm array: "
+                f"SLURM_ARRAY_TASK_ID={task}") in out
     for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"):
         monkeypatch.delenv(name)
     merge = _command(_doc_block("# submit the array"), "merge", {"job": "77"})

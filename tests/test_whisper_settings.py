@@ -106,7 +106,8 @@ def test_the_reports_settings_are_what_generation_received(without_generation_co
     # the speaker of each utterance reaches the report (Common Voice client_id, pseudonymized)
     speakers = {Path(r["path"]).stem: hashlib.sha256(r["client_id"].encode()).hexdigest()[:16]
                 for r in embedded_rows("en")}
-    assert [u["speaker"] for u in run["utterances"]] == [speakers[u["id"]] for u in run["utterances"]]
+    assert ([u["speaker"] for u in run["utterances"]]
+            == [speakers[u["id"]] for u in run["utterances"]])
     assert (config["language"], config["task"]) == (language, task)
     # the prompt these settings mean, from the tokenizer's own special tokens
     tokenizer = WhisperTokenizerFast.from_pretrained(without_generation_config)

@@ -56,7 +56,8 @@ def test_gaudi_workflow_runs_pytest_gate_compare_and_uploads(bench):
     assert any(u.startswith("actions/upload-artifact@") for u in uses)
 
 
-FORK_LABELLED = "(github.event.action == 'labeled' && github.event.label.name == 'gaudi-benchmarks')"
+FORK_LABELLED = ("(github.event.action == 'labeled' && "
+                 "github.event.label.name == 'gaudi-benchmarks')")
 
 
 def test_pull_request_code_reaches_the_runner_only_when_trusted(bench, ab):

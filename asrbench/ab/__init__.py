@@ -1,1 +1,2 @@
-"""A/B of two checkouts or settings on one runner: rounds of fresh processes and the decision rule."""
+"""A/B of two checkouts or settings on one runner: rounds of fresh processes and the decision
+rule."""

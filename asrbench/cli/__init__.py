@@ -1,1 +1,2 @@
-"""The `asrbench` command: one module per command, parsing only; the work is in the other packages."""
+"""The `asrbench` command: one module per command, parsing only; the work is in the other
+packages."""

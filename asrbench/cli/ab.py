@@ -33,7 +33,8 @@ these options (--head-args "--graphs", or --head-args=--graphs). Examples:
 
 --passes is the number of timed passes of each process (default 2). Every round starts a
 fresh process per side: throughput has a part fixed for a process's life, which only new
-processes sample (measurements: docs/performance.md). Every number is checked before the first process starts.
+processes sample (measurements: docs/performance.md). Every number is checked before the first
+process starts.
 """
 
 #: options whose value is a command line of its own: the next argument is always their value,

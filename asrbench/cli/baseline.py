@@ -24,7 +24,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     common.add_baseline_dir(update, "where the baseline files live")
     update.add_argument("--only", nargs="+", metavar="ID", help="update only these config ids")
     update.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
-                        help="set a tolerance on the written entries, e.g. samples_per_second_rel=0.4 "
+                        help="set a tolerance on the written entries, e.g. "
+                             "samples_per_second_rel=0.4 "
                              "(names: wer_abs, cer_abs, samples_per_second_rel, noise_factor, "
                              "reference_share_min, reference_wer_max, cpu_share_min); "
                              "entries otherwise keep the overrides they had")

@@ -32,7 +32,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "peers", help="time asrbench against Trainer, pipeline and CTranslate2 on the same clips",
         description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model reference (default {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model reference (default {DEFAULT_MODEL})")
     p.add_argument("--device", choices=DEVICE_CHOICES,
                    help="cpu (default) or cuda; HPU is not a peer platform")
     p.add_argument("--dataset", help="dataset as for `run` (default: the embedded corpus)")
@@ -72,7 +73,8 @@ def command(args: argparse.Namespace) -> int:
              else tuple(n.strip() for n in args.peers.split(",") if n.strip()))
     unknown = [n for n in names if n not in PEER_NAMES]
     if unknown:
-        raise AsrbenchError(f"unknown peer(s) {', '.join(unknown)}: choose from {', '.join(PEER_NAMES)}")
+        raise AsrbenchError(f"unknown peer(s) {', '.join(unknown)}: choose from "
+                            f"{', '.join(PEER_NAMES)}")
     if args.device not in (None, "cpu", "cuda"):
         raise AsrbenchError("asrbench peers runs on cpu or cuda (the peers have no HPU path)")
     if args.rounds < 1:

@@ -136,7 +136,8 @@ def what_next(report: Path) -> str:
 
     path, html = quote(str(report)), quote(str(report.with_suffix(".html")))
     steps = [(f"asrbench compare --report {path}", "gate it against the stored baselines"),
-             (f"asrbench baseline update --report {path}", "refresh the baselines from it, on purpose"),
+             (f"asrbench baseline update --report {path}",
+              "refresh the baselines from it, on purpose"),
              (f"asrbench html --report {path} --out {html}", "trend charts and verdicts as HTML")]
     width = max(len(command) for command, _ in steps)
     return "\n".join(["next:"] + [f"  {command.ljust(width)}  # {why}" for command, why in steps])

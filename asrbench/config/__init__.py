@@ -1,1 +1,2 @@
-"""Settings, files and the benchmark matrix, and the option table both doors (CLI, pytest) declare once."""
+"""Settings, files and the benchmark matrix, and the option table both doors (CLI, pytest)
+declare once."""

@@ -42,7 +42,8 @@ def expand_section(section: dict[str, Any], device: str, where: str, name: str =
     if tolerance is not None:
         tolerance = check_tolerance(tolerance, f"{where} tolerance")
     passes = section.get("passes")
-    if passes is not None and (isinstance(passes, bool) or not isinstance(passes, int) or passes < 1):
+    if passes is not None and (isinstance(passes, bool) or not isinstance(passes, int)
+                               or passes < 1):
         raise AsrbenchError(f"{where}: passes must be a positive integer, got {passes!r}")
     configs = []
     for model, data, precision, batch, graphs in itertools.product(

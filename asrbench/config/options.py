@@ -203,7 +203,8 @@ def run_overrides(values: Any, prefix: str = "") -> dict[str, Any]:
 def to_argv(values: Any) -> list[str]:
     """The run options set in an argparse namespace, as command-line arguments again (what
     `asrbench ab` passes on to both sides' processes)."""
-    return [arg for option in RUN_OPTIONS for arg in option.argv(getattr(values, option.dest, None))]
+    return [arg for option in RUN_OPTIONS
+            for arg in option.argv(getattr(values, option.dest, None))]
 
 
 #: settings with no run option: the launcher sets them (torchrun's ranks, --nproc)
@@ -241,7 +242,8 @@ def add_short_aliases(parser: Any) -> None:
     group = parser.getgroup("asrbench")
     taken = {name for opt in _all_options(parser) for name in opt.names()}
     for option in (*RUN_OPTIONS, *POLICY_OPTIONS, *PLUGIN_OPTIONS):
-        names = {f"--{option.name}"} | ({f"--no-{option.name}"} if option.kind == "switch" else set())
+        names = {f"--{option.name}"} | ({f"--no-{option.name}"} if option.kind == "switch"
+                                        else set())
         if not names & taken:
             option.add_to_pytest(group, alias=True)
 

@@ -46,7 +46,8 @@ DEFAULT_MATRIX = Path("benchmarks") / "matrix.toml"
 def check_precision(precision: str) -> str:
     """Validate a precision name; raise a user error naming the choices."""
     if precision not in PRECISIONS:
-        raise AsrbenchError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        raise AsrbenchError(f"unknown precision {precision!r}: choose one of "
+                            f"{', '.join(PRECISIONS)}")
     return precision
 
 

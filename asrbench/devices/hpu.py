@@ -168,7 +168,8 @@ class HPUDevice(Device):
 
         # GaudiTrainer.__init__ in lazy mode (trainer.py:313-316): dynamic shapes follow the
         # Gaudi config's use_dynamic_shapes, which is False by default and in Habana/whisper.
-        if self.gaudi_config is not None and getattr(self.gaudi_config, "use_dynamic_shapes", False):
+        if (self.gaudi_config is not None
+                and getattr(self.gaudi_config, "use_dynamic_shapes", False)):
             hthpu.enable_dynamic_shape()
         else:
             hthpu.disable_dynamic_shape()
@@ -210,7 +211,8 @@ class HPUDevice(Device):
         return self._device
 
     def generation(self) -> str:
-        """'gaudi', 'gaudi2' or 'gaudi3', detected the way optimum-habana's get_device_name() does."""
+        """'gaudi', 'gaudi2' or 'gaudi3', detected the way optimum-habana's get_device_name()
+        does."""
         if self._generation is None:
             self._generation = self._detect_generation()
         return self._generation
@@ -362,7 +364,8 @@ class HPUDevice(Device):
             raise AsrbenchError("precision fp16 is not supported on HPU: use bf16 (what "
                                 "optimum-habana's Whisper example runs) or fp32")
         if precision == "fp32":
-            if self.gaudi_config is not None and getattr(self.gaudi_config, "use_torch_autocast", False):
+            if (self.gaudi_config is not None
+                    and getattr(self.gaudi_config, "use_torch_autocast", False)):
                 raise AsrbenchError(
                     f"Gaudi config {self.gaudi_config_ref!r} turns on bf16 autocast "
                     "(use_torch_autocast) but precision is fp32: use precision bf16 or drop the "

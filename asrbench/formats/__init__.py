@@ -1,1 +1,2 @@
-"""The one typed model of reports, baseline files and A/B results, its JSON I/O and the environment a report records."""
+"""The one typed model of reports, baseline files and A/B results, its JSON I/O and the
+environment a report records."""

@@ -93,7 +93,8 @@ def merge_reports(reports: list[tuple[str, Report]]) -> Report:
                                 "that shard again")
         if _version(report) != _version(first):
             raise AsrbenchError(
-                f"shards of different code versions: {first_path} ({_describe_version(_version(first))}) "
+                f"shards of different code versions: {first_path} "
+                f"({_describe_version(_version(first))}) "
                 f"and {path} ({_describe_version(_version(report))}): run every shard with one "
                 "version")
         for run in report.runs:
@@ -141,7 +142,8 @@ def _check_shards(shards: list[_Shard]) -> None:
                                 "merge share their count")
         if b.split_fingerprint != a.split_fingerprint:
             raise AsrbenchError(f"{config_id}: shards of different splits: {head.path} and "
-                                f"{shard.path} have other split fingerprints ({a.split_fingerprint[:12]}"
+                                f"{shard.path} have other split fingerprints "
+                                f"({a.split_fingerprint[:12]}"
                                 f" vs {b.split_fingerprint[:12]}: other rows, --limit or "
                                 "--max-duration)")
         if shard.run.device.class_ != head.run.device.class_:
@@ -322,7 +324,8 @@ def merge_runs(shards: list[Any]) -> Run:
                         wer_normalized=sums[4] / sums[5] if sums[5] else None,
                         cer=sums[2] / sums[3] if sums[3] else 0.0,
                         normalizer=head.metrics.normalizer,
-                        wer_normalized_whisper=wer_whisper, samples_per_second=statistics.median(rates),
+                        wer_normalized_whisper=wer_whisper,
+                        samples_per_second=statistics.median(rates),
                         rtfx=audio_seconds / median, tokens_per_second=tokens / median,
                         tokens_per_sample=tokens / len(utterances)),
         throughput=ThroughputStats(

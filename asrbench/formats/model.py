@@ -8,7 +8,8 @@ tools can validate asrbench files without asrbench.
 
 One schema version, SCHEMA_VERSION, for both formats. Version 1 is what asrbench has written
 since its first release; later fields (timings.compilations, reference, tolerance_policy,
-comparison.has_entry, the typed timings fields) are optional, so every schema-1 file written before them still loads.
+comparison.has_entry, the typed timings fields) are optional, so every schema-1 file written
+before them still loads.
 A file of another version is refused with what to do about it (MIGRATION).
 """
 

@@ -33,7 +33,8 @@ REDACTED = "***"
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#]*):(?P<secret>[^\n]*?)"
                            r"@(?=[^\s@/?#]*(?:[/?#\s'\"]|$))")
 #: a name that says "secret": password, passwd, token, secret, api key, access key, credential
-_SECRET_NAME = r"[A-Za-z0-9_.-]*?(?:pass(?:word|wd)|token|secret|api[-_]?key|access[-_]?key|credentials?)"
+_SECRET_NAME = (r"[A-Za-z0-9_.-]*?"
+                r"(?:pass(?:word|wd)|token|secret|api[-_]?key|access[-_]?key|credentials?)")
 #: NAME=value, --name=value, name: value (quoted values whole)
 _ASSIGNMENT = re.compile(rf"(?i)(?P<head>(?<![A-Za-z0-9]){_SECRET_NAME}\s*=\s*)"
                          r"(?P<secret>'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^\s&#;,]+)")

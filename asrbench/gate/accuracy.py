@@ -97,7 +97,8 @@ def paired_bootstrap(base: Sequence[Sequence[int]], run: Sequence[Sequence[int]]
             sb, sr = b[idx].sum(axis=1), r[idx].sum(axis=1)  # (chunk, columns)
             diffs.append(sr[:, 0::2] / sr[:, 1::2] - sb[:, 0::2] / sb[:, 1::2])
         draws = np.concatenate(diffs)
-        point = r.sum(axis=0)[0::2] / r.sum(axis=0)[1::2] - b.sum(axis=0)[0::2] / b.sum(axis=0)[1::2]
+        point = (r.sum(axis=0)[0::2] / r.sum(axis=0)[1::2]
+                 - b.sum(axis=0)[0::2] / b.sum(axis=0)[1::2])
     tail = (1.0 - confidence) / 2 * 100
     out = []
     for k in range(rates):
@@ -220,11 +221,14 @@ def impossible_edits(edits: list[int], prediction: str, reference: str | None) -
                     f"transcripts give {list(expected)}")
         bound = _word_bound(reference)
         if norm_words > bound:
-            return f"{norm_words} normalized reference words from a {len(reference)}-character reference"
+            return (f"{norm_words} normalized reference words from a {len(reference)}-character "
+                    "reference")
     if words > max(ref_words, len(prediction.split())):
-        return f"{words} word errors with {ref_words} reference words and {len(prediction.split())} predicted"
+        return (f"{words} word errors with {ref_words} reference words and "
+                f"{len(prediction.split())} predicted")
     if chars > max(ref_chars, len(prediction)):
-        return f"{chars} character errors with {ref_chars} reference characters and {len(prediction)} predicted"
+        return (f"{chars} character errors with {ref_chars} reference characters and "
+                f"{len(prediction)} predicted")
     if norm_errors > max(norm_words, _word_bound(prediction)):
         return (f"{norm_errors} normalized word errors with {norm_words} normalized reference "
                 f"words and a {len(prediction)}-character prediction")

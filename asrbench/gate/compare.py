@@ -71,7 +71,8 @@ def word_diff(before: str, after: str) -> str:
     return " ".join(out)
 
 
-def changed_transcripts(baseline: dict[str, str], current: dict[str, str]) -> list[TranscriptChange]:
+def changed_transcripts(baseline: dict[str, str],
+                        current: dict[str, str]) -> list[TranscriptChange]:
     """Every utterance whose text differs, appears or disappears, in a stable order."""
     changes = []
     for uid in list(current) + [k for k in baseline if k not in current]:
@@ -102,7 +103,8 @@ def _error_rate_verdict(config_id: str, metric: str, value: float | None, base: 
                         allowed, "" if same else "one side is undefined (no normalized words)")
     assert value is not None and base is not None  # (neither is undefined)
     delta = value - base
-    verdict = "regressed" if delta > allowed + 1e-12 else "improved" if delta < -allowed - 1e-12 else "unchanged"
+    verdict = ("regressed" if delta > allowed + 1e-12 else
+               "improved" if delta < -allowed - 1e-12 else "unchanged")
     return _verdict(config_id, metric, verdict, value, base, delta, allowed)
 
 
@@ -220,12 +222,14 @@ def _throughput_verdict(config_id: str, run: Run, entry: BaselineEntry,
            "processes (asrbench baseline update --report r1 r2 r3), or use `asrbench ab`")
     if delta < -allowed:
         if minimum_p_value(len(previous), len(current)) > ALPHA:
-            return _verdict(config_id, "samples_per_second", "regressed", value, base, delta, allowed,
+            return _verdict(config_id, "samples_per_second", "regressed", value, base, delta,
+                            allowed,
                             f"drop beyond {band_note}; too few passes for a significance test"
                             + one)
         p = mann_whitney_greater(previous, current)
         if p <= ALPHA:
-            return _verdict(config_id, "samples_per_second", "regressed", value, base, delta, allowed,
+            return _verdict(config_id, "samples_per_second", "regressed", value, base, delta,
+                            allowed,
                             f"significant drop (Mann-Whitney p={p:.3f}), beyond {band_note}"
                             + one)
         return _verdict(config_id, "samples_per_second", "unchanged", value, base, delta, allowed,

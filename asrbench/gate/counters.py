@@ -121,7 +121,8 @@ def _number(value: float) -> str:
 def _scalar_verdict(config_id: str, metric: str, label: str, baseline: float, current: float,
                     relative: bool = False, delta: bool = False) -> Verdict:
     if current == baseline:
-        return _verdict(config_id, metric, "unchanged", current, baseline, f"{label} {_number(current)}")
+        return _verdict(config_id, metric, "unchanged", current, baseline,
+                        f"{label} {_number(current)}")
     if relative and baseline:
         text = f"{label} {(current - baseline) / baseline * 100:+.3g}%"
     else:

@@ -1,1 +1,2 @@
-"""The results store (SQLite/PostgreSQL), change points over it, and exports to other tools' formats."""
+"""The results store (SQLite/PostgreSQL), change points over it, and exports to other tools'
+formats."""

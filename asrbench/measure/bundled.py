@@ -133,7 +133,8 @@ def _split(array: np.ndarray, parts: int) -> list[np.ndarray]:
     return np.split(array, parts, axis=0)
 
 
-def _attention(prefix: str, ct2: str, v: dict[str, np.ndarray], fused: str) -> Iterator[tuple[str, np.ndarray]]:
+def _attention(prefix: str, ct2: str, v: dict[str, np.ndarray],
+               fused: str) -> Iterator[tuple[str, np.ndarray]]:
     """Map one CTranslate2 attention block to q/k/v/out projections.
 
     fused="qkv": self-attention, linear_0 = [q; k; v], linear_1 = out.
@@ -239,7 +240,8 @@ def whisper_configs(v: dict[str, np.ndarray], ct2_config: dict, specials: dict[s
         begin_suppress_tokens=list(ct2_config["suppress_ids_begin"]),
         suppress_tokens=list(ct2_config["suppress_ids"]),
         lang_to_id=lang_to_id,
-        task_to_id={"transcribe": specials["<|transcribe|>"], "translate": specials["<|translate|>"]},
+        task_to_id={"transcribe": specials["<|transcribe|>"],
+                    "translate": specials["<|translate|>"]},
         no_timestamps_token_id=specials["<|notimestamps|>"],
         prev_sot_token_id=specials["<|startofprev|>"],
         is_multilingual=len(lang_to_id) > 1,
@@ -285,7 +287,8 @@ def convert(source: BundledSource, out_dir: Path) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k != "proj_out.weight"]  # tied, filled by tie_weights
     if missing or unexpected:
-        raise AsrbenchError(f"bundled conversion mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise AsrbenchError(f"bundled conversion mismatch: missing {missing[:5]}, "
+                            f"unexpected {unexpected[:5]}")
     model.tie_weights()
     if not torch.equal(model.proj_out.weight, model.model.decoder.embed_tokens.weight):
         raise AsrbenchError("bundled conversion: output projection is not tied to the embeddings")

@@ -427,7 +427,8 @@ def launch_run(config: BenchConfig, passes: int, workdir: Path,
         # torchrun and its ranks in a process group of their own, ended SIGTERM first
         proc = processes.run(command, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        raise AsrbenchError(f"{config.id}: torchrun did not finish within {timeout_s:g} s") from None
+        raise AsrbenchError(f"{config.id}: torchrun did not finish within {timeout_s:g} s"
+                            ) from None
     if proc.returncode != 0:
         output = proc.stdout + proc.stderr
         lines = error_lines(output) or output.strip().splitlines()[-5:]

@@ -598,7 +598,8 @@ class Evaluator:
                    and len(counted_passes) == len(pass_compilations))
         timings = counters_only_timings(
             feature_seconds, warmup, min(warmup_batches, len(cache.real)), len(cache.real),
-            decode_seconds, self.decoder_name(), self.device) if counters_only else measured_timings(
+            decode_seconds, self.decoder_name(), self.device
+        ) if counters_only else measured_timings(
             pass_seconds, sum(model_seconds), latencies,
             feature_extraction_seconds=feature_seconds, warmup_seconds=warmup.seconds,
             warmup_batches=min(warmup_batches, len(cache.real)),

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 ENGLISH = {"en", "english"}
 
-#: the normalizer of English text: Whisper's EnglishTextNormalizer (with the tokenizer's spelling map)
+#: the normalizer of English text: Whisper's EnglishTextNormalizer (with the tokenizer's
+#: spelling map)
 ENGLISH_NORMALIZER = "whisper-english/1"
 #: the normalizer of any other language: basic_normalize
 BASIC_NORMALIZER = "asrbench-basic-marks/1"

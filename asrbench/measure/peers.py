@@ -209,7 +209,8 @@ class TrainerPeer(Peer):
 
 
 # CTranslate2 compute types per asrbench precision, in order of preference.
-_CT2_COMPUTE = {"fp32": ("float32",), "bf16": ("bfloat16", "float32"), "fp16": ("float16", "float32")}
+_CT2_COMPUTE = {"fp32": ("float32",), "bf16": ("bfloat16", "float32"),
+                "fp16": ("float16", "float32")}
 
 
 class CTranslate2Peer(Peer):
@@ -222,7 +223,8 @@ class CTranslate2Peer(Peer):
         try:
             import ctranslate2
         except ImportError:
-            raise PeerUnavailable("ctranslate2 is not installed (pip install ctranslate2)") from None
+            raise PeerUnavailable("ctranslate2 is not installed (pip install ctranslate2)"
+                                  ) from None
         self.ct2 = ctranslate2
         kind = "cuda" if self.device.kind == "cuda" else "cpu"
         if self.device.kind not in ("cuda", "cpu"):
@@ -231,7 +233,8 @@ class CTranslate2Peer(Peer):
         wanted = _CT2_COMPUTE[self.config.precision]
         compute = next((c for c in wanted if c in supported), None)
         if compute is None:
-            raise PeerUnavailable(f"no CTranslate2 compute type for {self.config.precision} on {kind}")
+            raise PeerUnavailable(f"no CTranslate2 compute type for {self.config.precision} "
+                                  f"on {kind}")
         self.detail["compute_type"] = compute
         if compute != wanted[0]:
             self.detail["note"] = (f"CTranslate2 has no {wanted[0]} on this {kind} "

@@ -68,7 +68,8 @@ class Session:
                                             sdp_on_bf16=config.sdp_on_bf16)
         device = self._devices[key]
         if config.graphs and not device.supports_graphs:
-            raise AsrbenchError(f"--graphs is supported on HPU and CUDA only; the {device.kind} backend "
+            raise AsrbenchError(f"--graphs is supported on HPU and CUDA only; the {device.kind} "
+                                "backend "
                                 "runs without graph capture (drop --graphs)")
         return device
 

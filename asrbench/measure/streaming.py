@@ -230,7 +230,8 @@ class FeatureCache:
         self.real: list[int] = []  # real rows per stored batch
         self.rows: list[int] = []  # index rows in decoding order, every stored batch
         self.samples: list[int] = []  # decoded length of each of those rows
-        self.shapes: list[tuple] = []  # per stored batch: (features, mask) shapes and dtypes, real rows
+        # per stored batch: (features, mask) shapes and dtypes, real rows
+        self.shapes: list[tuple] = []
         self.skipped: list[Skipped] = []  # rows that failed to decode
         self.seconds = 0.0  # decoding and feature extraction, summed over batches
         self.written: dict[str, tuple[int, str]] = {}  # file name -> (size, sha256)

@@ -87,7 +87,8 @@ def main() -> None:
                                  f"decode of the same batch {timed[0]:.2f} s: "
                                  f"{overheads[-1]:+.1%})")
                     print(line, flush=True)
-            one, only = statistics.median(walls["1-pass"]), statistics.median(walls["counters-only"])
+            one = statistics.median(walls["1-pass"])
+            only = statistics.median(walls["counters-only"])
             print(f"{device}: median to the verdict: 1-pass {one:.1f} s, counters-only "
                   f"{only:.1f} s, ratio {only / one:.2f} (goal <= 0.5)")
             if overheads:

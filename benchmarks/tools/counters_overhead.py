@@ -71,7 +71,8 @@ def main() -> None:
           f"ratio {counted / plain:.3f} ({(counted / plain - 1) * 100:+.1f}%)")
     if pass_seconds:
         share = statistics.median(pass_seconds) / counted
-        print(f"counted pass (report counters.seconds): median {statistics.median(pass_seconds):.1f} s"
+        print("counted pass (report counters.seconds): median "
+              f"{statistics.median(pass_seconds):.1f} s"
               f" = {share:.1%} of the counted run's wall time (target: at most 10%)")
 
 

@@ -3,7 +3,8 @@ long Hindi decodes on CPU? (asrbench's CPU decoder was 0.72x CTranslate2 there.)
 
 Runs, interleaved in one process on the same clips (asrbench.measure.peers.run_peers):
   ctranslate2       CTranslate2 Whisper, batched greedy (faster-whisper's engine)
-  asrbench          the CPU default: asrbench/measure/decoding.py GreedyDecoder (finished rows dropped)
+  asrbench          the CPU default: asrbench/measure/decoding.py GreedyDecoder (finished rows
+                    dropped)
   static            StaticGreedyDecoder, eager (static KV cache, fixed batch)
   static-compiled   StaticGreedyDecoder with its decoder step under torch.compile (inductor)
 and prints samples/s, the ratio of each to CTranslate2 and to asrbench's default, and whether
@@ -65,7 +66,8 @@ class StaticPeer(Peer):
             chunk = audio[start:start + size]
             count = len(chunk)
             chunk = chunk + [chunk[-1]] * (size - count)  # static shapes: a full batch
-            features = extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+            features = extractor(chunk, sampling_rate=SAMPLE_RATE,
+                                 return_tensors="pt").input_features
             with torch.inference_mode(), self.autocast():
                 out = self.decoder(features)
             rows += [cut_after_eos(r, len(self.prompt), self.eos) for r in out.tolist()[:count]]
@@ -109,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         same = "identical" if base[r.name] == base["asrbench"] else "DIFFER"
         ct2 = rate[r.name] / rate["ctranslate2"] if "ctranslate2" in rate else float("nan")
-        print(f"{r.name:<16} {rate[r.name]:>10.3f} {ct2:>14.2f}x {rate[r.name] / rate['asrbench']:>11.2f}x"
+        print(f"{r.name:<16} {rate[r.name]:>10.3f} {ct2:>14.2f}x "
+              f"{rate[r.name] / rate['asrbench']:>11.2f}x"
               f"  {same}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

@@ -3,7 +3,8 @@
 Nothing changes between the runs, so every `asrbench compare` that exits non-zero is a false
 alarm. Prints each rerun's verdicts, the throughput RSD of every run, and the count.
 
-    python benchmarks/tools/false_alarms.py [--reruns 5] [--limit 16] [--language english] [-- run args]
+    python benchmarks/tools/false_alarms.py [--reruns 5] [--limit 16] [--language english]
+                                            [-- run args]
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from asrbench.cli.main import main as asrbench
 
 def _run(report: Path, args: argparse.Namespace) -> dict:
     code = asrbench(["run", "--dataset-config", args.locale, "--language", args.language,
-                     "--limit", str(args.limit), "--passes", str(args.passes), "--device", args.device,
+                     "--limit", str(args.limit), "--passes", str(args.passes),
+                     "--device", args.device,
                      "--report", str(report), "--no-progress", *args.extra])
     if code != 0:
         raise SystemExit(f"asrbench run failed with exit code {code}")
@@ -31,15 +33,18 @@ def _run(report: Path, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reruns", type=int, default=5, help="identical reruns to compare (default 5)")
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reruns", type=int, default=5,
+                        help="identical reruns to compare (default 5)")
     parser.add_argument("--limit", type=int, default=16, help="utterances per run (default 16)")
     parser.add_argument("--passes", type=int, default=3, help="timed passes per run (default 3)")
     parser.add_argument("--locale", default="en", help="embedded corpus locale (default en)")
     parser.add_argument("--language", default="english", help="forced language (default english)")
     parser.add_argument("--device", default="cpu", help="device (default cpu)")
     parser.add_argument("--cpu-tolerance", type=float, default=0.4,
-                        help="throughput tolerance of the cpu policy (default 0.4, as benchmarks/matrix.toml)")
+                        help="throughput tolerance of the cpu policy (default 0.4, as "
+                             "benchmarks/matrix.toml)")
     parser.add_argument("extra", nargs="*", help="more `asrbench run` arguments, after --")
     args = parser.parse_args(argv)
 
@@ -70,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"false alarms ({policy}): {count} of {args.reruns} identical reruns")
     print("samples/s per run (median of passes): " + ", ".join(f"{r:.3f}" for r in rates))
     print("within-run RSD per run: " + ", ".join(f"{r:.2%}" for r in rsds))
-    print(f"between-run RSD of the medians: {statistics.stdev(rates) / statistics.fmean(rates):.2%}")
+    rsd = statistics.stdev(rates) / statistics.fmean(rates)
+    print(f"between-run RSD of the medians: {rsd:.2%}")
     return 0
 
 

@@ -32,8 +32,8 @@ table adds the row "A/B, throughput alone" (its samples/s verdict regressed) bes
 Prints one line per trial and the table: false alarms (level 0), detections per level, the
 median time to a verdict. Nothing is asserted: the numbers go in docs/performance.md.
 
-    python benchmarks/tools/gate_power.py [--trials 10] [--trials-other 2] [--slowdowns 0.05,0.10,0.20]
-                                          [--structural 0]
+    python benchmarks/tools/gate_power.py [--trials 10] [--trials-other 2]
+                                          [--slowdowns 0.05,0.10,0.20] [--structural 0]
 
 The defaults are the measured run in docs/performance.md: about two hours on a quiet 2-core
 CPU (a trial is 2-8 minutes). Run nothing else meanwhile: load from other work on the same

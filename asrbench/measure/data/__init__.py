@@ -135,7 +135,8 @@ def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int |
             continue
         seconds = len(audio) / SAMPLE_RATE
         if seconds >= max_duration:
-            split.skipped.append(Skipped(row.id, f"too long: {seconds:.1f} s >= {max_duration:g} s"))
+            split.skipped.append(Skipped(row.id,
+                                         f"too long: {seconds:.1f} s >= {max_duration:g} s"))
             continue
         seen.add(row.id)
         split.utterances.append(Utterance(row.id, audio, reference, row.speaker))

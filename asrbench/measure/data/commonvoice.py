@@ -40,7 +40,8 @@ def rows(root: Path, locale: str | None, split: str) -> tuple[str, Iterator[RawR
         raise AsrbenchError(f"{tsv}: cannot be read ({exc.strerror or exc})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise AsrbenchError(f"{tsv}: not a Common Voice table, missing column(s) {', '.join(missing)}")
+        raise AsrbenchError(f"{tsv}: not a Common Voice table, missing column(s) "
+                            f"{', '.join(missing)}")
     name = f"{tsv.parent.name}/{split} ({tsv.parent})"
     return name, _iter_rows(tsv)
 

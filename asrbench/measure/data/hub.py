@@ -27,8 +27,8 @@ def load(dataset_id: str, config: str | None, split: str):
     except Exception as exc:  # network, missing config/split, auth: all user-fixable
         raise AsrbenchError(
             f"could not load dataset {dataset_id!r} (config {config!r}, split {split!r}) from the "
-            f"Hugging Face Hub: {first_line(exc)}. Offline? Pass a local Common Voice directory or a "
-            "JSONL manifest to --dataset.") from None
+            f"Hugging Face Hub: {first_line(exc)}. Offline? Pass a local Common Voice directory "
+            "or a JSONL manifest to --dataset.") from None
 
 
 def audio_column(ds) -> str:
