@@ -21,19 +21,13 @@ The caller looks at the rounds look_rounds() names, from min_rounds to max_round
 1.5 times the one before (4, 6, 9, 14, 20 for 4..20), and each look uses alpha / looks
 (Bonferroni): the chance that identical sides are ever called DIFFERENT stays below alpha.
 Looking after every round would split alpha 17 ways over 4..20 instead of 5 and widen every
-interval: simulated at the per-round spread measured here (sd 0.088 of the log-ratio, two
-processes of 6% each), a 10% slowdown is found in 97-98% of A/Bs by either schedule over
-4..20 rounds, but identical sides are proven SAME (threshold 10%) in 93% against 87%, and over
-4..12 rounds the detections are 88% against 78%. tests/test_abstats.py checks the false-alarm
-rate by simulation, with the interval's coverage and the decisions on samples with known
-answers.
+interval (the simulated detections and SAME rates of both schedules: docs/performance.md, "The
+A/B rule in simulation"). tests/test_abstats.py checks the false-alarm rate by simulation, with
+the interval's coverage and the decisions on samples with known answers.
 
-Why not a bootstrap interval on the ratio of the two sides' medians: it ignores the pairing.
-Simulated with 8 rounds at the 99.6% level, 3% noise per measurement: with no load drift the
-bootstrap interval is a little narrower (median width 0.106 against 0.123); with a load that
-moves both sides of a round alike by 8% from round to round, as on a shared runner, it is 0.297
-wide against 0.121, so SAME and DIFFERENT would need far more rounds. The ratio of the two
-sides' medians is reported beside the paired estimate.
+Why not a bootstrap interval on the ratio of the two sides' medians: it ignores the pairing, so
+a load that moves both sides of a round alike widens it (simulated: docs/performance.md, same
+section). The ratio of the two sides' medians is reported beside the paired estimate.
 """
 
 from __future__ import annotations
@@ -74,8 +68,8 @@ def decide(base: Sequence[float], head: Sequence[float], threshold: float,
     if len(base) != len(head):
         raise ValueError(f"paired rounds need equal counts, got {len(base)} and {len(head)}")
     if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    if not 0 < alpha < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")  # noqa: PLC0415  numpy: off the light paths
+    if not 0 < alpha < 1:  # noqa: PLC0415  scipy: slow to import, only when judging
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if any(not (v > 0 and math.isfinite(v)) for v in (*base, *head)):
         raise ValueError("every sample must be a positive finite number")

@@ -16,12 +16,11 @@ options, so the two sides can differ in environment or in settings.
    then falls on base and head alike, and a round takes one process's time instead of two.
 
 Why a fresh process every round, not two long-lived workers that alternate: throughput has a
-part that is fixed for a process's life and differs between processes. Measured here (2-core
-VM, whisper-base, 4 English clips, one pass a round): two long-lived workers running the same
-code and settings differed in every one of 8 alternating rounds, head/base 0.919 (CI
-0.902-0.936), a false DIFFERENT; a second pair differed by 3-7% a round. Only new processes
-sample that part, so each round pays a process start (about 7 s here: imports, model, data,
-warm-up), and the rule needs more rounds than the spread inside one process suggests.
+part that is fixed for a process's life and differs between processes: two long-lived workers
+of the same code and settings were called DIFFERENT (docs/performance.md, "Noise between
+processes"). Only new processes sample that part, so each round pays a process start (imports,
+model, data, warm-up), and the rule needs more rounds than the spread inside one process
+suggests.
 3. At the looks (decision.look_rounds: --min-rounds, then each about 1.5 times the last, and
    --max-rounds; 4, 6, 9, 14, 20 by default) decision.decide() says DIFFERENT, SAME or UNKNOWN;
    UNKNOWN runs more rounds, up to --max-rounds.

@@ -63,10 +63,9 @@ DEFAULT_TOLERANCE = {
 #: The narrowest throughput band of an entry recorded from one process (docs/gate.md, "How
 #: throughput bands and contention are decided"). One process has no between-process spread:
 #: its passes share the process's fixed part of the noise, so the recorded RSD says nothing
-#: about the next process. Measured here: clean processes of the same code 6-14% apart on a
-#: quiet 2-core VM (docs/performance.md), and 2.3x apart (0.4293 -> 0.1879 samples/s, a 56%
-#: drop) on a busy one (issue 28). A drop below 40% of the baseline (2.5x slower) is beyond
-#: that; anything narrower needs an entry from several processes or `asrbench ab`.
+#: about the next process. A drop below 40% of the baseline (2.5x slower) is beyond the spread
+#: measured between processes of the same code (docs/performance.md, "Noise between
+#: processes"); anything narrower needs an entry from several processes or `asrbench ab`.
 ONE_PROCESS_REL = 0.6
 #: processes a baseline entry should be recorded from for a band of its own
 #: (`asrbench baseline update --report r1 r2 r3`)

@@ -61,7 +61,7 @@ DEFAULT_MIN_SIZE = 2
 DEFAULT_MIN_CHANGE = {"samples_per_second": 0.02, "wer": 0.001, "wer_normalized": 0.001,
                       "cer": 0.001}
 PENALTY_FACTOR = 6.0
-#: series up to this long are segmented exactly in one pass (about 0.05 s in C at 2,000)
+#: series up to this long are segmented exactly in one pass (its time: docs/performance.md)
 EXACT_POINTS = 2000
 #: longer series: exact segmentations of windows this long, half a window apart, and of the
 #: series averaged in blocks down to COARSE_POINTS points

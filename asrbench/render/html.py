@@ -240,7 +240,7 @@ def _figure(view: ConfigView, chart: tuple[str, str, str, tuple[str, ...]]) -> d
                else "nonnegative"})
     figure = json.loads(pio.to_json(fig, validate=True, engine="json"))
     # The template goes in as JSON: plotly deep-copies a template object into every figure
-    # (about 0.4 s each, whatever the number of points).
+    # (the cost per figure: docs/performance.md, "History at 10,000 reports").
     figure["layout"]["template"] = _template_json()
     return figure
 
