@@ -33,7 +33,7 @@ from factories import make_run
 
 from asrbench.config.settings import EMBEDDED_CORPUS
 from asrbench.devices.hpu_emulated import EmulatedHPUDevice
-from asrbench.formats.model import Run
+from asrbench.formats.model import Run, dump
 from asrbench.gate.baselines import DEFAULT_TOLERANCE
 from asrbench.gate.compare import agreement_verdict
 from asrbench.measure.data import load_split
@@ -173,8 +173,8 @@ def test_emulated_graphs_bf16_transcripts_agree_with_stock_generate_under_cpu_bf
     assert result.utterances == LIMIT
     assert result.share >= BF16_SHARE_MIN, result.differing
     for differing in result.differing:
-        ours = differing["run_transcript"].split()
-        theirs = differing["reference_transcript"].split()
+        ours = differing.run_transcript.split()
+        theirs = differing.reference_transcript.split()
         assert ours[:1] == theirs[:1] and len(ours) > 1, differing
     assert _judged(result) == "unchanged", result.differing
 
@@ -301,7 +301,7 @@ def _judged(result) -> str:
     """The agreement verdict a run with this agreement would get (default limits)."""
     run = make_run("emulated", wer=0.0, cer=0.0, rates=(1.0,), predictions={},
                    device_class="hpu-emulated",
-                   reference={**result.to_dict(), "reference": "stock"})
+                   reference={**dump(result), "reference": "stock"})
     return agreement_verdict(run, DEFAULT_TOLERANCE).verdict
 
 

@@ -16,6 +16,7 @@ from safetensors.numpy import save_file
 import asrbench
 from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig
 from asrbench.errors import AsrbenchError
+from asrbench.formats.model import ReferenceAgreement, dump
 from asrbench.measure import reference as ref
 from asrbench.measure.reference import (
     MAX_DIFFERING,
@@ -59,15 +60,20 @@ def test_agreement_hand_worked():
     assert result.identical == 2
     assert result.share == pytest.approx(0.5)
     assert result.wer == pytest.approx(0.2)
-    assert result.differing == [
+    differing = [
         {"id": "c", "reference_transcript": "good morning everyone",
          "run_transcript": "good evening everyone all"},
         {"id": "d", "reference_transcript": "one two three four",
          "run_transcript": "one three four"},
     ]
-    assert json.loads(json.dumps(result.to_dict())) == {
+    assert [d.model_dump() for d in result.differing] == differing
+    # the agreement is the report's own type: what a report stores, as it is
+    assert isinstance(result, ReferenceAgreement)
+    assert json.loads(json.dumps(dump(result))) == {
+        "reference": "transformers generate(), fp32, CPU", "requested": None, "error": None,
         "utterances": 4, "identical": 2, "share": 0.5, "wer": pytest.approx(0.2),
-        "differing": result.differing}
+        "differing": differing}
+    assert agreement(run, reference, requested=16).requested == 16
 
 
 def test_agreement_ignores_the_run_dicts_order():
@@ -78,7 +84,7 @@ def test_agreement_ignores_the_run_dicts_order():
     assert agreement(forward, reference) == agreement(backward, reference)
     result = agreement(backward, reference)
     assert result.wer == pytest.approx(0.5)
-    assert [d["id"] for d in result.differing] == ["x", "z"]  # the reference's order
+    assert [d.id for d in result.differing] == ["x", "z"]  # the reference's order
 
 
 def test_agreement_over_shared_ids_only():
@@ -107,7 +113,7 @@ def test_agreement_lists_at_most_the_cap_but_counts_all():
     result = agreement(run, reference)
     assert result.identical == 0 and result.wer == pytest.approx(1.0)
     assert len(result.differing) == MAX_DIFFERING
-    assert result.differing[0]["id"] == "u0"
+    assert result.differing[0].id == "u0"
 
 
 def test_agreement_without_shared_ids_is_a_user_error():

@@ -457,7 +457,8 @@ class Differing(_Model):
 
 
 class ReferenceAgreement(_Model):
-    """Agreement with stock transformers generate() in fp32 on CPU, or why it is unknown."""
+    """Agreement with stock transformers generate() in fp32 on CPU, or why it is unknown (the
+    one agreement type: asrbench.measure.reference.agreement makes it, a report stores it)."""
 
     reference: str = ""
     requested: BoundedInt | None = None

@@ -24,19 +24,22 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from asrbench.config.settings import DEFAULT_REFERENCE_UTTERANCES, SETTING_NAMES, RunConfig
 from asrbench.errors import AsrbenchError, first_line
+from asrbench.formats.model import Differing, ReferenceAgreement
 
 # Version of the cached document's layout; load rejects any other.
 REFERENCE_SCHEMA = 1
 # Bumped when the decoding recipe in decode() changes, so old caches become misses.
 RECIPE_VERSION = 1
 REFERENCE_BATCH_SIZE = 8
-MAX_DIFFERING = 50  # differing transcripts listed in an Agreement (the count is always exact)
+MAX_DIFFERING = 50  # differing transcripts listed in an agreement (the count is always exact)
+#: what the reference is, as an agreement names it
+REFERENCE_NAME = "transformers generate(), fp32, CPU"
 # PYTHONPATH entries containing this belong to the Gaudi emulator; the child must not see them.
 EMULATION_PATH_MARKER = "asrbench/devices/emulation"
 FAILURE = "reference decoding (stock transformers fp32 on CPU) failed"
@@ -154,25 +157,10 @@ def model_fingerprint(model: str) -> dict[str, Any] | None:
     return {"path": str(root), "files": files}
 
 
-@dataclass(frozen=True)
-class Agreement:
-    """How closely a run's transcripts match the reference's over their shared ids."""
-
-    utterances: int  # compared (ids present in both)
-    identical: int  # transcripts exactly equal after .strip()
-    share: float  # identical / utterances
-    wer: float  # corpus WER of the run's transcripts, the reference transcripts as truth
-    differing: list[dict] = field(default_factory=list)  # first MAX_DIFFERING that differ
-
-    def to_dict(self) -> dict:
-        """The fields as a JSON-ready dict."""
-        return {"utterances": self.utterances, "identical": self.identical,
-                "share": self.share, "wer": self.wer,
-                "differing": [dict(d) for d in self.differing]}
-
-
-def agreement(run: dict[str, str], reference: dict[str, str]) -> Agreement:
-    """Compare the run's transcripts (id -> text) with the reference's over the ids they share.
+def agreement(run: dict[str, str], reference: dict[str, str],
+              requested: int | None = None) -> ReferenceAgreement:
+    """Compare the run's transcripts (id -> text) with the reference's over the ids they share:
+    the agreement a report stores (`requested`: the utterances the run's settings asked for).
 
     WER = (substitutions + deletions + insertions) / reference words, summed over utterances.
     A reference that is empty after strip (the model emitted nothing) cannot be scored by
@@ -189,13 +177,14 @@ def agreement(run: dict[str, str], reference: dict[str, str]) -> Agreement:
             f"reference: {len(reference)}): were they decoded from the same split?")
     identical, errors, words = 0, 0, 0
     truths, hypotheses = [], []
-    differing: list[dict] = []
+    differing: list[Differing] = []
     for i in ids:
         truth, hypothesis = reference[i].strip(), run[i].strip()
         if truth == hypothesis:
             identical += 1
         elif len(differing) < MAX_DIFFERING:
-            differing.append({"id": i, "reference_transcript": truth, "run_transcript": hypothesis})
+            differing.append(Differing(id=i, reference_transcript=truth,
+                                       run_transcript=hypothesis))
         if truth:
             truths.append(truth)
             hypotheses.append(hypothesis)
@@ -209,8 +198,9 @@ def agreement(run: dict[str, str], reference: dict[str, str]) -> Agreement:
         wer = errors / words
     else:
         wer = 0.0 if identical == len(ids) else 1.0
-    return Agreement(utterances=len(ids), identical=identical, share=identical / len(ids),
-                     wer=float(wer), differing=differing)
+    return ReferenceAgreement(reference=REFERENCE_NAME, requested=requested,
+                              utterances=len(ids), identical=identical,
+                              share=identical / len(ids), wer=float(wer), differing=differing)
 
 
 def clean_child_env(environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -131,6 +131,7 @@ class Session:
         (CPU, fp32, no static decoder: asrbench's CPU decoder is checked token for token
         against generate() by tests/test_decoding.py) or with --reference-utterances 0."""
         from asrbench.measure.reference import (
+            REFERENCE_NAME,
             ReferenceRequest,
             agreement,
             audio_digest,
@@ -145,8 +146,6 @@ class Session:
         if self.progress:
             print(f"{config.id}: decoding the stock reference (transformers generate(), fp32, "
                   f"CPU) of the first {count} utterance(s)", file=sys.stderr, flush=True)
-        described = {"reference": "transformers generate(), fp32, CPU",
-                     "requested": config.reference_utterances}
         try:
             # The run's first clips, decoded again (the run keeps no audio).
             rows = {row.id: row for row in split.rows}
@@ -155,14 +154,14 @@ class Session:
                                                   audio_sha256=audio_digest(first))
             transcripts = reference_transcripts(request)
             run = {u.id: u.prediction for u in result.utterances[:count]}
-            return ReferenceAgreement.model_validate(
-                {**described, **agreement(run, transcripts).to_dict()})
+            return agreement(run, transcripts, requested=config.reference_utterances)
         except (AsrbenchError, OSError) as exc:
             # The run's results are kept; the check that could not be made fails the gate.
             message = first_line(exc)
             print(f"{config.id}: WARNING agreement not checked: {message}", file=sys.stderr,
                   flush=True)
-            return ReferenceAgreement.model_validate({**described, "error": message})
+            return ReferenceAgreement(reference=REFERENCE_NAME,
+                                      requested=config.reference_utterances, error=message)
 
     def _evaluate(self, prepared: PreparedModel, config: BenchConfig, split: SplitIndex,
                   passes: int, whole: SplitIndex | None = None) -> Run:
