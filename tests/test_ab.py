@@ -198,7 +198,8 @@ def _outcome(base_predictions, head_predictions, base_rates, head_rates):
     sides = {"base": Side("base", ["python"]), "head": Side("head", ["python"])}
     outcome = Outcome(settings, sides, {"base": _report(base_predictions),
                                         "head": _report(head_predictions)}, [("cfg", "cfg")])
-    outcome.rounds = [Round(i + 1, ["base", "head"], {"base": [b], "head": [h]}, 1.0)
+    outcome.rounds = [Round(number=i + 1, order=["base", "head"],
+                            samples_per_second={"base": [b], "head": [h]}, seconds=1.0)
                       for i, (b, h) in enumerate(zip(base_rates, head_rates))]
     outcome.decisions = [decide(base_rates, head_rates, settings.threshold,
                                 settings.per_look_alpha)]
@@ -220,6 +221,34 @@ def test_a_faster_head_is_an_improvement_that_passes():
     verdict = comparisons(outcome)[0].verdict("samples_per_second")
     assert verdict.verdict == "improved" and "DIFFERENT" in verdict.note
     assert not Policy().fails(comparisons(outcome))
+
+
+def test_the_document_records_every_setting_and_round_typed():
+    from asrbench.formats.model import AbReport, AbSettings
+
+    outcome = _outcome({"a": "x"}, {"a": "x"}, [10.0, 10.1, 9.9, 10.0], [12.0, 12.1, 11.9, 12.0])
+    record = outcome.settings.record()
+    # every field of the recorded settings is filled in by record() (one added later too)
+    assert record.model_fields_set == set(AbSettings.model_fields)
+    document = document_of(outcome)
+    _schema_check(document)
+    assert document["schema"] == 1 and document["kind"] == "ab"
+    assert document["settings"] == {
+        "shared": [], "threshold": 0.05, "alpha": 0.05, "alpha_per_look": 0.05 / 5,
+        "looks": [4, 6, 9, 14, 20], "min_rounds": 4, "max_rounds": 20, "passes": 2,
+        "rounds_limit": None, "seed": 0, "cards": None, "cards_variable": None}
+    assert document["rounds"][1] == {"number": 2, "order": ["base", "head"], "seconds": 1.0,
+                                     "samples_per_second": {"base": [10.1], "head": [12.1]},
+                                     "cards": None}
+    again = AbReport.model_validate(document)
+    assert again.settings == record and again.rounds == outcome.rounds
+    with pytest.raises(ValueError, match="threshold"):
+        AbReport.model_validate({**document, "settings": {**document["settings"],
+                                                          "threshold": 2}})
+
+
+def document_of(outcome):
+    return document(outcome, comparisons(outcome), False)
 
 
 def test_an_interrupted_ab_keeps_the_rounds_that_finished(tmp_path, monkeypatch):

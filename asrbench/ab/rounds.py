@@ -47,6 +47,18 @@ from asrbench import processes
 from asrbench.ab.decision import Decision, decide, look_alpha, look_rounds
 from asrbench.config.settings import AB_ROUND_VARIABLE
 from asrbench.errors import AsrbenchError
+from asrbench.formats.model import (
+    SCHEMA_VERSION,
+    AbReport,
+    AbRound,
+    AbSettings,
+    AbSide,
+    Comparison,
+    Environment,
+    Report,
+    SideName,
+    dump,
+)
 from asrbench.formats.redact import redact, redact_argv, redact_command
 
 DEFAULT_ROUND_TIMEOUT = 3600.0
@@ -118,6 +130,15 @@ class Settings:
     def round_passes(self) -> int:
         return self.passes or 2
 
+    def record(self) -> AbSettings:
+        """The settings as the A/B's document records them."""
+        return AbSettings(shared=self.shared, threshold=self.threshold, alpha=self.alpha,
+                          alpha_per_look=self.per_look_alpha, looks=self.looks,
+                          min_rounds=self.min_rounds, max_rounds=self.max_rounds,
+                          passes=self.round_passes, rounds_limit=self.rounds_limit,
+                          seed=self.seed, cards=list(self.cards) if self.cards else None,
+                          cards_variable=self.cards_variable)
+
     @property
     def per_look_alpha(self) -> float:
         return look_alpha(self.alpha, self.min_rounds, self.max_rounds)
@@ -127,15 +148,9 @@ class Settings:
         return look_rounds(self.min_rounds, self.max_rounds)
 
 
-@dataclass
-class Round:
-    """One round: the order the sides ran in, and each side's samples/s per config."""
-
-    number: int
-    order: list[str]
-    samples_per_second: dict[str, list[float]]  # side -> one value per config pair
-    seconds: float
-    cards: dict[str, str] | None = None  # side -> card, with --cards
+#: One round: the order the sides ran in, and each side's samples/s per config pair; the type
+#: the document stores.
+Round = AbRound
 
 
 @dataclass
@@ -144,13 +159,13 @@ class Outcome:
 
     settings: Settings
     sides: dict[str, Side]
-    reports: dict[str, Any]  # side -> its accuracy Report (formats.model.Report)
+    reports: dict[str, Report]  # side -> its accuracy run
     pairs: list[tuple[str, str]]  # (base config id, head config id)
     rounds: list[Round] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     interrupted: bool = False
 
-    def samples(self, side: str, index: int) -> list[float]:
+    def samples(self, side: SideName, index: int) -> list[float]:
         return [r.samples_per_second[side][index] for r in self.rounds]
 
 
@@ -343,8 +358,8 @@ def run_ab(settings: Settings, sides: dict[str, Side], workdir: Path,
                 if len(rates[name]) != len(outcome.pairs):
                     raise AsrbenchError(f"{name}: round {number} gave {len(rates[name])} run(s), "
                                         f"the accuracy run {len(outcome.pairs)}")
-            outcome.rounds.append(Round(number, order, rates, time.perf_counter() - started,
-                                        cards))
+            outcome.rounds.append(Round(number=number, order=order, samples_per_second=rates,
+                                        seconds=time.perf_counter() - started, cards=cards))
             outcome.decisions = [
                 decide(outcome.samples("base", i), outcome.samples("head", i),
                        settings.threshold, alpha) for i in range(len(outcome.pairs))]
@@ -447,34 +462,21 @@ def header(outcome: Outcome) -> list[str]:
     return lines
 
 
-def document(outcome: Outcome, comps: list[Any], failed: bool) -> dict[str, Any]:
+def document(outcome: Outcome, comps: list[Comparison], failed: bool) -> dict[str, Any]:
     """The JSON document of an A/B (formats.model.AbReport)."""
     from asrbench.formats.environment import environment
-    from asrbench.formats.model import AbReport, dump
 
-    s = outcome.settings
-    body = {
-        "schema": 1, "kind": "ab", "interrupted": outcome.interrupted, "failed": failed,
-        "environment": environment(),
-        "settings": {"shared": s.shared, "threshold": s.threshold, "alpha": s.alpha,
-                     "alpha_per_look": s.per_look_alpha, "looks": s.looks,
-                     "min_rounds": s.min_rounds,
-                     "max_rounds": s.max_rounds, "passes": s.round_passes,
-                     "rounds_limit": s.rounds_limit, "seed": s.seed,
-                     "cards": list(s.cards) if s.cards else None,
-                     "cards_variable": s.cards_variable},
-        "sides": {name: {"command": redact_argv(side.command), "args": redact_argv(side.args),
-                         "cwd": str(side.cwd) if side.cwd else None,
-                         "report": outcome.reports.get(name)}
-                  for name, side in outcome.sides.items()},
-        "pairs": [{"base": b, "head": h} for b, h in outcome.pairs],
-        "rounds": [{"number": r.number, "order": r.order, "seconds": r.seconds,
-                    "samples_per_second": r.samples_per_second, "cards": r.cards}
-                   for r in outcome.rounds],
-        "decisions": list(outcome.decisions),
-        "comparisons": list(comps),
-    }
-    return dump(AbReport.model_validate(body))
+    report = AbReport(
+        schema_=SCHEMA_VERSION, kind="ab", interrupted=outcome.interrupted, failed=failed,
+        environment=Environment.model_validate(environment()),
+        settings=outcome.settings.record(),
+        sides={name: AbSide(command=redact_argv(side.command), args=redact_argv(side.args),
+                            cwd=str(side.cwd) if side.cwd else None,
+                            report=outcome.reports.get(name))
+               for name, side in outcome.sides.items()},
+        pairs=[{"base": b, "head": h} for b, h in outcome.pairs],
+        rounds=outcome.rounds, decisions=outcome.decisions, comparisons=comps)
+    return dump(report)
 
 
 def default_command(python: str | None, command: str | None, name: str) -> list[str]:

@@ -961,12 +961,38 @@ class AbDecision(_Model):
         return text
 
 
+#: the two sides of an A/B
+SideName = Literal["base", "head"]
+
+
+class AbSettings(_Model):
+    """How an A/B ran and decided, as its document records it (asrbench.ab.rounds.Settings
+    .record() makes it)."""
+
+    shared: list[str] = Field(description="run options both sides got, before their own")
+    threshold: float = Field(gt=0, lt=1, description="the smallest relative change that matters")
+    alpha: float = Field(gt=0, lt=1, description="overall chance of calling identical sides "
+                                                 "DIFFERENT")
+    alpha_per_look: float | None = Field(None, gt=0, lt=1, description="alpha / looks")
+    looks: list[PositiveInt] = Field(default_factory=list, description="the rounds decided at")
+    min_rounds: PositiveInt
+    max_rounds: PositiveInt
+    passes: PositiveInt | None = Field(None, description="timed passes per side per round")
+    rounds_limit: PositiveInt | None = Field(
+        None, description="the rounds decode the first N utterances (null: all)")
+    seed: BoundedInt | None = Field(None, description="of the sides' order in each round")
+    cards: list[str] | None = Field(None, description="--cards: the two cards dealt each round")
+    cards_variable: str | None = Field(None, description="the variable that picks a card")
+
+
 class AbRound(_Model):
+    """One round: the order the sides ran in, and each side's samples/s per config pair."""
+
     number: PositiveInt
-    order: list[Literal["base", "head"]]
+    order: list[SideName]
     seconds: NonNegativeFloat
-    samples_per_second: dict[Literal["base", "head"], list[PositiveFloat]]
-    cards: dict[Literal["base", "head"], str] | None = None  # --cards: each side's card
+    samples_per_second: dict[SideName, list[PositiveFloat]]
+    cards: dict[SideName, str] | None = None  # --cards: each side's card
 
 
 class AbSide(_Model):
@@ -984,7 +1010,7 @@ class AbReport(_Model):
     interrupted: bool = False
     failed: bool
     environment: Environment
-    settings: dict[str, Any]
+    settings: AbSettings
     sides: dict[Literal["base", "head"], AbSide]
     pairs: list[dict[Literal["base", "head"], str]] = Field(default_factory=list)
     rounds: list[AbRound] = Field(default_factory=list)
