@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 
 from asrbench.ab.decision import decide
-from asrbench.ab.rounds import Outcome, Round, Settings, Side, comparisons, document, header, run_ab
+from asrbench.ab.rounds import Outcome, Round, Settings, Side, comparisons, document, run_ab
 from asrbench.cli.main import main
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import Report
 from asrbench.gate.policy import Policy
+from asrbench.render.text import ab_header
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOWDOWN = ROOT / "tests" / "slowdown.py"
@@ -369,7 +370,7 @@ def test_cards_deal_both_sides_a_card_at_random_each_round(tmp_path, monkeypatch
     record = document(outcome, comparisons(outcome), False)
     assert record["rounds"][0]["cards"] == dealt[0]
     assert record["settings"]["cards"] == ["2", "5"]
-    assert "both sides at once on cards 2 and 5 (HABANA_VISIBLE_MODULES" in header(outcome)[3]
+    assert "both sides at once on cards 2 and 5 (HABANA_VISIBLE_MODULES" in ab_header(outcome)[3]
 
 
 @pytest.mark.parametrize("argv,variable", [

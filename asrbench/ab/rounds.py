@@ -439,29 +439,6 @@ def comparisons(outcome: Outcome) -> list[Any]:
     return out
 
 
-def header(outcome: Outcome) -> list[str]:
-    """Plain lines saying what was compared and how."""
-    s = outcome.settings
-    lines = [f"base: {outcome.sides['base'].describe()}",
-             f"head: {outcome.sides['head'].describe()}",
-             f"shared options: {redact_command(s.shared) or '(none)'}",
-             f"{len(outcome.rounds)} round(s) of fresh processes, {s.round_passes} timed pass(es) "
-             f"per side per round" + (f" on the first {s.rounds_limit} utterances"
-                                  if s.rounds_limit else "")
-             + (f", both sides at once on cards {' and '.join(s.cards)} ({s.cards_variable}, "
-                "dealt at random each round)" if s.cards else "")
-             + f", threshold {s.threshold:.0%}, alpha {s.alpha:g} "
-             f"({s.per_look_alpha:.4g} per look at rounds {', '.join(map(str, s.looks))}), "
-             f"order seed {s.seed}"]
-    if s.hpu_recipes:
-        lines.append(f"Gaudi recipe cache: one folder per side ({RECIPE_VARIABLE}, in "
-                     f"{s.recipe_cache or 'the working directory'}), kept across rounds: "
-                     "rounds after the first load the compiled recipes instead of compiling")
-    if outcome.interrupted:
-        lines.append("INTERRUPTED: the rounds that finished are below; no verdict is final")
-    return lines
-
-
 def document(outcome: Outcome, comps: list[Comparison], failed: bool) -> dict[str, Any]:
     """The JSON document of an A/B (formats.model.AbReport)."""
     from asrbench.formats.environment import environment

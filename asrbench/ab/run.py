@@ -22,13 +22,12 @@ _CHECKED_FIELDS = ("batch_size", "generation_max_length", "max_duration", "limit
 
 @dataclass
 class AbResult:
-    """What an A/B produced: the outcome, its verdicts, whether the policy fails them, and
-    what was compared and how (render.text.ab_text and ab_markdown print it)."""
+    """What an A/B produced: the outcome (sides, settings, rounds, decisions), its verdicts
+    and whether the policy fails them (render.text.ab_text and ab_markdown print it)."""
 
     outcome: rounds.Outcome
     comparisons: list[Any]
     failed: bool
-    lines: list[str]  # what was compared and how (rounds.header)
 
     @property
     def exit_code(self) -> int:
@@ -147,4 +146,4 @@ def execute(settings: rounds.Settings, sides: dict[str, rounds.Side], policy: An
     comps = rounds.comparisons(outcome)
     failed = policy.fails(comps)
     write_json_atomic(json_path, rounds.document(outcome, comps, failed))
-    return AbResult(outcome, comps, failed, rounds.header(outcome))
+    return AbResult(outcome, comps, failed)

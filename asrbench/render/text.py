@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from asrbench.ab.rounds import RECIPE_VARIABLE
+from asrbench.formats.redact import redact_command
 from asrbench.gate.accuracy import CONFIDENCE
 from asrbench.gate.baselines import GATED_METRICS, ONE_PROCESS_REL, RECOMMENDED_PROCESSES
 from asrbench.gate.compare import (
@@ -25,6 +27,7 @@ from asrbench.gate.compare import format_number as _number
 from asrbench.gate.counters import counter_verdicts, counts_summary, describe_changes
 
 if TYPE_CHECKING:  # pragma: no cover
+    from asrbench.ab.rounds import Outcome
     from asrbench.ab.run import AbResult
     from asrbench.formats.model import AccuracyChange, BaselineEntry, ErrorRateChange, Run
     from asrbench.gate.compare import Comparison
@@ -420,15 +423,40 @@ def baseline_update_text(update: BaselineUpdate) -> str:
     return "\n".join(tables)
 
 
+def ab_header(outcome: Outcome) -> list[str]:
+    """Plain lines saying what an A/B compared and how: the sides, the shared options, the
+    rounds and the decision's settings."""
+    s = outcome.settings
+    lines = [f"base: {outcome.sides['base'].describe()}",
+             f"head: {outcome.sides['head'].describe()}",
+             f"shared options: {redact_command(s.shared) or '(none)'}",
+             f"{len(outcome.rounds)} round(s) of fresh processes, {s.round_passes} timed pass(es) "
+             f"per side per round" + (f" on the first {s.rounds_limit} utterances"
+                                  if s.rounds_limit else "")
+             + (f", both sides at once on cards {' and '.join(s.cards)} ({s.cards_variable}, "
+                "dealt at random each round)" if s.cards else "")
+             + f", threshold {s.threshold:.0%}, alpha {s.alpha:g} "
+             f"({s.per_look_alpha:.4g} per look at rounds {', '.join(map(str, s.looks))}), "
+             f"order seed {s.seed}"]
+    if s.hpu_recipes:
+        lines.append(f"Gaudi recipe cache: one folder per side ({RECIPE_VARIABLE}, in "
+                     f"{s.recipe_cache or 'the working directory'}), kept across rounds: "
+                     "rounds after the first load the compiled recipes instead of compiling")
+    if outcome.interrupted:
+        lines.append("INTERRUPTED: the rounds that finished are below; no verdict is final")
+    return lines
+
+
 def ab_text(result: AbResult, policy: Policy) -> str:
     """The terminal output of `asrbench ab`: what was compared and how, then the verdicts."""
-    return "\n".join(result.lines) + "\n" + gate_text(result.comparisons, policy, None)
+    return ("\n".join(ab_header(result.outcome)) + "\n"
+            + gate_text(result.comparisons, policy, None))
 
 
 def ab_markdown(result: AbResult, policy: Policy) -> str:
     """The Markdown summary of `asrbench ab`: the verdict tables, then what was compared."""
     return markdown_summary(result.comparisons, policy, title="asrbench A/B") + "\n" + "".join(
-        f"- {escape_md(line)}\n" for line in result.lines)
+        f"- {escape_md(line)}\n" for line in ab_header(result.outcome))
 
 
 def publish_markdown(markdown: str, path: Any = None) -> None:
