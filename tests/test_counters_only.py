@@ -244,11 +244,12 @@ def test_counters_only_decodes_and_counts_what_a_timed_run_does(tmp_path, tiny_w
 def test_the_html_report_of_a_counters_only_run_says_not_measured(tmp_path):
     pytest.importorskip("plotly")
     from asrbench.gate.outcome import gate_report, update_baselines
+    from asrbench.history.changepoints import report_history
     from asrbench.render.html import build_html
 
     update_baselines(make_report(make_run()), tmp_path)
     only = _counters_only(make_run())
     only.counters = _counts()
     report = make_report(only)
-    text = build_html(report, gate_report(report, tmp_path))
+    text = build_html(report, gate_report(report, tmp_path), report_history(report, None))
     assert "not measured" in text and "0 (counters-only)" in text

@@ -21,6 +21,7 @@ from asrbench.formats.io import load_report
 from asrbench.formats.model import parse_report
 from asrbench.gate.baselines import predictions_digest
 from asrbench.gate.outcome import gate_report, update_baselines
+from asrbench.history.changepoints import report_history
 from asrbench.history.store import add_report, open_store
 from asrbench.render.html import build_html, html_word_diff, script_json, write_html
 
@@ -73,7 +74,8 @@ def _baselines(directory: Path, report, change: dict[str, str] | None = None) ->
 def _page(report, store, baselines: Path) -> str:
     """The page as `asrbench html` makes it: the report judged against `baselines` (the
     caller runs the gate), then rendered with the store's history."""
-    return build_html(report, gate_report(report, baselines, None, "report"), store)
+    return build_html(report, gate_report(report, baselines, None, "report"),
+                      report_history(report, store))
 
 
 def _figures(text: str) -> dict:
@@ -123,11 +125,12 @@ def test_the_page_shows_the_verdicts_it_is_handed_and_judges_nothing(tmp_path):
     baselines = _baselines(tmp_path / "baselines", report)
     judged = gate_report(report, baselines)
     assert not judged.failed
-    assert 'id="gate-result" class="improved">Gate:\npass' in build_html(report, judged)
+    alone = report_history(report, None)
+    assert 'id="gate-result" class="improved">Gate:\npass' in build_html(report, judged, alone)
     planted = judged.comparisons[0].model_copy(update={"verdicts": [make_verdict(
         "cfg", "wer", "regressed", 0.3, 0.2, 0.1, 0.005, "planted by the caller")]})
     handed = GateOutcome([planted], Policy(), "given.json", baseline_dir="elsewhere")
-    page = build_html(report, handed)
+    page = build_html(report, handed, alone)
     assert 'id="gate-result" class="regressed">Gate:\nFAIL (baselines from elsewhere)' in page
     assert "<td>planted by the caller</td>" in page and "Report given.json" in page
 

@@ -152,9 +152,11 @@ def test_postgresql_store_without_psycopg_says_which_extra(monkeypatch):
 def test_html_without_plotly_says_which_extra(monkeypatch):
     from asrbench.formats.model import parse_report
     from asrbench.gate.outcome import GateOutcome
+    from asrbench.history.changepoints import report_history
     from asrbench.render.html import build_html
 
     monkeypatch.setitem(sys.modules, "plotly", None)
     with pytest.raises(AsrbenchError) as raised:
-        build_html(parse_report(make_report_document()), GateOutcome([]))
+        report = parse_report(make_report_document())
+        build_html(report, GateOutcome([]), report_history(report, None))
     assert str(raised.value) == "asrbench html " + MISSING_HISTORY

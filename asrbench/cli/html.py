@@ -33,20 +33,22 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def command(args: argparse.Namespace) -> int:
-    """Judge the report (as `asrbench compare` does), build the page from the report, its
-    verdicts and the store, write it."""
+    """Read what the store holds about the report, judge it (as `asrbench compare` does),
+    build the page from that data, write it."""
     from contextlib import nullcontext
 
     from asrbench.formats.io import load_report
     from asrbench.gate.outcome import gate_report
+    from asrbench.history.changepoints import report_history
     from asrbench.history.store import open_store
     from asrbench.render.html import build_html, write_html
 
     report = load_report(args.report)
     context = open_store(args.history) if args.history else nullcontext(None)
     with context as store:
-        outcome = gate_report(report, args.baseline_dir, None, args.report)
-        text = build_html(report, outcome, store)
+        history = report_history(report, store)
+    outcome = gate_report(report, args.baseline_dir, None, args.report)
+    text = build_html(report, outcome, history)
     write_html(args.out, text)
     say(f"written to {args.out} ({len(text.encode('utf-8')) / 1e6:.1f} MB, self-contained)")
     return 0

@@ -45,10 +45,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from asrbench.errors import require
+from asrbench.formats.model import Report, Run
+from asrbench.history.store import Point, Store, StoredReport, digest_of, run_point
 
 #: metric -> (label, unit, higher is better, relative scale)
 METRICS: dict[str, tuple[str, str, bool, bool]] = {
@@ -294,3 +296,51 @@ def find_changes(series: dict[tuple[str, str], list[Any]],
             out += series_changes(series[key], metric, min_size,
                                   (min_change or {}).get(metric))
     return out
+
+
+@dataclass
+class RunHistory:
+    """One run of a report in its config's history: the series' points (the run among them,
+    at `current`) and the change points found over them."""
+
+    run: Run
+    points: list[Point]
+    current: int  # index of the run in points
+    changes: list[ChangePoint] = field(default_factory=list)
+
+
+@dataclass
+class ReportHistory:
+    """What the store holds about a report (the HTML report shows it): each run's history,
+    the report's own row (None when it is not stored), the reports up to it, the store's name
+    (None: no store, each run is a series of one)."""
+
+    runs: list[RunHistory]
+    stored: StoredReport | None = None
+    listing: list[StoredReport] = field(default_factory=list)
+    name: str | None = None
+
+
+def report_history(report: Report, store: Store | None) -> ReportHistory:
+    """Each run's history (up to the report when it is stored; the report appended, as the
+    current point, when not) with its change points."""
+    stored = store.find_digest(digest_of(report)) if store is not None else None
+    series = store.series(up_to=stored.id if stored else None) if store is not None else {}
+    listing = store.reports() if store is not None else []
+    if stored is not None:
+        listing = [r for r in listing if r.id <= stored.id]
+    git = report.environment.git or {}
+    created = (report.environment.model_extra or {}).get("created")
+    runs = []
+    for position, run in enumerate(report.runs):
+        points = list(series.get((run.device.class_, run.config.id), []))
+        current = None
+        if stored is not None:
+            current = next((i for i, p in enumerate(points)
+                            if p.report_id == stored.id and p.position == position), None)
+        if current is None:  # not in the store: shown last, labelled `current`
+            points.append(run_point(run, position, git.get("commit"), created))
+            current = len(points) - 1
+        changes = [c for metric in METRICS for c in series_changes(points, metric)]
+        runs.append(RunHistory(run, points, current, changes))
+    return ReportHistory(runs, stored, listing, store.name if store is not None else None)

@@ -29,8 +29,8 @@ from asrbench.errors import AsrbenchError, require
 from asrbench.formats.model import Report, Run, dump
 from asrbench.formats.redact import redact as redact_secrets
 from asrbench.formats.redact import redact_argv
-from asrbench.history.changepoints import METRICS, ChangePoint, series_changes
-from asrbench.history.store import Point, Store, StoredReport, digest_of, run_point
+from asrbench.history.changepoints import METRICS, ChangePoint, ReportHistory
+from asrbench.history.store import Point
 from asrbench.render.text import terminal_safe
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -101,13 +101,6 @@ class ConfigView:
     comparison: Any = None  # compare.Comparison
 
 
-def _current_point(run: Run, position: int, report: Report) -> Point:
-    """A point for a report that is not in the store (shown last, labelled `current`)."""
-    git = report.environment.git or {}
-    return run_point(run, position, git.get("commit"),
-                     (report.environment.model_extra or {}).get("created"))
-
-
 def _safe(label: str) -> str:
     """A label from the store (its commit can hold anything) as the terminal shows it:
     control characters as escapes (then HTML-escaped where it is placed)."""
@@ -116,30 +109,6 @@ def _safe(label: str) -> str:
 
 def _label(point: Point) -> str:
     return _safe(point.label) if point.report_id else "current"
-
-
-def gather(report: Report, store: Store | None) -> tuple[list[ConfigView], StoredReport | None,
-                                                        list[StoredReport]]:
-    """Each run's history (up to the report when it is stored; the report appended when not)."""
-    stored = store.find_digest(digest_of(report)) if store is not None else None
-    series = store.series(up_to=stored.id if stored else None) if store is not None else {}
-    listing = store.reports() if store is not None else []
-    if stored is not None:
-        listing = [r for r in listing if r.id <= stored.id]
-    views = []
-    for position, run in enumerate(report.runs):
-        points = list(series.get((run.device.class_, run.config.id), []))
-        if stored is not None:
-            current = next((i for i, p in enumerate(points)
-                            if p.report_id == stored.id and p.position == position), None)
-        else:
-            current = None
-        if current is None:
-            points.append(_current_point(run, position, report))
-            current = len(points) - 1
-        changes = [c for metric in METRICS for c in series_changes(points, metric)]
-        views.append(ConfigView(run, points, current, changes))
-    return views, stored, listing
 
 
 # -- charts ------------------------------------------------------------------------------------
@@ -329,19 +298,20 @@ SCRIPT = """
 """
 
 
-def build_html(report: Report, outcome: GateOutcome, store: Store | None = None) -> str:
-    """The whole page as text: the report, the gate's `outcome` of it (its verdicts, the
-    baseline folder and report path it judged) and the store's history (None: the report
-    alone)."""
+def build_html(report: Report, outcome: GateOutcome, history: ReportHistory) -> str:
+    """The whole page as text, from data its caller gathered (cli/html.py): the report, the
+    gate's `outcome` of it (its verdicts, the baseline folder and report path it judged) and
+    what the store holds about it (history.changepoints.report_history; with no store, each
+    run alone)."""
     plotly = require("plotly", "history", "asrbench html")
     require("plotly.offline", "history", "asrbench html")
 
-    views, stored, listing = gather(report, store)
+    stored, listing = history.stored, history.listing
     baseline_dir = outcome.baseline_dir
     report_path = outcome.report_path
     by_id = {c.config_id: c for c in outcome.comparisons}
-    for view in views:
-        view.comparison = by_id.get(view.run.config.id)
+    views = [ConfigView(h.run, h.points, h.current, h.changes, by_id.get(h.run.config.id))
+             for h in history.runs]
 
     figures: dict[str, Any] = {}
     sections = []
@@ -403,8 +373,8 @@ def build_html(report: Report, outcome: GateOutcome, store: Store | None = None)
     commit = git.get("commit")
     verdict_rows = _verdict_rows(outcome.comparisons)
     failed = outcome.failed
-    where = ("" if store is None else
-             f" History: {esc(store.name)}, {len(listing)} report(s)"
+    where = ("" if history.name is None else
+             f" History: {esc(history.name)}, {len(listing)} report(s)"
              + (f"; this report is {esc(_safe(stored.label))}." if stored else
                 "; this report is not in it (shown last, as “current”)."))
     body = f"""
