@@ -1,12 +1,15 @@
 """`asrbench peers`: the comparison document, and one real run of every peer on a few clips."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from asrbench.cli.main import main
 from asrbench.config.settings import BenchConfig
+from asrbench.errors import AsrbenchError
+from asrbench.formats.model import dump, parse_peers
 from asrbench.measure.data import LoadedSplit, Utterance
 from asrbench.measure.peers import PeerResult, summarize
 from asrbench.render.peers import markdown, table
@@ -26,9 +29,13 @@ def test_summary_ratios_wer_and_differing_transcripts():
     results = [PeerResult("trainer", [4.0, 5.0, 6.0], ["a b c d", "e x"]),
                PeerResult("ctranslate2", skipped="not installed"),
                PeerResult("asrbench", [1.0, 2.0, 0.5], ["a b c d", "e f"])]
-    doc = summarize(BenchConfig(language="en"), split, _Loaded(), results, {"cpu_count": 2})
+    doc = dump(summarize(BenchConfig(language="en"), split, _Loaded(), results,
+                         {"cpu_count": 2}))
     rows = {r["name"]: r for r in doc["peers"]}
-    assert doc["precision"] == "fp32" and doc["machine"] == {"cpu_count": 2}
+    assert doc["precision"] == "fp32" and doc["machine"] == {"cpu_count": 2, "packages": {},
+                                                         "device": {}, "git": {}}
+    assert parse_peers(doc) == summarize(BenchConfig(language="en"), split, _Loaded(), results,
+                                         {"cpu_count": 2})  # the typed document, as written
     assert rows["asrbench"]["samples_per_second"] == pytest.approx(2 / 1.0)  # median of rounds
     assert rows["trainer"]["samples_per_second"] == pytest.approx(2 / 5.0)
     assert rows["trainer"]["rtfx"] == pytest.approx(4 / 5.0)
@@ -43,6 +50,29 @@ def test_summary_ratios_wer_and_differing_transcripts():
     md = markdown(doc).splitlines()
     assert md[2].startswith("| trainer | 0.400 | 0.80 | 0.1667 |")
     assert md[2].endswith("| 5.00x | 1 differ |")
+
+
+PEERS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "peers"
+COMMITTED = sorted(p for p in PEERS_DIR.glob("*.json")
+                   if "peers" in json.loads(p.read_text()))  # (not the compile tool's file)
+
+
+def test_the_committed_peers_documents_load_and_validate_against_the_published_schema():
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the dev extra")
+    schema = json.loads((PEERS_DIR.parent.parent / "schemas" / "peers.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    assert len(COMMITTED) == 6
+    for path in COMMITTED:
+        document = json.loads(path.read_text())
+        errors = list(validator.iter_errors(document))
+        assert not errors, f"{path.name}: {errors[0].message}"
+        assert dump(parse_peers(document, path)) == document  # read and written back as it is
+    broken = json.loads(COMMITTED[0].read_text())
+    broken["peers"][0] = {"name": "trainer", "wer": 0.1}  # neither ran nor skipped
+    with pytest.raises(AsrbenchError, match=r"invalid peers document x.json: peers\[0\]: a "
+                                            r"peer that ran needs samples_per_second"):
+        parse_peers(broken, "x.json")
+    assert list(validator.iter_errors({**broken, "rounds": "3"}))  # the schema refuses too
 
 
 def test_unknown_peer_and_hpu_are_user_errors(capsys):

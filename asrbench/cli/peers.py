@@ -64,6 +64,7 @@ def command(args: argparse.Namespace) -> int:
     from asrbench.devices import get_device
     from asrbench.formats.environment import environment
     from asrbench.formats.io import write_json_atomic
+    from asrbench.formats.model import dump
     from asrbench.measure.models import load
     from asrbench.measure.peers import PEER_NAMES, run_peers, summarize
     from asrbench.measure.session import Session, quiet_transformers
@@ -90,9 +91,9 @@ def command(args: argparse.Namespace) -> int:
             print(f"peers: {message}", file=sys.stderr, flush=True)
 
     results = run_peers(config, split, loaded, device, names, args.rounds, progress=progress)
-    document = summarize(config, split, loaded, results,
-                         environment({"kind": device.kind, "class": device.device_class(),
-                                      "name": device.description()}))
+    document = dump(summarize(config, split, loaded, results,
+                              environment({"kind": device.kind, "class": device.device_class(),
+                                           "name": device.description()})))
     say(table(document))
     if args.json:
         write_json_atomic(args.json, document)

@@ -1018,6 +1018,95 @@ class AbReport(_Model):
     comparisons: list[Comparison] = Field(default_factory=list)
 
 
+# -- asrbench peers -----------------------------------------------------------------------------
+
+class PeerDetail(_Model):
+    """How a peer ran, where it says more than its name (e.g. CTranslate2's compute type)."""
+
+    compute_type: str | None = None
+    weights: str | None = None
+    note: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None}
+
+
+#: the figures of a peer that ran (a skipped one has none)
+PEER_MEASURED = ("samples_per_second", "rtfx", "wer", "transcripts_equal_to_asrbench",
+                 "asrbench_speedup")
+
+
+class PeerRow(_Model):
+    """One peer of `asrbench peers`: its figures over the same clips as asrbench, or why it was
+    skipped."""
+
+    name: str = Field(min_length=1)
+    skipped: str | None = Field(None, description="why the peer could not run here")
+    samples_per_second: PositiveFloat | None = Field(None, description="clips / median round")
+    rtfx: PositiveFloat | None = Field(None, description="audio seconds / median round")
+    wer: NonNegativeFloat | None = None
+    wer_normalized: NonNegativeFloat | None = Field(
+        None, description="null where normalization leaves no reference words")
+    transcripts_equal_to_asrbench: bool | None = None
+    transcripts_differing: list[str] = Field(
+        default_factory=list, description="ids whose transcript differs from asrbench's")
+    round_seconds: list[NonNegativeFloat] = Field(default_factory=list)
+    round_rsd: NonNegativeFloat | None = Field(None, description="null with one round")
+    asrbench_speedup: PositiveFloat | None = Field(
+        None, description="asrbench's samples/s / this peer's")
+    detail: PeerDetail | None = None
+
+    @field_validator("wer_normalized", mode="before")
+    @classmethod
+    def _nan_is_null(cls, value: Any) -> Any:
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    @model_validator(mode="after")
+    def _skipped_or_measured(self) -> PeerRow:
+        missing = [name for name in PEER_MEASURED if getattr(self, name) is None]
+        if self.skipped is None and missing:
+            raise ValueError(f"a peer that ran needs {', '.join(missing)}")
+        if self.skipped is not None and len(missing) < len(PEER_MEASURED):
+            raise ValueError("a skipped peer has no figures")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.skipped is not None:  # a skipped peer: its name and why
+            return {"name": data["name"], "skipped": data["skipped"]}
+        data.pop("skipped")
+        if self.detail is None:
+            data.pop("detail")
+        return data
+
+
+class PeersDocument(_Model):
+    """What `asrbench peers --json` writes (benchmarks/peers/): the machine, the shared settings
+    and one row per peer."""
+
+    schema_: Literal[1] = Field(alias="schema")
+    machine: Environment = Field(description="where it ran (formats.environment)")
+    precision: str
+    model: str
+    dataset: str = Field(description="the split's name")
+    language: str | None = None
+    utterances: PositiveInt
+    audio_seconds: NonNegativeFloat
+    batch_size: PositiveInt
+    generation_max_length: PositiveInt
+    rounds: PositiveInt = Field(description="timed rounds per peer (the median is reported)")
+    peers: list[PeerRow] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _asrbench_ran(self) -> PeersDocument:
+        if not any(p.name == "asrbench" and p.skipped is None for p in self.peers):
+            raise ValueError("the asrbench row (every speed-up is against it) is missing")
+        return self
+
+
 # -- loading, errors, schemas -------------------------------------------------------------------
 
 #: fields whose children are keys of a mapping, shown as ['key'] in error locations
@@ -1110,6 +1199,11 @@ def parse_report(document: Any, path: Any = "<report>") -> Report:
     return _parse(Report, document, "report", path)
 
 
+def parse_peers(document: Any, path: Any = "<peers document>") -> PeersDocument:
+    """An `asrbench peers` document, validated (AsrbenchError naming the file and the field)."""
+    return _parse(PeersDocument, document, "peers document", path)
+
+
 def parse_baselines(document: Any, path: Any = "<baseline file>") -> BaselineFile:
     """A baseline document, validated (AsrbenchError naming the file and the field)."""
     return _parse(BaselineFile, document, "baseline file", path)
@@ -1125,7 +1219,8 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     out = {}
     for name, model, title in (("report.schema.json", Report, "asrbench report"),
                                ("baseline.schema.json", BaselineFile, "asrbench baseline file"),
-                               ("ab.schema.json", AbReport, "asrbench A/B result")):
+                               ("ab.schema.json", AbReport, "asrbench A/B result"),
+                               ("peers.schema.json", PeersDocument, "asrbench peers result")):
         schema = model.model_json_schema(by_alias=True, mode="validation")
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
                   "$id": f"https://asrbench.invalid/schemas/{name}", **schema, "title": title}

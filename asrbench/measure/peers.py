@@ -34,6 +34,8 @@ import numpy as np
 from asrbench.config.settings import BenchConfig
 from asrbench.devices import Device
 from asrbench.errors import AsrbenchError
+from asrbench.formats.model import SCHEMA_VERSION as PEERS_SCHEMA_VERSION
+from asrbench.formats.model import Environment, PeerDetail, PeerRow, PeersDocument
 from asrbench.measure.bundled import BUNDLED_PREFIX, bundled_source
 from asrbench.measure.data import SAMPLE_RATE, LoadedSplit
 from asrbench.measure.decoding import whisper_prompt
@@ -42,7 +44,6 @@ from asrbench.measure.metrics import error_rates
 from asrbench.measure.models import LoadedModel
 
 PEER_NAMES = ("trainer", "pipeline", "ctranslate2", "asrbench")
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -363,45 +364,39 @@ def run_peers(config: BenchConfig, split: LoadedSplit, loaded: LoadedModel, devi
 
 
 def summarize(config: BenchConfig, split: LoadedSplit, loaded: LoadedModel,
-              results: list[PeerResult], machine: dict[str, Any]) -> dict[str, Any]:
-    """The JSON document: machine, precision, and one row per peer."""
+              results: list[PeerResult], machine: dict[str, Any] | Environment
+              ) -> PeersDocument:
+    """The document (formats.model.PeersDocument, schemas/peers.schema.json): machine,
+    settings, and one row per peer."""
     n = len(split.utterances)
     references = [u.reference for u in split.utterances]
     spelling = getattr(loaded.processor.tokenizer, "english_spelling_normalizer", None)
     reference_row = next(r for r in results if r.name == "asrbench")
+    ours = n / statistics.median(reference_row.seconds)
     rows = []
     for result in results:
-        row: dict[str, Any] = {"name": result.name}
         if result.skipped:
-            rows.append({**row, "skipped": result.skipped})
+            rows.append(PeerRow(name=result.name, skipped=result.skipped))
             continue
         median = statistics.median(result.seconds)
         rates = error_rates(references, result.predictions, config.language, spelling)
         differ = [u.id for u, a, b in zip(split.utterances, result.predictions,
                                            reference_row.predictions) if a != b]
-        rows.append({
-            **row,
-            "samples_per_second": n / median,
-            "rtfx": split.audio_seconds / median,
-            "wer": rates.wer,
-            "wer_normalized": rates.wer_normalized,
-            "transcripts_equal_to_asrbench": not differ,
-            "transcripts_differing": differ,
-            "round_seconds": result.seconds,
-            "round_rsd": (statistics.stdev(result.seconds) / statistics.mean(result.seconds)
-                          if len(result.seconds) > 1 else None),
-            **({"detail": result.detail} if result.detail else {}),
-        })
-    ours = next(r for r in rows if r["name"] == "asrbench")["samples_per_second"]
-    for row in rows:
-        if "samples_per_second" in row:
-            row["asrbench_speedup"] = ours / row["samples_per_second"]
-    return {"schema": SCHEMA_VERSION, "machine": machine, "precision": config.precision,
-            "model": config.model, "dataset": split.name, "language": config.language,
-            "utterances": n, "audio_seconds": split.audio_seconds,
-            "batch_size": config.batch_size,
-            "generation_max_length": config.generation_max_length,
-            "rounds": len(reference_row.seconds), "peers": rows}
+        rows.append(PeerRow(
+            name=result.name, samples_per_second=n / median,
+            rtfx=split.audio_seconds / median, wer=rates.wer,
+            wer_normalized=rates.wer_normalized, transcripts_equal_to_asrbench=not differ,
+            transcripts_differing=differ, round_seconds=result.seconds,
+            round_rsd=(statistics.stdev(result.seconds) / statistics.mean(result.seconds)
+                       if len(result.seconds) > 1 else None),
+            asrbench_speedup=ours / (n / median),
+            detail=PeerDetail.model_validate(result.detail) if result.detail else None))
+    return PeersDocument(
+        schema_=PEERS_SCHEMA_VERSION, machine=Environment.model_validate(machine),
+        precision=config.precision, model=config.model, dataset=split.name,
+        language=config.language, utterances=n, audio_seconds=split.audio_seconds,
+        batch_size=config.batch_size, generation_max_length=config.generation_max_length,
+        rounds=len(reference_row.seconds), peers=rows)
 
 
 def _converter() -> Any:
