@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from asrbench.config.settings import DEFAULT_PASSES, BenchConfig
+# Loaded into every pytest session of a repository that installs asrbench (the pytest11 entry
+# point), benchmarking or not: the flow (asrbench/flow.py), the gate, the report model and the
+# measuring code are imported in the hooks and fixtures that use them, not here.
+from asrbench.config.settings import BenchConfig
 from asrbench.errors import AsrbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,63 +110,45 @@ def _session(config: pytest.Config) -> Session:
 
 
 def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
+    """The configs this session benchmarks and their timed passes (flow.select, as `asrbench
+    run --matrix` selects them: options override the matrix section's settings), or a judged
+    report's runs (flow.from_report). The report path is checked first, before anything runs."""
+    from asrbench import flow
     from asrbench.config.options import run_overrides
-    from asrbench.config.resolve import resolve
 
     state = _state(config)
-    if state.selection is None and option(config, "from_report"):
-        state.selection = _configs_from_report(config)
-    if state.selection is None:
-        nproc = option(config, "nproc")
-        device = option(config, "device")
-        if nproc < 1:
-            raise AsrbenchError(f"--asrbench-nproc must be >= 1, got {nproc}")
-        if nproc > 1:
-            # The ranks need every card: this process must not hold one, so a child probes.
-            from asrbench.measure.distributed import probe_device
+    if state.selection is not None:
+        return state.selection
+    path = _report_path(config)  # refuses writing over the judged report
+    if path is not None:
+        flow.check_report_path(path, "--asrbench-report")
+    source = option(config, "from_report")
+    if source:
+        loaded = flow.from_report(source)
+        state.results.update(loaded.runs)
+        state.device_classes.update(loaded.device_classes)
+        state.report_tolerances.update(loaded.tolerances)
+        state.selection = (loaded.configs, loaded.passes)
+        return state.selection
+    nproc = option(config, "nproc")
+    device = option(config, "device")
+    if nproc < 1:
+        raise AsrbenchError(f"--asrbench-nproc must be >= 1, got {nproc}")
+    if nproc > 1:
+        # The ranks need every card: this process must not hold one, so a child probes.
+        from asrbench.measure.distributed import probe_device
 
-            device_class, kind = probe_device(device)
-        else:
-            probe = _session(config).device(BenchConfig(device=device))
-            device_class, kind = probe.device_class(), probe.kind
-        state.device_class = device_class
-        # The same rule as `asrbench run --matrix`: options override the section's settings.
-        selection = resolve(run_overrides(config.option, prefix="asrbench_"),
+        device_class, kind = probe_device(device)
+    else:
+        probe = _session(config).device(BenchConfig(device=device))
+        device_class, kind = probe.device_class(), probe.kind
+    state.device_class = device_class
+    selection = flow.select(run_overrides(config.option, prefix="asrbench_"),
                             option(config, "passes"), matrix=option(config, "matrix"),
-                            device=lambda: (device_class, kind))
-        state.matrix_tolerance = selection.tolerance
-        configs = selection.configs
-        if nproc > 1:
-            configs = [c.replace(world_size=nproc) for c in configs]  # ...-wsN ids
-        state.selection = (configs, selection.passes)
+                            device=lambda: (device_class, kind), nproc=nproc)
+    state.matrix_tolerance = selection.tolerance
+    state.selection = (selection.configs, selection.passes)
     return state.selection
-
-
-def _configs_from_report(config: pytest.Config) -> tuple[list[BenchConfig], int]:
-    """--asrbench-from-report: the report's runs stand in for evaluations."""
-    from asrbench.formats.io import load_report
-
-    state = _state(config)
-    from asrbench.gate.outcome import refuse_interrupted
-
-    _report_path(config)  # refuses writing over the judged report, before anything runs
-    report = load_report(option(config, "from_report"))
-    refuse_interrupted(report, option(config, "from_report"))
-    from asrbench.formats.merge import refuse_shards
-
-    refuse_shards(report, option(config, "from_report"), "the pytest gate")
-    configs = []
-    for run in report.runs:
-        bench = run.config  # the stored settings, checked on loading: the one config type
-        if bench.derived_id() != bench.id:
-            raise AsrbenchError(f"{option(config, 'from_report')}: run {bench.id}: its "
-                                f"settings give the id {bench.derived_id()}")
-        configs.append(bench)
-        state.results[bench.id] = run
-        state.device_classes[bench.id] = run.device.class_
-        state.report_tolerances[bench.id] = (run.tolerance_policy.given()
-                                             if run.tolerance_policy is not None else None)
-    return configs, DEFAULT_PASSES
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -286,17 +271,14 @@ def bench_split(bench_session, bench_config):
 def bench_run(request, bench_config, bench_passes, tmp_path_factory) -> Run:
     """This config's evaluation as a report entry (evaluated once per session); with
     --nproc N > 1, by torchrun on N processes, read back from the report rank 0 wrote."""
-    from asrbench.measure.distributed import launch_run
+    from asrbench import flow
 
     results = _state(request.config).results
     if bench_config.id not in results:
         try:
-            if bench_config.world_size > 1:
-                results[bench_config.id] = launch_run(bench_config, bench_passes,
-                                                      tmp_path_factory.mktemp("asrbench-ranks"))
-            else:
-                results[bench_config.id] = request.getfixturevalue("bench_session").evaluate(
-                    bench_config, bench_passes)
+            results[bench_config.id] = flow.evaluate(
+                lambda: request.getfixturevalue("bench_session"), bench_config, bench_passes,
+                lambda: tmp_path_factory.mktemp("asrbench-ranks"))
         except AsrbenchError as exc:
             pytest.fail(_safe(f"asrbench: {exc}"), pytrace=False)
     return results[bench_config.id]
@@ -313,10 +295,12 @@ def bench_entry(request, bench_config) -> BaselineEntry | None:
     state = _state(request.config)
     # From a report: the class it ran on. With --nproc: the probed class (this process holds
     # no device, the ranks do). Otherwise the provisioned device's.
-    device_class = state.device_classes.get(bench_config.id) or (
-        state.device_class if bench_config.world_size > 1
-        else request.getfixturevalue("bench_device").device_class())
-    assert device_class is not None  # (probed at start-up, before any test runs)
+    if bench_config.id in state.device_classes:
+        device_class = state.device_classes[bench_config.id]
+    elif bench_config.world_size > 1 and state.device_class is not None:
+        device_class = state.device_class
+    else:
+        device_class = request.getfixturevalue("bench_device").device_class()
     try:
         from asrbench.gate.outcome import check_baseline_dir
 
@@ -441,95 +425,77 @@ def _report_path(config: pytest.Config) -> Path | None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write one report for every config run, with verdicts; refresh baselines if asked. Fail
-    closed: a selected config that was not judged (a refused or unreadable baseline, a set-up
-    error, a session stopped early) is "could not judge: <reason>" in the terminal, the
-    Markdown summary and the report, and the session's exit status is non-zero."""
+    """Write one report for every config run, with verdicts; refresh baselines and add the
+    report to the history if asked (flow.judge, flow.finish: what `asrbench run`, `compare`
+    and `baseline update` do). Fail closed: a selected config that was not judged (a refused or
+    unreadable baseline, a set-up error, a session stopped early) is "could not judge:
+    <reason>" in the terminal, the Markdown summary and the report, and the session's exit
+    status is non-zero. An interrupted session's report is marked interrupted (no baseline is
+    recorded from it); a report that cannot be written is saved elsewhere, and the line says
+    where."""
     state = session.config.stash.get(STATE_KEY, None)
     if state is None or not (state.results or state.selected):
         return
-    from asrbench.formats.environment import environment
-    from asrbench.formats.io import write_report
-    from asrbench.formats.model import Tolerance, build_report
-    from asrbench.gate import baselines
-    from asrbench.gate.outcome import GateOutcome, could_not_judge
-    from asrbench.render.text import (
-        change_table,
-        outcome_markdown,
-        publish_markdown,
-        terminal_safe,
-    )
+    from asrbench import flow
+    from asrbench.render.text import terminal_safe
 
     config = session.config
-    comparisons = dict(state.comparisons)
-    for config_id in state.selected:
-        if config_id not in comparisons:
-            reason = state.errors.get(config_id) or (
-                "its tests did not run to a verdict (the session stopped early: -x, "
-                "--maxfail or an interruption)")
-            comparisons[config_id] = could_not_judge(config_id, reason)
-    runs = []
-    for run in state.results.values():
-        comparison = comparisons.get(run.config.id)
-        # The section's tolerance policy, so `asrbench compare` on this report holds a config
-        # to the same limits as these tests did.
-        policy = state.tolerance(run.config.id)
-        runs.append(run.model_copy(update={
-            "comparison": comparison,
-            "tolerance_policy": Tolerance.model_validate(policy) if policy else None}))
-    outcome = GateOutcome(list(comparisons.values()), bench_policy(config),
-                          _source_report(config), baseline_dir=option(config, "baseline_dir"))
-    lines = []
     report_path = _report_path(config)
-    env = environment(runs[-1].device.model_dump(by_alias=True)) if runs else None
-    markdown_path = report_path.with_suffix(".md") if report_path is not None else None
-    if report_path is not None and env is not None:  # (env: there are runs)
-        write_report(report_path, build_report(runs, env))
-        lines.append(f"asrbench: report written to {report_path} (summary: {markdown_path})")
-    elif report_path is not None:
-        lines.append(f"asrbench: no config ran, no report written (summary: {markdown_path})")
-    else:
-        lines.append(f"asrbench: judged {option(config, 'from_report')}; nothing written over "
-                     "it or reports/latest.* (--asrbench-report PATH writes this session's "
-                     "report and summary)")
-    try:
-        publish_markdown(outcome_markdown(outcome), markdown_path)
-    except AsrbenchError as exc:  # an unwritable summary: one line, the verdicts stand
-        lines.append(f"asrbench: {exc}")
-    for judged_id, reason in outcome.not_judged:
-        lines.append(f"asrbench: could not judge {judged_id}: {reason}")
-    if outcome.not_judged:
-        lines.append(f"asrbench: result: FAIL: could not judge {len(outcome.not_judged)} of "
-                     f"{len(outcome.comparisons)} config(s)")
-        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if option(config, "update_baselines") and env is not None:  # (env: there are runs)
-        directory = option(config, "baseline_dir")
-        for device_class in sorted({r.device.class_ for r in runs}):
-            selected = [r for r in runs if r.device.class_ == device_class]
-            try:
-                changes = baselines.update(directory, device_class, selected, env,
-                                           state.tolerance(selected[0].config.id))
-            except AsrbenchError as exc:  # e.g. runs that disagree: say so, keep the old file
-                lines.append(f"asrbench: baselines not updated: {exc}")
-                continue
-            lines.append(f"asrbench: updated {baselines.baseline_path(directory, device_class)}")
-            lines.append(change_table(changes))
-    history = option(config, "history")
-    if history and report_path is not None and runs:
-        from asrbench.history.store import add_report
-        from asrbench.render.history import added_line
-
-        try:
-            lines.append(f"asrbench: {added_line(add_report(history, report_path))}")
-        except AsrbenchError as exc:  # the gate's verdicts stand; say why the store missed it
-            lines.append(f"asrbench: history not updated: {exc}")
+    outcome = flow.judge(state.comparisons, state.selected, state.errors, bench_policy(config),
+                         _source_report(config), option(config, "baseline_dir"))
+    done = flow.finish(outcome, list(state.results.values()), report_path=report_path,
+                       tolerance=state.tolerance,
+                       interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED,
+                       update=(option(config, "baseline_dir")
+                               if option(config, "update_baselines") else None),
+                       history=option(config, "history"))
+    lines = _finished_lines(config, done)
+    if outcome.not_judged and session.exitstatus in (pytest.ExitCode.OK,
+                                                     pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     # Printed at the end, under pytest's own summary (pytest_terminal_summary below), so the
     # gate's result is the last thing a reader of the log sees.
     state.summary_lines = [terminal_safe(line) for line in lines]
     if session.config.pluginmanager.get_plugin("terminalreporter") is None:
         for line in state.summary_lines:
             print(line, file=sys.stderr)
+
+
+def _finished_lines(config: pytest.Config, done: Any) -> list[str]:
+    """What the end of the session says (flow.Finished), one item per line or table."""
+    from asrbench.render.history import added_line
+    from asrbench.render.text import baseline_update_text
+
+    lines = []
+    written, summary = done.written, done.markdown
+    marked = ", marked interrupted (the session was interrupted)" if done.interrupted else ""
+    if written is not None and written.elsewhere:
+        lines.append(f"asrbench: could not write {written.wanted} ({written.error}); the report "
+                     f"was saved to {written.path}{marked}")
+    elif written is not None:
+        lines.append(f"asrbench: report written to {written.path}{marked} (summary: {summary})")
+    elif summary is not None:
+        lines.append(f"asrbench: no config ran, no report written (summary: {summary})")
+    else:
+        lines.append(f"asrbench: judged {option(config, 'from_report')}; nothing written over "
+                     "it or reports/latest.* (--asrbench-report PATH writes this session's "
+                     "report and summary)")
+    if done.markdown_error:
+        lines.append(f"asrbench: {done.markdown_error}")
+    for config_id, reason in done.outcome.not_judged:
+        lines.append(f"asrbench: could not judge {config_id}: {reason}")
+    if done.outcome.not_judged:
+        lines.append(f"asrbench: result: FAIL: could not judge {len(done.outcome.not_judged)} "
+                     f"of {len(done.outcome.comparisons)} config(s)")
+    if done.baselines is not None and done.baselines.update is not None:
+        lines.append(f"asrbench: {baseline_update_text(done.baselines.update)}")
+    elif done.baselines is not None:
+        lines.append(f"asrbench: baselines not updated: {done.baselines.error}")
+    if done.history is not None and done.history.added is not None:
+        lines.append(f"asrbench: {added_line(done.history.added)}")
+    elif done.history is not None:
+        lines.append(f"asrbench: history not updated: {done.history.error}")
+    return lines
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,

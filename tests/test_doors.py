@@ -32,12 +32,12 @@ def project(pytester: pytest.Pytester, tmp_path: Path) -> dict[str, Path]:
 
 
 def pytest_door(pytester: pytest.Pytester, report: Path, baselines: Path,
-                *flags: str) -> tuple[pytest.RunResult, str]:
+                *flags: str, **options: bool) -> tuple[pytest.RunResult, str]:
     """The pytest door judging `report` in this process: its result and terminal text."""
     result = pytester.runpytest_inprocess(
         "test_bench.py", "-p", "no:cacheprovider", "-q", "--rootdir", str(pytester.path),
         "--asrbench-from-report", str(report), "--asrbench-baseline-dir", str(baselines),
-        *flags)
+        *flags, **options)
     return result, "\n".join(result.outlines + result.errlines)
 
 
@@ -72,3 +72,119 @@ def test_each_run_of_a_judged_report_keeps_its_own_tolerance_policy(project, pyt
     written = json.loads(out.read_text())
     assert [r["tolerance_policy"] for r in written["runs"]] == [{"wer_abs": 0.5},
                                                                 {"wer_abs": 0.001}]
+
+
+def test_the_pytest_door_saves_an_unwritable_report_elsewhere_and_says_where(project, pytester,
+                                                                           monkeypatch):
+    """As `asrbench run` does (tests/test_no_loss.py): the verdicts are kept. The plugin used
+    to end the session with an internal error and no report."""
+    from asrbench.formats import io as report_io
+
+    target = pytester.path / "out" / "gate.json"
+    real = report_io.write_report
+
+    def refuse_target(path, document):
+        if Path(path) == target:
+            raise PermissionError(13, "Permission denied")
+        real(path, document)
+
+    monkeypatch.setattr(report_io, "write_report", refuse_target)
+    result, text = pytest_door(pytester, project["report"], project["baselines"],
+                               "--asrbench-report", str(target))
+    assert result.ret == pytest.ExitCode.OK, text
+    assert f"asrbench: could not write {target} (Permission denied); the report was saved to " \
+        in text, text
+    saved = Path(text.split("the report was saved to ")[1].split()[0])
+    assert saved != target and not target.exists()
+    document = json.loads(saved.read_text())
+    assert [r["config"]["id"] for r in document["runs"]] == [c.id for c in CONFIGS]
+    assert all(r["comparison"]["not_judged"] is None for r in document["runs"])
+
+
+def test_the_pytest_door_refuses_a_report_path_it_cannot_write_before_any_test(project,
+                                                                             pytester):
+    """A folder named as the report: one line, exit 4 (usage error), before any test runs (the
+    plugin used to run every test and fail at the end, writing nothing)."""
+    folder = pytester.path / "a-folder"
+    folder.mkdir()
+    result, text = pytest_door(pytester, project["report"], project["baselines"],
+                               "--asrbench-report", str(folder))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert f"--asrbench-report {folder} is a directory" in text, text
+    assert "Traceback" not in text and "passed" not in text, text
+
+
+def test_an_interrupted_pytest_session_records_no_baseline(project, pytester, tmp_path):
+    """Ctrl-C during `--asrbench-update-baselines`: the session's report is marked
+    interrupted and the refresh is refused by gate.outcome.update_baselines, as `asrbench
+    baseline update` refuses such a report (the plugin used to rewrite the entries from
+    whatever had run)."""
+    (pytester.path / "conftest.py").write_text(
+        'pytest_plugins = ["asrbench.plugin"]\n'
+        "def pytest_runtest_setup(item):\n"
+        f"    if {CONFIGS[1].id!r} in item.name:\n"
+        "        raise KeyboardInterrupt\n")
+    target = tmp_path / "new-baselines"
+    target.mkdir()
+    out = pytester.path / "gate.json"
+    result, text = pytest_door(pytester, project["report"], target, "--asrbench-report",
+                               str(out), "--asrbench-update-baselines",
+                               no_reraise_ctrlc=True)  # the Ctrl-C stays in the child session
+    assert result.ret == pytest.ExitCode.INTERRUPTED, text
+    assert "asrbench: baselines not updated: the report is the report of an interrupted run" \
+        in text, text
+    assert not (target / "cpu.json").exists()
+    assert f"report written to {out}, marked interrupted" in text, text
+    assert json.loads(out.read_text())["interrupted"] is True
+
+
+# -- the flow's steps, on their own -------------------------------------------------------------
+
+def _no_device() -> tuple[str, str]:
+    raise AssertionError("no matrix: the device class is not needed")
+
+
+def test_select_counts_nothing_in_an_ab_timing_round_and_refuses_a_sharded_prescreen(
+        monkeypatch):
+    from asrbench import flow
+    from asrbench.config.settings import AB_ROUND_VARIABLE
+    from asrbench.errors import AsrbenchError
+
+    overrides = {"dataset_config": "en", "language": "english", "limit": 3}
+    assert [c.counters for c in flow.select(overrides, 2, device=_no_device).configs] == [True]
+    monkeypatch.setenv(AB_ROUND_VARIABLE, "1")
+    [config] = flow.select(overrides, 2, device=_no_device, nproc=2).configs
+    assert (config.counters, config.world_size) == (False, 2) and config.id.endswith("-ws2")
+    monkeypatch.delenv(AB_ROUND_VARIABLE)
+    with pytest.raises(AsrbenchError, match="--counters-only with --shard"):
+        flow.select({**overrides, "counters_only": True}, 1, device=_no_device, sharded=True)
+
+
+def test_measure_keeps_the_runs_a_signal_did_not_stop():
+    from factories import make_run
+
+    from asrbench import flow, processes
+
+    class Session:
+        """Evaluates the first config, and is stopped by SIGTERM in the second."""
+
+        def evaluate(self, config, passes):
+            if config is CONFIGS[1]:
+                raise processes.Ended(15)
+            return make_run(config.id)
+
+    measured = flow.measure(Session(), CONFIGS, 1)
+    assert [r.config.id for r in measured.runs] == [CONFIGS[0].id]
+    assert measured.planned == 2
+    assert measured.interrupted == flow.Interruption("SIGTERM", 143)
+
+
+def test_judge_names_every_selected_config_it_did_not_judge():
+    from asrbench import flow
+    from asrbench.gate.compare import Comparison
+    from asrbench.gate.policy import Policy
+
+    outcome = flow.judge({"a": Comparison(config_id="a")}, ["a", "b", "c"],
+                         {"b": "b: baseline file unreadable"}, Policy(), "r.json", "base")
+    assert outcome.not_judged == [("b", "baseline file unreadable"), ("c", flow.STOPPED_EARLY)]
+    assert outcome.failed and outcome.baseline_dir == "base"

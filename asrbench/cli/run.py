@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from asrbench import flow
 from asrbench.cli import common
 from asrbench.cli.common import say
-from asrbench.config.settings import DEFAULT_MATRIX, DEFAULT_REPORT
+from asrbench.config.settings import DEFAULT_MATRIX, DEFAULT_REPORT, BenchConfig
+from asrbench.formats.model import Report
 
 HELP = """\
 Evaluate a speech-to-text model on a test split and write a JSON report.
@@ -45,17 +46,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def command(args: argparse.Namespace) -> int:
-    """Evaluate each config, print a summary, write the report. Everything a user can get
-    wrong is checked before the first model loads; an interrupted run writes the runs it
-    finished, marked interrupted; a report that cannot be written goes elsewhere."""
-    import signal
-
+    """Evaluate each config, print a summary, write the report (asrbench/flow.py: the steps
+    the pytest door takes too). Everything a user can get wrong is checked before the first
+    model loads; an interrupted run writes the runs it finished, marked interrupted; a report
+    that cannot be written goes elsewhere."""
     from asrbench.config.options import run_overrides
-    from asrbench.config.resolve import resolve
-    from asrbench.config.settings import AB_ROUND_VARIABLE, BenchConfig
-    from asrbench.formats.io import check_writable
     from asrbench.measure.distributed import World
-    from asrbench.measure.session import Session, preflight
+    from asrbench.measure.session import Session
 
     world = World.from_environment(args.dist_timeout)
     shard = _shard(args)
@@ -68,47 +65,41 @@ def command(args: argparse.Namespace) -> int:
         device = session.device(BenchConfig(device=args.device or "auto"))
         return device.device_class(), device.kind
 
-    overrides = run_overrides(args)
-    if os.environ.get(AB_ROUND_VARIABLE) == "1":
-        overrides["counters"] = False  # an A/B timing round: the A/B's accuracy runs count
-    selection = resolve(overrides, args.passes, config_file=args.config,
-                        matrix=args.matrix, device=device_class)
-    configs, passes = world.configs(selection.configs), selection.passes
-    if shard is not None and any(c.counters_only for c in configs):
-        from asrbench.errors import AsrbenchError
-
-        raise AsrbenchError("--counters-only with --shard: the pre-screen times nothing and "
-                            "counts one batch, so it runs whole, in one process: drop --shard")
+    selection = flow.select(run_overrides(args), args.passes, config_file=args.config,
+                            matrix=args.matrix, device=device_class, world=world,
+                            sharded=shard is not None)
     report_path = Path(args.report or DEFAULT_REPORT)
     if world.is_main:
-        check_writable(report_path)
-    preflight(configs)
-    results: list[Any] = []
-    previous = common.on_signals()
-    try:
-        for config in configs:
-            results.append(session.evaluate(config, passes))
-    except (common.Interrupted, KeyboardInterrupt) as exc:
-        name, code = ((exc.signal_name, exc.code) if isinstance(exc, common.Interrupted)
-                      else ("SIGINT", 128 + signal.SIGINT))
+        flow.check_report_path(report_path)
+    flow.preflight(selection.configs)
+    measured = flow.measure(session, selection.configs, selection.passes)
+    if measured.interrupted is not None:
         if world.is_main:
-            where = _write_report(results, report_path, interrupted=True)
-            print(f"asrbench: interrupted ({name}) after {len(results)} of {len(configs)} "
-                  f"run(s); the finished runs are in {where}, marked interrupted", file=sys.stderr)
-        return code
-    finally:
-        common.restore_signals(previous)
+            written = _write(flow.make_report(measured.runs, interrupted=True), report_path)
+            print(f"asrbench: interrupted ({measured.interrupted.signal}) after "
+                  f"{len(measured.runs)} of {measured.planned} run(s); the finished runs are "
+                  f"in {written.path}, marked interrupted", file=sys.stderr)
+        return measured.interrupted.code
     world.close()
     if not world.is_main:
         return 0  # rank 0 has every rank's results and writes the one report
-    where = _write_report(results, report_path)
-    _print_summary(args, results, world)
-    if where != report_path:
+    written = _write(flow.make_report(measured.runs), report_path)
+    _print_summary(args, measured.runs, world)
+    if written.elsewhere:
         return 1
     say(f"report written to {report_path}")
     say(what_next(report_path) if shard is None else
         "next: asrbench merge <every shard's report> --report <merged report>  # then compare it")
     return 0
+
+
+def _write(report: Report, path: Path) -> flow.Written:
+    """flow.write_report, saying where the report went when `path` could not be written."""
+    written = flow.write_report(report, path)
+    if written.elsewhere:
+        print(f"asrbench: could not write {path} ({written.error}); the report was saved "
+              f"to {written.path}", file=sys.stderr)
+    return written
 
 
 def _shard(args: argparse.Namespace) -> Any:
@@ -141,28 +132,6 @@ def what_next(report: Path) -> str:
              (f"asrbench html --report {path} --out {html}", "trend charts and verdicts as HTML")]
     width = max(len(command) for command, _ in steps)
     return "\n".join(["next:"] + [f"  {command.ljust(width)}  # {why}" for command, why in steps])
-
-
-def _write_report(results: list[Any], path: Path, interrupted: bool = False) -> Path:
-    """Write the report; if `path` cannot be written, save it beside the temp files and say
-    where (the run's results are never thrown away at the end)."""
-    import tempfile
-
-    from asrbench.formats.environment import environment
-    from asrbench.formats.io import write_report
-    from asrbench.formats.model import build_report
-
-    device = results[-1].device.model_dump(mode="json", by_alias=True) if results else {}
-    report = build_report(results, environment(device), interrupted=interrupted)
-    try:
-        write_report(path, report)
-        return path
-    except OSError as exc:
-        fallback = Path(tempfile.mkdtemp(prefix="asrbench-report-")) / path.name
-        write_report(fallback, report)
-        print(f"asrbench: could not write {path} ({exc.strerror or exc}); the report was saved "
-              f"to {fallback}", file=sys.stderr)
-        return fallback
 
 
 def _print_summary(args: argparse.Namespace, results: list[Any], world: Any) -> None:
