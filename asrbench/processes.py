@@ -12,6 +12,7 @@ Nothing here imports anything of asrbench's: the A/B, bisect and the measurement
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -34,8 +35,6 @@ def _prctl() -> Any:
         function = None
         if sys.platform.startswith("linux"):
             try:
-                import ctypes
-
                 function = ctypes.CDLL(None, use_errno=True).prctl
             except (OSError, AttributeError):
                 function = None

@@ -62,8 +62,8 @@ def decide(base: Sequence[float], head: Sequence[float], threshold: float,
            alpha: float = 0.01) -> Decision:
     """Decide from paired samples (base[i], head[i] measured in round i; higher is better or
     not, the rule is symmetric) at level `alpha` for this look."""
-    import numpy as np
-    from scipy import stats
+    import numpy as np  # noqa: PLC0415  numpy: off the light paths
+    from scipy import stats  # noqa: PLC0415  scipy: slow to import, only when judging
 
     if len(base) != len(head):
         raise ValueError(f"paired rounds need equal counts, got {len(base)} and {len(head)}")

@@ -33,10 +33,13 @@ SAME and UNKNOWN unchanged (UNKNOWN is said in the note and the summary: not pro
 from __future__ import annotations
 
 import math
+import os
 import random
 import shlex
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +50,8 @@ from asrbench import processes
 from asrbench.ab.decision import Decision, decide, look_alpha, look_rounds
 from asrbench.config.settings import AB_ROUND_VARIABLE
 from asrbench.errors import AsrbenchError
+from asrbench.formats.environment import environment
+from asrbench.formats.io import load_report
 from asrbench.formats.model import (
     SCHEMA_VERSION,
     AbReport,
@@ -60,6 +65,8 @@ from asrbench.formats.model import (
     dump,
 )
 from asrbench.formats.redact import redact, redact_argv, redact_command
+from asrbench.gate.baselines import entry_from_run
+from asrbench.gate.compare import Verdict, compare_run
 
 DEFAULT_ROUND_TIMEOUT = 3600.0
 
@@ -188,9 +195,6 @@ def run_together(jobs: Sequence[tuple[Side, list[str], dict[str, str] | None]],
     (or on an interruption, or past `timeout`) is ended: SIGTERM to its process group, SIGKILL
     after processes.GRACE_SECONDS. Output goes to temporary files, not
     pipes, so a chatty process never blocks while another is awaited."""
-    import os
-    import tempfile
-
     running: list[tuple[Side, list[str], subprocess.Popen, Any]] = []
     deadline = time.monotonic() + timeout
     try:
@@ -238,8 +242,6 @@ def run_together(jobs: Sequence[tuple[Side, list[str], dict[str, str] | None]],
 
 
 def _report_rates(path: Path, side: str) -> tuple[Any, list[float]]:
-    from asrbench.formats.io import load_report
-
     report = load_report(path)
     if report.interrupted:
         raise AsrbenchError(f"{side}: its run was interrupted")
@@ -386,10 +388,6 @@ EXACT = {"wer_abs": 0.0, "cer_abs": 0.0}
 
 def _throughput_verdict(label: str, decision: Decision, base: list[float], head: list[float],
                         settings: Settings) -> Any:
-    import statistics
-
-    from asrbench.gate.compare import Verdict
-
     base_median, head_median = statistics.median(base), statistics.median(head)
     if decision.outcome == "DIFFERENT":
         verdict = "regressed" if decision.slower else "improved"
@@ -406,9 +404,6 @@ def _throughput_verdict(label: str, decision: Decision, base: list[float], head:
 def comparisons(outcome: Outcome) -> list[Any]:
     """One Comparison per config pair: exact accuracy of head against base, and the A/B
     throughput verdict."""
-    from asrbench.gate.baselines import entry_from_run
-    from asrbench.gate.compare import compare_run
-
     out = []
     base_report, head_report = outcome.reports["base"], outcome.reports["head"]
     for index, ((base_id, head_id), base_run, head_run) in enumerate(
@@ -441,8 +436,6 @@ def comparisons(outcome: Outcome) -> list[Any]:
 
 def document(outcome: Outcome, comps: list[Comparison], failed: bool) -> dict[str, Any]:
     """The JSON document of an A/B (formats.model.AbReport)."""
-    from asrbench.formats.environment import environment
-
     report = AbReport(
         schema_=SCHEMA_VERSION, kind="ab", interrupted=outcome.interrupted, failed=failed,
         environment=Environment.model_validate(environment()),

@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from asrbench.ab import rounds
+from asrbench.config.options import run_overrides, to_argv
+from asrbench.config.settings import BenchConfig
+from asrbench.devices import CARD_VARIABLES
 from asrbench.errors import AsrbenchError
+from asrbench.formats.io import check_writable, write_json_atomic
 
 SIDES = ("base", "head")
 #: numeric run options checked here, before any process starts (BenchConfig's own checks)
@@ -41,8 +45,6 @@ def shared_argv(values: Any, config_file: Path | None) -> list[str]:
     """The run options both sides get, as arguments: the config file (absolute: a side may run
     in another directory), then every run option set; --passes is the A/B's own setting (the
     passes of each process of a round), so it is not passed on."""
-    from asrbench.config.options import to_argv
-
     argv = (["--config", str(Path(config_file).resolve())] if config_file else []) + to_argv(values)
     if "--passes" in argv:
         index = argv.index("--passes")
@@ -53,9 +55,6 @@ def shared_argv(values: Any, config_file: Path | None) -> list[str]:
 def check_run_numbers(values: Any) -> None:
     """The shared run options' numbers (--batch-size, --limit ...), refused here as the run
     itself would refuse them, so a bad one fails before any process starts."""
-    from asrbench.config.options import run_overrides
-    from asrbench.config.settings import BenchConfig
-
     given = run_overrides(values)
     BenchConfig(**{name: given[name] for name in _CHECKED_FIELDS if name in given})
 
@@ -63,8 +62,6 @@ def check_run_numbers(values: Any) -> None:
 def card_variable(device: str | None, explicit: str | None) -> str | None:
     """The environment variable that gives a process its card: --cards-variable, else the
     device's (devices.CARD_VARIABLES)."""
-    from asrbench.devices import CARD_VARIABLES
-
     return explicit or CARD_VARIABLES.get(device or "")
 
 
@@ -116,8 +113,6 @@ def sides_from(values: Any) -> dict[str, rounds.Side]:
 def check_outputs(json_path: Path, markdown: Path | None, keep_reports: Path | None) -> None:
     """Refuse, before any process starts, output paths that cannot be written, naming the
     option they came from."""
-    from asrbench.formats.io import check_writable
-
     check_writable(json_path, "--json")
     if markdown is not None and markdown.is_dir():
         raise AsrbenchError(f"--markdown {markdown} is a directory: name a file, e.g. "
@@ -133,8 +128,6 @@ def execute(settings: rounds.Settings, sides: dict[str, rounds.Side], policy: An
             ) -> AbResult | None:
     """Run the A/B, judge it with `policy` and write its JSON document to `json_path`;
     None when it was interrupted before both accuracy runs finished (nothing to compare)."""
-    from asrbench.formats.io import write_json_atomic
-
     if keep_reports is not None:
         keep_reports.mkdir(parents=True, exist_ok=True)
         outcome = rounds.run_ab(settings, sides, keep_reports.resolve(), say, interrupts)

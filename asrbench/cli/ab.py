@@ -8,8 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from asrbench.ab import run as ab
+from asrbench.ab.rounds import DEFAULT_ROUND_TIMEOUT
 from asrbench.cli import common
 from asrbench.cli.common import say
+from asrbench.config.options import policy_from
+from asrbench.config.settings import DEFAULT_REPORT
+from asrbench.render.text import ab_markdown, ab_text
 
 HELP = """\
 Compare a base and a head on this machine: accuracy once per side on the whole split (WER,
@@ -49,8 +54,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                                   "until the throughput verdict is clear",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
                        allow_abbrev=False)
-    from asrbench.ab.rounds import DEFAULT_ROUND_TIMEOUT
-    from asrbench.config.settings import DEFAULT_REPORT
 
     p.add_argument("--config", type=Path, help="TOML file of settings for both sides")
     common.add_run_options(p)  # shared by both sides
@@ -132,10 +135,6 @@ def join_verbatim(argv: Sequence[str]) -> list[str]:
 def command(args: argparse.Namespace) -> int:
     """Check everything, run both sides, decide, print, write JSON and Markdown, exit like
     compare."""
-    from asrbench.ab import run as ab
-    from asrbench.config.options import policy_from
-    from asrbench.render.text import ab_markdown, ab_text
-
     settings = ab.settings_from(args)
     sides = ab.sides_from(args)
     policy = policy_from(args)

@@ -8,6 +8,11 @@ from typing import Any
 from asrbench.cli import common
 from asrbench.cli.common import say
 from asrbench.errors import AsrbenchError
+from asrbench.formats.io import load_report
+from asrbench.formats.merge import refuse_shards
+from asrbench.gate.baselines import check_tolerance
+from asrbench.gate.outcome import update_baselines
+from asrbench.render.text import baseline_update_text
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -40,11 +45,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def command(args: argparse.Namespace) -> int:
     """Rewrite selected entries from one or more reports."""
-    from asrbench.formats.io import load_report
-    from asrbench.gate.baselines import check_tolerance
-    from asrbench.gate.outcome import update_baselines
-    from asrbench.render.text import baseline_update_text
-
     given: dict[str, float | None] = {}
     for item in args.tolerance:
         name, sep, value = item.partition("=")
@@ -56,7 +56,6 @@ def command(args: argparse.Namespace) -> int:
             raise AsrbenchError(f"--tolerance {item}: expected NAME=VALUE")
     tolerance = check_tolerance(given, "--tolerance")
     reports = [load_report(path) for path in args.report]
-    from asrbench.formats.merge import refuse_shards
 
     for path, report in zip(args.report, reports):
         refuse_shards(report, path, "baseline update")

@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from asrbench.ab.bisect import bisect
 from asrbench.cli import common
 from asrbench.cli.common import say
+from asrbench.errors import AsrbenchError
+from asrbench.render.text import terminal_safe
 
 HELP = """\
 Find the first commit between GOOD and BAD whose measurement differs from GOOD's, with `git
@@ -58,10 +61,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def command(args: argparse.Namespace) -> int:
     """Bisect, print the first bad commit and the changes."""
-    from asrbench.ab.bisect import bisect
-    from asrbench.errors import AsrbenchError
-    from asrbench.render.text import terminal_safe
-
     try:
         run_args = shlex.split(args.run_args)
     except ValueError as exc:

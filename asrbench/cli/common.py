@@ -4,10 +4,15 @@ and the Markdown summary's publication. No heavy imports: every --help stays fas
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import signal
 from pathlib import Path
 from typing import Any
 
+from asrbench.config.options import POLICY_OPTIONS, RUN_OPTIONS, SHARD_OPTIONS
 from asrbench.config.settings import DEFAULT_BASELINE_DIR, DEFAULT_REPORT
+from asrbench.render.text import terminal_safe
 
 # -- options shared by several commands -------------------------------------------------------
 
@@ -54,24 +59,18 @@ def add_history(p: argparse.ArgumentParser, help: str | None = None) -> None:
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The settings of a run, from the option table the pytest plugin registers too."""
-    from asrbench.config.options import RUN_OPTIONS
-
     for option in RUN_OPTIONS:
         option.add_to_argparse(p)
 
 
 def add_shard_options(p: argparse.ArgumentParser) -> None:
     """--shard I/N|auto and --shard-count N (`asrbench run` only)."""
-    from asrbench.config.options import SHARD_OPTIONS
-
     for option in SHARD_OPTIONS:
         option.add_to_argparse(p)
 
 
 def add_policy(p: argparse.ArgumentParser) -> None:
     """The failure policy's options (the pytest plugin registers the same ones)."""
-    from asrbench.config.options import POLICY_OPTIONS
-
     for option in POLICY_OPTIONS:
         option.add_to_argparse(p)
 
@@ -90,8 +89,6 @@ class Interrupted(BaseException):
 def on_signals(hangup: bool = False) -> dict[Any, Any]:
     """SIGINT and SIGTERM (and SIGHUP: a closed terminal or ssh session, with `hangup`)
     raise Interrupted in the main thread; returns the old handlers."""
-    import signal
-
     def handler(number: int, frame: Any) -> None:
         raise Interrupted(signal.Signals(number).name, 128 + number)
 
@@ -105,8 +102,6 @@ def on_signals(hangup: bool = False) -> dict[Any, Any]:
 
 
 def restore_signals(previous: dict[Any, Any]) -> None:
-    import signal
-
     for sig, handler in previous.items():
         signal.signal(sig, handler)
 
@@ -119,17 +114,12 @@ from asrbench.render.text import publish_markdown  # noqa: E402,F401 (used as co
 def say(*parts: object) -> None:
     """Print to standard output what may carry data (ids, transcripts, commits, paths): control
     characters and escape sequences are shown escaped, never sent to the terminal or CI log."""
-    from asrbench.render.text import terminal_safe
-
     print(terminal_safe(" ".join(str(p) for p in parts)))
 
 
 def say_json(document: object) -> None:
     """Print a JSON document readable and terminal-safe: non-ASCII text stays as it is, while
     control, bidi and line-separator characters become JSON \\u escapes (still valid JSON)."""
-    import json
-    import re
-
     text = json.dumps(document, indent=2, ensure_ascii=False)
     print(re.sub("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]",
                  lambda m: f"\\u{ord(m.group()):04x}", text))

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from asrbench.cli import common
 from asrbench.cli.common import say
+from asrbench.config.options import policy_from
+from asrbench.gate.outcome import judge_report_file
+from asrbench.render.text import outcome_markdown, outcome_text, terminal_safe
 
 HELP = ("Compare a report with baselines/<device class>.json. Each metric gets a verdict "
         "(improved, unchanged, regressed, new, missing); the failure policy (the same as "
@@ -36,12 +40,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def command(args: argparse.Namespace) -> int:
     """Verdicts, Markdown summary, exit status for CI."""
-    import sys
-
-    from asrbench.config.options import policy_from
-    from asrbench.gate.outcome import judge_report_file
-    from asrbench.render.text import outcome_markdown, outcome_text, terminal_safe
-
     outcome = judge_report_file(args.report, args.baseline_dir, policy_from(args))
     outcome.html_url = args.html_url or os.environ.get("ASRBENCH_HTML_URL") or None
     say(outcome_text(outcome))

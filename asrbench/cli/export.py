@@ -9,6 +9,8 @@ from typing import Any
 from asrbench.cli import common
 from asrbench.cli.common import say
 from asrbench.errors import AsrbenchError
+from asrbench.formats.io import load_report, write_json_atomic
+from asrbench.history.export import DIRECTIONS, FORMATS, export
 
 HELP = """\
 Write a report in a format other benchmark tools read:
@@ -25,8 +27,6 @@ Write a report in a format other benchmark tools read:
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    from asrbench.history.export import DIRECTIONS, FORMATS
-
     p = sub.add_parser("export", help="write a report as pytest-benchmark or "
                                       "github-action-benchmark JSON",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,9 +46,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def command(args: argparse.Namespace) -> int:
     """Convert the report, write it atomically."""
-    from asrbench.formats.io import load_report, write_json_atomic
-    from asrbench.history.export import export
-
     if args.format == "github-action-benchmark" and (args.commit or args.branch):
         raise AsrbenchError("--commit and --branch are for --format pytest-benchmark only "
                             "(github-action-benchmark takes the commit from the workflow)")

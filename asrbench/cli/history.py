@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from asrbench.cli import common
 from asrbench.cli.common import say, say_json
 from asrbench.errors import AsrbenchError
+from asrbench.formats.io import write_json_atomic
+from asrbench.formats.model import dump
+from asrbench.history.changepoints import DEFAULT_MIN_SIZE, METRICS, series_changes
+from asrbench.history.store import add_report, open_store
+from asrbench.render.history import (
+    added_line,
+    changes_text,
+    report_lines,
+    reports_table,
+    runs_table,
+)
 
 HELP = """\
 The results store: every report added once, in order. --history (default $ASRBENCH_HISTORY,
@@ -32,8 +44,6 @@ def _positive(text: str) -> int:
 
 
 def _non_negative(text: str) -> float:
-    import math
-
     try:
         value = float(text)
     except ValueError:
@@ -44,8 +54,6 @@ def _non_negative(text: str) -> float:
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    from asrbench.history.changepoints import METRICS
-
     history = sub.add_parser("history", help="the results store: add, list, show, changes",
                              description=HELP,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,18 +105,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _history_add(args: argparse.Namespace) -> int:
-    from asrbench.history.store import add_report
-    from asrbench.render.history import added_line
-
     say(added_line(add_report(args.history, args.report, commit=args.commit,
                               branch=args.branch)))
     return 0
 
 
 def _history_list(args: argparse.Namespace) -> int:
-    from asrbench.history.store import open_store
-    from asrbench.render.history import reports_table
-
     with open_store(args.history) as store:
         stored = store.reports(args.limit)
         name = store.name
@@ -121,10 +123,6 @@ def _history_list(args: argparse.Namespace) -> int:
 
 
 def _history_show(args: argparse.Namespace) -> int:
-    from asrbench.formats.model import dump
-    from asrbench.history.store import open_store
-    from asrbench.render.history import report_lines, runs_table
-
     with open_store(args.history) as store:
         stored = store.find(args.ref)
         if args.json:
@@ -138,11 +136,6 @@ def _history_show(args: argparse.Namespace) -> int:
 
 
 def _history_changes(args: argparse.Namespace) -> int:
-    from asrbench.formats.io import write_json_atomic
-    from asrbench.history.changepoints import DEFAULT_MIN_SIZE, METRICS, series_changes
-    from asrbench.history.store import open_store
-    from asrbench.render.history import changes_text
-
     metrics = args.metric or list(METRICS)
     with open_store(args.history) as store:
         series = store.series(config_id=args.config, device_class=args.device_class)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from asrbench.cli import common
 from asrbench.cli.common import say
+from asrbench.formats.io import load_report
+from asrbench.gate.outcome import gate_report
+from asrbench.history.changepoints import report_history
+from asrbench.history.store import open_store
+from asrbench.render.html import build_html, write_html
 
 HELP = """\
 Write one self-contained HTML file (plotly.js and the data inlined; opens with no network):
@@ -35,14 +41,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def command(args: argparse.Namespace) -> int:
     """Read what the store holds about the report, judge it (as `asrbench compare` does),
     build the page from that data, write it."""
-    from contextlib import nullcontext
-
-    from asrbench.formats.io import load_report
-    from asrbench.gate.outcome import gate_report
-    from asrbench.history.changepoints import report_history
-    from asrbench.history.store import open_store
-    from asrbench.render.html import build_html, write_html
-
     report = load_report(args.report)
     context = open_store(args.history) if args.history else nullcontext(None)
     with context as store:

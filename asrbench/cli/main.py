@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from asrbench import __version__
 from asrbench.cli import ab, baseline, bisect, compare, export, history, html, merge, peers, run
 from asrbench.errors import AsrbenchError, first_line
+from asrbench.measure.distributed import detect_launch
 from asrbench.render.text import terminal_safe
 
 #: the commands in the order `asrbench --help` lists them
@@ -42,8 +44,6 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def _launch_or_none():
-    from asrbench.measure.distributed import detect_launch
-
     try:
         return detect_launch()
     except AsrbenchError:
@@ -66,7 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # One rank of several: the traceback, then one line naming the rank, so the launcher's
         # output says which rank failed and why.
-        import traceback
 
         traceback.print_exc()
         first = first_line(exc)

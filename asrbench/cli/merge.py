@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from asrbench.cli.common import say
+from asrbench.formats.io import check_writable, load_report, write_report
+from asrbench.formats.merge import THROUGHPUT_RULE, merge_reports
 
 HELP = """\
 Pool the reports of `asrbench run --shard I/N` (one per shard of a split, e.g. one per Slurm
@@ -37,9 +39,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def command(args: argparse.Namespace) -> int:
     """Load every shard's report, pool them, write the merged report atomically."""
-    from asrbench.formats.io import check_writable, load_report, write_report
-    from asrbench.formats.merge import THROUGHPUT_RULE, merge_reports
-
     check_writable(args.report)
     merged = merge_reports([(str(path), load_report(path)) for path in args.shards])
     write_report(args.report, merged)

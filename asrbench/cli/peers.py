@@ -8,9 +8,15 @@ from typing import Any
 
 from asrbench.cli import common
 from asrbench.cli.common import say
+from asrbench.config.options import run_overrides
+from asrbench.config.resolve import resolve
 from asrbench.config.settings import DEFAULT_BATCH_SIZE, DEFAULT_MODEL, PRECISIONS
-from asrbench.devices import DEVICE_CHOICES
+from asrbench.devices import DEVICE_CHOICES, get_device
 from asrbench.errors import AsrbenchError
+from asrbench.formats.environment import environment
+from asrbench.formats.io import write_json_atomic
+from asrbench.formats.model import dump
+from asrbench.render.peers import markdown, table
 
 HELP = """\
 Time the asrbench engine against the evaluation loops users would otherwise run, on the same
@@ -59,16 +65,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def command(args: argparse.Namespace) -> int:
     """One interleaved run of every peer; table, optional JSON and Markdown."""
-    from asrbench.config.options import run_overrides
-    from asrbench.config.resolve import resolve
-    from asrbench.devices import get_device
-    from asrbench.formats.environment import environment
-    from asrbench.formats.io import write_json_atomic
-    from asrbench.formats.model import dump
-    from asrbench.measure.models import load
-    from asrbench.measure.peers import PEER_NAMES, run_peers, summarize
-    from asrbench.measure.session import Session, quiet_transformers
-    from asrbench.render.peers import markdown, table
+    from asrbench.measure.models import load  # noqa: PLC0415  loads numpy (measure.models)
+    from asrbench.measure.peers import PEER_NAMES, run_peers, summarize  # noqa: PLC0415  loads numpy and torch (measure.peers)
+    from asrbench.measure.session import Session, quiet_transformers  # noqa: PLC0415  loads numpy and torch (measure.session)
 
     names = (PEER_NAMES if args.peers is None
              else tuple(n.strip() for n in args.peers.split(",") if n.strip()))

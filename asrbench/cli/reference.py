@@ -9,6 +9,8 @@ import functools
 import sys
 from collections.abc import Iterator
 
+from asrbench.cli.main import build_parser
+
 #: help is wrapped at this width whatever the terminal, so the file is the same everywhere
 WIDTH = 100
 
@@ -46,8 +48,6 @@ def _help(parser: argparse.ArgumentParser) -> str:
 
 def render() -> str:
     """The whole reference as Markdown."""
-    from asrbench.cli.main import build_parser
-
     parts = [HEADER]
     for parser in _parsers(build_parser()):
         parts.append(f"## {parser.prog}\n\n```text\n{_help(parser).rstrip()}\n```\n")

@@ -12,6 +12,7 @@ from typing import Any
 
 from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig, build_configs, read_toml
 from asrbench.errors import AsrbenchError
+from asrbench.gate.baselines import check_tolerance
 
 #: keys whose lists expand to a cross product (one config per combination)
 PRODUCT_KEYS = ("models", "datasets", "precisions", "batch_sizes", "graphs")
@@ -33,8 +34,6 @@ class Section:
 
 def expand_section(section: dict[str, Any], device: str, where: str, name: str = "") -> Section:
     """Configs of one section's table (validated: unknown keys are a user error)."""
-    from asrbench.gate.baselines import check_tolerance
-
     unknown = set(section) - MATRIX_KEYS
     if unknown:
         raise AsrbenchError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")

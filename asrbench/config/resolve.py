@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from asrbench.config.matrix import load_section
+from asrbench.config.options import checked_passes
 from asrbench.config.settings import DEFAULT_PASSES, BenchConfig, build_configs, load_config_file
 from asrbench.errors import AsrbenchError
 
@@ -40,8 +42,6 @@ def resolve(flags: Mapping[str, Any], passes: int | None = None, *,
     locale the file, matrix or defaults chose (it belonged to their dataset); configs that
     then coincide run once. Invalid settings raise AsrbenchError before anything loads.
     """
-    from asrbench.config.options import checked_passes
-
     if config_file is not None and matrix is not None:
         raise AsrbenchError("--matrix and --config both say what to run: give one of them")
     passes = checked_passes(passes)
@@ -67,8 +67,6 @@ def resolve(flags: Mapping[str, Any], passes: int | None = None, *,
 
 def _from_matrix(matrix: str | Path, flags: dict[str, Any], passes: int | None,
                  device: Callable[[], tuple[str, str]] | None, new_dataset: bool) -> Selection:
-    from asrbench.config.matrix import load_section
-
     if device is None:
         raise AsrbenchError("a matrix section is chosen by the device's class: no device given")
     device_class, kind = device()

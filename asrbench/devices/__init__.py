@@ -33,7 +33,7 @@ CARD_VARIABLES = {"hpu": "HABANA_VISIBLE_MODULES", "cuda": "CUDA_VISIBLE_DEVICES
 def __getattr__(name: str) -> Any:
     # `from asrbench.devices import Device` keeps working; base.py (torch) loads on first use
     if name == "Device":
-        from asrbench.devices.base import Device
+        from asrbench.devices.base import Device  # noqa: PLC0415  loads torch (devices.base)
 
         return Device
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

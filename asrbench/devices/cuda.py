@@ -83,7 +83,7 @@ class CUDADevice(Device):
     def compile_count(self) -> int | None:
         if not self._compiled:
             return None
-        from torch._dynamo.utils import counters
+        from torch._dynamo.utils import counters  # noqa: PLC0415  dynamo: slow to import, compiled runs only
 
         return int(counters["stats"]["unique_graphs"])
 

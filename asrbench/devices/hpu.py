@@ -70,7 +70,7 @@ def _driver_version() -> str | None:
 
 
 def _contains_dynamic_cache(value: Any, depth: int = 0) -> bool:
-    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache  # noqa: PLC0415  transformers: off the light paths
 
     if isinstance(value, DynamicCache):
         return True
@@ -148,8 +148,8 @@ class HPUDevice(Device):
             torch._C._set_math_sdp_allow_fp16_bf16_reduction(True)
 
         try:
-            import habana_frameworks.torch.core as htcore  # registers torch.hpu, mark_step
-            import habana_frameworks.torch.hpu as hthpu
+            import habana_frameworks.torch.core as htcore  # noqa: PLC0415  Gaudi only (optimum-habana, habana_frameworks); registers torch.hpu, mark_step
+            import habana_frameworks.torch.hpu as hthpu  # noqa: PLC0415  Gaudi only (optimum-habana, habana_frameworks)
         except ImportError as exc:
             raise AsrbenchError(self.unavailable_reason()) from exc
         self._htcore = htcore
@@ -159,7 +159,7 @@ class HPUDevice(Device):
         # Importing this submodule runs optimum/habana/__init__.py too (a Python package's
         # parent is always imported first): fine in the Habana image, fatal elsewhere.
         try:
-            from optimum.habana.transformers.modeling_utils import adapt_transformers_to_gaudi
+            from optimum.habana.transformers.modeling_utils import adapt_transformers_to_gaudi  # noqa: PLC0415  Gaudi only (optimum-habana, habana_frameworks)
         except Exception as exc:  # noqa: BLE001 - any import failure has the same fix
             raise AsrbenchError(
                 f"could not import optimum-habana ({type(exc).__name__}: {first_line(exc)}); "
@@ -177,7 +177,7 @@ class HPUDevice(Device):
     def setup_distributed(self) -> None:
         # Importing this module registers the "hccl" backend with torch.distributed (Habana's
         # "Setting Up Distributed Training"); RANK/WORLD_SIZE/LOCAL_RANK must be set before it.
-        import habana_frameworks.torch.distributed.hccl  # noqa: F401
+        import habana_frameworks.torch.distributed.hccl  # noqa: F401, PLC0415  Gaudi only (optimum-habana, habana_frameworks)
 
     # -- availability -------------------------------------------------------------------
 
@@ -191,7 +191,7 @@ class HPUDevice(Device):
         # The import below loads the bridge, so lazy mode must be chosen first (see __init__).
         os.environ.setdefault(LAZY_MODE_VAR, "1")
         try:
-            import habana_frameworks.torch.hpu as hthpu
+            import habana_frameworks.torch.hpu as hthpu  # noqa: PLC0415  Gaudi only (optimum-habana, habana_frameworks)
 
             return bool(hthpu.is_available())
         except Exception:  # noqa: BLE001 - a broken install simply means "not available"
@@ -219,7 +219,7 @@ class HPUDevice(Device):
 
     def _detect_generation(self) -> str:
         try:
-            import habana_frameworks.torch.utils.experimental as htexp
+            import habana_frameworks.torch.utils.experimental as htexp  # noqa: PLC0415  Gaudi only (optimum-habana, habana_frameworks)
 
             device_type = htexp._get_device_type()
             for generation, member in GAUDI_GENERATIONS:
@@ -301,7 +301,7 @@ class HPUDevice(Device):
         # habana_frameworks' global "graph_compilation" metric: every graph compilation of the
         # bridge (lazy-mode recipes and HPU graph captures), read by tag (the list may carry a
         # "recipe" entry too when PT_HPU_METRICS_GC_DETAILS is set).
-        from habana_frameworks.torch.hpu.metrics import metric_global
+        from habana_frameworks.torch.hpu.metrics import metric_global  # noqa: PLC0415  Gaudi only (optimum-habana, habana_frameworks)
 
         metric = metric_global("graph_compilation")
         if metric is None:
@@ -386,7 +386,7 @@ class HPUDevice(Device):
     def _load_gaudi_config(self, ref: str) -> Any:
         """GaudiConfig.from_pretrained on a gaudi_config.json path, a folder or a Hub name."""
         try:
-            from optimum.habana.transformers.gaudi_configuration import GaudiConfig
+            from optimum.habana.transformers.gaudi_configuration import GaudiConfig  # noqa: PLC0415  Gaudi only (optimum-habana, habana_frameworks)
         except Exception as exc:  # noqa: BLE001
             raise AsrbenchError(
                 f"could not import optimum-habana to read Gaudi config {ref!r} "

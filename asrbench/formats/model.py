@@ -42,6 +42,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import ErrorDetails
 
+from asrbench import __version__
 from asrbench.errors import AsrbenchError
 
 #: the largest count (ops, edits, rows, flops, bytes...) a report may hold: 2**53 - 1, the
@@ -1176,8 +1177,6 @@ def _check_version(document: Any, what: str, path: Any) -> None:
         raise AsrbenchError(f"invalid {what} {path}: schema: expected the integer "
                             f"{SCHEMA_VERSION}, got {json.dumps(document['schema'])[:40]}")
     if isinstance(document, dict) and "schema" in document and document["schema"] != SCHEMA_VERSION:
-        from asrbench import __version__
-
         raise AsrbenchError(f"invalid {what} {path}: schema {document['schema']!r} is not "
                             f"supported; " + MIGRATION.format(version=__version__,
                                                               supported=SCHEMA_VERSION))

@@ -23,8 +23,10 @@ Masking errs on the side of hiding: a false positive costs a `***` in a message.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 REDACTED = "***"
 
@@ -73,8 +75,6 @@ def redact_argv(argv: Iterable[Any]) -> list[str]:
 def redact_command(command: Any) -> str:
     """A command (a list, or a shell string) fit for a message."""
     if isinstance(command, (list, tuple)):
-        import shlex
-
         return shlex.join(redact_argv(command))
     return redact(command)
 
@@ -82,8 +82,6 @@ def redact_command(command: Any) -> str:
 def secrets_in(text: str) -> list[str]:
     """The secret values `redact` would mask in `text` (as written and percent-decoded),
     longest first, so a driver message quoting one of them in another form can be cleaned."""
-    from urllib.parse import unquote, unquote_plus
-
     found = [m.group("secret") for m in _URL_PASSWORD.finditer(text)]
     found += [m.group("secret").strip("'\"") for m in _ASSIGNMENT.finditer(text)]
     found += [m.group(0) for m in _TOKEN.finditer(text)]
@@ -132,8 +130,6 @@ def redact_url(url: str) -> str:
     """A history URL fit for messages: no password (neither the user's nor a password= /
     sslpassword= parameter; the query is dropped). A libpq keyword string keeps its keys
     with the password masked."""
-    from urllib.parse import urlsplit, urlunsplit
-
     if is_keyword_connection_string(url):
         return redact(url)
     try:

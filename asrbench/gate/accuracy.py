@@ -81,7 +81,7 @@ def paired_bootstrap(base: Sequence[Sequence[int]], run: Sequence[Sequence[int]]
     """For rows of (errors, reference length) pairs per utterance, side by side in `base` and
     `run` (same utterance on the same row; several rates per row: columns 2k, 2k + 1), each
     rate's (run - base, low, high): the corpus-level difference and its percentile interval."""
-    import numpy as np
+    import numpy as np  # noqa: PLC0415  numpy: off the light paths
 
     b = np.asarray(base, dtype=np.int64)
     r = np.asarray(run, dtype=np.int64)
@@ -190,7 +190,7 @@ def raw_edits(reference: str, prediction: str) -> tuple[int, int, int, int]:
     """(word errors, reference words, char errors, reference chars) as
     asrbench.measure.metrics.utterance_edits counts them (jiwer; an empty reference: every
     predicted word / character is an error of a zero-length reference)."""
-    import jiwer
+    import jiwer  # noqa: PLC0415  jiwer (rapidfuzz, click): only when scoring
 
     if not reference.strip():
         return len(prediction.split()), 0, len(prediction.strip()), 0

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
+import statistics
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from pydantic import ValidationError
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.io import read_json, write_json_atomic
 from asrbench.formats.model import (
+    NAME_PATTERN,
     SCHEMA_VERSION,
     BaselineEntry,
     BaselineFile,
@@ -76,10 +80,6 @@ ENVIRONMENT_KEYS = ("torch", "transformers", "optimum-habana", "datasets", "haba
 
 def baseline_path(directory: str | Path, device_class: str) -> Path:
     """baselines/<device class>.json; a device class is a plain name, never a path."""
-    import re
-
-    from asrbench.formats.model import NAME_PATTERN
-
     if not re.fullmatch(NAME_PATTERN, device_class):
         raise AsrbenchError(f"device class {device_class!r} is not a plain name (letters, digits, "
                             "., _, +, -): it names a file in the baseline directory")
@@ -165,8 +165,6 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any] | Environment,
     Error rates and transcripts must be identical across them (check_same_transcripts); the
     throughput is the median of the processes' medians, and with two or more processes their
     medians are kept, so the band comes from the spread between processes."""
-    import statistics
-
     check_same_transcripts(runs)
     for each in runs:
         check_countable(each)
@@ -297,8 +295,6 @@ def _update(directory: str | Path, device_class: str, runs: list[Run] | list[lis
             environment: dict[str, Any] | Environment, tolerance: dict[str, float] | None,
             counters_only: bool = False
             ) -> list[tuple[str, BaselineEntry | None, BaselineEntry]]:
-    from filelock import FileLock
-
     path = baseline_path(directory, device_class)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=120):

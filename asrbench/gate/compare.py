@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import statistics
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.environment import CPU_BF16
@@ -116,9 +117,7 @@ def _between_processes_verdict(config_id: str, run: Run, entry: BaselineEntry,
     relative floor (samples_per_second_rel, e.g. the matrix's per-device-class tolerance). The
     per-pass Mann-Whitney test is not used here: passes inside one process do not see the
     noise between processes, so that test would call a slower process significant."""
-    import statistics
-
-    from scipy import stats
+    from scipy import stats  # noqa: PLC0415  scipy: slow to import, only when judging
 
     value, throughput = run.metrics.samples_per_second, run.throughput
     assert value is not None and throughput is not None  # a timed run (see _throughput_verdict)

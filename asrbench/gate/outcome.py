@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from asrbench.errors import AsrbenchError
-from asrbench.formats.io import DEFAULT_BASELINE_DIR, DEFAULT_REPORT
+from asrbench.formats.io import DEFAULT_BASELINE_DIR, DEFAULT_REPORT, load_report
+from asrbench.formats.merge import refuse_shards
 from asrbench.formats.model import BaselineEntry, BaselineFile, Report, Run
 from asrbench.gate import baselines
 from asrbench.gate.compare import Comparison, compare_run, missing_entries, starved
@@ -197,9 +198,6 @@ def judge_report_file(report_path: str | Path, baseline_dir: str | Path,
                       policy: Policy | None = None) -> GateOutcome:
     """`asrbench compare`'s whole judging: load the report and gate it. Never raises for bad
     input: what stops the judging is a "could not judge" problem of the outcome."""
-    from asrbench.formats.io import load_report
-    from asrbench.formats.merge import refuse_shards
-
     policy = policy or Policy()
     try:
         report = load_report(report_path)

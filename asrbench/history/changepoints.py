@@ -136,7 +136,7 @@ def segment(signal: Any, min_size: int, penalty: float) -> list[int]:
     else the candidates of one final partitioning come from two linear-time scans: windows of
     WINDOW_POINTS (steps between short stretches), and the series averaged in blocks down to
     COARSE_POINTS points (small steps between long stretches; each refined to the point)."""
-    import numpy as np
+    import numpy as np  # noqa: PLC0415  numpy: off the light paths
 
     n = len(signal)
     if n <= EXACT_POINTS:
@@ -162,7 +162,7 @@ def best_partition(values: Any, candidates: list[int], min_size: int, penalty: f
                    ) -> list[int]:
     """Optimal partitioning of `values` (L2 cost + penalty per stretch) whose steps are among
     `candidates`, with PELT's pruning; O(1) segment costs from cumulative sums."""
-    import numpy as np
+    import numpy as np  # noqa: PLC0415  numpy: off the light paths
 
     n = len(values)
     # centred: smaller cumulative sums, less rounding in their differences
@@ -201,7 +201,7 @@ def detect(values: Sequence[float | None], relative: bool = False,
 
     `relative`: compare on a relative scale (samples/s), and `min_change` is relative;
     otherwise absolute. `noise_floor`: the smallest noise sigma assumed (same scale)."""
-    import numpy as np
+    import numpy as np  # noqa: PLC0415  numpy: off the light paths
 
     if min_size < 1:
         raise ValueError("min_size must be >= 1")

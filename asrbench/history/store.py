@@ -40,8 +40,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from asrbench import __version__
 from asrbench.errors import AsrbenchError, first_line, require
-from asrbench.formats.io import loads_checked
+from asrbench.formats.io import load_report, loads_checked
+from asrbench.formats.merge import refuse_shards
 from asrbench.formats.model import Report, Run, dump, parse_report
 from asrbench.formats.redact import (
     REDACTED,
@@ -356,8 +358,6 @@ class Store:
         return rows[0][0] if rows else None
 
     def _create(self) -> None:
-        from asrbench import __version__
-
         with self.transaction():
             for statement in _DDL:
                 self._execute(statement.format(id_type=_ID_TYPES[self.engine]))
@@ -370,8 +370,6 @@ class Store:
                               ("created_by", f"asrbench {__version__}"))
 
     def _check_schema(self, create: bool) -> None:
-        from asrbench import __version__
-
         tables = self._tables()
         if "meta" not in tables:
             if tables & {"reports", "runs"} or (tables and self.engine == "sqlite"):
@@ -432,8 +430,6 @@ class Store:
     def add(self, report: Report, source: str | None = None, commit: str | None = None,
             branch: str | None = None) -> StoredReport:
         """Store a report and its runs in one transaction; refuse one already stored."""
-        from asrbench import __version__
-
         if report.interrupted:
             raise AsrbenchError(f"{source or 'the report'} is the report of an interrupted run: "
                                 "only finished runs go into the history; run it again")
@@ -621,10 +617,7 @@ def add_report(url: str | None, report_path: str | os.PathLike[str], commit: str
     """Add a report file to a store (created when absent); returns what was stored
     (render.history.added_line says it in one line). For the pytest plugin and the CLI;
     errors are AsrbenchError."""
-    from asrbench.formats.io import load_report
-
     report = load_report(report_path)
-    from asrbench.formats.merge import refuse_shards
 
     refuse_shards(report, report_path, "history add")
     with open_store(url, create=True) as store:

@@ -29,7 +29,7 @@ import torch
 
 def whisper_prompt(generation_config: Any, language: str, task: str) -> list[int]:
     """The forced decoder prompt without timestamps: start, language, task, no-timestamps."""
-    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE  # noqa: PLC0415  transformers: off the light paths
 
     name = language.lower().strip("<|>")
     code = TO_LANGUAGE_CODE.get(name, name)
@@ -110,7 +110,7 @@ class GreedyDecoder(_WhisperGreedy):
     @torch.inference_mode()
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         """Token ids (prompt included), rows padded after end-of-text, like generate()."""
-        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache  # noqa: PLC0415  transformers: off the light paths
 
         model = self.model
         batch = features.shape[0]
@@ -229,7 +229,7 @@ class StaticGreedyDecoder(_WhisperGreedy):
         self.steps_run = 0  # decoder steps of the last call (prompt step included)
 
     def _build(self, hidden: torch.Tensor) -> None:
-        from transformers.cache_utils import EncoderDecoderCache, StaticCache
+        from transformers.cache_utils import EncoderDecoderCache, StaticCache  # noqa: PLC0415  transformers: off the light paths
 
         config = self.model.config.get_text_config()
         common = dict(config=config, max_batch_size=self.batch_size, device=self.device,

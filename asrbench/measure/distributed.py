@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from asrbench import processes
 from asrbench.config.settings import config_toml  # noqa: F401 (the TOML form; re-exported)
 from asrbench.errors import AsrbenchError, first_line
+from asrbench.formats.io import load_report
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.config.settings import BenchConfig
@@ -257,7 +258,7 @@ class World:
         return self.launch.rank == 0
 
     def _prepare_process(self) -> None:
-        import torch
+        import torch  # noqa: PLC0415  torch: off the light paths
 
         if self.launch.launcher == "mpirun":
             # torch's env:// rendezvous and the device backends (LOCAL_RANK picks the card)
@@ -290,7 +291,7 @@ class World:
         """Start the process group with the device's backend (once; no-op for one process)."""
         if self.size == 1 or self._device is not None:
             return
-        import torch.distributed as dist
+        import torch.distributed as dist  # noqa: PLC0415  torch: off the light paths
 
         device.setup_distributed()
         timeout = dt.timedelta(seconds=self.timeout_s)
@@ -319,8 +320,8 @@ class World:
         """Wait until every rank arrives (a one-element all-reduce on the device)."""
         if self.size == 1:
             return
-        import torch
-        import torch.distributed as dist
+        import torch  # noqa: PLC0415  torch: off the light paths
+        import torch.distributed as dist  # noqa: PLC0415  torch: off the light paths
 
         device = self._device
         if device is None:
@@ -337,7 +338,7 @@ class World:
         """Every rank's `obj`, in rank order (pickled, over gloo)."""
         if self.size == 1:
             return [obj]
-        import torch.distributed as dist
+        import torch.distributed as dist  # noqa: PLC0415  torch: off the light paths
 
         out: list[Any] = [None] * self.size
 
@@ -351,7 +352,7 @@ class World:
         """Tear the process group down (after a successful run)."""
         if self._device is None:
             return
-        import torch.distributed as dist
+        import torch.distributed as dist  # noqa: PLC0415  torch: off the light paths
 
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -377,7 +378,7 @@ def merge_results(config: BenchConfig, parts: list[Run], spelling: Any = None,
     skipped by the index appear in every part), sorted by `order` where given. The work
     counters are rank 0's: every rank counts the whole split's first batch in decoding order
     (Evaluator.run's `whole`), the batch a single process counts."""
-    from asrbench.measure.engine import merge_timings, score
+    from asrbench.measure.engine import merge_timings, score  # noqa: PLC0415  loads numpy and torch (measure.engine)
 
     first = parts[0]
     timings = merge_timings([p.timings for p in parts], [len(p.utterances) for p in parts],
@@ -414,8 +415,6 @@ def launch_run(config: BenchConfig, passes: int, workdir: Path,
                timeout_s: float | None = None) -> Run:
     """Run one config with torchrun on config.world_size local processes; returns its report
     entry (validated). A failed rank is an AsrbenchError quoting the ranks' error lines."""
-    from asrbench.formats.io import load_report
-
     workdir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="config-", suffix=".toml", dir=workdir)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

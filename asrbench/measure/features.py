@@ -97,7 +97,7 @@ def check_whisper_settings(model: Any, config: BenchConfig) -> None:
     table: its prompt is start, no-timestamps), an unknown language or task for a multilingual
     one. Whatever passes is forced in every decode (models.complete_whisper_generation gives a
     folder without generation_config.json its tables)."""
-    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE  # noqa: PLC0415  transformers: off the light paths
 
     generation = getattr(model, "generation_config", None)
     languages = getattr(generation, "lang_to_id", None) or {}

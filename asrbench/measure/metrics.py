@@ -61,7 +61,7 @@ def normalizer_for(language: str | None, english_spelling: dict[str, str] | None
                    ) -> Callable[[str], str]:
     """Whisper's EnglishTextNormalizer for English, basic_normalize for anything else."""
     if _is_english(language):
-        from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+        from transformers.models.whisper.english_normalizer import EnglishTextNormalizer  # noqa: PLC0415  transformers: off the light paths
 
         return EnglishTextNormalizer(english_spelling or {})
     return basic_normalize
@@ -73,7 +73,7 @@ def whisper_normalizer_for(language: str | None, english_spelling: dict[str, str
     become spaces) for anything else: what the Open ASR Leaderboard applies."""
     if _is_english(language):
         return normalizer_for(language, english_spelling)
-    from transformers.models.whisper.english_normalizer import BasicTextNormalizer
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer  # noqa: PLC0415  transformers: off the light paths
 
     return BasicTextNormalizer()
 
@@ -109,7 +109,7 @@ class ErrorRates:
 
 
 def _word_edits(reference: str, prediction: str) -> tuple[int, int]:
-    import jiwer
+    import jiwer  # noqa: PLC0415  jiwer (rapidfuzz, click): only when scoring
 
     out = jiwer.process_words(reference, prediction)
     return (out.substitutions + out.deletions + out.insertions,
@@ -117,7 +117,7 @@ def _word_edits(reference: str, prediction: str) -> tuple[int, int]:
 
 
 def _char_edits(reference: str, prediction: str) -> tuple[int, int]:
-    import jiwer
+    import jiwer  # noqa: PLC0415  jiwer (rapidfuzz, click): only when scoring
 
     out = jiwer.process_characters(reference, prediction)
     return (out.substitutions + out.deletions + out.insertions,
@@ -126,7 +126,7 @@ def _char_edits(reference: str, prediction: str) -> tuple[int, int]:
 
 def _normalized_wer(references: Sequence[str], predictions: Sequence[str],
                     normalize: Callable[[str], str]) -> tuple[float, int]:
-    import jiwer
+    import jiwer  # noqa: PLC0415  jiwer (rapidfuzz, click): only when scoring
 
     pairs = [(normalize(r).strip(), normalize(p).strip()) for r, p in zip(references, predictions)]
     kept = [(r, p) for r, p in pairs if r]
@@ -149,7 +149,7 @@ def error_rates(references: Sequence[str], predictions: Sequence[str], language:
                 english_spelling: dict[str, str] | None = None) -> ErrorRates:
     """Raw WER, normalized WER (ours and Whisper's) and CER with jiwer (corpus level: total
     edits / total reference words), and each utterance's edit counts."""
-    import jiwer
+    import jiwer  # noqa: PLC0415  jiwer (rapidfuzz, click): only when scoring
 
     if len(references) != len(predictions):
         raise ValueError("references and predictions differ in length")

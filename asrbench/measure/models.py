@@ -7,13 +7,19 @@ Remote code stays off and only safetensors weights are accepted.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.formats.model import ModelIdentity
 from asrbench.measure.bundled import BUNDLED_PREFIX, ensure_converted
+from asrbench.measure.features import is_whisper
 
 
 @dataclass
@@ -49,8 +55,6 @@ MAX_SAFETENSORS_HEADER = 100_000_000
 
 
 def _read_json(path: Path, directory: Path) -> Any:
-    import json
-
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -62,8 +66,6 @@ def _check_safetensors(file: Path, directory: Path) -> None:
     """A safetensors file whose header reads and whose tensors all lie inside the file (the
     format: 8 bytes of header length, a JSON header, the tensors' bytes); read without torch,
     in milliseconds. A truncated or random file is one line naming it."""
-    import json
-
     where = f"model directory {directory}: {file.name}"
     try:
         size = file.stat().st_size
@@ -137,10 +139,6 @@ HUB_PROBE_SECONDS = 3.0
 
 def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
     """Whether a TCP connection to the Hugging Face Hub opens within `timeout` seconds."""
-    import os
-    import socket
-    from urllib.parse import urlparse
-
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
@@ -154,9 +152,7 @@ def _source_options(reference: str) -> tuple[str, bool, dict[str, Any]]:
     """(path or hub id, is local, from_pretrained options). A hub model already in the local
     cache loads from it; one that is not, with the Hub out of reach, fails at once with one
     line (instead of minutes of retries)."""
-    import os
-
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # noqa: PLC0415  transformers: off the light paths
 
     source, local = resolve(reference)
     options: dict[str, Any] = dict(local_files_only=local, trust_remote_code=False)
@@ -178,7 +174,7 @@ def takes_dtype() -> bool:
     """Whether this transformers names the weights' dtype `dtype=` (4.56 and later; 5.x
     deprecates `torch_dtype=`) rather than `torch_dtype=` (4.55, which optimum-habana needs and
     which forwards an unknown `dtype=` to the model's constructor)."""
-    import transformers
+    import transformers  # noqa: PLC0415  transformers: off the light paths
 
     major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
     return (major, minor) >= (4, 56)
@@ -191,8 +187,8 @@ def dtype_option(dtype: Any) -> dict[str, Any]:
 
 def load(reference: str) -> LoadedModel:
     """Load model (fp32 weights, eval mode, on CPU) and processor; the device moves it."""
-    import torch
-    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
+    import torch  # noqa: PLC0415  torch: off the light paths
+    from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor  # noqa: PLC0415  transformers: off the light paths
 
     # Remote code stays off: a model repository's Python never runs here.
     source, local, options = _source_options(reference)
@@ -227,8 +223,6 @@ def complete_whisper_generation(model: Any, processor: Any) -> None:
     one the same weights get with their generation config. An English-only Whisper (a
     vocabulary under MULTILINGUAL_VOCAB) gets no language table: it has no language or task in
     its prompt, and features.check_settings refuses another language or task for it."""
-    from asrbench.measure.features import is_whisper
-
     generation = getattr(model, "generation_config", None)
     tokenizer = getattr(processor, "tokenizer", None)
     if generation is None or tokenizer is None or not is_whisper(model):
@@ -239,7 +233,7 @@ def complete_whisper_generation(model: Any, processor: Any) -> None:
     vocab_size = getattr(model.config, "vocab_size", 0) or 0
     if getattr(generation, "lang_to_id", None) or vocab_size < MULTILINGUAL_VOCAB:
         return
-    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES  # noqa: PLC0415  transformers: off the light paths
 
     languages = {f"<|{code}|>": vocab[f"<|{code}|>"] for code in LANGUAGES
                  if f"<|{code}|>" in vocab}
@@ -296,8 +290,6 @@ def weights_digest(directory: str | Path) -> str | None:
     in 1 MiB chunks; None where there are none or they cannot be read. For one file or a
     complete set of shards this is the digest over all *.safetensors files in name order that
     earlier versions recorded, so identities stay the same."""
-    import hashlib
-
     key = str(Path(directory).resolve())
     if key not in _WEIGHT_DIGESTS:
         files = loaded_weight_files(directory)
@@ -320,7 +312,7 @@ def _snapshot_directory(loaded: LoadedModel) -> Path | None:
     if path.is_dir():
         return path
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # noqa: PLC0415  huggingface_hub: only for Hub models
 
         config = try_to_load_from_cache(loaded.path, "config.json")
     except Exception:  # an id the cache helper rejects: no local snapshot to name
@@ -342,7 +334,7 @@ def model_identity(loaded: LoadedModel) -> ModelIdentity:
 def model_limits(reference: str) -> tuple[float | None, int | None]:
     """(seconds of audio the feature extractor takes, decoder positions) from the model's
     config files, without loading weights; None where the model does not say."""
-    from transformers import AutoConfig, AutoFeatureExtractor
+    from transformers import AutoConfig, AutoFeatureExtractor  # noqa: PLC0415  transformers: off the light paths
 
     source, local, options = _source_options(reference)
     try:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from asrbench.config.settings import BenchConfig
 from asrbench.devices import Device
@@ -41,7 +42,7 @@ from asrbench.measure.data import SAMPLE_RATE, LoadedSplit
 from asrbench.measure.decoding import whisper_prompt
 from asrbench.measure.engine import Evaluator, PreparedModel
 from asrbench.measure.metrics import error_rates
-from asrbench.measure.models import LoadedModel
+from asrbench.measure.models import LoadedModel, takes_dtype
 
 PEER_NAMES = ("trainer", "pipeline", "ctranslate2", "asrbench")
 
@@ -98,7 +99,7 @@ class PipelinePeer(Peer):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        from transformers import pipeline
+        from transformers import pipeline  # noqa: PLC0415  transformers: off the light paths
 
         processor = self.loaded.processor
         self.pipe = pipeline("automatic-speech-recognition", model=self.prepared.model,
@@ -154,8 +155,6 @@ class _SpeechCollator:
         self.start_id = start_id
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
         features = torch.from_numpy(np.stack([r["input_features"] for r in rows]))
         width = max(len(r["labels"]) for r in rows)
         labels = torch.full((len(rows), width), -100, dtype=torch.long)
@@ -173,8 +172,8 @@ class TrainerPeer(Peer):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
-        from transformers.utils import is_accelerate_available
+        from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments  # noqa: PLC0415  transformers: off the light paths
+        from transformers.utils import is_accelerate_available  # noqa: PLC0415  transformers: off the light paths
 
         if not is_accelerate_available():
             raise PeerUnavailable("transformers' Trainer needs accelerate (pip install accelerate)")
@@ -222,7 +221,7 @@ class CTranslate2Peer(Peer):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         try:
-            import ctranslate2
+            import ctranslate2  # noqa: PLC0415  optional: the peers extra
         except ImportError:
             raise PeerUnavailable("ctranslate2 is not installed (pip install ctranslate2)"
                                   ) from None
@@ -246,7 +245,6 @@ class CTranslate2Peer(Peer):
         except BaseException:
             self.close()
             raise
-        import torch
 
         # torch's intra-op thread count (OMP_NUM_THREADS if set), so both engines use the same.
         self.model = ctranslate2.models.Whisper(self._dir, device=kind, compute_type=compute,
@@ -404,9 +402,7 @@ def _converter() -> Any:
     4.8 passes `dtype=` to `from_pretrained`, which transformers 4.55 (the optimum-habana
     range) forwards to the model's constructor (TypeError); there it is renamed `torch_dtype=`
     through the converter's own load_model hook."""
-    from ctranslate2.converters import TransformersConverter
-
-    from asrbench.measure.models import takes_dtype
+    from ctranslate2.converters import TransformersConverter  # noqa: PLC0415  optional: the peers extra
 
     class Converter(TransformersConverter):
         def load_model(self, model_class: Any, model_name_or_path: str, **kwargs: Any) -> Any:

@@ -25,11 +25,15 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from filelock import FileLock
+
 from asrbench.config.settings import DEFAULT_REFERENCE_UTTERANCES, SETTING_NAMES, RunConfig
 from asrbench.errors import AsrbenchError, first_line
+from asrbench.formats.io import write_json_atomic
 from asrbench.formats.model import Differing, ReferenceAgreement
 
 # Version of the cached document's layout; load rejects any other.
@@ -125,8 +129,6 @@ NOT_IN_REQUEST = {
 
 def library_versions() -> dict[str, str]:
     """Installed torch and transformers versions (from package metadata: no imports)."""
-    from importlib import metadata
-
     versions = {}
     for name in ("torch", "transformers"):
         try:
@@ -143,7 +145,7 @@ def model_fingerprint(model: str) -> dict[str, Any] | None:
     tokenizer changes transcripts as much as changed weights do. A hub id is keyed by its
     name only (its revision is whatever the child downloads or finds cached).
     """
-    from asrbench.measure.models import resolve
+    from asrbench.measure.models import resolve  # noqa: PLC0415  loads numpy (measure.models)
 
     source, local = resolve(model)
     if not local:
@@ -168,7 +170,7 @@ def agreement(run: dict[str, str], reference: dict[str, str],
     errors equal to the run transcript's word count (all insertions). If the reference holds
     no words at all, WER is 0.0 when every transcript is identical and 1.0 otherwise.
     """
-    import jiwer
+    import jiwer  # noqa: PLC0415  jiwer (rapidfuzz, click): only when scoring
 
     ids = [i for i in reference if i in run]
     if not ids:
@@ -224,7 +226,7 @@ def clean_child_env(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 def cache_path(key: str, cache_dir: Path | None = None) -> Path:
     """<cache_dir or $ASRBENCH_CACHE or ~/.cache/asrbench>/reference/<key>.json."""
-    from asrbench.measure.bundled import cache_root
+    from asrbench.measure.bundled import cache_root  # noqa: PLC0415  loads numpy (measure.bundled)
 
     return Path(cache_dir if cache_dir is not None else cache_root()) / "reference" / f"{key}.json"
 
@@ -308,10 +310,6 @@ def reference_transcripts(request: ReferenceRequest, cache_dir: Path | None = No
 
     Cached on disk per request.key(); a damaged cache file is ignored and recomputed.
     """
-    from filelock import FileLock
-
-    from asrbench.formats.io import write_json_atomic
-
     key = request.key()
     path = cache_path(key, cache_dir)
     cached = load_cached(path, key)
@@ -332,7 +330,7 @@ def reference_transcripts(request: ReferenceRequest, cache_dir: Path | None = No
 def audio_digest(utterances: Sequence[Any]) -> str:
     """sha256 over utterance ids and decoded samples: the reference cache must miss when the
     audio behind the same ids changes, and the child checks it decoded what the run saw."""
-    import numpy as np
+    import numpy as np  # noqa: PLC0415  numpy: off the light paths
 
     digest = hashlib.sha256()
     for utterance in utterances:
@@ -350,9 +348,9 @@ def language_kwargs(generation_config: Any, language: str | None, task: str) -> 
 
 def decode(request: ReferenceRequest) -> tuple[list[str], list[str]]:
     """(ids, transcripts) of stock generate(), fp32 on CPU, greedy; run only in the child."""
-    from asrbench.measure.data import load_split
-    from asrbench.measure.decoding import length_kwargs
-    from asrbench.measure.features import model_inputs
+    from asrbench.measure.data import load_split  # noqa: PLC0415  loads numpy (measure.data)
+    from asrbench.measure.decoding import length_kwargs  # noqa: PLC0415  loads torch (measure.decoding)
+    from asrbench.measure.features import model_inputs  # noqa: PLC0415  loads numpy (measure.features)
 
     split = load_split(request.dataset, request.dataset_config, request.split,
                        request.text_column, request.max_duration, limit=request.utterances,
@@ -360,9 +358,9 @@ def decode(request: ReferenceRequest) -> tuple[list[str], list[str]]:
     if request.audio_sha256 is not None and audio_digest(split.utterances) != request.audio_sha256:
         raise AsrbenchError("the clips decoded for the reference differ from the ones the run "
                             "evaluated (the dataset changed in between?)")
-    import torch
+    import torch  # noqa: PLC0415  torch: off the light paths
 
-    from asrbench.measure.models import load
+    from asrbench.measure.models import load  # noqa: PLC0415  loads numpy (measure.models)
 
     cpu = torch.device("cpu")
     loaded = load(request.model)
@@ -398,7 +396,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help='JSON file {"key": ..., "request": ReferenceRequest fields}')
     parser.add_argument("--out", required=True, type=Path, help="where to write the document")
     args = parser.parse_args(argv)
-    from asrbench.formats.io import write_json_atomic
 
     try:
         spec = json.loads(args.request.read_text(encoding="utf-8"))
@@ -420,8 +417,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _child_environment() -> dict[str, str]:
-    import torch
-    import transformers
+    import torch  # noqa: PLC0415  torch: off the light paths
+    import transformers  # noqa: PLC0415  transformers: off the light paths
 
     return {"torch": torch.__version__, "transformers": transformers.__version__}
 

@@ -17,10 +17,19 @@ from typing import TYPE_CHECKING, Any
 from asrbench.config.settings import BenchConfig
 from asrbench.devices import Device, get_device
 from asrbench.errors import AsrbenchError, first_line
-from asrbench.formats.model import ReferenceAgreement, Run
+from asrbench.formats.model import ReferenceAgreement, Run, ShardInfo
 from asrbench.measure.data import LoadedSplit, SplitIndex, decode_row, index_split, load_split
+from asrbench.measure.distributed import merge_results, shard, shard_members, split_fingerprint
 from asrbench.measure.engine import Evaluator, PreparedModel, needs_static_shapes
-from asrbench.measure.models import load, model_identity
+from asrbench.measure.metrics import whisper_normalizer_for
+from asrbench.measure.models import load, model_identity, model_limits
+from asrbench.measure.reference import (
+    REFERENCE_NAME,
+    ReferenceRequest,
+    agreement,
+    audio_digest,
+    reference_transcripts,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.measure.distributed import ShardSpec, World
@@ -33,7 +42,7 @@ def _emulation_active() -> bool:
 
 def quiet_transformers() -> None:
     """Silence library chatter that would bury the progress bars and the summary."""
-    import transformers
+    import transformers  # noqa: PLC0415  transformers: off the light paths
 
     transformers.logging.set_verbosity_error()
     logging.getLogger("datasets").setLevel(logging.ERROR)
@@ -130,14 +139,6 @@ class Session:
         fp32 on CPU (decoded in a child process, cached); None for the reference setup itself
         (CPU, fp32, no static decoder: asrbench's CPU decoder is checked token for token
         against generate() by tests/test_decoding.py) or with --reference-utterances 0."""
-        from asrbench.measure.reference import (
-            REFERENCE_NAME,
-            ReferenceRequest,
-            agreement,
-            audio_digest,
-            reference_transcripts,
-        )
-
         reference_setup = (prepared.device.kind == "cpu" and config.precision == "fp32"
                            and not needs_static_shapes(prepared.device, config.graphs, config))
         count = min(config.reference_utterances, len(result.utterances))
@@ -175,9 +176,6 @@ class Session:
         through the unchanged run (data-parallel ranks share the shard); the run keeps the
         unsharded config (so the merged shards have its id and baseline entry) and records
         the shard with what the merge needs."""
-        from asrbench.formats.model import ShardInfo
-        from asrbench.measure.distributed import shard_members, split_fingerprint
-
         ids = [row.id for row in split.rows]
         members = shard_members(ids, spec)
         if not members:
@@ -203,7 +201,7 @@ class Session:
                         passes: int, barrier: Any = None, whole: SplitIndex | None = None
                         ) -> Run:
         """Evaluate on this process's device (a data-parallel rank: its shard)."""
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # noqa: PLC0415  tqdm.auto probes for a notebook: only where a bar is drawn
 
         evaluator = Evaluator(prepared, config, barrier=barrier)
         batches = -(-len(split.rows) // config.batch_size)
@@ -222,8 +220,6 @@ class Session:
         """This rank's contiguous shard of the index through the unchanged engine (the rank
         decodes only its own clips), then every rank's results merged (each rank gets the
         same merged run; rank 0 reports it)."""
-        from asrbench.measure.distributed import merge_results, shard
-
         count = len(split.rows)
         if count < world.size:
             raise AsrbenchError(f"{config.id}: {count} utterance(s) cannot be shared among "
@@ -249,9 +245,7 @@ class Session:
 def whisper_edits(config: BenchConfig, result: Run, prepared: PreparedModel) -> tuple[int, int]:
     """[word errors, words] of a run's utterances after Whisper's own normalizer (what its
     wer_normalized_whisper divides; references empty once normalized are left out, as there)."""
-    import jiwer
-
-    from asrbench.measure.metrics import whisper_normalizer_for
+    import jiwer  # noqa: PLC0415  jiwer (rapidfuzz, click): only when scoring
 
     spelling = getattr(prepared.loaded.processor.tokenizer, "english_spelling_normalizer", None)
     normalize = whisper_normalizer_for(config.language, spelling)
@@ -270,8 +264,6 @@ def preflight(configs: list[BenchConfig]) -> None:
     clip longer than the feature extractor's window would be cut silently, and a length cap
     beyond the decoder's positions fails minutes into a run. Reads only the model's config
     files (no weights)."""
-    from asrbench.measure.models import model_limits
-
     seen: dict[str, tuple[float | None, int | None]] = {}
     for config in configs:
         if config.model not in seen:

@@ -15,6 +15,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ import numpy as np
 
 from asrbench.errors import AsrbenchError
 from asrbench.measure.data import IndexedRow, Skipped, Utterance, decode_row
+from asrbench.processes import die_with_parent
 
 #: batches each DataLoader worker prepares ahead of the one being decoded
 PREFETCH_BATCHES = 2
@@ -110,7 +112,7 @@ def prefetch(source: BatchSource, workers: int | None = None,
              ahead: int = PREFETCH_BATCHES) -> Generator[PreparedBatch, None, None]:
     """Batches of `source` in order, prepared by a torch DataLoader `ahead` batches per worker
     in advance (bounded: at most workers * ahead waiting)."""
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader  # noqa: PLC0415  torch: off the light paths
 
     workers = loader_workers() if workers is None else workers
     workers = min(workers, len(source))
@@ -158,10 +160,6 @@ def _ignore_signals(worker_id: int, parent: int | None = None) -> None:
     workers when it stops; SIGTERM ends a worker quietly (the default action). A worker dies
     with its run (the parent-death signal, SIGKILL): a run killed with SIGKILL leaves none
     behind, waiting forever."""
-    import signal
-
-    from asrbench.processes import die_with_parent
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if parent is not None:
@@ -292,7 +290,7 @@ class FeatureCache:
     def fill(self, batches: Iterator[PreparedBatch]) -> Iterator[tuple[Any, Any, int]]:
         """Store each batch as it arrives and pass it on (for the warm-up): (features,
         attention mask or None, real rows)."""
-        import torch
+        import torch  # noqa: PLC0415  torch: off the light paths
 
         for batch in batches:
             self.skipped.extend(batch.skipped)
@@ -313,7 +311,7 @@ class FeatureCache:
 
     def batch(self, number: int) -> tuple[Any, Any, int]:
         """One stored batch read from disk: (features, attention mask or None, real rows)."""
-        import torch
+        import torch  # noqa: PLC0415  torch: off the light paths
 
         mask = f"{number}.mask.npy"
         return (torch.from_numpy(self._load(f"{number}.npy")),

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asrbench.errors import AsrbenchError, require
+from asrbench.formats.io import write_text_atomic
 from asrbench.formats.model import Report, Run, dump
 from asrbench.formats.redact import redact as redact_secrets
 from asrbench.formats.redact import redact_argv
@@ -421,8 +422,6 @@ network needed).</p>
 
 def write_html(path: str | Path, text: str) -> None:
     """Write the page atomically (temp file in the same directory, then rename)."""
-    from asrbench.formats.io import write_text_atomic
-
     path = Path(path)
     if path.is_dir():
         raise AsrbenchError(f"--out {path} is a directory: name a file, e.g. "

@@ -8,12 +8,15 @@ breaks, no @-mentions, no code-span breaks, no new lines.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asrbench.ab.rounds import RECIPE_VARIABLE
-from asrbench.formats.redact import redact_command
+from asrbench.errors import AsrbenchError
+from asrbench.formats.redact import redact_command, redact_link
 from asrbench.gate.accuracy import CONFIDENCE
 from asrbench.gate.baselines import GATED_METRICS, ONE_PROCESS_REL, RECOMMENDED_PROCESSES
 from asrbench.gate.compare import (
@@ -267,12 +270,9 @@ def html_link(url: str | None) -> str | None:
     the CI environment and ends up in a pull-request comment."""
     if not url:
         return None
-    from asrbench.formats.redact import redact_link
 
     url = redact_link(url)  # no credentials in a PR comment
     if not re.fullmatch(r"https?://[^\s<>()\[\]`\"'|]+", url):
-        from asrbench.errors import AsrbenchError
-
         raise AsrbenchError(f"--html-url {url!r}: expected an http(s) URL without spaces, "
                             "brackets or quotes")
     return f"📈 [HTML report: trends, verdicts, changed transcripts]({url})"
@@ -462,11 +462,6 @@ def ab_markdown(result: AbResult, policy: Policy) -> str:
 def publish_markdown(markdown: str, path: Any = None) -> None:
     """Write a Markdown summary to `path` (if given) and append it to GitHub's step summary
     when $GITHUB_STEP_SUMMARY is set; a failed write is one line (the verdicts stand)."""
-    import os
-    from pathlib import Path
-
-    from asrbench.errors import AsrbenchError
-
     try:
         path = Path(path) if path else None
         if path:

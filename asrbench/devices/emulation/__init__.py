@@ -95,8 +95,8 @@ def _import_optimum_habana() -> None:
         # optimum-habana prints a line per model file whose fused Gaudi kernel is missing (the
         # stubs have none); those models are not the ones benchmarked, so the lines are dropped.
         with contextlib.redirect_stdout(io.StringIO()):
-            import optimum.habana  # noqa: F401
-            import optimum.habana.transformers.modeling_utils  # noqa: F401
+            import optimum.habana  # noqa: F401, PLC0415  Gaudi only (optimum-habana, habana_frameworks)
+            import optimum.habana.transformers.modeling_utils  # noqa: F401, PLC0415  Gaudi only (optimum-habana, habana_frameworks)
     except Exception as exc:  # noqa: BLE001 - any failure has the same remedy
         raise AsrbenchError(
             f"the emulated Gaudi could not import optimum-habana ({type(exc).__name__}: "
@@ -126,7 +126,7 @@ def activate() -> None:
         # At the end of sys.path: a real torchvision, when installed, wins over the placeholder.
         sys.path.append(str(STUBS))
     os.environ.setdefault("PT_HPU_LAZY_MODE", "1")
-    import habana_frameworks.torch  # noqa: F401  registers torch.hpu (before "hpu" is remapped)
+    import habana_frameworks.torch  # noqa: F401, PLC0415 registers torch.hpu (before "hpu" is remapped)  Gaudi only (optimum-habana, habana_frameworks)
 
     mode = HPUOnCPU()
     mode.__enter__()  # for the rest of the process: the emulated process has no real "hpu"

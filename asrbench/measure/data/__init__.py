@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from asrbench.errors import AsrbenchError
+from asrbench.measure.data import commonvoice, hub, manifest
 from asrbench.measure.data.audio import SAMPLE_RATE, AudioError, decode_audio
 
 # the sources' row type and helpers live in rows.py, which the sources import (not this
@@ -112,7 +113,7 @@ def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int |
     """Decode rows, keeping usable ones and recording why the others were dropped. Ids are
     unique: a later row with an id already seen is skipped as a duplicate (its transcript
     would overwrite the first one's in a baseline)."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # noqa: PLC0415  tqdm.auto probes for a notebook: only where a bar is drawn
 
     split = LoadedSplit(name=name)
     seen: set[str] = set()
@@ -159,7 +160,7 @@ def index(name: str, rows: Iterable[RawRow], max_duration: float, limit: int | N
     references, repeated ids and clips that are missing, unreadable or too long by their
     header are skipped here; a clip that fails only when decoded (truncated, NaN samples) is
     skipped by the run, row by row. `limit` counts rows that pass here."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # noqa: PLC0415  tqdm.auto probes for a notebook: only where a bar is drawn
 
     found = SplitIndex(name=name, max_duration=max_duration)
     seen: set[str] = set()
@@ -216,8 +217,6 @@ def load_split(dataset: str, dataset_config: str | None = None, split: str = "te
 def _source(dataset: str, dataset_config: str | None, split: str,
             text_column: str) -> tuple[str, Iterable[RawRow]]:
     """Which source a --dataset names, described, and its rows."""
-    from asrbench.measure.data import commonvoice, hub, manifest
-
     path = Path(dataset).expanduser()
     if path.is_file():
         if path.suffix != ".jsonl":

@@ -50,7 +50,7 @@ def probe_audio(source: str | Path | bytes, max_seconds: float | None = None) ->
     """The samples at 16 kHz a clip will decode to, from its header alone (no decoding): the
     same refusals as decode_audio for a missing, empty, unrecognised or too long clip. A clip
     that passes may still fail to decode (truncated, NaN samples): decode_audio says so."""
-    import soundfile as sf
+    import soundfile as sf  # noqa: PLC0415  soundfile: only when decoding audio
 
     handle, _ = _open(source)
     try:
@@ -71,8 +71,8 @@ def decode_audio(source: str | Path | bytes, max_seconds: float | None = None) -
     (a truncated file) is refused rather than scored against its whole reference. Raises
     AudioError with a short reason (missing, empty, unrecognised, truncated, too long, ...).
     """
-    import soundfile as sf
-    import soxr
+    import soundfile as sf  # noqa: PLC0415  soundfile: only when decoding audio
+    import soxr  # noqa: PLC0415  soxr: only when decoding audio
 
     handle, reopen = _open(source)
     try:

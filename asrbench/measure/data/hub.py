@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def load(dataset_id: str, config: str | None, split: str):
     """datasets.load_dataset with remote code off; failures become one-line user errors."""
-    import datasets
+    import datasets  # noqa: PLC0415  datasets: slow to import, Hub datasets only
 
     try:
         return datasets.load_dataset(dataset_id, config, split=split)
@@ -33,7 +33,7 @@ def load(dataset_id: str, config: str | None, split: str):
 
 def audio_column(ds) -> str:
     """The first column typed as Audio, else a column named 'audio'."""
-    import datasets
+    import datasets  # noqa: PLC0415  datasets: slow to import, Hub datasets only
 
     for name, feature in ds.features.items():
         if isinstance(feature, datasets.Audio):
@@ -46,7 +46,7 @@ def audio_column(ds) -> str:
 def rows(dataset_id: str, config: str | None, split: str, text_column: str,
          ds=None) -> tuple[str, Iterator[RawRow]]:
     """Describe the split and iterate its rows; `ds` lets tests pass an in-memory Dataset."""
-    import datasets
+    import datasets  # noqa: PLC0415  datasets: slow to import, Hub datasets only
 
     if ds is None:
         ds = load(dataset_id, config, split)

@@ -4,6 +4,7 @@ of its own so that the sources need not import the package that dispatches to th
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,8 +31,6 @@ def speaker_id(value: object) -> str | None:
     gate/accuracy.py): the first 16 hex digits of sha256 over the dataset's speaker field
     (Common Voice's `client_id`), so a report never stores the dataset's own id; None where
     the field is missing or empty."""
-    import hashlib
-
     if not isinstance(value, str) or not value.strip():
         return None
     return hashlib.sha256(value.strip().encode("utf-8", "surrogateescape")).hexdigest()[:16]
