@@ -31,6 +31,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,9 +40,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import asrbench
 from asrbench import processes
+from asrbench.ab import rounds
 from asrbench.errors import AsrbenchError
+from asrbench.formats.io import load_report
 from asrbench.formats.redact import redact
+from asrbench.gate.counters import UNSTABLE, counter_verdicts, describe_changes
 
 METRICS = ("counters", "throughput")
 #: `git bisect run` step exit codes
@@ -168,8 +173,6 @@ def _measure_report(plan: Plan, worktree: str, report: Path) -> None:
 
 def counters_changes(good: Any, current: Any) -> str:
     """What changed between two reports' counters, run by run ("" when nothing did)."""
-    from asrbench.gate.counters import UNSTABLE, counter_verdicts, describe_changes
-
     if len(good.runs) != len(current.runs):
         return f"{len(good.runs)} run(s) -> {len(current.runs)} run(s)"
     texts = []
@@ -215,8 +218,6 @@ def counter_version(report: Any) -> int | None:
 def _report(plan: Plan, sha: str) -> Any:
     """The commit's report, measured once: a later phase of the bisect reuses it (counts are
     exact: the same commit counts the same), and a failed measurement is not run again."""
-    from asrbench.formats.io import load_report
-
     path = Path(plan.results) / f"{sha}-report.json"
     failed = Path(plan.results) / f"{sha}-failed.txt"
     if failed.is_file():
@@ -256,8 +257,6 @@ def _judge_counters(plan: Plan, sha: str) -> tuple[int, str]:
 
 
 def _judge_throughput(plan: Plan, sha: str) -> tuple[int, str]:
-    from asrbench.ab import rounds
-
     settings = rounds.Settings(shared=list(plan.run_args), min_rounds=AB_MIN_ROUNDS,
                                max_rounds=AB_MAX_ROUNDS)
     command = [sys.executable, "-m", "asrbench"]  # -m: the cwd's (the worktree's) asrbench
@@ -287,8 +286,6 @@ def judge(plan: Plan, sha: str) -> tuple[int, str]:
 def step_main(argv: list[str]) -> int:
     """`git bisect run`'s command: judge HEAD of the worktree, record the result, exit 0/1/125
     (128 aborts the bisect: a fault of asrbench, not of the commit)."""
-    import signal
-
     # bisect ends the step with SIGTERM (SIGINT, SIGHUP sent by hand): the measurement it runs
     # is ended in turn (processes.run), and the step exits quietly, aborting the bisect
     processes.raise_on((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))  # a process of its own
@@ -311,8 +308,6 @@ def step_main(argv: list[str]) -> int:
 def _step_command(plan_path: Path) -> list[str]:
     """The step as a command line: this interpreter, with this asrbench's package directory
     first on sys.path (the worktree, the cwd of the step, may hold another asrbench)."""
-    import asrbench
-
     root = str(Path(asrbench.__file__).resolve().parent.parent)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
             "from asrbench.ab.bisect import step_main; sys.exit(step_main(sys.argv[2:]))")

@@ -47,7 +47,7 @@ from asrbench.formats.model import (
 )
 from asrbench.measure import decoding
 from asrbench.measure.contention import ContentionMeter
-from asrbench.measure.counters import CountedBatch, count_batches, select_batches
+from asrbench.measure.counters import CountedBatch, count_batches, select_batches, shape_key
 from asrbench.measure.data import SAMPLE_RATE, LoadedSplit, SplitIndex
 from asrbench.measure.decoding import (
     GreedyDecoder,
@@ -64,6 +64,13 @@ from asrbench.measure.features import (
 )
 from asrbench.measure.metrics import error_rates, percentile, throughput
 from asrbench.measure.models import LoadedModel
+from asrbench.measure.streaming import (
+    NPY_HEADER_BYTES,
+    BatchSource,
+    FeatureCache,
+    plan_batches,
+    prefetch,
+)
 
 
 def _largest(values: list[Any]) -> Any:
@@ -401,8 +408,6 @@ class Evaluator:
         Whisper's are feature_size mel bins x nb_max_frames frames a row, 80 x 3000 x 4 bytes
         = 0.92 MiB; other models' are padded to a batch's longest clip, by the extractor's
         hop length when it makes frames), with the npy headers."""
-        from asrbench.measure.streaming import NPY_HEADER_BYTES
-
         extractor = self.processor.feature_extractor
         bins = int(getattr(extractor, "feature_size", 1) or 1)
         whisper_frames = getattr(extractor, "nb_max_frames", None)
@@ -518,8 +523,6 @@ class Evaluator:
         `whole`: the whole split when `split` is a shard of it (a rank's, a scheduler's): the
         counted pass counts the whole split's first batch, as one process does, so every
         shard's counters are the unsharded run's."""
-        from asrbench.measure.streaming import BatchSource, FeatureCache, plan_batches, prefetch
-
         if passes < 1:
             raise ValueError("passes must be >= 1")
         if isinstance(split, LoadedSplit):
@@ -687,9 +690,6 @@ class Evaluator:
         its last (the partial last batch), as (index, features, mask, real rows, ids). Only
         their clips are decoded. (A batch in between that lost clips to decoding errors is
         another shape that only a whole run counts.) And the whole pass's batches."""
-        from asrbench.measure.counters import shape_key
-        from asrbench.measure.streaming import BatchSource, plan_batches
-
         plan = plan_batches(whole.rows, self.config.batch_size)
         source = BatchSource(whole.rows, plan, whole.max_duration, self.featurize)
         usable = []
