@@ -39,7 +39,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import JsonDict, SkipJsonSchema
 from pydantic_core import ErrorDetails
 
 from asrbench import __version__
@@ -91,7 +91,7 @@ class _Strict(BaseModel):
 
 # -- a run ------------------------------------------------------------------------------------
 
-def _no_default(schema: dict[str, Any]) -> None:
+def _no_default(schema: JsonDict) -> None:
     schema.pop("default", None)
 
 
@@ -208,9 +208,9 @@ class RunConfig(BaseModel):
         return self
 
     @model_serializer(mode="wrap")
-    def _as_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _as_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
         # What a file held is what is written back: no setting it predates is claimed.
-        data: dict[str, Any] = handler(self)
+        data: dict[str, object] = handler(self)
         unset = set(type(self).model_fields) - self.model_fields_set
         return {k: v for k, v in data.items() if k not in unset}
 
@@ -1029,8 +1029,8 @@ class PeerDetail(_Model):
     note: str | None = None
 
     @model_serializer(mode="wrap")
-    def _given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
+    def _given(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
         return {k: v for k, v in data.items() if v is not None}
 
 
@@ -1074,8 +1074,8 @@ class PeerRow(_Model):
         return self
 
     @model_serializer(mode="wrap")
-    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
         if self.skipped is not None:  # a skipped peer: its name and why
             return {"name": data["name"], "skipped": data["skipped"]}
         data.pop("skipped")
