@@ -95,7 +95,7 @@ class FromReport:
     passes: int
     runs: dict[str, Run]  # config id -> its run
     device_classes: dict[str, str]  # config id -> the class it ran on
-    tolerances: dict[str, dict[str, float] | None]  # config id -> the policy it ran with
+    tolerances: dict[str, Tolerance | None]  # config id -> the policy it ran with
 
 
 def from_report(path: str | Path) -> FromReport:
@@ -113,8 +113,7 @@ def from_report(path: str | Path) -> FromReport:
         loaded.configs.append(bench)
         loaded.runs[bench.id] = run
         loaded.device_classes[bench.id] = run.device.class_
-        loaded.tolerances[bench.id] = (run.tolerance_policy.given()
-                                       if run.tolerance_policy is not None else None)
+        loaded.tolerances[bench.id] = run.tolerance_policy
     return loaded
 
 
@@ -235,7 +234,7 @@ def judge(comparisons: Mapping[str, Comparison], selected: Iterable[str],
 
 
 def with_verdicts(runs: Iterable[Run], outcome: GateOutcome,
-                  tolerance: Callable[[str], dict[str, float] | None]) -> list[Run]:
+                  tolerance: Callable[[str], Tolerance | None]) -> list[Run]:
     """The runs with their comparison and the tolerance policy they were held to, so that
     `asrbench compare` on the report holds each config to the same limits."""
     by_id = {c.config_id: c for c in outcome.comparisons}
@@ -244,7 +243,7 @@ def with_verdicts(runs: Iterable[Run], outcome: GateOutcome,
         policy = tolerance(run.config.id)
         out.append(run.model_copy(update={
             "comparison": by_id.get(run.config.id),
-            "tolerance_policy": Tolerance.model_validate(policy) if policy else None}))
+            "tolerance_policy": policy if policy is not None and policy.given() else None}))
     return out
 
 
@@ -259,19 +258,20 @@ class Refreshed:
 
 
 def refresh_baselines(report: Report, baseline_dir: str | Path,
-                      tolerance: Callable[[str], dict[str, float] | None]) -> Refreshed:
+                      tolerance: Callable[[str], Tolerance | None]) -> Refreshed:
     """Rewrite the baseline entries of the report's runs through gate.outcome.update_baselines
     (which refuses an interrupted report), each entry with the tolerance policy its run was
     held to (runs that share one are written together)."""
     groups: dict[tuple[tuple[str, float], ...], list[str]] = {}
     for run in report.runs:
-        key = tuple(sorted((tolerance(run.config.id) or {}).items()))
+        policy = tolerance(run.config.id)
+        key = tuple(sorted(policy.given().items())) if policy is not None else ()
         groups.setdefault(key, []).append(run.config.id)
     update = BaselineUpdate()
     try:
         for key, ids in groups.items():
             written = update_baselines(report, baseline_dir, ids if len(groups) > 1 else None,
-                                       dict(key) or None)
+                                       Tolerance.model_validate(dict(key)) if key else None)
             update.files += written.files
             update.busy += written.busy
     except AsrbenchError as exc:  # e.g. runs that disagree: the old file is kept
@@ -315,7 +315,7 @@ class Finished:
 
 
 def finish(outcome: GateOutcome, runs: list[Run], *, report_path: Path | None,
-           tolerance: Callable[[str], dict[str, float] | None], interrupted: bool = False,
+           tolerance: Callable[[str], Tolerance | None], interrupted: bool = False,
            update: str | Path | None = None, history: str | None = None) -> Finished:
     """Write the session's report (with the verdicts, marked interrupted if the session was)
     and its Markdown summary, then refresh the baselines in `update` and add the report to the

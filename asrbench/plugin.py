@@ -26,7 +26,7 @@ from asrbench.config.settings import BenchConfig
 from asrbench.errors import AsrbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from asrbench.formats.model import BaselineEntry, Run
+    from asrbench.formats.model import BaselineEntry, Run, Tolerance
     from asrbench.gate.compare import Comparison
     from asrbench.measure.session import Session
 
@@ -38,10 +38,10 @@ class PluginState:
     session: Session | None = None  # the session cache (device, models, splits, runs)
     selection: tuple[list[BenchConfig], int] | None = None  # the configs and timed passes
     #: the matrix section's tolerance policy (None: none given, or judging a report)
-    matrix_tolerance: dict[str, float] | None = None
+    matrix_tolerance: Tolerance | None = None
     #: --asrbench-from-report: each run's own tolerance policy, by config id (a run judged
     #: from a report is held to the limits it ran with, as `asrbench compare` holds it)
-    report_tolerances: dict[str, dict[str, float] | None] = field(default_factory=dict)
+    report_tolerances: dict[str, Tolerance | None] = field(default_factory=dict)
     results: dict[str, Run] = field(default_factory=dict)  # config id -> its run
     comparisons: dict[str, Comparison] = field(default_factory=dict)  # config id -> verdicts
     device_class: str | None = None  # the probed class with --asrbench-nproc > 1
@@ -51,7 +51,7 @@ class PluginState:
     usage_error: str | None = None  # raised at the end of collection, in one line
     summary_lines: list[str] = field(default_factory=list)  # printed under pytest's summary
 
-    def tolerance(self, config_id: str) -> dict[str, float] | None:
+    def tolerance(self, config_id: str) -> Tolerance | None:
         """The tolerance policy a config is held to where its baseline entry has none: its
         own run's when judged from a report, else the matrix section's."""
         if config_id in self.report_tolerances:
@@ -354,14 +354,14 @@ def bench_comparison(request, bench_entry, bench_run):
 
 
 @pytest.fixture
-def bench_tolerance(request, bench_config, bench_entry) -> dict[str, float]:
+def bench_tolerance(request, bench_config, bench_entry) -> Tolerance:
     """The tolerances this config is held to: its baseline entry's, else the matrix section's
     policy over the defaults (the checks that need no baseline use it too)."""
     from asrbench.gate.baselines import DEFAULT_TOLERANCE, tolerance_of
 
     if bench_entry is not None:
         return tolerance_of(bench_entry)
-    return {**DEFAULT_TOLERANCE, **(_state(request.config).tolerance(bench_config.id) or {})}
+    return DEFAULT_TOLERANCE.over(_state(request.config).tolerance(bench_config.id))
 
 
 def apply_policy(config: pytest.Config, comparison: Any, check: str,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from factories import make_contention, make_entry, make_report, make_run
 
-from asrbench.formats.model import Run, Timings
+from asrbench.formats.model import Run, Timings, Tolerance
 from asrbench.gate.baselines import ONE_PROCESS_REL
 from asrbench.gate.compare import STARVED_SHARE, compare_run
 from asrbench.gate.policy import Policy
@@ -110,7 +110,8 @@ def test_the_cpu_share_minimum_is_a_tolerance_zero_judges_every_run():
     verdict = _verdict(make_run(rates=(9.0,) * 3, contention=_busy(16.0)), stricter)  # 80%
     assert verdict.verdict == "not-judged" and "below 90%" in verdict.note
     # the matrix section's policy sets it too (the entry's own override wins)
-    policy_only = compare_run(run, make_entry(make_run(rates=(10.0,) * 3)), {"cpu_share_min": 0})
+    policy_only = compare_run(run, make_entry(make_run(rates=(10.0,) * 3)),
+                              Tolerance(cpu_share_min=0))
     assert policy_only.verdict(SPS).verdict == "regressed"
 
 

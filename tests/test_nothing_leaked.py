@@ -324,12 +324,13 @@ def test_a_baseline_file_with_a_tolerance_that_is_not_finite_is_one_line(tmp_pat
 
 def test_check_tolerance_never_lets_a_pydantic_error_through():
     from asrbench.errors import AsrbenchError
+    from asrbench.formats.model import Tolerance
     from asrbench.gate.baselines import check_tolerance
 
     for value in (float("nan"), float("inf"), -1.0, True, "0.1"):
         with pytest.raises(AsrbenchError, match="must be a finite number >= 0"):
             check_tolerance({"wer_abs": value}, "matrix [cpu] tolerance")
-    assert check_tolerance({"wer_abs": 0.25}, "x") == {"wer_abs": 0.25}
+    assert check_tolerance({"wer_abs": 0.25}, "x") == Tolerance(wer_abs=0.25)
 
 
 # -- 4. symlinked baseline files -----------------------------------------------------------------

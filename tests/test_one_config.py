@@ -153,3 +153,24 @@ def test_the_committed_baselines_keep_their_ids(device_class):
         ids |= {c.replace(world_size=2).id for c in section.configs}
     entries = json.loads((ROOT / "baselines" / f"{device_class}.json").read_text())["entries"]
     assert ids == set(entries)
+
+
+def test_tolerance_is_one_type_from_the_defaults_to_the_entry():
+    from factories import make_entry, make_run
+
+    from asrbench.formats.model import Tolerance
+    from asrbench.gate.baselines import DEFAULT_TOLERANCE, check_tolerance, tolerance_of
+
+    # the defaults set every tolerance (one added to the model without a default fails here)
+    assert set(DEFAULT_TOLERANCE.given()) == set(Tolerance.model_fields)
+    policy = check_tolerance({"wer_abs": 0.1, "cpu_share_min": 0.0}, "matrix [cpu] tolerance")
+    assert policy == Tolerance(wer_abs=0.1, cpu_share_min=0.0)
+    resolved = tolerance_of(make_entry(make_run(), wer_abs=0.2), policy)
+    assert resolved.given() == {"wer_abs": 0.2,  # the entry's own wins over the policy
+                                "cer_abs": 0.005, "samples_per_second_rel": 0.05,
+                                "noise_factor": 3.0, "reference_share_min": 0.25,
+                                "reference_wer_max": 0.3,
+                                "cpu_share_min": 0.0}  # the policy's, over the default
+    assert resolved.limit("cpu_share_min") == 0.0
+    with pytest.raises(KeyError, match="cer_abs is not set"):
+        policy.limit("cer_abs")  # an override alone is no resolved tolerance

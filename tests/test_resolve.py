@@ -7,6 +7,7 @@ import pytest
 from asrbench.config.resolve import resolve
 from asrbench.config.settings import DEFAULT_PASSES, EMBEDDED_CORPUS
 from asrbench.errors import AsrbenchError
+from asrbench.formats.model import Tolerance
 
 CPU = lambda: ("cpu", "cpu")  # noqa: E731 - the device class and kind a matrix is chosen by
 
@@ -57,7 +58,7 @@ def test_the_matrix_section_of_the_device_class_with_flags_over_it(tmp_path):
     selection = resolve({"batch_size": 8, "device": "cpu"}, matrix=path, device=CPU)
     # 2 datasets x 2 batch sizes, the batch size overridden: the two rows per locale coincide
     assert [(c.dataset_config, c.batch_size) for c in selection.configs] == [("hi", 8), ("en", 8)]
-    assert selection.passes == 1 and selection.tolerance == {"samples_per_second_rel": 0.5}
+    assert selection.passes == 1 and selection.tolerance == Tolerance(samples_per_second_rel=0.5)
     assert selection.source == f"{path} [cpu]"
     assert resolve({}, 3, matrix=path, device=CPU).passes == 3
 

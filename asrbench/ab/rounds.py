@@ -62,6 +62,7 @@ from asrbench.formats.model import (
     Environment,
     Report,
     SideName,
+    Tolerance,
     dump,
 )
 from asrbench.formats.redact import redact, redact_argv, redact_command
@@ -383,7 +384,7 @@ def run_ab(settings: Settings, sides: dict[str, Side], workdir: Path,
 
 # -- verdicts -------------------------------------------------------------------------------
 
-EXACT = {"wer_abs": 0.0, "cer_abs": 0.0}
+EXACT = Tolerance(wer_abs=0.0, cer_abs=0.0)
 
 
 def _throughput_verdict(label: str, decision: Decision, base: list[float], head: list[float],

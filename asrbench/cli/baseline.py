@@ -54,7 +54,7 @@ def command(args: argparse.Namespace) -> int:
             raise AsrbenchError(f"--tolerance {item}: value is not a number") from None
         if not sep:
             raise AsrbenchError(f"--tolerance {item}: expected NAME=VALUE")
-    tolerance = check_tolerance(given, "--tolerance")
+    tolerance = check_tolerance(given, "--tolerance") if given else None
     reports = [load_report(path) for path in args.report]
 
     for path, report in zip(args.report, reports):
@@ -62,5 +62,5 @@ def command(args: argparse.Namespace) -> int:
     if args.counters_only and tolerance:
         raise AsrbenchError("--counters-only keeps every other field: give no --tolerance")
     say(baseline_update_text(update_baselines(reports, args.baseline_dir, args.only,
-                                              tolerance or None, args.counters_only)))
+                                              tolerance, args.counters_only)))
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 
 from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig, build_configs, read_toml
 from asrbench.errors import AsrbenchError
+from asrbench.formats.model import Tolerance
 from asrbench.gate.baselines import check_tolerance
 
 #: keys whose lists expand to a cross product (one config per combination)
@@ -29,7 +30,7 @@ class Section:
     name: str  # the section it came from ("cpu", "cuda", "hpu-emulated", ...)
     configs: list[BenchConfig]
     passes: int | None  # timed passes, if the section sets them
-    tolerance: dict[str, float] | None  # written into the entries --update-baselines creates
+    tolerance: Tolerance | None  # written into the entries --update-baselines creates
 
 
 def expand_section(section: dict[str, Any], device: str, where: str, name: str = "") -> Section:
@@ -37,9 +38,8 @@ def expand_section(section: dict[str, Any], device: str, where: str, name: str =
     unknown = set(section) - MATRIX_KEYS
     if unknown:
         raise AsrbenchError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    tolerance = section.get("tolerance")
-    if tolerance is not None:
-        tolerance = check_tolerance(tolerance, f"{where} tolerance")
+    table = section.get("tolerance")
+    tolerance = None if table is None else check_tolerance(table, f"{where} tolerance")
     passes = section.get("passes")
     if passes is not None and (isinstance(passes, bool) or not isinstance(passes, int)
                                or passes < 1):

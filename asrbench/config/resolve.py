@@ -12,6 +12,7 @@ from asrbench.config.matrix import load_section
 from asrbench.config.options import checked_passes
 from asrbench.config.settings import DEFAULT_PASSES, BenchConfig, build_configs, load_config_file
 from asrbench.errors import AsrbenchError
+from asrbench.formats.model import Tolerance
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Selection:
 
     configs: list[BenchConfig]
     passes: int  # timed passes per config
-    tolerance: dict[str, float] | None = None  # the matrix section's tolerance policy, if any
+    tolerance: Tolerance | None = None  # the matrix section's tolerance policy, if any
     source: str = "defaults"  # "defaults", the config file, or "<matrix> [<section>]"
 
 

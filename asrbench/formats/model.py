@@ -603,8 +603,17 @@ class Comparison(_Model):
         return next(v for v in self.verdicts if v.metric == metric)
 
 
+#: the names of the tolerances (the fields of Tolerance)
+ToleranceName = Literal["wer_abs", "cer_abs", "samples_per_second_rel", "noise_factor",
+                        "reference_share_min", "reference_wer_max", "cpu_share_min"]
+
+
 class Tolerance(_Strict):
-    """Per-entry (or per-matrix-section) overrides of the default tolerances."""
+    """How far a run may move before the gate calls it a regression: the one tolerance type.
+    The defaults (gate.baselines.DEFAULT_TOLERANCE) set every tolerance; a matrix section's
+    policy, `baseline update --tolerance`, a baseline entry's and a report run's
+    (`tolerance_policy`) set some; `over()` lays them on top of each other, and the gate reads
+    the result with `limit()`. Files list only the tolerances that are set."""
 
     wer_abs: NonNegativeFloat | None = None
     cer_abs: NonNegativeFloat | None = None
@@ -617,8 +626,23 @@ class Tolerance(_Strict):
                           "judged on throughput (0: always judged)")
 
     def given(self) -> dict[str, float]:
-        """Only the overrides that are set."""
+        """Only the tolerances that are set."""
         return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    def over(self, *layers: Tolerance | None) -> Tolerance:
+        """These tolerances with each layer's set ones on top, in order (the last wins)."""
+        merged = self.given()
+        for layer in layers:
+            if layer is not None:
+                merged.update(layer.given())
+        return Tolerance.model_validate(merged)
+
+    def limit(self, name: ToleranceName) -> float:
+        """One tolerance of a resolved set (DEFAULT_TOLERANCE.over(...) sets every one)."""
+        value: float | None = getattr(self, name)
+        if value is None:
+            raise KeyError(f"tolerance {name} is not set (resolve it over the defaults)")
+        return value
 
     @model_serializer(mode="plain")
     def _set_only(self) -> dict[str, float]:

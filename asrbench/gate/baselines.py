@@ -46,24 +46,24 @@ from asrbench.gate.counters import (
     check_same_counters,
 )
 
-DEFAULT_TOLERANCE = {
-    "wer_abs": 0.005,  # absolute WER points
-    "cer_abs": 0.005,  # absolute CER points
-    "samples_per_second_rel": 0.05,  # relative drop always allowed
-    "noise_factor": 3.0,  # ...or this many times the measured relative noise, if larger
+DEFAULT_TOLERANCE = Tolerance(
+    wer_abs=0.005,  # absolute WER points
+    cer_abs=0.005,  # absolute CER points
+    samples_per_second_rel=0.05,  # relative drop always allowed
+    noise_factor=3.0,  # ...or this many times the measured relative noise, if larger
     # Agreement with the stock fp32 CPU reference (runs that are not that setup): at least this
     # share of the first N transcripts identical, and at most this WER against the reference's.
     # Measured (docs/hpu.md): graphs over a DynamicCache 1/6 identical, WER 0.6; optimum-habana's
     # static path 0/6, WER ~1; CPU bf16 against the fp32 reference: English 15/16 and WER 0.012,
     # the synthetic Hindi (long loops that bf16 bends) 7/16 and WER 0.159.
-    "reference_share_min": 0.25,
-    "reference_wer_max": 0.3,
+    reference_share_min=0.25,
+    reference_wer_max=0.3,
     # A run computing on the CPU that got less than this share of its threads' CPU time during
     # its timed passes (CPU time / (wall time x threads), timings.contention) was starved: its
     # throughput is not judged (docs/gate.md, "How throughput bands and contention are
     # decided"); 0 judges every run.
-    "cpu_share_min": 0.5,
-}
+    cpu_share_min=0.5,
+)
 #: The narrowest throughput band of an entry recorded from one process (docs/gate.md, "How
 #: throughput bands and contention are decided"). One process has no between-process spread:
 #: its passes share the process's fixed part of the noise, so the recorded RSD says nothing
@@ -109,35 +109,35 @@ def load_for(directory: str | Path, device_class: str) -> BaselineFile | None:
     return document
 
 
-def tolerance_of(entry: BaselineEntry | None, policy: dict[str, float] | None = None
-                 ) -> dict[str, float]:
-    """Default tolerances overridden by a policy (a matrix section's), then by the entry's own."""
-    own = entry.tolerance.given() if entry is not None else {}
-    return {**DEFAULT_TOLERANCE, **(policy or {}), **own}
+def tolerance_of(entry: BaselineEntry | None, policy: Tolerance | None = None) -> Tolerance:
+    """Default tolerances overridden by a policy (a matrix section's), then by the entry's own:
+    every tolerance set."""
+    return DEFAULT_TOLERANCE.over(policy, entry.tolerance if entry is not None else None)
 
 
-def check_tolerance(tolerance: Any, where: str) -> dict[str, float]:
+def check_tolerance(tolerance: Any, where: str) -> Tolerance:
     """Validate tolerance overrides (known names, numbers >= 0); one-line error naming them."""
     if not isinstance(tolerance, dict):
         raise AsrbenchError(f"{where}: expected a table of tolerances")
+    known = list(Tolerance.model_fields)
     for name, value in tolerance.items():
-        if name not in DEFAULT_TOLERANCE:
+        if name not in known:
             raise AsrbenchError(f"{where}: unknown tolerance {name!r} "
-                                f"(known: {', '.join(DEFAULT_TOLERANCE)})")
+                                f"(known: {', '.join(known)})")
         # nan < 0 is False: a NaN band would never fail, an infinite one lets anything pass
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not math.isfinite(value) or value < 0:
             raise AsrbenchError(f"{where}: tolerance {name} must be a finite number >= 0, "
                                 f"got {value!r}")
     try:
-        return Tolerance.model_validate(tolerance).given()
+        return Tolerance.model_validate(tolerance)
     except ValidationError as exc:
         raise validation_error(exc, "tolerance", where) from None
 
 
 def entry_from_run(run: Run, environment: dict[str, Any] | Environment,
                    previous: BaselineEntry | None = None,
-                   tolerance: dict[str, float] | None = None) -> BaselineEntry:
+                   tolerance: Tolerance | None = None) -> BaselineEntry:
     """A baseline entry from one report run; the previous entry's tolerance overrides are kept,
     and `tolerance` (e.g. the matrix's per-device-class policy) is applied on top."""
     return entry_from_runs([run], environment, previous, tolerance)
@@ -159,7 +159,7 @@ def check_same_transcripts(runs: list[Run]) -> None:
 
 def entry_from_runs(runs: list[Run], environment: dict[str, Any] | Environment,
                     previous: BaselineEntry | None = None,
-                    tolerance: dict[str, float] | None = None) -> BaselineEntry:
+                    tolerance: Tolerance | None = None) -> BaselineEntry:
     """A baseline entry from one config's runs in one or more independent processes.
 
     Error rates and transcripts must be identical across them (check_same_transcripts); the
@@ -177,7 +177,7 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any] | Environment,
         environment = environment.model_dump()
     packages = environment.get("packages", {})
     device = environment.get("device", {})
-    kept = previous.tolerance.given() if previous is not None else {}
+    kept = previous.tolerance if previous is not None else Tolerance()
     metrics = {name: getattr(run.metrics, name) for name in GATED_METRICS}
     if any(r.counters_only for r in runs):  # nothing timed: the throughput stays as it was
         metrics["samples_per_second"], noise = _untimed_noise(runs, previous)
@@ -194,7 +194,7 @@ def entry_from_runs(runs: list[Run], environment: dict[str, Any] | Environment,
                  "samples_per_second_per_process": per_process if len(runs) > 1 else []}
     return BaselineEntry.model_validate({
         "metrics": metrics,
-        "tolerance": {**kept, **(tolerance or {})},
+        "tolerance": kept.over(tolerance),
         "noise": noise,
         "predictions_sha256": predictions_digest(predictions),
         "predictions": predictions,
@@ -273,7 +273,7 @@ def counters_into(entry: BaselineEntry | None, runs: list[Run]) -> BaselineEntry
 
 
 def update(directory: str | Path, device_class: str, runs: list[Run] | list[list[Run]],
-           environment: dict[str, Any] | Environment, tolerance: dict[str, float] | None = None,
+           environment: dict[str, Any] | Environment, tolerance: Tolerance | None = None,
            counters_only: bool = False
            ) -> list[tuple[str, BaselineEntry | None, BaselineEntry]]:
     """Rewrite only the given runs' entries in <directory>/<device_class>.json, atomically.
@@ -292,7 +292,7 @@ def update(directory: str | Path, device_class: str, runs: list[Run] | list[list
 
 
 def _update(directory: str | Path, device_class: str, runs: list[Run] | list[list[Run]],
-            environment: dict[str, Any] | Environment, tolerance: dict[str, float] | None,
+            environment: dict[str, Any] | Environment, tolerance: Tolerance | None,
             counters_only: bool = False
             ) -> list[tuple[str, BaselineEntry | None, BaselineEntry]]:
     path = baseline_path(directory, device_class)

@@ -31,6 +31,7 @@ from asrbench.formats.model import (
     Comparison,
     Contention,
     Run,
+    Tolerance,
     TranscriptChange,
     Verdict,
 )
@@ -53,7 +54,7 @@ from asrbench.gate.stats import mann_whitney_greater, minimum_p_value
 ALPHA = 0.05
 #: The default cpu_share_min (gate/baselines.py): a CPU run that got less than this share of
 #: its threads' CPU during its timed passes was starved, and its throughput is not judged.
-STARVED_SHARE = DEFAULT_TOLERANCE["cpu_share_min"]
+STARVED_SHARE = DEFAULT_TOLERANCE.limit("cpu_share_min")
 LOWER_IS_BETTER = {"wer": True, "wer_normalized": True, "cer": True, "samples_per_second": False}
 
 
@@ -110,7 +111,7 @@ def _error_rate_verdict(config_id: str, metric: str, value: float | None, base: 
 
 
 def _between_processes_verdict(config_id: str, run: Run, entry: BaselineEntry,
-                               tolerance: dict[str, float]) -> Verdict:
+                               tolerance: Tolerance) -> Verdict:
     """The band of an entry recorded from k >= 2 processes: the one-sided (1 - ALPHA)
     prediction bound for one new process, t(1 - ALPHA, k - 1) * sqrt(1 + 1/k) times the larger
     of the spread between the recorded processes and this run's own passes; never below the
@@ -127,7 +128,7 @@ def _between_processes_verdict(config_id: str, run: Run, entry: BaselineEntry,
     between = statistics.stdev(processes) / statistics.fmean(processes)
     own = throughput.samples_per_second_rsd
     factor = float(stats.t.ppf(1.0 - ALPHA, k - 1)) * math.sqrt(1.0 + 1.0 / k)
-    floor = tolerance["samples_per_second_rel"]
+    floor = tolerance.limit("samples_per_second_rel")
     rel_band = max(floor, factor * max(between, own))
     allowed = rel_band * base
     delta = value - base
@@ -193,12 +194,12 @@ def throughput_not_judged(run: Run, minimum: float = STARVED_SHARE) -> str | Non
 
 
 def _throughput_verdict(config_id: str, run: Run, entry: BaselineEntry,
-                        tolerance: dict[str, float]) -> Verdict:
+                        tolerance: Tolerance) -> Verdict:
     # called for a timed run only: it has a throughput and samples/s (formats.model.Run checks)
     value, throughput = run.metrics.samples_per_second, run.throughput
     assert value is not None and throughput is not None
     base = entry.metrics.samples_per_second
-    reason = throughput_not_judged(run, tolerance["cpu_share_min"])
+    reason = throughput_not_judged(run, tolerance.limit("cpu_share_min"))
     if reason is not None:
         return _verdict(config_id, "samples_per_second", "not-judged", value, base,
                         value - base, None, reason)
@@ -208,14 +209,14 @@ def _throughput_verdict(config_id: str, run: Run, entry: BaselineEntry,
     # noise measured when the baseline was recorded or the configured floor may widen it. The
     # current run's own spread enters through the significance test on its per-pass samples.
     base_rsd = entry.noise.samples_per_second_rsd
-    floor = tolerance["samples_per_second_rel"]
-    rel_band = max(ONE_PROCESS_REL, floor, tolerance["noise_factor"] * base_rsd)
+    floor = tolerance.limit("samples_per_second_rel")
+    rel_band = max(ONE_PROCESS_REL, floor, tolerance.limit("noise_factor") * base_rsd)
     allowed = rel_band * base
     delta = value - base
     current = throughput.samples_per_second_per_pass
     previous = entry.noise.samples_per_second_per_pass or [base]
     band_note = (f"band {rel_band:.1%} (max of the one-process default {ONE_PROCESS_REL:.0%}, "
-                 f"the {floor:.0%} floor and {tolerance['noise_factor']:g}x noise "
+                 f"the {floor:.0%} floor and {tolerance.limit('noise_factor'):g}x noise "
                  f"{base_rsd:.1%})")
     one = (f"; band not established from 1 process: record from {RECOMMENDED_PROCESSES} "
            "processes (asrbench baseline update --report r1 r2 r3), or use `asrbench ab`")
@@ -254,7 +255,7 @@ def compilation_verdict(run: Run) -> Verdict | None:
                     note)
 
 
-def agreement_verdict(run: Run, tolerance: dict[str, float]) -> Verdict | None:
+def agreement_verdict(run: Run, tolerance: Tolerance) -> Verdict | None:
     """Agreement with the stock fp32 CPU reference: regressed when the share of identical
     transcripts falls below reference_share_min or their WER against the reference exceeds
     reference_wer_max. None where the run is the reference setup (nothing was checked)."""
@@ -264,22 +265,23 @@ def agreement_verdict(run: Run, tolerance: dict[str, float]) -> Verdict | None:
     config_id = run.config.id
     if reference.error is not None:
         return _verdict(config_id, "reference_agreement", "regressed", None,
-                        tolerance["reference_share_min"], None, None,
+                        tolerance.limit("reference_share_min"), None, None,
                         f"the reference could not be decoded, so agreement is unknown: "
                         f"{reference.error}")
     # (an agreement without an error has every count: formats.model.ReferenceAgreement checks)
     assert reference.share is not None and reference.wer is not None
-    low_share = reference.share < tolerance["reference_share_min"]
-    high_wer = reference.wer > tolerance["reference_wer_max"]
+    low_share = reference.share < tolerance.limit("reference_share_min")
+    high_wer = reference.wer > tolerance.limit("reference_wer_max")
     note = (f"{reference.identical}/{reference.utterances} identical to {reference.reference},"
             f" WER vs reference {reference.wer:.4f} (limits: share >= "
-            f"{tolerance['reference_share_min']:g}, WER <= {tolerance['reference_wer_max']:g})")
+            f"{tolerance.limit('reference_share_min'):g}, "
+            f"WER <= {tolerance.limit('reference_wer_max'):g})")
     return _verdict(config_id, "reference_agreement",
                     "regressed" if low_share or high_wer else "unchanged", reference.share,
-                    tolerance["reference_share_min"], None, None, note)
+                    tolerance.limit("reference_share_min"), None, None, note)
 
 
-def run_checks(run: Run, tolerance: dict[str, float]) -> list[Verdict]:
+def run_checks(run: Run, tolerance: Tolerance) -> list[Verdict]:
     """Verdicts that need no baseline: compilations while timed, agreement with the reference."""
     return [v for v in (compilation_verdict(run), agreement_verdict(run, tolerance)) if v]
 
@@ -326,7 +328,7 @@ def _not_comparable(config_id: str, entry: BaselineEntry, run: Run, why: str,
 
 
 def compare_run(run: Run, entry: BaselineEntry | None,
-                policy: dict[str, float] | None = None) -> Comparison:
+                policy: Tolerance | None = None) -> Comparison:
     """Verdicts for one report run against its baseline entry (None: no entry yet; `policy`,
     e.g. the matrix section's tolerance, then stands in for the entry's)."""
     config_id = run.config.id
@@ -357,10 +359,10 @@ def compare_run(run: Run, entry: BaselineEntry | None,
         transcripts = []
     else:
         verdicts = [_error_rate_verdict(config_id, metric, getattr(run.metrics, metric),
-                                        getattr(entry.metrics, metric), tolerance["wer_abs"])
+                                        getattr(entry.metrics, metric), tolerance.limit("wer_abs"))
                     for metric in ("wer", "wer_normalized")]
         verdicts.append(_error_rate_verdict(
-            config_id, "cer", run.metrics.cer, entry.metrics.cer, tolerance["cer_abs"]))
+            config_id, "cer", run.metrics.cer, entry.metrics.cer, tolerance.limit("cer_abs")))
     verdicts.append(not_measured(run, entry) if run.counters_only
                     else _throughput_verdict(config_id, run, entry, tolerance))
     verdicts += run_checks(run, tolerance)

@@ -21,7 +21,7 @@ from typing import Any
 from asrbench.errors import AsrbenchError
 from asrbench.formats.io import DEFAULT_BASELINE_DIR, DEFAULT_REPORT, load_report
 from asrbench.formats.merge import refuse_shards
-from asrbench.formats.model import BaselineEntry, BaselineFile, Report, Run
+from asrbench.formats.model import BaselineEntry, BaselineFile, Report, Run, Tolerance
 from asrbench.gate import baselines
 from asrbench.gate.compare import Comparison, compare_run, missing_entries, starved
 from asrbench.gate.policy import Policy
@@ -151,9 +151,8 @@ def gate_runs(runs: list[Run], baseline_dir: str | Path,
         document = documents[device_class]
         entry = document.entries.get(run.config.id) if document is not None else None
         # The matrix section's policy the pytest door ran with, for limits the entry lacks.
-        policy_table = run.tolerance_policy.given() if run.tolerance_policy else None
         try:
-            comparisons.append(compare_run(run, entry, policy_table))
+            comparisons.append(compare_run(run, entry, run.tolerance_policy))
         except AsrbenchError as exc:  # refused: another model, normalizer, counters...
             comparisons.append(could_not_judge(run.config.id, str(exc)))
     comparisons = [with_options(c, report_path, baseline_dir) for c in comparisons]
@@ -212,7 +211,7 @@ def judge_report_file(report_path: str | Path, baseline_dir: str | Path,
 
 def update_baselines(report: Report | list[Report], baseline_dir: str | Path,
                      only: list[str] | None = None,
-                     tolerance: dict[str, float] | None = None,
+                     tolerance: Tolerance | None = None,
                      counters_only: bool = False) -> BaselineUpdate:
     """Rewrite the baseline entries of the report's runs (or only the given ids); what was
     written, for render.text.baseline_update_text.
