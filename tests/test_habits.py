@@ -134,8 +134,9 @@ def test_ruff_finds_nothing():
 
 def test_mypy_finds_nothing():
     """mypy with pyproject.toml's [tool.mypy]: every module of asrbench type-checked (bodies of
-    unannotated functions included), formats/, gate/ and config/ strictly. Its cache is
-    .mypy_cache (gitignored): about 25 s cold on a 2-core machine, about 1 s warm."""
+    unannotated functions included), formats/, gate/, config/, history/ and render/ strictly.
+    Its cache is .mypy_cache (gitignored): about 25 s of CPU cold on a 2-core machine, under
+    1 s warm."""
     beside = Path(sys.executable).parent / "mypy"
     found = str(beside) if beside.exists() else shutil.which("mypy")
     assert found, "mypy (the dev extra) is missing: pip install -e '.[dev]'"

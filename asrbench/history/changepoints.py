@@ -167,8 +167,8 @@ def best_partition(values: Any, candidates: list[int], min_size: int, penalty: f
     n = len(values)
     # centred: smaller cumulative sums, less rounding in their differences
     centred = np.asarray(values, dtype=float) - float(np.mean(values))
-    sums = np.concatenate(([0.0], np.cumsum(centred))).tolist()
-    squares = np.concatenate(([0.0], np.cumsum(centred * centred))).tolist()
+    sums: list[float] = np.concatenate(([0.0], np.cumsum(centred))).tolist()
+    squares: list[float] = np.concatenate(([0.0], np.cumsum(centred * centred))).tolist()
 
     def cost(a: int, b: int) -> float:
         return squares[b] - squares[a] - (sums[b] - sums[a]) ** 2 / (b - a)

@@ -163,7 +163,8 @@ class Point:
     def value(self, metric: str) -> float | None:
         if metric == "compilations_timed":
             return None if self.compilations_timed is None else float(self.compilations_timed)
-        return getattr(self, metric)
+        value: float | None = getattr(self, metric)
+        return value
 
 
 # -- where the store is ------------------------------------------------------------------------
@@ -305,7 +306,8 @@ class Store:
 
     def _query(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._execute(statement, params).fetchall()
+            rows: list[tuple[Any, ...]] = self._execute(statement, params).fetchall()
+            return rows
         except AsrbenchError:
             raise
         except Exception as exc:

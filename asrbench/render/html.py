@@ -208,7 +208,7 @@ def _figure(view: ConfigView, chart: tuple[str, str, str, tuple[str, ...]]) -> d
         # Error rates and counts are never negative: no axis below zero around a flat line.
         yaxis={"title": {"text": esc(axis)}, "rangemode": "normal" if key == "samples_per_second"
                else "nonnegative"})
-    figure = json.loads(pio.to_json(fig, validate=True, engine="json"))
+    figure: dict[str, Any] = json.loads(pio.to_json(fig, validate=True, engine="json"))
     # The template goes in as JSON: plotly deep-copies a template object into every figure
     # (the cost per figure: docs/performance.md, "History at 10,000 reports").
     figure["layout"]["template"] = _template_json()
@@ -221,7 +221,9 @@ def _template_json() -> dict[str, Any]:
     go = require("plotly.graph_objects", "history", "asrbench html")
     pio = require("plotly.io", "history", "asrbench html")
     empty = go.Figure(layout={"template": "plotly_white"})
-    return json.loads(pio.to_json(empty, validate=True, engine="json"))["layout"]["template"]
+    template: dict[str, Any] = json.loads(pio.to_json(empty, validate=True,
+                                                      engine="json"))["layout"]["template"]
+    return template
 
 
 # -- the page ----------------------------------------------------------------------------------

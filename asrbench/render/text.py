@@ -32,7 +32,13 @@ from asrbench.gate.counters import counter_verdicts, counts_summary, describe_ch
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.ab.rounds import Outcome
     from asrbench.ab.run import AbResult
-    from asrbench.formats.model import AccuracyChange, BaselineEntry, ErrorRateChange, Run
+    from asrbench.formats.model import (
+        AccuracyChange,
+        BaselineEntry,
+        ErrorRateChange,
+        Run,
+        Verdict,
+    )
     from asrbench.gate.compare import Comparison
     from asrbench.gate.outcome import BaselineUpdate, GateOutcome
     from asrbench.gate.policy import Policy
@@ -75,8 +81,8 @@ def terminal_safe(text: Any, newlines: bool = True) -> str:
         code = ord(match.group())
         return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
-    text = _TERMINAL_UNSAFE.sub(escape, str(text))
-    return text if newlines else text.replace("\n", "\\x0a")
+    safe = _TERMINAL_UNSAFE.sub(escape, str(text))
+    return safe if newlines else safe.replace("\n", "\\x0a")
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:
@@ -209,7 +215,7 @@ def _values(v: Any) -> str:
     return f" {_number(v.baseline, v.metric)} -> {_number(v.value, v.metric)}{delta}"
 
 
-def _label(v: Any) -> str:
+def _label(v: Verdict) -> str:
     """The terminal's verdict word; a check that was not made says so (SKIPPED), not
     UNCHANGED."""
     if v.value is None and v.baseline is None and v.verdict == "unchanged":
