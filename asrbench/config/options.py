@@ -48,7 +48,7 @@ class Option:
     def dest(self) -> str:
         return self.name.replace("-", "_")
 
-    def argv(self, value: Any) -> list[str]:
+    def argv(self, value: object) -> list[str]:
         """The command-line arguments that set this option to value ([] for None, or a flag
         not given)."""
         if value is None or (self.kind == "flag" and not value):

@@ -1085,7 +1085,7 @@ class PeerRow(_Model):
 
     @field_validator("wer_normalized", mode="before")
     @classmethod
-    def _nan_is_null(cls, value: Any) -> Any:
+    def _nan_is_null(cls, value: object) -> object:
         return None if isinstance(value, float) and math.isnan(value) else value
 
     @model_validator(mode="after")
@@ -1222,7 +1222,7 @@ def parse_report(document: Any, path: Any = "<report>") -> Report:
     return _parse(Report, document, "report", path)
 
 
-def parse_peers(document: Any, path: Any = "<peers document>") -> PeersDocument:
+def parse_peers(document: object, path: object = "<peers document>") -> PeersDocument:
     """An `asrbench peers` document, validated (AsrbenchError naming the file and the field)."""
     return _parse(PeersDocument, document, "peers document", path)
 

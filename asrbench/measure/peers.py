@@ -24,7 +24,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,7 +362,7 @@ def run_peers(config: BenchConfig, split: LoadedSplit, loaded: LoadedModel, devi
 
 
 def summarize(config: BenchConfig, split: LoadedSplit, loaded: LoadedModel,
-              results: list[PeerResult], machine: dict[str, Any] | Environment
+              results: list[PeerResult], machine: Mapping[str, object] | Environment
               ) -> PeersDocument:
     """The document (formats.model.PeersDocument, schemas/peers.schema.json): machine,
     settings, and one row per peer."""
