@@ -323,7 +323,7 @@ class ProcessRunner:
 
 # -- the A/B --------------------------------------------------------------------------------
 
-def pair_runs(reports: dict[str, Any]) -> list[tuple[str, str]]:
+def pair_runs(reports: dict[str, Report]) -> list[tuple[str, str]]:
     """Pair base and head runs by position (their ids differ when their settings do)."""
     base, head = reports["base"].runs, reports["head"].runs
     if len(base) != len(head):

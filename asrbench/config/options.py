@@ -190,7 +190,7 @@ POLICY_OPTIONS = (
 RUN_FIELDS = {o.dest: o.field for o in RUN_OPTIONS if o.field}
 
 
-def run_overrides(values: Any, prefix: str = "") -> dict[str, Any]:
+def run_overrides(values: object, prefix: str = "") -> dict[str, Any]:
     """BenchConfig fields the user set on either door (None: not given)."""
     out = {}
     for dest, field_name in RUN_FIELDS.items():
@@ -200,7 +200,7 @@ def run_overrides(values: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def to_argv(values: Any) -> list[str]:
+def to_argv(values: object) -> list[str]:
     """The run options set in an argparse namespace, as command-line arguments again (what
     `asrbench ab` passes on to both sides' processes)."""
     return [arg for option in RUN_OPTIONS
@@ -226,7 +226,7 @@ def checked_passes(value: int | None) -> int | None:
     return value
 
 
-def policy_from(values: Any, prefix: str = "") -> Policy:
+def policy_from(values: object, prefix: str = "") -> Policy:
     """The Policy the options say (argparse namespace, or pytest's with prefix 'asrbench_')."""
     transcripts = getattr(values, prefix + "transcripts", None) or "fail"
     return Policy(allow_improvements=bool(getattr(values, prefix + "allow_improvements", False)),
