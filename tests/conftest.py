@@ -79,7 +79,6 @@ SLOW_TESTS = {
         "test_sequential_looks_keep_identical_sides_below_alpha",
         "test_power_for_a_ten_percent_slowdown_at_the_noise_measured_here",
     },
-    "tests/test_bad_input.py": {"test_asrbench_run_reports_every_row_of_a_bad_directory"},
     "tests/test_cli.py": {
         "test_help_and_module_entry_point",
         "test_run_on_a_corpus_outside_the_repo_lists_bad_rows",
@@ -102,10 +101,7 @@ SLOW_TESTS = {
         "test_history_add_and_list_load_no_torch", "test_export_loads_no_torch",
         "test_html_loads_no_torch",
     },
-    "tests/test_no_loss.py": {
-        "test_a_signal_during_the_second_run_keeps_the_first",
-        "test_an_unwritable_report_is_saved_elsewhere_and_says_where",
-    },
+    "tests/test_no_loss.py": {"test_a_signal_during_the_second_run_keeps_the_first"},
     "tests/test_nothing_leaked.py": {"test_a_password_in_an_old_reports_argv_reaches_no_output"},
     "tests/test_nothing_left.py": {  # pytest / asrbench children, signals to real processes
         "test_the_pytest_door_escapes_data_and_refuses_a_bad_report_in_one_line",

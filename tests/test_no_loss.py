@@ -171,7 +171,9 @@ def test_a_report_path_that_is_a_directory_is_refused_before_the_run(tmp_path, c
     assert "is a directory" in _one_line_error(capsys)
 
 
-def test_an_unwritable_report_is_saved_elsewhere_and_says_where(tmp_path, capsys, monkeypatch):
+def test_an_unwritable_report_is_saved_elsewhere_and_says_where(tmp_path, capsys, monkeypatch,
+                                                                 tiny_whisper):
+    """(The tiny random Whisper: where the report goes is tested, not transcripts.)"""
     from asrbench.formats import io as report_module
 
     target = tmp_path / "r.json"
@@ -184,7 +186,8 @@ def test_an_unwritable_report_is_saved_elsewhere_and_says_where(tmp_path, capsys
 
     monkeypatch.setattr(report_module, "write_report", refuse_target)
     code = main(["run", "--dataset-config", "en", "--limit", "1", "--passes", "1",
-                 "--generation-max-length", "16", "--no-progress", "--report", str(target)])
+                 "--model", str(tiny_whisper), "--generation-max-length", "16", "--no-progress",
+                 "--report", str(target)])
     err = capsys.readouterr().err
     assert code == 1 and f"could not write {target} (Permission denied)" in err
     saved = Path(err.split("the report was saved to ")[1].split()[0])
