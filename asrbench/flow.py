@@ -44,6 +44,9 @@ from asrbench.gate.outcome import (
     update_baselines,
 )
 from asrbench.gate.policy import Policy
+from asrbench.history.store import add_report
+from asrbench.measure.distributed import launch_run
+from asrbench.render.text import outcome_markdown, publish_markdown
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.history.store import AddedReport
@@ -128,7 +131,7 @@ def check_report_path(path: str | Path, option: str = "--report") -> None:
 def preflight(configs: list[BenchConfig]) -> None:
     """Check what a model limits (clip length, decoder positions) for every config before the
     first one runs."""
-    from asrbench.measure.session import preflight as check  # torch and transformers
+    from asrbench.measure.session import preflight as check  # noqa: PLC0415  loads torch and transformers (measure.session)
 
     check(configs)
 
@@ -174,8 +177,6 @@ def evaluate(session: Callable[[], Session], config: BenchConfig, passes: int,
     processes (this process holds no device then), read back from the report rank 0 wrote in
     the folder `ranks_dir()` makes."""
     if config.world_size > 1:
-        from asrbench.measure.distributed import launch_run
-
         return launch_run(config, passes, ranks_dir())
     return session().evaluate(config, passes)
 
@@ -289,8 +290,6 @@ class Recorded:
 
 def record_history(url: str, report_path: Path) -> Recorded:
     """Add the written report to the results store."""
-    from asrbench.history.store import add_report
-
     try:
         return Recorded(add_report(url, report_path))
     except AsrbenchError as exc:  # the gate's verdicts stand; say why the store missed it
@@ -320,8 +319,6 @@ def finish(outcome: GateOutcome, runs: list[Run], *, report_path: Path | None,
     """Write the session's report (with the verdicts, marked interrupted if the session was)
     and its Markdown summary, then refresh the baselines in `update` and add the report to the
     `history` store when asked."""
-    from asrbench.render.text import outcome_markdown, publish_markdown
-
     runs = with_verdicts(runs, outcome, tolerance)
     report = make_report(runs, interrupted=interrupted) if runs else None  # a report has runs
     done = Finished(outcome, runs, interrupted=interrupted)

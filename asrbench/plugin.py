@@ -13,17 +13,46 @@ from __future__ import annotations
 
 import shlex
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from asrbench import flow
+from asrbench.config.options import (
+    PLUGIN_OPTIONS,
+    POLICY_OPTIONS,
+    RUN_OPTIONS,
+    policy_from,
+    run_overrides,
+)
+
 # Loaded into every pytest session of a repository that installs asrbench (the pytest11 entry
 # point), benchmarking or not: the flow (asrbench/flow.py), the gate, the report model and the
 # measuring code are imported in the hooks and fixtures that use them, not here.
-from asrbench.config.settings import BenchConfig
-from asrbench.errors import AsrbenchError
+from asrbench.config.settings import DEFAULT_REPORT, BenchConfig
+from asrbench.errors import AsrbenchError, first_line
+from asrbench.gate import baselines
+from asrbench.gate.baselines import DEFAULT_TOLERANCE, tolerance_of
+from asrbench.gate.compare import compare_run
+from asrbench.gate.outcome import (
+    GateOutcome,
+    carry_options,
+    check_baseline_dir,
+    refresh_command,
+    with_options,
+)
+from asrbench.measure.distributed import probe_device
+from asrbench.render.history import added_line
+from asrbench.render.text import (
+    accuracy_lines,
+    baseline_update_text,
+    outcome_markdown,
+    publish_markdown,
+    terminal_safe,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.formats.model import BaselineEntry, Run, Tolerance
@@ -63,8 +92,6 @@ STATE_KEY = pytest.StashKey[PluginState]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from asrbench.config.options import PLUGIN_OPTIONS, POLICY_OPTIONS, RUN_OPTIONS
-
     group = parser.getgroup("asrbench", "asrbench speech-recognition regression benchmarks "
                                         "(every option is --asrbench-<name>; see also "
                                         "asrbench.config.options.add_short_aliases)")
@@ -91,8 +118,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _safe(text: Any) -> str:
     """One line from data, fit for the terminal (render.text.terminal_safe, as the CLI prints)."""
-    from asrbench.render.text import terminal_safe
-
     return terminal_safe(text, newlines=False)
 
 
@@ -101,7 +126,7 @@ def _state(config: pytest.Config) -> PluginState:
 
 
 def _session(config: pytest.Config) -> Session:
-    from asrbench.measure.session import Session
+    from asrbench.measure.session import Session  # noqa: PLC0415  loads numpy and torch (measure.session)
 
     state = _state(config)
     if state.session is None:
@@ -113,9 +138,6 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
     """The configs this session benchmarks and their timed passes (flow.select, as `asrbench
     run --matrix` selects them: options override the matrix section's settings), or a judged
     report's runs (flow.from_report). The report path is checked first, before anything runs."""
-    from asrbench import flow
-    from asrbench.config.options import run_overrides
-
     state = _state(config)
     if state.selection is not None:
         return state.selection
@@ -136,7 +158,6 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
         raise AsrbenchError(f"--asrbench-nproc must be >= 1, got {nproc}")
     if nproc > 1:
         # The ranks need every card: this process must not hold one, so a child probes.
-        from asrbench.measure.distributed import probe_device
 
         device_class, kind = probe_device(device)
     else:
@@ -188,9 +209,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def _publish_could_not_judge(config: pytest.Config, message: str) -> None:
     """The Markdown summary of a session that stops before judging anything (an invalid
     report, a device that is not there): "could not judge", never a missing or stale one."""
-    from asrbench.gate.outcome import GateOutcome
-    from asrbench.render.text import outcome_markdown, publish_markdown
-
     try:
         path = _report_path(config)
     except AsrbenchError:
@@ -206,8 +224,6 @@ def _publish_could_not_judge(config: pytest.Config, message: str) -> None:
 def _reason(excinfo: Any) -> str:
     """One line saying why a test's set-up failed: the message of an asrbench failure, else the
     exception's type and first line."""
-    from asrbench.errors import first_line
-
     value = excinfo.value
     if isinstance(value, pytest.fail.Exception):
         text = str(value.msg or "")
@@ -271,8 +287,6 @@ def bench_split(bench_session, bench_config):
 def bench_run(request, bench_config, bench_passes, tmp_path_factory) -> Run:
     """This config's evaluation as a report entry (evaluated once per session); with
     --nproc N > 1, by torchrun on N processes, read back from the report rank 0 wrote."""
-    from asrbench import flow
-
     results = _state(request.config).results
     if bench_config.id not in results:
         try:
@@ -288,8 +302,6 @@ def bench_run(request, bench_config, bench_passes, tmp_path_factory) -> Run:
 def bench_entry(request, bench_config) -> BaselineEntry | None:
     """This config's baseline entry (None if absent or being rewritten). Loaded before the
     evaluation, so a malformed baseline file fails at once."""
-    from asrbench.gate import baselines
-
     if option(request.config, "update_baselines"):
         return None
     state = _state(request.config)
@@ -302,8 +314,6 @@ def bench_entry(request, bench_config) -> BaselineEntry | None:
     else:
         device_class = request.getfixturevalue("bench_device").device_class()
     try:
-        from asrbench.gate.outcome import check_baseline_dir
-
         check_baseline_dir(option(request.config, "baseline_dir"),
                            _source_report(request.config))
         document = baselines.load_for(option(request.config, "baseline_dir"), device_class)
@@ -314,8 +324,6 @@ def bench_entry(request, bench_config) -> BaselineEntry | None:
 
 def bench_policy(config: pytest.Config):
     """The failure policy these options say: the same object `asrbench compare` builds."""
-    from asrbench.config.options import policy_from
-
     return policy_from(config.option, prefix="asrbench_")
 
 
@@ -323,10 +331,6 @@ def bench_policy(config: pytest.Config):
 def bench_comparison(request, bench_entry, bench_run):
     """Verdicts of this config against its baseline entry; a missing entry fails (or skips),
     as the policy says."""
-    from asrbench.gate import baselines
-    from asrbench.gate.compare import compare_run
-    from asrbench.gate.outcome import carry_options, refresh_command, with_options
-
     if option(request.config, "update_baselines"):
         pytest.skip("--update-baselines: this entry is rewritten from this run, not checked")
     config_id = bench_run.config.id
@@ -357,8 +361,6 @@ def bench_comparison(request, bench_entry, bench_run):
 def bench_tolerance(request, bench_config, bench_entry) -> Tolerance:
     """The tolerances this config is held to: its baseline entry's, else the matrix section's
     policy over the defaults (the checks that need no baseline use it too)."""
-    from asrbench.gate.baselines import DEFAULT_TOLERANCE, tolerance_of
-
     if bench_entry is not None:
         return tolerance_of(bench_entry)
     return DEFAULT_TOLERANCE.over(_state(request.config).tolerance(bench_config.id))
@@ -367,8 +369,6 @@ def bench_tolerance(request, bench_config, bench_entry) -> Tolerance:
 def apply_policy(config: pytest.Config, comparison: Any, check: str,
                  detail: str = "") -> None:
     """Fail (or warn) this test as the policy says for one check of one comparison."""
-    import warnings
-
     failing: list[str] = []
     warning: list[str] = []
     for finding in bench_policy(config).findings(comparison, [check]):
@@ -387,7 +387,6 @@ def change_listing(comparison: Any, limit: int = 50) -> str:
     with its paired-bootstrap interval and utterances worse/better, then the word diffs."""
     if not comparison.transcripts:
         return ""
-    from asrbench.render.text import accuracy_lines
 
     lines = [f"  {line}" for line in accuracy_lines(comparison)]
     lines += [f"  {c.id}: {c.diff}" for c in comparison.transcripts[:limit]]
@@ -410,8 +409,6 @@ def _report_path(config: pytest.Config) -> Path | None:
     report (--from-report) writes nothing unless --asrbench-report names another file: never
     over the default reports/latest.json and latest.md (the bench's), never over the judged
     report (its provenance is kept)."""
-    from asrbench.config.settings import DEFAULT_REPORT
-
     path = Path(option(config, "report"))
     source = option(config, "from_report")
     if not source:
@@ -436,8 +433,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(STATE_KEY, None)
     if state is None or not (state.results or state.selected):
         return
-    from asrbench import flow
-    from asrbench.render.text import terminal_safe
 
     config = session.config
     report_path = _report_path(config)
@@ -463,9 +458,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def _finished_lines(config: pytest.Config, done: Any) -> list[str]:
     """What the end of the session says (flow.Finished), one item per line or table."""
-    from asrbench.render.history import added_line
-    from asrbench.render.text import baseline_update_text
-
     lines = []
     written, summary = done.written, done.markdown
     marked = ", marked interrupted (the session was interrupted)" if done.interrupted else ""

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 from asrbench import flow
 from asrbench.cli import common
 from asrbench.cli.common import say
-from asrbench.config.settings import DEFAULT_MATRIX, DEFAULT_REPORT, BenchConfig
+from asrbench.config.options import run_overrides
+from asrbench.config.settings import DEFAULT_MATRIX, DEFAULT_REPORT, BenchConfig, read_toml
+from asrbench.errors import AsrbenchError
 from asrbench.formats.model import Report
+from asrbench.measure.distributed import World, parse_shard
+from asrbench.render.text import run_notes, summary_table
 
 HELP = """\
 Evaluate a speech-to-text model on a test split and write a JSON report.
@@ -50,9 +55,7 @@ def command(args: argparse.Namespace) -> int:
     the pytest door takes too). Everything a user can get wrong is checked before the first
     model loads; an interrupted run writes the runs it finished, marked interrupted; a report
     that cannot be written goes elsewhere."""
-    from asrbench.config.options import run_overrides
-    from asrbench.measure.distributed import World
-    from asrbench.measure.session import Session
+    from asrbench.measure.session import Session  # noqa: PLC0415  loads numpy and torch (measure.session)
 
     world = World.from_environment(args.dist_timeout)
     shard = _shard(args)
@@ -105,10 +108,6 @@ def _write(report: Report, path: Path) -> flow.Written:
 def _shard(args: argparse.Namespace) -> Any:
     """The scheduler shard --shard asks for (None: the whole split); the count for --shard
     auto under Kubernetes comes from --shard-count, else the config file's shard_count."""
-    from asrbench.config.settings import read_toml
-    from asrbench.errors import AsrbenchError
-    from asrbench.measure.distributed import parse_shard
-
     count = args.shard_count
     if count is None and args.config is not None:
         count = read_toml(args.config, "config file").get("shard_count")
@@ -123,8 +122,6 @@ def _shard(args: argparse.Namespace) -> Any:
 
 def what_next(report: Path) -> str:
     """The commands that usually follow a run, on this report."""
-    from shlex import quote
-
     path, html = quote(str(report)), quote(str(report.with_suffix(".html")))
     steps = [(f"asrbench compare --report {path}", "gate it against the stored baselines"),
              (f"asrbench baseline update --report {path}",
@@ -135,8 +132,6 @@ def what_next(report: Path) -> str:
 
 
 def _print_summary(args: argparse.Namespace, results: list[Any], world: Any) -> None:
-    from asrbench.render.text import run_notes, summary_table
-
     say(summary_table(results))
     for line in run_notes(results):
         say(line)
