@@ -67,26 +67,43 @@ def whisper():
     return load("bundled:whisper-base")
 
 
+#: generate()'s rows per (locale, precision, clips, max_length), made once per module: the
+#: static decoder's test compares against the first 4 rows of the 5 clips the dynamic decoder's
+#: test decodes (a whisper-base clip costs seconds on a 2-core CPU)
+_GENERATED: dict[tuple[str, str, int, int], list[list[int]]] = {}
+
+
+def _generate(whisper, locale: str, language: str, precision: str, count: int,
+              max_length: int) -> list[list[int]]:
+    """Stock generate()'s token rows for the first `count` clips of a locale."""
+    key = (locale, precision, count, max_length)
+    if key not in _GENERATED:
+        model = whisper.model
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,
+                                                    enabled=precision == "bf16"):
+            _GENERATED[key] = model.generate(
+                _features(whisper, locale, count), language=language, task="transcribe",
+                do_sample=False, num_beams=1,
+                **length_kwargs(model.generation_config, max_length)).tolist()
+    return _GENERATED[key]
+
+
 @pytest.mark.parametrize("locale,language,precision", [("en", "english", "fp32"),
                                                         ("hi", "hindi", "fp32"),
                                                         ("en", "english", "bf16")])
 def test_same_tokens_as_generate(whisper, locale, language, precision):
     """Every row's tokens up to EOS equal generate()'s, for rows ending at different steps."""
-    model, processor = whisper.model, whisper.processor
+    model = whisper.model
     max_length = 32
     # bf16 autocast is about twice as slow as fp32 on a CPU without AMX: 3 clips there
-    split = load_split(str(EMBEDDED_CORPUS), locale, limit=3 if precision == "bf16" else 5,
-                       progress=False)
-    features = processor.feature_extractor([u.audio for u in split.utterances],
-                                           sampling_rate=16000, return_tensors="pt").input_features
+    count = 3 if precision == "bf16" else 5
+    features = _features(whisper, locale, count)
     decoder = GreedyDecoder(model, whisper_prompt(model.generation_config, language, "transcribe"),
                             max_length)
     eos = model.generation_config.eos_token_id
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
         ours = decoder(features).tolist()
-        theirs = model.generate(features, language=language, task="transcribe", do_sample=False,
-                                num_beams=1, **length_kwargs(model.generation_config,
-                                                             max_length)).tolist()
+    theirs = _generate(whisper, locale, language, precision, count, max_length)
 
     def text_tokens(row):
         row = [t for t in row if t not in decoder.prompt]
@@ -131,9 +148,9 @@ def test_static_decoder_under_emulated_hpu_graphs_equals_generate(whisper, local
     decoder = StaticGreedyDecoder(model, prompt, max_length, 2, graph=wrap_in_hpu_graph)
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
         ours = [r for half in (features[:2], features[2:]) for r in decoder(half).tolist()]
-        theirs = model.generate(features, language=language, task="transcribe", do_sample=False,
-                                num_beams=1, **length_kwargs(model.generation_config,
-                                                             max_length)).tolist()
+    # generate()'s rows of the first 4 clips: those of the 5 test_same_tokens_as_generate
+    # decodes (fp32; made once), each row decoded independently of the others in its batch
+    theirs = _generate(whisper, locale, language, precision, 5, max_length)[:4]
     assert STATS.captures - captures == 3  # encoder, prompt step, token step
     assert all(len(r) == max_length for r in ours)
     prompt_len = len(prompt)
@@ -143,20 +160,37 @@ def test_static_decoder_under_emulated_hpu_graphs_equals_generate(whisper, local
         [_text_tokens(prompt + [t for t in r if t not in prompt], prompt, eos) for r in theirs]
 
 
-@pytest.mark.parametrize("every,ignore_eos", [(4, False), (16, False), (1, True)])
-def test_eos_cadence_and_ignore_eos_change_steps_not_tokens(whisper, every, ignore_eos):
+EOS_MAX_LENGTH = 40
+
+
+@pytest.fixture(scope="module")
+def every_step(whisper):
+    """Two English clips of different lengths (the rows end at different steps) and the static
+    decoder's rows and steps with EOS checked at every step, the default: (features, rows,
+    steps run). Made once for the three cadences below (a whisper-base clip costs seconds on
+    a 2-core CPU)."""
     from asrbench.measure.decoding import StaticGreedyDecoder
 
     model = whisper.model
-    max_length = 40
-    # two clips of different lengths: the rows end at different steps (a clip of whisper-base
-    # costs seconds on a 2-core CPU, and each parameter decodes the batch twice)
     features = _features(whisper, "en", 2)
+    prompt = whisper_prompt(model.generation_config, "english", "transcribe")
+    with torch.inference_mode():
+        each = StaticGreedyDecoder(model, prompt, EOS_MAX_LENGTH, 2)
+        rows = each(features).tolist()
+    return features, rows, each.steps_run
+
+
+@pytest.mark.parametrize("every,ignore_eos", [(4, False), (16, False), (1, True)])
+def test_eos_cadence_and_ignore_eos_change_steps_not_tokens(whisper, every_step, every,
+                                                            ignore_eos):
+    from asrbench.measure.decoding import StaticGreedyDecoder
+
+    model = whisper.model
+    max_length = EOS_MAX_LENGTH
+    features, baseline, each_steps_run = every_step
     prompt = whisper_prompt(model.generation_config, "english", "transcribe")
     eos = model.generation_config.eos_token_id
     with torch.inference_mode():
-        each = StaticGreedyDecoder(model, prompt, max_length, 2)
-        baseline = each(features).tolist()
         marks = []
         other = StaticGreedyDecoder(model, prompt, max_length, 2, eos_check_every=every,
                                     ignore_eos=ignore_eos, mark_step=lambda: marks.append(1))
@@ -165,7 +199,7 @@ def test_eos_cadence_and_ignore_eos_change_steps_not_tokens(whisper, every, igno
     assert [_text_tokens(r, prompt, eos) for r in rows] == \
         [_text_tokens(r, prompt, eos) for r in baseline]
     ended = max(len(_text_tokens(r, prompt, eos)) + 1 for r in baseline)  # +1: the EOS itself
-    assert each.steps_run == ended < max_length - len(prompt)
+    assert each_steps_run == ended < max_length - len(prompt)
     if ignore_eos:
         assert other.steps_run == max_length - len(prompt)  # to the cap, as optimum-habana
     else:
