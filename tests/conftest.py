@@ -56,7 +56,7 @@ SLOW_FIXTURES = {
     "one_and_two_ranks": "one- and two-rank `asrbench run`s (test_distributed)",
     "suite": "pytest runs of the plugin on a model (test_plugin)",
     "project": "pytest and compare children over a model run (test_policy)",
-    "fresh_report": "an `asrbench run` (test_results)",
+    "fresh_report": "the real_history run's own report (test_results)",
     "tiny_whisper": "builds a tiny Whisper from the converted bundled model's files (conftest)",
     "single_run": "an in-process `asrbench run` of the tiny Whisper (test_shards)",
 }

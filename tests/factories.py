@@ -252,6 +252,8 @@ PLANTED_LEVELS = [1.0, 1.0, 1.0, 0.5, 0.5, 0.5]
 PLANTED_PASS_SPREAD = [0.99, 1.01]
 PLANTED_SAMPLES_PER_SECOND = 10.0
 PLANTED_AT = 3  # index of the first slow run (run 4)
+#: the real run's own report (its throughput as measured), beside the six planted copies
+REAL_RUN_REPORT = "measured.json"
 
 
 def plant_throughput(path: Path, level: float) -> None:
@@ -286,7 +288,7 @@ def make_real_history(directory: Path) -> tuple[str, list[Path], list[str]]:
     (a minute apart, in run order). Six processes of the same run cost minutes of CI and
     add nothing but machine noise, which the planted throughput replaces anyway."""
     url = str(directory / "history.sqlite")
-    measured = directory / "measured.json"
+    measured = directory / REAL_RUN_REPORT
     done = subprocess.run([sys.executable, "-m", "asrbench", *REAL_RUN_ARGS,
                            "--report", str(measured)], cwd=ROOT, capture_output=True, text=True,
                           timeout=1200)
