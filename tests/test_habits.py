@@ -9,6 +9,7 @@ tier), otherwise a `pytest --collect-only` child's (tens of seconds on a 2-core 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -170,3 +171,100 @@ def test_every_kept_lazy_import_says_why(tmp_path):
                       "def h():\n    import json  # noqa: F401, PLC0415\n", encoding="utf-8")
     assert [line.split(": ", 1)[1] for line in _unexplained_lazy_imports([sample])] == [
         "import torch  # noqa: PLC0415", "import json  # noqa: F401, PLC0415"]
+
+
+#: what an import may stay inside a function for: torch, transformers and the packages that are
+#: slow to import or optional (extras, the Gaudi's); torch._dynamo (the compiler) even where
+#: torch is loaded
+HEAVY = {"torch", "torch._dynamo", "transformers", "numpy", "scipy", "jiwer", "datasets",
+         "soundfile", "soxr", "tqdm", "huggingface_hub", "ctranslate2", "accelerate", "optimum",
+         "habana_frameworks", "plotly", "ruptures", "psycopg"}
+
+
+def _module_imports(tree: ast.Module, name: str, is_package: bool
+                    ) -> tuple[set[str], list[tuple[int, set[str]]]]:
+    """The modules a module imports at its top (not under `if TYPE_CHECKING:`), and each
+    import inside a function: (line, modules). `from a import b` names a and a.b (b may be a
+    submodule); relative imports are resolved against `name`."""
+    def targets(node: ast.Import | ast.ImportFrom) -> set[str]:
+        if isinstance(node, ast.Import):
+            return {alias.name for alias in node.names}
+        base = node.module or ""
+        if node.level:
+            parts = name.split(".")[:None if is_package else -1]
+            parts = parts[:len(parts) - (node.level - 1)]
+            base = ".".join(parts) + (f".{base}" if base else "")
+        return {base} | {f"{base}.{alias.name}" for alias in node.names}
+
+    top: set[str] = set()
+    lazy: list[tuple[int, set[str]]] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                if in_function:
+                    lazy.append((child.lineno, targets(child)))
+                else:
+                    top.update(targets(child))
+            visit(child, in_function or isinstance(child, (ast.FunctionDef,
+                                                           ast.AsyncFunctionDef)))
+    visit(tree, False)
+    return top, lazy
+
+
+def _heavy_lazy_imports(root: Path, package: str = "asrbench") -> dict[str, set[str]]:
+    """For each import inside a function of `package` (under root), `path:line` -> the heavy
+    packages (HEAVY) it loads that its module does not already load at its top; asrbench
+    modules are followed through their top-level imports (and their packages' __init__)."""
+    modules: dict[str, tuple[Path, ast.Module]] = {}
+    for path in sorted((root / package).rglob("*.py")):
+        if "stubs" in path.parts:
+            continue
+        parts = path.relative_to(root).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = (path, ast.parse(path.read_text(encoding="utf-8")))
+    imports = {name: _module_imports(tree, name, path.name == "__init__.py")
+               for name, (path, tree) in modules.items()}
+
+    def loads(target: str, seen: set[str]) -> set[str]:
+        found: set[str] = set()
+        parts = target.split(".")
+        for k in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:k])
+            if prefix in seen:
+                continue
+            seen.add(prefix)
+            if parts[0] != package:
+                found |= {".".join(parts[:n]) for n in range(1, len(parts) + 1)} & HEAVY
+                break
+            for imported in imports.get(prefix, (set(), []))[0]:
+                found |= loads(imported, seen)
+        return found
+
+    result = {}
+    for name, (path, _) in modules.items():
+        top, lazy = imports[name]
+        own = set().union(*(loads(t, set()) for t in top)) if top else set()
+        for line, targets in lazy:
+            extra = set().union(*(loads(t, set()) for t in targets)) - own
+            result[f"{path.relative_to(root)}:{line}"] = extra
+    return result
+
+
+def test_every_kept_lazy_import_loads_something_heavy(tmp_path):
+    """The why of each kept lazy import is true: it loads torch, transformers or another
+    HEAVY package that its module does not load already (else it belongs at the top)."""
+    light = sorted(where for where, extra in _heavy_lazy_imports(ROOT).items() if not extra)
+    assert light == []
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "heavy.py").write_text("import numpy\n", encoding="utf-8")
+    (package / "a.py").write_text("def f():\n    import json\n"
+                                  "def g():\n    from pkg import heavy\n"
+                                  "def h():\n    import torch._dynamo.utils\n", encoding="utf-8")
+    found = _heavy_lazy_imports(tmp_path, "pkg")
+    assert found == {"pkg/a.py:2": set(), "pkg/a.py:4": {"numpy"},
+                     "pkg/a.py:6": {"torch", "torch._dynamo"}}
