@@ -68,8 +68,8 @@ def decide(base: Sequence[float], head: Sequence[float], threshold: float,
     if len(base) != len(head):
         raise ValueError(f"paired rounds need equal counts, got {len(base)} and {len(head)}")
     if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")  # noqa: PLC0415  numpy: off the light paths
-    if not 0 < alpha < 1:  # noqa: PLC0415  scipy: slow to import, only when judging
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if any(not (v > 0 and math.isfinite(v)) for v in (*base, *head)):
         raise ValueError("every sample must be a positive finite number")

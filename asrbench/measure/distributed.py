@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asrbench import processes
-from asrbench.config.settings import config_toml  # noqa: F401 (the TOML form; re-exported)
+from asrbench.config.settings import config_toml  # the TOML form of a config
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.formats.io import load_report
 

@@ -95,7 +95,7 @@ def _import_optimum_habana() -> None:
         # optimum-habana prints a line per model file whose fused Gaudi kernel is missing (the
         # stubs have none); those models are not the ones benchmarked, so the lines are dropped.
         with contextlib.redirect_stdout(io.StringIO()):
-            import optimum.habana  # noqa: F401, PLC0415  Gaudi only (optimum-habana, habana_frameworks)
+            import optimum.habana  # noqa: PLC0415  Gaudi only (optimum-habana, habana_frameworks)
             import optimum.habana.transformers.modeling_utils  # noqa: F401, PLC0415  Gaudi only (optimum-habana, habana_frameworks)
     except Exception as exc:  # noqa: BLE001 - any failure has the same remedy
         raise AsrbenchError(

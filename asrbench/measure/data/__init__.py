@@ -22,7 +22,7 @@ from asrbench.measure.data.audio import SAMPLE_RATE, AudioError, decode_audio
 
 # the sources' row type and helpers live in rows.py, which the sources import (not this
 # package: it imports the sources, and a cycle would remain); re-exported here
-from asrbench.measure.data.rows import RawRow, speaker_id, unusable  # noqa: F401
+from asrbench.measure.data.rows import RawRow, speaker_id, unusable
 
 
 @dataclass(frozen=True)
