@@ -40,7 +40,7 @@ pytest_plugins = ["pytester"]
 #: Modules (relative to the repository root) whose every test is slow.
 SLOW_MODULES = {
     "benchmarks/test_asr_regression.py": "the product's gate: a model run per configuration",
-    "tests/test_counters_gate_e2e.py": "three `asrbench run`s of the model and pytest children",
+    "tests/test_counters_gate_e2e.py": "three `asrbench run`s (tiny Whisper) and pytest children",
     "tests/test_emulation.py": "emulated-Gaudi runs in child processes and stock generate()",
     "tests/test_gate_power.py": "a whole `asrbench ab` and baseline runs",
     "tests/test_models_any.py": "tiny Speech2Text and wav2vec2+BERT models built and run (~80 s)",

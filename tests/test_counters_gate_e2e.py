@@ -1,9 +1,12 @@
-"""Issue 22's "done when", from the command line: a baseline recorded from a clean `asrbench run`
-of the embedded model; a run with an extra matmul per decoder layer (tests/inject_matmul.py,
-transcripts unchanged) fails `asrbench compare` and the pytest gate's test_counters with the op
-named; a clean rerun passes both. The workload is the smallest real one (English, 2 clips,
-batch 2, length cap 30, 1 pass, no reference); throughput only warns (--throughput warn), so a
-loaded machine cannot fail these comparisons on samples/s: the counts decide.
+"""Issue 22's "done when", from the command line: a baseline recorded from a clean `asrbench run`;
+a run with an extra matmul per decoder layer (tests/inject_matmul.py, transcripts unchanged)
+fails `asrbench compare` and the pytest gate's test_counters with the op named; a clean rerun
+passes both. The workload is the smallest one (English, 2 clips, batch 2, length cap 30, 1 pass,
+no reference) on the tiny random Whisper (conftest's tiny_whisper): what is tested is the
+counting and the two doors' gate around the model. The embedded model's own counters are gated
+in CI by the benchmarks (benchmarks/test_asr_regression.py::test_counters against
+baselines/cpu.json). Throughput only warns (--throughput warn), so a loaded machine cannot fail
+these comparisons on samples/s: the counts decide.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from factories import ROOT, run_cli
+from factories import ROOT, TINY_WHISPER, run_cli
 
 from asrbench.cli.main import main
 
@@ -24,18 +27,18 @@ RUN = ["run", "--dataset-config", "en", "--language", "english", "--limit", "2",
        "--reference-utterances", "0", "--device", "cpu", "--no-progress"]
 INJECT = ROOT / "tests" / "inject_matmul.py"
 BENCH_FILE = ROOT / "benchmarks" / "test_asr_regression.py"
-DECODER_LAYERS = 6  # bundled:whisper-base: one extra aten.mm per layer and step
+DECODER_LAYERS = TINY_WHISPER["decoder_layers"]  # one extra aten.mm per layer and step
 OP = "aten.mm f32"
 #: fields that move from run to run by design (docs/counters.md: never gated)
 UNSTABLE = ("seconds", "peak_device_memory_bytes")
 
 
 @pytest.fixture(scope="module")
-def scratch(tmp_path_factory) -> Path:
+def scratch(tmp_path_factory, tiny_whisper) -> Path:
     """A scratch project: a clean run's report (this process), the baseline recorded from it
     with `asrbench baseline update`, the benchmark tests and a conftest loading the plugin."""
     root = tmp_path_factory.mktemp("counters-e2e")
-    assert run_cli([*RUN, "--report", str(root / "clean.json")]) == 0
+    assert run_cli([*RUN, "--model", str(tiny_whisper), "--report", str(root / "clean.json")]) == 0
     assert main(["baseline", "update", "--report", str(root / "clean.json"),
                  "--baseline-dir", str(root / "baselines")]) == 0
     shutil.copy(BENCH_FILE, root / "test_bench.py")
@@ -43,13 +46,14 @@ def scratch(tmp_path_factory) -> Path:
     return root
 
 
-def _child_run(root: Path, name: str, inject: bool) -> dict:
+def _child_run(root: Path, name: str, inject: bool, model: Path) -> dict:
     """An `asrbench run` of the same workload in a fresh process (with the extra matmul
     patched in, or clean): its one run record."""
     command = [str(INJECT)] if inject else ["-m", "asrbench"]
     report = root / f"{name}.json"
-    proc = subprocess.run([sys.executable, *command, *RUN, "--report", str(report)], cwd=root,
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = subprocess.run([sys.executable, *command, *RUN, "--model", str(model), "--report",
+                           str(report)], cwd=root, capture_output=True, text=True, timeout=600,
+                          check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run,) = json.loads(report.read_text())["runs"]
     return run
@@ -88,9 +92,10 @@ def _pytest_gate(root: Path, report: str) -> subprocess.CompletedProcess:
 
 
 def test_an_injected_extra_matmul_fails_compare_and_the_pytest_gate_naming_the_op(scratch,
-                                                                                    capsys):
+                                                                                    capsys,
+                                                                                    tiny_whisper):
     clean = _clean(scratch)
-    injected = _child_run(scratch, "injected", inject=True)
+    injected = _child_run(scratch, "injected", inject=True, model=tiny_whisper)
     assert _predictions(injected) == _predictions(clean)  # the transcripts did not change
     was = clean["counters"]["decode_step_ops"][OP]
     named = f"decode step: {OP} {was} -> {was + DECODER_LAYERS} (+{DECODER_LAYERS})"
@@ -109,9 +114,10 @@ def test_an_injected_extra_matmul_fails_compare_and_the_pytest_gate_naming_the_o
     assert named in proc.stdout, proc.stdout[-3000:]
 
 
-def test_a_clean_rerun_passes_compare_and_the_pytest_gate_with_the_same_counts(scratch, capsys):
+def test_a_clean_rerun_passes_compare_and_the_pytest_gate_with_the_same_counts(scratch, capsys,
+                                                                                tiny_whisper):
     clean = _clean(scratch)
-    rerun = _child_run(scratch, "rerun", inject=False)
+    rerun = _child_run(scratch, "rerun", inject=False, model=tiny_whisper)
     assert _predictions(rerun) == _predictions(clean)
     assert _counts(rerun) == _counts(clean)  # another process, the same counts
 
