@@ -8,7 +8,8 @@ else but parse options, run pytest's hooks and print: every step here returns da
 checked the report path and saved the report elsewhere when it could not be written, the
 plugin did neither; the CLI refused to refresh baselines from an interrupted report, the plugin
 did not). `asrbench compare` and `asrbench baseline update` judge and refresh through the same
-gate functions (gate/outcome.py).
+steps (judge_report, record_baselines -> refresh_baselines): every door judges and records
+baselines through this module, which alone calls gate/outcome.py's judging and updating.
 
 Layer: under the doors, above `asrbench.render` (pyproject.toml's import-linter contract). The
 measuring code loads torch and transformers: it is imported inside `preflight` and `measure`,
@@ -34,14 +35,18 @@ from asrbench.errors import AsrbenchError
 from asrbench.formats import io as report_io
 from asrbench.formats.environment import environment
 from asrbench.formats.merge import refuse_shards
-from asrbench.formats.model import Report, Run, Tolerance, build_report
-from asrbench.gate.compare import Comparison
+from asrbench.formats.model import BaselineEntry, Report, Run, Tolerance, build_report
+from asrbench.gate.compare import Comparison, compare_run
 from asrbench.gate.outcome import (
     BaselineUpdate,
     GateOutcome,
+    carry_options,
     could_not_judge,
+    gate_report,
+    judge_report_file,
     refuse_interrupted,
     update_baselines,
+    with_options,
 )
 from asrbench.gate.policy import Policy
 from asrbench.history.store import add_report
@@ -219,6 +224,36 @@ def write_report(report: Report, path: str | Path) -> Written:
 
 # -- judge ----------------------------------------------------------------------------------------
 
+def judge_report(path: str | Path, baseline_dir: str | Path, policy: Policy | None = None,
+                 html_url: str | None = None) -> GateOutcome:
+    """`asrbench compare`'s judging: load the report and gate it against the baselines. Never
+    raises for bad input: what stops the judging is a "could not judge" problem of the
+    outcome. `html_url`: where the HTML report was uploaded (the Markdown links it)."""
+    outcome = judge_report_file(path, baseline_dir, policy)
+    outcome.html_url = html_url
+    return outcome
+
+
+def judge_loaded(report: Report, baseline_dir: str | Path, report_path: str | Path,
+                 policy: Policy | None = None) -> GateOutcome:
+    """A loaded report's verdicts against the baselines (`asrbench html` shows them): an
+    interrupted report is refused; entries with no run are listed."""
+    return gate_report(report, baseline_dir, policy, report_path)
+
+
+def judge_run(run: Run, entry: BaselineEntry | None, tolerance: Tolerance | None,
+              report_path: str | Path, baseline_dir: str | Path) -> Comparison:
+    """One config's verdicts against its baseline entry (the pytest door judges each config
+    when its first test asks), the commands its notes suggest carrying the report and
+    baseline folder given. A baseline it must not be compared with (another model, another
+    normalizer) raises, in one line, with the same commands completed."""
+    try:
+        comparison = compare_run(run, entry, tolerance)
+    except AsrbenchError as exc:
+        raise AsrbenchError(carry_options(str(exc), report_path, baseline_dir)) from None
+    return with_options(comparison, report_path, baseline_dir)
+
+
 def judge(comparisons: Mapping[str, Comparison], selected: Iterable[str],
           errors: Mapping[str, str], policy: Policy, report_path: str | Path,
           baseline_dir: str | Path | None) -> GateOutcome:
@@ -258,26 +293,52 @@ class Refreshed:
     error: str | None = None
 
 
-def refresh_baselines(report: Report, baseline_dir: str | Path,
-                      tolerance: Callable[[str], Tolerance | None]) -> Refreshed:
-    """Rewrite the baseline entries of the report's runs through gate.outcome.update_baselines
-    (which refuses an interrupted report), each entry with the tolerance policy its run was
-    held to (runs that share one are written together)."""
+def refresh_baselines(report: Report | list[Report], baseline_dir: str | Path,
+                      tolerance: Callable[[str], Tolerance | None], *,
+                      only: list[str] | None = None, counters_only: bool = False) -> Refreshed:
+    """Rewrite the baseline entries of the report's runs (or `only` these ids) through
+    gate.outcome.update_baselines (which refuses an interrupted report), each entry with the
+    tolerance policy its run was held to (runs that share one are written together). Several
+    reports of the same configs, each from its own process, make one entry per config (the
+    throughput band from the spread between processes); `counters_only` records only their
+    work counters into the existing entries."""
+    reports = report if isinstance(report, list) else [report]
     groups: dict[tuple[tuple[str, float], ...], list[str]] = {}
-    for run in report.runs:
+    for run in reports[0].runs:
         policy = tolerance(run.config.id)
         key = tuple(sorted(policy.given().items())) if policy is not None else ()
         groups.setdefault(key, []).append(run.config.id)
     update = BaselineUpdate()
     try:
         for key, ids in groups.items():
-            written = update_baselines(report, baseline_dir, ids if len(groups) > 1 else None,
-                                       Tolerance.model_validate(dict(key)) if key else None)
+            chosen = only if len(groups) <= 1 else [i for i in ids if only is None or i in only]
+            if len(groups) > 1 and not chosen:
+                continue
+            written = update_baselines(reports, baseline_dir, chosen,
+                                       Tolerance.model_validate(dict(key)) if key else None,
+                                       counters_only)
             update.files += written.files
             update.busy += written.busy
     except AsrbenchError as exc:  # e.g. runs that disagree: the old file is kept
         return Refreshed(error=str(exc))
     return Refreshed(update)
+
+
+def record_baselines(paths: list[str] | list[Path], baseline_dir: str | Path, *,
+                     only: list[str] | None = None, tolerance: Tolerance | None = None,
+                     counters_only: bool = False) -> BaselineUpdate:
+    """`asrbench baseline update`: load the reports (never a shard's), then refresh_baselines
+    with one tolerance for every entry; what cannot be recorded raises (one line)."""
+    reports = [report_io.load_report(path) for path in paths]
+    for path, report in zip(paths, reports):
+        refuse_shards(report, path, "baseline update")
+    if counters_only and tolerance is not None:
+        raise AsrbenchError("--counters-only keeps every other field: give no --tolerance")
+    refreshed = refresh_baselines(reports, baseline_dir, lambda _config_id: tolerance,
+                                  only=only, counters_only=counters_only)
+    if refreshed.update is None:
+        raise AsrbenchError(refreshed.error or "no baseline entry written")
+    return refreshed.update
 
 
 @dataclass
@@ -326,12 +387,29 @@ def finish(outcome: GateOutcome, runs: list[Run], *, report_path: Path | None,
         done.written = write_report(report, report_path)
     if report_path is not None:
         done.markdown = report_path.with_suffix(".md")
-    try:
-        publish_markdown(outcome_markdown(outcome), done.markdown)
-    except AsrbenchError as exc:  # an unwritable summary: one line, the verdicts stand
-        done.markdown_error = str(exc)
+    done.markdown_error = _publish(outcome, done.markdown)
     if update is not None and report is not None:
         done.baselines = refresh_baselines(report, update, tolerance)
     if history and done.written is not None:
         done.history = record_history(history, done.written.path)
     return done
+
+
+def stopped(reason: str, policy: Policy, report_path: Path | None) -> Finished:
+    """The end of a pytest session that stops before judging anything (an invalid report to
+    judge, a device that is not there): its Markdown summary says "could not judge: <reason>"
+    (next to `report_path`, and in CI's step summary), never a missing or stale one."""
+    outcome = GateOutcome([], policy, problems=[reason])
+    done = Finished(outcome, [], markdown=report_path.with_suffix(".md") if report_path else None)
+    done.markdown_error = _publish(outcome, done.markdown)
+    return done
+
+
+def _publish(outcome: GateOutcome, path: Path | None) -> str | None:
+    """Publish the outcome's Markdown summary (to `path` if given, and to CI's step summary);
+    why it could not be written, if so (one line: the verdicts stand)."""
+    try:
+        publish_markdown(outcome_markdown(outcome), path)
+    except AsrbenchError as exc:
+        return str(exc)
+    return None

@@ -36,23 +36,10 @@ from asrbench.config.settings import DEFAULT_REPORT, BenchConfig
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.gate import baselines
 from asrbench.gate.baselines import DEFAULT_TOLERANCE, tolerance_of
-from asrbench.gate.compare import compare_run
-from asrbench.gate.outcome import (
-    GateOutcome,
-    carry_options,
-    check_baseline_dir,
-    refresh_command,
-    with_options,
-)
+from asrbench.gate.outcome import check_baseline_dir, refresh_command
 from asrbench.measure.distributed import probe_device
-from asrbench.render.history import added_line
-from asrbench.render.text import (
-    accuracy_lines,
-    baseline_update_text,
-    outcome_markdown,
-    publish_markdown,
-    terminal_safe,
-)
+from asrbench.render.doors import finished_lines
+from asrbench.render.text import accuracy_lines, terminal_safe
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.formats.model import BaselineEntry, Run, Tolerance
@@ -112,7 +99,7 @@ def pytest_configure(config: pytest.Config) -> None:
             _configs(config)
         except AsrbenchError as exc:
             message = _safe(f"asrbench: {exc}")
-            _publish_could_not_judge(config, message)
+            _stopped(config, message)
             raise pytest.UsageError(message) from None
 
 
@@ -193,7 +180,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     with "could not judge" (fail closed)."""
     state = session.config.stash.get(STATE_KEY, None)
     if state is not None and state.usage_error:
-        _publish_could_not_judge(session.config, state.usage_error)
+        _stopped(session.config, state.usage_error)
         raise pytest.UsageError(state.usage_error)
     if state is None or option(session.config, "update_baselines"):
         return
@@ -206,19 +193,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state.selected = list(selected)
 
 
-def _publish_could_not_judge(config: pytest.Config, message: str) -> None:
-    """The Markdown summary of a session that stops before judging anything (an invalid
-    report, a device that is not there): "could not judge", never a missing or stale one."""
+def _stopped(config: pytest.Config, message: str) -> None:
+    """A session that stops before judging anything (an invalid report, a device that is not
+    there): flow.stopped publishes its "could not judge" Markdown summary, never a missing or
+    stale one (an unwritable summary is not said: the usage error that follows says what
+    matters)."""
     try:
         path = _report_path(config)
     except AsrbenchError:
         path = None
     reason = message[len("asrbench: "):] if message.startswith("asrbench: ") else message
-    outcome = GateOutcome([], bench_policy(config), problems=[reason])
-    try:
-        publish_markdown(outcome_markdown(outcome), path.with_suffix(".md") if path else None)
-    except AsrbenchError:
-        pass  # the usage error that follows says what matters
+    flow.stopped(reason, bench_policy(config), path)
 
 
 def _reason(excinfo: Any) -> str:
@@ -336,12 +321,10 @@ def bench_comparison(request, bench_entry, bench_run):
     config_id = bench_run.config.id
     report, directory = _source_report(request.config), option(request.config, "baseline_dir")
     try:
-        comparison = compare_run(bench_run, bench_entry,
-                                 _state(request.config).tolerance(config_id))
+        comparison = flow.judge_run(bench_run, bench_entry,
+                                    _state(request.config).tolerance(config_id), report, directory)
     except AsrbenchError as exc:  # a baseline it must not be compared with: one line, no traceback
-        pytest.fail(_safe(f"asrbench: {carry_options(str(exc), report, directory)}"),
-                    pytrace=False)
-    comparison = with_options(comparison, report, directory)
+        pytest.fail(_safe(f"asrbench: {exc}"), pytrace=False)
     _state(request.config).comparisons[config_id] = comparison
     for finding in bench_policy(request.config).findings(comparison, ["missing"]):
         path = baselines.baseline_path(option(request.config, "baseline_dir"),
@@ -444,50 +427,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                        update=(option(config, "baseline_dir")
                                if option(config, "update_baselines") else None),
                        history=option(config, "history"))
-    lines = _finished_lines(config, done)
+    lines = finished_lines(done, option(config, "from_report"))
     if outcome.not_judged and session.exitstatus in (pytest.ExitCode.OK,
                                                      pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     # Printed at the end, under pytest's own summary (pytest_terminal_summary below), so the
     # gate's result is the last thing a reader of the log sees.
-    state.summary_lines = [terminal_safe(line) for line in lines]
+    state.summary_lines = lines
     if session.config.pluginmanager.get_plugin("terminalreporter") is None:
         for line in state.summary_lines:
             print(line, file=sys.stderr)
-
-
-def _finished_lines(config: pytest.Config, done: Any) -> list[str]:
-    """What the end of the session says (flow.Finished), one item per line or table."""
-    lines = []
-    written, summary = done.written, done.markdown
-    marked = ", marked interrupted (the session was interrupted)" if done.interrupted else ""
-    if written is not None and written.elsewhere:
-        lines.append(f"asrbench: could not write {written.wanted} ({written.error}); the report "
-                     f"was saved to {written.path}{marked}")
-    elif written is not None:
-        lines.append(f"asrbench: report written to {written.path}{marked} (summary: {summary})")
-    elif summary is not None:
-        lines.append(f"asrbench: no config ran, no report written (summary: {summary})")
-    else:
-        lines.append(f"asrbench: judged {option(config, 'from_report')}; nothing written over "
-                     "it or reports/latest.* (--asrbench-report PATH writes this session's "
-                     "report and summary)")
-    if done.markdown_error:
-        lines.append(f"asrbench: {done.markdown_error}")
-    for config_id, reason in done.outcome.not_judged:
-        lines.append(f"asrbench: could not judge {config_id}: {reason}")
-    if done.outcome.not_judged:
-        lines.append(f"asrbench: result: FAIL: could not judge {len(done.outcome.not_judged)} "
-                     f"of {len(done.outcome.comparisons)} config(s)")
-    if done.baselines is not None and done.baselines.update is not None:
-        lines.append(f"asrbench: {baseline_update_text(done.baselines.update)}")
-    elif done.baselines is not None:
-        lines.append(f"asrbench: baselines not updated: {done.baselines.error}")
-    if done.history is not None and done.history.added is not None:
-        lines.append(f"asrbench: {added_line(done.history.added)}")
-    elif done.history is not None:
-        lines.append(f"asrbench: history not updated: {done.history.error}")
-    return lines
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,

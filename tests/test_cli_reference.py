@@ -55,7 +55,7 @@ def test_what_next_after_a_run_names_commands_that_parse_with_the_report(tmp_pat
     import shlex
 
     from asrbench.cli.main import parse
-    from asrbench.cli.run import what_next
+    from asrbench.render.doors import what_next
 
     report = tmp_path / "my run" / "r.json"
     lines = what_next(report).splitlines()

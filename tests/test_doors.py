@@ -188,3 +188,64 @@ def test_judge_names_every_selected_config_it_did_not_judge():
                          {"b": "b: baseline file unreadable"}, Policy(), "r.json", "base")
     assert outcome.not_judged == [("b", "baseline file unreadable"), ("c", flow.STOPPED_EARLY)]
     assert outcome.failed and outcome.baseline_dir == "base"
+
+
+#: the gate's judging and recording: the doors reach them through asrbench/flow.py only
+JUDGING = {"compare_run", "gate_runs", "gate_report", "judge_report_file", "update_baselines"}
+
+
+def _door_calls(source: str) -> set[str]:
+    """The names of JUDGING a door's source imports or calls, by any import path."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            found |= {alias.name for alias in node.names if alias.name in JUDGING}
+        elif isinstance(node, ast.Attribute) and node.attr in JUDGING:
+            found.add(node.attr)
+    return found
+
+
+def test_every_door_judges_and_records_baselines_through_the_flow():
+    """`asrbench compare`, `baseline update`, `html` and the pytest door used to call the
+    gate's judging and updating themselves (judge_report_file, update_baselines, gate_report,
+    compare_run), beside the flow's copy; now only asrbench/flow.py does."""
+    package = Path(__file__).resolve().parent.parent / "asrbench"
+    doors = sorted((package / "cli").glob("*.py")) + [package / "plugin.py"]
+    calls = {path.name: _door_calls(path.read_text(encoding="utf-8")) for path in doors}
+    assert {name: found for name, found in calls.items() if found} == {}
+    assert _door_calls((package / "flow.py").read_text(encoding="utf-8")) == JUDGING - {"gate_runs"}
+    # the scan sees both ways of reaching them
+    assert _door_calls("from asrbench.gate.outcome import update_baselines\n"
+                       "import asrbench.gate.compare as c\nc.compare_run(1, 2, 3)\n") == {
+        "update_baselines", "compare_run"}
+
+
+def test_the_doors_lines_are_made_by_render_from_the_flows_data(tmp_path):
+    """The pytest door's end-of-session lines (render.doors.finished_lines on flow.Finished):
+    a report saved elsewhere of an interrupted session, a config not judged, a refused
+    baseline update; every line terminal-safe."""
+    from factories import make_report
+
+    from asrbench import flow
+    from asrbench.gate.outcome import GateOutcome, could_not_judge
+    from asrbench.render.doors import could_not_judge_line, finished_lines
+
+    report = make_report()
+    outcome = GateOutcome([could_not_judge("a", "bad\x1b[2J entry")])
+    written = flow.Written(report, Path("r.json"), tmp_path / "r.json", "Permission denied")
+    done = flow.Finished(outcome, [], written=written, interrupted=True,
+                         baselines=flow.Refreshed(error="the report is interrupted"))
+    assert finished_lines(done) == [
+        f"asrbench: could not write r.json (Permission denied); the report was saved to "
+        f"{tmp_path / 'r.json'}, marked interrupted (the session was interrupted)",
+        "asrbench: could not judge a: bad\\x1b[2J entry",
+        "asrbench: result: FAIL: could not judge 1 of 1 config(s)",
+        "asrbench: baselines not updated: the report is interrupted"]
+    assert finished_lines(flow.Finished(GateOutcome([]), []), "old.json") == [
+        "asrbench: judged old.json; nothing written over it or reports/latest.* "
+        "(--asrbench-report PATH writes this session's report and summary)"]
+    assert could_not_judge_line(outcome.not_judged + [(None, "x")]) == (
+        "asrbench: error: could not judge: a: bad\\x1b[2J entry (and 1 more: see above)")
+    assert could_not_judge_line([]) is None

@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from asrbench import flow
 from asrbench.cli import common
 from asrbench.cli.common import say
 from asrbench.errors import AsrbenchError
-from asrbench.formats.io import load_report
-from asrbench.formats.merge import refuse_shards
 from asrbench.gate.baselines import check_tolerance
-from asrbench.gate.outcome import update_baselines
 from asrbench.render.text import baseline_update_text
 
 
@@ -55,12 +53,7 @@ def command(args: argparse.Namespace) -> int:
         if not sep:
             raise AsrbenchError(f"--tolerance {item}: expected NAME=VALUE")
     tolerance = check_tolerance(given, "--tolerance") if given else None
-    reports = [load_report(path) for path in args.report]
-
-    for path, report in zip(args.report, reports):
-        refuse_shards(report, path, "baseline update")
-    if args.counters_only and tolerance:
-        raise AsrbenchError("--counters-only keeps every other field: give no --tolerance")
-    say(baseline_update_text(update_baselines(reports, args.baseline_dir, args.only,
-                                              tolerance, args.counters_only)))
+    say(baseline_update_text(flow.record_baselines(
+        args.report, args.baseline_dir, only=args.only, tolerance=tolerance,
+        counters_only=args.counters_only)))
     return 0

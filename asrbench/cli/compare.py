@@ -7,11 +7,12 @@ import os
 import sys
 from typing import Any
 
+from asrbench import flow
 from asrbench.cli import common
 from asrbench.cli.common import say
 from asrbench.config.options import policy_from
-from asrbench.gate.outcome import judge_report_file
-from asrbench.render.text import outcome_markdown, outcome_text, terminal_safe
+from asrbench.render.doors import could_not_judge_line
+from asrbench.render.text import outcome_markdown, outcome_text
 
 HELP = ("Compare a report with baselines/<device class>.json. Each metric gets a verdict "
         "(improved, unchanged, regressed, new, missing); the failure policy (the same as "
@@ -39,17 +40,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def command(args: argparse.Namespace) -> int:
-    """Verdicts, Markdown summary, exit status for CI."""
-    outcome = judge_report_file(args.report, args.baseline_dir, policy_from(args))
-    outcome.html_url = args.html_url or os.environ.get("ASRBENCH_HTML_URL") or None
+    """Verdicts, Markdown summary, exit status for CI (flow.judge_report)."""
+    outcome = flow.judge_report(args.report, args.baseline_dir, policy_from(args),
+                                args.html_url or os.environ.get("ASRBENCH_HTML_URL") or None)
     say(outcome_text(outcome))
     common.publish_markdown(outcome_markdown(outcome), args.markdown)
-    not_judged = outcome.not_judged
-    if not_judged:  # also one line on standard error, as every input error of the CLI
-        where, reason = not_judged[0]
-        if where and not reason.startswith(where):
-            reason = f"{where}: {reason}"
-        more = f" (and {len(not_judged) - 1} more: see above)" if len(not_judged) > 1 else ""
-        print(terminal_safe(f"asrbench: error: could not judge: {reason}{more}",
-                            newlines=False), file=sys.stderr)
+    line = could_not_judge_line(outcome.not_judged)
+    if line is not None:  # also one line on standard error, as every input error of the CLI
+        print(line, file=sys.stderr)
     return outcome.exit_code

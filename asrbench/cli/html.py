@@ -7,10 +7,10 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from asrbench import flow
 from asrbench.cli import common
 from asrbench.cli.common import say
 from asrbench.formats.io import load_report
-from asrbench.gate.outcome import gate_report
 from asrbench.history.changepoints import report_history
 from asrbench.history.store import open_store
 from asrbench.render.html import build_html, write_html
@@ -45,7 +45,7 @@ def command(args: argparse.Namespace) -> int:
     context = open_store(args.history) if args.history else nullcontext(None)
     with context as store:
         history = report_history(report, store)
-    outcome = gate_report(report, args.baseline_dir, None, args.report)
+    outcome = flow.judge_loaded(report, args.baseline_dir, args.report)
     text = build_html(report, outcome, history)
     write_html(args.out, text)
     say(f"written to {args.out} ({len(text.encode('utf-8')) / 1e6:.1f} MB, self-contained)")

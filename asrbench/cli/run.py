@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from shlex import quote
 from typing import Any
 
 from asrbench import flow
@@ -16,7 +15,7 @@ from asrbench.config.settings import DEFAULT_MATRIX, DEFAULT_REPORT, BenchConfig
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import Report
 from asrbench.measure.distributed import World, parse_shard
-from asrbench.render.text import run_notes, summary_table
+from asrbench.render import doors
 
 HELP = """\
 Evaluate a speech-to-text model on a test split and write a JSON report.
@@ -61,8 +60,7 @@ def command(args: argparse.Namespace) -> int:
     shard = _shard(args)
     session = Session(progress=not args.no_progress and world.is_main, world=world, shard=shard)
     if shard is not None and world.is_main:
-        say(f"asrbench: {shard.label} of each split ({shard.source}); merge the shards' "
-            "reports with `asrbench merge`")
+        say(doors.shard_line(shard.label, shard.source))
 
     def device_class() -> tuple[str, str]:
         device = session.device(BenchConfig(device=args.device or "auto"))
@@ -79,20 +77,19 @@ def command(args: argparse.Namespace) -> int:
     if measured.interrupted is not None:
         if world.is_main:
             written = _write(flow.make_report(measured.runs, interrupted=True), report_path)
-            print(f"asrbench: interrupted ({measured.interrupted.signal}) after "
-                  f"{len(measured.runs)} of {measured.planned} run(s); the finished runs are "
-                  f"in {written.path}, marked interrupted", file=sys.stderr)
+            print(doors.interrupted_line(measured, written), file=sys.stderr)
         return measured.interrupted.code
     world.close()
     if not world.is_main:
         return 0  # rank 0 has every rank's results and writes the one report
     written = _write(flow.make_report(measured.runs), report_path)
-    _print_summary(args, measured.runs, world)
+    for line in doors.run_summary(measured.runs, transcripts=args.print_transcripts,
+                                  ranks=world.size, launcher=world.launch.launcher):
+        say(line)
     if written.elsewhere:
         return 1
-    say(f"report written to {report_path}")
-    say(what_next(report_path) if shard is None else
-        "next: asrbench merge <every shard's report> --report <merged report>  # then compare it")
+    say(doors.written_line(report_path))
+    say(doors.what_next(report_path) if shard is None else doors.MERGE_NEXT)
     return 0
 
 
@@ -100,8 +97,7 @@ def _write(report: Report, path: Path) -> flow.Written:
     """flow.write_report, saying where the report went when `path` could not be written."""
     written = flow.write_report(report, path)
     if written.elsewhere:
-        print(f"asrbench: could not write {path} ({written.error}); the report was saved "
-              f"to {written.path}", file=sys.stderr)
+        print(doors.not_written_line(written), file=sys.stderr)
     return written
 
 
@@ -118,34 +114,3 @@ def _shard(args: argparse.Namespace) -> Any:
             raise AsrbenchError("--shard-count needs --shard auto (or --shard I/N)")
         return None
     return parse_shard(args.shard, count)
-
-
-def what_next(report: Path) -> str:
-    """The commands that usually follow a run, on this report."""
-    path, html = quote(str(report)), quote(str(report.with_suffix(".html")))
-    steps = [(f"asrbench compare --report {path}", "gate it against the stored baselines"),
-             (f"asrbench baseline update --report {path}",
-              "refresh the baselines from it, on purpose"),
-             (f"asrbench html --report {path} --out {html}", "trend charts and verdicts as HTML")]
-    width = max(len(command) for command, _ in steps)
-    return "\n".join(["next:"] + [f"  {command.ljust(width)}  # {why}" for command, why in steps])
-
-
-def _print_summary(args: argparse.Namespace, results: list[Any], world: Any) -> None:
-    say(summary_table(results))
-    for line in run_notes(results):
-        say(line)
-    if args.print_transcripts:
-        for result in results:
-            for u in result.utterances:
-                say(f"{result.config.id}\t{u.id}\t{u.prediction}")
-    for result in results:
-        skipped = result.dataset.skipped
-        if skipped:
-            say(f"{result.config.id}: {len(skipped)} row(s) skipped "
-                  f"(listed in the report), e.g. {skipped[0].id}: {skipped[0].reason}")
-        if not result.passes_identical:
-            say(f"{result.config.id}: WARNING transcripts differed between timed passes")
-    if world.size > 1:
-        say(f"{world.size} ranks ({world.launch.launcher}): samples/s = all utterances / the "
-              "slowest rank's pass time; per-rank timings are in the report")
