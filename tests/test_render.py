@@ -37,6 +37,17 @@ def test_escape_md_keeps_plain_text_readable():
     assert escape_md("a <b> & 'c'") == "a &lt;b&gt; &amp; &#39;c&#39;"
 
 
+def test_escape_md_shows_control_characters_as_escapes():
+    # An escape sequence (ESC, BEL) or a bidi override (U+202E) from data reaches the Markdown
+    # file (--markdown, $GITHUB_STEP_SUMMARY) as text, never as the character: `cat` of the file
+    # in a CI log cannot recolour or retitle the terminal, and a rendered summary cannot show
+    # a transcript's words re-ordered.
+    out = escape_md("utt\x1b[2J\x07 rtl\u202eevil\x9b")
+    assert out == "utt&#92;x1b&#91;2J&#92;x07 rtl&#92;u202eevil&#92;x9b"
+    assert not any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f or c == "\u202e" for c in out)
+    assert escape_md("हिन्दी é ✅\tend") == "हिन्दी é ✅ end"  # other text as it was
+
+
 def test_markdown_summary_escapes_ids_transcripts_and_notes():
     verdict = make_verdict("cfg|x", "wer", "regressed", 0.3, 0.2, 0.1, 0.005, note="<b>note</b>")
     change = TranscriptChange(id="utt|<img src=x>", baseline="old", current="new @team",

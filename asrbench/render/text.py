@@ -61,9 +61,12 @@ def escape_md(text: Any) -> str:
 
     HTML is escaped (`<img>`, `</details>`, `<script>` show as text), `|` cannot end a table
     cell, a backtick cannot open a code span, `@name` cannot mention anyone (a zero-width space
-    follows the @), `[`/`]` cannot make a link, and line breaks cannot start a new block.
+    follows the @), `[`/`]` cannot make a link, line breaks cannot start a new block, and
+    control characters and bidi overrides show as escapes (terminal_safe: the file may be
+    printed in a CI log, and an override would re-order what the summary shows).
     """
-    return " ".join(str(text).translate(_MD_ESCAPES).split())
+    one_line = " ".join(str(text).split())  # line breaks and other white space: one space
+    return terminal_safe(one_line).translate(_MD_ESCAPES)
 
 
 #: C0 controls but tab and newline, DEL, C1 controls, and the Unicode line/paragraph separators
