@@ -39,7 +39,7 @@ from asrbench.gate.baselines import DEFAULT_TOLERANCE, tolerance_of
 from asrbench.gate.outcome import check_baseline_dir, refresh_command
 from asrbench.measure.distributed import probe_device
 from asrbench.render.doors import finished_lines
-from asrbench.render.text import accuracy_lines, terminal_safe
+from asrbench.render.text import accuracy_lines, finding_text, terminal_safe
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.formats.model import BaselineEntry, Run, Tolerance
@@ -357,7 +357,7 @@ def apply_policy(config: pytest.Config, comparison: Any, check: str,
     for finding in bench_policy(config).findings(comparison, [check]):
         # messages name ops, ids and transcripts from data: no escape sequence reaches the
         # terminal, and one finding stays one line
-        (failing if finding.fails else warning).append(_safe(finding.message))
+        (failing if finding.fails else warning).append(_safe(finding_text(finding)))
     detail = "\n".join(_safe(line) for line in detail.split("\n")) if detail else ""
     if warning:
         warnings.warn("; ".join(warning) + (f"\n{detail}" if detail else ""), stacklevel=1)

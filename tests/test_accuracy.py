@@ -18,6 +18,7 @@ from asrbench.formats.model import (
 from asrbench.gate.accuracy import accuracy_change, paired_bootstrap
 from asrbench.gate.compare import compare_run
 from asrbench.gate.policy import Policy
+from asrbench.render.text import finding_text
 
 WORDS = 10  # reference words of every synthetic utterance
 
@@ -135,7 +136,7 @@ def test_wer_significance_fails_only_a_significant_regression():
     significance = Policy(wer_significance=True)
     assert not significance.fails([noisy]) and significance.fails([real])
     [finding] = significance.findings(noisy, ["wer"])
-    assert not finding.fails and "not significant" in finding.message
+    assert not finding.fails and "not significant" in finding_text(finding)
 
 
 def test_the_summary_states_the_interval_and_the_utterances():
@@ -203,7 +204,7 @@ def test_one_changed_utterance_gives_no_interval_and_no_significance_claim():
         config_id="cfg", metric="wer", verdict="regressed", value=0.125, baseline=0.0,
         delta=0.125, allowed=0.005)]})
     [finding] = Policy(wer_significance=True).findings(regressed, ["wer"])
-    assert finding.fails and "significant" not in finding.message
+    assert finding.fails and "significant" not in finding_text(finding)
 
 
 def test_edit_counts_that_disagree_with_the_transcripts_are_refused_in_one_line():

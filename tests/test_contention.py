@@ -12,7 +12,7 @@ from asrbench.gate.baselines import ONE_PROCESS_REL
 from asrbench.gate.compare import STARVED_SHARE, compare_run
 from asrbench.gate.policy import Policy
 from asrbench.measure.contention import ContentionMeter, steal_share
-from asrbench.render.text import gate_text, markdown_summary, run_notes
+from asrbench.render.text import finding_text, gate_text, markdown_summary, run_notes
 
 SPS = "samples_per_second"
 
@@ -130,7 +130,8 @@ def test_not_judged_warns_in_both_throughput_modes_and_the_other_checks_still_ga
         policy = Policy(throughput=mode)
         findings = policy.findings(compare_run(starved, entry), ["throughput"])
         assert [(f.check, f.fails) for f in findings] == [("throughput", False)]
-        assert "NOT-JUDGED" in findings[0].message and "machine busy" in findings[0].message
+        text = finding_text(findings[0])
+        assert "NOT-JUDGED" in text and "machine busy" in text
         assert not policy.fails([compare_run(starved, entry)])
     # a WER regression of the same starved run still fails
     worse = make_run(rates=(2.0, 2.0, 2.0), wer=0.3, contention=_busy(2.0))
@@ -148,10 +149,11 @@ def test_a_failing_throughput_regression_says_why_and_what_to_do():
     findings = Policy().findings(compare_run(make_run(rates=(2.0, 2.0, 2.0)), entry))
     [throughput] = [f for f in findings if f.check == "throughput"]
     assert throughput.fails
-    assert "--throughput warn" in throughput.message and "asrbench ab" in throughput.message
-    assert "band not established from 1 process" in throughput.message
+    text = finding_text(throughput)
+    assert "--throughput warn" in text and "asrbench ab" in text
+    assert "band not established from 1 process" in text
     warned = Policy(throughput="warn").findings(compare_run(make_run(rates=(2.0,) * 3), entry))
-    assert not warned[0].fails and "--throughput warn: a warning" in warned[0].message
+    assert not warned[0].fails and "--throughput warn: a warning" in finding_text(warned[0])
 
 
 def test_the_run_notes_warn_of_a_busy_machine_even_when_the_passes_agree():

@@ -21,6 +21,7 @@ from asrbench.errors import AsrbenchError
 from asrbench.gate.baselines import predictions_digest
 from asrbench.gate.compare import Comparison
 from asrbench.gate.policy import Policy
+from asrbench.render.text import finding_text
 
 BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"
 # counters=False: the report is written by hand without counters, and a run whose settings
@@ -151,7 +152,7 @@ def test_policy_findings_by_check():
     assert Policy().fails([new]) and not Policy(allow_missing=True).fails([new])
     warned = Policy(throughput="warn").findings(comparison)
     assert [(f.check, f.fails) for f in warned] == [("wer", True), ("throughput", False)]
-    assert "--throughput warn" in warned[1].message
+    assert "--throughput warn" in finding_text(warned[1])
     for option in ("transcripts", "throughput"):  # a user's error: one line, exit 2
         with pytest.raises(AsrbenchError) as refused:
             Policy(**{option: "ignore"})

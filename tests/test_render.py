@@ -3,6 +3,8 @@ escaped, and the one-line verdict reads right even where a value is missing."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from factories import make_entry, make_run, make_verdict
 
@@ -147,3 +149,38 @@ def test_a_baseline_entry_without_a_run_is_one_line_not_a_table():
     assert ("2 baseline entries with no run in this report (not a failure): `ws2-a`, `ws2-b`"
             in markdown)
     assert "### ws2-a" not in markdown and "### ran" in markdown
+
+
+def test_a_policy_finding_is_data_and_render_says_it():
+    """The policy returns what it found (the verdict, the interval, --throughput warn), not a
+    sentence; render.text.finding_text says it, as the pytest door and `asrbench compare`
+    print it."""
+    from asrbench.gate.policy import Interval
+    from asrbench.render.text import THROUGHPUT_HINT, finding_text
+
+    slower = make_verdict("c", "samples_per_second", "regressed", 4.0, 8.0, -4.0, 2.5,
+                          note="beyond band")
+    better = make_verdict("c", "wer", "improved", 0.19, 0.25, -0.06, 0.005)
+    comparison = Comparison(config_id="c", verdicts=[slower, better], has_entry=True,
+                            transcripts=[TranscriptChange(id="u", baseline="a", current="b",
+                                                          diff="[-a-] {+b+}")])
+    improved, failing, changed = Policy().findings(comparison)
+    assert (failing.verdict, failing.warn_only, failing.fails) == (slower, False, True)
+    assert finding_text(failing) == ("samples_per_second: baseline 8 -> 4 (delta -4, allowed "
+                                     "-2.5) REGRESSED [beyond band]" + THROUGHPUT_HINT)
+    [warned] = Policy(throughput="warn").findings(comparison, ["throughput"])
+    assert (warned.verdict, warned.warn_only, warned.fails) == (slower, True, False)
+    assert finding_text(warned) == ("samples_per_second: baseline 8 -> 4 (delta -4, allowed "
+                                    "-2.5) REGRESSED [beyond band] (--throughput warn: a warning)")
+    assert (improved.verdict, improved.interval) == (better, None)
+    noisy = dataclasses.replace(improved, interval=Interval(0.95, -0.0712, 0.0031), fails=False)
+    assert finding_text(noisy) == (
+        "wer: baseline 0.2500 -> 0.1900 (delta -0.0600, allowed ±0.0050) IMPROVED (better than "
+        "the baseline: refresh it if intended); not significant: 95% CI -0.0712 .. +0.0031 "
+        "includes 0 (--wer-significance)")
+    assert (changed.check, changed.transcripts, finding_text(changed)) == (
+        "transcripts", 1, "1 transcript(s) differ from the baseline")
+    [missing] = Policy().findings(Comparison(config_id="c", has_entry=False), ["missing"])
+    assert (missing.verdict, finding_text(missing)) == (None, "no baseline entry")
+    [unjudged] = Policy().findings(Comparison(config_id="c", not_judged="no file"))
+    assert (unjudged.not_judged, finding_text(unjudged)) == ("no file", "could not judge: no file")

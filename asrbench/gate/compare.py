@@ -47,8 +47,7 @@ from asrbench.gate.baselines import (
 from asrbench.gate.counters import run_counter_verdicts
 
 __all__ = ["Comparison", "TranscriptChange", "Verdict", "compare_run", "missing_entries",
-           "run_checks", "changed_transcripts", "word_diff", "describe_verdict", "format_number",
-           "format_delta", "format_allowed"]
+           "run_checks", "changed_transcripts", "word_diff"]
 from asrbench.gate.stats import mann_whitney_greater, minimum_p_value
 
 ALPHA = 0.05
@@ -385,53 +384,7 @@ def missing_entries(baseline_entries: dict[str, BaselineEntry], run_ids: set[str
     return out
 
 
-#: metrics that are exact counts: printed as integers, compared with no band
+#: metrics that are exact counts: printed as integers (render.text), compared with no band
 COUNTED_METRICS = ("compilations_in_timed_passes",)
 #: metrics whose band is one-sided: only a move in the bad direction beyond it fails
 ONE_SIDED = ("samples_per_second",)
-
-
-def _is_count(metric: str) -> bool:
-    return metric in COUNTED_METRICS or metric == "counters" or metric.startswith("counters.")
-
-
-def format_number(value: float | None, metric: str = "") -> str:
-    """A metric value as the tables print it (samples/s to 4 significant digits, counts as
-    integers, error rates to 4 decimals)."""
-    if value is None:
-        return "-"
-    if _is_count(metric):
-        return f"{value:.0f}" if float(value).is_integer() else f"{value:.4g}"
-    return f"{value:.4g}" if metric == "samples_per_second" else f"{value:.4f}"
-
-
-def format_delta(value: float, metric: str = "") -> str:
-    """A signed change, in the metric's own format (+2 for a count, +0.0125 for a rate)."""
-    if _is_count(metric):
-        return f"{value:+.0f}" if float(value).is_integer() else f"{value:+.4g}"
-    return f"{value:+.4g}" if metric == "samples_per_second" else f"{value:+.4f}"
-
-
-def format_allowed(allowed: float | None, metric: str = "") -> str:
-    """The allowed move: "exact" for counts, "-X" for a one-sided band (a drop of up to X
-    passes; a rise never fails), "±X" for a two-sided one."""
-    if allowed is None:
-        return "-"
-    if _is_count(metric) and allowed == 0:
-        return "exact"
-    sign = "-" if metric in ONE_SIDED else "±"
-    return f"{sign}{format_number(allowed, metric)}"
-
-
-def describe_verdict(verdict: Verdict) -> str:
-    """One line: metric, baseline -> current, delta, allowed band, verdict and note."""
-    metric = verdict.metric
-    delta = "" if verdict.delta is None else f" (delta {format_delta(verdict.delta, metric)}"
-    if delta:
-        delta += ")" if verdict.allowed is None else \
-            f", allowed {format_allowed(verdict.allowed, metric)})"
-    values = ("" if verdict.value is None and verdict.baseline is None else
-              f" baseline {format_number(verdict.baseline, metric)} -> "
-              f"{format_number(verdict.value, metric)}{delta}")
-    return (f"{metric}:{values} {verdict.verdict.upper()}"
-            + (f" [{verdict.note}]" if verdict.note else ""))

@@ -11,7 +11,7 @@ Policy, with the same options, so they cannot disagree:
 - changed transcripts fail, or only warn with transcripts="warn";
 - a throughput regression fails, or only warns with throughput="warn" (a shared runner whose
   load no stored number can know: the counters still judge the work exactly); a failing one
-  says how to act on a noisy runner (THROUGHPUT_HINT);
+  says how to act on a noisy runner (render.text.THROUGHPUT_HINT);
 - throughput that was not judged (verdict not-judged: a starved run, an emulated device, a
   counters-only run) is a warning that says so, never a pass: the other checks still gate;
 - with wer_significance, an error rate beyond its tolerance fails only when the paired
@@ -25,10 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from asrbench.errors import AsrbenchError
-from asrbench.gate.compare import Comparison, describe_verdict
+from asrbench.formats.model import Verdict
+from asrbench.gate.compare import Comparison
 from asrbench.gate.counters import COUNTER_METRICS
 
 #: the checks, each one pytest test; `asrbench compare` applies them all
@@ -48,20 +48,38 @@ ERROR_RATES = ("wer", "wer_normalized", "cer")
 IMPROVEMENT_FAILS = ERROR_RATES + COUNTER_METRICS
 TRANSCRIPT_MODES = ("fail", "warn")
 THROUGHPUT_MODES = ("fail", "warn")
-#: appended to a failing throughput regression: what to do when the runner, not the code, is slow
-THROUGHPUT_HINT = ("; throughput alone: if the runner was busy or its speed differs between "
-                   "processes, gate with --throughput warn (the counters still judge the work) "
-                   "or measure the change with `asrbench ab`")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An error rate's paired-bootstrap interval of its change that includes 0 (with
+    --wer-significance: its move beyond tolerance only warns)."""
+
+    confidence: float
+    low: float
+    high: float
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One thing the policy says about a config: it fails the gate, or it is a warning."""
+    """One thing the policy says about a config: it fails the gate, or it is a warning; what
+    it is about, as data (render.text.finding_text says it):
+
+    - `not_judged`: why the config could not be judged (check "judging");
+    - `verdict`: a metric's verdict that fails or warns (regressed, improved beyond tolerance,
+      or throughput not judged), with `interval` when it is not significant and `warn_only`
+      for a throughput regression under --throughput warn;
+    - `transcripts`: how many transcripts differ from the baseline (check "transcripts");
+    - none of these: no baseline entry (check "missing")."""
 
     config_id: str
     check: str  # one of CHECKS
     fails: bool
-    message: str
+    verdict: Verdict | None = None
+    interval: Interval | None = None
+    warn_only: bool = False
+    not_judged: str | None = None
+    transcripts: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,8 +109,7 @@ class Policy:
         out: list[Finding] = []
         config_id = comparison.config_id
         if "judging" in wanted and comparison.not_judged is not None:
-            out.append(Finding(config_id, "judging", True,
-                               f"could not judge: {comparison.not_judged}"))
+            out.append(Finding(config_id, "judging", True, not_judged=comparison.not_judged))
         for check, metrics in CHECK_METRICS.items():
             if check not in wanted:
                 continue
@@ -102,15 +119,13 @@ class Policy:
                     if finding is not None:
                         out.append(finding)
         if "transcripts" in wanted and comparison.transcripts:
-            count = len(comparison.transcripts)
             out.append(Finding(config_id, "transcripts", self.transcripts == "fail",
-                               f"{count} transcript(s) differ from the baseline"))
+                               transcripts=len(comparison.transcripts)))
         if "missing" in wanted and not comparison.has_entry:
-            out.append(Finding(config_id, "missing", not self.allow_missing,
-                               "no baseline entry"))
+            out.append(Finding(config_id, "missing", not self.allow_missing))
         return out
 
-    def verdict_finding(self, comparison: Comparison, verdict: Any,
+    def verdict_finding(self, comparison: Comparison, verdict: Verdict,
                         check: str | None = None) -> Finding | None:
         """What the policy says about one verdict (fails, warns), or None (nothing to say)."""
         check = check or next((c for c, metrics in CHECK_METRICS.items()
@@ -120,21 +135,17 @@ class Policy:
         noise = self._not_significant(comparison, verdict.metric)
         if verdict.verdict == "regressed":
             warn_only = check == "throughput" and self.throughput == "warn"
-            hint = THROUGHPUT_HINT if check == "throughput" and not warn_only else ""
             return Finding(comparison.config_id, check, noise is None and not warn_only,
-                           describe_verdict(verdict) + (noise or "")
-                           + (" (--throughput warn: a warning)" if warn_only else "") + hint)
+                           verdict, noise, warn_only)
         if verdict.verdict == "not-judged" and check == "throughput":
             # a warning in every mode: not a pass claim, not a regression
-            return Finding(comparison.config_id, check, False, describe_verdict(verdict))
+            return Finding(comparison.config_id, check, False, verdict)
         if verdict.verdict == "improved" and verdict.metric in IMPROVEMENT_FAILS:
-            text = (describe_verdict(verdict)
-                    + " (better than the baseline: refresh it if intended)" + (noise or ""))
             return Finding(comparison.config_id, check,
-                           not self.allow_improvements and noise is None, text)
+                           not self.allow_improvements and noise is None, verdict, noise)
         return None
 
-    def _not_significant(self, comparison: Comparison, metric: str) -> str | None:
+    def _not_significant(self, comparison: Comparison, metric: str) -> Interval | None:
         """With wer_significance: why an error rate's move is only a warning (its interval
         includes 0), or None (it counts: significant, no interval known, or the option off)."""
         if not self.wer_significance or metric not in ERROR_RATES or comparison.accuracy is None:
@@ -144,8 +155,7 @@ class Policy:
             return None
         if change.low is None or change.high is None:  # too few units: the tolerance decides
             return None
-        return (f"; not significant: {comparison.accuracy.confidence:.0%} CI "
-                f"{change.low:+.4f} .. {change.high:+.4f} includes 0 (--wer-significance)")
+        return Interval(comparison.accuracy.confidence, change.low, change.high)
 
     def fails(self, comparisons: Iterable[Comparison]) -> bool:
         """Whether any of these configs fails the gate."""

@@ -19,14 +19,7 @@ from asrbench.errors import AsrbenchError
 from asrbench.formats.redact import redact_command, redact_link
 from asrbench.gate.accuracy import CONFIDENCE
 from asrbench.gate.baselines import GATED_METRICS, ONE_PROCESS_REL, RECOMMENDED_PROCESSES
-from asrbench.gate.compare import (
-    describe_contention,
-    describe_verdict,  # noqa: F401  (re-exported for callers)
-    format_allowed,
-    format_delta,
-    starved,
-)
-from asrbench.gate.compare import format_number as _number
+from asrbench.gate.compare import COUNTED_METRICS, ONE_SIDED, describe_contention, starved
 from asrbench.gate.counters import counter_verdicts, counts_summary, describe_changes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from asrbench.gate.compare import Comparison
     from asrbench.gate.outcome import BaselineUpdate, GateOutcome
-    from asrbench.gate.policy import Policy
+    from asrbench.gate.policy import Finding, Policy
 
 ZERO_WIDTH_SPACE = "\u200b"
 ARROWS = {"improved": "✅ improved", "unchanged": "➖ unchanged", "regressed": "❌ regressed",
@@ -202,6 +195,84 @@ def accuracy_lines(comparison: Comparison) -> list[str]:
             for i, change in enumerate(accuracy.changes)]
 
 
+# -- numbers and verdicts, as every table and finding prints them ---------------------------------
+
+def _is_count(metric: str) -> bool:
+    return metric in COUNTED_METRICS or metric == "counters" or metric.startswith("counters.")
+
+
+def format_number(value: float | None, metric: str = "") -> str:
+    """A metric value as the tables print it (samples/s to 4 significant digits, counts as
+    integers, error rates to 4 decimals)."""
+    if value is None:
+        return "-"
+    if _is_count(metric):
+        return f"{value:.0f}" if float(value).is_integer() else f"{value:.4g}"
+    return f"{value:.4g}" if metric == "samples_per_second" else f"{value:.4f}"
+
+
+def format_delta(value: float, metric: str = "") -> str:
+    """A signed change, in the metric's own format (+2 for a count, +0.0125 for a rate)."""
+    if _is_count(metric):
+        return f"{value:+.0f}" if float(value).is_integer() else f"{value:+.4g}"
+    return f"{value:+.4g}" if metric == "samples_per_second" else f"{value:+.4f}"
+
+
+def format_allowed(allowed: float | None, metric: str = "") -> str:
+    """The allowed move: "exact" for counts, "-X" for a one-sided band (a drop of up to X
+    passes; a rise never fails), "±X" for a two-sided one."""
+    if allowed is None:
+        return "-"
+    if _is_count(metric) and allowed == 0:
+        return "exact"
+    sign = "-" if metric in ONE_SIDED else "±"
+    return f"{sign}{format_number(allowed, metric)}"
+
+
+def describe_verdict(verdict: Verdict) -> str:
+    """One line: metric, baseline -> current, delta, allowed band, verdict and note."""
+    metric = verdict.metric
+    delta = "" if verdict.delta is None else f" (delta {format_delta(verdict.delta, metric)}"
+    if delta:
+        delta += ")" if verdict.allowed is None else \
+            f", allowed {format_allowed(verdict.allowed, metric)})"
+    values = ("" if verdict.value is None and verdict.baseline is None else
+              f" baseline {format_number(verdict.baseline, metric)} -> "
+              f"{format_number(verdict.value, metric)}{delta}")
+    return (f"{metric}:{values} {verdict.verdict.upper()}"
+            + (f" [{verdict.note}]" if verdict.note else ""))
+
+
+#: appended to a failing throughput regression: what to do when the runner, not the code, is slow
+THROUGHPUT_HINT = ("; throughput alone: if the runner was busy or its speed differs between "
+                   "processes, gate with --throughput warn (the counters still judge the work) "
+                   "or measure the change with `asrbench ab`")
+
+
+def finding_text(finding: Finding) -> str:
+    """What a policy finding says, in one line (the pytest door fails or warns a test with it;
+    `asrbench compare` and the Markdown list it)."""
+    if finding.not_judged is not None:
+        return f"could not judge: {finding.not_judged}"
+    if finding.check == "transcripts":
+        return f"{finding.transcripts} transcript(s) differ from the baseline"
+    verdict = finding.verdict
+    if verdict is None:
+        return "no baseline entry"
+    interval = finding.interval
+    noise = ("" if interval is None else
+             f"; not significant: {interval.confidence:.0%} CI {interval.low:+.4f} .. "
+             f"{interval.high:+.4f} includes 0 (--wer-significance)")
+    if verdict.verdict == "regressed":
+        hint = THROUGHPUT_HINT if finding.check == "throughput" and not finding.warn_only else ""
+        return (describe_verdict(verdict) + noise
+                + (" (--throughput warn: a warning)" if finding.warn_only else "") + hint)
+    if verdict.verdict == "improved":
+        return (describe_verdict(verdict) + " (better than the baseline: refresh it if intended)"
+                + noise)
+    return describe_verdict(verdict)
+
+
 def _not_run(comparison: Comparison) -> bool:
     """A baseline entry the report has no run of (e.g. the 2-rank entries a default run never
     makes): one line, not a table of MISSING metrics."""
@@ -215,7 +286,7 @@ def _values(v: Any) -> str:
         return ""
     delta = "" if v.delta is None else f" ({format_delta(v.delta, v.metric)}" + (
         ")" if v.allowed is None else f", allowed {format_allowed(v.allowed, v.metric)})")
-    return f" {_number(v.baseline, v.metric)} -> {_number(v.value, v.metric)}{delta}"
+    return f" {format_number(v.baseline, v.metric)} -> {format_number(v.value, v.metric)}{delta}"
 
 
 def _label(v: Verdict) -> str:
@@ -250,7 +321,8 @@ def gate_text(comparisons: list[Comparison], policy: Policy, refresh: str | None
             lines += [f"           {t.id}: {t.diff}" for t in c.transcripts[:10]]
     findings = [f for c in comparisons for f in policy.findings(c)]
     for f in findings:
-        lines.append(f"{'FAIL' if f.fails else 'WARN':<10} {f.config_id} {f.check}: {f.message}")
+        lines.append(f"{'FAIL' if f.fails else 'WARN':<10} {f.config_id} {f.check}: "
+                     f"{finding_text(f)}")
     for problem in problems:
         lines.append(f"{'FAIL':<10} could not judge: {problem}")
     if refresh and any(f.check == "missing" for f in findings):
@@ -327,14 +399,14 @@ def markdown_summary(comparisons: list[Comparison], policy: Policy, refresh: str
             delta = "–" if v.delta is None else f"{arrow}{format_delta(v.delta, v.metric)}"
             rel = "–" if v.relative is None else f"{v.relative:+.1%}"
             allowed = "–" if v.allowed is None else format_allowed(v.allowed, v.metric)
-            lines.append(f"| {escape_md(v.metric)} | {_number(v.baseline, v.metric)} | "
-                         f"{_number(v.value, v.metric)} | {delta} | {rel} | {allowed} | "
+            lines.append(f"| {escape_md(v.metric)} | {format_number(v.baseline, v.metric)} | "
+                         f"{format_number(v.value, v.metric)} | {delta} | {rel} | {allowed} | "
                          f"{_verdict_cell(policy, comparison, v)} | {escape_md(v.note)} |")
         findings = policy.findings(comparison)
         if findings:
             lines.append("")
             lines += [f"- {'❌ fails' if f.fails else '⚠️ warns'}: {escape_md(f.check)}: "
-                      f"{escape_md(f.message)}" for f in findings]
+                      f"{escape_md(finding_text(f))}" for f in findings]
         if comparison.transcripts:
             lines += [""] + [f"- {escape_md(line)}" for line in accuracy_lines(comparison)]
             shown = comparison.transcripts[:max_transcripts]
