@@ -7,6 +7,9 @@ one field.
   (asrbench.formats.model: Run, BaselineEntry, Report, Verdict) and a run's measured contention;
 - make_run_document, make_entry_document, make_report_document, write_report: the same as JSON
   documents (dicts, as files hold them: hand-built, valid schema 1) and a report's file;
+- BENCH_FILE, DOOR_CONFIGS, door_report_document, door_run_document, counters_document: a
+  report the pytest door judges with --asrbench-from-report (two configs whose ids their
+  settings give, a counted pass's counters), and the benchmark tests to judge it with;
 - embedded_rows, write_cv_table: Common Voice tables of the embedded corpus and throwaway ones;
 - run_cli, one_line_error, SECRET: run an `asrbench` command in this process (user errors
   raised), the one-line error it printed, a password planted in inputs;
@@ -31,8 +34,9 @@ from typing import Any
 import pytest
 
 from asrbench.cli.main import parse
-from asrbench.config.settings import EMBEDDED_CORPUS
+from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig
 from asrbench.formats.model import (
+    COUNTER_VERSION,
     SCHEMA_VERSION,
     VERDICTS,
     BaselineEntry,
@@ -235,6 +239,46 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
     assert err.startswith("asrbench: error: ") and "\n" not in err, err
     assert "Traceback" not in err and "Traceback" not in captured.out, err
     return err
+
+
+# -- a report the pytest door judges (--asrbench-from-report: no model runs) ---------------------
+
+#: the repository's benchmark tests (copied into a pytester project to judge a report)
+BENCH_FILE = ROOT / "benchmarks" / "test_asr_regression.py"
+#: two configs the pytest door accepts from a report (their ids are what BenchConfig gives)
+DOOR_CONFIGS = [BenchConfig(dataset_config="en", language="english", limit=3, counters=False),
+                BenchConfig(dataset_config="en", language="english", limit=4, counters=False)]
+DIGEST_A = "a" * 64  # the model weights' digest of door_run_document
+NORMALIZER = "whisper-english/1"
+
+
+def counters_document(**changes: Any) -> dict[str, Any]:
+    """A counted pass's counters as a report stores them (numbers made up)."""
+    return {"version": COUNTER_VERSION, "selection": "first batch", "utterances": ["u1"],
+            "rows": 1, "real_rows": 1, "replay_bypassed": False, "encoder_calls": 1,
+            "decode_step_ops": {"aten.mm f32": 7}, "decode_steps": 3, "steady_steps": 2,
+            "flops": 100, "flops_per_utterance": 100.0, "host_syncs": 3,
+            "host_syncs_per_token": 1.0, "tokens": 3, **changes}
+
+
+def door_run_document(config: BenchConfig, counted: bool = True) -> dict[str, Any]:
+    """One of DOOR_CONFIGS' runs as a report stores it: three utterances, a model and its
+    digest, the normalizer, counters unless `counted` is False."""
+    predictions = {"u1": "the cat sat", "u2": "on the mat", "u3": "it rained"}
+    run = make_run(config.id, rates=(2.0, 2.02, 1.98), predictions=predictions,
+                   config={**config.to_dict(), "counters": counted},
+                   model={"reference": "openai/whisper-base", "source": "x",
+                          "weights_sha256": DIGEST_A},
+                   counters=counters_document() if counted else None)
+    document = run.model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["metrics"]["normalizer"] = NORMALIZER
+    return document
+
+
+def door_report_document() -> dict[str, Any]:
+    """A clean report document of both DOOR_CONFIGS' runs."""
+    return make_report().model_dump(mode="json", by_alias=True) | {
+        "runs": [door_run_document(c) for c in DOOR_CONFIGS]}
 
 
 # -- a history of real runs with a planted slowdown ---------------------------------------------

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_verdict_integrity import BENCH_FILE, CONFIGS, _report_document
+from factories import BENCH_FILE, DOOR_CONFIGS, door_report_document
 
 from asrbench.cli.main import main
 
@@ -23,7 +23,7 @@ def project(pytester: pytest.Pytester, tmp_path: Path) -> dict[str, Path]:
     """A clean two-config report, its baselines (recorded by `asrbench baseline update`), and
     the benchmark tests with a conftest that loads the plugin, in pytester's directory."""
     report = tmp_path / "report.json"
-    report.write_text(json.dumps(_report_document()), encoding="utf-8")
+    report.write_text(json.dumps(door_report_document()), encoding="utf-8")
     assert main(["baseline", "update", "--report", str(report),
                  "--baseline-dir", str(tmp_path / "recorded")]) == 0
     shutil.copy(BENCH_FILE, pytester.path / "test_bench.py")
@@ -53,7 +53,7 @@ def test_each_run_of_a_judged_report_keeps_its_own_tolerance_policy(project, pyt
     report = tmp_path / "tolerances.json"
     report.write_text(json.dumps(document))
     baseline = json.loads((project["baselines"] / "cpu.json").read_text())
-    for config in CONFIGS:
+    for config in DOOR_CONFIGS:
         baseline["entries"][config.id]["metrics"]["wer"] -= 0.05
     folder = tmp_path / "moved"
     folder.mkdir()
@@ -62,13 +62,14 @@ def test_each_run_of_a_judged_report_keeps_its_own_tolerance_policy(project, pyt
     capsys.readouterr()
     assert main(["compare", "--report", str(report), "--baseline-dir", str(folder)]) == 1
     text = capsys.readouterr().out
-    assert f"REGRESSED  {CONFIGS[1].id} wer" in text and f"REGRESSED  {CONFIGS[0].id}" not in text
+    assert f"REGRESSED  {DOOR_CONFIGS[1].id} wer" in text
+    assert f"REGRESSED  {DOOR_CONFIGS[0].id}" not in text
 
     out = pytester.path / "gate.json"
     result, text = pytest_door(pytester, report, folder, "--asrbench-report", str(out), "-rA")
     assert result.ret == pytest.ExitCode.TESTS_FAILED, text
-    assert f"FAILED test_bench.py::test_wer[{CONFIGS[1].id}]" in text, text
-    assert f"PASSED test_bench.py::test_wer[{CONFIGS[0].id}]" in text, text
+    assert f"FAILED test_bench.py::test_wer[{DOOR_CONFIGS[1].id}]" in text, text
+    assert f"PASSED test_bench.py::test_wer[{DOOR_CONFIGS[0].id}]" in text, text
     written = json.loads(out.read_text())
     assert [r["tolerance_policy"] for r in written["runs"]] == [{"wer_abs": 0.5},
                                                                 {"wer_abs": 0.001}]
@@ -97,7 +98,7 @@ def test_the_pytest_door_saves_an_unwritable_report_elsewhere_and_says_where(pro
     saved = Path(text.split("the report was saved to ")[1].split()[0])
     assert saved != target and not target.exists()
     document = json.loads(saved.read_text())
-    assert [r["config"]["id"] for r in document["runs"]] == [c.id for c in CONFIGS]
+    assert [r["config"]["id"] for r in document["runs"]] == [c.id for c in DOOR_CONFIGS]
     assert all(r["comparison"]["not_judged"] is None for r in document["runs"])
 
 
@@ -122,7 +123,7 @@ def test_an_interrupted_pytest_session_records_no_baseline(project, pytester, tm
     (pytester.path / "conftest.py").write_text(
         'pytest_plugins = ["asrbench.plugin"]\n'
         "def pytest_runtest_setup(item):\n"
-        f"    if {CONFIGS[1].id!r} in item.name:\n"
+        f"    if {DOOR_CONFIGS[1].id!r} in item.name:\n"
         "        raise KeyboardInterrupt\n")
     target = tmp_path / "new-baselines"
     target.mkdir()
@@ -169,12 +170,12 @@ def test_measure_keeps_the_runs_a_signal_did_not_stop():
         """Evaluates the first config, and is stopped by SIGTERM in the second."""
 
         def evaluate(self, config, passes):
-            if config is CONFIGS[1]:
+            if config is DOOR_CONFIGS[1]:
                 raise processes.Ended(15)
             return make_run(config.id)
 
-    measured = flow.measure(Session(), CONFIGS, 1)
-    assert [r.config.id for r in measured.runs] == [CONFIGS[0].id]
+    measured = flow.measure(Session(), DOOR_CONFIGS, 1)
+    assert [r.config.id for r in measured.runs] == [DOOR_CONFIGS[0].id]
     assert measured.planned == 2
     assert measured.interrupted == flow.Interruption("SIGTERM", 143)
 

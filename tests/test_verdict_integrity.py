@@ -19,52 +19,26 @@ import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from factories import make_entry, make_report, make_run
+from factories import (
+    BENCH_FILE,
+    DOOR_CONFIGS,
+    counters_document,
+    door_report_document,
+    make_entry,
+    make_run,
+)
 from pydantic import ValidationError
 
 from asrbench.cli.main import main
-from asrbench.config.settings import BenchConfig
-from asrbench.formats.model import COUNTER_VERSION, Counters, predictions_digest
+from asrbench.formats.model import Counters, predictions_digest
 from asrbench.gate.compare import Comparison, compare_run
 from asrbench.gate.counters import counter_verdicts
 from asrbench.gate.policy import Policy
 from asrbench.render.text import gate_text, markdown_summary
 
-BENCH_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "test_asr_regression.py"
-#: two configs the pytest door accepts from a report (their ids are what BenchConfig gives)
-CONFIGS = [BenchConfig(dataset_config="en", language="english", limit=3, counters=False),
-           BenchConfig(dataset_config="en", language="english", limit=4, counters=False)]
-DIGEST_A, DIGEST_B = "a" * 64, "b" * 64
-NORMALIZER = "whisper-english/1"
-
-
-def _counters(**changes: Any) -> dict:
-    """A counted pass's counters as a report stores them (numbers made up)."""
-    return {"version": COUNTER_VERSION, "selection": "first batch", "utterances": ["u1"],
-            "rows": 1, "real_rows": 1, "replay_bypassed": False, "encoder_calls": 1,
-            "decode_step_ops": {"aten.mm f32": 7}, "decode_steps": 3, "steady_steps": 2,
-            "flops": 100, "flops_per_utterance": 100.0, "host_syncs": 3,
-            "host_syncs_per_token": 1.0, "tokens": 3, **changes}
-
-
-def _run_document(config: BenchConfig, counted: bool = True) -> dict:
-    predictions = {"u1": "the cat sat", "u2": "on the mat", "u3": "it rained"}
-    run = make_run(config.id, rates=(2.0, 2.02, 1.98), predictions=predictions,
-                   config={**config.to_dict(), "counters": counted},
-                   model={"reference": "openai/whisper-base", "source": "x",
-                          "weights_sha256": DIGEST_A},
-                   counters=_counters() if counted else None)
-    document = run.model_dump(mode="json", by_alias=True, exclude_none=True)
-    document["metrics"]["normalizer"] = NORMALIZER
-    return document
-
-
-def _report_document() -> dict:
-    return make_report().model_dump(mode="json", by_alias=True) | {
-        "runs": [_run_document(c) for c in CONFIGS]}
+DIGEST_B = "b" * 64
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +46,7 @@ def scratch(tmp_path_factory) -> Path:
     """A scratch project: a clean two-config report, its baseline (recorded with `asrbench
     baseline update`), the benchmark tests and a conftest that loads the plugin."""
     root = tmp_path_factory.mktemp("integrity")
-    (root / "report.json").write_text(json.dumps(_report_document()), encoding="utf-8")
+    (root / "report.json").write_text(json.dumps(door_report_document()), encoding="utf-8")
     assert main(["baseline", "update", "--report", str(root / "report.json"),
                  "--baseline-dir", str(root / "recorded")]) == 0
     shutil.copy(BENCH_FILE, root / "test_bench.py")
@@ -83,7 +57,7 @@ def scratch(tmp_path_factory) -> Path:
 # -- the catalogue: (what is done to the report, to the baseline document, the folder) -------
 
 def _entry(document: dict, index: int = 0) -> dict:
-    return document["entries"][CONFIGS[index].id]
+    return document["entries"][DOOR_CONFIGS[index].id]
 
 
 def _other_model(report: dict, baseline: dict) -> None:
@@ -131,7 +105,7 @@ def _case(scratch: Path, name: str) -> tuple[Path, Path]:
     """The report and baseline folder of one catalogue case (written once per module)."""
     directory = scratch / name
     if not directory.exists():
-        report = _report_document()
+        report = door_report_document()
         baseline = json.loads((scratch / "recorded" / "cpu.json").read_text())
         if name in CATALOGUE:
             CATALOGUE[name][0](report, baseline)
@@ -190,11 +164,11 @@ def test_both_doors_say_could_not_judge_and_fail(scratch, pytester, capsys, name
     assert "could not judge" in out and "could not judge" in markdown, out
     # the report JSON says it too, for the config that could not be judged
     by_id = {r["config"]["id"]: r["comparison"] for r in document["runs"]}
-    assert reason in by_id[CONFIGS[0].id]["not_judged"]
+    assert reason in by_id[DOOR_CONFIGS[0].id]["not_judged"]
     if name == "broken-baseline":  # the whole file is unreadable: neither config is judged
-        assert reason in by_id[CONFIGS[1].id]["not_judged"]
+        assert reason in by_id[DOOR_CONFIGS[1].id]["not_judged"]
     else:
-        assert by_id[CONFIGS[1].id]["not_judged"] is None  # the other config was judged
+        assert by_id[DOOR_CONFIGS[1].id]["not_judged"] is None  # the other config was judged
 
 
 def test_a_clean_report_passes_in_both_doors(scratch, pytester, capsys):
@@ -235,7 +209,7 @@ def test_a_config_the_session_stopped_before_is_not_counted_as_passed(scratch, p
     (folder / "cpu.json").write_text(json.dumps(baseline))
     code, out, markdown, _ = pytest_door(pytester, scratch, report, folder, "-x")
     assert code == 1, out
-    assert f"could not judge {CONFIGS[1].id}: its tests did not run" in out, out
+    assert f"could not judge {DOOR_CONFIGS[1].id}: its tests did not run" in out, out
     assert "**❌ 2 config(s) fail** across 2 config(s); could not judge 1." in markdown
 
 
@@ -289,13 +263,13 @@ PER_CONFIG = [name for name, (_, _, whole) in CATALOGUE.items()
 def _mutate(report: dict, baseline: dict, index: int, name: str) -> None:
     """Apply a per-config catalogue case to config `index` instead of the first."""
     runs, entries = report["runs"], baseline["entries"]
-    first = CONFIGS[0].id
+    first = DOOR_CONFIGS[0].id
     report["runs"] = [runs[index]]
-    baseline["entries"] = {first: entries[CONFIGS[index].id]}
+    baseline["entries"] = {first: entries[DOOR_CONFIGS[index].id]}
     runs[index]["config"]["id"] = first  # the mutations address config 0
     CATALOGUE[name][0](report, baseline)
-    runs[index]["config"]["id"] = CONFIGS[index].id
-    entries[CONFIGS[index].id] = baseline["entries"][first]
+    runs[index]["config"]["id"] = DOOR_CONFIGS[index].id
+    entries[DOOR_CONFIGS[index].id] = baseline["entries"][first]
     report["runs"], baseline["entries"] = runs, entries
 
 
@@ -303,11 +277,11 @@ def test_random_mixes_no_failure_only_when_every_config_was_judged(scratch, tmp_
     """Seeded random mixes: each config clean or hostile. "No failure" (exit 0) exactly when
     every config is clean, and every hostile config is named as could not judge."""
     rng = random.Random(28)
-    clean_report = _report_document()
+    clean_report = door_report_document()
     clean_baseline = json.loads((scratch / "recorded" / "cpu.json").read_text())
     seen = set()
     for trial in range(12):
-        choice = tuple(rng.choice([None, *PER_CONFIG]) for _ in CONFIGS)
+        choice = tuple(rng.choice([None, *PER_CONFIG]) for _ in DOOR_CONFIGS)
         seen.add(choice)
         report, baseline = copy.deepcopy(clean_report), copy.deepcopy(clean_baseline)
         for index, name in enumerate(choice):
@@ -318,7 +292,7 @@ def test_random_mixes_no_failure_only_when_every_config_was_judged(scratch, tmp_
         (folder / "r.json").write_text(json.dumps(report))
         (folder / "b" / "cpu.json").write_text(json.dumps(baseline))
         code, out, markdown = compare_door(folder / "r.json", folder / "b", capsys)
-        hostile = [CONFIGS[i].id for i, name in enumerate(choice) if name is not None]
+        hostile = [DOOR_CONFIGS[i].id for i, name in enumerate(choice) if name is not None]
         assert code == (2 if hostile else 0), (choice, out)
         assert ("no failure" in markdown) == (not hostile), (choice, markdown)
         assert markdown.count("could not judge**") == len(hostile), (choice, markdown)
@@ -356,7 +330,7 @@ def test_counters_only_refuses_the_report_of_another_model(scratch, tmp_path, ca
     before = (target / "cpu.json").read_text()
     capsys.readouterr()
     assert main(["baseline", "update", "--report", str(report), "--baseline-dir", str(target),
-                 "--counters-only", "--only", CONFIGS[0].id]) == 2
+                 "--counters-only", "--only", DOOR_CONFIGS[0].id]) == 2
     assert "is not the baseline's" in _one_line_error(capsys)
     assert (target / "cpu.json").read_text() == before
 
@@ -367,16 +341,16 @@ def test_a_boolean_is_not_a_count():
                          ({"decode_step_ops": {"aten.mm f32": True}},
                           ("decode_step_ops", "aten.mm f32"))):
         with pytest.raises(ValidationError) as refused:
-            Counters.model_validate(_counters(**changes))
+            Counters.model_validate(counters_document(**changes))
         assert [(e["loc"], e["type"], e["input"]) for e in refused.value.errors()] == [
             (loc, "int_type", True)]
-    assert Counters.model_validate(_counters()).encoder_calls == 1
+    assert Counters.model_validate(counters_document()).encoder_calls == 1
 
 
 # -- wording: summaries, numbers, headlines ------------------------------------------------------
 
 def _counted(step_ops: dict[str, int]) -> Counters:
-    return Counters.model_validate(_counters(decode_step_ops=step_ops))
+    return Counters.model_validate(counters_document(decode_step_ops=step_ops))
 
 
 def test_counts_print_as_integers_and_exact_bands_as_exact():
@@ -423,7 +397,7 @@ def test_a_not_counted_run_prints_no_empty_numbers():
 
 def test_summaries_count_only_the_configs_that_were_run(scratch, capsys, tmp_path):
     """Four baseline entries, two runs that both fail: "2 of 2", not "2 of 4"."""
-    report = _report_document()
+    report = door_report_document()
     baseline = json.loads((scratch / "recorded" / "cpu.json").read_text())
     for index in range(2):
         _entry(baseline, index)["predictions"]["u2"] = "on a mat"
@@ -471,7 +445,7 @@ def test_a_config_skipped_before_its_verdict_fails_the_session(scratch, pytester
         'pytest_plugins = ["asrbench.plugin"]\n'
         "import pytest\n"
         "def pytest_runtest_setup(item):\n"
-        f"    if {CONFIGS[1].id!r} in item.name:\n"
+        f"    if {DOOR_CONFIGS[1].id!r} in item.name:\n"
         "        pytest.skip('not on this machine')\n")
     shutil.copy(scratch / "test_bench.py", pytester.path / "test_bench.py")
     out = pytester.path / "gate.json"
@@ -481,7 +455,7 @@ def test_a_config_skipped_before_its_verdict_fails_the_session(scratch, pytester
         "--asrbench-report", str(out))
     text = "\n".join(result.outlines)
     assert result.ret == pytest.ExitCode.TESTS_FAILED, text
-    assert (f"could not judge {CONFIGS[1].id}: its tests were skipped before a verdict: "
+    assert (f"could not judge {DOOR_CONFIGS[1].id}: its tests were skipped before a verdict: "
             "not on this machine") in text
     markdown = out.with_suffix(".md").read_text(encoding="utf-8")
     assert "**❌ 1 config(s) fail** across 2 config(s); could not judge 1." in markdown
