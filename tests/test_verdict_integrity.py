@@ -76,6 +76,10 @@ def _future_counters(report: dict, baseline: dict) -> None:
     report["runs"][0]["counters"]["version"] = 99
 
 
+def _old_baseline_counters(report: dict, baseline: dict) -> None:
+    _entry(baseline)["counters"]["version"] = 1  # recorded by an older asrbench
+
+
 def _bool_count(report: dict, baseline: dict) -> None:
     report["runs"][0]["counters"]["encoder_calls"] = True
 
@@ -95,6 +99,7 @@ CATALOGUE: dict[str, tuple[Callable[[dict, dict], None], str, bool]] = {
     "other-normalizer": (_other_normalizer, "asrbench-basic-marks/0", False),
     "counters-removed": (_counters_removed, "say it was counted", False),
     "future-counters-version": (_future_counters, "version 99", False),
+    "old-baseline-counters": (_old_baseline_counters, "entry's counters are version 1", False),
     "broken-baseline": (_broken_baseline, "metrics.wer: expected a number", False),
     "bool-count": (_bool_count, "encoder_calls", True),
     "interrupted-report": (_interrupted, "interrupted", True),

@@ -273,8 +273,17 @@ def counts_summary(counters: Counters) -> str:
 
 def run_counter_verdicts(run: Run, baseline: Counters | None) -> list[Verdict]:
     """counter_verdicts for a report run (compare_run's one call); a run whose counters
-    cannot be compared (check_countable) is refused."""
+    cannot be compared (check_countable) is refused, and so is a baseline entry whose
+    counters are of another COUNTER_VERSION: "could not judge", as for the report's side
+    (compare_run's callers make the refusal a could-not-judge comparison), never a
+    regression the code did not make."""
     check_countable(run)
+    if run.counters is not None and baseline is not None and \
+            baseline.version != run.counters.version:
+        raise AsrbenchError(
+            f"{run.config.id}: the baseline entry's counters are version {baseline.version}, "
+            f"this asrbench counts version {COUNTER_VERSION}: they cannot be compared; "
+            "re-record the entry (asrbench baseline update --report <report>)")
     return counter_verdicts(run.config.id, run.counters, baseline)
 
 
