@@ -44,6 +44,8 @@ SLOW_MODULES = {
     "tests/test_emulation.py": "emulated-Gaudi runs in child processes and stock generate()",
     "tests/test_gate_power.py": "a whole `asrbench ab` and baseline runs",
     "tests/test_models_any.py": "tiny Speech2Text and wav2vec2+BERT models built and run (~80 s)",
+    "tests/test_out_of_tree.py": "out-of-tree regressions through `asrbench run`/`compare` "
+                                 "children (benchmarks/tools/out_of_tree.py, tiny Whisper)",
 }
 
 #: Fixtures whose users are slow, wherever they are requested (name: what it does).

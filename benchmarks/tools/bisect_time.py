@@ -58,6 +58,7 @@ def main() -> None:
             commits.append(git(repo, "rev-parse", "HEAD"))
         command = [sys.executable, "-m", "asrbench", "bisect", commits[0], commits[-1],
                    "--repo", str(repo), "--run-args", args.run_args]
+        load_before = "/".join(f"{x:.1f}" for x in os.getloadavg())
         start = time.perf_counter()
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - start
@@ -66,7 +67,9 @@ def main() -> None:
             sys.exit(f"bisect_time: bisect exited {done.returncode}:\n{done.stderr[-2000:]}")
         named = commits[5][:12] in done.stdout
         print(f"8 commits, the change in commit 6: bisect took {wall:.1f} s "
-              f"({'named commit 6' if named else 'DID NOT name commit 6'}; goal <= 120 s)")
+              f"({'named commit 6' if named else 'DID NOT name commit 6'}; goal <= 120 s) "
+              f"[load average before {load_before}, after "
+              f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())}]")
 
 
 if __name__ == "__main__":

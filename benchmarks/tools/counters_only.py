@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -68,6 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     modes = {"1-pass": ["--passes", "1"], "counters-only": ["--counters-only"]}
     with tempfile.TemporaryDirectory(prefix="asrbench-counters-only-") as tmp:
+        (Path(tmp) / "none").mkdir()  # an empty baseline folder: compare judges what it can
         for device in args.devices:
             workload = [*WORKLOADS[device], "--dataset-config", "en", "--language", "english",
                         "--limit", str(args.limit)]
@@ -78,7 +80,9 @@ def main() -> None:
                 for name in order:
                     wall, run = to_verdict(modes[name], workload, Path(tmp), Path(tmp) / "none")
                     walls[name].append(wall)
-                    line = f"{device} round {number + 1}: {name:<13} {wall:7.1f} s to the verdict"
+                    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+                    line = (f"{device} round {number + 1}: {name:<13} {wall:7.1f} s to the "
+                            f"verdict [load {load}]")
                     timed = run["timings"]["pass_seconds"]
                     counted = (run.get("counters") or {}).get("seconds")
                     if timed and counted and run["timings"]["batches_per_pass"] == 1:
