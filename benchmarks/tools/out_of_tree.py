@@ -122,7 +122,8 @@ on_import("{WHISPER}", fp32_fc1)
 '''),
     Case("tolist per decode step", "cpu",
          ["host reads: Tensor.tolist @ ", "sitecustomize.py:", "(new)"], about=(
-             "a forward hook that reads the decoder's output back with .tolist() every step"),
+             "a forward hook that reads the decoder's output back with .tolist() every step "
+             "(no aten op)"),
          plugin=f'''
 TRACE = []
 
@@ -133,8 +134,8 @@ def trace_tokens(module):
     def __init__(self, *args, **kwargs):
         init(self, *args, **kwargs)
 
-        def read_back(decoder, args, output):
-            TRACE.append(output[0][:, -1, :1].tolist())
+        def read_back(decoder, args, output):  # no aten op: only the read
+            TRACE.append(output.last_hidden_state.tolist())
 
         self.register_forward_hook(read_back)
 
@@ -202,6 +203,7 @@ on_import("{WHISPER}", keep_outputs)
 #: said), and the mode of the regressed runs and reruns (--mode)
 OTHER: list[Path] = []
 MODE = ["--counters-only"]
+COMPARE: list[str] = []  # more `asrbench compare` options (--compare-args)
 
 
 def asrbench(argv: list[str], *, pythonpath: str = "", cwd: Path = ROOT,
@@ -271,8 +273,8 @@ def run_case(case: Case, model: Path, work: Path, baselines: Path) -> tuple[bool
         cwd = checkout_copy(work, case.patch)
         pythonpath = str(cwd)
     asrbench([*run_options(model, case.config, report), *MODE], pythonpath=pythonpath, cwd=cwd)
-    done = asrbench(["compare", "--report", str(report), "--baseline-dir", str(baselines)],
-                    check=False)
+    done = asrbench(["compare", "--report", str(report), "--baseline-dir", str(baselines),
+                     *COMPARE], check=False)
     out = done.stdout + done.stderr
     case.found = [e for e in case.expect if e in out]
     return done.returncode == 1 and len(case.found) == len(case.expect), out, \
@@ -340,7 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="--counters-only",
                         help="the regressed runs' mode (default --counters-only; an older "
                              "asrbench: '--passes 1')")
+    parser.add_argument("--compare-args", default="",
+                        help="more compare options (timed runs on a loaded machine: "
+                             "'--throughput warn', so that the counters decide)")
     args = parser.parse_args(argv)
+    COMPARE[:] = args.compare_args.split()
     OTHER[:] = [args.asrbench.resolve()] if args.asrbench else []
     MODE[:] = args.mode.split()
     wanted = (CASES if "all" in args.cases else
