@@ -5,8 +5,11 @@ default), alternating round by round:
 
 - plain: the batch decoded as a timed pass decodes it (Evaluator._pass: the run's decoder,
   graphs replayed where the device has them);
+- plain-nogc: the same with Python's garbage collector off, as the counted pass runs (a
+  collection in a process holding torch and transformers takes 1-2 s: the difference between
+  plain and plain-nogc is that, not counting);
 - eager: the same decode with the device's graph wrappers bypassed as the counted pass bypasses
-  them, no counting (differs from plain only with graphs);
+  them, gc off, no counting (differs from plain-nogc only with graphs);
 - counted: the counted pass over the same batch (count_batches: every op, FLOP, byte and host
   read counted).
 
@@ -23,6 +26,7 @@ Research tool, not a test (docs/performance.md records runs with the machine's l
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import time
@@ -63,9 +67,18 @@ def main() -> None:
     def plain() -> None:
         evaluator._pass([(features, mask, real)], "plain")
 
-    def eager() -> None:
-        with graphing.eager():
+    def plain_nogc() -> None:
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
             plain()
+        finally:
+            if enabled:
+                gc.enable()
+
+    def eager() -> None:  # what the counted pass decodes, gc off as there: uncounted
+        with graphing.eager():
+            plain_nogc()
 
     def counted() -> None:
         count_batches(prepared, evaluator.decoder,
@@ -73,7 +86,7 @@ def main() -> None:
                       prepared.device)
 
     plain()  # warm-up: graph capture, allocator, first-call costs
-    kinds = {"plain": plain, "eager": eager, "counted": counted}
+    kinds = {"plain": plain, "plain-nogc": plain_nogc, "eager": eager, "counted": counted}
     if not args.graphs:
         del kinds["eager"]  # no wrapper to bypass: eager is plain
     wall: dict[str, list[float]] = {k: [] for k in kinds}
