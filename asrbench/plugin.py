@@ -11,7 +11,6 @@ them).
 
 from __future__ import annotations
 
-import shlex
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -38,8 +37,8 @@ from asrbench.gate import baselines
 from asrbench.gate.baselines import DEFAULT_TOLERANCE, tolerance_of
 from asrbench.gate.outcome import check_baseline_dir, refresh_command
 from asrbench.measure.distributed import probe_device
-from asrbench.render.doors import finished_lines
-from asrbench.render.text import accuracy_lines, finding_text, terminal_safe
+from asrbench.render import doors
+from asrbench.render.text import terminal_safe
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.formats.model import BaselineEntry, Run, Tolerance
@@ -329,14 +328,13 @@ def bench_comparison(request, bench_entry, bench_run):
     for finding in bench_policy(request.config).findings(comparison, ["missing"]):
         path = baselines.baseline_path(option(request.config, "baseline_dir"),
                                        bench_run.device.class_)
-        message = (f"no baseline entry for {config_id} in {path}; create it with: pytest "
-                   f"{shlex.join(_selection_args(request.config))} --asrbench-update-baselines"
-                   f"   (or: "
-                   + refresh_command([config_id], _source_report(request.config),
-                                     option(request.config, "baseline_dir")) + ")")
+        message = doors.missing_entry_line(
+            config_id, path, _selection_args(request.config),
+            refresh_command([config_id], _source_report(request.config),
+                            option(request.config, "baseline_dir")))
         if finding.fails:
-            pytest.fail(_safe(message), pytrace=False)
-        pytest.skip(_safe(message))
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     return comparison
 
 
@@ -349,31 +347,22 @@ def bench_tolerance(request, bench_config, bench_entry) -> Tolerance:
     return DEFAULT_TOLERANCE.over(_state(request.config).tolerance(bench_config.id))
 
 
-def apply_policy(config: pytest.Config, comparison: Any, check: str,
+def apply_policy(config: pytest.Config, comparison: Comparison, check: str,
                  detail: str = "") -> None:
     """Fail (or warn) this test as the policy says for one check of one comparison."""
-    failing: list[str] = []
-    warning: list[str] = []
-    for finding in bench_policy(config).findings(comparison, [check]):
-        # messages name ops, ids and transcripts from data: no escape sequence reaches the
-        # terminal, and one finding stays one line
-        (failing if finding.fails else warning).append(_safe(finding_text(finding)))
-    detail = "\n".join(_safe(line) for line in detail.split("\n")) if detail else ""
-    if warning:
-        warnings.warn("; ".join(warning) + (f"\n{detail}" if detail else ""), stacklevel=1)
-    if failing:
-        pytest.fail("\n".join(failing) + (f"\n{detail}" if detail else ""), pytrace=False)
+    findings = bench_policy(config).findings(comparison, [check])
+    failing, warning = doors.policy_texts(findings, detail)
+    if warning is not None:
+        warnings.warn(warning, stacklevel=1)
+    if failing is not None:
+        pytest.fail(failing, pytrace=False)
 
 
-def change_listing(comparison: Any, limit: int = 50) -> str:
-    """What a failing accuracy test prints when transcripts changed: each error rate's change
-    with its paired-bootstrap interval and utterances worse/better, then the word diffs."""
-    if not comparison.transcripts:
-        return ""
-
-    lines = [f"  {line}" for line in accuracy_lines(comparison)]
-    lines += [f"  {c.id}: {c.diff}" for c in comparison.transcripts[:limit]]
-    return "\n".join(lines)
+def change_listing(comparison: Comparison, limit: int = 50) -> str:
+    """What a failing accuracy test prints when transcripts changed (render.doors
+    .change_listing: each error rate's change with its interval and utterances worse/better,
+    then the word diffs)."""
+    return doors.change_listing(comparison, limit)
 
 
 def _selection_args(config: pytest.Config) -> list[str]:
@@ -427,7 +416,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                        update=(option(config, "baseline_dir")
                                if option(config, "update_baselines") else None),
                        history=option(config, "history"))
-    lines = finished_lines(done, option(config, "from_report"))
+    lines = doors.finished_lines(done, option(config, "from_report"))
     if outcome.not_judged and session.exitstatus in (pytest.ExitCode.OK,
                                                      pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

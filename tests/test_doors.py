@@ -231,7 +231,7 @@ def test_the_doors_lines_are_made_by_render_from_the_flows_data(tmp_path):
 
     from asrbench import flow
     from asrbench.gate.outcome import GateOutcome, could_not_judge
-    from asrbench.render.doors import could_not_judge_line, finished_lines
+    from asrbench.render.doors import could_not_judge_line, finished_lines, missing_entry_line
 
     report = make_report()
     outcome = GateOutcome([could_not_judge("a", "bad\x1b[2J entry")])
@@ -250,3 +250,8 @@ def test_the_doors_lines_are_made_by_render_from_the_flows_data(tmp_path):
     assert could_not_judge_line(outcome.not_judged + [(None, "x")]) == (
         "asrbench: error: could not judge: a: bad\\x1b[2J entry (and 1 more: see above)")
     assert could_not_judge_line([]) is None
+    assert missing_entry_line("cfg\x1b", Path("b/cpu.json"), ["benchmarks", "-k", "a b"],
+                              "asrbench baseline update --report r.json --only cfg") == (
+        "no baseline entry for cfg\\x1b in b/cpu.json; create it with: pytest benchmarks -k "
+        "'a b' --asrbench-update-baselines   (or: asrbench baseline update --report r.json "
+        "--only cfg)")

@@ -8,15 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from shlex import quote
+from shlex import join, quote
 from typing import TYPE_CHECKING
 
 from asrbench.formats.model import Run
 from asrbench.render.history import added_line
-from asrbench.render.text import baseline_update_text, run_notes, summary_table, terminal_safe
+from asrbench.render.text import (
+    accuracy_lines,
+    baseline_update_text,
+    finding_text,
+    run_notes,
+    summary_table,
+    terminal_safe,
+)
 
 if TYPE_CHECKING:  # pragma: no cover  (the flow is a layer above: its types only)
     from asrbench.flow import Finished, Measured, Written
+    from asrbench.gate.compare import Comparison
+    from asrbench.gate.policy import Finding
 
 
 # -- asrbench run ---------------------------------------------------------------------------------
@@ -139,3 +148,41 @@ def not_judged_lines(not_judged: Iterable[tuple[str | None, str]], configs: int)
         lines.append(f"asrbench: result: FAIL: could not judge {len(lines)} of {configs} "
                      "config(s)")
     return lines
+
+
+def _line(text: str) -> str:
+    """One line from data, fit for the terminal."""
+    return terminal_safe(text, newlines=False)
+
+
+def missing_entry_line(config_id: str, path: Path, selection: list[str], refresh: str) -> str:
+    """A selected config with no baseline entry: the pytest command (the session's own
+    selection) and the `asrbench baseline update` command that create it."""
+    return _line(f"no baseline entry for {config_id} in {path}; create it with: pytest "
+                 f"{join(selection)} --asrbench-update-baselines   (or: {refresh})")
+
+
+def policy_texts(findings: Iterable[Finding], detail: str = "") -> tuple[str | None, str | None]:
+    """What a pytest check says for the policy's findings: the failure (each failing finding
+    on its own line) and the warning (the warning findings joined by "; "), each followed by
+    `detail` when there is one; None where there is nothing to say. Findings name ops, ids and
+    transcripts from data: no escape sequence reaches the terminal, one finding stays one
+    line."""
+    failing: list[str] = []
+    warning: list[str] = []
+    for finding in findings:
+        (failing if finding.fails else warning).append(_line(finding_text(finding)))
+    detail = "\n".join(_line(line) for line in detail.split("\n")) if detail else ""
+    tail = f"\n{detail}" if detail else ""
+    return (("\n".join(failing) + tail) if failing else None,
+            ("; ".join(warning) + tail) if warning else None)
+
+
+def change_listing(comparison: Comparison, limit: int = 50) -> str:
+    """What a failing accuracy test prints when transcripts changed: each error rate's change
+    with its paired-bootstrap interval and utterances worse/better, then the word diffs."""
+    if not comparison.transcripts:
+        return ""
+    lines = [f"  {line}" for line in accuracy_lines(comparison)]
+    lines += [f"  {c.id}: {c.diff}" for c in comparison.transcripts[:limit]]
+    return "\n".join(lines)
