@@ -126,6 +126,32 @@ def test_settings_are_checked_with_their_types_when_built_and_when_loaded():
         parse_report(document, "old.json")
 
 
+#: stored settings load_report refuses (RunConfig._check): each out of its bounds or choices
+REFUSED_SETTINGS = [
+    ("batch_size", 0), ("generation_max_length", 4), ("max_duration", 0), ("limit", 0),
+    ("world_size", 0), ("eos_check_every", 0), ("warmup_batches", -1),
+    ("reference_utterances", -1), ("precision", "fp64"), ("task", "summarize"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), REFUSED_SETTINGS)
+def test_the_published_report_schema_refuses_the_settings_the_loader_refuses(name, value):
+    # On 05c3756 schemas/report.schema.json bounded world_size (>= 1); the one config type
+    # described every setting but dropped that bound and never had the others, so a report
+    # an external validator passed could be one `asrbench compare` refuses.
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the dev extra")
+    schema = json.loads((Path(__file__).parent.parent / "schemas" / "report.schema.json")
+                        .read_text())
+    document = json.loads(OLD_REPORT.read_text())
+    jsonschema.validate(document, schema)  # the report as written passes both
+    parse_report(document, "old.json")
+    document["runs"][0]["config"][name] = value
+    with pytest.raises(AsrbenchError, match=r"runs\[0\]\.config"):
+        parse_report(document, "old.json")
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, schema)
+
+
 def test_a_report_written_before_settings_existed_loads_and_is_written_back_as_it_was():
     from asrbench.gate.counters import claimed_but_missing
 

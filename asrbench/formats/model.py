@@ -95,6 +95,13 @@ def _no_default(schema: JsonDict) -> None:
     schema.pop("default", None)
 
 
+def _count(low: int) -> JsonDict:
+    # the published schema holds a setting's bounds (RunConfig._check refuses the rest with its
+    # own message, so they are not pydantic constraints): a report a schema validator passes
+    # is one `load_report` takes
+    return {"minimum": low, "maximum": MAX_COUNT}
+
+
 class RunConfig(BaseModel):
     """What one evaluation run measures (model x dataset x decoding x precision x batch shape x
     device kind) and its stable id: the one type of a run's settings. The config layer builds it
@@ -125,29 +132,38 @@ class RunConfig(BaseModel):
     text_column: str = Field("sentence", description="reference text column of Hub datasets")
     language: str | None = Field(None, description="forced decoder language (hindi, hi); null: "
                                                    "detected")
-    task: str = Field("transcribe", description="transcribe or translate")
-    precision: str = Field("fp32", description="fp32, bf16 or fp16")
+    task: str = Field("transcribe", description="transcribe or translate",
+                      json_schema_extra={"enum": ["transcribe", "translate"]})
+    precision: str = Field("fp32", description="fp32, bf16 or fp16",
+                           json_schema_extra={"enum": list(PRECISIONS)})
     batch_size: int = Field(DEFAULT_BATCH_SIZE, description="static batch shape; the last batch "
-                                                           "is padded with dummies")
+                                                           "is padded with dummies",
+                            json_schema_extra=_count(1))
     generation_max_length: int = Field(DEFAULT_GENERATION_MAX_LENGTH,
-                                       description="decoder length cap, prompt included")
+                                       description="decoder length cap, prompt included",
+                                       json_schema_extra=_count(8))
     max_duration: Annotated[StrictInt | StrictFloat, AfterValidator(float)] = Field(
-        DEFAULT_MAX_DURATION, description="clips of this many seconds or more are dropped")
+        DEFAULT_MAX_DURATION, description="clips of this many seconds or more are dropped",
+        json_schema_extra={"exclusiveMinimum": 0})
     graphs: bool = Field(False, description="graph replay over static shapes")
     sdp_on_bf16: bool = Field(False, description="bf16 reductions in math SDPA")
     gaudi_config: str | None = Field(None, description="Gaudi config name or JSON path (HPU)")
-    limit: int | None = Field(None, description="only the first N usable utterances")
+    limit: int | None = Field(None, description="only the first N usable utterances",
+                              json_schema_extra=_count(1))
     device: str = Field("auto", description="auto, hpu, cuda, cpu or hpu-emulated (not in the "
                                             "id: the baseline file is)")
-    world_size: int = Field(1, description="data-parallel ranks; set by the launcher")
+    world_size: int = Field(1, description="data-parallel ranks; set by the launcher",
+                            json_schema_extra=_count(1))
     eos_check_every: int = Field(1, description="static decoder: read 'all rows finished?' every "
-                                                "K steps")
+                                                "K steps", json_schema_extra=_count(1))
     ignore_eos: bool = Field(False, description="decode to the length cap (optimum-habana's "
                                                 "trainer)")
-    warmup_batches: int | None = Field(None, description="null: what the device needs")
+    warmup_batches: int | None = Field(None, description="null: what the device needs",
+                                       json_schema_extra=_count(0))
     reference_utterances: int = Field(DEFAULT_REFERENCE_UTTERANCES,
                                       description="transcripts checked against the stock fp32 "
-                                                  "CPU reference; 0: off")
+                                                  "CPU reference; 0: off",
+                                      json_schema_extra=_count(0))
     counters: bool = Field(True, description="a counted pass after the timed passes")
     counters_only: bool = Field(False, description="no timed pass: the counted pass and one "
                                                    "plain decode (not in the id)")
