@@ -34,7 +34,7 @@ from asrbench.config.options import (
 from asrbench.config.settings import DEFAULT_REPORT, BenchConfig
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.gate import baselines
-from asrbench.gate.baselines import DEFAULT_TOLERANCE, tolerance_of
+from asrbench.gate.baselines import tolerance_of
 from asrbench.gate.outcome import check_baseline_dir, refresh_command
 from asrbench.measure.distributed import probe_device
 from asrbench.render import doors
@@ -340,11 +340,10 @@ def bench_comparison(request, bench_entry, bench_run):
 
 @pytest.fixture
 def bench_tolerance(request, bench_config, bench_entry) -> Tolerance:
-    """The tolerances this config is held to: its baseline entry's, else the matrix section's
-    policy over the defaults (the checks that need no baseline use it too)."""
-    if bench_entry is not None:
-        return tolerance_of(bench_entry)
-    return DEFAULT_TOLERANCE.over(_state(request.config).tolerance(bench_config.id))
+    """The tolerances this config is held to, as `asrbench compare` holds it: the defaults, the
+    matrix section's (or the judged report's) policy over them, its baseline entry's own over
+    that (the checks that need no baseline use it too)."""
+    return tolerance_of(bench_entry, _state(request.config).tolerance(bench_config.id))
 
 
 def apply_policy(config: pytest.Config, comparison: Comparison, check: str,

@@ -200,3 +200,31 @@ def test_tolerance_is_one_type_from_the_defaults_to_the_entry():
     assert resolved.limit("cpu_share_min") == 0.0
     with pytest.raises(KeyError, match="cer_abs is not set"):
         policy.limit("cer_abs")  # an override alone is no resolved tolerance
+
+
+def test_the_pytest_doors_baseline_free_checks_hold_the_tolerance_compare_holds():
+    # test_reference_agreement and test_no_recompilation judge run_checks with the
+    # bench_tolerance fixture; `asrbench compare` judges the same checks with
+    # tolerance_of(entry, the run's policy). On 05c3756 (and until this fix) the fixture dropped
+    # the matrix section's (or the judged report's) policy whenever the config had a baseline
+    # entry, so a `reference_share_min` set in the matrix held in compare and not in pytest.
+    from types import SimpleNamespace
+
+    from factories import make_entry, make_run
+
+    from asrbench.formats.model import Tolerance
+    from asrbench.gate.baselines import tolerance_of
+    from asrbench.plugin import STATE_KEY, PluginState, bench_tolerance
+
+    fixture = bench_tolerance.__wrapped__
+    policy = Tolerance(reference_share_min=0.9, reference_wer_max=0.05)
+    request = SimpleNamespace(config=SimpleNamespace(
+        stash={STATE_KEY: PluginState(matrix_tolerance=policy)}))
+    config = BenchConfig(limit=2)
+    entry = make_entry(make_run(config.id))
+    held = fixture(request, config, entry)
+    assert held == tolerance_of(entry, policy)  # what compare_run holds the run to
+    assert (held.limit("reference_share_min"), held.limit("reference_wer_max")) == (0.9, 0.05)
+    own = make_entry(make_run(config.id), reference_share_min=0.1)
+    assert fixture(request, config, own).limit("reference_share_min") == 0.1  # the entry's wins
+    assert fixture(request, config, None).limit("reference_share_min") == 0.9  # no entry
