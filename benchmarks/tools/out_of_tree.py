@@ -325,7 +325,7 @@ def clean_reruns(model: Path, work: Path, baselines: Path, reruns: int
 
 def tiny_model(work: Path) -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
-    from helpers import write_tiny_whisper
+    from factories import write_tiny_whisper
 
     return write_tiny_whisper(work / "tiny-whisper")
 
