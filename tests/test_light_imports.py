@@ -7,6 +7,7 @@ Also: an optional dependency that is missing is one line naming the extra to ins
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -16,20 +17,22 @@ from pathlib import Path
 import pytest
 from factories import make_report_document, write_report
 
+import asrbench
+from asrbench.cli.common import CANDIDATE_GENERATOR, leave_out_scikit_learn
 from asrbench.errors import AsrbenchError
 
 HEAVY = ("torch", "transformers")
-#: the interpreter's last line: which heavy modules it had loaded
-PRINT_HEAVY = ("import json, sys; "
-               f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
 SUBCOMMANDS = ("run", "compare", "peers", "baseline", "history", "html", "export", "ab", "bisect")
 NESTED = (("baseline", "update"), ("history", "add"), ("history", "list"), ("history", "show"),
           ("history", "changes"))
 
 
-def heavy_after(code: str, cwd: Path) -> tuple[list[str], subprocess.CompletedProcess]:
-    """Run `code` in a fresh interpreter, then report which of HEAVY it imported."""
-    done = subprocess.run([sys.executable, "-c", f"{code}\n{PRINT_HEAVY}"], cwd=cwd,
+def heavy_after(code: str, cwd: Path, modules: tuple[str, ...] = HEAVY
+                ) -> tuple[list[str], subprocess.CompletedProcess]:
+    """Run `code` in a fresh interpreter, then report which of `modules` (HEAVY) it imported."""
+    printed = ("import json, sys; "
+               f"print(json.dumps(sorted(m for m in {modules!r} if m in sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", f"{code}\n{printed}"], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
                           env={**_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert done.stdout.strip(), done.stderr
@@ -40,15 +43,17 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ASRBENCH_")}
 
 
-def cli(argv: list[str], cwd: Path) -> tuple[list[str], subprocess.CompletedProcess]:
-    """`asrbench ARGV` in a fresh interpreter (as `python -m asrbench`), its exit kept."""
+def cli(argv: list[str], cwd: Path, modules: tuple[str, ...] = HEAVY
+        ) -> tuple[list[str], subprocess.CompletedProcess]:
+    """`asrbench ARGV` in a fresh interpreter (as `python -m asrbench`), its exit kept; which
+    of `modules` it imported."""
     code = ("import runpy, sys\n"
             f"sys.argv = ['asrbench', *{argv!r}]\n"
             "try:\n"
             "    runpy.run_module('asrbench', run_name='__main__', alter_sys=True)\n"
             "except SystemExit as exc:\n"
             "    print('exit', exc.code)\n")
-    return heavy_after(code, cwd)
+    return heavy_after(code, cwd, modules)
 
 
 def test_plugin_options_load_no_torch(tmp_path):
@@ -124,6 +129,50 @@ def test_html_loads_no_torch(tmp_path, report_file):
     assert "exit 0" in done.stdout, done.stderr
     assert (tmp_path / "x.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert heavy == []
+
+
+# -- what a measuring command leaves out ---------------------------------------------------------
+
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
+                    reason="scikit-learn is not installed: transformers cannot import it")
+def test_a_run_loads_transformers_generation_but_no_scikit_learn(tmp_path, tiny_whisper):
+    """`asrbench run` keeps transformers from importing scikit-learn (cli/common.py
+    leave_out_scikit_learn: about 1 s of a counters-only run), though transformers'
+    generation module, which imports it wherever it is installed, is loaded."""
+    generation = CANDIDATE_GENERATOR
+    loaded, done = cli(["run", "--model", str(tiny_whisper), "--device", "cpu",
+                        "--dataset-config", "en", "--language", "english", "--limit", "2",
+                        "--generation-max-length", "8", "--counters-only", "--report",
+                        "r.json", "--no-progress"], tmp_path, modules=("sklearn", generation))
+    assert "exit 0" in done.stdout, done.stderr[-3000:]
+    assert loaded == [generation]
+
+
+def test_leaving_out_scikit_learn_is_transformers_flag_set_before_generation_loads(monkeypatch):
+    """The flag is set only where it exists and transformers' generation is not loaded yet (after
+    that it would change nothing that asrbench runs); never elsewhere."""
+    import transformers.utils.import_utils as import_utils
+
+    monkeypatch.delitem(sys.modules, CANDIDATE_GENERATOR, raising=False)
+    monkeypatch.setattr(import_utils, "_sklearn_available", True)
+    assert leave_out_scikit_learn() is True
+    assert import_utils._sklearn_available is False
+    monkeypatch.setattr(import_utils, "_sklearn_available", True)
+    monkeypatch.setitem(sys.modules, CANDIDATE_GENERATOR, object())
+    assert leave_out_scikit_learn() is False  # generation loaded already: left as it is
+    assert import_utils._sklearn_available is True
+    monkeypatch.delitem(sys.modules, CANDIDATE_GENERATOR)
+    monkeypatch.delattr(import_utils, "_sklearn_available")  # a transformers without the flag
+    assert leave_out_scikit_learn() is False
+    assert not hasattr(import_utils, "_sklearn_available")
+
+
+def test_the_plugin_leaves_transformers_flag_alone():
+    """Only asrbench's own command processes change transformers' flag: never the pytest
+    plugin, which runs inside users' sessions (nor the pipeline both doors share)."""
+    for module in ("plugin.py", "flow.py"):
+        source = (Path(asrbench.__file__).parent / module).read_text(encoding="utf-8")
+        assert "leave_out_scikit_learn" not in source and "_sklearn_available" not in source
 
 
 # -- the history extra, missing -----------------------------------------------------------------

@@ -7,6 +7,7 @@ import argparse
 import json
 import re
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,36 @@ def on_signals(hangup: bool = False) -> dict[Any, Any]:
 def restore_signals(previous: dict[Any, Any]) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+
+# -- start-up ---------------------------------------------------------------------------------
+
+#: transformers' module that imports scikit-learn when its flag says it is installed
+CANDIDATE_GENERATOR = "transformers.generation.candidate_generator"
+
+
+def leave_out_scikit_learn() -> bool:
+    """Keep transformers from importing scikit-learn in this process (about 1 s of a
+    counters-only run's 10 on a quiet 2-core machine); whether it did. Only asrbench's own
+    command processes call it (`asrbench run`, `asrbench peers`), never the pytest plugin,
+    which runs inside users' sessions.
+
+    Why: transformers.generation.candidate_generator imports sklearn.metrics.roc_curve (and
+    with it scipy.stats and pandas) whenever scikit-learn is installed, and it is wherever
+    optimum-habana is (sentence-transformers brings it). Its one user is assisted generation's
+    assistant_confidence_threshold, which asrbench never uses: asrbench's decoders and its
+    generate() calls pass no assistant model. transformers decides with a private flag,
+    transformers.utils.import_utils._sklearn_available, read when that module is first
+    imported: so this runs before anything imports transformers.generation, and does nothing
+    where the flag does not exist (transformers 5 may drop it) or where that module is already
+    loaded. tests/test_light_imports.py checks that a run loads no sklearn."""
+    import transformers.utils.import_utils as import_utils  # noqa: PLC0415  transformers: only the commands that measure load it
+
+    if (getattr(import_utils, "_sklearn_available", None) is not True
+            or CANDIDATE_GENERATOR in sys.modules):
+        return False
+    import_utils._sklearn_available = False
+    return True
 
 
 # -- output -----------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def command(args: argparse.Namespace) -> int:
     """One interleaved run of every peer; table, optional JSON and Markdown."""
+    common.leave_out_scikit_learn()  # before transformers' generation is loaded
     from asrbench.measure.models import load  # noqa: PLC0415  loads numpy (measure.models)
     from asrbench.measure.peers import PEER_NAMES, run_peers, summarize  # noqa: PLC0415  loads numpy and torch (measure.peers)
     from asrbench.measure.session import Session, quiet_transformers  # noqa: PLC0415  loads numpy and torch (measure.session)

@@ -54,6 +54,7 @@ def command(args: argparse.Namespace) -> int:
     the pytest door takes too). Everything a user can get wrong is checked before the first
     model loads; an interrupted run writes the runs it finished, marked interrupted; a report
     that cannot be written goes elsewhere."""
+    common.leave_out_scikit_learn()  # before measure.session loads transformers' generation
     from asrbench.measure.session import Session  # noqa: PLC0415  loads numpy and torch (measure.session)
 
     world = World.from_environment(args.dist_timeout)
