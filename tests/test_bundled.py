@@ -13,6 +13,7 @@ from asrbench.config.settings import EMBEDDED_CORPUS
 from asrbench.errors import AsrbenchError
 from asrbench.measure.bundled import (
     MARKER_FILE,
+    BundledSource,
     bundled_source,
     ensure_converted,
     read_model_bin,
@@ -47,6 +48,31 @@ def test_read_model_bin_parses_variables_and_aliases():
 def test_unknown_bundled_model_is_a_user_error():
     with pytest.raises(AsrbenchError, match="bundled:whisper-base"):
         bundled_source("whisper-huge")
+
+
+def test_the_source_digest_is_hashed_once_per_process_while_the_files_stay(tmp_path,
+                                                                          monkeypatch):
+    """A run resolves the bundled model twice (preflight, load): its ~145 MB are hashed once;
+    a changed file (a reinstalled package) is hashed anew."""
+    from asrbench.measure import bundled
+
+    files = []
+    for name in ("model.bin.part1", "model.bin.part2", "config.json", "tokenizer.json"):
+        (tmp_path / name).write_bytes(name.encode())
+        files.append(tmp_path / name)
+    source = BundledSource(model_parts=(files[0], files[1]), config_json=files[2],
+                           tokenizer_json=files[3])
+    hashed = []
+    monkeypatch.setattr(bundled, "_hash_files",
+                        lambda paths, real=bundled._hash_files: hashed.append(1) or real(paths))
+    first = source_digest(source)
+    assert source_digest(source) == first and len(hashed) == 1
+    files[2].write_bytes(b"another config")
+    changed = source_digest(source)
+    assert changed != first and len(hashed) == 2
+    files[2].unlink()
+    with pytest.raises(FileNotFoundError):
+        source_digest(source)
 
 
 @pytest.fixture(scope="module")

@@ -195,3 +195,23 @@ def test_the_tables_come_from_the_tokenizer_for_a_multilingual_whisper_only():
     own = _whisper({"<|en|>": 1}, {"transcribe": 2})
     complete_whisper_generation(own, processor)
     assert own.generation_config.lang_to_id == {"<|en|>": 1}
+
+
+def test_a_complete_generation_config_is_left_without_reading_the_vocabulary():
+    """A Whisper whose generation config has its tables and no-timestamps token (a
+    generation_config.json, as the bundled model's) costs no vocabulary dict (51,865 tokens,
+    made per get_vocab call): loading it reads none."""
+    from asrbench.measure.models import complete_whisper_generation
+
+    def unread() -> dict:
+        raise AssertionError("the vocabulary was read")
+
+    processor = SimpleNamespace(tokenizer=SimpleNamespace(get_vocab=unread))
+    complete = _whisper({"<|en|>": 1}, {"transcribe": 2})
+    complete.generation_config.no_timestamps_token_id = 3
+    complete_whisper_generation(complete, processor)
+    english_only = _whisper(None, None, 51864)
+    english_only.generation_config.no_timestamps_token_id = 3
+    complete_whisper_generation(english_only, processor)
+    assert (complete.generation_config.lang_to_id, english_only.generation_config.lang_to_id) == (
+        {"<|en|>": 1}, None)

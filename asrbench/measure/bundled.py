@@ -253,10 +253,25 @@ def whisper_configs(v: dict[str, np.ndarray], ct2_config: dict, specials: dict[s
     return config, generation
 
 
+#: the source files' (path, size, mtime, inode) -> their source_digest: a run resolves the
+#: bundled model twice (the preflight, the load), and each digest reads ~145 MB
+_SOURCE_DIGESTS: dict[tuple[tuple[str, int, int, int], ...], str] = {}
+
+
 def source_digest(source: BundledSource) -> str:
-    """sha256 over the source files, so a changed package invalidates the cache."""
+    """sha256 over the source files, so a changed package invalidates the cache. Hashed once
+    per process while the files stay as they were (a reinstalled package has new ones)."""
+    paths = (*source.model_parts, source.config_json, source.tokenizer_json)
+    key = tuple((str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+                for path, stat in ((path, os.stat(path)) for path in paths))
+    if key not in _SOURCE_DIGESTS:
+        _SOURCE_DIGESTS[key] = _hash_files(paths)
+    return _SOURCE_DIGESTS[key]
+
+
+def _hash_files(paths: tuple[Path, ...]) -> str:
     digest = hashlib.sha256(f"converter-{CONVERTER_VERSION}".encode())
-    for path in (*source.model_parts, source.config_json, source.tokenizer_json):
+    for path in paths:
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)

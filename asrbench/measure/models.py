@@ -227,11 +227,15 @@ def complete_whisper_generation(model: Any, processor: Any) -> None:
     tokenizer = getattr(processor, "tokenizer", None)
     if generation is None or tokenizer is None or not is_whisper(model):
         return
-    vocab = tokenizer.get_vocab()
-    if getattr(generation, "no_timestamps_token_id", None) is None and "<|notimestamps|>" in vocab:
-        generation.no_timestamps_token_id = vocab["<|notimestamps|>"]
     vocab_size = getattr(model.config, "vocab_size", 0) or 0
-    if getattr(generation, "lang_to_id", None) or vocab_size < MULTILINGUAL_VOCAB:
+    no_timestamps = getattr(generation, "no_timestamps_token_id", None) is None
+    tables = not getattr(generation, "lang_to_id", None) and vocab_size >= MULTILINGUAL_VOCAB
+    if not (no_timestamps or tables):
+        return  # complete already (a generation_config.json): the vocabulary is not read
+    vocab = tokenizer.get_vocab()  # a dict of every token (Whisper: 51865), made per call
+    if no_timestamps and "<|notimestamps|>" in vocab:
+        generation.no_timestamps_token_id = vocab["<|notimestamps|>"]
+    if not tables:
         return
     from transformers.models.whisper.tokenization_whisper import LANGUAGES  # noqa: PLC0415  transformers: off the light paths
 
