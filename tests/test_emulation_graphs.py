@@ -223,3 +223,46 @@ def test_an_emulated_process_never_takes_its_stubs_for_a_gaudi_nor_runs_other_de
     assert HPUDevice.is_available() is False
     with pytest.raises(AsrbenchError, match="separate asrbench run"):
         Session(progress=False).device(BenchConfig(device="cpu"))
+
+
+def test_optimum_habana_reads_the_stubs_plugin_version_from_the_emulators_pip(tmp_path):
+    """optimum-habana's package init runs `pip list | grep habana-torch-plugin`: in an emulated
+    process (a child: activating patches the process) the `pip` it finds is write_pip's, not
+    this interpreter's (which would import pip and read every distribution), and answers the
+    stubs' distribution line as `pip list` shows it. Any other pip command is pip's."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from asrbench.devices.emulation import STUBS, write_pip
+
+    code = ("import json, shutil, subprocess, sys\n"
+            "calls = []\n"
+            "real = subprocess.run\n"
+            "def run(*args, **kwargs):\n"
+            "    done = real(*args, **kwargs)\n"
+            "    if args and args[0] == 'pip list | grep habana-torch-plugin':\n"
+            "        calls.append([shutil.which('pip'), done.stdout])\n"
+            "    return done\n"
+            "subprocess.run = run\n"
+            "from asrbench.devices import emulation\n"
+            "emulation.activate()\n"
+            "print(json.dumps(calls))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ((pip, out),) = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(pip).parent != Path(sys.executable).parent
+    assert Path(pip).name == "pip" and not Path(pip).exists()  # removed after the import
+    real = subprocess.run([sys.executable, "-m", "pip", "list"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(STUBS)}, timeout=300).stdout
+    (line,) = [row for row in real.splitlines() if "habana-torch-plugin" in row]
+    assert out.split() == line.split() == ["habana-torch-plugin", "1.24.0+emulated"]
+    shim = write_pip(tmp_path)
+    version = subprocess.run([str(shim), "--version"], capture_output=True, text=True,
+                             timeout=300)
+    assert version.returncode == 0 and version.stdout.startswith("pip "), version.stderr
+    assert shutil.which("pip", path=str(tmp_path)) == str(shim)

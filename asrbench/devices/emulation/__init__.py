@@ -16,10 +16,13 @@ reports of such runs carry the device class `hpu-emulated`.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import io
 import os
+import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -80,18 +83,43 @@ class HPUOnCPU(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+#: the distribution whose version optimum-habana reads as the SynapseAI version
+PLUGIN_DISTRIBUTION = "habana-torch-plugin"
+
+
+def write_pip(directory: Path) -> Path:
+    """A `pip` for optimum-habana's package init, in `directory`: `pip list` prints the stubs'
+    habana-torch-plugin line, the one line optimum-habana greps for (its version, as the real
+    `pip list` shows it with the stubs on PYTHONPATH), without starting pip, which imports its
+    own code and reads every installed distribution (about 0.3 s of each emulated process on a
+    2-core machine); any other command runs this interpreter's pip."""
+    (plugin,) = importlib.metadata.distributions(name=PLUGIN_DISTRIBUTION, path=[str(STUBS)])
+    line = shlex.quote(f"{PLUGIN_DISTRIBUTION} {plugin.version}")
+    pip = directory / "pip"
+    pip.write_text("#!/bin/sh\n"
+                   "# asrbench's emulated Gaudi (asrbench/devices/emulation): write_pip\n"
+                   f'if [ "$*" = list ]; then echo {line}; exit 0; fi\n'
+                   f'exec {shlex.quote(sys.executable)} -m pip "$@"\n', encoding="utf-8")
+    pip.chmod(0o755)
+    return pip
+
+
 def _import_optimum_habana() -> None:
     """Import optimum.habana with the environment its package init expects.
 
     optimum/habana/__init__.py runs `pip list | grep habana-torch-plugin` in a shell: `pip` must
-    be this interpreter's and must see the stubs' distribution, so PATH and PYTHONPATH are
-    extended for that import only and restored afterwards (child processes inherit neither).
+    answer for this interpreter with the stubs' distribution, so PATH starts with a folder that
+    holds write_pip's `pip` (then this interpreter's folder) and PYTHONPATH with the stubs, for
+    that import only; both are restored afterwards (child processes inherit neither).
     """
     saved = {name: os.environ.get(name) for name in ("PATH", "PYTHONPATH")}
-    os.environ["PATH"] = os.pathsep.join(
-        [os.path.dirname(sys.executable), saved["PATH"] or os.defpath])
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(STUBS), saved["PYTHONPATH"]) if p)
+    shim = tempfile.TemporaryDirectory(prefix="asrbench-emulated-pip-")
     try:
+        write_pip(Path(shim.name))
+        os.environ["PATH"] = os.pathsep.join(
+            [shim.name, os.path.dirname(sys.executable), saved["PATH"] or os.defpath])
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(STUBS), saved["PYTHONPATH"]) if p)
         # optimum-habana prints a line per model file whose fused Gaudi kernel is missing (the
         # stubs have none); those models are not the ones benchmarked, so the lines are dropped.
         with contextlib.redirect_stdout(io.StringIO()):
@@ -103,6 +131,7 @@ def _import_optimum_habana() -> None:
             f"{first_line(exc)}); install optimum-habana=={OPTIMUM_HABANA_VERSION} "
             "(pip install -e '.[dev]' does)") from exc
     finally:
+        shim.cleanup()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
