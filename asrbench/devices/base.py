@@ -27,6 +27,12 @@ class Device(ABC):
     #: whether a batch may change shape between decoder steps (finished rows dropped); HPU
     #: graphs and lazy-mode recipes are shape-specialized, so there it stays static
     dynamic_shapes: bool = True
+    #: whether its graph wrapper can tell, before a call, whether the call would capture
+    #: (graphing.install(would_capture=...)): then a counters-only run counts its first batches
+    #: while capturing (graphing.capturing_calls), one decode instead of a warm-up and an eager
+    #: counted pass. The real HPU cannot: habana_frameworks' wrap_in_hpu_graph keeps its graph
+    #: cache in a closure; CUDA graphs under torch.compile neither.
+    capture_while_counting: bool = False
 
     @classmethod
     @abstractmethod

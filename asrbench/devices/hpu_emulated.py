@@ -26,6 +26,8 @@ class EmulatedHPUDevice(HPUDevice):
 
     kind = "hpu-emulated"
     distributed_backend = "gloo"  # no HCCL off a Gaudi
+    # the emulator's wrapper says whether a call would capture (graphs.would_capture)
+    capture_while_counting = True
 
     def __init__(self, **options: Any) -> None:
         emulation.activate()  # before HPUDevice imports habana_frameworks and optimum-habana

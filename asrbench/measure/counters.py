@@ -18,6 +18,16 @@ Python and dispatches no op that a mode could see, so those modules run the forw
 before the device wrapped them, and the record says so (replay_bypassed). Every other
 instance-level forward (an accelerate hook, a user's patch) runs as in the timed passes.
 
+A counters-only run on a device that can tell which call would capture a graph (the emulated
+Gaudi) does not decode its first batches twice (a warm-up that captures, then the counted pass):
+a counted batch the warm-up would have decoded is counted while capturing (CountedBatch.capture,
+graphing.capturing_calls): a would-be capture captures (it runs the module's own forward, so
+the counter sees its ops) and a would-be replay runs the module's own forward, as above. The
+device's graph cache keeps aliases the counter never sees, so lifetimes (bytes) are an eager
+decode's, and the decoder's one-time setup that the warm-up would have done (its persistent
+buffers and static cache: `decoder_setup()`) is not counted: the counts are the eager counted
+pass's, exactly.
+
 Definitions (COUNTER_VERSION; change them only together with the version):
 - op key: "<aten op packet> <dtype>", e.g. "aten.mm f32", "aten._to_copy bf16"; dtype of the op's
   first tensor output, else of its first tensor argument, else "-".
@@ -70,7 +80,7 @@ from asrbench.devices.graphing import dtype_name
 from asrbench.formats.model import COUNTER_VERSION, BatchCounters, Counters
 
 __all__ = ["COUNTER_VERSION", "OpCounter", "ReadCounter", "CountedBatch", "count_pass",
-           "count_batches", "bypass_replay", "op_key", "dtype_name"]
+           "count_batches", "bypass_replay", "decoder_setup", "op_key", "dtype_name"]
 
 #: aten ops (overload packets) that read a device value on the host, on any device
 HOST_READS = frozenset({"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select",
@@ -128,6 +138,7 @@ class OpCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.phase: Any = "other"
+        self.paused = False  # decoder_setup(): nothing is counted, no phase moves
         self.steps = 0
         self.encoder_calls = 0
         self.counts: dict[Any, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -144,6 +155,8 @@ class OpCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.paused:
+            return func(*args, **kwargs)
         packet = func.overloadpacket
         if packet not in flop_registry and _composite(func):
             # Under inference_mode a mode meets composite ops (aten.linear) before they are
@@ -208,13 +221,18 @@ class OpCounter(TorchDispatchMode):
 
     # module hooks: where a phase starts and ends
     def encoder_starts(self, module: Any, args: Any) -> None:
+        if self.paused:
+            return
         self.encoder_calls += 1
         self.phase = "encoder"
 
     def encoder_ends(self, module: Any, args: Any, output: Any) -> None:
-        self.phase = "other"
+        if not self.paused:
+            self.phase = "other"
 
     def step_starts(self, module: Any, args: Any, kwargs: Any = None) -> None:
+        if self.paused:
+            return
         self.phase = ("step", self.steps)
         self.steps += 1
 
@@ -250,6 +268,8 @@ class ReadCounter(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.ops.paused:
+            return func(*args, **kwargs)
         name = getattr(func, "__name__", "")
         if name in READ_METHODS or name == "to" and self._to_host(args, kwargs):
             self._count(name)
@@ -291,6 +311,28 @@ def bypass_replay(modules: list[torch.nn.Module]) -> Iterator[bool]:
         yield any(graphing.is_wrapped(m) for m in modules)
 
 
+#: the counters of the batch being counted while capturing (decoder_setup pauses them)
+_CAPTURING: list[OpCounter] = []
+
+
+@contextlib.contextmanager
+def decoder_setup() -> Iterator[None]:
+    """A decoder's one-time setup (its persistent input buffer, its static cache and the eager
+    step that allocates it, the graph wrapping of its step) runs here. In every path but one it
+    runs before the counted pass (in the warm-up, or in the batch counted first where nothing
+    warms up: counters-only on the CPU); in a batch counted while capturing
+    (CountedBatch.capture) it runs where the warm-up would have run it, so the counters pause:
+    no op, byte, read or phase of it is counted, as in the eager counted pass after a warm-up."""
+    paused = [(counter, counter.paused) for counter in _CAPTURING]
+    for counter, _ in paused:
+        counter.paused = True
+    try:
+        yield
+    finally:
+        for counter, before in paused:
+            counter.paused = before
+
+
 def _graph_candidates(model: Any, decoder: Any) -> list[torch.nn.Module]:
     """Every module a device may have wrapped: the model's, and the decoder's own (the static
     decoder's encode and step modules are not children of the model)."""
@@ -322,6 +364,9 @@ class CountedBatch:
     index: int = 0  # the batch's index in decoding order
     generate_kwargs: dict[str, Any] = field(default_factory=dict)  # generate() only
     utterances: list[str] = field(default_factory=list)
+    # counted while capturing the graphs the warm-up would have (graphing.capturing_calls):
+    # a counters-only run's first batches on a device that can tell which call would capture
+    capture: bool = False
 
 
 def shape_key(features: Any, mask: Any, real: int) -> tuple:
@@ -354,6 +399,8 @@ def _count_batch(model: Any, decoder: Any, batch: CountedBatch, device: Any, pre
     hooks = [model.get_encoder().register_forward_pre_hook(counter.encoder_starts),
              model.get_encoder().register_forward_hook(counter.encoder_ends),
              model.get_decoder().register_forward_pre_hook(counter.step_starts)]
+    if batch.capture:
+        _CAPTURING.append(counter)
     try:
         with reads, counter:
             with torch.inference_mode(), device.autocast(precision):
@@ -369,6 +416,8 @@ def _count_batch(model: Any, decoder: Any, batch: CountedBatch, device: Any, pre
             rows = out.cpu().tolist()[:real]
             del out, features
     finally:
+        if batch.capture:
+            _CAPTURING.remove(counter)
         for hook in hooks:
             hook.remove()
     steps = counter.step_counts()
@@ -411,7 +460,8 @@ def count_batches(prepared: Any, decoder: Any, batches: list[CountedBatch], devi
                   rows_out: dict[int, list] | None = None) -> Counters:
     """Decode each of `batches` once more, counting: the same decoder object (None: the
     model's generate() with each batch's `generate_kwargs`), autocast, device and batch shape
-    as the timed passes, device-installed graph wrappers bypassed (and nothing else).
+    as the timed passes, device-installed graph wrappers bypassed (and nothing else; a batch
+    with `capture` set captures where the device would, graphing.capturing_calls).
     `count_tokens`: tokens generated in one returned row; `compilations`: the run's graph
     compilations/captures (the device's counter), `captures`: its capturing calls
     (graphing.Capture), recorded as they are; `rows_out`: gets each batch's decoded rows
@@ -435,8 +485,13 @@ def count_batches(prepared: Any, decoder: Any, batches: list[CountedBatch], devi
     try:
         with bypass_replay(_graph_candidates(model, decoder)) as bypassed:
             for batch in batches:
-                counted.append(_count_batch(model, decoder, batch, device, prepared.precision,
-                                            count_tokens, rows_out))
+                with (graphing.capturing_calls() if batch.capture
+                      else contextlib.nullcontext()):
+                    counted.append(_count_batch(model, decoder, batch, device,
+                                                prepared.precision, count_tokens, rows_out))
+        # (a decoder that wraps its step on its first batch wrapped it during the pass)
+        bypassed = bypassed or any(graphing.is_wrapped(m)
+                                   for m in _graph_candidates(model, decoder))
     finally:
         if collecting:
             gc.enable()

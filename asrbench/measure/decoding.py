@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from asrbench.measure.counters import decoder_setup
+
 
 def whisper_prompt(generation_config: Any, language: str, task: str) -> list[int]:
     """The forced decoder prompt without timestamps: start, language, task, no-timestamps."""
@@ -259,11 +261,14 @@ class StaticGreedyDecoder(_WhisperGreedy):
         # One input tensor for every batch: a graph keys its inputs by shape and view (stride,
         # offset), and a caller's slice of a larger tensor must not make a new graph.
         if self.features is None:
-            self.features = torch.empty_like(features, memory_format=torch.contiguous_format)
+            with decoder_setup():  # one-time setup: never a batch's counted work
+                self.features = torch.empty_like(features,
+                                                 memory_format=torch.contiguous_format)
         self.features.copy_(features)
         hidden = self.encode(self.features)
         if self.step is None:
-            self._build(hidden)
+            with decoder_setup():
+                self._build(hidden)
         self.hidden.copy_(hidden)
         self.cache.reset()  # in place: the graphs keep reading the same cache tensors
         self.out.copy_(self.template)

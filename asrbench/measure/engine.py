@@ -529,6 +529,9 @@ class Evaluator:
             split = SplitIndex.of(split)
         plan = plan_batches(split.rows, self.config.batch_size)
         counters_only = self.config.counters_only
+        # counters-only where the device tells which call captures: the warm-up's counted
+        # batches are counted while capturing (one decode), its other batches decoded after
+        one_decode = counters_only and self.counts_while_capturing()
         with FeatureCache() as cache:
             cache.check_space(self.feature_bytes(split.rows, plan), len(split.rows))
             self.device.reset_peak_memory()
@@ -541,7 +544,8 @@ class Evaluator:
             batches = prefetch(BatchSource(split.rows, plan, split.max_duration, self.featurize))
             with contextlib.closing(batches):  # workers end here, on errors too
                 stream = cache.fill(batches)
-                warmup = self._pass(itertools.islice(stream, warmup_batches), "warm-up")
+                warmup = self._pass(
+                    itertools.islice(stream, 0 if one_decode else warmup_batches), "warm-up")
                 for _ in stream:  # the batches the warm-up did not decode, onto disk
                     pass
             # Wall time until every batch's features were on disk, less the warm-up's decoding.
@@ -555,8 +559,10 @@ class Evaluator:
             identical = True
             counters = None
             if counters_only:
-                first_sequences, counters = self._counters_only(split, cache, warmup,
-                                                                captured_from)
+                first_sequences, counters, warmup = self._counters_only(
+                    split, cache, warmup, captured_from, warmup_batches if one_decode else 0)
+                if one_decode:  # the batches the plain warm-up decoded (often none)
+                    warmup_batches = len(warmup.latencies)
             meter = self._contention_meter()  # the run's share of the machine while timed
             for number in range(0 if counters_only else passes):
                 self.barrier()
@@ -640,16 +646,27 @@ class Evaluator:
         return (number, features, mask, real,
                 [split.rows[i].id for i in cache.rows[start:start + real]])
 
+    def counts_while_capturing(self) -> bool:
+        """Whether a counters-only run counts the warm-up's batches while capturing their
+        graphs (one decode each, graphing.capturing_calls): graphs on a device that can tell
+        which call would capture (the emulated Gaudi), with asrbench's static decoder (whose
+        one-time setup is kept out of the counts: counters.decoder_setup). Elsewhere the
+        warm-up captures and the counted pass decodes again, eagerly."""
+        return (self.prepared.graphs and self.device.capture_while_counting
+                and isinstance(self.decoder, StaticGreedyDecoder))
+
     def _count(self, split: SplitIndex, cache: Any, batches: list[tuple], *,
                compilations: int | None, captures: list[Any],
-               rows_out: dict[int, list] | None = None, in_pass: int | None = None) -> Any:
+               rows_out: dict[int, list] | None = None, in_pass: int | None = None,
+               capture: frozenset[int] = frozenset()) -> Any:
         """The counted pass over `batches`: (index, features, mask, real rows, ids) each;
-        `in_pass`: the batches of a (whole) pass, by default the cache's."""
+        `in_pass`: the batches of a (whole) pass, by default the cache's; `capture`: the
+        indices of the batches counted while capturing."""
         return count_batches(
             self.prepared, self.decoder,
             [CountedBatch(features, real, number,
                           with_mask(self.generate_kwargs(), mask, self.device.torch_device),
-                          ids)
+                          ids, capture=number in capture)
              for number, features, mask, real, ids in batches],
             self.device,
             count_tokens=lambda row: count_generated(self._trim(row), self._prompt_ids,
@@ -659,20 +676,39 @@ class Evaluator:
             rows_out=rows_out)
 
     def _counters_only(self, split: SplitIndex, cache: Any, warmup: PassResult,
-                       captured_from: int) -> tuple[list[list[int]], Any]:
+                       captured_from: int, deferred: int = 0
+                       ) -> tuple[list[list[int]], Any, PassResult]:
         """--counters-only: no timed pass. The counted batches' transcripts (one batch of each
         distinct batch shape) come from their counted pass (same decoder, model, cache,
         autocast and batch shape as a timed pass), the other batches' from one plain, untimed
         decode; graph captures are the warm-up's and that decode's (the counted pass replays
-        nothing)."""
+        nothing).
+
+        `deferred`: warm-up batches not decoded yet (counts_while_capturing): the leading ones
+        that are counted are counted while capturing, in decoding order, so every graph is
+        captured on the batch and in the order the warm-up would have; the warm-up's other
+        batches are decoded plainly after the counted pass (an eager count touches no graph
+        cache). Returns the rows, the counters and the warm-up that ran (`warmup` itself when
+        nothing was deferred)."""
         chosen = select_batches(cache.shapes)
+        deferred = min(deferred, len(cache.real))
+        leading = 0
+        while leading < deferred and leading in chosen:
+            leading += 1
         decoded: dict[int, list] = {}
+        before = self.device.compile_count()
         counters = self._count(split, cache, [self._stored(split, cache, n) for n in chosen],
-                               compilations=None, captures=[], rows_out=decoded)
+                               compilations=None, captures=[], rows_out=decoded,
+                               capture=frozenset(range(leading)))
+        after = self.device.compile_count()
+        if deferred:
+            warmup = self._pass((cache.batch(n) for n in range(leading, deferred)), "warm-up")
         rest = self._pass((cache.batch(n) for n in range(len(cache.real)) if n not in decoded),
                           "decode")
-        if warmup.compilations is not None and rest.compilations is not None:
-            counters.compilations = warmup.compilations + rest.compilations
+        if (warmup.compilations is not None and rest.compilations is not None
+                and before is not None and after is not None):
+            # the counted pass captures only where it stands in for the warm-up (else 0)
+            counters.compilations = (after - before) + warmup.compilations + rest.compilations
         tally: dict[str, int] = {}
         for capture in self.device.graph_captures[captured_from:]:
             tally[capture.key()] = tally.get(capture.key(), 0) + capture.count
@@ -682,7 +718,7 @@ class Evaluator:
         for number, real in enumerate(cache.real):
             sequences += ([self._trim(r) for r in decoded[number]] if number in decoded
                           else [next(others) for _ in range(real)])
-        return sequences, counters
+        return sequences, counters, warmup
 
     def _batches_of(self, whole: SplitIndex) -> tuple[list[tuple], int]:
         """The batches a whole split's counted pass counts, featurized as a run's cache holds

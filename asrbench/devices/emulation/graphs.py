@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from asrbench.devices import graphing
 from asrbench.errors import AsrbenchError
@@ -92,8 +92,15 @@ def copy_inputs(captured: Any, new: Any) -> None:
     elif isinstance(captured, (list, tuple)) and not isinstance(captured, torch.Size):
         for value, new_value in zip(captured, new):
             copy_inputs(value, new_value)
-    elif torch.is_tensor(captured) and captured is not new:
+    elif torch.is_tensor(captured) and captured is not new and not _same_view(captured, new):
         captured.copy_(new)
+
+
+def _same_view(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Two tensor objects over the same memory, shape and view (a graph's alias of its input
+    and the input itself): copying one into the other would change nothing."""
+    return (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
+            and a.dtype == b.dtype and a.device == b.device)
 
 
 class _Slot:
@@ -128,12 +135,16 @@ class _Recorder(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.ops: list[_Op] = []
-        self.produced: list[torch.Tensor] = []  # slot -> tensor, held only while capturing
+        # slot -> its tensor, weakly: the capture keeps no intermediate alive longer than the
+        # module's own code does (a counter that counts the capturing call sees an eager call's
+        # lifetimes). A dead slot's id may be reused by a new tensor: the identity check below
+        # then fails (a dead reference is None), so the new tensor is never taken for the slot.
+        self.produced: list[weakref.ref] = []
         self._slot_of: dict[int, int] = {}  # id(tensor) -> slot
 
     def _slot(self, value: Any) -> int | None:
         index = self._slot_of.get(id(value))
-        return index if index is not None and self.produced[index] is value else None
+        return index if index is not None and self.produced[index]() is value else None
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -160,7 +171,7 @@ class _Recorder(TorchDispatchMode):
             index = self._slot(value)
             if index is None:  # a new tensor (an in-place op on a slot returns that slot)
                 index = len(self.produced)
-                self.produced.append(value)
+                self.produced.append(weakref.ref(value))
                 self._slot_of[id(value)] = index
             outputs.append(index)
         shapes = [tuple(v.shape) if torch.is_tensor(v) else None for v in flat_out]
@@ -175,8 +186,8 @@ class _Recorder(TorchDispatchMode):
         for number, op in enumerate(self.ops):
             for _, index in op.slots:
                 last_read[index] = number
-        refs = [weakref.ref(t) for t in self.produced]
-        self.produced.clear()
+        refs = self.produced
+        self.produced = []
         self._slot_of.clear()
         escaped = {index: t for index, ref in enumerate(refs) if (t := ref()) is not None}
         for index, number in last_read.items():
@@ -195,6 +206,29 @@ class CapturedGraph:
     outputs: Any  # the object the capturing call returned; every replay returns it again
     slots: int = 0
     replays: int = field(default=0)
+
+    def detached(self) -> CapturedGraph:
+        """The same graph holding aliases of its tensors (same storage, shape and view) made
+        with no dispatch mode active, in place of the tensor objects the capturing call made or
+        got: a counter that watched the capturing call sees those objects die when the module's
+        own code lets them go, as in an eager call, and never sees the aliases (a replay writes
+        and reads the same memory through them)."""
+        made: dict[int, torch.Tensor] = {}
+
+        def alias(value: Any) -> Any:
+            if not torch.is_tensor(value):
+                return value
+            copy = made.get(id(value))
+            if copy is None:
+                copy = made[id(value)] = value.detach()
+            return copy
+
+        with _disable_current_modes():
+            ops = [_Op(op.func, [alias(leaf) for leaf in op.leaves], op.spec, op.slots,
+                       op.outputs, op.shapes, op.frees) for op in self.ops]
+            return CapturedGraph(ops, {index: alias(t) for index, t in self.escaped.items()},
+                                 tree_map(alias, self.inputs), tree_map(alias, self.outputs),
+                                 self.slots, self.replays)
 
     def replay(self) -> None:
         """Re-execute the recorded ops (autocast was already applied when they were recorded),
@@ -226,6 +260,19 @@ class CapturedGraph:
         self.replays += 1
 
 
+def would_capture(cache: dict[int, CapturedGraph], args: tuple, kwargs: dict,
+                  max_graphs: int | None) -> bool:
+    """Whether graphed_forward would capture on this call (a miss with room in the cache),
+    without calling anything: what graphing.capturing_calls() asks the device."""
+    kwargs = dict(kwargs)
+    kwargs.pop("warmup_mode", None)
+    if kwargs.pop("bypass_hpu_graphs", False):
+        return False
+    if input_hash((args, kwargs)) in cache:
+        return False
+    return max_graphs is None or len(cache) != max_graphs
+
+
 def graphed_forward(cache: dict[int, CapturedGraph], forward: Callable[..., Any], args: tuple,
                     kwargs: dict, max_graphs: int | None) -> Any:
     """One call of a wrapped forward: capture on a miss, replay on a hit (graphs.py semantics)."""
@@ -254,7 +301,10 @@ def graphed_forward(cache: dict[int, CapturedGraph], forward: Callable[..., Any]
             STATS.capture_ms += (time.perf_counter() - start) * 1000
         slots = len(recorder.produced)
         ops, escaped = recorder.finish()
-        cache[key] = CapturedGraph(ops, escaped, inputs, outputs, slots)
+        graph = CapturedGraph(ops, escaped, inputs, outputs, slots)
+        if graphing.capturing():  # a counted call: the cache keeps what no counter sees
+            graph = graph.detached()
+        cache[key] = graph
         return outputs
     if warmup_mode:
         return cached.outputs
@@ -278,7 +328,9 @@ def wrap_in_hpu_graph(module: torch.nn.Module, asynchronous: bool = False,
         return graphed_forward(cache, original, args, kwargs, max_graphs)
 
     # Recorded as device-installed: the counted pass runs `original` instead (and only here).
-    graphing.install(module, original, forward, lambda: STATS.captures, STATS.capture_log)
+    graphing.install(module, original, forward, lambda: STATS.captures, STATS.capture_log,
+                     would_capture=lambda args, kwargs: would_capture(cache, args, kwargs,
+                                                                      max_graphs))
     # (torch types a Module's attributes as tensors and modules; these are plain objects)
     module.clear_cache = cache.clear  # type: ignore[assignment]
     module.clear_inputs = lambda: None  # type: ignore[assignment]
