@@ -318,11 +318,12 @@ _CAPTURING: list[OpCounter] = []
 @contextlib.contextmanager
 def decoder_setup() -> Iterator[None]:
     """A decoder's one-time setup (its persistent input buffer, its static cache and the eager
-    step that allocates it, the graph wrapping of its step) runs here. In every path but one it
-    runs before the counted pass (in the warm-up, or in the batch counted first where nothing
-    warms up: counters-only on the CPU); in a batch counted while capturing
-    (CountedBatch.capture) it runs where the warm-up would have run it, so the counters pause:
-    no op, byte, read or phase of it is counted, as in the eager counted pass after a warm-up."""
+    step that allocates it, the graph wrapping of its step) runs here. After a warm-up it ran
+    there, before the counted pass; in a batch counted while capturing (CountedBatch.capture)
+    it runs in the counted batch, where the warm-up would have run it, so the counters of that
+    batch pause: no op, byte, read or phase of it is counted, as in the eager counted pass after
+    a warm-up. Any other counter counts on (a counters-only CPU run of the static decoder, with
+    no warm-up, counts the setup in its first batch, as before)."""
     paused = [(counter, counter.paused) for counter in _CAPTURING]
     for counter, _ in paused:
         counter.paused = True
