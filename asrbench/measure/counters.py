@@ -72,8 +72,8 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import flop_registry
+from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils.flop_counter import flop_registry, get_shape, shape_wrapper
 
 from asrbench.devices import graphing
 from asrbench.devices.graphing import dtype_name
@@ -131,17 +131,120 @@ def _storage_id(tensor: torch.Tensor) -> int | None:
         return None
 
 
+# The hot path. A counted pass dispatches thousands of ops through OpCounter; what follows does
+# per op what op_key, _is_host_sync and the storage tracking above define, with the per-op
+# facts looked up once per OpOverload and without pytree for the common argument shapes.
+_Tensor = torch.Tensor
+#: argument values that are neither a tensor nor hold one (pytree leaves; skipped unflattened)
+_PLAIN = frozenset({int, float, bool, complex, str, bytes, type(None), torch.dtype, torch.device,
+                    torch.layout, torch.memory_format, torch.SymInt, torch.SymFloat,
+                    torch.SymBool})
+_NO_KWARGS: dict = {}  # never written: a dict the hot path passes on as **kwargs
+_CIA = torch._C.DispatchKey.CompositeImplicitAutograd
+_push_dispatch_mode = torch._C._push_on_torch_dispatch_stack
+_pop_dispatch_mode = torch._C._pop_torch_dispatch_stack
+
+
+class _TensorRef(weakref.ref):
+    """A weak reference to a tensor holding a tracked storage, with that storage's id and the
+    tensor's (one shared callback reads them: no closure per tensor)."""
+
+    __slots__ = ("sid", "key")
+    sid: int
+    key: int
+
+
+def _tensors_in(tree: Any, found: list) -> list:
+    """Append the tensors among tree_flatten(tree)'s leaves to `found`, in its order: plain
+    tuples, lists and dicts (values in insertion order, as pytree) are walked here, any other
+    container through tree_flatten itself."""
+    kind = type(tree)
+    if kind is tuple or kind is list:
+        for item in tree:
+            if isinstance(item, _Tensor):
+                found.append(item)
+            elif type(item) not in _PLAIN:
+                _tensors_in(item, found)
+    elif kind is dict:
+        for item in tree.values():
+            if isinstance(item, _Tensor):
+                found.append(item)
+            elif type(item) not in _PLAIN:
+                _tensors_in(item, found)
+    elif isinstance(tree, _Tensor):
+        found.append(tree)
+    elif kind not in _PLAIN:
+        found.extend(leaf for leaf in tree_flatten(tree)[0] if isinstance(leaf, _Tensor))
+    return found
+
+
+def _shapes(tree: Any) -> Any:
+    """tree_map(get_shape, tree) of torch.utils.flop_counter (every tensor replaced by its
+    shape), with plain tuples, lists and dicts rebuilt here and anything else by tree_map."""
+    kind = type(tree)
+    if kind is tuple:
+        return tuple([_shapes(item) for item in tree])
+    if kind is list:
+        return [_shapes(item) for item in tree]
+    if kind is dict:
+        return {name: _shapes(item) for name, item in tree.items()}
+    if isinstance(tree, _Tensor):
+        return tree.shape
+    if kind in _PLAIN:
+        return tree
+    return tree_map(get_shape, tree)
+
+
+_SHAPE_WRAPPED = shape_wrapper(lambda: None).__code__
+
+
+def _unwrapped_formula(formula: Any) -> Any:
+    """The formula inside flop_registry's shape_wrapper (called with shapes, out_shape=), or
+    None where `formula` is not one (a raw formula: called as registered)."""
+    code = getattr(formula, "__code__", None)
+    if code is not _SHAPE_WRAPPED or "f" not in code.co_freevars:
+        return None
+    return formula.__closure__[code.co_freevars.index("f")].cell_contents
+
+
+def _sync_kind(name: str) -> int:
+    """0: never a host sync; 1: always (HOST_READS); 2: a copy_ or 3: another copy (COPIES),
+    a sync when it copies from a non-CPU tensor into a CPU one."""
+    if name in HOST_READS:
+        return 1
+    if name in COPIES:
+        return 2 if name == "aten.copy_" else 3
+    return 0
+
+
+#: id(OpOverload) -> (the op, its name, its FLOP formula or None, that formula unwrapped or
+#: None, whether it is decomposed, its _sync_kind, {dtype: op key}); the op is held, so its id
+#: stays its own
+_FACTS: dict[int, tuple] = {}
+
+
+def _facts(func: Any) -> tuple:
+    packet = func.overloadpacket
+    name = str(packet)
+    flops = flop_registry.get(packet)
+    facts: tuple = (func, name, flops, _unwrapped_formula(flops),
+                    flops is None and _composite(func), _sync_kind(name), {})
+    _FACTS[id(func)] = facts
+    return facts
+
+
 class OpCounter(TorchDispatchMode):
     """Counts dispatched aten ops by key, per phase: "encoder", ("step", k) or "other"; and
     the bytes of the storages ops allocate, per phase, with the peak of those alive."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.phase: Any = "other"
+        self.counts: dict[Any, collections.Counter] = collections.defaultdict(collections.Counter)
+        self._phase: Any = "other"
+        self._phase_counts: collections.Counter = self.counts["other"]
         self.paused = False  # decoder_setup(): nothing is counted, no phase moves
         self.steps = 0
         self.encoder_calls = 0
-        self.counts: dict[Any, collections.Counter] = collections.defaultdict(collections.Counter)
         self.syncs: collections.Counter = collections.Counter()  # op name -> host syncs
         self.decode_syncs = 0  # host syncs inside decode steps
         self.flops = 0  # FlopCounterMode's formulas (torch.utils.flop_counter.flop_registry)
@@ -149,42 +252,117 @@ class OpCounter(TorchDispatchMode):
         self.live = 0  # bytes of tracked storages alive now
         self.peak = 0
         self._storages: dict[int, list[int]] = {}  # storage id -> [nbytes, live tensors]
-        # id of each tensor holding a tracked storage -> its weak reference (whose callback
-        # releases the storage; lighter than weakref.finalize)
+        # id of each tensor holding a tracked storage -> its weak reference (a _TensorRef,
+        # whose callback releases the storage)
         self._tensors: dict[int, weakref.ref] = {}
+        self._released = self._release  # one bound callback for every weak reference
+
+    @property
+    def phase(self) -> Any:
+        """"encoder", ("step", k) or "other": what the ops dispatched now are attributed to."""
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: Any) -> None:
+        self._phase = value
+        self._phase_counts = self.counts[value]  # looked up once per phase, not once per op
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+        facts = _FACTS.get(id(func)) or _facts(func)
+        _, name, flops, formula, composite, sync, keys = facts
+        if kwargs is None:
+            kwargs = _NO_KWARGS
         if self.paused:
             return func(*args, **kwargs)
-        packet = func.overloadpacket
-        if packet not in flop_registry and _composite(func):
+        if composite:
             # Under inference_mode a mode meets composite ops (aten.linear) before they are
             # decomposed; count what they decompose into (aten.addmm, aten.mm), as outside it.
             # (FlopCounterMode's rule: an op it has a FLOP formula for is counted whole.)
-            with self:
-                out = func.decompose(*args, **kwargs)
+            # `with self` without its Python bookkeeping: the mode flags it sets are already
+            # set by the `with` that holds this mode for the whole pass.
+            # func.decompose(), less the kernel check _composite made once for this op.
+            _push_dispatch_mode(self)
+            try:
+                kernel = func.py_kernels.get(_CIA)
+                out = kernel(*args, **kwargs) if kernel is not None else \
+                    func._op_dk(_CIA, *args, **kwargs)
+            finally:
+                _pop_dispatch_mode(None)
             if out is not NotImplemented:
                 return out
         out = func(*args, **kwargs)
-        if packet in flop_registry:
-            self.flops += flop_registry[packet](*args, **kwargs, out_val=out)
-        key = op_key(func, args, kwargs, out)
-        self.counts[self.phase][key] += 1
-        name = key.rsplit(" ", 1)[0]
-        if _is_host_sync(name, func, args, kwargs, out):
+        if formula is not None:  # flops(*args, **kwargs, out_val=out) without its tree_map
+            self.flops += formula(*_shapes(args), out_shape=_shapes(out), **_shapes(kwargs))
+        elif flops is not None:
+            self.flops += flops(*args, **kwargs, out_val=out)
+        # op key: the dtype of the first tensor output, else of the first tensor argument
+        dtype: torch.dtype | None
+        if isinstance(out, _Tensor):
+            outs = None
+            dtype = out.dtype
+        else:
+            outs = _tensors_in(out, [])
+            if outs:
+                dtype = outs[0].dtype
+            else:
+                inputs = _tensors_in(kwargs, _tensors_in(args, [])) if kwargs else \
+                    _tensors_in(args, [])
+                dtype = inputs[0].dtype if inputs else None
+        key = keys.get(dtype)
+        if key is None:
+            key = keys[dtype] = f"{name} {dtype_name(dtype)}" if dtype is not None else \
+                f"{name} -"
+        self._phase_counts[key] += 1
+        if sync and (sync == 1 or self._copy_to_host(sync, args, out)):
             self.syncs[name] += 1
-            if isinstance(self.phase, tuple):
+            if isinstance(self._phase, tuple):
                 self.decode_syncs += 1
-        self._track(out, args, kwargs)
+        if outs is None:
+            if id(out) not in self._tensors:
+                self._track_one(out, args, kwargs)
+        elif outs:
+            self._track(outs, args, kwargs)
         return out
 
-    def _track(self, out: Any, args: tuple, kwargs: dict) -> None:
+    @staticmethod
+    def _copy_to_host(sync: int, args: tuple, out: Any) -> bool:
+        """_is_host_sync of a copy (sync 2: aten.copy_, 3: another copy)."""
+        source = args[1] if sync == 2 and len(args) > 1 else args[0] if args else None
+        target = args[0] if sync == 2 else out
+        return (isinstance(source, _Tensor) and isinstance(target, _Tensor)
+                and source.device.type != "cpu" and target.device.type == "cpu")
+
+    def _track_one(self, tensor: torch.Tensor, args: tuple, kwargs: dict) -> None:
+        """_track of an op whose output is one tensor, not yet tracked."""
+        try:
+            storage = tensor.untyped_storage()
+        except (RuntimeError, NotImplementedError):  # tensors without storage
+            return
+        sid = storage._cdata
+        entry = self._storages.get(sid)
+        if entry is None:
+            for t in _tensors_in(kwargs, _tensors_in(args, [])) if kwargs else \
+                    _tensors_in(args, []):
+                if _storage_id(t) == sid:
+                    return  # a view of, or a write into, a tensor from before the batch
+            nbytes = storage.nbytes()
+            entry = self._storages[sid] = [nbytes, 0]
+            self.allocated[self._phase] += nbytes
+            self.live += nbytes
+            if self.live > self.peak:
+                self.peak = self.live
+        entry[1] += 1
+        key = id(tensor)
+        ref = self._tensors[key] = _TensorRef(tensor, self._released)
+        ref.sid = sid
+        ref.key = key
+
+    def _track(self, outs: list, args: tuple, kwargs: dict) -> None:
         """Account the storages of the op's tensor outputs: a storage neither tracked nor an
         input's is a new allocation; each tensor holding a tracked storage keeps it live."""
         inputs: set[int | None] | None = None
-        for tensor in tree_flatten(out)[0]:
-            if not isinstance(tensor, torch.Tensor) or id(tensor) in self._tensors:
+        for tensor in outs:
+            if id(tensor) in self._tensors:
                 continue
             sid = _storage_id(tensor)
             if sid is None:
@@ -192,31 +370,29 @@ class OpCounter(TorchDispatchMode):
             entry = self._storages.get(sid)
             if entry is None:
                 if inputs is None:
-                    inputs = {_storage_id(t) for t in tree_flatten((args, kwargs))[0]
-                              if isinstance(t, torch.Tensor)}
+                    inputs = {_storage_id(t) for t in _tensors_in(kwargs, _tensors_in(args, []))}
                 if sid in inputs:
                     continue  # a view of, or a write into, a tensor from before the batch
                 nbytes = tensor.untyped_storage().nbytes()
                 entry = self._storages[sid] = [nbytes, 0]
-                self.allocated[self.phase] += nbytes
+                self.allocated[self._phase] += nbytes
                 self.live += nbytes
                 self.peak = max(self.peak, self.live)
             entry[1] += 1
             key = id(tensor)
+            ref = self._tensors[key] = _TensorRef(tensor, self._released)
+            ref.sid = sid
+            ref.key = key
 
-            def released(_: object, s: int = sid, k: int = key) -> None:
-                self._release(s, k)
-
-            self._tensors[key] = weakref.ref(tensor, released)
-
-    def _release(self, sid: int, tensor_id: int) -> None:
-        self._tensors.pop(tensor_id, None)
-        entry = self._storages.get(sid)
+    def _release(self, ref: _TensorRef) -> None:
+        """A tracked tensor died: one tensor fewer keeps its storage live."""
+        self._tensors.pop(ref.key, None)
+        entry = self._storages.get(ref.sid)
         if entry is None:
             return
         entry[1] -= 1
         if entry[1] == 0:
-            del self._storages[sid]
+            del self._storages[ref.sid]
             self.live -= entry[0]
 
     # module hooks: where a phase starts and ends
@@ -267,13 +443,14 @@ class ReadCounter(TorchFunctionMode):
         self.decode_reads = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
         if self.ops.paused:
-            return func(*args, **kwargs)
+            return func(*args, **kwargs) if kwargs else func(*args)
         name = getattr(func, "__name__", "")
-        if name in READ_METHODS or name == "to" and self._to_host(args, kwargs):
+        if name in READ_METHODS or name == "to" and self._to_host(args, kwargs or {}):
             self._count(name)
-        return func(*args, **kwargs)
+        if kwargs:
+            return func(*args, **kwargs)
+        return func(*args)
 
     @staticmethod
     def _to_host(args: tuple, kwargs: dict) -> bool:
