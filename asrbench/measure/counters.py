@@ -257,6 +257,12 @@ class OpCounter(TorchDispatchMode):
         self._tensors: dict[int, weakref.ref] = {}
         self._released = self._release  # one bound callback for every weak reference
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # No wrapper disabling dynamo around __torch_dispatch__ (its eval-frame calls, per
+        # op): nothing compiled runs in the counted pass (device graph wrappers are bypassed).
+        return False
+
     @property
     def phase(self) -> Any:
         """"encoder", ("step", k) or "other": what the ops dispatched now are attributed to."""
