@@ -494,8 +494,8 @@ def bypass_replay(modules: list[torch.nn.Module]) -> Iterator[bool]:
         yield any(graphing.is_wrapped(m) for m in modules)
 
 
-#: the counters of the batch being counted while capturing (decoder_setup pauses them)
-_CAPTURING: list[OpCounter] = []
+#: the counters of the batch being counted (decoder_setup pauses them)
+_COUNTING: list[OpCounter] = []
 
 
 @contextlib.contextmanager
@@ -505,9 +505,12 @@ def decoder_setup() -> Iterator[None]:
     there, before the counted pass; in a batch counted while capturing (CountedBatch.capture)
     it runs in the counted batch, where the warm-up would have run it, so the counters of that
     batch pause: no op, byte, read or phase of it is counted, as in the eager counted pass after
-    a warm-up. Any other counter counts on (a counters-only CPU run of the static decoder, with
-    no warm-up, counts the setup in its first batch, as before)."""
-    paused = [(counter, counter.paused) for counter in _CAPTURING]
+    a warm-up. The same holds for any counted batch that meets the setup: a counters-only CPU
+    run of the static decoder (--eos-check-every, --ignore-eos) has no warm-up, and counting
+    the setup there (an extra eager prompt step, the static cache's allocation and its 82 MB
+    kept alive, cache_utils' host reads) made its counts differ from a timed run's, so a
+    pre-screen against a baseline a timed run recorded failed on work no batch does."""
+    paused = [(counter, counter.paused) for counter in _COUNTING]
     for counter, _ in paused:
         counter.paused = True
     try:
@@ -583,8 +586,7 @@ def _count_batch(model: Any, decoder: Any, batch: CountedBatch, device: Any, pre
     hooks = [model.get_encoder().register_forward_pre_hook(counter.encoder_starts),
              model.get_encoder().register_forward_hook(counter.encoder_ends),
              model.get_decoder().register_forward_pre_hook(counter.step_starts)]
-    if batch.capture:
-        _CAPTURING.append(counter)
+    _COUNTING.append(counter)
     try:
         with reads, counter:
             with torch.inference_mode(), device.autocast(precision):
@@ -600,8 +602,7 @@ def _count_batch(model: Any, decoder: Any, batch: CountedBatch, device: Any, pre
             rows = out.cpu().tolist()[:real]
             del out, features
     finally:
-        if batch.capture:
-            _CAPTURING.remove(counter)
+        _COUNTING.remove(counter)
         for hook in hooks:
             hook.remove()
     steps = counter.step_counts()
