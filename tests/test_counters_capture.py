@@ -106,9 +106,10 @@ def test_a_call_counted_while_capturing_counts_what_an_eager_call_after_a_warm_u
     assert fresh.python_calls == 3  # replays: no Python of the module ran
 
 
-def test_the_decoders_one_time_setup_is_not_counted_while_capturing_and_only_then():
-    """decoder_setup() pauses the counters of a batch counted while capturing (the warm-up
-    would have run the setup) and no other counter."""
+def test_the_decoders_one_time_setup_is_not_counted_in_a_counted_batch():
+    """decoder_setup() pauses the counters of the batch being counted (_count_batch registers
+    them: counted while capturing, or a counters-only CPU batch of the static decoder, where
+    a timed run's warm-up would have run the setup) and no counter outside a counted batch."""
     from asrbench.measure import counters
 
     counter = OpCounter()
@@ -116,14 +117,16 @@ def test_the_decoders_one_time_setup_is_not_counted_while_capturing_and_only_the
         with decoder_setup():
             torch.ones(8) * 2
     assert sum(counter.counts["other"].values()) == 2 and counter.peak == 64
-    counters._CAPTURING.append(counter)
+    counters._COUNTING.append(counter)
     try:
         with torch.inference_mode(), counter:
             with decoder_setup():
                 torch.ones(8) * 2
+            torch.ones(4) * 3
     finally:
-        counters._CAPTURING.remove(counter)
-    assert sum(counter.counts["other"].values()) == 2 and counter.peak == 64
+        counters._COUNTING.remove(counter)
+    assert sum(counter.counts["other"].values()) == 4  # the setup's 2 ops were not counted
+    assert counter.peak == 64 and counter.allocated["other"] == 64 + 32
 
 
 def test_a_device_that_cannot_tell_is_refused_not_guessed():
