@@ -8,7 +8,7 @@ a module's `forward` on the instance. `install()` puts one more thin layer on to
   install (an accelerate hook, a user's patch) runs as it did in the timed passes;
 - runs the forward the module had before the device wrapped it while `eager()` is entered (the
   counted pass: a replay runs no Python and dispatches no op a counter could see);
-- while `capturing()` is entered (a counters-only run's counted batches that the warm-up would
+- while `capturing_calls()` is entered (a counters-only run's counted batches that the warm-up would
   have decoded), captures where the device's wrapper would capture (a would-be cache miss: the
   capture runs the module's own forward, so a counter sees its ops) and runs the module's own
   forward where it would replay. Only a device that can tell which call would capture
