@@ -79,10 +79,13 @@ def _generate(whisper, locale: str, language: str, precision: str, count: int,
     key = (locale, precision, count, max_length)
     if key not in _GENERATED:
         model = whisper.model
+        # features first, outside the autocast: the feature extractor's torch path would run
+        # its mel filter bank in bf16 there and hand numpy a bf16 tensor (as asrbench never does)
+        features = _features(whisper, locale, count)
         with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,
                                                     enabled=precision == "bf16"):
             _GENERATED[key] = model.generate(
-                _features(whisper, locale, count), language=language, task="transcribe",
+                features, language=language, task="transcribe",
                 do_sample=False, num_beams=1,
                 **length_kwargs(model.generation_config, max_length)).tolist()
     return _GENERATED[key]
