@@ -145,6 +145,23 @@ def test_counted_passes_repeat_exactly(tiny):
     assert first.flops > 0 and first.flops_per_utterance == first.flops / ROWS
 
 
+@pytest.mark.parametrize("static", [False, True], ids=["greedy", "static"])
+def test_the_public_decompose_fallback_counts_what_the_fast_path_counts(tiny, static,
+                                                                        monkeypatch):
+    """A torch without the private dispatch-stack entry points OpCounter decomposes composite
+    ops with (measure/counters.py _FAST_DECOMPOSE) counts through `func.decompose()` instead:
+    the same counters, bytes included, and the same tokens."""
+    from asrbench.measure import counters
+
+    assert counters._FAST_DECOMPOSE  # torch 2.6-2.13: the fast path is the one tested above
+    fast, fast_rows = counted(tiny, static=static)
+    monkeypatch.setattr(counters, "_FAST_DECOMPOSE", False)
+    slow, slow_rows = counted(tiny, static=static)
+    assert slow.model_dump(exclude={"seconds"}) == fast.model_dump(exclude={"seconds"})
+    assert slow_rows == fast_rows
+    assert _matmuls(slow.decode_step_ops) > 0  # aten.linear decomposed into its matmuls
+
+
 @pytest.mark.slow
 def test_ten_counted_passes_never_differ(tiny):
     runs = [counted(tiny, static=True)[0].model_dump(exclude={"seconds"}) for _ in range(10)]

@@ -141,8 +141,14 @@ _PLAIN = frozenset({int, float, bool, complex, str, bytes, type(None), torch.dty
                     torch.SymBool})
 _NO_KWARGS: dict = {}  # never written: a dict the hot path passes on as **kwargs
 _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
-_push_dispatch_mode = torch._C._push_on_torch_dispatch_stack
-_pop_dispatch_mode = torch._C._pop_torch_dispatch_stack
+#: torch's private entry points the hot path decomposes composite ops with (torch 2.6-2.13 have
+#: them); where a torch lacks one, OpCounter falls back to `with self: func.decompose(...)`,
+#: slower per op and counting the same (tests/test_counters.py checks both ways agree)
+_push_dispatch_mode = getattr(torch._C, "_push_on_torch_dispatch_stack", None)
+_pop_dispatch_mode = getattr(torch._C, "_pop_torch_dispatch_stack", None)
+_FAST_DECOMPOSE = (_push_dispatch_mode is not None and _pop_dispatch_mode is not None
+                   and all(hasattr(torch.ops.aten.linear.default, attribute)
+                           for attribute in ("_op_dk", "py_kernels")))
 
 
 class _TensorRef(weakref.ref):
@@ -287,13 +293,17 @@ class OpCounter(TorchDispatchMode):
             # `with self` without its Python bookkeeping: the mode flags it sets are already
             # set by the `with` that holds this mode for the whole pass.
             # func.decompose(), less the kernel check _composite made once for this op.
-            _push_dispatch_mode(self)
-            try:
-                kernel = func.py_kernels.get(_CIA)
-                out = kernel(*args, **kwargs) if kernel is not None else \
-                    func._op_dk(_CIA, *args, **kwargs)
-            finally:
-                _pop_dispatch_mode(None)
+            if _FAST_DECOMPOSE:
+                _push_dispatch_mode(self)
+                try:
+                    kernel = func.py_kernels.get(_CIA)
+                    out = kernel(*args, **kwargs) if kernel is not None else \
+                        func._op_dk(_CIA, *args, **kwargs)
+                finally:
+                    _pop_dispatch_mode(None)
+            else:  # a torch without those private entry points: the public way
+                with self:
+                    out = func.decompose(*args, **kwargs)
             if out is not NotImplemented:
                 return out
         out = func(*args, **kwargs)
