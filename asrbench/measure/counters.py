@@ -142,8 +142,9 @@ _PLAIN = frozenset({int, float, bool, complex, str, bytes, type(None), torch.dty
 _NO_KWARGS: dict = {}  # never written: a dict the hot path passes on as **kwargs
 _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
 #: torch's private entry points the hot path decomposes composite ops with (torch 2.13 has them;
-#: other versions are not checked); where a torch lacks one, OpCounter falls back to `with self: func.decompose(...)`,
-#: slower per op and counting the same (tests/test_counters.py checks both ways agree)
+#: other versions are not checked); where a torch lacks one, OpCounter falls back to
+#: `with self: func.decompose(...)`, slower per op and counting the same (tests/test_counters.py
+#: checks both ways agree)
 _push_dispatch_mode = getattr(torch._C, "_push_on_torch_dispatch_stack", None)
 _pop_dispatch_mode = getattr(torch._C, "_pop_torch_dispatch_stack", None)
 _FAST_DECOMPOSE = (_push_dispatch_mode is not None and _pop_dispatch_mode is not None
