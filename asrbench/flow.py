@@ -78,8 +78,12 @@ def select(overrides: Mapping[str, Any], passes: int | None, *,
       launched world size (a config file asking for another is an error);
     - `nproc` > 1 (the pytest door's --asrbench-nproc): every config runs on that many
       processes (...-wsN ids);
-    - `sharded` (a scheduler shard of each split): a counters-only pre-screen is refused.
+    - `sharded` (a scheduler shard of each split): a counters-only pre-screen is refused;
+    - `passes` given with counters-only is refused: the pre-screen times no pass.
     """
+    if passes is not None and overrides.get("counters_only"):
+        raise AsrbenchError(f"--counters-only with --passes {passes}: the pre-screen times no "
+                            "pass; drop one of them")
     overrides = dict(overrides)
     if os.environ.get(AB_ROUND_VARIABLE) == "1":
         overrides["counters"] = False

@@ -122,6 +122,23 @@ def test_counters_only_with_no_counters_or_ranks_is_refused_in_one_line():
         BenchConfig(counters_only=True, world_size=2)
 
 
+def test_counters_only_with_passes_is_refused_in_one_line_before_anything_runs(tmp_path):
+    """`--counters-only --passes N` used to run counters-only and drop N without a word; the
+    pre-screen times no pass, so asking for timed passes too is a contradiction, refused before
+    any model loads (`asrbench run` and the pytest door share flow.select)."""
+    from asrbench import flow
+
+    report = tmp_path / "r.json"
+    with pytest.raises(AsrbenchError, match=r"--counters-only with --passes 2: .*times no pass"):
+        run_cli(["run", "--model", str(tmp_path / "no-such-model"), "--counters-only",
+                 "--passes", "2", "--report", str(report), "--no-progress"])
+    assert not report.exists()
+    with pytest.raises(AsrbenchError, match="times no pass"):
+        flow.select({"counters_only": True}, 1, device=lambda: ("cpu", "cpu"))
+    # either alone is accepted (None: no --passes given)
+    assert flow.select({"counters_only": True}, None, device=lambda: ("cpu", "cpu")).configs
+
+
 # -- bf16 on the CPU: keyed by the processor's bf16 arithmetic --------------------------------
 
 @pytest.mark.parametrize("flags, cap, key", [

@@ -148,7 +148,8 @@ RUN_OPTIONS = (
     Option("counters-only", "the one-minute pre-screen: no timed pass; a device with graphs "
                             "keeps the warm-up that captures them; transcripts come from the "
                             "counted pass and one plain decode; the gate judges counters, "
-                            "transcripts and error rates and says throughput was not measured",
+                            "transcripts and error rates and says throughput was not measured "
+                            "(not with --passes)",
            kind="flag", field="counters_only"),
     Option("passes", f"timed passes after the warm-up (default: the config file or matrix, "
                      f"else {DEFAULT_PASSES})", type=int, metavar="N"),
