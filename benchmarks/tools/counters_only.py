@@ -68,14 +68,19 @@ def main() -> None:
     parser.add_argument("--devices", nargs="+", default=["cpu", "hpu-emulated"],
                         choices=sorted(WORKLOADS))
     parser.add_argument("--rounds", type=int, default=2, help="pairs of runs per device")
-    parser.add_argument("--limit", type=int, default=4, help="clips (one batch; default 4)")
+    parser.add_argument("--limit", type=int, default=4,
+                        help="clips (default 4: one batch; more make several batches, and then "
+                             "a counters-only run's plain decode of the batches it does not "
+                             "count falls in 'the rest')")
+    parser.add_argument("--dataset-config", default="en", help="the corpus locale (default en)")
+    parser.add_argument("--language", default="english", help="Whisper's language (english)")
     args = parser.parse_args()
     modes = {"1-pass": ["--passes", "1"], "counters-only": ["--counters-only"]}
     with tempfile.TemporaryDirectory(prefix="asrbench-counters-only-") as tmp:
         (Path(tmp) / "none").mkdir()  # an empty baseline folder: compare judges what it can
         for device in args.devices:
-            workload = [*WORKLOADS[device], "--dataset-config", "en", "--language", "english",
-                        "--limit", str(args.limit)]
+            workload = [*WORKLOADS[device], "--dataset-config", args.dataset_config,
+                        "--language", args.language, "--limit", str(args.limit)]
             walls: dict[str, list[float]] = {name: [] for name in modes}
             rests: dict[str, list[float]] = {name: [] for name in modes}
             overheads: list[float] = []
