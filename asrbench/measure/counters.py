@@ -145,8 +145,8 @@ _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
 #: other versions are not checked); where a torch lacks one, OpCounter falls back to
 #: `with self: func.decompose(...)`, slower per op and counting the same (tests/test_counters.py
 #: checks both ways agree)
-_push_dispatch_mode = getattr(torch._C, "_push_on_torch_dispatch_stack", None)
-_pop_dispatch_mode = getattr(torch._C, "_pop_torch_dispatch_stack", None)
+_push_dispatch_mode: Any = getattr(torch._C, "_push_on_torch_dispatch_stack", None)
+_pop_dispatch_mode: Any = getattr(torch._C, "_pop_torch_dispatch_stack", None)
 _FAST_DECOMPOSE = (_push_dispatch_mode is not None and _pop_dispatch_mode is not None
                    and all(hasattr(torch.ops.aten.linear.default, attribute)
                            for attribute in ("_op_dk", "py_kernels")))
