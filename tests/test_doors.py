@@ -158,7 +158,7 @@ def test_select_counts_nothing_in_an_ab_timing_round_and_refuses_a_sharded_presc
     assert (config.counters, config.world_size) == (False, 2) and config.id.endswith("-ws2")
     monkeypatch.delenv(AB_ROUND_VARIABLE)
     with pytest.raises(AsrbenchError, match="--counters-only with --shard"):
-        flow.select({**overrides, "counters_only": True}, 1, device=_no_device, sharded=True)
+        flow.select({**overrides, "counters_only": True}, None, device=_no_device, sharded=True)
 
 
 def test_measure_keeps_the_runs_a_signal_did_not_stop():
