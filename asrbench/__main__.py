@@ -1,8 +1,6 @@
 """`python -m asrbench` is the same as the `asrbench` console script."""
 
-import sys
-
-from asrbench.cli.main import main
+from asrbench.cli.main import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

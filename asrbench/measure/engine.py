@@ -23,7 +23,7 @@ import itertools
 import resource
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,7 @@ from asrbench.measure.streaming import (
     plan_batches,
     prefetch,
 )
+from asrbench.processes import settled_heap
 
 
 def _largest(values: list[Any]) -> Any:
@@ -443,6 +444,18 @@ class Evaluator:
         chosen = iter(batches)
         device.synchronize()
         compiled_before = device.compile_count()
+        with settled_heap():
+            self._decode_all(chosen, kwargs, label, rows, result)
+        compiled_after = device.compile_count()
+        if compiled_before is not None and compiled_after is not None:
+            result.compilations = compiled_after - compiled_before
+        result.sequences = rows
+        return result
+
+    def _decode_all(self, chosen: Iterator[tuple[torch.Tensor, Any, int]], kwargs: dict[str, Any],
+                    label: str, rows: list[list[int]], result: PassResult) -> None:
+        """_pass's timed loop: decodes every batch, appending to `rows` and `result`."""
+        device = self.device
         start = time.perf_counter()
         while True:
             waiting = time.perf_counter()
@@ -466,11 +479,6 @@ class Evaluator:
                 self.progress(label, 1)
         device.synchronize()
         result.seconds = time.perf_counter() - start - result.waited
-        compiled_after = device.compile_count()
-        if compiled_before is not None and compiled_after is not None:
-            result.compilations = compiled_after - compiled_before
-        result.sequences = rows
-        return result
 
     def _trim(self, row: list[int]) -> list[int]:
         """asrbench's decoders: the row up to its first end-of-text after the prompt (their

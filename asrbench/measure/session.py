@@ -30,6 +30,7 @@ from asrbench.measure.reference import (
     audio_digest,
     reference_transcripts,
 )
+from asrbench.processes import release_collections
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.measure.distributed import ShardSpec, World
@@ -89,6 +90,7 @@ class Session:
         if key not in self._models:
             self._models[key] = PreparedModel(load(config.model), device, config.precision,
                                               config.graphs)
+            release_collections()  # the imports are done (processes.hold_collections)
         return self._models[key]
 
     def split(self, config: BenchConfig) -> LoadedSplit:
