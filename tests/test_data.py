@@ -146,11 +146,59 @@ def test_hub_unknown_text_column_is_a_user_error():
 
 
 def test_hub_offline_failure_is_one_line_user_error(monkeypatch):
+    """Offline mode asked for after datasets was imported (as in this pytest process): no Hub
+    probe, no retries with back-off (about 20 s before), one line that says why."""
+    pytest.importorskip("datasets")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(hub, "hub_reachable", lambda: pytest.fail("probed the Hub"))
     with pytest.raises(AsrbenchError, match="could not load dataset") as info:
         load_split("nobody/no-such-dataset-asrbench", "hi", "test")
     assert "\n" not in str(info.value)
+    assert "offline mode: HF_HUB_OFFLINE" in str(info.value)
+
+
+def _spy_load_dataset(monkeypatch, error: Exception | None = None) -> list[tuple[bool, bool]]:
+    """datasets.load_dataset replaced: records (datasets', huggingface_hub's) offline flags at
+    the call, then raises `error` (or returns an empty dataset)."""
+    pytest.importorskip("datasets")
+    import datasets
+    import datasets.config
+    import huggingface_hub.constants
+
+    seen: list[tuple[bool, bool]] = []
+
+    def load_dataset(*args, **kwargs):
+        seen.append((datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE))
+        if error is not None:
+            raise error
+        return datasets.Dataset.from_dict({"audio": [], "sentence": []})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    for name in hub.OFFLINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return seen
+
+
+def test_a_hub_out_of_reach_loads_only_a_cached_copy_and_fails_at_once(monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants
+
+    before = (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE)
+    seen = _spy_load_dataset(monkeypatch, ConnectionError("Couldn't reach 'x/y' on the Hub"))
+    monkeypatch.setattr(hub, "hub_reachable", lambda: False)
+    with pytest.raises(AsrbenchError, match="the Hub cannot be reached") as info:
+        hub.load("x/y", "hi", "test")
+    assert seen == [(True, True)]  # offline while datasets looked: its cache, no retries
+    assert "\n" not in str(info.value)
+    assert (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE) == before
+
+
+def test_a_reachable_hub_is_asked_as_before(monkeypatch):
+    seen = _spy_load_dataset(monkeypatch)
+    monkeypatch.setattr(hub, "hub_reachable", lambda: True)
+    assert hub.load("x/y", "hi", "test").column_names == ["audio", "sentence"]
+    assert seen == [(False, False)]
 
 
 def test_common_voice_keeps_each_rows_speaker_as_a_pseudonym(tmp_path):

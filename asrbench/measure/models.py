@@ -10,16 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.formats.model import ModelIdentity
 from asrbench.measure.bundled import BUNDLED_PREFIX, ensure_converted
 from asrbench.measure.features import is_whisper
+from asrbench.measure.reach import hub_reachable
 
 
 @dataclass
@@ -132,20 +131,6 @@ def check_model_directory(directory: Path) -> None:
                             f"(config.json) but its feature extractor makes {made} "
                             "(preprocessor_config.json feature_size): the two files come from "
                             "different models")
-
-
-HUB_PROBE_SECONDS = 3.0
-
-
-def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
-    """Whether a TCP connection to the Hugging Face Hub opens within `timeout` seconds."""
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def _source_options(reference: str) -> tuple[str, bool, dict[str, Any]]:

@@ -6,29 +6,74 @@ The audio column is cast with Audio(decode=False), so datasets hands over the en
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.measure.data.audio import decode_audio, probe_audio
 from asrbench.measure.data.rows import RawRow, speaker_id, unusable
+from asrbench.measure.reach import hub_reachable
 
 if TYPE_CHECKING:
     import numpy as np
 
 
+#: environment variables that ask the Hugging Face libraries to stay off the network
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def offline_requested() -> bool:
+    """Whether the environment asks for offline mode (the values huggingface_hub accepts)."""
+    return any(os.environ.get(name, "").upper() in {"1", "ON", "YES", "TRUE"}
+               for name in OFFLINE_VARIABLES)
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """datasets and huggingface_hub in offline mode while the block runs: a cached copy loads,
+    anything else fails at once. They read HF_HUB_OFFLINE when first imported, so setting the
+    variable later (or a Hub that cannot be reached) would leave datasets retrying the network
+    with back-off for about 20 s before its error; their module flags are what they consult
+    on each call."""
+    import datasets.config  # noqa: PLC0415  datasets: slow to import, Hub datasets only
+    import huggingface_hub.constants  # noqa: PLC0415  (comes with datasets)
+
+    flags = [(module, "HF_HUB_OFFLINE") for module in (datasets.config,
+                                                        huggingface_hub.constants)
+             if hasattr(module, "HF_HUB_OFFLINE")]
+    before = [getattr(module, name) for module, name in flags]
+    for module, name in flags:
+        setattr(module, name, True)
+    try:
+        yield
+    finally:
+        for (module, name), value in zip(flags, before, strict=True):
+            setattr(module, name, value)
+
+
 def load(dataset_id: str, config: str | None, split: str):
-    """datasets.load_dataset with remote code off; failures become one-line user errors."""
+    """datasets.load_dataset with remote code off; failures become one-line user errors. With
+    offline mode asked for, or the Hub out of reach (a 3 s probe), only a cached copy loads,
+    and anything else fails at once."""
     import datasets  # noqa: PLC0415  datasets: slow to import, Hub datasets only
 
+    offline = offline_requested() or not hub_reachable()
     try:
-        return datasets.load_dataset(dataset_id, config, split=split)
+        with hub_offline() if offline else contextlib.nullcontext():
+            return datasets.load_dataset(dataset_id, config, split=split)
     except Exception as exc:  # network, missing config/split, auth: all user-fixable
+        why = ""
+        if offline_requested():
+            why = " (offline mode: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE; only a cached copy loads)"
+        elif offline:
+            why = " (the Hub cannot be reached: only a cached copy loads)"
         raise AsrbenchError(
             f"could not load dataset {dataset_id!r} (config {config!r}, split {split!r}) from the "
-            f"Hugging Face Hub: {first_line(exc)}. Offline? Pass a local Common Voice directory "
-            "or a JSONL manifest to --dataset.") from None
+            f"Hugging Face Hub: {first_line(exc)}{why}. Offline? Pass a local Common Voice "
+            "directory or a JSONL manifest to --dataset.") from None
 
 
 def audio_column(ds) -> str:
