@@ -35,8 +35,10 @@ def test_hold_then_release_turns_the_collector_off_and_on(collector_restored):
     processes.hold_collections()  # a second hold is the same hold
     processes.release_collections()
     assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    assert frozen > 0  # start-up's objects: out of every later collection
     processes.release_collections()  # nothing held: nothing happens
-    assert gc.isenabled()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
 
 
 def test_release_never_turns_on_a_collector_the_caller_turned_off(collector_restored):
