@@ -60,13 +60,14 @@ def load(dataset_id: str, config: str | None, split: str):
     and anything else fails at once."""
     import datasets  # noqa: PLC0415  datasets: slow to import, Hub datasets only
 
-    offline = offline_requested() or not hub_reachable()
+    requested = offline_requested()
+    offline = requested or not hub_reachable()
     try:
         with hub_offline() if offline else contextlib.nullcontext():
             return datasets.load_dataset(dataset_id, config, split=split)
     except Exception as exc:  # network, missing config/split, auth: all user-fixable
         why = ""
-        if offline_requested():
+        if requested:
             why = " (offline mode: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE; only a cached copy loads)"
         elif offline:
             why = " (the Hub cannot be reached: only a cached copy loads)"
