@@ -266,3 +266,89 @@ def settled_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+# -- the C library's allocator in asrbench's measuring processes -----------------------------
+
+#: mallopt(3) parameters, from glibc's malloc.h
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+#: what keep_freed_memory() sets: blocks up to 32 MiB (the largest mmap threshold glibc takes
+#: on 64-bit) come from the heap, free memory at the heap's top goes back to the system only
+#: beyond 2 GiB, and the heap grows 64 MiB at a time
+KEPT_FREED_MEMORY = ((M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, (1 << 31) - 1),
+                     (M_TOP_PAD, 64 << 20))
+#: environment variables by which a user chooses the allocator's behaviour (GLIBC_TUNABLES and
+#: LD_PRELOAD where they name malloc: glibc.malloc.* tunables, jemalloc, tcmalloc, mimalloc):
+#: asrbench then leaves it as they set it
+ALLOCATOR_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
+                       "MALLOC_MMAP_MAX_", "GLIBC_TUNABLES", "LD_PRELOAD")
+
+#: what keep_freed_memory() did in this process (one line; empty: not called yet)
+_ALLOCATOR: list[str] = []
+
+
+def keep_freed_memory(environ: Any = None, mallopt: Any = None) -> str:
+    """Have glibc's allocator keep the memory a decode frees for the next one, once per
+    process; a line saying what was done (also `allocator_policy()`, recorded in every
+    report's environment). Called by every measuring session (measure.session.Session: the
+    CLI and the pytest plugin alike), so both doors time the same allocator.
+
+    Why: by default glibc serves a block of 128 KiB or more with its own mmap, and returns
+    free memory at the top of its heap to the system once 128 KiB lie there; both thresholds
+    then move with what the process happened to free first. A decode allocates and frees the
+    same few hundred MiB of activations step after step, so a process pays the kernel's page
+    faults for them again on every pass or not at all, depending on its history: over one
+    4-clip whisper-base batch on the 2-core CPU VM, 0, 24,000 or 279,000 minor faults per timed
+    pass between processes of the same script (3.3 s against 3.6 s a pass), and 105,000 to
+    289,000 in the first pass (3.3-3.5 s against 4.2 s: what a counters-only run's only decode
+    pays). Fixed thresholds make every pass after the first fault-free (docs/performance.md).
+    PyTorch's CPU launcher asks the same of jemalloc (torch.backends.xeon.run_cpu: freed pages
+    are not given back). Freed memory stays the process's until it exits.
+
+    Left as it is where the user chose (ALLOCATOR_VARIABLES set: their thresholds, tunables,
+    or another allocator preloaded) and where there is no glibc mallopt (not Linux, another C
+    library)."""
+    if _ALLOCATOR:
+        return _ALLOCATOR[0]
+    environ = os.environ if environ is None else environ
+    chosen = [name for name in ALLOCATOR_VARIABLES if environ.get(name) and (
+        name not in ("GLIBC_TUNABLES", "LD_PRELOAD") or "malloc" in environ[name])]
+    if chosen:
+        policy = f"as the environment sets it ({', '.join(chosen)})"
+    else:
+        mallopt = mallopt or _mallopt()
+        if mallopt is None:
+            policy = "the C library's default (no glibc mallopt here)"
+        elif all(mallopt(parameter, value) == 1 for parameter, value in KEPT_FREED_MEMORY):
+            policy = ("glibc, freed memory kept: M_MMAP_THRESHOLD 32 MiB, "
+                      "M_TRIM_THRESHOLD 2 GiB, M_TOP_PAD 64 MiB")
+        else:
+            policy = "glibc, partly the default (mallopt refused a setting)"
+    _ALLOCATOR.append(policy)
+    return policy
+
+
+def allocator_policy() -> str | None:
+    """What keep_freed_memory() did in this process; None before it ran (no measurement)."""
+    return _ALLOCATOR[0] if _ALLOCATOR else None
+
+
+def _mallopt() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return None
+    if not _is_glibc():
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int)
+    function.restype = ctypes.c_int
+    return function
+
+
+def _is_glibc() -> bool:
+    try:
+        return bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (ValueError, OSError):
+        return False

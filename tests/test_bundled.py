@@ -63,8 +63,9 @@ def test_the_source_digest_is_hashed_once_per_process_while_the_files_stay(tmp_p
     source = BundledSource(model_parts=(files[0], files[1]), config_json=files[2],
                            tokenizer_json=files[3])
     hashed = []
-    monkeypatch.setattr(bundled, "_hash_files",
-                        lambda paths, real=bundled._hash_files: hashed.append(1) or real(paths))
+    monkeypatch.setattr(bundled, "sha256_files",
+                        lambda paths, prefix, real=bundled.sha256_files:
+                        hashed.append(1) or real(paths, prefix))
     first = source_digest(source)
     assert source_digest(source) == first and len(hashed) == 1
     files[2].write_bytes(b"another config")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from asrbench.formats.redact import REDACTED, redact_argv  # noqa: F401 (the one redaction helper)
+from asrbench.processes import allocator_policy
 from asrbench.formats.redact import redact as redact_secrets  # noqa: F401
 
 PACKAGES = ("asrbench", "torch", "transformers", "datasets", "jiwer", "soundfile", "soxr",
@@ -98,6 +99,9 @@ def environment(device_info: dict[str, Any] | None = None) -> dict[str, Any]:
         "packages": versions,
         "device": device_info or {},
         "git": git_commit(),
+        # what the C library's allocator was told (processes.keep_freed_memory): None where
+        # nothing measured in this process
+        "allocator": allocator_policy(),
         # Reports are uploaded, stored and rendered: no password from the command line.
         "argv": redact_argv(sys.argv),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

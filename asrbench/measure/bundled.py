@@ -10,7 +10,6 @@ into the user cache, once. `bundled:whisper-base` then loads like any local chec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,6 +25,7 @@ import numpy as np
 from filelock import FileLock
 
 from asrbench.errors import AsrbenchError
+from asrbench.measure.hashing import once, sha256_files
 
 BUNDLED_PREFIX = "bundled:"
 BUNDLED_MODELS = ("whisper-base",)
@@ -253,29 +253,15 @@ def whisper_configs(v: dict[str, np.ndarray], ct2_config: dict, specials: dict[s
     return config, generation
 
 
-#: the source files' (path, size, mtime, inode) -> their source_digest: a run resolves the
-#: bundled model twice (the preflight, the load), and each digest reads ~145 MB
-_SOURCE_DIGESTS: dict[tuple[tuple[str, int, int, int], ...], str] = {}
-
-
 def source_digest(source: BundledSource) -> str:
     """sha256 over the source files, so a changed package invalidates the cache. Hashed once
-    per process while the files stay as they were (a reinstalled package has new ones)."""
+    per process while the files stay as they were (a reinstalled package has new ones): a run
+    resolves the bundled model twice (the preflight, the load), and each digest reads ~145 MB."""
     paths = (*source.model_parts, source.config_json, source.tokenizer_json)
     key = tuple((str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
                 for path, stat in ((path, os.stat(path)) for path in paths))
-    if key not in _SOURCE_DIGESTS:
-        _SOURCE_DIGESTS[key] = _hash_files(paths)
-    return _SOURCE_DIGESTS[key]
-
-
-def _hash_files(paths: tuple[Path, ...]) -> str:
-    digest = hashlib.sha256(f"converter-{CONVERTER_VERSION}".encode())
-    for path in paths:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return once(("bundled source", key), lambda: sha256_files(
+        paths, prefix=f"converter-{CONVERTER_VERSION}".encode()))
 
 
 def convert(source: BundledSource, out_dir: Path) -> None:
@@ -318,6 +304,17 @@ def convert(source: BundledSource, out_dir: Path) -> None:
     WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out_dir)
 
 
+def _target(name: str, digest: str) -> Path:
+    return cache_root() / "bundled" / f"{name}-{digest[:16]}"
+
+
+def converted_directory(name: str = "whisper-base") -> Path | None:
+    """The cached checkpoint of a bundled model where it is converted already; None where
+    not (nothing is converted here: ensure_converted does that)."""
+    target = _target(name, source_digest(bundled_source(name)))
+    return target if (target / MARKER_FILE).is_file() else None
+
+
 def ensure_converted(name: str = "whisper-base", progress: bool = True) -> Path:
     """Return the cached transformers checkpoint for a bundled model, converting it once.
 
@@ -326,7 +323,7 @@ def ensure_converted(name: str = "whisper-base", progress: bool = True) -> Path:
     """
     source = bundled_source(name)
     digest = source_digest(source)
-    target = cache_root() / "bundled" / f"{name}-{digest[:16]}"
+    target = _target(name, digest)
     marker = target / MARKER_FILE
     if marker.is_file():
         return target

@@ -7,7 +7,6 @@ Remote code stays off and only safetensors weights are accepted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -16,8 +15,9 @@ from typing import Any
 
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.formats.model import ModelIdentity
-from asrbench.measure.bundled import BUNDLED_PREFIX, ensure_converted
+from asrbench.measure.bundled import BUNDLED_PREFIX, converted_directory, ensure_converted
 from asrbench.measure.features import is_whisper
+from asrbench.measure.hashing import ahead, once, sha256_files
 from asrbench.measure.reach import hub_reachable
 
 
@@ -238,11 +238,6 @@ def complete_whisper_generation(model: Any, processor: Any) -> None:
 #: of preference: the single file, else the shards its index lists (transformers'
 #: SAFE_WEIGHTS_NAME and SAFE_WEIGHTS_INDEX_NAME)
 SINGLE_WEIGHTS, WEIGHTS_INDEX = "model.safetensors", "model.safetensors.index.json"
-CHUNK_BYTES = 1 << 20
-# directory -> sha256 of its weight files: hashed once per process (whisper-base: ~290 MB).
-_WEIGHT_DIGESTS: dict[str, str | None] = {}
-
-
 def weight_files(directory: str | Path) -> list[Path]:
     """The *.safetensors files the model loads from `directory`, in name order: model.safetensors
     where it exists, else the shards model.safetensors.index.json lists ([] where neither
@@ -278,20 +273,36 @@ def weights_digest(directory: str | Path) -> str | None:
     """sha256 over the weight files the model loads (loaded_weight_files), in name order, read
     in 1 MiB chunks; None where there are none or they cannot be read. For one file or a
     complete set of shards this is the digest over all *.safetensors files in name order that
-    earlier versions recorded, so identities stay the same."""
-    key = str(Path(directory).resolve())
-    if key not in _WEIGHT_DIGESTS:
+    earlier versions recorded, so identities stay the same. Hashed once per process (whisper-
+    base: 145 MB), often ahead of need (hash_ahead)."""
+    def compute() -> str | None:
         files = loaded_weight_files(directory)
-        digest = hashlib.sha256()
         try:
-            for file in files:
-                with open(file, "rb") as fh:
-                    for chunk in iter(lambda: fh.read(CHUNK_BYTES), b""):
-                        digest.update(chunk)
+            return sha256_files(files) if files else None
         except OSError:
-            files = []
-        _WEIGHT_DIGESTS[key] = digest.hexdigest() if files else None
-    return _WEIGHT_DIGESTS[key]
+            return None
+
+    return once(("weights", str(Path(directory).resolve())), compute)
+
+
+def hash_ahead(reference: str) -> None:
+    """Start the digests loading `reference` will take (the bundled model's source package and
+    converted weights, a local folder's weights) on a thread of their own, to run beside the
+    imports that come first (measure.hashing). Nothing for a Hub id, whose files are found
+    only when it loads, or a bundled model not converted yet."""
+    if reference.startswith(BUNDLED_PREFIX):
+        name = reference[len(BUNDLED_PREFIX):]
+
+        def bundled() -> None:
+            directory = converted_directory(name)
+            if directory is not None:
+                weights_digest(directory)
+
+        ahead(bundled)
+        return
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        ahead(lambda: weights_digest(path))
 
 
 def _snapshot_directory(loaded: LoadedModel) -> Path | None:

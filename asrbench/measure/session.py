@@ -22,7 +22,7 @@ from asrbench.measure.data import LoadedSplit, SplitIndex, decode_row, index_spl
 from asrbench.measure.distributed import merge_results, shard, shard_members, split_fingerprint
 from asrbench.measure.engine import Evaluator, PreparedModel, needs_static_shapes
 from asrbench.measure.metrics import whisper_normalizer_for
-from asrbench.measure.models import load, model_identity, model_limits
+from asrbench.measure.models import hash_ahead, load, model_identity, model_limits
 from asrbench.measure.reference import (
     REFERENCE_NAME,
     ReferenceRequest,
@@ -30,7 +30,7 @@ from asrbench.measure.reference import (
     audio_digest,
     reference_transcripts,
 )
-from asrbench.processes import release_collections
+from asrbench.processes import keep_freed_memory, release_collections
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.measure.distributed import ShardSpec, World
@@ -65,6 +65,7 @@ class Session:
         self._indexes: dict[tuple, SplitIndex] = {}
         self._results: dict[tuple, Run] = {}
         quiet_transformers()
+        keep_freed_memory()  # every pass of either door on the same allocator (processes.py)
 
     def device(self, config: BenchConfig) -> Device:
         """The provisioned device for a config (one per backend and backend options)."""
@@ -265,7 +266,10 @@ def preflight(configs: list[BenchConfig]) -> None:
     """Check the settings a model limits, for every config, before the first one runs: a
     clip longer than the feature extractor's window would be cut silently, and a length cap
     beyond the decoder's positions fails minutes into a run. Reads only the model's config
-    files (no weights)."""
+    files (no weights). Starts the digests the loads will take first (models.hash_ahead):
+    they read the weights on another core while this reads configs and imports."""
+    for model in dict.fromkeys(config.model for config in configs):
+        hash_ahead(model)
     seen: dict[str, tuple[float | None, int | None]] = {}
     for config in configs:
         if config.model not in seen:
