@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from asrbench.formats.redact import REDACTED, redact_argv  # noqa: F401 (the one redaction helper)
-from asrbench.processes import allocator_policy
 from asrbench.formats.redact import redact as redact_secrets  # noqa: F401
+from asrbench.processes import allocator_policy
 
 PACKAGES = ("asrbench", "torch", "transformers", "datasets", "jiwer", "soundfile", "soxr",
             "numpy", "optimum-habana", "habana-torch-plugin", "ctranslate2")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,11 +286,11 @@ def weights_digest(directory: str | Path) -> str | None:
     return once(("weights", str(Path(directory).resolve())), compute)
 
 
-def hash_ahead(reference: str) -> None:
+def hash_ahead(reference: str) -> threading.Thread | None:
     """Start the digests loading `reference` will take (the bundled model's source package and
     converted weights, a local folder's weights) on a thread of their own, to run beside the
     imports that come first (measure.hashing). Nothing for a Hub id, whose files are found
-    only when it loads, or a bundled model not converted yet."""
+    only when it loads, or a bundled model not converted yet. The thread, where one started."""
     if reference.startswith(BUNDLED_PREFIX):
         name = reference[len(BUNDLED_PREFIX):]
 
@@ -298,11 +299,9 @@ def hash_ahead(reference: str) -> None:
             if directory is not None:
                 weights_digest(directory)
 
-        ahead(bundled)
-        return
+        return ahead(bundled)
     path = Path(reference).expanduser()
-    if path.is_dir():
-        ahead(lambda: weights_digest(path))
+    return ahead(lambda: weights_digest(path)) if path.is_dir() else None
 
 
 def _snapshot_directory(loaded: LoadedModel) -> Path | None:
