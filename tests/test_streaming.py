@@ -6,6 +6,8 @@ streamed run gives the transcripts of the all-in-memory path."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +18,14 @@ import torch
 
 from asrbench.errors import AsrbenchError
 from asrbench.measure.data import AudioError, IndexedRow, Skipped
-from asrbench.measure.streaming import BatchSource, FeatureCache, plan_batches, prefetch, unwrapped
+from asrbench.measure.streaming import (
+    BatchSource,
+    FeatureCache,
+    loader_workers,
+    plan_batches,
+    prefetch,
+    unwrapped,
+)
 
 CORPUS = Path(__file__).resolve().parent.parent / "asrbench" / "corpus" / "commonvoice-mini"
 
@@ -60,6 +69,27 @@ def test_prefetch_never_runs_more_than_workers_times_ahead_batches_ahead():
         assert started.value <= consumed + workers * ahead
         seen.append(batch.number)
     assert seen == list(range(batches)) and started.value == batches
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers fork: Linux only")
+def test_one_batch_is_prepared_here_more_batches_by_workers():
+    """One batch has no decode to run beside: a worker would only add its start."""
+    assert loader_workers(1) == 0 and loader_workers(0) == 0
+    assert loader_workers(2) >= 1 and loader_workers() >= 1
+    for batches, expected in ((1, {os.getpid()}), (3, None)):
+        rows = [_row(i, 1000 - i) for i in range(batches)]
+
+        def featurize(audio):
+            pids.add(os.getpid())
+            return _featurizer()(audio)
+
+        pids: set[int] = set()
+        source = BatchSource(rows, plan_batches(rows, 1), 30.0, featurize)
+        assert [batch.number for batch in prefetch(source)] == list(range(batches))
+        if expected is not None:
+            assert pids == expected  # prepared in this process
+        else:
+            assert pids == set()  # never here: the workers' copies of `pids` took theirs
 
 
 def test_clips_failing_in_the_background_are_skipped_row_by_row():

@@ -272,7 +272,7 @@ def loaded_weight_files(directory: str | Path) -> list[Path]:
 
 def weights_digest(directory: str | Path) -> str | None:
     """sha256 over the weight files the model loads (loaded_weight_files), in name order, read
-    in 1 MiB chunks; None where there are none or they cannot be read. For one file or a
+    in 8 MiB chunks; None where there are none or they cannot be read. For one file or a
     complete set of shards this is the digest over all *.safetensors files in name order that
     earlier versions recorded, so identities stay the same. Hashed once per process (whisper-
     base: 145 MB), often ahead of need (hash_ahead)."""
