@@ -79,11 +79,12 @@ def test_one_batch_is_prepared_here_more_batches_by_workers():
     for batches, expected in ((1, {os.getpid()}), (3, None)):
         rows = [_row(i, 1000 - i) for i in range(batches)]
 
-        def featurize(audio):
+        pids: set[int] = set()
+
+        def featurize(audio, pids=pids):
             pids.add(os.getpid())
             return _featurizer()(audio)
 
-        pids: set[int] = set()
         source = BatchSource(rows, plan_batches(rows, 1), 30.0, featurize)
         assert [batch.number for batch in prefetch(source)] == list(range(batches))
         if expected is not None:
