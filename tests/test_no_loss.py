@@ -201,7 +201,8 @@ def test_an_offline_hub_model_fails_at_once(monkeypatch):
     from asrbench.measure import models
 
     probes, downloads = [], []
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the probe is what is tested
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # the probe is what is tested
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(models, "hub_reachable",
                         lambda timeout=3.0: probes.append(timeout) or False)
     for auto in (AutoProcessor, AutoModelForSpeechSeq2Seq):
@@ -212,6 +213,38 @@ def test_an_offline_hub_model_fails_at_once(monkeypatch):
         models.load("someone/no-such-model-in-any-cache")
     # one probe of the Hub, then the error: no download (with its minutes of retries) begun
     assert len(probes) == 1 and downloads == []
+
+
+@pytest.mark.parametrize("variable,value", [("HF_HUB_OFFLINE", "1"), ("HF_HUB_OFFLINE", "yes"),
+                                            ("HF_HUB_OFFLINE", "True"),
+                                            ("TRANSFORMERS_OFFLINE", "ON")])
+def test_offline_mode_refuses_an_uncached_hub_model_without_probing(monkeypatch, variable,
+                                                                     value):
+    """Offline mode as huggingface_hub reads it (not only "1"): the error names it, and
+    nothing tries the network."""
+    from asrbench.errors import AsrbenchError
+    from asrbench.measure import models
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: pytest.fail("probed"))
+    with pytest.raises(AsrbenchError, match="offline mode is on"):
+        models.load("someone/no-such-model-in-any-cache")
+
+
+@pytest.mark.parametrize("environ,offline", [
+    ({}, False), ({"HF_HUB_OFFLINE": "0"}, False), ({"HF_HUB_OFFLINE": "1"}, True),
+    ({"HF_HUB_OFFLINE": "true"}, True), ({"TRANSFORMERS_OFFLINE": "1"}, True),
+    # huggingface_hub reads TRANSFORMERS_OFFLINE only where HF_HUB_OFFLINE is unset or empty
+    ({"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "1"}, False),
+    ({"HF_HUB_OFFLINE": "", "TRANSFORMERS_OFFLINE": "yes"}, True),
+    ({"HF_DATASETS_OFFLINE": "1"}, False),  # datasets' own variable: not transformers'
+])
+def test_offline_mode_is_read_as_huggingface_hub_reads_it(environ, offline):
+    from asrbench.measure.reach import hub_offline_requested
+
+    assert hub_offline_requested(environ) is offline
 
 
 # -- interruptions ----------------------------------------------------------------------------

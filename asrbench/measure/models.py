@@ -8,7 +8,6 @@ Remote code stays off and only safetensors weights are accepted.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from asrbench.formats.model import ModelIdentity
 from asrbench.measure.bundled import BUNDLED_PREFIX, converted_directory, ensure_converted
 from asrbench.measure.features import is_whisper
 from asrbench.measure.hashing import ahead, once, sha256_files
-from asrbench.measure.reach import hub_reachable
+from asrbench.measure.reach import hub_offline_requested, hub_reachable
 
 
 @dataclass
@@ -149,7 +148,12 @@ def _source_options(reference: str) -> tuple[str, bool, dict[str, Any]]:
         return source, local, {**options, "local_files_only": True}
     except (OSError, ValueError):
         pass
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+    if hub_offline_requested():
+        raise AsrbenchError(f"model {reference!r} is not in the local Hugging Face cache and "
+                            "offline mode is on (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE): "
+                            "download it first, or use a local directory or "
+                            "bundled:whisper-base")
+    if not hub_reachable():
         raise AsrbenchError(f"model {reference!r} is not in the local Hugging Face cache and the "
                             "Hub cannot be reached: connect, or use a local directory or "
                             "bundled:whisper-base")

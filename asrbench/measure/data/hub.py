@@ -15,20 +15,21 @@ from typing import TYPE_CHECKING
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.measure.data.audio import decode_audio, probe_audio
 from asrbench.measure.data.rows import RawRow, speaker_id, unusable
-from asrbench.measure.reach import hub_reachable
+from asrbench.measure.reach import TRUE_VALUES, hub_offline_requested, hub_reachable
 
 if TYPE_CHECKING:
     import numpy as np
 
 
 #: environment variables that ask the Hugging Face libraries to stay off the network
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 
 
 def offline_requested() -> bool:
-    """Whether the environment asks for offline mode (the values huggingface_hub accepts)."""
-    return any(os.environ.get(name, "").upper() in {"1", "ON", "YES", "TRUE"}
-               for name in OFFLINE_VARIABLES)
+    """Whether the environment asks for offline mode: huggingface_hub's (reach.py), or
+    datasets' own older HF_DATASETS_OFFLINE."""
+    return (hub_offline_requested()
+            or os.environ.get("HF_DATASETS_OFFLINE", "").upper() in TRUE_VALUES)
 
 
 @contextlib.contextmanager
