@@ -296,14 +296,12 @@ def keep_freed_memory(environ: Any = None, mallopt: Any = None) -> str:
     Why: by default glibc serves a block of 128 KiB or more with its own mmap, and returns
     free memory at the top of its heap to the system once 128 KiB lie there; both thresholds
     then move with what the process happened to free first. A decode allocates and frees the
-    same few hundred MiB of activations step after step, so a process pays the kernel's page
-    faults for them again on every pass or not at all, depending on its history: over one
-    4-clip whisper-base batch on the 2-core CPU VM, 0, 24,000 or 279,000 minor faults per timed
-    pass between processes of the same script (3.3 s against 3.6 s a pass), and 105,000 to
-    289,000 in the first pass (3.3-3.5 s against 4.2 s: what a counters-only run's only decode
-    pays). Fixed thresholds make every pass after the first fault-free (docs/performance.md).
-    PyTorch's CPU launcher asks the same of jemalloc (torch.backends.xeon.run_cpu: freed pages
-    are not given back). Freed memory stays the process's until it exits.
+    same few hundred MiB of activations step after step, so whether a pass pays the kernel's
+    page faults for them again depended on the process's history: 0, 24,000 or 279,000 a timed
+    pass of 4 clips between processes of one script (docs/performance.md). Fixed thresholds
+    make every pass after the first fault-free. PyTorch's CPU launcher asks the same of
+    jemalloc (torch.backends.xeon.run_cpu: freed pages are not given back). Freed memory stays
+    the process's until it exits.
 
     Left as it is where the user chose (ALLOCATOR_VARIABLES set: their thresholds, tunables,
     or another allocator preloaded) and where there is no glibc mallopt (not Linux, another C

@@ -243,6 +243,8 @@ def complete_whisper_generation(model: Any, processor: Any) -> None:
 #: of preference: the single file, else the shards its index lists (transformers'
 #: SAFE_WEIGHTS_NAME and SAFE_WEIGHTS_INDEX_NAME)
 SINGLE_WEIGHTS, WEIGHTS_INDEX = "model.safetensors", "model.safetensors.index.json"
+
+
 def weight_files(directory: str | Path) -> list[Path]:
     """The *.safetensors files the model loads from `directory`, in name order: model.safetensors
     where it exists, else the shards model.safetensors.index.json lists ([] where neither
