@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -297,9 +298,14 @@ def test_more_ranks_than_utterances_is_a_clear_error(tmp_path, tiny_whisper):
     proc = torchrun(["-m", "asrbench"], ["run", *args, "--report", str(tmp_path / "r.json")],
                     tmp_path)
     assert proc.returncode != 0
-    assert "asrbench: error: rank 0 of 2: " in proc.stderr
-    assert "1 utterance(s) cannot be shared among 2 ranks" in proc.stderr
-    assert not (tmp_path / "r.json").exists()
+    # Both ranks find it; the first to exit makes torchrun end the other (SIGTERM), which may
+    # come before that one has printed: one rank's line is what a user is sure to see.
+    assert re.search(r"asrbench: error: rank [01] of 2: .*1 utterance\(s\) cannot be shared "
+                     r"among 2 ranks", proc.stderr), proc.stderr[-3000:]
+    report = tmp_path / "r.json"
+    if report.exists():  # rank 0 ended by torchrun while loading: nothing it finished
+        written = json.loads(report.read_text())
+        assert written["interrupted"] is True and written["runs"] == []
 
 
 def _free_port() -> int:
