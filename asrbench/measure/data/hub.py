@@ -69,7 +69,8 @@ def load(dataset_id: str, config: str | None, split: str):
     except Exception as exc:  # network, missing config/split, auth: all user-fixable
         why = ""
         if requested:
-            why = " (offline mode: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE; only a cached copy loads)"
+            why = (" (offline mode: HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE / HF_DATASETS_OFFLINE;"
+                   " only a cached copy loads)")
         elif offline:
             why = " (the Hub cannot be reached: only a cached copy loads)"
         raise AsrbenchError(
