@@ -34,7 +34,7 @@ from asrbench.config.settings import AB_ROUND_VARIABLE, DEFAULT_PASSES, BenchCon
 from asrbench.errors import AsrbenchError
 from asrbench.formats import io as report_io
 from asrbench.formats.environment import environment
-from asrbench.formats.merge import refuse_shards
+from asrbench.formats.merge import refuse_inconsistent_ids, refuse_shards
 from asrbench.formats.model import BaselineEntry, Report, Run, Tolerance, build_report
 from asrbench.gate.compare import Comparison, compare_run
 from asrbench.gate.outcome import (
@@ -116,6 +116,7 @@ def from_report(path: str | Path) -> FromReport:
     report = report_io.load_report(path)
     refuse_interrupted(report, path)
     refuse_shards(report, path, "the pytest gate")
+    refuse_inconsistent_ids(report, path)
     loaded = FromReport([], DEFAULT_PASSES, {}, {}, {})
     for run in report.runs:
         bench = run.config
@@ -163,10 +164,11 @@ class Measured:
 
 
 def measure(session: Session, configs: list[BenchConfig], passes: int) -> Measured:
-    """Evaluate each config in order. SIGINT and SIGTERM stop the run and keep the runs that
-    finished (the report of an interrupted run holds them, marked interrupted)."""
+    """Evaluate each config in order. SIGINT, SIGTERM and SIGHUP (a closed terminal or ssh
+    session; not under nohup) stop the run and keep the runs that finished (the report of an
+    interrupted run holds them, marked interrupted)."""
     runs: list[Run] = []
-    previous = processes.raise_on()
+    previous = processes.raise_on((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     try:
         for config in configs:
             runs.append(session.evaluate(config, passes))
@@ -336,6 +338,7 @@ def record_baselines(paths: list[str] | list[Path], baseline_dir: str | Path, *,
     reports = [report_io.load_report(path) for path in paths]
     for path, report in zip(paths, reports):
         refuse_shards(report, path, "baseline update")
+        refuse_inconsistent_ids(report, path)
     if counters_only and tolerance is not None:
         raise AsrbenchError("--counters-only keeps every other field: give no --tolerance")
     refreshed = refresh_baselines(reports, baseline_dir, lambda _config_id: tolerance,
@@ -376,6 +379,20 @@ class Finished:
     interrupted: bool = False
     baselines: Refreshed | None = None  # None: not asked
     history: Recorded | None = None  # None: not asked, or no report written
+
+    @property
+    def undone(self) -> list[str]:
+        """What was asked of the session's end and did not happen (the door then ends
+        non-zero, as `asrbench baseline update`, `history add` and `run` would): baselines not
+        refreshed, the report not added to the history, the report not written where asked."""
+        missed = []
+        if self.baselines is not None and self.baselines.error is not None:
+            missed.append("baselines not updated")
+        if self.history is not None and self.history.error is not None:
+            missed.append("history not updated")
+        if self.written is not None and self.written.elsewhere:
+            missed.append("report not written where asked")
+        return missed
 
 
 def finish(outcome: GateOutcome, runs: list[Run], *, report_path: Path | None,

@@ -153,6 +153,10 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
     selection = flow.select(run_overrides(config.option, prefix="asrbench_"),
                             option(config, "passes"), matrix=option(config, "matrix"),
                             device=lambda: (device_class, kind), nproc=nproc)
+    # What `asrbench run` checks before its first model loads (a length cap beyond the
+    # model's decoder positions, clips longer than its input): refused here in one line, not
+    # after minutes of decoding as a "could not judge".
+    flow.preflight(selection.configs)
     state.matrix_tolerance = selection.tolerance
     state.selection = (selection.configs, selection.passes)
     return state.selection
@@ -416,9 +420,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                                if option(config, "update_baselines") else None),
                        history=option(config, "history"))
     lines = doors.finished_lines(done, option(config, "from_report"))
-    if outcome.not_judged and session.exitstatus in (pytest.ExitCode.OK,
-                                                     pytest.ExitCode.NO_TESTS_COLLECTED):
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        # The exit status never contradicts the summary: a gate that fails (tests deselected
+        # with -k or -m do not change its verdict) or anything asked that did not happen
+        # (--update-baselines, --history, the report's path) ends the session red.
+        why = list(done.undone)
+        if outcome.failed and not outcome.not_judged:
+            why.insert(0, "the gate's summary fails, though the selected tests passed")
+        if outcome.not_judged or why:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if why:
+            lines.append(terminal_safe(f"asrbench: exit status 1: {'; '.join(why)}"))
     # Printed at the end, under pytest's own summary (pytest_terminal_summary below), so the
     # gate's result is the last thing a reader of the log sees.
     state.summary_lines = lines

@@ -167,13 +167,17 @@ class Ended(BaseException):
 
 def raise_on(signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
              exception: Callable[[int], BaseException] = Ended) -> dict[int, Any]:
-    """Signals raise `exception(number)` in the main thread; the old handlers."""
+    """Signals raise `exception(number)` in the main thread; the old handlers. A signal this
+    process was started ignoring stays ignored: `nohup asrbench run &` goes on after the
+    terminal closes, as a shell's background job ignores SIGINT."""
     def handler(number: int, frame: Any) -> None:
         raise exception(number)
 
     previous = {}
     for number in signals:
         try:
+            if signal.getsignal(number) == signal.SIG_IGN:
+                continue
             previous[number] = signal.signal(number, handler)
         except (ValueError, OSError):  # not the main thread, or no such signal here
             pass

@@ -182,3 +182,72 @@ def test_asrbench_run_reports_every_row_of_a_bad_directory(tmp_path, tiny_whispe
     assert len(run["utterances"]) + len(run["dataset"]["skipped"]) == len(rows)
     assert sorted(s["reason"].split(" ")[0] for s in run["dataset"]["skipped"]) == \
         ["duplicate:", "missing", "not"]
+
+
+def _row(clip: str, sentence: str) -> str:
+    return "\t".join(["c", clip, sentence, "", "", "", "", "", "en", ""])
+
+
+def test_rows_the_csv_module_cannot_read_are_skipped_and_the_next_rows_kept(tmp_path):
+    """A sentence over the csv module's field limit (128 KiB) and a bare CR inside a sentence:
+    each is one skipped row with its reason, and the rows after it are read. The long field
+    used to end the run with a csv traceback; the CR silently cut the reference at the CR and
+    made its tail a phantom row."""
+    root = tmp_path / "cv" / "en"
+    (root / "clips").mkdir(parents=True)
+    for name in ("a", "b", "c", "d"):
+        shutil.copy(_good("common_voice_en_fixture_0001.mp3"), root / "clips" / f"{name}.mp3")
+    lines = ["\t".join(HEADER), _row("a.mp3", "first"), _row("b.mp3", "x" * 200_000),
+             _row("c.mp3", "It has been raining\rsince early this morning."),
+             _row("d.mp3", "last, with a CRLF ending")]
+    (root / "test.tsv").write_bytes(("\n".join(lines[:4]) + "\r\n" + lines[4] + "\r\n")
+                                    .encode("utf-8"))
+    split = load_split(str(root.parent), "en")
+    assert [u.id for u in split.utterances] == ["a", "d"]
+    assert [u.reference for u in split.utterances] == ["first", "last, with a CRLF ending"]
+    reasons = {s.id: s.reason for s in split.skipped}
+    assert sorted(reasons) == ["test.tsv:3", "test.tsv:4"], reasons
+    assert reasons["test.tsv:3"].startswith("unreadable row (field larger than field limit")
+    assert reasons["test.tsv:4"].startswith("unreadable row (new-line character")
+
+
+def test_manifest_lines_that_json_reads_but_are_no_text_are_skipped(tmp_path):
+    """Lone UTF-16 surrogates (valid JSON, no text: the finished run's report could not be
+    written, and the run was lost), nesting past Python's recursion limit and an integer past
+    its digit limit: each one skipped row with its reason, never a traceback."""
+    _wav(tmp_path / "a.wav", 1.0)
+    lines = [json.dumps({"audio_filepath": "a.wav", "text": "good"}),
+             '{"audio_filepath": "a.wav", "text": "bad \\udc80 surrogate", "id": "s1"}',
+             '{"audio_filepath": "a.wav", "text": "fine", "id": "s\\ud800"}',
+             "[" * 100_000 + "]" * 100_000,
+             '{"audio_filepath": "a.wav", "text": "big", "id": ' + "9" * 5000 + "}"]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    split = load_split(str(manifest))
+    assert [u.id for u in split.utterances] == ["m:1"]
+    reasons = {s.id: s.reason for s in split.skipped}
+    assert reasons["m:2"] == reasons["m:3"] == "a field holds a lone UTF-16 surrogate"
+    assert reasons["m:4"] == "invalid JSON: nested too deeply"
+    assert reasons["m:5"].startswith("invalid JSON: ") and "digits" in reasons["m:5"]
+
+
+@pytest.mark.parametrize("kind", ["not utf-8", "too deep", "a directory", "a device"])
+def test_a_config_file_that_cannot_be_read_is_one_line(tmp_path, kind):
+    """`--config` / `--matrix` files: bytes that are not UTF-8, nesting past the recursion
+    limit, a directory and a link to /dev/zero (which used to hang, reading forever) are one
+    line naming the file, not a traceback."""
+    from asrbench.config.settings import read_toml
+
+    path = tmp_path / "c.toml"
+    if kind == "not utf-8":
+        path.write_bytes(b"\xff\xfe")
+    elif kind == "too deep":
+        path.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    elif kind == "a directory":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(AsrbenchError) as info:
+        read_toml(path, "config file")
+    message = str(info.value)
+    assert message.startswith(f"config file {path} ") and "\n" not in message, message

@@ -561,6 +561,31 @@ def test_a_tolist_per_step_is_counted_at_its_call_site_on_the_cpu(tiny):
                           "host reads/token")
 
 
+def print_per_step(module, args, output):
+    """Logging a tensor per decoder call: formatting reads every value on the host (a copy
+    from the device per step on CUDA or Gaudi), and torch's printing turns the dispatch modes
+    off, so no op below it is seen."""
+    f"{output.last_hidden_state[:, -1, :2]!r} {output.last_hidden_state[0, -1, 0]:.3f}"
+
+
+def test_printing_or_formatting_a_tensor_per_step_is_a_host_read_at_its_call_site(tiny):
+    """repr() and format() of tensors were invisible: every counter equalled a clean run's."""
+    clean, clean_rows = counted(tiny, static=True)
+    handle = tiny.model.get_decoder().register_forward_hook(print_per_step)
+    try:
+        slow, slow_rows = counted(tiny, static=True)
+    finally:
+        handle.remove()
+    assert slow_rows == clean_rows
+    for method in ("__repr__", "__format__"):
+        site = f"Tensor.{method} @ tests/test_counters.py:print_per_step"
+        assert site not in clean.host_reads and slow.host_reads[site] == slow.decode_steps
+    _compare_fails_naming(slow, clean, "host reads: Tensor.__format__ @ tests/test_counters.py:"
+                          f"print_per_step +{slow.decode_steps} (new)",
+                          f"Tensor.__repr__ @ tests/test_counters.py:print_per_step "
+                          f"+{slow.decode_steps} (new)")
+
+
 def test_a_change_in_the_partial_last_batch_only_is_caught_and_named_with_its_batch(tiny):
     """One batch per distinct batch shape is counted; a change that only hits the one-row
     last batch fails the gate, named with that batch."""

@@ -77,8 +77,9 @@ def test_each_run_of_a_judged_report_keeps_its_own_tolerance_policy(project, pyt
 
 def test_the_pytest_door_saves_an_unwritable_report_elsewhere_and_says_where(project, pytester,
                                                                            monkeypatch):
-    """As `asrbench run` does (tests/test_no_loss.py): the verdicts are kept. The plugin used
-    to end the session with an internal error and no report."""
+    """As `asrbench run` does (tests/test_no_loss.py): the verdicts are kept, and the session
+    ends non-zero as `asrbench run` does (exit 1): what was asked did not happen. The plugin
+    used to end the session with an internal error and no report."""
     from asrbench.formats import io as report_io
 
     target = pytester.path / "out" / "gate.json"
@@ -92,7 +93,8 @@ def test_the_pytest_door_saves_an_unwritable_report_elsewhere_and_says_where(pro
     monkeypatch.setattr(report_io, "write_report", refuse_target)
     result, text = pytest_door(pytester, project["report"], project["baselines"],
                                "--asrbench-report", str(target))
-    assert result.ret == pytest.ExitCode.OK, text
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, text
+    assert "asrbench: exit status 1: report not written where asked" in text, text
     assert f"asrbench: could not write {target} (Permission denied); the report was saved to " \
         in text, text
     saved = Path(text.split("the report was saved to ")[1].split()[0])
@@ -255,3 +257,72 @@ def test_the_doors_lines_are_made_by_render_from_the_flows_data(tmp_path):
         "no baseline entry for cfg\\x1b in b/cpu.json; create it with: pytest benchmarks -k "
         "'a b' --asrbench-update-baselines   (or: asrbench baseline update --report r.json "
         "--only cfg)")
+
+
+def _worse_wer_baselines(project: dict[str, Path], tmp_path: Path) -> Path:
+    """The project's baselines with every stored WER 0.05 lower: the clean report regresses."""
+    baseline = json.loads((project["baselines"] / "cpu.json").read_text())
+    for config in DOOR_CONFIGS:
+        baseline["entries"][config.id]["metrics"]["wer"] -= 0.05
+    folder = tmp_path / "lower"
+    folder.mkdir()
+    (folder / "cpu.json").write_text(json.dumps(baseline))
+    return folder
+
+
+def test_the_exit_status_never_contradicts_a_failing_summary(project, pytester, tmp_path):
+    """`-k` deselects the failing test_wer: every selected test passes, but the gate's Markdown
+    summary judges the whole run and fails. The session used to exit 0 under a red summary;
+    now it exits 1 and says why (`asrbench compare` exits 1 on the same input)."""
+    folder = _worse_wer_baselines(project, tmp_path)
+    out = pytester.path / "gate.json"
+    result, text = pytest_door(pytester, project["report"], folder, "--asrbench-report",
+                               str(out), "-k", "test_cer")
+    assert "failed" not in text.split("asrbench:")[0], text  # the selected tests passed
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, text
+    assert "asrbench: exit status 1: the gate's summary fails, though the selected tests " \
+        "passed" in text, text
+    assert "fail" in out.with_suffix(".md").read_text(encoding="utf-8").lower()
+    assert main(["compare", "--report", str(project["report"]), "--baseline-dir",
+                 str(folder)]) == 1
+
+
+def test_a_refresh_that_writes_nothing_ends_the_session_red(project, pytester, tmp_path):
+    """--asrbench-update-baselines into a folder whose cpu.json is truncated: nothing can be
+    recorded. `asrbench baseline update` exits 2 there; the pytest door used to print the
+    reason and exit 0, so a CI job refreshing baselines went green having written nothing."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    text_before = (project["baselines"] / "cpu.json").read_text()[:40]
+    (broken / "cpu.json").write_text(text_before)
+    result, text = pytest_door(pytester, project["report"], project["baselines"],
+                               "--asrbench-report", str(pytester.path / "gate.json"),
+                               "--asrbench-update-baselines")
+    assert result.ret == pytest.ExitCode.OK, text  # control: a refresh that works stays green
+    result, text = pytest_door(pytester, project["report"], broken,
+                               "--asrbench-report", str(pytester.path / "gate2.json"),
+                               "--asrbench-update-baselines")
+    assert result.ret != pytest.ExitCode.OK, text
+    assert "baselines not updated" in text, text
+    assert (broken / "cpu.json").read_text() == text_before  # nothing written over it
+
+
+def test_a_report_with_one_id_twice_is_refused_by_every_door(project, pytester, tmp_path,
+                                                            capsys):
+    """A hand-edited report holding a bad run and then the good one under the same id: the
+    pytest door kept the last run only (and passed) while `compare` judged both (and failed).
+    Both refuse it now in one line, as does `baseline update`."""
+    document = json.loads(project["report"].read_text())
+    document["runs"].insert(0, json.loads(json.dumps(document["runs"][0])))
+    twice = tmp_path / "twice.json"
+    twice.write_text(json.dumps(document))
+    capsys.readouterr()
+    assert main(["compare", "--report", str(twice), "--baseline-dir",
+                 str(project["baselines"])]) == 2
+    assert f"two runs have the id {DOOR_CONFIGS[0].id}" in capsys.readouterr().out
+    assert main(["baseline", "update", "--report", str(twice), "--baseline-dir",
+                 str(tmp_path / "other")]) == 2
+    assert f"two runs have the id {DOOR_CONFIGS[0].id}" in capsys.readouterr().err
+    result, text = pytest_door(pytester, twice, project["baselines"])
+    assert result.ret != pytest.ExitCode.OK, text
+    assert f"two runs have the id {DOOR_CONFIGS[0].id}" in text, text

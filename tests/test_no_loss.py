@@ -270,11 +270,12 @@ sys.exit(main(["run", "--limit", "1", "--passes", "1", "--generation-max-length"
 """
 
 
-@pytest.mark.parametrize("name,code", [("SIGTERM", 143), ("SIGINT", 130)])
+@pytest.mark.parametrize("name,code", [("SIGTERM", 143), ("SIGINT", 130), ("SIGHUP", 129)])
 def test_a_signal_during_the_second_run_keeps_the_first(tmp_path, name, code, capsys,
                                                        tiny_whisper):
     """The default run's two configs on the tiny random Whisper (the signal handling is
-    tested, not transcripts)."""
+    tested, not transcripts). SIGHUP: a closed terminal or ssh session, which used to end the
+    run at once with nothing written."""
     report = tmp_path / "r.json"
     report.write_text('{"stale": "a report from an earlier run"}')
     proc = subprocess.run([sys.executable, "-c", SIGNAL_DURING_SECOND_RUN, name, str(report),
@@ -290,3 +291,88 @@ def test_a_signal_during_the_second_run_keeps_the_first(tmp_path, name, code, ca
     # such a report is a record, not something to gate on
     assert main(["compare", "--report", str(report), "--baseline-dir", str(tmp_path)]) == 2
     assert "interrupted run" in capsys.readouterr().err
+
+
+def test_a_signal_the_process_was_started_ignoring_stays_ignored():
+    """`nohup asrbench run &` must outlive the terminal: raise_on leaves a signal that was
+    ignored at start-up ignored (a shell's background job ignores SIGINT the same way)."""
+    import signal
+
+    from asrbench import processes
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        installed = processes.raise_on((signal.SIGHUP, signal.SIGTERM))
+        try:
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.SIGHUP not in installed and signal.SIGTERM in installed
+        finally:
+            processes.restore(installed)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_an_output_path_that_is_a_device_or_fifo_is_never_replaced(tmp_path, capsys, kind):
+    """An atomic write renames a new file over its target: run as root with --report /dev/null,
+    it replaced the system's /dev/null with a JSON file. Outputs that are devices, FIFOs or
+    sockets are refused up front (one line) and by the writer itself (an OSError, which a run
+    meets by saving its report elsewhere); the node is left as it was."""
+    from asrbench.formats.io import write_text_atomic
+
+    if kind == "fifo":
+        node = tmp_path / "fifo"
+        os.mkfifo(node)
+        kind_name = "a FIFO"
+    else:
+        node = tmp_path / "null-link"
+        node.symlink_to(os.devnull)  # the real /dev/null, through a link: never written
+        kind_name = "a character device"
+    before = os.stat(node).st_mode
+    assert main(["run", "--dataset-config", "en", "--limit", "1", "--no-progress",
+                 "--report", str(node)]) == 2
+    assert f"is {kind_name}, which a write would replace" in _one_line_error(capsys)
+    with pytest.raises(OSError, match="not a regular file"):
+        write_text_atomic(node, "{}")
+    assert os.stat(node).st_mode == before
+
+
+def test_an_id_part_with_no_ascii_letter_still_makes_a_valid_id():
+    """A model folder named "日本" (or ".cache") gave an id starting with "-": the run ended,
+    and compare, history and the pytest door then refused its report."""
+    import re
+
+    from asrbench.config.settings import BenchConfig
+    from asrbench.formats.model import NAME_PATTERN
+
+    ids = {name: BenchConfig(model=f"/models/{name}").derived_id()
+           for name in ("日本", "中文", ".cache", "whisper-base")}
+    assert all(re.match(NAME_PATTERN, i) for i in ids.values()), ids
+    assert ids["日本"] != ids["中文"]  # different folders stay apart
+    assert ids[".cache"].startswith("cache-")
+    assert ids["whisper-base"].startswith("whisper-base-")  # ids that were valid are unchanged
+
+
+def test_an_error_quoting_a_secret_the_user_gave_is_redacted(capsys):
+    """A model URL with a password in it is quoted by the error that refuses it; the one line
+    printed (and kept in CI logs) masks the password."""
+    assert main(["run", "--model", "https://user:SECRETMODEL@host/model", "--limit", "1",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "SECRETMODEL" not in err and "asrbench: error:" in err, err
+
+
+def test_a_report_whose_device_class_is_a_path_is_refused(tmp_path):
+    """environment.device.class names the history's device series: a plain name, as every
+    run's device.class is ("../etc" was accepted)."""
+    from factories import door_report_document
+
+    from asrbench.errors import AsrbenchError
+    from asrbench.formats.io import load_report
+
+    document = door_report_document()
+    document["environment"]["device"]["class"] = "../etc"
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(AsrbenchError, match="device.class '../etc' is not a plain name"):
+        load_report(path)

@@ -291,3 +291,13 @@ def test_the_installed_plugin_runs_in_another_repository_with_its_own_device_opt
     # failed on "34.7913 -> 1.4430 ... REGRESSED" under load); the point here is the plugin.
     second = run("--asrbench-throughput", "warn")
     second.assert_outcomes(passed=5, skipped=2)
+
+
+def test_a_length_cap_beyond_the_model_is_refused_before_anything_runs(suite):
+    """The pytest door checks what `asrbench run` checks before its first model loads (the
+    door used to decode for minutes, then say "could not judge: IndexError ...")."""
+    result = suite.run("--asrbench-generation-max-length", "100000")
+    text = output(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert "--generation-max-length 100000 is beyond the model's" in text, text
+    assert "Traceback" not in text and "passed" not in text, text

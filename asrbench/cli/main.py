@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from asrbench import __version__
 from asrbench.cli import ab, baseline, bisect, compare, export, history, html, merge, peers, run
 from asrbench.errors import AsrbenchError, first_line
+from asrbench.formats.redact import redact
 from asrbench.measure.distributed import detect_launch
 from asrbench.processes import hold_collections
 from asrbench.render.text import terminal_safe
@@ -64,7 +65,10 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
     try:
         return args.func(args)
     except AsrbenchError as exc:
-        print(terminal_safe(f"asrbench: error: {where}{exc}", newlines=False), file=sys.stderr)
+        # redacted: a message quotes what the user gave (a model URL with a password, a path
+        # holding a token), and CI logs keep it
+        print(terminal_safe(redact(f"asrbench: error: {where}{exc}"), newlines=False),
+              file=sys.stderr)
         return 2
     except Exception as exc:
         if not where:
@@ -74,8 +78,8 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
 
         traceback.print_exc()
         first = first_line(exc)
-        print(terminal_safe(f"asrbench: error: {where}failed: {type(exc).__name__}: {first}",
-                            newlines=False), file=sys.stderr)
+        print(terminal_safe(redact(f"asrbench: error: {where}failed: {type(exc).__name__}: "
+                                   f"{first}"), newlines=False), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("asrbench: interrupted", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,8 +69,11 @@ def _coerce(values: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:
-    """Parse a TOML file; a missing or malformed file is a user error naming it."""
+    """Parse a TOML file; a missing, unreadable or malformed file is a user error naming it
+    (one line: a directory, a device or FIFO, bytes that are not UTF-8, nesting too deep)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise AsrbenchError(f"{what} {path} is not a regular file")
         with open(path, "rb") as fh:
             document: dict[str, Any] = tomllib.load(fh)
             return document
@@ -76,6 +81,12 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         raise AsrbenchError(f"{what} {path} not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise AsrbenchError(f"{what} {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise AsrbenchError(f"{what} {path} is not valid TOML: not UTF-8 text") from None
+    except RecursionError:
+        raise AsrbenchError(f"{what} {path} is not valid TOML: nested too deeply") from None
+    except OSError as exc:  # no permission, a name too long
+        raise AsrbenchError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
 
 
 def load_config_file(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]], int | None]:

@@ -3,6 +3,7 @@ atomic (temp file + fsync + rename), and the report's load and write."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -107,6 +108,9 @@ def check_writable(path: Path, option: str = "--report") -> None:
     if path.is_dir():
         raise AsrbenchError(f"{option} {path} is a directory: name a file, e.g. "
                             f"{path / ('report.json' if option == '--report' else 'result.json')}")
+    if not_regular(path):
+        raise AsrbenchError(f"{option} {path} is {not_regular(path)}, which a write would "
+                            "replace: name a regular file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".asrbench-probe-", delete=True)
@@ -114,6 +118,22 @@ def check_writable(path: Path, option: str = "--report") -> None:
     except OSError as exc:
         raise AsrbenchError(f"{option} {path}: its directory cannot be written "
                             f"({exc.strerror or exc})") from None
+
+
+def not_regular(path: Path) -> str:
+    """What an existing output path is when it is neither a regular file nor a directory
+    ("a character device", "a FIFO", ...; links followed); "" for a regular file, a directory
+    or nothing. An atomic write renames a new file over its target, which would replace
+    /dev/null itself for a root user who names it as a report."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ""
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return ""
 
 
 def write_report(path: Path, report: Report) -> None:
@@ -135,6 +155,9 @@ def write_text_atomic(path: Path, text: str) -> None:
     path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
+    kind = not_regular(path)
+    if kind:  # the rename would put a regular file where a device, FIFO or socket was
+        raise OSError(errno.EINVAL, f"{kind}, not a regular file", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

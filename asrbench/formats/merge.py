@@ -61,6 +61,18 @@ def refuse_shards(report: Report, path: Any, what: str) -> None:
                 "<every shard's report> --report <merged report>")
 
 
+def refuse_inconsistent_ids(report: Report, path: Any) -> None:
+    """A run's id is its baseline key: refuse a report in which two runs share one (a door
+    would judge one of them and drop the other: the pytest door kept the last, `compare`
+    judged both)."""
+    seen: set[str] = set()
+    for run in report.runs:
+        if run.config.id in seen:
+            raise AsrbenchError(f"{path}: two runs have the id {run.config.id}: a report holds "
+                                "one run per config")
+        seen.add(run.config.id)
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     """Linear-interpolated percentile, like asrbench.measure.metrics.percentile (numpy's)."""
     if not values:

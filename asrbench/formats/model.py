@@ -304,7 +304,16 @@ def _short_name(ref: str) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
+    """A part of an id: ASCII letters, digits and dots, other runs of characters as "-". A
+    part that would start with a dot or hold nothing (a folder named "日本" or ".cache") starts
+    from its first letter or digit, else is "x" and 8 hex digits of its sha256, so every id
+    is a valid name and different such names stay apart."""
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
+    if slug[:1].isalnum() or not text:
+        return slug
+    kept = slug.lstrip(".-")
+    return kept if kept else "x" + hashlib.sha256(text.encode("utf-8", "surrogatepass")
+                                                  ).hexdigest()[:8]
 
 
 class DeviceInfo(_Model):
@@ -869,6 +878,17 @@ class Environment(_Model):
     packages: dict[str, str | None] = Field(default_factory=dict)
     device: dict[str, Any] = Field(default_factory=dict)
     git: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("device")
+    @classmethod
+    def _device_class(cls, device: dict[str, Any]) -> dict[str, Any]:
+        # the class names a baseline file and files the report in a history: a plain name,
+        # as every run's device.class is
+        name = device.get("class")
+        if name is not None and not (isinstance(name, str) and re.match(NAME_PATTERN, name)):
+            raise ValueError(f"device.class {name!r} is not a plain name (letters, digits, "
+                             "'.', '_', '+', '-')")
+        return device
 
 
 class Report(_Model):

@@ -87,9 +87,11 @@ HOST_READS = frozenset({"aten._local_scalar_dense", "aten.nonzero", "aten.masked
                         "aten.equal"})
 #: copies that are a device-to-host transfer when their source is not on the CPU
 COPIES = frozenset({"aten._to_copy", "aten.copy_", "aten.copy"})
-#: Tensor methods that hand a tensor's values to Python (counted at the Python level)
+#: Tensor methods that hand a tensor's values to Python (counted at the Python level);
+#: __repr__ and __format__: printing, formatting or logging a tensor reads all its values
+#: (torch's printing turns the dispatch modes off, so no op below it is seen)
 READ_METHODS = frozenset({"tolist", "cpu", "numpy", "item", "__bool__", "__int__", "__float__",
-                          "__index__", "__complex__", "__array__"})
+                          "__index__", "__complex__", "__array__", "__repr__", "__format__"})
 SELECTION = ("the first batch in decoding order (longest clips first) and the first batch of "
              "every other batch shape (the partial last batch)")
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep

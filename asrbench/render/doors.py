@@ -12,6 +12,7 @@ from shlex import join, quote
 from typing import TYPE_CHECKING
 
 from asrbench.formats.model import Run
+from asrbench.formats.redact import redact
 from asrbench.render.history import added_line
 from asrbench.render.text import (
     accuracy_lines,
@@ -142,7 +143,7 @@ def finished_lines(done: Finished, judged: str | None = None) -> list[str]:
 
 def not_judged_lines(not_judged: Iterable[tuple[str | None, str]], configs: int) -> list[str]:
     """Each config the session could not judge, then the failing result, if any."""
-    lines = [f"asrbench: could not judge {config_id}: {reason}"
+    lines = [redact(f"asrbench: could not judge {config_id}: {reason}")
              for config_id, reason in not_judged]
     if lines:
         lines.append(f"asrbench: result: FAIL: could not judge {len(lines)} of {configs} "

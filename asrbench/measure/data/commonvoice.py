@@ -52,15 +52,32 @@ def _has_bad_bytes(record: dict) -> bool:
                for v in record.values())
 
 
+def _records(reader: csv.DictReader) -> Iterator[dict | csv.Error]:
+    """The reader's records, with a row the csv module cannot read (a field over its size
+    limit, a bare CR) as its error in that row's place: the reader goes on at the next line."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield exc
+
+
 def _iter_rows(tsv: Path) -> Iterator[RawRow]:
     clips = tsv.parent / "clips"
     stems: dict[str, str] = {}  # clip id -> the clip file it names
     # surrogateescape: one row with bytes that are not UTF-8 is one skipped row, not a crash.
-    with open(tsv, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+    # newline="\n": a record is a line ending in LF or CRLF; a bare CR inside a sentence is a
+    # csv error for that row (skipped, with the reason), not a silent cut of the sentence.
+    with open(tsv, encoding="utf-8", errors="surrogateescape", newline="\n") as fh:
         # Common Voice tables are plain TSV: quotes are literal characters in sentences.
         reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        for number, record in enumerate(reader, start=2):
+        for number, record in enumerate(_records(reader), start=2):
             row_id = f"{tsv.name}:{number}"
+            if isinstance(record, csv.Error):
+                yield RawRow(row_id, unusable(f"unreadable row ({record})"), "?")
+                continue
             if _has_bad_bytes(record):
                 yield RawRow(row_id, unusable("row is not valid UTF-8"), "?")
                 continue

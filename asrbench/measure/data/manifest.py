@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from asrbench.measure.data.audio import decode_audio, probe_audio
 from asrbench.measure.data.rows import RawRow, unusable
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def rows(path: Path) -> Iterator[RawRow]:
@@ -29,6 +32,12 @@ def rows(path: Path) -> Iterator[RawRow]:
             except json.JSONDecodeError as exc:
                 yield RawRow(row_id, unusable(f"invalid JSON: {exc.msg}"), "?")
                 continue
+            except RecursionError:
+                yield RawRow(row_id, unusable("invalid JSON: nested too deeply"), "?")
+                continue
+            except ValueError as exc:  # an integer beyond Python's digit limit
+                yield RawRow(row_id, unusable(f"invalid JSON: {str(exc).splitlines()[0]}"), "?")
+                continue
             if not isinstance(item, dict) or not item.get("audio_filepath"):
                 yield RawRow(row_id, unusable("no audio_filepath"), "?")
                 continue
@@ -45,6 +54,11 @@ def rows(path: Path) -> Iterator[RawRow]:
                 audio = path.parent / audio
             text = item.get("text")
             item_id = item.get("id")
+            if any(isinstance(value, str) and _LONE_SURROGATE.search(value)
+                   for value in (given, text, item_id)):
+                # valid JSON ("\\ud800") but no text: the report could not be written as UTF-8
+                yield RawRow(row_id, unusable("a field holds a lone UTF-16 surrogate"), "?")
+                continue
             yield RawRow(str(item_id) if item_id not in (None, "") else row_id,
                          functools.partial(decode_audio, audio),
                          text if isinstance(text, str) else None,
