@@ -251,3 +251,22 @@ def test_a_config_file_that_cannot_be_read_is_one_line(tmp_path, kind):
         read_toml(path, "config file")
     message = str(info.value)
     assert message.startswith(f"config file {path} ") and "\n" not in message, message
+
+
+def test_a_truncated_wav_is_skipped_though_libsndfile_reads_what_is_there(tmp_path):
+    """libsndfile takes a WAV's length from the file's size, so a WAV cut to a third decoded
+    as a shorter clip and was scored against its whole reference. The data chunk's header
+    still says how long it was: refused as truncated, from a path and from bytes. A whole
+    WAV, and one with a chunk after its data, still decode."""
+    whole = _wav(tmp_path / "whole.wav", 2.0)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[:len(data) // 3])
+    for source in (cut, cut.read_bytes()):
+        with pytest.raises(AudioError, match="truncated: the WAV holds .* of the .* data "
+                                             "bytes its header declares"):
+            decode_audio(source)
+    assert decode_audio(whole).shape == (32000,)
+    trailing = tmp_path / "trailing.wav"
+    trailing.write_bytes(data + b"LIST\x04\x00\x00\x00INFO")
+    assert decode_audio(trailing).shape == (32000,)

@@ -192,6 +192,15 @@ def test_counters_only_adds_the_counts_and_keeps_every_other_field(tmp_path, cap
     assert main(["baseline", "update", "--report", str(more), "--baseline-dir", str(directory),
                  "--counters-only"]) == 0
     assert "aten.mm f32 7 -> 9 (+2)" in capsys.readouterr().out
+    # moved where no counter verdict compares (a shorter decode: steps and tokens) is said,
+    # never "counters: unchanged"
+    shorter = _counted(_named(_run(), "a"), 9)
+    shorter["counters"].update(decode_steps=13, steady_steps=12, tokens=13)
+    shorter_report = _report_named(tmp_path, "shorter.json", [shorter])
+    assert main(["baseline", "update", "--report", str(shorter_report), "--baseline-dir",
+                 str(directory), "--counters-only"]) == 0
+    out = capsys.readouterr().out
+    assert "counters: unchanged" not in out and "decode steps 3 -> 13, tokens 3 -> 13" in out, out
 
     # refused, one line each, file untouched: other transcripts, no counters, no entry,
     # --tolerance beside it

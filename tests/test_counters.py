@@ -696,3 +696,44 @@ def test_the_emulated_gaudi_reports_no_device_memory_peak():
 
     device = object.__new__(EmulatedHPUDevice)
     assert device.peak_memory_bytes() is None
+
+
+
+
+def test_host_read_sites_are_the_same_on_python_3_10_and_in_dist_packages():
+    """A read's key holds its file (relative to where packages are installed) and qualified
+    function. Python 3.10 has no code.co_qualname, and Debian's and Habana's images install
+    into dist-packages: the keys fell back to `decoding.py:__call__` and a bare file name
+    there, so a baseline recorded on 3.11 failed a clean run on a Gaudi image."""
+    from asrbench.measure import counters as module
+    from asrbench.measure.decoding import GreedyDecoder, StaticGreedyDecoder
+
+    for method in (GreedyDecoder.__call__, StaticGreedyDecoder.__call__, module._site,
+                   module.OpCounter._should_skip_dynamo, module.OpCounter.step_starts):
+        code = getattr(method, "__func__", method)
+        code = getattr(code, "__wrapped__", code).__code__  # under torch.no_grad's wrapper
+        # what Python 3.10 gives, found without co_qualname: the same as 3.11's co_qualname
+        assert module._qualname_in_module(code) == code.co_qualname
+    assert module._site(GreedyDecoder.__call__.__wrapped__.__code__) == \
+        "asrbench/measure/decoding.py:GreedyDecoder.__call__"
+    for packages in ("site-packages", "dist-packages"):
+        fake = SimpleNamespace(co_filename=f"/usr/lib/python3/{packages}/transformers/x.py",
+                               co_qualname="Model.forward")
+        assert module._site(fake) == "transformers/x.py:Model.forward"
+
+
+def test_captures_of_other_shapes_at_the_same_count_fail_naming_them(tiny):
+    """The captures were compared only when their number moved: a graph captured at another
+    shape in place of the baseline's passed as "same counts"."""
+    clean, _ = counted(tiny, static=True)
+    shapes = {"_Encode(3x80x3000 f32)": 1, "_Step(3x1 i64, 1 i64)": 2}
+    base = clean.model_copy(update={"compilations": 3, "captures": shapes})
+    same = counter_verdicts("cfg", base.model_copy(), base)
+    assert [v.verdict for v in same] == ["unchanged"] and "same counts" in same[0].note
+    moved = base.model_copy(update={"captures": {"_Encode(3x80x3000 f32)": 1,
+                                                 "_Step(3x448 i64, 1 i64)": 2}})
+    (verdict,) = [v for v in counter_verdicts("cfg", moved, base)
+                  if v.metric == "counters.compilations"]
+    assert verdict.verdict == "regressed", verdict
+    assert "graph captures of other modules or shapes at the same count 3" in verdict.note
+    assert "_Step(3x448 i64, 1 i64) +2 (new)" in verdict.note, verdict.note

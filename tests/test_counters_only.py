@@ -273,3 +273,49 @@ def test_the_html_report_of_a_counters_only_run_says_not_measured(tmp_path):
     report = make_report(only)
     text = build_html(report, gate_report(report, tmp_path), report_history(report, None))
     assert "not measured" in text and "0 (counters-only)" in text
+
+
+def test_work_done_once_on_a_first_call_is_said_and_counted_warm_when_asked(
+        tmp_path, tiny_whisper, capsys, monkeypatch):
+    """A decoder layer that builds a cache on its first call (a transposed copy of its fc1
+    weight): a timed run's warm-up does that before counting, a counters-only run counts it
+    (its counted batch is the first call). Its verdict against the timed baseline says so and
+    how to count warm; `--warmup-batches 1` (which counters-only used to drop without a word)
+    then counts exactly what the timed run counted."""
+    from transformers.models.whisper import modeling_whisper
+
+    real = modeling_whisper.WhisperDecoderLayer.forward
+
+    def lazily_cached(self, *args, **kwargs):
+        if not hasattr(self, "_asrbench_test_cache"):
+            self._asrbench_test_cache = self.fc1.weight.t().clone()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_whisper.WhisperDecoderLayer, "forward", lazily_cached)
+    model = ["--model", str(tiny_whisper)]
+    reports = {name: tmp_path / f"{name}.json" for name in ("timed", "cold", "warm")}
+    assert run_cli([*RUN, *model, "--passes", "1", "--report", str(reports["timed"])]) == 0
+    assert run_cli([*RUN, *model, "--counters-only", "--report", str(reports["cold"])]) == 0
+    assert run_cli([*RUN, *model, "--counters-only", "--warmup-batches", "1",
+                    "--report", str(reports["warm"])]) == 0
+    runs = {name: json.loads(path.read_text())["runs"][0] for name, path in reports.items()}
+    unstable = ("seconds", "peak_device_memory_bytes")
+
+    def counts(name):
+        return {k: v for k, v in runs[name]["counters"].items() if k not in unstable}
+
+    assert counts("cold") != counts("timed")  # the control: the first call's clone counted
+    assert counts("warm") == counts("timed")
+    assert runs["warm"]["timings"]["warmup_batches"] == 1 and runs["warm"]["throughput"] is None
+    baselines = tmp_path / "baselines"
+    assert run_cli(["baseline", "update", "--report", str(reports["timed"]),
+                    "--baseline-dir", str(baselines)]) == 0
+    capsys.readouterr()
+    assert run_cli(["compare", "--report", str(reports["cold"]),
+                    "--baseline-dir", str(baselines)]) == 1
+    out = capsys.readouterr().out
+    assert "aten.clone f32" in out and "counted on the first call (--counters-only, no " \
+        "warm-up)" in out and "--warmup-batches 1" in out, out
+    assert run_cli(["compare", "--report", str(reports["warm"]),
+                    "--baseline-dir", str(baselines)]) == 0
+    assert "same counts" in capsys.readouterr().out

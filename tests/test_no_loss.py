@@ -376,3 +376,22 @@ def test_a_report_whose_device_class_is_a_path_is_refused(tmp_path):
     path.write_text(json.dumps(document))
     with pytest.raises(AsrbenchError, match="device.class '../etc' is not a plain name"):
         load_report(path)
+
+
+def test_a_reader_that_leaves_early_is_no_traceback(tmp_path):
+    """`asrbench compare ... | head -1`: the pipe closes while asrbench writes. It used to end
+    in a BrokenPipeError traceback; now it ends quietly (exit 1), as Unix tools do."""
+    from factories import door_report_document
+
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps(door_report_document()))
+    assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
+                 str(tmp_path / "b")]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "asrbench", "compare", "--report",
+                             str(report), "--baseline-dir", str(tmp_path / "b")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first line
+    _, err = proc.communicate(timeout=120)
+    text = err.decode()
+    assert "Traceback" not in text and "BrokenPipeError" not in text, text
+    assert proc.returncode == 1

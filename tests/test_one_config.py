@@ -228,3 +228,16 @@ def test_the_pytest_doors_baseline_free_checks_hold_the_tolerance_compare_holds(
     own = make_entry(make_run(config.id), reference_share_min=0.1)
     assert fixture(request, config, own).limit("reference_share_min") == 0.1  # the entry's wins
     assert fixture(request, config, None).limit("reference_share_min") == 0.9  # no entry
+
+
+@pytest.mark.parametrize("line", ["models = []", "datasets = []", 'precisions = "fp32"',
+                                  "batch_sizes = []"])
+def test_an_empty_or_scalar_matrix_list_is_one_line(tmp_path, line):
+    """`models = []` (or datasets) selected no config: the pytest door ended in an internal
+    error with no summary, `asrbench run` in a traceback ("the report holds no runs")."""
+    matrix = tmp_path / "matrix.toml"
+    matrix.write_text(f"[cpu]\n{line}\n")
+    with pytest.raises(AsrbenchError) as info:
+        load_section(matrix, "cpu", "cpu", "cpu")
+    key = line.split(" = ")[0]
+    assert f"[cpu]: {key} must be a non-empty list" in str(info.value)

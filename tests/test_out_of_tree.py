@@ -51,7 +51,7 @@ def test_out_of_tree_regressions_fail_compare_naming_them_and_clean_reruns_never
     kept = out.split("CAUGHT: outputs kept alive")[1].split("clean reruns")[0]
     for label, rows in (("", 2), ("batch 2/2 (1 of 1 rows real), ", 1)):
         hidden = rows * PROMPT * D_MODEL * 4 + (calls - 1) * rows * 1 * D_MODEL * 4
-        assert f"[{label}bytes still alive after the batch 0 -> {hidden} (+{hidden})]" in kept, \
+        assert f"[{label}bytes still alive after the batch 0 -> {hidden} (+{hidden})" in kept, \
             kept
     assert "result: FAIL" in kept
     assert "3 clean reruns (--counters-only): 0 counter difference(s) from the baseline, " \

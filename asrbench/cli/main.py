@@ -70,6 +70,11 @@ def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int
         print(terminal_safe(redact(f"asrbench: error: {where}{exc}"), newlines=False),
               file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `asrbench history list | head -1`: the reader left. Nothing more can be said there;
+        # stdout goes to /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         if not where:
             raise

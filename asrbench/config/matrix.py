@@ -44,6 +44,10 @@ def expand_section(section: dict[str, Any], device: str, where: str, name: str =
     if passes is not None and (isinstance(passes, bool) or not isinstance(passes, int)
                                or passes < 1):
         raise AsrbenchError(f"{where}: passes must be a positive integer, got {passes!r}")
+    for key in PRODUCT_KEYS:
+        if key in section and (not isinstance(section[key], list) or not section[key]):
+            raise AsrbenchError(f"{where}: {key} must be a non-empty list, got "
+                                f"{section[key]!r}")
     configs = []
     for model, data, precision, batch, graphs in itertools.product(
             section.get("models", ["bundled:whisper-base"]),

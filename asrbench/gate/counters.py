@@ -249,7 +249,12 @@ def counter_verdicts(config_id: str, current: Counters | None,
                                   "graph compilations/captures", baseline.compilations,
                                   current.compilations)
         anew = op_changes(baseline.captures, current.captures)
-        if verdict.verdict != "unchanged" and anew:
+        if anew and verdict.verdict == "unchanged":
+            # as many captures, of other modules or shapes: a graph compiled anew all the same
+            verdict.verdict = "regressed"
+            verdict.note = (f"graph captures of other modules or shapes at the same count "
+                            f"{_number(current.compilations)}")
+        if anew:
             # which module, which input shapes were captured anew (or no longer)
             verdict.note += " (captures: " + "; ".join(anew[:NAMED]) + (
                 f"; and {len(anew) - NAMED} more" if len(anew) > NAMED else "") + ")"
@@ -284,7 +289,20 @@ def run_counter_verdicts(run: Run, baseline: Counters | None) -> list[Verdict]:
             f"{run.config.id}: the baseline entry's counters are version {baseline.version}, "
             f"this asrbench counts version {COUNTER_VERSION}: they cannot be compared; "
             "re-record the entry (asrbench baseline update --report <report>)")
-    return counter_verdicts(run.config.id, run.counters, baseline)
+    verdicts = counter_verdicts(run.config.id, run.counters, baseline)
+    if (run.timings.passes == 0 and not run.timings.warmup_batches
+            and any(v.verdict == "regressed" for v in verdicts)):
+        # counters-only with no warm-up: each batch shape's count is the code's first call
+        # (said once, on the run's first counter that moved)
+        first = next(v for v in verdicts if v.verdict == "regressed")
+        first.note += COLD_HINT
+    return verdicts
+
+
+#: what a counters-only run without a warm-up adds to a counter that moved
+COLD_HINT = (" [counted on the first call (--counters-only, no warm-up): work done once on a "
+             "first call counts here and not in a timed run's count; if the code did not "
+             "change, run again with --warmup-batches 1]")
 
 
 def not_gated(verdicts: list[Verdict]) -> str | None:

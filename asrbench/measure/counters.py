@@ -436,18 +436,58 @@ class OpCounter(TorchDispatchMode):
         return [self.counts[("step", k)] for k in range(self.steps)]
 
 
+#: where installed packages live: pip's site-packages, Debian's (and Habana images')
+#: dist-packages
+_PACKAGE_DIRS = tuple(os.sep + name + os.sep for name in ("site-packages", "dist-packages"))
+
+
 def _site(code: Any) -> str:
-    """"<file>:<function>" of a code object, the file relative to site-packages or the
-    repository (else its name alone): the same on every machine."""
+    """"<file>:<qualified function>" of a code object, the file relative to site-packages /
+    dist-packages or the repository (else its name alone): the same on every machine and
+    Python."""
     path = os.path.abspath(code.co_filename)
-    marker = os.sep + "site-packages" + os.sep
-    if marker in path:
-        path = path.split(marker, 1)[1]
-    elif path.startswith(_REPO_ROOT):
-        path = path[len(_REPO_ROOT):]
+    for marker in _PACKAGE_DIRS:
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
     else:
-        path = os.path.basename(path)
-    return f"{path.replace(os.sep, '/')}:{getattr(code, 'co_qualname', code.co_name)}"
+        if path.startswith(_REPO_ROOT):
+            path = path[len(_REPO_ROOT):]
+        else:
+            path = os.path.basename(path)
+    name = getattr(code, "co_qualname", None) or _qualname_in_module(code)
+    return f"{path.replace(os.sep, '/')}:{name}"
+
+
+@functools.lru_cache(maxsize=None)
+def _qualname_in_module(code: Any) -> str:
+    """The qualified name of a function defined at the top of its module or in a class there
+    (through decorators' __wrapped__), found by walking the module that holds its file; else
+    its own name. Python 3.11+ keeps the qualified name on the code object (co_qualname);
+    Python 3.10, which Gaudi images ship, does not, and a host read's key must be the same on
+    both so that a baseline recorded on one holds on the other. Nothing is read from frames
+    (their locals would keep the decode's tensors alive). Once per code object."""
+    filename = os.path.abspath(code.co_filename)
+    for module in list(sys.modules.values()):
+        if os.path.abspath(str(getattr(module, "__file__", None) or "")) != filename:
+            continue
+        stack: list[tuple[str, Any, int]] = [("", module, 0)]
+        seen: set[int] = set()
+        while stack:
+            prefix, namespace, depth = stack.pop()
+            for value in list(vars(namespace).values()):
+                function = getattr(value, "__func__", value)  # classmethod, staticmethod
+                for _ in range(8):  # decorators (torch.no_grad...): functools.wraps' __wrapped__
+                    if getattr(function, "__code__", None) is code:
+                        return f"{prefix}{code.co_name}"
+                    function = getattr(function, "__wrapped__", None)
+                    if function is None:
+                        break
+                if (isinstance(value, type) and depth < 4 and id(value) not in seen
+                        and getattr(value, "__module__", None) == module.__name__):
+                    seen.add(id(value))
+                    stack.append((f"{value.__qualname__}.", value, depth + 1))
+    return str(code.co_name)
 
 
 class ReadCounter(TorchFunctionMode):

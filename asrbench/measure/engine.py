@@ -545,9 +545,12 @@ class Evaluator:
             self.device.reset_peak_memory()
             self.barrier()
             captured_from = len(self.device.graph_captures)
-            # counters-only: no warm-up unless graphs must be captured before they replay
+            # counters-only: no warm-up unless graphs must be captured before they replay, or
+            # one is asked for (--warmup-batches: a model doing work once on its first call
+            # is then counted warm, as a timed run counts it)
             warmup_batches = (self.warmup_batches(len(plan))
-                              if not counters_only or self.prepared.graphs else 0)
+                              if not counters_only or self.prepared.graphs
+                              or self.config.warmup_batches else 0)
             t_features = time.perf_counter()
             batches = prefetch(BatchSource(split.rows, plan, split.max_duration, self.featurize))
             with contextlib.closing(batches):  # workers end here, on errors too

@@ -20,7 +20,12 @@ from asrbench.formats.redact import redact_command, redact_link
 from asrbench.gate.accuracy import CONFIDENCE
 from asrbench.gate.baselines import GATED_METRICS, ONE_PROCESS_REL, RECOMMENDED_PROCESSES
 from asrbench.gate.compare import COUNTED_METRICS, ONE_SIDED, describe_contention, starved
-from asrbench.gate.counters import counter_verdicts, counts_summary, describe_changes
+from asrbench.gate.counters import (
+    UNSTABLE,
+    counter_verdicts,
+    counts_summary,
+    describe_changes,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from asrbench.ab.rounds import Outcome
@@ -489,6 +494,14 @@ def change_table(changes: list[tuple[str, BaselineEntry | None, BaselineEntry]])
         elif new.counters is not None and before_counts is not None:
             changes_text = describe_changes(counter_verdicts(config_id, new.counters,
                                                              before_counts))
+            if not changes_text and (new.counters.model_dump(exclude=UNSTABLE)
+                                     != before_counts.model_dump(exclude=UNSTABLE)):
+                # moved, but in what no counter verdict compares (the decode's length, a
+                # selection of other batches): never "unchanged"
+                changes_text = (f"changed ({counts_summary(before_counts)} -> "
+                                f"{counts_summary(new.counters)}; decode steps "
+                                f"{before_counts.decode_steps} -> {new.counters.decode_steps}, "
+                                f"tokens {before_counts.tokens} -> {new.counters.tokens})")
             lines.append(f"  counters: {changes_text or 'unchanged'}")
     return "\n".join(lines)
 

@@ -23,6 +23,7 @@ from asrbench.measure.data.audio import SAMPLE_RATE, AudioError, decode_audio
 # the sources' row type and helpers live in rows.py, which the sources import (not this
 # package: it imports the sources, and a cycle would remain); re-exported here
 from asrbench.measure.data.rows import RawRow, speaker_id, unusable
+from asrbench.render.text import terminal_safe  # the dataset's path goes to the terminal
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int |
 
     split = LoadedSplit(name=name)
     seen: set[str] = set()
-    bar = tqdm(desc=f"loading {name}", unit="clip", disable=not progress, leave=False)
+    bar = tqdm(desc=terminal_safe(f"loading {name}", newlines=False), unit="clip",
+               disable=not progress, leave=False)
     for row in rows:
         bar.update(1)
         if limit is not None and len(split.utterances) >= limit:
@@ -164,7 +166,8 @@ def index(name: str, rows: Iterable[RawRow], max_duration: float, limit: int | N
 
     found = SplitIndex(name=name, max_duration=max_duration)
     seen: set[str] = set()
-    bar = tqdm(desc=f"indexing {name}", unit="row", disable=not progress, leave=False)
+    bar = tqdm(desc=terminal_safe(f"indexing {name}", newlines=False), unit="row",
+               disable=not progress, leave=False)
     for position, row in enumerate(rows):
         bar.update(1)
         if limit is not None and len(found.rows) >= limit:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,30 @@ def probe_audio(source: str | Path | bytes, max_seconds: float | None = None) ->
     return resampled_length(info.frames, info.samplerate) if info.samplerate else 0
 
 
+def _wav_declared_bytes(source: str | Path | bytes) -> tuple[int, int] | None:
+    """(bytes a RIFF/WAVE file's data chunk declares, bytes the file holds after that chunk's
+    header), or None: not a WAV, no data chunk in its first 64 KiB, or a length left open by a
+    streaming writer (0 or 0xFFFFFFFF)."""
+    if isinstance(source, (bytes, bytearray)):
+        head, size = bytes(source[:65536]), len(source)
+    else:
+        with open(source, "rb") as fh:
+            head = fh.read(65536)
+            size = os.fstat(fh.fileno()).st_size
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk, length = head[offset:offset + 4], int.from_bytes(head[offset + 4:offset + 8],
+                                                                  "little")
+        if chunk == b"data":
+            if length in (0, 0xFFFFFFFF):
+                return None
+            return length, size - (offset + 8)
+        offset += 8 + length + (length & 1)  # chunks are padded to an even length
+    return None
+
+
 def decode_audio(source: str | Path | bytes, max_seconds: float | None = None) -> np.ndarray:
     """Decode a file path or encoded bytes to float32 mono at 16 kHz.
 
@@ -87,6 +112,12 @@ def decode_audio(source: str | Path | bytes, max_seconds: float | None = None) -
         raise AudioError(_reason(exc, isinstance(source, (str, Path)))) from None
     if samples.shape[0] == 0:
         raise AudioError("audio has no samples")
+    header = _wav_declared_bytes(source)
+    if header is not None and header[0] > header[1]:
+        # libsndfile takes a WAV's length from the file's size, so the check below cannot see
+        # a WAV cut short: its data chunk's header still declares the whole length
+        raise AudioError(f"truncated: the WAV holds {header[1]} of the {header[0]} data bytes "
+                         "its header declares")
     if info.frames > 0 and samples.shape[0] < TRUNCATION_TOLERANCE * info.frames:
         raise AudioError(f"truncated: decoded {samples.shape[0] / rate:.2f} s of the "
                          f"{declared:.2f} s the file declares")
