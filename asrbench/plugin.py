@@ -132,6 +132,17 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
         flow.check_report_path(path, "--asrbench-report")
     source = option(config, "from_report")
     if source:
+        defaults = {o.field: o.pytest_default for o in RUN_OPTIONS if o.field}
+        given = sorted(name for name, value in
+                       run_overrides(config.option, prefix="asrbench_").items()
+                       if value != defaults.get(name))
+        if given:
+            # a judged report's runs are what they are: a setting that would not apply must
+            # not look as if it had (it was ignored without a word)
+            raise AsrbenchError(
+                f"--asrbench-from-report judges the report's runs as they were run: "
+                f"{', '.join(given)} cannot apply to them; leave {'it' if len(given) == 1 else 'them'} "
+                "out, or run the configs")
         loaded = flow.from_report(source)
         state.results.update(loaded.runs)
         state.device_classes.update(loaded.device_classes)

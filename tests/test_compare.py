@@ -168,3 +168,25 @@ def test_between_process_band_never_goes_below_the_floor_and_widens_with_the_run
     # this run's own passes spread 10%: the band follows them, not the quiet baseline
     noisy = compare_run(_run(rates=(8.0, 9.0, 10.0)), quiet).verdict("samples_per_second")
     assert noisy.verdict == "unchanged" and noisy.allowed > 0.3 * 10.0
+
+
+def test_an_utterance_the_baseline_scored_and_the_run_dropped_fails_naming_why():
+    """A clip that no longer decodes is skipped, so the error rates are of fewer utterances
+    (here every rate stays the same): the change showed only as a deleted transcript, and
+    passed with --transcripts warn. Now the WER check fails, naming the clip and its reason."""
+    from asrbench.gate.policy import Policy
+
+    both = {"a": "hello world", "b": "good morning"}
+    entry = make_entry(make_run(predictions=both))
+    run = make_run(predictions={"a": "hello world"},
+                   dataset={"name": "x", "skipped": [{"id": "b", "reason": "truncated: ..."}],
+                            "skipped_count": 1})
+    comparison = compare_run(run, entry)
+    (dropped,) = [v for v in comparison.verdicts if v.metric == "utterances"]
+    assert dropped.verdict == "regressed" and (dropped.baseline, dropped.value) == (2.0, 1.0)
+    assert dropped.note == ("utterances 2 -> 1, scored in the baseline and not here "
+                            "(b: truncated: ...)")
+    failing = [f.check for f in Policy(transcripts="warn").findings(comparison) if f.fails]
+    assert failing == ["wer"]
+    same = compare_run(make_run(predictions=both), entry)
+    assert not [v for v in same.verdicts if v.metric == "utterances"]  # the control

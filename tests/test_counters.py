@@ -223,13 +223,7 @@ def test_cross_attention_kv_recomputed_every_step_is_caught_per_step_by_name(tin
 
 
 def test_a_host_read_per_token_raises_host_syncs_per_token(tiny):
-    clean, clean_rows = counted(tiny, static=True)
-    handle = tiny.model.get_decoder().register_forward_hook(host_read)
-    try:
-        slow, slow_rows = counted(tiny, static=True)
-    finally:
-        handle.remove()
-    assert slow_rows == clean_rows
+    clean, slow = counted_with_decoder_hook(tiny, host_read)
     # the static decoder reads "all rows ended?" after every step but the last (length cap)
     steps = clean.decode_steps
     assert clean.host_syncs_per_token == (steps - 1) / steps
@@ -537,16 +531,23 @@ def read_per_step(module, args, output):
     output.last_hidden_state[:, -1, :2].tolist()
 
 
-def test_a_tolist_per_step_is_counted_at_its_call_site_on_the_cpu(tiny):
-    """.tolist() dispatches no aten op on the CPU: the dispatch-level host syncs stay the same,
-    and the Python-level host reads name it by file and function, one per decode step."""
+def counted_with_decoder_hook(tiny, hook):
+    """The static decoder's counts, clean and with `hook` on the decoder's forward; the
+    transcripts must not move."""
     clean, clean_rows = counted(tiny, static=True)
-    handle = tiny.model.get_decoder().register_forward_hook(read_per_step)
+    handle = tiny.model.get_decoder().register_forward_hook(hook)
     try:
         slow, slow_rows = counted(tiny, static=True)
     finally:
         handle.remove()
     assert slow_rows == clean_rows
+    return clean, slow
+
+
+def test_a_tolist_per_step_is_counted_at_its_call_site_on_the_cpu(tiny):
+    """.tolist() dispatches no aten op on the CPU: the dispatch-level host syncs stay the same,
+    and the Python-level host reads name it by file and function, one per decode step."""
+    clean, slow = counted_with_decoder_hook(tiny, read_per_step)
     assert slow.host_sync_ops == clean.host_sync_ops  # invisible to the dispatch level
     site = "Tensor.tolist @ tests/test_counters.py:read_per_step"
     assert site not in clean.host_reads and slow.host_reads[site] == slow.decode_steps
@@ -570,13 +571,7 @@ def print_per_step(module, args, output):
 
 def test_printing_or_formatting_a_tensor_per_step_is_a_host_read_at_its_call_site(tiny):
     """repr() and format() of tensors were invisible: every counter equalled a clean run's."""
-    clean, clean_rows = counted(tiny, static=True)
-    handle = tiny.model.get_decoder().register_forward_hook(print_per_step)
-    try:
-        slow, slow_rows = counted(tiny, static=True)
-    finally:
-        handle.remove()
-    assert slow_rows == clean_rows
+    clean, slow = counted_with_decoder_hook(tiny, print_per_step)
     for method in ("__repr__", "__format__"):
         site = f"Tensor.{method} @ tests/test_counters.py:print_per_step"
         assert site not in clean.host_reads and slow.host_reads[site] == slow.decode_steps

@@ -52,12 +52,7 @@ def test_each_run_of_a_judged_report_keeps_its_own_tolerance_policy(project, pyt
     document["runs"][1]["tolerance_policy"] = {"wer_abs": 0.001}
     report = tmp_path / "tolerances.json"
     report.write_text(json.dumps(document))
-    baseline = json.loads((project["baselines"] / "cpu.json").read_text())
-    for config in DOOR_CONFIGS:
-        baseline["entries"][config.id]["metrics"]["wer"] -= 0.05
-    folder = tmp_path / "moved"
-    folder.mkdir()
-    (folder / "cpu.json").write_text(json.dumps(baseline))
+    folder = _worse_wer_baselines(project, tmp_path)
 
     capsys.readouterr()
     assert main(["compare", "--report", str(report), "--baseline-dir", str(folder)]) == 1
@@ -326,3 +321,16 @@ def test_a_report_with_one_id_twice_is_refused_by_every_door(project, pytester, 
     result, text = pytest_door(pytester, twice, project["baselines"])
     assert result.ret != pytest.ExitCode.OK, text
     assert f"two runs have the id {DOOR_CONFIGS[0].id}" in text, text
+
+
+def test_settings_that_cannot_apply_to_a_judged_report_are_refused(project, pytester):
+    """--asrbench-from-report with --asrbench-model / --asrbench-limit: the report's runs were
+    judged as they were and the options ignored without a word (a green session that looked
+    as if it had judged another model)."""
+    result, text = pytest_door(pytester, project["report"], project["baselines"],
+                               "--asrbench-model", "openai/whisper-small",
+                               "--asrbench-limit", "3")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert "limit, model cannot apply to them" in text, text
+    result, text = pytest_door(pytester, project["report"], project["baselines"])
+    assert result.ret == pytest.ExitCode.OK, text  # the control: nothing given, judged

@@ -369,3 +369,15 @@ def test_real_runs_history_holds_every_run_in_order(real_history):
     assert device_class == "cpu" and config_id.endswith("-bs4-ml40-n4")
     assert all(p.passes == 2 and p.utterances == 4 for p in points)
     assert len({p.wer for p in points}) == 1  # six copies of one real run (make_real_history)
+
+
+def test_a_secret_typed_into_commit_or_branch_is_stored_redacted(store_url, tmp_path):
+    """`history add --commit/--branch` values are stored and shown (history list/show, the
+    HTML): a token pasted into them is masked as in every command line asrbench records."""
+    path = write_report(tmp_path / "r.json", make_report_document())
+    add_report(store_url, path, commit="deadbeef HF_TOKEN=hf_SECRETBRANCH123456",
+               branch="feature password=SECRETPW")
+    with open_store(store_url) as store:
+        (stored,) = store.reports()
+    text = f"{stored.commit} {stored.branch}"
+    assert "SECRET" not in text and "deadbeef" in text and "feature" in text, text

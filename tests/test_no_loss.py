@@ -360,6 +360,19 @@ def test_an_error_quoting_a_secret_the_user_gave_is_redacted(capsys):
                  "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "SECRETMODEL" not in err and "asrbench: error:" in err, err
+    # argparse's usage error quotes an unknown option's value
+    with pytest.raises(SystemExit):
+        main(["run", "--token", "hf_SECRETCLI12345"])
+    err = capsys.readouterr().err
+    assert "SECRETCLI" not in err and "unrecognized arguments: --token ***" in err, err
+
+
+def test_a_bad_hf_endpoint_port_is_unreachable_not_a_traceback(monkeypatch):
+    from asrbench.measure.reach import hub_reachable
+
+    for endpoint in ("https://mirror.invalid:99999", "https://mirror.invalid:8x"):
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        assert hub_reachable(timeout=0.1) is False
 
 
 def test_a_report_whose_device_class_is_a_path_is_refused(tmp_path):

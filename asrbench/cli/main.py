@@ -9,11 +9,12 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from asrbench import __version__
 from asrbench.cli import ab, baseline, bisect, compare, export, history, html, merge, peers, run
 from asrbench.errors import AsrbenchError, first_line
-from asrbench.formats.redact import redact
+from asrbench.formats.redact import redact, redact_argv
 from asrbench.measure.distributed import detect_launch
 from asrbench.processes import hold_collections
 from asrbench.render.text import terminal_safe
@@ -22,9 +23,17 @@ from asrbench.render.text import terminal_safe
 COMMAND_MODULES = (run, merge, compare, peers, baseline, history, html, export, ab, bisect)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are redacted: `unrecognized arguments: --token
+    hf_...` quotes what the user typed (subcommands' parsers are of the same class)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(redact(" ".join(redact_argv(message.split(" ")))))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand (each sets `func`, the command to call)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="asrbench",
         description="Regression benchmark suite for sequence-to-sequence speech recognition "
                     "(Whisper) on Gaudi HPU, CUDA and CPU.")

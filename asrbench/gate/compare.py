@@ -362,6 +362,9 @@ def compare_run(run: Run, entry: BaselineEntry | None,
                     for metric in ("wer", "wer_normalized")]
         verdicts.append(_error_rate_verdict(
             config_id, "cer", run.metrics.cer, entry.metrics.cer, tolerance.limit("cer_abs")))
+    dropped = _dropped_utterances(config_id, entry, run)
+    if dropped is not None:
+        verdicts.append(dropped)
     verdicts.append(not_measured(run, entry) if run.counters_only
                     else _throughput_verdict(config_id, run, entry, tolerance))
     verdicts += run_checks(run, tolerance)
@@ -369,6 +372,23 @@ def compare_run(run: Run, entry: BaselineEntry | None,
     return Comparison(config_id=config_id, has_entry=True, verdicts=verdicts,
                       transcripts=transcripts,
                       accuracy=accuracy_change(run, entry) if transcripts else None)
+
+
+def _dropped_utterances(config_id: str, entry: BaselineEntry, run: Run) -> Verdict | None:
+    """A failing "utterances" verdict when utterances the baseline scored are not in the run
+    (a clip that no longer decodes is skipped: the error rates are then of fewer utterances,
+    and may look better), naming them and why they were skipped; None when none is missing."""
+    present = {u.id for u in run.utterances}
+    gone = [uid for uid in entry.predictions if uid not in present]
+    if not gone:
+        return None
+    reasons = {s.id: s.reason for s in run.dataset.skipped}
+    named = "; ".join(f"{uid}: {reasons.get(uid, 'not in this run')}" for uid in gone[:5])
+    more = f"; and {len(gone) - 5} more" if len(gone) > 5 else ""
+    return _verdict(config_id, "utterances", "regressed", float(len(present)),
+                    float(len(entry.predictions)), float(len(present) - len(entry.predictions)),
+                    0.0, f"utterances {len(entry.predictions)} -> {len(present)}, scored in the "
+                    f"baseline and not here ({named}{more})")
 
 
 def missing_entries(baseline_entries: dict[str, BaselineEntry], run_ids: set[str]

@@ -446,6 +446,9 @@ class Store:
         git = environment.get("git") or {}
         device = environment.get("device") or {}
         report_commit = _text(git.get("commit"))
+        # what the user typed is stored and shown (history list/show, the HTML): redacted as
+        # every command line asrbench records is
+        commit, branch = (redact_secrets(value) if value else value for value in (commit, branch))
         commit_sha = _text(commit) or report_commit
         dirty = git.get("dirty")
         device_class = _text(device.get("class")) or (report.runs[0].device.class_

@@ -27,7 +27,10 @@ def hub_offline_requested(environ: Mapping[str, str] | None = None) -> bool:
 def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
     """Whether a TCP connection to the Hugging Face Hub opens within `timeout` seconds."""
     endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    except ValueError:  # a port that is no number, or out of range: nothing to reach
+        return False
     try:
         socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout).close()
         return True
