@@ -392,6 +392,8 @@ class Finished:
             missed.append("history not updated")
         if self.written is not None and self.written.elsewhere:
             missed.append("report not written where asked")
+        if self.markdown_error is not None:
+            missed.append("summary not written")  # `asrbench compare` exits 2 for it
         return missed
 
 

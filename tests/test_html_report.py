@@ -96,6 +96,10 @@ def test_everything_from_data_is_escaped(tmp_path):
     parsed = _parse(text)
     names = [tag for tag, _ in parsed.tags]
     assert names.count("script") == 3  # the figures' JSON, plotly.js, the start-up script
+    import plotly.offline
+
+    # the version of the plotly.js inlined, not of the Python package (7.1.0 beside 4.1.1)
+    assert f"plotly.js {plotly.offline.get_plotlyjs_version()}\n(inlined" in text
     assert "img" not in names and "b" not in names
     assert not [(t, a) for t, a in parsed.tags for a in a if a.lower().startswith("on")]
     # Nothing is loaded from anywhere: no src or href attribute at all, and a CSP that forbids it.

@@ -75,3 +75,19 @@ def test_a_command_s_own_defaults_sit_below_the_flags():
     assert (config.device, config.dataset_config, config.language) == ("cpu", "en", "english")
     (config,) = resolve({"dataset": "/data/x"}, defaults={"dataset_config": "en"}).configs
     assert config.dataset_config is None
+
+
+def test_a_locale_flag_over_a_matrix_runs_that_locale_s_rows_not_others_languages(tmp_path):
+    """`--dataset-config en` over a section with a Hindi row (language hindi) and an English
+    row: the pytest door also ran English audio forced to Hindi (an "en-test-hindi" config),
+    which `asrbench run --dataset-config en` never did. With --language given, it applies."""
+    path = tmp_path / "m.toml"
+    path.write_text(MATRIX)
+    selection = resolve({"dataset_config": "en", "device": "cpu"}, matrix=path, device=CPU)
+    assert {(c.dataset_config, c.language) for c in selection.configs} == {("en", "english")}
+    forced = resolve({"dataset_config": "en", "language": "hindi", "device": "cpu"},
+                     matrix=path, device=CPU)
+    assert {(c.dataset_config, c.language) for c in forced.configs} == {("en", "hindi")}
+    # a locale no row has: every row takes it, as before
+    other = resolve({"dataset_config": "fr", "device": "cpu"}, matrix=path, device=CPU)
+    assert {c.dataset_config for c in other.configs} == {"fr"}

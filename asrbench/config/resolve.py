@@ -73,7 +73,16 @@ def _from_matrix(matrix: str | Path, flags: dict[str, Any], passes: int | None,
     device_class, kind = device()
     section = load_section(matrix, device_class, kind, flags.get("device", "auto"))
     changes = {**flags, **({"dataset_config": None} if new_dataset else {})}
-    configs = [config.replace(**changes) for config in section.configs]
+    rows = section.configs
+    wanted = flags.get("dataset_config")
+    if wanted is not None and "language" not in flags:
+        # --dataset-config alone: a row of another locale brought that locale's language
+        # (`hi` with `hindi`); where the section has a row of the asked locale for the same
+        # dataset, only such rows run (the CLI's defaults do the same), not `en` audio forced
+        # to Hindi
+        have = {c.dataset for c in rows if c.dataset_config == wanted}
+        rows = [c for c in rows if c.dataset_config == wanted or c.dataset not in have]
+    configs = [config.replace(**changes) for config in rows]
     return Selection(_unique(configs), passes or section.passes or DEFAULT_PASSES,
                      section.tolerance, f"{matrix} [{section.name}]")
 

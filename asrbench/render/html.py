@@ -406,8 +406,8 @@ lines on the charts.</p>
         history_rows)}
 <h2>Environment</h2>
 {_table("environment", ["key", "value"], environment_rows)}
-<p class="meta">Made by asrbench with plotly.js {esc(plotly.__version__)} (inlined; no
-network needed).</p>
+<p class="meta">Made by asrbench with plotly.js {esc(plotly.offline.get_plotlyjs_version())}
+(inlined; no network needed).</p>
 """
     bundle = plotly.offline.get_plotlyjs()
     if "</script" in bundle.lower():  # pragma: no cover - would end the inline script early
