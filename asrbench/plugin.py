@@ -419,6 +419,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(STATE_KEY, None)
     if state is None or not (state.results or state.selected):
         return
+    if session.config.option.collectonly:
+        return  # `--collect-only` lists the tests: nothing was to be judged, nothing written
 
     config = session.config
     report_path = _report_path(config)

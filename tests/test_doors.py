@@ -334,3 +334,14 @@ def test_settings_that_cannot_apply_to_a_judged_report_are_refused(project, pyte
     assert "limit, model cannot apply to them" in text, text
     result, text = pytest_door(pytester, project["report"], project["baselines"])
     assert result.ret == pytest.ExitCode.OK, text  # the control: nothing given, judged
+
+
+def test_collect_only_lists_the_tests_and_judges_nothing(project, pytester):
+    """`pytest --collect-only` ran no test: the door used to judge the selected configs as
+    "could not judge", write a red summary and exit 1."""
+    out = pytester.path / "listed.json"
+    result, text = pytest_door(pytester, project["report"], project["baselines"],
+                               "--asrbench-report", str(out), "--collect-only")
+    assert result.ret == pytest.ExitCode.OK, text
+    assert "could not judge" not in text and f"test_wer[{DOOR_CONFIGS[0].id}]" in text, text
+    assert not out.exists() and not out.with_suffix(".md").exists()
