@@ -141,8 +141,8 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
             # not look as if it had (it was ignored without a word)
             raise AsrbenchError(
                 f"--asrbench-from-report judges the report's runs as they were run: "
-                f"{', '.join(given)} cannot apply to them; leave {'it' if len(given) == 1 else 'them'} "
-                "out, or run the configs")
+                f"{', '.join(given)} cannot apply to them; leave "
+                f"{'it' if len(given) == 1 else 'them'} out, or run the configs")
         loaded = flow.from_report(source)
         state.results.update(loaded.runs)
         state.device_classes.update(loaded.device_classes)

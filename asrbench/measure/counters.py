@@ -459,7 +459,7 @@ def _site(code: Any) -> str:
     return f"{path.replace(os.sep, '/')}:{name}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _qualname_in_module(code: Any) -> str:
     """The qualified name of a function defined at the top of its module or in a class there
     (through decorators' __wrapped__), found by walking the module that holds its file; else
@@ -467,7 +467,7 @@ def _qualname_in_module(code: Any) -> str:
     Python 3.10, which Gaudi images ship, does not, and a host read's key must be the same on
     both so that a baseline recorded on one holds on the other. Nothing is read from frames
     (their locals would keep the decode's tensors alive). Once per code object."""
-    filename = os.path.abspath(code.co_filename)
+    filename, own = os.path.abspath(code.co_filename), str(code.co_name)
     for module in list(sys.modules.values()):
         if os.path.abspath(str(getattr(module, "__file__", None) or "")) != filename:
             continue
@@ -479,7 +479,7 @@ def _qualname_in_module(code: Any) -> str:
                 function = getattr(value, "__func__", value)  # classmethod, staticmethod
                 for _ in range(8):  # decorators (torch.no_grad...): functools.wraps' __wrapped__
                     if getattr(function, "__code__", None) is code:
-                        return f"{prefix}{code.co_name}"
+                        return f"{prefix}{own}"
                     function = getattr(function, "__wrapped__", None)
                     if function is None:
                         break
@@ -487,7 +487,7 @@ def _qualname_in_module(code: Any) -> str:
                         and getattr(value, "__module__", None) == module.__name__):
                     seen.add(id(value))
                     stack.append((f"{value.__qualname__}.", value, depth + 1))
-    return str(code.co_name)
+    return own
 
 
 class ReadCounter(TorchFunctionMode):
