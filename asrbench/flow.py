@@ -148,10 +148,12 @@ def preflight(configs: list[BenchConfig]) -> None:
 
 @dataclass
 class Interruption:
-    """A signal that stopped a run: its name and the exit status it calls for (128 + n)."""
+    """What stopped a run: a signal's name and the exit status it calls for (128 + n), or a
+    later config's one-line error (`error`, exit 2) after earlier configs finished."""
 
     signal: str
     code: int
+    error: str | None = None
 
 
 @dataclass
@@ -174,6 +176,12 @@ def measure(session: Session, configs: list[BenchConfig], passes: int) -> Measur
             runs.append(session.evaluate(config, passes))
     except processes.Ended as exc:
         return Measured(runs, len(configs), Interruption(exc.signal_name, exc.code))
+    except AsrbenchError as exc:
+        if not runs:
+            raise
+        # a later config's user error (an empty shard of its split, a model that is not
+        # there): the configs that finished are kept, as an interruption keeps them
+        return Measured(runs, len(configs), Interruption("error", 2, str(exc)))
     except KeyboardInterrupt:  # a SIGINT that arrived where the handler was not installed
         return Measured(runs, len(configs), Interruption("SIGINT", 128 + signal.SIGINT))
     finally:

@@ -408,3 +408,46 @@ def test_a_reader_that_leaves_early_is_no_traceback(tmp_path):
     text = err.decode()
     assert "Traceback" not in text and "BrokenPipeError" not in text, text
     assert proc.returncode == 1
+
+
+def test_a_signal_before_any_run_finished_leaves_the_previous_report(tmp_path, tiny_whisper):
+    """Ctrl-C right after starting used to replace the last run's report (the default
+    reports/latest.json) with an empty one; nothing finished, so nothing is written."""
+    report = tmp_path / "r.json"
+    report.write_text('{"earlier": "a good report"}')
+    script = SIGNAL_DURING_SECOND_RUN.replace("len(calls) == 2", "len(calls) == 1")
+    proc = subprocess.run([sys.executable, "-c", script, "SIGTERM", str(report),
+                           str(tiny_whisper)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert report.read_text() == '{"earlier": "a good report"}'
+    assert f"asrbench: interrupted (SIGTERM) after 0 of 2 run(s); no report written ({report} " \
+        "is left as it was)" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_an_error_in_a_later_config_keeps_the_runs_that_finished(tmp_path, capsys, monkeypatch,
+                                                                 tiny_whisper):
+    """A one-line user error in the second config (an empty shard of its split, say) used to
+    end the run with nothing written: the first config's finished run was lost."""
+    from asrbench.errors import AsrbenchError
+    from asrbench.measure.session import Session
+
+    real = Session.evaluate
+    calls = []
+
+    def evaluate(self, config, passes):
+        calls.append(config.id)
+        if len(calls) == 2:
+            raise AsrbenchError("shard 3/4 of this split is empty")
+        return real(self, config, passes)
+
+    monkeypatch.setattr(Session, "evaluate", evaluate)
+    report = tmp_path / "r.json"
+    code = main(["run", "--limit", "1", "--passes", "1", "--generation-max-length", "16",
+                 "--model", str(tiny_whisper), "--no-progress", "--report", str(report)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert (f"asrbench: error: shard 3/4 of this split is empty; stopped after 1 of 2 run(s); "
+            f"the finished runs are in {report}, marked interrupted") in err, err
+    document = json.loads(report.read_text())
+    assert document["interrupted"] is True and len(document["runs"]) == 1

@@ -15,12 +15,20 @@ import statistics
 from pathlib import Path
 
 import pytest
+from factories import make_contention
 
 from asrbench.cli.main import main
 from asrbench.errors import AsrbenchError
 from asrbench.formats.io import load_report, write_report
 from asrbench.formats.merge import merge_reports
-from asrbench.formats.model import COUNTER_VERSION, SCHEMA_VERSION, Report, dump
+from asrbench.formats.model import (
+    COUNTER_VERSION,
+    SCHEMA_VERSION,
+    Contention,
+    Report,
+    Skip,
+    dump,
+)
 from asrbench.measure.distributed import ShardSpec, parse_shard, shard_members, split_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -401,3 +409,39 @@ def test_the_kubernetes_example_shards_merge_into_the_single_run(tmp_path, monke
                                      tmp_path)
     assert len(shards) == 2
     assert_same_run(merged, single_run)
+
+
+def test_merge_refuses_shards_that_lost_utterances_and_keeps_the_most_starved_contention():
+    """A shard report with an utterance removed merged into a 4-of-5 run with its WER (the
+    config's id still saying the whole split), which `baseline update` recorded. A clip that
+    did not decode is skipped in its own shard and still accounted for."""
+    shards = two_shards()
+    one = shards[0][1].runs[0]
+    shorter = one.shard.model_copy(update={"positions": one.shard.positions[:-1]})
+    dropped = one.model_copy(update={"utterances": one.utterances[:-1], "shard": shorter})
+    with pytest.raises(AsrbenchError, match=r"the shards account for 4 of the split's 5 usable "
+                                            r"utterances \(4 scored, 0 that did not decode\)"):
+        merge_reports([("one.json", report(dropped)), shards[1]])
+    # the same utterance skipped in its shard (it did not decode): accounted for, merged
+    skip = dropped.dataset.model_copy(update={"skipped": [Skip(id="e", reason="truncated")]})
+    failed = dropped.model_copy(update={"dataset": skip, "shard": dropped.shard.model_copy(
+        update={"skipped_positions": [4]})})
+    (run,) = merge_reports([("one.json", report(failed)), shards[1]]).runs
+    assert [u.id for u in run.utterances] == ["a", "b", "c", "d"]
+    # contention: a shard starved of the machine makes the merged run's throughput unjudged
+    busy = Contention.model_validate(make_contention(1.0, 3.0, threads=1))
+    starved = one.model_copy(update={"timings": one.timings.model_copy(
+        update={"contention": busy})})
+    (run,) = merge_reports([("one.json", report(starved)), shards[1]]).runs
+    assert run.timings.contention == busy
+
+
+def test_merge_never_writes_over_one_of_its_shards(tmp_path, capsys):
+    paths = []
+    for name, document in two_shards():
+        paths.append(tmp_path / name)
+        write_report(paths[-1], document)
+    before = paths[0].read_bytes()
+    assert main(["merge", *map(str, paths), "--report", str(paths[0])]) == 2
+    assert "is one of the shards' reports" in capsys.readouterr().err
+    assert paths[0].read_bytes() == before

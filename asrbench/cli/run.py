@@ -76,9 +76,12 @@ def command(args: argparse.Namespace) -> int:
     flow.preflight(selection.configs)
     measured = flow.measure(session, selection.configs, selection.passes)
     if measured.interrupted is not None:
-        if world.is_main:
+        if world.is_main and measured.runs:
             written = _write(flow.make_report(measured.runs, interrupted=True), report_path)
             print(doors.interrupted_line(measured, written), file=sys.stderr)
+        elif world.is_main:
+            # nothing finished: the report an earlier run left at the path stays as it was
+            print(doors.interrupted_line(measured, None, report_path), file=sys.stderr)
         return measured.interrupted.code
     world.close()
     if not world.is_main:

@@ -13,6 +13,7 @@ missing or given twice, shards of different configs, code versions, counts or sp
 
 from __future__ import annotations
 
+import collections
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from asrbench.formats.model import (
     Timings,
     UtteranceResult,
     build_report,
+    most_starved,
 )
 
 #: how a merged run's samples/s was pooled (also in the run's `merged.throughput`)
@@ -256,6 +258,7 @@ def _timings(shards: list[_Shard], passes: int) -> Timings:
     median = statistics.median(pass_seconds)
     features, detokenize = added("feature_extraction_seconds"), added("detokenize_seconds")
     timings = Timings(
+        contention=most_starved(t.contention for t in parts),  # judged as its most starved
         feature_extraction_seconds=features, warmup_seconds=added("warmup_seconds"),
         warmup_batches=added_count("warmup_batches"), pass_seconds=pass_seconds,
         pass_seconds_median=median, passes=passes, batches_per_pass=added_count("batches_per_pass"),
@@ -302,6 +305,19 @@ def merge_runs(shards: list[Any]) -> Run:
     if len(utterances) > info.split_utterances:
         raise AsrbenchError(f"{head.config.id}: the shards hold {len(utterances)} utterances "
                             f"of a {info.split_utterances}-utterance split")
+    if len(shards) > 1:
+        # every usable utterance is in one shard: scored there, or skipped there when it did
+        # not decode (a skip of the index is in every shard's list, a decoding failure in its
+        # own shard's only). Fewer: a shard's report lost some (edited, truncated).
+        seen_in = collections.Counter(key for shard in shards for key in
+                                      {(k.id, k.reason) for k in shard.run.dataset.skipped})
+        failed = sum(1 for count in seen_in.values() if count < len(shards))
+        if len(utterances) + failed < info.split_utterances:
+            raise AsrbenchError(
+                f"{head.config.id}: the shards account for {len(utterances) + failed} of the "
+                f"split's {info.split_utterances} usable utterances ({len(utterances)} scored, "
+                f"{failed} that did not decode): a shard's report lost some (edited or "
+                "truncated); merge the shards' reports as they were written")
     # One pass in split order: the edit counts summed, and tokens and audio seconds added up
     # in the order one run's scoring adds them (the same float sum).
     missing = next((u.id for u in utterances if u.edits is None), None)

@@ -430,6 +430,14 @@ class Contention(_Model):
         return self.cpu_seconds / (self.wall_seconds * self.threads)
 
 
+def most_starved(measured: Iterable[Contention | None]) -> Contention | None:
+    """The contention of the part that got the least of the machine (a pass lasts as long as
+    its slowest rank; a merged run is as judgeable as its most starved shard), or None."""
+    known = [c for c in measured if c is not None]
+    return min(known, key=lambda c: c.cpu_share if c.cpu_share is not None
+               else float("inf")) if known else None
+
+
 class Timings(_Model):
     """Where one run's time went (informational except compilations, which the gate reads).
     Every field is optional: reports written before a field existed still load."""

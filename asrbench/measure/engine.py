@@ -44,6 +44,7 @@ from asrbench.formats.model import (
     ThroughputStats,
     Timings,
     UtteranceResult,
+    most_starved,
 )
 from asrbench.measure import decoding
 from asrbench.measure.contention import ContentionMeter
@@ -145,10 +146,8 @@ def merge_timings(parts: list[Timings], utterances: list[int],
         decoder=parts[0].decoder or "", compilations=compilations,
         peak_device_memory_bytes=_largest([p.peak_device_memory_bytes for p in parts]),
         peak_host_rss_bytes=_largest([p.peak_host_rss_bytes for p in parts]))
-    measured = [p.contention for p in parts if p.contention is not None]
-    if measured:  # a pass lasts as long as its slowest rank: the most starved one speaks
-        merged.contention = min(measured, key=lambda c: c.cpu_share if c.cpu_share is not None
-                                else float("inf"))
+    # a pass lasts as long as its slowest rank: the most starved one speaks
+    merged.contention = most_starved(p.contention for p in parts)
     merged.world_size = len(parts)
     merged.ranks = [
         RankTimings(rank=rank, utterances=count, pass_seconds=list(p.pass_seconds),

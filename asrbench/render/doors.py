@@ -43,12 +43,22 @@ def not_written_line(written: Written) -> str:
             f"to {written.path}")
 
 
-def interrupted_line(measured: Measured, written: Written) -> str:
-    """A run stopped by a signal: how many runs finished, and where they are."""
+def interrupted_line(measured: Measured, written: Written | None,
+                     wanted: Path | None = None) -> str:
+    """A run stopped by a signal or a later config's error: how many runs finished, and where
+    they are (`written` None: none finished, nothing was written over `wanted`)."""
     interrupted = measured.interrupted
     name = interrupted.signal if interrupted is not None else "?"
-    return (f"asrbench: interrupted ({name}) after {len(measured.runs)} of {measured.planned} "
-            f"run(s); the finished runs are in {written.path}, marked interrupted")
+    head = (f"asrbench: error: {interrupted.error}; stopped"
+            if interrupted is not None and interrupted.error else
+            f"asrbench: interrupted ({name})")
+    if written is None:
+        line = (f"{head} after 0 of {measured.planned} run(s); no report written "
+                f"({wanted} is left as it was)")
+    else:
+        line = (f"{head} after {len(measured.runs)} of {measured.planned} "
+                f"run(s); the finished runs are in {written.path}, marked interrupted")
+    return terminal_safe(redact(line), newlines=False)
 
 
 def run_summary(runs: list[Run], *, transcripts: bool = False, ranks: int = 1,
