@@ -273,6 +273,13 @@ def test_an_interrupted_ab_keeps_the_rounds_that_finished(tmp_path, monkeypatch)
     outcome = run_ab(settings, sides, tmp_path)
     assert outcome.interrupted and len(outcome.rounds) == 2
     assert outcome.decisions[0].rounds == 2
+    # its Markdown summary leads with "could not judge", never "no failure"
+    from asrbench.ab.run import AbResult
+    from asrbench.render.text import ab_markdown
+
+    summary = ab_markdown(AbResult(outcome, comparisons(outcome), False), Policy())
+    header = summary.split("\n\n")[0] + summary.split("\n\n")[1]
+    assert "no failure" not in header and "interrupted before its decision" in summary, summary
 
 
 def test_rounds_stop_only_at_the_looks(tmp_path, monkeypatch):
@@ -483,3 +490,49 @@ def test_no_recipe_cache_and_other_devices_give_the_sides_no_recipe_folder(tmp_p
         environment("--recipe-cache", str(tmp_path), "--no-recipe-cache")
     with pytest.raises(AsrbenchError, match="--counters-only times nothing"):
         environment("--counters-only")
+
+
+def test_two_settings_never_fail_on_counters_whatever_moved():
+    """fp32 against bf16 (or --eos-check-every) keeps the batch shape: the per-counter
+    verdicts got through and failed every such A/B. Two settings count different work by
+    design: one "not compared" line says what moved; the same config is compared exactly."""
+    from asrbench.formats.model import COUNTER_VERSION
+
+    def counted(report, mm, config_id):
+        document = report.model_dump(mode="json", by_alias=True)
+        document["runs"][0]["config"]["id"] = config_id
+        document["runs"][0]["counters"] = {
+            "version": COUNTER_VERSION, "selection": "s", "rows": 1, "real_rows": 1,
+            "replay_bypassed": False, "encoder_calls": 1, "decode_steps": 3, "steady_steps": 2,
+            "decode_step_ops": {"aten.mm f32": mm}, "flops": 100, "flops_per_utterance": 100,
+            "host_syncs": 3, "host_syncs_per_token": 1.0, "tokens": 3}
+        return Report.model_validate(document)
+
+    outcome = _outcome({"a": "x"}, {"a": "x"}, [10.0] * 4, [10.0] * 4)
+    outcome.reports = {"base": counted(outcome.reports["base"], 7, "cfg-fp32"),
+                       "head": counted(outcome.reports["head"], 9, "cfg-bf16")}
+    outcome.pairs = [("cfg-fp32", "cfg-bf16")]
+    comps = comparisons(outcome)
+    counters = [v for v in comps[0].verdicts if v.metric.startswith("counters")]
+    assert [(v.metric, v.verdict) for v in counters] == [("counters", "unchanged")]
+    assert counters[0].note.startswith("counters not compared: the two sides run different "
+                                       "settings (what moved: ") and "7 -> 9" in counters[0].note
+    assert not Policy().fails(comps)
+    outcome.pairs = [("cfg-fp32", "cfg-fp32")]  # one config on two code versions: exact
+    outcome.reports["head"] = counted(outcome.reports["head"], 9, "cfg-fp32")
+    assert Policy().fails(comparisons(outcome))
+
+
+def test_a_side_that_writes_no_report_never_borrows_an_earlier_one(tmp_path):
+    """--keep-reports names a folder an earlier A/B filled: a side whose process wrote
+    nothing (here `true`) was judged from the earlier A/B's report there, a verdict for code
+    that never ran. The path is cleared before each side starts."""
+    from asrbench.ab.rounds import ProcessRunner
+
+    stale = tmp_path / "accuracy-base.json"
+    stale.write_text(json.dumps(_report({"a": "x"}).model_dump(mode="json", by_alias=True)))
+    runner = ProcessRunner(Settings(shared=[], seed=0), {"base": Side("base", ["true"])},
+                           tmp_path)
+    with pytest.raises(AsrbenchError, match="not found"):
+        runner.accuracy("base")
+    assert not stale.exists()

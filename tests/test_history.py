@@ -340,6 +340,9 @@ def test_history_commands(tmp_path, capsys):
     assert changes[0]["relative"] == pytest.approx(-0.2, abs=0.01)
     assert run_cli(["history", "changes", "--history", url, "--metric", "wer"]) == 0
     assert "no persistent step in 1 series" in capsys.readouterr().out
+    # --json naming a folder: one line before the scan (it was a traceback after it)
+    with pytest.raises(AsrbenchError, match=f"--json {tmp_path} is a directory"):
+        run_cli(["history", "changes", "--history", url, "--json", str(tmp_path)])
 
 
 def test_history_command_errors_are_one_line(tmp_path):

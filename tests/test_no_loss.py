@@ -389,6 +389,15 @@ def test_a_report_whose_device_class_is_a_path_is_refused(tmp_path):
     path.write_text(json.dumps(document))
     with pytest.raises(AsrbenchError, match="device.class '../etc' is not a plain name"):
         load_report(path)
+    # git facts the history, the HTML and the exports read as text and a flag (an integer
+    # commit crashed `asrbench html`; dirty "no" was stored as dirty)
+    for field, value, message in (("commit", 1234567, "git.commit must be text"),
+                                  ("dirty", "no", "git.dirty must be true or false")):
+        document = door_report_document()
+        document["environment"]["git"] = {field: value}
+        path.write_text(json.dumps(document))
+        with pytest.raises(AsrbenchError, match=message):
+            load_report(path)
 
 
 def test_a_reader_that_leaves_early_is_no_traceback(tmp_path):

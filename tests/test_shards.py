@@ -276,13 +276,22 @@ def test_merge_refuses_what_is_not_one_split_in_one_line(tmp_path, capsys, chang
 def test_a_shard_report_is_refused_by_the_gating_doors(tmp_path, capsys):
     path = tmp_path / "shard.json"
     write_report(path, two_shards()[1][1])
+    (tmp_path / "empty").mkdir()
     for argv in (["compare", "--report", str(path)],
                  ["baseline", "update", "--report", str(path), "--baseline-dir", str(tmp_path)],
                  ["history", "add", "--report", str(path), "--history",
-                  str(tmp_path / "h.sqlite")]):
-        assert main(argv) == 2
-        err = capsys.readouterr().err
+                  str(tmp_path / "h.sqlite")],
+                 # html judged it ("Gate: pass") and export charted a part of the split under
+                 # the whole config's name
+                 ["html", "--report", str(path), "--baseline-dir", str(tmp_path / "empty"),
+                  "--out", str(tmp_path / "r.html")],
+                 ["export", "--report", str(path), "--format", "github-action-benchmark",
+                  "--direction", "bigger", "--out", str(tmp_path / "x.json")]):
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        err = captured.err + captured.out
         assert "is shard 0/2 of its split" in err and "asrbench merge" in err, argv
+    assert not (tmp_path / "x.json").exists()
 
 
 # -- real runs: two shards merged equal one run (tiny Whisper, 5 clips) ----------------------

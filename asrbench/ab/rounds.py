@@ -68,6 +68,7 @@ from asrbench.formats.model import (
 from asrbench.formats.redact import redact, redact_argv, redact_command
 from asrbench.gate.baselines import entry_from_run
 from asrbench.gate.compare import Verdict, compare_run
+from asrbench.gate.counters import COUNTER_METRICS, describe_changes
 
 DEFAULT_ROUND_TIMEOUT = 3600.0
 
@@ -286,6 +287,9 @@ class ProcessRunner:
         return {**recipe_environment(self.recipes, name), **extra}
 
     def _argv(self, side: Side, report: Path, passes: int, limit: int | None) -> list[str]:
+        # A report left at the path (--keep-reports names a folder that an earlier A/B used)
+        # must never stand in for a side that wrote none: it goes before the side starts.
+        report.unlink(missing_ok=True)
         argv = ["run", *self.settings.shared, *side.args, "--passes", str(passes),
                 "--report", str(report), "--no-progress"]
         return argv + (["--limit", str(limit)] if limit is not None else [])
@@ -414,6 +418,18 @@ def comparisons(outcome: Outcome) -> list[Any]:
         comparison = compare_run(head_run, entry)
         comparison.config_id = label
         verdicts = []
+        if base_id != head_id:
+            # Two settings (batch 1 against batch 2, fp32 against bf16, --eos-check-every)
+            # count different work by design: said, with what moved, never failed. The same
+            # config on two code versions is compared exactly.
+            moved = describe_changes(comparison.verdicts)
+            comparison.verdicts = [v for v in comparison.verdicts
+                                   if v.metric not in COUNTER_METRICS]
+            comparison.verdicts.append(Verdict(
+                config_id=label, metric="counters", verdict="unchanged", value=None,
+                baseline=None, delta=None, allowed=0.0,
+                note="counters not compared: the two sides run different settings" + (
+                    f" (what moved: {moved})" if moved else "")))
         for verdict in comparison.verdicts:
             if verdict.metric == "samples_per_second":
                 if index < len(outcome.decisions):
@@ -422,13 +438,6 @@ def comparisons(outcome: Outcome) -> list[Any]:
                                                   outcome.samples("head", index), outcome.settings)
                 else:  # interrupted before the first round
                     continue
-            elif (verdict.metric == "counters" and base_id != head_id
-                  and verdict.verdict == "regressed" and "another batch shape" in verdict.note):
-                # Two settings (e.g. batch 1 against batch 2) count different work by design:
-                # said, not failed. The same config on two code versions is compared exactly.
-                verdict = verdict.model_copy(update={
-                    "verdict": "unchanged",
-                    "note": "counters not compared: the two sides run different settings"})
             verdicts.append(verdict.model_copy(update={"config_id": label}))
         comparison.verdicts = verdicts
         out.append(comparison)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import Any
 
 from asrbench.cli import common
 from asrbench.cli.common import say, say_json
 from asrbench.errors import AsrbenchError
-from asrbench.formats.io import write_json_atomic
+from asrbench.formats.io import check_writable, write_json_atomic
 from asrbench.formats.model import dump
 from asrbench.history.changepoints import DEFAULT_MIN_SIZE, METRICS, series_changes
 from asrbench.history.store import add_report, open_store
@@ -137,6 +138,8 @@ def _history_show(args: argparse.Namespace) -> int:
 
 def _history_changes(args: argparse.Namespace) -> int:
     metrics = args.metric or list(METRICS)
+    if args.json:
+        check_writable(Path(args.json), "--json")  # before the scan, not after it
     with open_store(args.history) as store:
         series = store.series(config_id=args.config, device_class=args.device_class)
         name = store.name
@@ -151,6 +154,11 @@ def _history_changes(args: argparse.Namespace) -> int:
                                     args.min_change)
     say(changes_text(found, len(series) * len(metrics)))
     if args.json:
-        write_json_atomic(args.json, {"history": name, "changes": [c.to_dict() for c in found]})
+        try:
+            write_json_atomic(args.json, {"history": name,
+                                          "changes": [c.to_dict() for c in found]})
+        except OSError as exc:
+            raise AsrbenchError(f"--json {args.json}: cannot be written "
+                                f"({exc.strerror or exc})") from None
         say(f"written to {args.json}")
     return 0

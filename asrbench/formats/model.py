@@ -898,6 +898,17 @@ class Environment(_Model):
                              "'.', '_', '+', '-')")
         return device
 
+    @field_validator("git")
+    @classmethod
+    def _git(cls, git: dict[str, Any]) -> dict[str, Any]:
+        # read by the history, the HTML and the exports as text and a flag
+        for key in ("commit", "branch"):
+            if git.get(key) is not None and not isinstance(git[key], str):
+                raise ValueError(f"git.{key} must be text, got {git[key]!r}")
+        if git.get("dirty") is not None and not isinstance(git["dirty"], bool):
+            raise ValueError(f"git.dirty must be true or false, got {git['dirty']!r}")
+        return git
+
 
 class Report(_Model):
     """A whole report: where it came from, and its runs."""

@@ -183,8 +183,12 @@ def check_baseline_dir(baseline_dir: str | Path, report: str | Path | None = Non
 
 def gate_report(report: Report, baseline_dir: str | Path, policy: Policy | None = None,
                 report_path: str | Path = DEFAULT_REPORT) -> GateOutcome:
-    """Gate every run of a report; baseline entries of the same classes with no run are listed."""
+    """Gate every run of a report; baseline entries of the same classes with no run are listed.
+    Refused (one line): an interrupted report, a shard's, one with an id twice (every door
+    that gates comes through here: `compare`, `asrbench html`)."""
     refuse_interrupted(report, report_path)
+    refuse_shards(report, report_path, "the gate")
+    refuse_inconsistent_ids(report, report_path)
     outcome = gate_runs(report.runs, baseline_dir, policy, report_path)
     run_ids = {r.config.id for r in report.runs}
     for document in outcome.documents.values():

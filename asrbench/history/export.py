@@ -26,6 +26,7 @@ from bisect import bisect_left, bisect_right
 from typing import Any
 
 from asrbench.errors import AsrbenchError
+from asrbench.formats.merge import refuse_inconsistent_ids, refuse_shards
 from asrbench.formats.model import Report, Run, ThroughputStats, dump
 
 FORMATS = ("pytest-benchmark", "github-action-benchmark")
@@ -242,11 +243,16 @@ def github_action_benchmark_entries(report: Report, direction: str) -> list[dict
 
 
 def _refuse_interrupted(report: Report) -> None:
+    """What no chart may take: an interrupted run's report, one without runs, a shard's (its
+    samples/s, of a part of the split, would chart under the whole config's name) and one with
+    an id twice (two series of one name)."""
     if report.interrupted:
         raise AsrbenchError("the report is of an interrupted run: export a finished run's "
                             "report")
     if not report.runs:
         raise AsrbenchError("the report holds no runs to export")
+    refuse_shards(report, "the report", "export")
+    refuse_inconsistent_ids(report, "the report")
 
 
 def export(report: Report, fmt: str, direction: str | None = None, commit: str | None = None,

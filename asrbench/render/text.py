@@ -549,7 +549,11 @@ def ab_text(result: AbResult, policy: Policy) -> str:
 
 def ab_markdown(result: AbResult, policy: Policy) -> str:
     """The Markdown summary of `asrbench ab`: the verdict tables, then what was compared."""
-    return markdown_summary(result.comparisons, policy, title="asrbench A/B") + "\n" + "".join(
+    # an interrupted A/B decided nothing: its summary says so first, never "no failure"
+    stopped = (["the A/B was interrupted before its decision: the rounds so far are below, "
+                "no verdict"] if result.outcome.interrupted else [])
+    return markdown_summary(result.comparisons, policy, title="asrbench A/B",
+                            problems=stopped) + "\n" + "".join(
         f"- {escape_md(line)}\n" for line in ab_header(result.outcome))
 
 

@@ -23,7 +23,6 @@ from asrbench.measure.data.audio import SAMPLE_RATE, AudioError, decode_audio
 # the sources' row type and helpers live in rows.py, which the sources import (not this
 # package: it imports the sources, and a cycle would remain); re-exported here
 from asrbench.measure.data.rows import RawRow, speaker_id, unusable
-from asrbench.render.text import terminal_safe  # the dataset's path goes to the terminal
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int |
 
     split = LoadedSplit(name=name)
     seen: set[str] = set()
-    bar = tqdm(desc=terminal_safe(f"loading {name}", newlines=False), unit="clip",
+    bar = tqdm(desc=f"loading {_printable(name)}", unit="clip",
                disable=not progress, leave=False)
     for row in rows:
         bar.update(1)
@@ -166,7 +165,7 @@ def index(name: str, rows: Iterable[RawRow], max_duration: float, limit: int | N
 
     found = SplitIndex(name=name, max_duration=max_duration)
     seen: set[str] = set()
-    bar = tqdm(desc=terminal_safe(f"indexing {name}", newlines=False), unit="row",
+    bar = tqdm(desc=f"indexing {_printable(name)}", unit="row",
                disable=not progress, leave=False)
     for position, row in enumerate(rows):
         bar.update(1)
@@ -199,6 +198,12 @@ def index(name: str, rows: Iterable[RawRow], max_duration: float, limit: int | N
     if not found.rows:
         raise none_usable(name, found.skipped)
     return found
+
+
+def _printable(name: str) -> str:
+    """A dataset's name (its path) for the progress bar on the terminal: a character that is
+    not printable (an escape sequence's ESC, a bidi override) shows as "?"."""
+    return "".join(c if c.isprintable() else "?" for c in name)
 
 
 def index_split(dataset: str, dataset_config: str | None = None, split: str = "test",
