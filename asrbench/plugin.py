@@ -120,6 +120,10 @@ def _session(config: pytest.Config) -> Session:
     return state.session
 
 
+#: run settings a judged report's runs already record how they were made with
+COUNTING_MODES = frozenset({"counters", "counters_only"})
+
+
 def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
     """The configs this session benchmarks and their timed passes (flow.select, as `asrbench
     run --matrix` selects them: options override the matrix section's settings), or a judged
@@ -132,10 +136,12 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
         flow.check_report_path(path, "--asrbench-report")
     source = option(config, "from_report")
     if source:
+        # (the counting modes are left out: scripts/test.sh passes --asrbench-counters-only
+        # to every session it runs, and a report's runs say how they were counted)
         defaults = {o.field: o.pytest_default for o in RUN_OPTIONS if o.field}
         given = sorted(name for name, value in
                        run_overrides(config.option, prefix="asrbench_").items()
-                       if value != defaults.get(name))
+                       if value != defaults.get(name) and name not in COUNTING_MODES)
         if given:
             # a judged report's runs are what they are: a setting that would not apply must
             # not look as if it had (it was ignored without a word)
