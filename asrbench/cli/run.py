@@ -82,6 +82,8 @@ def command(args: argparse.Namespace) -> int:
         elif world.is_main:
             # nothing finished: the report an earlier run left at the path stays as it was
             print(doors.interrupted_line(measured, None, report_path), file=sys.stderr)
+        elif measured.interrupted.error:  # another rank: its own error, one line
+            raise AsrbenchError(measured.interrupted.error)
         return measured.interrupted.code
     world.close()
     if not world.is_main:
