@@ -34,7 +34,7 @@ from asrbench.config.settings import AB_ROUND_VARIABLE, DEFAULT_PASSES, BenchCon
 from asrbench.errors import AsrbenchError
 from asrbench.formats import io as report_io
 from asrbench.formats.environment import environment
-from asrbench.formats.merge import refuse_inconsistent_ids, refuse_shards
+from asrbench.formats.merge import refuse_shards
 from asrbench.formats.model import BaselineEntry, Report, Run, Tolerance, build_report
 from asrbench.gate.compare import Comparison, compare_run
 from asrbench.gate.outcome import (
@@ -116,7 +116,6 @@ def from_report(path: str | Path) -> FromReport:
     report = report_io.load_report(path)
     refuse_interrupted(report, path)
     refuse_shards(report, path, "the pytest gate")
-    refuse_inconsistent_ids(report, path)
     loaded = FromReport([], DEFAULT_PASSES, {}, {}, {})
     for run in report.runs:
         bench = run.config
@@ -346,7 +345,6 @@ def record_baselines(paths: list[str] | list[Path], baseline_dir: str | Path, *,
     reports = [report_io.load_report(path) for path in paths]
     for path, report in zip(paths, reports):
         refuse_shards(report, path, "baseline update")
-        refuse_inconsistent_ids(report, path)
     if counters_only and tolerance is not None:
         raise AsrbenchError("--counters-only keeps every other field: give no --tolerance")
     refreshed = refresh_baselines(reports, baseline_dir, lambda _config_id: tolerance,

@@ -28,7 +28,7 @@ MAX_DEPTH = 64
 #: it with Python's "Exceeds the limit (4300 digits)" or float() overflows on it
 MAX_INTEGER_DIGITS = 40
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _HugeInteger:
@@ -67,7 +67,7 @@ def check_document(document: Any, what: str, path: Any) -> Any:
                                 f"{value.digits} digits (more than {MAX_INTEGER_DIGITS}: no "
                                 "count is that large)")
         if isinstance(value, str):
-            if _SURROGATE.search(value):
+            if LONE_SURROGATE.search(value):
                 raise AsrbenchError(f"invalid {what} {path}: {_location(where)}: lone surrogate "
                                     "(a \\ud800-\\udfff escape that is not a character)")
             continue
@@ -78,7 +78,7 @@ def check_document(document: Any, what: str, path: Any) -> Any:
                                 f"deeper than {MAX_DEPTH} levels")
         if isinstance(value, dict):
             for key, item in value.items():
-                if _SURROGATE.search(key):
+                if LONE_SURROGATE.search(key):
                     raise AsrbenchError(f"invalid {what} {path}: {_location(where)}: a key "
                                         "holds a lone surrogate")
                 stack.append((item, where + [key]))
@@ -108,9 +108,10 @@ def check_writable(path: Path, option: str = "--report") -> None:
     if path.is_dir():
         raise AsrbenchError(f"{option} {path} is a directory: name a file, e.g. "
                             f"{path / ('report.json' if option == '--report' else 'result.json')}")
-    if not_regular(path):
-        raise AsrbenchError(f"{option} {path} is {not_regular(path)}, which a write would "
-                            "replace: name a regular file")
+    kind = not_regular(path)
+    if kind:
+        raise AsrbenchError(f"{option} {path} is {kind}, which a write would replace: name a "
+                            "regular file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".asrbench-probe-", delete=True)

@@ -54,13 +54,15 @@ class _Shard:
 
 def refuse_shards(report: Report, path: Any, what: str) -> None:
     """A shard report is part of a split: `compare`, `baseline update` and the other gating
-    doors refuse it in one line, pointing at `asrbench merge`."""
+    doors refuse it in one line, pointing at `asrbench merge`; and a report with one config id
+    twice (refuse_inconsistent_ids): every door takes one whole run per config."""
     for run in report.runs:
         if run.shard is not None:
             raise AsrbenchError(
                 f"{path}: {run.config.id} is shard {run.shard.index}/{run.shard.count} of its "
                 f"split, not a whole run; {what} takes the shards merged: asrbench merge "
                 "<every shard's report> --report <merged report>")
+    refuse_inconsistent_ids(report, path)
 
 
 def refuse_inconsistent_ids(report: Report, path: Any) -> None:

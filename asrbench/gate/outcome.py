@@ -20,7 +20,7 @@ from typing import Any
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.io import DEFAULT_BASELINE_DIR, DEFAULT_REPORT, load_report
-from asrbench.formats.merge import refuse_inconsistent_ids, refuse_shards
+from asrbench.formats.merge import refuse_shards
 from asrbench.formats.model import BaselineEntry, BaselineFile, Report, Run, Tolerance
 from asrbench.gate import baselines
 from asrbench.gate.compare import Comparison, compare_run, missing_entries, starved
@@ -188,7 +188,6 @@ def gate_report(report: Report, baseline_dir: str | Path, policy: Policy | None 
     that gates comes through here: `compare`, `asrbench html`)."""
     refuse_interrupted(report, report_path)
     refuse_shards(report, report_path, "the gate")
-    refuse_inconsistent_ids(report, report_path)
     outcome = gate_runs(report.runs, baseline_dir, policy, report_path)
     run_ids = {r.config.id for r in report.runs}
     for document in outcome.documents.values():
@@ -206,7 +205,6 @@ def judge_report_file(report_path: str | Path, baseline_dir: str | Path,
         report = load_report(report_path)
         refuse_interrupted(report, report_path)
         refuse_shards(report, report_path, "compare")
-        refuse_inconsistent_ids(report, report_path)
         check_baseline_dir(baseline_dir, report_path)
         return gate_report(report, baseline_dir, policy, report_path)
     except AsrbenchError as exc:

@@ -26,7 +26,7 @@ from bisect import bisect_left, bisect_right
 from typing import Any
 
 from asrbench.errors import AsrbenchError
-from asrbench.formats.merge import refuse_inconsistent_ids, refuse_shards
+from asrbench.formats.merge import refuse_shards
 from asrbench.formats.model import Report, Run, ThroughputStats, dump
 
 FORMATS = ("pytest-benchmark", "github-action-benchmark")
@@ -252,7 +252,6 @@ def _refuse_interrupted(report: Report) -> None:
     if not report.runs:
         raise AsrbenchError("the report holds no runs to export")
     refuse_shards(report, "the report", "export")
-    refuse_inconsistent_ids(report, "the report")
 
 
 def export(report: Report, fmt: str, direction: str | None = None, commit: str | None = None,

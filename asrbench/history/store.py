@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 from asrbench import __version__
 from asrbench.errors import AsrbenchError, first_line, require
 from asrbench.formats.io import load_report, loads_checked
-from asrbench.formats.merge import refuse_inconsistent_ids, refuse_shards
+from asrbench.formats.merge import refuse_shards
 from asrbench.formats.model import Report, Run, dump, parse_report
 from asrbench.formats.redact import (
     REDACTED,
@@ -625,7 +625,6 @@ def add_report(url: str | None, report_path: str | os.PathLike[str], commit: str
     report = load_report(report_path)
 
     refuse_shards(report, report_path, "history add")
-    refuse_inconsistent_ids(report, report_path)
     with open_store(url, create=True) as store:
         stored = store.add(report, source=str(report_path), commit=commit, branch=branch)
         name = store.name

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from asrbench.formats.io import LONE_SURROGATE
 from asrbench.measure.data.audio import decode_audio, probe_audio
 from asrbench.measure.data.rows import RawRow, unusable
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def rows(path: Path) -> Iterator[RawRow]:
@@ -54,7 +52,7 @@ def rows(path: Path) -> Iterator[RawRow]:
                 audio = path.parent / audio
             text = item.get("text")
             item_id = item.get("id")
-            if any(isinstance(value, str) and _LONE_SURROGATE.search(value)
+            if any(isinstance(value, str) and LONE_SURROGATE.search(value)
                    for value in (given, text, item_id)):
                 # valid JSON ("\\ud800") but no text: the report could not be written as UTF-8
                 yield RawRow(row_id, unusable("a field holds a lone UTF-16 surrogate"), "?")
