@@ -119,9 +119,12 @@ def test_ab_two_settings_in_one_environment_batch_sizes(tmp_path, tiny_sides):
 
 def test_ab_between_two_environments_with_identical_code_passes(tmp_path, tiny_sides):
     """Base is another checkout (its own commit, its own copy of asrbench on PYTHONPATH, run
-    from its own directory); head is this one. The code is the same, so nothing may fail
-    (with a 50% threshold no process-to-process spread can make a DIFFERENT); every
-    process's report is kept."""
+    from its own directory); head is this one. The code is the same, so nothing may fail;
+    every process's report is kept. The throughput decision is not what this test is about, and it
+    must not hang on two processes running at the same speed: with --threshold 0.99 a
+    regression needs an interval wholly below 1 and reaching below 0.01 (head a hundred times
+    slower), which no load does to identical code (a 50% threshold once failed here on a busy
+    machine, where processes of the same code ran 2.3x apart)."""
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
         pytest.skip("needs this repository as a git checkout to clone the base side from")
     checkout = tmp_path / "base-checkout"
@@ -136,10 +139,11 @@ def test_ab_between_two_environments_with_identical_code_passes(tmp_path, tiny_s
     kept = tmp_path / "kept"
     code, document = _ab(tmp_path, "--base-command", base, "--base-cwd", str(checkout),
                          "--min-rounds", "2", "--max-rounds", "2", "--passes", "1",
-                         "--keep-reports", str(kept), "--threshold", "0.5", "--seed", "4",
+                         "--keep-reports", str(kept), "--threshold", "0.99", "--seed", "4",
                          model=tiny_sides)
     assert code == 0
-    assert document["decisions"][0]["outcome"] in ("SAME", "UNKNOWN")
+    decision = document["decisions"][0]
+    assert decision["outcome"] in ("SAME", "UNKNOWN") or decision["ratio"] > 1, decision
     assert document["comparisons"][0]["regressed"] is False
     base_report = document["sides"]["base"]["report"]
     assert base_report["environment"]["git"]["commit"] == base_commit
