@@ -23,8 +23,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from factories import make_report_document, run_cli, write_report
+from factories import counters_document, make_report_document, run_cli, write_report
 
+from asrbench.cli.main import main
 from asrbench.errors import AsrbenchError
 from asrbench.formats.redact import redact_url as redact
 from asrbench.history import store as history
@@ -212,6 +213,27 @@ def test_interrupted_reports_are_not_history(store_url, tmp_path):
     document["interrupted"] = True
     with pytest.raises(AsrbenchError, match="interrupted run"):
         add_report(store_url, write_report(tmp_path / "r.json", document))
+
+
+def test_a_refused_add_leaves_no_new_store_file(tmp_path, capsys):
+    """An interrupted run's report, or a counters-only one, is refused before the store is
+    opened: `history add` into a store that does not exist yet creates nothing."""
+    interrupted = make_report_document()
+    interrupted["interrupted"] = True
+    untimed = make_report_document()
+    run = untimed["runs"][0]
+    run["config"]["counters_only"] = True
+    run["counters"] = counters_document()
+    run["metrics"]["samples_per_second"] = run["throughput"] = None
+    for name, document, message in (("interrupted", interrupted, "interrupted run"),
+                                     ("untimed", untimed, "counters-only run")):
+        url = tmp_path / f"{name}.sqlite"
+        report = write_report(tmp_path / f"{name}.json", document)
+        with pytest.raises(AsrbenchError, match=message):
+            add_report(str(url), report)
+        assert main(["history", "add", "--report", str(report), "--history", str(url)]) == 2
+        assert message in capsys.readouterr().err
+        assert not url.exists(), name
 
 
 def test_a_store_of_a_newer_schema_is_refused_with_what_to_do(store_url, tmp_path):

@@ -432,14 +432,7 @@ class Store:
     def add(self, report: Report, source: str | None = None, commit: str | None = None,
             branch: str | None = None) -> StoredReport:
         """Store a report and its runs in one transaction; refuse one already stored."""
-        if report.interrupted:
-            raise AsrbenchError(f"{source or 'the report'} is the report of an interrupted run: "
-                                "only finished runs go into the history; run it again")
-        untimed = [r.config.id for r in report.runs if r.counters_only]
-        if untimed:
-            raise AsrbenchError(f"{source or 'the report'} holds counters-only run(s) "
-                                f"({untimed[0]}): they measured no throughput, and the history "
-                                "charts timed runs; add a timed run's report")
+        refuse_unstorable(report, source)
         document = stored_document(report)
         environment = document.get("environment") or {}
         digest = report_digest(document)
@@ -625,6 +618,8 @@ def add_report(url: str | None, report_path: str | os.PathLike[str], commit: str
     report = load_report(report_path)
 
     refuse_shards(report, report_path, "history add")
+    # refused before the store is opened: a refused add leaves no new store file behind
+    refuse_unstorable(report, str(report_path))
     with open_store(url, create=True) as store:
         stored = store.add(report, source=str(report_path), commit=commit, branch=branch)
         name = store.name
@@ -632,6 +627,19 @@ def add_report(url: str | None, report_path: str | os.PathLike[str], commit: str
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+def refuse_unstorable(report: Report, source: str | None = None) -> None:
+    """Refuse, in one line, a report the history does not keep: an interrupted run's, or one
+    holding counters-only runs (no throughput to chart)."""
+    if report.interrupted:
+        raise AsrbenchError(f"{source or 'the report'} is the report of an interrupted run: "
+                            "only finished runs go into the history; run it again")
+    untimed = [r.config.id for r in report.runs if r.counters_only]
+    if untimed:
+        raise AsrbenchError(f"{source or 'the report'} holds counters-only run(s) "
+                            f"({untimed[0]}): they measured no throughput, and the history "
+                            "charts timed runs; add a timed run's report")
+
 
 def report_digest(document: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of a report document (sorted keys, no spaces)."""
