@@ -148,9 +148,9 @@ def test_counted_passes_repeat_exactly(tiny):
 @pytest.mark.parametrize("static", [False, True], ids=["greedy", "static"])
 def test_the_public_decompose_fallback_counts_what_the_fast_path_counts(tiny, static,
                                                                         monkeypatch):
-    """A torch without the private dispatch-stack entry points OpCounter decomposes composite
-    ops with (measure/counters.py _FAST_DECOMPOSE) counts through `func.decompose()` instead:
-    the same counters, bytes included, and the same tokens."""
+    """A torch without the private dispatch-stack entry points OpCounter puts itself back on
+    the stack with around a composite op's kernel (measure/counters.py _FAST_DECOMPOSE) uses
+    `with self:` instead: the same counters, bytes included, and the same tokens."""
     from asrbench.measure import counters
 
     assert counters._FAST_DECOMPOSE  # torch 2.6-2.13: the fast path is the one tested above
@@ -160,6 +160,35 @@ def test_the_public_decompose_fallback_counts_what_the_fast_path_counts(tiny, st
     assert slow.model_dump(exclude={"seconds"}) == fast.model_dump(exclude={"seconds"})
     assert slow_rows == fast_rows
     assert _matmuls(slow.decode_step_ops) > 0  # aten.linear decomposed into its matmuls
+
+
+def test_composite_ops_are_counted_as_the_timed_passes_run_them(tiny):
+    """Under inference_mode (the counted pass's) the mode meets composite ops (aten.linear,
+    aten.dropout, aten.matmul) before they are decomposed; OpCounter decomposes them with their
+    C++ kernel, the one a timed pass runs. So the counts equal those of the same forward under
+    no_grad, where the dispatcher's autograd keys decompose composite ops in C++ before any
+    mode sees them: ops, bytes and FLOPs. torch._decomp's Python decompositions differ
+    (aten.dropout in eval mode clones its input where the C++ kernel returns the input itself:
+    a copy and its bytes that no timed pass makes), and counting through them failed this."""
+    from asrbench.measure.counters import OpCounter
+
+    prompt = torch.tensor([tiny.prompt] * ROWS)
+
+    def forward(context):
+        counter = OpCounter()
+        with context(), counter:
+            out = tiny.model(input_features=tiny.features, decoder_input_ids=prompt).logits
+            shared = torch.nn.functional.dropout(out, p=0.5, training=False)
+        assert shared.data_ptr() == out.data_ptr()  # eval-mode dropout: the input itself
+        return ({phase: dict(ops) for phase, ops in counter.counts.items()},
+                dict(counter.allocated), counter.peak, counter.flops)
+
+    counts, allocated, peak, flops = forward(torch.inference_mode)
+    assert (counts, allocated, peak, flops) == forward(torch.no_grad)
+    # composite ops are never counted whole (their kernels' ops are)
+    assert not any(key.split()[0] in ("aten.dropout", "aten.linear", "aten.matmul")
+                   for key in counts["other"])
+    assert flops > 0 and _matmuls(counts["other"]) > 0
 
 
 @pytest.mark.slow

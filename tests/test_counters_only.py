@@ -15,7 +15,7 @@ import pytest
 from factories import make_entry, make_report, make_run, run_cli
 
 from asrbench.errors import AsrbenchError
-from asrbench.formats.environment import CPU_BF16, cpu_bf16_arithmetic
+from asrbench.formats.environment import CPU_BF16, CPU_ID, cpu_bf16_arithmetic, cpu_identity
 from asrbench.formats.model import COUNTER_VERSION, Counters, Run
 from asrbench.gate.compare import NOT_MEASURED, compare_run
 from asrbench.gate.counters import describe_changes
@@ -162,9 +162,14 @@ AGREEMENT = {"reference": "stock fp32 CPU", "utterances": 1, "identical": 1, "sh
              "wer": 0.0}
 
 
+#: the make of the processor in the tests' runs and entries (formats.environment.cpu_identity)
+AMD = "vendor_id AuthenticAMD, cpu family 25, model 17"
+INTEL = "vendor_id GenuineIntel, cpu family 6, model 207"
+
+
 def _emulated(precision: str, key: str | None, predictions: dict[str, str],
-              reference: dict | None = AGREEMENT) -> Run:
-    environment = {} if key is None else {CPU_BF16: key}
+              reference: dict | None = AGREEMENT, make: str | None = AMD) -> Run:
+    environment = {} if key is None else {CPU_BF16: key, CPU_ID: make}
     return make_run(config_id=f"e-{precision}", predictions=predictions,
                     device={"kind": "hpu-emulated", "class": "hpu-emulated",
                             "environment": environment},
@@ -175,7 +180,7 @@ def _emulated(precision: str, key: str | None, predictions: dict[str, str],
 def test_bf16_transcripts_of_other_bf16_arithmetic_are_judged_by_agreement_not_failed():
     recorded = _emulated("bf16", "avx512-bf16", {"u4": "tomatarkarive"})
     entry = make_entry(recorded, reference_wer_max=0.45)
-    entry.environment = {CPU_BF16: "avx512-bf16"}
+    entry.environment = {CPU_BF16: "avx512-bf16", CPU_ID: AMD}
     entry.counters = _counts()
     # the issue's AMX runner: one Hindi transcript differs, counters identical
     run = _emulated("bf16", "amx-bf16", {"u4": "tomatarkarivay"})
@@ -185,7 +190,7 @@ def test_bf16_transcripts_of_other_bf16_arithmetic_are_judged_by_agreement_not_f
     judged = {v.metric: v.verdict for v in comparison.verdicts}
     assert judged["transcripts"] == judged["wer"] == judged["cer"] == "not-judged"
     (note,) = {v.note for v in comparison.verdicts if v.metric == "wer"}
-    assert "computes as amx-bf16, the baseline's as avx512-bf16" in note
+    assert f"computes as amx-bf16 ({AMD}), the baseline's as avx512-bf16 ({AMD})" in note
     assert not Policy().fails([comparison])
     # ... but the counters still gate exactly on that runner
     run.counters = _counts(13)
@@ -198,6 +203,43 @@ def test_bf16_transcripts_of_other_bf16_arithmetic_are_judged_by_agreement_not_f
     fp32_entry = make_entry(_emulated("fp32", "avx512-bf16", {"u4": "tomatarkarive"}))
     fp32 = _emulated("fp32", "amx-bf16", {"u4": "tomatarkarivay"})
     assert "transcripts" in [f.check for f in Policy().findings(compare_run(fp32, fp32_entry))]
+
+
+def test_bf16_of_the_same_instruction_set_on_another_make_is_judged_by_agreement():
+    """Found on this project's VMs: an AMD EPYC and an Intel Xeon without AMX, both
+    AVX512-BF16, decode the emulated Hindi bf16 config's clip 0004 as `tomatarkarive` and
+    `tomatarkarivay`: the instruction set alone does not say how a CPU rounds bf16 (oneDNN
+    picks its kernels by more than that). The processor's make is part of the key: another
+    make is judged by agreement with the fp32 reference, never failed; the same make and
+    instruction set are compared exactly; an entry recorded before the make was is not."""
+    entry = make_entry(_emulated("bf16", "avx512-bf16", {"u4": "tomatarkarive"}),
+                       reference_wer_max=0.45)
+    entry.environment = {CPU_BF16: "avx512-bf16", CPU_ID: AMD}
+    intel = _emulated("bf16", "avx512-bf16", {"u4": "tomatarkarivay"}, make=INTEL)
+    comparison = compare_run(intel, entry)
+    assert not Policy().fails([comparison]) and comparison.transcripts == []
+    note = next(v.note for v in comparison.verdicts if v.metric == "transcripts")
+    assert f"computes as avx512-bf16 ({INTEL}), the baseline's as avx512-bf16 ({AMD})" in note
+    same = _emulated("bf16", "avx512-bf16", {"u4": "tomatarkarivay"}, make=AMD)
+    assert Policy().fails([compare_run(same, entry)])
+    entry.environment = {CPU_BF16: "avx512-bf16"}  # recorded before the make was
+    older = compare_run(same, entry)
+    assert not Policy().fails([older])
+    assert "(make unrecorded)" in next(v.note for v in older.verdicts
+                                       if v.metric == "transcripts")
+
+
+@pytest.mark.parametrize("cpuinfo, make", [
+    ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\n"
+     "model name\t: Intel(R) Xeon(R) Processor\nstepping\t: 2\n\nprocessor\t: 1\n"
+     "vendor_id\t: AuthenticAMD\n", INTEL),
+    ("processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+     "CPU variant\t: 0x1\nCPU part\t: 0xd0c\n\n",
+     "CPU implementer 0x41, CPU architecture 8, CPU part 0xd0c"),
+    ("", "riscv64"),
+])
+def test_the_processor_make_is_read_from_the_first_cpuinfo_entry(cpuinfo, make):
+    assert cpu_identity(cpuinfo, "riscv64") == make
 
 
 def test_an_entry_without_a_recorded_bf16_key_is_not_compared_exactly():
@@ -213,7 +255,7 @@ def test_bf16_transcripts_nothing_can_judge_are_refused_not_passed():
     """Not comparable exactly and no agreement with the fp32 reference (reference_utterances
     0): nothing judges the run's accuracy, so it cannot be judged (fail closed), never passed."""
     entry = make_entry(_emulated("bf16", "avx512-bf16", {"u": "a"}))
-    entry.environment = {CPU_BF16: "avx512-bf16"}
+    entry.environment = {CPU_BF16: "avx512-bf16", CPU_ID: AMD}
     run = _emulated("bf16", "amx-bf16", {"u": "b"}, reference=None)
     with pytest.raises(AsrbenchError, match="no agreement with the fp32 reference"):
         compare_run(run, entry)

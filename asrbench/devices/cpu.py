@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from asrbench.devices.base import Device
-from asrbench.formats.environment import CPU_BF16, cpu_bf16_arithmetic
+from asrbench.formats.environment import CPU_BF16, CPU_ID, cpu_bf16_arithmetic, cpu_identity
 
 
 def cpu_model_name() -> str:
@@ -49,7 +49,7 @@ class CPUDevice(Device):
 
     def environment(self) -> dict[str, Any]:
         return {"cpu": cpu_model_name(), "torch_threads": torch.get_num_threads(),
-                CPU_BF16: cpu_bf16_arithmetic()}
+                CPU_BF16: cpu_bf16_arithmetic(), CPU_ID: cpu_identity()}
 
     def autocast(self, precision: str) -> ContextManager[Any]:
         if precision == "fp32":

@@ -18,7 +18,7 @@ import torch
 from asrbench.devices import emulation
 from asrbench.devices.cpu import cpu_model_name
 from asrbench.devices.hpu import HPUDevice
-from asrbench.formats.environment import CPU_BF16, cpu_bf16_arithmetic
+from asrbench.formats.environment import CPU_BF16, CPU_ID, cpu_bf16_arithmetic, cpu_identity
 
 
 class EmulatedHPUDevice(HPUDevice):
@@ -62,7 +62,7 @@ class EmulatedHPUDevice(HPUDevice):
                 "cpu": cpu_model_name(), "torch_threads": torch.get_num_threads(),
                 # how this CPU rounds bf16: reduced-precision transcripts are gated exactly
                 # only against a baseline recorded with the same (gate/compare.py)
-                CPU_BF16: cpu_bf16_arithmetic()}
+                CPU_BF16: cpu_bf16_arithmetic(), CPU_ID: cpu_identity()}
 
     def autocast(self, precision: str) -> ContextManager[Any]:
         """HPU autocast as the real backend enters it (optimum-habana and the graph key read its

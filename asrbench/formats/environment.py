@@ -22,11 +22,47 @@ PACKAGES = ("asrbench", "torch", "transformers", "datasets", "jiwer", "soundfile
 
 #: the device environment key that says how this CPU computes bf16 (cpu_bf16_arithmetic)
 CPU_BF16 = "cpu_bf16"
+#: the device environment key that names the processor's make (cpu_identity): bf16 rounding
+#: follows the kernels oneDNN picks for it, not only its instruction set
+CPU_ID = "cpu_id"
+#: /proc/cpuinfo fields that name a processor's make: x86 (vendor, family, model) and Arm
+#: (implementer, architecture, part)
+_IDENTITY_FIELDS = ("vendor_id", "cpu family", "model", "CPU implementer", "CPU architecture",
+                    "CPU part")
 #: oneDNN's ISA ceiling (ONEDNN_MAX_CPU_ISA) name fragments, highest first, and the level
 _ISA_CAPS = (("AMX", "amx-bf16"), ("BF16", "avx512-bf16"), ("FP16", "avx512-bf16"),
              ("AVX10", "avx512-bf16"), ("AVX512", "avx512"), ("AVX2", "avx2"), ("AVX", "avx2"),
              ("SSE", "avx2"))
 _LEVELS = ("other", "avx2", "avx512", "avx512-bf16", "amx-bf16")
+
+
+def cpu_identity(cpuinfo: str | None = None, machine: str | None = None) -> str:
+    """The processor's make, from the first processor's /proc/cpuinfo entry (`cpuinfo`: its
+    text, read when None), e.g. "vendor_id GenuineIntel, cpu family 6, model 207"; "<machine>"
+    where there is no such entry. Two processors with the same instruction set round bf16
+    differently where oneDNN runs other kernels on them (issue 29's Hindi transcript
+    `tomatarkarive` read `tomatarkarivay` on an Intel Xeon without AMX, both AVX512-BF16,
+    against the baseline an AMD EPYC recorded), so reduced-precision transcripts are gated
+    exactly only between runs on the same make (gate/compare.py)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as fh:
+                cpuinfo = fh.read(65536)
+        except OSError:
+            cpuinfo = ""
+    found: dict[str, str] = {}
+    for line in cpuinfo.split("\n"):
+        if not line.strip():
+            if found:
+                break  # the first processor's entry is enough: all are the same make
+            continue
+        name, _, value = line.partition(":")
+        name, value = name.strip(), " ".join(value.split())
+        if name in _IDENTITY_FIELDS and value and name not in found:
+            found[name] = value[:64]
+    if found:
+        return ", ".join(f"{name} {found[name]}" for name in _IDENTITY_FIELDS if name in found)
+    return machine or platform.machine() or "other"
 
 
 def cpu_bf16_arithmetic(flags: set[str] | None = None, machine: str | None = None,

@@ -688,7 +688,10 @@ class Tolerance(_Strict):
 #: compared with this one: it is re-recorded. 2: the counted pass runs the timed passes' own
 #: callables (only device-installed graph wrappers bypassed), one batch per distinct batch shape,
 #: Python-level host reads by call site, exact bytes allocated and live, captures named.
-COUNTER_VERSION = 2
+#: 3: a composite op met under inference_mode is decomposed by its C++ kernel, the one the
+#: timed passes run (version 2 went through torch._decomp's Python decompositions where torch
+#: registers one, and counted e.g. a copy and its bytes for every eval-mode dropout).
+COUNTER_VERSION = 3
 #: a count: an integer >= 0, strictly (a JSON `true` or `12.0` is not a count)
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)]
 OpCounts = dict[str, Count]  # "<aten op> <dtype>" -> count, e.g. "aten.mm f32": 12

@@ -25,7 +25,7 @@ import math
 import statistics
 
 from asrbench.errors import AsrbenchError
-from asrbench.formats.environment import CPU_BF16
+from asrbench.formats.environment import CPU_BF16, CPU_ID
 from asrbench.formats.model import (
     BaselineEntry,
     Comparison,
@@ -307,13 +307,16 @@ def arithmetic_problem(run: Run, entry: BaselineEntry) -> str | None:
     precision = getattr(run.config, "precision", "fp32")
     if precision == "fp32" or run.device.kind not in CPU_ARITHMETIC:
         return None
-    mine = run.device.environment.get(CPU_BF16)
-    theirs = entry.environment.get(CPU_BF16)
-    if mine is not None and mine == theirs:
+    # how each side's CPU computes bf16: its instruction-set key and its processor's make
+    # (formats.environment: cpu_bf16_arithmetic, cpu_identity)
+    mine = (run.device.environment.get(CPU_BF16), run.device.environment.get(CPU_ID))
+    theirs = (entry.environment.get(CPU_BF16), entry.environment.get(CPU_ID))
+    if None not in mine and mine == theirs:
         return None
-    return (f"{precision} on this CPU computes as {mine or 'unknown'}, the baseline's as "
-            f"{theirs or 'unrecorded'}: transcripts and error rates are not compared exactly "
-            "(the runner's hardware would decide)")
+    return (f"{precision} on this CPU computes as {mine[0] or 'unknown'} "
+            f"({mine[1] or 'make unknown'}), the baseline's as {theirs[0] or 'unrecorded'} "
+            f"({theirs[1] or 'make unrecorded'}): transcripts and error rates are not compared "
+            "exactly (the runner's hardware would decide)")
 
 
 def _not_comparable(config_id: str, entry: BaselineEntry, run: Run, why: str,

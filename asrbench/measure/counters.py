@@ -143,15 +143,13 @@ _PLAIN = frozenset({int, float, bool, complex, str, bytes, type(None), torch.dty
                     torch.SymBool})
 _NO_KWARGS: dict = {}  # never written: a dict the hot path passes on as **kwargs
 _CIA = torch._C.DispatchKey.CompositeImplicitAutograd
-#: torch's private entry points the hot path decomposes composite ops with (torch 2.13 has them;
-#: other versions are not checked); where a torch lacks one, OpCounter falls back to
-#: `with self: func.decompose(...)`, slower per op and counting the same (tests/test_counters.py
-#: checks both ways agree)
+#: torch's private entry points the hot path puts the mode back on its stack with around a
+#: composite op's C++ kernel (OpOverload._op_dk); where a torch lacks them, OpCounter uses
+#: `with self:` instead, slower per op and counting the same (tests/test_counters.py checks both
+#: ways agree)
 _push_dispatch_mode: Any = getattr(torch._C, "_push_on_torch_dispatch_stack", None)
 _pop_dispatch_mode: Any = getattr(torch._C, "_pop_torch_dispatch_stack", None)
-_FAST_DECOMPOSE = (_push_dispatch_mode is not None and _pop_dispatch_mode is not None
-                   and all(hasattr(torch.ops.aten.linear.default, attribute)
-                           for attribute in ("_op_dk", "py_kernels")))
+_FAST_DECOMPOSE = _push_dispatch_mode is not None and _pop_dispatch_mode is not None
 
 
 class _TensorRef(weakref.ref):
@@ -293,22 +291,23 @@ class OpCounter(TorchDispatchMode):
             # Under inference_mode a mode meets composite ops (aten.linear) before they are
             # decomposed; count what they decompose into (aten.addmm, aten.mm), as outside it.
             # (FlopCounterMode's rule: an op it has a FLOP formula for is counted whole.)
+            # The decomposition is the op's C++ CompositeImplicitAutograd kernel, the one the
+            # timed passes run: never a Python decomposition registered beside it
+            # (func.decompose() prefers those, and torch._decomp's differ: its aten.dropout
+            # clones its input in eval mode, where the C++ kernel returns the input itself, so
+            # counting through it counted a copy and its bytes that no timed pass makes).
             # `with self` without its Python bookkeeping: the mode flags it sets are already
             # set by the `with` that holds this mode for the whole pass.
-            # func.decompose(), less the kernel check _composite made once for this op.
             if _FAST_DECOMPOSE:
                 _push_dispatch_mode(self)
                 try:
-                    kernel = func.py_kernels.get(_CIA)
-                    out = kernel(*args, **kwargs) if kernel is not None else \
-                        func._op_dk(_CIA, *args, **kwargs)
+                    out = func._op_dk(_CIA, *args, **kwargs)
                 finally:
                     _pop_dispatch_mode(None)
-            else:  # a torch without those private entry points: the public way
+            else:  # a torch without the stack's private entry points: `with self`
                 with self:
-                    out = func.decompose(*args, **kwargs)
-            if out is not NotImplemented:
-                return out
+                    out = func._op_dk(_CIA, *args, **kwargs)
+            return out
         out = func(*args, **kwargs)
         if formula is not None:  # flops(*args, **kwargs, out_val=out) without its tree_map
             self.flops += formula(*_shapes(args), out_shape=_shapes(out), **_shapes(kwargs))
