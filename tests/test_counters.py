@@ -5,6 +5,7 @@ injected structural change is caught with the op named while the transcripts sta
 from __future__ import annotations
 
 import contextlib
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -608,6 +609,51 @@ def test_printing_or_formatting_a_tensor_per_step_is_a_host_read_at_its_call_sit
                           f"print_per_step +{slow.decode_steps} (new)",
                           f"Tensor.__repr__ @ tests/test_counters.py:print_per_step "
                           f"+{slow.decode_steps} (new)")
+
+
+def synchronize_per_step(module, args, output):
+    """An explicit device synchronisation per decoder call (per token)."""
+    torch.cpu.synchronize()
+
+
+def test_an_explicit_synchronize_per_step_is_counted_at_its_call_site(tiny):
+    """torch.cpu/cuda/hpu.synchronize() dispatches no op a mode could see: before counter
+    version 3 a synchronize per token left every counter as a clean run's. It is counted by
+    call site (device_syncs) and fails the gate, named; the entry point is restored after."""
+    original = torch.cpu.synchronize
+    clean, slow = counted_with_decoder_hook(tiny, synchronize_per_step)
+    assert torch.cpu.synchronize is original
+    site = "torch.cpu.synchronize @ tests/test_counters.py:synchronize_per_step"
+    assert clean.device_syncs == {} and slow.device_syncs == {site: slow.decode_steps}
+    _compare_fails_naming(slow, clean, f"device syncs: {site} +{slow.decode_steps} (new)")
+
+
+def mark_per_layer(module, args, output):
+    """htcore.mark_step() after a decoder layer, the module looked up as Gaudi code does."""
+    sys.modules["habana_frameworks.torch.core"].mark_step()
+
+
+def test_a_mark_step_per_layer_is_counted_where_habana_frameworks_is_loaded(tiny, monkeypatch):
+    """htcore.mark_step() ends a lazy-mode graph on Gaudi: one more per decoder layer splits
+    every step's graph. Where habana_frameworks.torch.core is imported (a Gaudi, the emulated
+    Gaudi; here a stand-in module holding the entry point), its calls are counted by call site
+    as the code looks it up, per decode step and layer."""
+    import types
+
+    htcore = types.ModuleType("habana_frameworks.torch.core")
+    marks: list[int] = []
+    htcore.mark_step = lambda device_str="", sync=False: marks.append(1)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "habana_frameworks.torch.core", htcore)
+    original = htcore.mark_step
+    clean, _ = counted(tiny, static=True)
+    with layer_hooks(tiny.model, mark_per_layer):
+        slow, _ = counted(tiny, static=True)
+    assert htcore.mark_step is original and len(marks) >= DECODER_LAYERS * slow.decode_steps
+    site = "htcore.mark_step @ tests/test_counters.py:mark_per_layer"
+    assert slow.device_syncs == {site: DECODER_LAYERS * slow.decode_steps}
+    assert clean.device_syncs == {}
+    _compare_fails_naming(slow, clean, f"device syncs: {site} "
+                          f"+{DECODER_LAYERS * slow.decode_steps} (new)")
 
 
 def test_a_change_in_the_partial_last_batch_only_is_caught_and_named_with_its_batch(tiny):

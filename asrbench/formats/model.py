@@ -690,7 +690,8 @@ class Tolerance(_Strict):
 #: Python-level host reads by call site, exact bytes allocated and live, captures named.
 #: 3: a composite op met under inference_mode is decomposed by its C++ kernel, the one the
 #: timed passes run (version 2 went through torch._decomp's Python decompositions where torch
-#: registers one, and counted e.g. a copy and its bytes for every eval-mode dropout).
+#: registers one, and counted e.g. a copy and its bytes for every eval-mode dropout), and
+#: explicit synchronisation calls (mark_step, synchronize) are counted by call site.
 COUNTER_VERSION = 3
 #: a count: an integer >= 0, strictly (a JSON `true` or `12.0` is not a count)
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)]
@@ -733,6 +734,11 @@ class BatchCounters(_Model):
         0.0, description="host_reads inside decode steps / decode steps")
     host_read_lines: OpCounts = Field(
         default_factory=dict, description="informational: the same reads by <file>:<line>")
+    device_syncs: OpCounts = Field(
+        default_factory=dict, description="calls of explicit synchronisation entry points "
+                                          "(htcore.mark_step, torch.hpu/cuda/cpu.synchronize, "
+                                          "hthpu.synchronize), by '<call> @ <file>:<function>' "
+                                          "of the caller")
     tokens: Count = Field(description="tokens generated for the counted utterances")
     encoder_bytes: Count = Field(
         0, description="bytes of the storages the encoder call(s) allocated")

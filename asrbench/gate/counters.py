@@ -10,7 +10,8 @@ which the transcript check reports. Each counted batch (one per distinct batch s
 compared with the baseline's batch of the same index, and a change outside the first is named
 with its batch. Bytes allocated per encoder call and per prompt/steady decode step are compared
 always, the decode's bytes, peak live bytes and retained bytes and the Python-level host reads
-(by call site) like the totals; a change of graph captures names the module and input shapes
+(by call site) and the explicit device synchronisation calls (mark_step, synchronize, by call
+site) like the totals; a change of graph captures names the module and input shapes
 captured anew. Counters of another COUNTER_VERSION, or of other utterances or batch shapes, are
 refused, never compared. The device allocator's peak, the read lines and the counting time are
 informational.
@@ -32,6 +33,7 @@ OP_FIELDS = (
 )
 TOTAL_FIELD = ("decode_ops_total", "counters.decode_ops_total", "all decode steps")
 READS_FIELD = ("host_reads", "counters.host_reads", "host reads")
+SYNCS_FIELD = ("device_syncs", "counters.device_syncs", "device syncs")
 #: exact byte counts: (field, metric, label); the first ones always, the rest like the totals
 BYTE_FIELDS = (
     ("encoder_bytes", "counters.encoder_bytes", "bytes allocated by the encoder"),
@@ -47,6 +49,7 @@ DECODE_BYTE_FIELDS = (
 COUNTER_METRICS = ("counters", *(metric for _, metric, _ in OP_FIELDS), TOTAL_FIELD[1],
                    "counters.flops_per_utterance", "counters.host_syncs_per_token",
                    "counters.compilations", READS_FIELD[1], "counters.host_reads_per_token",
+                   SYNCS_FIELD[1],
                    *(metric for _, metric, _ in BYTE_FIELDS + DECODE_BYTE_FIELDS))
 #: changed ops named per field in a note (the largest moves first)
 NAMED = 8
@@ -198,7 +201,7 @@ def _batch_verdicts(config_id: str, current: BatchCounters, baseline: BatchCount
     same_decode = (current.decode_steps == baseline.decode_steps
                    and current.tokens == baseline.tokens)
     if same_decode:
-        for name, metric, label in (TOTAL_FIELD, READS_FIELD):
+        for name, metric, label in (TOTAL_FIELD, READS_FIELD, SYNCS_FIELD):
             verdicts.append(_ops_verdict(config_id, metric, prefix + label,
                                          getattr(baseline, name), getattr(current, name)))
         verdicts.append(_scalar_verdict(config_id, "counters.flops_per_utterance",

@@ -43,6 +43,11 @@ Definitions (COUNTER_VERSION; change them only together with the version):
   tensor, keyed "Tensor.<method> @ <file>:<function>" of the nearest caller outside torch
   (<file> relative to site-packages or the repository); the line is recorded apart
   (host_read_lines, informational: it moves with any edit above it).
+- device sync (Python level, every device): a call of an explicit synchronisation entry point
+  (SYNC_CALLS: htcore.mark_step, torch.hpu/cuda/cpu.synchronize, hthpu.synchronize), keyed
+  "<call> @ <file>:<function>" of the nearest caller outside torch, as a host read is: a
+  mark_step ends a lazy-mode graph on Gaudi and a synchronize waits for the device, and neither
+  dispatches an op a mode could see.
 - bytes: an op output whose storage is neither tracked nor an input's is an allocation of its
   storage's nbytes, in the phase it happened; it stays live while any tensor of the pass that
   uses that storage is alive (garbage collection is off during the pass, so this is CPython's
@@ -79,8 +84,9 @@ from asrbench.devices import graphing
 from asrbench.devices.graphing import dtype_name
 from asrbench.formats.model import COUNTER_VERSION, BatchCounters, Counters
 
-__all__ = ["COUNTER_VERSION", "OpCounter", "ReadCounter", "CountedBatch", "count_pass",
-           "count_batches", "bypass_replay", "decoder_setup", "op_key", "dtype_name"]
+__all__ = ["COUNTER_VERSION", "OpCounter", "ReadCounter", "SyncCounter", "CountedBatch",
+           "count_pass", "count_batches", "bypass_replay", "decoder_setup", "op_key",
+           "dtype_name"]
 
 #: aten ops (overload packets) that read a device value on the host, on any device
 HOST_READS = frozenset({"aten._local_scalar_dense", "aten.nonzero", "aten.masked_select",
@@ -92,6 +98,13 @@ COPIES = frozenset({"aten._to_copy", "aten.copy_", "aten.copy"})
 #: (torch's printing turns the dispatch modes off, so no op below it is seen)
 READ_METHODS = frozenset({"tolist", "cpu", "numpy", "item", "__bool__", "__int__", "__float__",
                           "__index__", "__complex__", "__array__", "__repr__", "__format__"})
+#: explicit synchronisation entry points, counted by call site: (module, attribute, name in
+#: the key); a module not imported (no habana_frameworks off Gaudi) is left alone
+SYNC_CALLS = (("habana_frameworks.torch.core", "mark_step", "htcore.mark_step"),
+              ("habana_frameworks.torch.hpu", "synchronize", "hthpu.synchronize"),
+              ("torch.hpu", "synchronize", "torch.hpu.synchronize"),
+              ("torch.cuda", "synchronize", "torch.cuda.synchronize"),
+              ("torch.cpu", "synchronize", "torch.cpu.synchronize"))
 SELECTION = ("the first batch in decoding order (longest clips first) and the first batch of "
              "every other batch shape (the partial last batch)")
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
@@ -522,18 +535,64 @@ class ReadCounter(TorchFunctionMode):
         return False
 
     def _count(self, method: str) -> None:
-        frame: FrameType | None = sys._getframe(2)
-        while frame is not None and (frame.f_code.co_filename.startswith(_TORCH_DIR) or
-                                     os.path.abspath(frame.f_code.co_filename) in _OWN_FILES
-                                     and frame.f_code.co_name == "__torch_function__"):
-            frame = frame.f_back
-        site = _site(frame.f_code) if frame is not None else "?"
+        site, line = _caller(sys._getframe(2))
         key = f"Tensor.{method} @ {site}"
         self.reads[key] += 1
-        line = frame.f_lineno if frame is not None else 0
         self.lines[f"{key.split(':', 1)[0]}:{line}"] += 1
         if isinstance(self.ops.phase, tuple):
             self.decode_reads += 1
+
+
+def _caller(frame: FrameType | None) -> tuple[str, int]:
+    """The site (_site) and line of the nearest frame from `frame` outward that is neither
+    torch's nor a counting mode's own __torch_function__."""
+    while frame is not None and (frame.f_code.co_filename.startswith(_TORCH_DIR) or
+                                 os.path.abspath(frame.f_code.co_filename) in _OWN_FILES
+                                 and frame.f_code.co_name == "__torch_function__"):
+        frame = frame.f_back
+    if frame is None:
+        return "?", 0
+    return _site(frame.f_code), frame.f_lineno
+
+
+class SyncCounter:
+    """Counts calls of the explicit synchronisation entry points (SYNC_CALLS) by call site
+    while installed (`with counter:`): each one imported is replaced, for the block only, by a
+    wrapper that counts and calls it. Code that looks the function up when it calls it
+    (`htcore.mark_step()`, `torch.cuda.synchronize()`, a device's `self._htcore.mark_step()`)
+    is counted; a reference taken before the block (`from ... import mark_step`) is not."""
+
+    def __init__(self, ops: OpCounter) -> None:
+        self.ops = ops
+        self.calls: collections.Counter = collections.Counter()
+        self._installed: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self) -> SyncCounter:
+        done: set[tuple[int, str]] = set()
+        for module_name, attribute, name in SYNC_CALLS:
+            module = sys.modules.get(module_name)
+            if module is None and module_name.startswith("torch."):
+                module = getattr(torch, module_name.split(".", 1)[1], None)
+            original = getattr(module, attribute, None) if module is not None else None
+            if not callable(original) or (id(module), attribute) in done:
+                continue  # not imported here, or the same module under another name
+            done.add((id(module), attribute))
+            setattr(module, attribute, self._counting(original, name))
+            self._installed.append((module, attribute, original))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        while self._installed:
+            module, attribute, original = self._installed.pop()
+            setattr(module, attribute, original)
+
+    def _counting(self, original: Callable[..., Any], name: str) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            if not self.ops.paused:
+                self.calls[f"{name} @ {_caller(sys._getframe(1))[0]}"] += 1
+            return original(*args, **kwargs)
+        return counted
 
 
 @contextlib.contextmanager
@@ -635,12 +694,13 @@ def _count_batch(model: Any, decoder: Any, batch: CountedBatch, device: Any, pre
     real = features_in.shape[0] if batch.real is None else batch.real
     counter = OpCounter()
     reads = ReadCounter(counter)
+    syncs = SyncCounter(counter)
     hooks = [model.get_encoder().register_forward_pre_hook(counter.encoder_starts),
              model.get_encoder().register_forward_hook(counter.encoder_ends),
              model.get_decoder().register_forward_pre_hook(counter.step_starts)]
     _COUNTING.append(counter)
     try:
-        with reads, counter:
+        with syncs, reads, counter:
             with torch.inference_mode(), device.autocast(precision):
                 features = features_in.to(device.torch_device)
                 where = features.device.type
@@ -682,6 +742,7 @@ def _count_batch(model: Any, decoder: Any, batch: CountedBatch, device: Any, pre
         host_syncs_per_token=counter.decode_syncs / len(steps) if steps else 0.0,
         host_reads=dict(reads.reads), host_read_lines=dict(reads.lines),
         host_reads_per_token=reads.decode_reads / len(steps) if steps else 0.0,
+        device_syncs=dict(syncs.calls),
         tokens=tokens, encoder_bytes=allocated["encoder"],
         prompt_step_bytes=allocated[("step", 0)] if steps else 0,
         decode_step_bytes=allocated[("step", steady_index)] if steady_index else 0,
