@@ -301,9 +301,9 @@ def not_measured(run: Run, entry: BaselineEntry | None) -> Verdict:
 def arithmetic_problem(run: Run, entry: BaselineEntry) -> str | None:
     """Why this run's transcripts are not comparable exactly with the entry's, or None: a
     reduced-precision run whose arithmetic is the host CPU's (cpu, hpu-emulated) rounds as
-    the processor's bf16 support does (formats.environment.cpu_bf16_arithmetic), so it is
-    gated exactly only against an entry recorded with the same; elsewhere the runner's
-    hardware would decide the verdict."""
+    the processor's bf16 support and make do (formats.environment: cpu_bf16_arithmetic,
+    cpu_identity), so it is gated exactly only against an entry recorded with the same both;
+    elsewhere the runner's hardware would decide the verdict."""
     precision = getattr(run.config, "precision", "fp32")
     if precision == "fp32" or run.device.kind not in CPU_ARITHMETIC:
         return None
