@@ -171,11 +171,21 @@ def test_ab_between_two_environments_with_identical_code_passes(tmp_path, tiny_s
     (["--threshold", "2"], "--threshold must be between 0 and 1"),
     (["--base-python", "x", "--base-command", "y"], "give one"),
     (["--head-args", "'unclosed"], "--head-args"),
+    # each side's run options parse as `asrbench run`'s before any process starts
+    (["--head-args", "--batch-sise 4"], "head's run options (the shared ones, then --head-args): "
+                                        "unrecognized arguments: --batch-sise 4"),
+    (["--base-args", "--batch-size four"], "base's run options"),
+    (["--head-args", "--help"], "ask for help or a version"),
+    (["--head-args", "--dataset https://user:S3cr3t-pw@hub.example/x --frobnicate"],
+     "unrecognized arguments"),
 ])
 def test_ab_user_errors_are_one_line(tmp_path, capsys, argv, message):
     code, _ = _ab(tmp_path, *argv)
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert code == 2 and message in err and "Traceback" not in err
+    assert "S3cr3t-pw" not in err + captured.out and "usage:" not in captured.out
+    assert not (tmp_path / "ab.json").exists()  # refused before any side ran
 
 
 def test_ab_takes_no_abbreviated_options(capsys):

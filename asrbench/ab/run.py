@@ -91,6 +91,12 @@ def settings_from(values: Any) -> rounds.Settings:
         and not getattr(values, "no_recipe_cache", False))
 
 
+def this_asrbench() -> list[str]:
+    """The command prefix of a side that runs this asrbench (neither --X-python nor
+    --X-command given)."""
+    return rounds.default_command(None, None, "")
+
+
 def sides_from(values: Any) -> dict[str, rounds.Side]:
     """Each side's command (--X-command, --X-python, else this interpreter), its own run
     options (--X-args, split like a shell) and working directory (--X-cwd)."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from asrbench.ab import run as ab
 from asrbench.ab.rounds import DEFAULT_ROUND_TIMEOUT
@@ -14,6 +16,8 @@ from asrbench.cli import common
 from asrbench.cli.common import say
 from asrbench.config.options import policy_from
 from asrbench.config.settings import DEFAULT_REPORT
+from asrbench.errors import AsrbenchError
+from asrbench.formats.redact import redact, redact_argv
 from asrbench.render.text import ab_markdown, ab_text
 
 HELP = """\
@@ -132,6 +136,43 @@ def join_verbatim(argv: Sequence[str]) -> list[str]:
     return out
 
 
+class _SideOptionsError(Exception):
+    """A side's `asrbench run` options do not parse (check_side_options)."""
+
+
+class _SideParser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are raised, not printed with an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _SideOptionsError(message)
+
+
+def check_side_options(settings: Any, sides: dict[str, Any]) -> None:
+    """Parse each side's `asrbench run` command line (the shared run options, then the side's
+    --X-args) as `asrbench run` would, before any process starts: a mistyped option is one
+    line now, not a failed side after the other side's accuracy run. Only sides that run this
+    asrbench (no --X-python or --X-command: those may run another version, whose options are
+    its own)."""
+    from asrbench.cli import run as run_command  # noqa: PLC0415  (the run door's own parser)
+
+    parser = _SideParser(prog="asrbench", add_help=False)
+    run_command.add_parser(parser.add_subparsers(dest="command"))
+    ours = ab.this_asrbench()
+    for name, side in sides.items():
+        if side.command != ours:
+            continue
+        argv = ["run", *settings.shared, *side.args, "--report", "x.json", "--no-progress"]
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                parser.parse_args(argv)
+        except _SideOptionsError as exc:
+            raise AsrbenchError(f"{name}'s run options (the shared ones, then --{name}-args): "
+                                f"{redact(' '.join(redact_argv(str(exc).split(' '))))}") from None
+        except SystemExit:  # --help or --version among them: printed nothing, ran nothing
+            raise AsrbenchError(f"{name}'s run options ask for help or a version: give "
+                                "`asrbench run --help` on its own") from None
+
+
 def command(args: argparse.Namespace) -> int:
     """Check everything, run both sides, decide, print, write JSON and Markdown, exit like
     compare."""
@@ -139,6 +180,7 @@ def command(args: argparse.Namespace) -> int:
     sides = ab.sides_from(args)
     policy = policy_from(args)
     ab.check_outputs(args.json, args.markdown, args.keep_reports)
+    check_side_options(settings, sides)
 
     def progress(message: str) -> None:
         if not args.no_progress:
