@@ -313,10 +313,14 @@ def arithmetic_problem(run: Run, entry: BaselineEntry) -> str | None:
     theirs = (entry.environment.get(CPU_BF16), entry.environment.get(CPU_ID))
     if None not in mine and mine == theirs:
         return None
-    return (f"{precision} on this CPU computes as {mine[0] or 'unknown'} "
-            f"({mine[1] or 'make unknown'}), the baseline's as {theirs[0] or 'unrecorded'} "
-            f"({theirs[1] or 'make unrecorded'}): transcripts and error rates are not compared "
-            "exactly (the runner's hardware would decide)")
+    why = (f"{precision} on this CPU computes as {mine[0] or 'unknown'} "
+           f"({mine[1] or 'make unknown'}), the baseline's as {theirs[0] or 'unrecorded'} "
+           f"({theirs[1] or 'make unrecorded'}): transcripts and error rates are not compared "
+           "exactly (the runner's hardware would decide)")
+    if None in theirs and None not in mine:  # an entry from before the key was recorded
+        why += ("; an entry recorded on this processor (asrbench baseline update --report "
+                "<report>) gates them exactly here")
+    return why
 
 
 def _not_comparable(config_id: str, entry: BaselineEntry, run: Run, why: str,
