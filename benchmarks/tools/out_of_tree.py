@@ -188,6 +188,28 @@ def keep_outputs(module):
 
 on_import("{WHISPER}", keep_outputs)
 '''),
+    Case("mark_step per decoder layer", "hpu-emulated",
+         ["device syncs: htcore.mark_step @ ", "sitecustomize.py:", "(new)"], about=(
+             "a forward hook that ends the lazy-mode graph after every decoder layer "
+             "(htcore.mark_step(): no aten op; on Gaudi a graph split per layer)"),
+         plugin=f'''
+def mark_per_layer(module):
+    init = module.WhisperDecoderLayer.__init__
+
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+
+        def mark(layer, args, output):
+            import habana_frameworks.torch.core as htcore  # as Gaudi code calls it
+            htcore.mark_step()
+
+        self.register_forward_hook(mark)
+
+    module.WhisperDecoderLayer.__init__ = __init__
+
+
+on_import("{WHISPER}", mark_per_layer)
+'''),
     Case("recapture per shape", "hpu-emulated",
          ["graph compilations/captures 3 -> ", "_Step(2x5 i64, 5 i64) +1 (new)"], about=(
              "a patched checkout whose static decoder feeds every step the whole token history "
