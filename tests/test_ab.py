@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from asrbench.ab import run as ab_run
 from asrbench.ab.decision import decide
 from asrbench.ab.rounds import Outcome, Round, Settings, Side, comparisons, document, run_ab
 from asrbench.cli.main import main
@@ -175,7 +176,7 @@ def test_ab_between_two_environments_with_identical_code_passes(tmp_path, tiny_s
     (["--head-args", "--batch-sise 4"], "head's run options (the shared ones, then --head-args): "
                                         "unrecognized arguments: --batch-sise 4"),
     (["--base-args", "--batch-size four"], "base's run options"),
-    (["--head-args", "--help"], "ask for help or a version"),
+    (["--head-args", "--help"], "ask for help"),
     (["--head-args", "--dataset https://user:S3cr3t-pw@hub.example/x --frobnicate"],
      "unrecognized arguments"),
 ])
@@ -186,6 +187,26 @@ def test_ab_user_errors_are_one_line(tmp_path, capsys, argv, message):
     assert code == 2 and message in err and "Traceback" not in err
     assert "S3cr3t-pw" not in err + captured.out and "usage:" not in captured.out
     assert not (tmp_path / "ab.json").exists()  # refused before any side ran
+
+
+def test_a_side_running_another_checkout_parses_its_own_options(tmp_path, capsys,
+                                                                 monkeypatch):
+    """--head-cwd names a checkout whose `python -m asrbench` is its own (another version:
+    an option this asrbench lacks is not refused here); the checkout's side gets no check, the
+    other side still does."""
+    from asrbench.cli.ab import check_side_options
+
+    other = tmp_path / "other-checkout"
+    (other / "asrbench").mkdir(parents=True)
+    (other / "asrbench" / "__init__.py").write_text("")
+    settings = Settings(shared=["--dataset-config", "en"])
+    ours = ab_run.this_asrbench()
+    check_side_options(settings, {"head": Side("head", ours, ["--new-option", "3"], other)})
+    with pytest.raises(AsrbenchError, match="unrecognized arguments: --new-option 3"):
+        check_side_options(settings, {"base": Side("base", ours, ["--new-option", "3"],
+                                                   tmp_path)})
+    monkeypatch.chdir(other)  # no --X-cwd, run from inside the other checkout
+    check_side_options(settings, {"head": Side("head", ours, ["--new-option", "3"])})
 
 
 def test_ab_takes_no_abbreviated_options(capsys):

@@ -203,6 +203,25 @@ def test_merge_pools_edits_counts_samples_and_latencies():
     assert "not merged" in run.merged.counters
 
 
+def test_merged_shards_of_two_processor_makes_carry_no_bf16_key():
+    """Shards decoded on processors of two makes are not one bf16 arithmetic: the merged
+    run's device keeps neither key (cpu_bf16, cpu_id), so a bf16 entry recorded from it
+    compares no transcript exactly; shards of one make keep both."""
+    from asrbench.formats.environment import CPU_BF16, CPU_ID
+
+    intel = {CPU_BF16: "avx512-bf16", CPU_ID: "vendor_id GenuineIntel, cpu family 6, model 207",
+             "cpu": "Intel(R) Xeon(R) Processor"}
+    shards = two_shards()
+    for _, shard in shards:
+        shard.runs[0].device.environment = dict(intel)
+    (run,) = merge_reports(shards).runs
+    assert run.device.environment == intel
+    shards[1][1].runs[0].device.environment[CPU_ID] = "vendor_id AuthenticAMD, cpu family 25"
+    (run,) = merge_reports(shards).runs
+    assert run.device.environment == {**intel, CPU_ID: None}
+    assert shards[0][1].runs[0].device.environment == intel  # the shards are left as they were
+
+
 def _counters(steps: int) -> dict:
     return {"version": COUNTER_VERSION, "selection": "the first batch", "utterances": ["a", "d"],
             "rows": 2,

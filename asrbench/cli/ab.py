@@ -151,25 +151,31 @@ def check_side_options(settings: Any, sides: dict[str, Any]) -> None:
     """Parse each side's `asrbench run` command line (the shared run options, then the side's
     --X-args) as `asrbench run` would, before any process starts: a mistyped option is one
     line now, not a failed side after the other side's accuracy run. Only sides that run this
-    asrbench (no --X-python or --X-command: those may run another version, whose options are
-    its own)."""
+    asrbench: no --X-python or --X-command, and no other asrbench package in the directory the
+    side runs in (`python -m asrbench` there imports that checkout's: --X-cwd ../base), since
+    another version's options are its own. This parses; what `asrbench run` checks after
+    parsing (e.g. --counters-only with --passes) is the side's own first step."""
     from asrbench.cli import run as run_command  # noqa: PLC0415  (the run door's own parser)
 
     parser = _SideParser(prog="asrbench", add_help=False)
     run_command.add_parser(parser.add_subparsers(dest="command"))
     ours = ab.this_asrbench()
+    package = Path(__file__).resolve().parent.parent
     for name, side in sides.items():
-        if side.command != ours:
+        here = (side.cwd or Path.cwd()) / "asrbench"
+        if side.command != ours or ((here / "__init__.py").is_file()
+                                    and here.resolve() != package):
             continue
-        argv = ["run", *settings.shared, *side.args, "--report", "x.json", "--no-progress"]
+        argv = ["run", *settings.shared, *side.args, "--passes", "1", "--report", "x.json",
+                "--no-progress"]
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 parser.parse_args(argv)
         except _SideOptionsError as exc:
             raise AsrbenchError(f"{name}'s run options (the shared ones, then --{name}-args): "
                                 f"{redact(' '.join(redact_argv(str(exc).split(' '))))}") from None
-        except SystemExit:  # --help or --version among them: printed nothing, ran nothing
-            raise AsrbenchError(f"{name}'s run options ask for help or a version: give "
+        except SystemExit:  # --help among them: printed nothing, ran nothing
+            raise AsrbenchError(f"{name}'s run options ask for help: give "
                                 "`asrbench run --help` on its own") from None
 
 

@@ -25,10 +25,10 @@ CPU_BF16 = "cpu_bf16"
 #: the device environment key that names the processor's make (cpu_identity): bf16 rounding
 #: follows the kernels oneDNN picks for it, not only its instruction set
 CPU_ID = "cpu_id"
-#: /proc/cpuinfo fields that name a processor's make: x86 (vendor, family, model) and Arm
-#: (implementer, architecture, part)
+#: /proc/cpuinfo fields that name a processor's make: x86 (vendor, family, model), Arm
+#: (implementer, architecture, part), POWER (cpu)
 _IDENTITY_FIELDS = ("vendor_id", "cpu family", "model", "CPU implementer", "CPU architecture",
-                    "CPU part")
+                    "CPU part", "cpu")
 #: oneDNN's ISA ceiling (ONEDNN_MAX_CPU_ISA) name fragments, highest first, and the level
 _ISA_CAPS = (("AMX", "amx-bf16"), ("BF16", "avx512-bf16"), ("FP16", "avx512-bf16"),
              ("AVX10", "avx512-bf16"), ("AVX512", "avx512"), ("AVX2", "avx2"), ("AVX", "avx2"),
@@ -36,17 +36,18 @@ _ISA_CAPS = (("AMX", "amx-bf16"), ("BF16", "avx512-bf16"), ("FP16", "avx512-bf16
 _LEVELS = ("other", "avx2", "avx512", "avx512-bf16", "amx-bf16")
 
 
-def cpu_identity(cpuinfo: str | None = None, machine: str | None = None) -> str:
+def cpu_identity(cpuinfo: str | None = None) -> str | None:
     """The processor's make, from the first processor's /proc/cpuinfo entry (`cpuinfo`: its
-    text, read when None), e.g. "vendor_id GenuineIntel, cpu family 6, model 207"; "<machine>"
-    where there is no such entry. Two processors with the same instruction set round bf16
-    differently where oneDNN runs other kernels on them (issue 29's Hindi transcript
-    `tomatarkarive` read `tomatarkarivay` on an Intel Xeon without AMX, both AVX512-BF16,
-    against the baseline an AMD EPYC recorded), so reduced-precision transcripts are gated
-    exactly only between runs on the same make (gate/compare.py)."""
+    text, read when None), e.g. "vendor_id GenuineIntel, cpu family 6, model 207"; None where
+    it names none (no /proc/cpuinfo: Windows, macOS), so that no two such machines count as the
+    same make (an Intel and an AMD Windows machine are both "AMD64"). Two processors with the
+    same instruction set round bf16 differently where oneDNN runs other kernels on them (issue
+    29's Hindi transcript `tomatarkarive` read `tomatarkarivay` on an Intel Xeon without AMX,
+    both AVX512-BF16, against the baseline an AMD EPYC recorded), so reduced-precision
+    transcripts are gated exactly only between runs on the same make (gate/compare.py)."""
     if cpuinfo is None:
         try:
-            with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
                 cpuinfo = fh.read(65536)
         except OSError:
             cpuinfo = ""
@@ -62,7 +63,7 @@ def cpu_identity(cpuinfo: str | None = None, machine: str | None = None) -> str:
             found[name] = value[:64]
     if found:
         return ", ".join(f"{name} {found[name]}" for name in _IDENTITY_FIELDS if name in found)
-    return machine or platform.machine() or "other"
+    return None
 
 
 def cpu_bf16_arithmetic(flags: set[str] | None = None, machine: str | None = None,

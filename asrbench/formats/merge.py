@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asrbench.errors import AsrbenchError
+from asrbench.formats.environment import CPU_BF16, CPU_ID
 from asrbench.formats.model import (
     Compilations,
     Counters,
@@ -192,6 +193,18 @@ def _check_shards(shards: list[_Shard]) -> None:
                             "given): merge every shard's report")
 
 
+def _device(shards: list[_Shard]) -> Any:
+    """The first shard's device, less the keys of how its CPU rounds bf16 (cpu_bf16, cpu_id)
+    where the shards' differ: shards decoded on processors of two makes are not one
+    arithmetic, so a bf16 baseline recorded from the merge compares no transcript exactly."""
+    device = shards[0].run.device
+    mixed = {key: None for key in (CPU_BF16, CPU_ID)
+             if len({repr(s.run.device.environment.get(key)) for s in shards}) > 1}
+    if not mixed:
+        return device
+    return device.model_copy(update={"environment": {**device.environment, **mixed}})
+
+
 def _counters(shards: list[_Shard]) -> tuple[Counters | None, str]:
     """The shards' counters where they are equal (each counted the whole split's first batch,
     as one process does), else None and why they were not merged."""
@@ -349,7 +362,7 @@ def merge_runs(shards: list[Any]) -> Run:
     ordered_skips = [s for _, s in sorted(skipped.values(), key=lambda pair: pair[0])]
     excluded = [s.run.dataset.normalized_wer_excluded for s in shards]
     return Run(
-        config=head.config, device=head.device,
+        config=head.config, device=_device(shards),
         metrics=Metrics(wer=sums[0] / sums[1] if sums[1] else 0.0,
                         wer_normalized=sums[4] / sums[5] if sums[5] else None,
                         cer=sums[2] / sums[3] if sums[3] else 0.0,

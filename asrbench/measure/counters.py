@@ -67,6 +67,7 @@ import functools
 import gc
 import os
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -126,6 +127,25 @@ def op_key(func: Any, args: tuple, kwargs: dict, out: Any) -> str:
 def _composite(func: Any) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(func.name(),
                                                           "CompositeImplicitAutograd")
+
+
+#: a tensor's device type -> the dispatch key of that backend's own kernels
+_BACKEND_KEYS = {"cpu": "CPU", "cuda": "CUDA", "hpu": "HPU", "xpu": "XPU", "mps": "MPS"}
+
+
+@functools.cache
+def _backend_kernel(func: Any, device_type: str) -> bool:
+    """Whether the backend of `device_type` registers its own kernel for `func`: then the
+    dispatcher runs that kernel, not the composite one (aten.native_channel_shuffle on the
+    CPU; aten.linear on MPS), and the op is counted whole, as it runs."""
+    key = _BACKEND_KEYS.get(device_type)
+    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), key)
+
+
+def _device_type(args: tuple, kwargs: dict) -> str | None:
+    """The device type of the op's first tensor argument (None: no tensor argument)."""
+    found = _tensors_in(kwargs, _tensors_in(args, [])) if kwargs else _tensors_in(args, [])
+    return found[0].device.type if found else None
 
 
 def _is_host_sync(name: str, func: Any, args: tuple, kwargs: dict, out: Any) -> bool:
@@ -300,10 +320,11 @@ class OpCounter(TorchDispatchMode):
             kwargs = _NO_KWARGS
         if self.paused:
             return func(*args, **kwargs)
-        if composite:
+        if composite and not _backend_kernel(func, _device_type(args, kwargs) or ""):
             # Under inference_mode a mode meets composite ops (aten.linear) before they are
-            # decomposed; count what they decompose into (aten.addmm, aten.mm), as outside it.
-            # (FlopCounterMode's rule: an op it has a FLOP formula for is counted whole.)
+            # decomposed; count what they decompose into (aten.addmm, aten.mm), as the
+            # dispatcher runs them. (FlopCounterMode's rule: an op it has a FLOP formula for is
+            # counted whole; so is an op the tensors' backend has its own kernel for.)
             # The decomposition is the op's C++ CompositeImplicitAutograd kernel, the one the
             # timed passes run: never a Python decomposition registered beside it
             # (func.decompose() prefers those, and torch._decomp's differ: its aten.dropout
@@ -565,31 +586,40 @@ class SyncCounter:
     def __init__(self, ops: OpCounter) -> None:
         self.ops = ops
         self.calls: collections.Counter = collections.Counter()
-        self._installed: list[tuple[Any, str, Any]] = []
+        # (module, attribute, the original, the wrapper installed over it)
+        self._installed: list[tuple[Any, str, Any, Any]] = []
+        self._thread = 0
 
     def __enter__(self) -> SyncCounter:
+        self._thread = threading.get_ident()  # calls from other threads are not the pass's
         done: set[tuple[int, str]] = set()
-        for module_name, attribute, name in SYNC_CALLS:
-            module = sys.modules.get(module_name)
-            if module is None and module_name.startswith("torch."):
-                module = getattr(torch, module_name.split(".", 1)[1], None)
-            original = getattr(module, attribute, None) if module is not None else None
-            if not callable(original) or (id(module), attribute) in done:
-                continue  # not imported here, or the same module under another name
-            done.add((id(module), attribute))
-            setattr(module, attribute, self._counting(original, name))
-            self._installed.append((module, attribute, original))
+        try:
+            for module_name, attribute, name in SYNC_CALLS:
+                module = sys.modules.get(module_name)
+                if module is None and module_name.startswith("torch."):
+                    module = getattr(torch, module_name.split(".", 1)[1], None)
+                original = getattr(module, attribute, None) if module is not None else None
+                if not callable(original) or (id(module), attribute) in done:
+                    continue  # not imported here, or the same module under another name
+                done.add((id(module), attribute))
+                wrapper = self._counting(original, name)
+                setattr(module, attribute, wrapper)
+                self._installed.append((module, attribute, original, wrapper))
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> None:
         while self._installed:
-            module, attribute, original = self._installed.pop()
-            setattr(module, attribute, original)
+            module, attribute, original, wrapper = self._installed.pop()
+            if getattr(module, attribute, None) is wrapper:  # else someone set it since: theirs
+                setattr(module, attribute, original)
 
     def _counting(self, original: Callable[..., Any], name: str) -> Callable[..., Any]:
         @functools.wraps(original)
         def counted(*args: Any, **kwargs: Any) -> Any:
-            if not self.ops.paused:
+            if not self.ops.paused and threading.get_ident() == self._thread:
                 self.calls[f"{name} @ {_caller(sys._getframe(1))[0]}"] += 1
             return original(*args, **kwargs)
         return counted
