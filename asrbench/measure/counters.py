@@ -133,13 +133,12 @@ def _composite(func: Any) -> bool:
 _BACKEND_KEYS = {"cpu": "CPU", "cuda": "CUDA", "hpu": "HPU", "xpu": "XPU", "mps": "MPS"}
 
 
-@functools.cache
-def _backend_kernel(func: Any, device_type: str) -> bool:
-    """Whether the backend of `device_type` registers its own kernel for `func`: then the
+def _own_kernels(func: Any) -> frozenset[str]:
+    """The device types whose backend registers its own kernel for `func`: there the
     dispatcher runs that kernel, not the composite one (aten.native_channel_shuffle on the
     CPU; aten.linear on MPS), and the op is counted whole, as it runs."""
-    key = _BACKEND_KEYS.get(device_type)
-    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), key)
+    return frozenset(device for device, key in _BACKEND_KEYS.items()
+                     if torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), key))
 
 
 def _device_type(args: tuple, kwargs: dict) -> str | None:
@@ -258,8 +257,8 @@ def _sync_kind(name: str) -> int:
 
 
 #: id(OpOverload) -> (the op, its name, its FLOP formula or None, that formula unwrapped or
-#: None, whether it is decomposed, its _sync_kind, {dtype: op key}); the op is held, so its id
-#: stays its own
+#: None, whether it is decomposed, the device types with a kernel of their own for it (not
+#: decomposed there), its _sync_kind, {dtype: op key}); the op is held, so its id stays its own
 _FACTS: dict[int, tuple] = {}
 
 
@@ -267,8 +266,9 @@ def _facts(func: Any) -> tuple:
     packet = func.overloadpacket
     name = str(packet)
     flops = flop_registry.get(packet)
-    facts: tuple = (func, name, flops, _unwrapped_formula(flops),
-                    flops is None and _composite(func), _sync_kind(name), {})
+    composite = flops is None and _composite(func)
+    facts: tuple = (func, name, flops, _unwrapped_formula(flops), composite,
+                    _own_kernels(func) if composite else frozenset(), _sync_kind(name), {})
     _FACTS[id(func)] = facts
     return facts
 
@@ -315,12 +315,12 @@ class OpCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         facts = _FACTS.get(id(func)) or _facts(func)
-        _, name, flops, formula, composite, sync, keys = facts
+        _, name, flops, formula, composite, own_kernels, sync, keys = facts
         if kwargs is None:
             kwargs = _NO_KWARGS
         if self.paused:
             return func(*args, **kwargs)
-        if composite and not _backend_kernel(func, _device_type(args, kwargs) or ""):
+        if composite and not (own_kernels and _device_type(args, kwargs) in own_kernels):
             # Under inference_mode a mode meets composite ops (aten.linear) before they are
             # decomposed; count what they decompose into (aten.addmm, aten.mm), as the
             # dispatcher runs them. (FlopCounterMode's rule: an op it has a FLOP formula for is
