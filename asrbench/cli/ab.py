@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 from asrbench.ab import run as ab
 from asrbench.ab.rounds import DEFAULT_ROUND_TIMEOUT
 from asrbench.cli import common
+from asrbench.cli import run as run_command
 from asrbench.cli.common import say
 from asrbench.config.options import policy_from
 from asrbench.config.settings import DEFAULT_REPORT
@@ -155,8 +156,6 @@ def check_side_options(settings: Any, sides: dict[str, Any]) -> None:
     side runs in (`python -m asrbench` there imports that checkout's: --X-cwd ../base), since
     another version's options are its own. This parses; what `asrbench run` checks after
     parsing (e.g. --counters-only with --passes) is the side's own first step."""
-    from asrbench.cli import run as run_command  # noqa: PLC0415  (the run door's own parser)
-
     parser = _SideParser(prog="asrbench", add_help=False)
     run_command.add_parser(parser.add_subparsers(dest="command"))
     ours = ab.this_asrbench()
