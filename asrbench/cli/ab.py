@@ -18,7 +18,7 @@ from asrbench.cli.common import say
 from asrbench.config.options import policy_from
 from asrbench.config.settings import DEFAULT_REPORT
 from asrbench.errors import AsrbenchError
-from asrbench.formats.redact import redact, redact_argv
+from asrbench.formats.redact import redact_usage
 from asrbench.render.text import ab_markdown, ab_text
 
 HELP = """\
@@ -172,7 +172,7 @@ def check_side_options(settings: Any, sides: dict[str, Any]) -> None:
                 parser.parse_args(argv)
         except _SideOptionsError as exc:
             raise AsrbenchError(f"{name}'s run options (the shared ones, then --{name}-args): "
-                                f"{redact(' '.join(redact_argv(str(exc).split(' '))))}") from None
+                                f"{redact_usage(str(exc))}") from None
         except SystemExit:  # --help among them: printed nothing, ran nothing
             raise AsrbenchError(f"{name}'s run options ask for help: give "
                                 "`asrbench run --help` on its own") from None

@@ -14,7 +14,7 @@ from typing import NoReturn
 from asrbench import __version__
 from asrbench.cli import ab, baseline, bisect, compare, export, history, html, merge, peers, run
 from asrbench.errors import AsrbenchError, first_line
-from asrbench.formats.redact import redact, redact_argv
+from asrbench.formats.redact import redact, redact_usage
 from asrbench.measure.distributed import detect_launch
 from asrbench.processes import hold_collections
 from asrbench.render.text import terminal_safe
@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
     hf_...` quotes what the user typed (subcommands' parsers are of the same class)."""
 
     def error(self, message: str) -> NoReturn:
-        super().error(redact(" ".join(redact_argv(message.split(" ")))))
+        super().error(redact_usage(message))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,15 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def host_cpu_environment() -> dict[str, Any]:
+    """What a device computing on the host CPU records of it: the CPU, torch's threads, and
+    how the CPU rounds bf16 (its instruction-set key and its make): reduced-precision
+    transcripts are gated exactly only against a baseline recorded with the same
+    (gate/compare.py)."""
+    return {"cpu": cpu_model_name(), "torch_threads": torch.get_num_threads(),
+            CPU_BF16: cpu_bf16_arithmetic(), CPU_ID: cpu_identity()}
+
+
 class CPUDevice(Device):
     """Runs on the host CPU with torch's intra-op thread pool."""
 
@@ -48,8 +57,7 @@ class CPUDevice(Device):
         return f"{cpu_model_name()} ({torch.get_num_threads()} threads)"
 
     def environment(self) -> dict[str, Any]:
-        return {"cpu": cpu_model_name(), "torch_threads": torch.get_num_threads(),
-                CPU_BF16: cpu_bf16_arithmetic(), CPU_ID: cpu_identity()}
+        return host_cpu_environment()
 
     def autocast(self, precision: str) -> ContextManager[Any]:
         if precision == "fp32":

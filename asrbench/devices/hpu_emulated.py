@@ -16,9 +16,8 @@ from typing import Any
 import torch
 
 from asrbench.devices import emulation
-from asrbench.devices.cpu import cpu_model_name
+from asrbench.devices.cpu import cpu_model_name, host_cpu_environment
 from asrbench.devices.hpu import HPUDevice
-from asrbench.formats.environment import CPU_BF16, CPU_ID, cpu_bf16_arithmetic, cpu_identity
 
 
 class EmulatedHPUDevice(HPUDevice):
@@ -58,11 +57,7 @@ class EmulatedHPUDevice(HPUDevice):
                 "not a speed measurement")
 
     def environment(self) -> dict[str, Any]:
-        return {**super().environment(), "emulated": True,
-                "cpu": cpu_model_name(), "torch_threads": torch.get_num_threads(),
-                # how this CPU rounds bf16: reduced-precision transcripts are gated exactly
-                # only against a baseline recorded with the same (gate/compare.py)
-                CPU_BF16: cpu_bf16_arithmetic(), CPU_ID: cpu_identity()}
+        return {**super().environment(), "emulated": True, **host_cpu_environment()}
 
     def autocast(self, precision: str) -> ContextManager[Any]:
         """HPU autocast as the real backend enters it (optimum-habana and the graph key read its

@@ -79,6 +79,12 @@ def redact_command(command: Any) -> str:
     return redact(command)
 
 
+def redact_usage(message: str) -> str:
+    """An argparse usage error fit for a message: it quotes what the user typed (`unrecognized
+    arguments: --token hf_...`), so its words are masked as a command line's, then the text."""
+    return redact(" ".join(redact_argv(message.split(" "))))
+
+
 def secrets_in(text: str) -> list[str]:
     """The secret values `redact` would mask in `text` (as written and percent-decoded),
     longest first, so a driver message quoting one of them in another form can be cleaned."""
