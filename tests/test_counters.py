@@ -663,6 +663,32 @@ def test_an_explicit_synchronize_per_step_is_counted_at_its_call_site(tiny):
     _compare_fails_naming(slow, clean, f"device syncs: {site} +{slow.decode_steps} (new)")
 
 
+def wait_per_step(module, args, output):
+    """A device-generic synchronisation and an event's wait per decoder call (per token)."""
+    torch.accelerator.synchronize()
+    event = torch.cpu.Event()
+    event.record()
+    event.synchronize()
+
+
+def test_accelerator_and_event_synchronize_are_counted_at_their_call_site(tiny, monkeypatch):
+    """torch.accelerator.synchronize() (the device-generic entry point, torch >= 2.6) and an
+    event's or stream's synchronize() of a device module wait for the device as
+    torch.<device>.synchronize() does and dispatch no op either: counted by call site; the
+    class method comes back after the block. (A CPU build has no accelerator, where
+    torch.accelerator.synchronize raises: a stand-in that does nothing takes its place.)"""
+    monkeypatch.setattr(torch.accelerator, "synchronize", lambda device=None: None)
+    original = torch.cpu.Event.synchronize
+    clean, slow = counted_with_decoder_hook(tiny, wait_per_step)
+    assert torch.cpu.Event.synchronize is original
+    steps = slow.decode_steps
+    sites = {"torch.accelerator.synchronize @ tests/test_counters.py:wait_per_step": steps,
+             "torch.cpu.Event.synchronize @ tests/test_counters.py:wait_per_step": steps}
+    assert clean.device_syncs == {} and slow.device_syncs == sites
+    _compare_fails_naming(slow, clean, "device syncs: " + "; ".join(
+        f"{site} +{steps} (new)" for site in sites))
+
+
 def mark_per_layer(module, args, output):
     """htcore.mark_step() after a decoder layer, the module looked up as Gaudi code does."""
     sys.modules["habana_frameworks.torch.core"].mark_step()

@@ -44,7 +44,8 @@ Definitions (COUNTER_VERSION; change them only together with the version):
   (<file> relative to site-packages or the repository); the line is recorded apart
   (host_read_lines, informational: it moves with any edit above it).
 - device sync (Python level, every device): a call of an explicit synchronisation entry point
-  (SYNC_CALLS: htcore.mark_step, torch.hpu/cuda/cpu.synchronize, hthpu.synchronize), keyed
+  (SYNC_CALLS: htcore.mark_step, torch.accelerator/hpu/cuda/cpu.synchronize,
+  hthpu.synchronize, the Stream/Event synchronize() of the device modules), keyed
   "<call> @ <file>:<function>" of the nearest caller outside torch, as a host read is: a
   mark_step ends a lazy-mode graph on Gaudi and a synchronize waits for the device, and neither
   dispatches an op a mode could see.
@@ -72,7 +73,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import FrameType
+from types import FrameType, FunctionType
 from typing import Any
 
 import torch
@@ -100,12 +101,21 @@ COPIES = frozenset({"aten._to_copy", "aten.copy_", "aten.copy"})
 READ_METHODS = frozenset({"tolist", "cpu", "numpy", "item", "__bool__", "__int__", "__float__",
                           "__index__", "__complex__", "__array__", "__repr__", "__format__"})
 #: explicit synchronisation entry points, counted by call site: (module, attribute, name in
-#: the key); a module not imported (no habana_frameworks off Gaudi) is left alone
+#: the key); a module not imported (no habana_frameworks off Gaudi) is left alone. A dotted
+#: attribute is a method of a Python class of the module ("Event.synchronize": every
+#: event's synchronize()), wrapped only where that class defines it itself; the C++ classes
+#: torch.Stream and torch.Event (torch.accelerator.current_stream()) cannot be wrapped.
 SYNC_CALLS = (("habana_frameworks.torch.core", "mark_step", "htcore.mark_step"),
               ("habana_frameworks.torch.hpu", "synchronize", "hthpu.synchronize"),
+              ("habana_frameworks.torch.hpu", "Stream.synchronize", "hthpu.Stream.synchronize"),
+              ("habana_frameworks.torch.hpu", "Event.synchronize", "hthpu.Event.synchronize"),
+              ("torch.accelerator", "synchronize", "torch.accelerator.synchronize"),
               ("torch.hpu", "synchronize", "torch.hpu.synchronize"),
               ("torch.cuda", "synchronize", "torch.cuda.synchronize"),
-              ("torch.cpu", "synchronize", "torch.cpu.synchronize"))
+              ("torch.cuda", "Stream.synchronize", "torch.cuda.Stream.synchronize"),
+              ("torch.cuda", "Event.synchronize", "torch.cuda.Event.synchronize"),
+              ("torch.cpu", "synchronize", "torch.cpu.synchronize"),
+              ("torch.cpu", "Event.synchronize", "torch.cpu.Event.synchronize"))
 SELECTION = ("the first batch in decoding order (longest clips first) and the first batch of "
              "every other batch shape (the partial last batch)")
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
@@ -594,17 +604,26 @@ class SyncCounter:
         self._thread = threading.get_ident()  # calls from other threads are not the pass's
         done: set[tuple[int, str]] = set()
         try:
-            for module_name, attribute, name in SYNC_CALLS:
-                module = sys.modules.get(module_name)
-                if module is None and module_name.startswith("torch."):
-                    module = getattr(torch, module_name.split(".", 1)[1], None)
-                original = getattr(module, attribute, None) if module is not None else None
-                if not callable(original) or (id(module), attribute) in done:
+            for module_name, path, name in SYNC_CALLS:
+                owner = sys.modules.get(module_name)
+                if owner is None and module_name.startswith("torch."):
+                    owner = getattr(torch, module_name.split(".", 1)[1], None)
+                class_name, _, attribute = path.rpartition(".")
+                if class_name:  # a method: a plain function the class itself defines
+                    owner = getattr(owner, class_name, None)
+                    original = vars(owner).get(attribute) if isinstance(owner, type) else None
+                    original = original if isinstance(original, FunctionType) else None
+                else:
+                    original = getattr(owner, attribute, None) if owner is not None else None
+                if not callable(original) or (id(owner), attribute) in done:
                     continue  # not imported here, or the same module under another name
-                done.add((id(module), attribute))
                 wrapper = self._counting(original, name)
-                setattr(module, attribute, wrapper)
-                self._installed.append((module, attribute, original, wrapper))
+                try:
+                    setattr(owner, attribute, wrapper)
+                except (AttributeError, TypeError):  # an immutable (C++) class: not wrapped
+                    continue
+                done.add((id(owner), attribute))
+                self._installed.append((owner, attribute, original, wrapper))
         except BaseException:
             self.__exit__()
             raise
