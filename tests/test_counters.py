@@ -742,6 +742,41 @@ def test_the_sync_counter_counts_its_own_thread_only_and_restores_only_its_own(m
     assert htcore.mark_step is theirs
 
 
+
+def test_an_entry_point_calling_another_is_one_count_where_it_was_called(monkeypatch):
+    """A stream's synchronize() that calls its module's synchronize() (habana_frameworks'
+    streams, the emulated Gaudi's stand-in) is one wait: counted once, at the caller's site;
+    both are restored after."""
+    import types
+
+    from asrbench.measure.counters import OpCounter, SyncCounter
+
+    hthpu = types.ModuleType("habana_frameworks.torch.hpu")
+    waits: list[int] = []
+
+    def synchronize(device=None):
+        waits.append(1)
+
+    class Stream:
+        def synchronize(self):
+            hthpu.synchronize()
+
+    hthpu.synchronize, hthpu.Stream = synchronize, Stream  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "habana_frameworks.torch.hpu", hthpu)
+    method = Stream.synchronize
+
+    def wait_twice():
+        Stream().synchronize()
+        hthpu.synchronize()  # type: ignore[attr-defined]
+
+    with SyncCounter(OpCounter()) as syncs:
+        wait_twice()
+    assert waits == [1, 1]
+    site = f"tests/test_counters.py:{wait_twice.__qualname__}"
+    assert syncs.calls == {f"hthpu.Stream.synchronize @ {site}": 1,
+                           f"hthpu.synchronize @ {site}": 1}
+    assert hthpu.synchronize is synchronize and Stream.synchronize is method  # type: ignore[attr-defined]
+
 def test_a_change_in_the_partial_last_batch_only_is_caught_and_named_with_its_batch(tiny):
     """One batch per distinct batch shape is counted; a change that only hits the one-row
     last batch fails the gate, named with that batch."""

@@ -599,6 +599,7 @@ class SyncCounter:
         # (module, attribute, the original, the wrapper installed over it)
         self._installed: list[tuple[Any, str, Any, Any]] = []
         self._thread = 0
+        self._inside = False  # in a wrapped entry point (of the counting thread)
 
     def __enter__(self) -> SyncCounter:
         self._thread = threading.get_ident()  # calls from other threads are not the pass's
@@ -638,9 +639,17 @@ class SyncCounter:
     def _counting(self, original: Callable[..., Any], name: str) -> Callable[..., Any]:
         @functools.wraps(original)
         def counted(*args: Any, **kwargs: Any) -> Any:
-            if not self.ops.paused and threading.get_ident() == self._thread:
+            if self._inside or threading.get_ident() != self._thread:
+                return original(*args, **kwargs)
+            if not self.ops.paused:
                 self.calls[f"{name} @ {_caller(sys._getframe(1))[0]}"] += 1
-            return original(*args, **kwargs)
+            # one call, one count: an entry point that calls another (a stream's
+            # synchronize() calling the module's) is counted where the caller called it
+            self._inside = True
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._inside = False
         return counted
 
 
