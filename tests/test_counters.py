@@ -349,6 +349,46 @@ def test_fewer_ops_mean_an_out_of_date_baseline_unless_improvements_are_allowed(
     assert Policy().fails([comparison])
     assert not Policy(allow_improvements=True).fails([comparison])
 
+def test_more_decode_steps_for_the_same_transcripts_fail_and_other_transcripts_say_so(tiny):
+    """A decode that keeps stepping after every row ended (a broken end-of-text check: the
+    tokens after it are cut, so tokens and transcripts stay as they were) is more work for the
+    same output. Its per-step counts do not move and its totals are not comparable, so the
+    gate once said "not compared ... (the transcripts changed)" about unchanged transcripts,
+    and passed a +31% decode. Now the decode's length is judged where the transcripts are the
+    baseline's; where they changed, the note says so, and where they are not compared exactly
+    (bf16 on another processor) nothing claims they changed."""
+    clean, _ = counted(tiny)
+    late = clean.model_copy(update={"decode_steps": clean.decode_steps + 4})
+    predictions = {"a": "hello world", "b": "good night"}
+    baseline_run = make_run(predictions=predictions)
+    baseline_run.counters = clean
+    entry = entry_from_run(baseline_run, {})
+
+    regressed = make_run(predictions=predictions)
+    regressed.counters = late
+    comparison = compare_run(regressed, entry)
+    assert {f.check for f in Policy().findings(comparison) if f.fails} == {"counters"}
+    assert (f"decode steps (same transcripts) {clean.decode_steps} -> "
+            f"{clean.decode_steps + 4} (+4)") in describe_changes(comparison.verdicts)
+    assert "the transcripts changed" not in " ".join(v.note for v in comparison.verdicts)
+    early = make_run(predictions=predictions)
+    early.counters = clean
+    baseline_run.counters = late
+    assert Policy().fails([compare_run(early, entry_from_run(baseline_run, {}))])
+    assert not Policy(allow_improvements=True).fails(
+        [compare_run(early, entry_from_run(baseline_run, {}))])
+
+    changed = make_run(predictions={"a": "hello world", "b": "good knight"})
+    changed.counters = late
+    notes = [v.note for v in compare_run(changed, entry).verdicts
+             if v.metric.startswith("counters")]
+    assert not any("same transcripts" in n for n in notes)
+    assert any("not compared" in n and "(the transcripts changed" in n for n in notes), notes
+    unknown = counter_verdicts("cfg", late, clean)  # no transcripts to go by (bisect, history)
+    assert [v.verdict for v in unknown] == ["unchanged"]
+    assert "transcripts changed" not in unknown[0].note and "other tokens" in unknown[0].note
+
+
 
 def test_counters_of_another_version_are_refused_with_a_re_record_line(tiny):
     clean, _ = counted(tiny)

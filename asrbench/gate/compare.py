@@ -375,7 +375,9 @@ def compare_run(run: Run, entry: BaselineEntry | None,
     verdicts.append(not_measured(run, entry) if run.counters_only
                     else _throughput_verdict(config_id, run, entry, tolerance))
     verdicts += run_checks(run, tolerance)
-    verdicts += run_counter_verdicts(run, entry.counters)  # exact work counts (gate/counters.py)
+    # exact work counts (gate/counters.py); the decode's length is judged where the
+    # transcripts are compared exactly and did not move
+    verdicts += run_counter_verdicts(run, entry.counters, None if why else entry.predictions)
     return Comparison(config_id=config_id, has_entry=True, verdicts=verdicts,
                       transcripts=transcripts,
                       accuracy=accuracy_change(run, entry) if transcripts else None)

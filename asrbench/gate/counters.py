@@ -5,8 +5,10 @@ move is real: an increase (an op more per decode step, an fp32 op where bf16 was
 token, a graph more) is a regression; a decrease means the baseline is out of date, which the
 policy fails unless improvements are allowed, as for error rates. Per-call and per-step op counts
 are compared always; counts that add up over the decode (all steps' ops, FLOPs, host syncs) only
-when both sides decoded the same number of steps and tokens: otherwise the transcripts changed,
-which the transcript check reports. Each counted batch (one per distinct batch shape) is
+when both sides decoded the same number of steps and tokens. Where they did not and the run's
+transcripts are the baseline's (compared exactly), the decode's length itself is judged (steps
+after every row ended: more work for the same output); otherwise the transcripts changed, which
+the transcript check reports. Each counted batch (one per distinct batch shape) is
 compared with the baseline's batch of the same index, and a change outside the first is named
 with its batch. Bytes allocated per encoder call and per prompt/steady decode step are compared
 always, the decode's bytes, peak live bytes and retained bytes and the Python-level host reads
@@ -19,6 +21,7 @@ informational.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from asrbench.errors import AsrbenchError
@@ -45,8 +48,12 @@ DECODE_BYTE_FIELDS = (
     ("peak_live_bytes", "counters.peak_live_bytes", "peak live bytes"),
     ("retained_bytes", "counters.retained_bytes", "bytes still alive after the batch"),
 )
+#: the decode's length, judged when it moved and the transcripts did not: (field, metric, label)
+DECODE_LENGTH = (("decode_steps", "counters.decode_steps", "decode steps"),
+                 ("tokens", "counters.tokens", "tokens"))
 #: every metric a counter verdict can carry (the policy's "counters" check)
 COUNTER_METRICS = ("counters", *(metric for _, metric, _ in OP_FIELDS), TOTAL_FIELD[1],
+                   *(metric for _, metric, _ in DECODE_LENGTH),
                    "counters.flops_per_utterance", "counters.host_syncs_per_token",
                    "counters.compilations", READS_FIELD[1], "counters.host_reads_per_token",
                    SYNCS_FIELD[1],
@@ -190,8 +197,14 @@ def batch_label(batch: BatchCounters, batches_in_pass: int | None) -> str:
     return f"batch {batch.batch + 1}{of} ({batch.real_rows} of {batch.rows} rows real)"
 
 
+#: a function that says whether the run decoded the given utterances' transcripts exactly as
+#: the baseline did (None: unknown, or not comparable exactly on this runner)
+SameTranscripts = Callable[[list[str]], bool]
+
+
 def _batch_verdicts(config_id: str, current: BatchCounters, baseline: BatchCounters,
-                    prefix: str = "") -> list[Verdict]:
+                    prefix: str = "", same_transcripts: SameTranscripts | None = None
+                    ) -> list[Verdict]:
     """The verdicts of one counted batch (`prefix` names a batch other than the first)."""
     verdicts = [_ops_verdict(config_id, metric, prefix + label, getattr(baseline, name),
                              getattr(current, name)) for name, metric, label in OP_FIELDS]
@@ -218,21 +231,35 @@ def _batch_verdicts(config_id: str, current: BatchCounters, baseline: BatchCount
         verdicts += [_scalar_verdict(config_id, metric, prefix + label, getattr(baseline, name),
                                      getattr(current, name), delta=True)
                      for name, metric, label in DECODE_BYTE_FIELDS]
+    elif same_transcripts is not None and same_transcripts(current.utterances):
+        # The same transcripts from more (or fewer) decode steps or tokens: steps after every
+        # row ended, tokens that decode to nothing. Other work for the same output: judged.
+        verdicts += [_scalar_verdict(config_id, metric, f"{prefix}{label} (same transcripts)",
+                                     getattr(baseline, name), getattr(current, name),
+                                     delta=True) for name, metric, label in DECODE_LENGTH]
+        verdicts.append(_verdict(
+            config_id, "counters", "unchanged", None, None,
+            f"{prefix}decode totals, FLOPs, host syncs and reads and the decode's bytes not "
+            "compared: the decode's length moved (judged above)"))
     else:
+        why = ("the transcripts changed: see the transcript check" if same_transcripts
+               else "other tokens were decoded: the transcript and reference checks judge "
+               "the output")
         verdicts.append(_verdict(
             config_id, "counters", "unchanged", None, None,
             f"{prefix}decode totals, FLOPs, host syncs and reads and the decode's bytes not "
             f"compared: decode steps {baseline.decode_steps} -> {current.decode_steps}, tokens "
-            f"{baseline.tokens} -> {current.tokens} (the transcripts changed: see the "
-            "transcript check)"))
+            f"{baseline.tokens} -> {current.tokens} ({why})"))
     return verdicts
 
 
-def counter_verdicts(config_id: str, current: Counters | None,
-                     baseline: Counters | None) -> list[Verdict]:
+def counter_verdicts(config_id: str, current: Counters | None, baseline: Counters | None,
+                     same_transcripts: SameTranscripts | None = None) -> list[Verdict]:
     """The counter verdicts of one config: [] where neither side counted; one "counters"
     verdict where only one side did, the baseline is refused or nothing moved; else one per
-    counter that moved (and a note when the decode totals could not be compared)."""
+    counter that moved (and a note when the decode totals could not be compared).
+    `same_transcripts`: whether the run decoded a batch's utterances as the baseline did;
+    where it did, a decode of other length (steps, tokens) is judged, not passed over."""
     if current is None and baseline is None:
         return []
     if current is None:
@@ -243,10 +270,11 @@ def counter_verdicts(config_id: str, current: Counters | None,
     problem = refusal(current, baseline)
     if problem:
         return [_verdict(config_id, "counters", "regressed", None, None, problem)]
-    verdicts = _batch_verdicts(config_id, current, baseline)
+    verdicts = _batch_verdicts(config_id, current, baseline, "", same_transcripts)
     for before, after in zip(baseline.batches, current.batches):
         verdicts += _batch_verdicts(config_id, after, before,
-                                    batch_label(after, current.batches_in_pass) + ", ")
+                                    batch_label(after, current.batches_in_pass) + ", ",
+                                    same_transcripts)
     if current.compilations is not None and baseline.compilations is not None:
         verdict = _scalar_verdict(config_id, "counters.compilations",
                                   "graph compilations/captures", baseline.compilations,
@@ -279,12 +307,15 @@ def counts_summary(counters: Counters) -> str:
             f"{counters.host_syncs_per_token:.4g}")
 
 
-def run_counter_verdicts(run: Run, baseline: Counters | None) -> list[Verdict]:
+def run_counter_verdicts(run: Run, baseline: Counters | None,
+                         predictions: dict[str, str] | None = None) -> list[Verdict]:
     """counter_verdicts for a report run (compare_run's one call); a run whose counters
     cannot be compared (check_countable) is refused, and so is a baseline entry whose
     counters are of another COUNTER_VERSION: "could not judge", as for the report's side
     (compare_run's callers make the refusal a could-not-judge comparison), never a
-    regression the code did not make."""
+    regression the code did not make. `predictions`: the baseline's transcripts, where they
+    are compared exactly (a decode of other length with the same transcripts is then
+    judged)."""
     check_countable(run)
     if run.counters is not None and baseline is not None and \
             baseline.version != run.counters.version:
@@ -292,16 +323,26 @@ def run_counter_verdicts(run: Run, baseline: Counters | None) -> list[Verdict]:
             f"{run.config.id}: the baseline entry's counters are version {baseline.version}, "
             f"this asrbench counts version {COUNTER_VERSION}: they cannot be compared; "
             "re-record the entry (asrbench baseline update --report <report>)")
-    verdicts = counter_verdicts(run.config.id, run.counters, baseline)
-    if (run.timings.passes == 0 and not run.timings.warmup_batches
-            and any(v.verdict == "regressed" for v in verdicts)):
-        # counters-only with no warm-up: each batch shape's count is the code's first call
-        # (said once, on the run's first counter that moved)
-        first = next(v for v in verdicts if v.verdict == "regressed")
-        first.note += COLD_HINT
+    same = None
+    if predictions is not None:
+        current = {u.id: u.prediction for u in run.utterances}
+
+        def same(ids: list[str]) -> bool:
+            ids = ids or list(predictions)  # counters without the ids: the whole run
+            return all(i in current and i in predictions and current[i] == predictions[i]
+                       for i in ids)
+    verdicts = counter_verdicts(run.config.id, run.counters, baseline, same)
+    # counters-only with no warm-up: each batch shape's count is the code's first call (said
+    # once, on the run's first count that first-call work could move: not a refusal, not the
+    # decode's length)
+    cold = [v for v in verdicts if v.verdict == "regressed" and v.metric not in NOT_COLD]
+    if run.timings.passes == 0 and not run.timings.warmup_batches and cold:
+        cold[0].note += COLD_HINT
     return verdicts
 
 
+#: verdicts work done once on a first call cannot explain (a refusal, the decode's length)
+NOT_COLD = ("counters", *(metric for _, metric, _ in DECODE_LENGTH))
 #: what a counters-only run without a warm-up adds to a counter that moved
 COLD_HINT = (" [counted on the first call (--counters-only, no warm-up): work done once on a "
              "first call counts here and not in a timed run's count; if the code did not "
