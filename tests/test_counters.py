@@ -487,6 +487,14 @@ def test_a_baseline_entry_without_counters_is_informational_not_a_failure():
     assert not Policy().findings(comparison, ["counters"])
     assert not Policy().fails([comparison])
     assert not_gated(comparison.verdicts) == NO_BASELINE_COUNTERS
+    # the doors complete the suggested command with the report and folder judged: the pytest
+    # door's test_counters once passed on that note instead of skipping with it
+    from asrbench.gate.outcome import with_options
+
+    carried = with_options(comparison, "reports/latest.json", "my-baselines")
+    reason = not_gated(carried.verdicts)
+    assert reason is not None and reason.startswith("no counters recorded")
+    assert "--report reports/latest.json --baseline-dir my-baselines" in reason
 
 
 def test_every_committed_baseline_entry_gates_counters_of_this_version():

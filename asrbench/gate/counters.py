@@ -355,7 +355,9 @@ def not_gated(verdicts: list[Verdict]) -> str | None:
     counted = [v for v in verdicts if v.metric in COUNTER_METRICS]
     if not counted:
         return "no counters on either side (no baseline entry, or neither side was counted)"
-    if len(counted) == 1 and counted[0].note in (NOT_COUNTED, NO_BASELINE_COUNTERS):
+    # (a door may have completed the note's suggested command: gate.outcome.carry_options)
+    if len(counted) == 1 and counted[0].value is None and counted[0].note.startswith(
+            (NOT_COUNTED, NO_BASELINE_COUNTERS.split("(", 1)[0])):
         return counted[0].note
     return None
 

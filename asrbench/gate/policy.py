@@ -14,6 +14,7 @@ Policy, with the same options, so they cannot disagree:
   says how to act on a noisy runner (render.text.THROUGHPUT_HINT);
 - throughput that was not judged (verdict not-judged: a starved run, an emulated device, a
   counters-only run) is a warning that says so, never a pass: the other checks still gate;
+- counters not compared because the baseline entry has none is a warning too;
 - with wer_significance, an error rate beyond its tolerance fails only when the paired
   bootstrap's interval of its change (gate/accuracy.py) excludes 0; otherwise it warns;
 - a config without a baseline entry fails, unless missing entries are allowed;
@@ -141,6 +142,10 @@ class Policy:
                            verdict, noise, warn_only)
         if verdict.verdict == "not-judged" and check == "throughput":
             # a warning in every mode: not a pass claim, not a regression
+            return Finding(comparison.config_id, check, False, verdict)
+        if verdict.verdict == "new" and check == "counters" and comparison.has_entry:
+            # counted, but the entry has no counters to compare with: a warning, never a pass
+            # claim (a counters-only pre-screen against it gates nothing but transcripts)
             return Finding(comparison.config_id, check, False, verdict)
         if verdict.verdict == "improved" and verdict.metric in IMPROVEMENT_FAILS:
             return Finding(comparison.config_id, check,
