@@ -155,6 +155,28 @@ def test_baseline_from_several_processes_refuses_reports_that_disagree(tmp_path,
     assert not (directory / "cpu.json").exists()  # nothing written on a refusal
 
 
+def test_baseline_from_several_processes_refuses_one_run_given_twice(tmp_path, capsys):
+    """The same report twice (or a copy of it) is one process, not two: taken as two, the
+    spread between "processes" is 0 and the throughput band shrinks to its floor (5%), so a
+    later run 6% slower fails. Refused in one line; separate processes' runs are recorded."""
+    import shutil
+
+    from asrbench.cli.main import main
+
+    one = _report_named(tmp_path, "one.json", [_named(_run(rates=(10.0, 10.1, 9.9)), "a")])
+    copy = tmp_path / "copy.json"
+    shutil.copyfile(one, copy)
+    directory = tmp_path / "baselines"
+    for twice in ([one, one], [one, copy]):
+        assert main(["baseline", "update", "--report", *map(str, twice),
+                     "--baseline-dir", str(directory)]) == 2
+        assert "report 2 holds the very run of report 1" in capsys.readouterr().err
+    assert not (directory / "cpu.json").exists()
+    other = _report_named(tmp_path, "other.json", [_named(_run(rates=(10.2, 10.0, 9.8)), "a")])
+    assert main(["baseline", "update", "--report", str(one), str(other),
+                 "--baseline-dir", str(directory)]) == 0
+
+
 def _counted(run, step_mm):
     """A run dict with hand-made counters (`step_mm` aten.mm per decode step)."""
     run = json.loads(json.dumps(run))
