@@ -282,18 +282,24 @@ def judge(comparisons: Mapping[str, Comparison], selected: Iterable[str],
                        baseline_dir=str(baseline_dir) if baseline_dir is not None else None)
 
 
-def with_verdicts(runs: Iterable[Run], outcome: GateOutcome,
-                  tolerance: Callable[[str], Tolerance | None]) -> list[Run]:
-    """The runs with their comparison and the tolerance policy they were held to, so that
-    `asrbench compare` on the report holds each config to the same limits."""
-    by_id = {c.config_id: c for c in outcome.comparisons}
+def held_to(runs: Iterable[Run], tolerance: Callable[[str], Tolerance | None]) -> list[Run]:
+    """The runs with the tolerance policy their selection holds them to (a matrix section's),
+    so that `asrbench compare` on the report, a baseline recorded from it and the pytest door
+    hold each config to the same limits."""
     out = []
     for run in runs:
         policy = tolerance(run.config.id)
         out.append(run.model_copy(update={
-            "comparison": by_id.get(run.config.id),
             "tolerance_policy": policy if policy is not None and policy.given() else None}))
     return out
+
+
+def with_verdicts(runs: Iterable[Run], outcome: GateOutcome,
+                  tolerance: Callable[[str], Tolerance | None]) -> list[Run]:
+    """The runs with their comparison and the tolerance policy they were held to (held_to)."""
+    by_id = {c.config_id: c for c in outcome.comparisons}
+    return [run.model_copy(update={"comparison": by_id.get(run.config.id)})
+            for run in held_to(runs, tolerance)]
 
 
 # -- keep: baselines and history ------------------------------------------------------------------
@@ -340,15 +346,23 @@ def refresh_baselines(report: Report | list[Report], baseline_dir: str | Path,
 def record_baselines(paths: list[str] | list[Path], baseline_dir: str | Path, *,
                      only: list[str] | None = None, tolerance: Tolerance | None = None,
                      counters_only: bool = False) -> BaselineUpdate:
-    """`asrbench baseline update`: load the reports (never a shard's), then refresh_baselines
-    with one tolerance for every entry; what cannot be recorded raises (one line)."""
+    """`asrbench baseline update`: load the reports (never a shard's), then refresh_baselines,
+    each entry with the tolerance policy its run was held to (a matrix section's, as the
+    pytest door records it) and `tolerance` (--tolerance) on top; what cannot be recorded
+    raises (one line)."""
     reports = [report_io.load_report(path) for path in paths]
     for path, report in zip(paths, reports):
         refuse_shards(report, path, "baseline update")
     if counters_only and tolerance is not None:
         raise AsrbenchError("--counters-only keeps every other field: give no --tolerance")
-    refreshed = refresh_baselines(reports, baseline_dir, lambda _config_id: tolerance,
-                                  only=only, counters_only=counters_only)
+    held = {run.config.id: run.tolerance_policy for run in reports[0].runs}
+
+    def policy(config_id: str) -> Tolerance | None:
+        own = held.get(config_id)
+        return own.over(tolerance) if own is not None else tolerance
+
+    refreshed = refresh_baselines(reports, baseline_dir, policy, only=only,
+                                  counters_only=counters_only)
     if refreshed.update is None:
         raise AsrbenchError(refreshed.error or "no baseline entry written")
     return refreshed.update

@@ -75,6 +75,9 @@ def command(args: argparse.Namespace) -> int:
         flow.check_report_path(report_path)
     flow.preflight(selection.configs)
     measured = flow.measure(session, selection.configs, selection.passes)
+    # each run with its matrix section's tolerance policy: `asrbench compare` of this report
+    # holds it to the limits the pytest door holds the same selection to
+    measured.runs = flow.held_to(measured.runs, lambda _: selection.tolerance)
     if measured.interrupted is not None:
         if world.is_main and measured.runs:
             written = _write(flow.make_report(measured.runs, interrupted=True), report_path)
