@@ -979,3 +979,49 @@ def test_captures_of_other_shapes_at_the_same_count_fail_naming_them(tiny):
     assert verdict.verdict == "regressed", verdict
     assert "graph captures of other modules or shapes at the same count 3" in verdict.note
     assert "_Step(3x448 i64, 1 i64) +2 (new)" in verdict.note, verdict.note
+
+
+def test_a_sync_reference_taken_during_a_counted_batch_counts_alike_in_every_batch(
+        tiny, tmp_path, monkeypatch):
+    """A module first imported during the counted pass (a counters-only run has no warm-up)
+    that takes `from torch.cpu import synchronize` keeps the counting wrapper installed then.
+    Its calls once counted into the batch that installed it only: 6 in the first batch, 0 in
+    the partial last batch and in every rerun. Now they count alike wherever they happen
+    inside a counted batch, and nowhere outside one."""
+    from asrbench.measure import counters as counting
+    from asrbench.measure.counters import CountedBatch, count_batches
+
+    (tmp_path / "lazy_sync.py").write_text(
+        "from torch.cpu import synchronize\n\n\ndef wait():\n    synchronize()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "lazy_sync", raising=False)
+
+    def wait_when_counted(module, args, output):
+        if counting._COUNTING:  # imported on the first counted call, not in the warm-up
+            import lazy_sync
+            lazy_sync.wait()
+
+    def count():
+        decoder = GreedyDecoder(tiny.model, tiny.prompt, MAX_LENGTH)
+        decoder(tiny.features)
+        prepared = SimpleNamespace(model=tiny.model, precision="fp32", graphs=False)
+        batches = [CountedBatch(tiny.features, 2, 0, utterances=["a", "b"]),
+                   CountedBatch(tiny.features[:1], 1, 1, utterances=["c"])]
+        return count_batches(prepared, decoder, batches, CPUDevice(), count_tokens=len,
+                             batches_in_pass=2)
+
+    handle = tiny.model.get_decoder().register_forward_hook(wait_when_counted)
+    try:
+        first, again = count(), count()
+    finally:
+        handle.remove()
+    (key,) = first.device_syncs
+    assert key.startswith("torch.cpu.synchronize @ ") and key.endswith("lazy_sync.py:wait")
+    steps = first.decode_steps
+    assert first.device_syncs == {key: steps} == again.device_syncs
+    assert first.batches[0].device_syncs == {key: first.batches[0].decode_steps}
+    assert again.batches[0].device_syncs == first.batches[0].device_syncs
+    import lazy_sync
+    before = dict(again.device_syncs)
+    lazy_sync.wait()  # outside a counted batch: the kept wrapper counts into nothing
+    assert again.device_syncs == before and lazy_sync.synchronize is not torch.cpu.synchronize

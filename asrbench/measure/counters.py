@@ -586,12 +586,18 @@ def _caller(frame: FrameType | None) -> tuple[str, int]:
     return _site(frame.f_code), frame.f_lineno
 
 
+#: the SyncCounter counting now (the wrappers of every one count into the last)
+_SYNC_COUNTING: list[SyncCounter] = []
+
+
 class SyncCounter:
     """Counts calls of the explicit synchronisation entry points (SYNC_CALLS) by call site
     while installed (`with counter:`): each one imported is replaced, for the block only, by a
     wrapper that counts and calls it. Code that looks the function up when it calls it
     (`htcore.mark_step()`, `torch.cuda.synchronize()`, a device's `self._htcore.mark_step()`)
-    is counted; a reference taken before the block (`from ... import mark_step`) is not."""
+    is counted; a reference taken before the first block (`from ... import mark_step`) is not,
+    one taken during a block (a module first imported there) is counted in every block after
+    it too (the wrappers count into the counter counting now)."""
 
     def __init__(self, ops: OpCounter) -> None:
         self.ops = ops
@@ -604,6 +610,7 @@ class SyncCounter:
     def __enter__(self) -> SyncCounter:
         self._thread = threading.get_ident()  # calls from other threads are not the pass's
         done: set[tuple[int, str]] = set()
+        _SYNC_COUNTING.append(self)
         try:
             for module_name, path, name in SYNC_CALLS:
                 owner = sys.modules.get(module_name)
@@ -631,25 +638,33 @@ class SyncCounter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self in _SYNC_COUNTING:
+            _SYNC_COUNTING.remove(self)
         while self._installed:
             module, attribute, original, wrapper = self._installed.pop()
             if getattr(module, attribute, None) is wrapper:  # else someone set it since: theirs
                 setattr(module, attribute, original)
 
-    def _counting(self, original: Callable[..., Any], name: str) -> Callable[..., Any]:
+    @staticmethod
+    def _counting(original: Callable[..., Any], name: str) -> Callable[..., Any]:
+        # The wrapper counts into whichever SyncCounter is counting now, not the one that
+        # made it: code imported during a counted batch that took a reference to it
+        # (`from torch.cpu import synchronize`) keeps it, and its calls count the same in every
+        # later batch and pass (into none outside them), not in the first batch only.
         @functools.wraps(original)
         def counted(*args: Any, **kwargs: Any) -> Any:
-            if self._inside or threading.get_ident() != self._thread:
+            active = _SYNC_COUNTING[-1] if _SYNC_COUNTING else None
+            if active is None or active._inside or threading.get_ident() != active._thread:
                 return original(*args, **kwargs)
-            if not self.ops.paused:
-                self.calls[f"{name} @ {_caller(sys._getframe(1))[0]}"] += 1
+            if not active.ops.paused:
+                active.calls[f"{name} @ {_caller(sys._getframe(1))[0]}"] += 1
             # one call, one count: an entry point that calls another (a stream's
             # synchronize() calling the module's) is counted where the caller called it
-            self._inside = True
+            active._inside = True
             try:
                 return original(*args, **kwargs)
             finally:
-                self._inside = False
+                active._inside = False
         return counted
 
 
