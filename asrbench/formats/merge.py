@@ -69,13 +69,21 @@ def refuse_shards(report: Report, path: Any, what: str) -> None:
 def refuse_inconsistent_ids(report: Report, path: Any) -> None:
     """A run's id is its baseline key: refuse a report in which two runs share one (a door
     would judge one of them and drop the other: the pytest door kept the last, `compare`
-    judged both)."""
+    judged both), or in which a run's id is not the one its settings give (every door: only
+    the pytest door refused it before 2026-12-07)."""
     seen: set[str] = set()
     for run in report.runs:
         if run.config.id in seen:
             raise AsrbenchError(f"{path}: two runs have the id {run.config.id}: a report holds "
                                 "one run per config")
         seen.add(run.config.id)
+        # the id must be the one its stored settings give (an edited id would be judged
+        # against, or recorded into, another config's entry); a config holding no setting
+        # but its id (a hand-made report) has nothing to check it by
+        config = run.config
+        if config.model_fields_set - {"id"} and config.derived_id() != config.id:
+            raise AsrbenchError(f"{path}: run {config.id}: its settings give the id "
+                                f"{config.derived_id()}")
 
 
 def _percentile(values: list[float], q: float) -> float | None:
