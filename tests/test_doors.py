@@ -345,3 +345,30 @@ def test_collect_only_lists_the_tests_and_judges_nothing(project, pytester):
     assert result.ret == pytest.ExitCode.OK, text
     assert "could not judge" not in text and f"test_wer[{DOOR_CONFIGS[0].id}]" in text, text
     assert not out.exists() and not out.with_suffix(".md").exists()
+
+
+def test_every_door_refuses_a_run_whose_id_is_not_its_settings(project, pytester, tmp_path,
+                                                               capsys):
+    """A run's id is its baseline key. A report whose run carries another config's id (a
+    3-clip run named as the 4-clip config) would be judged against, or recorded into, that
+    config's entry: `compare` judged it and `baseline update` wrote it there, where the pytest
+    door refused it. Every door refuses it now, in one line naming the id its settings give."""
+    document = door_report_document()
+    one, other = DOOR_CONFIGS
+    document["runs"] = [document["runs"][0]]
+    document["runs"][0]["config"]["id"] = other.id  # the 3-clip run under the 4-clip id
+    renamed = tmp_path / "renamed.json"
+    renamed.write_text(json.dumps(document), encoding="utf-8")
+    gives = f"its settings give the id {one.id}"
+    before = (project["baselines"] / "cpu.json").read_bytes()
+
+    assert main(["compare", "--report", str(renamed),
+                 "--baseline-dir", str(project["baselines"])]) == 2  # invalid input
+    captured = capsys.readouterr()
+    assert gives in captured.out + captured.err
+    assert main(["baseline", "update", "--report", str(renamed),
+                 "--baseline-dir", str(project["baselines"])]) == 2
+    assert gives in capsys.readouterr().err
+    assert (project["baselines"] / "cpu.json").read_bytes() == before  # nothing written
+    result, text = pytest_door(pytester, renamed, project["baselines"])
+    assert result.ret != 0 and gives in text
