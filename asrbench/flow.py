@@ -89,6 +89,10 @@ def select(overrides: Mapping[str, Any], passes: int | None, *,
         overrides["counters"] = False
     selection = resolve(overrides, passes, config_file=config_file, matrix=matrix, device=device)
     configs = selection.configs
+    if passes is not None and any(c.counters_only for c in configs):  # the file's setting
+        raise AsrbenchError(f"{selection.source} sets counters_only = true and --passes "
+                            f"{passes} asks for timed passes: the pre-screen times no pass; "
+                            "drop one of them")
     if world is not None:
         configs = world.configs(configs)
     if nproc > 1:

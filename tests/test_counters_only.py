@@ -137,6 +137,25 @@ def test_counters_only_with_passes_is_refused_in_one_line_before_anything_runs(t
         flow.select({"counters_only": True}, 1, device=lambda: ("cpu", "cpu"))
     # either alone is accepted (None: no --passes given)
     assert flow.select({"counters_only": True}, None, device=lambda: ("cpu", "cpu")).configs
+    # counters_only from a config file: its own `passes`, or --passes beside it, was dropped
+    # without a word (the check only saw the flag); refused the same way now
+    alone = tmp_path / "alone.toml"
+    alone.write_text('dataset_config = "en"\nlimit = 1\ncounters_only = true\n')
+    timed = tmp_path / "timed.toml"
+    timed.write_text('dataset_config = "en"\nlimit = 1\ncounters_only = true\npasses = 3\n')
+    with pytest.raises(AsrbenchError, match=r"alone.toml sets counters_only = true and "
+                                             r"--passes 2 .*times no pass"):
+        flow.select({}, 2, device=lambda: ("cpu", "cpu"), config_file=alone)
+    with pytest.raises(AsrbenchError, match=r"timed.toml: counters_only = true with passes = 3"):
+        flow.select({}, None, device=lambda: ("cpu", "cpu"), config_file=timed)
+    with pytest.raises(AsrbenchError, match="timed.toml: counters_only = true with passes = 3"):
+        run_cli(["run", "--config", str(timed), "--report", str(report), "--no-progress"])
+    assert not report.exists()
+    # the flag over the file (as over a matrix section's passes): the flag decides
+    (config,) = flow.select({"counters_only": True}, None, device=lambda: ("cpu", "cpu"),
+                            config_file=timed).configs
+    assert config.counters_only and flow.select(
+        {}, None, device=lambda: ("cpu", "cpu"), config_file=alone).configs[0].counters_only
 
 
 # -- bf16 on the CPU: keyed by the processor's bf16 arithmetic --------------------------------

@@ -62,7 +62,12 @@ def resolve(flags: Mapping[str, Any], passes: int | None = None, *,
             run.pop(name, None)  # a flag overrides every run of the file
     if new_dataset:
         shared.pop("dataset_config", None)
-    return Selection(_unique(build_configs(shared, runs)), passes or file_passes or DEFAULT_PASSES,
+    configs = _unique(build_configs(shared, runs))
+    if file_passes is not None and passes is None and "counters_only" not in flags and any(
+            c.counters_only for c in configs):
+        raise AsrbenchError(f"{config_file}: counters_only = true with passes = {file_passes}: "
+                            "the pre-screen times no pass; drop one of them")
+    return Selection(configs, passes or file_passes or DEFAULT_PASSES,
                      source=str(config_file) if config_file is not None else "defaults")
 
 
