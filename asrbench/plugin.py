@@ -320,7 +320,7 @@ def bench_entry(request, bench_config) -> BaselineEntry | None:
         device_class = request.getfixturevalue("bench_device").device_class()
     try:
         check_baseline_dir(option(request.config, "baseline_dir"),
-                           _source_report(request.config))
+                           _source_report(request.config), untimed=bench_config.counters_only)
         document = baselines.load_for(option(request.config, "baseline_dir"), device_class)
     except AsrbenchError as exc:
         pytest.fail(_safe(f"asrbench: {exc}"), pytrace=False)
@@ -349,10 +349,12 @@ def bench_comparison(request, bench_entry, bench_run):
     for finding in bench_policy(request.config).findings(comparison, ["missing"]):
         path = baselines.baseline_path(option(request.config, "baseline_dir"),
                                        bench_run.device.class_)
+        untimed = bench_run.counters_only
         message = doors.missing_entry_line(
             config_id, path, _selection_args(request.config),
             refresh_command([config_id], _source_report(request.config),
-                            option(request.config, "baseline_dir")))
+                            option(request.config, "baseline_dir"), untimed=untimed),
+            untimed=untimed)
         if finding.fails:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)

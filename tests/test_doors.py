@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from factories import BENCH_FILE, DOOR_CONFIGS, door_report_document
+from factories import BENCH_FILE, DOOR_CONFIGS, counters_document, door_report_document
 
 from asrbench.cli.main import main
 
@@ -372,3 +372,47 @@ def test_every_door_refuses_a_run_whose_id_is_not_its_settings(project, pytester
     assert (project["baselines"] / "cpu.json").read_bytes() == before  # nothing written
     result, text = pytest_door(pytester, renamed, project["baselines"])
     assert result.ret != 0 and gives in text
+
+
+def _counters_only_report(tmp_path: Path) -> Path:
+    """A report of DOOR_CONFIGS' first config run counters-only (no throughput)."""
+    document = door_report_document()
+    run = document["runs"][0]
+    config = DOOR_CONFIGS[0].replace(counters=True, counters_only=True)
+    run["config"] = {**config.to_dict(), "id": config.id}
+    run["counters"] = counters_document()
+    run.pop("throughput", None)
+    run["metrics"].pop("samples_per_second", None)
+    document["runs"] = [run]
+    path = tmp_path / "counters-only.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def test_a_missing_entry_hint_for_a_counters_only_run_says_to_record_a_timed_run(
+        pytester, tmp_path, capsys):
+    """A counters-only run measured no throughput, so no entry can be created from it (`baseline
+    update` refuses). The hints for a missing entry said to run exactly that refused command
+    (`compare`, its Markdown, a missing folder, the pytest door's
+    --asrbench-update-baselines); they say to record from a timed run now."""
+    report = _counters_only_report(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["compare", "--report", str(report), "--baseline-dir", str(empty)]) == 1
+    out = capsys.readouterr().out
+    assert "create the missing entries with: a timed run of the same settings (asrbench run " \
+        "without --counters-only), then: asrbench baseline update --report <its report>" in out
+    assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
+                 str(empty)]) == 2  # what the old hint said to run
+    assert "record the entry from a timed run first" in capsys.readouterr().err
+    assert main(["compare", "--report", str(report), "--baseline-dir",
+                 str(tmp_path / "nowhere")]) == 2
+    captured = capsys.readouterr()
+    assert ("--report <a timed run's report> --baseline-dir" in captured.out + captured.err)
+    shutil.copy(BENCH_FILE, pytester.path / "test_bench.py")
+    (pytester.path / "conftest.py").write_text('pytest_plugins = ["asrbench.plugin"]\n')
+    result, text = pytest_door(pytester, report, empty)
+    assert result.ret == 1
+    assert "a counters-only run measured no throughput to create it from: record it from a " \
+        "timed run, pytest" in text and "--asrbench-counters-only" not in text.split(
+            "record it from a timed run, pytest")[1].split("--asrbench-update-baselines")[0]

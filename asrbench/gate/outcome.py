@@ -23,7 +23,13 @@ from asrbench.formats.io import DEFAULT_BASELINE_DIR, DEFAULT_REPORT, load_repor
 from asrbench.formats.merge import refuse_shards
 from asrbench.formats.model import BaselineEntry, BaselineFile, Report, Run, Tolerance
 from asrbench.gate import baselines
-from asrbench.gate.compare import Comparison, compare_run, missing_entries, starved
+from asrbench.gate.compare import (
+    NOT_MEASURED,
+    Comparison,
+    compare_run,
+    missing_entries,
+    starved,
+)
 from asrbench.gate.policy import Policy
 
 
@@ -35,11 +41,25 @@ def baseline_dir_args(baseline_dir: str | Path | None) -> str:
 
 
 def refresh_command(config_ids: list[str], report: str | Path = DEFAULT_REPORT,
-                    baseline_dir: str | Path | None = None) -> str:
+                    baseline_dir: str | Path | None = None, untimed: bool = False) -> str:
     """The exact command that (re)creates these baseline entries, with the baseline folder the
-    user gave (following a hint must never write into another folder)."""
+    user gave (following a hint must never write into another folder). `untimed`: the report
+    is a counters-only run's, which measured no throughput and cannot create an entry, so the
+    hint says to record from a timed run of the same settings (the command would be refused)."""
+    if untimed:
+        return (f"a timed run of the same settings (asrbench run without --counters-only), "
+                f"then: asrbench baseline update --report <its report>"
+                f"{baseline_dir_args(baseline_dir)} --only {' '.join(config_ids)} (a "
+                f"counters-only report such as {shlex.quote(str(report))} measured no "
+                "throughput to record)")
     return (f"asrbench baseline update --report {shlex.quote(str(report))}"
             f"{baseline_dir_args(baseline_dir)} --only {' '.join(config_ids)}")
+
+
+def untimed(comparison: Comparison) -> bool:
+    """Whether the compared run was a counters-only run (its throughput "not measured")."""
+    return any(v.metric == "samples_per_second" and v.note == NOT_MEASURED
+               for v in comparison.verdicts)
 
 
 _REFRESH_PLACEHOLDER = re.compile(r"asrbench baseline update --report <(?:this |new )?report>")
@@ -114,7 +134,9 @@ class GateOutcome:
     @property
     def refresh(self) -> str | None:
         """The command that creates the missing entries, or None when none is missing."""
-        return (refresh_command(self.new_ids, self.report_path, self.baseline_dir)
+        new = [c for c in self.comparisons if c.config_id in self.new_ids]
+        return (refresh_command(self.new_ids, self.report_path, self.baseline_dir,
+                                untimed=any(untimed(c) for c in new))
                 if self.new_ids else None)
 
 
@@ -168,17 +190,22 @@ def refuse_interrupted(report: Report, path: Any) -> None:
                             "recording baselines")
 
 
-def check_baseline_dir(baseline_dir: str | Path, report: str | Path | None = None) -> None:
+def check_baseline_dir(baseline_dir: str | Path, report: str | Path | None = None,
+                       untimed: bool = False) -> None:
     """Refuse a baseline folder that does not exist (a typo must not make every entry "new",
-    which --allow-missing-baselines would pass)."""
+    which --allow-missing-baselines would pass). `untimed`: the report is a counters-only
+    run's (its first entries need a timed run's report)."""
     path = Path(baseline_dir)
     if not path.is_dir():
         what = "is not a folder" if path.exists() else "does not exist"
+        source = "<a timed run's report>" if untimed else (
+            shlex.quote(str(report)) if report else "<report>")
         raise AsrbenchError(f"baseline folder {path} {what}: give --baseline-dir the folder of "
                             "<device class>.json files, or record its first entries with "
-                            f"`asrbench baseline update --report "
-                            f"{shlex.quote(str(report)) if report else '<report>'} --baseline-dir "
-                            f"{shlex.quote(str(path))}`")
+                            f"`asrbench baseline update --report {source} --baseline-dir "
+                            f"{shlex.quote(str(path))}`"
+                            + (" (a counters-only run measured no throughput to record)"
+                               if untimed else ""))
 
 
 def gate_report(report: Report, baseline_dir: str | Path, policy: Policy | None = None,
@@ -205,7 +232,8 @@ def judge_report_file(report_path: str | Path, baseline_dir: str | Path,
         report = load_report(report_path)
         refuse_interrupted(report, report_path)
         refuse_shards(report, report_path, "compare")
-        check_baseline_dir(baseline_dir, report_path)
+        check_baseline_dir(baseline_dir, report_path,
+                           untimed=any(r.counters_only for r in report.runs))
         return gate_report(report, baseline_dir, policy, report_path)
     except AsrbenchError as exc:
         return GateOutcome([], policy, str(report_path), baseline_dir=str(baseline_dir),

@@ -166,9 +166,17 @@ def _line(text: str) -> str:
     return terminal_safe(text, newlines=False)
 
 
-def missing_entry_line(config_id: str, path: Path, selection: list[str], refresh: str) -> str:
+def missing_entry_line(config_id: str, path: Path, selection: list[str], refresh: str,
+                       untimed: bool = False) -> str:
     """A selected config with no baseline entry: the pytest command (the session's own
-    selection) and the `asrbench baseline update` command that create it."""
+    selection) and the `asrbench baseline update` command that create it; a counters-only
+    session's (`untimed`) cannot: its selection without the counting mode can."""
+    if untimed:
+        timed = [a for a in selection if a not in ("--asrbench-counters-only", "--counters-only")]
+        return _line(f"no baseline entry for {config_id} in {path}; a counters-only run "
+                     "measured no throughput to create it from: record it from a timed run, "
+                     f"pytest {join(timed or ['benchmarks'])} --asrbench-update-baselines   "
+                     f"(or: {refresh})")
     return _line(f"no baseline entry for {config_id} in {path}; create it with: pytest "
                  f"{join(selection)} --asrbench-update-baselines   (or: {refresh})")
 
