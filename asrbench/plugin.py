@@ -15,7 +15,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -226,6 +226,13 @@ def _stopped(config: pytest.Config, message: str) -> None:
     flow.stopped(reason, bench_policy(config), path)
 
 
+def _fail(message: str) -> NoReturn:
+    """Fail the test with one line, raised from an `except` block without the exception it
+    handled chained to it (pytest printed "During handling of the above exception, another
+    exception occurred" and the message twice)."""
+    raise pytest.fail.Exception(_safe(message), pytrace=False) from None
+
+
 def _reason(excinfo: Any) -> str:
     """One line saying why a test's set-up failed: the message of an asrbench failure, else the
     exception's type and first line."""
@@ -299,7 +306,7 @@ def bench_run(request, bench_config, bench_passes, tmp_path_factory) -> Run:
                 lambda: request.getfixturevalue("bench_session"), bench_config, bench_passes,
                 lambda: tmp_path_factory.mktemp("asrbench-ranks"))
         except AsrbenchError as exc:
-            pytest.fail(_safe(f"asrbench: {exc}"), pytrace=False)
+            _fail(f"asrbench: {exc}")
     return results[bench_config.id]
 
 
@@ -323,7 +330,7 @@ def bench_entry(request, bench_config) -> BaselineEntry | None:
                            _source_report(request.config), untimed=bench_config.counters_only)
         document = baselines.load_for(option(request.config, "baseline_dir"), device_class)
     except AsrbenchError as exc:
-        pytest.fail(_safe(f"asrbench: {exc}"), pytrace=False)
+        _fail(f"asrbench: {exc}")
     return document.entries.get(bench_config.id) if document is not None else None
 
 
@@ -344,7 +351,7 @@ def bench_comparison(request, bench_entry, bench_run):
         comparison = flow.judge_run(bench_run, bench_entry,
                                     _state(request.config).tolerance(config_id), report, directory)
     except AsrbenchError as exc:  # a baseline it must not be compared with: one line, no traceback
-        pytest.fail(_safe(f"asrbench: {exc}"), pytrace=False)
+        _fail(f"asrbench: {exc}")
     _state(request.config).comparisons[config_id] = comparison
     for finding in bench_policy(request.config).findings(comparison, ["missing"]):
         path = baselines.baseline_path(option(request.config, "baseline_dir"),

@@ -224,6 +224,10 @@ def test_malformed_baseline_is_a_clear_error(suite, capsys):
     result.assert_outcomes(errors=2)  # fails in the fixture, before any evaluation
     assert (f"invalid baseline file {broken / 'cpu.json'}: entries['{A}'].metrics.wer: "
             "expected a number") in output(result)
+    # one line per error: the AsrbenchError it was raised from is not chained to it (pytest
+    # printed "During handling of the above exception ..." and the message twice)
+    assert "During handling" not in output(result)
+    assert output(result).count("expected a number") == 4  # two errors, two could-not-judge lines
     capsys.readouterr()
     assert main(["compare", "--report", str(suite.recorded_report),
                  "--baseline-dir", str(broken)]) == 2
