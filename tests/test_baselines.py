@@ -223,6 +223,16 @@ def test_counters_only_adds_the_counts_and_keeps_every_other_field(tmp_path, cap
                  str(directory), "--counters-only"]) == 0
     out = capsys.readouterr().out
     assert "counters: unchanged" not in out and "decode steps 3 -> 13, tokens 3 -> 13" in out, out
+    # counts of another batch shape: said as a recount, not as a refusal telling the user to
+    # re-record with an unfilled "<report>" right after recording
+    other_rows = _counted(_named(_run(), "a"), 9)
+    other_rows["counters"]["rows"] = 2  # another batch shape
+    assert main(["baseline", "update", "--report",
+                 str(_report_named(tmp_path, "rows.json", [other_rows])),
+                 "--baseline-dir", str(directory), "--counters-only"]) == 0
+    out = capsys.readouterr().out
+    assert "counters: recounted: the entry's old counts are not comparable with these (the " \
+        "baseline counted other utterances" in out and "<report>" not in out, out
 
     # refused, one line each, file untouched: other transcripts, no counters, no entry,
     # --tolerance beside it

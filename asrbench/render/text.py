@@ -25,6 +25,7 @@ from asrbench.gate.counters import (
     counter_verdicts,
     counts_summary,
     describe_changes,
+    refusal,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -492,8 +493,11 @@ def change_table(changes: list[tuple[str, BaselineEntry | None, BaselineEntry]])
         elif new.counters is None and before_counts is not None:
             lines.append("  counters: dropped (the report was not counted)")
         elif new.counters is not None and before_counts is not None:
-            changes_text = describe_changes(counter_verdicts(config_id, new.counters,
-                                                             before_counts))
+            recounted = refusal(new.counters, before_counts)
+            changes_text = (f"recounted: the entry's old counts are not comparable with these "
+                            f"({recounted.split(';')[0]})" if recounted
+                            else describe_changes(counter_verdicts(config_id, new.counters,
+                                                                   before_counts)))
             if not changes_text and (new.counters.model_dump(exclude=UNSTABLE)
                                      != before_counts.model_dump(exclude=UNSTABLE)):
                 # moved, but in what no counter verdict compares (the decode's length, a
