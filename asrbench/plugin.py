@@ -11,6 +11,7 @@ them).
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from asrbench import flow
+from asrbench import flow, processes
 from asrbench.config.options import (
     PLUGIN_OPTIONS,
     POLICY_OPTIONS,
@@ -65,6 +66,8 @@ class PluginState:
     selected: list[str] = field(default_factory=list)  # ids a selected test judges
     usage_error: str | None = None  # raised at the end of collection, in one line
     summary_lines: list[str] = field(default_factory=list)  # printed under pytest's summary
+    #: the SIGTERM/SIGHUP handlers the session replaced (processes.raise_on), to restore
+    signals: dict[int, Any] = field(default_factory=dict)
 
     def tolerance(self, config_id: str) -> Tolerance | None:
         """The tolerance policy a config is held to where its baseline entry has none: its
@@ -100,6 +103,23 @@ def pytest_configure(config: pytest.Config) -> None:
             message = _safe(f"asrbench: {exc}")
             _stopped(config, message)
             raise pytest.UsageError(message) from None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """SIGTERM and SIGHUP (a CI job cancelled or timed out, a closed terminal) stop the session
+    as Ctrl-C does: pytest ends it as interrupted, and pytest_sessionfinish writes what
+    finished, marked interrupted, and "could not judge" for the rest. They used to kill the
+    process with no word, leaving an earlier session's green report and summary in place for
+    a later "always" step to publish. A signal the process was started ignoring (nohup) stays
+    ignored."""
+    state = session.config.stash.get(STATE_KEY, None)
+    if state is not None:
+        state.signals = processes.raise_on((signal.SIGTERM, signal.SIGHUP),
+                                           exception=_asked_to_stop)
+
+
+def _asked_to_stop(number: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt(f"{signal.Signals(number).name}: the session was asked to stop")
 
 
 def _safe(text: Any) -> str:
@@ -432,6 +452,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     recorded from it); a report that cannot be written is saved elsewhere, and the line says
     where."""
     state = session.config.stash.get(STATE_KEY, None)
+    if state is not None:  # a second SIGTERM while the report is written ends the process
+        processes.restore(state.signals)
+        state.signals = {}
     if state is None or not (state.results or state.selected):
         return
     if session.config.option.collectonly:

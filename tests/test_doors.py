@@ -416,3 +416,32 @@ def test_a_missing_entry_hint_for_a_counters_only_run_says_to_record_a_timed_run
     assert "a counters-only run measured no throughput to create it from: record it from a " \
         "timed run, pytest" in text and "--asrbench-counters-only" not in text.split(
             "record it from a timed run, pytest")[1].split("--asrbench-update-baselines")[0]
+
+
+def test_a_sigterm_ends_a_pytest_session_as_an_interruption_not_a_stale_green_summary(
+        project, pytester, tmp_path):
+    """A CI job cancelled or timed out sends SIGTERM. It used to kill the pytest session with
+    no word, leaving the previous session's green report and summary where a later "always"
+    step would publish them. Now it ends the session as Ctrl-C does: the finished configs'
+    report marked interrupted, "could not judge" for the rest, a failing exit status."""
+    (pytester.path / "conftest.py").write_text(
+        'pytest_plugins = ["asrbench.plugin"]\n'
+        "import os, signal\n"
+        "def pytest_runtest_setup(item):\n"
+        f"    if {DOOR_CONFIGS[1].id!r} in item.name:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n")
+    shutil.copy(BENCH_FILE, pytester.path / "test_bench.py")
+    out = pytester.path / "gate.json"
+    out.write_text('{"stale": "a green report of an earlier session"}', encoding="utf-8")
+    out.with_suffix(".md").write_text("**✅ no failure** (stale)\n", encoding="utf-8")
+    result = pytester.runpytest_subprocess(
+        "test_bench.py", "-p", "no:cacheprovider", "-q", "--rootdir", str(pytester.path),
+        "--asrbench-from-report", str(project["report"]),
+        "--asrbench-baseline-dir", str(project["baselines"]), "--asrbench-report", str(out))
+    text = "\n".join(result.outlines + result.errlines)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, text
+    assert "SIGTERM: the session was asked to stop" in text, text
+    assert f"report written to {out}, marked interrupted" in text, text
+    assert json.loads(out.read_text())["interrupted"] is True
+    summary = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert "stale" not in summary and "could not judge" in summary, summary
