@@ -697,6 +697,20 @@ def test_printing_or_formatting_a_tensor_per_step_is_a_host_read_at_its_call_sit
                           f"+{slow.decode_steps} (new)")
 
 
+def membership_per_step(module, args, output):
+    """`x in t` per decoder call: a comparison and an item() read under it."""
+    _ = 3.0 in output.last_hidden_state[:, -1, :2]
+
+
+def test_membership_per_step_is_a_host_read_at_its_call_site(tiny):
+    """`x in t` was a host sync at the dispatch level with no call site (the Python-level
+    read under Tensor.__contains__ is not seen inside the function mode's own call)."""
+    clean, slow = counted_with_decoder_hook(tiny, membership_per_step)
+    site = "Tensor.__contains__ @ tests/test_counters.py:membership_per_step"
+    assert site not in clean.host_reads and slow.host_reads[site] == slow.decode_steps
+    _compare_fails_naming(slow, clean, f"host reads: {site} +{slow.decode_steps} (new)")
+
+
 def synchronize_per_step(module, args, output):
     """An explicit device synchronisation per decoder call (per token)."""
     torch.cpu.synchronize()

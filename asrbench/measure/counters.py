@@ -97,9 +97,12 @@ HOST_READS = frozenset({"aten._local_scalar_dense", "aten.nonzero", "aten.masked
 COPIES = frozenset({"aten._to_copy", "aten.copy_", "aten.copy"})
 #: Tensor methods that hand a tensor's values to Python (counted at the Python level);
 #: __repr__ and __format__: printing, formatting or logging a tensor reads all its values
-#: (torch's printing turns the dispatch modes off, so no op below it is seen)
+#: (torch's printing turns the dispatch modes off, so no op below it is seen); __contains__
+#: (`x in t`) reads too. (Pickling and torch.save reach no torch function but storage
+#: accessors, which read nothing themselves: not counted.)
 READ_METHODS = frozenset({"tolist", "cpu", "numpy", "item", "__bool__", "__int__", "__float__",
-                          "__index__", "__complex__", "__array__", "__repr__", "__format__"})
+                          "__index__", "__complex__", "__array__", "__repr__", "__format__",
+                          "__contains__"})
 #: explicit synchronisation entry points, counted by call site: (module, attribute, name in
 #: the key); a module not imported (no habana_frameworks off Gaudi) is left alone. A dotted
 #: attribute is a method of a Python class of the module ("Event.synchronize": every
