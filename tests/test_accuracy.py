@@ -199,6 +199,9 @@ def test_one_changed_utterance_gives_no_interval_and_no_significance_claim():
     assert describe_change(wer) == "WER +0.125 (no interval), 1 utterance worse, 0 better"
     line = accuracy_lines(comparison)[0]
     assert "CI" not in line and f"no interval from 1 utterance: fewer than {MIN_UNITS}" in line
+    # the change is of the utterances scored on both sides (the error-rate verdicts are of
+    # each side's own): said, so a "+0.000" beside a regressed verdict explains itself
+    assert "no paired bootstrap; over the 1 utterance scored on both sides" in line
     # --wer-significance: no interval, so the tolerance decides and nothing claims significance
     regressed = comparison.model_copy(update={"verdicts": [Verdict(
         config_id="cfg", metric="wer", verdict="regressed", value=0.125, baseline=0.0,

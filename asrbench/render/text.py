@@ -185,7 +185,10 @@ def method_text(accuracy: AccuracyChange) -> str:
     else:
         text = f"paired bootstrap over {units} utterance{'s' * (units != 1)}"
     if accuracy.changes and all(c.low is None for c in accuracy.changes):
-        text = "no paired bootstrap"
+        # the changes are of the utterances scored on both sides, which the error-rate
+        # verdicts (all of each side's utterances) may not be: say which
+        text = (f"no paired bootstrap; over the {accuracy.utterances} utterance"
+                f"{'s' * (accuracy.utterances != 1)} scored on both sides")
     return text + (f"; {accuracy.note}" if accuracy.note else "")
 
 
