@@ -92,8 +92,14 @@ def test_baseline_update_from_counters_only_keeps_the_recorded_throughput(tmp_pa
     fresh = _counters_only(make_run(config_id="cfg", wer=0.0, cer=0.0,
                                     predictions={"a": "new text"}))
     fresh.counters = _counts()
-    update_baselines(make_report(fresh), tmp_path)
+    update = update_baselines(make_report(fresh), tmp_path)
     after = load_for(tmp_path, "cpu").entries["cfg"]
+    # the change table says the throughput was kept, not measured now
+    from asrbench.render.text import change_table
+
+    table = change_table(update.files[0][1])
+    assert "samples_per_second       5.0000 -> 5.0000  (kept: not measured by this report)" \
+        in table and "recorded from 1 process" not in table, table
     assert after.metrics.samples_per_second == 5.0
     assert after.noise == before.noise
     assert after.predictions == {"a": "new text"} and after.counters == _counts()

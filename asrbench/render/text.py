@@ -473,14 +473,22 @@ def change_table(changes: list[tuple[str, BaselineEntry | None, BaselineEntry]])
     lines = []
     for config_id, old, new in changes:
         lines.append(f"{config_id}{'  (new entry)' if old is None else ''}")
+        # throughput and noise exactly as before: kept from the earlier recording (a
+        # counters-only report timed nothing), never shown as measured now
+        kept = (old is not None and old.noise == new.noise
+                and old.metrics.samples_per_second == new.metrics.samples_per_second)
         for name in GATED_METRICS:
             before = "-" if old is None else _entry_number(getattr(old.metrics, name))
             lines.append(f"  {name:<20} {before:>10} -> "
-                         f"{_entry_number(getattr(new.metrics, name))}")
+                         f"{_entry_number(getattr(new.metrics, name))}"
+                         + ("  (kept: not measured by this report)"
+                            if kept and name == "samples_per_second" else ""))
         if old is not None and old.normalizer != new.normalizer:
             lines.append(f"  normalizer: {old.normalizer or '(not recorded)'} -> {new.normalizer}")
         processes = new.noise.samples_per_second_per_process
-        if processes:
+        if kept:
+            lines.append("  throughput band: as recorded before (this report measured none)")
+        elif processes:
             lines.append(f"  recorded from {len(processes)} processes: samples/s "
                          + ", ".join(f"{v:.4g}" for v in processes))
         else:
