@@ -22,6 +22,7 @@ HOSTILE = [
     "<img src=x onerror=alert(1)>", "</details><script>alert(1)</script>", "a | b | c",
     "`code` and ``` fences", "@octocat please look", "line one\nline two\r\n## heading",
     "[link](http://evil)", "**bold** _it_ # not a heading", "back\\slash",
+    "see https://evil.example/x and WWW.evil.example",
 ]
 
 
@@ -32,6 +33,8 @@ def test_escape_md_leaves_no_markup_from_data(text):
         assert forbidden not in out, (text, out)
     assert "@octocat" not in out  # no mention: the @ is followed by a zero-width space
     assert "&amp;#" not in out  # no entity escaped twice
+    # no bare URL GitHub would autolink (a zero-width space after the colon or the www)
+    assert "://" not in out and "www." not in out.lower()
 
 
 def test_escape_md_keeps_plain_text_readable():

@@ -275,9 +275,12 @@ def update_baselines(report: Report | list[Report], baseline_dir: str | Path,
                 raise AsrbenchError(f"{run.config.id}: report {number} ran on device class "
                                     f"{match[0].device.class_!r}, report 1 on "
                                     f"{run.device.class_!r}")
+            # (the same run in the same environment: a copy of one report, not a process
+            # of its own, whose timings never repeat to the last digit)
+            mine = (other.environment, match[0].model_dump(exclude={"comparison"}))
             twin = next((k for k, r in enumerate(group, start=1)
-                         if r.model_dump(exclude={"comparison"})
-                         == match[0].model_dump(exclude={"comparison"})), None)
+                         if (reports[k - 1].environment, r.model_dump(exclude={"comparison"}))
+                         == mine), None)
             if twin is not None:  # one process's run twice would narrow the band to nothing
                 raise AsrbenchError(f"{run.config.id}: report {number} holds the very run of "
                                     f"report {twin} (the same report twice?): record from "

@@ -60,12 +60,19 @@ def escape_md(text: Any) -> str:
 
     HTML is escaped (`<img>`, `</details>`, `<script>` show as text), `|` cannot end a table
     cell, a backtick cannot open a code span, `@name` cannot mention anyone (a zero-width space
-    follows the @), `[`/`]` cannot make a link, line breaks cannot start a new block, and
+    follows the @), `[`/`]` cannot make a link, nor can a bare `http://...` or `www.` address, line breaks cannot start a new block, and
     control characters and bidi overrides show as escapes (terminal_safe: the file may be
     printed in a CI log, and an override would re-order what the summary shows).
     """
     one_line = " ".join(str(text).split())  # line breaks and other white space: one space
-    return terminal_safe(one_line).translate(_MD_ESCAPES)
+    escaped = terminal_safe(one_line).translate(_MD_ESCAPES)
+    # a bare URL or www. address from data is not made a link (GitHub autolinks them): a
+    # zero-width space after the scheme's colon or the www, as after an @
+    return _AUTOLINK.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE + m.group(2), escaped)
+
+
+#: what GitHub's autolinking starts at: a scheme's "://" or "www."
+_AUTOLINK = re.compile(r"(:|\bwww)(//|\.)", re.IGNORECASE)
 
 
 #: C0 controls but tab and newline, DEL, C1 controls, and the Unicode line/paragraph separators
