@@ -60,9 +60,10 @@ def escape_md(text: Any) -> str:
 
     HTML is escaped (`<img>`, `</details>`, `<script>` show as text), `|` cannot end a table
     cell, a backtick cannot open a code span, `@name` cannot mention anyone (a zero-width space
-    follows the @), `[`/`]` cannot make a link, nor can a bare `http://...` or `www.` address, line breaks cannot start a new block, and
-    control characters and bidi overrides show as escapes (terminal_safe: the file may be
-    printed in a CI log, and an override would re-order what the summary shows).
+    follows the @), `[`/`]` cannot make a link, nor can a bare `http://...` or `www.` address,
+    line breaks cannot start a new block, and control characters and bidi overrides show as
+    escapes (terminal_safe: the file may be printed in a CI log, and an override would
+    re-order what the summary shows).
     """
     one_line = " ".join(str(text).split())  # line breaks and other white space: one space
     escaped = terminal_safe(one_line).translate(_MD_ESCAPES)
