@@ -315,6 +315,13 @@ def test_an_interrupted_ab_keeps_the_rounds_that_finished(tmp_path, monkeypatch)
     summary = ab_markdown(AbResult(outcome, comparisons(outcome), False), Policy())
     header = summary.split("\n\n")[0] + summary.split("\n\n")[1]
     assert "no failure" not in header and "interrupted before its decision" in summary, summary
+    # nor does the terminal say "result: ok" (it did, under its INTERRUPTED header)
+    from asrbench.render.text import ab_text
+
+    text = ab_text(AbResult(outcome, comparisons(outcome), False), Policy())
+    assert "result: ok" not in text and text.splitlines()[-1].startswith("result: FAIL (could "
+                                                                         "not judge"), text
+    assert "could not judge: the A/B was interrupted before its decision" in text
 
 
 def test_rounds_stop_only_at_the_looks(tmp_path, monkeypatch):

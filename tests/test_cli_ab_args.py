@@ -43,6 +43,11 @@ def started(monkeypatch):
     (["--passes", "0"], "--passes must be >= 1, got 0"),
     (["--batch-size", "0"], "batch size must be >= 1, got 0"),
     (["--limit", "-1"], "--limit must be >= 1, got -1"),
+    # given but empty (an unset CI variable): refused, not taken for "not given" (it ran this
+    # interpreter's asrbench on that side, comparing it with itself)
+    (["--head-command", ""], "--head-command is empty"),
+    (["--base-command", ""], "--base-command is empty"),
+    (["--head-python", ""], "--head-python is empty"),
 ])
 def test_a_bad_number_is_one_line_before_any_process(argv, message, started, capsys, tmp_path):
     code = main(["ab", "--json", str(tmp_path / "ab.json"), *argv])

@@ -462,10 +462,12 @@ def document(outcome: Outcome, comps: list[Comparison], failed: bool) -> dict[st
 def default_command(python: str | None, command: str | None, name: str) -> list[str]:
     """The command prefix of a side: --X-command, else --X-python -m asrbench, else this
     interpreter's."""
-    if python and command:
+    if python is not None and command is not None:
         raise AsrbenchError(f"--{name}-python and --{name}-command both say how to run {name}: "
                             "give one")
-    if command:
+    # given but empty (an unset CI variable: --head-command "$HEAD_CMD") is refused, never
+    # taken for "not given", which would run this interpreter's asrbench on that side
+    if command is not None:
         try:
             parts = shlex.split(command)
         except ValueError as exc:  # an unclosed quote
@@ -473,4 +475,6 @@ def default_command(python: str | None, command: str | None, name: str) -> list[
         if not parts:
             raise AsrbenchError(f"--{name}-command is empty")
         return parts
+    if python is not None and not python.strip():
+        raise AsrbenchError(f"--{name}-python is empty")
     return [python or sys.executable, "-m", "asrbench"]

@@ -564,19 +564,23 @@ def ab_header(outcome: Outcome) -> list[str]:
     return lines
 
 
+def _ab_stopped(result: AbResult) -> list[str]:
+    """An interrupted A/B decided nothing: what its summaries say first, never "no failure"
+    or "result: ok" (nor a FAIL from a round that was not a decision)."""
+    return (["the A/B was interrupted before its decision: the rounds so far are below, "
+             "no verdict"] if result.outcome.interrupted else [])
+
+
 def ab_text(result: AbResult, policy: Policy) -> str:
     """The terminal output of `asrbench ab`: what was compared and how, then the verdicts."""
     return ("\n".join(ab_header(result.outcome)) + "\n"
-            + gate_text(result.comparisons, policy, None))
+            + gate_text(result.comparisons, policy, None, _ab_stopped(result)))
 
 
 def ab_markdown(result: AbResult, policy: Policy) -> str:
     """The Markdown summary of `asrbench ab`: the verdict tables, then what was compared."""
-    # an interrupted A/B decided nothing: its summary says so first, never "no failure"
-    stopped = (["the A/B was interrupted before its decision: the rounds so far are below, "
-                "no verdict"] if result.outcome.interrupted else [])
     return markdown_summary(result.comparisons, policy, title="asrbench A/B",
-                            problems=stopped) + "\n" + "".join(
+                            problems=_ab_stopped(result)) + "\n" + "".join(
         f"- {escape_md(line)}\n" for line in ab_header(result.outcome))
 
 
