@@ -48,6 +48,10 @@ def started(monkeypatch):
     (["--head-command", ""], "--head-command is empty"),
     (["--base-command", ""], "--base-command is empty"),
     (["--head-python", ""], "--head-python is empty"),
+    # a side's own options are checked as its run would check them (the base side ran its
+    # accuracy run before the head's failed on it)
+    (["--head-args", "--batch-size 0"],
+     "head's run options (the shared ones, then --head-args): batch size must be >= 1, got 0"),
 ])
 def test_a_bad_number_is_one_line_before_any_process(argv, message, started, capsys, tmp_path):
     code = main(["ab", "--json", str(tmp_path / "ab.json"), *argv])

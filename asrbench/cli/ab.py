@@ -15,8 +15,8 @@ from asrbench.ab.rounds import DEFAULT_ROUND_TIMEOUT
 from asrbench.cli import common
 from asrbench.cli import run as run_command
 from asrbench.cli.common import say
-from asrbench.config.options import policy_from
-from asrbench.config.settings import DEFAULT_REPORT
+from asrbench.config.options import policy_from, run_overrides
+from asrbench.config.settings import DEFAULT_REPORT, BenchConfig
 from asrbench.errors import AsrbenchError
 from asrbench.formats.redact import redact_usage
 from asrbench.render.text import ab_markdown, ab_text
@@ -154,8 +154,9 @@ def check_side_options(settings: Any, sides: dict[str, Any]) -> None:
     line now, not a failed side after the other side's accuracy run. Only sides that run this
     asrbench: no --X-python or --X-command, and no other asrbench package in the directory the
     side runs in (`python -m asrbench` there imports that checkout's: --X-cwd ../base), since
-    another version's options are its own. This parses; what `asrbench run` checks after
-    parsing (e.g. --counters-only with --passes) is the side's own first step."""
+    another version's options are its own. This parses and checks the settings' values (a
+    --batch-size 0 in --X-args); what `asrbench run` checks across its options and files
+    (e.g. --counters-only with --passes) is the side's own first step."""
     parser = _SideParser(prog="asrbench", add_help=False)
     run_command.add_parser(parser.add_subparsers(dest="command"))
     ours = ab.this_asrbench()
@@ -169,10 +170,15 @@ def check_side_options(settings: Any, sides: dict[str, Any]) -> None:
                 "--no-progress"]
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                parser.parse_args(argv)
+                values = parser.parse_args(argv)
+            # and their values, as the side's run would check them (`--batch-size 0`)
+            BenchConfig(**run_overrides(values))
         except _SideOptionsError as exc:
             raise AsrbenchError(f"{name}'s run options (the shared ones, then --{name}-args): "
                                 f"{redact_usage(str(exc))}") from None
+        except AsrbenchError as exc:
+            raise AsrbenchError(f"{name}'s run options (the shared ones, then --{name}-args): "
+                                f"{exc}") from None
         except SystemExit:  # --help among them: printed nothing, ran nothing
             raise AsrbenchError(f"{name}'s run options ask for help: give "
                                 "`asrbench run --help` on its own") from None
