@@ -226,8 +226,9 @@ def test_malformed_baseline_is_a_clear_error(suite, capsys):
             "expected a number") in output(result)
     # one line per error: the AsrbenchError it was raised from is not chained to it (pytest
     # printed "During handling of the above exception ..." and the message twice)
+    # (how often the message shows otherwise depends on the terminal's width: pytest's short
+    # summary cuts lines to it)
     assert "During handling" not in output(result)
-    assert output(result).count("expected a number") == 4  # two errors, two could-not-judge lines
     capsys.readouterr()
     assert main(["compare", "--report", str(suite.recorded_report),
                  "--baseline-dir", str(broken)]) == 2
