@@ -222,6 +222,23 @@ def test_merged_shards_of_two_processor_makes_carry_no_bf16_key():
     assert shards[0][1].runs[0].device.environment == intel  # the shards are left as they were
 
 
+def test_merged_shards_keep_the_tolerance_policy_they_ran_under():
+    """`asrbench run --matrix --shard` writes the section's tolerance into every shard's run:
+    the merged run keeps it (compare holds it to the section's limits, as it holds a whole
+    run), unless the shards disagree, when none is kept and the defaults judge."""
+    from asrbench.formats.model import Tolerance
+
+    section = Tolerance(reference_wer_max=0.45, samples_per_second_rel=0.9)
+    shards = two_shards()
+    for _, shard in shards:
+        shard.runs[0].tolerance_policy = section
+    (run,) = merge_reports(shards).runs
+    assert run.tolerance_policy == section
+    shards[1][1].runs[0].tolerance_policy = Tolerance(reference_wer_max=0.3)
+    (run,) = merge_reports(shards).runs
+    assert run.tolerance_policy is None
+
+
 def _counters(steps: int) -> dict:
     return {"version": COUNTER_VERSION, "selection": "the first batch", "utterances": ["a", "d"],
             "rows": 2,

@@ -391,6 +391,10 @@ def merge_runs(shards: list[Any]) -> Run:
         passes_identical=all(bool(s.run.passes_identical) for s in shards),
         reference=_reference(shards), utterances=utterances, counters=counters,
         model=head.model,
+        # the matrix section's limits the shards were run under (`asrbench run --matrix`);
+        # shards that disagree keep none, and the defaults judge the merged run
+        tolerance_policy=(head.tolerance_policy if all(
+            s.run.tolerance_policy == head.tolerance_policy for s in shards) else None),
         merged=MergeInfo(shards=len(shards), split_fingerprint=info.split_fingerprint,
                          throughput=THROUGHPUT_RULE, counters=counters_note,
                          hosts=[str(s.report.environment.model_dump().get("hostname") or "")
