@@ -14,11 +14,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 from factories import make_report_document, write_report
 
 import asrbench
-from asrbench.cli.common import CANDIDATE_GENERATOR, leave_out_scikit_learn
+from asrbench.cli.common import (
+    CANDIDATE_GENERATOR,
+    OBJECT_DETECTION_LOSS,
+    leave_out_scikit_learn,
+    leave_out_scipy,
+)
 from asrbench.errors import AsrbenchError
 
 HEAVY = ("torch", "transformers")
@@ -133,19 +139,82 @@ def test_html_loads_no_torch(tmp_path, report_file):
 
 # -- what a measuring command leaves out ---------------------------------------------------------
 
-@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
-                    reason="scikit-learn is not installed: transformers cannot import it")
-def test_a_run_loads_transformers_generation_but_no_scikit_learn(tmp_path, tiny_whisper):
-    """`asrbench run` keeps transformers from importing scikit-learn (cli/common.py
-    leave_out_scikit_learn: about 1 s of a counters-only run), though transformers'
-    generation module, which imports it wherever it is installed, is loaded."""
-    generation = CANDIDATE_GENERATOR
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None
+                    or importlib.util.find_spec("scipy") is None,
+                    reason="scikit-learn or scipy is not installed: transformers cannot "
+                           "import it")
+def test_a_run_loads_transformers_generation_and_losses_but_no_scikit_learn_or_scipy(
+        tmp_path, tiny_whisper):
+    """`asrbench run` of a Whisper model keeps transformers from importing scikit-learn
+    (cli/common.py leave_out_scikit_learn: about 1 s of a counters-only run) and scipy
+    (leave_out_scipy: about 0.3 s), though transformers' generation module and its
+    object-detection losses, which import them wherever they are installed, are loaded."""
+    generation, losses = CANDIDATE_GENERATOR, OBJECT_DETECTION_LOSS
     loaded, done = cli(["run", "--model", str(tiny_whisper), "--device", "cpu",
                         "--dataset-config", "en", "--language", "english", "--limit", "2",
                         "--generation-max-length", "8", "--counters-only", "--report",
-                        "r.json", "--no-progress"], tmp_path, modules=("sklearn", generation))
+                        "r.json", "--no-progress"], tmp_path,
+                       modules=("sklearn", "scipy", generation, losses))
     assert "exit 0" in done.stdout, done.stderr[-3000:]
-    assert loaded == [generation]
+    assert loaded == sorted([generation, losses])
+
+
+@pytest.fixture
+def scipy_flag(monkeypatch):
+    """transformers' scipy flag as a fresh process has it: set, the losses not loaded yet."""
+    import transformers.utils.import_utils as import_utils
+
+    monkeypatch.delitem(sys.modules, OBJECT_DETECTION_LOSS, raising=False)
+    monkeypatch.setattr(import_utils, "_scipy_available", True)
+    return import_utils
+
+
+def test_scipy_is_left_out_only_where_every_model_is_known_to_do_without_it(
+        scipy_flag, tmp_path, tiny_whisper, monkeypatch):
+    """A run whose models include one that may need scipy (Pop2Piano's feature extractor asks
+    transformers' flag), one whose type cannot be read, or a Hub model not in the local cache
+    keeps scipy; so does one where the losses are loaded already or the flag does not exist."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "no-hub"))
+    piano = tmp_path / "piano"
+    piano.mkdir()
+    (piano / "config.json").write_text('{"model_type": "pop2piano"}', encoding="utf-8")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("[1, 2", encoding="utf-8")
+    for models in ([str(tiny_whisper), str(piano)], [str(broken)], ["openai/whisper-small"],
+                   ["bundled:whisper-base", "openai/whisper-small"]):
+        assert leave_out_scipy(models) is False, models
+        assert scipy_flag._scipy_available is True
+    monkeypatch.setitem(sys.modules, OBJECT_DETECTION_LOSS, object())
+    assert leave_out_scipy([str(tiny_whisper)]) is False  # losses loaded already
+    monkeypatch.delitem(sys.modules, OBJECT_DETECTION_LOSS)
+    assert scipy_flag._scipy_available is True
+    assert leave_out_scipy(["bundled:whisper-base", str(tiny_whisper)]) is True
+    assert scipy_flag._scipy_available is False
+    monkeypatch.delattr(scipy_flag, "_scipy_available")  # a transformers without the flag
+    assert leave_out_scipy([str(tiny_whisper)]) is False
+    assert not hasattr(scipy_flag, "_scipy_available")
+
+
+def test_a_model_type_is_read_without_loading_the_model(tmp_path, tiny_whisper, monkeypatch):
+    """stated_model_type: a bundled model is Whisper; a folder's or a cached Hub model's
+    config.json says its type; anything else is unknown (None), never an error."""
+    from asrbench.measure.models import stated_model_type
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert stated_model_type("bundled:whisper-base") == "whisper"
+    assert stated_model_type(str(tiny_whisper)) == "whisper"
+    assert stated_model_type("openai/whisper-small") is None  # not in the cache
+    snapshot = tmp_path / "hub" / "models--org--speech" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40, encoding="utf-8")
+    (snapshot / "config.json").write_text('{"model_type": "speech_to_text"}', encoding="utf-8")
+    assert stated_model_type("org/speech") == "speech_to_text"
+    for text in ('["whisper"]', '{"model_type": 7}', "{", ""):
+        (snapshot / "config.json").write_text(text, encoding="utf-8")
+        assert stated_model_type("org/speech") is None, text
+    assert stated_model_type("not a valid id!") is None
 
 
 def test_leaving_out_scikit_learn_is_transformers_flag_set_before_generation_loads(monkeypatch):
@@ -172,7 +241,9 @@ def test_the_plugin_leaves_transformers_flag_alone():
     plugin, which runs inside users' sessions (nor the pipeline both doors share)."""
     for module in ("plugin.py", "flow.py"):
         source = (Path(asrbench.__file__).parent / module).read_text(encoding="utf-8")
-        assert "leave_out_scikit_learn" not in source and "_sklearn_available" not in source
+        for name in ("leave_out_scikit_learn", "_sklearn_available", "leave_out_scipy",
+                     "_scipy_available"):
+            assert name not in source, (module, name)
 
 
 # -- the history extra, missing -----------------------------------------------------------------

@@ -8,6 +8,7 @@ import json
 import re
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,40 @@ def leave_out_scikit_learn() -> bool:
             or CANDIDATE_GENERATOR in sys.modules):
         return False
     import_utils._sklearn_available = False
+    return True
+
+
+#: transformers' module that imports scipy.optimize when its flag says scipy is installed
+OBJECT_DETECTION_LOSS = "transformers.loss.loss_for_object_detection"
+#: model types whose transformers code (4.55: model, feature extractor, processor, tokenizer)
+#: never asks whether scipy is installed; of the speech seq2seq models only Pop2Piano does
+SCIPY_FREE_MODEL_TYPES = frozenset({"whisper"})
+
+
+def leave_out_scipy(models: Iterable[str]) -> bool:
+    """Keep transformers from importing scipy.optimize (about 0.3 s of every `asrbench run`
+    on a quiet 2-core machine) where every model of the run is known to do without it; whether
+    it did. Only asrbench's own command processes call it, after the run's configs are known
+    and before any model code loads.
+
+    Why: transformers' modeling_utils imports its object-detection losses, which import
+    scipy.optimize whenever scipy is installed (scipy comes with torch's and asrbench's
+    dependencies). No speech model asrbench drives trains or computes those losses. transformers
+    decides with a private flag, transformers.utils.import_utils._scipy_available, which is
+    also what Pop2Piano's feature extractor checks: so the flag is set only where every model's
+    config.json names a type in SCIPY_FREE_MODEL_TYPES (a Hub model not in the local cache, or
+    a folder whose type cannot be read, keeps scipy), where the flag exists, and where the
+    losses are not loaded yet. tests/test_light_imports.py checks that a run loads no scipy."""
+    from asrbench.measure.models import stated_model_type  # noqa: PLC0415  measure: the commands that measure
+
+    if not all(stated_model_type(model) in SCIPY_FREE_MODEL_TYPES for model in models):
+        return False
+    import transformers.utils.import_utils as import_utils  # noqa: PLC0415  transformers: only the commands that measure load it
+
+    if (getattr(import_utils, "_scipy_available", None) is not True
+            or OBJECT_DETECTION_LOSS in sys.modules):
+        return False
+    import_utils._scipy_available = False
     return True
 
 

@@ -70,6 +70,7 @@ def command(args: argparse.Namespace) -> int:
     selection = flow.select(run_overrides(args), args.passes, config_file=args.config,
                             matrix=args.matrix, device=device_class, world=world,
                             sharded=shard is not None)
+    common.leave_out_scipy(config.model for config in selection.configs)  # before model code loads
     report_path = Path(args.report or DEFAULT_REPORT)
     if world.is_main:
         flow.check_report_path(report_path)

@@ -16,7 +16,7 @@ from typing import Any
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.formats.model import ModelIdentity
 from asrbench.measure.bundled import BUNDLED_PREFIX, converted_directory, ensure_converted
-from asrbench.measure.features import is_whisper
+from asrbench.measure.features import WHISPER, is_whisper
 from asrbench.measure.hashing import ahead, once, sha256_files
 from asrbench.measure.reach import hub_offline_requested, hub_reachable
 
@@ -308,6 +308,32 @@ def hash_ahead(reference: str) -> threading.Thread | None:
         return ahead(bundled)
     path = Path(reference).expanduser()
     return ahead(lambda: weights_digest(path)) if path.is_dir() else None
+
+
+def stated_model_type(reference: str) -> str | None:
+    """The `model_type` a model's config.json states, read without importing transformers'
+    model code: WHISPER for a bundled model (every one is a Whisper checkpoint), the file's
+    field for a local folder or a Hub model already in the local cache; None where it cannot be
+    told (not cached, unreadable: loading the model reports that, in one line)."""
+    if reference.startswith(BUNDLED_PREFIX):
+        return WHISPER
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        config: object = path / "config.json"
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache  # noqa: PLC0415  huggingface_hub: only for Hub models
+
+            config = try_to_load_from_cache(reference, "config.json")
+        except Exception:  # an id the cache helper rejects: nothing to read
+            return None
+        if not isinstance(config, str):
+            return None
+    try:
+        stated = _read_json(Path(str(config)), Path(str(config)).parent).get("model_type")
+    except (AsrbenchError, AttributeError):  # unreadable, or not a JSON object
+        return None
+    return stated if isinstance(stated, str) else None
 
 
 def _snapshot_directory(loaded: LoadedModel) -> Path | None:
