@@ -7,7 +7,7 @@ import math
 import pytest
 from factories import make_entry, make_run
 
-from asrbench.formats.model import BaselineEntry, Run
+from asrbench.formats.model import BaselineEntry, Comparison, Run
 from asrbench.gate.compare import compare_run, word_diff
 
 
@@ -130,6 +130,27 @@ def test_a_reference_that_could_not_be_decoded_fails_the_agreement_check():
                                    "error": "reference decoding failed: no network"})
     verdict = agreement_verdict(run, DEFAULT_TOLERANCE)
     assert verdict.verdict == "regressed" and "no network" in verdict.note
+    assert verdict.baseline is None and verdict.value is None
+
+
+def test_the_agreement_row_shows_no_limit_as_its_baseline():
+    """The agreement check has no stored baseline: its limits are in the note, and the
+    baseline column (terminal, Markdown) shows none rather than the share limit."""
+    from asrbench.gate.baselines import DEFAULT_TOLERANCE
+    from asrbench.gate.compare import agreement_verdict
+    from asrbench.gate.policy import Policy
+    from asrbench.render.text import describe_verdict, markdown_summary
+
+    reference = {"reference": "stock", "utterances": 16, "identical": 3, "share": 3 / 16,
+                 "wer": 0.2, "differing": []}
+    verdict = agreement_verdict(_with(_run(), reference=reference), DEFAULT_TOLERANCE)
+    assert verdict.baseline is None and verdict.value == 3 / 16
+    assert describe_verdict(verdict).startswith("reference_agreement: baseline - -> 0.1875 ")
+    assert "share >= 0.25" in verdict.note
+    row = next(line for line in markdown_summary(
+        [Comparison(config_id="c", verdicts=[verdict])], Policy()).splitlines()
+        if line.startswith("| reference_agreement |"))
+    assert row.startswith("| reference_agreement | - | 0.1875 |"), row
 
 
 

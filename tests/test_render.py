@@ -73,9 +73,9 @@ def test_markdown_summary_escapes_ids_transcripts_and_notes():
 
 
 def test_describe_verdict_handles_missing_numbers():
-    line = describe_verdict(make_verdict("c", "reference_agreement", "regressed", None, 0.25,
-                                         None, None, note="reference could not be decoded"))
-    assert line.startswith("reference_agreement: baseline 0.2500 -> - REGRESSED")
+    line = describe_verdict(make_verdict("c", "wer", "regressed", None, 0.25,
+                                         None, None, note="the run has no WER"))
+    assert line.startswith("wer: baseline 0.2500 -> - REGRESSED")
     full = describe_verdict(make_verdict("c", "wer", "improved", 0.19, 0.2, -0.01, 0.005))
     assert full == "wer: baseline 0.2000 -> 0.1900 (delta -0.0100, allowed ±0.0050) IMPROVED"
 

@@ -263,8 +263,7 @@ def agreement_verdict(run: Run, tolerance: Tolerance) -> Verdict | None:
         return None
     config_id = run.config.id
     if reference.error is not None:
-        return _verdict(config_id, "reference_agreement", "regressed", None,
-                        tolerance.limit("reference_share_min"), None, None,
+        return _verdict(config_id, "reference_agreement", "regressed", None, None, None, None,
                         f"the reference could not be decoded, so agreement is unknown: "
                         f"{reference.error}")
     # (an agreement without an error has every count: formats.model.ReferenceAgreement checks)
@@ -275,9 +274,10 @@ def agreement_verdict(run: Run, tolerance: Tolerance) -> Verdict | None:
             f" WER vs reference {reference.wer:.4f} (limits: share >= "
             f"{tolerance.limit('reference_share_min'):g}, "
             f"WER <= {tolerance.limit('reference_wer_max'):g})")
+    # no baseline: the run is judged against limits (in the note), not a stored value
     return _verdict(config_id, "reference_agreement",
                     "regressed" if low_share or high_wer else "unchanged", reference.share,
-                    tolerance.limit("reference_share_min"), None, None, note)
+                    None, None, None, note)
 
 
 def run_checks(run: Run, tolerance: Tolerance) -> list[Verdict]:
