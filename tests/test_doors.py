@@ -398,10 +398,16 @@ def test_a_missing_entry_hint_for_a_counters_only_run_says_to_record_a_timed_run
     report = _counters_only_report(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["compare", "--report", str(report), "--baseline-dir", str(empty)]) == 1
+    markdown = tmp_path / "summary.md"
+    assert main(["compare", "--report", str(report), "--baseline-dir", str(empty),
+                 "--markdown", str(markdown)]) == 1
     out = capsys.readouterr().out
     assert "create the missing entries with: a timed run of the same settings (asrbench run " \
         "without --counters-only), then: asrbench baseline update --report <its report>" in out
+    # the Markdown says it in words: a code block would hold prose that cannot be run
+    summary = markdown.read_text(encoding="utf-8")
+    assert "❌ **Missing baseline entries**; create them from a timed run of the same " \
+        "settings" in summary and "```" not in summary, summary
     assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
                  str(empty)]) == 2  # what the old hint said to run
     assert "record the entry from a timed run first" in capsys.readouterr().err

@@ -441,9 +441,13 @@ def markdown_summary(comparisons: list[Comparison], policy: Policy, refresh: str
                   "run in this report (not a failure): "
                   + ", ".join(f"`{escape_md(i).replace('`', '')}`" for i in not_run)]
     if refresh and any(not c.has_entry for c in comparisons):
-        lines += ["", ("No baseline entry yet" if policy.allow_missing
-                       else "❌ **Missing baseline entries**") + "; create them with:", "",
-                  "```", refresh.replace("`", "'"), "```"]
+        head = ("No baseline entry yet" if policy.allow_missing
+                else "❌ **Missing baseline entries**")
+        if refresh.startswith("asrbench "):  # one command: a block to copy
+            lines += ["", head + "; create them with:", "", "```", refresh.replace("`", "'"),
+                      "```"]
+        else:  # what to do, in words (a counters-only report cannot create them)
+            lines += ["", f"{head}; create them from {escape_md(refresh)}"]
     return "\n".join(lines) + "\n"
 
 
