@@ -354,6 +354,42 @@ def test_rounds_stop_only_at_the_looks(tmp_path, monkeypatch):
     assert "DIFFERENT 0.800" in said[-1]
 
 
+def test_config_pairs_share_alpha(tmp_path, monkeypatch):
+    """An A/B of two configs (the default run: Hindi and English) decides each pair at
+    alpha / (looks x 2): at alpha / looks for each, identical sides were called DIFFERENT in
+    one config or the other about twice as often as --alpha promises. The document and the
+    header say the level used."""
+    from asrbench.ab import rounds as ab
+    from asrbench.ab.decision import Decision
+    from asrbench.ab.run import AbResult
+    from asrbench.render.text import ab_text
+
+    two = Report.model_validate({**_report({"a": "x"}).model_dump(mode="json", by_alias=True),
+                                 "runs": [_report({"a": "x"}, config_id=c).runs[0]
+                                          .model_dump(mode="json", by_alias=True)
+                                          for c in ("hi", "en")]})
+    levels = []
+
+    def decide(base, head, threshold, alpha):
+        levels.append(alpha)
+        return Decision(outcome="SAME", rounds=len(base), ratio=1.0, ci_low=0.99, ci_high=1.01,
+                        confidence=1 - alpha, p_value=0.9, ratio_of_medians=1.0,
+                        threshold=threshold)
+
+    monkeypatch.setattr(ab.ProcessRunner, "accuracy", lambda self, name: two)
+    monkeypatch.setattr(ab.ProcessRunner, "measure", lambda self, name, number: [10.0, 20.0])
+    monkeypatch.setattr(ab, "decide", decide)
+    settings = Settings(shared=[], seed=0)
+    outcome = run_ab(settings, {"base": Side("base", ["python"]), "head": Side("head", ["python"])},
+                     tmp_path)
+    assert len(outcome.pairs) == 2 and len(outcome.rounds) == settings.min_rounds
+    assert levels and all(level == pytest.approx(0.05 / 5 / 2) for level in levels)
+    assert document_of(outcome)["settings"]["alpha_per_look"] == pytest.approx(0.05 / 5 / 2)
+    header = ab_text(AbResult(outcome, comparisons(outcome), False), Policy())
+    assert "alpha 0.05 (0.005 per look at rounds 4, 6, 9, 14, 20 and per config pair of 2)" \
+        in header, header
+
+
 _WAIT_FOR_THE_OTHER = """
 import os, pathlib, sys, time
 mine, other = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])

@@ -139,10 +139,11 @@ class Settings:
     def round_passes(self) -> int:
         return self.passes or 2
 
-    def record(self) -> AbSettings:
-        """The settings as the A/B's document records them."""
+    def record(self, pairs: int = 1) -> AbSettings:
+        """The settings as the A/B's document records them (`pairs`: the config pairs it
+        decided, which share --alpha)."""
         return AbSettings(shared=self.shared, threshold=self.threshold, alpha=self.alpha,
-                          alpha_per_look=self.per_look_alpha, looks=self.looks,
+                          alpha_per_look=self.level(pairs), looks=self.looks,
                           min_rounds=self.min_rounds, max_rounds=self.max_rounds,
                           passes=self.round_passes, rounds_limit=self.rounds_limit,
                           seed=self.seed, cards=list(self.cards) if self.cards else None,
@@ -151,6 +152,12 @@ class Settings:
     @property
     def per_look_alpha(self) -> float:
         return look_alpha(self.alpha, self.min_rounds, self.max_rounds)
+
+    def level(self, pairs: int) -> float:
+        """The level of each decision: --alpha shared by the looks and by the `pairs` config
+        pairs decided together (Bonferroni over both), so identical sides are called DIFFERENT
+        in any config with probability below --alpha (the default run has two configs)."""
+        return self.per_look_alpha / max(1, pairs)
 
     @property
     def looks(self) -> list[int]:
@@ -350,7 +357,7 @@ def run_ab(settings: Settings, sides: dict[str, Side], workdir: Path,
             say(f"{name}: accuracy run on the whole split")
             outcome.reports[name] = runner.accuracy(name)
         outcome.pairs = pair_runs(outcome.reports)
-        alpha = settings.per_look_alpha
+        alpha = settings.level(len(outcome.pairs))
         for number in range(1, settings.max_rounds + 1):
             order = ["base", "head"]
             order_rng.shuffle(order)
@@ -449,7 +456,7 @@ def document(outcome: Outcome, comps: list[Comparison], failed: bool) -> dict[st
     report = AbReport(
         schema_=SCHEMA_VERSION, kind="ab", interrupted=outcome.interrupted, failed=failed,
         environment=Environment.model_validate(environment()),
-        settings=outcome.settings.record(),
+        settings=outcome.settings.record(len(outcome.pairs)),
         sides={name: AbSide(command=redact_argv(side.command), args=redact_argv(side.args),
                             cwd=str(side.cwd) if side.cwd else None,
                             report=outcome.reports.get(name))

@@ -1062,7 +1062,8 @@ class AbSettings(_Model):
     threshold: float = Field(gt=0, lt=1, description="the smallest relative change that matters")
     alpha: float = Field(gt=0, lt=1, description="overall chance of calling identical sides "
                                                  "DIFFERENT")
-    alpha_per_look: float | None = Field(None, gt=0, lt=1, description="alpha / looks")
+    alpha_per_look: float | None = Field(
+        None, gt=0, lt=1, description="alpha / (looks x config pairs): each decision's level")
     looks: list[PositiveInt] = Field(default_factory=list, description="the rounds decided at")
     min_rounds: PositiveInt
     max_rounds: PositiveInt

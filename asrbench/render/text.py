@@ -557,7 +557,10 @@ def ab_header(outcome: Outcome) -> list[str]:
              + (f", both sides at once on cards {' and '.join(s.cards)} ({s.cards_variable}, "
                 "dealt at random each round)" if s.cards else "")
              + f", threshold {s.threshold:.0%}, alpha {s.alpha:g} "
-             f"({s.per_look_alpha:.4g} per look at rounds {', '.join(map(str, s.looks))}), "
+             f"({s.level(len(outcome.pairs)):.4g} per look at rounds "
+             f"{', '.join(map(str, s.looks))}"
+             + (f" and per config pair of {len(outcome.pairs)}" if len(outcome.pairs) > 1
+                else "") + "), "
              f"order seed {s.seed}"]
     if s.hpu_recipes:
         lines.append(f"Gaudi recipe cache: one folder per side ({RECIPE_VARIABLE}, in "
