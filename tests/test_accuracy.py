@@ -15,7 +15,7 @@ from asrbench.formats.model import (
     Run,
     Verdict,
 )
-from asrbench.gate.accuracy import accuracy_change, paired_bootstrap
+from asrbench.gate.accuracy import EDIT_INDEX, accuracy_change, paired_bootstrap
 from asrbench.gate.compare import compare_run
 from asrbench.gate.policy import Policy
 from asrbench.render.text import finding_text
@@ -52,12 +52,23 @@ def test_the_interval_is_reproducible_with_its_fixed_seed_and_paired():
     assert paired_bootstrap(base, base) == [(0.0, 0.0, 0.0)]
 
 
+def _rates_of(run: dict) -> dict:
+    """`run` with the error rates its utterances' edit counts give (corpus level), as
+    `asrbench run` writes them: the gate refuses a run whose rates are not those."""
+    rows = [u["edits"] for u in run["utterances"]]
+    for metric, (errors, length) in EDIT_INDEX.items():
+        total = sum(row[length] for row in rows)
+        if total:
+            run["metrics"][metric] = sum(row[errors] for row in rows) / total
+    return run
+
+
 def _with_edits(run: dict, edits: dict[str, list[int]], normalizer: str | None = None) -> dict:
     run["utterances"] = [{"id": k, "prediction": f"text {k} {v[0]}", "edits": v}
                          for k, v in edits.items()]
     if normalizer:
         run["metrics"]["normalizer"] = normalizer
-    return run
+    return _rates_of(run)
 
 
 def _pair(base_edits, run_edits, normalizer="asrbench-basic-marks/1"):
@@ -219,7 +230,7 @@ def test_edit_counts_that_disagree_with_the_transcripts_are_refused_in_one_line(
         document = make_run_document()
         document["utterances"] = [{"id": "u1", "reference": "the cat sat",
                                    "prediction": "the cat sit", "edits": edits}]
-        return Run.model_validate(document)
+        return Run.model_validate(_rates_of(document))
 
     honest = run_with([1, 3, 1, 11, 1, 3])
     entry = BaselineEntry.model_validate({**make_entry_document(make_run_document()),
@@ -244,6 +255,34 @@ def test_edit_counts_that_disagree_with_the_transcripts_are_refused_in_one_line(
         "edits": {"u1": [10 ** 15, 3, 0, 11, 0, 3]}})
     with pytest.raises(AsrbenchError, match="impossible for its predictions"):
         compare_run(honest, forged_entry)
+
+
+def test_error_rates_that_are_not_the_utterances_are_refused_in_one_line():
+    """Every utterance's counts are its transcripts' but the run's WER (or CER, or normalized
+    WER) was left at an older value: the gate judged the stated 0.1923 against the baseline and
+    said `result: ok`, with the utterances' own counts at WER 1.0. Now the run is refused,
+    by compare and by a baseline refresh; an honest run's rates pass."""
+    from asrbench.gate.baselines import entry_from_runs
+
+    document = make_run_document()
+    document["utterances"] = [
+        {"id": "u1", "reference": "the cat sat", "prediction": "dog",
+         "edits": [3, 3, 11, 11, 3, 3]},
+        {"id": "u2", "reference": "a b", "prediction": "a b", "edits": [0, 2, 0, 3, 0, 2]}]
+    honest = Run.model_validate(_rates_of(document))
+    assert honest.metrics.wer == pytest.approx(3 / 5)
+    entry = BaselineEntry.model_validate(make_entry_document(make_run_document()))
+    assert compare_run(honest, entry).verdicts  # judged
+    for metric, stale in (("wer", 0.1923), ("cer", 0.5), ("wer_normalized", 0.0)):
+        lying = Run.model_validate({**document, "metrics": {**document["metrics"],
+                                                            metric: stale}})
+        with pytest.raises(AsrbenchError) as caught:
+            compare_run(lying, entry)
+        message = str(caught.value)
+        assert "\n" not in message and message.startswith(f"cfg: {metric} {stale:.6g}, where")
+        assert "error rates disagree with its utterances" in message
+        with pytest.raises(AsrbenchError, match="error rates disagree with its utterances"):
+            entry_from_runs([lying], {})
 
 
 def _speakers_pair(with_speakers: bool):

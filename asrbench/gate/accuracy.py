@@ -31,6 +31,7 @@ ones, a baseline's) are refused (check_edits), in one line.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from asrbench.errors import AsrbenchError
@@ -235,6 +236,25 @@ def impossible_edits(edits: list[int], prediction: str, reference: str | None) -
     return None
 
 
+def rates_problem(run: Run) -> str | None:
+    """Why a run's stated error rates are not the ratios of its utterances' edit counts (corpus
+    level, as measure.metrics.error_rates computes them), or None; nothing is checked where an
+    utterance has no counts (older reports)."""
+    rows = [u.edits for u in run.utterances]
+    if not rows or any(row is None for row in rows):
+        return None
+    for metric, (errors_at, length_at) in EDIT_INDEX.items():
+        stated = getattr(run.metrics, metric, None)
+        errors = sum(row[errors_at] for row in rows if row is not None)
+        length = sum(row[length_at] for row in rows if row is not None)
+        if stated is None or not length:
+            continue
+        if not math.isclose(stated, errors / length, rel_tol=1e-9, abs_tol=1e-12):
+            return (f"{metric} {stated:.6g}, where its {len(rows)} utterances' edit counts give "
+                    f"{errors}/{length} = {errors / length:.6g}")
+    return None
+
+
 def check_edits(run: Run, entry: BaselineEntry | None = None) -> None:
     """Refuse (AsrbenchError, one line) a run whose edit counts disagree with its transcripts,
     or a baseline entry whose counts are impossible for its predictions."""
@@ -246,6 +266,10 @@ def check_edits(run: Run, entry: BaselineEntry | None = None) -> None:
             raise AsrbenchError(f"{run.config.id}: utterance {u.id}: {problem}: "
                                 "the report's edit counts disagree with its transcripts "
                                 "(edited by hand?); regenerate it with `asrbench run`")
+    problem = rates_problem(run)
+    if problem:
+        raise AsrbenchError(f"{run.config.id}: {problem}: the report's error rates disagree with "
+                            "its utterances (edited by hand?); regenerate it with `asrbench run`")
     if entry is None:
         return
     for uid, edits in entry.edits.items():
