@@ -92,6 +92,24 @@ def _interrupted(report: dict, baseline: dict) -> None:
     report["interrupted"] = True
 
 
+def _stated_samples(report: dict, baseline: dict) -> None:
+    # the headline kept from another run: its passes say 2.0 samples/s (it passed the gate)
+    report["runs"][0]["metrics"]["samples_per_second"] = 20.0
+
+
+def _inflated_spread(report: dict, baseline: dict) -> None:
+    # a spread of 500% makes the band of an entry from several processes swallow any drop
+    report["runs"][0]["throughput"]["samples_per_second_rsd"] = 5.0
+
+
+def _baseline_spread(report: dict, baseline: dict) -> None:
+    _entry(baseline)["noise"]["samples_per_second_rsd"] = 1e300  # a band of 3e300
+
+
+def _baseline_negative_passes(report: dict, baseline: dict) -> None:
+    _entry(baseline)["noise"]["samples_per_second_per_pass"] = [-1.0, -1.0, -1.0]
+
+
 #: name -> (mutation, what the reason must say, whether the whole input is refused: the
 #: pytest door then stops as a usage error before any test)
 CATALOGUE: dict[str, tuple[Callable[[dict, dict], None], str, bool]] = {
@@ -103,7 +121,19 @@ CATALOGUE: dict[str, tuple[Callable[[dict, dict], None], str, bool]] = {
     "broken-baseline": (_broken_baseline, "metrics.wer: expected a number", False),
     "bool-count": (_bool_count, "encoder_calls", True),
     "interrupted-report": (_interrupted, "interrupted", True),
+    "stated-samples": (_stated_samples, "metrics.samples_per_second 20, where its 3 timed "
+                       "pass(es) give 2: the report's samples/s disagrees with its passes", False),
+    "inflated-spread": (_inflated_spread, "throughput.samples_per_second_rsd 5, where its 3 "
+                        "timed pass(es) give 0.01", False),
+    "baseline-spread": (_baseline_spread, "noise.samples_per_second_rsd", False),
+    "baseline-negative-passes": (_baseline_negative_passes,
+                                 "noise.samples_per_second_per_pass", False),
 }
+
+
+#: catalogue cases whose baseline file as a whole is refused on loading
+UNREADABLE_BASELINE = frozenset({"broken-baseline", "baseline-spread",
+                                 "baseline-negative-passes"})
 
 
 def _case(scratch: Path, name: str) -> tuple[Path, Path]:
@@ -170,7 +200,7 @@ def test_both_doors_say_could_not_judge_and_fail(scratch, pytester, capsys, name
     # the report JSON says it too, for the config that could not be judged
     by_id = {r["config"]["id"]: r["comparison"] for r in document["runs"]}
     assert reason in by_id[DOOR_CONFIGS[0].id]["not_judged"]
-    if name == "broken-baseline":  # the whole file is unreadable: neither config is judged
+    if name in UNREADABLE_BASELINE:  # the whole file is refused: neither config is judged
         assert reason in by_id[DOOR_CONFIGS[1].id]["not_judged"]
     else:
         assert by_id[DOOR_CONFIGS[1].id]["not_judged"] is None  # the other config was judged

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import re
+import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -880,6 +881,29 @@ class Run(_Model):
             raise ValueError("a counters-only run timed nothing: it has no throughput")
         return self
 
+    def throughput_problem(self) -> str | None:
+        """Why a timed run's stated samples/s is not what its passes give (the median of the
+        passes' samples/s, their least, most and relative spread: measure.metrics.throughput,
+        formats.merge), or None. The gate judges the stated median against the baseline and
+        the spread widens its band: a figure that is not its passes' is refused there."""
+        stats, stated = self.throughput, self.metrics.samples_per_second
+        if stats is None or stated is None:
+            return None
+        rates = stats.samples_per_second_per_pass
+        mean = statistics.fmean(rates)
+        given = {"metrics.samples_per_second": (stated, statistics.median(rates)),
+                 "throughput.samples_per_second_min": (stats.samples_per_second_min, min(rates)),
+                 "throughput.samples_per_second_max": (stats.samples_per_second_max, max(rates)),
+                 "throughput.samples_per_second_rsd": (
+                     stats.samples_per_second_rsd,
+                     statistics.stdev(rates) / mean if len(rates) > 1 else 0.0)}
+        for name, (value, computed) in given.items():
+            if value is not None and not math.isclose(value, computed, rel_tol=1e-9,
+                                                      abs_tol=1e-12):
+                return (f"{name} {value:.6g}, where its {len(rates)} timed pass(es) give "
+                        f"{computed:.6g}")
+        return None
+
     def ranks_problem(self) -> str | None:
         """Why a merged data-parallel run is incomplete, or None. Checked by Report: a rank's
         own run (before the merge) has no ranks yet."""
@@ -954,15 +978,21 @@ def predictions_digest(predictions: dict[str, str]) -> str:
 
 # -- baselines --------------------------------------------------------------------------------
 
+#: the largest relative spread of passes a baseline may record: the gate's band grows with
+#: it (3x the spread by default), and above it a drop of any size would pass
+MAX_RECORDED_RSD = 1.0
+
+
 class Noise(_Model):
     """The throughput noise recorded with a baseline: within one process (its passes) and,
     when the entry was recorded from several independent processes, between them."""
 
     samples_per_second_rsd: NonNegativeFloat = Field(
-        0.0, description="relative standard deviation of the passes within a process (the "
-                         "largest over the processes recorded)")
+        0.0, le=MAX_RECORDED_RSD,
+        description="relative standard deviation of the passes within a process (the "
+                    "largest over the processes recorded); at most 1 (100%)")
     passes: NonNegativeInt | None = None
-    samples_per_second_per_pass: list[float] = Field(default_factory=list)
+    samples_per_second_per_pass: list[PositiveFloat] = Field(default_factory=list)
     samples_per_second_per_process: list[PositiveFloat] = Field(
         default_factory=list, description="each recorded process's median samples/s (two or "
                                           "more: the band comes from their spread)")

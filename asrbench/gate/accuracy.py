@@ -257,7 +257,8 @@ def rates_problem(run: Run) -> str | None:
 
 def check_edits(run: Run, entry: BaselineEntry | None = None) -> None:
     """Refuse (AsrbenchError, one line) a run whose edit counts disagree with its transcripts,
-    or a baseline entry whose counts are impossible for its predictions."""
+    whose error rates are not its edit counts' or whose samples/s is not its passes', or a
+    baseline entry whose counts are impossible for its predictions."""
     for u in run.utterances:
         if u.edits is None:
             continue
@@ -270,6 +271,10 @@ def check_edits(run: Run, entry: BaselineEntry | None = None) -> None:
     if problem:
         raise AsrbenchError(f"{run.config.id}: {problem}: the report's error rates disagree with "
                             "its utterances (edited by hand?); regenerate it with `asrbench run`")
+    problem = run.throughput_problem()
+    if problem:
+        raise AsrbenchError(f"{run.config.id}: {problem}: the report's samples/s disagrees with "
+                            "its passes (edited by hand?); regenerate it with `asrbench run`")
     if entry is None:
         return
     for uid, edits in entry.edits.items():
