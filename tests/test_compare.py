@@ -133,6 +133,40 @@ def test_a_reference_that_could_not_be_decoded_fails_the_agreement_check():
     assert verdict.baseline is None and verdict.value is None
 
 
+def test_a_reference_share_that_is_not_its_counts_is_refused_on_loading():
+    """share 1.0 beside 0 of 3 identical passed the agreement check: the share is checked
+    against identical / utterances when a report is read."""
+    from pydantic import ValidationError
+
+    honest = {"reference": "stock", "utterances": 3, "identical": 0, "share": 0.0, "wer": 0.5,
+              "differing": []}
+    assert _with(_run(), reference=honest).reference.share == 0.0
+    with pytest.raises(ValidationError, match=r"share 1 is not identical / utterances \(0/3\)"):
+        _with(_run(), reference={**honest, "share": 1.0})
+
+
+def test_a_run_that_should_carry_the_agreement_check_and_has_none_fails_it():
+    """A bf16 run (not the reference setup) whose settings ask for reference utterances has an
+    agreement check or the reason it could not be made: a report without either (the
+    `reference` removed by hand) passed with no agreement verdict at all. The reference setup
+    itself (CPU fp32) and a run with reference_utterances 0 need none."""
+    from asrbench.gate.baselines import DEFAULT_TOLERANCE
+    from asrbench.gate.compare import agreement_verdict
+
+    document = _run().model_dump(mode="json", by_alias=True)
+    document["config"] = {**document["config"], "precision": "bf16", "reference_utterances": 16}
+    bf16 = Run.model_validate(document)
+    assert bf16.reference is None
+    verdict = agreement_verdict(bf16, DEFAULT_TOLERANCE)
+    assert verdict.verdict == "regressed" and verdict.value is None
+    assert "ask for agreement with the fp32 reference (reference_utterances 16, bf16 on cpu) " \
+        "but the report has none" in verdict.note
+    for settings in ({"precision": "fp32", "reference_utterances": 16},
+                     {"precision": "bf16", "reference_utterances": 0}):
+        document["config"] = {**document["config"], **settings}
+        assert agreement_verdict(Run.model_validate(document), DEFAULT_TOLERANCE) is None
+
+
 def test_the_agreement_row_shows_no_limit_as_its_baseline():
     """The agreement check has no stored baseline: its limits are in the note, and the
     baseline column (terminal, Markdown) shows none rather than the share limit."""

@@ -512,6 +512,10 @@ class ReferenceAgreement(_Model):
                 raise ValueError("needs utterances, identical, share and wer (or an error)")
             if self.identical > self.utterances:
                 raise ValueError("more identical transcripts than utterances")
+            if self.utterances and not math.isclose(self.share, self.identical / self.utterances,
+                                                    rel_tol=1e-9, abs_tol=1e-12):
+                raise ValueError(f"share {self.share:g} is not identical / utterances "
+                                 f"({self.identical}/{self.utterances})")
         return self
 
 

@@ -254,14 +254,33 @@ def compilation_verdict(run: Run) -> Verdict | None:
                     note)
 
 
+def reference_expected(run: Run) -> bool:
+    """Whether `asrbench run` would have checked this run against the fp32 reference: its
+    settings ask for reference utterances (stated in the report: older reports did not say) and
+    it is not on the CPU in fp32, the reference setup itself (measure.session.reference_agreement;
+    a CPU fp32 run with a static decoder is checked too, and is not required to be here)."""
+    config = run.config
+    return (bool(run.utterances) and "reference_utterances" in config.model_fields_set
+            and config.reference_utterances > 0
+            and not (run.device.kind == "cpu" and config.precision == "fp32"))
+
+
 def agreement_verdict(run: Run, tolerance: Tolerance) -> Verdict | None:
     """Agreement with the stock fp32 CPU reference: regressed when the share of identical
     transcripts falls below reference_share_min or their WER against the reference exceeds
-    reference_wer_max. None where the run is the reference setup (nothing was checked)."""
+    reference_wer_max; regressed where a run that should carry the check has none. None where
+    the run is the reference setup (nothing was checked)."""
     reference = run.reference
-    if reference is None:
-        return None
     config_id = run.config.id
+    if reference is None:
+        if not reference_expected(run):
+            return None
+        return _verdict(config_id, "reference_agreement", "regressed", None, None, None, None,
+                        f"the run's settings ask for agreement with the fp32 reference "
+                        f"(reference_utterances {run.config.reference_utterances}, "
+                        f"{run.config.precision} on {run.device.kind}) but the report has "
+                        "none, so agreement is unknown (edited by hand?): regenerate it with "
+                        "`asrbench run`")
     if reference.error is not None:
         return _verdict(config_id, "reference_agreement", "regressed", None, None, None, None,
                         f"the reference could not be decoded, so agreement is unknown: "
