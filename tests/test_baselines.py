@@ -250,3 +250,32 @@ def test_counters_only_adds_the_counts_and_keeps_every_other_field(tmp_path, cap
                      str(directory), "--counters-only", *extra]) == 2
         assert message in capsys.readouterr().err
     assert (directory / "cpu.json").read_bytes() == kept
+
+
+def test_a_baseline_file_linked_to_nowhere_is_unreadable_not_missing(tmp_path, capsys):
+    """Baselines kept elsewhere and linked in, the other place not mounted: the dangling link
+    was read as "no baseline yet", so `compare --allow-missing-baselines` passed with `result:
+    ok` and `baseline update` offered to write a new file through it. Now both refuse, naming
+    the link and its target."""
+    from factories import door_report_document
+
+    from asrbench.cli.main import main
+    from asrbench.gate.baselines import load_for
+
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps(door_report_document()), encoding="utf-8")
+    linked = tmp_path / "baselines"
+    linked.mkdir()
+    (linked / "cpu.json").symlink_to(tmp_path / "not-mounted" / "cpu.json")
+    with pytest.raises(AsrbenchError, match="cpu.json is a link to .*not-mounted/cpu.json, "
+                                            "which does not exist"):
+        load_for(linked, "cpu")
+    assert main(["compare", "--report", str(report), "--baseline-dir", str(linked),
+                 "--allow-missing-baselines"]) == 2
+    captured = capsys.readouterr()
+    assert "could not judge" in captured.out and "result: ok" not in captured.out
+    assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
+                 str(linked)]) == 2
+    assert "which does not exist" in capsys.readouterr().err
+    assert (linked / "cpu.json").is_symlink() and not (tmp_path / "not-mounted").exists()
+    assert load_for(tmp_path / "nothing-here", "cpu") is None  # a missing file: no baseline yet

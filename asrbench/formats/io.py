@@ -187,6 +187,9 @@ def read_json(path: Path, what: str) -> Any:
         with open(path, encoding="utf-8") as fh:
             document = json.load(fh, parse_int=_parse_int)
     except FileNotFoundError:
+        if Path(path).is_symlink():  # a link whose target is gone (not mounted, moved)
+            raise AsrbenchError(f"{what} {path} is a link to {os.readlink(path)}, which does "
+                                "not exist") from None
         raise AsrbenchError(f"{what} {path} not found") from None
     except UnicodeDecodeError:
         raise AsrbenchError(f"invalid {what} {path}: not UTF-8 text") from None

@@ -98,9 +98,11 @@ def load(path: str | Path) -> BaselineFile:
 
 
 def load_for(directory: str | Path, device_class: str) -> BaselineFile | None:
-    """The baseline file of a device class, or None when it does not exist yet."""
+    """The baseline file of a device class, or None when it does not exist yet (a link that
+    points nowhere is a file that cannot be read, not a missing one: baselines kept elsewhere
+    and linked in, with the other place not mounted, must not read as "no baseline yet")."""
     path = baseline_path(directory, device_class)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
     document = load(path)
     if document.device_class != device_class:
@@ -298,7 +300,7 @@ def _update(directory: str | Path, device_class: str, runs: list[Run] | list[lis
     path = baseline_path(directory, device_class)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=120):
-        document = load_for(directory, device_class) if path.exists() else None
+        document = load_for(directory, device_class)
         entries = dict(document.entries) if document is not None else {}
         changes = []
         for group in runs:
