@@ -23,6 +23,7 @@ import dataclasses
 import os
 import signal
 import tempfile
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from asrbench import processes
 from asrbench.config.resolve import Selection, resolve
 from asrbench.config.settings import AB_ROUND_VARIABLE, DEFAULT_PASSES, BenchConfig
-from asrbench.errors import AsrbenchError
+from asrbench.errors import AsrbenchError, first_line
 from asrbench.formats import io as report_io
 from asrbench.formats.environment import environment
 from asrbench.formats.merge import refuse_shards
@@ -184,6 +185,14 @@ def measure(session: Session, configs: list[BenchConfig], passes: int) -> Measur
         return Measured(runs, len(configs), Interruption("error", 2, str(exc)))
     except KeyboardInterrupt:  # a SIGINT that arrived where the handler was not installed
         return Measured(runs, len(configs), Interruption("SIGINT", 128 + signal.SIGINT))
+    except Exception as exc:
+        if not runs:
+            raise
+        # an unforeseen failure of a later config: its traceback for the bug report, and the
+        # configs that finished are kept (they were lost with the whole report before)
+        traceback.print_exc()
+        return Measured(runs, len(configs), Interruption(
+            "error", 1, f"{type(exc).__name__}: {first_line(exc)}"))
     finally:
         processes.restore(previous)
     return Measured(runs, len(configs))

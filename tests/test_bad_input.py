@@ -270,3 +270,52 @@ def test_a_truncated_wav_is_skipped_though_libsndfile_reads_what_is_there(tmp_pa
     trailing = tmp_path / "trailing.wav"
     trailing.write_bytes(data + b"LIST\x04\x00\x00\x00INFO")
     assert decode_audio(trailing).shape == (32000,)
+
+
+def test_names_too_long_for_the_file_system_are_a_skipped_row_or_one_line(tmp_path):
+    """A clip name over 255 bytes made Path.is_file() raise (ENAMETOOLONG), a traceback that
+    ended the run; a --dataset, --dataset-config or --split that long did the same. A clip is
+    now one skipped row (index and decode alike), the others one line."""
+    from asrbench.measure.data import index_split
+
+    root = tmp_path / "cv" / "en"
+    (root / "clips").mkdir(parents=True)
+    shutil.copy(_good("common_voice_en_fixture_0001.mp3"), root / "clips" / "ok.mp3")
+    long_name = "a" * 300 + ".mp3"
+    write_cv_table(root, [{"path": "ok.mp3", "sentence": "a good row", "locale": "en"},
+                          {"path": long_name, "sentence": "too long", "locale": "en"}])
+    for split in (load_split(str(root.parent), "en"), index_split(str(root.parent), "en")):
+        assert [getattr(u, "id", None) for u in getattr(split, "utterances", None)
+                or split.rows] == ["ok"]
+        [skipped] = split.skipped
+        assert "cannot be read (File name too long)" in skipped.reason, skipped
+    for args in ((str(tmp_path / ("d" * 300 + ".jsonl")),), (str(root.parent), "x" * 300),
+                 (str(root.parent), "en", "s" * 300)):
+        with pytest.raises(AsrbenchError) as info:
+            index_split(*args)
+        assert "File name too long" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_unforeseen_failure_of_a_later_config_keeps_the_runs_that_finished():
+    """The first config's run finished, the second raised something no one foresaw (it was
+    a traceback, and the report kept nothing): the finished run is kept, as after Ctrl-C, and
+    the failure is named."""
+    from factories import make_run
+
+    from asrbench import flow
+    from asrbench.config.settings import BenchConfig
+
+    finished = make_run()
+
+    class Session:
+        def evaluate(self, config, passes):
+            if config.limit == 2:
+                raise RuntimeError("a bug\nwith a second line")
+            return finished
+
+    measured = flow.measure(Session(), [BenchConfig(limit=1), BenchConfig(limit=2)], 1)
+    assert measured.runs == [finished] and measured.interrupted is not None
+    assert (measured.interrupted.code, measured.interrupted.error) == (
+        1, "RuntimeError: a bug")
+    with pytest.raises(RuntimeError):  # nothing finished: nothing to keep, the error as it is
+        flow.measure(Session(), [BenchConfig(limit=2)], 1)

@@ -226,11 +226,15 @@ def _source(dataset: str, dataset_config: str | None, split: str,
             text_column: str) -> tuple[str, Iterable[RawRow]]:
     """Which source a --dataset names, described, and its rows."""
     path = Path(dataset).expanduser()
-    if path.is_file():
+    try:
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except OSError as exc:  # a name too long for the file system, a permission denied
+        raise AsrbenchError(f"dataset {dataset} cannot be read ({exc.strerror or exc})") from None
+    if is_file:
         if path.suffix != ".jsonl":
             raise AsrbenchError(f"{path}: a dataset file must be a JSONL manifest (*.jsonl)")
         name, rows = str(path), manifest.rows(path)
-    elif path.is_dir():
+    elif is_dir:
         name, rows = commonvoice.rows(path, dataset_config, split)
     elif path.is_absolute() or dataset.startswith((".", "~")) or path.suffix == ".jsonl":
         raise AsrbenchError(f"dataset {dataset} does not exist")

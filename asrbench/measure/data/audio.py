@@ -32,9 +32,14 @@ def _open(source: str | Path | bytes):
     missing or empty source."""
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if not path.is_file():
-            raise AudioError(f"missing audio file {path.name}")
-        if path.stat().st_size == 0:
+        try:
+            if not path.is_file():
+                raise AudioError(f"missing audio file {path.name}")
+            size = path.stat().st_size
+        except OSError as exc:  # a name too long for the file system, a permission denied
+            raise AudioError(f"audio file {path.name} cannot be read "
+                             f"({exc.strerror or exc})") from None
+        if size == 0:
             raise AudioError(f"empty audio file {path.name} (0 bytes)")
         return str(path), lambda: str(path)
     if not source:

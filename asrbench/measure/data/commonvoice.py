@@ -19,8 +19,12 @@ def locate(root: Path, locale: str | None, split: str) -> Path:
     candidates = [root / locale / f"{split}.tsv"] if locale else []
     candidates.append(root / f"{split}.tsv")
     for tsv in candidates:
-        if tsv.is_file():
-            return tsv
+        try:
+            if tsv.is_file():
+                return tsv
+        except OSError as exc:  # a --dataset-config or --split too long for a file name
+            raise AsrbenchError(f"Common Voice split {tsv} cannot be read "
+                                f"({exc.strerror or exc})") from None
     locales = sorted(p.name for p in root.iterdir() if (p / f"{split}.tsv").is_file())
     hint = (f"locales with {split}.tsv here: {', '.join(locales)} (pass --dataset-config)"
             if locales else f"expected {root}/<locale>/{split}.tsv and clips/")
