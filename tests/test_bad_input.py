@@ -319,3 +319,27 @@ def test_an_unforeseen_failure_of_a_later_config_keeps_the_runs_that_finished():
         1, "RuntimeError: a bug")
     with pytest.raises(RuntimeError):  # nothing finished: nothing to keep, the error as it is
         flow.measure(Session(), [BenchConfig(limit=2)], 1)
+
+
+def test_a_clip_with_nothing_at_16khz_or_overflowing_samples_is_skipped(tmp_path):
+    """Ten frames at 1 MHz resample to no sample at 16 kHz: it was scored as a 0-second
+    utterance. Finite samples of 1e30 (a float WAV) give log-mel features that are not a
+    number: the model's garbage transcript was scored. Both are refused (by the header where it
+    tells, else when decoded), and a loud but sane float clip is kept."""
+    tiny = tmp_path / "tiny.wav"
+    sf.write(tiny, np.full(10, 0.1, dtype=np.float32), 1_000_000, format="WAV")
+    from asrbench.measure.data.audio import probe_audio
+
+    with pytest.raises(AudioError, match="no samples at 16000 Hz .10 at 1000000 Hz."):
+        probe_audio(tiny)
+    with pytest.raises(AudioError, match="no samples at 16000 Hz"):
+        decode_audio(tiny)
+    speech = decode_audio(_good("common_voice_en_fixture_0001.mp3"))
+    for scale, refused in ((1e30, True), (1e13, True), (32767.0, False), (1.0, False)):
+        clip = tmp_path / f"x{scale:g}.wav"
+        sf.write(clip, speech * np.float32(scale), 16000, format="WAV", subtype="FLOAT")
+        if refused:
+            with pytest.raises(AudioError, match="samples far outside -1..1"):
+                decode_audio(clip)
+        else:
+            assert np.all(np.isfinite(decode_audio(clip)))

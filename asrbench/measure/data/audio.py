@@ -47,6 +47,12 @@ def _open(source: str | Path | bytes):
     return io.BytesIO(source), lambda: io.BytesIO(source)
 
 
+#: the largest sample magnitude a clip may have: float audio is -1..1, integer PCM read raw is
+#: below 2**31; far above, the log-mel features overflow float32 and come out not a number
+#: (whisper's extractor does from about 1e18), and the model decodes garbage that would be scored
+MAX_SAMPLE_MAGNITUDE = 1e12
+
+
 def resampled_length(frames: int, rate: int) -> int:
     """Samples at SAMPLE_RATE that `frames` at `rate` resample to (soxr rounds to nearest)."""
     return frames if rate == SAMPLE_RATE else int(frames * SAMPLE_RATE / rate + 0.5)
@@ -66,7 +72,11 @@ def probe_audio(source: str | Path | bytes, max_seconds: float | None = None) ->
     declared = info.frames / info.samplerate if info.samplerate else 0.0
     if max_seconds is not None and declared >= max_seconds:
         raise AudioError(f"too long: {declared:.1f} s >= {max_seconds:g} s")
-    return resampled_length(info.frames, info.samplerate) if info.samplerate else 0
+    length = resampled_length(info.frames, info.samplerate) if info.samplerate else 0
+    if info.frames > 0 and length == 0:
+        raise AudioError(f"audio has no samples at {SAMPLE_RATE} Hz ({info.frames} at "
+                         f"{info.samplerate} Hz)")
+    return length
 
 
 def _wav_declared_bytes(source: str | Path | bytes) -> tuple[int, int] | None:
@@ -129,6 +139,13 @@ def decode_audio(source: str | Path | bytes, max_seconds: float | None = None) -
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+    if mono.shape[0] == 0:  # a few frames at a very high rate: nothing at 16 kHz
+        raise AudioError(f"audio has no samples at {SAMPLE_RATE} Hz ({samples.shape[0]} at "
+                         f"{rate} Hz)")
     if not np.all(np.isfinite(mono)):
         raise AudioError("audio contains NaN or infinite samples")
+    peak = float(np.max(np.abs(mono)))
+    if peak > MAX_SAMPLE_MAGNITUDE:
+        raise AudioError(f"samples far outside -1..1 (largest magnitude {peak:.3g}): its "
+                         "features would overflow (not a number) and be decoded as garbage")
     return np.ascontiguousarray(mono, dtype=np.float32)
