@@ -343,3 +343,29 @@ def test_a_clip_with_nothing_at_16khz_or_overflowing_samples_is_skipped(tmp_path
                 decode_audio(clip)
         else:
             assert np.all(np.isfinite(decode_audio(clip)))
+
+
+def test_a_byte_order_mark_is_not_data_and_skipped_rows_name_their_file_line(tmp_path):
+    """A table saved with a UTF-8 byte-order mark: with `path` first the run was refused
+    ("missing column(s) path"), with client_id first every speaker was silently lost; a
+    manifest's first row was skipped as invalid JSON. A skipped row of a table with blank
+    lines was named by its count of records, not by its line in the file."""
+    root = tmp_path / "cv" / "en"
+    (root / "clips").mkdir(parents=True)
+    shutil.copy(_good("common_voice_en_fixture_0001.mp3"), root / "clips" / "ok.mp3")
+    (root / "test.tsv").write_text("\ufeffpath\tsentence\n\n\nok.mp3\ta good row\n\n"
+                                   "x/../y.mp3\tbad path\n", encoding="utf-8")
+    split = load_split(str(root.parent), "en")
+    assert [u.id for u in split.utterances] == ["ok"]
+    assert [s.id for s in split.skipped] == ["test.tsv:6"]  # the file's sixth line
+    write_cv_table(root, [{"client_id": "alice", "path": "ok.mp3", "sentence": "a good row",
+                           "locale": "en"}])
+    plain = load_split(str(root.parent), "en").utterances[0].speaker
+    (root / "test.tsv").write_bytes(b"\xef\xbb\xbf" + (root / "test.tsv").read_bytes())
+    assert plain is not None and load_split(str(root.parent), "en").utterances[0].speaker == plain
+    shutil.copy(_good("common_voice_en_fixture_0001.mp3"), tmp_path / "a.mp3")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(b"\xef\xbb\xbf" + json.dumps({"audio_filepath": "a.mp3",
+                                                       "text": "hello"}).encode() + b"\n")
+    split = load_split(str(manifest))
+    assert [u.reference for u in split.utterances] == ["hello"] and not split.skipped

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from asrbench.errors import AsrbenchError
@@ -37,7 +37,9 @@ def rows(root: Path, locale: str | None, split: str) -> tuple[str, Iterator[RawR
     tsv = locate(root, locale, split)
     try:
         with open(tsv, "rb") as fh:  # only the first line: a bad byte further on is one row
-            header = fh.readline().decode("utf-8").rstrip("\r\n").split("\t")
+            # a byte-order mark (some editors write one) is not part of the first column's name
+            header = (fh.readline().decode("utf-8").removeprefix("\ufeff").rstrip("\r\n")
+                      .split("\t"))
     except UnicodeDecodeError:
         raise AsrbenchError(f"{tsv}: the header line is not valid UTF-8") from None
     except OSError as exc:
@@ -56,16 +58,29 @@ def _has_bad_bytes(record: dict) -> bool:
                for v in record.values())
 
 
-def _records(reader: csv.DictReader) -> Iterator[dict | csv.Error]:
-    """The reader's records, with a row the csv module cannot read (a field over its size
-    limit, a bare CR) as its error in that row's place: the reader goes on at the next line."""
+def _records(lines: Iterable[str]) -> Iterator[tuple[int, dict | csv.Error]]:
+    """A Common Voice table's records with the file line each ends on (the reader skips blank
+    lines, so a count of records is not a line number; its own line_num does not move on a
+    row it cannot read), and a row the csv module cannot read (a field over its size limit, a
+    bare CR) as its error in that row's place: the reader goes on at the next line."""
+    read = 0
+
+    def counted() -> Iterator[str]:
+        nonlocal read
+        for line in lines:
+            read += 1
+            yield line
+
+    # Common Voice tables are plain TSV: quotes are literal characters in sentences.
+    reader = csv.DictReader(counted(), delimiter="\t", quoting=csv.QUOTE_NONE)
     while True:
         try:
-            yield next(reader)
+            record: dict | csv.Error = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield exc
+            record = exc
+        yield read, record
 
 
 def _iter_rows(tsv: Path) -> Iterator[RawRow]:
@@ -74,10 +89,9 @@ def _iter_rows(tsv: Path) -> Iterator[RawRow]:
     # surrogateescape: one row with bytes that are not UTF-8 is one skipped row, not a crash.
     # newline="\n": a record is a line ending in LF or CRLF; a bare CR inside a sentence is a
     # csv error for that row (skipped, with the reason), not a silent cut of the sentence.
-    with open(tsv, encoding="utf-8", errors="surrogateescape", newline="\n") as fh:
-        # Common Voice tables are plain TSV: quotes are literal characters in sentences.
-        reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        for number, record in enumerate(_records(reader), start=2):
+    # utf-8-sig: a byte-order mark before the header is not part of the first column's name
+    with open(tsv, encoding="utf-8-sig", errors="surrogateescape", newline="\n") as fh:
+        for number, record in _records(fh):
             row_id = f"{tsv.name}:{number}"
             if isinstance(record, csv.Error):
                 yield RawRow(row_id, unusable(f"unreadable row ({record})"), "?")

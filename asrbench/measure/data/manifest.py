@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import functools
 import json
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ def rows(path: Path) -> Iterator[RawRow]:
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             row_id = f"{path.stem}:{number}"
+            if number == 1:  # a byte-order mark (some editors write one) is not JSON
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
