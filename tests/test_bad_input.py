@@ -369,3 +369,29 @@ def test_a_byte_order_mark_is_not_data_and_skipped_rows_name_their_file_line(tmp
                                                        "text": "hello"}).encode() + b"\n")
     split = load_split(str(manifest))
     assert [u.reference for u in split.utterances] == ["hello"] and not split.skipped
+
+
+def test_a_repeated_id_after_a_clip_that_fails_to_decode_is_the_same_row_everywhere(tmp_path):
+    """Rows a, dup (NaN samples: fails only when decoded), dup (good), c: the run (index, then
+    decode) skipped the second dup as a duplicate, the reference child (collect) kept it, so
+    the clips decoded for the reference were not the run's and the agreement check failed the
+    gate. Both keep the same rows now: a and c."""
+    from asrbench.measure.data import decode_row, index_split
+
+    for name in ("a", "b", "c"):
+        shutil.copy(_good("common_voice_en_fixture_0001.mp3"), tmp_path / f"{name}.mp3")
+    broken = np.zeros(16000, dtype=np.float32)
+    broken[100] = np.nan
+    sf.write(tmp_path / "nan.wav", broken, 16000, format="WAV", subtype="FLOAT")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in (
+        {"audio_filepath": "a.mp3", "id": "a", "text": "one"},
+        {"audio_filepath": "nan.wav", "id": "dup", "text": "two"},
+        {"audio_filepath": "b.mp3", "id": "dup", "text": "three"},
+        {"audio_filepath": "c.mp3", "id": "c", "text": "four"})), encoding="utf-8")
+    indexed = index_split(str(manifest))
+    decoded = [decode_row(row, indexed.max_duration) for row in indexed.rows]
+    run_keeps = [d.id for d in decoded if not hasattr(d, "reason")]
+    assert run_keeps == ["a", "c"]
+    assert [u.id for u in load_split(str(manifest)).utterances] == run_keeps
+    assert [u.id for u in load_split(str(manifest), limit=2).utterances] == run_keeps

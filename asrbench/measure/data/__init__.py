@@ -130,6 +130,10 @@ def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int |
         if row.id in seen:
             split.skipped.append(Skipped(row.id, "duplicate: an earlier row has the same id"))
             continue
+        # an id is taken by the first row that has it, whether or not its clip decodes, as in
+        # index(): else a run (index, then decode) and its reference child (collect) would
+        # keep different rows of one id after a clip that fails only when decoded
+        seen.add(row.id)
         try:
             audio = row.audio(max_seconds=max_duration)
         except AudioError as exc:
@@ -140,7 +144,6 @@ def collect(name: str, rows: Iterable[RawRow], max_duration: float, limit: int |
             split.skipped.append(Skipped(row.id,
                                          f"too long: {seconds:.1f} s >= {max_duration:g} s"))
             continue
-        seen.add(row.id)
         split.utterances.append(Utterance(row.id, audio, reference, row.speaker))
     bar.close()
     if not split.utterances:
