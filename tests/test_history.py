@@ -406,3 +406,23 @@ def test_a_secret_typed_into_commit_or_branch_is_stored_redacted(store_url, tmp_
         (stored,) = store.reports()
     text = f"{stored.commit} {stored.branch}"
     assert "SECRET" not in text and "deadbeef" in text and "feature" in text, text
+
+
+def test_list_and_show_keep_each_row_on_its_line(tmp_path, capsys):
+    """A branch, a creation date or a report path from data with a newline made `history
+    list` print a forged row of its own (and `history show` a forged line); every cell and
+    line now shows control characters escaped, as `compare` does for ids."""
+    url = str(tmp_path / "h.sqlite")
+    forged = "#99 0000000000ff  main   cpu  1  2026  FORGED ROW"
+    path = write_report(tmp_path / "a\nFORGED.json", make_report_document(
+        branch=f"main\n{forged}", created="2026-01-01\nFORGED DATE"))
+    assert run_cli(["history", "add", "--report", str(path), "--history", url]) == 0
+    capsys.readouterr()
+    assert run_cli(["history", "list", "--history", url]) == 0
+    listing = capsys.readouterr().out
+    assert not any(line.startswith(("#99", "FORGED")) for line in listing.splitlines())
+    assert "main\\x0a#99" in listing and "\\x0aFORGED DATE" in listing
+    assert run_cli(["history", "show", "#1", "--history", url]) == 0
+    shown = capsys.readouterr().out
+    assert not any(line.startswith("FORGED") for line in shown.splitlines()), shown
+    assert "a\\x0aFORGED.json" in shown

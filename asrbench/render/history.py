@@ -50,7 +50,10 @@ def added_line(added: AddedReport) -> str:
 
 
 def row_table(rows: Sequence[tuple[str, ...]]) -> str:
-    """Columns padded to their widest cell, a dashed rule under the header."""
+    """Columns padded to their widest cell, a dashed rule under the header; every cell on one
+    line, control characters shown escaped (a branch or date from a report is data: its
+    newline made a row of its own)."""
+    rows = [tuple(_line(cell) for cell in row) for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -67,12 +70,13 @@ def reports_table(stored: Sequence[StoredReport]) -> str:
 
 def report_lines(stored: StoredReport) -> list[str]:
     """`asrbench history show`'s heading: the report's commit, branch, device class, dates."""
-    return [f"report {stored.label}: commit {stored.commit or '-'}"
+    return [_line(line) for line in (
+            f"report {stored.label}: commit {stored.commit or '-'}"
             + (f" (the report says {stored.report_commit})"
                if stored.report_commit and stored.report_commit != stored.commit else "")
             + (", with local changes" if stored.dirty else ""),
             f"branch {stored.branch or '-'}, device class {stored.device_class or '-'}, created "
-            f"{stored.created or '-'}, added {stored.added} from {stored.source or '-'}"]
+            f"{stored.created or '-'}, added {stored.added} from {stored.source or '-'}")]
 
 
 def runs_table(points: Sequence[Point]) -> str:
