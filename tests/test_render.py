@@ -187,3 +187,30 @@ def test_a_policy_finding_is_data_and_render_says_it():
     assert (missing.verdict, finding_text(missing)) == (None, "no baseline entry")
     [unjudged] = Policy().findings(Comparison(config_id="c", not_judged="no file"))
     assert (unjudged.not_judged, finding_text(unjudged)) == ("no file", "could not judge: no file")
+
+
+def test_a_markdown_summary_that_cannot_be_written_keeps_the_old_one_whole(tmp_path,
+                                                                          monkeypatch):
+    """A write that fails half-way (a full disk, a file size limit) left a truncated summary
+    where the old one was; the summary is written atomically now, as reports are."""
+    import errno
+    import os
+
+    from asrbench.errors import AsrbenchError
+    from asrbench.render.text import publish_markdown
+
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    summary = tmp_path / "s.md"
+    summary.write_text("OLD SUMMARY\n", encoding="utf-8")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(AsrbenchError, match="could not write the Markdown summary .No space"):
+        publish_markdown("## new\n" * 1000, summary)
+    assert summary.read_text(encoding="utf-8") == "OLD SUMMARY\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["s.md"]  # no temporary file left
+    monkeypatch.undo()
+    publish_markdown("## new\n", summary)
+    assert summary.read_text(encoding="utf-8") == "## new\n"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from asrbench.ab.rounds import RECIPE_VARIABLE
 from asrbench.errors import AsrbenchError
+from asrbench.formats.io import write_text_atomic
 from asrbench.formats.redact import redact_command, redact_link
 from asrbench.gate.accuracy import CONFIDENCE
 from asrbench.gate.baselines import GATED_METRICS, ONE_PROCESS_REL, RECOMMENDED_PROCESSES
@@ -598,7 +599,7 @@ def publish_markdown(markdown: str, path: Any = None) -> None:
         path = Path(path) if path else None
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(markdown, encoding="utf-8")
+            write_text_atomic(path, markdown)  # a failed write keeps the old summary whole
         target = os.environ.get("GITHUB_STEP_SUMMARY")
         if target:
             with open(target, "a", encoding="utf-8") as fh:
