@@ -166,3 +166,35 @@ def test_run_matrix_runs_the_section_of_the_device_class(tmp_path, tiny_whisper)
     entries = json.loads((directory / "cpu.json").read_text())["entries"]
     assert [e["tolerance"] for e in entries.values()] == [{**held, "wer_abs": 0.02}] * 2
     assert main(["run", "--matrix", str(matrix), "--config", str(matrix)]) == 2
+
+
+def test_no_command_writes_over_the_report_it_reads(tmp_path, capsys):
+    """`export --out`, `html --out` and `compare --markdown` naming the report itself replaced
+    it with their output (a later compare then said "not valid JSON"); by another name, a link,
+    as by the same path, each is refused in one line and the report is left as it was."""
+    from factories import make_report_document, write_report
+
+    from asrbench.cli.main import main
+
+    report = write_report(tmp_path / "r.json", make_report_document())
+    before = report.read_bytes()
+    (tmp_path / "link.json").symlink_to(report)
+    other_name = tmp_path / "sub" / ".." / "r.json"
+    (tmp_path / "sub").mkdir()
+    for target in (report, tmp_path / "link.json", other_name):
+        for argv in (["export", "--report", str(report), "--format", "github-action-benchmark",
+                      "--direction", "bigger", "--out", str(target)],
+                     ["html", "--report", str(report), "--out", str(target)],
+                     ["compare", "--report", str(report), "--markdown", str(target),
+                      "--baseline-dir", str(tmp_path)]):
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert f"{target} is the report it reads: name another file" in err, err
+            assert err.count("\n") == 1
+            assert report.read_bytes() == before
+    assert main(["merge", str(report), "--report", str(tmp_path / "link.json")]) == 2
+    assert "is one of the shards' reports" in capsys.readouterr().err
+    loop = tmp_path / "loop.json"
+    loop.symlink_to(loop)
+    assert main(["merge", str(loop), str(report), "--report", str(tmp_path / "m.json")]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 from asrbench.config.options import POLICY_OPTIONS, RUN_OPTIONS, SHARD_OPTIONS
 from asrbench.config.settings import DEFAULT_BASELINE_DIR, DEFAULT_REPORT
+from asrbench.errors import AsrbenchError
 from asrbench.render.text import terminal_safe
 
 # -- options shared by several commands -------------------------------------------------------
@@ -170,6 +172,25 @@ def leave_out_scipy(models: Iterable[str]) -> bool:
         return False
     import_utils._scipy_available = False
     return True
+
+
+def refuse_writing_over(output: str | Path | None, option: str, *inputs: str | Path | None,
+                        what: str = "the report it reads") -> None:
+    """A one-line error where `output` (the file `option` names) is one of the `inputs` (the
+    same file by another name or a link included): writing it would destroy what is read.
+    A link loop or a name too long compare as their own paths, never as a traceback."""
+    if output is None:
+        return
+    for given in inputs:
+        if given is not None and _same_file(Path(output), Path(given)):
+            raise AsrbenchError(f"{option} {output} is {what}: name another file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # one does not exist (yet), a loop, a name too long...
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 # -- output -----------------------------------------------------------------------------------

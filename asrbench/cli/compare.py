@@ -41,6 +41,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def command(args: argparse.Namespace) -> int:
     """Verdicts, Markdown summary, exit status for CI (flow.judge_report)."""
+    common.refuse_writing_over(args.markdown, "--markdown", args.report)
     outcome = flow.judge_report(args.report, args.baseline_dir, policy_from(args),
                                 args.html_url or os.environ.get("ASRBENCH_HTML_URL") or None)
     say(outcome_text(outcome))

@@ -49,6 +49,7 @@ def command(args: argparse.Namespace) -> int:
     if args.format == "github-action-benchmark" and (args.commit or args.branch):
         raise AsrbenchError("--commit and --branch are for --format pytest-benchmark only "
                             "(github-action-benchmark takes the commit from the workflow)")
+    common.refuse_writing_over(args.out, "--out", args.report)
     report = load_report(args.report)
     document = export(report, args.format, args.direction, args.commit, args.branch)
     try:

@@ -41,6 +41,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 def command(args: argparse.Namespace) -> int:
     """Read what the store holds about the report, judge it (as `asrbench compare` does),
     build the page from that data, write it."""
+    common.refuse_writing_over(args.out, "--out", args.report)
+    common.refuse_writing_over(args.out, "--out", args.history, what="the history store it reads")
     report = load_report(args.report)
     context = open_store(args.history) if args.history else nullcontext(None)
     with context as store:

@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from asrbench.cli.common import say
-from asrbench.errors import AsrbenchError
+from asrbench.cli.common import refuse_writing_over, say
 from asrbench.formats.io import check_writable, load_report, write_report
 from asrbench.formats.merge import THROUGHPUT_RULE, merge_reports
 
@@ -40,11 +39,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def command(args: argparse.Namespace) -> int:
     """Load every shard's report, pool them, write the merged report atomically."""
+    # the shard's own report is what a merge is redone from
+    refuse_writing_over(args.report, "--report", *args.shards, what="one of the shards' reports")
     check_writable(args.report)
-    if any(Path(args.report).resolve() == Path(path).resolve() for path in args.shards):
-        raise AsrbenchError(f"--report {args.report} is one of the shards' reports: name "
-                            "another file (the shard's own report is what a merge is redone "
-                            "from)")
     merged = merge_reports([(str(path), load_report(path)) for path in args.shards])
     write_report(args.report, merged)
     for run in merged.runs:
