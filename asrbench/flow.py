@@ -339,16 +339,20 @@ def refresh_baselines(report: Report | list[Report], baseline_dir: str | Path,
         groups.setdefault(key, []).append(run.config.id)
     update = BaselineUpdate()
     try:
-        for key, ids in groups.items():
-            chosen = only if len(groups) <= 1 else [i for i in ids if only is None or i in only]
-            if len(groups) > 1 and not chosen:
-                continue
-            written = update_baselines(reports, baseline_dir, chosen,
-                                       Tolerance.model_validate(dict(key)) if key else None,
-                                       counters_only)
-            update.files += written.files
-            update.busy += written.busy
-    except AsrbenchError as exc:  # e.g. runs that disagree: the old file is kept
+        # with several policies, every group is checked before any is written: a refusal in a
+        # later group leaves the files the earlier groups would have rewritten as they were
+        for check_only in ((True, False) if len(groups) > 1 else (False,)):
+            for key, ids in groups.items():
+                chosen = only if len(groups) <= 1 else [i for i in ids
+                                                        if only is None or i in only]
+                if len(groups) > 1 and not chosen:
+                    continue
+                written = update_baselines(reports, baseline_dir, chosen,
+                                           Tolerance.model_validate(dict(key)) if key else None,
+                                           counters_only, check_only)
+                update.files += written.files
+                update.busy += written.busy
+    except AsrbenchError as exc:  # e.g. runs that disagree: the old files are kept
         return Refreshed(error=str(exc))
     return Refreshed(update)
 

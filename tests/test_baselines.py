@@ -279,3 +279,28 @@ def test_a_baseline_file_linked_to_nowhere_is_unreadable_not_missing(tmp_path, c
     assert "which does not exist" in capsys.readouterr().err
     assert (linked / "cpu.json").is_symlink() and not (tmp_path / "not-mounted").exists()
     assert load_for(tmp_path / "nothing-here", "cpu") is None  # a missing file: no baseline yet
+
+
+def test_a_refresh_refused_for_one_device_class_writes_no_file(tmp_path, capsys):
+    """A report of two device classes whose second baseline file is broken: `baseline update`
+    said so and exited 2, but had rewritten the first class's file already. Every file is read
+    and every entry built before any is written now."""
+    from factories import door_report_document
+
+    from asrbench.cli.main import main
+
+    document = door_report_document()
+    document["runs"][1]["device"]["class"] = "zz"
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps(document), encoding="utf-8")
+    folder = tmp_path / "baselines"
+    folder.mkdir()
+    (folder / "zz.json").write_text("{", encoding="utf-8")
+    assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
+                 str(folder)]) == 2
+    assert "invalid baseline file" in capsys.readouterr().err
+    assert not (folder / "cpu.json").exists()  # the first class: not written either
+    (folder / "zz.json").unlink()
+    assert main(["baseline", "update", "--report", str(report), "--baseline-dir",
+                 str(folder)]) == 0
+    assert (folder / "cpu.json").exists() and (folder / "zz.json").exists()

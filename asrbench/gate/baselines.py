@@ -300,20 +300,32 @@ def _update(directory: str | Path, device_class: str, runs: list[Run] | list[lis
     path = baseline_path(directory, device_class)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=120):
-        document = load_for(directory, device_class)
-        entries = dict(document.entries) if document is not None else {}
-        changes = []
-        for group in runs:
-            group = [r if isinstance(r, Run) else Run.model_validate(r)
-                     for r in (group if isinstance(group, list) else [group])]
-            config_id = group[0].config.id
-            old = entries.get(config_id)
-            new = (counters_into(old, group) if counters_only
-                   else entry_from_runs(group, environment, old, tolerance))
-            entries[config_id] = new
-            changes.append((config_id, old, new))
-        written = BaselineFile.model_validate({"schema": SCHEMA_VERSION,
-                                               "device_class": device_class,
-                                               "entries": dict(sorted(entries.items()))})
+        written, changes = updated(directory, device_class, runs, environment, tolerance,
+                                   counters_only)
         write_json_atomic(path, dump(written))
     return changes
+
+
+def updated(directory: str | Path, device_class: str, runs: list[Run] | list[list[Run]],
+            environment: dict[str, Any] | Environment, tolerance: Tolerance | None = None,
+            counters_only: bool = False
+            ) -> tuple[BaselineFile, list[tuple[str, BaselineEntry | None, BaselineEntry]]]:
+    """The baseline file of `device_class` as update() would write it, and its changes,
+    written nowhere: every refusal (an unreadable file, runs that cannot be recorded) is
+    raised here. A refresh of several device classes asks this of each before writing any."""
+    document = load_for(directory, device_class)
+    entries = dict(document.entries) if document is not None else {}
+    changes = []
+    for group in runs:
+        group = [r if isinstance(r, Run) else Run.model_validate(r)
+                 for r in (group if isinstance(group, list) else [group])]
+        config_id = group[0].config.id
+        old = entries.get(config_id)
+        new = (counters_into(old, group) if counters_only
+               else entry_from_runs(group, environment, old, tolerance))
+        entries[config_id] = new
+        changes.append((config_id, old, new))
+    written = BaselineFile.model_validate({"schema": SCHEMA_VERSION,
+                                           "device_class": device_class,
+                                           "entries": dict(sorted(entries.items()))})
+    return written, changes

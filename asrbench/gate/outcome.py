@@ -243,9 +243,10 @@ def judge_report_file(report_path: str | Path, baseline_dir: str | Path,
 def update_baselines(report: Report | list[Report], baseline_dir: str | Path,
                      only: list[str] | None = None,
                      tolerance: Tolerance | None = None,
-                     counters_only: bool = False) -> BaselineUpdate:
+                     counters_only: bool = False, check_only: bool = False) -> BaselineUpdate:
     """Rewrite the baseline entries of the report's runs (or only the given ids); what was
-    written, for render.text.baseline_update_text.
+    written, for render.text.baseline_update_text. `check_only`: read every file and build
+    every entry, raising any refusal, and write nothing.
 
     Several reports (of the same configs, each from its own process) make one entry per
     config that keeps every process's throughput: the band then comes from the spread between
@@ -288,8 +289,18 @@ def update_baselines(report: Report | list[Report], baseline_dir: str | Path,
             group.append(match[0])
         groups.append(group)
     update = BaselineUpdate()
-    for device_class in sorted({r.device.class_ for r in runs}):
-        selected = [g for g in groups if g[0].device.class_ == device_class]
+    by_class = {device_class: [g for g in groups if g[0].device.class_ == device_class]
+                for device_class in sorted({r.device.class_ for r in runs})}
+    if check_only or len(by_class) > 1:
+        # every file read and every entry built before any file is written: a refusal for one
+        # device class (its file unreadable, its runs not recordable) leaves them all as they
+        # were (the first class's file was rewritten before the second's refusal)
+        for device_class, selected in by_class.items():
+            baselines.updated(baseline_dir, device_class, selected, reports[0].environment,
+                              tolerance, counters_only)
+        if check_only:
+            return update
+    for device_class, selected in by_class.items():
         changes = baselines.update(baseline_dir, device_class, selected, reports[0].environment,
                                    tolerance, counters_only)
         update.files.append((baselines.baseline_path(baseline_dir, device_class), changes))
