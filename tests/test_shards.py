@@ -490,3 +490,55 @@ def test_merge_never_writes_over_one_of_its_shards(tmp_path, capsys):
     assert main(["merge", *map(str, paths), "--report", str(paths[0])]) == 2
     assert "is one of the shards' reports" in capsys.readouterr().err
     assert paths[0].read_bytes() == before
+
+
+def _shard_files(tmp_path: Path, change=None) -> list[str]:
+    """The two shards (true edit counts, WER and samples/s their own) written as files, shard
+    0 then changed by `change`."""
+    paths = []
+    for name, document in two_shards(true_edits=True):
+        data = document.model_dump(mode="json", by_alias=True)
+        _rate_and_wer_of_its_own(data["runs"][0])
+        if change is not None and name == "zero.json":
+            change(data["runs"][0])
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps(data), encoding="utf-8")
+    return [str(p) for p in paths]
+
+
+def _rate_and_wer_of_its_own(run: dict) -> None:
+    """A shard run left consistent with itself: its WER and samples/s recomputed."""
+    from asrbench.gate.accuracy import EDIT_INDEX
+
+    rows = [u["edits"] for u in run["utterances"]]
+    for metric, (errors, length) in EDIT_INDEX.items():
+        total = sum(r[length] for r in rows)
+        run["metrics"][metric] = sum(r[errors] for r in rows) / total if total else 0.0
+    rates = [len(rows) / s for s in run["timings"]["pass_seconds"]]
+    run["throughput"] = {"samples_per_second_per_pass": rates,
+                         "samples_per_second_rsd": statistics.stdev(rates)
+                         / statistics.fmean(rates) if len(rates) > 1 else 0.0}
+    run["metrics"]["samples_per_second"] = statistics.median(rates)
+
+
+@pytest.mark.parametrize("change, message", [
+    # a negative pass: merged into 4.99 samples/s (true 0.42) with exit 0
+    (lambda r: r["timings"].__setitem__("pass_seconds", [-3.0, 4.0]), "pass_seconds"),
+    # 1e308 s passes: an infinite sum, a pydantic traceback
+    (lambda r: r["timings"].__setitem__("pass_seconds", [1e308, 1e308]), "pass_seconds"),
+    # edit counts not the transcripts': merged into a WER of 62.6 with exit 0
+    (lambda r: r["utterances"][0].__setitem__("edits", [1000, 1, 0, 1, 0, 1]),
+     "zero.json: cfg: utterance a: edit counts"),
+    # a WER not the shard's own counts
+    (lambda r: r["metrics"].__setitem__("wer", 0.0), "zero.json: cfg: wer 0, where"),
+])
+def test_merge_refuses_shard_numbers_no_run_writes_in_one_line(tmp_path, capsys, change,
+                                                                message):
+    assert main(["merge", *_shard_files(tmp_path), "--report",
+                 str(tmp_path / "ok.json")]) == 0  # the shards as they are: fine
+    capsys.readouterr()
+    merged = tmp_path / "merged.json"
+    assert main(["merge", *_shard_files(tmp_path, change), "--report", str(merged)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not merged.exists()

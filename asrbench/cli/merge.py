@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from asrbench.cli.common import refuse_writing_over, say
+from asrbench.errors import AsrbenchError, first_line
 from asrbench.formats.io import check_writable, load_report, write_report
 from asrbench.formats.merge import THROUGHPUT_RULE, merge_reports
+from asrbench.gate.accuracy import check_edits
 
 HELP = """\
 Pool the reports of `asrbench run --shard I/N` (one per shard of a split, e.g. one per Slurm
@@ -42,8 +44,22 @@ def command(args: argparse.Namespace) -> int:
     # the shard's own report is what a merge is redone from
     refuse_writing_over(args.report, "--report", *args.shards, what="one of the shards' reports")
     check_writable(args.report)
-    merged = merge_reports([(str(path), load_report(path)) for path in args.shards])
-    write_report(args.report, merged)
+    shards = [(str(path), load_report(path)) for path in args.shards]
+    for path, shard in shards:  # the numbers pooled are checked as `compare` checks a run's
+        for run in shard.runs:
+            try:
+                check_edits(run)
+            except AsrbenchError as exc:
+                raise AsrbenchError(f"{path}: {exc}") from None
+    try:
+        merged = merge_reports(shards)
+    except (ValueError, ArithmeticError) as exc:  # numbers no run of asrbench writes
+        raise AsrbenchError(f"the shards cannot be merged: {first_line(exc)}") from None
+    try:
+        write_report(args.report, merged)
+    except OSError as exc:  # a full disk, a read-only folder
+        raise AsrbenchError(f"--report {args.report}: cannot be written "
+                            f"({exc.strerror or exc})") from None
     for run in merged.runs:
         info = run.merged
         say(f"{run.config.id}: {info.shards if info else '?'} shards, "

@@ -439,6 +439,11 @@ def most_starved(measured: Iterable[Contention | None]) -> Contention | None:
                else float("inf")) if known else None
 
 
+#: the longest timed pass a report may state (about 30 years): a larger one (a corrupt or
+#: hostile file) would overflow the sums a merge of shards makes
+MAX_PASS_SECONDS = 1e9
+
+
 class Timings(_Model):
     """Where one run's time went (informational except compilations, which the gate reads).
     Every field is optional: reports written before a field existed still load."""
@@ -446,7 +451,7 @@ class Timings(_Model):
     feature_extraction_seconds: float | None = None
     warmup_seconds: float | None = None
     warmup_batches: BoundedInt | None = None
-    pass_seconds: list[float] = Field(
+    pass_seconds: list[Annotated[float, Field(gt=0, le=MAX_PASS_SECONDS)]] = Field(
         default_factory=list, description="wall time of each timed pass (device synchronized)")
     pass_seconds_median: float | None = None
     passes: BoundedInt | None = None
