@@ -426,3 +426,19 @@ def test_list_and_show_keep_each_row_on_its_line(tmp_path, capsys):
     shown = capsys.readouterr().out
     assert not any(line.startswith("FORGED") for line in shown.splitlines()), shown
     assert "a\\x0aFORGED.json" in shown
+
+
+@pytest.mark.parametrize("column", ["created", "branch", "commit_sha", "source"])
+def test_a_store_row_with_a_blob_where_text_belongs_is_one_line(tmp_path, column):
+    """A reports row whose text column holds bytes (a damaged or hand-edited SQLite store)
+    made `history list` and `show` end in a TypeError traceback; it is the one-line "damaged"
+    error now, as a damaged runs row already was."""
+    url = str(tmp_path / "h.sqlite")
+    path = write_report(tmp_path / "r.json", make_report_document(branch="main"))
+    assert run_cli(["history", "add", "--report", str(path), "--history", url]) == 0
+    with sqlite3.connect(url) as connection:
+        connection.execute(f"UPDATE reports SET {column} = x'00ff'")
+    for argv in (["history", "list", "--history", url], ["history", "show", "--history", url]):
+        with pytest.raises(AsrbenchError, match=r"the reports row with id 1 is damaged \(bytes "
+                                                r"where text belongs\)"):
+            run_cli(argv)

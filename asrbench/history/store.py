@@ -707,9 +707,12 @@ def run_point(run: Run, position: int = 0, commit: str | None = None,
 def _stored(row: tuple[Any, ...], runs: int = 0) -> StoredReport:
     (id_, sha, commit, report_commit, dirty, branch, device_class, created, added, version,
      source) = row
-    return StoredReport(int(id_), sha, commit, report_commit,
-                        None if dirty is None else bool(dirty), branch, device_class, created,
-                        added, version, source, runs)
+    # every text column checked: a damaged row (a blob where text belongs) is one line, not
+    # a traceback where `history list` joins its cells
+    return StoredReport(int(id_), _str(sha), _optional_str(commit), _optional_str(report_commit),
+                        None if dirty is None else bool(dirty), _optional_str(branch),
+                        _optional_str(device_class), _optional_str(created), _str(added),
+                        _optional_str(version), _optional_str(source), runs)
 
 
 def _point(row: tuple[Any, ...]) -> Point:
@@ -722,7 +725,7 @@ def _point(row: tuple[Any, ...]) -> Point:
                  None if compilations is None else int(compilations),
                  [_finite(v) for v in json.loads(per_pass)],
                  None if seconds is None else [_finite(v) for v in json.loads(seconds)],
-                 commit, created, branch)
+                 _optional_str(commit), _optional_str(created), _optional_str(branch))
 
 
 def _finite(value: Any) -> float:
@@ -739,6 +742,10 @@ def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{type(value).__name__} where text belongs")
     return value
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
 
 
 def _label(report_id: int, commit: str | None) -> str:
