@@ -542,3 +542,22 @@ def test_merge_refuses_shard_numbers_no_run_writes_in_one_line(tmp_path, capsys,
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not merged.exists()
+
+
+def test_a_refused_merge_leaves_no_folders_behind(tmp_path, capsys):
+    """`merge` of shards with different counts into fresh/deep/out.json was refused, but had
+    made fresh/deep/ first (its check that the report can be written made the folders)."""
+    shards = two_shards()
+    paths = []
+    for name, document in [shards[0], ("other.json", report(shard_run(
+            1, 3, [(1, "b", [0, 1, 0, 1, 0, 1])], [1.0, 1.0], [1.0])))]:
+        paths.append(tmp_path / name)
+        write_report(paths[-1], document)
+    out = tmp_path / "fresh" / "deep" / "out.json"
+    assert main(["merge", *map(str, paths), "--report", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("asrbench: error: ")
+    assert not (tmp_path / "fresh").exists()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x", encoding="utf-8")
+    assert main(["merge", *map(str, paths), "--report", str(blocked / "out.json")]) == 2
+    assert "its directory cannot be written" in capsys.readouterr().err

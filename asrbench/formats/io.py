@@ -113,8 +113,14 @@ def check_writable(path: Path, option: str = "--report") -> None:
         raise AsrbenchError(f"{option} {path} is {kind}, which a write would replace: name a "
                             "regular file")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path.parent, prefix=".asrbench-probe-", delete=True)
+        # the nearest folder that exists is probed; the missing ones are made by the write
+        # itself (write_text_atomic), so a command refused later leaves no empty folders
+        ancestor = path.parent
+        while not ancestor.exists() and ancestor.parent != ancestor:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{ancestor} is not a directory")
+        probe = tempfile.NamedTemporaryFile(dir=ancestor, prefix=".asrbench-probe-", delete=True)
         probe.close()
     except OSError as exc:
         raise AsrbenchError(f"{option} {path}: its directory cannot be written "
