@@ -561,3 +561,20 @@ def test_a_refused_merge_leaves_no_folders_behind(tmp_path, capsys):
     blocked.write_text("x", encoding="utf-8")
     assert main(["merge", *map(str, paths), "--report", str(blocked / "out.json")]) == 2
     assert "its directory cannot be written" in capsys.readouterr().err
+
+
+def test_local_changes_in_any_shard_are_the_merged_runs():
+    """A shard run from a checkout with local changes merged with a clean one: the merged
+    environment said `dirty: False` when the clean shard came first, so history and the HTML
+    page lost the "local changes" flag; it says True in either order now."""
+    def flagged(dirty: bool) -> Report:
+        shard = dict(two_shards()[0][1].model_dump(mode="json", by_alias=True))
+        shard["environment"]["git"]["dirty"] = dirty
+        return Report.model_validate(shard)
+
+    (one_name, _), (zero_name, zero) = two_shards()
+    for order in ([(one_name, flagged(True)), (zero_name, zero)],
+                  [(zero_name, zero), (one_name, flagged(True))]):
+        assert merge_reports(order).environment.git["dirty"] is True
+    clean = merge_reports([(one_name, flagged(False)), (zero_name, zero)])
+    assert clean.environment.git.get("dirty") is not True

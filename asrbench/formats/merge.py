@@ -138,6 +138,11 @@ def merge_reports(reports: list[tuple[str, Report]]) -> Report:
                   for run in report.runs if run.config.id == config_id]
         runs.append(merge_runs(shards))
     environment = first.environment.model_dump(mode="json", by_alias=True)
+    # local changes in any shard are local changes of the merged run (history and the HTML
+    # page flag them): the first shard's flag alone depended on the order shards were given
+    dirty = [report.environment.git.get("dirty") for _, report in reports]
+    if any(flag is True for flag in dirty):
+        environment.setdefault("git", {})["dirty"] = True
     environment["merged_from"] = [
         {"report": str(path), "hostname": report.environment.model_dump().get("hostname"),
          "created": report.environment.model_dump().get("created")}
