@@ -395,3 +395,20 @@ def test_a_repeated_id_after_a_clip_that_fails_to_decode_is_the_same_row_everywh
     assert run_keeps == ["a", "c"]
     assert [u.id for u in load_split(str(manifest)).utterances] == run_keeps
     assert [u.id for u in load_split(str(manifest), limit=2).utterances] == run_keeps
+
+
+def test_three_files_whose_names_overlap_keep_three_ids(tmp_path):
+    """x.wav.mp3 (stem x.wav), x.mp3 (stem x) and x.wav (stem x taken, full name x.wav taken):
+    the third, a file of its own, was skipped as a duplicate. Each keeps an id of its own now;
+    the same file listed twice is still a duplicate."""
+    root = tmp_path / "cv" / "en"
+    (root / "clips").mkdir(parents=True)
+    for name in ("x.wav.mp3", "x.mp3"):
+        shutil.copy(_good("common_voice_en_fixture_0001.mp3"), root / "clips" / name)
+    _wav(root / "clips" / "x.wav", 1.0)
+    write_cv_table(root, [{"path": name, "sentence": f"row {n}", "locale": "en"}
+                          for n, name in enumerate(("x.wav.mp3", "x.mp3", "x.wav", "x.wav"))])
+    split = load_split(str(root.parent), "en")
+    assert [u.id for u in split.utterances] == ["x.wav", "x", "clips/x.wav"]
+    assert [(s.id, s.reason.split(":")[0]) for s in split.skipped] == [
+        ("clips/x.wav", "duplicate")]

@@ -108,10 +108,14 @@ def _iter_rows(tsv: Path) -> Iterator[RawRow]:
                              record.get("sentence"))
                 continue
             # The id is the clip's name without its extension, as Common Voice ids are; two
-            # different files with one stem (same.mp3, same.wav) keep their full names apart.
+            # different files with one stem (same.mp3, same.wav) keep their full names apart,
+            # and a full name that is another file's stem (x.wav beside x.wav.mp3) its path
+            # under clips/ (no file name holds a "/"): a row of its own is never a duplicate.
             clip_id = Path(clip).stem
             if stems.setdefault(clip_id, clip) != clip:
                 clip_id = clip
+                if stems.setdefault(clip_id, clip) != clip:
+                    clip_id = f"clips/{clip}"
             yield RawRow(clip_id, functools.partial(decode_audio, clips / clip),
                          record.get("sentence"), functools.partial(probe_audio, clips / clip),
                          speaker_id(record.get("client_id")))
