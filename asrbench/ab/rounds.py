@@ -53,6 +53,7 @@ from asrbench.errors import AsrbenchError
 from asrbench.formats.environment import environment
 from asrbench.formats.io import load_report
 from asrbench.formats.model import (
+    MAX_COUNT,
     SCHEMA_VERSION,
     AbReport,
     AbRound,
@@ -108,6 +109,13 @@ class Settings:
     recipe_cache: Path | None = None
 
     def __post_init__(self) -> None:
+        # counts the A/B's JSON document records: bounded as it is (formats.model.MAX_COUNT),
+        # checked before any process starts (the document refused them after the whole A/B)
+        for option, count in (("--seed", self.seed), ("--rounds-limit", self.rounds_limit),
+                              ("--max-rounds", self.max_rounds),
+                              ("--min-rounds", self.min_rounds), ("--passes", self.passes)):
+            if count is not None and abs(count) > MAX_COUNT:
+                raise AsrbenchError(f"{option} must be at most {MAX_COUNT}, got {count}")
         if not 0 < self.threshold < 1:
             raise AsrbenchError(f"--threshold must be between 0 and 1, got {self.threshold}")
         if not 0 < self.alpha < 1:

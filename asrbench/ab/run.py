@@ -79,6 +79,9 @@ def settings_from(values: Any) -> rounds.Settings:
                             "give one")
     cards = (tuple(c.strip() for c in values.cards.split(",")) if values.cards is not None
              else None)
+    if values.cards_variable and cards is None:  # it was dropped without a word
+        raise AsrbenchError(f"--cards-variable {values.cards_variable} names the variable that "
+                            "picks each side's card from --cards: give --cards A,B too")
     variable = card_variable(getattr(values, "device", None), values.cards_variable)
     return rounds.Settings(
         shared=shared_argv(values, values.config), threshold=values.threshold,

@@ -17,6 +17,9 @@ from asrbench.gate.baselines import check_tolerance
 
 #: keys whose lists expand to a cross product (one config per combination)
 PRODUCT_KEYS = ("models", "datasets", "precisions", "batch_sizes", "graphs")
+#: the settings a section's product gives every config, and the section key that gives them
+PRODUCT_SETTINGS = {"model": "models", "precision": "precisions", "batch_size": "batch_sizes",
+                    "graphs": "graphs", "device": "--device"}
 #: keys copied onto every config of a section
 SECTION_SETTINGS = ("sdp_on_bf16", "gaudi_config", "generation_max_length", "max_duration", "limit",
                     "eos_check_every", "ignore_eos", "warmup_batches", "reference_utterances")
@@ -56,6 +59,13 @@ def expand_section(section: dict[str, Any], device: str, where: str, name: str =
             section.get("graphs", [False])):
         if not isinstance(data, dict):
             raise AsrbenchError(f"{where}: datasets must be tables, got {data!r}")
+        # what the section's product sets cannot be set per dataset: it was overwritten
+        # without a word (a row's batch_size 2 ran at the section's 8)
+        taken = sorted(set(data) & set(PRODUCT_SETTINGS))
+        if taken:
+            raise AsrbenchError(f"{where}: a datasets row cannot set {', '.join(taken)}: the "
+                                "section sets them for every row ("
+                                + ", ".join(PRODUCT_SETTINGS[k] for k in taken) + ")")
         entry = dict(data)
         if entry.get("dataset") == "embedded":
             entry["dataset"] = str(EMBEDDED_CORPUS)
@@ -76,5 +86,6 @@ def load_section(path: str | Path, device_class: str, kind: str, device: str) ->
             if not isinstance(matrix[name], dict):
                 raise AsrbenchError(f"{path} [{name}]: expected a table")
             return expand_section(matrix[name], device, f"{path} [{name}]", name)
-    raise AsrbenchError(f"{path} has no section for device class {device_class!r} or {kind!r} "
-                        f"(sections: {', '.join(matrix)})")
+    wanted = (f"device class {device_class!r}" if kind == device_class
+              else f"device class {device_class!r} or {kind!r}")
+    raise AsrbenchError(f"{path} has no section for {wanted} (sections: {', '.join(matrix)})")

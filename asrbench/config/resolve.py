@@ -88,6 +88,10 @@ def _from_matrix(matrix: str | Path, flags: dict[str, Any], passes: int | None,
         have = {c.dataset for c in rows if c.dataset_config == wanted}
         rows = [c for c in rows if c.dataset_config == wanted or c.dataset not in have]
     configs = [config.replace(**changes) for config in rows]
+    if section.passes is not None and passes is None and "counters_only" not in flags and any(
+            c.counters_only for c in configs):  # as for a config file: the passes were dropped
+        raise AsrbenchError(f"{matrix} [{section.name}]: counters_only = true with passes = "
+                            f"{section.passes}: the pre-screen times no pass; drop one of them")
     return Selection(_unique(configs), passes or section.passes or DEFAULT_PASSES,
                      section.tolerance, f"{matrix} [{section.name}]")
 

@@ -60,8 +60,11 @@ BenchConfig = RunConfig
 FIELD_NAMES = SETTING_NAMES
 
 
-def _coerce(values: dict[str, Any], where: str) -> dict[str, Any]:
-    unknown = sorted(set(values) - FIELD_NAMES - {"passes", "runs", "shard_count"})
+def _coerce(values: dict[str, Any], where: str, top: bool = True) -> dict[str, Any]:
+    # passes, runs and shard_count are the file's own (top level): in a [[runs]] table they
+    # were dropped without a word
+    unknown = sorted(set(values) - FIELD_NAMES
+                     - ({"passes", "runs", "shard_count"} if top else set()))
     if unknown:
         raise AsrbenchError(f"{where}: unknown setting(s) {', '.join(unknown)}; "
                             f"known: {', '.join(sorted(FIELD_NAMES | {'passes'}))}")
@@ -104,10 +107,13 @@ def _config_document(data: dict[str, Any], path: str | Path
     if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
         raise AsrbenchError(f"{path}: 'runs' must be an array of tables ([[runs]])")
     passes = data.get("passes")
-    if passes is not None and (not isinstance(passes, int) or passes < 1):
-        raise AsrbenchError(f"{path}: passes must be a positive integer")
+    # (a TOML true is a Python int: it was taken as 1 pass)
+    if passes is not None and (isinstance(passes, bool) or not isinstance(passes, int)
+                               or passes < 1):
+        raise AsrbenchError(f"{path}: passes must be a positive integer, got {passes!r}")
     shared = _coerce(data, str(path))
-    return shared, [_coerce(r, f"{path} [[runs]] #{i + 1}") for i, r in enumerate(runs)], passes
+    return shared, [_coerce(r, f"{path} [[runs]] #{i + 1}", top=False)
+                    for i, r in enumerate(runs)], passes
 
 
 def build_configs(shared: dict[str, Any], runs: list[dict[str, Any]]) -> list[BenchConfig]:

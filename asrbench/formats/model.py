@@ -189,8 +189,19 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
+        # every count below the largest a report holds (MAX_COUNT, the schemas' maximum): a
+        # larger one ran and wrote a report that no schema-checking tool would take
+        for name in ("batch_size", "generation_max_length", "limit", "world_size",
+                     "eos_check_every", "warmup_batches", "reference_utterances"):
+            value = getattr(self, name)
+            if isinstance(value, int) and value > MAX_COUNT:
+                raise ValueError(f"{name} must be at most {MAX_COUNT}, got {value}")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.language is not None and not self.language.strip():
+            # "" meant "detect" without a word, and dropped the locale's own language
+            raise ValueError("--language must not be empty: leave it out to use the dataset "
+                             "config's locale (or detection where there is none)")
         if self.generation_max_length < 8:
             raise ValueError(f"generation max length must be >= 8, got "
                              f"{self.generation_max_length}")
@@ -662,11 +673,11 @@ class Tolerance(_Strict):
     cer_abs: NonNegativeFloat | None = None
     samples_per_second_rel: NonNegativeFloat | None = None
     noise_factor: NonNegativeFloat | None = None
-    reference_share_min: NonNegativeFloat | None = None
+    reference_share_min: NonNegativeFloat | None = Field(None, le=1)
     reference_wer_max: NonNegativeFloat | None = None
     cpu_share_min: NonNegativeFloat | None = Field(
-        None, description="a CPU run that got less of its threads' CPU while timed is not "
-                          "judged on throughput (0: always judged)")
+        None, le=1, description="a CPU run that got less of its threads' CPU while timed is not "
+                                "judged on throughput (0: always judged)")
 
     def given(self) -> dict[str, float]:
         """Only the tolerances that are set."""

@@ -131,6 +131,11 @@ def check_tolerance(tolerance: Any, where: str) -> Tolerance:
                 or not math.isfinite(value) or value < 0:
             raise AsrbenchError(f"{where}: tolerance {name} must be a finite number >= 0, "
                                 f"got {value!r}")
+        # a share is at most 1: cpu_share_min 5 made every run "not judged: machine busy",
+        # reference_share_min 2 an agreement no run can reach
+        if name.endswith("_share_min") and value > 1:
+            raise AsrbenchError(f"{where}: tolerance {name} is a share: at most 1, "
+                                f"got {value!r}")
     try:
         return Tolerance.model_validate(tolerance)
     except ValidationError as exc:

@@ -231,8 +231,12 @@ class World:
     def __init__(self, launch: Launch | None = None, timeout_s: float | None = None) -> None:
         self.launch = launch or Launch()
         self.timeout_s = float(timeout_s if timeout_s is not None else default_timeout())
-        if self.timeout_s <= 0:
-            raise AsrbenchError(f"distributed timeout must be > 0 seconds, got {self.timeout_s:g}")
+        # not NaN (which no comparison refuses), not infinite and not beyond what a timedelta
+        # holds: torch.distributed's init would fail on them with a traceback, at every rank
+        if not (0 < self.timeout_s <= MAX_TIMEOUT_SECONDS):
+            raise AsrbenchError(f"distributed timeout must be a number of seconds > 0 and at "
+                                f"most {MAX_TIMEOUT_SECONDS:g} (--dist-timeout, "
+                                f"${TIMEOUT_ENV}), got {self.timeout_s:g}")
         self._device: Device | None = None
         self._objects: Any = None  # process group for pickled objects (gloo)
 
@@ -357,6 +361,11 @@ class World:
         if dist.is_initialized():
             dist.destroy_process_group()
         self._device = None
+
+
+#: the longest distributed timeout taken (a year): a larger one, inf or NaN cannot be a
+#: datetime.timedelta, which torch.distributed's init takes
+MAX_TIMEOUT_SECONDS = 365 * 24 * 3600.0
 
 
 def default_timeout() -> float:
