@@ -52,6 +52,13 @@ def started(monkeypatch):
     # accuracy run before the head's failed on it)
     (["--head-args", "--batch-size 0"],
      "head's run options (the shared ones, then --head-args): batch size must be >= 1, got 0"),
+    # set by the A/B for every process: one given here was overridden without a word
+    (["--head-args", "--passes 5"], "head's run options (the shared ones, then --head-args): "
+                                    "--passes 5 is set by the A/B for every process"),
+    (["--base-args", "--report x.json"], "--report x.json is set by the A/B for every process"),
+    # counts the A/B's document cannot hold: refused after the whole A/B had run
+    (["--seed", "99999999999999999999999"], "--seed must be at most 9007199254740991"),
+    (["--cards-variable", "FOO"], "--cards-variable FOO names the variable"),
 ])
 def test_a_bad_number_is_one_line_before_any_process(argv, message, started, capsys, tmp_path):
     code = main(["ab", "--json", str(tmp_path / "ab.json"), *argv])

@@ -158,7 +158,7 @@ def check_side_options(settings: Any, sides: dict[str, Any]) -> None:
     --batch-size 0 in --X-args); what `asrbench run` checks across its options and files
     (e.g. --counters-only with --passes) is the side's own first step."""
     parser = _SideParser(prog="asrbench", add_help=False)
-    run_command.add_parser(parser.add_subparsers(dest="command"))
+    run_parser = run_command.add_parser(parser.add_subparsers(dest="command"))
     ours = ab.this_asrbench()
     package = Path(__file__).resolve().parent.parent
     for name, side in sides.items():
@@ -170,7 +170,16 @@ def check_side_options(settings: Any, sides: dict[str, Any]) -> None:
                 "--no-progress"]
         try:
             with contextlib.redirect_stdout(io.StringIO()):
+                given = parser.parse_args(argv[:-5])  # what the user gave, alone
                 values = parser.parse_args(argv)
+            # the A/B gives every process its own --passes and --report: one given here was
+            # overridden without a word (argparse keeps the last)
+            for option, value, instead in (
+                    ("--passes", given.passes, "give `asrbench ab --passes N` instead"),
+                    ("--report", given.report, "drop it (--keep-reports DIR keeps them)")):
+                if value is not None and value != run_parser.get_default(option[2:]):
+                    raise AsrbenchError(f"{option} {value} is set by the A/B for every process: "
+                                        f"{instead}")
             # and their values, as the side's run would check them (`--batch-size 0`)
             BenchConfig(**run_overrides(values))
         except _SideOptionsError as exc:
