@@ -32,7 +32,7 @@ from asrbench.config.options import (
 # Loaded into every pytest session of a repository that installs asrbench (the pytest11 entry
 # point), benchmarking or not: the flow (asrbench/flow.py), the gate, the report model and the
 # measuring code are imported in the hooks and fixtures that use them, not here.
-from asrbench.config.settings import DEFAULT_REPORT, BenchConfig
+from asrbench.config.settings import DEFAULT_MATRIX, DEFAULT_REPORT, BenchConfig
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.gate import baselines
 from asrbench.gate.baselines import tolerance_of
@@ -162,6 +162,11 @@ def _configs(config: pytest.Config) -> tuple[list[BenchConfig], int]:
         given = sorted(name for name, value in
                        run_overrides(config.option, prefix="asrbench_").items()
                        if value != defaults.get(name) and name not in COUNTING_MODES)
+        # what selects or runs configs does not apply either (its values went unchecked)
+        given += [f"--asrbench-{name}" for name, unset in (
+                      ("passes", None), ("nproc", 1), ("matrix", str(DEFAULT_MATRIX)))
+                  if option(config, name) is not None
+                  and str(option(config, name)) != str(unset)]
         if given:
             # a judged report's runs are what they are: a setting that would not apply must
             # not look as if it had (it was ignored without a word)

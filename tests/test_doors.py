@@ -332,6 +332,13 @@ def test_settings_that_cannot_apply_to_a_judged_report_are_refused(project, pyte
                                "--asrbench-limit", "3")
     assert result.ret == pytest.ExitCode.USAGE_ERROR, text
     assert "limit, model cannot apply to them" in text, text
+    # what selects or runs configs, even with values that were never checked
+    result, text = pytest_door(pytester, project["report"], project["baselines"],
+                               "--asrbench-passes", "-3", "--asrbench-nproc", "-5",
+                               "--asrbench-matrix", "/nonexistent")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text
+    assert ("--asrbench-passes, --asrbench-nproc, --asrbench-matrix cannot apply to them"
+            in text), text
     result, text = pytest_door(pytester, project["report"], project["baselines"])
     assert result.ret == pytest.ExitCode.OK, text  # the control: nothing given, judged
 
