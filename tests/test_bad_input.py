@@ -412,3 +412,19 @@ def test_three_files_whose_names_overlap_keep_three_ids(tmp_path):
     assert [u.id for u in split.utterances] == ["x.wav", "x", "clips/x.wav"]
     assert [(s.id, s.reason.split(":")[0]) for s in split.skipped] == [
         ("clips/x.wav", "duplicate")]
+
+
+def test_a_text_column_for_a_local_dataset_is_refused(tmp_path):
+    """--text-column is a Hub dataset's: for a Common Voice folder or a manifest it was ignored
+    without a word, and still named in the config's id (`-col-nosuchcol`)."""
+    from asrbench.measure.data import index_split
+
+    manifest = tmp_path / "m.jsonl"
+    shutil.copy(_good("common_voice_en_fixture_0001.mp3"), tmp_path / "a.mp3")
+    manifest.write_text(json.dumps({"audio_filepath": "a.mp3", "text": "hi"}) + "\n",
+                        encoding="utf-8")
+    for dataset, kind in ((str(EMBEDDED_CORPUS), "directory"), (str(manifest), "manifest")):
+        with pytest.raises(AsrbenchError, match=f"--text-column nosuchcol applies to Hub "
+                                                f"datasets only: .* is a local {kind}"):
+            index_split(dataset, "en", text_column="nosuchcol")
+    assert index_split(str(manifest), text_column="sentence").rows  # the default: fine

@@ -233,6 +233,12 @@ def _source(dataset: str, dataset_config: str | None, split: str,
         is_file, is_dir = path.is_file(), path.is_dir()
     except OSError as exc:  # a name too long for the file system, a permission denied
         raise AsrbenchError(f"dataset {dataset} cannot be read ({exc.strerror or exc})") from None
+    if (is_file or is_dir) and text_column != "sentence":
+        # a Common Voice table's text is its `sentence` column, a manifest's its `text`: the
+        # option was ignored without a word (and still named in the config's id)
+        raise AsrbenchError(f"--text-column {text_column} applies to Hub datasets only: "
+                            f"{dataset} is a local {'manifest' if is_file else 'directory'}, "
+                            "whose text column is fixed (sentence; a manifest's text)")
     if is_file:
         if path.suffix != ".jsonl":
             raise AsrbenchError(f"{path}: a dataset file must be a JSONL manifest (*.jsonl)")
