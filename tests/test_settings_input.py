@@ -106,3 +106,32 @@ def test_ab_cards_variable_without_cards_is_refused(capsys):
     assert main(["ab", "--device", "cpu", "--cards-variable", "FOO", "--base-python",
                  "/bin/false"]) == 2
     assert "--cards-variable FOO names the variable" in capsys.readouterr().err
+
+
+def test_every_matrix_section_is_checked_and_errors_name_their_file(tmp_path):
+    """A bad key or value in [cuda] showed only on a CUDA machine (the pull request passed on
+    the CPU runners); a setting error of a config file or a matrix section named neither
+    (`limit = 0` said "--limit must be >= 1", a flag never given)."""
+    good = '[cpu]\nbatch_sizes = [8]\n'
+    for other, message in (('[cuda]\nbatch_sizes = [0]\n', r"\[cuda\]: batch size must be >= 1"),
+                           ('[cdua]\nbogus_key = 1\n', r"\[cdua\]: unknown key\(s\) bogus_key")):
+        with pytest.raises(AsrbenchError, match=message):
+            resolve({}, None, matrix=_file(tmp_path, good + other, "m.toml"), device=_cpu)
+    assert resolve({}, None, matrix=_file(tmp_path, good + '[cuda]\nbatch_sizes = [16]\n',
+                                          "m.toml"), device=_cpu).configs
+    with pytest.raises(AsrbenchError, match=r"m.toml \[cpu\]: batch size must be >= 1, got 0"):
+        resolve({}, None, matrix=_file(tmp_path, "[cpu]\nbatch_sizes = [0]\n", "m.toml"),
+                device=_cpu)
+    config = _file(tmp_path, "limit = 0\n")
+    with pytest.raises(AsrbenchError, match=r"c.toml \(with the flags given\): --limit must be "
+                                            r">= 1, got 0"):
+        resolve({}, None, config_file=config)
+
+
+def test_the_real_matrix_checks_in_every_section():
+    """benchmarks/matrix.toml's every section passes the check, from every device class."""
+    root = Path(__file__).resolve().parent.parent
+    for device in (("cpu", "cpu"), ("hpu-emulated", "cpu"), ("cuda-h100", "cuda"),
+                   ("hpu-gaudi2", "hpu")):
+        assert resolve({}, None, matrix=root / "benchmarks" / "matrix.toml",
+                       device=lambda d=device: d).configs

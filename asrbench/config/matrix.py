@@ -72,8 +72,12 @@ def expand_section(section: dict[str, Any], device: str, where: str, name: str =
         for key in SECTION_SETTINGS:
             if key in section:
                 entry.setdefault(key, section[key])
-        configs += build_configs({**entry, "model": model, "precision": precision,
-                                  "batch_size": batch, "graphs": graphs, "device": device}, [])
+        try:
+            configs += build_configs({**entry, "model": model, "precision": precision,
+                                      "batch_size": batch, "graphs": graphs, "device": device},
+                                     [])
+        except AsrbenchError as exc:  # the section and its row named: it said neither
+            raise AsrbenchError(f"{where}: {exc}") from None
     return Section(name, configs, passes, tolerance)
 
 
@@ -81,10 +85,15 @@ def load_section(path: str | Path, device_class: str, kind: str, device: str) ->
     """The section for a device class, falling back to its kind ("cuda" for cuda-h100)."""
     path = Path(path)
     matrix = read_toml(path, "matrix file (--matrix)")
+    # every section is checked, not only this machine's: a bad key or value in [cuda] or [hpu]
+    # showed only on that hardware, after the pull request that made it had passed here
+    for name, table in matrix.items():
+        if not isinstance(table, dict):
+            raise AsrbenchError(f"{path} [{name}]: expected a table")
+        if name not in (device_class, kind):
+            expand_section(table, "auto", f"{path} [{name}]", name)
     for name in (device_class, kind):
         if name in matrix:
-            if not isinstance(matrix[name], dict):
-                raise AsrbenchError(f"{path} [{name}]: expected a table")
             return expand_section(matrix[name], device, f"{path} [{name}]", name)
     wanted = (f"device class {device_class!r}" if kind == device_class
               else f"device class {device_class!r} or {kind!r}")

@@ -62,7 +62,13 @@ def resolve(flags: Mapping[str, Any], passes: int | None = None, *,
             run.pop(name, None)  # a flag overrides every run of the file
     if new_dataset:
         shared.pop("dataset_config", None)
-    configs = _unique(build_configs(shared, runs))
+    try:
+        configs = _unique(build_configs(shared, runs))
+    except AsrbenchError as exc:
+        if config_file is None:
+            raise
+        # the file named: `limit = 0` said only "--limit must be >= 1", a flag never given
+        raise AsrbenchError(f"{config_file} (with the flags given): {exc}") from None
     if file_passes is not None and passes is None and "counters_only" not in flags and any(
             c.counters_only for c in configs):
         raise AsrbenchError(f"{config_file}: counters_only = true with passes = {file_passes}: "
