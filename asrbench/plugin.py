@@ -34,6 +34,7 @@ from asrbench.config.options import (
 # measuring code are imported in the hooks and fixtures that use them, not here.
 from asrbench.config.settings import DEFAULT_MATRIX, DEFAULT_REPORT, BenchConfig
 from asrbench.errors import AsrbenchError, first_line
+from asrbench.formats.io import same_file
 from asrbench.gate import baselines
 from asrbench.gate.baselines import tolerance_of
 from asrbench.gate.outcome import check_baseline_dir, refresh_command
@@ -441,7 +442,7 @@ def _report_path(config: pytest.Config) -> Path | None:
         return path
     if path == Path(DEFAULT_REPORT):
         return None
-    if path.resolve() == Path(source).resolve():
+    if same_file(path, source):  # by any name or link; a link loop is no traceback
         raise AsrbenchError(f"--asrbench-report {path} is the report being judged "
                             "(--asrbench-from-report): name another file, or none")
     return path

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import signal
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 from asrbench.config.options import POLICY_OPTIONS, RUN_OPTIONS, SHARD_OPTIONS
 from asrbench.config.settings import DEFAULT_BASELINE_DIR, DEFAULT_REPORT
 from asrbench.errors import AsrbenchError
+from asrbench.formats.io import same_file
 from asrbench.render.text import terminal_safe
 
 # -- options shared by several commands -------------------------------------------------------
@@ -182,15 +182,8 @@ def refuse_writing_over(output: str | Path | None, option: str, *inputs: str | P
     if output is None:
         return
     for given in inputs:
-        if given is not None and _same_file(Path(output), Path(given)):
+        if given is not None and same_file(output, given):
             raise AsrbenchError(f"{option} {output} is {what}: name another file")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):  # one does not exist (yet), a loop, a name too long...
-        return os.path.realpath(a) == os.path.realpath(b)
 
 
 # -- output -----------------------------------------------------------------------------------

@@ -127,6 +127,16 @@ def check_writable(path: Path, option: str = "--report") -> None:
                             f"({exc.strerror or exc})") from None
 
 
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (another name, a link, a hard link included); a path
+    that does not exist yet, a link loop or a name too long compares by its real path, never
+    as a traceback."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 def not_regular(path: Path) -> str:
     """What an existing output path is when it is neither a regular file nor a directory
     ("a character device", "a FIFO", ...; links followed); "" for a regular file, a directory
