@@ -4,7 +4,7 @@ on synthetic edit counts whose answers are known by construction."""
 from __future__ import annotations
 
 import pytest
-from factories import make_entry_document, make_run_document
+from factories import make_entry_document, make_run_document, with_own_error_rates
 
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import (
@@ -15,7 +15,7 @@ from asrbench.formats.model import (
     Run,
     Verdict,
 )
-from asrbench.gate.accuracy import EDIT_INDEX, accuracy_change, paired_bootstrap
+from asrbench.gate.accuracy import accuracy_change, paired_bootstrap
 from asrbench.gate.compare import compare_run
 from asrbench.gate.policy import Policy
 from asrbench.render.text import finding_text
@@ -52,23 +52,12 @@ def test_the_interval_is_reproducible_with_its_fixed_seed_and_paired():
     assert paired_bootstrap(base, base) == [(0.0, 0.0, 0.0)]
 
 
-def _rates_of(run: dict) -> dict:
-    """`run` with the error rates its utterances' edit counts give (corpus level), as
-    `asrbench run` writes them: the gate refuses a run whose rates are not those."""
-    rows = [u["edits"] for u in run["utterances"]]
-    for metric, (errors, length) in EDIT_INDEX.items():
-        total = sum(row[length] for row in rows)
-        if total:
-            run["metrics"][metric] = sum(row[errors] for row in rows) / total
-    return run
-
-
 def _with_edits(run: dict, edits: dict[str, list[int]], normalizer: str | None = None) -> dict:
     run["utterances"] = [{"id": k, "prediction": f"text {k} {v[0]}", "edits": v}
                          for k, v in edits.items()]
     if normalizer:
         run["metrics"]["normalizer"] = normalizer
-    return _rates_of(run)
+    return with_own_error_rates(run)
 
 
 def _pair(base_edits, run_edits, normalizer="asrbench-basic-marks/1"):
@@ -230,7 +219,7 @@ def test_edit_counts_that_disagree_with_the_transcripts_are_refused_in_one_line(
         document = make_run_document()
         document["utterances"] = [{"id": "u1", "reference": "the cat sat",
                                    "prediction": "the cat sit", "edits": edits}]
-        return Run.model_validate(_rates_of(document))
+        return Run.model_validate(with_own_error_rates(document))
 
     honest = run_with([1, 3, 1, 11, 1, 3])
     entry = BaselineEntry.model_validate({**make_entry_document(make_run_document()),
@@ -269,7 +258,7 @@ def test_error_rates_that_are_not_the_utterances_are_refused_in_one_line():
         {"id": "u1", "reference": "the cat sat", "prediction": "dog",
          "edits": [3, 3, 11, 11, 3, 3]},
         {"id": "u2", "reference": "a b", "prediction": "a b", "edits": [0, 2, 0, 3, 0, 2]}]
-    honest = Run.model_validate(_rates_of(document))
+    honest = Run.model_validate(with_own_error_rates(document))
     assert honest.metrics.wer == pytest.approx(3 / 5)
     entry = BaselineEntry.model_validate(make_entry_document(make_run_document()))
     assert compare_run(honest, entry).verdicts  # judged

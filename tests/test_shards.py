@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 
 import pytest
-from factories import make_contention
+from factories import make_contention, with_own_error_rates
 
 from asrbench.cli.main import main
 from asrbench.errors import AsrbenchError
@@ -27,7 +27,9 @@ from asrbench.formats.model import (
     Contention,
     Report,
     Skip,
+    ThroughputStats,
     dump,
+    rate_spread,
 )
 from asrbench.measure.distributed import ShardSpec, parse_shard, shard_members, split_fingerprint
 
@@ -507,18 +509,12 @@ def _shard_files(tmp_path: Path, change=None) -> list[str]:
 
 
 def _rate_and_wer_of_its_own(run: dict) -> None:
-    """A shard run left consistent with itself: its WER and samples/s recomputed."""
-    from asrbench.gate.accuracy import EDIT_INDEX
-
-    rows = [u["edits"] for u in run["utterances"]]
-    for metric, (errors, length) in EDIT_INDEX.items():
-        total = sum(r[length] for r in rows)
-        run["metrics"][metric] = sum(r[errors] for r in rows) / total if total else 0.0
-    rates = [len(rows) / s for s in run["timings"]["pass_seconds"]]
-    run["throughput"] = {"samples_per_second_per_pass": rates,
-                         "samples_per_second_rsd": statistics.stdev(rates)
-                         / statistics.fmean(rates) if len(rates) > 1 else 0.0}
-    run["metrics"]["samples_per_second"] = statistics.median(rates)
+    """A shard run left consistent with itself: its error rates and samples/s recomputed."""
+    with_own_error_rates(run)
+    stats = ThroughputStats.of([len(run["utterances"]) / s
+                                for s in run["timings"]["pass_seconds"]])
+    run["throughput"] = stats.model_dump()
+    run["metrics"]["samples_per_second"] = rate_spread(stats.samples_per_second_per_pass)[0]
 
 
 @pytest.mark.parametrize("change, message", [

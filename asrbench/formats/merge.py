@@ -37,6 +37,7 @@ from asrbench.formats.model import (
     UtteranceResult,
     build_report,
     most_starved,
+    rate_spread,
 )
 
 #: how a merged run's samples/s was pooled (also in the run's `merged.throughput`)
@@ -369,7 +370,6 @@ def merge_runs(shards: list[Any]) -> Run:
     passes = len(head.timings.pass_seconds)
     timings = _timings(shards, passes)
     rates = [len(utterances) / s for s in timings.pass_seconds]
-    mean = statistics.fmean(rates)
     median = timings.pass_seconds_median or statistics.median(timings.pass_seconds)
     counters, counters_note = _counters(shards)
     ordered_skips = [s for _, s in sorted(skipped.values(), key=lambda pair: pair[0])]
@@ -381,13 +381,10 @@ def merge_runs(shards: list[Any]) -> Run:
                         cer=sums[2] / sums[3] if sums[3] else 0.0,
                         normalizer=head.metrics.normalizer,
                         wer_normalized_whisper=wer_whisper,
-                        samples_per_second=statistics.median(rates),
+                        samples_per_second=rate_spread(rates)[0],
                         rtfx=audio_seconds / median, tokens_per_second=tokens / median,
                         tokens_per_sample=tokens / len(utterances)),
-        throughput=ThroughputStats(
-            samples_per_second_per_pass=rates, samples_per_second_min=min(rates),
-            samples_per_second_max=max(rates),
-            samples_per_second_rsd=statistics.stdev(rates) / mean if len(rates) > 1 else 0.0),
+        throughput=ThroughputStats.of(rates),
         timings=timings,
         dataset=DatasetInfo(name=head.dataset.name, utterances=len(utterances),
                             audio_seconds=audio_seconds, skipped=ordered_skips,

@@ -20,7 +20,7 @@ import json
 import math
 import re
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -372,11 +372,27 @@ class Metrics(GatedMetrics):
     tokens_per_sample: float | None = None
 
 
+def rate_spread(rates: Sequence[float]) -> tuple[float, float, float, float]:
+    """The median, least, most and relative standard deviation (stdev / mean; 0 for a single
+    value) of per-pass samples/s: one formula for a run (measure.metrics.throughput), a merged
+    run (formats.merge) and the check that a report's figures are its passes' own."""
+    mean = statistics.fmean(rates)
+    rsd = statistics.stdev(rates) / mean if len(rates) > 1 else 0.0
+    return statistics.median(rates), min(rates), max(rates), rsd
+
+
 class ThroughputStats(_Model):
     samples_per_second_per_pass: list[float] = Field(min_length=1)
     samples_per_second_min: float | None = None
     samples_per_second_max: float | None = None
     samples_per_second_rsd: NonNegativeFloat
+
+    @classmethod
+    def of(cls, rates: Sequence[float]) -> ThroughputStats:
+        """The stats of these per-pass samples/s (rate_spread)."""
+        _, least, most, rsd = rate_spread(rates)
+        return cls(samples_per_second_per_pass=list(rates), samples_per_second_min=least,
+                   samples_per_second_max=most, samples_per_second_rsd=rsd)
 
     @field_validator("samples_per_second_per_pass")
     @classmethod
@@ -910,13 +926,11 @@ class Run(_Model):
         if stats is None or stated is None:
             return None
         rates = stats.samples_per_second_per_pass
-        mean = statistics.fmean(rates)
-        given = {"metrics.samples_per_second": (stated, statistics.median(rates)),
-                 "throughput.samples_per_second_min": (stats.samples_per_second_min, min(rates)),
-                 "throughput.samples_per_second_max": (stats.samples_per_second_max, max(rates)),
-                 "throughput.samples_per_second_rsd": (
-                     stats.samples_per_second_rsd,
-                     statistics.stdev(rates) / mean if len(rates) > 1 else 0.0)}
+        median, least, most, rsd = rate_spread(rates)
+        given = {"metrics.samples_per_second": (stated, median),
+                 "throughput.samples_per_second_min": (stats.samples_per_second_min, least),
+                 "throughput.samples_per_second_max": (stats.samples_per_second_max, most),
+                 "throughput.samples_per_second_rsd": (stats.samples_per_second_rsd, rsd)}
         for name, (value, computed) in given.items():
             if value is not None and not math.isclose(value, computed, rel_tol=1e-9,
                                                       abs_tol=1e-12):

@@ -177,10 +177,7 @@ def score(config: BenchConfig, device: DeviceInfo, dataset_name: str, skipped: l
         median_pass = statistics.median(timings.pass_seconds)
         speed = {"samples_per_second": rates.median, "rtfx": audio_seconds / median_pass,
                  "tokens_per_second": tokens / median_pass}
-        stats = ThroughputStats(samples_per_second_per_pass=list(rates.per_pass),
-                                samples_per_second_min=rates.minimum,
-                                samples_per_second_max=rates.maximum,
-                                samples_per_second_rsd=rates.rsd)
+        stats = ThroughputStats.of(rates.per_pass)
     return Run(
         config=config, device=device,  # the run's settings as they are: one type
         metrics=Metrics(wer=errors.wer, wer_normalized=errors.wer_normalized, cer=errors.cer,

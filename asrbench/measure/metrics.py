@@ -16,10 +16,11 @@ normalizer's output changes for any input.
 from __future__ import annotations
 
 import re
-import statistics
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from asrbench.formats.model import rate_spread
 
 ENGLISH = {"en", "english"}
 
@@ -199,6 +200,4 @@ def throughput(samples: int, pass_seconds: Sequence[float]) -> Throughput:
     if not pass_seconds or any(s <= 0 for s in pass_seconds):
         raise ValueError("need at least one timed pass with positive duration")
     rates = tuple(samples / s for s in pass_seconds)
-    mean = statistics.fmean(rates)
-    rsd = statistics.stdev(rates) / mean if len(rates) > 1 else 0.0
-    return Throughput(rates, statistics.median(rates), min(rates), max(rates), rsd)
+    return Throughput(rates, *rate_spread(rates))
