@@ -523,6 +523,14 @@ class Differing(_Model):
     run_transcript: str
 
 
+def computes_as_reference(device_kind: str, precision: str) -> bool:
+    """Whether a run computes as the stock fp32 reference does (fp32 on the CPU): such a run is
+    the reference setup, not checked against it (measure.session.reference_agreement, which
+    still checks one whose decoder is static) and not required to carry the check
+    (gate.compare.reference_expected)."""
+    return device_kind == "cpu" and precision == "fp32"
+
+
 class ReferenceAgreement(_Model):
     """Agreement with stock transformers generate() in fp32 on CPU, or why it is unknown (the
     one agreement type: asrbench.measure.reference.agreement makes it, a report stores it)."""

@@ -34,6 +34,7 @@ from asrbench.formats.model import (
     Tolerance,
     TranscriptChange,
     Verdict,
+    computes_as_reference,
 )
 from asrbench.gate.accuracy import accuracy_change, check_edits, check_normalizer
 from asrbench.gate.baselines import (
@@ -262,7 +263,7 @@ def reference_expected(run: Run) -> bool:
     config = run.config
     return (bool(run.utterances) and "reference_utterances" in config.model_fields_set
             and config.reference_utterances > 0
-            and not (run.device.kind == "cpu" and config.precision == "fp32"))
+            and not computes_as_reference(run.device.kind, config.precision))
 
 
 def agreement_verdict(run: Run, tolerance: Tolerance) -> Verdict | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from asrbench.config.settings import BenchConfig
 from asrbench.devices import Device, get_device
 from asrbench.errors import AsrbenchError, first_line
-from asrbench.formats.model import ReferenceAgreement, Run, ShardInfo
+from asrbench.formats.model import ReferenceAgreement, Run, ShardInfo, computes_as_reference
 from asrbench.measure.data import LoadedSplit, SplitIndex, decode_row, index_split, load_split
 from asrbench.measure.distributed import merge_results, shard, shard_members, split_fingerprint
 from asrbench.measure.engine import Evaluator, PreparedModel, needs_static_shapes
@@ -142,7 +142,7 @@ class Session:
         fp32 on CPU (decoded in a child process, cached); None for the reference setup itself
         (CPU, fp32, no static decoder: asrbench's CPU decoder is checked token for token
         against generate() by tests/test_decoding.py) or with --reference-utterances 0."""
-        reference_setup = (prepared.device.kind == "cpu" and config.precision == "fp32"
+        reference_setup = (computes_as_reference(prepared.device.kind, config.precision)
                            and not needs_static_shapes(prepared.device, config.graphs, config))
         count = min(config.reference_utterances, len(result.utterances))
         if reference_setup or count == 0:
