@@ -614,3 +614,25 @@ def test_a_side_that_writes_no_report_never_borrows_an_earlier_one(tmp_path):
     with pytest.raises(AsrbenchError, match="not found"):
         runner.accuracy("base")
     assert not stale.exists()
+
+
+def test_throughput_row_says_what_its_numbers_are():
+    """The A/B throughput row shows each side's median samples/s, while the verdict is the
+    paired ratio's: where the two point different ways (a slower head in every round but
+    one, whose medians still favour head), the note says so instead of showing "regressed"
+    beside a positive delta unexplained."""
+    from asrbench.ab.decision import Decision
+    from asrbench.ab.rounds import _throughput_verdict
+
+    base, head = [10.0, 20.0, 30.0], [9.5, 21.0, 28.5]
+    decision = Decision(outcome="DIFFERENT", rounds=3, ratio=0.982, ci_low=0.97, ci_high=0.995,
+                        confidence=0.99, p_value=0.001, ratio_of_medians=1.05, threshold=0.02)
+    row = _throughput_verdict("cfg", decision, base, head, Settings(shared=[], seed=0))
+    assert row.verdict == "regressed" and row.delta == pytest.approx(1.0)
+    assert "each side's median over its rounds" in row.note
+    assert "they point the other way: head/base of the medians 1.050" in row.note, row.note
+    agreeing = Decision(outcome="DIFFERENT", rounds=3, ratio=0.95, ci_low=0.93, ci_high=0.97,
+                        confidence=0.99, p_value=0.001, ratio_of_medians=0.95, threshold=0.02)
+    row = _throughput_verdict("cfg", agreeing, base, [9.5, 19.0, 28.5],
+                              Settings(shared=[], seed=0))
+    assert "point the other way" not in row.note

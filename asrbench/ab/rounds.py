@@ -414,6 +414,12 @@ def _throughput_verdict(label: str, decision: Decision, base: list[float], head:
     else:
         verdict = "unchanged"
     note = f"A/B {decision.describe()}; {settings.round_passes} pass(es) a process"
+    # The row's value and baseline are each side's median over its rounds; the verdict is the
+    # paired ratio's (round by round), which can point the other way on a noisy runner.
+    note += "; value and baseline: each side's median over its rounds"
+    if decision.ratio is not None and (head_median - base_median) * (decision.ratio - 1) < 0:
+        note += (f" (they point the other way: head/base of the medians "
+                 f"{head_median / base_median:.3f}; the verdict is the paired ratio's)")
     if decision.outcome == "UNKNOWN":
         note += "; not proven either way: more --max-rounds or a larger --threshold decides"
     return Verdict(config_id=label, metric="samples_per_second", verdict=verdict,
