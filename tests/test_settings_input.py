@@ -47,7 +47,14 @@ def test_a_config_file_value_that_was_taken_wrongly_is_refused(tmp_path, text, m
     ('[cpu]\npasses = 3\ndatasets = [{dataset = "embedded", dataset_config = "en", '
      'counters_only = true}]\n', {}, "counters_only = true with passes = 3"),
     # the class was named twice
-    ('[gpu]\nbatch_sizes = [8]\n', {}, r"has no section for device class 'cpu' \(sections: gpu\)"),
+    ('[cuda]\nbatch_sizes = [8]\n', {},
+     r"has no section for device class 'cpu' \(sections: cuda\)"),
+    # a misspelled section with valid content was a section no machine selects, without a word
+    ('[cpu]\nbatch_sizes = [8]\n[cdua]\nbatch_sizes = [8]\n', {},
+     r"m.toml \[cdua\]: a section is named by the device it runs on \(cpu, cuda, hpu, "
+     r"hpu-emulated, or a class: cuda-<gpu>, hpu-<generation>\); no device selects \[cdua\]"),
+    ('[cpu]\n[gpu]\nbatch_sizes = [8]\n', {}, r"no device selects \[gpu\]"),
+    ('[cpu]\n[cuda-]\nbatch_sizes = [8]\n', {}, r"no device selects \[cuda-\]"),
 ])
 def test_a_matrix_that_was_taken_wrongly_is_refused(tmp_path, text, flags, message):
     with pytest.raises(AsrbenchError, match=message):
@@ -114,11 +121,13 @@ def test_every_matrix_section_is_checked_and_errors_name_their_file(tmp_path):
     (`limit = 0` said "--limit must be >= 1", a flag never given)."""
     good = '[cpu]\nbatch_sizes = [8]\n'
     for other, message in (('[cuda]\nbatch_sizes = [0]\n', r"\[cuda\]: batch size must be >= 1"),
-                           ('[cdua]\nbogus_key = 1\n', r"\[cdua\]: unknown key\(s\) bogus_key")):
+                           ('[hpu-gaudi3]\nbogus_key = 1\n',
+                            r"\[hpu-gaudi3\]: unknown key\(s\) bogus_key")):
         with pytest.raises(AsrbenchError, match=message):
             resolve({}, None, matrix=_file(tmp_path, good + other, "m.toml"), device=_cpu)
-    assert resolve({}, None, matrix=_file(tmp_path, good + '[cuda]\nbatch_sizes = [16]\n',
-                                          "m.toml"), device=_cpu).configs
+    assert resolve({}, None, matrix=_file(tmp_path, good + '[cuda]\nbatch_sizes = [16]\n'
+                                          '[cuda-h100]\n[hpu-gaudi2]\n', "m.toml"),
+                   device=_cpu).configs
     with pytest.raises(AsrbenchError, match=r"m.toml \[cpu\]: batch size must be >= 1, got 0"):
         resolve({}, None, matrix=_file(tmp_path, "[cpu]\nbatch_sizes = [0]\n", "m.toml"),
                 device=_cpu)

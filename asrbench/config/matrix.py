@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asrbench.config.settings import EMBEDDED_CORPUS, BenchConfig, build_configs, read_toml
+from asrbench.config.settings import (
+    DEVICE_KINDS,
+    EMBEDDED_CORPUS,
+    BenchConfig,
+    build_configs,
+    read_toml,
+)
 from asrbench.errors import AsrbenchError
 from asrbench.formats.model import Tolerance
 from asrbench.gate.baselines import check_tolerance
@@ -81,6 +87,16 @@ def expand_section(section: dict[str, Any], device: str, where: str, name: str =
     return Section(name, configs, passes, tolerance)
 
 
+#: what a section may be named: a device kind, or a class of one (cuda-h100, hpu-gaudi2)
+SECTION_NAMES = "cpu, cuda, hpu, hpu-emulated, or a class: cuda-<gpu>, hpu-<generation>"
+
+
+def _names_a_device(name: str) -> bool:
+    """Whether a section could ever be selected: a device kind or a class of cuda or hpu
+    (devices/*.py device_class). [cdua] was taken as a section no machine runs."""
+    return name in DEVICE_KINDS or name.startswith(("cuda-", "hpu-")) and len(name) > 5
+
+
 def load_section(path: str | Path, device_class: str, kind: str, device: str) -> Section:
     """The section for a device class, falling back to its kind ("cuda" for cuda-h100)."""
     path = Path(path)
@@ -90,6 +106,9 @@ def load_section(path: str | Path, device_class: str, kind: str, device: str) ->
     for name, table in matrix.items():
         if not isinstance(table, dict):
             raise AsrbenchError(f"{path} [{name}]: expected a table")
+        if not _names_a_device(name):
+            raise AsrbenchError(f"{path} [{name}]: a section is named by the device it runs on "
+                                f"({SECTION_NAMES}); no device selects [{name}]")
         if name not in (device_class, kind):
             expand_section(table, "auto", f"{path} [{name}]", name)
     for name in (device_class, kind):
