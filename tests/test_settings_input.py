@@ -144,3 +144,13 @@ def test_the_real_matrix_checks_in_every_section():
                    ("hpu-gaudi2", "hpu")):
         assert resolve({}, None, matrix=root / "benchmarks" / "matrix.toml",
                        device=lambda d=device: d).configs
+
+
+def test_a_config_file_error_names_its_runs_table(tmp_path):
+    """A setting error inside one [[runs]] table of a config file named the file only; with
+    several tables the user had to guess which one."""
+    config = _file(tmp_path, 'dataset = "embedded"\n[[runs]]\ndataset_config = "en"\n'
+                             '[[runs]]\ndataset_config = "hi"\nlimit = 0\n')
+    with pytest.raises(AsrbenchError, match=r"c.toml \(with the flags given\): \[\[runs\]\] "
+                                            r"table 2 of 2: --limit must be >= 1, got 0"):
+        resolve({}, None, config_file=config)

@@ -135,11 +135,17 @@ def build_configs(shared: dict[str, Any], runs: list[dict[str, Any]]) -> list[Be
     else:
         entries = [dict(shared)]
     configs = []
-    for entry in entries:
+    for number, entry in enumerate(entries, start=1):
         if entry.get("language") is None and entry.get("dataset_config"):
             # A Common Voice locale ("hi") is also a Whisper language code.
             entry["language"] = entry["dataset_config"]
-        configs.append(BenchConfig(**entry))
+        try:
+            configs.append(BenchConfig(**entry))
+        except AsrbenchError as exc:
+            if not runs:
+                raise
+            # which [[runs]] table: a file of ten said only "--limit must be >= 1"
+            raise AsrbenchError(f"[[runs]] table {number} of {len(runs)}: {exc}") from None
     return configs
 
 
