@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asrbench import processes
-from asrbench.config.resolve import Selection, resolve
+from asrbench.config.resolve import Selection, resolve, untimed
 from asrbench.config.settings import AB_ROUND_VARIABLE, DEFAULT_PASSES, BenchConfig
 from asrbench.errors import AsrbenchError, first_line
 from asrbench.formats import io as report_io
@@ -83,17 +83,15 @@ def select(overrides: Mapping[str, Any], passes: int | None, *,
     - `passes` given with counters-only is refused: the pre-screen times no pass.
     """
     if passes is not None and overrides.get("counters_only"):
-        raise AsrbenchError(f"--counters-only with --passes {passes}: the pre-screen times no "
-                            "pass; drop one of them")
+        raise untimed(f"--counters-only with --passes {passes}")
     overrides = dict(overrides)
     if os.environ.get(AB_ROUND_VARIABLE) == "1":
         overrides["counters"] = False
     selection = resolve(overrides, passes, config_file=config_file, matrix=matrix, device=device)
     configs = selection.configs
     if passes is not None and any(c.counters_only for c in configs):  # the file's setting
-        raise AsrbenchError(f"{selection.source} sets counters_only = true and --passes "
-                            f"{passes} asks for timed passes: the pre-screen times no pass; "
-                            "drop one of them")
+        raise untimed(f"{selection.source} sets counters_only = true and --passes {passes} "
+                      "asks for timed passes")
     if world is not None:
         configs = world.configs(configs)
     if nproc > 1:

@@ -71,8 +71,7 @@ def resolve(flags: Mapping[str, Any], passes: int | None = None, *,
         raise AsrbenchError(f"{config_file} (with the flags given): {exc}") from None
     if file_passes is not None and passes is None and "counters_only" not in flags and any(
             c.counters_only for c in configs):
-        raise AsrbenchError(f"{config_file}: counters_only = true with passes = {file_passes}: "
-                            "the pre-screen times no pass; drop one of them")
+        raise untimed(f"{config_file}: counters_only = true with passes = {file_passes}")
     return Selection(configs, passes or file_passes or DEFAULT_PASSES,
                      source=str(config_file) if config_file is not None else "defaults")
 
@@ -96,10 +95,16 @@ def _from_matrix(matrix: str | Path, flags: dict[str, Any], passes: int | None,
     configs = [config.replace(**changes) for config in rows]
     if section.passes is not None and passes is None and "counters_only" not in flags and any(
             c.counters_only for c in configs):  # as for a config file: the passes were dropped
-        raise AsrbenchError(f"{matrix} [{section.name}]: counters_only = true with passes = "
-                            f"{section.passes}: the pre-screen times no pass; drop one of them")
+        raise untimed(f"{matrix} [{section.name}]: counters_only = true with passes = "
+                      f"{section.passes}")
     return Selection(_unique(configs), passes or section.passes or DEFAULT_PASSES,
                      section.tolerance, f"{matrix} [{section.name}]")
+
+
+def untimed(clash: str) -> AsrbenchError:
+    """The one refusal of timed passes asked for beside a counters-only pre-screen, wherever
+    the two meet (flags, a config file, a matrix section, a file and a flag)."""
+    return AsrbenchError(f"{clash}: the pre-screen times no pass; drop one of them")
 
 
 def _unique(configs: list[BenchConfig]) -> list[BenchConfig]:
