@@ -205,3 +205,61 @@ def test_a_counters_only_emulated_run_decodes_each_counted_batch_once_and_counts
     assert len(run["utterances"]) == clips
     assert (run["timings"]["warmup_batches"],
             eager["timings"]["warmup_batches"]) == warmup_batches
+
+
+RECAPTURE_CHILD = r"""
+import json, sys
+from asrbench.devices import hpu_emulated
+from asrbench.measure import decoding
+mode, regression, out = sys.argv[1], sys.argv[2], sys.argv[3]
+if mode == "eager":  # a device that cannot tell which call captures: warm-up, eager count
+    hpu_emulated.EmulatedHPUDevice.capture_while_counting = False
+if regression != "none":
+    call = decoding.StaticGreedyDecoder.__call__
+    def recapturing(self, features):
+        # the encoder's graph is dropped before every batch ("every") or before the partial
+        # last one ("last": its dummy rows are copies of its last clip)
+        if regression == "every" or bool((features[-1] == features[-2]).all()):
+            self.encode.clear_cache()
+        return call(self, features)
+    decoding.StaticGreedyDecoder.__call__ = recapturing
+from asrbench.cli.main import main
+code = main(sys.argv[4:])
+json.dump({"code": code}, open(out, "w"))
+"""
+
+
+@pytest.mark.skipif(not EmulatedHPUDevice.is_available(),
+                    reason=EmulatedHPUDevice.unavailable_reason())
+@pytest.mark.parametrize("mode", ["capture", "eager"])
+def test_a_recapture_after_the_first_batch_is_counted_by_a_counters_only_run(
+        tmp_path, tiny_whisper, mode):
+    """Two batches of 2 (3 clips: the second is the partial last batch, padded with a dummy
+    row) are both counted batches. Main's counters-only run sent neither through the graph
+    wrappers after the first batch's capture, so a graph dropped and captured again before
+    every batch, or before the partial last batch only, counted the same compilations as a
+    clean run and passed the gate (a timed run: 3 -> 5). Now the second batch goes through
+    the wrappers once, counted while capturing (the emulated Gaudi) or decoded again after
+    the eager count (a device that cannot tell)."""
+    script = tmp_path / "child.py"
+    script.write_text(RECAPTURE_CHILD)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    compilations = {}
+    for regression in ("none", "every", "last"):
+        report, out = tmp_path / f"{regression}.json", tmp_path / f"{regression}.out.json"
+        proc = subprocess.run(
+            [sys.executable, str(script), mode, regression, str(out), "run", "--device",
+             "hpu-emulated", "--graphs", "--model", str(tiny_whisper), "--dataset-config", "en",
+             "--language", "english", "--limit", "3", "--batch-size", "2",
+             "--generation-max-length", "12", "--reference-utterances", "0", "--counters-only",
+             "--no-progress", "--report", str(report)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        run = json.loads(report.read_text())["runs"][0]
+        assert len(run["counters"]["batches"]) == 1  # both batches counted
+        compilations[regression] = (run["counters"]["compilations"], run["counters"]["captures"])
+    (clean, clean_captures) = compilations["none"]
+    for regression in ("every", "last"):
+        count, captures = compilations[regression]
+        assert count > clean, (regression, compilations)
+        assert sum(captures.values()) > sum(clean_captures.values()), (regression, compilations)

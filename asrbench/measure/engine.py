@@ -84,6 +84,15 @@ def _percentile(values: list[float], q: float) -> float | None:
     return percentile(values, q) if values else None
 
 
+def _batches_rows(rows: list[list[int]], real: list[int]) -> list[list[list[int]]]:
+    """A pass's rows (decoding order) cut into its batches' (`real`: each batch's rows)."""
+    out, start = [], 0
+    for count in real:
+        out.append(rows[start:start + count])
+        start += count
+    return out
+
+
 def measured_timings(pass_seconds: list[float], model_seconds: float, latencies: list[float],
                      feature_extraction_seconds: float = 0.0, warmup_seconds: float = 0.0,
                      warmup_batches: int = 0, batches_per_pass: int = 0,
@@ -688,32 +697,44 @@ class Evaluator:
         """--counters-only: no timed pass. The counted batches' transcripts (one batch of each
         distinct batch shape) come from their counted pass (same decoder, model, cache,
         autocast and batch shape as a timed pass), the other batches' from one plain, untimed
-        decode; graph captures are the warm-up's and that decode's (the counted pass replays
-        nothing).
+        decode; graph captures are the warm-up's and that decode's.
 
-        `deferred`: warm-up batches not decoded yet (counts_while_capturing): the leading ones
-        that are counted are counted while capturing, in decoding order, so every graph is
-        captured on the batch and in the order the warm-up would have; the warm-up's other
-        batches are decoded plainly after the counted pass (an eager count touches no graph
-        cache). Returns the rows, the counters and the warm-up that ran (`warmup` itself when
-        nothing was deferred)."""
+        With graphs, every batch the warm-up did not decode goes through the device's graph
+        wrappers once, as a timed pass sends it, so a graph captured again for a later batch
+        (a recapture per batch, or on the partial last batch only) is counted: where the
+        device tells which call captures (`deferred` > 0: counts_while_capturing), every
+        counted batch is counted while capturing (a call that would replay runs the module's
+        own forward, a call that would capture captures); elsewhere the counted batches the
+        warm-up did not decode are decoded again by the plain decode (the eager counted pass
+        bypasses the wrappers).
+
+        `deferred`: warm-up batches not decoded yet (counts_while_capturing): the warm-up's
+        batches that are not counted are decoded plainly after the counted pass, in order (an
+        eager count touches no graph cache). Returns the rows, the counters and the warm-up
+        that ran (`warmup` itself when nothing was deferred)."""
         chosen = select_batches(cache.shapes)
         deferred = min(deferred, len(cache.real))
+        capturing = deferred > 0
         leading = 0
         while leading < deferred and leading in chosen:
             leading += 1
         decoded: dict[int, list] = {}
-        before = self.device.compile_count() if leading else 0
+        before = self.device.compile_count() if capturing else 0
         counters = self._count(split, cache, [self._stored(split, cache, n) for n in chosen],
                                compilations=None, captures=[], rows_out=decoded,
-                               capture=frozenset(range(leading)))
+                               capture=frozenset(chosen) if capturing else frozenset())
         # (an eager counted pass is left out, as before: on a Gaudi the counter also counts
         # the lazy-mode recipes an eager decode compiles)
-        after = self.device.compile_count() if leading else 0
+        after = self.device.compile_count() if capturing else 0
         if deferred:
             warmup = self._pass((cache.batch(n) for n in range(leading, deferred)), "warm-up")
-        rest = self._pass((cache.batch(n) for n in range(len(cache.real)) if n not in decoded),
-                          "decode")
+        # the batches no graph wrapper has seen since the warm-up's: a timed pass sends each
+        # through them (without graphs, only the batches the counted pass did not decode)
+        warmed = len(warmup.latencies) if not capturing else 0
+        unseen = [n for n in range(len(cache.real))
+                  if n not in decoded or (self.prepared.graphs and not capturing
+                                          and n >= warmed)]
+        rest = self._pass((cache.batch(n) for n in unseen), "decode")
         if (warmup.compilations is not None and rest.compilations is not None
                 and before is not None and after is not None):
             # the counted pass's captures where it stood in for the warm-up
@@ -722,11 +743,11 @@ class Evaluator:
         for capture in self.device.graph_captures[captured_from:]:
             tally[capture.key()] = tally.get(capture.key(), 0) + capture.count
         counters.captures = tally
-        others = iter(rest.sequences)
+        others = dict(zip(unseen, _batches_rows(rest.sequences, [cache.real[n] for n in unseen])))
         sequences: list[list[int]] = []
-        for number, real in enumerate(cache.real):
+        for number in range(len(cache.real)):
             sequences += ([self._trim(r) for r in decoded[number]] if number in decoded
-                          else [next(others) for _ in range(real)])
+                          else others[number])
         return sequences, counters, warmup
 
     def _batches_of(self, whole: SplitIndex) -> tuple[list[tuple], int]:
