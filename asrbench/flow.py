@@ -409,6 +409,8 @@ class Finished:
     markdown: Path | None = None
     markdown_error: str | None = None
     interrupted: bool = False
+    #: the report path asked for (None: none)
+    wanted: Path | None = None
     baselines: Refreshed | None = None  # None: not asked
     history: Recorded | None = None  # None: not asked, or no report written
 
@@ -437,7 +439,7 @@ def finish(outcome: GateOutcome, runs: list[Run], *, report_path: Path | None,
     `history` store when asked."""
     runs = with_verdicts(runs, outcome, tolerance)
     report = make_report(runs, interrupted=interrupted) if runs else None  # a report has runs
-    done = Finished(outcome, runs, interrupted=interrupted)
+    done = Finished(outcome, runs, interrupted=interrupted, wanted=report_path)
     if report_path is not None and report is not None:
         done.written = write_report(report, report_path)
     if report_path is not None:

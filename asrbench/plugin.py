@@ -66,6 +66,7 @@ class PluginState:
     errors: dict[str, str] = field(default_factory=dict)  # config id -> why not judged (first)
     selected: list[str] = field(default_factory=list)  # ids a selected test judges
     usage_error: str | None = None  # raised at the end of collection, in one line
+    collecting: bool = False  # a benchmark test was being collected (its configs resolved)
     summary_lines: list[str] = field(default_factory=list)  # printed under pytest's summary
     #: the SIGTERM/SIGHUP handlers the session replaced (processes.raise_on), to restore
     signals: dict[int, Any] = field(default_factory=dict)
@@ -209,6 +210,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "bench_config" not in metafunc.fixturenames:
         return
     state = _state(metafunc.config)
+    state.collecting = True
     try:
         configs, _ = _configs(metafunc.config)
     except AsrbenchError as exc:
@@ -461,10 +463,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is not None:  # a second SIGTERM while the report is written ends the process
         processes.restore(state.signals)
         state.signals = {}
-    if state is None or not (state.results or state.selected):
-        return
-    if session.config.option.collectonly:
+    if state is None or session.config.option.collectonly:
         return  # `--collect-only` lists the tests: nothing was to be judged, nothing written
+    if not (state.results or state.selected):
+        if state.collecting and session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            _interrupted_collecting(session.config, state)
+        return
 
     config = session.config
     report_path = _report_path(config)
@@ -494,6 +498,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if session.config.pluginmanager.get_plugin("terminalreporter") is None:
         for line in state.summary_lines:
             print(line, file=sys.stderr)
+
+
+def _interrupted_collecting(config: pytest.Config, state: PluginState) -> None:
+    """Ctrl-C, SIGTERM or SIGHUP while the benchmarks were collected (the device probe and the
+    preflight take seconds, minutes on a Gaudi): no config was selected yet. The summary says
+    "could not judge", never an earlier session's green one left in place (it was left)."""
+    reason = "the session was interrupted while its benchmarks were collected, before any " \
+             "config ran"
+    _stopped(config, f"asrbench: {reason}")
+    try:
+        path: Path | None = _report_path(config)
+    except AsrbenchError:
+        path = None
+    left = (f" ({path} is an earlier session's, left as it was)"
+            if path is not None and path.exists() else "")
+    state.summary_lines = [_safe(f"asrbench: error: could not judge: {reason}; no report "
+                                 f"written{left}")]
+    if config.pluginmanager.get_plugin("terminalreporter") is None:
+        print(state.summary_lines[0], file=sys.stderr)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,

@@ -458,3 +458,42 @@ def test_a_sigterm_ends_a_pytest_session_as_an_interruption_not_a_stale_green_su
     assert json.loads(out.read_text())["interrupted"] is True
     summary = out.with_suffix(".md").read_text(encoding="utf-8")
     assert "stale" not in summary and "could not judge" in summary, summary
+
+
+@pytest.mark.parametrize("when", ["collecting", "before-the-first-config"])
+def test_a_session_interrupted_before_any_config_ran_leaves_no_green_summary(
+        project, pytester, tmp_path, tiny_whisper, when):
+    """Ctrl-C (or SIGTERM) while the benchmarks are collected (the device probe and preflight:
+    seconds here, minutes on a Gaudi) returned without a word: the earlier session's green
+    summary stayed, pytest said only "no tests ran". Interrupted after collection but before
+    any config finished, the summary said "could not judge" but not that the report at the
+    path asked for is an earlier session's."""
+    hook = ("import pytest\n"
+            "@pytest.hookimpl(trylast=True)\n"
+            "def pytest_generate_tests(metafunc):\n"
+            "    if 'bench_config' in metafunc.fixturenames:\n"
+            "        raise KeyboardInterrupt\n") if when == "collecting" else (
+            "def pytest_runtest_setup(item):\n"
+            "    raise KeyboardInterrupt\n")
+    (pytester.path / "conftest.py").write_text('pytest_plugins = ["asrbench.plugin"]\n' + hook)
+    out = pytester.path / "gate.json"
+    out.write_text('{"stale": "a green report of an earlier session"}', encoding="utf-8")
+    out.with_suffix(".md").write_text("**✅ no failure** (stale)\n", encoding="utf-8")
+    result = pytester.runpytest_inprocess(  # the measuring door: nothing measured yet
+        "test_bench.py", "-p", "no:cacheprovider", "-q", "--rootdir", str(pytester.path),
+        "--asrbench-model", str(tiny_whisper), "--asrbench-dataset-config", "en",
+        "--asrbench-language", "english", "--asrbench-limit", "2",
+        "--asrbench-matrix", str(BENCH_FILE.parent / "matrix.toml"),
+        "--asrbench-baseline-dir", str(project["baselines"]), "--asrbench-report", str(out),
+        no_reraise_ctrlc=True)
+    text = "\n".join(result.outlines + result.errlines)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, text
+    assert out.read_text(encoding="utf-8").startswith('{"stale"')  # left, and said so
+    summary = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert "stale" not in summary and "could not judge" in summary, summary
+    assert f"{out} is an earlier session's, left as it was" in text, text
+    if when == "collecting":
+        assert "could not judge: the session was interrupted while its benchmarks were " \
+               "collected" in text, text
+    else:
+        assert "no config ran, no report written" in text, text

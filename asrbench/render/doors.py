@@ -133,7 +133,9 @@ def finished_lines(done: Finished, judged: str | None = None) -> list[str]:
     elif written is not None:
         lines.append(f"asrbench: report written to {written.path}{marked} (summary: {summary})")
     elif summary is not None:
-        lines.append(f"asrbench: no config ran, no report written (summary: {summary})")
+        left = (f"; {done.wanted} is an earlier session's, left as it was"
+                if done.wanted is not None and done.wanted.exists() else "")
+        lines.append(f"asrbench: no config ran, no report written (summary: {summary}{left})")
     else:
         lines.append(f"asrbench: judged {judged}; nothing written over it or reports/latest.* "
                      "(--asrbench-report PATH writes this session's report and summary)")
