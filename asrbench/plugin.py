@@ -66,7 +66,9 @@ class PluginState:
     errors: dict[str, str] = field(default_factory=dict)  # config id -> why not judged (first)
     selected: list[str] = field(default_factory=list)  # ids a selected test judges
     usage_error: str | None = None  # raised at the end of collection, in one line
-    collecting: bool = False  # a benchmark test was being collected (its configs resolved)
+    #: a benchmark test was being collected (its configs resolved), and collection had not
+    #: finished: an interruption then stopped the session before it could select a config
+    collecting: bool = False
     summary_lines: list[str] = field(default_factory=list)  # printed under pytest's summary
     #: the SIGTERM/SIGHUP handlers the session replaced (processes.raise_on), to restore
     signals: dict[int, Any] = field(default_factory=dict)
@@ -220,6 +222,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             state.usage_error = _safe(f"asrbench: {exc}")
         configs = []
     metafunc.parametrize("bench_config", configs, ids=[c.id for c in configs])
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """Collection finished (pytest calls pytest_collection_finish on an interrupted collection
+    too; this hook only on a finished one): what is selected from here is the session's
+    choice, and a session selecting no benchmark writes no summary."""
+    state = config.stash.get(STATE_KEY, None)
+    if state is not None:
+        state.collecting = False
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -61,6 +61,18 @@ def rsd(rates: tuple[float, ...] | list[float]) -> float:
     return statistics.stdev(rates) / statistics.fmean(rates) if len(rates) > 1 else 0.0
 
 
+def with_own_error_rates(run: dict[str, Any]) -> dict[str, Any]:
+    """`run` (a report's run as JSON) with the error rates its utterances' edit counts give
+    (corpus level), as `asrbench run` writes them: the gate refuses a run whose rates are not
+    those. A rate over no words or characters is left as it is (the gate checks none)."""
+    rows = [u["edits"] for u in run["utterances"]]
+    for metric, (errors, length) in EDIT_INDEX.items():
+        total = sum(row[length] for row in rows)
+        if total:
+            run["metrics"][metric] = sum(row[errors] for row in rows) / total
+    return run
+
+
 def make_run(config_id: str = "cfg", wer: float = 0.2, cer: float = 0.1,
              rates: tuple[float, ...] = (10.0, 10.0, 10.0),
              predictions: dict[str, str] | None = None, device_class: str = "cpu",
@@ -298,18 +310,6 @@ PLANTED_PASS_SPREAD = [0.99, 1.01]
 PLANTED_SAMPLES_PER_SECOND = 10.0
 PLANTED_AT = 3  # index of the first slow run (run 4)
 #: the real run's own report (its throughput as measured), beside the six planted copies
-def with_own_error_rates(run: dict[str, Any]) -> dict[str, Any]:
-    """`run` (a report's run as JSON) with the error rates its utterances' edit counts give
-    (corpus level), as `asrbench run` writes them: the gate refuses a run whose rates are not
-    those. A rate over no words or characters is left as it is (the gate checks none)."""
-    rows = [u["edits"] for u in run["utterances"]]
-    for metric, (errors, length) in EDIT_INDEX.items():
-        total = sum(row[length] for row in rows)
-        if total:
-            run["metrics"][metric] = sum(row[errors] for row in rows) / total
-    return run
-
-
 REAL_RUN_REPORT = "measured.json"
 
 

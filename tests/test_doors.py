@@ -497,3 +497,30 @@ def test_a_session_interrupted_before_any_config_ran_leaves_no_green_summary(
                "collected" in text, text
     else:
         assert "no config ran, no report written" in text, text
+
+
+def test_a_session_that_deselected_every_benchmark_writes_no_summary_when_interrupted(
+        project, pytester, tmp_path, tiny_whisper):
+    """A unit-test session (`-k` deselecting every benchmark) interrupted while running its
+    tests never ran the gate: it must not write a "could not judge" summary over an earlier
+    session's (only a stop during collection, before any choice was made, says so)."""
+    (pytester.path / "conftest.py").write_text(
+        'pytest_plugins = ["asrbench.plugin"]\n'
+        "def pytest_runtest_setup(item):\n"
+        "    raise KeyboardInterrupt\n")
+    (pytester.path / "test_unit.py").write_text("def test_unit():\n    pass\n")
+    out = pytester.path / "gate.json"
+    summary = out.with_suffix(".md")
+    summary.write_text("an earlier session's summary\n", encoding="utf-8")
+    result = pytester.runpytest_inprocess(
+        "test_bench.py", "test_unit.py", "-k", "test_unit", "-p", "no:cacheprovider", "-q",
+        "--rootdir", str(pytester.path), "--asrbench-model", str(tiny_whisper),
+        "--asrbench-dataset-config", "en", "--asrbench-language", "english",
+        "--asrbench-limit", "2", "--asrbench-matrix", str(BENCH_FILE.parent / "matrix.toml"),
+        "--asrbench-baseline-dir", str(project["baselines"]), "--asrbench-report", str(out),
+        no_reraise_ctrlc=True)
+    text = "\n".join(result.outlines + result.errlines)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, text
+    assert "deselected" in text, text
+    assert summary.read_text(encoding="utf-8") == "an earlier session's summary\n"
+    assert "could not judge" not in text, text

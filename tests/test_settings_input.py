@@ -55,6 +55,8 @@ def test_a_config_file_value_that_was_taken_wrongly_is_refused(tmp_path, text, m
      r"hpu-emulated, or a class: cuda-<gpu>, hpu-<generation>\); no device selects \[cdua\]"),
     ('[cpu]\n[gpu]\nbatch_sizes = [8]\n', {}, r"no device selects \[gpu\]"),
     ('[cpu]\n[cuda-]\nbatch_sizes = [8]\n', {}, r"no device selects \[cuda-\]"),
+    ('[cpu]\n[hpu-guadi2]\n', {}, r"no device selects \[hpu-guadi2\]"),
+    ('[cpu]\n[cuda-H100]\n', {}, r"no device selects \[cuda-H100\]"),
 ])
 def test_a_matrix_that_was_taken_wrongly_is_refused(tmp_path, text, flags, message):
     with pytest.raises(AsrbenchError, match=message):
@@ -126,7 +128,8 @@ def test_every_matrix_section_is_checked_and_errors_name_their_file(tmp_path):
         with pytest.raises(AsrbenchError, match=message):
             resolve({}, None, matrix=_file(tmp_path, good + other, "m.toml"), device=_cpu)
     assert resolve({}, None, matrix=_file(tmp_path, good + '[cuda]\nbatch_sizes = [16]\n'
-                                          '[cuda-h100]\n[hpu-gaudi2]\n', "m.toml"),
+                                          '[cuda-h100]\n[hpu-gaudi2]\n[hpu-gaudi]\n'
+                                          '[cuda-rtx4090]\n', "m.toml"),
                    device=_cpu).configs
     with pytest.raises(AsrbenchError, match=r"m.toml \[cpu\]: batch size must be >= 1, got 0"):
         resolve({}, None, matrix=_file(tmp_path, "[cpu]\nbatch_sizes = [0]\n", "m.toml"),
@@ -154,3 +157,13 @@ def test_a_config_file_error_names_its_runs_table(tmp_path):
     with pytest.raises(AsrbenchError, match=r"c.toml \(with the flags given\): \[\[runs\]\] "
                                             r"table 2 of 2: --limit must be >= 1, got 0"):
         resolve({}, None, config_file=config)
+    # a value outside the tables (the file's top level, or a flag) is no table's fault
+    top = _file(tmp_path, 'dataset = "embedded"\nlimit = 0\n[[runs]]\ndataset_config = "en"\n'
+                          '[[runs]]\ndataset_config = "hi"\n', "top.toml")
+    plain = _file(tmp_path, 'dataset = "embedded"\n[[runs]]\ndataset_config = "en"\n',
+                  "plain.toml")
+    for config_file, flags in ((top, {}), (plain, {"limit": 0})):
+        with pytest.raises(AsrbenchError) as info:
+            resolve(flags, None, config_file=config_file)
+        assert "--limit must be >= 1, got 0" in str(info.value)
+        assert "[[runs]]" not in str(info.value), str(info.value)

@@ -6,6 +6,7 @@ BenchConfigs. Read here for both doors: the pytest plugin runs the section of it
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,12 +90,15 @@ def expand_section(section: dict[str, Any], device: str, where: str, name: str =
 
 #: what a section may be named: a device kind, or a class of one (cuda-h100, hpu-gaudi2)
 SECTION_NAMES = "cpu, cuda, hpu, hpu-emulated, or a class: cuda-<gpu>, hpu-<generation>"
+#: the classes devices name themselves (devices/cuda.py gpu_class_slug: lower-case letters and
+#: digits; devices/hpu.py generation_from_device_name: gaudi, gaudi<N> or unknown)
+_DEVICE_CLASS = re.compile(r"cuda-[a-z0-9]+|hpu-(?:gaudi\d*|unknown)")
 
 
 def _names_a_device(name: str) -> bool:
-    """Whether a section could ever be selected: a device kind or a class of cuda or hpu
-    (devices/*.py device_class). [cdua] was taken as a section no machine runs."""
-    return name in DEVICE_KINDS or name.startswith(("cuda-", "hpu-")) and len(name) > 5
+    """Whether a section could ever be selected: a device kind or a class a device names
+    itself. [cdua] (or [hpu-guadi2], [cuda-H100]) was taken as a section no machine runs."""
+    return name in DEVICE_KINDS or _DEVICE_CLASS.fullmatch(name) is not None
 
 
 def load_section(path: str | Path, device_class: str, kind: str, device: str) -> Section:

@@ -142,11 +142,24 @@ def build_configs(shared: dict[str, Any], runs: list[dict[str, Any]]) -> list[Be
         try:
             configs.append(BenchConfig(**entry))
         except AsrbenchError as exc:
-            if not runs:
+            if not runs or _shared_fails_alike(shared, exc):
                 raise
             # which [[runs]] table: a file of ten said only "--limit must be >= 1"
             raise AsrbenchError(f"[[runs]] table {number} of {len(runs)}: {exc}") from None
     return configs
+
+
+def _shared_fails_alike(shared: dict[str, Any], error: AsrbenchError) -> bool:
+    """Whether the settings outside every [[runs]] table (the file's top level and the flags)
+    fail on their own with the same error: then no table is to blame for it."""
+    alone = dict(shared)
+    if alone.get("language") is None and alone.get("dataset_config"):
+        alone["language"] = alone["dataset_config"]
+    try:
+        BenchConfig(**alone)
+    except AsrbenchError as exc:
+        return str(exc) == str(error)
+    return False
 
 
 # -- the TOML form of one config (what a launcher hands its ranks: `asrbench run --config`) -----

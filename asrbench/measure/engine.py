@@ -708,10 +708,12 @@ class Evaluator:
         warm-up did not decode are decoded again by the plain decode (the eager counted pass
         bypasses the wrappers).
 
-        `deferred`: warm-up batches not decoded yet (counts_while_capturing): the warm-up's
-        batches that are not counted are decoded plainly after the counted pass, in order (an
-        eager count touches no graph cache). Returns the rows, the counters and the warm-up
-        that ran (`warmup` itself when nothing was deferred)."""
+        `deferred`: warm-up batches not decoded yet (counts_while_capturing): those after the
+        leading run of counted ones (the first batch, and any counted batch right after it)
+        are decoded plainly after the counted pass, in order, as the warm-up would have (a
+        counted batch among them is decoded again: with --warmup-batches 3 or more).
+        Returns the rows, the counters and the warm-up that ran (`warmup` itself when nothing
+        was deferred)."""
         chosen = select_batches(cache.shapes)
         deferred = min(deferred, len(cache.real))
         capturing = deferred > 0
