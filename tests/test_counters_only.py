@@ -390,3 +390,28 @@ def test_work_done_once_on_a_first_call_is_said_and_counted_warm_when_asked(
     assert run_cli(["compare", "--report", str(reports["warm"]),
                     "--baseline-dir", str(baselines)]) == 0
     assert "same counts" in capsys.readouterr().out
+
+
+def test_a_recapture_is_not_explained_away_as_first_call_work():
+    """A counters-only run without a warm-up adds "counted on the first call ... run again with
+    --warmup-batches 1" to the first counter that moved. Graph captures are counted alike in
+    both modes (a timed run's count holds its warm-up's), so a recapture got that hint and sent
+    its reader to rerun; an op that moved still gets it."""
+    timed = make_run(predictions={"a": "hello world"})
+    timed.counters = _counts().model_copy(update={"compilations": 3})
+    entry = make_entry(timed)
+    entry.counters = timed.counters
+
+    def cold(counters: Counters) -> Run:
+        document = _counters_only(timed).model_dump(mode="json", by_alias=True)
+        document["timings"].update({"passes": 0, "warmup_batches": 0, "pass_seconds": []})
+        document["counters"] = counters.model_dump(mode="json", by_alias=True)
+        return Run.model_validate(document)
+
+    recaptured = compare_run(cold(_counts().model_copy(update={"compilations": 4})), entry)
+    (moved,) = [v for v in recaptured.verdicts if v.verdict == "regressed"]
+    assert moved.metric == "counters.compilations"
+    assert "counted on the first call" not in moved.note, moved.note
+    more_ops = compare_run(cold(_counts(13).model_copy(update={"compilations": 3})), entry)
+    assert any("counted on the first call" in v.note for v in more_ops.verdicts
+               if v.verdict == "regressed")

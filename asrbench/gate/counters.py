@@ -341,8 +341,10 @@ def run_counter_verdicts(run: Run, baseline: Counters | None,
     return verdicts
 
 
-#: verdicts work done once on a first call cannot explain (a refusal, the decode's length)
-NOT_COLD = ("counters", *(metric for _, metric, _ in DECODE_LENGTH))
+#: verdicts work done once on a first call cannot explain (a refusal, the decode's length, the
+#: graph captures: a timed run's count holds its warm-up's, and a counters-only run's captures
+#: are those or the counted pass's standing in for them)
+NOT_COLD = ("counters", "counters.compilations", *(metric for _, metric, _ in DECODE_LENGTH))
 #: what a counters-only run without a warm-up adds to a counter that moved
 COLD_HINT = (" [counted on the first call (--counters-only, no warm-up): work done once on a "
              "first call counts here and not in a timed run's count; if the code did not "
