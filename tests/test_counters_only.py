@@ -313,13 +313,14 @@ def test_counters_only_decodes_and_counts_what_a_timed_run_does(tmp_path, tiny_w
     assert [(u["id"], u["prediction"], u["tokens"]) for u in only["utterances"]] == \
         [(u["id"], u["prediction"], u["tokens"]) for u in timed["utterances"]]
     assert len(only["utterances"]) == 3
-    unstable = ("seconds", "peak_device_memory_bytes")
+    unstable = ("seconds", "peak_device_memory_bytes", "first_calls")
     assert {k: v for k, v in only["counters"].items() if k not in unstable} == \
         {k: v for k, v in timed["counters"].items() if k not in unstable}
     assert only["config"]["counters_only"] is True and timed["config"]["counters_only"] is False
     assert only["throughput"] is None and only["metrics"]["samples_per_second"] is None
     assert only["timings"]["pass_seconds"] == [] and only["timings"]["passes"] == 0
     assert only["timings"]["warmup_batches"] == 0  # the CPU captures nothing: no warm-up
+    assert (only["counters"]["first_calls"], timed["counters"]["first_calls"]) == (True, None)
     assert "not measured" in capsys.readouterr().out
     baselines = tmp_path / "baselines"
     assert run_cli(["baseline", "update", "--report", str(tmp_path / "t.json"),
@@ -370,7 +371,7 @@ def test_work_done_once_on_a_first_call_is_said_and_counted_warm_when_asked(
     assert run_cli([*RUN, *model, "--counters-only", "--warmup-batches", "1",
                     "--report", str(reports["warm"])]) == 0
     runs = {name: json.loads(path.read_text())["runs"][0] for name, path in reports.items()}
-    unstable = ("seconds", "peak_device_memory_bytes")
+    unstable = ("seconds", "peak_device_memory_bytes", "first_calls")
 
     def counts(name):
         return {k: v for k, v in runs[name]["counters"].items() if k not in unstable}
@@ -378,6 +379,8 @@ def test_work_done_once_on_a_first_call_is_said_and_counted_warm_when_asked(
     assert counts("cold") != counts("timed")  # the control: the first call's clone counted
     assert counts("warm") == counts("timed")
     assert runs["warm"]["timings"]["warmup_batches"] == 1 and runs["warm"]["throughput"] is None
+    assert (runs["cold"]["counters"]["first_calls"], runs["warm"]["counters"]["first_calls"]) \
+        == (True, False)
     baselines = tmp_path / "baselines"
     assert run_cli(["baseline", "update", "--report", str(reports["timed"]),
                     "--baseline-dir", str(baselines)]) == 0
@@ -412,6 +415,18 @@ def test_a_recapture_is_not_explained_away_as_first_call_work():
     (moved,) = [v for v in recaptured.verdicts if v.verdict == "regressed"]
     assert moved.metric == "counters.compilations"
     assert "counted on the first call" not in moved.note, moved.note
-    more_ops = compare_run(cold(_counts(13).model_copy(update={"compilations": 3})), entry)
-    assert any("counted on the first call" in v.note for v in more_ops.verdicts
-               if v.verdict == "regressed")
+    more_ops = compare_run(cold(_counts(13).model_copy(update={"compilations": 3,
+                                                                "first_calls": True})), entry)
+    (hinted,) = [v.note for v in more_ops.verdicts if "counted on the first call" in v.note]
+    assert "--warmup-batches 1" in hinted
+    # counted while capturing graphs (the emulated Gaudi): --warmup-batches changes nothing
+    # there, and the field, not timings.warmup_batches, says the batches were first calls
+    graphs = cold(_counts(13).model_copy(update={"compilations": 3, "first_calls": True}))
+    graphs.config = graphs.config.model_copy(update={"graphs": True})
+    graphs.timings = graphs.timings.model_copy(update={"warmup_batches": 1})
+    (hinted,) = [v.note for v in compare_run(graphs, entry).verdicts
+                 if "counted on the first call" in v.note]
+    assert "--warmup-batches" not in hinted and "a timed run (--passes 1)" in hinted, hinted
+    warm = cold(_counts(13).model_copy(update={"compilations": 3, "first_calls": False}))
+    assert not any("counted on the first call" in v.note
+                   for v in compare_run(warm, entry).verdicts)

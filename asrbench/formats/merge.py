@@ -44,7 +44,7 @@ from asrbench.formats.model import (
 THROUGHPUT_RULE = ("all samples / the shards' summed timed pass seconds, pass by pass (work "
                    "per device, as one process measures it; not the job's wall time)")
 #: counters fields that are informational and differ between equal runs
-_INFORMATIONAL = {"seconds", "peak_device_memory_bytes"}
+_INFORMATIONAL = {"seconds", "peak_device_memory_bytes", "first_calls"}
 
 
 @dataclass

@@ -825,6 +825,11 @@ class Counters(BatchCounters):
                           "CPU and the emulated Gaudi (no device allocator)")
     seconds: NonNegativeFloat | None = Field(None, description="wall time of the counted "
                                                                   "pass (informational)")
+    first_calls: bool | None = Field(
+        None, description="a counters-only run's counted batches were the code's first calls "
+                          "(no warm-up before them, or counted while capturing their graphs): "
+                          "work done once on a first call is in these counts; null: a timed "
+                          "run's, counted after its warm-up and timed passes")
 
 
 class ModelIdentity(_Model):

@@ -64,6 +64,7 @@ NAMED = 8
 #: (a pydantic exclude: the read lines move with any edit above a read, in every batch)
 UNSTABLE: dict[str, Any] = {
     "seconds": True, "peak_device_memory_bytes": True, "host_read_lines": True,
+    "first_calls": True,  # how the run counted (counters-only, warm-up), not what
     "batches": {"__all__": {"host_read_lines": True}}}
 #: notes of the informational "counters" verdicts: nothing was gated, nothing fails
 NOT_COUNTED = "this run was not counted (--no-counters): counters not compared"
@@ -336,8 +337,11 @@ def run_counter_verdicts(run: Run, baseline: Counters | None,
     # once, on the run's first count that first-call work could move: not a refusal, not the
     # decode's length)
     cold = [v for v in verdicts if v.verdict == "regressed" and v.metric not in NOT_COLD]
-    if run.timings.passes == 0 and not run.timings.warmup_batches and cold:
-        cold[0].note += COLD_HINT
+    first_calls = (run.counters.first_calls if run.counters is not None
+                   and run.counters.first_calls is not None
+                   else not run.timings.warmup_batches)  # a report from before the field
+    if run.timings.passes == 0 and first_calls and cold:
+        cold[0].note += COLD_HINT_GRAPHS if run.config.graphs else COLD_HINT
     return verdicts
 
 
@@ -349,6 +353,12 @@ NOT_COLD = ("counters", "counters.compilations", *(metric for _, metric, _ in DE
 COLD_HINT = (" [counted on the first call (--counters-only, no warm-up): work done once on a "
              "first call counts here and not in a timed run's count; if the code did not "
              "change, run again with --warmup-batches 1]")
+#: the same, for a run whose counted batches were counted while capturing their graphs (the
+#: emulated Gaudi): --warmup-batches cannot make them warm there
+COLD_HINT_GRAPHS = (" [counted on the first call (--counters-only: counted while capturing "
+                    "the graphs): work done once on a first call counts here and not in a "
+                    "timed run's count; if the code did not change, a timed run (--passes 1) "
+                    "counts warm]")
 
 
 def not_gated(verdicts: list[Verdict]) -> str | None:

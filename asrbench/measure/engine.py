@@ -728,6 +728,7 @@ class Evaluator:
         # (an eager counted pass is left out, as before: on a Gaudi the counter also counts
         # the lazy-mode recipes an eager decode compiles)
         after = self.device.compile_count() if capturing else 0
+        counters.first_calls = capturing or not warmup.latencies
         if deferred:
             warmup = self._pass((cache.batch(n) for n in range(leading, deferred)), "warm-up")
         # the batches no graph wrapper has seen since the warm-up's: a timed pass sends each
