@@ -515,7 +515,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def _interrupted_collecting(config: pytest.Config, state: PluginState) -> None:
     """Ctrl-C, SIGTERM or SIGHUP while the benchmarks were collected (the device probe and the
     preflight take seconds, minutes on a Gaudi): no config was selected yet. The summary says
-    "could not judge", never an earlier session's green one left in place (it was left)."""
+    "could not judge" (an earlier session's green one stayed in place before 2026-12-08), and
+    the line names a report already at the path as an earlier session's."""
     reason = "the session was interrupted while its benchmarks were collected, before any " \
              "config ran"
     _stopped(config, f"asrbench: {reason}")
