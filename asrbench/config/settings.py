@@ -136,11 +136,8 @@ def build_configs(shared: dict[str, Any], runs: list[dict[str, Any]]) -> list[Be
         entries = [dict(shared)]
     configs = []
     for number, entry in enumerate(entries, start=1):
-        if entry.get("language") is None and entry.get("dataset_config"):
-            # A Common Voice locale ("hi") is also a Whisper language code.
-            entry["language"] = entry["dataset_config"]
         try:
-            configs.append(BenchConfig(**entry))
+            configs.append(BenchConfig(**_with_language(entry)))
         except AsrbenchError as exc:
             if not runs or _shared_fails_alike(shared, exc):
                 raise
@@ -149,14 +146,19 @@ def build_configs(shared: dict[str, Any], runs: list[dict[str, Any]]) -> list[Be
     return configs
 
 
+def _with_language(entry: dict[str, Any]) -> dict[str, Any]:
+    """The settings with the language their Common Voice locale gives where none is set (a
+    locale, "hi", is also a Whisper language code)."""
+    if entry.get("language") is None and entry.get("dataset_config"):
+        return {**entry, "language": entry["dataset_config"]}
+    return entry
+
+
 def _shared_fails_alike(shared: dict[str, Any], error: AsrbenchError) -> bool:
     """Whether the settings outside every [[runs]] table (the file's top level and the flags)
     fail on their own with the same error: then no table is to blame for it."""
-    alone = dict(shared)
-    if alone.get("language") is None and alone.get("dataset_config"):
-        alone["language"] = alone["dataset_config"]
     try:
-        BenchConfig(**alone)
+        BenchConfig(**_with_language(shared))
     except AsrbenchError as exc:
         return str(exc) == str(error)
     return False
