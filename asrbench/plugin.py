@@ -253,17 +253,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state.selected = list(selected)
 
 
-def _stopped(config: pytest.Config, message: str) -> None:
+def _stopped(config: pytest.Config, message: str) -> Path | None:
     """A session that stops before judging anything (an invalid report, a device that is not
     there): flow.stopped publishes its "could not judge" Markdown summary, never a missing or
     stale one (an unwritable summary is not said: the usage error that follows says what
-    matters)."""
+    matters). Returns the session's report path (None: none, or not a usable one)."""
     try:
-        path = _report_path(config)
+        path: Path | None = _report_path(config)
     except AsrbenchError:
         path = None
     reason = message[len("asrbench: "):] if message.startswith("asrbench: ") else message
     flow.stopped(reason, bench_policy(config), path)
+    return path
 
 
 def _fail(message: str) -> NoReturn:
@@ -519,11 +520,7 @@ def _interrupted_collecting(config: pytest.Config, state: PluginState) -> None:
     the line names a report already at the path as an earlier session's."""
     reason = "the session was interrupted while its benchmarks were collected, before any " \
              "config ran"
-    _stopped(config, f"asrbench: {reason}")
-    try:
-        path: Path | None = _report_path(config)
-    except AsrbenchError:
-        path = None
+    path = _stopped(config, f"asrbench: {reason}")
     left = (f" ({path} is an earlier session's, left as it was)"
             if path is not None and path.exists() else "")
     state.summary_lines = [_safe(f"asrbench: error: could not judge: {reason}; no report "
